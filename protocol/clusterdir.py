@@ -1,0 +1,70 @@
+"""The cluster folder: where a cluster's state lives, and the files the CLI and daemons share.
+
+    $NUMA_EMU_HOME/<cluster>/          (NUMA_EMU_HOME defaults to ~/.numa-emu)
+        topology.json    the machine, written by `up` before anything starts
+        cluster.json     pids and endpoints, written by the coordinator; gone after `down`
+        coordinator.log, node-<i>.log
+        run/             ipc sockets
+        store/           the backing store (files), kept across down/up
+
+cluster.json is the source of truth for what runs (STYLE.md guideline 10: no fixed ports).
+Cleanup only ever signals pids recorded here whose command line still carries our tag.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from protocol.errors import ErrorCode, NumaEmuError
+
+HOME_ENV = "NUMA_EMU_HOME"
+CLUSTER_FILE = "cluster.json"
+TOPOLOGY_FILE = "topology.json"
+RUN_DIR = "run"
+STORE_DIR = "store"
+_MAX_IPC_PATH = 100  # sun_path holds 108 bytes; keep a margin
+
+
+def home() -> Path:
+    """The folder that holds every cluster. An explicit NUMA_EMU_HOME must exist already."""
+    explicit = os.environ.get(HOME_ENV)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_dir():
+            raise NumaEmuError(
+                ErrorCode.ENOENT,
+                f"{HOME_ENV}={explicit} is not a folder; create it or unset {HOME_ENV} to use ~/.numa-emu",
+            )
+        return path
+    path = Path.home() / ".numa-emu"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cluster_dir(name: str, base: Path | None = None) -> Path:
+    return (base if base is not None else home()) / name
+
+
+def process_tag(name: str) -> str:
+    """What `ps` shows for every process of cluster `name` (STYLE.md guideline 8)."""
+    return f"numa-emu[{name}]"
+
+
+def endpoint_for(cdir: Path, role: str) -> str:
+    """An ipc endpoint in the cluster folder, or loopback tcp when the path is too long."""
+    path = cdir / RUN_DIR / f"{role}.sock"
+    if len(str(path)) <= _MAX_IPC_PATH:
+        return f"ipc://{path}"
+    return "tcp://127.0.0.1:0"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())

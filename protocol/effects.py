@@ -1,0 +1,79 @@
+"""What a pure core asks its server to do while a handler waits: effects and futures.
+
+A handler of a pure core may be a generator. It yields a `Call` (send this request to that
+destination, resume me with the reply), a list of Calls (send them all, resume me with the list
+of replies), or a `Future` (resume me when it is resolved). A failed call is thrown into the
+generator as a NumaEmuError. The server (protocol.reactor) performs the effects with real sockets;
+a simulator could perform the same effects with a seeded, in-process network (DESIGN.md, Where
+it goes next). The core itself never touches a socket or a clock.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from protocol.messages import Request
+
+
+@dataclass(frozen=True)
+class Call:
+    """Send `request` to `dest` ("coordinator", "node:3", ...) and wait for its reply."""
+
+    dest: str
+    request: Request
+    timeout_s: float | None = None
+
+
+class Future:
+    """A value that arrives later; resolved exactly once, with a result or an exception."""
+
+    __slots__ = ("done", "result", "exception", "_callbacks")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.result: Any = None
+        self.exception: BaseException | None = None
+        self._callbacks: list[Callable[["Future"], None]] = []
+
+    def set_result(self, value: Any) -> None:
+        if not self.done:
+            self.done, self.result = True, value
+            self._fire()
+
+    def set_exception(self, exc: BaseException) -> None:
+        if not self.done:
+            self.done, self.exception = True, exc
+            self._fire()
+
+    def add_done_callback(self, fn: Callable[["Future"], None]) -> None:
+        if self.done:
+            fn(self)
+        else:
+            self._callbacks.append(fn)
+
+    def _fire(self) -> None:
+        callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            fn(self)
+
+
+def gather(futures: list[Future]) -> Future:
+    """A future of the list of results; fails with the first exception (after all settle)."""
+    out = Future()
+    remaining = [len(futures)]
+    if not futures:
+        out.set_result([])
+        return out
+
+    def settle(_: Future) -> None:
+        remaining[0] -= 1
+        if remaining[0] == 0:
+            failed = next((f.exception for f in futures if f.exception is not None), None)
+            if failed is not None:
+                out.set_exception(failed)
+            else:
+                out.set_result([f.result for f in futures])
+
+    for f in futures:
+        f.add_done_callback(settle)
+    return out

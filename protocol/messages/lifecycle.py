@@ -1,0 +1,118 @@
+"""Messages of the cluster life cycle: registration, heartbeats, status, shutdown, ping."""
+from __future__ import annotations
+
+
+
+from protocol.messages.base import Notice, Ok, Reply, Request, message
+
+
+@message
+class Pong(Reply):
+    kind = "pong"
+    pid: int
+    role: str  # "coordinator" or "node"
+    name: str  # "node 3", "coordinator"
+    uptime_s: float
+
+
+@message
+class Ping(Request):
+    """Any daemon answers: who it is and since when."""
+
+    kind = "ping"
+    reply = Pong
+
+
+@message
+class ProcStatsReply(Reply):
+    kind = "proc.stats.reply"
+    stats: dict  # counter name -> value (messages in, bad messages by code, ...)
+
+
+@message
+class ProcStats(Request):
+    """The process's own counters: messages served, malformed input rejected."""
+
+    kind = "proc.stats"
+    reply = ProcStatsReply
+
+
+@message
+class NodeRegisterReply(Reply):
+    kind = "node.register.reply"
+    cluster: str
+    heartbeat_interval_s: float
+
+
+@message
+class NodeRegister(Request):
+    """A node introduces itself to the coordinator once its sockets are bound."""
+
+    kind = "node.register"
+    reply = NodeRegisterReply
+    node_id: int
+    pid: int
+    endpoint: str
+    protocol_version: int
+    frames_total: int
+    page_size: int
+
+
+@message
+class NodeHeartbeat(Notice):
+    """Node -> coordinator, every heartbeat interval: alive, and how full."""
+
+    kind = "node.heartbeat"
+    node_id: int
+    frames_free: int
+    frames_total: int
+
+
+@message
+class CoordinatorHeartbeat(Notice):
+    """Coordinator -> node, every heartbeat interval; a node that stops hearing it exits."""
+
+    kind = "coord.heartbeat"
+
+
+@message
+class NodePeers(Request):
+    """Coordinator -> node, once every node is up: where each peer listens."""
+
+    kind = "node.peers"
+    reply = Ok
+    endpoints: dict  # node id -> endpoint
+
+
+@message
+class NodeShutdown(Request):
+    """Coordinator -> node: stop serving, release the pool, exit."""
+
+    kind = "node.shutdown"
+    reply = Ok
+
+
+@message
+class ClusterStatusReply(Reply):
+    kind = "cluster.status.reply"
+    cluster: str
+    state: str  # "starting", "up", "stopping"
+    coordinator: dict  # pid, endpoint, uptime_s
+    nodes: list  # one dict per node: id, pid, state, endpoint, frames_total, frames_free, heartbeat_age_s, uptime_s
+    topology: dict  # the topology in force (Topology.to_dict())
+
+
+@message
+class ClusterStatus(Request):
+    kind = "cluster.status"
+    reply = ClusterStatusReply
+
+
+@message
+class ClusterShutdown(Request):
+    """CLI -> coordinator: stop every node, then the coordinator itself."""
+
+    kind = "cluster.shutdown"
+    reply = Ok
+
+

@@ -1,0 +1,247 @@
+"""Messages of the memory path: a task's requests to its home node, and node-to-node frame,
+directory and counter requests (PROTOCOL.md). Addresses and lengths are bytes; page contents
+travel as bytes values inside the envelope."""
+from __future__ import annotations
+
+from protocol.messages.base import Ok, Reply, Request, message
+
+# ---- task -> home node -------------------------------------------------------------------
+
+
+@message
+class MmapReply(Reply):
+    kind = "mem.mmap.reply"
+    vaddr: int
+    length: int
+    clock_ns: int
+
+
+@message
+class Mmap(Request):
+    """Map a region: private anonymous, or shared anonymous (`name`, visible to other tasks)."""
+
+    kind = "mem.mmap"
+    reply = MmapReply
+    task_id: int
+    length: int
+    shared: bool = False
+    name: str | None = None
+
+
+@message
+class Munmap(Request):
+    kind = "mem.munmap"
+    reply = Ok
+    task_id: int
+    vaddr: int
+    length: int
+
+
+@message
+class AccessReply(Reply):
+    kind = "mem.access.reply"
+    data: bytes | None
+    clock_ns: int
+
+
+@message
+class Access(Request):
+    """Read `length` bytes at `vaddr` (data None) or write `data` there. May cross pages."""
+
+    kind = "mem.access"
+    reply = AccessReply
+    task_id: int
+    vaddr: int
+    length: int = 0
+    data: bytes | None = None
+
+
+@message
+class TouchReply(Reply):
+    kind = "mem.touch.reply"
+    pages: int
+    faults: int
+    clock_ns: int
+
+
+@message
+class Touch(Request):
+    """The batched form: touch every page of [vaddr, vaddr+length), faulting in what is absent;
+    with `fill` set, write that byte over each page (memhog's memset)."""
+
+    kind = "mem.touch"
+    reply = TouchReply
+    task_id: int
+    vaddr: int
+    length: int
+    write: bool = False
+    fill: int | None = None
+
+
+@message
+class Mbind(Request):
+    kind = "mem.mbind"
+    reply = Ok
+    task_id: int
+    vaddr: int
+    length: int
+    mode: int
+    nodes: list
+    flags: int = 0
+
+
+@message
+class GetMempolicyReply(Reply):
+    kind = "mem.get_mempolicy.reply"
+    mode: int
+    nodes: list
+    node: int | None  # with MPOL_F_NODE
+
+
+@message
+class GetMempolicy(Request):
+    kind = "mem.get_mempolicy"
+    reply = GetMempolicyReply
+    task_id: int
+    flags: int = 0
+    addr: int | None = None
+
+
+@message
+class WhereReply(Reply):
+    kind = "mem.where.reply"
+    nodes: list  # one per page: node id, or -1 when not present
+
+
+@message
+class Where(Request):
+    """Which node holds each page of a range (move_pages query mode, memtoy `where`)."""
+
+    kind = "mem.where"
+    reply = WhereReply
+    task_id: int
+    vaddr: int
+    length: int
+
+
+@message
+class MapsReply(Reply):
+    kind = "mem.maps.reply"
+    regions: list  # dicts: start, length, kind, name, policy, pages {node: n}, dirty, present
+    clock_ns: int
+
+
+@message
+class Maps(Request):
+    kind = "mem.maps"
+    reply = MapsReply
+    task_id: int
+
+
+# ---- node -> node ------------------------------------------------------------------------
+
+
+@message
+class FrameAllocReply(Reply):
+    kind = "frame.alloc.reply"
+    frames: list  # as many as could be had, at most `count`; empty means ENOMEM there
+
+
+@message
+class FrameAlloc(Request):
+    """Allocate frames on the receiving node; it charges its numastat counters as the supplier."""
+
+    kind = "frame.alloc"
+    reply = FrameAllocReply
+    count: int
+    preferred: int  # the node the policy wanted (numa_hit if it is this one)
+    task_node: int  # the allocating CPU's node (local_node / other_node)
+    interleave: bool = False
+    fill: int | None = None  # write this byte over each frame right away
+
+
+@message
+class FrameFree(Request):
+    kind = "frame.free"
+    reply = Ok
+    frames: list
+
+
+@message
+class FrameReadReply(Reply):
+    kind = "frame.read.reply"
+    data: bytes
+
+
+@message
+class FrameRead(Request):
+    kind = "frame.read"
+    reply = FrameReadReply
+    frame: int
+    offset: int
+    length: int
+
+
+@message
+class FrameWrite(Request):
+    kind = "frame.write"
+    reply = Ok
+    frame: int
+    offset: int
+    data: bytes
+
+
+@message
+class FrameFill(Request):
+    """Write one byte value over whole frames (batched memset of remote pages)."""
+
+    kind = "frame.fill"
+    reply = Ok
+    frames: list
+    value: int
+
+
+@message
+class StatAdd(Request):
+    """Add to a counter of the receiving node (numa_foreign is charged to the preferred node)."""
+
+    kind = "stat.add"
+    reply = Ok
+    counter: str
+    delta: int
+
+
+# ---- node -> directory home of a shared page ---------------------------------------------
+
+
+@message
+class DirFaultReply(Reply):
+    kind = "dir.fault.reply"
+    node: int
+    frame: int
+
+
+@message
+class DirFault(Request):
+    """A home node maps page `idx` of shared object `obj`: the directory home returns the copy to
+    map, allocating the master by the policy on first touch."""
+
+    kind = "dir.fault"
+    reply = DirFaultReply
+    obj: str
+    idx: int
+    mapper: int  # the home node that will map it
+    task_node: int
+    policy: dict
+    allowed: list  # the faulting task's cpuset mems
+    interleave_index: int
+    write: bool = False
+
+
+@message
+class DirUnmap(Request):
+    kind = "dir.unmap"
+    reply = Ok
+    obj: str
+    idx: list  # page indexes
+    mapper: int

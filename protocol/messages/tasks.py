@@ -1,0 +1,149 @@
+"""Messages about tasks: attach and detach, task policy, cpusets; CLI and task -> coordinator,
+and the coordinator's pushes to the home node that owns a task's page table."""
+from __future__ import annotations
+
+from protocol.messages.base import Ok, Reply, Request, message
+
+
+@message
+class TaskRegisterReply(Reply):
+    kind = "task.register.reply"
+    task_id: int
+    cpu: int
+    node: int
+    node_endpoint: str
+    cpus_allowed: list
+    mems_allowed: list
+    policy: dict  # Policy.to_wire()
+    cpuset: str
+    page_size: int
+    n_nodes: int
+
+
+@message
+class TaskRegister(Request):
+    """A workload process joins the cluster as a task on a CPU (None: the coordinator picks)."""
+
+    kind = "task.register"
+    reply = TaskRegisterReply
+    pid: int
+    comm: str
+    cpu: int | None = None
+    policy: dict | None = None  # inherited across exec from numactl (Policy.to_wire())
+    cpuset: str | None = None
+    nodes_bound: list | None = None  # numactl --cpunodebind: run on a CPU of these nodes
+
+
+@message
+class TaskExit(Request):
+    """Detach: the home node releases every page the task held."""
+
+    kind = "task.exit"
+    reply = Ok
+    task_id: int
+
+
+@message
+class TaskInfoReply(Reply):
+    kind = "task.info.reply"
+    task: dict  # task_id, pid, comm, cpu, node, cpuset, cpus_allowed, mems_allowed, policy, il_next
+
+
+@message
+class TaskInfo(Request):
+    kind = "task.info"
+    reply = TaskInfoReply
+    task_id: int
+
+
+@message
+class TaskListReply(Reply):
+    kind = "task.list.reply"
+    tasks: list  # of TaskInfoReply.task dicts
+
+
+@message
+class TaskList(Request):
+    kind = "task.list"
+    reply = TaskListReply
+
+
+@message
+class SetMempolicy(Request):
+    """set_mempolicy(2): validated against the task's cpuset by the coordinator, then pushed."""
+
+    kind = "task.set_mempolicy"
+    reply = Ok
+    task_id: int
+    mode: int  # Mode, optionally OR'ed with MPOL_F_STATIC_NODES / MPOL_F_RELATIVE_NODES
+    nodes: list
+
+
+@message
+class NodeTaskAttach(Request):
+    """Coordinator -> home node: create the page table of a task."""
+
+    kind = "node.task.attach"
+    reply = Ok
+    task_id: int
+    pid: int
+    comm: str
+    cpu: int
+    policy: dict
+    mems_allowed: list
+
+
+@message
+class NodeTaskDetachReply(Reply):
+    kind = "node.task.detach.reply"
+    pages_freed: int
+
+
+@message
+class NodeTaskDetach(Request):
+    kind = "node.task.detach"
+    reply = NodeTaskDetachReply
+    task_id: int
+
+
+@message
+class NodeTaskPolicy(Request):
+    """Coordinator -> home node: the task's policy or allowed mems changed (rebind regions too)."""
+
+    kind = "node.task.policy"
+    reply = Ok
+    task_id: int
+    policy: dict
+    mems_allowed: list
+    old_mems_allowed: list
+
+
+@message
+class ClusterStatsReply(Reply):
+    kind = "cluster.stats.reply"
+    nodes: dict  # node id (int) -> {"numastat": {...}, "vmstat": {...}, "frames_free": n, "frames_total": n}
+
+
+@message
+class ClusterStats(Request):
+    """Every node's counters, gathered by the coordinator."""
+
+    kind = "cluster.stats"
+    reply = ClusterStatsReply
+
+
+@message
+class NodeStatsReply(Reply):
+    kind = "node.stats.reply"
+    node_id: int
+    numastat: dict
+    vmstat: dict
+    frames_free: int
+    frames_total: int
+    tasks: dict  # task id -> {"pages": {node: n}, "clock_ns": int}
+
+
+@message
+class NodeStats(Request):
+    kind = "node.stats"
+    reply = NodeStatsReply

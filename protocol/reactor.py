@@ -1,0 +1,340 @@
+"""The server loop every daemon runs: one ZeroMQ poller, a dispatch table, timers, deadlines.
+
+A daemon binds one ROUTER socket for the requests it serves and opens one DEALER socket per
+destination it sends requests to. Handlers are plain functions of a message (they never touch a
+socket, STYLE.md guideline 6); a handler returns its reply, raises NumaEmuError, or is a
+generator that yields effects (protocol.effects) and returns its reply later. This is the only
+place with a broad `except`: whatever a handler raises becomes an error reply and the loop goes
+on serving (DESIGN.md: malformed input never kills the process that received it).
+"""
+from __future__ import annotations
+
+import collections
+import heapq
+import itertools
+import logging
+import os
+import signal
+import time
+import types
+from typing import Any, Callable
+
+import zmq
+
+from protocol.codec import WireError, decode, encode
+from protocol.effects import Call, Future, gather
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import ErrorReply, Message, Notice, Ok, Reply, Request
+from protocol.timing import PEER_CALL_TIMEOUT_S
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Message], Any]
+_DRAIN_BUDGET = 256  # messages taken from one socket per wake-up, so no socket starves another
+
+
+def make_socket(ctx: zmq.Context, kind: int) -> zmq.Socket:
+    """Every socket of ours: linger 0, so closing never hangs on a dead peer (zguide)."""
+    sock = ctx.socket(kind)
+    sock.linger = 0
+    return sock
+
+
+def bind_endpoint(sock: zmq.Socket, endpoint: str) -> str:
+    """Bind `endpoint`; a tcp endpoint with port 0 gets a free port. Returns the bound address."""
+    if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
+        port = sock.bind_to_random_port(endpoint[: endpoint.rindex(":")])
+        return f"{endpoint[: endpoint.rindex(':')]}:{port}"
+    sock.bind(endpoint)
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+class Reactor:
+    def __init__(self, name: str):
+        self.name = name
+        self.ctx = zmq.Context()
+        self.poller = zmq.Poller()
+        self.router: zmq.Socket | None = None
+        self.endpoint = ""
+        self.handlers: dict[str, Handler] = {}
+        self.routes: dict[str, str] = {}  # destination name -> endpoint
+        self.stats: collections.Counter[str] = collections.Counter()
+        self.running = False
+        self.started = time.monotonic()
+        self._dealers: dict[str, zmq.Socket] = {}
+        self._socket_names: dict[zmq.Socket, str] = {}
+        self._pending: dict[int, Future] = {}
+        self._deadlines: list[tuple[float, int]] = []
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._fd_handlers: dict[int, Callable[[], None]] = {}
+        self._ids = itertools.count(1)
+        self._timer_seq = itertools.count()
+        self._signal_actions: dict[int, Callable[[], None]] = {}
+        self._signal_pipe: tuple[int, int] | None = None
+
+    # ---- set-up -------------------------------------------------------------------------
+    def bind(self, endpoint: str) -> str:
+        self.router = make_socket(self.ctx, zmq.ROUTER)
+        self.endpoint = bind_endpoint(self.router, endpoint)
+        self.poller.register(self.router, zmq.POLLIN)
+        return self.endpoint
+
+    def on(self, kind: str, handler: Handler) -> None:
+        self.handlers[kind] = handler
+
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        self._fd_handlers[fd] = callback
+        self.poller.register(fd, zmq.POLLIN)
+
+    def remove_reader(self, fd: int) -> None:
+        if self._fd_handlers.pop(fd, None) is not None:
+            self.poller.unregister(fd)
+
+    def call_later(self, delay_s: float, fn: Callable[[], None]) -> None:
+        heapq.heappush(self._timers, (time.monotonic() + delay_s, next(self._timer_seq), fn))
+
+    def call_every(self, interval_s: float, fn: Callable[[], None]) -> None:
+        def tick() -> None:
+            self.call_later(interval_s, tick)
+            fn()
+
+        self.call_later(interval_s, tick)
+
+    def on_signal(self, signum: int, action: Callable[[], None]) -> None:
+        """Run `action` from the loop when `signum` arrives; the handler only records and wakes."""
+        if self._signal_pipe is None:
+            r, w = os.pipe()
+            os.set_blocking(r, False)
+            os.set_blocking(w, False)
+            self._signal_pipe = (r, w)
+            signal.set_wakeup_fd(w)
+            self.add_reader(r, self._drain_signals)
+        self._signal_actions[signum] = action
+        signal.signal(signum, lambda *_: None)
+
+    def _drain_signals(self) -> None:
+        assert self._signal_pipe is not None
+        try:
+            data = os.read(self._signal_pipe[0], 64)
+        except BlockingIOError:
+            return
+        for signum in data:
+            action = self._signal_actions.get(signum)
+            if action is not None:
+                action()
+
+    # ---- sending ------------------------------------------------------------------------
+    def _dealer(self, dest: str) -> zmq.Socket:
+        sock = self._dealers.get(dest)
+        if sock is None:
+            endpoint = self.routes.get(dest)
+            if endpoint is None:
+                raise NumaEmuError(ErrorCode.ENODEV, f"no route to {dest}: unknown destination")
+            sock = make_socket(self.ctx, zmq.DEALER)
+            sock.connect(endpoint)
+            self.poller.register(sock, zmq.POLLIN)
+            self._dealers[dest] = sock
+            self._socket_names[sock] = dest
+        return sock
+
+    def forget(self, dest: str) -> None:
+        """Drop the connection to `dest` (a dead peer), failing its outstanding calls lazily."""
+        sock = self._dealers.pop(dest, None)
+        if sock is not None:
+            self.poller.unregister(sock)
+            self._socket_names.pop(sock, None)
+            sock.close()
+
+    def _send(self, sock: zmq.Socket, frames: list[bytes], dest: str) -> None:
+        try:
+            sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            # Never block the loop on a slow or dead peer: its queue is full, the message is lost.
+            self.stats["send_dropped"] += 1
+            raise NumaEmuError(ErrorCode.ENODEV, f"{dest} is not taking messages (queue full)") from None
+
+    def notify(self, dest: str, notice: Notice) -> None:
+        """Send a one-way message; a full queue drops it (heartbeats tolerate loss)."""
+        try:
+            self._send(self._dealer(dest), encode(notice), dest)
+        except NumaEmuError:
+            pass
+
+    def call(self, dest: str, request: Request, timeout_s: float | None = None) -> Future:
+        """Send `request`; the future resolves with its reply or fails with NumaEmuError."""
+        fut = Future()
+        request.id = next(self._ids)
+        try:
+            self._send(self._dealer(dest), encode(request), dest)
+        except NumaEmuError as exc:
+            fut.set_exception(exc)
+            return fut
+        self._pending[request.id] = fut
+        deadline = time.monotonic() + (timeout_s if timeout_s is not None else PEER_CALL_TIMEOUT_S)
+        heapq.heappush(self._deadlines, (deadline, request.id))
+        return fut
+
+    # ---- coroutines ---------------------------------------------------------------------
+    def _as_future(self, effect: Any) -> Future:
+        if isinstance(effect, Future):
+            return effect
+        if isinstance(effect, Call):
+            return self.call(effect.dest, effect.request, effect.timeout_s)
+        if isinstance(effect, (list, tuple)):
+            return gather([self._as_future(e) for e in effect])
+        raise TypeError(f"a handler yielded {effect!r}; expected Call, list of Call, or Future")
+
+    def spawn(self, gen: types.GeneratorType, done: Callable[[Any, BaseException | None], None]) -> None:
+        """Drive a handler generator until it returns; `done(result, exception)` then."""
+
+        def step(value: Any = None, exc: BaseException | None = None) -> None:
+            while True:
+                try:
+                    effect = gen.throw(exc) if exc is not None else gen.send(value)
+                except StopIteration as stop:
+                    done(stop.value, None)
+                    return
+                except Exception as err:  # becomes an error reply in `done`
+                    done(None, err)
+                    return
+                try:
+                    fut = self._as_future(effect)
+                except Exception as err:
+                    value, exc = None, err
+                    continue
+                if not fut.done:
+                    fut.add_done_callback(lambda f: step(f.result, f.exception))
+                    return
+                value, exc = fut.result, fut.exception
+
+        step()
+
+    # ---- receiving ----------------------------------------------------------------------
+    def _reply(self, routing: list[bytes], request_id: int, result: Any, exc: BaseException | None) -> None:
+        if exc is not None:
+            if isinstance(exc, NumaEmuError):
+                reply: Reply = ErrorReply(code=exc.code.value, message=exc.message)
+            else:
+                log.exception("handler failed", exc_info=exc)
+                self.stats["handler_crashes"] += 1
+                reply = ErrorReply(code=ErrorCode.EIO.value, message=f"internal error: {exc.__class__.__name__}: {exc}")
+        elif result is None:
+            reply = Ok()
+        else:
+            reply = result
+        reply.reply_to = request_id
+        assert self.router is not None
+        try:
+            self.router.send_multipart(routing + encode(reply), flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self.stats["send_dropped"] += 1
+
+    def _serve(self, frames: list[bytes]) -> None:
+        cut = 2 if len(frames) > 1 and frames[1] == b"" else 1  # REQ peers add an empty delimiter
+        routing, body = frames[:cut], frames[cut:]
+        self.stats["messages_in"] += 1
+        try:
+            msg = decode(body)
+        except WireError as err:
+            self.stats[f"bad_messages.{err.code.value}"] += 1
+            self.stats["bad_messages"] += 1
+            self._reply(routing, err.request_id or 0, None, err)
+            return
+        handler = self.handlers.get(msg.kind)
+        if handler is None or isinstance(msg, Reply):
+            self.stats["bad_messages"] += 1
+            self.stats["bad_messages.EINVAL"] += 1
+            if not isinstance(msg, (Notice, Reply)):
+                err = NumaEmuError(ErrorCode.EINVAL, f"{self.name} does not serve {msg.kind!r}")
+                self._reply(routing, msg.id, None, err)
+            return
+        if isinstance(msg, Notice):
+            try:
+                handler(msg)
+            except Exception:
+                log.exception("notice handler failed for %s", msg.kind)
+                self.stats["handler_crashes"] += 1
+            return
+        try:
+            result = handler(msg)
+        except Exception as err:
+            self._reply(routing, msg.id, None, err)
+            return
+        if isinstance(result, types.GeneratorType):
+            self.spawn(result, lambda res, exc: self._reply(routing, msg.id, res, exc))
+        elif isinstance(result, Future):
+            result.add_done_callback(lambda f: self._reply(routing, msg.id, f.result, f.exception))
+        else:
+            self._reply(routing, msg.id, result, None)
+
+    def _on_reply(self, sock: zmq.Socket, frames: list[bytes]) -> None:
+        try:
+            msg = decode(frames)
+        except WireError:
+            self.stats["bad_replies"] += 1
+            return
+        fut = self._pending.pop(msg.reply_to, None) if isinstance(msg, Reply) else None
+        if fut is None:
+            self.stats["stray_replies"] += 1  # late reply of a timed-out call
+            return
+        if isinstance(msg, ErrorReply):
+            fut.set_exception(msg.to_exception())
+        else:
+            fut.set_result(msg)
+
+    def _drain(self, sock: zmq.Socket) -> None:
+        for _ in range(_DRAIN_BUDGET):
+            try:
+                frames = sock.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if sock is self.router:
+                self._serve(frames)
+            else:
+                self._on_reply(sock, frames)
+
+    # ---- the loop -----------------------------------------------------------------------
+    def _expire(self, now: float) -> None:
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, request_id = heapq.heappop(self._deadlines)
+            fut = self._pending.pop(request_id, None)
+            if fut is not None:
+                self.stats["calls_timed_out"] += 1
+                fut.set_exception(NumaEmuError(ErrorCode.ETIMEDOUT, f"request {request_id} got no reply in time"))
+
+    def _run_timers(self, now: float) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            _, _, fn = heapq.heappop(self._timers)
+            fn()
+
+    def _timeout_ms(self) -> int:
+        due = [t[0] for t in (self._timers[:1] + self._deadlines[:1])]
+        if not due:
+            return 1000
+        return max(0, min(1000, int((min(due) - time.monotonic()) * 1000) + 1))
+
+    def run(self) -> None:
+        self.running = True
+        while self.running:
+            for what, _event in self.poller.poll(self._timeout_ms()):
+                if isinstance(what, int):
+                    self._fd_handlers[what]()
+                else:
+                    self._drain(what)
+            now = time.monotonic()
+            self._run_timers(now)
+            self._expire(now)
+
+    def stop(self) -> None:
+        self.running = False
+
+    def close(self) -> None:
+        if self._signal_pipe is not None:
+            signal.set_wakeup_fd(-1)
+            for fd in self._signal_pipe:
+                os.close(fd)
+            self._signal_pipe = None
+        self.ctx.destroy(linger=0)
+
+    def uptime_s(self) -> float:
+        return time.monotonic() - self.started

@@ -1,0 +1,18 @@
+"""Every timing constant of numa-emu, in seconds, in one place.
+
+Heartbeats follow the Paranoid Pirate pattern of the zguide (liveness 3): a peer silent for one
+interval is suspect, silent for LIVENESS intervals is dead.
+"""
+from __future__ import annotations
+
+HEARTBEAT_INTERVAL_S = 0.25
+HEARTBEAT_LIVENESS = 3  # intervals of silence before a peer is declared dead
+# A node that hears nothing from its coordinator for this long exits (DESIGN: no orphans; < 5 s).
+COORDINATOR_SILENCE_EXIT_S = 2.0
+
+NODE_READY_TIMEOUT_S = 60.0  # `up` gives up when the nodes are not ready by then
+CLIENT_TIMEOUT_S = 5.0  # default deadline of a CLI or task request
+PEER_CALL_TIMEOUT_S = 5.0  # default deadline of a node-to-node request
+SHUTDOWN_GRACE_S = 3.0  # after a shutdown message, before SIGTERM
+TERM_GRACE_S = 2.0  # after SIGTERM, before SIGKILL
+CHILD_POLL_INTERVAL_S = 0.1  # how often the coordinator reaps its node processes
