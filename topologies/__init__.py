@@ -1,0 +1,1 @@
+"""Machine descriptions (TOML data files, each citing its sources). No code lives here."""
