@@ -1,0 +1,211 @@
+"""``/proc/vmstat`` text: one ``name value`` line per counter, in the kernel's order.
+
+Place in numa-emu: ``numa-emu vmstat`` sums the nodes' counters into system-wide
+values and prints them with :func:`format_vmstat`.  The order and names follow
+``vmstat_text[]`` in torvalds/linux ``mm/vmstat.c`` (zone stats, NUMA events, node
+stats, writeback thresholds, VM events; ``vmstat_show`` prints ``"%s %lu\\n"``).
+Counters the emulator does not model are simply absent: we print what we have, in
+kernel order, and never invent zeros.  Emulator-only counters (REFERENCE b7:
+``nr_repl_pages``, ``pgreplicated``, ``pgreplicazap``) sit next to their kernel
+relatives.
+
+The six numastat counters have different names system-wide (REFERENCE b6):
+``interleave_hit`` -> ``numa_interleave``, ``local_node`` -> ``numa_local``,
+``other_node`` -> ``numa_other``; :func:`vmstat_from_numastat` does the renaming.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+# mm/vmstat.c vmstat_text[] (Linux 6.x), CONFIG_NUMA, CONFIG_NUMA_BALANCING,
+# CONFIG_MIGRATION and CONFIG_COMPACTION on; zone-suffixed events only for ZONE_NORMAL
+# (numa-emu has one zone per node).  Emulator extensions are marked.
+ORDER: tuple[str, ...] = (
+    # enum zone_stat_item
+    "nr_free_pages",
+    "nr_zone_inactive_anon",
+    "nr_zone_active_anon",
+    "nr_zone_inactive_file",
+    "nr_zone_active_file",
+    "nr_zone_unevictable",
+    "nr_zone_write_pending",
+    "nr_mlock",
+    "nr_free_cma",
+    # enum numa_stat_item
+    "numa_hit",
+    "numa_miss",
+    "numa_foreign",
+    "numa_interleave",
+    "numa_local",
+    "numa_other",
+    # enum node_stat_item
+    "nr_inactive_anon",
+    "nr_active_anon",
+    "nr_inactive_file",
+    "nr_active_file",
+    "nr_unevictable",
+    "nr_slab_reclaimable",
+    "nr_slab_unreclaimable",
+    "nr_isolated_anon",
+    "nr_isolated_file",
+    "workingset_nodes",
+    "workingset_refault_anon",
+    "workingset_refault_file",
+    "workingset_activate_anon",
+    "workingset_activate_file",
+    "workingset_restore_anon",
+    "workingset_restore_file",
+    "workingset_nodereclaim",
+    "nr_anon_pages",
+    "nr_mapped",
+    "nr_file_pages",
+    "nr_dirty",
+    "nr_writeback",
+    "nr_writeback_temp",
+    "nr_shmem",
+    "nr_shmem_hugepages",
+    "nr_shmem_pmdmapped",
+    "nr_file_hugepages",
+    "nr_file_pmdmapped",
+    "nr_anon_transparent_hugepages",
+    "nr_vmscan_write",
+    "nr_vmscan_immediate_reclaim",
+    "nr_dirtied",
+    "nr_written",
+    "nr_throttled_written",
+    "nr_kernel_misc_reclaimable",
+    "nr_foll_pin_acquired",
+    "nr_foll_pin_released",
+    "nr_kernel_stack",
+    "nr_page_table_pages",
+    "nr_swapcached",
+    "pgpromote_success",
+    "pgpromote_candidate",
+    "pgdemote_kswapd",
+    "pgdemote_direct",
+    "pgdemote_khugepaged",
+    "pgdemote_proactive",
+    "nr_repl_pages",  # numa-emu: replica pages beyond the first copy (gauge)
+    # enum writeback_stat_item
+    "nr_dirty_threshold",
+    "nr_dirty_background_threshold",
+    # enum vm_event_item
+    "pgpgin",
+    "pgpgout",
+    "pswpin",
+    "pswpout",
+    "pgalloc_normal",
+    "allocstall_normal",
+    "pgskip_normal",
+    "pgfree",
+    "pgactivate",
+    "pgdeactivate",
+    "pglazyfree",
+    "pgfault",
+    "pgmajfault",
+    "pglazyfreed",
+    "pgrefill",
+    "pgreuse",
+    "pgsteal_kswapd",
+    "pgsteal_direct",
+    "pgscan_kswapd",
+    "pgscan_direct",
+    "pgscan_direct_throttle",
+    "pgscan_anon",
+    "pgscan_file",
+    "pgsteal_anon",
+    "pgsteal_file",
+    "zone_reclaim_success",
+    "zone_reclaim_failed",
+    "pginodesteal",
+    "slabs_scanned",
+    "kswapd_inodesteal",
+    "kswapd_low_wmark_hit_quickly",
+    "kswapd_high_wmark_hit_quickly",
+    "pageoutrun",
+    "pgrotated",
+    "drop_pagecache",
+    "drop_slab",
+    "oom_kill",
+    "numa_pte_updates",
+    "numa_huge_pte_updates",
+    "numa_hint_faults",
+    "numa_hint_faults_local",
+    "numa_pages_migrated",
+    "pgmigrate_success",
+    "pgmigrate_fail",
+    "thp_migration_success",
+    "thp_migration_fail",
+    "thp_migration_split",
+    "pgreplicated",  # numa-emu: a page-cache replica was created (event)
+    "pgreplicazap",  # numa-emu: a replica was discarded on collapse or reclaim (event)
+    "compact_migrate_scanned",
+    "compact_free_scanned",
+    "compact_isolated",
+    "compact_stall",
+    "compact_fail",
+    "compact_success",
+    "compact_daemon_wake",
+    "compact_daemon_migrate_scanned",
+    "compact_daemon_free_scanned",
+    "unevictable_pgs_culled",
+    "unevictable_pgs_scanned",
+    "unevictable_pgs_rescued",
+    "unevictable_pgs_mlocked",
+    "unevictable_pgs_munlocked",
+    "unevictable_pgs_cleared",
+    "unevictable_pgs_stranded",
+    "thp_fault_alloc",
+    "thp_fault_fallback",
+    "thp_collapse_alloc",
+    "thp_collapse_alloc_failed",
+    "thp_split_page",
+    "thp_split_page_failed",
+    "thp_split_pmd",
+    "nr_tlb_remote_flush",
+    "nr_tlb_remote_flush_received",
+    "nr_tlb_local_flush_all",
+    "nr_tlb_local_flush_one",
+)
+
+# Per-node numastat name -> /proc/vmstat name (REFERENCE b6; mm/vmstat.c vmstat_text[]).
+NUMASTAT_TO_VMSTAT: dict[str, str] = {
+    "numa_hit": "numa_hit",
+    "numa_miss": "numa_miss",
+    "numa_foreign": "numa_foreign",
+    "interleave_hit": "numa_interleave",
+    "local_node": "numa_local",
+    "other_node": "numa_other",
+}
+
+
+def format_vmstat(values: Mapping[str, int], order: Iterable[str] | None = None) -> str:
+    """``/proc/vmstat`` lines ``"<name> <value>\\n"``.
+
+    Names in ``order`` (default :data:`ORDER`) come first, in that order, when
+    present in ``values``; any other names follow in alphabetical order so nothing
+    is silently dropped.  Values are printed as unsigned decimal integers.
+    """
+    sequence = tuple(ORDER if order is None else order)
+    known = set(sequence)
+    for name, value in values.items():
+        if value < 0:
+            raise ValueError(f"vmstat counter {name} is negative: {value}")
+    names = [n for n in sequence if n in values]
+    names += sorted(n for n in values if n not in known)
+    return "".join(f"{name} {int(values[name])}\n" for name in names)
+
+
+def vmstat_from_numastat(per_node_counters: Mapping[int, Mapping[str, int]]) -> dict[str, int]:
+    """Sum the per-node numastat counters into the six system-wide vmstat counters.
+
+    Returns ``{"numa_hit": .., "numa_miss": .., "numa_foreign": ..,
+    "numa_interleave": .., "numa_local": .., "numa_other": ..}`` (pages), in that
+    order; missing per-node counters count as 0.
+    """
+    totals = {vm_name: 0 for vm_name in NUMASTAT_TO_VMSTAT.values()}
+    for counters in per_node_counters.values():
+        for node_name, vm_name in NUMASTAT_TO_VMSTAT.items():
+            totals[vm_name] += int(counters.get(node_name, 0))
+    return totals

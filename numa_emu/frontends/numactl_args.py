@@ -1,0 +1,577 @@
+"""numactl(8) command-line parsing: options, node/CPU strings and exact error text.
+
+Place in numa-emu: ``numa-emu numactl ...`` hands its argv (without the program
+name) here and gets a :class:`NumactlRequest` (policy, nodes, CPU binding, command)
+or a :class:`NumactlUsageError` carrying exactly what numactl v2.0.19 prints and its
+exit status.  Sources: numactl/numactl ``numactl.c`` (option loop, ``setpolicy``,
+``usage_msg``), ``libnuma.c`` (``__numa_parse_nodestring``, ``__numa_parse_cpustring``,
+``get_nr``, ``numa_warn``, ``numa_run_on_node_mask_all``) and glibc ``getopt_long``
+with numactl's leading ``+`` (stop at the first non-option).  REFERENCE b9, f6.
+
+The libnuma string parser and the C ``strtoul`` helper here are shared with
+``memhog_args`` and ``migratepages_args``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from string import ascii_letters
+from typing import TextIO
+
+_ULONG = 1 << 64
+NODEMASK_BITS = 1024  # libnuma nodemask size on kernels with CONFIG_NODES_SHIFT=10
+CPUMASK_BITS = 8192  # libnuma cpumask size (NR_CPUS); only bounds relative numbers
+_IO_PREFIXES = ("netdev:", "ip:", "file:", "block:", "pci:")  # libnuma affinity.c handlers
+
+
+class FrontendExit(Exception):
+    """A front end stops with ``exit_code`` after writing ``segments`` in order.
+
+    ``segments`` is a sequence of (fd, text) with fd 1 = stdout and 2 = stderr: the
+    tools interleave the two streams (numactl prints ``<X> is invalid`` on stdout
+    between libnuma's warning and the usage on stderr).  ``stdout``/``stderr`` are
+    each stream's full text; ``str(exc)`` is the message without the usage text.
+    """
+
+    def __init__(self, message: str, segments: Sequence[tuple[int, str]] = (), *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.segments = tuple((fd, text) for fd, text in segments if text)
+        self.exit_code = exit_code
+
+    @property
+    def stdout(self) -> str:
+        return "".join(text for fd, text in self.segments if fd == 1)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(text for fd, text in self.segments if fd == 2)
+
+    def write(self, stdout: TextIO, stderr: TextIO) -> None:
+        """Write the segments to the two streams in order, flushing at each switch."""
+        for fd, text in self.segments:
+            stream = stdout if fd == 1 else stderr
+            stream.write(text)
+            stream.flush()
+
+
+def c_strtoul(s: str, pos: int = 0, base: int = 0) -> tuple[int, int]:
+    """C ``strtoul(s + pos, &end, base)`` as (value mod 2**64, end index).
+
+    Leading whitespace and one sign are accepted; base 0 picks hex for ``0x``, octal
+    for a leading ``0``, else decimal.  No digits: value 0 and end == pos.
+    Overflow saturates to ULONG_MAX; a minus sign negates modulo 2**64.
+    """
+    i = pos
+    while i < len(s) and s[i] in " \t\n\v\f\r":
+        i += 1
+    negative = i < len(s) and s[i] == "-"
+    if i < len(s) and s[i] in "+-":
+        i += 1
+    if base in (0, 16) and s[i : i + 2].lower() == "0x" and i + 2 < len(s) and s[i + 2] in "0123456789abcdefABCDEF":
+        base, i = 16, i + 2
+    elif base == 0:
+        base = 8 if s[i : i + 1] == "0" else 10
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"[:base]
+    start = i
+    while i < len(s) and s[i].lower() in digits:
+        i += 1
+    if i == start:
+        return 0, pos
+    value = int(s[start:i], base)
+    if value >= _ULONG:
+        return _ULONG - 1, i
+    return ((-value) % _ULONG if negative else value), i
+
+
+def _signed(value: int) -> int:
+    """An unsigned long printed with ``%ld``."""
+    return value - _ULONG if value >= 1 << 63 else value
+
+
+class NodeStringError(ValueError):
+    """libnuma refused a node or CPU string; ``warning`` is what it wrote to stderr."""
+
+    def __init__(self, warning: str) -> None:
+        super().__init__(warning.strip())
+        self.warning = warning
+
+
+def _warn(message: str) -> NodeStringError:
+    """libnuma.c numa_warn(): prefix, the format (which may end in a newline), a newline."""
+    return NodeStringError(f"libnuma: Warning: {message}\n")
+
+
+@dataclass(frozen=True)
+class _MaskSyntax:
+    """What one libnuma string parse works against."""
+
+    allowed: frozenset[int]
+    relative: bool
+    cpu: bool
+
+    @property
+    def what(self) -> str:
+        return "cpu" if self.cpu else "node"
+
+    def number(self, s: str, pos: int) -> tuple[int, int]:
+        """libnuma.c get_nr(): a number, or with ``+`` the id of the n-th allowed one."""
+        nr, end = c_strtoul(s, pos)
+        if not self.relative or end == pos:
+            return nr, end
+        n, order = _signed(nr), sorted(self.allowed)
+        if n < 0:
+            return _ULONG - 1, end
+        return (order[n] if n < len(order) else (CPUMASK_BITS if self.cpu else NODEMASK_BITS)), end
+
+    def out_of_range(self, text: str, value: int, verb: str) -> NodeStringError:
+        """libnuma.c quotes the text for CPUs and prints the number (%ld) for nodes."""
+        return _warn(f"cpu argument {text} {verb}\n" if self.cpu else f"node argument {_signed(value)} {verb}\n")
+
+
+def _parse_element(s: str, p: int, syn: _MaskSyntax) -> tuple[set[int], int]:
+    """One ``N`` or ``A-B`` of the list at index ``p``: its allowed ids and the index after it."""
+    arg, end = syn.number(s, p)
+    if end == p:
+        raise _warn(f"unparseable {syn.what} description `{s[p:-1]}'\n")
+    if arg not in syn.allowed:
+        raise syn.out_of_range(s[p:-1], arg, "is out of range")
+    if s[end] != "-":
+        return {arg}, end
+    p = end + 1
+    arg2, end2 = syn.number(s, p)
+    if end2 == p:
+        raise _warn(f"missing {syn.what} argument {s[p:-1]}\n")
+    if arg2 not in syn.allowed:
+        raise syn.out_of_range(s[p:-1], arg2, "out of range")
+    return {arg} | {i for i in range(arg, arg2 + 1) if i in syn.allowed}, end2
+
+
+def _parse_mask(text: str, allowed: frozenset[int], configured: int, *, cpu: bool) -> frozenset[int]:
+    """libnuma.c __numa_parse_nodestring / __numa_parse_cpustring, step for step.
+
+    ``s`` carries C's terminating NUL so that index arithmetic matches the pointer code.
+    """
+    s, p = text + "\0", 0
+    if s[0] == "\0":
+        return frozenset()
+    invert = s[p] == "!"
+    p += invert
+    relative = s[p] == "+"
+    p += relative
+    syn = _MaskSyntax(allowed, relative, cpu)
+    mask: set[int] = set()
+    while True:
+        rest = s[p:-1]
+        if (cpu or s[p] in ascii_letters) and rest == "all":
+            mask, p = set(allowed), p + 4
+            break
+        if not cpu and s[p] in ascii_letters and rest.startswith(_IO_PREFIXES):
+            raise _warn(f"I/O device affinity is not emulated: `{rest}'")
+        ids, p = _parse_element(s, p, syn)
+        mask |= ids
+        p += 1
+        if s[p - 1] != ",":
+            break
+    if s[p - 1] != "\0":
+        raise NodeStringError("")  # trailing garbage: libnuma fails without a warning
+    if invert:
+        mask.symmetric_difference_update(range(configured))
+    return frozenset(mask)
+
+
+def parse_nodestring(text: str, allowed: frozenset[int], *, configured: int | None = None) -> frozenset[int]:
+    """libnuma ``numa_parse_nodestring``: ``N``, ``A-B``, lists, ``all``, ``!`` and ``+``.
+
+    ``allowed`` is the task's allowed nodes (cpuset mems), or every possible node for
+    ``numa_parse_nodestring_all``.  ``configured`` (default ``len(allowed)``) is
+    numa_num_configured_nodes(): ``!`` inverts ids ``0 .. configured-1``.
+    Raises :class:`NodeStringError` with libnuma's warning text.
+    """
+    count = len(allowed) if configured is None else configured
+    return _parse_mask(text, frozenset(allowed), count, cpu=False)
+
+
+def parse_cpustring(text: str, allowed: frozenset[int], *, configured: int | None = None) -> frozenset[int]:
+    """libnuma ``numa_parse_cpustring``: the same syntax for CPUs (no I/O device names)."""
+    count = len(allowed) if configured is None else configured
+    return _parse_mask(text, frozenset(allowed), count, cpu=True)
+
+
+NUMACTL_USAGE = (
+    "usage: numactl [--all | -a] [--balancing | -b]\n"
+    "               [--interleave= | -i <nodes>] [--weighted-interleave= | -w <nodes>]\n"
+    "               [--preferred= | -p <node>] [--preferred-many= | -P <nodes>]\n"
+    "               [--physcpubind= | -C <cpus>] [--cpunodebind= | -N <nodes>]\n"
+    "               [--membind= | -m <nodes>] [--localalloc | -l] command args ...\n"
+    "               [--localalloc | -l] command args ...\n"
+    "       numactl [--show | -s]\n"
+    "       numactl [--hardware | -H] [--cpu-compress]\n"
+    "       numactl [--version]\n"
+    "       numactl [--length | -L <length>] [--offset | -o <offset>] [--shmmode | -M <shmmode>]\n"
+    "               [--strict | -t]\n"
+    "               [--shmid | -I <id>] --shm | -S <shmkeyfile>\n"
+    "               [--shmid | -I <id>] --file | -f <tmpfsfile>\n"
+    "               [--huge | -u] [--touch | -T] \n"
+    "               memory policy [--dump | -d] [--dump-nodes | -D]\n"
+    "\n"
+    "memory policy is --preferred | -p, --membind | -m, --localalloc | -l,\n"
+    "                 --interleave | -i, --weighted-interleave | -w\n"
+    "<nodes> is a comma delimited list of node numbers or A-B ranges or all.\n"
+    "Instead of a number a node can also be:\n"
+    "  netdev:DEV the node connected to network device DEV\n"
+    "  file:PATH  the node the block device of path is connected to\n"
+    "  ip:HOST    the node of the network device host routes through\n"
+    "  block:PATH the node of block device path\n"
+    "  pci:[seg:]bus:dev[:func] The node of a PCI device\n"
+    "<cpus> is a comma delimited list of cpu numbers or A-B ranges or all\n"
+    "all ranges can be inverted with !\n"
+    "all numbers and ranges can be made cpuset-relative with +\n"
+    "the old --cpubind argument is deprecated.\n"
+    "use --cpunodebind or --physcpubind instead\n"
+    "use --balancing | -b to enable Linux kernel NUMA balancing\n"
+    "for the process if it is supported by kernel\n"
+    "<length> can have g (GB), m (MB) or k (KB) suffixes\n"
+)
+
+# numactl.c checkerror() labels, for the CLI to print "set_mempolicy: <err>\n<label>: <err>".
+POLICY_ERROR_CONTEXT: dict[str, str] = {
+    "interleave": "setting interleave mask",
+    "weighted-interleave": "setting interleave mask",
+    "default": "setting interleave mask",
+    "bind": "setting membind",
+    "preferred": "setting preferred node",
+    "preferred-many": "setting preferred node",
+    "local": "local allocation",
+}
+
+
+class NumactlUsageError(FrontendExit):
+    """numactl gives up (exit 1).  ``pre_usage`` goes to stderr, then ``stdout`` (the
+    ``<X> is invalid`` line, or usage_msg's lone newline), then the usage text to
+    stderr when ``usage`` is true.  ``str(exc)`` is the message alone, e.g.
+    ``numactl: Conflicting policies`` or
+    ``libnuma: Warning: node argument 5 is out of range\\n\\n<5> is invalid``.
+    """
+
+    def __init__(self, stderr: str = "", stdout: str = "", *, usage: bool = True) -> None:
+        segments = [(2, stderr), (1, stdout), (2, NUMACTL_USAGE if usage else "")]
+        super().__init__((stderr + stdout).rstrip("\n"), segments)
+        self.usage = usage
+        self.pre_usage = stderr
+        self.out_text = stdout
+
+
+def _usage_msg(message: str) -> NumactlUsageError:
+    """numactl.c usage_msg(): ``numactl: <msg>`` on stderr, a newline on stdout, usage."""
+    return NumactlUsageError("numactl: " + message, "\n")
+
+
+# numactl.c opts[]: (long name, short letter or "", takes an argument), in table order.
+_OPTIONS: tuple[tuple[str, str, bool], ...] = (
+    ("all", "a", False), ("interleave", "i", True), ("weighted-interleave", "w", True),
+    ("preferred", "p", True), ("preferred-many", "P", True), ("cpubind", "c", True),
+    ("cpunodebind", "N", True), ("physcpubind", "C", True), ("membind", "m", True),
+    ("show", "s", False), ("localalloc", "l", False), ("balancing", "b", False),
+    ("hardware", "H", False), ("shm", "S", True), ("file", "f", True), ("offset", "o", True),
+    ("length", "L", True), ("strict", "t", False), ("shmmode", "M", True), ("dump", "d", False),
+    ("dump-nodes", "D", False), ("shmid", "I", True), ("huge", "u", False), ("touch", "T", False),
+    ("cpu-compress", "", False), ("verify", "V", False), ("version", "", False),
+)  # fmt: skip
+
+
+def _long_option(prog: str, body: str) -> tuple[str, str | None, bool]:
+    """glibc process_long_option(): exact name or unique prefix; '=' gives the argument."""
+    name, eq, value = body.partition("=")
+    exact = [o for o in _OPTIONS if o[0] == name]
+    found = exact or [o for o in _OPTIONS if o[0].startswith(name)]
+    if not found:
+        raise NumactlUsageError(f"{prog}: unrecognized option '--{body}'\n")
+    if len(found) > 1:
+        names = "".join(f" '--{o[0]}'" for o in found)
+        raise NumactlUsageError(f"{prog}: option '--{body}' is ambiguous; possibilities:{names}\n")
+    long, _, has_arg = found[0]
+    if eq and not has_arg:
+        raise NumactlUsageError(f"{prog}: option '--{long}' doesn't allow an argument\n")
+    return long, (value if eq else None), has_arg
+
+
+def _getopt(prog: str, argv: Sequence[str]) -> Iterator[tuple[str, str | None, int]]:
+    """glibc getopt_long with a leading '+': yields (long name, argument, next index)."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
+        arg, i = argv[i], i + 1
+        if arg == "--":
+            break
+        if arg.startswith("--"):
+            long, value, has_arg = _long_option(prog, arg[2:])
+            if has_arg and value is None:
+                if i >= len(argv):
+                    raise NumactlUsageError(f"{prog}: option '--{long}' requires an argument\n")
+                value, i = argv[i], i + 1
+            yield long, value, i
+            continue
+        for k in range(1, len(arg)):
+            opt = next((o for o in _OPTIONS if o[1] == arg[k]), None)
+            if opt is None:
+                raise NumactlUsageError(f"{prog}: invalid option -- '{arg[k]}'\n")
+            if not opt[2]:
+                yield opt[0], None, i
+                continue
+            if k + 1 < len(arg):
+                yield opt[0], arg[k + 1 :], i
+            elif i < len(argv):
+                i += 1
+                yield opt[0], argv[i - 1], i
+            else:
+                raise NumactlUsageError(f"{prog}: option requires an argument -- '{arg[k]}'\n")
+            break
+    yield "", None, i  # end of options: the command starts at index i
+
+
+@dataclass(frozen=True)
+class NumactlRequest:
+    """What a numactl command line asks for, after libnuma's and the kernel's rules.
+
+    ``policy``: the mode passed to set_mempolicy, in numactl's policy_name()
+    vocabulary (``interleave``, ``weighted-interleave``, ``bind``, ``preferred``,
+    ``preferred-many``, ``local``), ``default`` for an empty interleave mask
+    (libnuma numa_set_interleave_mask), None when no policy option was given.
+    ``nodes``: its nodemask as parsed (the kernel still intersects it with the
+    cpuset).  ``flags``: ``("balancing",)`` for ``--balancing --membind``.
+    ``cpunodebind``/``physcpubind``: the last ``-N``/``-C`` masks; ``cpus``: the
+    resulting CPU affinity (the last binding option wins, restricted to the
+    cpuset's CPUs as sched_setaffinity does).  ``all_nodes``: ``--all`` was given.
+    ``show``/``hardware``/``version``: the informational modes (``show`` stops
+    parsing where it appears, after applying the options before it).  ``command``:
+    what to exec.  ``warnings``: text numactl writes to stderr and then carries on.
+    """
+
+    policy: str | None = None
+    nodes: frozenset[int] = frozenset()
+    flags: tuple[str, ...] = ()
+    cpunodebind: frozenset[int] | None = None
+    physcpubind: frozenset[int] | None = None
+    cpus: frozenset[int] | None = None
+    all_nodes: bool = False
+    show: bool = False
+    hardware: bool = False
+    cpu_compress: bool = False
+    version: bool = False
+    command: tuple[str, ...] = ()
+    warnings: str = ""
+
+
+@dataclass
+class _State:
+    """numactl.c main()'s locals while the option loop runs."""
+
+    possible: frozenset[int]
+    allowed: frozenset[int]
+    cpus_allowed: frozenset[int]
+    node_of_cpu: Mapping[int, int]
+    cpuset_cpus: frozenset[int]
+    request: NumactlRequest = field(default_factory=NumactlRequest)
+    set_policy: str | None = None
+    balancing: bool = False
+    did_node_cpu_parse: bool = False
+    did_cpubind: bool = False
+    did_strict: bool = False
+    shmoption: str | None = None
+    last_nodes: str | None = None
+    warned_runmask: bool = False
+
+    def update(self, **changes: object) -> None:
+        self.request = replace(self.request, **changes)  # type: ignore[arg-type]
+
+
+def _setpolicy(st: _State, mode: str) -> None:
+    if st.set_policy is not None:
+        raise _usage_msg("Conflicting policies")
+    st.set_policy = mode
+
+
+def _nopolicy(st: _State) -> None:
+    if st.set_policy is not None:
+        raise _usage_msg("specify policy after --shm/--file")
+
+
+def _nodes_arg(st: _State, optarg: str) -> frozenset[int]:
+    """numactl.c numactl_parse_nodestring() ("same" = previous string) + "<X> is invalid"."""
+    text = optarg
+    if text == "same":
+        if st.last_nodes is None:
+            raise _usage_msg("same needs previous node specification")
+        text = st.last_nodes
+    else:
+        st.last_nodes = text
+    allowed = st.possible if st.request.all_nodes else st.allowed
+    try:
+        mask = parse_nodestring(text, allowed, configured=len(st.possible))
+    except NodeStringError as err:
+        raise NumactlUsageError(err.warning, f"<{optarg}> is invalid\n") from None
+    st.did_node_cpu_parse = True
+    return mask
+
+
+def _opt_interleave(st: _State, optarg: str, mode: str) -> None:
+    mask = _nodes_arg(st, optarg)
+    _setpolicy(st, mode)
+    st.update(policy=mode if mask else "default", nodes=mask, flags=())
+
+
+def _opt_membind(st: _State, optarg: str) -> None:
+    _setpolicy(st, "bind")  # numactl.c checks the conflict before parsing for -m
+    mask = _nodes_arg(st, optarg)
+    st.update(policy="bind", nodes=mask, flags=("balancing",) if st.balancing else ())
+
+
+def _opt_preferred(st: _State, optarg: str, mode: str) -> None:
+    mask = _nodes_arg(st, optarg)
+    if mode == "preferred" and len(mask) != 1:
+        raise NumactlUsageError()  # numactl.c: usage() alone, no message
+    _setpolicy(st, mode)
+    st.update(policy=mode, nodes=mask, flags=())
+
+
+def _opt_cpunodebind(st: _State, optarg: str) -> None:
+    if st.shmoption:
+        raise _usage_msg(f"{st.shmoption} shm option is not allowed before -c/--cpubind/--cpunodebind")
+    mask = _nodes_arg(st, optarg)
+    st.did_cpubind = True
+    warnings = st.request.warnings
+    for node in sorted(mask - st.possible):
+        if not st.warned_runmask:  # numa_warn() gives each warning kind only once
+            warnings += f"libnuma: Warning: node {node} not allowed\n"
+            st.warned_runmask = True
+    wanted = {cpu for cpu, node in st.node_of_cpu.items() if node in mask & st.possible}
+    cpus = frozenset(wanted) & st.cpuset_cpus  # sched_setaffinity keeps the cpuset's CPUs
+    if not cpus:
+        raise NumactlUsageError(
+            warnings + "numa_sched_setaffinity_v2_int() failed: Invalid argument\n"
+            "sched_setaffinity: Invalid argument\n",
+            usage=False,
+        )
+    st.update(cpunodebind=mask, cpus=cpus, warnings=warnings)
+
+
+def _opt_physcpubind(st: _State, optarg: str) -> None:
+    if st.shmoption:
+        raise _usage_msg(f"{st.shmoption} shm option is not allowed before -C/--physcpubind")
+    every_cpu = frozenset(st.node_of_cpu)
+    allowed = every_cpu if st.request.all_nodes else st.cpus_allowed
+    try:
+        mask = parse_cpustring(optarg, allowed, configured=len(every_cpu))
+    except NodeStringError as err:
+        raise NumactlUsageError(err.warning, f"<{optarg}> is invalid\n") from None
+    st.did_cpubind = st.did_node_cpu_parse = True
+    cpus = mask & st.cpuset_cpus
+    if not cpus:
+        raise NumactlUsageError(st.request.warnings + "sched_setaffinity: Invalid argument\n", usage=False)
+    st.update(physcpubind=mask, cpus=cpus)
+
+
+def _opt_shared_memory(st: _State, name: str, optarg: str | None) -> None:
+    """The --shm/--file family: checked as numactl.c does; attaching is not emulated."""
+    if name in ("shm", "file"):
+        if st.did_cpubind:
+            raise _usage_msg("cannot do --cpubind on shared memory\n")
+        _nopolicy(st)
+        raise NumactlUsageError(f"numactl: --{name} is not supported by numa-emu\n", usage=False)
+    if name in ("length", "offset", "huge", "shmmode"):
+        st.shmoption = f"--{name}"  # numactl.c noshm(); the value only matters for shm
+    if name in ("shmmode", "shmid"):
+        text = optarg or ""
+        _, end = c_strtoul(text, 0, 8 if name == "shmmode" else 0)
+        if end == 0 or end != len(text):
+            raise NumactlUsageError()
+    if name in ("dump", "dump-nodes"):
+        raise NumactlUsageError(f"numactl: Cannot do --{name} without shared memory.\n\n", usage=False)
+    if name in ("touch", "verify"):
+        raise _usage_msg(f"--{name} must be after shared memory specification")
+    if name == "strict":
+        st.did_strict = True
+
+
+def _apply(st: _State, name: str, optarg: str | None) -> bool:
+    """One option of numactl.c's switch; True when numactl stops parsing (-s, --version)."""
+    arg = optarg or ""
+    if name in ("interleave", "weighted-interleave"):
+        _opt_interleave(st, arg, name)
+    elif name == "membind":
+        _opt_membind(st, arg)
+    elif name in ("preferred", "preferred-many"):
+        _opt_preferred(st, arg, name)
+    elif name == "localalloc":
+        _setpolicy(st, "local")
+        st.update(policy="local", nodes=frozenset(), flags=())
+    elif name in ("cpunodebind", "cpubind"):
+        _opt_cpunodebind(st, arg)
+    elif name == "physcpubind":
+        _opt_physcpubind(st, arg)
+    elif name == "all":
+        if st.did_node_cpu_parse:
+            raise _usage_msg("--all/-a option must be before all cpu/node specifications")
+        st.update(all_nodes=True)
+    elif name in ("hardware", "balancing", "version"):
+        _nopolicy(st)
+        st.balancing = st.balancing or name == "balancing"
+        st.update(hardware=st.request.hardware or name == "hardware", version=name == "version")
+        return name == "version"
+    elif name == "show":
+        st.update(show=True)
+        return True
+    elif name == "cpu-compress":
+        st.update(cpu_compress=True)
+    else:
+        _opt_shared_memory(st, name, optarg)
+    return False
+
+
+def parse_numactl_args(
+    argv: Sequence[str],
+    *,
+    possible: frozenset[int],
+    allowed: frozenset[int],
+    cpus_allowed: frozenset[int],
+    node_of_cpu: Mapping[int, int],
+    cpuset_cpus: frozenset[int] | None = None,
+) -> NumactlRequest:
+    """Parse numactl's arguments (``argv`` without the program name).
+
+    ``possible``: every node id of the machine (``--all`` strings are checked
+    against it; ``!`` inverts over ``len(possible)`` ids).  ``allowed``: the task's
+    ``Mems_allowed`` (its cpuset's mems).  ``cpus_allowed``: the task's
+    ``Cpus_allowed`` (its current affinity), which libnuma checks CPU strings
+    against.  ``node_of_cpu``: every CPU of the machine -> its node.
+    ``cpuset_cpus``: the CPUs the kernel lets sched_setaffinity use (the cpuset's;
+    default ``cpus_allowed``).  Raises :class:`NumactlUsageError` (exit 1) with
+    numactl's exact output on any error.
+    """
+    cpuset = frozenset(cpus_allowed if cpuset_cpus is None else cpuset_cpus)
+    st = _State(frozenset(possible), frozenset(allowed), frozenset(cpus_allowed), node_of_cpu, cpuset)
+    try:
+        for name, optarg, index in _getopt("numactl", argv):
+            if not name:
+                return _finish(st, tuple(argv[index:]))
+            if _apply(st, name, optarg):
+                return st.request
+    except NumactlUsageError as err:
+        if err.pre_usage.startswith(st.request.warnings):
+            raise
+        raise NumactlUsageError(st.request.warnings + err.pre_usage, err.out_text, usage=err.usage) from None
+    raise AssertionError("getopt always ends with the end-of-options marker")
+
+
+def _finish(st: _State, command: tuple[str, ...]) -> NumactlRequest:
+    """numactl.c after the option loop: --hardware, strict warning, shm leftovers, command."""
+    if st.request.hardware:
+        return st.request
+    if st.did_strict:
+        st.update(warnings=st.request.warnings + "numactl: warning. Strict flag for process ignored.\n")
+    if st.shmoption:
+        raise _usage_msg(f"shm related option {st.shmoption} for process")
+    if not command:
+        raise NumactlUsageError()
+    st.update(command=command)
+    return st.request
