@@ -1,0 +1,28 @@
+"""Entry point: python -m coordinator --cluster-dir DIR --name NAME [--ready-fd FD] [--parent-alive-fd FD]."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import setproctitle
+
+from protocol.clusterdir import process_tag
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m coordinator")
+    parser.add_argument("--cluster-dir", required=True, type=Path)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--ready-fd", type=int, help="pipe to report 'ready ENDPOINT' or 'error MESSAGE' on")
+    parser.add_argument("--parent-alive-fd", type=int, help="shut down when this pipe reads EOF (--foreground)")
+    args = parser.parse_args()
+    setproctitle.setproctitle(f"{process_tag(args.name)} coordinator --cluster-dir {args.cluster_dir}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from coordinator.server import CoordinatorServer
+
+    CoordinatorServer(args.cluster_dir, args.name, args.ready_fd, args.parent_alive_fd).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The coordinator process: its sockets, timers and handlers around the pure ClusterState.
+
+Start-up: bind, start the nodes, wait for every node.register, then write cluster.json and tell
+the CLI "ready" through the ready pipe. Runs until cluster.shutdown, SIGTERM/SIGINT, or the
+death of a --foreground parent.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import os
+import time
+from pathlib import Path
+
+from coordinator.state import ClusterState
+from coordinator.supervisor import Supervisor
+from coordinator.taskserver import TaskService
+from protocol.clusterdir import CLUSTER_FILE, TOPOLOGY_FILE, endpoint_for, read_json, write_json_atomic
+from protocol.effects import Call
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import Ok
+from protocol.messages import lifecycle as lc
+from protocol.reactor import Reactor
+from protocol.timing import CHILD_POLL_INTERVAL_S, HEARTBEAT_INTERVAL_S, NODE_READY_TIMEOUT_S, SHUTDOWN_GRACE_S
+from protocol.version import PROTOCOL_VERSION
+
+log = logging.getLogger("coordinator")
+
+
+class CoordinatorServer:
+    def __init__(self, cluster_dir: Path, name: str, ready_fd: int | None, parent_alive_fd: int | None):
+        self.cluster_dir = cluster_dir
+        self.name = name
+        self.ready_fd = ready_fd
+        self.reactor = Reactor("coordinator")
+        topology = read_json(cluster_dir / TOPOLOGY_FILE)
+        self.state = ClusterState(name, topology, time.monotonic(), HEARTBEAT_INTERVAL_S)
+        (cluster_dir / "run").mkdir(exist_ok=True)
+        self.endpoint = self.reactor.bind(endpoint_for(cluster_dir, "coordinator"))
+        self.supervisor = Supervisor(cluster_dir, name, self.endpoint)
+        self.started_wall = time.time()
+        r = self.reactor
+        self.tasks = TaskService(r, self.state)
+        for kind, handler in self.tasks.handlers().items():
+            r.on(kind, handler)
+        for kind, handler in {
+            "ping": self.on_ping,
+            "proc.stats": lambda m: lc.ProcStatsReply(stats=dict(r.stats)),
+            "node.register": self.on_register,
+            "node.heartbeat": self.on_heartbeat,
+            "cluster.status": self.on_status,
+            "cluster.shutdown": self.on_shutdown,
+        }.items():
+            r.on(kind, handler)
+        if parent_alive_fd is not None:
+            r.add_reader(parent_alive_fd, lambda: self._parent_gone(parent_alive_fd))
+        r.on_signal(signal.SIGTERM, self.begin_shutdown)
+        r.on_signal(signal.SIGINT, self.begin_shutdown)
+        self._stopping = False
+
+    # ---- life cycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        self.supervisor.start(sorted(self.state.nodes))
+        self._write_cluster_file()
+        r = self.reactor
+        r.call_every(HEARTBEAT_INTERVAL_S, self._heartbeat)
+        r.call_every(CHILD_POLL_INTERVAL_S, self._reap)
+        r.call_every(HEARTBEAT_INTERVAL_S, self.tasks.watch)
+        r.call_later(NODE_READY_TIMEOUT_S, self._ready_deadline)
+        log.info("coordinator %s started %d nodes, endpoint %s", self.name, len(self.state.nodes), self.endpoint)
+
+    def _write_cluster_file(self) -> None:
+        write_json_atomic(self.cluster_dir / CLUSTER_FILE, {
+            "name": self.name,
+            "state": self.state.state,
+            "protocol_version": PROTOCOL_VERSION,
+            "coordinator": {"pid": os.getpid(), "endpoint": self.endpoint, "started": self.started_wall},
+            "nodes": [{"id": i, "pid": pid} for i, pid in sorted(self.supervisor.pids().items())],
+        })
+
+    def _tell_cli(self, line: str) -> None:
+        if self.ready_fd is not None:
+            try:
+                os.write(self.ready_fd, line.encode() + b"\n")
+                os.close(self.ready_fd)
+            except OSError:
+                pass  # the CLI went away; the cluster lives on regardless
+            self.ready_fd = None
+
+    def _ready_deadline(self) -> None:
+        if self.state.state == "starting":
+            missing = [n.id for n in self.state.nodes.values() if n.state != "up"]
+            self._tell_cli(f"error nodes {missing} not ready after {NODE_READY_TIMEOUT_S:g} s; see their logs")
+            self.begin_shutdown()
+
+    def _parent_gone(self, fd: int) -> None:
+        self.reactor.remove_reader(fd)
+        log.info("foreground parent exited; shutting down")
+        self.begin_shutdown()
+
+    def begin_shutdown(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self.state.state = "stopping"
+        self.reactor.spawn(self._shutdown(), lambda *_: None)
+
+    def _shutdown(self):
+        calls = [Call(f"node:{rec.id}", lc.NodeShutdown(), SHUTDOWN_GRACE_S) for rec in self.state.live_nodes()]
+        try:
+            yield calls
+        except NumaEmuError as exc:
+            log.warning("not every node acknowledged the shutdown: %s", exc)
+        for node_id, code in self.supervisor.stop(SHUTDOWN_GRACE_S):
+            self.state.node_exited(node_id, code, time.monotonic())
+        self._tell_cli("error cluster stopped before it was ready")
+        (self.cluster_dir / CLUSTER_FILE).unlink(missing_ok=True)
+        log.info("coordinator %s stopped", self.name)
+        self.reactor.stop()
+
+    # ---- timers -------------------------------------------------------------------------
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        for node_id, old, new in self.state.tick(now):
+            log.warning("node %d: %s -> %s", node_id, old, new)
+        for rec in self.state.live_nodes():
+            self.reactor.notify(f"node:{rec.id}", lc.CoordinatorHeartbeat())
+
+    def _reap(self) -> None:
+        for node_id, code in self.supervisor.reap():
+            change = self.state.node_exited(node_id, code, time.monotonic())
+            self.reactor.forget(f"node:{node_id}")
+            if change:
+                log.warning("node %d exited with status %d: %s -> %s", node_id, code, change[1], change[2])
+            if self.state.state == "starting":
+                self._tell_cli(f"error node {node_id} exited during start-up (status {code}); see node-{node_id}.log")
+                self.begin_shutdown()
+
+    # ---- handlers -----------------------------------------------------------------------
+    def on_ping(self, msg: lc.Ping) -> lc.Pong:
+        return lc.Pong(pid=os.getpid(), role="coordinator", name=f"coordinator of {self.name}",
+                       uptime_s=self.reactor.uptime_s())
+
+    def on_register(self, msg: lc.NodeRegister) -> lc.NodeRegisterReply:
+        if self._stopping:
+            raise NumaEmuError(ErrorCode.EBUSY, "the cluster is stopping")
+        all_ready = self.state.register(
+            node_id=msg.node_id, pid=msg.pid, endpoint=msg.endpoint, frames_total=msg.frames_total,
+            page_size=msg.page_size, protocol_version=msg.protocol_version, now=time.monotonic(),
+        )
+        self.reactor.routes[f"node:{msg.node_id}"] = msg.endpoint
+        if all_ready:
+            self.reactor.spawn(self._announce_peers(), self._ready)
+        return lc.NodeRegisterReply(cluster=self.name, heartbeat_interval_s=self.state.heartbeat_interval_s)
+
+    def _announce_peers(self):
+        endpoints = {rec.id: rec.endpoint for rec in self.state.nodes.values()}
+        yield [Call(f"node:{i}", lc.NodePeers(endpoints=endpoints)) for i in endpoints]
+
+    def _ready(self, _result: object, exc: BaseException | None) -> None:
+        if exc is not None:
+            self._tell_cli(f"error nodes could not learn their peers: {exc}")
+            self.begin_shutdown()
+            return
+        self._write_cluster_file()
+        self._tell_cli(f"ready {self.endpoint}")
+        log.info("cluster %s is up: %d nodes", self.name, len(self.state.nodes))
+
+    def on_heartbeat(self, msg: lc.NodeHeartbeat) -> None:
+        self.state.heartbeat(node_id=msg.node_id, frames_free=msg.frames_free, frames_total=msg.frames_total,
+                             now=time.monotonic())
+
+    def on_status(self, msg: lc.ClusterStatus) -> lc.ClusterStatusReply:
+        now = time.monotonic()
+        return lc.ClusterStatusReply(
+            cluster=self.name,
+            state=self.state.state,
+            coordinator={"pid": os.getpid(), "endpoint": self.endpoint, "uptime_s": round(self.reactor.uptime_s(), 3)},
+            nodes=self.state.node_status(now),
+            topology=self.state.topology,
+        )
+
+    def on_shutdown(self, msg: lc.ClusterShutdown) -> Ok:
+        self.reactor.call_later(0, self.begin_shutdown)
+        return Ok()
+
+    def run(self) -> None:
+        try:
+            self.start()
+            self.reactor.run()
+        finally:
+            self.supervisor.stop(0)
+            self.reactor.close()

@@ -1,0 +1,119 @@
+"""The coordinator's pure core for cluster membership: which node is up, suspect or dead.
+
+No sockets, no clock, no processes: every handler takes `now` (seconds, monotonic) from the
+server around it, so tests drive it with plain calls.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.heartbeat import DEAD, SUSPECT, UP, Liveness
+from protocol.version import PROTOCOL_VERSION
+
+STARTING, STOPPED = "starting", "stopped"
+
+
+@dataclass
+class NodeRecord:
+    id: int
+    state: str = STARTING
+    pid: int = 0
+    endpoint: str = ""
+    frames_total: int = 0
+    frames_free: int = 0
+    registered_at: float | None = None
+    liveness: Liveness | None = None
+    exit_code: int | None = None
+    history: list[tuple[float, str]] = field(default_factory=list)
+
+
+class ClusterState:
+    def __init__(self, name: str, topology: dict, now: float, heartbeat_interval_s: float):
+        self.name = name
+        self.topology = topology
+        self.started_at = now
+        self.state = STARTING
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.page_size = int(topology["page_size"])
+        self.nodes = {n["id"]: NodeRecord(n["id"]) for n in topology["nodes"]}
+
+    def _node(self, node_id: int) -> NodeRecord:
+        try:
+            return self.nodes[node_id]
+        except KeyError:
+            raise NumaEmuError(ErrorCode.ENODEV, f"no node {node_id} in cluster {self.name}") from None
+
+    def _set_state(self, rec: NodeRecord, state: str, now: float) -> tuple[int, str, str] | None:
+        if rec.state == state:
+            return None
+        old, rec.state = rec.state, state
+        rec.history.append((now, state))
+        return rec.id, old, state
+
+    def register(self, *, node_id: int, pid: int, endpoint: str, frames_total: int, page_size: int,
+                 protocol_version: int, now: float) -> bool:
+        """Record a node's registration; True when this made every node ready."""
+        if protocol_version != PROTOCOL_VERSION:
+            raise NumaEmuError(
+                ErrorCode.EPROTO,
+                f"node {node_id} speaks protocol version {protocol_version}, "
+                f"the coordinator speaks {PROTOCOL_VERSION}",
+            )
+        rec = self._node(node_id)
+        if rec.state not in (STARTING, DEAD):
+            raise NumaEmuError(ErrorCode.EEXIST, f"node {node_id} is registered already (pid {rec.pid})")
+        if page_size != self.page_size:
+            raise NumaEmuError(ErrorCode.EINVAL, f"node {node_id} has page size {page_size}, cluster has {self.page_size}")
+        rec.pid, rec.endpoint, rec.frames_total, rec.frames_free = pid, endpoint, frames_total, frames_total
+        rec.registered_at = now
+        rec.liveness = Liveness(now, self.heartbeat_interval_s)
+        self._set_state(rec, UP, now)
+        was_starting = self.state == STARTING
+        if was_starting and all(r.state == UP for r in self.nodes.values()):
+            self.state = UP
+            return True
+        return False
+
+    def heartbeat(self, *, node_id: int, frames_free: int, frames_total: int, now: float) -> None:
+        rec = self._node(node_id)
+        if rec.liveness is None or rec.state in (DEAD, STOPPED):
+            return  # a heartbeat from a node we buried: it must re-register first
+        rec.liveness.beat(now)
+        rec.frames_free, rec.frames_total = frames_free, frames_total
+        self._set_state(rec, UP, now)
+
+    def node_exited(self, node_id: int, exit_code: int, now: float) -> tuple[int, str, str] | None:
+        rec = self._node(node_id)
+        rec.exit_code = exit_code
+        return self._set_state(rec, STOPPED if self.state == "stopping" else DEAD, now)
+
+    def tick(self, now: float) -> list[tuple[int, str, str]]:
+        """Liveness transitions since the last tick: (node, old state, new state)."""
+        changes = []
+        for rec in self.nodes.values():
+            if rec.liveness is None or rec.state in (DEAD, STOPPED):
+                continue
+            change = self._set_state(rec, rec.liveness.state(now), now)
+            if change:
+                changes.append(change)
+        return changes
+
+    def live_nodes(self) -> list[NodeRecord]:
+        return [r for r in self.nodes.values() if r.state in (UP, SUSPECT)]
+
+    def node_status(self, now: float) -> list[dict]:
+        out = []
+        for rec in self.nodes.values():
+            out.append({
+                "id": rec.id,
+                "pid": rec.pid,
+                "state": rec.state,
+                "endpoint": rec.endpoint,
+                "frames_total": rec.frames_total,
+                "frames_free": rec.frames_free,
+                "heartbeat_age_s": round(rec.liveness.age_s(now), 3) if rec.liveness else None,
+                "uptime_s": round(now - rec.registered_at, 3) if rec.registered_at is not None else None,
+                "exit_code": rec.exit_code,
+            })
+        return out

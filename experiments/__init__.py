@@ -1,0 +1,1 @@
+"""Shipped experiment files (TOML data). No code lives here."""

@@ -1,0 +1,136 @@
+"""The node process: its sockets, timers and handlers around the frame pool and memory manager.
+
+A node registers with its coordinator, heartbeats to it, and exits by itself when the coordinator
+goes silent or its parent-alive pipe reads EOF: a crash never leaves an orphan.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from nodes.core import NodeCore
+from nodes.directory import Directory
+from nodes.framepool import FramePool
+from nodes.frames import FrameService
+from nodes.mm import MemoryManager
+from protocol.clusterdir import TOPOLOGY_FILE, endpoint_for, read_json
+from protocol.effects import Call
+from protocol.errors import NumaEmuError
+from protocol.messages import Ok
+from protocol.messages import lifecycle as lc
+from protocol.messages import tasks as tm
+from protocol.reactor import Reactor
+from protocol.timing import COORDINATOR_SILENCE_EXIT_S, HEARTBEAT_INTERVAL_S
+from protocol.version import PROTOCOL_VERSION
+
+log = logging.getLogger("node")
+
+
+class NodeServer:
+    def __init__(self, cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None):
+        self.cluster_dir = cluster_dir
+        self.name = name
+        self.node_id = node_id
+        topology = read_json(cluster_dir / TOPOLOGY_FILE)
+        self.page_size = int(topology["page_size"])
+        spec = topology["nodes"][node_id]
+        self.pool = FramePool(int(spec["mem_bytes"]) // self.page_size, self.page_size)
+        self.core = NodeCore(node_id, topology, self.pool)
+        self.directory = Directory(self.core)
+        self.mm = MemoryManager(self.core, self.directory)
+        self.reactor = r = Reactor(f"node {node_id}")
+        self.endpoint = r.bind(endpoint_for(cluster_dir, f"node-{node_id}"))
+        r.routes["coordinator"] = coordinator
+        for table in (FrameService(self.core).handlers(), self.directory.handlers(), self.mm.handlers()):
+            for kind, handler in table.items():
+                r.on(kind, handler)
+        self.heartbeat_interval_s = HEARTBEAT_INTERVAL_S
+        self.last_heard = time.monotonic()
+        for kind, handler in {
+            "ping": self.on_ping,
+            "proc.stats": lambda m: lc.ProcStatsReply(stats=dict(r.stats)),
+            "node.shutdown": self.on_shutdown,
+            "coord.heartbeat": self.on_coordinator_heartbeat,
+            "node.stats": self.on_stats,
+            "node.peers": self.on_peers,
+        }.items():
+            r.on(kind, handler)
+        if alive_fd is not None:
+            r.add_reader(alive_fd, lambda: self.exit("coordinator is gone (parent-alive pipe closed)"))
+        r.on_signal(signal.SIGTERM, lambda: self.exit("SIGTERM"))
+        r.on_signal(signal.SIGINT, lambda: self.exit("SIGINT"))
+
+    def start(self) -> None:
+        self.reactor.spawn(self._register(), self._registered)
+
+    def _register(self):
+        reply = yield Call("coordinator", lc.NodeRegister(
+            node_id=self.node_id, pid=os.getpid(), endpoint=self.endpoint, protocol_version=PROTOCOL_VERSION,
+            frames_total=self.pool.frames, page_size=self.page_size,
+        ))
+        return reply
+
+    def _registered(self, reply: lc.NodeRegisterReply | None, exc: BaseException | None) -> None:
+        if exc is not None:
+            self.exit(f"registration refused: {exc}", status=1)
+            return
+        self.heartbeat_interval_s = reply.heartbeat_interval_s
+        self.last_heard = time.monotonic()
+        self.reactor.call_every(self.heartbeat_interval_s, self._heartbeat)
+        self._heartbeat()
+        log.info("node %d registered with cluster %s", self.node_id, reply.cluster)
+
+    def _heartbeat(self) -> None:
+        if time.monotonic() - self.last_heard > COORDINATOR_SILENCE_EXIT_S:
+            self.exit(f"no word from the coordinator for {COORDINATOR_SILENCE_EXIT_S:g} s", status=1)
+            return
+        self.reactor.notify("coordinator", lc.NodeHeartbeat(
+            node_id=self.node_id, frames_free=self.pool.free, frames_total=self.pool.frames))
+
+    def exit(self, why: str, status: int = 0) -> None:
+        log.info("node %d exiting: %s", self.node_id, why)
+        self.exit_status = status
+        self.reactor.stop()
+
+    # ---- handlers -----------------------------------------------------------------------
+    def on_ping(self, msg: lc.Ping) -> lc.Pong:
+        return lc.Pong(pid=os.getpid(), role="node", name=f"node {self.node_id}", uptime_s=self.reactor.uptime_s())
+
+    def on_coordinator_heartbeat(self, msg: lc.CoordinatorHeartbeat) -> None:
+        self.last_heard = time.monotonic()
+
+    def on_peers(self, msg: lc.NodePeers) -> Ok:
+        for node_id, endpoint in msg.endpoints.items():
+            self.reactor.routes[f"node:{int(node_id)}"] = endpoint
+        return Ok()
+
+    def on_stats(self, msg: tm.NodeStats) -> tm.NodeStatsReply:
+        return tm.NodeStatsReply(node_id=self.node_id, numastat=dict(self.core.numastat), vmstat=self.core.vmstat(),
+                                 frames_free=self.pool.free, frames_total=self.pool.frames, tasks=self.mm.task_pages())
+
+    def on_shutdown(self, msg: lc.NodeShutdown) -> Ok:
+        self.reactor.call_later(0, lambda: self.exit("shutdown requested"))
+        return Ok()
+
+    def run(self) -> int:
+        self.exit_status = 0
+        try:
+            self.start()
+            self.reactor.run()
+        finally:
+            self.reactor.close()
+            self.pool.close()
+        return self.exit_status
+
+
+def main(cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None) -> None:
+    try:
+        server = NodeServer(cluster_dir, name, node_id, coordinator, alive_fd)
+    except (NumaEmuError, OSError) as exc:
+        log.error("node %d cannot start: %s", node_id, exc)
+        sys.exit(1)
+    sys.exit(server.run())

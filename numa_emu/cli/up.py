@@ -1,0 +1,82 @@
+"""Start a cluster: a coordinator and one node process per NUMA node.
+
+Returns once every node is ready and prints a one-line summary; the cluster outlives this command
+unless --foreground is given (then Ctrl-C stops it). The machine is a built-in topology (-t NAME),
+a TOML file (-t PATH), a shape (-t ring,8), or described with --nodes/--cpus-per-node/--mem-per-node
+[--distance D | --distances 'ROW;ROW;...'] as QEMU's -numa options allow.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from numa_emu import cluster
+from numa_emu.cli.common import add_name_option
+from numa_emu.cli.main import EXIT_USAGE, fail
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-t", "--topology", metavar="NAME|PATH|SHAPE", help="machine to emulate (default: default-4n)")
+    add_name_option(p)
+    p.add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops the cluster")
+    g = p.add_argument_group("a machine described on the command line")
+    g.add_argument("--nodes", type=int, metavar="N")
+    g.add_argument("--cpus-per-node", type=int, default=1, metavar="C")
+    g.add_argument("--mem-per-node", default="256MiB", metavar="SIZE")
+    g.add_argument("--distance", type=int, metavar="D", help="SLIT distance of every remote pair (default 20)")
+    g.add_argument("--distances", metavar="ROWS", help="full SLIT matrix, e.g. '10,21;21,10'")
+    g.add_argument("--page-size", default="4KiB", metavar="SIZE")
+
+
+def _topology(args: argparse.Namespace):
+    from protocol.topology import from_cli
+    from protocol.units import parse_size
+
+    from numa_emu.catalog import resolve_topology
+
+    if args.nodes is None:
+        if args.distance is not None or args.distances is not None:
+            raise SystemExit(fail("--distance and --distances need --nodes") or EXIT_USAGE)
+        return resolve_topology(args.topology)
+    if args.topology:
+        raise SystemExit(fail("give either -t/--topology or --nodes, not both") or EXIT_USAGE)
+    return from_cli(args.nodes, args.cpus_per_node, args.mem_per_node, distance=args.distance,
+                    distances=args.distances, page_size=parse_size(args.page_size))
+
+
+def run(args: argparse.Namespace) -> int:
+    topology = _topology(args)
+    name = args.name or cluster.DEFAULT_NAME
+    started = cluster.start(name, topology, foreground=args.foreground)
+    total_mem = sum(n.mem_bytes for n in topology.nodes)
+    print(f"cluster {name} up: {topology.n_nodes} nodes ({topology.name}), {len(topology.cpus)} cpus, "
+          f"{total_mem >> 20} MiB, coordinator pid {started.info.coordinator_pid}, ready in {started.seconds:.2f} s")
+    sys.stdout.flush()
+    if not args.foreground:
+        return 0
+    return _stay_attached(started)
+
+
+def _stay_attached(started: cluster.Started) -> int:
+    """Wait for the coordinator; the first Ctrl-C stops the cluster as `down` does, a second one kills."""
+    interrupted = [0]
+
+    def on_sigint(*_: object) -> None:
+        interrupted[0] += 1
+        if interrupted[0] > 1:
+            started.proc.kill()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    signal.signal(signal.SIGTERM, on_sigint)
+    while True:
+        try:
+            started.proc.wait()
+            return 0
+        except KeyboardInterrupt:
+            print("stopping cluster", started.info.name, file=sys.stderr)
+            try:
+                cluster.stop(started.info)
+            except KeyboardInterrupt:
+                started.proc.kill()

@@ -1,0 +1,268 @@
+"""Clusters seen from outside: start one, find one, ask it, stop it, clean a stale one.
+
+The CLI and Python scripts (the `Cluster` context manager) both come here. Nothing here reaches
+into a daemon: it starts `python -m coordinator` and talks to it over the wire.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol.client import Client
+from protocol.clusterdir import CLUSTER_FILE, RUN_DIR, TOPOLOGY_FILE, cluster_dir, home, read_json, write_json_atomic
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import lifecycle as lc
+from protocol.timing import NODE_READY_TIMEOUT_S, SHUTDOWN_GRACE_S, TERM_GRACE_S
+from protocol.topology import Topology
+
+from numa_emu import processes
+
+DEFAULT_NAME = "default"
+
+
+@dataclass
+class ClusterInfo:
+    """What cluster.json says about a running cluster."""
+
+    name: str
+    dir: Path
+    data: dict
+
+    @property
+    def endpoint(self) -> str:
+        return self.data["coordinator"]["endpoint"]
+
+    @property
+    def coordinator_pid(self) -> int:
+        return int(self.data["coordinator"]["pid"])
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.coordinator_pid] + [int(n["pid"]) for n in self.data.get("nodes", [])]
+
+    def client(self, timeout_s: float | None = None) -> Client:
+        return Client(self.endpoint) if timeout_s is None else Client(self.endpoint, timeout_s=timeout_s)
+
+
+def _base(base: Path | None) -> Path:
+    return base if base is not None else home()
+
+
+def names(base: Path | None = None) -> list[str]:
+    """Clusters that have a cluster.json (up, starting, or stale)."""
+    root = _base(base)
+    return sorted(p.parent.name for p in root.glob(f"*/{CLUSTER_FILE}"))
+
+
+def find(name: str, base: Path | None = None, *, warn=None) -> ClusterInfo | None:
+    """The running cluster `name`, or None. A stale one (its coordinator gone) is cleaned here,
+    and `warn` (e.g. print to stderr) is told so."""
+    cdir = cluster_dir(name, _base(base))
+    path = cdir / CLUSTER_FILE
+    try:
+        data = read_json(path)
+        info = ClusterInfo(name, cdir, data)
+        coordinator = info.coordinator_pid
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        info, coordinator = None, 0
+    if processes.is_ours(coordinator, name, cdir):
+        return info
+    left = processes.kill_ladder(info.pids if info else [], name, cdir, TERM_GRACE_S)
+    _clean_runtime(cdir)
+    if warn is not None:
+        extra = f"; stopped {len(info.pids) - 1 - len(left)} leftover node process(es)" if info else ""
+        warn(f"cluster '{name}' was stale (its coordinator is gone): cleaned its folder {cdir}{extra}")
+    return None
+
+
+def resolve_name(name: str | None, base: Path | None = None, *, warn=None) -> str:
+    """An explicit name, else the only cluster that is up, else 'default'."""
+    if name:
+        return name
+    up = [n for n in names(base) if find(n, base, warn=warn) is not None]
+    return up[0] if len(up) == 1 else DEFAULT_NAME
+
+
+def require(name: str, base: Path | None = None, *, warn=None) -> ClusterInfo:
+    info = find(name, base, warn=warn)
+    if info is None:
+        raise NumaEmuError(ErrorCode.ECONNREFUSED, f"cluster '{name}' is not up (start it with: numa-emu up --name {name})")
+    return info
+
+
+def _clean_runtime(cdir: Path) -> None:
+    (cdir / CLUSTER_FILE).unlink(missing_ok=True)
+    shutil.rmtree(cdir / RUN_DIR, ignore_errors=True)
+
+
+def _log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+@dataclass
+class Started:
+    info: ClusterInfo
+    proc: subprocess.Popen
+    seconds: float
+
+
+def start(name: str, topology: Topology, base: Path | None = None, *, foreground: bool = False,
+          ready_timeout_s: float = NODE_READY_TIMEOUT_S, coordinator_args: list[str] | None = None) -> Started:
+    """Start cluster `name` on `topology`; returns once every node has reported ready."""
+    t0 = time.monotonic()
+    cdir = cluster_dir(name, _base(base))
+    cdir.mkdir(parents=True, exist_ok=True)
+    with open(cdir / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise NumaEmuError(ErrorCode.EBUSY, f"cluster '{name}' is being started or stopped by another command") from None
+        existing = find(name, base, warn=lambda m: print(f"numa-emu: {m}", file=sys.stderr))
+        if existing is not None:
+            raise NumaEmuError(
+                ErrorCode.EEXIST,
+                f"cluster '{name}' is already up (coordinator pid {existing.coordinator_pid}); "
+                f"stop it with 'numa-emu down --name {name}' or pick another --name",
+            )
+        _clean_runtime(cdir)
+        write_json_atomic(cdir / TOPOLOGY_FILE, topology.to_dict())
+        proc = _spawn_coordinator(cdir, name, foreground, coordinator_args or [], ready_timeout_s)
+    return Started(ClusterInfo(name, cdir, read_json(cdir / CLUSTER_FILE)), proc, time.monotonic() - t0)
+
+
+def _spawn_coordinator(cdir: Path, name: str, foreground: bool, extra: list[str], timeout_s: float) -> subprocess.Popen:
+    ready_r, ready_w = os.pipe()
+    args = [sys.executable, "-m", "coordinator", "--cluster-dir", str(cdir), "--name", name,
+            "--ready-fd", str(ready_w), *extra]
+    fds = [ready_w]
+    parent_r = None
+    if foreground:
+        parent_r, _parent_w = os.pipe()  # _parent_w stays open in this process until it exits
+        args += ["--parent-alive-fd", str(parent_r)]
+        fds.append(parent_r)
+    log = open(cdir / "coordinator.log", "ab", buffering=0)
+    try:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                pass_fds=fds, start_new_session=True)
+    finally:
+        log.close()
+        os.close(ready_w)
+        if parent_r is not None:
+            os.close(parent_r)
+    try:
+        line = _read_line(ready_r, timeout_s)
+    finally:
+        os.close(ready_r)
+    if not line.startswith("ready"):
+        why = line[len("error "):] if line.startswith("error ") else (line or "the coordinator exited")
+        processes.kill_ladder([proc.pid] + _recorded_pids(cdir), name, cdir, TERM_GRACE_S)
+        proc.wait()
+        _clean_runtime(cdir)
+        tail = _log_tail(cdir / "coordinator.log")
+        raise NumaEmuError(ErrorCode.EIO, f"cluster '{name}' did not start: {why}" + (f" (log: {tail})" if tail else ""))
+    return proc
+
+
+def _recorded_pids(cdir: Path) -> list[int]:
+    try:
+        return [int(n["pid"]) for n in read_json(cdir / CLUSTER_FILE).get("nodes", [])]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def _read_line(fd: int, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    buf = b""
+    while b"\n" not in buf:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return f"error no word from the coordinator within {timeout_s:g} s"
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+    return buf.decode(errors="replace").strip()
+
+
+def stop(info: ClusterInfo, *, timeout_s: float = SHUTDOWN_GRACE_S + 2 * TERM_GRACE_S + 2.0) -> list[int]:
+    """Stop a running cluster: shutdown message, then the signal ladder for whatever is left.
+    Returns the pids that could not be stopped (none, unless something is badly wrong)."""
+    try:
+        with info.client(timeout_s=2.0) as client:
+            client.call(lc.ClusterShutdown())
+    except NumaEmuError:
+        pass  # unresponsive coordinator: the ladder below takes over
+    left = processes.wait_gone(info.pids, info.name, info.dir, timeout_s)
+    if left:
+        left = processes.kill_ladder(left, info.name, info.dir, TERM_GRACE_S)
+    _clean_runtime(info.dir)
+    return left
+
+
+def status(info: ClusterInfo, timeout_s: float = 3.0) -> lc.ClusterStatusReply:
+    with info.client(timeout_s=timeout_s) as client:
+        reply = client.call(lc.ClusterStatus())
+    assert isinstance(reply, lc.ClusterStatusReply)
+    return reply
+
+
+class Cluster:
+    """A cluster for the length of a `with` block: scripts, experiments and tests use this.
+
+        with Cluster("2s-skylake", name="exp1") as c:
+            print(c.status().nodes)
+    """
+
+    def __init__(self, topology: Topology | str | None = None, *, name: str = DEFAULT_NAME,
+                 base: Path | None = None, coordinator_args: list[str] | None = None):
+        if not isinstance(topology, Topology):
+            from numa_emu.catalog import resolve_topology
+
+            topology = resolve_topology(topology)
+        self.topology = topology
+        self.name = name
+        self.base = base
+        self.coordinator_args = coordinator_args
+        self.started: Started | None = None
+
+    @property
+    def info(self) -> ClusterInfo:
+        assert self.started is not None, "cluster not started"
+        return self.started.info
+
+    def start(self) -> "Cluster":
+        self.started = start(self.name, self.topology, self.base, coordinator_args=self.coordinator_args)
+        return self
+
+    def stop(self) -> None:
+        if self.started is not None:
+            stop(self.started.info)
+            self.started.proc.wait()  # our child: reap it
+            self.started = None
+
+    def status(self) -> lc.ClusterStatusReply:
+        return status(self.info)
+
+    def client(self, timeout_s: float | None = None) -> Client:
+        return self.info.client(timeout_s)
+
+    def __enter__(self) -> "Cluster":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

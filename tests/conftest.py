@@ -1,0 +1,102 @@
+"""Fixtures shared by every tier: a private NUMA_EMU_HOME, real clusters with unique names, the
+CLI as a subprocess, polling with a deadline, and an autouse check that no process leaks."""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import psutil
+import pytest
+
+from numa_emu import processes
+
+processes.become_subreaper()  # detached coordinators are re-parented to us and reaped below
+_names = itertools.count()
+
+
+def poll_until(condition: Callable[[], object], timeout_s: float = 10.0, interval_s: float = 0.02, what: str = "condition"):
+    """Wait for `condition()` to be truthy and return its value; fail at the deadline. Never a bare sleep."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def _ours_under(path: Path) -> list[psutil.Process]:
+    out = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if str(path) in " ".join(proc.info["cmdline"] or []):
+                out.append(proc)
+        except psutil.Error:
+            continue
+    return out
+
+
+@pytest.fixture
+def home(monkeypatch) -> Path:
+    """A private NUMA_EMU_HOME with a short path (ipc socket paths must stay short)."""
+    path = Path(tempfile.mkdtemp(prefix="ne-", dir="/tmp"))
+    monkeypatch.setenv("NUMA_EMU_HOME", str(path))
+    yield path
+    leaked = _ours_under(path)
+    for proc in leaked:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(leaked, timeout=5)
+    processes.reap_children()
+    shutil.rmtree(path, ignore_errors=True)
+    assert not leaked, f"processes left behind: {[(p.pid, p.info['cmdline']) for p in leaked]}"
+
+
+@pytest.fixture
+def cluster_name(request) -> str:
+    return f"t{os.getpid()}-{next(_names)}"
+
+
+@pytest.fixture
+def cluster_factory(home, cluster_name):
+    """Start real clusters (numa_emu.cluster.Cluster) under the private home; all stopped at teardown."""
+    from numa_emu.cluster import Cluster
+
+    started: list[Cluster] = []
+
+    def make(topology="default-4n", name: str | None = None, **kw) -> Cluster:
+        c = Cluster(topology, name=name or f"{cluster_name}-{len(started)}", base=home, **kw)
+        c.start()
+        started.append(c)
+        return c
+
+    yield make
+    for c in reversed(started):
+        c.stop()
+
+
+@pytest.fixture
+def cli(home):
+    """Run the real `numa-emu` command: returns CompletedProcess with text output."""
+
+    def run(*args: str, timeout_s: float = 60, check: bool = False, input: str | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "numa_emu.cli.main", *args], capture_output=True, text=True,
+                              timeout=timeout_s, env=dict(os.environ, NUMA_EMU_HOME=str(home)), input=input)
+        processes.reap_children()
+        if check and proc.returncode != 0:
+            raise AssertionError(f"numa-emu {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+        return proc
+
+    return run
