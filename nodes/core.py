@@ -1,0 +1,133 @@
+"""The node's pure core: its state, the allocation walk every fault uses, and its counters.
+
+No sockets, clocks or processes. Handlers are generators that yield protocol.effects.Call when
+they need another node; the server performs the calls (PROTOCOL.md: first touch, step 2-3).
+"""
+from __future__ import annotations
+
+import collections
+import zlib
+
+from nodes.costmodel import CostModel
+from nodes.framepool import FramePool
+from nodes.placement import NUMASTAT_COUNTERS, Placement, charge
+from protocol.effects import Call
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import memory as mm
+from protocol.zonelist import fallback_orders
+
+
+def node_dest(node: int) -> str:
+    return f"node:{node}"
+
+
+def directory_home(obj: str, idx: int, n_nodes: int) -> int:
+    """The node that holds the directory entry of shared page (obj, idx): IVY's fixed distributed
+    manager, a hash that every process computes alike (crc32, not Python's salted hash)."""
+    return zlib.crc32(f"{obj}\0{idx}".encode()) % n_nodes
+
+
+class NodeCore:
+    def __init__(self, node_id: int, topology: dict, pool: FramePool):
+        self.node_id = node_id
+        self.n_nodes = len(topology["nodes"])
+        self.page_size = pool.page_size
+        self.pool = pool
+        self.possible = frozenset(range(self.n_nodes))
+        self.fallback = fallback_orders([list(r) for r in topology["distances"]])
+        self.cost = CostModel(topology["latency_ns"], topology["bandwidth_mib_s"], pool.page_size)
+        self.cpu_node = {cpu: n["id"] for n in topology["nodes"] for cpu in n["cpus"]}
+        self.numastat = dict.fromkeys(NUMASTAT_COUNTERS, 0)
+        self.events: collections.Counter[str] = collections.Counter()
+        self.weights: dict[int, int] | None = None  # weighted-interleave weights, None: all 1
+
+    # ---- supplying frames (this node is the one that gives the page) --------------------
+    def supply(self, count: int, *, preferred: int, task_node: int, interleave: bool, fill: int | None) -> list[int]:
+        """Up to `count` frames of this node, charged as zone_statistics would (nodes.placement.charge)."""
+        frames = []
+        try:
+            for _ in range(count):
+                frames.append(self.pool.alloc())
+        except NumaEmuError:
+            pass  # short: the caller walks on to the next node of its order
+        if not frames:
+            return frames
+        if fill:
+            page = bytes([fill]) * self.page_size
+            mem, ps = self.pool.mem, self.page_size
+            for f in frames:
+                mem[f * ps:(f + 1) * ps] = page
+        placement = Placement(preferred=preferred, order=(), interleave=interleave)
+        for node, name, delta in charge(None, supplier=self.node_id, placement=placement, task_node=task_node,
+                                        pages=len(frames)):
+            if node == self.node_id:  # numa_foreign belongs to the preferred node: the requester sends it
+                self.numastat[name] += delta
+        self.events["pgalloc"] += len(frames)
+        return frames
+
+    def release(self, frames: list[int]) -> None:
+        for f in frames:
+            self.pool.free_frame(f)
+        self.events["pgfree"] += len(frames)
+
+    # ---- the allocation walk (on the node that faults) ----------------------------------
+    def allocate(self, placement: Placement, count: int, task_node: int, fill: int | None = None):
+        """Walk the placement's order, local frames directly, remote ones with frame.alloc, until
+        `count` pages are had. Returns [(node, frame)], shorter when every allowed node is full."""
+        got: list[tuple[int, int]] = []
+        foreign: collections.Counter[int] = collections.Counter()
+        for node in placement.order:
+            need = count - len(got)
+            if need <= 0:
+                break
+            preferred = placement.preferred_for(node)
+            if node == self.node_id:
+                frames = self.supply(need, preferred=preferred, task_node=task_node,
+                                     interleave=placement.interleave, fill=fill)
+            else:
+                try:
+                    reply = yield Call(node_dest(node), mm.FrameAlloc(
+                        count=need, preferred=preferred, task_node=task_node,
+                        interleave=placement.interleave, fill=fill))
+                    frames = reply.frames
+                except NumaEmuError as exc:
+                    if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT):
+                        raise
+                    frames = []  # a dead or silent node supplies nothing; walk on
+            got.extend((node, f) for f in frames)
+            if frames and node != preferred:
+                foreign[preferred] += len(frames)
+        yield from self.add_foreign(foreign)
+        return got
+
+    def add_foreign(self, foreign: collections.Counter[int]):
+        calls = []
+        for node, pages in foreign.items():
+            if node == self.node_id:
+                self.numastat["numa_foreign"] += pages
+            else:
+                calls.append(Call(node_dest(node), mm.StatAdd(counter="numa_foreign", delta=pages)))
+        if calls:
+            yield calls
+
+    def free_frames(self, by_node: dict[int, list[int]]):
+        """Free frames wherever they are (local now, remote with frame.free)."""
+        calls = []
+        for node, frames in by_node.items():
+            if not frames:
+                continue
+            if node == self.node_id:
+                self.release(frames)
+            else:
+                calls.append(Call(node_dest(node), mm.FrameFree(frames=frames)))
+        if calls:
+            try:
+                yield calls
+            except NumaEmuError:
+                pass  # a dead node's frames died with it
+
+    # ---- counters -----------------------------------------------------------------------
+    def vmstat(self) -> dict[str, int]:
+        out = {"nr_free_pages": self.pool.free, "nr_total_pages": self.pool.frames}
+        out.update(self.events)
+        return out

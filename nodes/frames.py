@@ -1,0 +1,65 @@
+"""Serving this node's frames to its peers: allocate, free, read, write, fill, and counters.
+
+These handlers take no page lock, so a directory handler that holds one may wait on them
+without ever forming a cycle (PROTOCOL.md, Locks and liveness).
+"""
+from __future__ import annotations
+
+from nodes.core import NodeCore
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import Ok
+from protocol.messages import memory as mm
+
+_COUNTERS = {"numa_foreign"}
+
+
+class FrameService:
+    def __init__(self, core: NodeCore):
+        self.core = core
+
+    def handlers(self) -> dict:
+        return {
+            "frame.alloc": self.alloc,
+            "frame.free": self.free,
+            "frame.read": self.read,
+            "frame.write": self.write,
+            "frame.fill": self.fill,
+            "stat.add": self.stat_add,
+        }
+
+    def alloc(self, msg: mm.FrameAlloc) -> mm.FrameAllocReply:
+        c = self.core
+        if msg.count < 0 or not (0 <= msg.preferred < c.n_nodes) or not (0 <= msg.task_node < c.n_nodes):
+            raise NumaEmuError(ErrorCode.EINVAL, "frame.alloc: count must be >= 0 and nodes must exist")
+        if msg.fill is not None and not 0 <= msg.fill <= 255:
+            raise NumaEmuError(ErrorCode.EINVAL, "frame.alloc: fill must be a byte value")
+        frames = c.supply(msg.count, preferred=msg.preferred, task_node=msg.task_node,
+                          interleave=msg.interleave, fill=msg.fill)
+        return mm.FrameAllocReply(frames=frames)
+
+    def free(self, msg: mm.FrameFree) -> Ok:
+        self.core.release([int(f) for f in msg.frames])
+        return Ok()
+
+    def read(self, msg: mm.FrameRead) -> mm.FrameReadReply:
+        if msg.offset < 0 or msg.length < 0 or msg.offset + msg.length > self.core.page_size:
+            raise NumaEmuError(ErrorCode.EINVAL, "frame.read: range crosses the page")
+        return mm.FrameReadReply(data=self.core.pool.read(msg.frame, msg.offset, msg.length))
+
+    def write(self, msg: mm.FrameWrite) -> Ok:
+        self.core.pool.write(msg.frame, msg.offset, msg.data)
+        return Ok()
+
+    def fill(self, msg: mm.FrameFill) -> Ok:
+        if not 0 <= msg.value <= 255:
+            raise NumaEmuError(ErrorCode.EINVAL, "frame.fill: value must be a byte")
+        page = bytes([msg.value]) * self.core.page_size
+        for f in msg.frames:
+            self.core.pool.write(int(f), 0, page)
+        return Ok()
+
+    def stat_add(self, msg: mm.StatAdd) -> Ok:
+        if msg.counter not in _COUNTERS or msg.delta < 0:
+            raise NumaEmuError(ErrorCode.EINVAL, f"stat.add: cannot add {msg.delta} to {msg.counter!r}")
+        self.core.numastat[msg.counter] += msg.delta
+        return Ok()

@@ -1,0 +1,361 @@
+"""The memory manager for the tasks whose home is this node: their address spaces, faults by
+policy, reads and writes wherever the page lives, mbind and get_mempolicy, and their clocks.
+
+Every operation of a task comes here (DESIGN.md, Task). A private page's only map is the task's
+page table here; a shared page is mapped through its directory entry (nodes.directory).
+Handlers are generators when they may need another node; the cost of each operation is added
+to the task's virtual clock from the cost model.
+"""
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+
+from nodes.core import NodeCore, directory_home, node_dest
+from nodes.directory import Directory
+from nodes.pagetable import ANON, SHM, AddressSpace, Region
+from nodes.placement import InterleaveCursor, Placement, interleave_target, next_interleave_index, place
+from protocol.effects import Call
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import Ok
+from protocol.messages import memory as mm
+from protocol.messages import tasks as tm
+from protocol.policy import (DEFAULT_POLICY, MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED, MPOL_F_NODE, MPOL_MF_MOVE,
+                             MPOL_MF_MOVE_ALL, MPOL_MF_STRICT, MPOL_MF_VALID, Mode, Policy, make_policy, rebind)
+
+_TOUCH_BYTES = 64  # a touch reads or writes one cache line of the page
+_DIR_BATCH = 256  # shared-page faults in flight at once (below ZeroMQ's default high-water mark)
+
+
+@dataclass
+class TaskState:
+    task_id: int
+    pid: int
+    comm: str
+    cpu: int
+    node: int
+    policy: Policy
+    mems: frozenset[int]
+    space: AddressSpace
+    clock_ns: int = 0
+    faults: int = 0
+    il_cursor: InterleaveCursor = field(default_factory=InterleaveCursor)
+    placements: dict = field(default_factory=dict)  # cache: (policy, target) -> Placement
+
+
+class MemoryManager:
+    def __init__(self, core: NodeCore, directory: Directory):
+        self.core = core
+        self.directory = directory
+        self.tasks: dict[int, TaskState] = {}
+
+    def handlers(self) -> dict:
+        return {
+            "node.task.attach": self.attach, "node.task.detach": self.detach, "node.task.policy": self.set_policy,
+            "mem.mmap": self.mmap, "mem.munmap": self.munmap, "mem.access": self.access, "mem.touch": self.touch,
+            "mem.mbind": self.mbind, "mem.get_mempolicy": self.get_mempolicy, "mem.where": self.where,
+            "mem.maps": self.maps,
+        }
+
+    def task(self, task_id: int) -> TaskState:
+        try:
+            return self.tasks[task_id]
+        except KeyError:
+            raise NumaEmuError(ErrorCode.ESRCH, f"no task {task_id} on node {self.core.node_id}") from None
+
+    # ---- task life cycle ----------------------------------------------------------------
+    def attach(self, msg: tm.NodeTaskAttach) -> Ok:
+        if msg.task_id in self.tasks:
+            raise NumaEmuError(ErrorCode.EEXIST, f"task {msg.task_id} is attached already")
+        self.tasks[msg.task_id] = TaskState(msg.task_id, msg.pid, msg.comm, msg.cpu, self.core.node_id,
+                                            Policy.from_wire(msg.policy), frozenset(msg.mems_allowed),
+                                            AddressSpace(self.core.page_size))
+        return Ok()
+
+    def detach(self, msg: tm.NodeTaskDetach):
+        task = self.task(msg.task_id)
+        freed = yield from self._release(task, list(task.space.regions))
+        del self.tasks[msg.task_id]
+        return tm.NodeTaskDetachReply(pages_freed=freed)
+
+    def set_policy(self, msg: tm.NodeTaskPolicy) -> Ok:
+        task = self.task(msg.task_id)
+        new_mems, old_mems = frozenset(msg.mems_allowed), frozenset(msg.old_mems_allowed)
+        new_policy = Policy.from_wire(msg.policy)
+        if new_policy != task.policy:
+            task.il_cursor = InterleaveCursor()
+        task.policy, task.mems = new_policy, new_mems
+        if new_mems != old_mems:
+            for region in task.space.regions:
+                if region.policy is not None:
+                    region.policy = rebind(region.policy, new_mems, old_mems)
+        task.placements.clear()
+        return Ok()
+
+    def _release(self, task: TaskState, regions: list[Region]):
+        """Unmap regions: free private frames, drop shared mappings. Returns pages released."""
+        private: dict[int, list[int]] = collections.defaultdict(list)
+        shared: dict[tuple[int, str], list[int]] = collections.defaultdict(list)
+        count = 0
+        for region in regions:
+            for i, node in enumerate(region.node):
+                if node < 0:
+                    continue
+                count += 1
+                if region.kind == ANON:
+                    private[node].append(region.frame[i])
+                else:
+                    idx = region.obj_offset + i
+                    shared[(directory_home(region.name, idx, self.core.n_nodes), region.name)].append(idx)
+        yield from self.core.free_frames(private)
+        calls = []
+        for (home, name), idxs in shared.items():
+            msg = mm.DirUnmap(obj=name, idx=idxs, mapper=self.core.node_id)
+            if home == self.core.node_id:
+                self.directory.unmap(msg)
+            else:
+                calls.append(Call(node_dest(home), msg))
+        if calls:
+            try:
+                yield calls
+            except NumaEmuError:
+                pass
+        task.space.remove(regions)
+        return count
+
+    # ---- mappings -----------------------------------------------------------------------
+    def mmap(self, msg: mm.Mmap) -> mm.MmapReply:
+        task = self.task(msg.task_id)
+        if msg.length <= 0:
+            raise NumaEmuError(ErrorCode.EINVAL, f"mmap length must be positive, got {msg.length}")
+        if msg.shared != (msg.name is not None) or (msg.name is not None and not msg.name):
+            raise NumaEmuError(ErrorCode.EINVAL, "a shared region needs a name, a private one must not have one")
+        npages = -(-msg.length // self.core.page_size)
+        region = task.space.map(npages, SHM if msg.shared else ANON, msg.name)
+        return mm.MmapReply(vaddr=region.start, length=npages * self.core.page_size, clock_ns=task.clock_ns)
+
+    def munmap(self, msg: mm.Munmap):
+        task = self.task(msg.task_id)
+        regions = task.space.isolate(msg.vaddr, msg.length)
+        yield from self._release(task, regions)
+        return Ok()
+
+    # ---- faults -------------------------------------------------------------------------
+    def _placement(self, task: TaskState, region: Region, page: int) -> tuple[Placement, Policy, int]:
+        policy = region.policy or task.policy
+        index = 0
+        if policy.mode in (Mode.INTERLEAVE, Mode.WEIGHTED_INTERLEAVE):
+            if region.policy is not None or region.kind == SHM:
+                # VMA interleave by page offset (mm/mempolicy.c interleave_nid): for anonymous
+                # memory vm_pgoff is the virtual page number, for shm the object's page index.
+                index = (region.start // self.core.page_size + page) if region.kind == ANON else region.obj_offset + page
+            else:
+                index, task.il_cursor = next_interleave_index(policy, task.il_cursor, allowed=task.mems,
+                                                              weights=self.core.weights)
+            key = (policy, interleave_target(policy, index, allowed=task.mems, weights=self.core.weights))
+        else:
+            key = (policy, None)
+        placement = task.placements.get(key)
+        if placement is None:
+            placement = place(policy, task_node=task.node, allowed=task.mems, fallback_orders=self.core.fallback,
+                              interleave_index=index, weights=self.core.weights)
+            task.placements[key] = placement
+        return placement, policy, index
+
+    def _fault(self, task: TaskState, region: Region, pages: list[int], write: bool, fill: int | None):
+        """Fault in absent pages of one region; costs go to the task's clock."""
+        if region.kind == SHM:
+            yield from self._fault_shared(task, region, pages, write)
+            return
+        groups: dict[Placement, list[int]] = {}
+        for p in pages:
+            groups.setdefault(self._placement(task, region, p)[0], []).append(p)
+        core, cost = self.core, self.core.cost
+        for placement, plist in groups.items():
+            got = yield from core.allocate(placement, len(plist), task.node, fill)
+            for p, (node, frame) in zip(plist, got):
+                region.node[p], region.frame[p] = node, frame
+                region.gen[p] = core.pool.generation[frame] if node == core.node_id else 0
+                task.clock_ns += cost.fault_ns(task.node, node)
+            task.faults += len(got)
+            core.events["pgfault"] += len(got)
+            if len(got) < len(plist):
+                raise NumaEmuError(ErrorCode.ENOMEM,
+                                   f"no free frame on the nodes the policy allows ({sorted(placement.order)})")
+
+    def _fault_shared(self, task: TaskState, region: Region, pages: list[int], write: bool):
+        core = self.core
+        for start in range(0, len(pages), _DIR_BATCH):
+            chunk = pages[start:start + _DIR_BATCH]
+            calls, local = [], []
+            for p in chunk:
+                placement, policy, index = self._placement(task, region, p)
+                idx = region.obj_offset + p
+                msg = mm.DirFault(obj=region.name, idx=idx, mapper=core.node_id, task_node=task.node,
+                                  policy=policy.to_wire(), allowed=sorted(task.mems), interleave_index=index, write=write)
+                home = directory_home(region.name, idx, core.n_nodes)
+                (local if home == core.node_id else calls).append((p, msg if home == core.node_id else Call(node_dest(home), msg)))
+            replies = []
+            for p, msg in local:
+                replies.append((p, (yield from self.directory.fault(msg))))
+            if calls:
+                results = yield [c for _, c in calls]
+                replies += list(zip([p for p, _ in calls], results))
+            for p, reply in replies:
+                region.node[p], region.frame[p] = reply.node, reply.frame
+                task.clock_ns += core.cost.fault_ns(task.node, reply.node)
+            task.faults += len(replies)
+            core.events["pgfault"] += len(replies)
+
+    # ---- access -------------------------------------------------------------------------
+    def access(self, msg: mm.Access):
+        task = self.task(msg.task_id)
+        write = msg.data is not None
+        length = len(msg.data) if write else msg.length
+        ps, core = self.core.page_size, self.core
+        out = bytearray()
+        pos = 0
+        for region, first, last in task.space.range(msg.vaddr, length):
+            absent = [p for p in range(first, last) if region.node[p] < 0]
+            if absent:
+                yield from self._fault(task, region, absent, write, None)
+            for p in range(first, last):
+                page_addr = region.start + p * ps
+                offset = max(msg.vaddr + pos - page_addr, 0)
+                n = min(ps - offset, length - pos)
+                node, frame = region.node[p], region.frame[p]
+                if node == core.node_id:
+                    if write:
+                        core.pool.write(frame, offset, msg.data[pos:pos + n])
+                    else:
+                        out += core.pool.read(frame, offset, n)
+                elif write:
+                    yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=msg.data[pos:pos + n]))
+                else:
+                    reply = yield Call(node_dest(node), mm.FrameRead(frame=frame, offset=offset, length=n))
+                    out += reply.data
+                if write:
+                    region.dirty[p] = 1
+                task.clock_ns += core.cost.access_ns(task.node, node, n)
+                pos += n
+        return mm.AccessReply(data=None if write else bytes(out), clock_ns=task.clock_ns)
+
+    def touch(self, msg: mm.Touch):
+        task = self.task(msg.task_id)
+        if msg.fill is not None and not 0 <= msg.fill <= 255:
+            raise NumaEmuError(ErrorCode.EINVAL, f"fill must be a byte value, got {msg.fill}")
+        write = msg.write or msg.fill is not None
+        core, ps = self.core, self.core.page_size
+        pages = faults_before = 0
+        faults_before = task.faults
+        for region, first, last in task.space.range(msg.vaddr, msg.length):
+            absent = [p for p in range(first, last) if region.node[p] < 0]
+            present = [p for p in range(first, last) if region.node[p] >= 0]
+            if absent:
+                # a fresh private page is filled by its supplier in the same message
+                yield from self._fault(task, region, absent, write, msg.fill if region.kind == ANON else None)
+                if region.kind == SHM and msg.fill is not None:
+                    present += absent
+            if msg.fill is not None:
+                yield from self._fill(region, present, msg.fill)
+            nbytes = ps if msg.fill is not None else _TOUCH_BYTES
+            for p in range(first, last):
+                task.clock_ns += core.cost.access_ns(task.node, region.node[p], nbytes)
+                if write:
+                    region.dirty[p] = 1
+            pages += last - first
+        return mm.TouchReply(pages=pages, faults=task.faults - faults_before, clock_ns=task.clock_ns)
+
+    def _fill(self, region: Region, pages: list[int], value: int):
+        core = self.core
+        remote: dict[int, list[int]] = collections.defaultdict(list)
+        page = bytes([value]) * core.page_size
+        for p in pages:
+            node, frame = region.node[p], region.frame[p]
+            if node == core.node_id:
+                core.pool.write(frame, 0, page)
+            else:
+                remote[node].append(frame)
+        if remote:
+            yield [Call(node_dest(n), mm.FrameFill(frames=f, value=value)) for n, f in remote.items()]
+
+    # ---- policy -------------------------------------------------------------------------
+    def mbind(self, msg: mm.Mbind) -> Ok:
+        task = self.task(msg.task_id)
+        if msg.flags & ~MPOL_MF_VALID:
+            raise NumaEmuError(ErrorCode.EINVAL, f"mbind flags {msg.flags:#x} not valid (MPOL_MF_STRICT|MOVE|MOVE_ALL)")
+        if msg.flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL):
+            raise NumaEmuError(ErrorCode.EINVAL, "mbind with MPOL_MF_MOVE needs page migration, not built yet")
+        policy = make_policy(msg.mode, frozenset(msg.nodes), allowed=task.mems, possible=self.core.possible)
+        regions = task.space.isolate(msg.vaddr, msg.length)
+        if msg.flags & MPOL_MF_STRICT and policy.mode not in (Mode.DEFAULT, Mode.LOCAL):
+            allowed = policy.nodes or task.mems
+            for region in regions:
+                if any(n >= 0 and n not in allowed for n in region.node):
+                    raise NumaEmuError(ErrorCode.EIO, "MPOL_MF_STRICT: a page of the range is on a node the policy excludes")
+        for region in regions:
+            region.policy = None if policy.mode == Mode.DEFAULT else policy
+        task.placements.clear()
+        return Ok()
+
+    def get_mempolicy(self, msg: mm.GetMempolicy):
+        task = self.task(msg.task_id)
+        flags = msg.flags
+        if flags & ~(MPOL_F_NODE | MPOL_F_ADDR | MPOL_F_MEMS_ALLOWED):
+            raise NumaEmuError(ErrorCode.EINVAL, f"get_mempolicy flags {flags:#x} not valid")
+        if flags & MPOL_F_MEMS_ALLOWED:
+            if flags & (MPOL_F_NODE | MPOL_F_ADDR):
+                raise NumaEmuError(ErrorCode.EINVAL, "MPOL_F_MEMS_ALLOWED cannot be combined with MPOL_F_NODE or MPOL_F_ADDR")
+            return mm.GetMempolicyReply(mode=0, nodes=sorted(task.mems), node=None)
+        if not flags & MPOL_F_ADDR:
+            if msg.addr is not None:
+                raise NumaEmuError(ErrorCode.EINVAL, "an address needs MPOL_F_ADDR")
+            policy = task.policy
+            node = None
+            if flags & MPOL_F_NODE:
+                if policy.mode != Mode.INTERLEAVE:
+                    raise NumaEmuError(ErrorCode.EINVAL, "MPOL_F_NODE without MPOL_F_ADDR needs an interleave task policy")
+                index, _ = next_interleave_index(policy, task.il_cursor, allowed=task.mems, weights=self.core.weights)
+                node = interleave_target(policy, index, allowed=task.mems, weights=self.core.weights)
+            return mm.GetMempolicyReply(mode=int(policy.mode) | policy.flags, nodes=sorted(policy.reported_nodes), node=node)
+        if msg.addr is None:
+            raise NumaEmuError(ErrorCode.EINVAL, "MPOL_F_ADDR needs an address")
+        region = task.space.find(msg.addr)
+        policy = region.policy or DEFAULT_POLICY  # no VMA policy reads as MPOL_DEFAULT (do_get_mempolicy)
+        node = None
+        if flags & MPOL_F_NODE:
+            p = (msg.addr - region.start) // self.core.page_size
+            if region.node[p] < 0:  # "if no page is present it allocates one as if read"
+                yield from self._fault(task, region, [p], False, None)
+            node = region.node[p]
+        return mm.GetMempolicyReply(mode=int(policy.mode) | policy.flags, nodes=sorted(policy.reported_nodes), node=node)
+
+    # ---- queries ------------------------------------------------------------------------
+    def where(self, msg: mm.Where) -> mm.WhereReply:
+        task = self.task(msg.task_id)
+        nodes: list[int] = []
+        for region, first, last in task.space.range(msg.vaddr, msg.length):
+            nodes.extend(region.node[first:last])
+        return mm.WhereReply(nodes=nodes)
+
+    def maps(self, msg: mm.Maps) -> mm.MapsReply:
+        task = self.task(msg.task_id)
+        return mm.MapsReply(regions=[self.region_info(task, r) for r in task.space.regions], clock_ns=task.clock_ns)
+
+    def region_info(self, task: TaskState, r: Region) -> dict:
+        per_node = {n: r.node.count(n) for n in range(self.core.n_nodes)}
+        return {"start": r.start, "length": r.npages * self.core.page_size, "kind": r.kind, "name": r.name,
+                "policy": (r.policy or task.policy).to_wire(), "vma_policy": r.policy is not None,
+                "pages": {n: c for n, c in per_node.items() if c}, "dirty": sum(r.dirty), "present": r.present_pages()}
+
+    def task_pages(self) -> dict:
+        out = {}
+        for task in self.tasks.values():
+            pages: collections.Counter[int] = collections.Counter()
+            for r in task.space.regions:
+                for n in range(self.core.n_nodes):
+                    c = r.node.count(n)
+                    if c:
+                        pages[n] += c
+            out[task.task_id] = {"pages": dict(pages), "clock_ns": task.clock_ns, "faults": task.faults}
+        return out

@@ -1,0 +1,121 @@
+"""A task's address space on its home node: regions (VMAs) with compact per-page arrays.
+
+Each region holds, per page, the node and frame of the copy mapped (node -1: not present), the
+frame's generation when it was mapped, and a dirty byte. Arrays, not objects: a task of a
+million pages costs about 11 MB here, and the layout can later move into a shared-memory
+segment that the task reads directly with a seqlock (DESIGN.md, Where it goes next).
+"""
+from __future__ import annotations
+
+import bisect
+from array import array
+from dataclasses import dataclass, field
+
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.policy import Policy
+
+ANON, SHM = "anon", "shm"
+MMAP_BASE = 0x7F0000000000  # where the first region of a task goes, as Linux's mmap_base region
+
+
+@dataclass
+class Region:
+    start: int  # bytes, page aligned
+    npages: int
+    kind: str  # ANON or SHM
+    name: str | None = None  # shm object name
+    obj_offset: int = 0  # first page's index in the shm object
+    policy: Policy | None = None  # mbind policy; None: the task policy applies
+    node: array = field(default_factory=lambda: array("h"))
+    frame: array = field(default_factory=lambda: array("I"))
+    gen: array = field(default_factory=lambda: array("I"))
+    dirty: bytearray = field(default_factory=bytearray)
+
+    @classmethod
+    def new(cls, start: int, npages: int, kind: str, name: str | None = None, obj_offset: int = 0) -> "Region":
+        return cls(start, npages, kind, name, obj_offset, None, array("h", [-1]) * npages,
+                   array("I", bytes(4 * npages)), array("I", bytes(4 * npages)), bytearray(npages))
+
+    def end(self, page_size: int) -> int:
+        return self.start + self.npages * page_size
+
+    def split(self, at_page: int) -> "Region":
+        """Cut this region at page `at_page`; this keeps the head, the tail is returned."""
+        tail = Region(0, self.npages - at_page, self.kind, self.name, self.obj_offset + at_page, self.policy,
+                      self.node[at_page:], self.frame[at_page:], self.gen[at_page:], self.dirty[at_page:])
+        del self.node[at_page:], self.frame[at_page:], self.gen[at_page:], self.dirty[at_page:]
+        self.npages = at_page
+        return tail
+
+    def present_pages(self) -> int:
+        return self.npages - self.node.count(-1)
+
+
+class AddressSpace:
+    """The regions of one task, sorted by start address."""
+
+    def __init__(self, page_size: int):
+        self.page_size = page_size
+        self.regions: list[Region] = []
+        self._starts: list[int] = []
+        self.next_vaddr = MMAP_BASE
+
+    def _reindex(self) -> None:
+        self.regions.sort(key=lambda r: r.start)
+        self._starts = [r.start for r in self.regions]
+
+    def map(self, npages: int, kind: str, name: str | None = None) -> Region:
+        region = Region.new(self.next_vaddr, npages, kind, name)
+        self.next_vaddr += (npages + 1) * self.page_size  # a guard page between regions
+        self.regions.append(region)
+        self._reindex()
+        return region
+
+    def find(self, vaddr: int) -> Region:
+        i = bisect.bisect_right(self._starts, vaddr) - 1
+        if i >= 0:
+            region = self.regions[i]
+            if vaddr < region.end(self.page_size):
+                return region
+        raise NumaEmuError(ErrorCode.EFAULT, f"address {vaddr:#x} is outside every region of the task")
+
+    def range(self, vaddr: int, length: int) -> list[tuple[Region, int, int]]:
+        """(region, first page, last page + 1) pieces covering [vaddr, vaddr+length); EFAULT on a hole."""
+        if length <= 0:
+            raise NumaEmuError(ErrorCode.EINVAL, f"length must be positive, got {length}")
+        pieces, pos, end = [], vaddr, vaddr + length
+        while pos < end:
+            region = self.find(pos)
+            first = (pos - region.start) // self.page_size
+            stop = min(end, region.end(self.page_size))
+            last = (stop - 1 - region.start) // self.page_size + 1
+            pieces.append((region, first, last))
+            pos = stop
+        return pieces
+
+    def isolate(self, vaddr: int, length: int) -> list[Region]:
+        """Split regions so that [vaddr, vaddr+length) is made of whole regions (mbind, munmap)."""
+        ps = self.page_size
+        if vaddr % ps:
+            raise NumaEmuError(ErrorCode.EINVAL, f"address {vaddr:#x} is not page aligned")
+        end = vaddr + -(-length // ps) * ps
+        out = []
+        for region, first, last in self.range(vaddr, end - vaddr):
+            if first > 0:
+                region = self._insert(region.split(first), region.start + first * ps)
+                last -= first
+            if last < region.npages:
+                self._insert(region.split(last), region.start + last * ps)
+            out.append(region)
+        return out
+
+    def _insert(self, region: Region, start: int) -> Region:
+        region.start = start
+        self.regions.append(region)
+        self._reindex()
+        return region
+
+    def remove(self, regions: list[Region]) -> None:
+        ids = {id(r) for r in regions}
+        self.regions = [r for r in self.regions if id(r) not in ids]
+        self._reindex()

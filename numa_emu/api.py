@@ -1,0 +1,202 @@
+"""The client API for workload scripts: attach to a running cluster as a task and touch memory.
+
+    import numa_emu
+    with numa_emu.attach() as task:               # a CPU chosen by the launcher or the coordinator
+        task.set_mempolicy("interleave", "0-3")
+        buf = task.mmap(64 << 20)                   # private anonymous
+        buf.touch(fill=0xFF)                        # batched first touch: memhog's memset
+        buf.write(0, b"hello")
+        print(buf.read(0, 5), buf.where()[:4], task.clock_ns())
+
+Every memory operation goes to the task's home node, the node of its CPU. Errors raise
+numa_emu.NumaEmuError with the errno name (EFAULT, EINVAL, ENOMEM, ...) and leave the cluster
+and the other tasks undisturbed. The launcher (`numa-emu numactl`, `cpuset exec`) passes the
+CPU, policy and cpuset through the environment variables below, so they survive exec.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sys
+from collections.abc import Iterable
+
+from protocol.client import Client
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import memory as mm
+from protocol.messages import tasks as tm
+from protocol.nodemask import parse_nodelist
+from protocol.policy import MPOL_F_ADDR, MPOL_F_NODE, Mode, parse_mode_name
+
+ENV_CLUSTER = "NUMA_EMU_CLUSTER"
+ENV_CPU = "NUMA_EMU_CPU"
+ENV_POLICY = "NUMA_EMU_POLICY"  # JSON of Policy.to_wire(), set by numactl
+ENV_CPUSET = "NUMA_EMU_CPUSET"
+ENV_NODEBIND = "NUMA_EMU_CPUNODEBIND"  # node list, set by numactl --cpunodebind
+
+
+def _mode(mode: Mode | int | str) -> int:
+    return int(parse_mode_name(mode)) if isinstance(mode, str) else int(mode)
+
+
+def _nodes(nodes: Iterable[int] | str | None) -> list[int]:
+    if nodes is None:
+        return []
+    if isinstance(nodes, str):
+        return sorted(parse_nodelist(nodes))
+    return sorted(int(n) for n in nodes)
+
+
+class Region:
+    """A mapped region of a task: offsets are relative to its start."""
+
+    def __init__(self, task: "Task", vaddr: int, length: int, shared: bool, name: str | None):
+        self.task, self.vaddr, self.length, self.shared, self.name = task, vaddr, length, shared, name
+
+    def addr(self, offset: int = 0) -> int:
+        return self.vaddr + offset
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self.task.read(self.vaddr + offset, length)
+
+    def write(self, offset: int, data: bytes) -> None:
+        self.task.write(self.vaddr + offset, data)
+
+    def touch(self, offset: int = 0, length: int | None = None, *, write: bool = False, fill: int | None = None) -> mm.TouchReply:
+        return self.task.touch(self.vaddr + offset, self.length - offset if length is None else length, write=write, fill=fill)
+
+    def mbind(self, mode: Mode | int | str, nodes: Iterable[int] | str | None = None, *, offset: int = 0,
+              length: int | None = None, flags: int = 0) -> None:
+        self.task.mbind(self.vaddr + offset, self.length - offset if length is None else length, mode, nodes, flags)
+
+    def where(self, offset: int = 0, length: int | None = None) -> list[int | None]:
+        return self.task.where(self.vaddr + offset, self.length - offset if length is None else length)
+
+    def munmap(self) -> None:
+        self.task.munmap(self.vaddr, self.length)
+
+    def __repr__(self) -> str:
+        kind = f"shared {self.name!r}" if self.shared else "private"
+        return f"<Region {kind} {self.vaddr:#x}+{self.length:#x}>"
+
+
+class Task:
+    def __init__(self, reply: tm.TaskRegisterReply, coordinator: Client, home: Client):
+        self.task_id = reply.task_id
+        self.pid = os.getpid()
+        self.cpu = reply.cpu
+        self.node = reply.node
+        self.page_size = reply.page_size
+        self.n_nodes = reply.n_nodes
+        self.cpuset = reply.cpuset
+        self.mems_allowed = list(reply.mems_allowed)
+        self._coordinator = coordinator
+        self._home = home
+        self._clock = 0
+        self.attached = True
+
+    # ---- memory -------------------------------------------------------------------------
+    def _call(self, request):
+        if not self.attached:
+            raise NumaEmuError(ErrorCode.ESRCH, "the task is detached")
+        reply = self._home.call(request)
+        clock = getattr(reply, "clock_ns", None)
+        if clock is not None:
+            self._clock = clock
+        return reply
+
+    def mmap(self, length: int, *, shared: bool = False, name: str | None = None) -> Region:
+        reply = self._call(mm.Mmap(task_id=self.task_id, length=length, shared=shared, name=name))
+        return Region(self, reply.vaddr, reply.length, shared, name)
+
+    def munmap(self, vaddr: int, length: int) -> None:
+        self._call(mm.Munmap(task_id=self.task_id, vaddr=vaddr, length=length))
+
+    def read(self, vaddr: int, length: int) -> bytes:
+        return self._call(mm.Access(task_id=self.task_id, vaddr=vaddr, length=length)).data
+
+    def write(self, vaddr: int, data: bytes) -> None:
+        self._call(mm.Access(task_id=self.task_id, vaddr=vaddr, data=bytes(data)))
+
+    def touch(self, vaddr: int, length: int, *, write: bool = False, fill: int | None = None) -> mm.TouchReply:
+        return self._call(mm.Touch(task_id=self.task_id, vaddr=vaddr, length=length, write=write, fill=fill))
+
+    def where(self, vaddr: int, length: int) -> list[int | None]:
+        nodes = self._call(mm.Where(task_id=self.task_id, vaddr=vaddr, length=length)).nodes
+        return [None if n < 0 else n for n in nodes]
+
+    def maps(self) -> list[dict]:
+        return self._call(mm.Maps(task_id=self.task_id)).regions
+
+    # ---- policy -------------------------------------------------------------------------
+    def set_mempolicy(self, mode: Mode | int | str, nodes: Iterable[int] | str | None = None, flags: int = 0) -> None:
+        self._coordinator.call(tm.SetMempolicy(task_id=self.task_id, mode=_mode(mode) | flags, nodes=_nodes(nodes)))
+
+    def get_mempolicy(self, flags: int = 0, addr: int | None = None) -> tuple[int, list[int]] | int:
+        """(mode, nodes); with MPOL_F_NODE the node instead (of the page at addr with MPOL_F_ADDR)."""
+        reply = self._call(mm.GetMempolicy(task_id=self.task_id, flags=flags, addr=addr))
+        return reply.node if flags & MPOL_F_NODE else (reply.mode, list(reply.nodes))
+
+    def node_of(self, vaddr: int) -> int:
+        return self.get_mempolicy(MPOL_F_NODE | MPOL_F_ADDR, vaddr)
+
+    def mbind(self, vaddr: int, length: int, mode: Mode | int | str, nodes: Iterable[int] | str | None = None,
+              flags: int = 0) -> None:
+        self._call(mm.Mbind(task_id=self.task_id, vaddr=vaddr, length=length, mode=_mode(mode), nodes=_nodes(nodes),
+                            flags=flags))
+
+    def getcpu(self) -> tuple[int, int]:
+        return self.cpu, self.node
+
+    def clock_ns(self) -> int:
+        """The task's virtual clock, read from its home node."""
+        return self._call(mm.Maps(task_id=self.task_id)).clock_ns
+
+    def info(self) -> dict:
+        return self._coordinator.call(tm.TaskInfo(task_id=self.task_id)).task
+
+    # ---- life cycle ---------------------------------------------------------------------
+    def detach(self) -> None:
+        """Release every page; idempotent. Also runs at interpreter exit."""
+        if not self.attached:
+            return
+        try:
+            self._coordinator.call(tm.TaskExit(task_id=self.task_id))
+        except NumaEmuError as exc:
+            if exc.code != ErrorCode.ESRCH:
+                raise
+        finally:
+            self.attached = False
+            self._home.close()
+            self._coordinator.close()
+            atexit.unregister(self.detach)
+
+    def __enter__(self) -> "Task":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+
+def attach(cpu: int | None = None, *, cluster: str | None = None, comm: str | None = None) -> Task:
+    """Join the running cluster as a task. The cluster: `cluster`, else $NUMA_EMU_CLUSTER, else the
+    only one that is up, else 'default'. The CPU: `cpu`, else $NUMA_EMU_CPU, else the coordinator's pick."""
+    from numa_emu import cluster as cl
+
+    name = cluster or os.environ.get(ENV_CLUSTER) or cl.resolve_name(None)
+    info = cl.require(name)
+    if cpu is None and os.environ.get(ENV_CPU):
+        cpu = int(os.environ[ENV_CPU])
+    policy = json.loads(os.environ[ENV_POLICY]) if os.environ.get(ENV_POLICY) else None
+    nodes_bound = _nodes(os.environ.get(ENV_NODEBIND)) or None
+    coordinator = Client(info.endpoint)
+    try:
+        reply = coordinator.call(tm.TaskRegister(
+            pid=os.getpid(), comm=comm or os.path.basename(sys.argv[0] or "python"), cpu=cpu, policy=policy,
+            cpuset=os.environ.get(ENV_CPUSET) or None, nodes_bound=nodes_bound))
+    except BaseException:
+        coordinator.close()
+        raise
+    task = Task(reply, coordinator, Client(reply.node_endpoint))
+    atexit.register(task.detach)
+    return task
