@@ -67,7 +67,8 @@ class TaskTable:
         return min(cpus, key=lambda c: (load[c], c))
 
     def register(self, *, pid: int, comm: str, cpu: int | None, policy: dict | None, cpuset: str | None,
-                 nodes_bound: list | None, create_time: float | None = None) -> TaskRecord:
+                 nodes_bound: list | None, cpus_bound: list | None = None,
+                 create_time: float | None = None) -> TaskRecord:
         if pid in self.tasks:
             raise NumaEmuError(ErrorCode.EEXIST, f"pid {pid} is attached already as a task")
         cs = self.cpuset(cpuset)
@@ -79,6 +80,10 @@ class TaskTable:
             cpus = cpus & frozenset().union(*(self.node_cpus[n] for n in nodes_bound))
             if not cpus:
                 raise NumaEmuError(ErrorCode.EINVAL, f"nodes {format_nodelist(nodes_bound)} have no CPU in cpuset {cs.name}")
+        if cpus_bound:
+            cpus = cpus & frozenset(cpus_bound)
+            if not cpus:
+                raise NumaEmuError(ErrorCode.EINVAL, f"cpus {format_nodelist(cpus_bound)} are not in cpuset {cs.name}")
         if cpu is not None:
             if cpu not in cpus:
                 raise NumaEmuError(ErrorCode.EINVAL, f"cpu {cpu} is not one this task may run on "
@@ -101,6 +106,11 @@ class TaskTable:
 
     def remove(self, task_id: int) -> TaskRecord | None:
         return self.tasks.pop(task_id, None)
+
+    def cpuset_info(self, cs: Cpuset) -> dict:
+        out = cs.to_dict()
+        out["tasks"] = sorted(t.task_id for t in self.tasks.values() if t.cpuset == cs.name)
+        return out
 
     def info(self, rec: TaskRecord) -> dict:
         cs = self.cpuset(rec.cpuset)

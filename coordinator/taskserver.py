@@ -32,7 +32,8 @@ class TaskService:
 
     def handlers(self) -> dict:
         return {"task.register": self.register, "task.exit": self.exit, "task.info": self.info,
-                "task.list": self.list, "task.set_mempolicy": self.set_mempolicy, "cluster.stats": self.stats}
+                "task.list": self.list, "task.set_mempolicy": self.set_mempolicy, "cluster.stats": self.stats,
+                "cpuset.show": self.cpuset_show}
 
     def _endpoint(self, node: int) -> str:
         rec = self.state.nodes[node]
@@ -44,7 +45,8 @@ class TaskService:
         if self.state.state != "up":
             raise NumaEmuError(ErrorCode.EBUSY, f"the cluster is {self.state.state}, not up")
         rec = self.table.register(pid=msg.pid, comm=msg.comm, cpu=msg.cpu, policy=msg.policy, cpuset=msg.cpuset,
-                                  nodes_bound=msg.nodes_bound, create_time=_create_time(msg.pid))
+                                  nodes_bound=msg.nodes_bound, cpus_bound=msg.cpus_bound,
+                                  create_time=_create_time(msg.pid))
         try:
             endpoint = self._endpoint(rec.node)
             info = self.table.info(rec)
@@ -89,6 +91,10 @@ class TaskService:
             rec.policy = old
             raise
         return Ok()
+
+    def cpuset_show(self, msg: tm.CpusetShow) -> tm.CpusetShowReply:
+        sets = [self.table.cpuset(msg.name)] if msg.name else list(self.table.cpusets.values())
+        return tm.CpusetShowReply(cpusets=[self.table.cpuset_info(cs) for cs in sets])
 
     def stats(self, msg: tm.ClusterStats):
         live = [rec.id for rec in self.state.live_nodes()]

@@ -33,6 +33,8 @@ ENV_CPU = "NUMA_EMU_CPU"
 ENV_POLICY = "NUMA_EMU_POLICY"  # JSON of Policy.to_wire(), set by numactl
 ENV_CPUSET = "NUMA_EMU_CPUSET"
 ENV_NODEBIND = "NUMA_EMU_CPUNODEBIND"  # node list, set by numactl --cpunodebind
+ENV_CPUBIND = "NUMA_EMU_PHYSCPUBIND"  # cpu list, set by numactl --physcpubind
+ENV_VTIME = "NUMA_EMU_VTIME"  # "1": print the task's virtual time on stderr when it detaches
 
 
 def _mode(mode: Mode | int | str) -> int:
@@ -156,11 +158,16 @@ class Task:
         return self._coordinator.call(tm.TaskInfo(task_id=self.task_id)).task
 
     # ---- life cycle ---------------------------------------------------------------------
-    def detach(self) -> None:
-        """Release every page; idempotent. Also runs at interpreter exit."""
+    def detach(self) -> int:
+        """Release every page; idempotent. Also runs at interpreter exit. Returns the final
+        virtual time (ns), and prints it on stderr when $NUMA_EMU_VTIME is 1."""
         if not self.attached:
-            return
+            return self._clock
         try:
+            clock = self.clock_ns()
+            if os.environ.get(ENV_VTIME) == "1":
+                print(f"numa-emu: task {self.task_id} on cpu {self.cpu} (node {self.node}): virtual time {clock} ns",
+                      file=sys.stderr)
             self._coordinator.call(tm.TaskExit(task_id=self.task_id))
         except NumaEmuError as exc:
             if exc.code != ErrorCode.ESRCH:
@@ -170,6 +177,7 @@ class Task:
             self._home.close()
             self._coordinator.close()
             atexit.unregister(self.detach)
+        return self._clock
 
     def __enter__(self) -> "Task":
         return self
@@ -189,11 +197,12 @@ def attach(cpu: int | None = None, *, cluster: str | None = None, comm: str | No
         cpu = int(os.environ[ENV_CPU])
     policy = json.loads(os.environ[ENV_POLICY]) if os.environ.get(ENV_POLICY) else None
     nodes_bound = _nodes(os.environ.get(ENV_NODEBIND)) or None
+    cpus_bound = _nodes(os.environ.get(ENV_CPUBIND)) or None
     coordinator = Client(info.endpoint)
     try:
         reply = coordinator.call(tm.TaskRegister(
             pid=os.getpid(), comm=comm or os.path.basename(sys.argv[0] or "python"), cpu=cpu, policy=policy,
-            cpuset=os.environ.get(ENV_CPUSET) or None, nodes_bound=nodes_bound))
+            cpuset=os.environ.get(ENV_CPUSET) or None, nodes_bound=nodes_bound, cpus_bound=cpus_bound))
     except BaseException:
         coordinator.close()
         raise

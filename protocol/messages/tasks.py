@@ -32,6 +32,7 @@ class TaskRegister(Request):
     policy: dict | None = None  # inherited across exec from numactl (Policy.to_wire())
     cpuset: str | None = None
     nodes_bound: list | None = None  # numactl --cpunodebind: run on a CPU of these nodes
+    cpus_bound: list | None = None  # numactl --physcpubind: run on one of these CPUs
 
 
 @message
@@ -147,3 +148,18 @@ class NodeStatsReply(Reply):
 class NodeStats(Request):
     kind = "node.stats"
     reply = NodeStatsReply
+
+
+@message
+class CpusetShowReply(Reply):
+    kind = "cpuset.show.reply"
+    cpusets: list  # dicts: name, cpus, mems, memory_migrate, replication, tasks
+
+
+@message
+class CpusetShow(Request):
+    """Every cpuset (name None) or one."""
+
+    kind = "cpuset.show"
+    reply = CpusetShowReply
+    name: str | None = None
