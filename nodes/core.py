@@ -34,7 +34,8 @@ class NodeCore:
         self.page_size = pool.page_size
         self.pool = pool
         self.possible = frozenset(range(self.n_nodes))
-        self.fallback = fallback_orders([list(r) for r in topology["distances"]])
+        self.fallback = fallback_orders([list(r) for r in topology["distances"]],
+                                        cpuless_nodes=[n["id"] for n in topology["nodes"] if not n["cpus"]])
         self.cost = CostModel(topology["latency_ns"], topology["bandwidth_mib_s"], pool.page_size)
         self.cpu_node = {cpu: n["id"] for n in topology["nodes"] for cpu in n["cpus"]}
         self.numastat = dict.fromkeys(NUMASTAT_COUNTERS, 0)

@@ -183,6 +183,8 @@ class Topology:
     def node_of_cpu(self, cpu: int) -> int:
         """The node that holds ``cpu``; EINVAL if the machine has no such CPU."""
         try:
+            if isinstance(cpu, bool):
+                raise KeyError(cpu)
             return self._cpu_to_node[cpu]
         except (KeyError, TypeError):
             raise NumaEmuError(ErrorCode.EINVAL, f"no cpu {cpu!r} in topology '{self.name}' "

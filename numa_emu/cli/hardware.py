@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         free = {n["id"]: n["frames_free"] * topology.page_size for n in st.nodes}
     distances = [list(row) for row in topology.distances]
     if args.fallback:
-        print(format_fallback(fallback_orders(distances)), end="")
+        print(format_fallback(fallback_orders(topology)), end="")
         return 0
     nodes = [{"id": n.id, "cpus": list(n.cpus), "size_bytes": n.mem_bytes, "free_bytes": free.get(n.id, 0)}
              for n in topology.nodes]

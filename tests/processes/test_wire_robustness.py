@@ -19,7 +19,7 @@ _scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
 _values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
                        max_leaves=10)
 _kinds = st.sampled_from(["ping", "node.register", "cluster.status", "node.heartbeat", "ok", "error", "nope", "", "mem.fault"])
-_maps = st.dictionaries(st.one_of(st.text(max_size=12), st.integers()), _values, max_size=6)
+_maps = st.dictionaries(st.one_of(st.text(max_size=12), st.integers(-(2**63), 2**63 - 1)), _values, max_size=6)
 _envelopes = st.builds(lambda kind, m, i: {**m, "kind": kind, "id": i}, _kinds, _maps,
                        st.one_of(st.integers(0, 2**31), st.text(max_size=3)))
 _frames = st.one_of(

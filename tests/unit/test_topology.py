@@ -93,7 +93,7 @@ def test_topology_api():
     assert isinstance(topo.latency_ns[0][0], float)
     assert json.loads(json.dumps(topo.to_dict())) == topo.to_dict()
     assert hash(topo) == hash(Topology.from_dict(topo.to_dict()))
-    for bad in (4, -1, "0", None):
+    for bad in (4, -1, "0", None, True):
         with pytest.raises(NumaEmuError) as err:
             topo.node_of_cpu(bad)
         assert err.value.code is ErrorCode.EINVAL
