@@ -12,6 +12,7 @@ import os
 import time
 from pathlib import Path
 
+from coordinator.latencyserver import LatencyService
 from coordinator.state import ClusterState
 from coordinator.supervisor import Supervisor
 from coordinator.taskserver import TaskService
@@ -28,7 +29,8 @@ log = logging.getLogger("coordinator")
 
 
 class CoordinatorServer:
-    def __init__(self, cluster_dir: Path, name: str, ready_fd: int | None, parent_alive_fd: int | None):
+    def __init__(self, cluster_dir: Path, name: str, ready_fd: int | None, parent_alive_fd: int | None,
+                 inject: str = "virtual", dilation: float = 1.0):
         self.cluster_dir = cluster_dir
         self.name = name
         self.ready_fd = ready_fd
@@ -41,8 +43,10 @@ class CoordinatorServer:
         self.started_wall = time.time()
         r = self.reactor
         self.tasks = TaskService(r, self.state)
-        for kind, handler in self.tasks.handlers().items():
-            r.on(kind, handler)
+        self.latency = LatencyService(self.state, inject, dilation)
+        for service in (self.tasks, self.latency):
+            for kind, handler in service.handlers().items():
+                r.on(kind, handler)
         for kind, handler in {
             "ping": self.on_ping,
             "proc.stats": lambda m: lc.ProcStatsReply(stats=dict(r.stats)),
@@ -156,6 +160,7 @@ class CoordinatorServer:
     def _announce_peers(self):
         endpoints = {rec.id: rec.endpoint for rec in self.state.nodes.values()}
         yield [Call(f"node:{i}", lc.NodePeers(endpoints=endpoints)) for i in endpoints]
+        yield self.latency.push(self.latency.table)
 
     def _ready(self, _result: object, exc: BaseException | None) -> None:
         if exc is not None:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import sys
 import time
 from pathlib import Path
 
 from nodes.core import NodeCore
+from nodes.costmodel import CostModel
 from nodes.directory import Directory
 from nodes.framepool import FramePool
 from nodes.frames import FrameService
@@ -20,6 +22,8 @@ from nodes.mm import MemoryManager
 from protocol.clusterdir import TOPOLOGY_FILE, endpoint_for, read_json
 from protocol.effects import Call
 from protocol.errors import NumaEmuError
+from protocol.latency import REAL, LatencyTable
+from protocol.messages import latency as lm
 from protocol.messages import Ok
 from protocol.messages import lifecycle as lc
 from protocol.messages import tasks as tm
@@ -42,7 +46,8 @@ class NodeServer:
         self.core = NodeCore(node_id, topology, self.pool)
         self.directory = Directory(self.core)
         self.mm = MemoryManager(self.core, self.directory)
-        self.reactor = r = Reactor(f"node {node_id}")
+        self.reactor = r = Reactor(f"node {node_id}", identity=f"node:{node_id}")
+        self.jitter_rng = random.Random(node_id)  # seeded: a jittered run can be replayed
         self.endpoint = r.bind(endpoint_for(cluster_dir, f"node-{node_id}"))
         r.routes["coordinator"] = coordinator
         for table in (FrameService(self.core).handlers(), self.directory.handlers(), self.mm.handlers()):
@@ -57,6 +62,7 @@ class NodeServer:
             "coord.heartbeat": self.on_coordinator_heartbeat,
             "node.stats": self.on_stats,
             "node.peers": self.on_peers,
+            "node.latency": self.on_latency,
         }.items():
             r.on(kind, handler)
         if alive_fd is not None:
@@ -106,6 +112,18 @@ class NodeServer:
     def on_peers(self, msg: lc.NodePeers) -> Ok:
         for node_id, endpoint in msg.endpoints.items():
             self.reactor.routes[f"node:{int(node_id)}"] = endpoint
+        return Ok()
+
+    def on_latency(self, msg: lm.NodeLatency) -> Ok:
+        table = LatencyTable.from_wire(msg.table)
+        self.core.cost = CostModel(table.latency_ns, table.bandwidth_mib_s, self.page_size)
+        if table.mode == REAL:
+            me, rng = self.node_id, self.jitter_rng
+            self.reactor.link_delay = lambda peer, nbytes: table.delay_s(me, int(peer[5:]), nbytes, rng)
+        else:
+            self.reactor.link_delay = None
+        log.info("node %d: latency table version %d, mode %s, dilation %g", self.node_id, table.version,
+                 table.mode, table.dilation)
         return Ok()
 
     def on_stats(self, msg: tm.NodeStats) -> tm.NodeStatsReply:

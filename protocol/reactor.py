@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Message], Any]
 _DRAIN_BUDGET = 256  # messages taken from one socket per wake-up, so no socket starves another
+# Sleeping overshoots by 15-95 us here and is accurate only from about 1 ms: a held-back message
+# is slept on until this long before its deadline, and the rest is spun (busy poll).
+_SPIN_S = 0.0012
 
 
 def make_socket(ctx: zmq.Context, kind: int) -> zmq.Socket:
@@ -50,8 +53,15 @@ def bind_endpoint(sock: zmq.Socket, endpoint: str) -> str:
 
 
 class Reactor:
-    def __init__(self, name: str):
+    def __init__(self, name: str, identity: str | None = None):
+        """`identity` names this process on its outgoing connections (e.g. "node:3"), so that a
+        receiver can tell which peer a request came from and delay its reply on the right link."""
         self.name = name
+        self.identity = identity.encode() if identity else None
+        # The delaying link (DESIGN.md, Time): peer name, bytes -> seconds to hold a message back.
+        self.link_delay: Callable[[str, int], float] | None = None
+        self._delayed: list[tuple[float, int, zmq.Socket, list, str]] = []
+        self._link_last: dict[str, float] = {}
         self.ctx = zmq.Context()
         self.poller = zmq.Poller()
         self.router: zmq.Socket | None = None
@@ -131,6 +141,8 @@ class Reactor:
             if endpoint is None:
                 raise NumaEmuError(ErrorCode.ENODEV, f"no route to {dest}: unknown destination")
             sock = make_socket(self.ctx, zmq.DEALER)
+            if self.identity is not None:
+                sock.setsockopt(zmq.IDENTITY, self.identity)
             sock.connect(endpoint)
             self.poller.register(sock, zmq.POLLIN)
             self._dealers[dest] = sock
@@ -146,6 +158,29 @@ class Reactor:
             sock.close()
 
     def _send(self, sock: zmq.Socket, frames: list[bytes], dest: str) -> None:
+        if self.link_delay is not None and dest.startswith("node:"):
+            delay = self.link_delay(dest, sum(len(f) for f in frames))
+            if delay > 0:
+                self._hold(delay, sock, frames, dest)
+                return
+        self._send_now(sock, frames, dest)
+
+    def _hold(self, delay_s: float, sock: zmq.Socket, frames: list, dest: str) -> None:
+        # FIFO per link, as on a real interconnect: jitter never lets a later message overtake.
+        due = max(time.monotonic() + delay_s, self._link_last.get(dest, 0.0))
+        self._link_last[dest] = due
+        heapq.heappush(self._delayed, (due, next(self._timer_seq), sock, frames, dest))
+        self.stats["messages_delayed"] += 1
+
+    def _flush_delayed(self, now: float) -> None:
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, sock, frames, dest = heapq.heappop(self._delayed)
+            try:
+                self._send_now(sock, frames, dest)
+            except NumaEmuError:
+                pass  # counted in send_dropped; the caller's deadline will fire
+
+    def _send_now(self, sock: zmq.Socket, frames: list[bytes], dest: str) -> None:
         try:
             sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
@@ -224,8 +259,15 @@ class Reactor:
             reply = result
         reply.reply_to = request_id
         assert self.router is not None
+        frames = routing + encode(reply)
+        peer = routing[0]
+        if self.link_delay is not None and peer.startswith(b"node:"):
+            delay = self.link_delay(peer.decode(), sum(len(f) for f in frames))
+            if delay > 0:
+                self._hold(delay, self.router, frames, peer.decode())
+                return
         try:
-            self.router.send_multipart(routing + encode(reply), flags=zmq.NOBLOCK, copy=False)
+            self.router.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             self.stats["send_dropped"] += 1
 
@@ -308,10 +350,15 @@ class Reactor:
             fn()
 
     def _timeout_ms(self) -> int:
+        now = time.monotonic()
+        if self._delayed and self._delayed[0][0] - now < _SPIN_S:
+            return 0  # spin: the next held-back message is due within the sleep's error
         due = [t[0] for t in (self._timers[:1] + self._deadlines[:1])]
+        if self._delayed:
+            due.append(self._delayed[0][0] - _SPIN_S)
         if not due:
             return 1000
-        return max(0, min(1000, int((min(due) - time.monotonic()) * 1000) + 1))
+        return max(0, min(1000, int((min(due) - now) * 1000) + 1))
 
     def run(self) -> None:
         self.running = True
@@ -322,6 +369,8 @@ class Reactor:
                 else:
                     self._drain(what)
             now = time.monotonic()
+            if self._delayed:
+                self._flush_delayed(now)
             self._run_timers(now)
             self._expire(now)
 

@@ -20,6 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--topology", metavar="NAME|PATH|SHAPE", help="machine to emulate (default: default-4n)")
     add_name_option(p)
     p.add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops the cluster")
+    p.add_argument("--inject", choices=("virtual", "real"), default="virtual",
+                   help="virtual: latency only advances virtual clocks (default); real: inter-node messages "
+                        "are also held back by latency x dilation")
+    p.add_argument("--dilation", type=float, default=1000.0, metavar="X",
+                   help="real mode: wall delay = modeled latency x X (default 1000: 100 ns -> 100 us)")
     g = p.add_argument_group("a machine described on the command line")
     g.add_argument("--nodes", type=int, metavar="N")
     g.add_argument("--cpus-per-node", type=int, default=1, metavar="C")
@@ -48,10 +53,15 @@ def _topology(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     topology = _topology(args)
     name = args.name or cluster.DEFAULT_NAME
-    started = cluster.start(name, topology, foreground=args.foreground)
+    if not args.dilation > 0:
+        raise SystemExit(fail(f"--dilation must be positive, got {args.dilation:g}") or EXIT_USAGE)
+    started = cluster.start(name, topology, foreground=args.foreground,
+                            coordinator_args=["--inject", args.inject, "--dilation", repr(args.dilation)])
     total_mem = sum(n.mem_bytes for n in topology.nodes)
+    inject = "virtual" if args.inject == "virtual" else f"real x{args.dilation:g}"
     print(f"cluster {name} up: {topology.n_nodes} nodes ({topology.name}), {len(topology.cpus)} cpus, "
-          f"{total_mem >> 20} MiB, coordinator pid {started.info.coordinator_pid}, ready in {started.seconds:.2f} s")
+          f"{total_mem >> 20} MiB, {inject} latency, coordinator pid {started.info.coordinator_pid}, "
+          f"ready in {started.seconds:.2f} s")
     sys.stdout.flush()
     if not args.foreground:
         return 0
