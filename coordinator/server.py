@@ -16,6 +16,7 @@ from coordinator.latencyserver import LatencyService
 from coordinator.state import ClusterState
 from coordinator.supervisor import Supervisor
 from coordinator.taskserver import TaskService
+from coordinator.traceserver import TraceService
 from protocol.clusterdir import CLUSTER_FILE, TOPOLOGY_FILE, endpoint_for, read_json, write_json_atomic
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
@@ -44,7 +45,8 @@ class CoordinatorServer:
         r = self.reactor
         self.tasks = TaskService(r, self.state)
         self.latency = LatencyService(self.state, inject, dilation)
-        for service in (self.tasks, self.latency):
+        self.trace = TraceService(self.state)
+        for service in (self.tasks, self.latency, self.trace):
             for kind, handler in service.handlers().items():
                 r.on(kind, handler)
         for kind, handler in {
@@ -127,6 +129,7 @@ class CoordinatorServer:
         now = time.monotonic()
         for node_id, old, new in self.state.tick(now):
             log.warning("node %d: %s -> %s", node_id, old, new)
+            self.trace.node_changed(node_id, old, new)
         for rec in self.state.live_nodes():
             self.reactor.notify(f"node:{rec.id}", lc.CoordinatorHeartbeat())
 
@@ -136,6 +139,7 @@ class CoordinatorServer:
             self.reactor.forget(f"node:{node_id}")
             if change:
                 log.warning("node %d exited with status %d: %s -> %s", node_id, code, change[1], change[2])
+                self.trace.node_changed(node_id, change[1], change[2])
             if self.state.state == "starting":
                 self._tell_cli(f"error node {node_id} exited during start-up (status {code}); see node-{node_id}.log")
                 self.begin_shutdown()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import zlib
+from typing import Callable
 
 from nodes.costmodel import CostModel
 from nodes.framepool import FramePool
@@ -14,6 +15,7 @@ from nodes.placement import NUMASTAT_COUNTERS, Placement, charge
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import memory as mm
+from protocol.tracing import Tracer
 from protocol.zonelist import fallback_orders
 
 
@@ -28,8 +30,9 @@ def directory_home(obj: str, idx: int, n_nodes: int) -> int:
 
 
 class NodeCore:
-    def __init__(self, node_id: int, topology: dict, pool: FramePool):
+    def __init__(self, node_id: int, topology: dict, pool: FramePool, clock_ns: Callable[[], int] = lambda: 0):
         self.node_id = node_id
+        self.trace = Tracer(node_id, clock_ns)
         self.n_nodes = len(topology["nodes"])
         self.page_size = pool.page_size
         self.pool = pool
@@ -64,12 +67,17 @@ class NodeCore:
             if node == self.node_id:  # numa_foreign belongs to the preferred node: the requester sends it
                 self.numastat[name] += delta
         self.events["pgalloc"] += len(frames)
+        if self.trace.on:
+            self.trace.emit("alloc", frames=frames, preferred=preferred, task_node=task_node,
+                            hit=preferred == self.node_id, interleave=interleave)
         return frames
 
     def release(self, frames: list[int]) -> None:
         for f in frames:
             self.pool.free_frame(f)
         self.events["pgfree"] += len(frames)
+        if self.trace.on:
+            self.trace.emit("free", frames=list(frames))
 
     # ---- the allocation walk (on the node that faults) ----------------------------------
     def allocate(self, placement: Placement, count: int, task_node: int, fill: int | None = None):

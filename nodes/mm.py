@@ -70,12 +70,16 @@ class MemoryManager:
         self.tasks[msg.task_id] = TaskState(msg.task_id, msg.pid, msg.comm, msg.cpu, self.core.node_id,
                                             Policy.from_wire(msg.policy), frozenset(msg.mems_allowed),
                                             AddressSpace(self.core.page_size))
+        if self.core.trace.on:
+            self.core.trace.emit("task", task=msg.task_id, vns=0, what="attach", cpu=msg.cpu, comm=msg.comm)
         return Ok()
 
     def detach(self, msg: tm.NodeTaskDetach):
         task = self.task(msg.task_id)
         freed = yield from self._release(task, list(task.space.regions))
         del self.tasks[msg.task_id]
+        if self.core.trace.on:
+            self.core.trace.emit("task", task=msg.task_id, vns=task.clock_ns, what="detach", pages=freed)
         return tm.NodeTaskDetachReply(pages_freed=freed)
 
     def set_policy(self, msg: tm.NodeTaskPolicy) -> Ok:
@@ -85,6 +89,9 @@ class MemoryManager:
         if new_policy != task.policy:
             task.il_cursor = InterleaveCursor()
         task.policy, task.mems = new_policy, new_mems
+        if self.core.trace.on:
+            self.core.trace.emit("policy", task=task.task_id, vns=task.clock_ns, scope="task",
+                                 policy=new_policy.to_wire(), mems=sorted(new_mems))
         if new_mems != old_mems:
             for region in task.space.regions:
                 if region.policy is not None:
@@ -177,6 +184,9 @@ class MemoryManager:
                 region.node[p], region.frame[p] = node, frame
                 region.gen[p] = core.pool.generation[frame] if node == core.node_id else 0
                 task.clock_ns += cost.fault_ns(task.node, node)
+                if core.trace.on:
+                    core.trace.emit("fault", task=task.task_id, vns=task.clock_ns, addr=region.start + p * core.page_size,
+                                    write=write, supplier=node, frame=frame, local=node == task.node)
             task.faults += len(got)
             core.events["pgfault"] += len(got)
             if len(got) < len(plist):
@@ -204,6 +214,10 @@ class MemoryManager:
             for p, reply in replies:
                 region.node[p], region.frame[p] = reply.node, reply.frame
                 task.clock_ns += core.cost.fault_ns(task.node, reply.node)
+                if core.trace.on:
+                    core.trace.emit("fault", task=task.task_id, vns=task.clock_ns, obj=region.name,
+                                    idx=region.obj_offset + p, write=write, supplier=reply.node, frame=reply.frame,
+                                    local=reply.node == task.node)
             task.faults += len(replies)
             core.events["pgfault"] += len(replies)
 
@@ -237,6 +251,9 @@ class MemoryManager:
                 if write:
                     region.dirty[p] = 1
                 task.clock_ns += core.cost.access_ns(task.node, node, n)
+                if core.trace.on and node != task.node:
+                    core.trace.emit("access", task=task.task_id, vns=task.clock_ns, addr=page_addr + offset,
+                                    write=write, bytes=n, to=node, frame=frame)
                 pos += n
         return mm.AccessReply(data=None if write else bytes(out), clock_ns=task.clock_ns)
 
@@ -296,6 +313,9 @@ class MemoryManager:
         for region in regions:
             region.policy = None if policy.mode == Mode.DEFAULT else policy
         task.placements.clear()
+        if self.core.trace.on:
+            self.core.trace.emit("policy", task=task.task_id, vns=task.clock_ns, scope="mbind", addr=msg.vaddr,
+                                 length=msg.length, policy=policy.to_wire())
         return Ok()
 
     def get_mempolicy(self, msg: mm.GetMempolicy):

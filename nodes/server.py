@@ -19,11 +19,13 @@ from nodes.directory import Directory
 from nodes.framepool import FramePool
 from nodes.frames import FrameService
 from nodes.mm import MemoryManager
+from nodes.sysctl import NodeControl
 from protocol.clusterdir import TOPOLOGY_FILE, endpoint_for, read_json
 from protocol.effects import Call
 from protocol.errors import NumaEmuError
 from protocol.latency import REAL, LatencyTable
 from protocol.messages import latency as lm
+from protocol.messages import trace as trm
 from protocol.messages import Ok
 from protocol.messages import lifecycle as lc
 from protocol.messages import tasks as tm
@@ -43,14 +45,15 @@ class NodeServer:
         self.page_size = int(topology["page_size"])
         spec = topology["nodes"][node_id]
         self.pool = FramePool(int(spec["mem_bytes"]) // self.page_size, self.page_size)
-        self.core = NodeCore(node_id, topology, self.pool)
+        self.core = NodeCore(node_id, topology, self.pool, clock_ns=time.time_ns)
         self.directory = Directory(self.core)
         self.mm = MemoryManager(self.core, self.directory)
         self.reactor = r = Reactor(f"node {node_id}", identity=f"node:{node_id}")
         self.jitter_rng = random.Random(node_id)  # seeded: a jittered run can be replayed
         self.endpoint = r.bind(endpoint_for(cluster_dir, f"node-{node_id}"))
         r.routes["coordinator"] = coordinator
-        for table in (FrameService(self.core).handlers(), self.directory.handlers(), self.mm.handlers()):
+        for table in (FrameService(self.core).handlers(), self.directory.handlers(), self.mm.handlers(),
+                      NodeControl(self.core, self.mm).handlers()):
             for kind, handler in table.items():
                 r.on(kind, handler)
         self.heartbeat_interval_s = HEARTBEAT_INTERVAL_S
@@ -63,6 +66,8 @@ class NodeServer:
             "node.stats": self.on_stats,
             "node.peers": self.on_peers,
             "node.latency": self.on_latency,
+            "node.trace.config": self.on_trace_config,
+            "node.trace.drain": self.on_trace_drain,
         }.items():
             r.on(kind, handler)
         if alive_fd is not None:
@@ -125,6 +130,15 @@ class NodeServer:
         log.info("node %d: latency table version %d, mode %s, dilation %g", self.node_id, table.version,
                  table.mode, table.dilation)
         return Ok()
+
+    def on_trace_config(self, msg: trm.NodeTraceConfig) -> Ok:
+        self.core.trace.configure(msg.on, msg.events, msg.tasks)
+        return Ok()
+
+    def on_trace_drain(self, msg: trm.NodeTraceDrain) -> trm.TraceEventsReply:
+        tracer = self.core.trace
+        dropped, tracer.dropped = tracer.dropped, 0
+        return trm.TraceEventsReply(events=tracer.drain(), dropped=dropped)
 
     def on_stats(self, msg: tm.NodeStats) -> tm.NodeStatsReply:
         return tm.NodeStatsReply(node_id=self.node_id, numastat=dict(self.core.numastat), vmstat=self.core.vmstat(),
