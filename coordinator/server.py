@@ -12,12 +12,13 @@ import os
 import time
 from pathlib import Path
 
+from coordinator.fileserver import FileService
 from coordinator.latencyserver import LatencyService
 from coordinator.state import ClusterState
 from coordinator.supervisor import Supervisor
 from coordinator.taskserver import TaskService
 from coordinator.traceserver import TraceService
-from protocol.clusterdir import CLUSTER_FILE, TOPOLOGY_FILE, endpoint_for, read_json, write_json_atomic
+from protocol.clusterdir import CLUSTER_FILE, STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_json, write_json_atomic
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
@@ -46,7 +47,8 @@ class CoordinatorServer:
         self.tasks = TaskService(r, self.state)
         self.latency = LatencyService(self.state, inject, dilation)
         self.trace = TraceService(self.state)
-        for service in (self.tasks, self.latency, self.trace):
+        self.files = FileService(self.state, cluster_dir / STORE_DIR)
+        for service in (self.tasks, self.latency, self.trace, self.files):
             for kind, handler in service.handlers().items():
                 r.on(kind, handler)
         for kind, handler in {
@@ -112,6 +114,10 @@ class CoordinatorServer:
         self.reactor.spawn(self._shutdown(), lambda *_: None)
 
     def _shutdown(self):
+        try:  # `down` never loses a completed write: every dirty page-cache page goes to the store first
+            yield self.files.writeback_all()
+        except NumaEmuError as exc:
+            log.error("writeback before shutdown failed: %s", exc)
         calls = [Call(f"node:{rec.id}", lc.NodeShutdown(), SHUTDOWN_GRACE_S) for rec in self.state.live_nodes()]
         try:
             yield calls

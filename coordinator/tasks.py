@@ -1,28 +1,22 @@
-"""The coordinator's pure core for tasks and cpusets: which task runs on which CPU, under which
-policy, inside which cpuset. The coordinator is the policy authority (DESIGN.md); it validates
-here and pushes the result to the task's home node."""
+"""The coordinator's pure core for tasks: which task runs on which CPU, under which policy,
+inside which cpuset. The coordinator is the policy authority (DESIGN.md); it validates here and
+pushes the result to the task's home node. The cpusets and their rules: coordinator.cpusets.
+
+A change of cpuset (attach, or new cpus/mems) is planned for every task it touches before
+anything is changed, so a refusal (EBUSY, EINVAL) leaves every task and set as it was; the plan,
+a TaskChange per task, is what the server pushes to the home nodes.
+"""
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass, field
 
+from coordinator.cpusets import ROOT, Cpuset, CpusetTable, migration_needed
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.nodemask import format_nodelist
-from protocol.policy import DEFAULT_POLICY, Policy, make_policy
+from protocol.policy import DEFAULT_POLICY, Policy, make_policy, rebind
 
-ROOT = "/"
-
-
-@dataclass
-class Cpuset:
-    name: str
-    cpus: frozenset[int]
-    mems: frozenset[int]
-    memory_migrate: bool = False
-    replication: bool = True
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "cpus": sorted(self.cpus), "mems": sorted(self.mems),
-                "memory_migrate": self.memory_migrate, "replication": self.replication}
+__all__ = ["ROOT", "Cpuset", "TaskChange", "TaskRecord", "TaskTable"]
 
 
 @dataclass
@@ -38,19 +32,39 @@ class TaskRecord:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TaskChange:
+    """What a cpuset change does to one task, for its home node `node`."""
+
+    task_id: int
+    node: int
+    old_cpu: int
+    cpu: int
+    old_mems: frozenset[int]
+    mems: frozenset[int]
+    old_policy: Policy
+    policy: Policy
+
+    @property
+    def cpu_moved(self) -> bool:
+        return self.cpu != self.old_cpu
+
+    @property
+    def rebound(self) -> bool:
+        """The home node must hear of new mems or a new policy (node.task.policy)."""
+        return self.mems != self.old_mems or self.policy != self.old_policy
+
+
 class TaskTable:
     def __init__(self, topology: dict):
         self.cpu_node = {cpu: n["id"] for n in topology["nodes"] for cpu in n["cpus"]}
         self.node_cpus = {n["id"]: frozenset(n["cpus"]) for n in topology["nodes"]}
         self.possible = frozenset(self.node_cpus)
-        self.cpusets = {ROOT: Cpuset(ROOT, frozenset(self.cpu_node), self.possible)}
+        self.cpusets = CpusetTable(self.cpu_node, self.possible)
         self.tasks: dict[int, TaskRecord] = {}
 
     def cpuset(self, name: str | None) -> Cpuset:
-        try:
-            return self.cpusets[name or ROOT]
-        except KeyError:
-            raise NumaEmuError(ErrorCode.ENOENT, f"no cpuset '{name}' (see: numa-emu cpuset show)") from None
+        return self.cpusets.get(name)
 
     def get(self, task_id: int) -> TaskRecord:
         try:
@@ -58,12 +72,22 @@ class TaskTable:
         except KeyError:
             raise NumaEmuError(ErrorCode.ESRCH, f"no task {task_id} in this cluster") from None
 
+    def by_pid(self, pid: int) -> TaskRecord:
+        for rec in self.tasks.values():
+            if rec.pid == pid:
+                return rec
+        raise NumaEmuError(ErrorCode.ESRCH, f"no task with pid {pid} in this cluster (see: numa-emu status)")
+
+    def members(self, name: str) -> list[TaskRecord]:
+        """The tasks in cpuset `name`, by task id."""
+        return sorted((t for t in self.tasks.values() if t.cpuset == name), key=lambda t: t.task_id)
+
+    def _load(self) -> collections.Counter[int]:
+        return collections.Counter(t.cpu for t in self.tasks.values())
+
     def _pick_cpu(self, cpus: frozenset[int]) -> int:
         """The least loaded CPU, lowest id first: deterministic placement of new tasks."""
-        load = {c: 0 for c in cpus}
-        for t in self.tasks.values():
-            if t.cpu in load:
-                load[t.cpu] += 1
+        load = self._load()
         return min(cpus, key=lambda c: (load[c], c))
 
     def register(self, *, pid: int, comm: str, cpu: int | None, policy: dict | None, cpuset: str | None,
@@ -107,9 +131,74 @@ class TaskTable:
     def remove(self, task_id: int) -> TaskRecord | None:
         return self.tasks.pop(task_id, None)
 
+    # ---- cpusets -----------------------------------------------------------------------
+    def create_cpuset(self, name: str, cpus: list, mems: list, *, memory_migrate: bool = False,
+                      replication: bool | None = None) -> Cpuset:
+        return self.cpusets.create(name, cpus, mems, memory_migrate=memory_migrate, replication=replication)
+
+    def delete_cpuset(self, name: str) -> Cpuset:
+        return self.cpusets.delete(name, len(self.members(self.cpuset(name).name)))
+
+    def _plan(self, rec: TaskRecord, cpus: frozenset[int], old_mems: frozenset[int], mems: frozenset[int],
+              load: collections.Counter[int]) -> TaskChange:
+        """The task's CPU within `cpus` and its policy rebound from `old_mems` to `mems` (b1)."""
+        try:
+            cpu = self.cpusets.cpu_within(rec.cpu, cpus, load)
+        except NumaEmuError as exc:
+            raise NumaEmuError(exc.code, f"task {rec.task_id} ({rec.comm}): {exc.message}") from None
+        load[rec.cpu] -= 1
+        load[cpu] += 1
+        return TaskChange(rec.task_id, rec.node, rec.cpu, cpu, old_mems, mems, rec.policy,
+                          rebind(rec.policy, mems, old_mems))
+
+    def _apply(self, changes: list[TaskChange], cpuset: str | None = None) -> None:
+        for ch in changes:
+            rec = self.tasks[ch.task_id]
+            rec.cpu, rec.policy = ch.cpu, ch.policy
+            if cpuset is not None:
+                rec.cpuset = cpuset
+
+    @staticmethod
+    def _refuse_migration(what: str, old: frozenset[int], new: frozenset[int]) -> NumaEmuError:
+        return NumaEmuError(ErrorCode.EINVAL, f"{what}: memory_migrate is on and mems {format_nodelist(old)} -> "
+                                              f"{format_nodelist(new)} would move pages, which needs page "
+                                              f"migration, not built yet (turn memory_migrate off to leave "
+                                              f"the pages where they are)")
+
+    def change_cpuset(self, name: str, *, cpus: list | None = None, mems: list | None = None,
+                      memory_migrate: bool | None = None, replication: bool | None = None
+                      ) -> tuple[Cpuset, list[TaskChange]]:
+        """Write cpus, mems or flags of a cpuset. Tasks whose CPU leaves the set move to another
+        CPU of their node (else EBUSY, nothing changed); new mems rebind every task's policy.
+        With memory_migrate on (or being turned on), new mems that would move the pages of
+        tasks are refused (EINVAL): page migration does not exist yet."""
+        cs, new_cpus, new_mems = self.cpusets.check_change(name, cpus=cpus, mems=mems)
+        tasks = self.members(cs.name)
+        migrate = cs.memory_migrate if memory_migrate is None else bool(memory_migrate)
+        if migrate and tasks and migration_needed(cs.mems, new_mems):
+            raise self._refuse_migration(f"cpuset '{cs.name}' has {len(tasks)} task(s)", cs.mems, new_mems)
+        load = self._load()
+        changes = [self._plan(rec, new_cpus, cs.mems, new_mems, load) for rec in tasks]
+        cs.cpus, cs.mems, cs.memory_migrate = new_cpus, new_mems, migrate
+        if replication is not None:
+            cs.replication = bool(replication)
+        self._apply(changes)
+        return cs, [ch for ch in changes if ch.cpu_moved or ch.rebound]
+
+    def attach(self, pid: int, name: str) -> tuple[TaskRecord, Cpuset, TaskChange]:
+        """Move the running task `pid` into cpuset `name` (cpuset_attach): its CPU as for a
+        change of cpus, its policy rebound from the old set's mems to the new set's."""
+        rec = self.by_pid(pid)
+        new, old = self.cpuset(name), self.cpuset(rec.cpuset)
+        if new.memory_migrate and migration_needed(old.mems, new.mems):
+            raise self._refuse_migration(f"task {rec.task_id} into cpuset '{new.name}'", old.mems, new.mems)
+        change = self._plan(rec, new.cpus, old.mems, new.mems, self._load())
+        self._apply([change], new.name)
+        return rec, old, change
+
     def cpuset_info(self, cs: Cpuset) -> dict:
         out = cs.to_dict()
-        out["tasks"] = sorted(t.task_id for t in self.tasks.values() if t.cpuset == cs.name)
+        out["tasks"] = [t.task_id for t in self.members(cs.name)]
         return out
 
     def info(self, rec: TaskRecord) -> dict:

@@ -1,5 +1,7 @@
-"""The coordinator's task handlers: attach and detach, task policy, cluster-wide counters, and
-the watch that releases the memory of a task whose process died (even by SIGKILL)."""
+"""The coordinator's task handlers: attach and detach, task policy, cpusets, the sysctl tunables,
+cluster-wide counters, and the watch that releases the memory of a task whose process died
+(even by SIGKILL). The rules live in the pure cores (coordinator.tasks, coordinator.cpusets);
+these handlers apply them and push the results to the nodes."""
 from __future__ import annotations
 
 import logging
@@ -7,11 +9,13 @@ import logging
 import psutil
 
 from coordinator.state import ClusterState
-from coordinator.tasks import TaskTable
+from coordinator.tasks import TaskChange, TaskTable
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
+from protocol.messages import control as cm
 from protocol.messages import tasks as tm
+from protocol.nodemask import format_nodelist
 from protocol.reactor import Reactor
 
 log = logging.getLogger("coordinator.tasks")
@@ -29,11 +33,13 @@ class TaskService:
         self.reactor = reactor
         self.state = state
         self.table = TaskTable(state.topology)
+        self.sysctl = SysctlService(state)
 
     def handlers(self) -> dict:
         return {"task.register": self.register, "task.exit": self.exit, "task.info": self.info,
                 "task.list": self.list, "task.set_mempolicy": self.set_mempolicy, "cluster.stats": self.stats,
-                "cpuset.show": self.cpuset_show}
+                "cpuset.show": self.cpuset_show, "cpuset.create": self.cpuset_create, "cpuset.set": self.cpuset_set,
+                "cpuset.attach": self.cpuset_attach, "cpuset.delete": self.cpuset_delete} | self.sysctl.handlers()
 
     def _endpoint(self, node: int) -> str:
         rec = self.state.nodes[node]
@@ -92,10 +98,61 @@ class TaskService:
             raise
         return Ok()
 
+    # ---- cpusets -----------------------------------------------------------------------
     def cpuset_show(self, msg: tm.CpusetShow) -> tm.CpusetShowReply:
-        sets = [self.table.cpuset(msg.name)] if msg.name else list(self.table.cpusets.values())
+        sets = [self.table.cpuset(msg.name)] if msg.name else list(self.table.cpusets)
         return tm.CpusetShowReply(cpusets=[self.table.cpuset_info(cs) for cs in sets])
 
+    def cpuset_create(self, msg: cm.CpusetCreate) -> tm.CpusetShowReply:
+        cs = self.table.create_cpuset(msg.name, msg.cpus, msg.mems, memory_migrate=msg.memory_migrate,
+                                      replication=msg.replication)
+        log.info("cpuset %s created: cpus %s mems %s", cs.name, format_nodelist(cs.cpus), format_nodelist(cs.mems))
+        return tm.CpusetShowReply(cpusets=[self.table.cpuset_info(cs)])
+
+    def cpuset_delete(self, msg: cm.CpusetDelete) -> Ok:
+        cs = self.table.delete_cpuset(msg.name)
+        log.info("cpuset %s deleted", cs.name)
+        return Ok()
+
+    def _push_changes(self, what: str, changes: list[TaskChange]):
+        """Tell each home node what a cpuset change did to its tasks: a new CPU (same node),
+        new mems and the rebound policy (the node rebinds region policies from the old mems).
+        The change is made already: the coordinator is the authority, a node that cannot be
+        told is reported."""
+        calls = []
+        for ch in changes:
+            dest = f"node:{ch.node}"
+            if ch.cpu_moved:
+                calls.append(Call(dest, cm.NodeTaskCpu(task_id=ch.task_id, cpu=ch.cpu)))
+            if ch.rebound:
+                calls.append(Call(dest, tm.NodeTaskPolicy(task_id=ch.task_id, policy=ch.policy.to_wire(),
+                                                          mems_allowed=sorted(ch.mems),
+                                                          old_mems_allowed=sorted(ch.old_mems))))
+        if not calls:
+            return
+        try:
+            yield calls
+        except NumaEmuError as exc:
+            raise NumaEmuError(ErrorCode.EIO, f"{what} is done, but not every home node heard of it: {exc}") from None
+
+    def cpuset_set(self, msg: cm.CpusetSet):
+        cs, changes = self.table.change_cpuset(msg.name, cpus=msg.cpus, mems=msg.mems,
+                                               memory_migrate=msg.memory_migrate, replication=msg.replication)
+        log.info("cpuset %s now cpus %s mems %s memory_migrate %d replication %d; %d task(s) changed", cs.name,
+                 format_nodelist(cs.cpus), format_nodelist(cs.mems), cs.memory_migrate, cs.replication, len(changes))
+        yield from self._push_changes(f"the change of cpuset '{cs.name}'", changes)
+        return cm.CpusetSetReply(cpuset=self.table.cpuset_info(cs),
+                                 rebound=[ch.task_id for ch in changes if ch.rebound],
+                                 moved=[[ch.task_id, ch.old_cpu, ch.cpu] for ch in changes if ch.cpu_moved])
+
+    def cpuset_attach(self, msg: cm.CpusetAttach):
+        rec, old, change = self.table.attach(msg.pid, msg.name)
+        log.info("task %d moved from cpuset %s to %s, cpu %d -> %d", rec.task_id, old.name, rec.cpuset,
+                 change.old_cpu, change.cpu)
+        yield from self._push_changes(f"the move of task {rec.task_id} to cpuset '{rec.cpuset}'", [change])
+        return cm.CpusetAttachReply(task=self.table.info(rec), old_cpuset=old.name, old_cpu=change.old_cpu)
+
+    # ---- counters -----------------------------------------------------------------------
     def stats(self, msg: tm.ClusterStats):
         live = [rec.id for rec in self.state.live_nodes()]
         replies = yield [Call(f"node:{n}", tm.NodeStats()) for n in live]
@@ -110,3 +167,45 @@ class TaskService:
                 continue
             log.info("task %d (%s) died without detaching; releasing its memory", rec.task_id, rec.comm)
             self.reactor.spawn(self._detach(rec.task_id), lambda _r, exc: exc and log.warning("detach failed: %s", exc))
+
+
+class SysctlService:
+    """The cluster's tunables (protocol.messages.control.tunables): the coordinator keeps every
+    value; those that apply on the nodes are pushed to every live node before the reply, so
+    they hold for the next allocation anywhere."""
+
+    def __init__(self, state: ClusterState):
+        self.state = state
+        self.table = cm.tunables(n["id"] for n in state.topology["nodes"])
+        self.values = {key: t.default for key, t in self.table.items()}
+
+    def handlers(self) -> dict:
+        return {"sysctl.get": self.get, "sysctl.set": self.set}
+
+    def _tunable(self, key: object) -> cm.Tunable:
+        if not isinstance(key, str) or key not in self.table:
+            raise NumaEmuError(ErrorCode.ENOENT, f"unknown key {key!r} (see: numa-emu sysctl -a)")
+        return self.table[key]
+
+    def get(self, msg: cm.SysctlGet) -> cm.SysctlReply:
+        keys = list(self.table) if msg.keys is None else [self._tunable(k).key for k in msg.keys]
+        return cm.SysctlReply(values={k: self.values[k] for k in keys})
+
+    def set(self, msg: cm.SysctlSet):
+        new = {}
+        for key, text in msg.values.items():
+            if isinstance(text, bool) or not isinstance(text, (str, int)):
+                raise NumaEmuError(ErrorCode.EINVAL, f"{key}: expected a value as text, got {text!r}")
+            tunable = self._tunable(key)
+            new[tunable.key] = tunable.check(text)
+        if not new:
+            raise NumaEmuError(ErrorCode.EINVAL, "nothing to set")
+        self.values.update(new)  # the coordinator's word is the value in force, as for cpusets
+        log.info("sysctl %s", " ".join(f"{k}={v}" for k, v in new.items()))
+        pushed = {k: v for k, v in new.items() if self.table[k].scope == cm.SCOPE_NODES}
+        if pushed:
+            try:
+                yield [Call(f"node:{rec.id}", cm.NodeSysctl(values=pushed)) for rec in self.state.live_nodes()]
+            except NumaEmuError as exc:
+                raise NumaEmuError(ErrorCode.EIO, f"set, but not every node took {', '.join(pushed)}: {exc}") from None
+        return cm.SysctlReply(values=new)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import zlib
+from dataclasses import dataclass
 from typing import Callable
 
 from nodes.costmodel import CostModel
@@ -23,6 +24,37 @@ def node_dest(node: int) -> str:
     return f"node:{node}"
 
 
+@dataclass
+class FileState:
+    """What a node knows of a page-cache file (pushed by the coordinator)."""
+
+    size: int = 0
+    writably_mapped: bool = False
+    exec_mapped: bool = False
+
+
+@dataclass
+class ReplicationTunables:
+    """The replicated page cache's switches (sysctl vm.pagecache_replication*)."""
+
+    enabled: bool = True
+    mode: str = "all"  # all | no-writers | exec-only (the filters proposed in the 2007 thread)
+    backoff: bool = True
+    thrash_window_ns: int = 1_000_000_000  # a replica zapped younger than this was thrashing
+    cooldown_ns: int = 1_000_000_000  # first back-off; doubles on every repeat
+    unsafe_unreplicate: bool = False  # the 2007 ordering: no lock, free at once, unmap later
+    unsafe_unmap_delay_ns: int = 100_000_000
+
+
+def lifetime_bucket(ns: int) -> str:
+    """Histogram bucket of a replica lifetime: powers of two of milliseconds."""
+    ms = ns / 1e6
+    edge = 1
+    while ms >= edge and edge < 2 ** 20:
+        edge *= 2
+    return f"<{edge}ms"
+
+
 def directory_home(obj: str, idx: int, n_nodes: int) -> int:
     """The node that holds the directory entry of shared page (obj, idx): IVY's fixed distributed
     manager, a hash that every process computes alike (crc32, not Python's salted hash)."""
@@ -30,9 +62,16 @@ def directory_home(obj: str, idx: int, n_nodes: int) -> int:
 
 
 class NodeCore:
-    def __init__(self, node_id: int, topology: dict, pool: FramePool, clock_ns: Callable[[], int] = lambda: 0):
+    def __init__(self, node_id: int, topology: dict, pool: FramePool, clock_ns: Callable[[], int] = lambda: 0,
+                 store=None):
         self.node_id = node_id
+        self.clock_ns = clock_ns
         self.trace = Tracer(node_id, clock_ns)
+        self.store = store  # nodes.store.Store, or a stand-in
+        self.files: dict[str, FileState] = {}
+        self.repl = ReplicationTunables()
+        self.replica_frames: dict[int, tuple[str, int]] = {}  # frames of this node that are replicas
+        self.repl_lifetimes: collections.Counter[str] = collections.Counter()
         self.n_nodes = len(topology["nodes"])
         self.page_size = pool.page_size
         self.pool = pool
@@ -46,8 +85,10 @@ class NodeCore:
         self.weights: dict[int, int] | None = None  # weighted-interleave weights, None: all 1
 
     # ---- supplying frames (this node is the one that gives the page) --------------------
-    def supply(self, count: int, *, preferred: int, task_node: int, interleave: bool, fill: int | None) -> list[int]:
-        """Up to `count` frames of this node, charged as zone_statistics would (nodes.placement.charge)."""
+    def supply(self, count: int, *, preferred: int, task_node: int, interleave: bool, fill: int | None,
+               replica_of: tuple[str, int] | None = None) -> list[int]:
+        """Up to `count` frames of this node, charged as zone_statistics would (nodes.placement.charge).
+        A replica frame is remembered with its page, for counting and reclaim."""
         frames = []
         try:
             for _ in range(count):
@@ -67,14 +108,21 @@ class NodeCore:
             if node == self.node_id:  # numa_foreign belongs to the preferred node: the requester sends it
                 self.numastat[name] += delta
         self.events["pgalloc"] += len(frames)
+        if replica_of is not None:
+            for f in frames:
+                self.replica_frames[f] = replica_of
+            self.events["pgreplicated"] += len(frames)
         if self.trace.on:
             self.trace.emit("alloc", frames=frames, preferred=preferred, task_node=task_node,
                             hit=preferred == self.node_id, interleave=interleave)
         return frames
 
-    def release(self, frames: list[int]) -> None:
+    def release(self, frames: list[int], zap_cause: str | None = None) -> None:
         for f in frames:
             self.pool.free_frame(f)
+            if self.replica_frames.pop(f, None) is not None and zap_cause:
+                self.events["pgreplicazap"] += 1
+                self.events[f"pgreplicazap_{zap_cause}"] += 1
         self.events["pgfree"] += len(frames)
         if self.trace.on:
             self.trace.emit("free", frames=list(frames))
@@ -82,8 +130,9 @@ class NodeCore:
     # ---- the allocation walk (on the node that faults) ----------------------------------
     def allocate(self, placement: Placement, count: int, task_node: int, fill: int | None = None):
         """Walk the placement's order, local frames directly, remote ones with frame.alloc, until
-        `count` pages are had. Returns [(node, frame)], shorter when every allowed node is full."""
-        got: list[tuple[int, int]] = []
+        `count` pages are had. Returns [(node, frame, generation)], shorter when every allowed node
+        is full."""
+        got: list[tuple[int, int, int]] = []
         foreign: collections.Counter[int] = collections.Counter()
         for node in placement.order:
             need = count - len(got)
@@ -93,17 +142,19 @@ class NodeCore:
             if node == self.node_id:
                 frames = self.supply(need, preferred=preferred, task_node=task_node,
                                      interleave=placement.interleave, fill=fill)
+                gens = [self.pool.generation[f] for f in frames]
             else:
                 try:
                     reply = yield Call(node_dest(node), mm.FrameAlloc(
                         count=need, preferred=preferred, task_node=task_node,
                         interleave=placement.interleave, fill=fill))
                     frames = reply.frames
+                    gens = reply.generations or [0] * len(frames)
                 except NumaEmuError as exc:
                     if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT):
                         raise
-                    frames = []  # a dead or silent node supplies nothing; walk on
-            got.extend((node, f) for f in frames)
+                    frames, gens = [], []  # a dead or silent node supplies nothing; walk on
+            got.extend((node, f, g) for f, g in zip(frames, gens))
             if frames and node != preferred:
                 foreign[preferred] += len(frames)
         yield from self.add_foreign(foreign)
@@ -119,16 +170,16 @@ class NodeCore:
         if calls:
             yield calls
 
-    def free_frames(self, by_node: dict[int, list[int]]):
+    def free_frames(self, by_node: dict[int, list[int]], zap_cause: str | None = None):
         """Free frames wherever they are (local now, remote with frame.free)."""
         calls = []
         for node, frames in by_node.items():
             if not frames:
                 continue
             if node == self.node_id:
-                self.release(frames)
+                self.release(frames, zap_cause)
             else:
-                calls.append(Call(node_dest(node), mm.FrameFree(frames=frames)))
+                calls.append(Call(node_dest(node), mm.FrameFree(frames=frames, zap_cause=zap_cause)))
         if calls:
             try:
                 yield calls
@@ -136,7 +187,29 @@ class NodeCore:
                 pass  # a dead node's frames died with it
 
     # ---- counters -----------------------------------------------------------------------
+    # ---- frames by reference (node, frame, generation) ---------------------------------
+    def read_frame(self, node: int, frame: int, gen: int, offset: int = 0, length: int | None = None):
+        """The bytes of a frame anywhere; ESTALE if its generation moved on (freed since)."""
+        length = self.page_size - offset if length is None else length
+        if node == self.node_id:
+            self.check_generation(frame, gen)
+            return self.pool.read(frame, offset, length)
+        reply = yield Call(node_dest(node), mm.FrameRead(frame=frame, offset=offset, length=length, generation=gen))
+        return reply.data
+
+    def write_frame(self, node: int, frame: int, gen: int, offset: int, data: bytes):
+        if node == self.node_id:
+            self.check_generation(frame, gen)
+            self.pool.write(frame, offset, data)
+            return
+        yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=data, generation=gen))
+
+    def check_generation(self, frame: int, gen: int | None) -> None:
+        if gen is not None and self.pool.generation[frame] != gen:
+            raise NumaEmuError(ErrorCode.ESTALE, f"frame {frame} of node {self.node_id} was freed since it was mapped")
+
     def vmstat(self) -> dict[str, int]:
-        out = {"nr_free_pages": self.pool.free, "nr_total_pages": self.pool.frames}
+        out = {"nr_free_pages": self.pool.free, "nr_total_pages": self.pool.frames,
+               "nr_repl_pages": len(self.replica_frames)}
         out.update(self.events)
         return out

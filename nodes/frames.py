@@ -5,10 +5,12 @@ without ever forming a cycle (PROTOCOL.md, Locks and liveness).
 """
 from __future__ import annotations
 
-from nodes.core import NodeCore
+from nodes.core import NodeCore, node_dest
+from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
 from protocol.messages import memory as mm
+from protocol.messages import pagecache as pc
 
 _COUNTERS = {"numa_foreign"}
 
@@ -24,6 +26,7 @@ class FrameService:
             "frame.read": self.read,
             "frame.write": self.write,
             "frame.fill": self.fill,
+            "frame.copy": self.copy,
             "stat.add": self.stat_add,
         }
 
@@ -33,21 +36,38 @@ class FrameService:
             raise NumaEmuError(ErrorCode.EINVAL, "frame.alloc: count must be >= 0 and nodes must exist")
         if msg.fill is not None and not 0 <= msg.fill <= 255:
             raise NumaEmuError(ErrorCode.EINVAL, "frame.alloc: fill must be a byte value")
+        replica_of = None
+        if msg.replica_of is not None:
+            if len(msg.replica_of) != 2 or not isinstance(msg.replica_of[0], str) or not isinstance(msg.replica_of[1], int):
+                raise NumaEmuError(ErrorCode.EINVAL, "frame.alloc: replica_of must be [obj, idx]")
+            replica_of = (msg.replica_of[0], msg.replica_of[1])
         frames = c.supply(msg.count, preferred=msg.preferred, task_node=msg.task_node,
-                          interleave=msg.interleave, fill=msg.fill)
-        return mm.FrameAllocReply(frames=frames)
+                          interleave=msg.interleave, fill=msg.fill, replica_of=replica_of)
+        return mm.FrameAllocReply(frames=frames, generations=[c.pool.generation[f] for f in frames])
 
     def free(self, msg: mm.FrameFree) -> Ok:
-        self.core.release([int(f) for f in msg.frames])
+        self.core.release([int(f) for f in msg.frames], msg.zap_cause)
         return Ok()
 
     def read(self, msg: mm.FrameRead) -> mm.FrameReadReply:
         if msg.offset < 0 or msg.length < 0 or msg.offset + msg.length > self.core.page_size:
             raise NumaEmuError(ErrorCode.EINVAL, "frame.read: range crosses the page")
+        self.core.check_generation(msg.frame, msg.generation)
         return mm.FrameReadReply(data=self.core.pool.read(msg.frame, msg.offset, msg.length))
 
     def write(self, msg: mm.FrameWrite) -> Ok:
+        self.core.check_generation(msg.frame, msg.generation)
         self.core.pool.write(msg.frame, msg.offset, msg.data)
+        return Ok()
+
+    def copy(self, msg: pc.FrameCopy):
+        """Send this frame's bytes to `dst` (replication, migration): they travel once, owner -> dst."""
+        c = self.core
+        data = c.pool.read(msg.frame)
+        if msg.dst == c.node_id:
+            c.pool.write(msg.dst_frame, 0, data)
+        else:
+            yield Call(node_dest(msg.dst), mm.FrameWrite(frame=msg.dst_frame, offset=0, data=data))
         return Ok()
 
     def fill(self, msg: mm.FrameFill) -> Ok:

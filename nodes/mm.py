@@ -11,20 +11,20 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 
-from nodes.core import NodeCore, directory_home, node_dest
-from nodes.directory import Directory
-from nodes.pagetable import ANON, SHM, AddressSpace, Region
+from nodes.core import NodeCore, node_dest
+from nodes.pagetable import ANON, FILE, SHM, AddressSpace, Region
+from nodes.pcache import PageCacheView
 from nodes.placement import InterleaveCursor, Placement, interleave_target, next_interleave_index, place
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
 from protocol.messages import memory as mm
+from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
 from protocol.policy import (DEFAULT_POLICY, MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED, MPOL_F_NODE, MPOL_MF_MOVE,
                              MPOL_MF_MOVE_ALL, MPOL_MF_STRICT, MPOL_MF_VALID, Mode, Policy, make_policy, rebind)
 
 _TOUCH_BYTES = 64  # a touch reads or writes one cache line of the page
-_DIR_BATCH = 256  # shared-page faults in flight at once (below ZeroMQ's default high-water mark)
 
 
 @dataclass
@@ -41,13 +41,15 @@ class TaskState:
     faults: int = 0
     il_cursor: InterleaveCursor = field(default_factory=InterleaveCursor)
     placements: dict = field(default_factory=dict)  # cache: (policy, target) -> Placement
+    replication: bool = True  # the task's cpuset lets it replicate page-cache pages
 
 
 class MemoryManager:
-    def __init__(self, core: NodeCore, directory: Directory):
+    def __init__(self, core: NodeCore, pcache: PageCacheView):
         self.core = core
-        self.directory = directory
+        self.pcache = pcache
         self.tasks: dict[int, TaskState] = {}
+        pcache.tasks = self.tasks
 
     def handlers(self) -> dict:
         return {
@@ -69,7 +71,7 @@ class MemoryManager:
             raise NumaEmuError(ErrorCode.EEXIST, f"task {msg.task_id} is attached already")
         self.tasks[msg.task_id] = TaskState(msg.task_id, msg.pid, msg.comm, msg.cpu, self.core.node_id,
                                             Policy.from_wire(msg.policy), frozenset(msg.mems_allowed),
-                                            AddressSpace(self.core.page_size))
+                                            AddressSpace(self.core.page_size), replication=msg.replication)
         if self.core.trace.on:
             self.core.trace.emit("task", task=msg.task_id, vns=0, what="attach", cpu=msg.cpu, comm=msg.comm)
         return Ok()
@@ -100,10 +102,11 @@ class MemoryManager:
         return Ok()
 
     def _release(self, task: TaskState, regions: list[Region]):
-        """Unmap regions: free private frames, drop shared mappings. Returns pages released."""
+        """Unmap regions: free private frames; shared pages leave the reverse map but stay in the
+        page cache (shm objects and file pages outlive their mappings). Returns pages unmapped."""
         private: dict[int, list[int]] = collections.defaultdict(list)
-        shared: dict[tuple[int, str], list[int]] = collections.defaultdict(list)
         count = 0
+        ps = self.core.page_size
         for region in regions:
             for i, node in enumerate(region.node):
                 if node < 0:
@@ -112,22 +115,17 @@ class MemoryManager:
                 if region.kind == ANON:
                     private[node].append(region.frame[i])
                 else:
-                    idx = region.obj_offset + i
-                    shared[(directory_home(region.name, idx, self.core.n_nodes), region.name)].append(idx)
+                    self.pcache.unmap((region.obj, region.obj_offset + i), task.task_id, region.start + i * ps)
         yield from self.core.free_frames(private)
-        calls = []
-        for (home, name), idxs in shared.items():
-            msg = mm.DirUnmap(obj=name, idx=idxs, mapper=self.core.node_id)
-            if home == self.core.node_id:
-                self.directory.unmap(msg)
-            else:
-                calls.append(Call(node_dest(home), msg))
-        if calls:
+        task.space.remove(regions)
+        left = {r.map_id for r in task.space.regions}
+        gone = {r.map_id: r for r in regions if r.kind == FILE and r.map_id not in left}
+        for region in gone.values():  # the file table counts writable and executable mappings
             try:
-                yield calls
+                yield Call("coordinator", pc.FileMapped(name=region.name, writable=region.writable, exec=region.exec,
+                                                        delta=-1))
             except NumaEmuError:
                 pass
-        task.space.remove(regions)
         return count
 
     # ---- mappings -----------------------------------------------------------------------
@@ -152,7 +150,7 @@ class MemoryManager:
         policy = region.policy or task.policy
         index = 0
         if policy.mode in (Mode.INTERLEAVE, Mode.WEIGHTED_INTERLEAVE):
-            if region.policy is not None or region.kind == SHM:
+            if region.policy is not None or region.kind != ANON:
                 # VMA interleave by page offset (mm/mempolicy.c interleave_nid): for anonymous
                 # memory vm_pgoff is the virtual page number, for shm the object's page index.
                 index = (region.start // self.core.page_size + page) if region.kind == ANON else region.obj_offset + page
@@ -171,7 +169,7 @@ class MemoryManager:
 
     def _fault(self, task: TaskState, region: Region, pages: list[int], write: bool, fill: int | None):
         """Fault in absent pages of one region; costs go to the task's clock."""
-        if region.kind == SHM:
+        if region.kind != ANON:
             yield from self._fault_shared(task, region, pages, write)
             return
         groups: dict[Placement, list[int]] = {}
@@ -180,9 +178,8 @@ class MemoryManager:
         core, cost = self.core, self.core.cost
         for placement, plist in groups.items():
             got = yield from core.allocate(placement, len(plist), task.node, fill)
-            for p, (node, frame) in zip(plist, got):
-                region.node[p], region.frame[p] = node, frame
-                region.gen[p] = core.pool.generation[frame] if node == core.node_id else 0
+            for p, (node, frame, gen) in zip(plist, got):
+                region.node[p], region.frame[p], region.gen[p] = node, frame, gen
                 task.clock_ns += cost.fault_ns(task.node, node)
                 if core.trace.on:
                     core.trace.emit("fault", task=task.task_id, vns=task.clock_ns, addr=region.start + p * core.page_size,
@@ -193,33 +190,52 @@ class MemoryManager:
                 raise NumaEmuError(ErrorCode.ENOMEM,
                                    f"no free frame on the nodes the policy allows ({sorted(placement.order)})")
 
+    def may_replicate(self, task: TaskState, region: Region) -> bool:
+        """The reader may get a replica: global switch, its cpuset's flag, and the mode filter."""
+        if region.kind != "file":
+            return False
+        t = self.core.repl
+        if not (t.enabled and task.replication):
+            return False
+        state = self.core.files.get(region.name)
+        if t.mode == "no-writers":
+            return state is None or not state.writably_mapped
+        if t.mode == "exec-only":
+            return state is not None and state.exec_mapped
+        return True
+
     def _fault_shared(self, task: TaskState, region: Region, pages: list[int], write: bool):
+        core, ps = self.core, self.core.page_size
+        if write and not region.writable:
+            raise NumaEmuError(ErrorCode.EACCES, f"write to a read-only mapping of {region.obj}")
+        replicate = not write and self.may_replicate(task, region)
+        for p in pages:
+            placement, policy, index = self._placement(task, region, p)
+            idx = region.obj_offset + p
+            page, cost = yield from self.pcache.lookup(region.obj, idx, write=write, task=task, policy=policy.to_wire(),
+                                                       interleave_index=index, replicate=replicate)
+            region.node[p], region.frame[p], region.gen[p] = page.node, page.frame, page.gen
+            region.wr[p] = 1 if page.writable else 0
+            self.pcache.map((region.obj, idx), task.task_id, region.start + p * ps)
+            task.clock_ns += core.cost.fault_ns(task.node, page.node) + cost
+            task.faults += 1
+            core.events["pgfault"] += 1
+            if core.trace.on:
+                core.trace.emit("fault", task=task.task_id, vns=task.clock_ns, obj=region.obj, idx=idx, write=write,
+                                supplier=page.node, frame=page.frame, local=page.node == task.node,
+                                replica=page.replica)
+
+    def _stale_check(self, task: TaskState, region: Region, p: int) -> None:
+        """A local frame whose generation moved on since it was mapped: the mapping outlived a
+        free. Only the unsafe unreplicate ordering allows it; count and trace every such access."""
         core = self.core
-        for start in range(0, len(pages), _DIR_BATCH):
-            chunk = pages[start:start + _DIR_BATCH]
-            calls, local = [], []
-            for p in chunk:
-                placement, policy, index = self._placement(task, region, p)
-                idx = region.obj_offset + p
-                msg = mm.DirFault(obj=region.name, idx=idx, mapper=core.node_id, task_node=task.node,
-                                  policy=policy.to_wire(), allowed=sorted(task.mems), interleave_index=index, write=write)
-                home = directory_home(region.name, idx, core.n_nodes)
-                (local if home == core.node_id else calls).append((p, msg if home == core.node_id else Call(node_dest(home), msg)))
-            replies = []
-            for p, msg in local:
-                replies.append((p, (yield from self.directory.fault(msg))))
-            if calls:
-                results = yield [c for _, c in calls]
-                replies += list(zip([p for p, _ in calls], results))
-            for p, reply in replies:
-                region.node[p], region.frame[p] = reply.node, reply.frame
-                task.clock_ns += core.cost.fault_ns(task.node, reply.node)
-                if core.trace.on:
-                    core.trace.emit("fault", task=task.task_id, vns=task.clock_ns, obj=region.name,
-                                    idx=region.obj_offset + p, write=write, supplier=reply.node, frame=reply.frame,
-                                    local=reply.node == task.node)
-            task.faults += len(replies)
-            core.events["pgfault"] += len(replies)
+        frame = region.frame[p]
+        if region.kind != ANON and region.node[p] == core.node_id and core.pool.generation[frame] != region.gen[p]:
+            core.events["repl_stale_access"] += 1
+            if core.trace.on:
+                core.trace.emit("stale", task=task.task_id, vns=task.clock_ns, obj=region.obj,
+                                idx=region.obj_offset + p, frame=frame, mapped_gen=region.gen[p],
+                                frame_gen=core.pool.generation[frame])
 
     # ---- access -------------------------------------------------------------------------
     def access(self, msg: mm.Access):
@@ -230,24 +246,32 @@ class MemoryManager:
         out = bytearray()
         pos = 0
         for region, first, last in task.space.range(msg.vaddr, length):
-            absent = [p for p in range(first, last) if region.node[p] < 0]
+            shared = region.kind != ANON
+            absent = [p for p in range(first, last) if region.node[p] < 0 or (write and shared and not region.wr[p])]
             if absent:
                 yield from self._fault(task, region, absent, write, None)
             for p in range(first, last):
                 page_addr = region.start + p * ps
                 offset = max(msg.vaddr + pos - page_addr, 0)
                 n = min(ps - offset, length - pos)
-                node, frame = region.node[p], region.frame[p]
-                if node == core.node_id:
-                    if write:
-                        core.pool.write(frame, offset, msg.data[pos:pos + n])
-                    else:
-                        out += core.pool.read(frame, offset, n)
-                elif write:
-                    yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=msg.data[pos:pos + n]))
+                if shared:
+                    self._stale_check(task, region, p)
+                    data = yield from self._shared_io(task, region, p, offset, n, msg.data[pos:pos + n] if write else None)
+                    if not write:
+                        out += data
+                    node, frame = region.node[p], region.frame[p]
                 else:
-                    reply = yield Call(node_dest(node), mm.FrameRead(frame=frame, offset=offset, length=n))
-                    out += reply.data
+                    node, frame = region.node[p], region.frame[p]
+                    if node == core.node_id:
+                        if write:
+                            core.pool.write(frame, offset, msg.data[pos:pos + n])
+                        else:
+                            out += core.pool.read(frame, offset, n)
+                    elif write:
+                        yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=msg.data[pos:pos + n]))
+                    else:
+                        reply = yield Call(node_dest(node), mm.FrameRead(frame=frame, offset=offset, length=n))
+                        out += reply.data
                 if write:
                     region.dirty[p] = 1
                 task.clock_ns += core.cost.access_ns(task.node, node, n)
@@ -256,6 +280,37 @@ class MemoryManager:
                                     write=write, bytes=n, to=node, frame=frame)
                 pos += n
         return mm.AccessReply(data=None if write else bytes(out), clock_ns=task.clock_ns)
+
+    def _shared_io(self, task: TaskState, region: Region, p: int, offset: int, n: int, data: bytes | None):
+        """Read or write a mapped shared page. A remote frame freed since it was mapped (ESTALE:
+        truncated, or moved) is unmapped and faulted again, once."""
+        core = self.core
+        for attempt in (0, 1):
+            node, frame = region.node[p], region.frame[p]
+            if node == core.node_id:  # local: the generation was checked by _stale_check
+                if data is None:
+                    if region.wr[p] == 0 and core.replica_frames.get(frame) is not None:
+                        core.events["repl_hits"] += 1
+                    return core.pool.read(frame, offset, n)
+                core.pool.write(frame, offset, data)
+                return None
+            try:
+                if data is None:
+                    reply = yield Call(node_dest(node), mm.FrameRead(frame=frame, offset=offset, length=n,
+                                                                     generation=region.gen[p]))
+                    return reply.data
+                yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=data, generation=region.gen[p]))
+                return None
+            except NumaEmuError as exc:
+                if exc.code != ErrorCode.ESTALE or attempt:
+                    raise
+                key = (region.obj, region.obj_offset + p)
+                cached = self.pcache.pages.get(key)
+                if cached is not None and cached.frame == frame and cached.node == node:
+                    self.pcache.forget(key, cached)
+                region.node[p] = -1
+                yield from self._fault_shared(task, region, [p], data is not None)
+        return None
 
     def touch(self, msg: mm.Touch):
         task = self.task(msg.task_id)
@@ -266,12 +321,14 @@ class MemoryManager:
         pages = faults_before = 0
         faults_before = task.faults
         for region, first, last in task.space.range(msg.vaddr, msg.length):
-            absent = [p for p in range(first, last) if region.node[p] < 0]
-            present = [p for p in range(first, last) if region.node[p] >= 0]
+            shared = region.kind != ANON
+            absent = [p for p in range(first, last) if region.node[p] < 0 or (write and shared and not region.wr[p])]
+            absent_set = set(absent)
+            present = [p for p in range(first, last) if region.node[p] >= 0 and p not in absent_set]
             if absent:
                 # a fresh private page is filled by its supplier in the same message
-                yield from self._fault(task, region, absent, write, msg.fill if region.kind == ANON else None)
-                if region.kind == SHM and msg.fill is not None:
+                yield from self._fault(task, region, absent, write, None if shared else msg.fill)
+                if shared and msg.fill is not None:
                     present += absent
             if msg.fill is not None:
                 yield from self._fill(region, present, msg.fill)

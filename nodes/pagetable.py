@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.policy import Policy
 
-ANON, SHM = "anon", "shm"
+ANON, SHM, FILE = "anon", "shm", "file"
 MMAP_BASE = 0x7F0000000000  # where the first region of a task goes, as Linux's mmap_base region
 
 
@@ -30,11 +30,20 @@ class Region:
     frame: array = field(default_factory=lambda: array("I"))
     gen: array = field(default_factory=lambda: array("I"))
     dirty: bytearray = field(default_factory=bytearray)
+    wr: bytearray = field(default_factory=bytearray)  # shared pages: mapped writable (1) or read-only (0)
+    writable: bool = True  # the region's protection (a file mapped read-only: False)
+    exec: bool = False
+    map_id: int = 0  # the mmap call it came from (pieces split by mbind share it)
+
+    @property
+    def obj(self) -> str:
+        """The directory object of a shared region's pages (shm:NAME or file:NAME)."""
+        return f"{self.kind}:{self.name}"
 
     @classmethod
     def new(cls, start: int, npages: int, kind: str, name: str | None = None, obj_offset: int = 0) -> "Region":
         return cls(start, npages, kind, name, obj_offset, None, array("h", [-1]) * npages,
-                   array("I", bytes(4 * npages)), array("I", bytes(4 * npages)), bytearray(npages))
+                   array("I", bytes(4 * npages)), array("I", bytes(4 * npages)), bytearray(npages), bytearray(npages))
 
     def end(self, page_size: int) -> int:
         return self.start + self.npages * page_size
@@ -42,8 +51,9 @@ class Region:
     def split(self, at_page: int) -> "Region":
         """Cut this region at page `at_page`; this keeps the head, the tail is returned."""
         tail = Region(0, self.npages - at_page, self.kind, self.name, self.obj_offset + at_page, self.policy,
-                      self.node[at_page:], self.frame[at_page:], self.gen[at_page:], self.dirty[at_page:])
-        del self.node[at_page:], self.frame[at_page:], self.gen[at_page:], self.dirty[at_page:]
+                      self.node[at_page:], self.frame[at_page:], self.gen[at_page:], self.dirty[at_page:],
+                      self.wr[at_page:], self.writable, self.exec, self.map_id)
+        del self.node[at_page:], self.frame[at_page:], self.gen[at_page:], self.dirty[at_page:], self.wr[at_page:]
         self.npages = at_page
         return tail
 
@@ -59,13 +69,16 @@ class AddressSpace:
         self.regions: list[Region] = []
         self._starts: list[int] = []
         self.next_vaddr = MMAP_BASE
+        self.maps_made = 0
 
     def _reindex(self) -> None:
         self.regions.sort(key=lambda r: r.start)
         self._starts = [r.start for r in self.regions]
 
-    def map(self, npages: int, kind: str, name: str | None = None) -> Region:
-        region = Region.new(self.next_vaddr, npages, kind, name)
+    def map(self, npages: int, kind: str, name: str | None = None, obj_offset: int = 0) -> Region:
+        region = Region.new(self.next_vaddr, npages, kind, name, obj_offset)
+        self.maps_made += 1
+        region.map_id = self.maps_made
         self.next_vaddr += (npages + 1) * self.page_size  # a guard page between regions
         self.regions.append(region)
         self._reindex()

@@ -13,18 +13,23 @@ import sys
 import time
 from pathlib import Path
 
-from nodes.core import NodeCore
+from nodes.core import NodeCore, directory_home, node_dest
 from nodes.costmodel import CostModel
 from nodes.directory import Directory
+from nodes.files import FileOps
 from nodes.framepool import FramePool
 from nodes.frames import FrameService
 from nodes.mm import MemoryManager
+from nodes.pcache import PageCacheView
+from nodes.replication import Replication
+from nodes.store import Store
 from nodes.sysctl import NodeControl
-from protocol.clusterdir import TOPOLOGY_FILE, endpoint_for, read_json
+from protocol.clusterdir import STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_json
 from protocol.effects import Call
 from protocol.errors import NumaEmuError
 from protocol.latency import REAL, LatencyTable
 from protocol.messages import latency as lm
+from protocol.messages import pagecache as pc
 from protocol.messages import trace as trm
 from protocol.messages import Ok
 from protocol.messages import lifecycle as lc
@@ -34,6 +39,7 @@ from protocol.timing import COORDINATOR_SILENCE_EXIT_S, HEARTBEAT_INTERVAL_S
 from protocol.version import PROTOCOL_VERSION
 
 log = logging.getLogger("node")
+RECLAIM_INTERVAL_S = 0.05
 
 
 class NodeServer:
@@ -45,14 +51,20 @@ class NodeServer:
         self.page_size = int(topology["page_size"])
         spec = topology["nodes"][node_id]
         self.pool = FramePool(int(spec["mem_bytes"]) // self.page_size, self.page_size)
-        self.core = NodeCore(node_id, topology, self.pool, clock_ns=time.time_ns)
-        self.directory = Directory(self.core)
-        self.mm = MemoryManager(self.core, self.directory)
+        (cluster_dir / STORE_DIR).mkdir(exist_ok=True)
+        self.core = NodeCore(node_id, topology, self.pool, clock_ns=time.time_ns,
+                             store=Store(cluster_dir / STORE_DIR, self.page_size))
+        self.pcache = PageCacheView(self.core)
+        self.replication = Replication(self.core, Directory(), self.pcache.shootdown)
+        self.pcache.replication = self.replication
+        self.mm = MemoryManager(self.core, self.pcache)
+        self.reclaiming: set[int] = set()
         self.reactor = r = Reactor(f"node {node_id}", identity=f"node:{node_id}")
         self.jitter_rng = random.Random(node_id)  # seeded: a jittered run can be replayed
         self.endpoint = r.bind(endpoint_for(cluster_dir, f"node-{node_id}"))
         r.routes["coordinator"] = coordinator
-        for table in (FrameService(self.core).handlers(), self.directory.handlers(), self.mm.handlers(),
+        for table in (FrameService(self.core).handlers(), self.replication.handlers(), self.pcache.handlers(),
+                      self.mm.handlers(), FileOps(self.core, self.mm).handlers(),
                       NodeControl(self.core, self.mm).handlers()):
             for kind, handler in table.items():
                 r.on(kind, handler)
@@ -92,6 +104,7 @@ class NodeServer:
         self.heartbeat_interval_s = reply.heartbeat_interval_s
         self.last_heard = time.monotonic()
         self.reactor.call_every(self.heartbeat_interval_s, self._heartbeat)
+        self.reactor.call_every(RECLAIM_INTERVAL_S, self._reclaim)
         self._heartbeat()
         log.info("node %d registered with cluster %s", self.node_id, reply.cluster)
 
@@ -101,6 +114,22 @@ class NodeServer:
             return
         self.reactor.notify("coordinator", lc.NodeHeartbeat(
             node_id=self.node_id, frames_free=self.pool.free, frames_total=self.pool.frames))
+
+    def _reclaim(self) -> None:
+        """kswapd: below the low watermark, replicas are the first thing reclaimed. Runs outside
+        every handler, so frame.alloc never waits on a page lock (PROTOCOL.md, liveness)."""
+        core = self.core
+        if core.pool.free >= max(2, core.pool.frames // 32) or not core.replica_frames:
+            return
+        for frame, (obj, idx) in list(core.replica_frames.items())[:32]:
+            if frame in self.reclaiming:
+                continue
+            self.reclaiming.add(frame)
+            core.events["pgreclaim_replica"] += 1
+            home = directory_home(obj, idx, core.n_nodes)
+            zap = pc.DirZap(obj=obj, idx=idx, node=self.node_id, cause="reclaim")
+            gen = self.replication.zap(zap) if home == self.node_id else _one(Call(node_dest(home), zap))
+            self.reactor.spawn(gen, lambda _r, _e, f=frame: self.reclaiming.discard(f))
 
     def exit(self, why: str, status: int = 0) -> None:
         log.info("node %d exiting: %s", self.node_id, why)
@@ -157,6 +186,10 @@ class NodeServer:
             self.reactor.close()
             self.pool.close()
         return self.exit_status
+
+
+def _one(call: Call):
+    yield call
 
 
 def main(cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from protocol.client import Client
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import memory as mm
+from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
 from protocol.nodemask import parse_nodelist
 from protocol.policy import MPOL_F_ADDR, MPOL_F_NODE, Mode, parse_mode_name
@@ -82,6 +83,38 @@ class Region:
         return f"<Region {kind} {self.vaddr:#x}+{self.length:#x}>"
 
 
+class File:
+    """A file of the cluster's backing store, accessed through the page cache."""
+
+    def __init__(self, task: "Task", name: str, size: int):
+        self.task, self.name, self._size = task, name, size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def pread(self, offset: int, length: int) -> bytes:
+        return self.task._call(pc.FileRead(task_id=self.task.task_id, name=self.name, offset=offset, length=length)).data
+
+    def pwrite(self, offset: int, data: bytes) -> int:
+        written = self.task._call(pc.FileWrite(task_id=self.task.task_id, name=self.name, offset=offset,
+                                               data=bytes(data))).written
+        self._size = max(self._size, offset + written)
+        return written
+
+    def fsync(self) -> None:
+        self.task._call(pc.FileSync(task_id=self.task.task_id, name=self.name))
+
+    def truncate(self, size: int) -> None:
+        self._size = self.task._coordinator.call(pc.FileResize(name=self.name, size=size)).file["size"]
+
+    def mmap(self, *, offset: int = 0, length: int | None = None, writable: bool = True, exec: bool = False) -> Region:
+        return self.task.mmap_file(self, offset=offset, length=length, writable=writable, exec=exec)
+
+    def __repr__(self) -> str:
+        return f"<File {self.name!r} {self._size} bytes>"
+
+
 class Task:
     def __init__(self, reply: tm.TaskRegisterReply, coordinator: Client, home: Client):
         self.task_id = reply.task_id
@@ -110,6 +143,20 @@ class Task:
     def mmap(self, length: int, *, shared: bool = False, name: str | None = None) -> Region:
         reply = self._call(mm.Mmap(task_id=self.task_id, length=length, shared=shared, name=name))
         return Region(self, reply.vaddr, reply.length, shared, name)
+
+    def open(self, name: str, *, create: bool = False, size: int | None = None) -> File:
+        """A file of the backing store (`create`: make it, `size` bytes of zeros, if absent)."""
+        info = self._coordinator.call(pc.FileOpen(name=name, create=create, size=size)).file
+        return File(self, name, info["size"])
+
+    def mmap_file(self, f: File, *, offset: int = 0, length: int | None = None, shared: bool = True,
+                  writable: bool = True, exec: bool = False) -> Region:
+        """Map a file (MAP_SHARED): reads may be served by replicas, writes collapse them."""
+        if not shared:
+            raise NumaEmuError(ErrorCode.EINVAL, "private file mappings (MAP_PRIVATE) are not supported; map shared")
+        reply = self._call(pc.FileMmap(task_id=self.task_id, name=f.name, offset=offset, length=length,
+                                       writable=writable, exec=exec))
+        return Region(self, reply.vaddr, reply.length, True, f.name)
 
     def munmap(self, vaddr: int, length: int) -> None:
         self._call(mm.Munmap(task_id=self.task_id, vaddr=vaddr, length=length))

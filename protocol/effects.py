@@ -24,6 +24,22 @@ class Call:
     timeout_s: float | None = None
 
 
+@dataclass(frozen=True)
+class Sleep:
+    """Resume me after `seconds` (wall time on a real server; simulated time in a simulator)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Spawn:
+    """Start `gen` as a handler coroutine of its own and resume me at once (fire and forget:
+    its result and errors are only logged). The unsafe 2007 ordering uses it to send unmaps
+    without waiting for them."""
+
+    gen: Any
+
+
 class Future:
     """A value that arrives later; resolved exactly once, with a result or an exception."""
 

@@ -26,6 +26,8 @@ class ErrorCode(str, enum.Enum):
     ENODEV = "ENODEV"  # node offline or absent
     EXDEV = "EXDEV"  # crosses clusters
     ECONNREFUSED = "ECONNREFUSED"  # the daemon cannot be reached
+    ESTALE = "ESTALE"  # a mapping outlived its frame (the frame's generation moved on)
+    EFBIG = "EFBIG"  # a file offset beyond what the store allows
 
 
 class NumaEmuError(Exception):

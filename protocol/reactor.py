@@ -22,7 +22,7 @@ from typing import Any, Callable
 import zmq
 
 from protocol.codec import WireError, decode, encode
-from protocol.effects import Call, Future, gather
+from protocol.effects import Call, Future, Sleep, Spawn, gather
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import ErrorReply, Message, Notice, Ok, Reply, Request
 from protocol.timing import PEER_CALL_TIMEOUT_S
@@ -217,6 +217,15 @@ class Reactor:
             return self.call(effect.dest, effect.request, effect.timeout_s)
         if isinstance(effect, (list, tuple)):
             return gather([self._as_future(e) for e in effect])
+        if isinstance(effect, Sleep):
+            fut = Future()
+            self.call_later(effect.seconds, lambda: fut.set_result(None))
+            return fut
+        if isinstance(effect, Spawn):
+            self.spawn(effect.gen, lambda _r, exc: exc is not None and log.warning("spawned coroutine failed: %s", exc))
+            done = Future()
+            done.set_result(None)
+            return done
         raise TypeError(f"a handler yielded {effect!r}; expected Call, list of Call, or Future")
 
     def spawn(self, gen: types.GeneratorType, done: Callable[[Any, BaseException | None], None]) -> None:

@@ -20,6 +20,20 @@ COMMANDS = {
     "down": "down",
     "status": "status",
     "hardware": "hardware",
+    "latency": "latency",
+    "trace": "trace",
+    "memtoy": "memtoy",
+    "numactl": "numactl",
+    "memhog": "memhog",
+    "numastat": "numastat",
+    "vmstat": "vmstat",
+    "numa-maps": "numa_maps",
+    "shims": "shims",
+    "cpuset": "cpuset",
+    "sysctl": "sysctl",
+    "workload": "workload",
+    "experiment": "experiment",
+    "top": "top",
 }
 
 _UNREACHABLE = {ErrorCode.ECONNREFUSED, ErrorCode.ETIMEDOUT}

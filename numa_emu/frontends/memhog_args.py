@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from numa_emu.frontends.numactl_args import FrontendExit, NodeStringError, c_strtoul, parse_nodestring
+from numa_emu.frontends import FrontendExit
+from numa_emu.frontends.libnuma import NodeStringError, c_strtoul, parse_nodestring
 
 # util.c policies[]: memhog's policy words, their noarg flag, and our mode names
 # (numactl's policy_name() vocabulary), in the table's order (print_policies).

@@ -145,6 +145,7 @@ class Maps(Request):
 class FrameAllocReply(Reply):
     kind = "frame.alloc.reply"
     frames: list  # as many as could be had, at most `count`; empty means ENOMEM there
+    generations: list | None = None  # each frame's generation (to detect stale mappings)
 
 
 @message
@@ -158,6 +159,7 @@ class FrameAlloc(Request):
     task_node: int  # the allocating CPU's node (local_node / other_node)
     interleave: bool = False
     fill: int | None = None  # write this byte over each frame right away
+    replica_of: list | None = None  # [obj, idx]: the frame is a replica of a page-cache page
 
 
 @message
@@ -165,6 +167,7 @@ class FrameFree(Request):
     kind = "frame.free"
     reply = Ok
     frames: list
+    zap_cause: str | None = None  # set when the frames are replicas torn down (write, reclaim, ...)
 
 
 @message
@@ -180,6 +183,7 @@ class FrameRead(Request):
     frame: int
     offset: int
     length: int
+    generation: int | None = None  # ESTALE if the frame was freed since (None: unchecked)
 
 
 @message
@@ -189,6 +193,7 @@ class FrameWrite(Request):
     frame: int
     offset: int
     data: bytes
+    generation: int | None = None
 
 
 @message
@@ -209,39 +214,3 @@ class StatAdd(Request):
     reply = Ok
     counter: str
     delta: int
-
-
-# ---- node -> directory home of a shared page ---------------------------------------------
-
-
-@message
-class DirFaultReply(Reply):
-    kind = "dir.fault.reply"
-    node: int
-    frame: int
-
-
-@message
-class DirFault(Request):
-    """A home node maps page `idx` of shared object `obj`: the directory home returns the copy to
-    map, allocating the master by the policy on first touch."""
-
-    kind = "dir.fault"
-    reply = DirFaultReply
-    obj: str
-    idx: int
-    mapper: int  # the home node that will map it
-    task_node: int
-    policy: dict
-    allowed: list  # the faulting task's cpuset mems
-    interleave_index: int
-    write: bool = False
-
-
-@message
-class DirUnmap(Request):
-    kind = "dir.unmap"
-    reply = Ok
-    obj: str
-    idx: list  # page indexes
-    mapper: int

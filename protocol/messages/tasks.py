@@ -92,6 +92,7 @@ class NodeTaskAttach(Request):
     cpu: int
     policy: dict
     mems_allowed: list
+    replication: bool = True  # the task's cpuset allows page-cache replication
 
 
 @message

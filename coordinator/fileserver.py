@@ -1,0 +1,102 @@
+"""The coordinator's file handlers: open, create, import, resize (truncate drops cached pages on
+every directory shard first), mapping counts; every change is pushed to every node, which needs
+sizes and flags for reads, writeback and the replication filters."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from coordinator.files import FileRecord, FileTable, check_size
+from coordinator.state import ClusterState
+from protocol.effects import Call
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import pagecache as pc
+
+log = logging.getLogger("coordinator.files")
+
+
+class FileService:
+    def __init__(self, state: ClusterState, store: Path):
+        self.state = state
+        self.store = store
+        self.table = FileTable()
+        store.mkdir(exist_ok=True)
+
+    def handlers(self) -> dict:
+        return {"file.open": self.open, "file.resize": self.resize, "file.mapped": self.mapped,
+                "file.list": self.list, "file.import": self.import_}
+
+    def _push(self, rec: FileRecord):
+        info = pc.NodeFileInfo(name=rec.name, size=rec.size, writably_mapped=rec.writable_maps > 0,
+                               exec_mapped=rec.exec_maps > 0)
+        yield [Call(f"node:{n.id}", info) for n in self.state.live_nodes()]
+        return pc.FileInfoReply(file=rec.to_dict())
+
+    def _known(self, name: str) -> FileRecord | None:
+        rec = self.table.get(name)
+        if rec is None and (self.store / name).is_file():  # stored by an earlier run of the cluster
+            rec = self.table.add(name, (self.store / name).stat().st_size)
+        return rec
+
+    def open(self, msg: pc.FileOpen):
+        rec = self._known(msg.name)
+        if rec is None:
+            if not msg.create:
+                raise NumaEmuError(ErrorCode.ENOENT, f"no file {msg.name!r} in the store (create it, or numa-emu file import)")
+            size = check_size(msg.size or 0)
+            with open(self.store / msg.name, "wb") as f:
+                f.truncate(size)
+            rec = self.table.add(msg.name, size)
+            log.info("file %s created, %d bytes", msg.name, size)
+        elif msg.create and msg.size is not None and msg.size != rec.size:
+            return (yield from self._resize(rec, msg.size))
+        return (yield from self._push(rec))
+
+    def import_(self, msg: pc.FileImport):
+        src = Path(msg.path)
+        if not src.is_file():
+            raise NumaEmuError(ErrorCode.ENOENT, f"no file {msg.path} to import")
+        if self._known(msg.name) is not None:
+            raise NumaEmuError(ErrorCode.EEXIST, f"file {msg.name!r} exists in the store already")
+        self.table.get(msg.name)  # validates the name
+        shutil.copyfile(src, self.store / msg.name)
+        rec = self.table.add(msg.name, (self.store / msg.name).stat().st_size)
+        return (yield from self._push(rec))
+
+    def resize(self, msg: pc.FileResize):
+        rec = self._known(msg.name)
+        if rec is None:
+            raise NumaEmuError(ErrorCode.ENOENT, f"no file {msg.name!r}")
+        return (yield from self._resize(rec, msg.size))
+
+    def _resize(self, rec: FileRecord, size: int):
+        size = check_size(size)
+        if size < rec.size:  # truncate: unmap and drop the cached pages past the new end everywhere
+            ps = self.state.page_size
+            drop = pc.DirTruncate(obj=f"file:{rec.name}", first_idx=-(-size // ps))
+            yield [Call(f"node:{n.id}", drop) for n in self.state.live_nodes()]
+        os.truncate(self.store / rec.name, size)
+        rec.size = size
+        return (yield from self._push(rec))
+
+    def mapped(self, msg: pc.FileMapped):
+        rec = self._known(msg.name)
+        if rec is None:
+            raise NumaEmuError(ErrorCode.ENOENT, f"no file {msg.name!r}")
+        before = (rec.writable_maps > 0, rec.exec_maps > 0)
+        self.table.mapped(msg.name, msg.writable, msg.exec, msg.delta)
+        if (rec.writable_maps > 0, rec.exec_maps > 0) != before:
+            return (yield from self._push(rec))
+        return pc.FileInfoReply(file=rec.to_dict())
+
+    def list(self, msg: pc.FileList) -> pc.FileListReply:
+        for path in sorted(self.store.iterdir()) if self.store.is_dir() else []:
+            if path.is_file() and not path.name.startswith("."):
+                self._known(path.name)
+        return pc.FileListReply(files=[r.to_dict() for r in sorted(self.table.files.values(), key=lambda r: r.name)])
+
+    def writeback_all(self):
+        """Effects that write every dirty page of every shard back to the store (before `down`)."""
+        return [Call(f"node:{n.id}", pc.DirWriteback(obj=None), 30.0) for n in self.state.live_nodes()]

@@ -1,0 +1,124 @@
+"""A task's file operations on its home node: pread, pwrite, fsync, and mapping a file.
+
+pread and pwrite go through the page cache like read(2) and write(2): a read may create a
+replica on this node (Piggin's do_generic_mapping_read path), a write collapses the replicas
+first. File sizes and mapping flags come from the coordinator (the file table's authority).
+"""
+from __future__ import annotations
+
+from nodes.core import FileState, NodeCore, node_dest
+from nodes.mm import MemoryManager
+from nodes.pagetable import FILE
+from protocol.effects import Call
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import Ok
+from protocol.messages import memory as mm
+from protocol.messages import pagecache as pc
+
+
+class FileOps:
+    def __init__(self, core: NodeCore, mmgr: MemoryManager):
+        self.core = core
+        self.mm = mmgr
+
+    def handlers(self) -> dict:
+        return {"mem.pread": self.pread, "mem.pwrite": self.pwrite, "mem.fsync": self.fsync,
+                "mem.mmap_file": self.mmap_file, "node.file.info": self.file_info}
+
+    def file_info(self, msg: pc.NodeFileInfo) -> Ok:
+        self.core.files[msg.name] = FileState(msg.size, msg.writably_mapped, msg.exec_mapped)
+        return Ok()
+
+    def _state(self, name: str) -> FileState:
+        state = self.core.files.get(name)
+        if state is None:
+            raise NumaEmuError(ErrorCode.ENOENT, f"file {name!r} is not open in this cluster (open it first)")
+        return state
+
+    def _page(self, task, name: str, idx: int, write: bool):
+        policy = task.policy
+        region_like = _FileView(name)
+        replicate = not write and self.mm.may_replicate(task, region_like)
+        return (yield from self.mm.pcache.lookup(f"file:{name}", idx, write=write, task=task, policy=policy.to_wire(),
+                                                 interleave_index=idx, replicate=replicate))
+
+    def _io(self, task, name: str, idx: int, offset: int, n: int, data: bytes | None):
+        """One page's part of a pread/pwrite through the page cache; retried once on ESTALE."""
+        core = self.core
+        for attempt in (0, 1):
+            page, cost = yield from self._page(task, name, idx, data is not None)
+            task.clock_ns += cost + core.cost.access_ns(task.node, page.node, n)
+            try:
+                if data is None:
+                    if page.node == core.node_id and page.replica:
+                        core.events["repl_hits"] += 1
+                    return (yield from core.read_frame(page.node, page.frame, page.gen, offset, n))
+                yield from core.write_frame(page.node, page.frame, page.gen, offset, data)
+                return None
+            except NumaEmuError as exc:
+                if exc.code != ErrorCode.ESTALE or attempt:
+                    raise
+                self.mm.pcache.forget((f"file:{name}", idx), page)
+        return None
+
+    def pread(self, msg: pc.FileRead):
+        task = self.mm.task(msg.task_id)
+        if msg.offset < 0 or msg.length < 0:
+            raise NumaEmuError(ErrorCode.EINVAL, "pread offset and length must not be negative")
+        size = self._state(msg.name).size
+        end = min(size, msg.offset + msg.length)
+        ps, out, pos = self.core.page_size, bytearray(), msg.offset
+        while pos < end:
+            idx, off = divmod(pos, ps)
+            n = min(ps - off, end - pos)
+            out += yield from self._io(task, msg.name, idx, off, n, None)
+            pos += n
+        return pc.FileReadReply(data=bytes(out), clock_ns=task.clock_ns)
+
+    def pwrite(self, msg: pc.FileWrite):
+        task = self.mm.task(msg.task_id)
+        if msg.offset < 0:
+            raise NumaEmuError(ErrorCode.EINVAL, "pwrite offset must not be negative")
+        state = self._state(msg.name)
+        end = msg.offset + len(msg.data)
+        if end > state.size:  # grow the file first: the coordinator is the size authority
+            reply = yield Call("coordinator", pc.FileResize(name=msg.name, size=end))
+            state.size = max(state.size, reply.file["size"])
+        ps, pos = self.core.page_size, msg.offset
+        while pos < end:
+            idx, off = divmod(pos, ps)
+            n = min(ps - off, end - pos)
+            yield from self._io(task, msg.name, idx, off, n, msg.data[pos - msg.offset:pos - msg.offset + n])
+            pos += n
+        return pc.FileWriteReply(written=len(msg.data), clock_ns=task.clock_ns)
+
+    def fsync(self, msg: pc.FileSync):
+        self.mm.task(msg.task_id)
+        self._state(msg.name)
+        wb = pc.DirWriteback(obj=f"file:{msg.name}")
+        yield from self.mm.pcache.replication.writeback(wb)
+        yield [Call(node_dest(n), wb) for n in range(self.core.n_nodes) if n != self.core.node_id]
+        return Ok()
+
+    def mmap_file(self, msg: pc.FileMmap):
+        task = self.mm.task(msg.task_id)
+        state = self._state(msg.name)
+        ps = self.core.page_size
+        if msg.offset < 0 or msg.offset % ps:
+            raise NumaEmuError(ErrorCode.EINVAL, f"file offset {msg.offset} is not page aligned")
+        length = state.size - msg.offset if msg.length is None else msg.length
+        if length <= 0:
+            raise NumaEmuError(ErrorCode.EINVAL, f"nothing to map: file {msg.name!r} has {state.size} bytes")
+        yield Call("coordinator", pc.FileMapped(name=msg.name, writable=msg.writable, exec=msg.exec, delta=1))
+        region = task.space.map(-(-length // ps), FILE, msg.name, msg.offset // ps)
+        region.writable, region.exec = msg.writable, msg.exec
+        return mm.MmapReply(vaddr=region.start, length=region.npages * ps, clock_ns=task.clock_ns)
+
+
+class _FileView:
+    """What may_replicate needs to know of a file accessed without a mapping (pread)."""
+
+    kind = FILE
+
+    def __init__(self, name: str):
+        self.name = name

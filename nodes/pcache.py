@@ -1,0 +1,110 @@
+"""The page cache as a home node sees it: the shared pages (page-cache and shm) its tasks map,
+which copy of each (a local replica or the master), and the reverse map from each page to the
+task page-table entries that point at it (PROTOCOL.md: the home node's side).
+
+A shootdown from a directory removes (or write-protects) every task entry of that copy on this
+node before it is acknowledged; since every access of a task is served here, one at a time,
+nothing can use the old mapping after the ack (DESIGN.md, Task). Answers of the directory carry
+the entry's epoch and shootdowns the epoch they start: an answer older than a shootdown already
+seen here is stale (the two travel on different sockets) and the access asks again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nodes.core import NodeCore, directory_home, node_dest
+from protocol.effects import Call
+from protocol.messages import pagecache as pc
+
+Key = tuple[str, int]
+
+
+@dataclass
+class CachedPage:
+    node: int
+    frame: int
+    gen: int
+    writable: bool
+    replica: bool
+
+
+class PageCacheView:
+    def __init__(self, core: NodeCore):
+        self.core = core
+        self.pages: dict[Key, CachedPage] = {}
+        self.rmap: dict[Key, set[tuple[int, int]]] = {}  # page -> {(task id, page-aligned vaddr)}
+        self.seen_epoch: dict[Key, int] = {}
+        self.replication = None  # set by the server: the local directory protocol (nodes.replication)
+        self.tasks = None  # set by the server: task id -> TaskState (nodes.mm)
+
+    def handlers(self) -> dict:
+        return {"pte.shootdown": self.shootdown}
+
+    def lookup(self, obj: str, idx: int, *, write: bool, task, policy: dict, interleave_index: int, replicate: bool):
+        """The copy of (obj, idx) this node uses, asking its directory home if needed.
+        Returns (CachedPage, cost in ns of the directory's work)."""
+        key = (obj, idx)
+        page = self.pages.get(key)
+        if page is not None and (page.writable or not write):
+            return page, 0
+        core = self.core
+        home = directory_home(obj, idx, core.n_nodes)
+        while True:
+            common = dict(obj=obj, idx=idx, mapper=core.node_id, task_node=task.node, policy=policy,
+                          allowed=sorted(task.mems), interleave_index=interleave_index)
+            msg = pc.DirWrite(**common) if write else pc.DirRead(**common, replicate=replicate)
+            if home == core.node_id:
+                handler = self.replication.write if write else self.replication.read
+                reply = yield from handler(msg)
+            else:
+                reply = yield Call(node_dest(home), msg)
+            if reply.epoch >= self.seen_epoch.get(key, -1):
+                break  # else a shootdown overtook this answer: ask again
+        page = CachedPage(reply.node, reply.frame, reply.generation, write, reply.replica)
+        self.pages[key] = page
+        return page, reply.cost_ns
+
+    def map(self, key: Key, task_id: int, vpage: int) -> None:
+        self.rmap.setdefault(key, set()).add((task_id, vpage))
+
+    def unmap(self, key: Key, task_id: int, vpage: int) -> None:
+        users = self.rmap.get(key)
+        if users is not None:
+            users.discard((task_id, vpage))
+            if not users:
+                del self.rmap[key]
+
+    def forget(self, key: Key, page: CachedPage) -> None:
+        """Drop a cached copy found stale (ESTALE); its task entries are dropped by the caller."""
+        if self.pages.get(key) is page:
+            del self.pages[key]
+
+    def shootdown(self, msg: pc.PteShootdown) -> pc.PteShootdownAck:
+        key = (msg.obj, msg.idx)
+        if msg.epoch > self.seen_epoch.get(key, -1):
+            self.seen_epoch[key] = msg.epoch
+        page = self.pages.get(key)
+        count = 0
+        if page is not None and page.node == msg.node and page.frame == msg.frame:
+            if msg.write_protect:
+                page.writable = False
+            else:
+                del self.pages[key]
+        ps = self.core.page_size
+        for task_id, vpage in list(self.rmap.get(key, ())):
+            task = self.tasks.get(task_id) if self.tasks is not None else None
+            if task is None:
+                continue
+            region = task.space.find(vpage)
+            p = (vpage - region.start) // ps
+            if region.node[p] == msg.node and region.frame[p] == msg.frame:
+                if msg.write_protect:
+                    region.wr[p] = 0
+                else:
+                    region.node[p] = -1
+                    self.unmap(key, task_id, vpage)
+                count += 1
+        if self.core.trace.on:
+            self.core.trace.emit("shootdown", obj=msg.obj, idx=msg.idx, copy_node=msg.node, frame=msg.frame,
+                                 write_protect=msg.write_protect, cause=msg.cause, phase="done", unmapped=count)
+        return pc.PteShootdownAck(unmapped=count)

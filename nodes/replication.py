@@ -1,0 +1,288 @@
+"""The replicated page cache, directory side: how a shared page's entry changes under its lock
+(PROTOCOL.md; REFERENCE.md b16, the 2007 patch's state machine).
+
+- read: the master is allocated by the reader's policy on first touch (file pages are loaded from
+  the store); a clean page-cache page whose master is on another node gets a replica on the
+  reader's node (allocated there only, copied owner -> reader once), unless the page is dirty,
+  backing off, or the reader's node has no free frame (then the master is used, no error).
+- write (the collapse): every home node mapping a replica gets a shootdown, and only after every
+  acknowledgement are the replicas freed; then the writer maps the master writable.
+- Writeback write-protects the writers first (page_mkclean), so the next write faults and dirties
+  the page again; replication of a clean page write-protects any writer left likewise.
+- A replica zapped younger than the thrash window backs replication of that page off for a
+  cooldown that doubles on every repeat. Replica lifetimes feed a histogram.
+- Unsafe mode (--unsafe-unreplicate) replays the 2007 ordering on purpose: the replicas are
+  cleared from the entry without the lock, freed at once, and the unmaps are sent later without
+  waiting, so a task can still read through its stale mapping (caught by the frame generation).
+
+Every copy change bumps the entry's epoch; shootdowns carry it, so a home node can discard an
+answer that a shootdown overtook (replies and shootdowns travel on different sockets).
+"""
+from __future__ import annotations
+
+from nodes.core import NodeCore, lifetime_bucket, node_dest
+from nodes.costmodel import SHOOTDOWN_NS
+from nodes.directory import DirEntry, Directory
+from nodes.placement import place
+from nodes.store import FILE_PREFIX, store_name
+from protocol.effects import Call, Sleep, Spawn
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import Ok
+from protocol.messages import memory as mm
+from protocol.messages import pagecache as pc
+from protocol.policy import Policy
+
+
+class Replication:
+    def __init__(self, core: NodeCore, directory: Directory, local_shootdown):
+        self.core = core
+        self.dir = directory
+        self.local_shootdown = local_shootdown  # this node's own pte.shootdown handler
+
+    def handlers(self) -> dict:
+        return {"dir.read": self.read, "dir.write": self.write, "dir.zap": self.zap,
+                "dir.writeback": self.writeback, "dir.truncate": self.truncate}
+
+    def _check(self, msg) -> None:
+        n = self.core.n_nodes
+        if not (0 <= msg.mapper < n and 0 <= msg.task_node < n) or msg.idx < 0 or not msg.obj:
+            raise NumaEmuError(ErrorCode.EINVAL, f"{msg.kind}: bad node, page index or object")
+
+    def _locked(self, obj: str, idx: int):
+        """The entry of (obj, idx), locked; a fresh one if a truncate dropped it while we waited."""
+        while True:
+            entry = self.dir.entry(obj, idx)
+            yield from entry.lock.acquire()
+            if self.dir.entries.get((obj, idx)) is entry:
+                return entry
+            entry.lock.release()
+
+    # ---- the two accesses ---------------------------------------------------------------
+    def read(self, msg: pc.DirRead):
+        self._check(msg)
+        entry = yield from self._locked(msg.obj, msg.idx)
+        try:
+            yield from self._ensure_master(msg, entry)
+            cost = 0
+            h = msg.mapper
+            if (msg.replicate and msg.obj.startswith(FILE_PREFIX) and entry.node != h and h not in entry.replicas):
+                cost = yield from self._replicate(msg.obj, msg.idx, entry, h, msg.task_node)
+            node, frame, gen, replica = entry.copy_of(h)
+            entry.mappers[h] = node
+            return pc.DirPageReply(node=node, frame=frame, generation=gen, replica=replica, epoch=entry.epoch,
+                                   cost_ns=cost)
+        finally:
+            entry.lock.release()
+
+    def write(self, msg: pc.DirWrite):
+        self._check(msg)
+        entry = self.dir.entry(msg.obj, msg.idx)
+        cost = 0
+        if self.core.repl.unsafe_unreplicate and entry.replicas:
+            yield from self._collapse_unsafe(msg.obj, msg.idx, entry, "write")  # before (without) the lock
+        entry = yield from self._locked(msg.obj, msg.idx)
+        try:
+            yield from self._ensure_master(msg, entry)
+            if entry.replicas:
+                cost = yield from self._collapse(msg.obj, msg.idx, entry, "write")
+            entry.writers.add(msg.mapper)
+            entry.mappers[msg.mapper] = entry.node
+            entry.dirty = True
+            entry.version += 1
+            return pc.DirPageReply(node=entry.node, frame=entry.frame, generation=entry.gen, replica=False,
+                                   epoch=entry.epoch, cost_ns=cost)
+        finally:
+            entry.lock.release()
+
+    def _ensure_master(self, msg, entry: DirEntry):
+        if entry.node >= 0:
+            return
+        c = self.core
+        policy = Policy.from_wire(msg.policy)
+        placement = place(policy, task_node=msg.task_node, allowed=frozenset(msg.allowed) & c.possible,
+                          fallback_orders=c.fallback, interleave_index=msg.interleave_index, weights=c.weights)
+        got = yield from c.allocate(placement, 1, msg.task_node)
+        if not got:
+            raise NumaEmuError(ErrorCode.ENOMEM, f"no node the policy allows has a free frame for {msg.obj}:{msg.idx}")
+        node, frame, gen = got[0]
+        if msg.obj.startswith(FILE_PREFIX) and c.store is not None:
+            data = c.store.read_page(msg.obj, msg.idx)
+            if any(data):
+                yield from c.write_frame(node, frame, gen, 0, data)
+        entry.node, entry.frame, entry.gen = node, frame, gen
+
+    # ---- replicate ----------------------------------------------------------------------
+    def _replicate(self, obj: str, idx: int, entry: DirEntry, h: int, task_node: int):
+        """A replica of the master on node h; returns its cost in ns (0 when none was made)."""
+        c = self.core
+        now = c.clock_ns()
+        if entry.dirty:
+            return 0
+        if c.repl.backoff and now < entry.backoff_until_ns:
+            c.events["repl_backoff_skips"] += 1
+            return 0
+        cost = 0
+        if entry.writers:  # a clean page still writably mapped: write-protect it first
+            cost += yield from self._shootdown(obj, idx, entry, [(w, entry.node, entry.frame) for w in entry.writers],
+                                               write_protect=True, cause="replicate")
+            entry.writers.clear()
+        frame, gen = yield from self._alloc_on(h, task_node, (obj, idx))
+        if frame is None:
+            return cost
+        if entry.node == c.node_id:
+            yield from c.write_frame(h, frame, gen, 0, c.pool.read(entry.frame))
+        else:
+            yield Call(node_dest(entry.node), pc.FrameCopy(frame=entry.frame, dst=h, dst_frame=frame))
+        entry.replicas[h] = (frame, gen)
+        entry.born_ns[h] = now
+        c.events["repl_fetch_bytes"] += c.page_size
+        if c.trace.on:
+            c.trace.emit("replicate", obj=obj, idx=idx, replica_node=h, frame=frame, master=entry.node)
+        return cost + c.cost.copy_ns(entry.node, h)
+
+    def _alloc_on(self, h: int, task_node: int, page: tuple[str, int]):
+        """One frame on node h and nowhere else (__GFP_THISNODE); (None, 0) when h is full."""
+        c = self.core
+        if h == c.node_id:
+            frames = c.supply(1, preferred=h, task_node=task_node, interleave=False, fill=None, replica_of=page)
+            return (frames[0], c.pool.generation[frames[0]]) if frames else (None, 0)
+        try:
+            reply = yield Call(node_dest(h), mm.FrameAlloc(count=1, preferred=h, task_node=task_node,
+                                                           replica_of=list(page)))
+        except NumaEmuError:
+            return None, 0
+        if not reply.frames:
+            return None, 0
+        return reply.frames[0], (reply.generations or [0])[0]
+
+    # ---- shootdowns ---------------------------------------------------------------------
+    def _shootdown(self, obj: str, idx: int, entry: DirEntry, targets: list[tuple[int, int, int]],
+                   write_protect: bool, cause: str):
+        """Drop (or write-protect) the mappings (home node, copy node, copy frame) and wait for
+        every acknowledgement. A dead node cannot access anything: its silence counts as an ack.
+        Returns the cost in ns charged to the access that caused it."""
+        c = self.core
+        entry.epoch += 1
+        calls = []
+        for home, node, frame in targets:
+            msg = pc.PteShootdown(obj=obj, idx=idx, node=node, frame=frame, write_protect=write_protect,
+                                  cause=cause, epoch=entry.epoch)
+            if c.trace.on:
+                c.trace.emit("shootdown", obj=obj, idx=idx, target=home, copy_node=node, frame=frame,
+                             write_protect=write_protect, cause=cause, phase="sent")
+            if home == c.node_id:
+                self.local_shootdown(msg)
+            else:
+                calls.append(Call(node_dest(home), msg))
+        for call in calls:  # each separately, so that one dead node does not hide the others' acks
+            try:
+                yield call
+            except NumaEmuError as exc:
+                if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT):
+                    raise
+        if c.trace.on:
+            c.trace.emit("shootdown", obj=obj, idx=idx, targets=[t[0] for t in targets], cause=cause, phase="acked")
+        return SHOOTDOWN_NS * len(targets)
+
+    def _collapse(self, obj: str, idx: int, entry: DirEntry, cause: str, only: int | None = None):
+        """Tear down the replicas (or the one on node `only`): unmap, wait for the acks, then free."""
+        victims = {r: fe for r, fe in entry.replicas.items() if only is None or r == only}
+        targets = [(r, r, frame) for r, (frame, _gen) in victims.items() if entry.mappers.get(r) == r]
+        cost = yield from self._shootdown(obj, idx, entry, targets, False, cause)
+        self._forget_replicas(obj, idx, entry, victims, cause)
+        yield from self.core.free_frames({r: [frame] for r, (frame, _gen) in victims.items()}, zap_cause=cause)
+        return cost
+
+    def _forget_replicas(self, obj: str, idx: int, entry: DirEntry, victims: dict, cause: str) -> None:
+        c = self.core
+        now = c.clock_ns()
+        for r in victims:
+            del entry.replicas[r]
+            if entry.mappers.get(r) == r:
+                del entry.mappers[r]
+            lifetime = now - entry.born_ns.pop(r, now)
+            c.repl_lifetimes[lifetime_bucket(lifetime)] += 1
+            if cause == "write" and lifetime < c.repl.thrash_window_ns and c.repl.backoff:
+                entry.backoff_level += 1
+                entry.backoff_until_ns = now + c.repl.cooldown_ns * 2 ** (entry.backoff_level - 1)
+                c.events["pgreplicabackoff"] += 1
+            if c.trace.on:
+                c.trace.emit("unreplicate", obj=obj, idx=idx, replica_node=r, frame=victims[r][0], cause=cause,
+                             lifetime_ns=lifetime, unsafe=c.repl.unsafe_unreplicate)
+
+    def _collapse_unsafe(self, obj: str, idx: int, entry: DirEntry, cause: str):
+        """The 2007 ordering, on purpose: clear the replicas without the lock, free them at once,
+        and send the unmaps later without waiting (invariant 1 broken, and nothing else)."""
+        victims = dict(entry.replicas)
+        targets = [(r, r, frame) for r, (frame, _gen) in victims.items() if entry.mappers.get(r) == r]
+        self._forget_replicas(obj, idx, entry, victims, cause)
+        yield from self.core.free_frames({r: [frame] for r, (frame, _gen) in victims.items()}, zap_cause=cause)
+        yield Spawn(self._late_unmaps(obj, idx, targets, cause))
+
+    def _late_unmaps(self, obj: str, idx: int, targets: list, cause: str):
+        yield Sleep(self.core.repl.unsafe_unmap_delay_ns / 1e9)
+        for home, node, frame in targets:
+            msg = pc.PteShootdown(obj=obj, idx=idx, node=node, frame=frame, cause=cause, epoch=0)
+            if home == self.core.node_id:
+                self.local_shootdown(msg)
+            else:
+                try:
+                    yield Call(node_dest(home), msg)
+                except NumaEmuError:
+                    pass
+
+    # ---- zap, writeback, truncate -------------------------------------------------------
+    def zap(self, msg: pc.DirZap):
+        entry = self.dir.entries.get((msg.obj, msg.idx))
+        if entry is None or msg.node not in entry.replicas:
+            return Ok()
+        yield from entry.lock.acquire()
+        try:
+            if msg.node in entry.replicas:
+                yield from self._collapse(msg.obj, msg.idx, entry, msg.cause, only=msg.node)
+        finally:
+            entry.lock.release()
+        return Ok()
+
+    def writeback(self, msg: pc.DirWriteback):
+        c = self.core
+        for (obj, idx), entry in self.dir.of_object(msg.obj):
+            if not entry.dirty or not obj.startswith(FILE_PREFIX) or entry.node < 0 or c.store is None:
+                continue
+            yield from entry.lock.acquire()
+            try:
+                if not entry.dirty:
+                    continue
+                if entry.writers:  # page_mkclean: the next write must fault and dirty the page again
+                    yield from self._shootdown(obj, idx, entry, [(w, entry.node, entry.frame) for w in entry.writers],
+                                               write_protect=True, cause="writeback")
+                    entry.writers.clear()
+                data = yield from c.read_frame(entry.node, entry.frame, entry.gen)
+                state = c.files.get(store_name(obj))
+                c.store.write_page(obj, idx, data, state.size if state else (idx + 1) * c.page_size)
+                entry.dirty = False
+                c.events["pgwriteback"] += 1
+                if c.trace.on:
+                    c.trace.emit("writeback", obj=obj, idx=idx, master=entry.node, frame=entry.frame)
+            finally:
+                entry.lock.release()
+        return Ok()
+
+    def truncate(self, msg: pc.DirTruncate):
+        c = self.core
+        for (obj, idx), entry in self.dir.of_object(msg.obj):
+            if idx < msg.first_idx:
+                continue
+            yield from entry.lock.acquire()
+            try:
+                if entry.replicas:
+                    yield from self._collapse(obj, idx, entry, "truncate")
+                if entry.node >= 0:
+                    targets = [(h, node, entry.frame) for h, node in entry.mappers.items() if node == entry.node]
+                    yield from self._shootdown(obj, idx, entry, targets, False, "truncate")
+                    yield from c.free_frames({entry.node: [entry.frame]})
+                self.dir.entries.pop((obj, idx), None)
+                entry.node = -1
+            finally:
+                entry.lock.release()
+        return Ok()

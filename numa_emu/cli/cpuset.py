@@ -1,0 +1,165 @@
+"""Cpusets (cgroup v1): keep tasks to some cpus and memory nodes, move tasks between them.
+
+  cpuset create NAME --cpus LIST --mems LIST [--memory-migrate] [--replication on|off]
+  cpuset set NAME [--cpus LIST] [--mems LIST] [--memory-migrate on|off] [--replication on|off]
+  cpuset attach NAME PID          move the running task PID into NAME ('/' is the root cpuset)
+  cpuset exec NAME -- COMMAND ... run COMMAND so that it attaches inside NAME (like cgexec)
+  cpuset show [NAME] [--json]
+  cpuset delete NAME              refused (EBUSY) while tasks are in it
+
+LIST is the kernel list format (0-3,5); every cpu and node must exist. Names are flat: no
+blanks, no '/'. The root '/' holds the whole machine and cannot be changed or deleted. A new
+cpuset inherits the root's replication flag unless --replication is given.
+
+New mems: pages already allocated stay where they are; later allocations obey the new mems,
+and every task's policy and region policies are rebound as the kernel does (static masks
+intersect, relative masks fold, others remap). memory_migrate is recorded and shown, but page
+migration is not built yet: while it is on, new mems (or an attach) that would move the pages of
+tasks are refused (EINVAL); turn it off to change mems and leave the pages where they are. A
+task whose cpu leaves its cpuset moves to a cpu of the same node; a move to another node needs
+auto-migration, not built yet (EBUSY, nothing changed). replication is stored for page-cache
+replication (a later issue).
+
+show --json prints a list of {"name", "cpus", "mems", "memory_migrate", "replication", "tasks"},
+cpus, mems and tasks (task ids) as lists of integers. exec runs COMMAND with NUMA_EMU_CPUSET
+and NUMA_EMU_CLUSTER set; its exit status is COMMAND's. Exit codes otherwise: 0 ok, 1 cluster
+not reachable, 2 usage, 3 error (one line on stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from numa_emu.cli.common import add_json_option, add_name_option, running_cluster
+from numa_emu.cli.main import EXIT_ERROR, EXIT_USAGE, fail
+from protocol.errors import NumaEmuError
+from protocol.nodemask import format_nodelist, parse_cpulist, parse_nodelist
+
+
+def _list_type(parse):
+    def convert(text: str) -> list[int]:
+        try:
+            return sorted(parse(text))
+        except NumaEmuError as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+
+    return convert
+
+
+def _switch(text: str) -> bool:
+    word = text.strip().lower()
+    if word in ("on", "1", "yes", "true"):
+        return True
+    if word in ("off", "0", "no", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got '{text}'")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    c = sub.add_parser("create", help="make a cpuset")
+    c.add_argument("cpuset", metavar="NAME")
+    c.add_argument("--cpus", type=_list_type(parse_cpulist), required=True, metavar="LIST")
+    c.add_argument("--mems", type=_list_type(parse_nodelist), required=True, metavar="LIST")
+    c.add_argument("--memory-migrate", action="store_true", help="record memory_migrate=1")
+    c.add_argument("--replication", type=_switch, metavar="on|off", help="default: the root's (on)")
+    s = sub.add_parser("set", help="change cpus, mems or flags of a cpuset")
+    s.add_argument("cpuset", metavar="NAME")
+    s.add_argument("--cpus", type=_list_type(parse_cpulist), metavar="LIST")
+    s.add_argument("--mems", type=_list_type(parse_nodelist), metavar="LIST")
+    s.add_argument("--memory-migrate", type=_switch, metavar="on|off")
+    s.add_argument("--replication", type=_switch, metavar="on|off")
+    a = sub.add_parser("attach", help="move a running task into a cpuset")
+    a.add_argument("cpuset", metavar="NAME")
+    a.add_argument("pid", type=int, metavar="PID")
+    e = sub.add_parser("exec", help="run a command that attaches inside a cpuset")
+    e.add_argument("cpuset", metavar="NAME")
+    e.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+    show = sub.add_parser("show", help="every cpuset, or one")
+    show.add_argument("cpuset", metavar="NAME", nargs="?")
+    add_json_option(show)
+    d = sub.add_parser("delete", help="remove an empty cpuset")
+    d.add_argument("cpuset", metavar="NAME")
+    for q in sub.choices.values():
+        add_name_option(q)
+
+
+def _flag(value: bool) -> int:
+    return int(bool(value))
+
+
+def describe(cs: dict) -> str:
+    return (f"cpuset {cs['name']}: cpus {format_nodelist(cs['cpus'])}, mems {format_nodelist(cs['mems'])}, "
+            f"memory_migrate {_flag(cs['memory_migrate'])}, replication {_flag(cs['replication'])}")
+
+
+def format_table(sets: list[dict]) -> str:
+    rows = [("name", "cpus", "mems", "memory_migrate", "replication", "tasks")]
+    for cs in sets:
+        rows.append((cs["name"], format_nodelist(cs["cpus"]), format_nodelist(cs["mems"]), str(_flag(cs["memory_migrate"])),
+                     str(_flag(cs["replication"])), ",".join(map(str, cs["tasks"])) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(f"{v:<{w}}" for v, w in zip(r, widths)) + "  " + r[-1] for r in rows)
+
+
+def _exec(args: argparse.Namespace, info) -> int:
+    from protocol.messages import tasks as tm
+
+    from numa_emu.api import ENV_CLUSTER, ENV_CPUSET
+
+    command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not command:
+        fail("cpuset exec needs a command: numa-emu cpuset exec NAME -- COMMAND [ARG ...]")
+        return EXIT_USAGE
+    with info.client() as client:
+        client.call(tm.CpusetShow(name=args.cpuset))  # ENOENT before anything runs
+    env = dict(os.environ, **{ENV_CPUSET: args.cpuset, ENV_CLUSTER: info.name})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(command[0], command, env)
+    except OSError as exc:
+        fail(f"cannot run '{command[0]}': {exc.strerror or exc}")
+        return EXIT_ERROR
+    return EXIT_ERROR  # not reached: exec replaced this process
+
+
+def run(args: argparse.Namespace) -> int:
+    from protocol.messages import control as cm
+    from protocol.messages import tasks as tm
+
+    if args.action == "set" and all(getattr(args, f) is None for f in ("cpus", "mems", "memory_migrate", "replication")):
+        fail("cpuset set: nothing to change; give --cpus, --mems, --memory-migrate or --replication")
+        return EXIT_USAGE
+    info = running_cluster(args)
+    if args.action == "exec":
+        return _exec(args, info)
+    with info.client() as client:
+        if args.action == "show":
+            sets = client.call(tm.CpusetShow(name=args.cpuset)).cpusets
+            print(json.dumps(sets, indent=2) if args.json else format_table(sets))
+        elif args.action == "create":
+            cs = client.call(cm.CpusetCreate(name=args.cpuset, cpus=args.cpus, mems=args.mems,
+                                             memory_migrate=args.memory_migrate, replication=args.replication)).cpusets[0]
+            print(describe(cs) + " (created)")
+        elif args.action == "set":
+            reply = client.call(cm.CpusetSet(name=args.cpuset, cpus=args.cpus, mems=args.mems,
+                                             memory_migrate=args.memory_migrate, replication=args.replication))
+            print(describe(reply.cpuset))
+            for task_id, old, new in reply.moved:
+                print(f"task {task_id}: cpu {old} -> {new}")
+            if reply.rebound:
+                print(f"policies rebound to mems {format_nodelist(reply.cpuset['mems'])} for task(s) "
+                      f"{', '.join(map(str, reply.rebound))}; their pages stay where they are")
+        elif args.action == "attach":
+            reply = client.call(cm.CpusetAttach(name=args.cpuset, pid=args.pid))
+            t = reply.task
+            cpu = f"cpu {reply.old_cpu} -> {t['cpu']}" if reply.old_cpu != t["cpu"] else f"cpu {t['cpu']}"
+            print(f"task {t['task_id']} ({t['comm']}) moved to cpuset {t['cpuset']} from {reply.old_cpuset}: "
+                  f"{cpu}, node {t['node']}, mems {format_nodelist(t['mems_allowed'])}")
+        elif args.action == "delete":
+            client.call(cm.CpusetDelete(name=args.cpuset))
+            print(f"cpuset {args.cpuset} deleted")
+    return 0

@@ -1,0 +1,403 @@
+"""Experiment files: load and validate the TOML, then expand its grid into configurations.
+
+Every error is one NumaEmuError (EINVAL; ENOENT for a missing file) whose message names the file
+and the key: "latency.toml: grid.placement[1]: no placement 'remot' (defined: local, remote)".
+Nothing in a file is executed: workloads are built-in names, placements are policies.
+
+    [experiment]
+    name = "latency-sensitivity"     # required: letters, digits, '-', '_', '.'
+    description = "..."
+    topology = "default-4n"          # built-in name, TOML file (relative to this file) or shape
+    inject = "virtual"               # or "real": inter-node messages held back latency x dilation
+    dilation = 1000                  # real mode only
+    repetitions = 1
+    metric = "virtual_ns"            # virtual_ns, ns_per_op, virtual_mb_s, wall_s, process_wall_s
+    latency_scope = "remote"         # remote: `latency scale F --remote-only`; all: every latency
+    timeout = "600s"                 # per run
+
+    [grid]                           # each a non-empty list; configurations are the product
+    latency_scale = [1, 2, 3, 4]     # also: topology, inject, dilation (one cluster per triple)
+    placement = ["local", "remote"]  # names of [placements.*]; default: all of them
+    workload = ["chase"]             # names of [workloads.*] or built-ins; default: all defined
+
+    [placements.remote]
+    cpu = 0                          # default: -C/-N binding if given, else the first CPU
+    policy = "--membind=2"           # numactl options (policy, -N, -C) ...
+    # mode = "bind"; nodes = "2"     # ... or an explicit mode and node list
+
+    [workloads.chase]
+    command = "chase"                # the built-in workload (default: the table's name)
+    options = { hops = 500, size = "1MiB" }   # or ["--hops", "500"]
+
+    [quick]                          # --quick: grid entries, repetitions replaced; options merged
+    latency_scale = [1, 4]
+    [quick.workloads.chase]
+    options = { hops = 100 }
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.nodemask import format_nodelist
+from protocol.topology import Topology
+from protocol.units import parse_duration_s
+
+from numa_emu.experiments.placement import Placement
+from numa_emu.workloads import runner as workload_runner
+
+PARAMETERS = ("topology", "inject", "dilation", "latency_scale", "placement", "workload")
+CLUSTER_PARAMETERS = ("topology", "inject", "dilation")
+METRICS = ("virtual_ns", "ns_per_op", "virtual_mb_s", "wall_s", "process_wall_s")
+INJECT_MODES = ("virtual", "real")
+SCOPES = ("remote", "all")
+DEFAULT_TIMEOUT_S = 600.0
+_NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+_TOP = {"experiment", "grid", "placements", "workloads", "quick"}
+_EXPERIMENT = {"name", "description", "topology", "inject", "dilation", "repetitions", "metric", "latency_scope",
+               "timeout"}
+_PLACEMENT = {"cpu", "policy", "mode", "nodes", "description"}
+_WORKLOAD = {"command", "options", "description"}
+# options the placement and the runner decide (and prodcons' internal ones), with their defaults
+_RESERVED_OPTIONS = {"cpu": None, "cluster": None, "role": "producer", "ready_fd": None, "free_fd": None}
+
+
+class SpecError(NumaEmuError):
+    def __init__(self, where: str, key: str, problem: str):
+        super().__init__(ErrorCode.EINVAL, f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
+
+
+class _Check:
+    """Typed look-ups that fail naming the file and the key."""
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def fail(self, key: str, problem: str) -> SpecError:
+        return SpecError(self.where, key, problem)
+
+    def table(self, value: Any, key: str, allowed: set[str] | None = None) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a table, got {_show(value)}")
+        for k in value:
+            if allowed is not None and k not in allowed:
+                raise self.fail(f"{key}.{k}" if key else k, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+        return value
+
+    def string(self, value: Any, key: str, choices: tuple[str, ...] | None = None) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, f"expected a non-empty string, got {_show(value)}")
+        if choices is not None and value not in choices:
+            raise self.fail(key, f"'{value}' is not one of: {', '.join(choices)}")
+        return value
+
+    def positive(self, value: Any, key: str, *, integer: bool = False) -> float | int:
+        ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok or not value > 0 or value != value or value == float("inf"):
+            raise self.fail(key, f"expected a positive {'whole number' if integer else 'number'}, got {_show(value)}")
+        return value
+
+    def values(self, value: Any, key: str) -> list:
+        if not isinstance(value, list) or not value:
+            raise self.fail(key, f"expected a non-empty list, got {_show(value)}")
+        seen = []
+        for i, v in enumerate(value):
+            if v in seen:
+                raise self.fail(f"{key}[{i}]", f"{_show(v)} appears twice")
+            seen.append(v)
+        return value
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (str, int, float, bool, list, dict)) else type(value).__name__
+
+
+# ---- placements ----------------------------------------------------------------------------
+
+def _placement(c: _Check, name: str, raw: Any, topologies: list[Topology]) -> Placement:
+    key = f"placements.{name}"
+    c.table(raw, key, _PLACEMENT)
+    cpu = raw.get("cpu")
+    if cpu is not None and (isinstance(cpu, bool) or not isinstance(cpu, int) or cpu < 0):
+        raise c.fail(f"{key}.cpu", f"expected a CPU number, got {_show(cpu)}")
+    if "policy" in raw and ("mode" in raw or "nodes" in raw):
+        raise c.fail(key, "give either policy (numactl options) or mode and nodes, not both")
+    if "nodes" in raw and "mode" not in raw:
+        raise c.fail(f"{key}.nodes", "nodes without a mode")
+    nodes = raw.get("nodes")
+    if isinstance(nodes, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in nodes):
+        nodes = format_nodelist(nodes) if nodes else ""
+    elif nodes is not None and not isinstance(nodes, str):
+        raise c.fail(f"{key}.nodes", f"expected a node list like \"0-1\" or [0, 1], got {_show(nodes)}")
+    p = Placement(name, cpu, c.string(raw["policy"], f"{key}.policy") if "policy" in raw else None,
+                  c.string(raw["mode"], f"{key}.mode") if "mode" in raw else None, nodes,
+                  str(raw.get("description", "")))
+    for topology in topologies:
+        fault = p.problem(topology)
+        if fault is not None:
+            raise c.fail(f"{key}.{fault[0]}", f"{fault[1]} (topology {topology.name})")
+    return p
+
+
+# ---- workloads ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    name: str
+    command: str  # a built-in workload
+    options: tuple[str, ...] = ()
+
+    def argv(self, python: str) -> list[str]:
+        return [python, "-m", workload_runner.BUILTIN[self.command], *self.options]
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        raise ValueError(message)
+
+
+def _options(c: _Check, key: str, value: Any) -> list[str]:
+    if isinstance(value, list):
+        if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+            raise c.fail(key, "expected a list of strings and numbers")
+        return [str(v) for v in value]
+    out: list[str] = []
+    for k, v in c.table(value, key).items():
+        flag = "--" + k.replace("_", "-")
+        if v is True:
+            out.append(flag)
+        elif v is False:
+            continue
+        elif isinstance(v, (str, int, float)):
+            out += [flag, str(v)]
+        else:
+            raise c.fail(f"{key}.{k}", f"expected a string, number or boolean, got {_show(v)}")
+    return out
+
+
+def _merge_options(base: Any, over: Any) -> Any:
+    return {**base, **over} if isinstance(base, dict) and isinstance(over, dict) else over
+
+
+def _workload(c: _Check, name: str, raw: Any, quick_raw: dict | None) -> WorkloadSpec:
+    key = f"workloads.{name}"
+    c.table(raw, key, _WORKLOAD)
+    command = c.string(raw.get("command", name), f"{key}.command")
+    if command not in workload_runner.BUILTIN:
+        raise c.fail(f"{key}.command", f"no built-in workload '{command}' (built-in: {', '.join(workload_runner.BUILTIN)})")
+    options = raw.get("options", [])
+    okey = f"{key}.options"
+    if quick_raw is not None and "options" in quick_raw:
+        options, okey = _merge_options(options, quick_raw["options"]), f"quick.{key}.options"
+    argv = _options(c, okey, options)
+    try:
+        parsed = workload_runner.build_parser(command, _RaisingParser).parse_args(argv)
+    except ValueError as exc:
+        raise c.fail(okey, f"{command}: {exc}") from None
+    for dest, default in _RESERVED_OPTIONS.items():
+        if getattr(parsed, dest, default) != default:
+            raise c.fail(okey, f"--{dest.replace('_', '-')} is set by the placement and the runner, not here")
+    return WorkloadSpec(name, command, tuple(argv))
+
+
+# ---- the file -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Config:
+    """One point of the grid: a value for every parameter; `index` is its place in grid order."""
+
+    index: int
+    values: dict
+
+    @property
+    def cluster_key(self) -> tuple:
+        return tuple(self.values[p] for p in CLUSTER_PARAMETERS)
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    path: Path
+    description: str
+    topology: str
+    inject: str
+    dilation: float
+    repetitions: int
+    metric: str
+    remote_only: bool
+    timeout_s: float
+    grid: dict  # parameter -> tuple of values, every parameter present, in file order then PARAMETERS
+    swept: tuple[str, ...]  # parameters the file lists in [grid] with more than one value
+    placements: dict
+    workloads: dict
+    quick: bool = False
+    topologies: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def configurations(self) -> list[Config]:
+        keys = list(self.grid)
+        return [Config(i, dict(zip(keys, combo))) for i, combo in enumerate(itertools.product(*self.grid.values()))]
+
+    def run_order(self) -> list[Config]:
+        """Grid order, grouped by cluster (topology, inject, dilation), then by latency scale, so
+        each cluster starts once and the latency changes as rarely as possible."""
+        configs = self.configurations()
+        clusters = list(dict.fromkeys(c.cluster_key for c in configs))
+        scales = list(self.grid["latency_scale"])
+        return sorted(configs, key=lambda c: (clusters.index(c.cluster_key), scales.index(c.values["latency_scale"])))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "path": str(self.path), "description": self.description,
+                "topology": self.topology, "inject": self.inject, "dilation": self.dilation,
+                "repetitions": self.repetitions, "metric": self.metric, "remote_only": self.remote_only,
+                "timeout_s": self.timeout_s, "quick": self.quick, "grid": {k: list(v) for k, v in self.grid.items()},
+                "swept": list(self.swept),
+                "placements": {n: {"cpu": p.cpu, "policy": p.policy, "mode": p.mode, "nodes": p.nodes,
+                                   "label": p.label()} for n, p in self.placements.items()},
+                "workloads": {n: {"command": w.command, "options": list(w.options)} for n, w in self.workloads.items()}}
+
+
+def shipped() -> dict[str, Path]:
+    """The experiment files shipped in the `experiments` package, by name."""
+    return {e.name[:-5]: Path(str(e)) for e in sorted(resources.files("experiments").iterdir(), key=lambda e: e.name)
+            if e.name.endswith(".toml")}
+
+
+def resolve_source(text: str) -> Path:
+    """An experiment file path, or the name of a shipped one ("latency-sensitivity")."""
+    path = Path(text)
+    if path.is_file():
+        return path
+    builtins = shipped()
+    name = text[:-5] if text.endswith(".toml") else text
+    if name in builtins and not path.parent.parts:
+        return builtins[name]
+    raise NumaEmuError(ErrorCode.ENOENT, f"experiment file {text} does not exist and is not a shipped experiment "
+                                         f"({', '.join(builtins) or 'none'})")
+
+
+def _topology(c: _Check, value: Any, key: str, base: Path) -> Topology:
+    from numa_emu.catalog import resolve_topology
+
+    text = c.string(value, key)
+    local = base / text
+    try:
+        return resolve_topology(str(local) if text.endswith(".toml") and local.is_file() else text)
+    except NumaEmuError as exc:
+        raise c.fail(key, exc.message) from None
+
+
+def load_spec(source: str | Path, *, quick: bool = False) -> Spec:
+    """Read and validate an experiment file (path or shipped name); `quick` applies [quick]."""
+    path = resolve_source(str(source))
+    c = _Check(str(path))
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(str(path), "", f"invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise NumaEmuError(ErrorCode.ENOENT, f"{path}: cannot read: {exc.strerror}") from None
+    return _build(c, raw, path, quick)
+
+
+def _build(c: _Check, raw: dict, path: Path, quick: bool) -> Spec:
+    c.table(raw, "", _TOP)
+    if "experiment" not in raw:
+        raise c.fail("experiment", "missing table [experiment]")
+    exp = c.table(raw["experiment"], "experiment", _EXPERIMENT)
+    if "name" not in exp:
+        raise c.fail("experiment.name", "missing")
+    name = c.string(exp["name"], "experiment.name")
+    if not re.fullmatch(_NAME_RE, name):
+        raise c.fail("experiment.name", f"'{name}' may hold only letters, digits, '-', '_' and '.'")
+    quick_raw = c.table(raw.get("quick", {}), "quick", set(PARAMETERS) | {"repetitions", "workloads"})
+    quick_workloads = c.table(quick_raw.get("workloads", {}), "quick.workloads")
+    placements_raw = c.table(raw.get("placements", {}), "placements")
+    workloads_raw = c.table(raw.get("workloads", {}), "workloads")
+    for n, q in quick_workloads.items():
+        c.table(q, f"quick.workloads.{n}", {"options"})
+        if n not in workloads_raw:
+            raise c.fail(f"quick.workloads.{n}", f"no workload '{n}' in [workloads]")
+    for n in list(placements_raw) + list(workloads_raw):
+        if not re.fullmatch(_NAME_RE, n):
+            raise c.fail(n, "names may hold only letters, digits, '-', '_' and '.'")
+
+    base = path.parent
+    topology = c.string(exp.get("topology", "default-4n"), "experiment.topology")
+    inject = c.string(exp.get("inject", "virtual"), "experiment.inject", INJECT_MODES)
+    dilation = float(c.positive(exp.get("dilation", 1.0), "experiment.dilation"))
+    repetitions_key = "quick.repetitions" if quick and "repetitions" in quick_raw else "experiment.repetitions"
+    repetitions = c.positive((quick_raw if quick and "repetitions" in quick_raw else exp).get("repetitions", 1),
+                             repetitions_key, integer=True)
+    if "repetitions" in quick_raw:
+        c.positive(quick_raw["repetitions"], "quick.repetitions", integer=True)
+    metric = c.string(exp.get("metric", "virtual_ns"), "experiment.metric", METRICS)
+    scope = c.string(exp.get("latency_scope", "remote"), "experiment.latency_scope", SCOPES)
+    try:
+        timeout_s = parse_duration_s(exp.get("timeout", DEFAULT_TIMEOUT_S))
+    except NumaEmuError as exc:
+        raise c.fail("experiment.timeout", exc.message) from None
+    if timeout_s <= 0:
+        raise c.fail("experiment.timeout", "must be positive")
+
+    if "grid" not in raw:
+        raise c.fail("grid", "missing table [grid]")
+    grid_raw = c.table(raw["grid"], "grid", set(PARAMETERS))
+    if not grid_raw:
+        raise c.fail("grid", "empty: give at least one parameter, e.g. workload = [\"chase\"]")
+    given: dict[str, tuple[str, list]] = {k: (f"grid.{k}", c.values(v, f"grid.{k}")) for k, v in grid_raw.items()}
+    for k in PARAMETERS:
+        if k in quick_raw:
+            values = c.values(quick_raw[k], f"quick.{k}")
+            if quick:
+                given[k] = (f"quick.{k}", values)
+    defaults = {"topology": [topology], "inject": [inject], "dilation": [dilation], "latency_scale": [1.0],
+                "placement": list(placements_raw) or ["default"],
+                "workload": list(workloads_raw) or None}
+    if defaults["workload"] is None and "workload" not in given:
+        raise c.fail("grid.workload", "missing: name the workloads to run (or define [workloads.NAME] tables)")
+
+    grid: dict[str, tuple] = {}
+    topologies: dict[str, Topology] = {}
+    for k in list(given) + [p for p in PARAMETERS if p not in given]:
+        key, values = given.get(k, (f"experiment.{k}", defaults[k]))
+        grid[k] = tuple(_grid_value(c, k, f"{key}[{i}]" if k in given else key, v, base, topologies, placements_raw,
+                                    workloads_raw) for i, v in enumerate(values))
+    placements = {n: _placement(c, n, placements_raw[n], list(topologies.values())) for n in placements_raw}
+    if "default" in grid["placement"] and "default" not in placements:
+        placements["default"] = Placement("default")
+    workloads = {n: _workload(c, n, workloads_raw[n], quick_workloads.get(n) if quick else None) for n in workloads_raw}
+    for n in quick_workloads:
+        if not quick:  # check the [quick] options too, so that a broken quick grid fails early
+            _workload(c, n, workloads_raw[n], quick_workloads[n])
+    for w in grid["workload"]:
+        workloads.setdefault(w, WorkloadSpec(w, w))
+    swept = tuple(k for k in grid if k in given and len(grid[k]) > 1)
+    return Spec(name, path, str(exp.get("description", "")), topology, inject, dilation, int(repetitions), metric,
+                scope == "remote", timeout_s, grid, swept, placements, workloads, quick, topologies)
+
+
+def _grid_value(c: _Check, param: str, key: str, value: Any, base: Path, topologies: dict, placements: dict,
+                workloads: dict) -> Any:
+    if param == "topology":
+        topologies.setdefault(c.string(value, key), _topology(c, value, key, base))
+        return value
+    if param == "inject":
+        return c.string(value, key, INJECT_MODES)
+    if param in ("dilation", "latency_scale"):
+        return float(c.positive(value, key))
+    name = c.string(value, key)
+    if param == "placement" and name not in placements and not (name == "default" and not placements):
+        raise c.fail(key, f"no placement '{name}' (defined: {', '.join(placements) or 'none'})")
+    if param == "workload" and name not in workloads and name not in workload_runner.BUILTIN:
+        raise c.fail(key, f"no workload '{name}' (defined: {', '.join(workloads) or 'none'}; "
+                          f"built-in: {', '.join(workload_runner.BUILTIN)})")
+    return name

@@ -1,0 +1,230 @@
+"""Carry out parsed memtoy commands against one attached task; thin on purpose.
+
+Each command object (numa_emu/memtoy/parsed.py) has one handler here that calls the client
+API (numa_emu.api Task and Region) and prints memtoy-like lines. A failure raises MemtoyError
+with one line of text; an error reply from the cluster becomes such a line too, with its errno
+name and the node's own message (so `mbind ... +move` shows why the node refused).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TextIO
+
+from protocol.errors import NumaEmuError
+from protocol.messages.tasks import ClusterStats
+from protocol.policy import (MPOL_F_ADDR, MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MODE_FLAGS, Mode, Policy,
+                             policy_to_str)
+from protocol.units import format_duration_ns, format_size
+
+from numa_emu.memtoy import helptext
+from numa_emu.memtoy import parsed as c
+from numa_emu.memtoy.commands import parse
+from numa_emu.memtoy.parsed import MemtoyError
+from numa_emu.memtoy.segments import (WHERE_DEFAULT_PAGES, Segment, SegmentTable, format_node_pages, format_table,
+                                      format_where)
+
+if TYPE_CHECKING:
+    from numa_emu.api import Task
+    from numa_emu.cluster import ClusterInfo
+
+
+@contextmanager
+def _failing(what: str):
+    """Turn an error reply into one memtoy line: "<what> failed - EINVAL: <the node's message>"."""
+    try:
+        yield
+    except NumaEmuError as exc:
+        raise MemtoyError(f"{what} failed - {exc.code.value}: {exc.message}") from None
+
+
+class Memtoy:
+    """One memtoy session: a task, its segments, and where output goes."""
+
+    def __init__(self, task: "Task", *, cluster_info: "ClusterInfo | None" = None, out: TextIO | None = None,
+                 verbose: bool = False):
+        self.task = task
+        self.cluster_info = cluster_info
+        self.out = out if out is not None else sys.stdout
+        self.verbose = verbose
+        self.segments = SegmentTable(task.page_size)
+
+    # ---- entry points ---------------------------------------------------------------------
+    def parse(self, line: str) -> c.Command | None:
+        return parse(line, page_size=self.task.page_size, n_nodes=self.task.n_nodes)
+
+    def execute(self, command: c.Command) -> bool:
+        """Run one command; True when the session should end (quit)."""
+        handler = getattr(self, f"_do_{type(command).__name__.lower()}")
+        try:
+            return bool(handler(command))
+        except NumaEmuError as exc:  # a reply no handler put in context
+            raise MemtoyError(f"{exc.code.value}: {exc.message}") from None
+
+    def run_line(self, line: str) -> bool:
+        command = self.parse(line)
+        return command is not None and self.execute(command)
+
+    # ---- output ---------------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        print(f"memtoy: {text}", file=self.out)
+
+    def lines(self, lines: list[str]) -> None:
+        for line in lines:
+            print(line, file=self.out)
+
+    # ---- segments -------------------------------------------------------------------------
+    def _do_anon(self, cmd: c.Anon) -> None:
+        self.segments.define(cmd.seg, "anon", cmd.size, cmd.shared)
+
+    def _do_shmem(self, cmd: c.Shmem) -> None:
+        self.segments.define(cmd.seg, "shmem", cmd.size, True)
+
+    def _do_file(self, cmd: c.File) -> None:
+        raise MemtoyError("file segments need the page cache (not built yet)")
+
+    def _do_map(self, cmd: c.Map) -> None:
+        seg = self.segments.get(cmd.seg)
+        if seg.mapped:
+            self.say(f"segment {seg.name} already mapped")
+            return
+        shared = seg.shared if cmd.shared is None or seg.kind == "shmem" else cmd.shared
+        with _failing(f"map of segment {seg.name}"):
+            seg.region = self.task.mmap(seg.size, shared=shared, name=seg.name if shared else None)
+        seg.shared = shared
+        if self.verbose:
+            start = seg.region.vaddr
+            self.say(f"mapped {seg.kind} segment {seg.name} at {start:#x}-{start + seg.size - 1:#x}")
+
+    def _unmap(self, seg: Segment) -> None:
+        if seg.mapped:
+            with _failing(f"unmap of segment {seg.name}"):
+                seg.region.munmap()
+            if self.verbose:
+                self.say(f"unmapped {seg.kind} segment {seg.name} from {seg.region.vaddr:#x}")
+            seg.region = None
+
+    def _do_unmap(self, cmd: c.Unmap) -> None:
+        self._unmap(self.segments.get(cmd.seg))
+
+    def _do_remove(self, cmd: c.Remove) -> None:
+        for name in cmd.segs:
+            self._unmap(self.segments.get(name))
+            self.segments.forget(name)
+
+    def _do_show(self, cmd: c.Show) -> None:
+        segments = [self.segments.get(cmd.seg)] if cmd.seg else list(self.segments)
+        if not segments:
+            self.say("no segments")
+            return
+        regions = self.task.maps() if any(s.mapped for s in segments) else []
+        rows = []
+        for seg in segments:
+            address, policy, pages = "-", "-", "-"
+            if seg.mapped:
+                start, end = seg.region.vaddr, seg.region.vaddr + seg.size
+                inside = sorted((r for r in regions if start <= r["start"] < end), key=lambda r: r["start"])
+                address = f"{start:#x}"
+                policy = ";".join(dict.fromkeys(_region_policy(r) for r in inside)) or "default"
+                counts: dict[int, int] = {}
+                for r in inside:
+                    for node, n in r["pages"].items():
+                        counts[int(node)] = counts.get(int(node), 0) + n
+                pages = format_node_pages(counts)
+            rows.append([seg.name, seg.kind, "shared" if seg.shared else "private", format_size(seg.size),
+                         address, policy, pages])
+        self.lines(format_table(["name", "type", "share", "size", "address", "policy", "pages"], rows))
+
+    # ---- memory ---------------------------------------------------------------------------
+    def _do_touch(self, cmd: c.Touch) -> None:
+        seg = self.segments.mapped(cmd.seg)
+        win = self.segments.window(seg, cmd.range)
+        with _failing(f"touch of segment {seg.name}"):
+            before = self.task.clock_ns()
+            reply = seg.region.touch(win.offset, win.length, write=cmd.write)
+        self.say(f"touched {reply.pages} pages in {format_duration_ns(reply.clock_ns - before)} virtual time "
+                 f"({reply.faults} faults)")
+
+    def _do_where(self, cmd: c.Where) -> None:
+        seg = self.segments.mapped(cmd.seg)
+        win = self.segments.window(seg, cmd.range, default_pages=WHERE_DEFAULT_PAGES)
+        with _failing(f"where of segment {seg.name}"):
+            nodes = seg.region.where(win.offset, win.length)
+        self.lines(format_where(win.first_page(self.task.page_size), nodes, win.more_pages))
+
+    def _do_mbind(self, cmd: c.Mbind) -> None:
+        seg = self.segments.mapped(cmd.seg)
+        win = self.segments.window(seg, cmd.range)
+        what = f"mbind of segment {seg.name}"
+        with _failing(what):
+            if cmd.policy.mode is None:  # noop: the range's own policy again, with the move flags
+                mode, nodes = self.task.get_mempolicy(MPOL_F_ADDR, seg.region.addr(win.offset))
+            else:
+                mode, nodes = cmd.policy.mode, self._nodes(cmd.policy)
+            before = self.task.clock_ns() if cmd.flags else 0
+            seg.region.mbind(mode, nodes, offset=win.offset, length=win.length, flags=cmd.flags)
+        if cmd.flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL):
+            operation = "unmap" if cmd.flags & MPOL_MF_LAZY else "migration"
+            spent = format_duration_ns(self.task.clock_ns() - before)
+            self.say(f"{operation} of {seg.name} [{win.length // self.task.page_size} pages] took {spent} virtual time")
+
+    # ---- policy ---------------------------------------------------------------------------
+    def _nodes(self, policy: c.PolicyArg) -> list[int]:
+        return sorted(self.task.mems_allowed) if policy.all_allowed else sorted(policy.nodes)
+
+    def _do_mpol(self, cmd: c.Mpol) -> None:
+        if cmd.policy is None:
+            with _failing("get_mempolicy"):
+                mode, nodes = self.task.get_mempolicy()
+            policy = Policy(Mode(mode & ~MPOL_MODE_FLAGS), frozenset(nodes), mode & MPOL_MODE_FLAGS)
+            self.say(f"task policy = {policy_to_str(policy)}")
+            return
+        with _failing("set_mempolicy"):
+            self.task.set_mempolicy(cmd.policy.mode, self._nodes(cmd.policy))
+
+    def _do_migrate(self, cmd: c.Migrate) -> None:
+        raise MemtoyError("migrate needs page migration (not built yet)")
+
+    # ---- information ----------------------------------------------------------------------
+    def _do_numa(self, cmd: c.Numa) -> None:
+        from protocol.topology import Topology
+
+        from numa_emu import cluster
+        from numa_emu.formats.hardware import format_hardware
+
+        if self.cluster_info is None:
+            raise MemtoyError("numa: no cluster to ask")
+        with _failing("numa"):
+            topology = Topology.from_dict(cluster.status(self.cluster_info).topology)
+            # ClusterStats asks the nodes now; the status carries frames free at the last heartbeat
+            with self.cluster_info.client() as client:
+                stats = client.call(ClusterStats())
+        free = {int(node): s["frames_free"] * topology.page_size for node, s in stats.nodes.items()}
+        nodes = [{"id": n.id, "cpus": list(n.cpus), "size_bytes": n.mem_bytes, "free_bytes": free.get(n.id, 0)}
+                 for n in topology.nodes]
+        print(format_hardware(nodes, [list(row) for row in topology.distances]), end="", file=self.out)
+
+    def _do_pid(self, cmd: c.Pid) -> None:
+        t = self.task
+        task = "" if t.task_id == t.pid else f", task {t.task_id}"
+        self.say(f"pid = {t.pid} (cpu {t.cpu}, node {t.node}{task})")
+
+    def _do_time(self, cmd: c.Time) -> None:
+        with _failing("time"):
+            ns = self.task.clock_ns()
+        self.say(f"virtual time = {ns} ns ({format_duration_ns(ns)})")
+
+    def _do_snooze(self, cmd: c.Snooze) -> None:
+        time.sleep(cmd.seconds)
+
+    def _do_help(self, cmd: c.Help) -> None:
+        self.lines(helptext.help_lines(cmd.topic))
+
+    def _do_quit(self, cmd: c.Quit) -> bool:
+        return True
+
+
+def _region_policy(region: dict) -> str:
+    """A region's own policy as numa_maps prints it; 'default' when it has none."""
+    return policy_to_str(Policy.from_wire(region["policy"])) if region.get("vma_policy") else "default"

@@ -1,0 +1,197 @@
+"""Messages that control the cluster as a whole: cpusets (create, set, attach, delete) and the
+sysctl tunables, with the table of tunables that the coordinator and the nodes share.
+
+CLI -> coordinator: cpuset.* and sysctl.*. Coordinator -> node: node.sysctl (global tunables,
+pushed to every node) and node.task.cpu (a task moved to another CPU of the same node).
+`cpuset.show` lives in protocol/messages/tasks.py with the task queries.
+
+The tunables are data (`tunables()`): key -> parser, default, where it applies, so adding one
+(a later vm.pagecache_replication, say) is one entry. Keys follow sysctl(8)'s dotted names; the
+weighted-interleave weights, sysfs files in Linux (REFERENCE b13), are exposed under
+`kernel.mm.mempolicy.weighted_interleave.node<N>`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages.base import Ok, Reply, Request, message
+from protocol.messages.tasks import CpusetShowReply
+from protocol.policy import DEFAULT_WEIGHT, WeightTable
+
+# ---------------------------------------------------------------------------------------------
+# cpusets
+
+
+@message
+class CpusetCreate(Request):
+    """mkdir a cpuset and write its cpus and mems (cgroup v1, REFERENCE b10). `replication`
+    None inherits the root cpuset's flag, as new cpusets inherit their parent's flags."""
+
+    kind = "cpuset.create"
+    reply = CpusetShowReply  # the one cpuset created
+    name: str
+    cpus: list
+    mems: list
+    memory_migrate: bool = False
+    replication: bool | None = None
+
+
+@message
+class CpusetSetReply(Reply):
+    kind = "cpuset.set.reply"
+    cpuset: dict  # as in CpusetShowReply.cpusets
+    rebound: list  # task ids whose policy was rebound to the new mems and pushed to their node
+    moved: list  # [task_id, old_cpu, new_cpu] for tasks moved to another CPU of their node
+
+
+@message
+class CpusetSet(Request):
+    """Change a cpuset; None leaves a field as it is. Changing mems rebinds every task's
+    policy (and region policies) by the b1 rules; pages stay where they are."""
+
+    kind = "cpuset.set"
+    reply = CpusetSetReply
+    name: str
+    cpus: list | None = None
+    mems: list | None = None
+    memory_migrate: bool | None = None
+    replication: bool | None = None
+
+
+@message
+class CpusetAttachReply(Reply):
+    kind = "cpuset.attach.reply"
+    task: dict  # as in TaskInfoReply.task, after the move
+    old_cpuset: str
+    old_cpu: int
+
+
+@message
+class CpusetAttach(Request):
+    """Write a pid to the cpuset's tasks file: move a running task into it."""
+
+    kind = "cpuset.attach"
+    reply = CpusetAttachReply
+    name: str
+    pid: int
+
+
+@message
+class CpusetDelete(Request):
+    """rmdir a cpuset: EBUSY while tasks are in it."""
+
+    kind = "cpuset.delete"
+    reply = Ok
+    name: str
+
+
+@message
+class NodeTaskCpu(Request):
+    """Coordinator -> home node: the task now runs on another CPU of the same node."""
+
+    kind = "node.task.cpu"
+    reply = Ok
+    task_id: int
+    cpu: int
+
+
+# ---------------------------------------------------------------------------------------------
+# sysctl
+
+
+@message
+class SysctlReply(Reply):
+    kind = "sysctl.reply"
+    values: dict  # key -> int value
+
+
+@message
+class SysctlGet(Request):
+    """The values of `keys` (None: every key). An unknown key is ENOENT."""
+
+    kind = "sysctl.get"
+    reply = SysctlReply
+    keys: list | None = None
+
+
+@message
+class SysctlSet(Request):
+    """Set key -> text values, all or nothing: one bad key or value changes nothing."""
+
+    kind = "sysctl.set"
+    reply = SysctlReply  # the values now in force, for the keys set
+    values: dict
+
+
+@message
+class NodeSysctl(Request):
+    """Coordinator -> every node: key -> int values of tunables that apply on the nodes."""
+
+    kind = "node.sysctl"
+    reply = Ok
+    values: dict
+
+
+SCOPE_NODES = "nodes"  # the coordinator keeps the value and pushes it to every node
+SCOPE_COORDINATOR = "coordinator"  # the coordinator alone uses it
+
+WEIGHT_KEY_PREFIX = "kernel.mm.mempolicy.weighted_interleave.node"
+NUMA_STAT_KEY = "vm.numa_stat"
+
+
+@dataclass(frozen=True)
+class Tunable:
+    """One sysctl key: `parse` turns the text a user writes into the value (EINVAL otherwise)."""
+
+    key: str
+    parse: Callable[[str], int]
+    default: int
+    scope: str
+    doc: str
+
+    def check(self, text: str | int) -> int:
+        """The value of `text` (an int is checked as its decimal text), or EINVAL naming the key."""
+        try:
+            return self.parse(str(text))
+        except NumaEmuError as exc:
+            raise NumaEmuError(ErrorCode.EINVAL, f"{self.key}: {exc.message}") from None
+
+
+def weight_key(node: int) -> str:
+    return f"{WEIGHT_KEY_PREFIX}{node}"
+
+
+def weight_node(key: str) -> int | None:
+    """The node of a weighted-interleave key, None for any other key."""
+    suffix = key[len(WEIGHT_KEY_PREFIX):] if key.startswith(WEIGHT_KEY_PREFIX) else ""
+    return int(suffix) if suffix.isdigit() else None
+
+
+def _weight_parser(node: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        table = WeightTable([node])  # the sysfs node_store rules: 1..255, else EINVAL
+        table.set(node, text.strip())
+        return table[node]
+
+    return parse
+
+
+def _parse_switch(text: str) -> int:
+    """proc_dointvec_minmax with 0..1, as vm.numa_stat takes it."""
+    value = text.strip()
+    if value not in ("0", "1"):
+        raise NumaEmuError(ErrorCode.EINVAL, f"invalid value {text!r}: expected 0 or 1")
+    return int(value)
+
+
+def tunables(nodes: Iterable[int]) -> dict[str, Tunable]:
+    """Every key of a cluster whose node ids are `nodes`, sorted by key."""
+    table = [Tunable(weight_key(n), _weight_parser(n), DEFAULT_WEIGHT, SCOPE_NODES,
+                     f"weighted-interleave weight of node {n}, 1..255 "
+                     f"(/sys/kernel/mm/mempolicy/weighted_interleave/node{n})")
+             for n in sorted(set(nodes))]
+    table.append(Tunable(NUMA_STAT_KEY, _parse_switch, 1, SCOPE_NODES,
+                         "numastat counters: 0 stops and clears them on every node, 1 counts again"))
+    return {t.key: t for t in sorted(table, key=lambda t: t.key)}

@@ -1,0 +1,253 @@
+"""Messages of files and the page cache: the coordinator's file table, a task's file operations
+on its home node, the directory's read/write (replicate/collapse) protocol, shootdowns with their
+acknowledgements, and writeback (PROTOCOL.md, Read of a shared page and Write of a shared page)."""
+from __future__ import annotations
+
+from protocol.messages.base import Ok, Reply, Request, message
+from protocol.messages.memory import MmapReply
+
+# ---- the file table (CLI / home node -> coordinator) ----------------------------------------
+
+
+@message
+class FileInfoReply(Reply):
+    kind = "file.info.reply"
+    file: dict  # name, size, writable_maps, exec_maps
+
+
+@message
+class FileOpen(Request):
+    """Open (or create) a file of the backing store; `size` sets the size of a new file."""
+
+    kind = "file.open"
+    reply = FileInfoReply
+    name: str
+    create: bool = False
+    size: int | None = None
+
+
+@message
+class FileResize(Request):
+    """Grow (pwrite past the end) or truncate a file: the size authority is the coordinator;
+    a truncate also drops the page-cache pages beyond the new end on every directory shard."""
+
+    kind = "file.resize"
+    reply = FileInfoReply
+    name: str
+    size: int
+
+
+@message
+class FileMapped(Request):
+    """A task mapped (delta +1) or unmapped (-1) a file, writable and/or executable: the file
+    flags that the replication filters (no-writers, exec-only) read."""
+
+    kind = "file.mapped"
+    reply = FileInfoReply
+    name: str
+    writable: bool
+    exec: bool
+    delta: int
+
+
+@message
+class FileListReply(Reply):
+    kind = "file.list.reply"
+    files: list
+
+
+@message
+class FileList(Request):
+    kind = "file.list"
+    reply = FileListReply
+
+
+@message
+class FileImport(Request):
+    """Copy a file of the host into the backing store under `name`."""
+
+    kind = "file.import"
+    reply = FileInfoReply
+    path: str
+    name: str
+
+
+@message
+class NodeFileInfo(Request):
+    """Coordinator -> every node: a file's size or mapping flags changed (short reads, writeback
+    lengths, and the replication filters no-writers and exec-only)."""
+
+    kind = "node.file.info"
+    reply = Ok
+    name: str
+    size: int
+    writably_mapped: bool
+    exec_mapped: bool
+
+
+# ---- a task's file operations (task -> home node) ------------------------------------------
+
+
+@message
+class FileReadReply(Reply):
+    kind = "mem.pread.reply"
+    data: bytes
+    clock_ns: int
+
+
+@message
+class FileRead(Request):
+    kind = "mem.pread"
+    reply = FileReadReply
+    task_id: int
+    name: str
+    offset: int
+    length: int
+
+
+@message
+class FileWriteReply(Reply):
+    kind = "mem.pwrite.reply"
+    written: int
+    clock_ns: int
+
+
+@message
+class FileWrite(Request):
+    kind = "mem.pwrite"
+    reply = FileWriteReply
+    task_id: int
+    name: str
+    offset: int
+    data: bytes
+
+
+@message
+class FileSync(Request):
+    """fsync: every dirty page of the file written back to the store."""
+
+    kind = "mem.fsync"
+    reply = Ok
+    task_id: int
+    name: str
+
+
+@message
+class FileMmap(Request):
+    kind = "mem.mmap_file"
+    reply = MmapReply
+    task_id: int
+    name: str
+    offset: int = 0
+    length: int | None = None
+    writable: bool = True
+    exec: bool = False
+
+
+# ---- the directory protocol (home node -> directory home) -----------------------------------
+
+
+@message
+class DirPageReply(Reply):
+    kind = "dir.page.reply"
+    node: int  # the copy to use: a replica on the asker, or the master
+    frame: int
+    generation: int
+    replica: bool
+    epoch: int  # the entry's epoch when this answer was made (see PteShootdown.epoch)
+    cost_ns: int = 0  # virtual time the directory's work cost the asker (replica copy, shootdowns)
+
+
+@message
+class DirRead(Request):
+    """Read access by home node `mapper` (PROTOCOL.md, Read of a shared page)."""
+
+    kind = "dir.read"
+    reply = DirPageReply
+    obj: str
+    idx: int
+    mapper: int
+    task_node: int
+    policy: dict
+    allowed: list
+    interleave_index: int
+    replicate: bool  # the asking task may replicate (cpuset, global switch, mode filter)
+
+
+@message
+class DirWrite(Request):
+    """Write access by `mapper`: collapses the replicas first (PROTOCOL.md, the collapse)."""
+
+    kind = "dir.write"
+    reply = DirPageReply
+    obj: str
+    idx: int
+    mapper: int
+    task_node: int
+    policy: dict
+    allowed: list
+    interleave_index: int
+
+
+@message
+class DirZap(Request):
+    """Tear down the replica of (obj, idx) on `node` (reclaim on that node)."""
+
+    kind = "dir.zap"
+    reply = Ok
+    obj: str
+    idx: int
+    node: int
+    cause: str
+
+
+@message
+class DirWriteback(Request):
+    """Write every dirty page of `obj` in this shard back to the store (obj None: every object)."""
+
+    kind = "dir.writeback"
+    reply = Ok
+    obj: str | None = None
+
+
+@message
+class DirTruncate(Request):
+    """Drop the pages of `obj` from page `first_idx` on: unmap everywhere, free every copy."""
+
+    kind = "dir.truncate"
+    reply = Ok
+    obj: str
+    first_idx: int
+
+
+@message
+class PteShootdownAck(Reply):
+    kind = "pte.shootdown.ack"
+    unmapped: int  # task page-table entries removed (or write-protected)
+
+
+@message
+class PteShootdown(Request):
+    """Directory -> home node: drop (or write-protect) every mapping of this copy of (obj, idx),
+    then acknowledge. After the ack no access on that node can still use the mapping."""
+
+    kind = "pte.shootdown"
+    reply = PteShootdownAck
+    obj: str
+    idx: int
+    node: int  # the copy's node and frame
+    frame: int
+    write_protect: bool = False  # downgrade to read-only instead of unmapping
+    cause: str = ""
+    epoch: int = 0  # the entry's new epoch: an answer of an older epoch that arrives later is stale
+
+
+@message
+class FrameCopy(Request):
+    """Directory -> owner: copy this frame into `dst_frame` on `dst` (bytes travel owner -> dst once)."""
+
+    kind = "frame.copy"
+    reply = Ok
+    frame: int
+    dst: int
+    dst_frame: int

@@ -1,0 +1,203 @@
+"""The real tools' front ends on a running cluster: numactl's exec and inherited policy, the
+task PID, numa-maps lines, numastat -p and -n, vmstat names, and shims first on PATH running
+a script written for the real numactl, numastat, memhog and migratepages."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from numa_emu.cli.main import COMMANDS
+from tests.processes.test_policy_regress import EMU, PAGE
+
+pytestmark = pytest.mark.cluster
+
+# A workload that stays attached until its stdin closes, after reporting what it mapped.
+LIVE_TASK = textwrap.dedent("""\
+    import json, os, sys
+    import numa_emu
+
+    task = numa_emu.attach()
+    spread = task.mmap(256 * 4096)
+    spread.mbind("interleave", "0-3")
+    spread.touch(fill=0xFF)                     # memhog's memset: present and dirty
+    clean = task.mmap(64 * 4096)
+    clean.touch(0, 32 * 4096)                   # half of it read: present, not dirty
+    untouched = task.mmap(8 * 4096)
+    shared = task.mmap(4 * 4096, shared=True, name="seg")
+    shared.touch(write=True)
+    regions = [{"start": r.vaddr, "where": r.where()} for r in (spread, clean, untouched, shared)]
+    print(json.dumps({"pid": os.getpid(), "task_id": task.task_id, "cpu": task.cpu, "regions": regions}), flush=True)
+    sys.stdin.read()
+""")
+
+
+@pytest.fixture
+def four(cluster_factory):
+    return cluster_factory("default-4n")
+
+
+@pytest.fixture
+def env(home):
+    return dict(os.environ, NUMA_EMU_HOME=str(home))
+
+
+def ok(proc):
+    assert proc.returncode == 0, (proc.args, proc.returncode, proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+@pytest.fixture
+def live_task(four, env, tmp_path):
+    """`numa-emu numactl -C 2 --membind=2,3 -- live.py` kept running; yields its report."""
+    script = tmp_path / "live.py"
+    script.write_text(LIVE_TASK)  # not executable: numactl runs a .py under this Python
+    proc = subprocess.Popen([*EMU, "numactl", "--physcpubind=2", "--membind=2,3", "--", str(script)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        report = json.loads(line)
+        report["popen_pid"] = proc.pid
+        yield report
+    finally:
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_policy_survives_exec(four, cli):
+    show = ok(cli("numactl", "--membind=1", "--", *EMU, "numactl", "--show"))
+    assert show == ("policy: bind\npreferred node: 1\nphyscpubind: 0 1 2 3 \ncpubind: 0 1 2 3 \n"
+                    "nodebind: 0 1 2 3 \nmembind: 1 \npreferred: 1 \n")
+    show = ok(cli("numactl", "--interleave=0,1", "--physcpubind=2", "--", *EMU, "numactl", "--show"))
+    assert show == ("policy: interleave\npreferred node: 0 (interleave next)\ninterleavemask: 0 1 \n"
+                    "interleavenode: 0\nphyscpubind: 2 \ncpubind: 2 \nnodebind: 2 \nmembind: 0 1 2 3 \n"
+                    "preferred: 0 1 \n")
+    # two levels down, and a later numactl overrides only what it sets
+    show = ok(cli("numactl", "--cpunodebind=3", "--", *EMU, "numactl", "--preferred=2", "--",
+                  *EMU, "numactl", "--show")).splitlines()
+    assert show[:3] == ["policy: preferred", "preferred node: 2", "physcpubind: 3 "]
+
+
+def test_the_pid_the_caller_sees_is_the_tasks_pid(four, env, tmp_path):
+    script = tmp_path / "whoami.py"
+    script.write_text("import os, numa_emu\nt = numa_emu.attach()\nprint(os.getpid(), t.task_id, t.cpu)\n")
+    for command in ([sys.executable, str(script)], [str(script)]):
+        proc = subprocess.Popen([*EMU, "numactl", "--physcpubind=1", "--", *command], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert out.split() == [str(proc.pid), str(proc.pid), "1"], command
+
+
+def test_numa_maps_lines(live_task, cli):
+    lines = ok(cli("numa-maps", str(live_task["pid"]))).splitlines()
+    spread, clean, untouched, shared = live_task["regions"]
+
+    def nodes(region):
+        where = [n for n in region["where"] if n is not None]
+        return " ".join(f"N{n}={where.count(n)}" for n in sorted(set(where)))
+
+    assert nodes(spread) == "N0=64 N1=64 N2=64 N3=64"
+    assert nodes(clean) == "N2=32"  # bind {2,3} from CPU 2 fills node 2
+    assert lines == [
+        f"{spread['start']:08x} interleave:0-3 anon=256 dirty=256 {nodes(spread)} kernelpagesize_kB=4",
+        f"{clean['start']:08x} bind:2-3 anon=32 {nodes(clean)} kernelpagesize_kB=4",
+        f"{untouched['start']:08x} bind:2-3",
+        f"{shared['start']:08x} bind:2-3 file=/dev/shm/seg dirty=4 {nodes(shared)} kernelpagesize_kB=4",
+    ]
+    regions = json.loads(ok(cli("numa-maps", str(live_task["pid"]), "--json")))["regions"]
+    assert [r["present"] for r in regions] == [256, 32, 0, 4]
+
+
+def test_numastat_p_of_a_live_task(live_task, cli):
+    pid = live_task["pid"]
+    assert pid == live_task["task_id"] == live_task["popen_pid"]
+    out = ok(cli("numastat", "-p", str(pid)))
+    lines = out.splitlines()
+    assert lines[0] == ""
+    assert lines[1] == f"Per-node process memory usage (in MBs) for PID {pid} (live.py)"
+    # LTP numa01.sh: the field of "Node 2" in line 3, split on two or more blanks, read from ^Total
+    expected = [sum(r["where"].count(n) for r in live_task["regions"]) for n in range(4)]
+    assert expected[:2] == [64, 64] and expected[2] >= 64 + 32
+    header = re.split(r"\s\s+", lines[2])
+    total = [line for line in lines if line.startswith("Total")][0].split()
+    assert total[header.index("Node 2")] == f"{expected[2] * PAGE / 2**20:.2f}"
+    rows = {line.split()[0]: line.split()[1:] for line in lines[4:] if line[:1].isalpha()}
+    assert rows["Huge"] == rows["Heap"] == rows["Stack"] == ["0.00"] * 5
+    assert rows["Private"] == [f"{p * PAGE / 2**20:.2f}" for p in expected] + [f"{sum(expected) * PAGE / 2**20:.2f}"]
+    assert rows["Total"] == rows["Private"]
+    # a pattern finds the task by its name, as numastat searches process names
+    assert ok(cli("numastat", "-p", "live.py")) == out
+
+
+def test_vmstat_and_numastat_n(four, cli):
+    ok(cli("numactl", "-C", "0", "--membind=1", "--", *EMU, "memhog", "4m"))
+    text = ok(cli("vmstat"))
+    values = dict((name, int(value)) for name, value in (line.split() for line in text.splitlines()))
+    pages = (4 << 20) // PAGE
+    assert {k: values[k] for k in ("numa_hit", "numa_miss", "numa_foreign", "numa_interleave", "numa_local",
+                                   "numa_other", "pgalloc_normal", "pgfree", "pgfault")} == {
+        "numa_hit": pages, "numa_miss": 0, "numa_foreign": 0, "numa_interleave": 0, "numa_local": 0,
+        "numa_other": pages, "pgalloc_normal": pages, "pgfree": pages, "pgfault": pages}
+    assert values["nr_free_pages"] == 4 * (512 << 20) // PAGE  # memhog's pages came back at exit
+    names = list(values)
+    assert names[0] == "nr_free_pages"
+    assert names.index("numa_hit") < names.index("numa_other") < names.index("pgalloc_normal") \
+        < names.index("pgfree") < names.index("pgfault")
+    assert "pgalloc" not in values and "nr_total_pages" not in values  # node names mapped to the kernel's
+    assert json.loads(ok(cli("vmstat", "--json"))) == values
+    mb = ok(cli("numastat", "-n")).splitlines()
+    assert mb[:2] == ["", "Per-node numastat info (in MBs):"]
+    assert mb[4].split() == ["Numa_Hit", "0.00", "4.00", "0.00", "0.00", "4.00"]
+    counters = json.loads(ok(cli("numastat", "--json")))["nodes"]
+    assert counters["1"] == {"numa_hit": pages, "numa_miss": 0, "numa_foreign": 0, "interleave_hit": 0,
+                             "local_node": 0, "other_node": pages}
+
+
+REGRESS_STYLE = textwrap.dedent("""\
+    # the parts of numactl's test/regress that read the tools' output, unchanged
+    nstat() {
+        numastat | grep $1 | while read -a fields ; do
+            echo ${fields[$[1 + $2]]}
+        done
+    }
+    numnodes=$(numactl --hardware | awk '/^available/ { print $2 }')
+    a0=`nstat interleave_hit 0`
+    a1=`nstat interleave_hit 1`
+    numactl --interleave=0,1 memhog -H 4194304 || echo FAILED
+    memhog -H 4194304 interleave 0,1 || echo FAILED
+    b0=`nstat interleave_hit 0`
+    b1=`nstat interleave_hit 1`
+    echo "nodes $numnodes delta0 $(expr $b0 - $a0) delta1 $(expr $b1 - $a1)"
+    numactl --cpubind=1 /bin/true && echo cpubind ok
+    migratepages $$ 0 1
+    echo "migratepages exit $?"
+""")
+
+
+def test_shims_first_on_path_run_a_script_written_for_the_real_tools(four, cli, env, tmp_path):
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("regress is a bash script")
+    shims = tmp_path / "bin"
+    out = ok(cli("shims", str(shims)))
+    assert out.splitlines()[0] == f"wrote numactl numastat memhog migratepages to {shims}"
+    for tool in ("numactl", "numastat", "memhog", "migratepages"):
+        assert os.access(shims / tool, os.X_OK)
+    script = tmp_path / "regress-style.sh"
+    script.write_text(REGRESS_STYLE)
+    env = dict(env, PATH=f"{shims}{os.pathsep}{env['PATH']}")
+    proc = subprocess.run([bash, str(script)], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.stdout.splitlines() == [".", ".", "nodes 4 delta0 1024 delta1 1024", "cpubind ok",
+                                        "migratepages exit 1"], proc.stderr
+    if "migratepages" not in COMMANDS:  # until migration exists: what migratepages prints on ENOSYS
+        assert proc.stderr == "migrate_pages: Function not implemented\n"

@@ -1,0 +1,243 @@
+"""The coordinator's pure cpuset core: names and lists, the root, create/delete, a task's cpu
+within a new set, the memory_migrate rule, and the rebinding of policies when mems change
+(the examples of Documentation/admin-guide/mm/numa_memory_policy.rst, REFERENCE b1)."""
+from __future__ import annotations
+
+import pytest
+
+from coordinator.cpusets import ROOT, CpusetTable, check_name, migration_needed
+from coordinator.tasks import TaskTable
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.policy import MPOL_F_RELATIVE_NODES, MPOL_F_STATIC_NODES, Mode, Policy
+
+
+def machine(nodes: int, cpus_per_node: int = 2) -> dict:
+    return {"nodes": [{"id": n, "cpus": list(range(n * cpus_per_node, (n + 1) * cpus_per_node))}
+                      for n in range(nodes)]}
+
+
+def raises(code: ErrorCode, fragment: str, fn, *args, **kw) -> NumaEmuError:
+    with pytest.raises(NumaEmuError) as info:
+        fn(*args, **kw)
+    assert info.value.code == code, info.value
+    assert fragment in info.value.message, info.value.message
+    return info.value
+
+
+@pytest.fixture
+def table() -> TaskTable:
+    return TaskTable(machine(4))  # cpus 0-1 on node 0, 2-3 on node 1, 4-5 on node 2, 6-7 on node 3
+
+
+def snapshot(t: TaskTable):
+    return ({cs.name: cs.to_dict() for cs in t.cpusets},
+            {r.task_id: (r.cpu, r.cpuset, r.policy) for r in t.tasks.values()})
+
+
+# ---- names, lists, the root ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("", "non-empty"), ("/", "root cpuset"), ("a/b", "flat"), ("/a", "flat"), ("a b", "no blanks"),
+    ("tab\there", "no blanks"), ("x" * 65, "longer than 64"), (None, "non-empty"),
+])
+def test_bad_names_are_einval(name, fragment):
+    raises(ErrorCode.EINVAL, fragment, check_name, name)
+
+
+def test_good_names():
+    for name in ("a", "batch-1", "db.primary", "x" * 64):
+        assert check_name(name) == name
+
+
+def test_root_holds_the_machine_and_is_read_only(table):
+    root = table.cpuset(None)
+    assert root.to_dict() == {"name": ROOT, "cpus": list(range(8)), "mems": [0, 1, 2, 3],
+                              "memory_migrate": False, "replication": True}
+    assert table.cpuset(ROOT) is root
+    raises(ErrorCode.EACCES, "whole machine", table.change_cpuset, ROOT, mems=[0])
+    raises(ErrorCode.EACCES, "whole machine", table.change_cpuset, ROOT, cpus=[0])
+    raises(ErrorCode.EACCES, "cannot be deleted", table.delete_cpuset, ROOT)
+    table.change_cpuset(ROOT, replication=False)  # flags of the root may change
+    assert table.create_cpuset("a", [0], [0]).replication is False  # and new sets inherit them
+    assert table.create_cpuset("b", [0], [0], replication=True).replication is True
+
+
+@pytest.mark.parametrize("cpus, mems, fragment", [
+    ([], [0], "at least one cpu"),
+    ([0], [], "at least one memory node"),
+    ([8], [0], "no cpu(s) 8 in this machine (cpus are 0-7)"),
+    ([0, 9, 10], [0], "no cpu(s) 9-10"),
+    ([0], [4], "no node(s) 4 in this machine (nodes are 0-3)"),
+    ([-1], [0], "invalid cpu -1"),
+    ([0], [True], "invalid node True"),
+    (["0"], [0], "invalid cpu '0'"),
+])
+def test_cpus_and_mems_must_exist_and_not_be_empty(table, cpus, mems, fragment):
+    before = snapshot(table)
+    raises(ErrorCode.EINVAL, fragment, table.create_cpuset, "a", cpus, mems)
+    assert snapshot(table) == before
+
+
+def test_create_show_delete(table):
+    cs = table.create_cpuset("a", [3, 2, 2], [1], memory_migrate=True)
+    assert table.cpuset_info(cs) == {"name": "a", "cpus": [2, 3], "mems": [1], "memory_migrate": True,
+                                     "replication": True, "tasks": []}
+    raises(ErrorCode.EEXIST, "cpuset 'a' exists already", table.create_cpuset, "a", [0], [0])
+    assert [c.name for c in table.cpusets] == [ROOT, "a"]
+    table.delete_cpuset("a")
+    raises(ErrorCode.ENOENT, "no cpuset 'a'", table.delete_cpuset, "a")
+    raises(ErrorCode.ENOENT, "no cpuset 'a'", table.cpuset, "a")
+
+
+def test_delete_is_busy_while_tasks_are_in_the_set(table):
+    table.create_cpuset("a", [0, 1], [0])
+    table.register(pid=100, comm="w", cpu=None, policy=None, cpuset="a", nodes_bound=None)
+    raises(ErrorCode.EBUSY, "cpuset 'a' has 1 task(s)", table.delete_cpuset, "a")
+    table.remove(100)
+    table.delete_cpuset("a")
+
+
+def test_register_inside_a_cpuset(table):
+    table.create_cpuset("a", [2, 3], [1])
+    first = table.register(pid=1, comm="w", cpu=None, policy=None, cpuset="a", nodes_bound=None)
+    second = table.register(pid=2, comm="w", cpu=None, policy=None, cpuset="a", nodes_bound=None)
+    assert (first.cpu, first.node, second.cpu) == (2, 1, 3)
+    assert table.info(first)["mems_allowed"] == [1]
+    raises(ErrorCode.ENOENT, "no cpuset 'zz'", table.register, pid=3, comm="w", cpu=None, policy=None,
+           cpuset="zz", nodes_bound=None)
+
+
+# ---- rules ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("old, new, moves", [
+    ({0, 1}, {0, 1}, False),
+    ({0, 1}, {0, 1, 2}, False),  # node_remap keeps 0 and 1 where they are
+    ({1, 2}, {0, 1, 2}, True),  # 1 -> 0, 2 -> 1: relative placement moves pages of kept nodes
+    ({0, 1}, {2, 3}, True),
+    ({0, 1}, {0}, True),
+    ({0}, {0, 1}, False),
+])
+def test_migration_needed_follows_do_migrate_pages(old, new, moves):
+    assert migration_needed(old, new) is moves
+
+
+def test_cpu_within_keeps_the_node():
+    sets = CpusetTable({0: 0, 1: 0, 2: 1, 3: 1}, [0, 1])
+    assert sets.cpu_within(1, frozenset({0, 1, 2}), {}) == 1
+    assert sets.cpu_within(1, frozenset({0, 2, 3}), {}) == 0
+    assert sets.cpu_within(0, frozenset({1, 2}), {}) == 1
+    err = raises(ErrorCode.EBUSY, "auto-migration, not built yet", sets.cpu_within, 1, frozenset({2, 3}), {})
+    assert "none on node 0" in err.message
+
+
+# ---- rebinding on a change of mems ------------------------------------------------------------
+
+
+def _task_with(table: TaskTable, pid: int, cpuset: str, mode: int, nodes: list[int]) -> None:
+    table.register(pid=pid, comm=f"t{pid}", cpu=None, policy=None, cpuset=cpuset, nodes_bound=None)
+    table.set_policy(pid, mode, nodes)
+
+
+def test_numa_memory_policy_doc_examples():
+    """numa_memory_policy.rst: mems 1-3 -> 3-5 with interleave over 1-3: default 3,4,5, static 3;
+    relative over 2-5 in mems 2-5 -> 3-7: 3,5-7; then mems 0,2-3,5: 0,2-3,5."""
+    table = TaskTable(machine(8, 1))
+    table.create_cpuset("doc", list(range(8)), [1, 2, 3])
+    _task_with(table, 1, "doc", Mode.INTERLEAVE, [1, 2, 3])
+    _task_with(table, 2, "doc", Mode.INTERLEAVE | MPOL_F_STATIC_NODES, [1, 2, 3])
+    _, changes = table.change_cpuset("doc", mems=[3, 4, 5])
+    assert table.get(1).policy.nodes == {3, 4, 5}
+    assert table.get(2).policy.nodes == {3}
+    assert table.get(2).policy.user_nodes == {1, 2, 3}
+    assert {(c.task_id, c.old_mems, c.mems) for c in changes} == {(1, frozenset({1, 2, 3}), frozenset({3, 4, 5})),
+                                                                   (2, frozenset({1, 2, 3}), frozenset({3, 4, 5}))}
+    table.create_cpuset("rel", list(range(8)), [2, 3, 4, 5])
+    _task_with(table, 3, "rel", Mode.INTERLEAVE | MPOL_F_RELATIVE_NODES, [2, 3, 4, 5])
+    table.change_cpuset("rel", mems=[3, 4, 5, 6, 7])
+    assert table.get(3).policy.nodes == {3, 5, 6, 7}
+    table.change_cpuset("rel", mems=[0, 2, 3, 5])
+    assert table.get(3).policy.nodes == {0, 2, 3, 5}
+
+
+def test_mems_change_on_four_nodes():
+    table = TaskTable(machine(4))
+    table.create_cpuset("a", list(range(8)), [0, 1])
+    _task_with(table, 1, "a", Mode.INTERLEAVE, [0, 1])
+    _task_with(table, 2, "a", Mode.BIND | MPOL_F_STATIC_NODES, [0, 1])
+    _task_with(table, 3, "a", Mode.PREFERRED, [1])
+    _task_with(table, 4, "a", Mode.DEFAULT, [])
+    table.change_cpuset("a", mems=[2, 3])
+    assert table.get(1).policy == Policy(Mode.INTERLEAVE, {2, 3})
+    assert table.get(2).policy.nodes == {2, 3}  # empty intersection: the whole new set (kernel `tmp = *nodes`)
+    assert table.get(3).policy == Policy(Mode.PREFERRED, {1})  # mpol_rebind_preferred keeps the node
+    assert table.get(4).policy == Policy()
+    table.change_cpuset("a", mems=[1, 2])
+    assert table.get(2).policy.nodes == {1}  # static keeps the intersection of its user mask
+    assert table.get(1).policy.nodes == {1, 2}
+
+
+def test_a_change_reports_only_tasks_it_touches(table):
+    table.create_cpuset("a", [0, 1, 2], [0, 1])
+    table.register(pid=1, comm="w", cpu=1, policy=None, cpuset="a", nodes_bound=None)
+    _, changes = table.change_cpuset("a", cpus=[0, 1, 2, 3], replication=False)
+    assert changes == []
+    assert table.cpuset("a").replication is False
+    _, changes = table.change_cpuset("a", mems=[0, 1, 2])
+    assert [(c.task_id, c.rebound, c.cpu_moved) for c in changes] == [(1, True, False)]
+
+
+# ---- cpus of a running task --------------------------------------------------------------------
+
+
+def test_new_cpus_move_a_task_within_its_node_or_change_nothing(table):
+    table.create_cpuset("a", [0, 1, 2, 3], [0, 1])
+    table.register(pid=1, comm="w", cpu=1, policy=None, cpuset="a", nodes_bound=None)
+    table.register(pid=2, comm="w", cpu=2, policy=None, cpuset="a", nodes_bound=None)
+    _, changes = table.change_cpuset("a", cpus=[0, 2])
+    assert [(c.task_id, c.old_cpu, c.cpu, c.node, c.rebound) for c in changes] == [(1, 1, 0, 0, False)]
+    assert table.get(1).cpu == 0
+    before = snapshot(table)
+    err = raises(ErrorCode.EBUSY, "task 2 (w)", table.change_cpuset, "a", cpus=[0, 1], mems=[2])
+    assert "auto-migration" in err.message
+    assert snapshot(table) == before
+
+
+def test_attach_moves_cpu_and_rebinds_from_the_old_mems(table):
+    table.create_cpuset("same", [0, 1], [0, 1])
+    table.create_cpuset("sibling", [0], [0])
+    table.create_cpuset("far", [2, 3], [1])
+    table.register(pid=7, comm="w", cpu=1, policy=None, cpuset=None, nodes_bound=None)
+    table.set_policy(7, Mode.INTERLEAVE, [0, 1, 2, 3])
+    rec, old, change = table.attach(7, "same")
+    assert (old.name, rec.cpuset, rec.cpu, change.cpu_moved) == (ROOT, "same", 1, False)
+    assert rec.policy.nodes == {0, 1}  # remap 0-3 onto 0-1: 0,2 -> 0 and 1,3 -> 1
+    rec, old, change = table.attach(7, "sibling")
+    assert (old.name, rec.cpu, change.old_cpu, rec.node) == ("same", 0, 1, 0)
+    assert rec.policy.nodes == {0}
+    before = snapshot(table)
+    raises(ErrorCode.EBUSY, "auto-migration, not built yet", table.attach, 7, "far")
+    assert snapshot(table) == before
+    raises(ErrorCode.ESRCH, "no task with pid 8", table.attach, 8, "same")
+    raises(ErrorCode.ENOENT, "no cpuset 'zz'", table.attach, 7, "zz")
+
+
+# ---- memory_migrate ----------------------------------------------------------------------------
+
+
+def test_memory_migrate_refuses_what_would_move_pages(table):
+    table.create_cpuset("m", [0, 1], [0, 1], memory_migrate=True)
+    table.change_cpuset("m", mems=[2, 3])  # no task: no page to move
+    table.change_cpuset("m", mems=[0, 1])
+    table.register(pid=1, comm="w", cpu=0, policy=None, cpuset="m", nodes_bound=None)
+    before = snapshot(table)
+    raises(ErrorCode.EINVAL, "page migration, not built yet", table.change_cpuset, "m", mems=[2, 3])
+    raises(ErrorCode.EINVAL, "not built yet", table.change_cpuset, "m", mems=[1])
+    assert snapshot(table) == before
+    table.change_cpuset("m", mems=[0, 1, 2])  # the remap is the identity: nothing would move
+    table.change_cpuset("m", memory_migrate=False, mems=[3])  # off in the same write: pages stay
+    assert table.cpuset("m").mems == {3} and not table.cpuset("m").memory_migrate
+    raises(ErrorCode.EINVAL, "not built yet", table.change_cpuset, "m", memory_migrate=True, mems=[2])
+    table.create_cpuset("m2", [0, 1], [0], memory_migrate=True)
+    raises(ErrorCode.EINVAL, "task 1 into cpuset 'm2'", table.attach, 1, "m2")
