@@ -100,3 +100,62 @@ def cli(home):
         return proc
 
     return run
+
+
+class Puppet:
+    """A task process on a given CPU, driven one command at a time (tests/puppet.py)."""
+
+    def __init__(self, cluster_name: str, cpu: int):
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("puppet.py")), str(cpu)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=dict(os.environ, NUMA_EMU_CLUSTER=cluster_name))
+        self.node = self._answer()["ok"]
+
+    def _answer(self) -> dict:
+        import json
+
+        line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"puppet task exited with {self.proc.wait()}")
+        return json.loads(line)
+
+    def do(self, op: str, **kw):
+        """Run one command; its result, or AssertionError carrying the errno of a failure."""
+        import json
+
+        self.proc.stdin.write(json.dumps({"op": op, **kw}) + "\n")
+        self.proc.stdin.flush()
+        answer = self._answer()
+        if "error" in answer:
+            raise PuppetError(answer["error"], answer["message"])
+        return answer["ok"]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+
+
+class PuppetError(Exception):
+    def __init__(self, errno_name: str, message: str):
+        super().__init__(f"{errno_name}: {message}")
+        self.errno_name = errno_name
+
+
+@pytest.fixture
+def puppets():
+    """puppets(cluster, cpu) -> Puppet; every puppet is detached at teardown."""
+    made: list[Puppet] = []
+
+    def make(cluster, cpu: int) -> Puppet:
+        made.append(Puppet(cluster.name, cpu))
+        return made[-1]
+
+    yield make
+    for p in made:
+        p.close()

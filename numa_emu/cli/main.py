@@ -22,6 +22,7 @@ COMMANDS = {
     "hardware": "hardware",
     "latency": "latency",
     "trace": "trace",
+    "file": "file",
     "memtoy": "memtoy",
     "numactl": "numactl",
     "memhog": "memhog",

@@ -82,16 +82,42 @@ class Memtoy:
         self.segments.define(cmd.seg, "shmem", cmd.size, True)
 
     def _do_file(self, cmd: c.File) -> None:
-        raise MemtoyError("file segments need the page cache (not built yet)")
+        """A segment of a page-cache file: NAME in the cluster's store, or a host path whose file
+        is imported into the store under its base name the first time. Mapped shared (MAP_SHARED);
+        memtoy's `private` is accepted and mapped shared too, as numa-emu has no private file maps."""
+        import os
+
+        from protocol.messages import pagecache as pc
+
+        name = os.path.basename(cmd.path.rstrip("/"))
+        with _failing(f"file segment {name}"):
+            try:
+                f = self.task.open(name)
+            except Exception as exc:  # not in the store yet: import a host file of that path
+                if not os.path.isfile(cmd.path):
+                    raise exc
+                self.task._coordinator.call(pc.FileImport(path=os.path.abspath(cmd.path), name=name))
+                f = self.task.open(name)
+        offset = cmd.range.offset if cmd.range is not None else 0
+        if offset % self.task.page_size:
+            raise MemtoyError(f"file segment {name}: offset must be a multiple of the page size")
+        length = cmd.range.length if cmd.range is not None and cmd.range.length else f.size - offset
+        if length <= 0:
+            raise MemtoyError(f"file segment {name}: nothing to map ({f.size} bytes in the file)")
+        seg = self.segments.define(name, "file", length, True)
+        seg.file, seg.file_offset = f, offset
 
     def _do_map(self, cmd: c.Map) -> None:
         seg = self.segments.get(cmd.seg)
         if seg.mapped:
             self.say(f"segment {seg.name} already mapped")
             return
-        shared = seg.shared if cmd.shared is None or seg.kind == "shmem" else cmd.shared
+        shared = seg.shared if cmd.shared is None or seg.kind != "anon" else cmd.shared
         with _failing(f"map of segment {seg.name}"):
-            seg.region = self.task.mmap(seg.size, shared=shared, name=seg.name if shared else None)
+            if seg.kind == "file":
+                seg.region = self.task.mmap_file(seg.file, offset=seg.file_offset, length=seg.size)
+            else:
+                seg.region = self.task.mmap(seg.size, shared=shared, name=seg.name if shared else None)
         seg.shared = shared
         if self.verbose:
             start = seg.region.vaddr

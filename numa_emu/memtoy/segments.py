@@ -22,10 +22,12 @@ WHERE_DEFAULT_PAGES = 64  # memtoy's `where` shows this many pages when no range
 @dataclass
 class Segment:
     name: str
-    kind: str  # "anon" or "shmem"
+    kind: str  # "anon", "shmem" or "file"
     size: int  # bytes, whole pages
     shared: bool
     region: Any = None  # numa_emu.api.Region while mapped
+    file: Any = None  # numa_emu.api.File of a file segment
+    file_offset: int = 0  # bytes into the file where the segment starts
 
     @property
     def mapped(self) -> bool:

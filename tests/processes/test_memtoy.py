@@ -95,7 +95,7 @@ def test_errors_keep_the_session_alive_and_fail_the_script(cli, two_nodes, tmp_p
         "map a\n"
         "mbind a bind 7\n"  # 7: bad node list
         "mbind a bind+move 1\n"  # 8: the node refuses (no page migration yet)
-        "file /etc/hostname\n"  # 9: no page cache yet
+        "file /no/such/file.bin\n"  # 9: neither in the store nor on the host
         "migrate 1\n"  # 10: no page migration yet
         "touch a write\n"
         "where a\n"
@@ -112,7 +112,8 @@ def test_errors_keep_the_session_alive_and_fail_the_script(cli, two_nodes, tmp_p
         f"memtoy: {script}:7: mbind: bad node list '7': node ids must be <= 1",
         f"memtoy: {script}:8: mbind of segment a failed - EINVAL: mbind with MPOL_MF_MOVE needs page migration, "
         "not built yet",
-        f"memtoy: {script}:9: file segments need the page cache (not built yet)",
+        f"memtoy: {script}:9: file segment file.bin failed - ENOENT: no file 'file.bin' in the store "
+        "(create it, or numa-emu file import)",
         f"memtoy: {script}:10: migrate needs page migration (not built yet)",
         f"memtoy: {script}: 8 commands failed (lines 2, 3, 4, 5, 7, 8, 9, 10)",
     ]
@@ -196,3 +197,14 @@ def test_interactive_shell_on_a_pty(two_nodes, home):
         processes.reap_children()
     history = (home / ".memtoy_history").read_text().splitlines()
     assert history[-4:] == ["pid", "bogus", "help where", "quit"]
+
+
+def test_file_segment_from_a_host_path_is_imported_and_read_through_the_page_cache(cli, two_nodes, tmp_path):
+    host = tmp_path / "data.bin"
+    host.write_bytes(bytes(range(256)) * 48)  # 3 pages
+    script = f"file {host}\nmap data.bin\nmbind data.bin bind 0\ntouch data.bin read\nwhere data.bin\n"
+    proc = cli("memtoy", "--name", two_nodes.name, "--cpu", "1", input=script)
+    assert proc.returncode == 0, proc.stderr
+    assert _where_lines(proc.stdout) == ["0 0", "1 0", "2 0"]
+    listing = cli("file", "--name", two_nodes.name, "ls", "--json", check=True).stdout
+    assert '"name": "data.bin"' in listing and '"size": 12288' in listing

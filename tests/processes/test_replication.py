@@ -1,0 +1,169 @@
+"""The replicated page cache on real clusters (REFERENCE.md b16 [TEST] scenarios): replicas appear
+where and only where the rules say, a write collapses them and nobody reads old bytes after it,
+counters add up, thrashing pages back off, memory pressure reclaims replicas, down/up loses no write."""
+from __future__ import annotations
+
+import pytest
+
+from protocol.messages import tasks as tm
+from protocol.topology import from_cli
+from tests.conftest import PuppetError, poll_until
+
+pytestmark = pytest.mark.cluster
+PAGE = 4096
+
+
+def vm(c) -> dict[int, dict]:
+    with c.client() as client:
+        return {n: d["vmstat"] for n, d in client.call(tm.ClusterStats()).nodes.items()}
+
+
+def total(c, name: str) -> int:
+    return sum(v.get(name, 0) for v in vm(c).values())
+
+
+def check_replica_counters(c) -> None:
+    """nr_repl_pages == pgreplicated - pgreplicazap at quiescence; zaps never exceed replications."""
+    assert total(c, "nr_repl_pages") == total(c, "pgreplicated") - total(c, "pgreplicazap")
+    assert total(c, "pgreplicazap") <= total(c, "pgreplicated")
+
+
+@pytest.fixture
+def four(cluster_factory):
+    c = cluster_factory("default-4n")
+    yield c
+    check_replica_counters(c)
+
+
+def seeded(puppets, c, pages=4, fill="41"):
+    """A writer on node 0 creates file 'f' with `pages` pages of bytes `fill` and writes them back."""
+    writer = puppets(c, 0)
+    writer.do("open", name="f", create=True, size=pages * PAGE)
+    writer.do("pwrite", name="f", offset=0, data=fill * (pages * PAGE))
+    writer.do("fsync", name="f")
+    return writer
+
+
+def test_remote_read_makes_one_replica_on_the_readers_node(four, puppets):
+    seeded(puppets, four)
+    reader = puppets(four, 3)
+    reader.do("open", name="f")
+    reader.do("map", name="f", **{"as": "m"}, writable=False)
+    assert reader.do("read", **{"as": "m"}, offset=PAGE + 5, length=3) == "414141"
+    assert reader.do("where", **{"as": "m"}) == [None, 3, None, None]
+    v = vm(four)
+    assert v[3]["nr_repl_pages"] == 1 and v[3]["pgreplicated"] == 1
+    assert sum(x.get("pgreplicated", 0) for x in v.values()) == 1
+    second = puppets(four, 3)  # a second reader on the same node shares the replica
+    second.do("open", name="f")
+    assert second.do("pread", name="f", offset=PAGE, length=2) == "4141"
+    assert total(four, "pgreplicated") == 1 and vm(four)[3]["repl_hits"] >= 2
+
+
+def test_no_replica_for_a_local_master_or_for_anonymous_and_shm_pages(four, puppets):
+    writer = seeded(puppets, four)
+    assert writer.do("pread", name="f", offset=0, length=1) == "41"
+    writer.do("mmap", **{"as": "s"}, length=PAGE, shared=True, name="board")
+    writer.do("write", **{"as": "s"}, offset=0, data="ff")
+    reader = puppets(four, 2)
+    reader.do("mmap", **{"as": "s"}, length=PAGE, shared=True, name="board")
+    assert reader.do("read", **{"as": "s"}, offset=0, length=1) == "ff"
+    assert reader.do("where", **{"as": "s"}) == [0]
+    assert total(four, "pgreplicated") == 0
+
+
+def test_write_collapses_replicas_and_no_reader_sees_old_bytes(four, puppets):
+    writer = seeded(puppets, four)
+    readers = [puppets(four, cpu) for cpu in (1, 2, 3)]
+    for r in readers:
+        r.do("open", name="f")
+        r.do("map", name="f", **{"as": "m"}, writable=False)
+        assert r.do("read", **{"as": "m"}, offset=0, length=2) == "4141"
+    assert total(four, "nr_repl_pages") == 3
+    writer.do("pwrite", name="f", offset=0, data="4242")
+    v = vm(four)
+    assert total(four, "nr_repl_pages") == 0
+    assert total(four, "pgreplicazap") == 3 and total(four, "pgreplicazap_write") == 3
+    for r in readers:
+        assert r.do("where", **{"as": "m"})[0] is None  # the replica mapping was shot down
+        assert r.do("read", **{"as": "m"}, offset=0, length=3) == "424241"
+        assert r.do("where", **{"as": "m"})[0] == 0  # dirty: readers use the master, no new replica
+    assert total(four, "pgreplicated") == 3
+    del v
+
+
+def test_a_write_through_a_mapping_also_collapses(four, puppets):
+    writer = seeded(puppets, four)
+    reader = puppets(four, 3)
+    reader.do("open", name="f")
+    reader.do("map", name="f", **{"as": "m"})
+    assert reader.do("read", **{"as": "m"}, offset=0, length=1) == "41"
+    reader.do("write", **{"as": "m"}, offset=0, data="5a")  # the reader writes: its own replica goes first
+    assert vm(four)[3]["pgreplicazap_write"] == 1 and total(four, "nr_repl_pages") == 0
+    assert writer.do("pread", name="f", offset=0, length=2) == "5a41"
+
+
+def test_thrashing_page_backs_off(four, puppets):
+    writer = seeded(puppets, four)
+    reader = puppets(four, 3)
+    reader.do("open", name="f")
+    assert reader.do("pread", name="f", offset=0, length=1) == "41"
+    writer.do("pwrite", name="f", offset=0, data="43")  # zapped well inside the 1 s thrash window
+    writer.do("fsync", name="f")
+    assert reader.do("pread", name="f", offset=0, length=1) == "43"
+    v = vm(four)
+    assert total(four, "pgreplicabackoff") == 1 and total(four, "repl_backoff_skips") == 1
+    assert total(four, "pgreplicated") == 1 and v[3]["nr_repl_pages"] == 0
+
+
+def test_truncate_zaps_replicas_and_drops_pages(four, puppets):
+    writer = seeded(puppets, four, pages=4)
+    reader = puppets(four, 3)
+    reader.do("open", name="f")
+    assert reader.do("pread", name="f", offset=3 * PAGE, length=2) == "4141"
+    writer.do("truncate", name="f", size=2 * PAGE + 10)
+    assert total(four, "pgreplicazap_truncate") == 1
+    assert reader.do("pread", name="f", offset=2 * PAGE, length=100) == "41" * 10
+    assert reader.do("pread", name="f", offset=3 * PAGE, length=10) == ""
+
+
+def test_down_and_up_lose_no_completed_write(cluster_factory, puppets, home):
+    c = cluster_factory("default-4n", name="keep")
+    w = puppets(c, 1)
+    w.do("open", name="f", create=True, size=3 * PAGE)
+    w.do("pwrite", name="f", offset=PAGE - 2, data="c0ffee")  # no fsync: dirty in the page cache
+    w.close()
+    c.stop()
+    assert (home / "keep" / "store" / "f").read_bytes()[PAGE - 2:PAGE + 1] == bytes.fromhex("c0ffee")
+    c2 = cluster_factory("default-4n", name="keep")
+    r = puppets(c2, 2)
+    r.do("open", name="f")
+    assert r.do("pread", name="f", offset=PAGE - 2, length=3) == "c0ffee"
+
+
+def test_memory_pressure_reclaims_replicas_first(cluster_factory, puppets):
+    c = cluster_factory(from_cli(2, 1, "64KiB"))  # 16 frames per node
+    w = puppets(c, 0)
+    w.do("open", name="f", create=True, size=12 * PAGE)
+    w.do("pwrite", name="f", offset=0, data="61" * (12 * PAGE))
+    w.do("fsync", name="f")
+    r = puppets(c, 1)
+    r.do("open", name="f")
+    r.do("pread", name="f", offset=0, length=12 * PAGE)
+    assert vm(c)[1]["nr_repl_pages"] == 12
+    r.do("mmap", **{"as": "a"}, length=4 * PAGE)
+    r.do("write", **{"as": "a"}, offset=0, data="00" * (4 * PAGE))  # node 1 now has no free frame
+    poll_until(lambda: vm(c)[1].get("pgreplicazap_reclaim", 0) >= 1, timeout_s=5, what="replicas reclaimed")
+    assert r.do("pread", name="f", offset=0, length=4) == "61616161"  # still readable, from what is left
+    check_replica_counters(c)
+
+
+def test_private_read_only_mapping_refuses_writes(four, puppets):
+    seeded(puppets, four)
+    r = puppets(four, 2)
+    r.do("open", name="f")
+    r.do("map", name="f", **{"as": "m"}, writable=False)
+    with pytest.raises(PuppetError) as err:
+        r.do("write", **{"as": "m"}, offset=0, data="00")
+    assert err.value.errno_name == "EACCES"
+    assert r.do("read", **{"as": "m"}, offset=0, length=1) == "41"
