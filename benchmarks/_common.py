@@ -14,6 +14,7 @@ import contextlib
 import os
 import select
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -40,8 +41,15 @@ CHILD_TIMEOUT_S = 30.0  # a baseline child that hears nothing for this long exit
 # ---- set-up and clean-up -----------------------------------------------------------------
 
 def setup() -> None:
-    """Call first: adopt orphaned daemons (this machine's init does not reap them)."""
+    """Call first: adopt orphaned daemons (this machine's init does not reap them), and turn
+    SIGTERM (e.g. from `timeout`) into SystemExit, so that the finally blocks still stop the
+    clusters and remove the temporary home."""
     processes.become_subreaper()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum: int, _frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _ours_under(path: Path) -> list[psutil.Process]:

@@ -14,8 +14,9 @@ trip, and how fast a batched first touch goes, against the host's own first touc
     the local policy and under interleave over all four nodes (remote frames via frame.alloc),
     in pages/s. Rep 1 gets frames never used before (the node's mmap faults them in), later
     reps frames recycled by munmap. One fresh cluster per policy. Target: ≥ 100,000 pages/s.
-    Baseline: the host's first touch of fresh anonymous memory (mmap, one byte written per
-    page from a Python loop; and a whole-page fill, the analogue of fill=0xFF).
+    Baseline: the host's first touch of fresh anonymous memory, measured right before each
+    touch of the same size (mmap, then a whole-page fill, the analogue of fill=0xFF; and one
+    byte written per page from a Python loop).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import _common as bc
 import numa_emu
 from numa_emu.cluster import Cluster
 from protocol.client import Client
+from protocol.errors import NumaEmuError
 from protocol.clusterdir import endpoint_for
 from protocol.messages import lifecycle as lc
 
@@ -102,18 +104,22 @@ class EchoRunner:
         self.client.close()
 
 
-def touch_rates(policy: str, reps: int) -> dict[int, tuple[float, list[float]]]:
-    """pages/s of Region.touch(fill=0xFF) per size: (rep 1 on never-used frames, later reps)."""
-    out: dict[int, tuple[float, list[float]]] = {}
-    with Cluster("default-4n", name=f"touch-{policy}"):
+def touch_rates(policy: str, reps: int, host: dict, notes: list[str]) -> dict[int, tuple[float, list[float]]]:
+    """pages/s of Region.touch(fill=0xFF) per size: (rep 1 on never-used frames, later reps).
+    Right before each, the host's own first touch of the same size goes to `host[mib]`, so that
+    the baseline sees the same moment of a noisy machine. Whatever goes wrong (a node declared suspect or dead by the coordinator meanwhile, an error
+    reply) goes to `notes`; an error ends this policy's measurements, with what was had so far."""
+    first: dict[int, float] = {}
+    again: dict[int, list[float]] = {mib: [] for mib in SIZES_MIB}
+    with Cluster("default-4n", name=f"touch-{policy}") as cluster:
         task = numa_emu.attach(0, cluster=f"touch-{policy}")
         try:
             if policy == "interleave":
                 task.set_mempolicy("interleave", "0-3")
-            first, regions = {}, []
+            regions = []
             for mib in SIZES_MIB:  # 448 MiB in all: fits every node's 512 MiB, so frames are fresh
                 region = task.mmap(mib << 20)
-                first[mib] = _touch(region)
+                first[mib] = _touch(region, cluster, f"{policy} {mib} MiB rep 1", host, notes)
                 regions.append(region)
             if policy == "interleave":
                 spread = regions[0].where()
@@ -121,22 +127,30 @@ def touch_rates(policy: str, reps: int) -> dict[int, tuple[float, list[float]]]:
             for region in regions:
                 region.munmap()
             for mib in SIZES_MIB:
-                again = []
-                for _ in range(reps - 1):
+                for rep in range(2, reps + 1):
                     region = task.mmap(mib << 20)
-                    again.append(_touch(region))
+                    again[mib].append(_touch(region, cluster, f"{policy} {mib} MiB rep {rep}", host, notes))
                     region.munmap()
-                out[mib] = (first[mib], again)
+        except NumaEmuError as exc:
+            notes.append(f"{policy}: {exc} — measurements of this policy stopped here")
         finally:
-            task.detach()
-    return out
+            try:
+                task.detach()
+            except NumaEmuError:
+                pass  # its home node is gone (noted above); the cluster stop below cleans up
+    return {mib: (first[mib], again[mib]) for mib in SIZES_MIB if mib in first}
 
 
-def _touch(region) -> float:
+def _touch(region, cluster: Cluster, what: str, host: dict, notes: list[str]) -> float:
+    host.setdefault(region.length >> 20, []).append(host_first_touch(region.length >> 20))
     t0 = time.perf_counter()
     reply = region.touch(fill=0xFF)
     dt = time.perf_counter() - t0
     assert reply.pages == reply.faults == region.length // PAGE
+    # A node busy in one long request sends no heartbeat: tell whether the coordinator noticed.
+    late = [f"node {n['id']} {n['state']}" for n in cluster.status().nodes if n["state"] != "up"]
+    if late:
+        notes.append(f"{what}: took {dt:.2f} s; the coordinator now has {', '.join(late)}")
     return reply.pages / dt
 
 
@@ -158,19 +172,25 @@ def host_first_touch(mib: int) -> tuple[float, float]:
     return rates[0], rates[1]
 
 
-def touch_rows(reps: int) -> list[list[object]]:
-    host = {mib: [host_first_touch(mib) for _ in range(reps)] for mib in SIZES_MIB}
+def touch_rows(reps: int, notes: list[str]) -> list[list[object]]:
+    host: dict[int, list[tuple[float, float]]] = {}
+    results = {policy: touch_rates(policy, reps, host, notes) for policy in ("local", "interleave")}
+    for mib in SIZES_MIB:
+        host.setdefault(mib, [host_first_touch(mib)])
     host_byte = {mib: bc.median([h[0] for h in v]) for mib, v in host.items()}
     host_fill = {mib: bc.median([h[1] for h in v]) for mib, v in host.items()}
     rows = []
     for policy, label in (("local", "local (node 0)"), ("interleave", "interleave 0-3")):
-        for mib, (first, again) in touch_rates(policy, reps).items():
+        rates = results[policy]
+        rows += [[f"touch, {label}", mib, "[red]failed[/red]", "", "", "", "", ""] for mib in SIZES_MIB if mib not in rates]
+        for mib, (first, again) in rates.items():
             med = bc.median([first] + again)
             rows.append([f"touch, {label}", mib, f"{med:,.0f}", f"{first:,.0f}",
                          f"{bc.median(again):,.0f}" if again else "-", f"{med / host_fill[mib]:.2f}×",
                          f"≥ {TOUCH_TARGET_PAGES_S:,}", bc.verdict(med >= TOUCH_TARGET_PAGES_S)])
     for mib in SIZES_MIB:
-        rows.append(["host: mmap + page fill (baseline)", mib, f"{host_fill[mib]:,.0f}", "", "", "1.00×", "", ""])
+        rows.append(["host: mmap + page fill (baseline)", mib, f"{host_fill[mib]:,.0f}", f"(of {len(host[mib])})", "", "1.00×",
+                     "", ""])
     for mib in SIZES_MIB:
         rows.append(["host: mmap + 1 byte/page", mib, f"{host_byte[mib]:,.0f}", "", "",
                      f"{host_byte[mib] / host_fill[mib]:.2f}×", "", ""])
@@ -187,13 +207,14 @@ def main() -> None:
     with bc.temp_home() as home:
         caption = bc.host_info()
         ops = single_ops(home, args.count)
-        touches = touch_rows(max(1, args.reps))
+        notes: list[str] = []
+        touches = touch_rows(max(1, args.reps), notes)
     bc.table(f"(a)+(b) one small request, round trip seen by the task (interleaved blocks, after {WARMUP} warm-up)",
              ["operation", "n", "median", "p10", "p90", "ratio to (a)", "target", ""], ops, caption=caption)
     bc.table("(c) batched first touch Region.touch(fill=0xFF), pages/s (4 KiB pages; default-4n, task on CPU 0)",
              ["operation", "MiB", f"median of {max(1, args.reps)}", "rep 1: never-used frames",
               "later reps: recycled frames", "ratio to host fill", "target", ""], touches,
-             caption=f"whole benchmark: {time.monotonic() - t0:.0f} s")
+             caption="\n".join([f"[red]{n}[/red]" for n in notes] + [f"whole benchmark: {time.monotonic() - t0:.0f} s"]))
 
 
 if __name__ == "__main__":

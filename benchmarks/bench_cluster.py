@@ -34,10 +34,15 @@ def up_down(name: str, n_nodes: int) -> tuple[float, float]:
     started = cl.start(name, topology)
     up_s = time.monotonic() - t0
     pids = started.info.pids
-    t1 = time.monotonic()
-    left = cl.stop(started.info)
-    started.proc.wait()
-    down_s = time.monotonic() - t1
+    try:
+        t1 = time.monotonic()
+        left = cl.stop(started.info)
+        started.proc.wait()
+        down_s = time.monotonic() - t1
+    except BaseException:  # interrupted half-way: still leave nothing behind
+        cl.stop(started.info)
+        started.proc.wait()
+        raise
     if left or not bc.gone(pids) or len(pids) != n_nodes + 1:
         raise RuntimeError(f"cluster {name}: processes left after down: {left or pids}")
     return up_s, down_s

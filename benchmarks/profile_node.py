@@ -34,6 +34,7 @@ from nodes.server import NodeServer
 from numa_emu.catalog import resolve_topology
 from protocol.clusterdir import RUN_DIR, TOPOLOGY_FILE, write_json_atomic
 from protocol.codec import decode, encode
+from protocol.errors import NumaEmuError
 from protocol.effects import Future
 from protocol.messages import ErrorReply
 from protocol.messages import memory as mm
@@ -208,19 +209,29 @@ def live(pages: int, reads: int, top: int, py_spy: str) -> None:
                              (f"{reads:,} reads of 8 bytes, local page",
                               lambda: [one.read(PAGE - 8, 8) for _ in range(reads)])):
                 out = home / "spy.txt"
-                spy = subprocess.Popen([py_spy, "record", "--pid", str(node0), "--rate", "1000", "--format", "raw",
-                                        "--function", "--output", str(out)],
+                # --nonblocking: never pause the node (pausing it at 500 Hz on a loaded 2-core
+                # machine can hold a long request past the task's 5 s deadline)
+                spy = subprocess.Popen([py_spy, "record", "--pid", str(node0), "--rate", "500", "--format", "raw",
+                                        "--function", "--nonblocking", "--output", str(out)],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(0.5)  # let py-spy attach before the workload starts
-                t0 = time.perf_counter()
-                stats = _profile(fn)
-                wall = time.perf_counter() - t0
-                spy.send_signal(signal.SIGINT)
-                spy.wait(timeout=30)
+                try:
+                    time.sleep(0.5)  # let py-spy attach before the workload starts
+                    t0 = time.perf_counter()
+                    stats = _profile(fn)
+                    wall = time.perf_counter() - t0
+                except NumaEmuError as exc:
+                    bc.console.print(f"[red]live {what}: {exc}[/red]")
+                    continue
+                finally:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(timeout=30)
                 _print_spy(f"node 0, live (py-spy, active samples only): {what}, {wall:.2f} s with profilers", out, top)
                 _print_stats(f"task side, live (cProfile): {what}", stats, min(top, 10))
         finally:
-            task.detach()
+            try:
+                task.detach()
+            except NumaEmuError as exc:
+                bc.console.print(f"[red]detach: {exc}[/red]")
 
 
 def _print_spy(title: str, path: Path, top: int) -> None:

@@ -1,13 +1,14 @@
 """The node's side of cluster control: the global tunables the coordinator pushes (node.sysctl)
 and a task's move to another CPU of this node (node.task.cpu).
 
-Each tunable that applies on the nodes has an applier here, keyed by its sysctl key (the keys
-and their parsers: protocol.messages.control.tunables); a value is checked again before it is
-applied, so a malformed push changes nothing. Pure: no sockets, only the node's core and memory
-manager change.
+Each tunable that applies on the nodes has an applier here (`NodeControl.appliers`, keyed by
+its sysctl key; the keys and their parsers: protocol.messages.control.tunables); every value of
+a push is checked before any is applied, so a malformed push changes nothing. Pure: no
+sockets, only the node's core and memory manager change.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -46,25 +47,21 @@ class NodeControl:
         self.tunables = cm.tunables(core.possible)
         if not isinstance(core.numastat, NumaStatCounters):
             core.numastat = NumaStatCounters(core.numastat)
+        # key -> what a value does here; a new node-scope key of cm.tunables needs one entry
+        self.appliers: dict[str, Callable[[int | str], None]] = {
+            cm.weight_key(n): functools.partial(self._set_weight, n) for n in sorted(core.possible)}
+        self.appliers[cm.NUMA_STAT_KEY] = lambda value: self.core.numastat.switch(bool(value))
 
     def handlers(self) -> dict:
         return {"node.sysctl": self.sysctl, "node.task.cpu": self.task_cpu}
 
-    def _applier(self, key: str) -> Callable[[int], None]:
-        node = cm.weight_node(key)
-        if node is not None:
-            return lambda value: self._set_weight(node, value)
-        if key == cm.NUMA_STAT_KEY:
-            return lambda value: self.core.numastat.switch(bool(value))
-        raise NumaEmuError(ErrorCode.EINVAL, f"node {self.core.node_id} has no use for sysctl key '{key}'")
-
     def sysctl(self, msg: cm.NodeSysctl) -> Ok:
         todo = []
         for key, value in msg.values.items():
-            tunable = self.tunables.get(key)
-            if tunable is None or tunable.scope != cm.SCOPE_NODES:
-                raise NumaEmuError(ErrorCode.EINVAL, f"node {self.core.node_id} has no sysctl key {key!r}")
-            todo.append((self._applier(key), tunable.check(value)))
+            tunable, apply = self.tunables.get(key), self.appliers.get(key)
+            if tunable is None or apply is None:
+                raise NumaEmuError(ErrorCode.EINVAL, f"node {self.core.node_id} has no use for sysctl key {key!r}")
+            todo.append((apply, tunable.check(value)))
         for apply, value in todo:  # every value checked first: all or nothing
             apply(value)
         log.info("node %d: sysctl %s", self.core.node_id, msg.values)

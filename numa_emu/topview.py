@@ -64,7 +64,7 @@ def node_rows(cur: Snapshot, prev: Snapshot | None = None) -> list[dict[str, Any
         vm, ns = data.get("vmstat", {}), data.get("numastat", {})
         total, free = data.get("frames_total", 0), data.get("frames_free", 0)
         row |= {"used": total - free, "free": free, "total": total, "replicas": vm.get("nr_repl_pages", 0),
-                "migrate_s": _rate(cur, prev, node, "vmstat", "pgmigrate_success") if "pgmigrate_success" in vm else None,
+                "migrate_s": _rate(cur, prev, node, "vmstat", "pgmigrate_success"),  # None until nodes count it
                 "hit_s": _rate(cur, prev, node, "numastat", "numa_hit"),
                 "miss_s": _rate(cur, prev, node, "numastat", "numa_miss"),
                 "fault_s": _rate(cur, prev, node, "vmstat", "pgfault", absent=0),
@@ -164,7 +164,8 @@ def render(cur: Snapshot, prev: Snapshot | None = None, interval_s: float | None
     """One frame: the header, the node table, the task table and a key to the columns."""
     rows = node_rows(cur, prev)
     remote_note = ("remote acc %: accesses of a node's tasks that went to other nodes" if _by_access(rows)
-                   else "remote alloc %: pages a node gave to tasks of other nodes (other_node / (local_node + other_node))")
+                   else "remote alloc %: pages a node gave to tasks of other nodes "
+                        "(other_node / (local_node + other_node))")
     note = Text(f"rates per second since the previous refresh; {remote_note}; "
                 "local %: a task's pages on its own node", style="dim")
     return Group(header(cur, interval_s), node_table(rows), task_table(task_rows(cur)), note)

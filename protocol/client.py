@@ -29,7 +29,7 @@ class Client:
 
     def call(self, request: Request, timeout_s: float | None = None) -> Reply:
         request.id = next(self._ids)
-        self._sock.send_multipart(encode(request), copy=False)
+        self._sock.send_multipart(encode(request))
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
         while True:
             remaining_ms = int((deadline - time.monotonic()) * 1000)

@@ -98,8 +98,9 @@ def describe(cs: dict) -> str:
 def format_table(sets: list[dict]) -> str:
     rows = [("name", "cpus", "mems", "memory_migrate", "replication", "tasks")]
     for cs in sets:
-        rows.append((cs["name"], format_nodelist(cs["cpus"]), format_nodelist(cs["mems"]), str(_flag(cs["memory_migrate"])),
-                     str(_flag(cs["replication"])), ",".join(map(str, cs["tasks"])) or "-"))
+        rows.append((cs["name"], format_nodelist(cs["cpus"]), format_nodelist(cs["mems"]),
+                     str(_flag(cs["memory_migrate"])), str(_flag(cs["replication"])),
+                     ",".join(map(str, cs["tasks"])) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(f"{v:<{w}}" for v, w in zip(r, widths)) + "  " + r[-1] for r in rows)
 
@@ -130,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
     from protocol.messages import control as cm
     from protocol.messages import tasks as tm
 
-    if args.action == "set" and all(getattr(args, f) is None for f in ("cpus", "mems", "memory_migrate", "replication")):
+    changes = ("cpus", "mems", "memory_migrate", "replication")
+    if args.action == "set" and all(getattr(args, f) is None for f in changes):
         fail("cpuset set: nothing to change; give --cpus, --mems, --memory-migrate or --replication")
         return EXIT_USAGE
     info = running_cluster(args)
@@ -141,9 +143,9 @@ def run(args: argparse.Namespace) -> int:
             sets = client.call(tm.CpusetShow(name=args.cpuset)).cpusets
             print(json.dumps(sets, indent=2) if args.json else format_table(sets))
         elif args.action == "create":
-            cs = client.call(cm.CpusetCreate(name=args.cpuset, cpus=args.cpus, mems=args.mems,
-                                             memory_migrate=args.memory_migrate, replication=args.replication)).cpusets[0]
-            print(describe(cs) + " (created)")
+            reply = client.call(cm.CpusetCreate(name=args.cpuset, cpus=args.cpus, mems=args.mems,
+                                                memory_migrate=args.memory_migrate, replication=args.replication))
+            print(describe(reply.cpusets[0]) + " (created)")
         elif args.action == "set":
             reply = client.call(cm.CpusetSet(name=args.cpuset, cpus=args.cpus, mems=args.mems,
                                              memory_migrate=args.memory_migrate, replication=args.replication))

@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from protocol.errors import ErrorCode, NumaEmuError
+
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 3, 130
 
 
@@ -89,6 +91,10 @@ def _run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.file, quick=args.quick)
     out_dir = args.out or _default_out(spec.name)
+    try:  # before anything starts: a folder that cannot be written fails fast
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NumaEmuError(ErrorCode.EACCES, f"cannot create the results folder {out_dir}: {exc.strerror}") from None
     err, console = Console(stderr=True), Console(width=None if sys.stdout.isatty() else 120)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as progress:

@@ -1,7 +1,8 @@
 """A task's /proc/PID/numa_maps: one line per region, in the kernel's format.
 
 Each line: the region's start address, its policy (the region's own from mbind, else the task's,
-as mm/mempolicy.c mpol_to_str prints it), file=/dev/shm/NAME for a shared region, anon=, dirty=,
+as mm/mempolicy.c mpol_to_str prints it), file=/dev/shm/NAME for a shared anonymous region and
+file=NAME for a mapped file of the backing store, anon=, dirty=,
 mapped= when they apply, N<node>=<pages> for every node holding pages of the region, and
 kernelpagesize_kB (fs/proc/task_mmu.c show_numa_map). The answer comes from the task's home node.
 --json prints the regions as the home node reports them. An unknown PID is an error (exit 3).
@@ -29,18 +30,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_json_option(p)
 
 
+def _path(region: dict) -> str | None:
+    """What numa_maps prints after file=: None for private anonymous memory."""
+    if region["kind"] == "anon":
+        return None
+    return f"{SHM_DIR}/{region['name']}" if region["kind"] == "shm" else str(region["name"])
+
+
 def numa_maps_line(region: dict, page_size: int) -> str:
     """One line from a region as the home node's mem.maps reports it."""
     from numa_emu.formats.numa_maps import format_numa_maps_line
 
     pages = {int(n): int(c) for n, c in region["pages"].items()}
-    shared = region["kind"] != "anon"
-    present = sum(pages.values())
+    path = _path(region)
     return format_numa_maps_line(
         region["start"], policy_to_str(Policy.from_wire(region["policy"])),
-        kind="file" if shared else "anon", file=f"{SHM_DIR}/{region['name']}" if shared else None,
-        anon=0 if shared else present, dirty=int(region["dirty"]), mapmax=1, per_node_pages=pages,
-        page_size_kb=page_size // 1024)
+        kind="anon" if path is None else "file", file=path,
+        anon=sum(pages.values()) if path is None else 0, dirty=int(region["dirty"]), mapmax=1,
+        per_node_pages=pages, page_size_kb=page_size // 1024)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -104,13 +104,16 @@ def gather() -> Context:
 
 
 def requested_policy(ctx: Context, request) -> Policy:
-    """The policy numactl's set_mempolicy call would install (libnuma checks the nodes strictly)."""
+    """The policy numactl's set_mempolicy call would install. libnuma has already refused nodes
+    outside the cpuset unless --all was given; then the kernel keeps the nodes inside the cpuset
+    and refuses an empty remainder (EINVAL), which is make_policy's default."""
     flags = MPOL_F_NUMA_BALANCING if "balancing" in request.flags else 0
     mode = {"bind": Mode.BIND, "interleave": Mode.INTERLEAVE, "weighted-interleave": Mode.WEIGHTED_INTERLEAVE,
             "preferred": Mode.PREFERRED, "preferred-many": Mode.PREFERRED_MANY, "local": Mode.LOCAL,
             "default": Mode.DEFAULT}[request.policy]
     nodes = request.nodes if mode not in (Mode.LOCAL, Mode.DEFAULT) else frozenset()
-    return make_policy(mode, nodes, flags, allowed=ctx.mems, possible=ctx.possible, strict=True)
+    return make_policy(mode, nodes, flags, allowed=ctx.mems, possible=ctx.possible,
+                       strict=not request.all_nodes)
 
 
 def _policy_failure(request, exc: NumaEmuError) -> int:

@@ -1,7 +1,9 @@
-"""A live view of a cluster: per node frames, replicas, migration and NUMA hit/miss rates; per task its cpu, node, virtual time and locality.
+"""A live view of a cluster: per node frames, replicas and rates; per task its node, virtual time and locality.
 
   numa-emu top [--name CLUSTER] [--interval S] [--once]
 
+Per node: frames used and free, replica pages, migrations, numa_hit and numa_miss and faults per
+second, the remote share. Per task: cpu, node, virtual time, pages by node and locality.
 Full screen, refreshed every --interval seconds (default 1); q or Ctrl-C quits and gives the
 terminal back as it was. --once prints one frame and exits (for scripts): it reads the cluster
 twice, --interval apart, so the rates are real. The numbers come from the coordinator

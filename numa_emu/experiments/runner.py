@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -145,29 +146,41 @@ class ExperimentRunner:
         return outcome
 
     def _cluster(self, key: tuple, configs: list[Config], outcome: Outcome, done: int, total: int) -> int:
+        """Start the cluster of `key`, run `configs` on it, stop it. Its folder (logs) is removed
+        unless a run failed there."""
         topology, inject, dilation = key
         name = f"exp-{os.getpid()}-{next(_names)}"
         args = ["--inject", inject] + (["--dilation", f"{dilation:g}"] if inject == "real" else [])
-        info = {"name": name, "topology": topology, "inject": inject, "dilation": dilation, "latency_changes": []}
+        info = {"name": name, "dir": str(self.base / name), "topology": topology, "inject": inject,
+                "dilation": dilation, "latency_changes": [], "kept": True}
         outcome.clusters.append(info)
+        first = len(outcome.records)
         self.on_run(done, total, f"starting cluster {name} ({topology}, {inject})")
         with _AttachedCluster(self.spec.topologies[topology], name=name, base=self.base, coordinator_args=args) as c:
             try:  # the workload goes first, then the cluster
-                scale = 1.0
-                for config in configs:
-                    if config.values["latency_scale"] != scale:
-                        scale = config.values["latency_scale"]
-                        info["latency_changes"].append(self._scale(c, scale))
-                    for rep in range(self.spec.repetitions):
-                        if self.guard.interrupted:
-                            return done
-                        text = _describe(config, rep, self.spec.repetitions)
-                        self.on_run(done, total, text)
-                        outcome.records.append(self._one(c, config, rep, len(outcome.records)))
-                        done += 1
-                        self.on_run(done, total, text)
+                done = self._configs(c, configs, info, outcome, done, total)
             finally:
                 self._stop_child()
+        info["kept"] = any(r.status not in ("ok", "interrupted") for r in outcome.records[first:])
+        if not info["kept"]:
+            shutil.rmtree(self.base / name, ignore_errors=True)
+        return done
+
+    def _configs(self, c: cl.Cluster, configs: list[Config], info: dict, outcome: Outcome, done: int,
+                 total: int) -> int:
+        scale = 1.0
+        for config in configs:
+            if config.values["latency_scale"] != scale:
+                scale = config.values["latency_scale"]
+                info["latency_changes"].append(self._scale(c, scale))
+            for rep in range(self.spec.repetitions):
+                if self.guard.interrupted:
+                    return done
+                text = _describe(config, rep, self.spec.repetitions)
+                self.on_run(done, total, text)
+                outcome.records.append(self._one(c, config, rep, len(outcome.records)))
+                done += 1
+                self.on_run(done, total, text)
         return done
 
     def _scale(self, c: cl.Cluster, factor: float) -> dict:

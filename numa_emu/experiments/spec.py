@@ -71,6 +71,8 @@ _RESERVED_OPTIONS = {"cpu": None, "cluster": None, "role": "producer", "ready_fd
 
 
 class SpecError(NumaEmuError):
+    """An invalid experiment file: EINVAL, "FILE: KEY: what is wrong"."""
+
     def __init__(self, where: str, key: str, problem: str):
         super().__init__(ErrorCode.EINVAL, f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
 
@@ -117,7 +119,7 @@ class _Check:
 
 
 def _show(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, (str, int, float, bool, list, dict)) else type(value).__name__
+    return json.dumps(value, default=str) if isinstance(value, (str, int, float, bool, list, dict)) else type(value).__name__
 
 
 # ---- placements ----------------------------------------------------------------------------
@@ -133,7 +135,7 @@ def _placement(c: _Check, name: str, raw: Any, topologies: list[Topology]) -> Pl
     if "nodes" in raw and "mode" not in raw:
         raise c.fail(f"{key}.nodes", "nodes without a mode")
     nodes = raw.get("nodes")
-    if isinstance(nodes, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in nodes):
+    if isinstance(nodes, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in nodes):
         nodes = format_nodelist(nodes) if nodes else ""
     elif nodes is not None and not isinstance(nodes, str):
         raise c.fail(f"{key}.nodes", f"expected a node list like \"0-1\" or [0, 1], got {_show(nodes)}")
@@ -308,16 +310,14 @@ def load_spec(source: str | Path, *, quick: bool = False) -> Spec:
     return _build(c, raw, path, quick)
 
 
-def _build(c: _Check, raw: dict, path: Path, quick: bool) -> Spec:
+def _tables(c: _Check, raw: dict) -> tuple[dict, dict, dict, dict, dict]:
+    """The file's tables, checked for shape: experiment, quick, quick.workloads, placements, workloads."""
     c.table(raw, "", _TOP)
     if "experiment" not in raw:
         raise c.fail("experiment", "missing table [experiment]")
     exp = c.table(raw["experiment"], "experiment", _EXPERIMENT)
-    if "name" not in exp:
-        raise c.fail("experiment.name", "missing")
-    name = c.string(exp["name"], "experiment.name")
-    if not re.fullmatch(_NAME_RE, name):
-        raise c.fail("experiment.name", f"'{name}' may hold only letters, digits, '-', '_' and '.'")
+    if "grid" not in raw:
+        raise c.fail("grid", "missing table [grid]")
     quick_raw = c.table(raw.get("quick", {}), "quick", set(PARAMETERS) | {"repetitions", "workloads"})
     quick_workloads = c.table(quick_raw.get("workloads", {}), "quick.workloads")
     placements_raw = c.table(raw.get("placements", {}), "placements")
@@ -329,27 +329,39 @@ def _build(c: _Check, raw: dict, path: Path, quick: bool) -> Spec:
     for n in list(placements_raw) + list(workloads_raw):
         if not re.fullmatch(_NAME_RE, n):
             raise c.fail(n, "names may hold only letters, digits, '-', '_' and '.'")
+    return exp, quick_raw, quick_workloads, placements_raw, workloads_raw
 
-    base = path.parent
-    topology = c.string(exp.get("topology", "default-4n"), "experiment.topology")
-    inject = c.string(exp.get("inject", "virtual"), "experiment.inject", INJECT_MODES)
-    dilation = float(c.positive(exp.get("dilation", 1.0), "experiment.dilation"))
-    repetitions_key = "quick.repetitions" if quick and "repetitions" in quick_raw else "experiment.repetitions"
-    repetitions = c.positive((quick_raw if quick and "repetitions" in quick_raw else exp).get("repetitions", 1),
-                             repetitions_key, integer=True)
+
+def _settings(c: _Check, exp: dict, quick_raw: dict, quick: bool) -> dict:
+    """The [experiment] table's values, with defaults (repetitions from [quick] under --quick)."""
+    if "name" not in exp:
+        raise c.fail("experiment.name", "missing")
+    name = c.string(exp["name"], "experiment.name")
+    if not re.fullmatch(_NAME_RE, name):
+        raise c.fail("experiment.name", f"'{name}' may hold only letters, digits, '-', '_' and '.'")
+    repetitions = c.positive(exp.get("repetitions", 1), "experiment.repetitions", integer=True)
     if "repetitions" in quick_raw:
-        c.positive(quick_raw["repetitions"], "quick.repetitions", integer=True)
-    metric = c.string(exp.get("metric", "virtual_ns"), "experiment.metric", METRICS)
-    scope = c.string(exp.get("latency_scope", "remote"), "experiment.latency_scope", SCOPES)
+        quick_repetitions = c.positive(quick_raw["repetitions"], "quick.repetitions", integer=True)
+        repetitions = quick_repetitions if quick else repetitions
     try:
         timeout_s = parse_duration_s(exp.get("timeout", DEFAULT_TIMEOUT_S))
     except NumaEmuError as exc:
         raise c.fail("experiment.timeout", exc.message) from None
     if timeout_s <= 0:
         raise c.fail("experiment.timeout", "must be positive")
+    return {"name": name, "description": str(exp.get("description", "")),
+            "topology": c.string(exp.get("topology", "default-4n"), "experiment.topology"),
+            "inject": c.string(exp.get("inject", "virtual"), "experiment.inject", INJECT_MODES),
+            "dilation": float(c.positive(exp.get("dilation", 1.0), "experiment.dilation")),
+            "repetitions": int(repetitions),
+            "metric": c.string(exp.get("metric", "virtual_ns"), "experiment.metric", METRICS),
+            "remote_only": c.string(exp.get("latency_scope", "remote"), "experiment.latency_scope", SCOPES) == "remote",
+            "timeout_s": timeout_s}
 
-    if "grid" not in raw:
-        raise c.fail("grid", "missing table [grid]")
+
+def _grid(c: _Check, raw: dict, quick_raw: dict, quick: bool, settings: dict, base: Path, placements_raw: dict,
+          workloads_raw: dict) -> tuple[dict, tuple, dict]:
+    """(grid: every parameter -> its values, swept parameters, topologies by name)."""
     grid_raw = c.table(raw["grid"], "grid", set(PARAMETERS))
     if not grid_raw:
         raise c.fail("grid", "empty: give at least one parameter, e.g. workload = [\"chase\"]")
@@ -359,18 +371,23 @@ def _build(c: _Check, raw: dict, path: Path, quick: bool) -> Spec:
             values = c.values(quick_raw[k], f"quick.{k}")
             if quick:
                 given[k] = (f"quick.{k}", values)
-    defaults = {"topology": [topology], "inject": [inject], "dilation": [dilation], "latency_scale": [1.0],
-                "placement": list(placements_raw) or ["default"],
-                "workload": list(workloads_raw) or None}
-    if defaults["workload"] is None and "workload" not in given:
+    if not workloads_raw and "workload" not in given:
         raise c.fail("grid.workload", "missing: name the workloads to run (or define [workloads.NAME] tables)")
-
+    defaults = {"topology": [settings["topology"]], "inject": [settings["inject"]], "dilation": [settings["dilation"]],
+                "latency_scale": [1.0], "placement": list(placements_raw) or ["default"], "workload": list(workloads_raw)}
     grid: dict[str, tuple] = {}
     topologies: dict[str, Topology] = {}
     for k in list(given) + [p for p in PARAMETERS if p not in given]:
         key, values = given.get(k, (f"experiment.{k}", defaults[k]))
         grid[k] = tuple(_grid_value(c, k, f"{key}[{i}]" if k in given else key, v, base, topologies, placements_raw,
                                     workloads_raw) for i, v in enumerate(values))
+    return grid, tuple(k for k in grid if k in given and len(grid[k]) > 1), topologies
+
+
+def _build(c: _Check, raw: dict, path: Path, quick: bool) -> Spec:
+    exp, quick_raw, quick_workloads, placements_raw, workloads_raw = _tables(c, raw)
+    settings = _settings(c, exp, quick_raw, quick)
+    grid, swept, topologies = _grid(c, raw, quick_raw, quick, settings, path.parent, placements_raw, workloads_raw)
     placements = {n: _placement(c, n, placements_raw[n], list(topologies.values())) for n in placements_raw}
     if "default" in grid["placement"] and "default" not in placements:
         placements["default"] = Placement("default")
@@ -380,9 +397,8 @@ def _build(c: _Check, raw: dict, path: Path, quick: bool) -> Spec:
             _workload(c, n, workloads_raw[n], quick_workloads[n])
     for w in grid["workload"]:
         workloads.setdefault(w, WorkloadSpec(w, w))
-    swept = tuple(k for k in grid if k in given and len(grid[k]) > 1)
-    return Spec(name, path, str(exp.get("description", "")), topology, inject, dilation, int(repetitions), metric,
-                scope == "remote", timeout_s, grid, swept, placements, workloads, quick, topologies)
+    return Spec(**settings, path=path, grid=grid, swept=swept, placements=placements, workloads=workloads,
+                quick=quick, topologies=topologies)
 
 
 def _grid_value(c: _Check, param: str, key: str, value: Any, base: Path, topologies: dict, placements: dict,

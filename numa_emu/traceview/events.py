@@ -14,12 +14,13 @@ from typing import Any, Iterable
 DEFAULT_PAGE_SIZE = 4096  # when the events do not carry "page_size"
 COMMON_FIELDS = ("ev", "wall_ns", "node", "task", "vns")
 
-# Events that map a (node, frame) to a page, and the fields that name that copy. A later kind
-# (a promotion, a lazy migration's second half) is one more entry here.
-NEW_COPY_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "fault": (("supplier",), ("frame",)),
-    "replicate": (("replica_node", "to"), ("frame",)),
-    "migrate": (("to",), ("new_frame", "frame")),
+# Events that map a (node, frame) to a page: the fields that name that copy, and the field that
+# names the node of the task the frame was allocated for (an alloc event's task_node; None: do
+# not check). A later kind (a promotion, a lazy migration's second half) is one more entry here.
+NEW_COPY_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str | None]] = {
+    "fault": (("supplier",), ("frame",), "node"),  # a fault is recorded by the task's home node
+    "replicate": (("replica_node", "to"), ("frame",), "replica_node"),  # a replica is for its node's tasks
+    "migrate": (("to",), ("new_frame", "frame"), None),
 }
 # Events that release frames of the emitting node.
 FREE_KINDS = frozenset({"free", "reclaim"})
@@ -52,6 +53,11 @@ def parse_events(lines: Iterable[str]) -> list[dict[str, Any]]:
         wall = event.get("wall_ns")
         if isinstance(wall, bool) or not isinstance(wall, (int, float)):
             raise TraceError(number, f"\"wall_ns\" is not a number: {wall!r}")
+        if not isinstance(event.get("node", ""), (int, str)):
+            raise TraceError(number, f"\"node\" is neither a node id nor a name: {event['node']!r}")
+        task = event.get("task")
+        if task is not None and (isinstance(task, bool) or not isinstance(task, int)):
+            raise TraceError(number, f"\"task\" is not a pid: {task!r}")
         out.append(event)
     out.sort(key=lambda e: e["wall_ns"])
     return out
@@ -73,6 +79,12 @@ def first(event: dict, *names: str, default: Any = None) -> Any:
     return default
 
 
+def replica_node(event: dict) -> int | str | None:
+    """The node of the replica a replicate/unreplicate event is about (None: not named)."""
+    node = first(event, "replica_node", "to")
+    return node if isinstance(node, (int, str)) else None
+
+
 def page_size(event: dict) -> int:
     return int(event.get("page_size") or DEFAULT_PAGE_SIZE)
 
@@ -80,7 +92,7 @@ def page_size(event: dict) -> int:
 def page_key(event: dict) -> tuple | None:
     """The page an event is about: ("shm", obj, idx) for a shared page, ("va", addr) for an
     address of a task, None when it names no page (alloc, free, task, node)."""
-    if event.get("obj") is not None and isinstance(event.get("idx"), int):
+    if isinstance(event.get("obj"), str) and isinstance(event.get("idx"), int):
         return ("shm", event["obj"], event["idx"])
     if isinstance(event.get("addr"), int):
         return ("va", event["addr"])
@@ -112,29 +124,34 @@ def link_frames(events: list[dict]) -> dict[int, Link]:
     whose fault (or replica, or migration) mapped those frames: an alloc to the next event that
     maps one of its (node, frame)s, a free to the last one. Keys are indexes into `events`."""
     links: dict[int, Link] = {}
-    pending: dict[tuple[Any, int], int] = {}  # (node, frame) allocated, not mapped yet -> alloc index
+    # (node, frame) allocated, not mapped yet -> (alloc index, the node of the task it is for).
+    # A frame allocated outside a fault (a file write's master) stays pending until it is freed
+    # or reallocated; the node check keeps a later mapper on another node from claiming it.
+    pending: dict[tuple[Any, int], tuple[int, Any]] = {}
     owner: dict[tuple[Any, int], list[tuple[int | None, tuple | None]]] = {}  # (node, frame) -> mappers
     for i, e in enumerate(events):
         kind = e["ev"]
         frames = e.get("frames")
-        if kind == "alloc" and isinstance(frames, list):
+        frames = [f for f in frames if isinstance(f, int)] if isinstance(frames, list) else None
+        if kind == "alloc" and frames is not None:
             for f in frames:
-                pending[(e.get("node"), f)] = i
-        elif kind in FREE_KINDS and isinstance(frames, list):
+                pending[(e.get("node"), f)] = (i, e.get("task_node"))
+        elif kind in FREE_KINDS and frames is not None:
             for f in frames:
                 where = (e.get("node"), f)
                 pending.pop(where, None)
                 for mapping in owner.pop(where, ()):
                     _add(links, i, *mapping)
         elif kind in NEW_COPY_FIELDS:
-            node_names, frame_names = NEW_COPY_FIELDS[kind]
+            node_names, frame_names, for_node = NEW_COPY_FIELDS[kind]
             where = (first(e, *node_names), first(e, *frame_names))
-            if where[0] is None or where[1] is None:
+            if not isinstance(where[0], (int, str)) or not isinstance(where[1], int):
                 continue
             mapping = (e.get("task"), page_key(e))
-            j = pending.pop(where, None)
-            if j is not None:
-                _add(links, j, *mapping)
+            alloc = pending.get(where)
+            if alloc is not None and (for_node is None or alloc[1] is None or alloc[1] == e.get(for_node)):
+                del pending[where]
+                _add(links, alloc[0], *mapping)
                 owner[where] = [mapping]  # a fresh frame: whatever mapped it before is gone
             elif mapping not in owner.setdefault(where, []):
                 owner[where].append(mapping)  # one more mapper of a shared copy

@@ -13,7 +13,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from numa_emu.traceview.events import first, page_key, page_name
+from numa_emu.traceview.events import page_key, page_name, replica_node
 from numa_emu.traceview.story import duration
 from protocol.tracing import EVENTS
 
@@ -40,7 +40,7 @@ class PageCycles:
     def replicate(self, e: dict) -> None:
         self.replications += 1
         self.collapsing = False
-        self.born_ns.setdefault(first(e, "replica_node", "to"), e["wall_ns"])
+        self.born_ns.setdefault(replica_node(e), e["wall_ns"])
 
     def unreplicate(self, e: dict) -> None:
         self.zaps += 1
@@ -48,7 +48,7 @@ class PageCycles:
         if not self.collapsing:
             self.cycles += 1
             self.collapsing = True
-        node = first(e, "replica_node", "to")
+        node = replica_node(e)
         born = self.born_ns.pop(node, None) if node in self.born_ns else None
         if node is None and self.born_ns:  # one event for every replica: all of them go
             born = min(self.born_ns.values())

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from numa_emu.traceview.events import (COMMON_FIELDS, Filters, Link, first, link_frames, page_key,
-                                       page_name)
+                                       page_name, replica_node)
 from protocol.nodemask import format_nodelist
 from protocol.policy import Policy, policy_to_str
 
@@ -26,7 +26,7 @@ class Story:
 
     links: dict[int, Link] = field(default_factory=dict)
     link: Link | None = None  # the current event's
-    replicated_at: dict[tuple, int] = field(default_factory=dict)  # (page, replica node) -> wall ns
+    replicated_at: dict[tuple, dict] = field(default_factory=dict)  # page -> {replica node: wall ns}
     unreplicated_at: dict[tuple, int] = field(default_factory=dict)
     torn_down: dict[tuple, int] = field(default_factory=dict)  # (page, replica node, frame) -> wall ns
 
@@ -35,22 +35,26 @@ class Story:
         key = page_key(e)
         if key is None:
             return
-        node = first(e, "replica_node", "to")
+        node = replica_node(e)
         if e["ev"] == "replicate":
-            self.replicated_at.setdefault((key, node), e["wall_ns"])
+            self.replicated_at.setdefault(key, {}).setdefault(node, e["wall_ns"])
         elif e["ev"] == "unreplicate":
             self.unreplicated_at[key] = e["wall_ns"]
-            for born in [b for b in self.replicated_at if b[0] == key and node in (None, b[1])]:
-                del self.replicated_at[born]
-            if node is not None and e.get("frame") is not None:
+            live = self.replicated_at.get(key, {})
+            if node is None:
+                live.clear()
+            else:
+                live.pop(node, None)
+            if node is not None and isinstance(e.get("frame"), int):
                 self.torn_down[(key, node, e["frame"])] = e["wall_ns"]
 
     def born(self, e: dict) -> int | None:
         """When the replica an unreplicate event tears down was made (the oldest one of its page
         when the event names no node)."""
-        key, node = page_key(e), first(e, "replica_node", "to")
-        times = [t for (k, n), t in self.replicated_at.items() if k == key and node in (None, n)]
-        return min(times) if times else None
+        live, node = self.replicated_at.get(page_key(e), {}), replica_node(e)
+        if node is None:
+            return min(live.values(), default=None)
+        return live.get(node)
 
 
 # ---- words ---------------------------------------------------------------------------------

@@ -27,6 +27,26 @@ _SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
 }
 
 
+_NAMES: dict[str, Any] = {"int": int, "float": float, "str": str, "bytes": bytes, "bool": bool, "list": list,
+                          "dict": dict, "Any": Any}
+
+
+def _accepted_from_text(text: str) -> tuple[type, ...]:
+    """Types of a field annotated with a string such as 'int | None' or 'list' (the annotations
+    of our message modules, under `from __future__ import annotations`): parsed directly, because
+    typing.get_type_hints costs tens of milliseconds at every daemon's start-up."""
+    out: tuple[type, ...] = ()
+    for part in text.split("|"):
+        name = part.strip().split("[", 1)[0]
+        if name == "None":
+            out += (type(None),)
+        elif name in _NAMES:
+            out += _SIMPLE_TYPES[_NAMES[name]]
+        else:
+            raise TypeError(f"unsupported message field type {text!r}")
+    return out
+
+
 def _accepted_types(annotation: Any) -> tuple[type, ...]:
     """Python types that msgpack may hand us for a field annotated `annotation`."""
     origin = typing.get_origin(annotation)
@@ -49,37 +69,42 @@ class Message:
 
     kind: ClassVar[str] = ""
     _fields: ClassVar[tuple[tuple[str, tuple[type, ...], bool], ...]] = ()
+    _exact: ClassVar[dict[str, frozenset[type] | None]] = {}  # field -> exact types allowed (None: any)
+    _required: ClassVar[frozenset[str]] = frozenset()
+    _defaults: ClassVar[dict[str, Any]] = {}
     id: int = 0
 
     def to_wire(self) -> dict[str, Any]:
         env: dict[str, Any] = {"kind": self.kind}
-        for name, _types, _required in self._fields:
-            env[name] = getattr(self, name)
+        env.update(self.__dict__)  # a message's instance dict holds exactly its fields
         return env
 
     @classmethod
     def from_wire(cls, env: dict[str, Any]) -> "Message":
-        values = {}
-        for name, accepted, required in cls._fields:
-            if name in env:
-                value = env[name]
-                if not isinstance(value, accepted) or (
-                    isinstance(value, bool) and bool not in accepted and accepted != (object,)
-                ):
-                    raise NumaEmuError(
-                        ErrorCode.EINVAL,
-                        f"{cls.kind}: field '{name}' has type {type(value).__name__}, "
-                        f"expected {'/'.join(t.__name__ for t in accepted)}",
-                    )
-                values[name] = value
-            elif required:
-                raise NumaEmuError(ErrorCode.EINVAL, f"{cls.kind}: missing field '{name}'")
-        extra = env.keys() - values.keys() - {"kind"} - {n for n, _, _ in cls._fields}
-        if extra:
-            raise NumaEmuError(
-                ErrorCode.EINVAL, f"{cls.kind}: unknown field(s) {', '.join(sorted(map(str, extra)))}"
-            )
-        return cls(**values)
+        """Build from a decoded envelope (consumed). msgpack yields exact builtin types only, so
+        exact-type lookups check fields (and keep bool apart from int) at memory speed."""
+        env = dict(env)
+        env.pop("kind", None)
+        exact = cls._exact
+        for name, value in env.items():
+            if name not in exact:
+                extra = sorted(map(str, env.keys() - exact.keys()))
+                raise NumaEmuError(ErrorCode.EINVAL, f"{cls.kind}: unknown field(s) {', '.join(extra)}")
+            allowed = exact[name]
+            if allowed is not None and type(value) not in allowed:
+                accepted = next(t for n, t, _ in cls._fields if n == name)
+                raise NumaEmuError(
+                    ErrorCode.EINVAL,
+                    f"{cls.kind}: field '{name}' has type {type(value).__name__}, "
+                    f"expected {'/'.join(t.__name__ for t in accepted)}",
+                )
+        if not cls._required <= env.keys():
+            missing = sorted(cls._required - env.keys())
+            raise NumaEmuError(ErrorCode.EINVAL, f"{cls.kind}: missing field '{missing[0]}'")
+        msg = object.__new__(cls)  # the dataclass __init__ would only repeat what was checked
+        msg.__dict__.update(cls._defaults)
+        msg.__dict__.update(env)
+        return msg
 
 
 class Request(Message):
@@ -105,12 +130,21 @@ def message(cls: type) -> type:
     if kind in REGISTRY:
         raise TypeError(f"message kind {kind!r} registered twice")
     cls = dataclasses.dataclass(kw_only=True)(cls)
-    hints = typing.get_type_hints(cls)
     fields = []
     for f in dataclasses.fields(cls):
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        fields.append((f.name, _accepted_types(hints[f.name]), required))
+        accepted = _accepted_from_text(f.type) if isinstance(f.type, str) else _accepted_types(f.type)
+        fields.append((f.name, accepted, required))
     cls._fields = tuple(fields)
+    cls._exact = {name: (None if accepted == (object,) else frozenset(accepted)) for name, accepted, _ in fields}
+    cls._required = frozenset(name for name, _, required in fields if required)
+    defaults = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # pragma: no cover - no message uses one
+            raise TypeError(f"{cls.__name__}.{f.name}: messages take plain defaults only")
+    cls._defaults = defaults
     REGISTRY[kind] = cls
     return cls
 

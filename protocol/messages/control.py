@@ -104,7 +104,7 @@ class NodeTaskCpu(Request):
 @message
 class SysctlReply(Reply):
     kind = "sysctl.reply"
-    values: dict  # key -> int value
+    values: dict  # key -> value (int, or str for a word-valued key)
 
 
 @message
@@ -127,7 +127,7 @@ class SysctlSet(Request):
 
 @message
 class NodeSysctl(Request):
-    """Coordinator -> every node: key -> int values of tunables that apply on the nodes."""
+    """Coordinator -> every node: key -> value of tunables that apply on the nodes (checked)."""
 
     kind = "node.sysctl"
     reply = Ok
@@ -143,15 +143,16 @@ NUMA_STAT_KEY = "vm.numa_stat"
 
 @dataclass(frozen=True)
 class Tunable:
-    """One sysctl key: `parse` turns the text a user writes into the value (EINVAL otherwise)."""
+    """One sysctl key: `parse` turns the text a user writes into the value, an int or a word
+    (EINVAL otherwise); `scope` says where the value applies (SCOPE_NODES, SCOPE_COORDINATOR)."""
 
     key: str
-    parse: Callable[[str], int]
-    default: int
+    parse: Callable[[str], int | str]
+    default: int | str
     scope: str
     doc: str
 
-    def check(self, text: str | int) -> int:
+    def check(self, text: str | int) -> int | str:
         """The value of `text` (an int is checked as its decimal text), or EINVAL naming the key."""
         try:
             return self.parse(str(text))

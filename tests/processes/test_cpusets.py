@@ -51,7 +51,8 @@ def root(tasks=()):
 def test_create_show_set_delete_round_trip(four, cpuset):
     out = cpuset(four, "create", "batch", "--cpus", "0-1", "--mems", "1,0", "--replication", "off").stdout
     assert out == "cpuset batch: cpus 0-1, mems 0-1, memory_migrate 0, replication 0 (created)\n"
-    batch = {"name": "batch", "cpus": [0, 1], "mems": [0, 1], "memory_migrate": False, "replication": False, "tasks": []}
+    batch = {"name": "batch", "cpus": [0, 1], "mems": [0, 1], "memory_migrate": False, "replication": False,
+             "tasks": []}
     assert json.loads(cpuset(four, "show", "--json").stdout) == [root(), batch]
     out = cpuset(four, "set", "batch", "--mems", "0-2", "--memory-migrate", "on", "--replication", "on").stdout
     assert out == "cpuset batch: cpus 0-1, mems 0-2, memory_migrate 1, replication 1\n"
@@ -133,6 +134,11 @@ def test_mems_change_rebinds_policies_and_leaves_pages_where_they_are(four, cpus
         last = task.mmap(4 * PAGE)
         last.touch()
         assert last.where() == [2, 3, 2, 3]
+        with pytest.raises(numa_emu.NumaEmuError) as info:  # nothing of the mask inside the mems
+            task.set_mempolicy("bind", "0-1")
+        assert info.value.code == numa_emu.ErrorCode.EINVAL
+        task.set_mempolicy("bind", "1-2")  # intersected with the mems (mpol_set_nodemask)
+        assert task.get_mempolicy() == (int(Mode.BIND), [2])
 
 
 def test_attach_moves_a_task_within_its_node_only(cluster_factory, cpuset):

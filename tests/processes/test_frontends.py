@@ -163,6 +163,28 @@ def test_vmstat_and_numastat_n(four, cli):
                              "local_node": 0, "other_node": pages}
 
 
+@pytest.mark.skipif("cpuset" not in COMMANDS, reason="needs numa-emu cpuset")
+def test_numactl_inside_a_cpuset(four, cli):
+    ok(cli("cpuset", "create", "half", "--cpus", "2-3", "--mems", "2-3"))
+
+    def inside(*argv):
+        return cli("cpuset", "exec", "half", "--", *EMU, "numactl", *argv)
+
+    assert ok(inside("--show")).splitlines()[2:6] == ["physcpubind: 2 3 ", "cpubind: 2 3 ", "nodebind: 2 3 ",
+                                                      "membind: 2 3 "]
+    proc = inside("--membind=0", "true")  # libnuma checks node strings against the cpuset's mems
+    assert (proc.returncode, proc.stdout) == (1, "<0> is invalid\n")
+    assert proc.stderr.startswith("libnuma: Warning: node argument 0 is out of range\n\nusage: numactl")
+    proc = inside("--all", "--membind=0", "true")  # past libnuma with --all, the kernel refuses
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        1, "", "set_mempolicy: Invalid argument\nsetting membind: Invalid argument\n")
+    # cpuset-relative strings: +1 is the cpuset's second node (3), +0 its first cpu (2)
+    ok(inside("--membind=+1", "--physcpubind=+0", "--", *EMU, "memhog", "4m"))
+    counters = json.loads(ok(cli("numastat", "--json")))["nodes"]
+    assert {n: c["numa_hit"] for n, c in counters.items()} == {"0": 0, "1": 0, "2": 0, "3": 1024}
+    assert counters["3"]["other_node"] == 1024  # from a cpu of node 2
+
+
 REGRESS_STYLE = textwrap.dedent("""\
     # the parts of numactl's test/regress that read the tools' output, unchanged
     nstat() {

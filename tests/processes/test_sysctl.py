@@ -32,7 +32,8 @@ def test_the_table_lists_every_key_with_parser_default_and_scope():
     assert table["vm.numa_stat"].check("0") == 0
     with pytest.raises(NumaEmuError):
         table["vm.numa_stat"].check("2")
-    assert (cm.weight_node(W1), cm.weight_node("vm.numa_stat"), cm.weight_node(cm.WEIGHT_KEY_PREFIX + "x")) == (1, None, None)
+    assert cm.weight_node(W1) == 1
+    assert cm.weight_node("vm.numa_stat") is None and cm.weight_node(cm.WEIGHT_KEY_PREFIX + "x") is None
 
 
 def test_numastat_counters_stop_and_clear():
@@ -140,4 +141,5 @@ def test_numa_stat_0_stops_and_clears_the_counters(two, sysctl):
         task.mmap(4 * PAGE).touch()
         st = numastat(two)
         assert (st[0]["numa_hit"], st[0]["local_node"], st[1]["numa_hit"], st[1]["other_node"]) == (2, 2, 2, 2)
-        assert sum(v for node in st.values() for v in node.values()) == 2 * 2 + 2 * 2 + 2 * 2  # hit, interleave, local/other
+        # per node: numa_hit, interleave_hit and local_node or other_node, 2 pages each; nothing else
+        assert sum(v for node in st.values() for v in node.values()) == 2 * 3 * 2

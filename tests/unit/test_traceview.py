@@ -6,6 +6,8 @@ import io
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 from numa_emu import topview
@@ -96,6 +98,19 @@ def test_links_attribute_frames_to_the_faults_that_mapped_them():
         2: (PID, [("va", VA)]), 4: (PID, [("va", VA + 4096)]), 7: (PID, [("va", VA)]), 8: (PID, [("va", VA + 4096)])}
 
 
+def test_a_frame_allocated_outside_a_fault_is_not_claimed_by_a_later_mapper_elsewhere():
+    """A file write on node 0 allocates the master; a task on node 1 maps it much later."""
+    events = [at(0, ev="alloc", node=0, frames=[3], preferred=0, task_node=0, hit=True, interleave=False),
+              at(900, ev="fault", node=1, task=PID, vns=1, obj="file:f", idx=0, write=False, supplier=0, frame=3,
+                 local=False),
+              at(901, ev="free", node=0, frames=[3])]
+    links = link_frames(events)
+    assert 0 not in links and links[2].task == PID
+    assert list(story_lines(events, Filters(task=PID))) == [
+        "+900.000 ms (+0.000) node 1 task 311 [vt 1 ns] first touch of file:f:0 (read): frame 3 on node 0, remote",
+        "+901.000 ms (+1.000) node 0 task 311           freed frame 3 of file:f:0"]
+
+
 def test_page_filter_parsing():
     assert PageFilter.parse("file7:42") == PageFilter(obj="file7", idx=42)
     assert PageFilter.parse("lib:x.so:3") == PageFilter(obj="lib:x.so", idx=3)
@@ -169,11 +184,46 @@ def test_durations():
 def test_malformed_lines_name_the_line():
     good = json.dumps({"ev": "free", "wall_ns": 5, "node": 0, "frames": [1]})
     cases = {"{not json": "not JSON", "[1, 2]": "not a JSON object", '{"wall_ns": 1}': "no event kind",
-             '{"ev": "free", "wall_ns": "x"}': '"wall_ns" is not a number'}
+             '{"ev": "free", "wall_ns": "x"}': '"wall_ns" is not a number',
+             '{"ev": "free", "wall_ns": 1, "node": [0]}': '"node" is neither',
+             '{"ev": "free", "wall_ns": 1, "task": "me"}': '"task" is not a pid'}
     for bad, what in cases.items():
         with pytest.raises(TraceError) as info:
             parse_events([good, "", good, bad])
         assert info.value.line == 4 and what in str(info.value)
+
+
+def test_odd_fields_of_a_valid_event_never_crash_the_story_or_the_stats():
+    odd = [at(0, ev="alloc", node=0, frames=[[1], "x", None, 2], preferred=0, task_node=0),
+           at(1, ev="fault", node=0, task=PID, supplier=[0], frame={"a": 1}, obj=["x"], idx=3),
+           at(2, ev="free", node=0, frames="all"),
+           at(3, ev="replicate", node=0, obj={"o": 1}, idx=[1], replica_node=[2], frame=None),
+           at(4, ev="unreplicate", node=0, obj="f", idx=1, replica_node={"n": 1}, cause=["x"]),
+           at(4.5, ev="unreplicate", node=0, obj="f", idx=1, replica_node=1, frame=[1]),
+           at(5, ev="stale", node=0, task=PID, obj="f", idx=1, frame=[1])]
+    assert len(list(story_lines(odd))) == 7
+    assert len(list(story_lines(odd, Filters(page=PageFilter(obj="f", idx=1), task=PID)))) == 1
+    assert stats_lines(summarize(odd))[-1].startswith("f:1 ")
+
+
+_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-3, 5) | st.text(max_size=3),
+                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner,
+                                                                                   max_size=2), max_leaves=4)
+_FIELDS = ("frames", "frame", "supplier", "replica_node", "to", "from", "obj", "idx", "addr", "length", "cause",
+           "policy", "what", "write", "bytes", "targets", "phase", "acked", "lifetime_ns", "master", "local")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(list(EVENTS) + ["odd"]), st.integers(0, 10**9),
+                          st.sampled_from([0, 1, "coordinator"]), st.one_of(st.none(), st.just(PID)),
+                          st.dictionaries(st.sampled_from(_FIELDS), _VALUES, max_size=6)), max_size=12))
+def test_any_well_formed_event_list_tells_a_story_and_counts(rows):
+    events = sorted(({"ev": kind, "wall_ns": wall, "node": node, **({"task": task} if task else {}), **fields}
+                     for kind, wall, node, task, fields in rows), key=lambda e: e["wall_ns"])
+    assert len(list(story_lines(events))) == len(events)
+    list(story_lines(events, Filters(page=PageFilter(obj="x", idx=1), task=PID)))
+    list(story_lines(events, Filters(page=PageFilter(addr=3))))
+    stats_lines(summarize(events))
 
 
 def test_events_are_sorted_by_wall_time():

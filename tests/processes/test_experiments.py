@@ -1,0 +1,138 @@
+"""`numa-emu experiment run` on real clusters: a tiny grid writes results.csv (exact header and
+rows), results.json and valid PNGs; remote-bind slows down with the remote latency while local
+stays equal; Ctrl-C stops the workload and the cluster and leaves no process behind."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from numa_emu.catalog import resolve_topology
+from numa_emu.experiments.output import CSV_FIELDS
+from tests.conftest import poll_until
+
+pytestmark = pytest.mark.cluster
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+TINY = """
+[experiment]
+name = "tiny"
+topology = "default-4n"
+inject = "virtual"
+metric = "ns_per_op"
+
+[grid]
+latency_scale = [1, 4]
+placement = ["local", "remote"]
+workload = ["chase"]
+
+[placements.local]
+cpu = 0
+policy = "--localalloc"
+
+[placements.remote]
+cpu = 0
+mode = "bind"
+nodes = [2]
+
+[workloads.chase]
+options = { size = "64KiB", hops = 40 }
+"""
+
+
+def workload_processes(home) -> list[psutil.Process]:
+    out = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE or "numa_emu.workloads" not in " ".join(proc.info["cmdline"] or []):
+                continue
+            if proc.environ().get("NUMA_EMU_HOME") == str(home):
+                out.append(proc)
+        except psutil.Error:
+            continue
+    return out
+
+
+def check_png(path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 5000, path
+
+
+def test_a_tiny_grid_writes_csv_json_and_plots(cli, home, tmp_path):
+    spec, out = tmp_path / "tiny.toml", tmp_path / "out"
+    spec.write_text(TINY)
+    proc = cli("experiment", "run", str(spec), "--out", str(out), check=True)
+    assert "Traceback" not in proc.stderr and "remote" in proc.stdout and f"results: {out}/" in proc.stdout
+
+    with open(out / "results.csv", newline="") as f:
+        reader = csv.reader(f)
+        header, rows = next(reader), [dict(zip(CSV_FIELDS, r)) for r in reader]
+    assert tuple(header) == CSV_FIELDS and len(rows) == 4
+    assert all(r["status"] == "ok" and r["workload"] == "chase" and r["ops"] == "40" for r in rows)
+    ns = {(float(r["latency_scale"]), r["placement"]): int(r["virtual_ns"]) for r in rows}
+    assert ns[(4.0, "remote")] > ns[(1.0, "remote")] and ns[(4.0, "local")] == ns[(1.0, "local")]
+    topo = resolve_topology("default-4n")
+    bytes_per_ns = topo.bandwidth_mib_s[0][2] * 1048576 / 1e9
+    assert ns[(4.0, "remote")] == 40 * round(4 * topo.latency_ns[0][2] + 8 / bytes_per_ns)  # scaled exactly
+    remote = [r for r in rows if r["placement"] == "remote"]
+    assert all(r["pages_by_node"] == "N2=16" and int(r["other_node"]) == 16 for r in remote)
+
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["experiment"] == "tiny" and doc["spec"]["metric"] == "ns_per_op" and not doc["interrupted"]
+    assert len(doc["runs"]) == 4 and len(doc["clusters"]) == 1
+    assert not doc["clusters"][0]["kept"] and not (home / doc["clusters"][0]["name"]).exists()  # all ok: no litter
+    assert [c["factor"] for c in doc["clusters"][0]["latency_changes"]] == [4.0]
+    run = doc["runs"][0]
+    assert run["result"]["distinct_slots"] > 0 and set(run["numastat_delta"]) == {"0", "1", "2", "3"}
+    assert "nr_free_pages" in run["vmstat_delta"]["0"]
+    assert [s["relative"] for s in doc["summary"]][:2] == [1.0, 1.0]
+
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == ["ns_per_op-vs-latency_scale-relative.png", "ns_per_op-vs-latency_scale.png",
+                    "ns_per_op-vs-placement.png"]
+    for name in pngs:
+        check_png(out / name)
+    assert workload_processes(home) == []
+
+
+def test_ctrl_c_stops_the_workload_and_the_cluster(home, tmp_path):
+    spec, out = tmp_path / "long.toml", tmp_path / "out"
+    spec.write_text(TINY.replace("hops = 40", "hops = 200000"))
+    proc = subprocess.Popen([sys.executable, "-m", "numa_emu.cli.main", "experiment", "run", str(spec), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, NUMA_EMU_HOME=str(home)))
+    try:
+        poll_until(lambda: workload_processes(home), timeout_s=30, what="the first workload")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert workload_processes(home) == []
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["interrupted"] and [r["status"] for r in doc["runs"]] == ["interrupted"]
+    # the home fixture fails the test if a coordinator or node process is left
+
+
+def test_the_shipped_latency_sensitivity_quick_run(cli, tmp_path):
+    out = tmp_path / "ls"
+    cli("experiment", "run", "latency-sensitivity", "--quick", "--out", str(out), check=True, timeout_s=120)
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * 3 * 2 and all(r["status"] == "ok" for r in rows)
+    ns = {(float(r["latency_scale"]), r["placement"], r["workload"]): int(r["virtual_ns"]) for r in rows}
+    for w in ("stream", "chase"):
+        assert ns[(4.0, "local", w)] == ns[(1.0, "local", w)]
+        assert ns[(4.0, "remote-bind", w)] > ns[(4.0, "interleave-all", w)] > ns[(1.0, "interleave-all", w)]
+    # the chase's hops are 8-byte reads: its remote time grows almost exactly with the latency
+    assert ns[(4.0, "remote-bind", "chase")] / ns[(1.0, "remote-bind", "chase")] == pytest.approx(4, rel=0.01)
+    check_png(out / "virtual_ns-vs-latency_scale.png")
+    assert json.loads((out / "results.json").read_text())["spec"]["quick"] is True
