@@ -26,20 +26,28 @@ class Client:
         self._sock = make_socket(self._ctx, zmq.DEALER)
         self._sock.connect(endpoint)
         self._ids = itertools.count(1)
+        self._rcvtimeo_ms = -1
 
     def call(self, request: Request, timeout_s: float | None = None) -> Reply:
         request.id = next(self._ids)
         self._sock.send_multipart(encode(request))
-        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        wait_s = self.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + wait_s
         while True:
-            remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0 or not self._sock.poll(remaining_ms):
+            # tenths of a second, so that the socket's timeout rarely needs setting again
+            remaining_ms = int(max(0.0, round(deadline - time.monotonic(), 1)) * 1000)
+            try:
+                if remaining_ms <= 0:
+                    raise zmq.Again
+                # a blocking receive with a timeout: one call, not a poll and then a receive
+                if remaining_ms != self._rcvtimeo_ms:  # setting it costs pyzmq enum conversions
+                    self._sock.rcvtimeo = self._rcvtimeo_ms = remaining_ms
+                frames = self._sock.recv_multipart()
+            except zmq.Again:
                 raise NumaEmuError(
-                    ErrorCode.ETIMEDOUT,
-                    f"no reply to {request.kind} from {self.endpoint} within "
-                    f"{self.timeout_s if timeout_s is None else timeout_s:g} s",
-                )
-            msg = decode(self._sock.recv_multipart())
+                    ErrorCode.ETIMEDOUT, f"no reply to {request.kind} from {self.endpoint} within {wait_s:g} s"
+                ) from None
+            msg = decode(frames)
             if not isinstance(msg, Reply) or msg.reply_to != request.id:
                 continue
             if isinstance(msg, ErrorReply):
@@ -51,9 +59,11 @@ class Client:
         self._sock.send_multipart(frames)
 
     def recv_raw(self, timeout_s: float) -> list[bytes] | None:
-        if not self._sock.poll(int(timeout_s * 1000)):
+        self._sock.rcvtimeo = self._rcvtimeo_ms = int(timeout_s * 1000)
+        try:
+            return self._sock.recv_multipart()
+        except zmq.Again:
             return None
-        return self._sock.recv_multipart()
 
     def close(self) -> None:
         self._sock.close(linger=0)
