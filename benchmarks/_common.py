@@ -11,6 +11,7 @@ envelopes behind the NUMAEMU/1 tag frame), without any of numa-emu's code on the
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import shutil
@@ -136,12 +137,15 @@ def _stop(proc: subprocess.Popen) -> None:
 # ---- baseline 1: a bare ROUTER echo process (the request/reply floor) ----------------------
 
 # A child that serves one ROUTER on an ipc endpoint: decode the msgpack envelope, encode it back.
-# It exits on "stop", on EOF of its stdin (the parent died), or after CHILD_TIMEOUT_S of silence.
+# An envelope with "reply_bytes": n gets back a "data" field of n bytes (a small request answered
+# with a payload, the shape of frame.read). It exits on "stop", on EOF of its stdin (the parent
+# died), or after CHILD_TIMEOUT_S of silence.
 _ECHO_CHILD = r"""
 import sys, zmq, msgpack
 ctx = zmq.Context()
 sock = ctx.socket(zmq.ROUTER); sock.linger = 0; sock.bind(sys.argv[1])
 poller = zmq.Poller(); poller.register(sock, zmq.POLLIN); poller.register(sys.stdin.fileno(), zmq.POLLIN)
+payloads = {}
 print("ready", flush=True)
 while True:
     events = dict(poller.poll(float(sys.argv[2]) * 1000))
@@ -151,27 +155,80 @@ while True:
     if frames[-1] == b"stop":
         break
     env = msgpack.unpackb(frames[-1], raw=False, strict_map_key=False)
+    n = env.get("reply_bytes")
+    if n is not None:  # a reply that carries n bytes (a frame.read), to a small request
+        env["data"] = payloads.get(n) or payloads.setdefault(n, b"\x5a" * n)
     sock.send_multipart(frames[:-1] + [msgpack.packb(env, use_bin_type=True)])
 ctx.destroy(linger=0)
 """
 
 
 @contextlib.contextmanager
-def echo_server(run_dir: Path) -> Iterator[str]:
-    """A bare pyzmq ROUTER echo in a child process; yields its ipc endpoint."""
-    endpoint = f"ipc://{run_dir}/echo-{os.getpid()}.sock"
-    proc = subprocess.Popen([sys.executable, "-c", _ECHO_CHILD, endpoint, str(CHILD_TIMEOUT_S)],
+def _bare_child(code: str, what: str, *args: str) -> Iterator[None]:
+    """A baseline child (`python -c code *args CHILD_TIMEOUT_S`) for the length of the block:
+    it says "ready" first, and exits on EOF of its stdin."""
+    proc = subprocess.Popen([sys.executable, "-c", code, *args, str(CHILD_TIMEOUT_S)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
     try:
         if _read_line(proc.stdout, 10.0) != "ready":
-            raise RuntimeError("the echo child did not start")
-        yield endpoint
+            raise RuntimeError(f"the {what} child did not start")
+        yield
     finally:
         proc.stdin.close()  # EOF: the child exits
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             _stop(proc)
+
+
+@contextlib.contextmanager
+def echo_server(run_dir: Path) -> Iterator[str]:
+    """A bare pyzmq ROUTER echo in a child process; yields its ipc endpoint."""
+    endpoint = f"ipc://{run_dir}/echo-{os.getpid()}.sock"
+    with _bare_child(_ECHO_CHILD, "echo", endpoint):
+        yield endpoint
+
+
+# A child in the middle of a two-hop chain, as a home node is between a task and the owner of a
+# remote frame: a ROUTER in front, a DEALER to `upstream` behind. Each request is decoded and
+# encoded again before it goes on, and so is each reply on its way back (a node decodes what it
+# receives and encodes what it sends). One request in flight at a time per peer, FIFO.
+_RELAY_CHILD = r"""
+import collections, sys, zmq, msgpack
+ctx = zmq.Context()
+front = ctx.socket(zmq.ROUTER); front.linger = 0; front.bind(sys.argv[1])
+back = ctx.socket(zmq.DEALER); back.linger = 0; back.connect(sys.argv[2])
+stdin = sys.stdin.fileno()
+poller = zmq.Poller()
+for s in (front, back, stdin):
+    poller.register(s, zmq.POLLIN)
+routes = collections.deque()
+unpack = lambda b: msgpack.unpackb(b, raw=False, strict_map_key=False)
+pack = lambda o: msgpack.packb(o, use_bin_type=True)
+print("ready", flush=True)
+while True:
+    events = dict(poller.poll(float(sys.argv[-1]) * 1000))
+    if not events or stdin in events:
+        break
+    if front in events:
+        frames = front.recv_multipart()
+        routes.append(frames[:-2])
+        back.send_multipart([frames[-2], pack(unpack(frames[-1]))])
+    if back in events:
+        frames = back.recv_multipart()
+        front.send_multipart(routes.popleft() + [frames[-2], pack(unpack(frames[-1]))])
+ctx.destroy(linger=0)
+"""
+
+
+@contextlib.contextmanager
+def relay_server(run_dir: Path, upstream: str) -> Iterator[str]:
+    """A bare two-hop chain: a relay child in front of `upstream` (an echo_server endpoint);
+    yields the relay's endpoint. Client -> relay -> echo and back is the bare floor of a request
+    that a home node passes on to another node (three processes, two round trips)."""
+    endpoint = f"ipc://{run_dir}/relay-{os.getpid()}.sock"
+    with _bare_child(_RELAY_CHILD, "relay", endpoint, upstream):
+        yield endpoint
 
 
 class EchoClient:
@@ -195,9 +252,21 @@ class EchoClient:
             out.append(clock() - t0)
         return out
 
+    def one(self, envelope: dict) -> None:
+        """One round trip, untimed (for callers that time it themselves, e.g. `interleaved`)."""
+        self.sock.send_multipart([TAG, msgpack.packb(envelope, use_bin_type=True)], copy=False)
+        msgpack.unpackb(self.sock.recv_multipart()[-1], raw=False, strict_map_key=False)
+
     def close(self) -> None:
         self.sock.close(linger=0)
         self.ctx.term()
+
+
+def read_envelope(nbytes: int) -> dict:
+    """A request the size of a frame.read of `nbytes`, answered by echo_server with `nbytes` of
+    data: the bare round trip "of the same size" as reading that much of a remote frame."""
+    return {"kind": "frame.read", "id": 1, "frame": 12345, "offset": 0, "length": nbytes, "generation": None,
+            "reply_bytes": nbytes}
 
 
 # ---- baseline 2: N bare Python processes that import zmq and answer one ping ---------------
@@ -273,10 +342,181 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return info.rss / 1e6, info.uss / 1e6
 
 
+# ---- task puppets: task processes driven over a pipe, timing inside themselves -------------
+
+class Puppet:
+    """A task process attached at `cpu`, driven one JSON command per stdin line (the pattern of
+    tests/puppet.py), for benchmarks that need several tasks on several nodes. Each command
+    answers its result and the seconds its API call took, measured INSIDE the task process
+    around that call alone: the pipe and JSON costs are never part of a timing.
+
+    Commands (keys beside "op"): open(name, create, size), map(name, as, writable),
+    mmap(length, as), mbind(as, mode, nodes), touch(as, fill), read(as, offset, length),
+    pread(name, offset, length), pwrite(name, offset, byte, length) (`length` copies of `byte`),
+    fsync(name), where(as), munmap(as). Byte results come back as hex."""
+
+    def __init__(self, cpu: int, *, cluster: str, home: Path, cpuset: str | None = None):
+        env = dict(os.environ, NUMA_EMU_CLUSTER=cluster)
+        if cpuset:
+            env["NUMA_EMU_CPUSET"] = cpuset
+        # The home in argv lets temp_home's leak check find a puppet that outlived its benchmark.
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "puppet", str(cpu), str(home)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True)
+        self.node = self._answer(60.0)[0]
+
+    def _answer(self, timeout_s: float) -> tuple[object, float]:
+        line = _read_line(self.proc.stdout, timeout_s)
+        if not line:
+            raise RuntimeError(f"puppet task {self.proc.pid} gave no answer within {timeout_s:g} s "
+                               f"(exit code {self.proc.poll()})")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"puppet task {self.proc.pid}: {answer['error']}: {answer['message']}")
+        return answer["ok"], answer.get("s", 0.0)
+
+    def timed(self, op: str, timeout_s: float = 60.0, **kw) -> tuple[object, float]:
+        """(result, seconds of the API call measured in the task)."""
+        self.proc.stdin.write((json.dumps({"op": op, **kw}) + "\n").encode())
+        self.proc.stdin.flush()
+        return self._answer(timeout_s)
+
+    def do(self, op: str, **kw) -> object:
+        return self.timed(op, **kw)[0]
+
+    def close(self) -> None:
+        """EOF: the task detaches and exits; killed if it does not within 10 s."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _stop(self.proc)
+        self.proc.stdout.close()
+
+    def __enter__(self) -> "Puppet":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _puppet_main(cpu: int) -> None:
+    """The puppet task process (run as `python _common.py puppet CPU HOME`)."""
+    import numa_emu
+
+
+    task = numa_emu.attach(cpu=cpu)
+    files: dict = {}
+    regions: dict = {}
+    # op -> (the API call, its arguments): everything but the call itself is done before the clock starts
+    prep = {
+        "open": lambda c: (task.open, (c["name"],), {"create": c.get("create", False), "size": c.get("size")}),
+        "map": lambda c: (task.mmap_file, (files[c["name"]],), {"writable": c.get("writable", True)}),
+        "mmap": lambda c: (task.mmap, (c["length"],), {}),
+        "mbind": lambda c: (regions[c["as"]].mbind, (c["mode"], c["nodes"]), {}),
+        "touch": lambda c: (regions[c["as"]].touch, (), {"fill": c.get("fill")}),
+        "read": lambda c: (regions[c["as"]].read, (c["offset"], c["length"]), {}),
+        "where": lambda c: (regions[c["as"]].where, (), {}),
+        "munmap": lambda c: (regions.pop(c["as"]).munmap, (), {}),
+        "pread": lambda c: (files[c["name"]].pread, (c["offset"], c["length"]), {}),
+        "pwrite": lambda c: (files[c["name"]].pwrite, (c["offset"], bytes([c["byte"]]) * c["length"]), {}),
+        "fsync": lambda c: (files[c["name"]].fsync, (), {}),
+    }
+    clock = time.perf_counter
+    print(json.dumps({"ok": task.node}), flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        try:
+            fn, args, kwargs = prep[cmd["op"]](cmd)
+            t0 = clock()
+            out = fn(*args, **kwargs)
+            dt = clock() - t0
+            if cmd["op"] == "open":
+                files[cmd["name"]] = out
+                out = out.size
+            elif cmd["op"] in ("map", "mmap"):
+                regions[cmd["as"]] = out
+                out = out.vaddr
+            elif isinstance(out, bytes):
+                out = out.hex()
+            elif not isinstance(out, (int, list, type(None))):
+                out = str(out)
+            answer = {"ok": out, "s": dt}
+        except numa_emu.NumaEmuError as exc:
+            answer = {"error": exc.errno_name, "message": exc.message}
+        except (KeyError, TypeError, ValueError) as exc:
+            answer = {"error": "EINVAL", "message": f"bad puppet command {line.strip()!r}: {exc!r}"}
+        print(json.dumps(answer), flush=True)
+    task.detach()
+
+
+# ---- asking a running cluster -------------------------------------------------------------
+
+def vmstat_by_node(cluster) -> dict[int, dict]:
+    """Every node's vmstat counters (ClusterStats through the coordinator)."""
+    from protocol.messages import tasks as tm
+
+    with cluster.client() as client:
+        return {int(n): d["vmstat"] for n, d in client.call(tm.ClusterStats()).nodes.items()}
+
+
+def vmstat_total(cluster, key: str) -> int:
+    return sum(v.get(key, 0) for v in vmstat_by_node(cluster).values())
+
+
+def sysctl_keys(cluster) -> set[str]:
+    """The sysctl keys this cluster knows (`numa-emu sysctl -a`)."""
+    from protocol.messages import control as cm
+
+    with cluster.client() as client:
+        return set(client.call(cm.SysctlGet()).values)
+
+
 # ---- numbers and tables ------------------------------------------------------------------
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """The q-quantile (0..1) of `values`, nearest rank."""
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+def timed(fn, count: int) -> list[float]:
+    """Seconds of each of `count` calls of fn()."""
+    out = []
+    clock = time.perf_counter
+    for _ in range(count):
+        t0 = clock()
+        fn()
+        out.append(clock() - t0)
+    return out
+
+
+def interleaved(ops: dict, count: int, *, blocks: int = 5, warmup: int = 200) -> dict[str, list[float]]:
+    """Time each of `ops` (name -> fn) `count` times, in `blocks` rounds that take every op in
+    turn, after `warmup` untimed calls of each: noise of a loaded machine hits them all alike."""
+    for fn in ops.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in ops}
+    per_block = max(1, count // blocks)
+    for _ in range(blocks):
+        for name, fn in ops.items():
+            samples[name] += timed(fn, per_block)
+    return samples
+
+
+SAMPLE_COLUMNS = ["n", "median", "p10", "p99"]
+
+
+def sample_cells(samples: Sequence[float], unit=None) -> list[object]:
+    """n, median, p10, p99 of `samples` (seconds), formatted with `unit` (micros by default)."""
+    unit = unit or micros
+    return [len(samples), unit(median(samples)), unit(pct(samples, 0.10)), unit(pct(samples, 0.99))]
 
 
 def seconds(x: float) -> str:
@@ -315,3 +555,10 @@ def host_info() -> str:
     return (f"host: {os.cpu_count()} CPUs, load average {load}; Python {sys.version.split()[0]}, "
             f"pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}, msgpack {'.'.join(map(str, msgpack.version))}; "
             f"{cache}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "puppet":
+        _puppet_main(int(sys.argv[2]))
+    else:
+        sys.exit("usage: _common.py puppet CPU [HOME] (a benchmark's task process; not run by hand)")

@@ -71,6 +71,9 @@ class LoopbackReactor(Reactor):
         self._serve([b"peer"] + frames)
         return [bytes(f) for f in self.router.frames[1:]]
 
+    def call_later(self, delay_s, fn) -> None:
+        fn()  # no loop in process: a handler's pause (Sleep, between chunks of a touch) ends at once
+
     def call(self, dest, request, timeout_s=None) -> Future:
         fut = Future()
         request.id = next(self._ids)

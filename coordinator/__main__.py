@@ -18,13 +18,14 @@ def main() -> None:
     parser.add_argument("--parent-alive-fd", type=int, help="shut down when this pipe reads EOF (--foreground)")
     parser.add_argument("--inject", choices=("virtual", "real"), default="virtual")
     parser.add_argument("--dilation", type=float, default=1.0)
+    parser.add_argument("--sysctl", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     setproctitle.setproctitle(f"{process_tag(args.name)} coordinator --cluster-dir {args.cluster_dir}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from coordinator.server import CoordinatorServer
 
     CoordinatorServer(args.cluster_dir, args.name, args.ready_fd, args.parent_alive_fd,
-                      inject=args.inject, dilation=args.dilation).run()
+                      inject=args.inject, dilation=args.dilation, sysctl=args.sysctl).run()
 
 
 if __name__ == "__main__":

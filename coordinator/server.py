@@ -32,7 +32,7 @@ log = logging.getLogger("coordinator")
 
 class CoordinatorServer:
     def __init__(self, cluster_dir: Path, name: str, ready_fd: int | None, parent_alive_fd: int | None,
-                 inject: str = "virtual", dilation: float = 1.0):
+                 inject: str = "virtual", dilation: float = 1.0, sysctl: list[str] | None = None):
         self.cluster_dir = cluster_dir
         self.name = name
         self.ready_fd = ready_fd
@@ -48,6 +48,7 @@ class CoordinatorServer:
         self.latency = LatencyService(self.state, inject, dilation)
         self.trace = TraceService(self.state)
         self.files = FileService(self.state, cluster_dir / STORE_DIR)
+        self.tasks.sysctl.preset(sysctl or [])
         for service in (self.tasks, self.latency, self.trace, self.files):
             for kind, handler in service.handlers().items():
                 r.on(kind, handler)
@@ -171,6 +172,7 @@ class CoordinatorServer:
         endpoints = {rec.id: rec.endpoint for rec in self.state.nodes.values()}
         yield [Call(f"node:{i}", lc.NodePeers(endpoints=endpoints)) for i in endpoints]
         yield self.latency.push(self.latency.table)
+        yield self.tasks.sysctl.push_all()
 
     def _ready(self, _result: object, exc: BaseException | None) -> None:
         if exc is not None:

@@ -57,7 +57,8 @@ class TaskService:
             endpoint = self._endpoint(rec.node)
             info = self.table.info(rec)
             yield Call(f"node:{rec.node}", tm.NodeTaskAttach(task_id=rec.task_id, pid=rec.pid, comm=rec.comm, cpu=rec.cpu,
-                                                             policy=rec.policy.to_wire(), mems_allowed=info["mems_allowed"]))
+                                                             policy=rec.policy.to_wire(), mems_allowed=info["mems_allowed"],
+                                                             replication=self.table.cpuset(rec.cpuset).replication))
         except NumaEmuError:
             self.table.remove(rec.task_id)
             raise
@@ -127,7 +128,8 @@ class TaskService:
             if ch.rebound:
                 calls.append(Call(dest, tm.NodeTaskPolicy(task_id=ch.task_id, policy=ch.policy.to_wire(),
                                                           mems_allowed=sorted(ch.mems),
-                                                          old_mems_allowed=sorted(ch.old_mems))))
+                                                          old_mems_allowed=sorted(ch.old_mems),
+                                                          replication=self._replication_of(ch.task_id))))
         if not calls:
             return
         try:
@@ -135,12 +137,23 @@ class TaskService:
         except NumaEmuError as exc:
             raise NumaEmuError(ErrorCode.EIO, f"{what} is done, but not every home node heard of it: {exc}") from None
 
+    def _replication_of(self, task_id: int) -> bool:
+        return self.table.cpuset(self.table.get(task_id).cpuset).replication
+
     def cpuset_set(self, msg: cm.CpusetSet):
         cs, changes = self.table.change_cpuset(msg.name, cpus=msg.cpus, mems=msg.mems,
                                                memory_migrate=msg.memory_migrate, replication=msg.replication)
         log.info("cpuset %s now cpus %s mems %s memory_migrate %d replication %d; %d task(s) changed", cs.name,
                  format_nodelist(cs.cpus), format_nodelist(cs.mems), cs.memory_migrate, cs.replication, len(changes))
         yield from self._push_changes(f"the change of cpuset '{cs.name}'", changes)
+        if msg.replication is not None:  # the flag reaches the home node of every task of the cpuset
+            rebound = {ch.task_id for ch in changes if ch.rebound}
+            mems = sorted(cs.mems)
+            calls = [Call(f"node:{t.node}", tm.NodeTaskPolicy(task_id=t.task_id, policy=t.policy.to_wire(), mems_allowed=mems,
+                                                            old_mems_allowed=mems, replication=cs.replication))
+                     for t in self.table.tasks.values() if t.cpuset == cs.name and t.task_id not in rebound]
+            if calls:
+                yield calls
         return cm.CpusetSetReply(cpuset=self.table.cpuset_info(cs),
                                  rebound=[ch.task_id for ch in changes if ch.rebound],
                                  moved=[[ch.task_id, ch.old_cpu, ch.cpu] for ch in changes if ch.cpu_moved])
@@ -186,6 +199,22 @@ class SysctlService:
         if not isinstance(key, str) or key not in self.table:
             raise NumaEmuError(ErrorCode.ENOENT, f"unknown key {key!r} (see: numa-emu sysctl -a)")
         return self.table[key]
+
+    def preset(self, assignments: list[str]) -> None:
+        """Values given at start (`up --sysctl KEY=VALUE`, `--unsafe-unreplicate`); they reach the
+        nodes with `push_all` once every node is up. EINVAL on a bad one: the cluster does not start."""
+        for text in assignments:
+            key, sep, value = text.partition("=")
+            if not sep:
+                raise NumaEmuError(ErrorCode.EINVAL, f"--sysctl takes KEY=VALUE, not {text!r}")
+            tunable = self._tunable(key.strip())
+            self.values[tunable.key] = tunable.check(value)
+
+    def push_all(self):
+        """Effects that give every live node the node-scope values that differ from the defaults."""
+        values = {k: v for k, v in self.values.items()
+                  if self.table[k].scope == cm.SCOPE_NODES and v != self.table[k].default}
+        return [Call(f"node:{rec.id}", cm.NodeSysctl(values=values)) for rec in self.state.live_nodes()] if values else []
 
     def get(self, msg: cm.SysctlGet) -> cm.SysctlReply:
         keys = list(self.table) if msg.keys is None else [self._tunable(k).key for k in msg.keys]

@@ -47,6 +47,25 @@ class TaskState:
     replication: bool = True  # the task's cpuset lets it replicate page-cache pages
 
 
+class _FaultBatch:
+    """The fault events of one allocation run, one event per supplier node (parallel lists):
+    tracing a large first touch costs a list append per page, not an event."""
+
+    def __init__(self) -> None:
+        self.by_node: dict[int, tuple[list, list, list]] = {}
+
+    def add(self, node: int, addr: int, frame: int, vns: int) -> None:
+        addrs, frames, vnss = self.by_node.setdefault(node, ([], [], []))
+        addrs.append(addr)
+        frames.append(frame)
+        vnss.append(vns)
+
+    def emit(self, tracer, task, write: bool) -> None:
+        for node, (addrs, frames, vnss) in self.by_node.items():
+            tracer.emit("fault", task=task.task_id, vns=vnss[-1], write=write, supplier=node, local=node == task.node,
+                        addrs=addrs, frames_mapped=frames, vnss=vnss)
+
+
 class MemoryManager:
     def __init__(self, core: NodeCore, pcache: PageCacheView):
         self.core = core
@@ -94,6 +113,8 @@ class MemoryManager:
         if new_policy != task.policy:
             task.il_cursor = InterleaveCursor()
         task.policy, task.mems = new_policy, new_mems
+        if msg.replication is not None:
+            task.replication = msg.replication
         if self.core.trace.on:
             self.core.trace.emit("policy", task=task.task_id, vns=task.clock_ns, scope="task",
                                  policy=new_policy.to_wire(), mems=sorted(new_mems))
@@ -181,12 +202,15 @@ class MemoryManager:
         core, cost = self.core, self.core.cost
         for placement, plist in groups.items():
             got = yield from core.allocate(placement, len(plist), task.node, fill)
+            batch = _FaultBatch()
+            tracing = core.trace.on
             for p, (node, frame, gen) in zip(plist, got):
                 region.node[p], region.frame[p], region.gen[p] = node, frame, gen
                 task.clock_ns += cost.fault_ns(task.node, node)
-                if core.trace.on:
-                    core.trace.emit("fault", task=task.task_id, vns=task.clock_ns, addr=region.start + p * core.page_size,
-                                    write=write, supplier=node, frame=frame, local=node == task.node)
+                if tracing:
+                    batch.add(node, region.start + p * core.page_size, frame, task.clock_ns)
+            if tracing:
+                batch.emit(core.trace, task, write)
             task.faults += len(got)
             core.events["pgfault"] += len(got)
             if len(got) < len(plist):

@@ -45,9 +45,12 @@ class PageCacheView:
         Returns (CachedPage, cost in ns of the directory's work)."""
         key = (obj, idx)
         page = self.pages.get(key)
-        if page is not None and (page.writable or not write):
-            return page, 0
         core = self.core
+        # A reader that may replicate asks again while only a remote master is cached: the
+        # replication decision is taken at every read-only lookup (find_get_page_readonly).
+        may_gain_replica = replicate and not write and page is not None and not page.replica and page.node != core.node_id
+        if page is not None and (page.writable or not write) and not may_gain_replica:
+            return page, 0
         home = directory_home(obj, idx, core.n_nodes)
         while True:
             common = dict(obj=obj, idx=idx, mapper=core.node_id, task_node=task.node, policy=policy,

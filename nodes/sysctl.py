@@ -51,6 +51,16 @@ class NodeControl:
         self.appliers: dict[str, Callable[[int | str], None]] = {
             cm.weight_key(n): functools.partial(self._set_weight, n) for n in sorted(core.possible)}
         self.appliers[cm.NUMA_STAT_KEY] = lambda value: self.core.numastat.switch(bool(value))
+        repl = core.repl
+        self.appliers.update({
+            cm.REPL_KEY: lambda v: setattr(repl, "enabled", bool(v)),
+            cm.REPL_MODE_KEY: lambda v: setattr(repl, "mode", v),
+            cm.REPL_BACKOFF_KEY: lambda v: setattr(repl, "backoff", bool(v)),
+            cm.REPL_WINDOW_KEY: lambda v: setattr(repl, "thrash_window_ns", int(v) * 1_000_000),
+            cm.REPL_COOLDOWN_KEY: lambda v: setattr(repl, "cooldown_ns", int(v) * 1_000_000),
+            cm.UNSAFE_KEY: lambda v: setattr(repl, "unsafe_unreplicate", bool(v)),
+            cm.UNSAFE_DELAY_KEY: lambda v: setattr(repl, "unsafe_unmap_delay_ns", int(v) * 1_000_000),
+        })
 
     def handlers(self) -> dict:
         return {"node.sysctl": self.sysctl, "node.task.cpu": self.task_cpu}

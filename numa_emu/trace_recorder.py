@@ -56,14 +56,16 @@ class Recorder:
 
 
 def record_file(info: ClusterInfo, path: Path, until: Callable[[], bool], events: list[str] | None,
-                tasks: list[int] | None) -> tuple[int, int]:
-    """Record into `path` until `until()`; returns (events written, events dropped)."""
+                tasks: list[int] | None, started: Callable[[], None] = lambda: None) -> tuple[int, int]:
+    """Record into `path` until `until()`; `started()` runs once the trace points are on (start
+    the command there, so that none of its first events is lost). Returns (written, dropped)."""
     with open(path, "w") as out:
         recorder = Recorder(info, out)
         try:
             recorder.drain()  # discard nothing: events from before `on` are not buffered anyway
             recorder.configure(True, events, tasks)
             try:
+                started()
                 recorder.record(until)
             finally:
                 recorder.configure(False)

@@ -50,6 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     stats = sub.add_parser("stats", help="counts per event and node, and the thrashing pages")
     stats.add_argument("file", type=Path)
     stats.add_argument("--top", type=int, default=10, help="how many thrashing pages to list")
+    stats.add_argument("--json", action="store_true", help="print JSON for scripts")
 
 
 def _tasks(text: str | None) -> list[int] | None:
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             return 3
         if args.op == "show":
             return traceview.show(args.file, page=args.page, task=args.task, event=args.event)
-        return traceview.stats(args.file, top=args.top)
+        return traceview.stats(args.file, top=args.top, as_json=args.json)
     info = running_cluster(args)
     if args.op in ("on", "off"):
         from numa_emu.trace_recorder import Recorder
@@ -100,18 +101,23 @@ def _record(args: argparse.Namespace, info) -> int:
     if not command and args.duration is None:
         fail("trace record needs --duration S or -- COMMAND ...")
         return EXIT_USAGE
-    proc = None
+    procs: list[subprocess.Popen] = []
+    end = [0.0]
+
+    def started() -> None:  # called once tracing is on everywhere
+        if command:
+            procs.append(subprocess.Popen(command))
+        else:
+            end[0] = time.monotonic() + args.duration
+
+    def until() -> bool:
+        return procs[0].poll() is not None if command else time.monotonic() >= end[0]
+
     status = 0
-    if command:
-        proc = subprocess.Popen(command)
-        until = lambda: proc.poll() is not None  # noqa: E731
-    else:
-        end = time.monotonic() + args.duration
-        until = lambda: time.monotonic() >= end  # noqa: E731
     try:
-        written, dropped = record_file(info, args.output, until, _list(args.events), _tasks(args.tasks))
+        written, dropped = record_file(info, args.output, until, _list(args.events), _tasks(args.tasks), started)
     finally:
-        if proc is not None:
+        for proc in procs:
             if proc.poll() is None:
                 proc.terminate()
             status = proc.wait()

@@ -25,6 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "are also held back by latency x dilation")
     p.add_argument("--dilation", type=float, default=1000.0, metavar="X",
                    help="real mode: wall delay = modeled latency x X (default 1000: 100 ns -> 100 us)")
+    p.add_argument("--sysctl", action="append", default=[], metavar="KEY=VALUE",
+                   help="a tunable's value from the start (see numa-emu sysctl -a); repeatable")
+    p.add_argument("--unsafe-unreplicate", action="store_true",
+                   help="unreplicate in the 2007 order (no lock, free at once, unmap later): reproduces the race "
+                        "on purpose; same as --sysctl vm.unsafe_unreplicate=1")
     g = p.add_argument_group("a machine described on the command line")
     g.add_argument("--nodes", type=int, metavar="N")
     g.add_argument("--cpus-per-node", type=int, default=1, metavar="C")
@@ -55,8 +60,10 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or cluster.DEFAULT_NAME
     if not args.dilation > 0:
         raise SystemExit(fail(f"--dilation must be positive, got {args.dilation:g}") or EXIT_USAGE)
+    sysctl = args.sysctl + (["vm.unsafe_unreplicate=1"] if args.unsafe_unreplicate else [])
     started = cluster.start(name, topology, foreground=args.foreground,
-                            coordinator_args=["--inject", args.inject, "--dilation", repr(args.dilation)])
+                            coordinator_args=["--inject", args.inject, "--dilation", repr(args.dilation)]
+                            + [f"--sysctl={kv}" for kv in sysctl])
     total_mem = sum(n.mem_bytes for n in topology.nodes)
     inject = "virtual" if args.inject == "virtual" else f"real x{args.dilation:g}"
     print(f"cluster {name} up: {topology.n_nodes} nodes ({topology.name}), {len(topology.cpus)} cpus, "

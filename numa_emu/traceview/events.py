@@ -58,9 +58,23 @@ def parse_events(lines: Iterable[str]) -> list[dict[str, Any]]:
         task = event.get("task")
         if task is not None and (isinstance(task, bool) or not isinstance(task, int)):
             raise TraceError(number, f"\"task\" is not a pid: {task!r}")
-        out.append(event)
+        out.extend(expand(event))
     out.sort(key=lambda e: e["wall_ns"])
     return out
+
+
+# A batched fault (one event for a run of pages of one supplier, so that tracing a large
+# first touch stays cheap) carries parallel lists; the reader turns it back into one per page.
+BATCH_FIELDS = {"addrs": "addr", "frames_mapped": "frame", "vnss": "vns"}
+
+
+def expand(event: dict[str, Any]) -> list[dict[str, Any]]:
+    if "addrs" not in event:
+        return [event]
+    lists = {single: event.get(batch) or [] for batch, single in BATCH_FIELDS.items()}
+    base = {k: v for k, v in event.items() if k not in BATCH_FIELDS}
+    return [dict(base, **{single: values[i] for single, values in lists.items() if i < len(values)})
+            for i in range(len(lists["addr"]))]
 
 
 def load(path: Path) -> list[dict[str, Any]]:

@@ -187,6 +187,52 @@ def _parse_switch(text: str) -> int:
     return int(value)
 
 
+REPLICATION_MODES = ("all", "no-writers", "exec-only")
+REPL_KEY = "vm.pagecache_replication"
+REPL_MODE_KEY = "vm.pagecache_replication_mode"
+REPL_BACKOFF_KEY = "vm.pagecache_replication_backoff"
+REPL_WINDOW_KEY = "vm.pagecache_replication_thrash_window_ms"
+REPL_COOLDOWN_KEY = "vm.pagecache_replication_cooldown_ms"
+UNSAFE_KEY = "vm.unsafe_unreplicate"
+UNSAFE_DELAY_KEY = "vm.unsafe_unmap_delay_ms"
+
+
+def _parse_mode(text: str) -> str:
+    word = text.strip()
+    if word not in REPLICATION_MODES:
+        raise NumaEmuError(ErrorCode.EINVAL, f"invalid value {text!r}: expected one of {', '.join(REPLICATION_MODES)}")
+    return word
+
+
+def _parse_ms(text: str) -> int:
+    value = text.strip()
+    if not value.isdigit() or int(value) > 3_600_000:
+        raise NumaEmuError(ErrorCode.EINVAL, f"invalid value {text!r}: expected milliseconds from 0 to 3600000")
+    return int(value)
+
+
+def _replication_tunables() -> list[Tunable]:
+    """The replicated page cache's switches (REFERENCE.md b16 and the 2007 thread's proposals)."""
+    return [
+        Tunable(REPL_KEY, _parse_switch, 1, SCOPE_NODES,
+                "page-cache replication on remote reads of clean pages: 1 on, 0 off (cpusets can also turn it off)"),
+        Tunable(REPL_MODE_KEY, _parse_mode, "all", SCOPE_NODES,
+                "which pages replicate: all clean pages, no-writers (files no task maps writable: "
+                "mapping_writably_mapped), exec-only (files mapped executable)"),
+        Tunable(REPL_BACKOFF_KEY, _parse_switch, 1, SCOPE_NODES,
+                "thrash control: a page whose replica a write zapped within the window stops replicating for a while"),
+        Tunable(REPL_WINDOW_KEY, _parse_ms, 1000, SCOPE_NODES,
+                "a replica zapped by a write younger than this (ms) counts as thrashing"),
+        Tunable(REPL_COOLDOWN_KEY, _parse_ms, 1000, SCOPE_NODES,
+                "first back-off of a thrashing page (ms); doubles on every repeat"),
+        Tunable(UNSAFE_KEY, _parse_switch, 0, SCOPE_NODES,
+                "1: unreplicate in the 2007 order (no page lock, free at once, unmap later, no acks): "
+                "stale accesses become possible and are counted (repl_stale_access)"),
+        Tunable(UNSAFE_DELAY_KEY, _parse_ms, 100, SCOPE_NODES,
+                "with vm.unsafe_unreplicate=1: how long after the free the unmaps are sent (ms)"),
+    ]
+
+
 def tunables(nodes: Iterable[int]) -> dict[str, Tunable]:
     """Every key of a cluster whose node ids are `nodes`, sorted by key."""
     table = [Tunable(weight_key(n), _weight_parser(n), DEFAULT_WEIGHT, SCOPE_NODES,
@@ -195,4 +241,5 @@ def tunables(nodes: Iterable[int]) -> dict[str, Tunable]:
              for n in sorted(set(nodes))]
     table.append(Tunable(NUMA_STAT_KEY, _parse_switch, 1, SCOPE_NODES,
                          "numastat counters: 0 stops and clears them on every node, 1 counts again"))
+    table.extend(_replication_tunables())
     return {t.key: t for t in sorted(table, key=lambda t: t.key)}

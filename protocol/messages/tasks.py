@@ -118,6 +118,7 @@ class NodeTaskPolicy(Request):
     policy: dict
     mems_allowed: list
     old_mems_allowed: list
+    replication: bool | None = None  # the task's cpuset's replication flag, when it may have changed
 
 
 @message

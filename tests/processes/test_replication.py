@@ -3,6 +3,8 @@ where and only where the rules say, a write collapses them and nobody reads old 
 counters add up, thrashing pages back off, memory pressure reclaims replicas, down/up loses no write."""
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from protocol.messages import tasks as tm
@@ -167,3 +169,62 @@ def test_private_read_only_mapping_refuses_writes(four, puppets):
         r.do("write", **{"as": "m"}, offset=0, data="00")
     assert err.value.errno_name == "EACCES"
     assert r.do("read", **{"as": "m"}, offset=0, length=1) == "41"
+
+
+def _read_remote(puppets, c, cpu=3, cpuset_env=None):
+    reader = puppets(c, cpu)
+    reader.do("open", name="f")
+    assert reader.do("pread", name="f", offset=0, length=1) == "41"
+    return reader
+
+
+def test_global_switch_turns_replication_off_and_on(four, puppets, cli):
+    seeded(puppets, four, pages=2)
+    cli("sysctl", "--name", four.name, "vm.pagecache_replication=0", check=True)
+    _read_remote(puppets, four)
+    assert total(four, "pgreplicated") == 0
+    cli("sysctl", "--name", four.name, "vm.pagecache_replication=1", check=True)
+    _read_remote(puppets, four, cpu=2)
+    assert vm(four)[2]["pgreplicated"] == 1
+
+
+def test_cpuset_switch_scopes_replication(four, puppets, cli, tmp_path):
+    seeded(puppets, four, pages=2)
+    cli("cpuset", "create", "norepl", "--name", four.name, "--cpus", "3", "--mems", "0-3", "--replication", "off",
+        check=True)
+    script = tmp_path / "r.py"
+    script.write_text("import numa_emu\nwith numa_emu.attach() as t:\n    print(t.open('f').pread(0, 1).hex())\n")
+    out = cli("cpuset", "exec", "--name", four.name, "norepl", "--", sys.executable, str(script), check=True)
+    assert out.stdout.strip() == "41" and total(four, "pgreplicated") == 0
+    _read_remote(puppets, four, cpu=3)  # the same cpu outside the cpuset replicates
+    assert vm(four)[3]["pgreplicated"] == 1
+
+
+def test_no_writers_mode_skips_files_mapped_writable(four, puppets, cli):
+    writer = seeded(puppets, four, pages=2)
+    cli("sysctl", "--name", four.name, "vm.pagecache_replication_mode=no-writers", check=True)
+    writer.do("map", name="f", **{"as": "w"}, writable=True)  # the file is now writably mapped
+    _read_remote(puppets, four)
+    assert total(four, "pgreplicated") == 0
+    writer.do("munmap", **{"as": "w"})
+    _read_remote(puppets, four, cpu=2)
+    assert vm(four)[2]["pgreplicated"] == 1
+
+
+def test_exec_only_mode_replicates_only_executable_mappings(four, puppets, cli):
+    writer = seeded(puppets, four, pages=2)
+    cli("sysctl", "--name", four.name, "vm.pagecache_replication_mode=exec-only", check=True)
+    _read_remote(puppets, four)
+    assert total(four, "pgreplicated") == 0
+    writer.do("map", name="f", **{"as": "x"}, writable=False, exec=True)
+    _read_remote(puppets, four, cpu=2)
+    assert vm(four)[2]["pgreplicated"] == 1
+
+
+def test_up_unsafe_unreplicate_sets_the_switch(cli, cluster_name):
+    cli("up", "--name", cluster_name, "--nodes", "2", "--mem-per-node", "16MiB", "--unsafe-unreplicate", check=True)
+    try:
+        out = cli("sysctl", "--name", cluster_name, "vm.unsafe_unreplicate", check=True).stdout
+        assert out == "vm.unsafe_unreplicate = 1\n"
+    finally:
+        cli("down", "--name", cluster_name, check=True)

@@ -21,9 +21,14 @@ W0, W1 = cm.weight_key(0), cm.weight_key(1)
 
 def test_the_table_lists_every_key_with_parser_default_and_scope():
     table = cm.tunables([1, 0])
-    assert list(table) == [W0, W1, "vm.numa_stat"]
-    assert {t.default for t in table.values()} == {1}
+    assert list(table) == [W0, W1, "vm.numa_stat"] + REPLICATION_KEYS
+    assert {t.key: t.default for t in table.values()} == dict(REPLICATION_DEFAULTS, **{W0: 1, W1: 1, "vm.numa_stat": 1})
     assert {t.scope for t in table.values()} == {cm.SCOPE_NODES}
+    assert table["vm.pagecache_replication_mode"].check("no-writers") == "no-writers"
+    for key, bad in (("vm.pagecache_replication_mode", "some"), ("vm.unsafe_unmap_delay_ms", "-5"),
+                     ("vm.pagecache_replication", "yes")):
+        with pytest.raises(NumaEmuError):
+            table[key].check(bad)
     assert table[W0].check("5") == 5 and table[W0].check("0x10\n") == 16 and table[W0].check(255) == 255
     for bad in ("0", "256", "-1", "", "five", "1.5"):
         with pytest.raises(NumaEmuError) as info:
@@ -63,6 +68,14 @@ def sysctl(cli):
     return run
 
 
+REPLICATION_DEFAULTS = {
+    "vm.pagecache_replication": 1, "vm.pagecache_replication_backoff": 1,
+    "vm.pagecache_replication_cooldown_ms": 1000, "vm.pagecache_replication_mode": "all",
+    "vm.pagecache_replication_thrash_window_ms": 1000, "vm.unsafe_unmap_delay_ms": 100, "vm.unsafe_unreplicate": 0,
+}
+REPLICATION_KEYS = sorted(REPLICATION_DEFAULTS)
+
+
 def numastat(c) -> dict[int, dict]:
     with c.client() as client:
         return {n: d["numastat"] for n, d in client.call(tm.ClusterStats()).nodes.items()}
@@ -77,7 +90,8 @@ def one_error_line(proc, code: int, *fragments: str) -> None:
 
 @pytest.mark.cluster
 def test_weights_5_2_put_5_of_7_pages_on_node_0(two, sysctl):
-    assert sysctl(two, "-a").stdout.splitlines() == [f"{W0} = 1", f"{W1} = 1", "vm.numa_stat = 1"]
+    assert sysctl(two, "-a").stdout.splitlines() == [f"{W0} = 1", f"{W1} = 1", "vm.numa_stat = 1"] + [
+        f"{k} = {REPLICATION_DEFAULTS[k]}" for k in REPLICATION_KEYS]
     assert sysctl(two, f"{W0}=5").stdout == f"{W0} = 5\n"
     assert sysctl(two, f"{W1}=2", W0).stdout.splitlines() == [f"{W1} = 2", f"{W0} = 5"]
     with numa_emu.attach(0, cluster=two.name) as task:
