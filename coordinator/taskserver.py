@@ -171,7 +171,8 @@ class TaskService:
         replies = yield [Call(f"node:{n}", tm.NodeStats()) for n in live]
         return tm.ClusterStatsReply(nodes={r.node_id: {"numastat": r.numastat, "vmstat": r.vmstat,
                                                        "frames_free": r.frames_free, "frames_total": r.frames_total,
-                                                       "tasks": r.tasks} for r in replies})
+                                                       "tasks": r.tasks, "repl_lifetimes": r.repl_lifetimes or {}}
+                                                   for r in replies})
 
     def watch(self) -> None:
         """Release the memory of tasks whose process is gone (exit without detach, SIGKILL)."""

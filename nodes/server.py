@@ -171,7 +171,8 @@ class NodeServer:
 
     def on_stats(self, msg: tm.NodeStats) -> tm.NodeStatsReply:
         return tm.NodeStatsReply(node_id=self.node_id, numastat=dict(self.core.numastat), vmstat=self.core.vmstat(),
-                                 frames_free=self.pool.free, frames_total=self.pool.frames, tasks=self.mm.task_pages())
+                                 frames_free=self.pool.free, frames_total=self.pool.frames, tasks=self.mm.task_pages(),
+                                 repl_lifetimes=dict(self.core.repl_lifetimes))
 
     def on_shutdown(self, msg: lc.NodeShutdown) -> Ok:
         self.reactor.call_later(0, lambda: self.exit("shutdown requested"))

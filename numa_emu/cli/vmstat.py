@@ -4,6 +4,9 @@ The sums over the live nodes of their counters, under the kernel's names and in 
 order (mm/vmstat.c vmstat_text[]): nr_free_pages, the six NUMA counters (numa_hit, numa_miss,
 numa_foreign, numa_interleave, numa_local, numa_other), pgalloc_normal, pgfree, pgfault and
 whatever else the nodes count. --json prints the same counters as one JSON object.
+--repl-lifetimes prints the histogram of replica lifetimes instead (creation to zap, in
+power-of-two millisecond buckets, summed over the directory shards), as proposed in the 2007
+thread to tell useful replicas from thrashing ones.
 The cluster: --name, else $NUMA_EMU_CLUSTER, else the only cluster that is up.
 """
 from __future__ import annotations
@@ -24,6 +27,16 @@ NOT_IN_VMSTAT = frozenset({"nr_total_pages"})
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_name_option(p)
     add_json_option(p)
+    p.add_argument("--repl-lifetimes", action="store_true", help="the histogram of replica lifetimes")
+
+
+def lifetime_histogram(stats: dict[int, dict]) -> list[tuple[str, int]]:
+    """(bucket, replicas) over every node, buckets in increasing order ("<1ms", "<2ms", ...)."""
+    total: dict[str, int] = {}
+    for data in stats.values():
+        for bucket, n in (data.get("repl_lifetimes") or {}).items():
+            total[bucket] = total.get(bucket, 0) + int(n)
+    return sorted(total.items(), key=lambda item: int(item[0][1:-2]))
 
 
 def system_vmstat(stats: dict[int, dict]) -> dict[str, int]:
@@ -43,7 +56,18 @@ def system_vmstat(stats: dict[int, dict]) -> dict[str, int]:
 def run(args: argparse.Namespace) -> int:
     from numa_emu.formats.vmstat import ORDER, format_vmstat
 
-    values = system_vmstat(cluster_stats(frontend_cluster(args.name)))
+    stats = cluster_stats(frontend_cluster(args.name))
+    if args.repl_lifetimes:
+        histogram = lifetime_histogram(stats)
+        if args.json:
+            print(json.dumps(dict(histogram), indent=2))
+            return 0
+        count = sum(n for _, n in histogram)
+        print(f"replica lifetimes (creation to zap), {count} replicas torn down")
+        for bucket, n in histogram:
+            print(f"{bucket:>10} {n:>8} {'#' * round(40 * n / max(1, max(c for _, c in histogram)))}")
+        return 0
+    values = system_vmstat(stats)
     if args.json:
         rank = {name: i for i, name in enumerate(ORDER)}
         ordered = sorted(values, key=lambda n: (rank.get(n, len(rank)), n))

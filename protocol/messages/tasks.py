@@ -144,6 +144,7 @@ class NodeStatsReply(Reply):
     frames_free: int
     frames_total: int
     tasks: dict  # task id -> {"pages": {node: n}, "clock_ns": int}
+    repl_lifetimes: dict | None = None  # histogram of replica lifetimes in this directory shard: "<2ms" -> n
 
 
 @message

@@ -228,3 +228,12 @@ def test_up_unsafe_unreplicate_sets_the_switch(cli, cluster_name):
         assert out == "vm.unsafe_unreplicate = 1\n"
     finally:
         cli("down", "--name", cluster_name, check=True)
+
+
+def test_replica_lifetime_histogram(four, puppets, cli):
+    writer = seeded(puppets, four, pages=2)
+    _read_remote(puppets, four, cpu=3)
+    writer.do("pwrite", name="f", offset=0, data="44")  # zaps the replica well under a second old
+    out = cli("vmstat", "--name", four.name, "--repl-lifetimes", check=True).stdout.splitlines()
+    assert out[0] == "replica lifetimes (creation to zap), 1 replicas torn down"
+    assert len(out) == 2 and out[1].split()[1] == "1" and out[1].split()[0].endswith("ms")
