@@ -85,6 +85,7 @@ class CoordinatorServer:
             "protocol_version": PROTOCOL_VERSION,
             "coordinator": {"pid": os.getpid(), "endpoint": self.endpoint, "started": self.started_wall},
             "nodes": [{"id": i, "pid": pid} for i, pid in sorted(self.supervisor.pids().items())],
+            "zygote": {"pid": self.supervisor.zygote_pid},
         })
 
     def _tell_cli(self, line: str) -> None:

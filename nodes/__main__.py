@@ -1,13 +1,25 @@
-"""Entry point: python -m nodes --cluster-dir DIR --name NAME --node I --coordinator ENDPOINT [--alive-fd FD]."""
+"""Entry point of one node: python -m nodes --cluster-dir DIR --name NAME --node I --coordinator ENDPOINT
+[--alive-fd FD]. Clusters start their nodes through the fork server (nodes.zygote), which calls
+start_node in each forked child; this entry point runs one node by itself."""
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
-import setproctitle
 
-from protocol.clusterdir import process_tag
+def start_node(cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None) -> int:
+    """Run node `node_id` until it stops; its exit status."""
+    import setproctitle
+
+    from protocol.clusterdir import process_tag
+
+    setproctitle.setproctitle(f"{process_tag(name)} node {node_id} --cluster-dir {cluster_dir}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
+    from nodes.server import serve
+
+    return serve(cluster_dir, name, node_id, coordinator, alive_fd)
 
 
 def main() -> None:
@@ -18,11 +30,7 @@ def main() -> None:
     parser.add_argument("--coordinator", required=True)
     parser.add_argument("--alive-fd", type=int)
     args = parser.parse_args()
-    setproctitle.setproctitle(f"{process_tag(args.name)} node {args.node} --cluster-dir {args.cluster_dir}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from nodes.server import main as serve
-
-    serve(args.cluster_dir, args.name, args.node, args.coordinator, args.alive_fd)
+    sys.exit(start_node(args.cluster_dir, args.name, args.node, args.coordinator, args.alive_fd))
 
 
 if __name__ == "__main__":

@@ -193,10 +193,11 @@ def _one(call: Call):
     yield call
 
 
-def main(cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None) -> None:
+def serve(cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None) -> int:
+    """Run one node until it stops; its exit status."""
     try:
         server = NodeServer(cluster_dir, name, node_id, coordinator, alive_fd)
     except (NumaEmuError, OSError) as exc:
         log.error("node %d cannot start: %s", node_id, exc)
-        sys.exit(1)
-    sys.exit(server.run())
+        return 1
+    return server.run()

@@ -45,7 +45,9 @@ class ClusterInfo:
 
     @property
     def pids(self) -> list[int]:
-        return [self.coordinator_pid] + [int(n["pid"]) for n in self.data.get("nodes", [])]
+        """The coordinator, the nodes and their fork server."""
+        zygote = (self.data.get("zygote") or {}).get("pid")
+        return [self.coordinator_pid] + [int(n["pid"]) for n in self.data.get("nodes", [])] + ([int(zygote)] if zygote else [])
 
     def client(self, timeout_s: float | None = None) -> Client:
         return Client(self.endpoint) if timeout_s is None else Client(self.endpoint, timeout_s=timeout_s)
@@ -178,7 +180,7 @@ def _spawn_coordinator(cdir: Path, name: str, foreground: bool, extra: list[str]
 
 def _recorded_pids(cdir: Path) -> list[int]:
     try:
-        return [int(n["pid"]) for n in read_json(cdir / CLUSTER_FILE).get("nodes", [])]
+        return ClusterInfo("", cdir, read_json(cdir / CLUSTER_FILE)).pids[1:]
     except (OSError, ValueError, KeyError, TypeError):
         return []
 

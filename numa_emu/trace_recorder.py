@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from numa_emu.cluster import ClusterInfo
+from numa_emu.traceview.events import expand
 from protocol.messages import trace as trm
 
 DRAIN_INTERVAL_S = 0.2
@@ -33,7 +34,8 @@ class Recorder:
         sent_ns = time.time_ns()
         reply = self.client.call(trm.TraceCollect())
         self.dropped += reply.dropped
-        merged = sorted(self.pending + reply.events, key=lambda e: e["wall_ns"])
+        fresh = [one for event in reply.events for one in expand(event)]  # batched faults: one line per page
+        merged = sorted(self.pending + fresh, key=lambda e: e["wall_ns"])
         cut = len(merged) if final else next((i for i, e in enumerate(merged) if e["wall_ns"] >= sent_ns), len(merged))
         for event in merged[:cut]:
             self.out.write(json.dumps(event, separators=(",", ":")) + "\n")

@@ -52,7 +52,7 @@ def test_no_stale_read_with_the_default_protocol(cluster_factory, cli):
 
 def test_unsafe_unreplicate_allows_stale_accesses_and_counts_them(cluster_factory, cli):
     c = cluster_factory("default-4n")
-    cli("sysctl", "--name", c.name, "vm.unsafe_unreplicate=1", "vm.unsafe_unmap_delay_ms=50", check=True)
+    cli("sysctl", "--name", c.name, "vm.unsafe_unreplicate=1", "vm.unsafe_unmap_delay_ms=300", check=True)
     writes, reads = run_race(c, cli, seconds=3.0, rounds=25)
     stale = vm_total(c, "repl_stale_access")
     assert stale > 0
