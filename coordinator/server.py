@@ -54,7 +54,7 @@ class CoordinatorServer:
                 r.on(kind, handler)
         for kind, handler in {
             "ping": self.on_ping,
-            "proc.stats": lambda m: lc.ProcStatsReply(stats=dict(r.stats)),
+            "proc.stats": lambda m: lc.ProcStatsReply(stats=r.counters()),
             "node.register": self.on_register,
             "node.heartbeat": self.on_heartbeat,
             "cluster.status": self.on_status,

@@ -72,7 +72,7 @@ class NodeServer:
         self.last_heard = time.monotonic()
         for kind, handler in {
             "ping": self.on_ping,
-            "proc.stats": lambda m: lc.ProcStatsReply(stats=dict(r.stats)),
+            "proc.stats": lambda m: lc.ProcStatsReply(stats=r.counters()),
             "node.shutdown": self.on_shutdown,
             "coord.heartbeat": self.on_coordinator_heartbeat,
             "node.stats": self.on_stats,

@@ -81,9 +81,9 @@ class Message:
 
     @classmethod
     def from_wire(cls, env: dict[str, Any]) -> "Message":
-        """Build from a decoded envelope (consumed). msgpack yields exact builtin types only, so
-        exact-type lookups check fields (and keep bool apart from int) at memory speed."""
-        env = dict(env)
+        """Build from a decoded envelope, which it consumes (its `kind` is removed). msgpack yields
+        exact builtin types only, so exact-type lookups check fields (and keep bool apart from
+        int) at memory speed."""
         env.pop("kind", None)
         exact = cls._exact
         for name, value in env.items():
