@@ -55,17 +55,39 @@ class PageCacheView:
         while True:
             common = dict(obj=obj, idx=idx, mapper=core.node_id, task_node=task.node, policy=policy,
                           allowed=sorted(task.mems), interleave_index=interleave_index)
-            msg = pc.DirWrite(**common) if write else pc.DirRead(**common, replicate=replicate)
-            if home == core.node_id:
-                handler = self.replication.write if write else self.replication.read
-                reply = yield from handler(msg)
+            spare = self._spare_frame(task) if replicate and not write else None
+            if write:
+                msg = pc.DirWrite(**common)
             else:
-                reply = yield Call(node_dest(home), msg)
+                msg = pc.DirRead(**common, replicate=replicate, frame=spare,
+                                 generation=core.pool.generation[spare] if spare is not None else 0)
+            try:
+                if home == core.node_id:
+                    handler = self.replication.write if write else self.replication.read
+                    reply = yield from handler(msg)
+                else:
+                    reply = yield Call(node_dest(home), msg)
+            except BaseException:
+                if spare is not None:
+                    core.release([spare])
+                raise
+            if spare is not None:
+                if reply.replica and reply.node == core.node_id and reply.frame == spare:
+                    core.replica_frames[spare] = key  # the directory took it: it is a replica now
+                    core.events["pgreplicated"] += 1
+                else:
+                    core.release([spare])
             if reply.epoch >= self.seen_epoch.get(key, -1):
                 break  # else a shootdown overtook this answer: ask again
         page = CachedPage(reply.node, reply.frame, reply.generation, write, reply.replica)
         self.pages[key] = page
         return page, reply.cost_ns
+
+    def _spare_frame(self, task) -> int | None:
+        """A frame of this node for a replica, allocated before asking the directory (it saves the
+        directory a frame.alloc round trip); None when this node has none to spare."""
+        frames = self.core.supply(1, preferred=self.core.node_id, task_node=task.node, interleave=False, fill=None)
+        return frames[0] if frames else None
 
     def map(self, key: Key, task_id: int, vpage: int) -> None:
         self.rmap.setdefault(key, set()).add((task_id, vpage))
@@ -107,6 +129,8 @@ class PageCacheView:
                     region.node[p] = -1
                     self.unmap(key, task_id, vpage)
                 count += 1
+        if msg.free and msg.node == self.core.node_id and msg.frame in self.core.replica_frames:
+            self.core.release([msg.frame], zap_cause=msg.cause)  # the replica goes with its mappings
         if self.core.trace.on:
             self.core.trace.emit("shootdown", obj=msg.obj, idx=msg.idx, copy_node=msg.node, frame=msg.frame,
                                  write_protect=msg.write_protect, cause=msg.cause, phase="done", unmapped=count)

@@ -66,7 +66,8 @@ class Replication:
             cost = 0
             h = msg.mapper
             if (msg.replicate and msg.obj.startswith(FILE_PREFIX) and entry.node != h and h not in entry.replicas):
-                cost = yield from self._replicate(msg.obj, msg.idx, entry, h, msg.task_node)
+                spare = (msg.frame, msg.generation) if msg.frame is not None else None
+                cost = yield from self._replicate(msg.obj, msg.idx, entry, h, msg.task_node, spare)
             node, frame, gen, replica = entry.copy_of(h)
             entry.mappers[h] = node
             return pc.DirPageReply(node=node, frame=frame, generation=gen, replica=replica, epoch=entry.epoch,
@@ -112,8 +113,10 @@ class Replication:
         entry.node, entry.frame, entry.gen = node, frame, gen
 
     # ---- replicate ----------------------------------------------------------------------
-    def _replicate(self, obj: str, idx: int, entry: DirEntry, h: int, task_node: int):
-        """A replica of the master on node h; returns its cost in ns (0 when none was made)."""
+    def _replicate(self, obj: str, idx: int, entry: DirEntry, h: int, task_node: int,
+                   spare: tuple[int, int] | None = None):
+        """A replica of the master on node h, in the frame h offered (`spare`) or one allocated
+        there now; returns its cost in ns (0 when none was made)."""
         c = self.core
         now = c.clock_ns()
         if entry.dirty:
@@ -126,7 +129,10 @@ class Replication:
             cost += yield from self._shootdown(obj, idx, entry, [(w, entry.node, entry.frame) for w in entry.writers],
                                                write_protect=True, cause="replicate")
             entry.writers.clear()
-        frame, gen = yield from self._alloc_on(h, task_node, (obj, idx))
+        if spare is not None:
+            frame, gen = spare
+        else:
+            frame, gen = yield from self._alloc_on(h, task_node, (obj, idx))
         if frame is None:
             return cost
         if entry.node == c.node_id:
@@ -157,16 +163,17 @@ class Replication:
 
     # ---- shootdowns ---------------------------------------------------------------------
     def _shootdown(self, obj: str, idx: int, entry: DirEntry, targets: list[tuple[int, int, int]],
-                   write_protect: bool, cause: str):
+                   write_protect: bool, cause: str, free: bool = False):
         """Drop (or write-protect) the mappings (home node, copy node, copy frame) and wait for
-        every acknowledgement. A dead node cannot access anything: its silence counts as an ack.
+        every acknowledgement; with `free`, each target frees its replica once unmapped. All are
+        sent at once; a dead node cannot access anything: its silence counts as an ack.
         Returns the cost in ns charged to the access that caused it."""
         c = self.core
         entry.epoch += 1
         calls = []
         for home, node, frame in targets:
             msg = pc.PteShootdown(obj=obj, idx=idx, node=node, frame=frame, write_protect=write_protect,
-                                  cause=cause, epoch=entry.epoch)
+                                  free=free, cause=cause, epoch=entry.epoch)
             if c.trace.on:
                 c.trace.emit("shootdown", obj=obj, idx=idx, target=home, copy_node=node, frame=frame,
                              write_protect=write_protect, cause=cause, phase="sent")
@@ -174,9 +181,9 @@ class Replication:
                 self.local_shootdown(msg)
             else:
                 calls.append(Call(node_dest(home), msg))
-        for call in calls:  # each separately, so that one dead node does not hide the others' acks
+        if calls:
             try:
-                yield call
+                yield calls  # in parallel; the gather settles every call before it reports a failure
             except NumaEmuError as exc:
                 if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT):
                     raise
@@ -185,12 +192,13 @@ class Replication:
         return SHOOTDOWN_NS * len(targets)
 
     def _collapse(self, obj: str, idx: int, entry: DirEntry, cause: str, only: int | None = None):
-        """Tear down the replicas (or the one on node `only`): unmap, wait for the acks, then free."""
+        """Tear down the replicas (or the one on node `only`): every replica's node unmaps it, then
+        frees it, then acknowledges; only after every ack is the entry changed. A replica lives on
+        the only home node that maps it, so its free rides on its shootdown."""
         victims = {r: fe for r, fe in entry.replicas.items() if only is None or r == only}
-        targets = [(r, r, frame) for r, (frame, _gen) in victims.items() if entry.mappers.get(r) == r]
-        cost = yield from self._shootdown(obj, idx, entry, targets, False, cause)
+        targets = [(r, r, frame) for r, (frame, _gen) in victims.items()]
+        cost = yield from self._shootdown(obj, idx, entry, targets, False, cause, free=True)
         self._forget_replicas(obj, idx, entry, victims, cause)
-        yield from self.core.free_frames({r: [frame] for r, (frame, _gen) in victims.items()}, zap_cause=cause)
         return cost
 
     def _forget_replicas(self, obj: str, idx: int, entry: DirEntry, victims: dict, cause: str) -> None:

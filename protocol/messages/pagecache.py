@@ -172,6 +172,8 @@ class DirRead(Request):
     allowed: list
     interleave_index: int
     replicate: bool  # the asking task may replicate (cpuset, global switch, mode filter)
+    frame: int | None = None  # a frame the asker allocated on its own node for the replica, if any
+    generation: int = 0
 
 
 @message
@@ -238,6 +240,7 @@ class PteShootdown(Request):
     node: int  # the copy's node and frame
     frame: int
     write_protect: bool = False  # downgrade to read-only instead of unmapping
+    free: bool = False  # the copy is a replica on the receiving node: free it once unmapped
     cause: str = ""
     epoch: int = 0  # the entry's new epoch: an answer of an older epoch that arrives later is stale
 
