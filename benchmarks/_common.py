@@ -6,7 +6,13 @@ small and noisy, so every number is a median and is shown beside a baseline take
 run; targets are read as ratios to that baseline first, absolute values second.
 
 The baselines here use the transport numa-emu uses (ZeroMQ DEALER -> ROUTER over ipc, msgpack
-envelopes behind the NUMAEMU/1 tag frame), without any of numa-emu's code on the path.
+envelopes behind the NUMAEMU/1 tag frame), without any of numa-emu's code on the path: an echo
+child (one round trip; `read_envelope(n)` asks it for an n-byte reply, the shape of frame.read),
+a relay child in front of it (two hops, the floor of a request a home node passes on), and N
+bare processes started one after the other.
+
+Puppet: a task process driven over a pipe that times each API call inside itself, for
+benchmarks that need tasks on several nodes (run as `python _common.py puppet CPU HOME`).
 """
 from __future__ import annotations
 
@@ -547,8 +553,12 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]], 
     console.print(t)
 
 
+def load_average() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def host_info() -> str:
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    load = load_average()
     cache = ("warm bytecode cache in the temp home" if os.environ.get("PYTHONPYCACHEPREFIX")
              else "PYTHONDONTWRITEBYTECODE=1: every process compiles our modules" if os.environ.get("PYTHONDONTWRITEBYTECODE")
              else "bytecode cache as the environment has it")

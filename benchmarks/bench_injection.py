@@ -1,0 +1,192 @@
+"""bench_injection (issue 4): how exactly `real` injection mode holds inter-node messages back.
+
+    .venv/bin/python benchmarks/bench_injection.py [--seconds 4] [--dilation 1000]
+
+A cluster of two nodes (full,2: node i has CPU i). This process attaches as a task on CPU 0 and
+maps a private page bound to node 1, so that each Region.read(off, 8) sends exactly two
+inter-node messages: frame.read node 0 -> node 1 and its reply node 1 -> node 0. In `real` mode
+each is held back by latency(src, dst) × dilation + bytes / bandwidth(src, dst) × dilation
+(protocol/latency.py LatencyTable.delay_s); the task's own messages to its home node are never
+delayed (the task is not a node). The expected added round trip is the sum of the two hold-backs,
+computed from the table the coordinator answers with, for the exact sizes of the two messages
+(protocol.codec.encode of FrameRead and its reply, plus the "node:0" routing frame of the reply).
+
+For each requested one-way delay (200 µs, 500 µs, 1 ms, 5 ms), the latency of 0 <-> 1 is set to
+delay / dilation (`latency set 0 1 NS --symmetric`), and the read is timed alternately in
+virtual mode (nothing held back: the baseline of the same moment) and in `real` mode
+(`inject real --dilation D`), in several rounds. The added delay is the real-mode samples minus
+the median of the virtual-mode samples of the same delay. Target: the median added delay within
+5 % of the expected one for requests ≥ 200 µs. One more row requests 1 ms with dilation 1, to
+show that only the product counts.
+
+Then 1 ms with jitter (`latency jitter uniform 0.2`, every link): each message's hold-back is
+multiplied by 1 + U(-0.2, 0.2), so the added round trip should spread over [1.6, 2.4] ms
+(the sum of two such: triangular, standard deviation 0.2 × 1 ms × sqrt(2/3)); its spread is
+reported against that.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import _common as bc
+import numa_emu
+from numa_emu.cluster import Cluster
+from protocol.codec import encode
+from protocol.latency import LatencyTable
+from protocol.messages import latency as lm
+from protocol.messages import memory as mm
+from protocol.topology import build_shape
+
+PAGE = 4096
+SHAPE = "full,2,mem=64MiB,cpus=1"
+DELAYS_NS = (200_000, 500_000, 1_000_000, 5_000_000)
+ERROR_TARGET = 0.05
+JITTER_SPREAD = 0.2
+JITTER_DELAY_NS = 1_000_000
+ROUNDS = 10  # virtual and real blocks alternate this many times per requested delay
+IDLE_SAMPLES = 150  # bare round trips after an idle gap, per requested delay
+
+
+def message_bytes() -> tuple[int, int]:
+    """Bytes the delaying link counts for the request and the reply of an 8-byte frame.read (a
+    request id of 2 bytes on the wire: ids 256..65535; one more or less byte is < 0.1 ns here)."""
+    req = mm.FrameRead(frame=1, offset=PAGE - 8, length=8)
+    req.id = 1000
+    reply = mm.FrameReadReply(data=b"\0" * 8)
+    reply.reply_to = 1000
+    return sum(map(len, encode(req))), len(b"node:0") + sum(map(len, encode(reply)))
+
+
+def triangular_q(lo: float, hi: float, q: float) -> float:
+    """The q-quantile of the symmetric triangular distribution on [lo, hi] (the sum of two
+    equal uniform hold-backs)."""
+    w = hi - lo
+    return lo + w * (q / 2) ** 0.5 if q <= 0.5 else hi - w * ((1 - q) / 2) ** 0.5
+
+
+class Bench:
+    def __init__(self, cluster: Cluster, region, seconds: float, echo_endpoint: str):
+        self.coordinator = cluster.client()
+        self.region = region
+        self.seconds = seconds
+        self.req_bytes, self.reply_bytes = message_bytes()
+        self.echo = bc.EchoClient(echo_endpoint)
+        self.envelope = bc.read_envelope(8)
+
+    def change(self, op: str, **args) -> LatencyTable:
+        return LatencyTable.from_wire(self.coordinator.call(lm.LatencyChange(op=op, args=args)).table)
+
+    def reads(self, count: int) -> list[float]:
+        return bc.timed(lambda: self.region.read(PAGE - 8, 8), count)
+
+    def bare_after_idle(self, idle_s: float, count: int) -> list[float]:
+        """Bare round trips to an echo child that has been idle for `idle_s` before each."""
+        out = []
+        for _ in range(count):
+            time.sleep(idle_s)
+            t0 = time.perf_counter()
+            self.echo.one(self.envelope)
+            out.append(time.perf_counter() - t0)
+        return out
+
+    def case(self, one_way_ns: float, dilation: float, jitter: float = 0.0) -> dict:
+        """Virtual and real blocks alternately; the real samples minus the virtual median."""
+        self.change("set", src=0, dst=1, ns=one_way_ns / dilation, symmetric=True)
+        if jitter:
+            self.change("jitter", distribution="uniform", spread=jitter)
+        count = int(min(2000, max(100, self.seconds / (2 * one_way_ns * 1e-9 + 0.0005))) // ROUNDS)
+        virtual, real, busy, idle = [], [], [], []
+        table = None
+        for _ in range(ROUNDS):
+            self.change("inject", mode="virtual")
+            self.reads(20)
+            virtual += self.reads(count)
+            table = self.change("inject", mode="real", dilation=dilation)
+            self.reads(5)
+            real += self.reads(count)
+            n_bare = min(count, IDLE_SAMPLES // ROUNDS)
+            busy += bc.timed(lambda: self.echo.one(self.envelope), n_bare)
+            idle += self.bare_after_idle(one_way_ns * 1e-9, n_bare)
+        self.change("inject", mode="virtual")
+        if jitter:
+            self.change("jitter", distribution="uniform", spread=0)
+        table.jitter = {}  # the expectation without jitter: its centre
+        expected = table.delay_s(0, 1, self.req_bytes) + table.delay_s(1, 0, self.reply_bytes)
+        base = bc.median(virtual)
+        return {"requested": one_way_ns * 1e-9, "dilation": dilation, "expected": expected, "virtual": virtual,
+                "added": [x - base for x in real], "latency_ns": table.latency_ns[0][1],
+                "bandwidth": table.bandwidth_mib_s[0][1], "wake": bc.median(idle) - bc.median(busy)}
+
+    def close(self) -> None:
+        self.coordinator.close()
+        self.echo.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=4.0, help="time budget of the real-mode reads per delay")
+    parser.add_argument("--dilation", type=float, default=1000.0, help="dilation of the sweep")
+    args = parser.parse_args()
+    bc.setup()
+    t0 = time.monotonic()
+    with bc.temp_home() as home:
+        caption = bc.host_info()
+        with bc.echo_server(home) as echo_ep, Cluster(build_shape(SHAPE), name="inject") as cluster:
+            task = numa_emu.attach(0, cluster="inject")
+            bench = None
+            try:
+                region = task.mmap(PAGE)
+                region.mbind("bind", [1])
+                region.touch(fill=0x5A)
+                assert region.where() == [1]
+                bench = Bench(cluster, region, args.seconds, echo_ep)
+                cases = [bench.case(ns, args.dilation) for ns in DELAYS_NS]
+                cases.append(bench.case(1_000_000, 1.0))
+                jittered = bench.case(JITTER_DELAY_NS, args.dilation, JITTER_SPREAD)
+                req_bytes, reply_bytes = bench.req_bytes, bench.reply_bytes
+            finally:
+                if bench is not None:
+                    bench.close()
+                task.detach()
+    rows = []
+    for c in cases:
+        added, expected = c["added"], c["expected"]
+        med = bc.median(added)
+        err = (med - expected) / expected
+        p10 = bc.pct(added, 0.10) + bc.median(c["virtual"]) - bc.pct(c["virtual"], 0.10)  # p10 real − p10 virtual
+        rows.append([bc.micros(c["requested"]), f"{c['latency_ns']:g} ns × {c['dilation']:g}", len(added),
+                     bc.micros(bc.median(c["virtual"])), bc.micros(expected), bc.micros(med), f"{err * 100:+.1f} %",
+                     f"{bc.micros(p10)} ({(p10 - expected) / expected * 100:+.1f} %)", bc.micros(bc.pct(added, 0.99)),
+                     f"{c['wake'] * 1e6:+.0f} µs", f"≤ {ERROR_TARGET * 100:g} %", bc.verdict(abs(err) <= ERROR_TARGET)])
+    bc.table("real injection: added round trip of a remote 8-byte read (frame.read + reply, both held back), "
+             "against virtual mode in the same run",
+             ["requested one-way", "latency × dilation", "n", "virtual RT", "expected added", "added (median)",
+              "error", "p10 − p10 (error)", "p99 added", "idle wake-up", "target", ""], rows,
+             caption=f"{caption}\nexpected = delay_s(0->1, {req_bytes} B) + delay_s(1->0, {reply_bytes} B), "
+                     f"bandwidth 0<->1 {cases[0]['bandwidth']:g} MiB/s; added = real-mode sample − median of the "
+                     f"virtual-mode samples, {ROUNDS} alternating rounds per row; virtual RT: median round trip in "
+                     f"virtual mode; p10 − p10: p10 of the real-mode round trips minus p10 of the virtual-mode ones "
+                     f"(the floor, less sensitive to load); idle wake-up: median bare 8-byte round trip to an echo child that idled for the requested one-way delay first, "
+                     f"minus back-to-back (what waking an idle process costs here, paid by each held-back message's "
+                     f"receiver, which idles meanwhile)")
+    added, expected = jittered["added"], jittered["expected"]
+    lo, hi = expected * (1 - JITTER_SPREAD), expected * (1 + JITTER_SPREAD)
+    inside = sum(lo <= x <= hi for x in added) / len(added)
+    sd_expected = JITTER_SPREAD * expected / 2 * (2 / 3) ** 0.5
+    bc.table(f"real injection with jitter uniform {JITTER_SPREAD:g} (every link): spread of the added round trip, "
+             f"requested {bc.micros(jittered['requested'])} one-way",
+             ["", "n", "median", "p1", "p10", "p90", "p99", "min", "max", "std dev", "in [0.8, 1.2] × expected"],
+             [["measured added", len(added), bc.micros(bc.median(added)), bc.micros(bc.pct(added, 0.01)),
+               bc.micros(bc.pct(added, 0.10)), bc.micros(bc.pct(added, 0.90)), bc.micros(bc.pct(added, 0.99)),
+               bc.micros(min(added)), bc.micros(max(added)), bc.micros(statistics.stdev(added)),
+               f"{inside * 100:.1f} %"],
+              ["expected (sum of two U(±0.2) hold-backs)", "", bc.micros(expected),
+               *(bc.micros(triangular_q(lo, hi, q)) for q in (0.01, 0.10, 0.90, 0.99)),
+               bc.micros(lo), bc.micros(hi), bc.micros(sd_expected), "100 %"]],
+             caption=f"load average at the end {bc.load_average()}; whole benchmark: {time.monotonic() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
