@@ -34,6 +34,7 @@ class PageCacheView:
         self.pages: dict[Key, CachedPage] = {}
         self.rmap: dict[Key, set[tuple[int, int]]] = {}  # page -> {(task id, page-aligned vaddr)}
         self.seen_epoch: dict[Key, int] = {}
+        self.spares: dict[int, Key] = {}  # frames offered to a directory for a replica, answer pending
         self.replication = None  # set by the server: the local directory protocol (nodes.replication)
         self.tasks = None  # set by the server: task id -> TaskState (nodes.mm)
 
@@ -61,6 +62,8 @@ class PageCacheView:
             else:
                 msg = pc.DirRead(**common, replicate=replicate, frame=spare,
                                  generation=core.pool.generation[spare] if spare is not None else 0)
+            if spare is not None:
+                self.spares[spare] = key
             try:
                 if home == core.node_id:
                     handler = self.replication.write if write else self.replication.read
@@ -68,13 +71,13 @@ class PageCacheView:
                 else:
                     reply = yield Call(node_dest(home), msg)
             except BaseException:
-                if spare is not None:
+                if self.spares.pop(spare, None) is not None:
                     core.release([spare])
                 raise
-            if spare is not None:
+            # A shootdown that overtook the answer may have freed the spare already (see shootdown).
+            if spare is not None and self.spares.pop(spare, None) is not None:
                 if reply.replica and reply.node == core.node_id and reply.frame == spare:
-                    core.replica_frames[spare] = key  # the directory took it: it is a replica now
-                    core.events["pgreplicated"] += 1
+                    self._became_replica(spare, key)  # the directory took it
                 else:
                     core.release([spare])
             if reply.epoch >= self.seen_epoch.get(key, -1):
@@ -82,6 +85,10 @@ class PageCacheView:
         page = CachedPage(reply.node, reply.frame, reply.generation, write, reply.replica)
         self.pages[key] = page
         return page, reply.cost_ns
+
+    def _became_replica(self, frame: int, key: Key) -> None:
+        self.core.replica_frames[frame] = key
+        self.core.events["pgreplicated"] += 1
 
     def _spare_frame(self, task) -> int | None:
         """A frame of this node for a replica, allocated before asking the directory (it saves the
@@ -129,8 +136,12 @@ class PageCacheView:
                     region.node[p] = -1
                     self.unmap(key, task_id, vpage)
                 count += 1
-        if msg.free and msg.node == self.core.node_id and msg.frame in self.core.replica_frames:
-            self.core.release([msg.frame], zap_cause=msg.cause)  # the replica goes with its mappings
+        if msg.free and msg.node == self.core.node_id:
+            if self.spares.get(msg.frame) == key:  # a replica made in a frame whose answer is still on its way
+                del self.spares[msg.frame]
+                self._became_replica(msg.frame, key)
+            if self.core.replica_frames.get(msg.frame) == key:
+                self.core.release([msg.frame], zap_cause=msg.cause)  # the replica goes with its mappings
         if self.core.trace.on:
             self.core.trace.emit("shootdown", obj=msg.obj, idx=msg.idx, copy_node=msg.node, frame=msg.frame,
                                  write_protect=msg.write_protect, cause=msg.cause, phase="done", unmapped=count)

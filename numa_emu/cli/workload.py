@@ -3,6 +3,8 @@
   workload chase    [--hops N] [--granularity line|page]   random-access pointer chase (latency)
   workload stream   [--scalar S]                            STREAM triad a = b + s*c, page by page
   workload prodcons [--record-size B] [--consumer-cpu C]    producer and consumer tasks over shm
+  workload kbuild   [--tasks-per-node N] [--nodes LIST]     a kernel build's page-cache reads (replication)
+  workload writeshare [--read-via pread|mmap] [--write-via mmap|pwrite]  readers against a writer (thrashing)
 
 Common options: --size (with units: 64KiB, 8MiB), --iterations, --seed, --cpu, --cluster.
 The cluster: --cluster, else $NUMA_EMU_CLUSTER, else the only cluster up. The CPU: --cpu, else

@@ -1,6 +1,11 @@
 """What an experiment leaves behind: results.csv (one row per run), results.json (the spec and
-every raw figure), PNG plots of the main metric against each swept parameter, and the terminal
-table (the mean over repetitions of each configuration).
+every raw figure), PNG plots of the main metric (and of the file's `plots` figures) against each
+swept parameter, and the terminal table (the mean over repetitions of each configuration).
+
+Replication figures: a workload that reports the cluster's counters over its own measured phase
+(kbuild, writeshare: `counters` in its line) is judged by those; any other by the vmstat deltas
+of the whole run. zap_ratio is replicas zapped per replica made (the 2007 thread's "zaps"),
+remote_reads and stale_reads come from the workload's line.
 
 Plots are drawn on matplotlib Figure objects with the Agg canvas, never through pyplot's global
 state. One plot per swept parameter: x is that parameter, one line per combination of the other
@@ -18,21 +23,61 @@ from pathlib import Path
 from statistics import mean
 
 from numa_emu.experiments.runner import Outcome, RunRecord
-from numa_emu.experiments.spec import PARAMETERS, Spec
+from numa_emu.experiments.settings import short_name
+from numa_emu.experiments.spec import FIGURES, NUMASTAT, PARAMETERS, REPLICATION_FIGURES, Spec
 
-NUMASTAT = ("numa_hit", "numa_miss", "numa_foreign", "interleave_hit", "local_node", "other_node")
 CSV_FIELDS = ("run", "repetition", *PARAMETERS, "status", "virtual_ns", "ns_per_op", "virtual_mb_s", "wall_s",
-              "process_wall_s", "ops", "bytes", "node", "cpu", "remote_pages", "pages_by_node", *NUMASTAT)
+              "process_wall_s", "ops", "bytes", "node", "cpu", "remote_pages", "pages_by_node", *NUMASTAT,
+              *REPLICATION_FIGURES)
 NUMERIC_PARAMETERS = ("latency_scale", "dilation")
+COUNTERS = ("repl_hits", "repl_fetch_bytes", "pgreplicated", "pgreplicazap", "pgreplicazap_write", "pgreplicabackoff",
+            "repl_backoff_skips", "repl_stale_access")
+FROM_RESULT = ("reads", "remote_reads", "stale_reads")
 METRIC_LABELS = {"virtual_ns": "virtual time (ns)", "ns_per_op": "virtual ns per operation",
                  "virtual_mb_s": "MB/s in virtual time", "wall_s": "wall time of the measured phase (s)",
-                 "process_wall_s": "wall time of the process (s)"}
+                 "process_wall_s": "wall time of the process (s)", "remote_pages": "pages off the task's node",
+                 "reads": "reads", "remote_reads": "reads served by a remote master",
+                 "repl_hits": "reads served by a local replica", "repl_fetch_bytes": "bytes copied to make replicas",
+                 "pgreplicated": "replicas made", "pgreplicazap": "replicas zapped",
+                 "pgreplicazap_write": "replicas zapped by writes", "zap_ratio": "replicas zapped per replica made",
+                 "pgreplicabackoff": "thrash back-offs", "repl_backoff_skips": "replications skipped (back-off)",
+                 "repl_stale_access": "stale accesses (nodes' count)", "stale_reads": "stale reads (history check)"}
+# figure -> (table header, digits (-1: a percentage), shown divided by)
+COLUMNS = {"virtual_ns": ("virtual ns", 0, 1), "ns_per_op": ("ns/op", 1, 1), "virtual_mb_s": ("MB/s", 0, 1),
+           "wall_s": ("wall s", 3, 1), "process_wall_s": ("process wall s", 3, 1),
+           "remote_pages": ("remote pages", 0, 1), "reads": ("reads", 0, 1), "remote_reads": ("remote reads", 0, 1),
+           "repl_hits": ("replica hits", 0, 1), "repl_fetch_bytes": ("fetched KiB", 0, 1024),
+           "pgreplicated": ("made", 0, 1), "pgreplicazap": ("zapped", 0, 1),
+           "pgreplicazap_write": ("zapped by writes", 0, 1), "zap_ratio": ("zap %", -1, 1),
+           "pgreplicabackoff": ("backoff starts", 0, 1), "repl_backoff_skips": ("skips", 0, 1),
+           "repl_stale_access": ("stale accesses", 0, 1), "stale_reads": ("stale reads", 0, 1),
+           **{n: (n, 0, 1) for n in NUMASTAT}}
+WIDE = 10  # columns from which the table drops its vertical rules, to fit 120 characters
+DEFAULT_REPORT = ("virtual_ns", "ns_per_op", "virtual_mb_s", "wall_s", "remote_pages")
+
+
+def csv_fields(spec: Spec) -> tuple[str, ...]:
+    """CSV_FIELDS with the spec's swept sysctl keys after the parameters."""
+    cut = CSV_FIELDS.index("status")
+    return CSV_FIELDS[:cut] + spec.sysctl_keys + CSV_FIELDS[cut:]
+
+
+def _replication(record: RunRecord) -> dict:
+    r = record.result or {}
+    counters = r.get("counters") if isinstance(r.get("counters"), dict) else None
+    if counters is not None:
+        out = {k: counters.get(k, 0) for k in COUNTERS}
+    else:
+        out = {k: sum(node.get(k, 0) for node in record.vmstat.values()) for k in COUNTERS}
+    out.update({k: r.get(k) for k in FROM_RESULT})
+    out["zap_ratio"] = round(out["pgreplicazap"] / out["pgreplicated"], 4) if out["pgreplicated"] else None
+    return out
 
 
 def row(record: RunRecord) -> dict:
     """The flat CSV row of one run; figures the run did not produce are empty."""
     r = record.result or {}
-    out = {"run": record.run, "repetition": record.repetition, **{p: record.config.values[p] for p in PARAMETERS},
+    out = {"run": record.run, "repetition": record.repetition, **record.config.values,
            "status": record.status, "process_wall_s": round(record.process_wall_s, 4)}
     vns, ops, nbytes = r.get("virtual_ns"), r.get("ops"), r.get("bytes")
     pages = r.get("pages_by_node") or {}
@@ -44,15 +89,16 @@ def row(record: RunRecord) -> dict:
                 "pages_by_node": " ".join(f"N{k}={n}" for k, n in pages.items())})
     for counter in NUMASTAT:
         out[counter] = sum(node.get(counter, 0) for node in record.numastat.values())
+    out.update(_replication(record))
     return out
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
+def write_csv(path: Path, rows: list[dict], fields: tuple[str, ...] = CSV_FIELDS) -> None:
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: "" if r.get(k) is None else r[k] for k in CSV_FIELDS})
+            writer.writerow({k: "" if r.get(k) is None else r[k] for k in fields})
 
 
 def write_json(path: Path, outcome: Outcome, summary: list[dict]) -> None:
@@ -67,79 +113,133 @@ def write_json(path: Path, outcome: Outcome, summary: list[dict]) -> None:
 def summarize(rows: list[dict], spec: Spec) -> list[dict]:
     """Mean of each figure over the repetitions of a configuration (successful runs only), in
     grid order, with the metric's ratio to the first latency scale of the same configuration."""
+    params = spec.parameters
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         if r["status"] == "ok":
-            groups.setdefault(tuple(r[p] for p in PARAMETERS), []).append(r)
-    order = {tuple(c.values[p] for p in PARAMETERS): c.index for c in spec.configurations()}
+            groups.setdefault(tuple(r[p] for p in params), []).append(r)
+    order = {tuple(c.values[p] for p in params): c.index for c in spec.configurations()}
     out = []
     for key in sorted(groups, key=lambda k: order.get(k, 0)):
         rs = groups[key]
-        s = {**dict(zip(PARAMETERS, key)), "runs": len(rs)}
-        for fig in ("virtual_ns", "ns_per_op", "virtual_mb_s", "wall_s", "process_wall_s", "remote_pages"):
+        s = {**dict(zip(params, key)), "runs": len(rs)}
+        for fig in FIGURES:
             values = [r[fig] for r in rs if r.get(fig) is not None]
             s[fig] = mean(values) if values else None
+        replicated = s["pgreplicated"]  # the ratio of the means, not the mean of the ratios
+        s["zap_ratio"] = s["pgreplicazap"] / replicated if replicated and s["pgreplicazap"] is not None else None
         s["metric"] = s.get(spec.metric)
         out.append(s)
     first = spec.grid["latency_scale"][0]
-    base = {tuple(s[p] for p in PARAMETERS if p != "latency_scale"): s["metric"] for s in out
-            if s["latency_scale"] == first}
+    others = [p for p in params if p != "latency_scale"]
+    base = {tuple(s[p] for p in others): s["metric"] for s in out if s["latency_scale"] == first}
     for s in out:
-        b = base.get(tuple(s[p] for p in PARAMETERS if p != "latency_scale"))
+        b = base.get(tuple(s[p] for p in others))
         s["relative"] = s["metric"] / b if b and s["metric"] is not None else None
     return out
 
 
-def _lines(summary: list[dict], spec: Spec, x: str, panel: str | None) -> dict:
-    """panel value -> line label -> [(x, metric)] in grid order."""
-    others = [p for p in spec.swept if p not in (x, panel)]
+def _lines(summary: list[dict], spec: Spec, x: str, panel: str | None, figure: str) -> dict:
+    """panel value -> line label -> [(x, figure)] in grid order; a line per combination of the
+    other swept parameters that vary in the panel. Rows without x or the figure are left out."""
+    rows = [s for s in summary if s.get(figure) is not None and s[x] is not None]
     out: dict = {}
-    for s in summary:
-        if s["metric"] is None:
-            continue
-        label = ", ".join(f"{p}={_fmt(s[p])}" for p in others) or spec.metric
-        out.setdefault(s[panel] if panel else None, {}).setdefault(label, []).append((s[x], s["metric"]))
+    for name in dict.fromkeys(s[panel] if panel else None for s in rows):
+        mine = [s for s in rows if not panel or s[panel] == name]
+        others = [p for p in spec.swept if p not in (x, panel) and len({s[p] for s in mine}) > 1]
+        for s in mine:
+            label = ", ".join(f"{short_name(p)}={_fmt(s[p])}" for p in others) or figure
+            out.setdefault(name, {}).setdefault(label, []).append((s[x], s[figure]))
     return out
 
 
 def _fmt(value) -> str:
+    if value is None:
+        return "-"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _plotted(spec: Spec) -> list[str]:
+    """The swept parameters to plot against: not the workload when workloads sweep sysctl keys of
+    their own (their configurations are not comparable)."""
+    own = any(spec.workloads[w].sysctl for w in spec.grid["workload"])
+    return [x for x in spec.swept if not (x == "workload" and own)]
+
+
 def plot(summary: list[dict], spec: Spec, out_dir: Path) -> list[Path]:
-    """One PNG per swept parameter (and a relative one for numeric ones); their paths."""
+    """One PNG per plotted figure (the metric, then the file's `plots`) and swept parameter, and a
+    relative one of the metric for numeric parameters; with `plots`, an overview per swept
+    parameter too (every plotted figure side by side, a row per workload); their paths."""
     paths = []
-    for x in spec.swept:
-        relatives = (False, True) if x in NUMERIC_PARAMETERS else (False,)
-        for relative in relatives:
-            path = out_dir / f"{spec.metric}-vs-{x}{'-relative' if relative else ''}.png"
-            if _figure(summary, spec, x, relative, path):
-                paths.append(path)
+    figures = list(dict.fromkeys((spec.metric, *spec.plots)))
+    for figure in figures:
+        for x in _plotted(spec):
+            relatives = (False, True) if x in NUMERIC_PARAMETERS and figure == spec.metric else (False,)
+            for relative in relatives:
+                path = out_dir / f"{figure}-vs-{x}{'-relative' if relative else ''}.png"
+                if _figure(summary, spec, figure, x, relative, path):
+                    paths.append(path)
+    for x in _plotted(spec) if len(figures) > 1 else []:
+        path = out_dir / f"overview-vs-{x}.png"
+        if _overview(summary, spec, figures, x, path):
+            paths.append(path)
     return paths
 
 
-def _figure(summary: list[dict], spec: Spec, x: str, relative: bool, path: Path) -> bool:
+def _overview(summary: list[dict], spec: Spec, figures: list[str], x: str, path: Path) -> bool:
+    """Every figure against x side by side (columns), a row per workload that has x."""
     from matplotlib.figure import Figure
 
     panel = "workload" if "workload" in spec.swept and x != "workload" else None
-    panels = _lines(summary, spec, x, panel)
+    rows = {figure: _lines(summary, spec, x, panel, figure) for figure in figures}
+    names = list(dict.fromkeys(name for lines in rows.values() for name in lines))
+    if not names:
+        return False
+    xs = spec.values_of(x)
+    fig = Figure(figsize=(4.2 * len(figures), 3.6 * len(names)), layout="constrained")
+    axes = fig.subplots(len(names), len(figures), squeeze=False)
+    for i, name in enumerate(names):
+        for j, figure in enumerate(figures):
+            ax, lines = axes[i][j], rows[figure].get(name, {})
+            if x in NUMERIC_PARAMETERS:
+                _draw_lines(ax, lines, xs, False, proportional=False)
+            else:
+                _draw_bars(ax, lines, xs)
+            ax.set_xlabel(x, fontsize="small")
+            ax.set_title(f"{METRIC_LABELS.get(figure, figure)}" + (f"\nworkload={name}" if panel else ""),
+                         fontsize="small")
+            ax.grid(True, alpha=0.3)
+            ax.set_ylim(bottom=0)
+            if lines and len(lines) > 1:
+                ax.legend(fontsize="x-small")
+    fig.suptitle(f"{spec.name}: {', '.join(figures)} vs {x}")
+    fig.savefig(path, dpi=100)
+    return True
+
+
+def _figure(summary: list[dict], spec: Spec, figure: str, x: str, relative: bool, path: Path) -> bool:
+    from matplotlib.figure import Figure
+
+    panel = "workload" if "workload" in spec.swept and x != "workload" else None
+    panels = _lines(summary, spec, x, panel, figure)
     if not panels:
         return False
+    xs = spec.values_of(x)
     fig = Figure(figsize=(5.5 * len(panels), 4.2), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    label = METRIC_LABELS.get(figure, figure)
     for ax, (name, lines) in zip(axes, panels.items()):
         if x in NUMERIC_PARAMETERS:
-            _draw_lines(ax, lines, list(spec.grid[x]), relative, proportional=relative and x == "latency_scale")
+            _draw_lines(ax, lines, xs, relative, proportional=relative and x == "latency_scale")
         else:
-            _draw_bars(ax, lines, list(spec.grid[x]))
+            _draw_bars(ax, lines, xs)
         ax.set_xlabel(x)
-        ax.set_ylabel(f"{METRIC_LABELS[spec.metric]}, relative to {x}={_fmt(spec.grid[x][0])}" if relative
-                      else METRIC_LABELS[spec.metric])
+        ax.set_ylabel(f"{label}, relative to {x}={_fmt(xs[0])}" if relative else label)
         ax.set_title(f"workload={name}" if panel else spec.name, fontsize="medium")
         ax.grid(True, alpha=0.3)
         ax.set_ylim(bottom=0)
         ax.legend(fontsize="small")
-    fig.suptitle(f"{spec.name}: {spec.metric} vs {x}" + (" (relative)" if relative else ""))
+    fig.suptitle(f"{spec.name}: {figure} vs {x}" + (" (relative)" if relative else ""))
     fig.savefig(path, dpi=100)
     return True
 
@@ -165,36 +265,43 @@ def _draw_bars(ax, lines: dict, xs: list) -> None:
     ax.set_xticks(range(len(xs)), [_fmt(v) for v in xs])
 
 
-def _num(value, digits: int = 0) -> str:
+def _cell(figure: str, value) -> str:
+    _, digits, unit = COLUMNS[figure]
     if value is None:
         return "-"
-    return f"{value:,.{digits}f}"
+    return f"{value:.1%}" if digits < 0 else f"{value / unit:,.{digits}f}"
 
 
 _HEADERS = {"latency_scale": "scale"}
+_CAPTIONS = {"ns_per_op": "ns/op, MB/s: virtual time", "wall_s": "wall s: measured phase",
+             "remote_pages": "remote pages: off the task's node",
+             "remote_reads": "remote reads: served by a master on another node",
+             "pgreplicated": "made, zapped: replicas", "zap_ratio": "zap %: replicas zapped per replica made",
+             "stale_reads": "stale reads: older than a completed write (history check)"}
 
 
 def table(summary: list[dict], spec: Spec, failed: int = 0):
-    """The rich Table of the summary."""
+    """The rich Table of the summary: the swept parameters, then the report's figures."""
+    from rich import box
     from rich.table import Table
 
     params = list(spec.swept) or ["workload", "placement"]
+    figures = list(spec.report) or [*DEFAULT_REPORT, *(["process_wall_s"] if spec.metric == "process_wall_s" else [])]
     title = f"{spec.name}{' (quick)' if spec.quick else ''}: mean of {spec.repetitions} run(s) per configuration"
-    caption = "ns/op, MB/s: virtual time; wall s: measured phase; remote pages: off the task's node"
-    t = Table(title=title, caption=caption + (f"; {failed} run(s) failed, see results.csv" if failed else ""))
+    caption = "; ".join(text for f, text in _CAPTIONS.items() if f in figures)
+    wide = len(params) + len(figures) >= WIDE
+    t = Table(title=title, caption=caption + (f"; {failed} run(s) failed, see results.csv" if failed else ""),
+              box=box.SIMPLE_HEAD if wide else box.HEAVY_HEAD, collapse_padding=wide, pad_edge=not wide)
     for p in params:
-        t.add_column(_HEADERS.get(p, p), justify="right" if p in NUMERIC_PARAMETERS else "left", no_wrap=True)
-    columns = [("virtual ns", "virtual_ns", 0), ("ns/op", "ns_per_op", 1), ("MB/s", "virtual_mb_s", 0),
-               ("wall s", "wall_s", 3), ("remote pages", "remote_pages", 0)]
-    if spec.metric == "process_wall_s":
-        columns.append(("process wall s", "process_wall_s", 3))
-    for header, _, _ in columns:
-        t.add_column(header, justify="right")
+        t.add_column(_HEADERS.get(p) or short_name(p), justify="right" if p in NUMERIC_PARAMETERS else "left",
+                     no_wrap=True)
+    for f in figures:
+        t.add_column(COLUMNS[f][0], justify="right")
     scaled = "latency_scale" in spec.swept
     if scaled:
         t.add_column(f"vs scale {_fmt(spec.grid['latency_scale'][0])}", justify="right")
     for s in summary:
-        cells = [_fmt(s[p]) for p in params] + [_num(s[f], d) for _, f, d in columns]
+        cells = [_fmt(s[p]) for p in params] + [_cell(f, s[f]) for f in figures]
         if scaled:
             cells.append("-" if s["relative"] is None else f"{s['relative']:.3f}")
         t.add_row(*cells)
@@ -206,6 +313,6 @@ def write_all(outcome: Outcome, out_dir: Path) -> tuple[list[dict], list[Path]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [row(r) for r in outcome.records]
     summary = summarize(rows, outcome.spec)
-    write_csv(out_dir / "results.csv", rows)
+    write_csv(out_dir / "results.csv", rows, csv_fields(outcome.spec))
     write_json(out_dir / "results.json", outcome, summary)
     return summary, plot(summary, outcome.spec, out_dir)

@@ -2,6 +2,11 @@
 configuration through the coordinator, every workload run as a task process, counters before and
 after each run; everything it starts is stopped, also on Ctrl-C.
 
+Cluster settings: the file's jitter is set once when a cluster starts; before each run its sysctl
+tunables (the fixed ones and the configuration's swept ones) are sent with sysctl.set, and a key
+an earlier run changed but this one does not set goes back to the value the cluster started with.
+A workload that runs several tasks (kbuild, writeshare) starts them itself, in its process group.
+
 Clusters are started attached (the coordinator holds the read end of a pipe to this process, as
 `numa-emu up --foreground`), so even a SIGKILL of the runner takes them down. A workload runs as
 `python -m numa_emu.workloads.NAME` in a new session (a Ctrl-C at the terminal reaches only the
@@ -26,12 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.clusterdir import home
+from protocol.messages import control as ctl
 from protocol.messages import latency as lm
 from protocol.messages import tasks as tm
 from protocol.timing import TERM_GRACE_S
 
 from numa_emu import api
 from numa_emu import cluster as cl
+from numa_emu.experiments.settings import short_name
 from numa_emu.experiments.spec import Config, Spec
 
 WAIT_SLICE_S = 0.1  # how often a wait for a workload looks at the interrupt flag
@@ -55,11 +62,13 @@ class RunRecord:
     numastat: dict  # node (str) -> counter deltas
     vmstat: dict
     stderr: str = ""
+    sysctl: dict = field(default_factory=dict)  # every tunable the runner set for this run
 
     def to_dict(self) -> dict:
         return {"run": self.run, "repetition": self.repetition, "config_index": self.config.index,
-                "parameters": dict(self.config.values), "cluster": self.cluster, "status": self.status,
-                "returncode": self.returncode, "process_wall_s": self.process_wall_s, "result": self.result,
+                "parameters": dict(self.config.values), "sysctl": self.sysctl, "cluster": self.cluster,
+                "status": self.status, "returncode": self.returncode, "process_wall_s": self.process_wall_s,
+                "result": self.result,
                 "numastat_delta": self.numastat, "vmstat_delta": self.vmstat, "stderr": self.stderr}
 
 
@@ -128,6 +137,8 @@ class ExperimentRunner:
         self.python = python
         self.guard = _SigintGuard()
         self.child: subprocess.Popen | None = None
+        self._sysctl_start: dict = {}  # the values the cluster started with, of every key the spec sets
+        self._sysctl_now: dict = {}
 
     def run(self) -> Outcome:
         spec, outcome = self.spec, Outcome(self.spec)
@@ -158,6 +169,7 @@ class ExperimentRunner:
         self.on_run(done, total, f"starting cluster {name} ({topology}, {inject})")
         with _AttachedCluster(self.spec.topologies[topology], name=name, base=self.base, coordinator_args=args) as c:
             try:  # the workload goes first, then the cluster
+                self._prepare(c, info)
                 done = self._configs(c, configs, info, outcome, done, total)
             finally:
                 self._stop_child()
@@ -183,6 +195,26 @@ class ExperimentRunner:
                 self.on_run(done, total, text)
         return done
 
+    def _prepare(self, c: cl.Cluster, info: dict) -> None:
+        """The jitter of the file, and the starting values of the tunables it changes."""
+        keys = sorted(set(self.spec.sysctl_fixed) | set(self.spec.sysctl_keys))
+        with c.client() as client:
+            if self.spec.jitter is not None:
+                client.call(lm.LatencyChange(op="jitter", args=dict(self.spec.jitter)))
+                info["jitter"] = dict(self.spec.jitter)
+            self._sysctl_start = dict(client.call(ctl.SysctlGet(keys=keys)).values) if keys else {}
+        self._sysctl_now = dict(self._sysctl_start)
+        info["sysctl_start"] = dict(self._sysctl_start)
+
+    def _sysctl(self, c: cl.Cluster, config: Config) -> dict:
+        """Set this run's tunables (only when they differ from the values in force); all of them."""
+        wanted = {**self._sysctl_start, **self.spec.sysctl_fixed, **config.sysctl}
+        changed = {k: str(v) for k, v in wanted.items() if str(self._sysctl_now.get(k)) != str(v)}
+        if changed:
+            with c.client() as client:
+                self._sysctl_now.update(client.call(ctl.SysctlSet(values=changed)).values)
+        return {k: self._sysctl_now[k] for k in sorted(wanted)}
+
     def _scale(self, c: cl.Cluster, factor: float) -> dict:
         request = lm.LatencyChange(op="scale", args={"factor": factor, "remote_only": self.spec.remote_only})
         with c.client() as client:
@@ -205,6 +237,7 @@ class ExperimentRunner:
     def _one(self, c: cl.Cluster, config: Config, rep: int, run: int) -> RunRecord:
         workload = self.spec.workloads[config.values["workload"]]
         env = self._environment(c, config)
+        sysctl = self._sysctl(c, config)
         before = self._stats(c)
         t0 = time.perf_counter()
         self.child = subprocess.Popen(workload.argv(self.python), env=env, stdin=subprocess.DEVNULL,
@@ -221,7 +254,7 @@ class ExperimentRunner:
             except (ValueError, IndexError):
                 status = "failed: no JSON result line on stdout"
         return RunRecord(run, rep, config, c.name, status, returncode, wall_s, result,
-                         _delta(before, after, "numastat"), _delta(before, after, "vmstat"), err.strip())
+                         _delta(before, after, "numastat"), _delta(before, after, "vmstat"), err.strip(), sysctl)
 
     def _wait(self, proc: subprocess.Popen) -> tuple[str, str, str]:
         deadline = time.monotonic() + self.spec.timeout_s
@@ -261,6 +294,7 @@ class ExperimentRunner:
 def _describe(config: Config, rep: int, repetitions: int) -> str:
     v = config.values
     text = f"{v['workload']} {v['placement']} x{v['latency_scale']:g}"
+    text += "".join(f" {short_name(k)}={x}" for k, x in config.sysctl.items())
     return text + (f" rep {rep + 1}/{repetitions}" if repetitions > 1 else "")
 
 

@@ -11,14 +11,19 @@ Nothing in a file is executed: workloads are built-in names, placements are poli
     inject = "virtual"               # or "real": inter-node messages held back latency x dilation
     dilation = 1000                  # real mode only
     repetitions = 1
-    metric = "virtual_ns"            # virtual_ns, ns_per_op, virtual_mb_s, wall_s, process_wall_s
+    metric = "virtual_ns"            # the main figure (FIGURES): virtual_ns, ns_per_op, remote_reads, ...
+    report = ["virtual_ns", "remote_reads"]   # the table's figure columns (default: the timing ones)
+    plots = ["remote_reads"]         # figures plotted beside the metric
     latency_scope = "remote"         # remote: `latency scale F --remote-only`; all: every latency
     timeout = "600s"                 # per run
+    sysctl = { "vm.pagecache_replication_backoff" = 0 }   # every run (settings.py)
+    jitter = 0.3                     # every link, uniform +-30 % (real mode)
 
     [grid]                           # each a non-empty list; configurations are the product
     latency_scale = [1, 2, 3, 4]     # also: topology, inject, dilation (one cluster per triple)
     placement = ["local", "remote"]  # names of [placements.*]; default: all of them
     workload = ["chase"]             # names of [workloads.*] or built-ins; default: all defined
+    sysctl = { "vm.pagecache_replication" = [0, 1] }   # a parameter per key
 
     [placements.remote]
     cpu = 0                          # default: -C/-N binding if given, else the first CPU
@@ -28,17 +33,16 @@ Nothing in a file is executed: workloads are built-in names, placements are poli
     [workloads.chase]
     command = "chase"                # the built-in workload (default: the table's name)
     options = { hops = 500, size = "1MiB" }   # or ["--hops", "500"]
+    sysctl = { "vm.pagecache_replication_mode" = ["all", "exec-only"] }  # swept with this workload only
 
     [quick]                          # --quick: grid entries, repetitions replaced; options merged
     latency_scale = [1, 4]
     [quick.workloads.chase]
-    options = { hops = 100 }
+    options = { hops = 100 }         # also: sysctl (and [quick] sysctl), replacing the keys named
 """
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -51,23 +55,28 @@ from protocol.nodemask import format_nodelist
 from protocol.topology import Topology
 from protocol.units import parse_duration_s
 
+from numa_emu.experiments import settings
 from numa_emu.experiments.placement import Placement
+from numa_emu.experiments.workloadspec import WorkloadSpec, workload as _workload
 from numa_emu.workloads import runner as workload_runner
 
 PARAMETERS = ("topology", "inject", "dilation", "latency_scale", "placement", "workload")
 CLUSTER_PARAMETERS = ("topology", "inject", "dilation")
 METRICS = ("virtual_ns", "ns_per_op", "virtual_mb_s", "wall_s", "process_wall_s")
+# every figure of a run (numa_emu/experiments/output.py): the metric, the table's and the plots'
+REPLICATION_FIGURES = ("reads", "remote_reads", "repl_hits", "repl_fetch_bytes", "pgreplicated", "pgreplicazap",
+                       "pgreplicazap_write", "zap_ratio", "pgreplicabackoff", "repl_backoff_skips",
+                       "repl_stale_access", "stale_reads")
+NUMASTAT = ("numa_hit", "numa_miss", "numa_foreign", "interleave_hit", "local_node", "other_node")
+FIGURES = METRICS + ("remote_pages",) + NUMASTAT + REPLICATION_FIGURES
 INJECT_MODES = ("virtual", "real")
 SCOPES = ("remote", "all")
 DEFAULT_TIMEOUT_S = 600.0
 _NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 _TOP = {"experiment", "grid", "placements", "workloads", "quick"}
 _EXPERIMENT = {"name", "description", "topology", "inject", "dilation", "repetitions", "metric", "latency_scope",
-               "timeout"}
+               "timeout", "report", "plots", settings.TABLE, "jitter"}
 _PLACEMENT = {"cpu", "policy", "mode", "nodes", "description"}
-_WORKLOAD = {"command", "options", "description"}
-# options the placement and the runner decide (and prodcons' internal ones), with their defaults
-_RESERVED_OPTIONS = {"cpu": None, "cluster": None, "role": "producer", "ready_fd": None, "free_fd": None}
 
 
 class SpecError(NumaEmuError):
@@ -118,8 +127,7 @@ class _Check:
         return value
 
 
-def _show(value: Any) -> str:
-    return json.dumps(value, default=str) if isinstance(value, (str, int, float, bool, list, dict)) else type(value).__name__
+_show = settings.show
 
 
 # ---- placements ----------------------------------------------------------------------------
@@ -149,67 +157,6 @@ def _placement(c: _Check, name: str, raw: Any, topologies: list[Topology]) -> Pl
     return p
 
 
-# ---- workloads ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class WorkloadSpec:
-    name: str
-    command: str  # a built-in workload
-    options: tuple[str, ...] = ()
-
-    def argv(self, python: str) -> list[str]:
-        return [python, "-m", workload_runner.BUILTIN[self.command], *self.options]
-
-
-class _RaisingParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise ValueError(message)
-
-
-def _options(c: _Check, key: str, value: Any) -> list[str]:
-    if isinstance(value, list):
-        if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
-            raise c.fail(key, "expected a list of strings and numbers")
-        return [str(v) for v in value]
-    out: list[str] = []
-    for k, v in c.table(value, key).items():
-        flag = "--" + k.replace("_", "-")
-        if v is True:
-            out.append(flag)
-        elif v is False:
-            continue
-        elif isinstance(v, (str, int, float)):
-            out += [flag, str(v)]
-        else:
-            raise c.fail(f"{key}.{k}", f"expected a string, number or boolean, got {_show(v)}")
-    return out
-
-
-def _merge_options(base: Any, over: Any) -> Any:
-    return {**base, **over} if isinstance(base, dict) and isinstance(over, dict) else over
-
-
-def _workload(c: _Check, name: str, raw: Any, quick_raw: dict | None) -> WorkloadSpec:
-    key = f"workloads.{name}"
-    c.table(raw, key, _WORKLOAD)
-    command = c.string(raw.get("command", name), f"{key}.command")
-    if command not in workload_runner.BUILTIN:
-        raise c.fail(f"{key}.command", f"no built-in workload '{command}' (built-in: {', '.join(workload_runner.BUILTIN)})")
-    options = raw.get("options", [])
-    okey = f"{key}.options"
-    if quick_raw is not None and "options" in quick_raw:
-        options, okey = _merge_options(options, quick_raw["options"]), f"quick.{key}.options"
-    argv = _options(c, okey, options)
-    try:
-        parsed = workload_runner.build_parser(command, _RaisingParser).parse_args(argv)
-    except ValueError as exc:
-        raise c.fail(okey, f"{command}: {exc}") from None
-    for dest, default in _RESERVED_OPTIONS.items():
-        if getattr(parsed, dest, default) != default:
-            raise c.fail(okey, f"--{dest.replace('_', '-')} is set by the placement and the runner, not here")
-    return WorkloadSpec(name, command, tuple(argv))
-
-
 # ---- the file -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -217,11 +164,16 @@ class Config:
     """One point of the grid: a value for every parameter; `index` is its place in grid order."""
 
     index: int
-    values: dict
+    values: dict  # PARAMETERS, then the swept sysctl keys (None: this configuration does not set it)
 
     @property
     def cluster_key(self) -> tuple:
         return tuple(self.values[p] for p in CLUSTER_PARAMETERS)
+
+    @property
+    def sysctl(self) -> dict:
+        """The swept sysctl values of this configuration."""
+        return {k: v for k, v in self.values.items() if k not in PARAMETERS and v is not None}
 
 
 @dataclass(frozen=True)
@@ -236,16 +188,37 @@ class Spec:
     metric: str
     remote_only: bool
     timeout_s: float
-    grid: dict  # parameter -> tuple of values, every parameter present, in file order then PARAMETERS
-    swept: tuple[str, ...]  # parameters the file lists in [grid] with more than one value
+    grid: dict  # parameter -> tuple of values: every parameter (file order, then PARAMETERS), then [grid] sysctl keys
+    swept: tuple[str, ...]  # parameters with more than one value ([grid] ones, then workloads' sysctl keys)
     placements: dict
     workloads: dict
     quick: bool = False
     topologies: dict = field(default_factory=dict, compare=False, repr=False)
+    sysctl_keys: tuple[str, ...] = ()  # swept sysctl keys: [grid] sysctl, then the workloads' own
+    sysctl_fixed: dict = field(default_factory=dict)  # key -> value for every run
+    jitter: dict | None = None  # {distribution, spread} of every link, set once per cluster
+    report: tuple[str, ...] = ()  # the table's figure columns (empty: the timing ones)
+    plots: tuple[str, ...] = ()  # figures plotted beside the metric
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """Every parameter of a configuration: PARAMETERS, then the swept sysctl keys."""
+        return PARAMETERS + self.sysctl_keys
 
     def configurations(self) -> list[Config]:
-        keys = list(self.grid)
-        return [Config(i, dict(zip(keys, combo))) for i, combo in enumerate(itertools.product(*self.grid.values()))]
+        """The product of the grid; each point once more per value of its workload's own sysctl grid."""
+        keys, out = list(self.grid), []
+        for combo in itertools.product(*self.grid.values()):
+            point = dict(zip(keys, combo))
+            point.update({k: None for k in self.sysctl_keys if k not in point})
+            own = self.workloads[point["workload"]].sysctl
+            for values in itertools.product(*(v for _, v in own)):
+                out.append(Config(len(out), {**point, **dict(zip((k for k, _ in own), values))}))
+        return out
+
+    def values_of(self, parameter: str) -> list:
+        """The values `parameter` takes over the configurations, in grid order, None left out."""
+        return list(dict.fromkeys(c.values[parameter] for c in self.configurations() if c.values[parameter] is not None))
 
     def run_order(self) -> list[Config]:
         """Grid order, grouped by cluster (topology, inject, dilation), then by latency scale, so
@@ -263,7 +236,10 @@ class Spec:
                 "swept": list(self.swept),
                 "placements": {n: {"cpu": p.cpu, "policy": p.policy, "mode": p.mode, "nodes": p.nodes,
                                    "label": p.label()} for n, p in self.placements.items()},
-                "workloads": {n: {"command": w.command, "options": list(w.options)} for n, w in self.workloads.items()}}
+                "workloads": {n: {"command": w.command, "options": list(w.options),
+                                  "sysctl": {k: list(v) for k, v in w.sysctl}} for n, w in self.workloads.items()},
+                "sysctl": dict(self.sysctl_fixed), "sysctl_keys": list(self.sysctl_keys), "jitter": self.jitter,
+                "report": list(self.report), "plots": list(self.plots)}
 
 
 def shipped() -> dict[str, Path]:
@@ -318,12 +294,12 @@ def _tables(c: _Check, raw: dict) -> tuple[dict, dict, dict, dict, dict]:
     exp = c.table(raw["experiment"], "experiment", _EXPERIMENT)
     if "grid" not in raw:
         raise c.fail("grid", "missing table [grid]")
-    quick_raw = c.table(raw.get("quick", {}), "quick", set(PARAMETERS) | {"repetitions", "workloads"})
+    quick_raw = c.table(raw.get("quick", {}), "quick", set(PARAMETERS) | {"repetitions", "workloads", settings.TABLE})
     quick_workloads = c.table(quick_raw.get("workloads", {}), "quick.workloads")
     placements_raw = c.table(raw.get("placements", {}), "placements")
     workloads_raw = c.table(raw.get("workloads", {}), "workloads")
     for n, q in quick_workloads.items():
-        c.table(q, f"quick.workloads.{n}", {"options"})
+        c.table(q, f"quick.workloads.{n}", {"options", settings.TABLE})
         if n not in workloads_raw:
             raise c.fail(f"quick.workloads.{n}", f"no workload '{n}' in [workloads]")
     for n in list(placements_raw) + list(workloads_raw):
@@ -354,16 +330,24 @@ def _settings(c: _Check, exp: dict, quick_raw: dict, quick: bool) -> dict:
             "inject": c.string(exp.get("inject", "virtual"), "experiment.inject", INJECT_MODES),
             "dilation": float(c.positive(exp.get("dilation", 1.0), "experiment.dilation")),
             "repetitions": int(repetitions),
-            "metric": c.string(exp.get("metric", "virtual_ns"), "experiment.metric", METRICS),
+            "metric": c.string(exp.get("metric", "virtual_ns"), "experiment.metric", FIGURES),
+            "report": _figures(c, exp, "report"), "plots": _figures(c, exp, "plots"),
+            "jitter": settings.jitter(c, exp.get("jitter")),
             "remote_only": c.string(exp.get("latency_scope", "remote"), "experiment.latency_scope", SCOPES) == "remote",
             "timeout_s": timeout_s}
 
 
-def _grid(c: _Check, raw: dict, quick_raw: dict, quick: bool, settings: dict, base: Path, placements_raw: dict,
+def _figures(c: _Check, exp: dict, key: str) -> tuple[str, ...]:
+    values = c.values(exp[key], f"experiment.{key}") if key in exp else []
+    return tuple(c.string(v, f"experiment.{key}[{i}]", FIGURES) for i, v in enumerate(values))
+
+
+def _grid(c: _Check, raw: dict, quick_raw: dict, quick: bool, settled: dict, base: Path, placements_raw: dict,
           workloads_raw: dict) -> tuple[dict, tuple, dict]:
-    """(grid: every parameter -> its values, swept parameters, topologies by name)."""
-    grid_raw = c.table(raw["grid"], "grid", set(PARAMETERS))
-    if not grid_raw:
+    """(grid: every parameter -> its values, then [grid] sysctl keys; swept ones; topologies by name)."""
+    grid_raw = dict(c.table(raw["grid"], "grid", set(PARAMETERS) | {settings.TABLE}))
+    sysctl_raw, sysctl_key = grid_raw.pop(settings.TABLE, {}), f"grid.{settings.TABLE}"
+    if not grid_raw and not sysctl_raw:
         raise c.fail("grid", "empty: give at least one parameter, e.g. workload = [\"chase\"]")
     given: dict[str, tuple[str, list]] = {k: (f"grid.{k}", c.values(v, f"grid.{k}")) for k, v in grid_raw.items()}
     for k in PARAMETERS:
@@ -373,7 +357,7 @@ def _grid(c: _Check, raw: dict, quick_raw: dict, quick: bool, settings: dict, ba
                 given[k] = (f"quick.{k}", values)
     if not workloads_raw and "workload" not in given:
         raise c.fail("grid.workload", "missing: name the workloads to run (or define [workloads.NAME] tables)")
-    defaults = {"topology": [settings["topology"]], "inject": [settings["inject"]], "dilation": [settings["dilation"]],
+    defaults = {"topology": [settled["topology"]], "inject": [settled["inject"]], "dilation": [settled["dilation"]],
                 "latency_scale": [1.0], "placement": list(placements_raw) or ["default"], "workload": list(workloads_raw)}
     grid: dict[str, tuple] = {}
     topologies: dict[str, Topology] = {}
@@ -381,24 +365,45 @@ def _grid(c: _Check, raw: dict, quick_raw: dict, quick: bool, settings: dict, ba
         key, values = given.get(k, (f"experiment.{k}", defaults[k]))
         grid[k] = tuple(_grid_value(c, k, f"{key}[{i}]" if k in given else key, v, base, topologies, placements_raw,
                                     workloads_raw) for i, v in enumerate(values))
-    return grid, tuple(k for k in grid if k in given and len(grid[k]) > 1), topologies
+    swept = [k for k in grid if k in given and len(grid[k]) > 1]
+    machines = list(topologies.values())
+    quick_sysctl = settings.swept(c, quick_raw.get(settings.TABLE, {}), f"quick.{settings.TABLE}", machines)
+    if quick and quick_sysctl:  # (checked even when not used, so that a broken quick grid fails early)
+        sysctl_raw, sysctl_key = settings.merged(sysctl_raw, quick_raw[settings.TABLE]), f"quick.{settings.TABLE}"
+    for k, values in settings.swept(c, sysctl_raw, sysctl_key, machines).items():
+        grid[k] = values
+        swept += [k] if len(values) > 1 else []
+    return grid, tuple(swept), topologies
 
 
 def _build(c: _Check, raw: dict, path: Path, quick: bool) -> Spec:
     exp, quick_raw, quick_workloads, placements_raw, workloads_raw = _tables(c, raw)
-    settings = _settings(c, exp, quick_raw, quick)
-    grid, swept, topologies = _grid(c, raw, quick_raw, quick, settings, path.parent, placements_raw, workloads_raw)
-    placements = {n: _placement(c, n, placements_raw[n], list(topologies.values())) for n in placements_raw}
+    values = _settings(c, exp, quick_raw, quick)
+    grid, swept, topologies = _grid(c, raw, quick_raw, quick, values, path.parent, placements_raw, workloads_raw)
+    machines = list(topologies.values())
+    placements = {n: _placement(c, n, placements_raw[n], machines) for n in placements_raw}
     if "default" in grid["placement"] and "default" not in placements:
         placements["default"] = Placement("default")
-    workloads = {n: _workload(c, n, workloads_raw[n], quick_workloads.get(n) if quick else None) for n in workloads_raw}
+    workloads = {n: _workload(c, n, workloads_raw[n], quick_workloads.get(n) if quick else None, machines)
+                 for n in workloads_raw}
     for n in quick_workloads:
         if not quick:  # check the [quick] options too, so that a broken quick grid fails early
-            _workload(c, n, workloads_raw[n], quick_workloads[n])
+            _workload(c, n, workloads_raw[n], quick_workloads[n], machines)
     for w in grid["workload"]:
         workloads.setdefault(w, WorkloadSpec(w, w))
-    return Spec(**settings, path=path, grid=grid, swept=swept, placements=placements, workloads=workloads,
-                quick=quick, topologies=topologies)
+    keys = [k for k in grid if k not in PARAMETERS]
+    for w in grid["workload"]:
+        for k, v in workloads[w].sysctl:
+            if k in grid:
+                raise c.fail(settings.quoted(f"workloads.{w}.{settings.TABLE}", k), "swept in [grid] sysctl too")
+            keys += [k] if k not in keys else []
+            swept += (k,) if len(v) > 1 and k not in swept else ()
+    fixed = settings.fixed(c, exp.get(settings.TABLE, {}), f"experiment.{settings.TABLE}", machines)
+    for k in fixed:
+        if k in keys:
+            raise c.fail(settings.quoted(f"experiment.{settings.TABLE}", k), "swept in a grid too")
+    return Spec(**values, path=path, grid=grid, swept=swept, placements=placements, workloads=workloads,
+                quick=quick, topologies=topologies, sysctl_keys=tuple(keys), sysctl_fixed=fixed)
 
 
 def _grid_value(c: _Check, param: str, key: str, value: Any, base: Path, topologies: dict, placements: dict,

@@ -7,4 +7,10 @@ CLI, experiments and tests run the same code.
   (`numa-emu memhog`).
 - ``chase``, ``stream``, ``prodcons`` and their ``runner``: measurement workloads
   (`numa-emu workload NAME`).
+- ``kbuild``: a kernel build's page-cache pattern, tasks on every node reading one shared tree
+  (read-only mappings, pread) and writing a little: what replication saves.
+- ``writeshare``: readers on every node against a writer of the same pages: the replicate/zap
+  thrashing, the back-off and the mode filters, and (with vm.unsafe_unreplicate=1) stale reads.
+- ``racer``: the start line of those two: a leader spawns worker tasks on other CPUs, starts them
+  together and gathers their lines and the cluster's counters over the run.
 """

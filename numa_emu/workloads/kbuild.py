@@ -118,7 +118,8 @@ def _compile(task, args: argparse.Namespace, tree: _Tree, index: int) -> dict:
                     writes += 1
                 if args.shared_write_every > 0 and reads % args.shared_write_every == 0 and tree.shared:
                     target = tree.files[tree.shared[(shared + index) % len(tree.shared)]]
-                    target.pwrite(((shared * 7 + index) % tree.pages) * tree.ps, bytes([shared % 256]) * SHARED_WRITE_BYTES)
+                    page = (shared * 7 + index) % tree.pages
+                    target.pwrite(page * tree.ps, bytes([shared % 256]) * SHARED_WRITE_BYTES)
                     target.fsync()
                     shared += 1
     return {"virtual_ns": phase.virtual_ns, "wall_s": phase.wall_s, "ops": reads + writes + shared,

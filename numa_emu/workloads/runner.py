@@ -33,6 +33,8 @@ BUILTIN = {
     "chase": "numa_emu.workloads.chase",
     "stream": "numa_emu.workloads.stream",
     "prodcons": "numa_emu.workloads.prodcons",
+    "kbuild": "numa_emu.workloads.kbuild",
+    "writeshare": "numa_emu.workloads.writeshare",
 }
 FIRST_FIELDS = ("workload", "virtual_ns", "wall_s", "ops", "bytes", "node", "cpu")
 EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3

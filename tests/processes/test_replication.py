@@ -237,3 +237,16 @@ def test_replica_lifetime_histogram(four, puppets, cli):
     out = cli("vmstat", "--name", four.name, "--repl-lifetimes", check=True).stdout.splitlines()
     assert out[0] == "replica lifetimes (creation to zap), 1 replicas torn down"
     assert len(out) == 2 and out[1].split()[1] == "1" and out[1].split()[0].endswith("ms")
+
+
+def test_no_replica_frame_leaks_when_shootdowns_overtake_answers(four, cli):
+    """writeshare makes readers on every node race a writer's collapses; a shootdown can reach a
+    reader's node before the directory's answer to it. Afterwards (the workload truncates its
+    file) no replica frame may be left anywhere."""
+    cli("sysctl", "--name", four.name, "vm.pagecache_replication_backoff=0", check=True)
+    for _ in range(2):
+        out = cli("workload", "writeshare", "--cluster", four.name, "--iterations", "15", "--pause-ms", "5",
+                  check=True)
+        assert '"stale_reads": 0' in out.stdout
+        assert total(four, "nr_repl_pages") == 0
+    assert total(four, "pgreplicated") > 0 and total(four, "pgreplicazap") == total(four, "pgreplicated")

@@ -92,6 +92,38 @@ ERRORS = [
     (doc(extra='[workloads.chase]\n[quick.workloads.chase]\nhops = 1'), "quick.workloads.chase.hops", "unknown key"),
     (doc(extra='[workloads.chase]\n[quick.workloads.chase]\noptions = { hops = -1 }'),
      "quick.workloads.chase.options", "must be positive"),
+    # sysctl grids, fixed settings, jitter, report and plots
+    (doc(grid='workload = ["chase"]\nsysctl = { "vm.bogus" = [0] }'), 'grid.sysctl."vm.bogus"', "no sysctl key"),
+    (doc(grid='workload = ["chase"]\nsysctl = { "vm.pagecache_replication" = [0, 2] }'),
+     'grid.sysctl."vm.pagecache_replication"[1]', "expected 0 or 1"),
+    (doc(grid='workload = ["chase"]\nsysctl = { "vm.pagecache_replication" = [1, 1] }'),
+     'grid.sysctl."vm.pagecache_replication"[1]', "appears twice"),
+    (doc(grid='workload = ["chase"]\nsysctl = { "vm.pagecache_replication" = [true] }'),
+     'grid.sysctl."vm.pagecache_replication"[0]', "integer or a word"),
+    (doc(grid='workload = ["chase"]\nsysctl = [1]'), "grid.sysctl", "expected a table"),
+    (doc(extra='[workloads.chase]\nsysctl = { "vm.pagecache_replication_mode" = ["all", "some"] }'),
+     'workloads.chase.sysctl."vm.pagecache_replication_mode"[1]', "expected one of all, no-writers, exec-only"),
+    (doc(grid='workload = ["chase"]\nsysctl = { "vm.pagecache_replication" = [0, 1] }',
+         extra='[workloads.chase]\nsysctl = { "vm.pagecache_replication" = 1 }'),
+     'workloads.chase.sysctl."vm.pagecache_replication"', "swept in [grid] sysctl too"),
+    (doc('sysctl = { "vm.unsafe_unmap_delay_ms" = "soon" }'), 'experiment.sysctl."vm.unsafe_unmap_delay_ms"',
+     "expected milliseconds"),
+    (doc('sysctl = { "vm.unsafe_unreplicate" = 1 }', grid='workload = ["chase"]\nsysctl = { "vm.unsafe_unreplicate" = [0, 1] }'),
+     'experiment.sysctl."vm.unsafe_unreplicate"', "swept in a grid too"),
+    (doc(extra='[quick]\nsysctl = { "vm.pagecache_replication" = [3] }'), 'quick.sysctl."vm.pagecache_replication"[0]',
+     "expected 0 or 1"),
+    (doc(extra='[workloads.chase]\n[quick.workloads.chase]\nsysctl = { "vm.nope" = 1 }'),
+     'quick.workloads.chase.sysctl."vm.nope"', "no sysctl key"),
+    (doc('jitter = -1'), "experiment.jitter", "spread from 0 to 10"),
+    (doc('jitter = { distribution = "cauchy", spread = 0.1 }'), "experiment.jitter.distribution", "not one of"),
+    (doc('jitter = { spread = 0.1, seed = 3 }'), "experiment.jitter.seed", "unknown key"),
+    (doc('report = ["virtual_ns", "speed"]'), "experiment.report[1]", "not one of"),
+    (doc('plots = []'), "experiment.plots", "non-empty list"),
+    (doc('metric = "zap_ratio"\nplots = ["remote_reads", "remote_reads"]'), "experiment.plots[1]", "appears twice"),
+    (doc(grid='workload = ["kbuild"]', extra='[workloads.kbuild]\noptions = { team_index = 1 }'),
+     "workloads.kbuild.options", "--team-index is set by the placement and the runner"),
+    (doc(grid='workload = ["ws"]', extra='[workloads.ws]\ncommand = "writeshare"\noptions = { published_fd = 3 }'),
+     "workloads.ws.options", "--published-fd is set"),
 ]
 
 
@@ -218,3 +250,83 @@ def test_the_shipped_experiment_loads_and_its_quick_grid_is_small():
     assert full.grid["placement"] == ("local", "interleave-all", "remote-bind")
     assert set(full.grid["workload"]) == {"stream", "chase"} and full.remote_only
     assert len(quick.configurations()) * quick.repetitions <= 12
+
+
+SWEPT = ('[grid]\nworkload = ["kbuild", "ws"]\nsysctl = { "vm.numa_stat" = [1] }\n'
+         '[workloads.kbuild]\noptions = { files = 2 }\nsysctl = { "vm.pagecache_replication" = [1, 0] }\n'
+         '[workloads.ws]\ncommand = "writeshare"\n'
+         'sysctl = { "vm.pagecache_replication_backoff" = [1, 0], '
+         '"vm.pagecache_replication_mode" = ["all", "exec-only"] }\n')
+
+
+def test_a_workloads_own_sysctl_grid_expands_only_with_it(tmp_path):
+    text = ('[experiment]\nname = "t"\nsysctl = { "vm.pagecache_replication_cooldown_ms" = 50 }\njitter = 0.25\n'
+            'report = ["virtual_ns", "zap_ratio"]\nplots = ["remote_reads"]\n' + SWEPT)
+    spec = load(tmp_path, text)
+    keys = ("vm.numa_stat", "vm.pagecache_replication", "vm.pagecache_replication_backoff",
+            "vm.pagecache_replication_mode")
+    assert spec.sysctl_keys == keys and spec.parameters == PARAMETERS + keys
+    assert spec.swept == ("workload", "vm.pagecache_replication", "vm.pagecache_replication_backoff",
+                          "vm.pagecache_replication_mode")
+    configs = spec.configurations()
+    assert len(configs) == 2 + 4 and [c.index for c in configs] == list(range(6))
+    assert [c.sysctl for c in configs[:3]] == [
+        {"vm.numa_stat": 1, "vm.pagecache_replication": 1}, {"vm.numa_stat": 1, "vm.pagecache_replication": 0},
+        {"vm.numa_stat": 1, "vm.pagecache_replication_backoff": 1, "vm.pagecache_replication_mode": "all"}]
+    assert configs[0].values["vm.pagecache_replication_mode"] is None and set(configs[5].values) == set(spec.parameters)
+    assert spec.values_of("vm.pagecache_replication_mode") == ["all", "exec-only"]
+    assert spec.sysctl_fixed == {"vm.pagecache_replication_cooldown_ms": 50}
+    assert spec.jitter == {"distribution": "uniform", "spread": 0.25}
+    assert spec.report == ("virtual_ns", "zap_ratio") and spec.plots == ("remote_reads",)
+    assert spec.workloads["kbuild"].argv("py")[2:] == ["numa_emu.workloads.kbuild", "--files", "2"]
+    d = spec.to_dict()
+    assert d["workloads"]["kbuild"]["sysctl"] == {"vm.pagecache_replication": [1, 0]} and d["jitter"]["spread"] == 0.25
+    assert [c.values["workload"] for c in spec.run_order()] == ["kbuild"] * 2 + ["ws"] * 4
+
+
+def test_quick_replaces_the_sysctl_values_it_names(tmp_path):
+    text = doc(grid='workload = ["chase"]\nsysctl = { "vm.unsafe_unreplicate" = [0, 1], "vm.numa_stat" = [0, 1] }',
+               extra='[workloads.chase]\nsysctl = { "vm.pagecache_replication" = [0, 1] }\n'
+                     '[quick]\nsysctl = { "vm.numa_stat" = [1] }\n'
+                     '[quick.workloads.chase]\nsysctl = { "vm.pagecache_replication" = 1 }\n')
+    full, quick = load(tmp_path, text), load(tmp_path, text, quick=True)
+    assert len(full.configurations()) == 8 and len(quick.configurations()) == 2
+    assert quick.grid["vm.numa_stat"] == (1,) and quick.swept == ("vm.unsafe_unreplicate",)
+    assert quick.workloads["chase"].sysctl == (("vm.pagecache_replication", (1,)),)
+    assert load(tmp_path, doc("jitter = { distribution = \"normal\", spread = 0 }")).jitter is None
+
+
+def test_the_shipped_replication_experiments_load_and_their_quick_grids_are_small():
+    assert {"replication", "unreplicate-race"} <= set(shipped())
+    repl = load_spec("replication", quick=True)
+    assert [c.values["workload"] for c in repl.configurations()] == ["kbuild"] * 2 + ["writeshare"] * 6
+    assert set(repl.values_of("vm.pagecache_replication_mode")) == {"all", "no-writers", "exec-only"}
+    race = load_spec("unreplicate-race", quick=True)
+    assert race.grid["inject"] == ("real",) and race.jitter == {"distribution": "uniform", "spread": 0.3}
+    assert race.values_of("vm.unsafe_unreplicate") == [0, 1]
+    assert race.sysctl_fixed["vm.pagecache_replication_backoff"] == 0
+    assert "--read-via" in race.workloads["race"].options
+
+
+def _record(result: dict | None, vmstat: dict):
+    from numa_emu.experiments.runner import RunRecord
+    from numa_emu.experiments.spec import Config
+
+    values = {p: None for p in PARAMETERS}
+    return RunRecord(0, 0, Config(0, values), "c", "ok", 0, 1.0, result, {}, vmstat)
+
+
+def test_rows_take_the_workloads_own_counters_before_the_runs_vmstat():
+    from numa_emu.experiments.output import CSV_FIELDS, csv_fields, row
+
+    vmstat = {"0": {"pgreplicated": 9, "pgreplicazap": 9, "repl_hits": 1}, "1": {"pgreplicated": 1}}
+    plain = row(_record({"virtual_ns": 10, "ops": 2}, vmstat))
+    assert (plain["pgreplicated"], plain["pgreplicazap"], plain["repl_hits"], plain["zap_ratio"]) == (10, 9, 1, 0.9)
+    assert plain["remote_reads"] is None and set(CSV_FIELDS) <= set(plain)
+    own = row(_record({"virtual_ns": 10, "remote_reads": 3, "stale_reads": 0,
+                       "counters": {"pgreplicated": 4, "pgreplicazap": 1}}, vmstat))
+    assert (own["pgreplicated"], own["pgreplicazap"], own["zap_ratio"], own["remote_reads"]) == (4, 1, 0.25, 3)
+    assert row(_record(None, {}))["zap_ratio"] is None
+    spec = load_spec("unreplicate-race")
+    fields = csv_fields(spec)
+    assert fields[fields.index("workload") + 1] == "vm.unsafe_unreplicate" and fields[-1] == "stale_reads"

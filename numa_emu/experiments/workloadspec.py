@@ -1,0 +1,86 @@
+"""The [workloads.NAME] tables of an experiment file: a built-in workload, its options checked by
+its own argument parser (as `numa-emu workload NAME` would parse them), and a sysctl grid swept
+with it only (settings.py). `c` is the file's checker (spec._Check): errors name file and key.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.topology import Topology
+
+from numa_emu.experiments import settings
+from numa_emu.workloads import runner as workload_runner
+
+_WORKLOAD = {"command", "options", "description", settings.TABLE}
+# options the placement and the runner decide, and the ones a workload sets for its own partner
+# tasks (prodcons' consumer, the racer's workers): none may differ from its default here
+_RESERVED_OPTIONS = ("cpu", "cluster", "role", "ready_fd", "free_fd", "team_index", "run_id", "go_fd", "stop_fd",
+                     "published_fd")
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    name: str
+    command: str  # a built-in workload
+    options: tuple[str, ...] = ()
+    sysctl: tuple[tuple[str, tuple], ...] = ()  # (key, values) swept with this workload only
+
+    def argv(self, python: str) -> list[str]:
+        return [python, "-m", workload_runner.BUILTIN[self.command], *self.options]
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        raise ValueError(message)
+
+
+def _options(c, key: str, value: Any) -> list[str]:
+    if isinstance(value, list):
+        if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+            raise c.fail(key, "expected a list of strings and numbers")
+        return [str(v) for v in value]
+    out: list[str] = []
+    for k, v in c.table(value, key).items():
+        flag = "--" + k.replace("_", "-")
+        if v is True:
+            out.append(flag)
+        elif v is False:
+            continue
+        elif isinstance(v, (str, int, float)):
+            out += [flag, str(v)]
+        else:
+            raise c.fail(f"{key}.{k}", f"expected a string, number or boolean, got {settings.show(v)}")
+    return out
+
+
+def _merge_options(base: Any, over: Any) -> Any:
+    return {**base, **over} if isinstance(base, dict) and isinstance(over, dict) else over
+
+
+def workload(c, name: str, raw: Any, quick_raw: dict | None, topologies: list[Topology]) -> WorkloadSpec:
+    key = f"workloads.{name}"
+    c.table(raw, key, _WORKLOAD)
+    sysctl_raw, skey = raw.get(settings.TABLE, {}), f"{key}.{settings.TABLE}"
+    if quick_raw is not None and settings.TABLE in quick_raw:
+        sysctl_raw, skey = settings.merged(sysctl_raw, quick_raw[settings.TABLE]), f"quick.{key}.{settings.TABLE}"
+    sysctl = settings.swept(c, sysctl_raw, skey, topologies)
+    command = c.string(raw.get("command", name), f"{key}.command")
+    if command not in workload_runner.BUILTIN:
+        raise c.fail(f"{key}.command", f"no built-in workload '{command}' (built-in: {', '.join(workload_runner.BUILTIN)})")
+    options = raw.get("options", [])
+    okey = f"{key}.options"
+    if quick_raw is not None and "options" in quick_raw:
+        options, okey = _merge_options(options, quick_raw["options"]), f"quick.{key}.options"
+    argv = _options(c, okey, options)
+    parser = workload_runner.build_parser(command, _RaisingParser)
+    try:
+        parsed = parser.parse_args(argv)
+    except ValueError as exc:
+        raise c.fail(okey, f"{command}: {exc}") from None
+    defaults = parser.parse_args([])
+    for dest in _RESERVED_OPTIONS:
+        if getattr(parsed, dest, None) != getattr(defaults, dest, None):
+            raise c.fail(okey, f"--{dest.replace('_', '-')} is set by the placement and the runner, not here")
+    return WorkloadSpec(name, command, tuple(argv), tuple(sysctl.items()))
