@@ -43,7 +43,7 @@ def up_down(name: str, n_nodes: int) -> tuple[float, float]:
         cl.stop(started.info)
         started.proc.wait()
         raise
-    if left or not bc.gone(pids) or len(pids) != n_nodes + 1:
+    if left or not bc.gone(pids) or len(pids) != n_nodes + 2:  # coordinator, nodes, their fork server
         raise RuntimeError(f"cluster {name}: processes left after down: {left or pids}")
     return up_s, down_s
 

@@ -203,13 +203,12 @@ class MemoryManager:
         for placement, plist in groups.items():
             got = yield from core.allocate(placement, len(plist), task.node, fill)
             batch = _FaultBatch()
-            tracing = core.trace.on
             for p, (node, frame, gen) in zip(plist, got):
                 region.node[p], region.frame[p], region.gen[p] = node, frame, gen
                 task.clock_ns += cost.fault_ns(task.node, node)
-                if tracing:
+                if core.trace.on:
                     batch.add(node, region.start + p * core.page_size, frame, task.clock_ns)
-            if tracing:
+            if core.trace.on:
                 batch.emit(core.trace, task, write)
             task.faults += len(got)
             core.events["pgfault"] += len(got)
