@@ -5,9 +5,11 @@ of the CLI. The cluster is stopped whatever happens.
 """
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
+import tempfile
 
 from numa_emu import processes
 
@@ -23,24 +25,52 @@ def sh(*args: str, check: bool = True) -> int:
     return code
 
 
+# the numa-emu command of this environment, for the commands that numactl executes
+NUMA_EMU = os.path.join(os.path.dirname(sys.executable), "numa-emu")
+
+MEMTOY_SCRIPT = """anon buf 16p
+map buf
+mbind buf interleaved 0-3
+touch buf write
+where buf 0 8p
+show
+time
+"""
+
 STEPS: list[tuple[str, ...]] = [
     ("status", "--name", NAME),
     ("hardware", "--name", NAME),
     ("hardware", "--name", NAME, "--fallback"),
+    # first touch by policy, counted as the kernel counts it
+    ("numactl", "--interleave=all", "--", NUMA_EMU, "memhog", "16m"),
+    ("numactl", "--membind=2", "--", NUMA_EMU, "memhog", "8m"),
+    ("numastat", "--name", NAME),
+    ("latency", "--name", NAME, "show"),
+    # remote reads of a shared file page make replicas; a write collapses them
+    ("workload", "kbuild", "--cluster", NAME),
+    ("vmstat", "--name", NAME),
 ]
 
 
 def main() -> None:
     processes.become_subreaper()
+    os.environ["NUMA_EMU_CLUSTER"] = NAME  # numactl, memhog and workloads find the demo cluster
     subprocess.call([sys.executable, "-m", "numa_emu.cli.main", "down", "--name", NAME],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sh("up", "--name", NAME)
     try:
         for step in STEPS:
             sh(*step)
+        print("\n$ numa-emu memtoy --name demo --cpu 1 -v   (a script on stdin)", flush=True)
+        subprocess.run([sys.executable, "-m", "numa_emu.cli.main", "memtoy", "--name", NAME, "--cpu", "1", "-v"],
+                       input=MEMTOY_SCRIPT, text=True, check=True)
     finally:
         sh("down", "--name", NAME, check=False)
         processes.reap_children()
+    # an experiment starts its own clusters: latency sensitivity, reduced grid
+    sh("experiment", "run", "latency-sensitivity", "--quick", "--out", os.path.join(tempfile.gettempdir(),
+                                                                                    "numa-emu-demo-results"))
+    processes.reap_children()
 
 
 if __name__ == "__main__":
