@@ -12,7 +12,8 @@ from typing import Callable
 
 from nodes.costmodel import CostModel
 from nodes.framepool import FramePool
-from nodes.placement import NUMASTAT_COUNTERS, Placement, charge
+from nodes.placement import Placement, charge
+from protocol.counters import NUMASTAT_COUNTERS
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import memory as mm

@@ -17,19 +17,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from protocol.errors import ErrorCode, NumaEmuError
+from protocol.counters import NUMASTAT_COUNTERS, NUMASTAT_TO_VMSTAT  # noqa: F401  (NUMASTAT_COUNTERS re-exported)
 from protocol.policy import MPOL_F_NUMA_BALANCING, Mode, Policy
 
-# The per-node numastat file, in its order (/sys/devices/system/node/nodeN/numastat).
-NUMASTAT_COUNTERS = ("numa_hit", "numa_miss", "numa_foreign", "interleave_hit", "local_node", "other_node")
-# Their names in /proc/vmstat (mm/vmstat.c vmstat_text[]).
-VMSTAT_NAMES = {
-    "numa_hit": "numa_hit",
-    "numa_miss": "numa_miss",
-    "numa_foreign": "numa_foreign",
-    "interleave_hit": "numa_interleave",
-    "local_node": "numa_local",
-    "other_node": "numa_other",
-}
+# The counter names live in protocol (the front ends print them); re-exported for the core.
+VMSTAT_NAMES = NUMASTAT_TO_VMSTAT
 
 Increment = tuple[int, str, int]  # (node, counter name, delta in pages)
 

@@ -9,7 +9,6 @@ import logging
 import os
 import random
 import signal
-import sys
 import time
 from pathlib import Path
 

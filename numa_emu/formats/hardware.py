@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict
 
+from protocol.nodemask import format_cpulist  # noqa: F401  (re-exported: the kernel list format)
+
 # numactl.c policy_name() vocabulary (util.c policy_names[]), in MPOL_* order.
 POLICY_NAMES: tuple[str, ...] = (
     "default",
@@ -37,18 +39,6 @@ class HardwareNode(TypedDict):
     free_bytes: int | None
 
 
-def format_cpulist(ids: Iterable[int]) -> str:
-    """Kernel list format of a set of ids: ``0-3,5,8-9`` (empty string for no ids)."""
-    ordered = sorted(set(ids))
-    parts: list[str] = []
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
-            j += 1
-        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
-        i = j + 1
-    return ",".join(parts)
 
 
 def _fmt_mem(size_bytes: int | None) -> str:

@@ -17,15 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from protocol.counters import NUMASTAT_COUNTERS
+
 # Kernel order of /sys/devices/system/node/nodeN/numastat (drivers/base/node.c).
-NUMASTAT_FIELDS: tuple[str, ...] = (
-    "numa_hit",
-    "numa_miss",
-    "numa_foreign",
-    "interleave_hit",
-    "local_node",
-    "other_node",
-)
+NUMASTAT_FIELDS: tuple[str, ...] = NUMASTAT_COUNTERS
 
 # numastat.c process_meminfo[]: the sub-category rows of ``-p PID``.
 PROCESS_ROWS: tuple[str, ...] = ("Huge", "Heap", "Stack", "Private")

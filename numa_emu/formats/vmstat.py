@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from protocol.counters import NUMASTAT_TO_VMSTAT  # one table for nodes and front ends
+
 # mm/vmstat.c vmstat_text[] (Linux 6.x), CONFIG_NUMA, CONFIG_NUMA_BALANCING,
 # CONFIG_MIGRATION and CONFIG_COMPACTION on; zone-suffixed events only for ZONE_NORMAL
 # (numa-emu has one zone per node).  Emulator extensions are marked.
@@ -169,15 +171,7 @@ ORDER: tuple[str, ...] = (
     "nr_tlb_local_flush_one",
 )
 
-# Per-node numastat name -> /proc/vmstat name (REFERENCE b6; mm/vmstat.c vmstat_text[]).
-NUMASTAT_TO_VMSTAT: dict[str, str] = {
-    "numa_hit": "numa_hit",
-    "numa_miss": "numa_miss",
-    "numa_foreign": "numa_foreign",
-    "interleave_hit": "numa_interleave",
-    "local_node": "numa_local",
-    "other_node": "numa_other",
-}
+
 
 
 def format_vmstat(values: Mapping[str, int], order: Iterable[str] | None = None) -> str:

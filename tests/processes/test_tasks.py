@@ -12,7 +12,6 @@ import textwrap
 import pytest
 
 import numa_emu
-from numa_emu import cluster as cl
 from protocol.messages import tasks as tm
 from protocol.policy import MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED, MPOL_F_NODE, MPOL_MF_STRICT, Mode
 from tests.conftest import poll_until
