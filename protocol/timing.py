@@ -5,10 +5,13 @@ interval is suspect, silent for LIVENESS intervals is dead.
 """
 from __future__ import annotations
 
-HEARTBEAT_INTERVAL_S = 0.25
-HEARTBEAT_LIVENESS = 3  # intervals of silence before a peer is declared dead
+# A killed node is reported at once by its fork server, and a dead coordinator closes every node's
+# parent-alive pipe: heartbeats only have to catch a hung process, so they tolerate a loaded
+# 2-core machine (a whole idle cluster was once declared dead at 3 x 0.25 s under load 7+).
+HEARTBEAT_INTERVAL_S = 0.4
+HEARTBEAT_LIVENESS = 5  # intervals of silence before a peer is declared dead (2 s; < 3 s)
 # A node that hears nothing from its coordinator for this long exits (DESIGN: no orphans; < 5 s).
-COORDINATOR_SILENCE_EXIT_S = 2.0
+COORDINATOR_SILENCE_EXIT_S = 4.0
 
 NODE_READY_TIMEOUT_S = 60.0  # `up` gives up when the nodes are not ready by then
 CLIENT_TIMEOUT_S = 5.0  # default deadline of a CLI or task request

@@ -6,6 +6,7 @@ import pytest
 from coordinator.state import ClusterState
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.heartbeat import Liveness
+from protocol.timing import HEARTBEAT_LIVENESS
 
 TOPO = {"page_size": 4096, "nodes": [{"id": 0}, {"id": 1}]}
 
@@ -42,12 +43,13 @@ def test_silent_node_goes_suspect_then_dead_and_heartbeat_revives_suspect():
     s = ClusterState("c", TOPO, 0.0, 0.25)
     _register(s, 0, 0.0)
     _register(s, 1, 0.0)
+    liveness = HEARTBEAT_LIVENESS * 0.25  # silence before dead, at a 0.25 s interval
     assert s.tick(0.3) == []
     assert s.tick(0.5) == [(0, "up", "suspect"), (1, "up", "suspect")]
-    s.heartbeat(node_id=0, frames_free=3, frames_total=10, now=0.6)
+    s.heartbeat(node_id=0, frames_free=3, frames_total=10, now=liveness - 0.1)
     assert s.nodes[0].state == "up"  # a heartbeat revives a suspect at once
-    assert s.tick(0.8) == [(1, "suspect", "dead")]
-    s.heartbeat(node_id=1, frames_free=3, frames_total=10, now=0.9)  # the dead stay dead until they re-register
+    assert s.tick(liveness + 0.05) == [(1, "suspect", "dead")]
+    s.heartbeat(node_id=1, frames_free=3, frames_total=10, now=liveness + 0.1)  # the dead stay dead until they re-register
     assert s.nodes[1].state == "dead"
     assert s.nodes[0].frames_free == 3
 
