@@ -18,6 +18,7 @@ from nodes.directory import Directory
 from nodes.files import FileOps
 from nodes.framepool import FramePool
 from nodes.frames import FrameService
+from nodes.mempolicy import PolicyOps
 from nodes.mm import MemoryManager
 from nodes.pcache import PageCacheView
 from nodes.replication import Replication
@@ -63,7 +64,8 @@ class NodeServer:
         self.endpoint = r.bind(endpoint_for(cluster_dir, f"node-{node_id}"))
         r.routes["coordinator"] = coordinator
         for table in (FrameService(self.core).handlers(), self.replication.handlers(), self.pcache.handlers(),
-                      self.mm.handlers(), FileOps(self.core, self.mm).handlers(),
+                      self.mm.handlers(), PolicyOps(self.core, self.mm).handlers(),
+                      FileOps(self.core, self.mm).handlers(),
                       NodeControl(self.core, self.mm).handlers()):
             for kind, handler in table.items():
                 r.on(kind, handler)

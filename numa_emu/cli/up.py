@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import subprocess
 import sys
 
 from numa_emu import cluster
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     started = cluster.start(name, topology, foreground=args.foreground,
                             coordinator_args=["--inject", args.inject, "--dilation", repr(args.dilation)]
                             + [f"--sysctl={kv}" for kv in sysctl])
+    signals = _record_signals(started) if args.foreground else []  # before "up" is announced
     total_mem = sum(n.mem_bytes for n in topology.nodes)
     inject = "virtual" if args.inject == "virtual" else f"real x{args.dilation:g}"
     print(f"cluster {name} up: {topology.n_nodes} nodes ({topology.name}), {len(topology.cpus)} cpus, "
@@ -72,28 +74,33 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     if not args.foreground:
         return 0
-    return _stay_attached(started)
+    return _stay_attached(started, signals)
 
 
-def _stay_attached(started: cluster.Started) -> int:
-    """Wait for the coordinator; the first Ctrl-C stops the cluster as `down` does, a second one kills."""
-    interrupted = [0]
+def _record_signals(started: cluster.Started) -> list[int]:
+    """SIGINT and SIGTERM are only recorded (STYLE.md guideline 9); a second one kills at once."""
+    signals: list[int] = []
 
-    def on_sigint(*_: object) -> None:
-        interrupted[0] += 1
-        if interrupted[0] > 1:
+    def on_signal(signum: int, _frame: object) -> None:
+        signals.append(signum)
+        if len(signals) > 1:
             started.proc.kill()
-        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, on_sigint)
-    signal.signal(signal.SIGTERM, on_sigint)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return signals
+
+
+def _stay_attached(started: cluster.Started, signals: list[int]) -> int:
+    """Wait for the coordinator; on the first Ctrl-C stop the cluster as `down` does."""
+    stopping = False
     while True:
         try:
-            started.proc.wait()
+            started.proc.wait(timeout=0.1)
             return 0
-        except KeyboardInterrupt:
+        except subprocess.TimeoutExpired:
+            pass
+        if signals and not stopping:
+            stopping = True
             print("stopping cluster", started.info.name, file=sys.stderr)
-            try:
-                cluster.stop(started.info)
-            except KeyboardInterrupt:
-                started.proc.kill()
+            cluster.stop(started.info)

@@ -1,0 +1,96 @@
+"""A task's memory policy on its home node: the task policy pushed by the coordinator (and its
+rebinding on a cpuset change), mbind on a range of regions, and get_mempolicy in all its forms
+(set_mempolicy(2), mbind(2), get_mempolicy(2); REFERENCE.md b1-b3)."""
+from __future__ import annotations
+
+from nodes.core import NodeCore
+from nodes.mm import MemoryManager
+from nodes.placement import InterleaveCursor, interleave_target, next_interleave_index
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import Ok
+from protocol.messages import memory as mm
+from protocol.messages import tasks as tm
+from protocol.policy import (DEFAULT_POLICY, MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED, MPOL_F_NODE, MPOL_MF_MOVE,
+                             MPOL_MF_MOVE_ALL, MPOL_MF_STRICT, MPOL_MF_VALID, Mode, Policy, make_policy, rebind)
+
+
+class PolicyOps:
+    def __init__(self, core: NodeCore, mmgr: MemoryManager):
+        self.core = core
+        self.mm = mmgr
+
+    def handlers(self) -> dict:
+        return {"node.task.policy": self.set_policy, "mem.mbind": self.mbind, "mem.get_mempolicy": self.get_mempolicy}
+
+    def set_policy(self, msg: tm.NodeTaskPolicy) -> Ok:
+        task = self.mm.task(msg.task_id)
+        new_mems, old_mems = frozenset(msg.mems_allowed), frozenset(msg.old_mems_allowed)
+        new_policy = Policy.from_wire(msg.policy)
+        if new_policy != task.policy:
+            task.il_cursor = InterleaveCursor()
+        task.policy, task.mems = new_policy, new_mems
+        if msg.replication is not None:
+            task.replication = msg.replication
+        if self.core.trace.on:
+            self.core.trace.emit("policy", task=task.task_id, vns=task.clock_ns, scope="task",
+                                 policy=new_policy.to_wire(), mems=sorted(new_mems))
+        if new_mems != old_mems:
+            for region in task.space.regions:
+                if region.policy is not None:
+                    region.policy = rebind(region.policy, new_mems, old_mems)
+        task.placements.clear()
+        return Ok()
+
+    # ---- policy -------------------------------------------------------------------------
+    def mbind(self, msg: mm.Mbind) -> Ok:
+        task = self.mm.task(msg.task_id)
+        if msg.flags & ~MPOL_MF_VALID:
+            raise NumaEmuError(ErrorCode.EINVAL, f"mbind flags {msg.flags:#x} not valid (MPOL_MF_STRICT|MOVE|MOVE_ALL)")
+        if msg.flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL):
+            raise NumaEmuError(ErrorCode.EINVAL, "mbind with MPOL_MF_MOVE needs page migration, not built yet")
+        policy = make_policy(msg.mode, frozenset(msg.nodes), allowed=task.mems, possible=self.core.possible)
+        regions = task.space.isolate(msg.vaddr, msg.length)
+        if msg.flags & MPOL_MF_STRICT and policy.mode not in (Mode.DEFAULT, Mode.LOCAL):
+            allowed = policy.nodes or task.mems
+            for region in regions:
+                if any(n >= 0 and n not in allowed for n in region.node):
+                    raise NumaEmuError(ErrorCode.EIO, "MPOL_MF_STRICT: a page of the range is on a node the policy excludes")
+        for region in regions:
+            region.policy = None if policy.mode == Mode.DEFAULT else policy
+        task.placements.clear()
+        if self.core.trace.on:
+            self.core.trace.emit("policy", task=task.task_id, vns=task.clock_ns, scope="mbind", addr=msg.vaddr,
+                                 length=msg.length, policy=policy.to_wire())
+        return Ok()
+
+    def get_mempolicy(self, msg: mm.GetMempolicy):
+        task = self.mm.task(msg.task_id)
+        flags = msg.flags
+        if flags & ~(MPOL_F_NODE | MPOL_F_ADDR | MPOL_F_MEMS_ALLOWED):
+            raise NumaEmuError(ErrorCode.EINVAL, f"get_mempolicy flags {flags:#x} not valid")
+        if flags & MPOL_F_MEMS_ALLOWED:
+            if flags & (MPOL_F_NODE | MPOL_F_ADDR):
+                raise NumaEmuError(ErrorCode.EINVAL, "MPOL_F_MEMS_ALLOWED cannot be combined with MPOL_F_NODE or MPOL_F_ADDR")
+            return mm.GetMempolicyReply(mode=0, nodes=sorted(task.mems), node=None)
+        if not flags & MPOL_F_ADDR:
+            if msg.addr is not None:
+                raise NumaEmuError(ErrorCode.EINVAL, "an address needs MPOL_F_ADDR")
+            policy = task.policy
+            node = None
+            if flags & MPOL_F_NODE:
+                if policy.mode != Mode.INTERLEAVE:
+                    raise NumaEmuError(ErrorCode.EINVAL, "MPOL_F_NODE without MPOL_F_ADDR needs an interleave task policy")
+                index, _ = next_interleave_index(policy, task.il_cursor, allowed=task.mems, weights=self.core.weights)
+                node = interleave_target(policy, index, allowed=task.mems, weights=self.core.weights)
+            return mm.GetMempolicyReply(mode=int(policy.mode) | policy.flags, nodes=sorted(policy.reported_nodes), node=node)
+        if msg.addr is None:
+            raise NumaEmuError(ErrorCode.EINVAL, "MPOL_F_ADDR needs an address")
+        region = task.space.find(msg.addr)
+        policy = region.policy or DEFAULT_POLICY  # no VMA policy reads as MPOL_DEFAULT (do_get_mempolicy)
+        node = None
+        if flags & MPOL_F_NODE:
+            p = (msg.addr - region.start) // self.core.page_size
+            if region.node[p] < 0:  # "if no page is present it allocates one as if read"
+                yield from self.mm._fault(task, region, [p], False, None)
+            node = region.node[p]
+        return mm.GetMempolicyReply(mode=int(policy.mode) | policy.flags, nodes=sorted(policy.reported_nodes), node=node)
