@@ -43,16 +43,6 @@ ACCESS_ENVELOPE = {"kind": "mem.access", "id": 0, "task_id": 1, "vaddr": 0x7F000
                    "data": None}
 
 
-def timed(fn, count: int) -> list[float]:
-    out = []
-    clock = time.perf_counter
-    for _ in range(count):
-        t0 = clock()
-        fn()
-        out.append(clock() - t0)
-    return out
-
-
 def single_ops(home, count: int) -> list[list[object]]:
     """(a) and (b), interleaved in blocks; one table row each."""
     samples: dict[str, list[float]] = {k: [] for k in ("bare", "ping", "read", "write")}
@@ -69,10 +59,10 @@ def single_ops(home, count: int) -> list[list[object]]:
             ops = {"bare": echo.one, "ping": lambda: node.call(lc.Ping()),
                    "read": lambda: region.read(PAGE - 8, 8), "write": lambda: region.write(PAGE - 8, data)}
             for fn in ops.values():
-                timed(fn, WARMUP)
+                bc.timed(fn, WARMUP)
             for _ in range(BLOCKS):
                 for kind, fn in ops.items():
-                    samples[kind] += timed(fn, per_block)
+                    samples[kind] += bc.timed(fn, per_block)
             assert region.read(PAGE - 8, 8) == data
         finally:
             node.close()

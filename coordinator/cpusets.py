@@ -50,6 +50,18 @@ def check_name(name: object) -> str:
     return name
 
 
+def _check_ids(values: Iterable[object], machine: frozenset[int], what: str, one: str, plural: str) -> frozenset[int]:
+    """Ids that are non-empty and all in the machine, or EINVAL saying which are not."""
+    ids = _ids(values, what)
+    if not ids:
+        raise _einval(f"a cpuset needs at least one {one}")
+    unknown = ids - machine
+    if unknown:
+        raise _einval(f"no {what}(s) {format_nodelist(unknown)} in this machine "
+                      f"({plural} are {format_nodelist(machine)})")
+    return ids
+
+
 def _ids(values: Iterable[object], what: str) -> frozenset[int]:
     out = set()
     for v in values:
@@ -91,25 +103,11 @@ class CpusetTable:
 
     def check_cpus(self, cpus: Iterable[object]) -> frozenset[int]:
         """cpuset.cpus: non-empty, every CPU in the machine (the root's cpus)."""
-        ids = _ids(cpus, "cpu")
-        if not ids:
-            raise _einval("a cpuset needs at least one cpu")
-        unknown = ids - self.all_cpus
-        if unknown:
-            raise _einval(f"no cpu(s) {format_nodelist(unknown)} in this machine "
-                          f"(cpus are {format_nodelist(self.all_cpus)})")
-        return ids
+        return _check_ids(cpus, self.all_cpus, "cpu", "cpu", "cpus")
 
     def check_mems(self, mems: Iterable[object]) -> frozenset[int]:
         """cpuset.mems: non-empty, every node in the machine (the root's mems)."""
-        ids = _ids(mems, "node")
-        if not ids:
-            raise _einval("a cpuset needs at least one memory node")
-        unknown = ids - self.all_mems
-        if unknown:
-            raise _einval(f"no node(s) {format_nodelist(unknown)} in this machine "
-                          f"(nodes are {format_nodelist(self.all_mems)})")
-        return ids
+        return _check_ids(mems, self.all_mems, "node", "memory node", "nodes")
 
     def create(self, name: str, cpus: Iterable[object], mems: Iterable[object], *,
                memory_migrate: bool = False, replication: bool | None = None) -> Cpuset:

@@ -37,8 +37,7 @@ class FileOps:
 
     def _page(self, task, name: str, idx: int, write: bool):
         policy = task.policy
-        region_like = _FileView(name)
-        replicate = not write and self.mm.may_replicate(task, region_like)
+        replicate = not write and self.mm.may_replicate(task, name)
         return (yield from self.mm.pcache.lookup(f"file:{name}", idx, write=write, task=task, policy=policy.to_wire(),
                                                  interleave_index=idx, replicate=replicate))
 
@@ -113,12 +112,3 @@ class FileOps:
         region = task.space.map(-(-length // ps), FILE, msg.name, msg.offset // ps)
         region.writable, region.exec = msg.writable, msg.exec
         return mm.MmapReply(vaddr=region.start, length=region.npages * ps, clock_ns=task.clock_ns)
-
-
-class _FileView:
-    """What may_replicate needs to know of a file accessed without a mapping (pread)."""
-
-    kind = FILE
-
-    def __init__(self, name: str):
-        self.name = name

@@ -196,14 +196,13 @@ class MemoryManager:
                 raise NumaEmuError(ErrorCode.ENOMEM,
                                    f"no free frame on the nodes the policy allows ({sorted(placement.order)})")
 
-    def may_replicate(self, task: TaskState, region: Region) -> bool:
-        """The reader may get a replica: global switch, its cpuset's flag, and the mode filter."""
-        if region.kind != "file":
-            return False
+    def may_replicate(self, task: TaskState, name: str) -> bool:
+        """A reader of file `name` may get a replica: global switch, its cpuset's flag, and the
+        mode filter (no-writers: mapping_writably_mapped; exec-only: mapped executable)."""
         t = self.core.repl
         if not (t.enabled and task.replication):
             return False
-        state = self.core.files.get(region.name)
+        state = self.core.files.get(name)
         if t.mode == "no-writers":
             return state is None or not state.writably_mapped
         if t.mode == "exec-only":
@@ -214,7 +213,7 @@ class MemoryManager:
         core, ps = self.core, self.core.page_size
         if write and not region.writable:
             raise NumaEmuError(ErrorCode.EACCES, f"write to a read-only mapping of {region.obj}")
-        replicate = not write and self.may_replicate(task, region)
+        replicate = not write and region.kind == FILE and self.may_replicate(task, region.name)
         for p in pages:
             placement, policy, index = self._placement(task, region, p)
             idx = region.obj_offset + p

@@ -126,9 +126,7 @@ class Replication:
             return 0
         cost = 0
         if entry.writers:  # a clean page still writably mapped: write-protect it first
-            cost += yield from self._shootdown(obj, idx, entry, [(w, entry.node, entry.frame) for w in entry.writers],
-                                               write_protect=True, cause="replicate")
-            entry.writers.clear()
+            cost += yield from self._write_protect(obj, idx, entry, "replicate")
         if spare is not None:
             frame, gen = spare
         else:
@@ -190,6 +188,13 @@ class Replication:
         if c.trace.on:
             c.trace.emit("shootdown", obj=obj, idx=idx, targets=[t[0] for t in targets], cause=cause, phase="acked")
         return SHOOTDOWN_NS * len(targets)
+
+    def _write_protect(self, obj: str, idx: int, entry: DirEntry, cause: str):
+        """Downgrade every writable mapping of the master to read-only, acknowledged; its cost."""
+        cost = yield from self._shootdown(obj, idx, entry, [(w, entry.node, entry.frame) for w in entry.writers],
+                                          write_protect=True, cause=cause)
+        entry.writers.clear()
+        return cost
 
     def _collapse(self, obj: str, idx: int, entry: DirEntry, cause: str, only: int | None = None):
         """Tear down the replicas (or the one on node `only`): every replica's node unmaps it, then
@@ -262,9 +267,7 @@ class Replication:
                 if not entry.dirty:
                     continue
                 if entry.writers:  # page_mkclean: the next write must fault and dirty the page again
-                    yield from self._shootdown(obj, idx, entry, [(w, entry.node, entry.frame) for w in entry.writers],
-                                               write_protect=True, cause="writeback")
-                    entry.writers.clear()
+                    yield from self._write_protect(obj, idx, entry, "writeback")
                 data = yield from c.read_frame(entry.node, entry.frame, entry.gen)
                 state = c.files.get(store_name(obj))
                 c.store.write_page(obj, idx, data, state.size if state else (idx + 1) * c.page_size)

@@ -32,8 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_name_option(p)
     sub = p.add_subparsers(dest="op", metavar="OP", required=True)
     on = sub.add_parser("on", help="switch trace points on")
-    off = sub.add_parser("off", help="switch trace points off")
-    del off
+    sub.add_parser("off", help="switch trace points off")
     sub.add_parser("events", help="the event kinds")
     rec = sub.add_parser("record", help="record events into a JSON-lines file")
     rec.add_argument("-o", "--output", required=True, type=Path)
