@@ -119,6 +119,7 @@ class NodeTaskPolicy(Request):
     mems_allowed: list
     old_mems_allowed: list
     replication: bool | None = None  # the task's cpuset's replication flag, when it may have changed
+    migrate: bool = False  # cpuset memory_migrate: move pages off old mems to new mems (relative rule)
 
 
 @message

@@ -1,0 +1,67 @@
+"""Messages of page migration (DESIGN.md, Migration; REFERENCE.md b2, b4, b5, b10): move_pages and
+migrate_pages of a task on its home node, and the coordinator's migrate_pages by PID (migratepages).
+
+Direct migration takes the page lock, unmaps with acknowledged shootdowns, copies the page to its
+target, updates the page table or the directory entry, and only then frees the old frame. Lazy
+migration (mbind MPOL_MF_MOVE|MPOL_MF_LAZY) stops after the unmap; the next touch moves the page.
+"""
+from __future__ import annotations
+
+from protocol.messages.base import Reply, Request, message
+
+
+@message
+class MovePagesReply(Reply):
+    kind = "mem.move_pages.reply"
+    status: list  # per page: the node it is on now, or -errno (ENOENT, EFAULT, EACCES, ENOMEM, EBUSY)
+    not_moved: int  # pages that could not be moved for non-fatal reasons (move_pages' positive return)
+    clock_ns: int
+
+
+@message
+class MovePages(Request):
+    """move_pages(2) on the task's own pages: `addrs` (page addresses); `nodes` None queries only.
+    `flags` MPOL_MF_MOVE (pages only this task maps) or MPOL_MF_MOVE_ALL (shared pages too)."""
+
+    kind = "mem.move_pages"
+    reply = MovePagesReply
+    task_id: int
+    addrs: list
+    nodes: list | None = None
+    flags: int = 2  # MPOL_MF_MOVE
+
+
+@message
+class MigratePagesReply(Reply):
+    kind = "mem.migrate_pages.reply"
+    moved: int
+    not_moved: int  # migrate_pages(2)'s return value
+    clock_ns: int
+
+
+@message
+class MigratePages(Request):
+    """migrate_pages(2) on a task's home node: every page of the task on a node of `old_nodes` moves
+    to `new_nodes` by the relative rule (the i-th node of old_nodes to the i-th of new_nodes,
+    wrapping; a page already on a target stays). `move_all`: shared pages too (CAP_SYS_NICE)."""
+
+    kind = "mem.migrate_pages"
+    reply = MigratePagesReply
+    task_id: int
+    old_nodes: list
+    new_nodes: list
+    move_all: bool = False
+    cause: str = "syscall"  # syscall | cpuset (memory_migrate) | mbind
+
+
+@message
+class TaskMigratePages(Request):
+    """CLI -> coordinator: migratepages PID FROM TO. The coordinator finds the task and forwards
+    MigratePages to its home node."""
+
+    kind = "task.migrate_pages"
+    reply = MigratePagesReply
+    pid: int
+    old_nodes: list
+    new_nodes: list
+    move_all: bool = False
