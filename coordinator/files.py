@@ -16,9 +16,11 @@ class FileRecord:
     size: int
     writable_maps: int = 0
     exec_maps: int = 0
+    policy: dict | None = None  # the shared policy, as Policy.to_wire(); kept while the cluster runs
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "size": self.size, "writable_maps": self.writable_maps, "exec_maps": self.exec_maps}
+        return {"name": self.name, "size": self.size, "writable_maps": self.writable_maps, "exec_maps": self.exec_maps,
+                "policy": self.policy}
 
 
 def check_name(name: str) -> str:

@@ -13,6 +13,7 @@ from coordinator.state import ClusterState
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import pagecache as pc
+from protocol.policy import Mode, make_policy, policy_to_str
 
 log = logging.getLogger("coordinator.files")
 
@@ -26,11 +27,11 @@ class FileService:
 
     def handlers(self) -> dict:
         return {"file.open": self.open, "file.resize": self.resize, "file.mapped": self.mapped,
-                "file.list": self.list, "file.import": self.import_}
+                "file.list": self.list, "file.import": self.import_, "file.set_policy": self.set_policy}
 
     def _push(self, rec: FileRecord):
         info = pc.NodeFileInfo(name=rec.name, size=rec.size, writably_mapped=rec.writable_maps > 0,
-                               exec_mapped=rec.exec_maps > 0)
+                               exec_mapped=rec.exec_maps > 0, policy=rec.policy)
         yield [Call(f"node:{n.id}", info) for n in self.state.live_nodes()]
         return pc.FileInfoReply(file=rec.to_dict())
 
@@ -90,6 +91,18 @@ class FileService:
         if (rec.writable_maps > 0, rec.exec_maps > 0) != before:
             return (yield from self._push(rec))
         return pc.FileInfoReply(file=rec.to_dict())
+
+    def set_policy(self, msg: pc.FileSetPolicy):
+        """The file's shared policy, over any node of the machine (each reader's cpuset still
+        limits where its faults may allocate); pages already cached stay where they are."""
+        rec = self._known(msg.name)
+        if rec is None:
+            raise NumaEmuError(ErrorCode.ENOENT, f"no file {msg.name!r} (see: numa-emu file ls)")
+        nodes = [n.id for n in self.state.nodes.values()]
+        policy = make_policy(msg.mode, msg.nodes, allowed=nodes, possible=nodes)
+        rec.policy = None if policy.mode == Mode.DEFAULT else policy.to_wire()
+        log.info("file %s: shared policy %s", rec.name, policy_to_str(policy))
+        return (yield from self._push(rec))
 
     def list(self, msg: pc.FileList) -> pc.FileListReply:
         for path in sorted(self.store.iterdir()) if self.store.is_dir() else []:

@@ -44,6 +44,7 @@ class TaskChange:
     mems: frozenset[int]
     old_policy: Policy
     policy: Policy
+    migrate: bool = False  # memory_migrate: the home node moves the pages from old mems to new mems
 
     @property
     def cpu_moved(self) -> bool:
@@ -140,8 +141,9 @@ class TaskTable:
         return self.cpusets.delete(name, len(self.members(self.cpuset(name).name)))
 
     def _plan(self, rec: TaskRecord, cpus: frozenset[int], old_mems: frozenset[int], mems: frozenset[int],
-              load: collections.Counter[int]) -> TaskChange:
-        """The task's CPU within `cpus` and its policy rebound from `old_mems` to `mems` (b1)."""
+              load: collections.Counter[int], migrate: bool = False) -> TaskChange:
+        """The task's CPU within `cpus` and its policy rebound from `old_mems` to `mems` (b1);
+        with `migrate` (memory_migrate) its pages follow, when the remap moves any node."""
         try:
             cpu = self.cpusets.cpu_within(rec.cpu, cpus, load)
         except NumaEmuError as exc:
@@ -149,7 +151,7 @@ class TaskTable:
         load[rec.cpu] -= 1
         load[cpu] += 1
         return TaskChange(rec.task_id, rec.node, rec.cpu, cpu, old_mems, mems, rec.policy,
-                          rebind(rec.policy, mems, old_mems))
+                          rebind(rec.policy, mems, old_mems), migrate and migration_needed(old_mems, mems))
 
     def _apply(self, changes: list[TaskChange], cpuset: str | None = None) -> None:
         for ch in changes:
@@ -158,27 +160,18 @@ class TaskTable:
             if cpuset is not None:
                 rec.cpuset = cpuset
 
-    @staticmethod
-    def _refuse_migration(what: str, old: frozenset[int], new: frozenset[int]) -> NumaEmuError:
-        return NumaEmuError(ErrorCode.EINVAL, f"{what}: memory_migrate is on and mems {format_nodelist(old)} -> "
-                                              f"{format_nodelist(new)} would move pages, which needs page "
-                                              f"migration, not built yet (turn memory_migrate off to leave "
-                                              f"the pages where they are)")
-
     def change_cpuset(self, name: str, *, cpus: list | None = None, mems: list | None = None,
                       memory_migrate: bool | None = None, replication: bool | None = None
                       ) -> tuple[Cpuset, list[TaskChange]]:
         """Write cpus, mems or flags of a cpuset. Tasks whose CPU leaves the set move to another
         CPU of their node (else EBUSY, nothing changed); new mems rebind every task's policy.
-        With memory_migrate on (or being turned on), new mems that would move the pages of
-        tasks are refused (EINVAL): page migration does not exist yet."""
+        With memory_migrate on (or being turned on), the tasks' pages follow the new mems
+        (REFERENCE b10: relative placement), moved by their home nodes."""
         cs, new_cpus, new_mems = self.cpusets.check_change(name, cpus=cpus, mems=mems)
         tasks = self.members(cs.name)
         migrate = cs.memory_migrate if memory_migrate is None else bool(memory_migrate)
-        if migrate and tasks and migration_needed(cs.mems, new_mems):
-            raise self._refuse_migration(f"cpuset '{cs.name}' has {len(tasks)} task(s)", cs.mems, new_mems)
         load = self._load()
-        changes = [self._plan(rec, new_cpus, cs.mems, new_mems, load) for rec in tasks]
+        changes = [self._plan(rec, new_cpus, cs.mems, new_mems, load, migrate) for rec in tasks]
         cs.cpus, cs.mems, cs.memory_migrate = new_cpus, new_mems, migrate
         if replication is not None:
             cs.replication = bool(replication)
@@ -187,12 +180,11 @@ class TaskTable:
 
     def attach(self, pid: int, name: str) -> tuple[TaskRecord, Cpuset, TaskChange]:
         """Move the running task `pid` into cpuset `name` (cpuset_attach): its CPU as for a
-        change of cpus, its policy rebound from the old set's mems to the new set's."""
+        change of cpus, its policy rebound from the old set's mems to the new set's, and with the
+        new set's memory_migrate its pages moved from the old mems to the new ones."""
         rec = self.by_pid(pid)
         new, old = self.cpuset(name), self.cpuset(rec.cpuset)
-        if new.memory_migrate and migration_needed(old.mems, new.mems):
-            raise self._refuse_migration(f"task {rec.task_id} into cpuset '{new.name}'", old.mems, new.mems)
-        change = self._plan(rec, new.cpus, old.mems, new.mems, self._load())
+        change = self._plan(rec, new.cpus, old.mems, new.mems, self._load(), new.memory_migrate)
         self._apply([change], new.name)
         return rec, old, change
 

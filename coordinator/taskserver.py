@@ -14,9 +14,11 @@ from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
 from protocol.messages import control as cm
+from protocol.messages import migration as mg
 from protocol.messages import tasks as tm
 from protocol.nodemask import format_nodelist
 from protocol.reactor import Reactor
+from protocol.timing import MIGRATE_CALL_TIMEOUT_S
 
 log = logging.getLogger("coordinator.tasks")
 
@@ -39,7 +41,8 @@ class TaskService:
         return {"task.register": self.register, "task.exit": self.exit, "task.info": self.info,
                 "task.list": self.list, "task.set_mempolicy": self.set_mempolicy, "cluster.stats": self.stats,
                 "cpuset.show": self.cpuset_show, "cpuset.create": self.cpuset_create, "cpuset.set": self.cpuset_set,
-                "cpuset.attach": self.cpuset_attach, "cpuset.delete": self.cpuset_delete} | self.sysctl.handlers()
+                "cpuset.attach": self.cpuset_attach, "cpuset.delete": self.cpuset_delete,
+                "task.migrate_pages": self.migrate_pages} | self.sysctl.handlers()
 
     def _endpoint(self, node: int) -> str:
         rec = self.state.nodes[node]
@@ -99,6 +102,17 @@ class TaskService:
             raise
         return Ok()
 
+    def migrate_pages(self, msg: mg.TaskMigratePages):
+        """migratepages PID FROM TO: the task's home node moves the pages (and checks the nodes
+        against the task's cpuset, as migrate_pages(2) does)."""
+        rec = self.table.by_pid(msg.pid)
+        reply = yield Call(f"node:{rec.node}", mg.MigratePages(task_id=rec.task_id, old_nodes=msg.old_nodes,
+                                                               new_nodes=msg.new_nodes, move_all=msg.move_all),
+                           MIGRATE_CALL_TIMEOUT_S)
+        log.info("task %d (%s): migrate_pages %s -> %s moved %d page(s), %d not moved", rec.task_id, rec.comm,
+                 format_nodelist(msg.old_nodes), format_nodelist(msg.new_nodes), reply.moved, reply.not_moved)
+        return reply
+
     # ---- cpusets -----------------------------------------------------------------------
     def cpuset_show(self, msg: tm.CpusetShow) -> tm.CpusetShowReply:
         sets = [self.table.cpuset(msg.name)] if msg.name else list(self.table.cpusets)
@@ -129,7 +143,9 @@ class TaskService:
                 calls.append(Call(dest, tm.NodeTaskPolicy(task_id=ch.task_id, policy=ch.policy.to_wire(),
                                                           mems_allowed=sorted(ch.mems),
                                                           old_mems_allowed=sorted(ch.old_mems),
-                                                          replication=self._replication_of(ch.task_id))))
+                                                          replication=self._replication_of(ch.task_id),
+                                                          migrate=ch.migrate),
+                                  MIGRATE_CALL_TIMEOUT_S if ch.migrate else None))
         if not calls:
             return
         try:

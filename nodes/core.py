@@ -15,6 +15,7 @@ from nodes.framepool import FramePool
 from nodes.placement import Placement, charge
 from protocol.counters import NUMASTAT_COUNTERS
 from protocol.effects import Call
+from protocol.policy import Policy
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import memory as mm
 from protocol.tracing import Tracer
@@ -32,6 +33,7 @@ class FileState:
     size: int = 0
     writably_mapped: bool = False
     exec_mapped: bool = False
+    policy: Policy | None = None  # the file's shared policy: it places the pages, not the reader's
 
 
 @dataclass

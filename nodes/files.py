@@ -14,6 +14,7 @@ from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
 from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
+from protocol.policy import Policy
 
 
 class FileOps:
@@ -26,7 +27,8 @@ class FileOps:
                 "mem.mmap_file": self.mmap_file, "node.file.info": self.file_info}
 
     def file_info(self, msg: pc.NodeFileInfo) -> Ok:
-        self.core.files[msg.name] = FileState(msg.size, msg.writably_mapped, msg.exec_mapped)
+        self.core.files[msg.name] = FileState(msg.size, msg.writably_mapped, msg.exec_mapped,
+                                              Policy.from_wire(msg.policy) if msg.policy is not None else None)
         return Ok()
 
     def _state(self, name: str) -> FileState:
@@ -36,7 +38,7 @@ class FileOps:
         return state
 
     def _page(self, task, name: str, idx: int, write: bool):
-        policy = task.policy
+        policy = self.mm.file_policy(name) or task.policy
         replicate = not write and self.mm.may_replicate(task, name)
         return (yield from self.mm.pcache.lookup(f"file:{name}", idx, write=write, task=task, policy=policy.to_wire(),
                                                  interleave_index=idx, replicate=replicate))

@@ -150,8 +150,13 @@ class MemoryManager:
         return Ok()
 
     # ---- faults -------------------------------------------------------------------------
+    def file_policy(self, name: str) -> Policy | None:
+        """The shared policy of file `name`, if it has one (it outranks the readers' policies)."""
+        state = self.core.files.get(name)
+        return state.policy if state is not None else None
+
     def _placement(self, task: TaskState, region: Region, page: int) -> tuple[Placement, Policy, int]:
-        policy = region.policy or task.policy
+        policy = (region.kind == FILE and self.file_policy(region.name)) or region.policy or task.policy
         index = 0
         if policy.mode in (Mode.INTERLEAVE, Mode.WEIGHTED_INTERLEAVE):
             if region.policy is not None or region.kind != ANON:

@@ -108,6 +108,11 @@ class File:
     def truncate(self, size: int) -> None:
         self._size = self.task._coordinator.call(pc.FileResize(name=self.name, size=size)).file["size"]
 
+    def set_policy(self, mode: Mode | int | str, nodes: Iterable[int] | str | None = None, flags: int = 0) -> None:
+        """The file's shared policy: its pages are allocated by it, whoever faults them first
+        (mode "default" clears it). Pages already in the page cache stay where they are."""
+        self.task._coordinator.call(pc.FileSetPolicy(name=self.name, mode=_mode(mode) | flags, nodes=_nodes(nodes)))
+
     def mmap(self, *, offset: int = 0, length: int | None = None, writable: bool = True, exec: bool = False) -> Region:
         return self.task.mmap_file(self, offset=offset, length=length, writable=writable, exec=exec)
 

@@ -16,6 +16,7 @@ COORDINATOR_SILENCE_EXIT_S = 4.0
 NODE_READY_TIMEOUT_S = 60.0  # `up` gives up when the nodes are not ready by then
 CLIENT_TIMEOUT_S = 5.0  # default deadline of a CLI or task request
 PEER_CALL_TIMEOUT_S = 5.0  # default deadline of a node-to-node request
+MIGRATE_CALL_TIMEOUT_S = 120.0  # a migration of many pages (migratepages, cpuset memory_migrate) takes a while
 SHUTDOWN_GRACE_S = 3.0  # after a shutdown message, before SIGTERM
 TERM_GRACE_S = 2.0  # after SIGTERM, before SIGKILL
 CHILD_POLL_INTERVAL_S = 0.1  # how often the coordinator reaps its node processes

@@ -11,14 +11,14 @@ LIST is the kernel list format (0-3,5); every cpu and node must exist. Names are
 blanks, no '/'. The root '/' holds the whole machine and cannot be changed or deleted. A new
 cpuset inherits the root's replication flag unless --replication is given.
 
-New mems: pages already allocated stay where they are; later allocations obey the new mems,
-and every task's policy and region policies are rebound as the kernel does (static masks
-intersect, relative masks fold, others remap). memory_migrate is recorded and shown, but page
-migration is not built yet: while it is on, new mems (or an attach) that would move the pages of
-tasks are refused (EINVAL); turn it off to change mems and leave the pages where they are. A
-task whose cpu leaves its cpuset moves to a cpu of the same node; a move to another node needs
-auto-migration, not built yet (EBUSY, nothing changed). replication is stored for page-cache
-replication (a later issue).
+New mems: later allocations obey the new mems, and every task's policy and region policies are
+rebound as the kernel does (static masks intersect, relative masks fold, others remap). Pages
+already allocated stay where they are, unless memory_migrate is on: then the pages of every task
+of the cpuset (and of a task attached to it) move from the old mems to the new ones, keeping
+their relative placement (the i-th node of the old mems to the i-th of the new), before the
+command returns. A task whose cpu leaves its cpuset moves to a cpu of the same node; a move to
+another node needs auto-migration, not built yet (EBUSY, nothing changed). replication turns
+page-cache replication on or off for the tasks of the cpuset.
 
 show --json prints a list of {"name", "cpus", "mems", "memory_migrate", "replication", "tasks"},
 cpus, mems and tasks (task ids) as lists of integers. exec runs COMMAND with NUMA_EMU_CPUSET
@@ -36,6 +36,7 @@ from numa_emu.cli.common import add_json_option, add_name_option, running_cluste
 from numa_emu.cli.main import EXIT_ERROR, EXIT_USAGE, fail
 from protocol.errors import NumaEmuError
 from protocol.nodemask import format_nodelist, parse_cpulist, parse_nodelist
+from protocol.timing import MIGRATE_CALL_TIMEOUT_S
 
 
 def _list_type(parse):
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     info = running_cluster(args)
     if args.action == "exec":
         return _exec(args, info)
-    with info.client() as client:
+    with info.client(timeout_s=MIGRATE_CALL_TIMEOUT_S) as client:  # memory_migrate moves pages first
         if args.action == "show":
             sets = client.call(tm.CpusetShow(name=args.cpuset)).cpusets
             print(json.dumps(sets, indent=2) if args.json else format_table(sets))
@@ -153,8 +154,9 @@ def run(args: argparse.Namespace) -> int:
             for task_id, old, new in reply.moved:
                 print(f"task {task_id}: cpu {old} -> {new}")
             if reply.rebound:
+                pages = "moved there" if reply.cpuset["memory_migrate"] else "stay where they are"
                 print(f"policies rebound to mems {format_nodelist(reply.cpuset['mems'])} for task(s) "
-                      f"{', '.join(map(str, reply.rebound))}; their pages stay where they are")
+                      f"{', '.join(map(str, reply.rebound))}; their pages {pages}")
         elif args.action == "attach":
             reply = client.call(cm.CpusetAttach(name=args.cpuset, pid=args.pid))
             t = reply.task

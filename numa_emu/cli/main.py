@@ -27,6 +27,7 @@ COMMANDS = {
     "numactl": "numactl",
     "memhog": "memhog",
     "numastat": "numastat",
+    "migratepages": "migratepages",
     "vmstat": "vmstat",
     "numa-maps": "numa_maps",
     "shims": "shims",

@@ -8,13 +8,13 @@ as ONE task (on --cpu N, else $NUMA_EMU_CPU, else the coordinator's pick):
     printf 'anon a 8p\\nmap a\\ntouch a\\nwhere a\\n' | numa-emu memtoy
 
 Commands (type 'help' or 'help <command>' in the shell; any unique prefix works):
-    anon <seg> <size>[k|m|g|p] [private|shared]     shmem <seg> <size>      file ... (not built yet)
+    anon <seg> <size>[k|m|g|p] [private|shared]     shmem <seg> <size>      file <path> ...
     map <seg>   unmap <seg>   remove <seg> ...      show [<seg>]
     touch <seg> [<off> <len>] [read|write]
-    mbind <seg> [<off> <len>] <policy>[+move[+all][+lazy]] [<nodes>]
+    mbind <seg> [<off> <len>] <policy>[+shared][+move[+all][+lazy]] [<nodes>]
     where <seg> [<off> <len>]   one line 'PAGE NODE' per page, '-' when absent; first 64 pages
                                 by default, then '... N more pages'
-    mpol [<policy> [<nodes>]]   migrate <to> [<from>] (not built yet)   numa   pid   time
+    mpol [<policy> [<nodes>]]   migrate <to> [<from>]   numa   pid   time
     snooze <seconds>   help [<command>]   quit | exit | end of input
 Sizes: k, m, g, or p for pages. Policies: default, preferred, bind, interleaved, local, noop.
 

@@ -163,7 +163,7 @@ def _mbind_flags(args: _Args, words: list[str]) -> int:
         return 0
     first = words[0].lower()
     if first == "shared":
-        raise args.error("'+shared' (shared policy for file mappings) needs the page cache (not built yet)")
+        raise args.error("'+shared' comes right after the policy word")
     if first != "move":
         if first in ("all", "lazy"):
             raise args.error(f"expected 'move' before '+{words[0]}'")
@@ -179,30 +179,32 @@ def _mbind_flags(args: _Args, words: list[str]) -> int:
     return flags
 
 
-def _policy(args: _Args, *, with_flags: bool) -> tuple[PolicyArg, int]:
-    """`<policy>[+flags] [<nodes>]`; flags may also follow the policy word after a blank."""
+def _policy(args: _Args, *, with_flags: bool) -> tuple[PolicyArg, int, bool]:
+    """`<policy>[+shared][+move[+all][+lazy]] [<nodes>]`: the policy, the MPOL_MF_* flags and
+    whether it is the shared policy of a file; flags may also follow the word after a blank."""
     text = args.take("<policy>")
     while (args.peek() or "").startswith("+"):
         text += args.take("<policy>")
     word, *flag_words = text.split("+")
     mode = _policy_mode(args, word)
     if flag_words and not with_flags:
-        raise args.error("+move, +all and +lazy modify mbind only")
-    flags = _mbind_flags(args, flag_words)
+        raise args.error("+shared, +move, +all and +lazy modify mbind only")
+    shared = bool(flag_words) and flag_words[0].lower() == "shared"
+    flags = _mbind_flags(args, flag_words[shared:])
     name = "noop" if mode is None else word.lower()
     nodes_word = args.optional()
     if mode in (None, Mode.DEFAULT, Mode.LOCAL):
         if nodes_word is not None:
             raise args.usage_error(f"policy '{name}' takes no node list, got '{nodes_word}'")
-        return PolicyArg(mode), flags
+        return PolicyArg(mode), flags, shared
     if nodes_word is None:
         raise args.usage_error(f"missing <nodes> for policy '{name}'")
     if nodes_word == "*":
         if mode not in _STAR_MODES:
             raise args.error("'*' is valid only for the interleaved and preferred policies")
         # preferred with an empty mask is local allocation (set_mempolicy(2), REFERENCE b1)
-        return PolicyArg(mode, all_allowed=mode != Mode.PREFERRED), flags
-    return PolicyArg(mode, parse_node_list(nodes_word, args.n_nodes, args.name)), flags
+        return PolicyArg(mode, all_allowed=mode != Mode.PREFERRED), flags, shared
+    return PolicyArg(mode, parse_node_list(nodes_word, args.n_nodes, args.name)), flags, shared
 
 
 # ---- one parser per command ------------------------------------------------------------------
@@ -249,16 +251,18 @@ def _touch(args: _Args) -> Touch:
 def _mbind(args: _Args) -> Mbind:
     seg = args.take("<seg>")
     rng = _range(args)
-    policy, flags = _policy(args, with_flags=True)
+    policy, flags, shared = _policy(args, with_flags=True)
     if policy.mode is None and not flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL):
         raise args.error("policy 'noop' keeps the policy: use it with +move")
-    return Mbind(seg, policy, rng, flags)
+    if shared and (policy.mode is None or flags):
+        raise args.error("+shared sets a file's shared policy: it takes a policy and no +move")
+    return Mbind(seg, policy, rng, flags, shared)
 
 
 def _mpol(args: _Args) -> Mpol:
     if args.peek() is None:
         return Mpol()
-    policy, _ = _policy(args, with_flags=False)
+    policy, _, _ = _policy(args, with_flags=False)
     if policy.mode is None:
         raise args.error("policy 'noop' applies to mbind +move only")
     return Mpol(policy)

@@ -16,6 +16,7 @@ from protocol.errors import NumaEmuError
 from protocol.messages.tasks import ClusterStats
 from protocol.policy import (MPOL_F_ADDR, MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MODE_FLAGS, Mode, Policy,
                              policy_to_str)
+from protocol.nodemask import format_nodelist
 from protocol.units import format_duration_ns, format_size
 
 from numa_emu.memtoy import helptext
@@ -183,6 +184,13 @@ class Memtoy:
         seg = self.segments.mapped(cmd.seg)
         win = self.segments.window(seg, cmd.range)
         what = f"mbind of segment {seg.name}"
+        if cmd.shared:
+            if seg.file is None:
+                raise MemtoyError(f"{what}: +shared sets a file's shared policy; {seg.name} is not a file segment")
+            with _failing(what):
+                seg.file.set_policy(cmd.policy.mode, self._nodes(cmd.policy))
+            self.say(f"file {seg.file.name}: shared policy set")
+            return
         with _failing(what):
             if cmd.policy.mode is None:  # noop: the range's own policy again, with the move flags
                 mode, nodes = self.task.get_mempolicy(MPOL_F_ADDR, seg.region.addr(win.offset))
@@ -210,7 +218,13 @@ class Memtoy:
             self.task.set_mempolicy(cmd.policy.mode, self._nodes(cmd.policy))
 
     def _do_migrate(self, cmd: c.Migrate) -> None:
-        raise MemtoyError("migrate needs page migration (not built yet)")
+        from_nodes = sorted(self.task.mems_allowed) if cmd.from_nodes is None else sorted(cmd.from_nodes)
+        before = self.task.clock_ns()
+        with _failing("migrate"):
+            not_moved = self.task.migrate_pages(from_nodes, sorted(cmd.to_nodes), move_all=True)
+        spent = format_duration_ns(self.task.clock_ns() - before)
+        left = f", {not_moved} pages not moved" if not_moved else ""
+        self.say(f"migration to {format_nodelist(cmd.to_nodes)} took {spent} virtual time{left}")
 
     # ---- information ----------------------------------------------------------------------
     def _do_numa(self, cmd: c.Numa) -> None:

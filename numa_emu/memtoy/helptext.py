@@ -16,8 +16,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "define a shared memory segment (then map it)",
               "Like 'anon <seg> <size> shared'. Huge pages are not emulated."),
     "file": ("file <path> [<off> <len>] [private|shared]",
-             "define a file segment (needs the page cache: not built yet)",
-             "Accepted for memtoy scripts, refused when run."),
+             "define a segment of a page-cache file (then map it)",
+             "<path> is a file of the cluster's store, or a host file imported into the store\n"
+             "under its base name the first time. Mapped shared; 'private' is accepted and mapped\n"
+             "shared too (numa-emu has no private file mappings)."),
     "map": ("map <seg> [private|shared]",
             "map a defined, unmapped segment into the task",
             "private|shared overrides the share of an anonymous segment. Mapping a segment that\n"
@@ -30,14 +32,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "read (default) or write each page, faulting absent ones in",
               "The range defaults to the whole segment; <len> '*' or 0 runs to its end. One\n"
               "batched request; prints the pages touched, the faults and the virtual time taken."),
-    "mbind": ("mbind <seg> [<off> <len>] <policy>[+move[+all][+lazy]] [<nodes>]",
+    "mbind": ("mbind <seg> [<off> <len>] <policy>[+shared][+move[+all][+lazy]] [<nodes>]",
               "set the memory policy of a range of a mapped segment",
               "<policy>: default, preferred, bind, interleaved, local, or noop (keep the policy,\n"
               "with +move). <nodes>: a node list such as 1, 0,2 or 0-3; none for default, local\n"
               "and noop; '*' is every allowed node for interleaved, local allocation for preferred.\n"
-              "+move migrates the pages already there, +all also shared ones, +lazy unmaps them to\n"
-              "migrate on the next touch: these need page migration (a later issue) and the node\n"
-              "refuses them for now."),
+              "+move migrates the pages already there that the policy would place elsewhere, +all\n"
+              "also shared ones, +lazy only unmaps them: the next touch migrates each page (Lee's\n"
+              "migrate-on-fault). Prints the virtual time the migration or the unmap took.\n"
+              "+shared (a file segment) makes the policy the file's shared policy: its pages are\n"
+              "allocated by it whoever faults them first; cached pages stay where they are."),
     "where": ("where <seg> [<off> <len>]",
               "the node of each page: 'PAGE NODE' lines, '-' if not present",
               "PAGE is the page index within the segment. Without <off> <len> the first 64 pages\n"
@@ -47,7 +51,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
              "show, or set, the task's memory policy (set_mempolicy)",
              "Policies and node lists as for mbind; no +flags."),
     "migrate": ("migrate <to-nodes> [<from-nodes>]",
-                "migrate the task's pages (needs page migration: not built yet)", ""),
+                "migrate the task's pages to <to-nodes> (migrate_pages)",
+                "The pages on <from-nodes> (default: every node the task may use) move to <to-nodes>,\n"
+                "the i-th node of one list to the i-th of the other. Shared pages move too. Prints the\n"
+                "pages that could not be moved, if any, and the virtual time taken."),
     "numa": ("numa", "the nodes, their size and free memory (numactl --hardware)", ""),
     "show": ("show [<seg>]",
              "the segments: type, size, address, policy, pages per node",

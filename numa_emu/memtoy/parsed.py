@@ -87,6 +87,7 @@ class Mbind:
     policy: PolicyArg
     range: Range | None = None
     flags: int = 0  # MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_LAZY
+    shared: bool = False  # +shared: the policy becomes the file's shared policy (a file segment)
 
 
 @dataclass(frozen=True)

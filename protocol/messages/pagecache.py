@@ -12,7 +12,7 @@ from protocol.messages.memory import MmapReply
 @message
 class FileInfoReply(Reply):
     kind = "file.info.reply"
-    file: dict  # name, size, writable_maps, exec_maps
+    file: dict  # name, size, writable_maps, exec_maps, policy (Policy.to_wire() or None)
 
 
 @message
@@ -73,6 +73,19 @@ class FileImport(Request):
 
 
 @message
+class FileSetPolicy(Request):
+    """Set a file's shared policy (Linux shmem's shared policy, Lee's shared policy for mapped
+    files): its page-cache pages are allocated by it whoever reads them first. `mode` carries
+    MPOL_F_* bits as set_mempolicy(2)'s does; MPOL_DEFAULT clears it (readers' policies again)."""
+
+    kind = "file.set_policy"
+    reply = FileInfoReply
+    name: str
+    mode: int
+    nodes: list
+
+
+@message
 class NodeFileInfo(Request):
     """Coordinator -> every node: a file's size or mapping flags changed (short reads, writeback
     lengths, and the replication filters no-writers and exec-only)."""
@@ -83,6 +96,7 @@ class NodeFileInfo(Request):
     size: int
     writably_mapped: bool
     exec_mapped: bool
+    policy: dict | None = None  # the shared policy (Policy.to_wire()), None for the readers' own
 
 
 # ---- a task's file operations (task -> home node) ------------------------------------------

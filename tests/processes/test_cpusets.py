@@ -172,11 +172,19 @@ def test_attach_moves_a_task_within_its_node_only(cluster_factory, cpuset):
         assert json.loads(cpuset(c, "show", "same", "--json").stdout)[0]["cpus"] == [1]
 
         cpuset(c, "set", "same", "--memory-migrate", "on")
-        one_error_line(cpuset(c, "set", "same", "--mems", "1", check=False), 3, "memory_migrate is on",
-                       "page migration, not built yet")
+        out = cpuset(c, "set", "same", "--mems", "1").stdout.splitlines()
+        assert out[-1] == f"policies rebound to mems 1 for task(s) {task.task_id}; their pages moved there"
+        assert region.where() == [1, 1, 1, 1]
+        cpuset(c, "set", "same", "--mems", "0-1")  # relative placement: the 1st node of {1} is the 1st of {0,1}
+        assert region.where() == [0, 0, 0, 0]
         cpuset(c, "set", "same", "--mems", "0-1")  # unchanged mems move nothing
+        assert region.where() == [0, 0, 0, 0]
         cpuset(c, "attach", "/", pid)
         assert task.info()["cpuset"] == "/"
+        cpuset(c, "create", "onto1", "--cpus", "0-1", "--mems", "1", "--memory-migrate")
+        cpuset(c, "attach", "onto1", pid)  # an attach into a memory_migrate set moves the pages too
+        assert region.where() == [1, 1, 1, 1]
+        cpuset(c, "attach", "/", pid)
     cpuset(c, "delete", "sibling")
 
 

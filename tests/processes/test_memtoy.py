@@ -94,9 +94,9 @@ def test_errors_keep_the_session_alive_and_fail_the_script(cli, two_nodes, tmp_p
         "touch nowhere\n"  # 5: unknown segment
         "map a\n"
         "mbind a bind 7\n"  # 7: bad node list
-        "mbind a bind+move 1\n"  # 8: the node refuses (no page migration yet)
+        "mbind a bind+shared 1\n"  # 8: a shared policy needs a file segment
         "file /no/such/file.bin\n"  # 9: neither in the store nor on the host
-        "migrate 1\n"  # 10: no page migration yet
+        "migrate 1 5\n"  # 10: bad node list
         "touch a write\n"
         "where a\n"
         "pid\n")
@@ -110,11 +110,10 @@ def test_errors_keep_the_session_alive_and_fail_the_script(cli, two_nodes, tmp_p
         f"memtoy: {script}:4: anon: bad size '3x': expected a number with an optional k, m, g or p (pages) suffix",
         f"memtoy: {script}:5: no such segment: nowhere",
         f"memtoy: {script}:7: mbind: bad node list '7': node ids must be <= 1",
-        f"memtoy: {script}:8: mbind of segment a failed - EINVAL: mbind with MPOL_MF_MOVE needs page migration, "
-        "not built yet",
+        f"memtoy: {script}:8: mbind of segment a: +shared sets a file's shared policy; a is not a file segment",
         f"memtoy: {script}:9: file segment file.bin failed - ENOENT: no file 'file.bin' in the store "
         "(create it, or numa-emu file import)",
-        f"memtoy: {script}:10: migrate needs page migration (not built yet)",
+        f"memtoy: {script}:10: migrate: bad node list '5': node ids must be <= 1",
         f"memtoy: {script}: 8 commands failed (lines 2, 3, 4, 5, 7, 8, 9, 10)",
     ]
     # the commands after the errors still ran

@@ -211,7 +211,10 @@ def test_mbind(line, policy, rng, flags):
     ("mbind a bind+fast 1", "mbind: unrecognized mbind flag '+fast'"),
     ("mbind a bind+move+fast 1", "mbind: expected 'all' or 'lazy' after '+move', not '+fast'"),
     ("mbind a bind+move+ 1", "mbind: expected 'all' or 'lazy' after '+move', not '+'"),
-    ("mbind a bind+shared 1", "mbind: '+shared' (shared policy for file mappings) needs the page cache"),
+    ("mbind a bind+shared+shared 1", "mbind: '+shared' comes right after the policy word"),
+    ("mbind a bind+move+shared 1", "mbind: expected 'all' or 'lazy' after '+move', not '+shared'"),
+    ("mbind a bind+shared+move 1", "mbind: +shared sets a file's shared policy: it takes a policy and no +move"),
+    ("mbind a noop+shared+move", "mbind: +shared sets a file's shared policy"),
     ("mbind a bind 1 2", "mbind: unexpected argument '2'"),
 ])
 def test_mbind_errors(line, fragment):
@@ -235,7 +238,7 @@ def test_mpol():
 
 @pytest.mark.parametrize("line, fragment", [
     ("mpol bind", "mpol: missing <nodes> for policy 'bind'"),
-    ("mpol bind+move 1", "mpol: +move, +all and +lazy modify mbind only"),
+    ("mpol bind+move 1", "mpol: +shared, +move, +all and +lazy modify mbind only"),
     ("mpol noop", "mpol: policy 'noop' applies to mbind +move only"),
     ("mpol bind 4", "mpol: bad node list '4': node ids must be <= 3"),
     ("mpol bogus 1", "mpol: unrecognized policy 'bogus'"),
