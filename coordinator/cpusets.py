@@ -144,14 +144,10 @@ class CpusetTable:
 
     def cpu_within(self, cpu: int, cpus: frozenset[int], load: Mapping[int, int]) -> int:
         """The CPU a task on `cpu` runs on once limited to `cpus`: the same one if allowed, else
-        the least loaded (then lowest) CPU of `cpus` on the same node, else EBUSY: a task that
-        changes node must take its page table along, which is auto-migration (not built yet)."""
+        the least loaded (then lowest) CPU of `cpus` on the same node, else the least loaded
+        (then lowest) CPU of `cpus`: the task then moves to that CPU's node, page table and all."""
         if cpu in cpus:
             return cpu
         node = self.cpu_node[cpu]
         same_node = [c for c in cpus if self.cpu_node[c] == node]
-        if not same_node:
-            raise NumaEmuError(ErrorCode.EBUSY,
-                               f"cpus {format_nodelist(cpus)} have none on node {node}, where the task runs "
-                               f"(cpu {cpu}); moving a task to another node needs auto-migration, not built yet")
-        return min(same_node, key=lambda c: (load.get(c, 0), c))
+        return min(same_node or cpus, key=lambda c: (load.get(c, 0), c))

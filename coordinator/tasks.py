@@ -45,10 +45,16 @@ class TaskChange:
     old_policy: Policy
     policy: Policy
     migrate: bool = False  # memory_migrate: the home node moves the pages from old mems to new mems
+    new_node: int = -1  # the task's home after the change (the node of `cpu`)
 
     @property
     def cpu_moved(self) -> bool:
         return self.cpu != self.old_cpu
+
+    @property
+    def node_moved(self) -> bool:
+        """The task leaves its home node: the old home hands it over (node.task.move)."""
+        return self.new_node != self.node
 
     @property
     def rebound(self) -> bool:
@@ -151,12 +157,13 @@ class TaskTable:
         load[rec.cpu] -= 1
         load[cpu] += 1
         return TaskChange(rec.task_id, rec.node, rec.cpu, cpu, old_mems, mems, rec.policy,
-                          rebind(rec.policy, mems, old_mems), migrate and migration_needed(old_mems, mems))
+                          rebind(rec.policy, mems, old_mems), migrate and migration_needed(old_mems, mems),
+                          self.cpu_node[cpu])
 
     def _apply(self, changes: list[TaskChange], cpuset: str | None = None) -> None:
         for ch in changes:
             rec = self.tasks[ch.task_id]
-            rec.cpu, rec.policy = ch.cpu, ch.policy
+            rec.cpu, rec.node, rec.policy = ch.cpu, ch.new_node, ch.policy
             if cpuset is not None:
                 rec.cpuset = cpuset
 
@@ -164,7 +171,7 @@ class TaskTable:
                       memory_migrate: bool | None = None, replication: bool | None = None
                       ) -> tuple[Cpuset, list[TaskChange]]:
         """Write cpus, mems or flags of a cpuset. Tasks whose CPU leaves the set move to another
-        CPU of their node (else EBUSY, nothing changed); new mems rebind every task's policy.
+        CPU of their node, else to a CPU of another node; new mems rebind every task's policy.
         With memory_migrate on (or being turned on), the tasks' pages follow the new mems
         (REFERENCE b10: relative placement), moved by their home nodes."""
         cs, new_cpus, new_mems = self.cpusets.check_change(name, cpus=cpus, mems=mems)

@@ -10,7 +10,7 @@ import psutil
 
 from coordinator.state import ClusterState
 from coordinator.tasks import TaskChange, TaskTable
-from protocol.effects import Call
+from protocol.effects import Call, Future
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
 from protocol.messages import control as cm
@@ -35,6 +35,7 @@ class TaskService:
         self.reactor = reactor
         self.state = state
         self.table = TaskTable(state.topology)
+        self.moving: dict[int, list[Future]] = {}  # task id -> TaskHome requests waiting for its move
         self.sysctl = SysctlService(state)
 
     def handlers(self) -> dict:
@@ -42,7 +43,7 @@ class TaskService:
                 "task.list": self.list, "task.set_mempolicy": self.set_mempolicy, "cluster.stats": self.stats,
                 "cpuset.show": self.cpuset_show, "cpuset.create": self.cpuset_create, "cpuset.set": self.cpuset_set,
                 "cpuset.attach": self.cpuset_attach, "cpuset.delete": self.cpuset_delete,
-                "task.migrate_pages": self.migrate_pages} | self.sysctl.handlers()
+                "task.migrate_pages": self.migrate_pages, "task.home": self.home} | self.sysctl.handlers()
 
     def _endpoint(self, node: int) -> str:
         rec = self.state.nodes[node]
@@ -130,14 +131,18 @@ class TaskService:
         return Ok()
 
     def _push_changes(self, what: str, changes: list[TaskChange]):
-        """Tell each home node what a cpuset change did to its tasks: a new CPU (same node),
-        new mems and the rebound policy (the node rebinds region policies from the old mems).
-        The change is made already: the coordinator is the authority, a node that cannot be
-        told is reported."""
+        """Tell each home node what a cpuset change did to its tasks: first the tasks that leave
+        their node are handed to their new home (node.task.move, answered once adopted); then a
+        new CPU (same node), new mems and the rebound policy (the node rebinds region policies
+        from the old mems, and with memory_migrate moves the pages). The change is made already:
+        the coordinator is the authority, a node that cannot be told is reported."""
+        moves = [ch for ch in changes if ch.node_moved]
+        if moves:
+            yield from self._move_tasks(what, moves)
         calls = []
         for ch in changes:
-            dest = f"node:{ch.node}"
-            if ch.cpu_moved:
+            dest = f"node:{ch.new_node}"
+            if ch.cpu_moved and not ch.node_moved:
                 calls.append(Call(dest, cm.NodeTaskCpu(task_id=ch.task_id, cpu=ch.cpu)))
             if ch.rebound:
                 calls.append(Call(dest, tm.NodeTaskPolicy(task_id=ch.task_id, policy=ch.policy.to_wire(),
@@ -152,6 +157,29 @@ class TaskService:
             yield calls
         except NumaEmuError as exc:
             raise NumaEmuError(ErrorCode.EIO, f"{what} is done, but not every home node heard of it: {exc}") from None
+
+    def _move_tasks(self, what: str, moves: list[TaskChange]):
+        for ch in moves:
+            self.moving.setdefault(ch.task_id, [])
+            log.info("task %d moves from node %d to cpu %d of node %d", ch.task_id, ch.node, ch.cpu, ch.new_node)
+        try:
+            yield [Call(f"node:{ch.node}", tm.NodeTaskMove(task_id=ch.task_id, node=ch.new_node, cpu=ch.cpu),
+                        MIGRATE_CALL_TIMEOUT_S) for ch in moves]
+        except NumaEmuError as exc:
+            raise NumaEmuError(ErrorCode.EIO, f"{what}: not every task could move to its new node: {exc}") from None
+        finally:
+            for ch in moves:  # the tasks that asked where they live meanwhile are answered now
+                for fut in self.moving.pop(ch.task_id, []):
+                    fut.set_result(None)
+
+    def home(self, msg: tm.TaskHome):
+        """Where task lives; during a move, once the new home has adopted it."""
+        if msg.task_id in self.moving:
+            fut = Future()
+            self.moving[msg.task_id].append(fut)
+            yield fut
+        rec = self.table.get(msg.task_id)
+        return tm.TaskHomeReply(node=rec.node, cpu=rec.cpu, endpoint=self._endpoint(rec.node))
 
     def _replication_of(self, task_id: int) -> bool:
         return self.table.cpuset(self.table.get(task_id).cpuset).replication

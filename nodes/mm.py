@@ -70,6 +70,7 @@ class MemoryManager:
         self.core = core
         self.pcache = pcache
         self.tasks: dict[int, TaskState] = {}
+        self.moved: dict[int, int] = {}  # task id -> the node it moved to (nodes.taskmove)
         pcache.tasks = self.tasks
 
     def handlers(self) -> dict:
@@ -84,6 +85,8 @@ class MemoryManager:
         try:
             return self.tasks[task_id]
         except KeyError:
+            if task_id in self.moved:
+                raise NumaEmuError(ErrorCode.EREMCHG, f"task {task_id} moved to node {self.moved[task_id]}") from None
             raise NumaEmuError(ErrorCode.ESRCH, f"no task {task_id} on node {self.core.node_id}") from None
 
     # ---- task life cycle ----------------------------------------------------------------

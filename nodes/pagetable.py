@@ -60,6 +60,29 @@ class Region:
     def present_pages(self) -> int:
         return self.npages - self.node.count(-1)
 
+    def to_wire(self) -> dict:
+        """The region as msgpack-able data: arrays as their raw bytes (a task moving home)."""
+        return {"start": self.start, "npages": self.npages, "kind": self.kind, "name": self.name,
+                "obj_offset": self.obj_offset, "policy": self.policy.to_wire() if self.policy else None,
+                "node": self.node.tobytes(), "frame": self.frame.tobytes(), "gen": self.gen.tobytes(),
+                "dirty": bytes(self.dirty), "wr": bytes(self.wr), "writable": self.writable, "exec": self.exec,
+                "map_id": self.map_id}
+
+    @classmethod
+    def from_wire(cls, d: dict) -> "Region":
+        arrays = {}
+        for key, code in (("node", "h"), ("frame", "I"), ("gen", "I")):
+            a = array(code)
+            a.frombytes(d[key])
+            arrays[key] = a
+        region = cls(d["start"], d["npages"], d["kind"], d["name"], d["obj_offset"],
+                     Policy.from_wire(d["policy"]) if d["policy"] else None, arrays["node"], arrays["frame"],
+                     arrays["gen"], bytearray(d["dirty"]), bytearray(d["wr"]), d["writable"], d["exec"], d["map_id"])
+        if not (len(region.node) == len(region.frame) == len(region.gen) == len(region.dirty) == len(region.wr)
+                == region.npages):
+            raise NumaEmuError(ErrorCode.EINVAL, f"region at {region.start:#x}: arrays do not hold {region.npages} pages")
+        return region
+
 
 class AddressSpace:
     """The regions of one task, sorted by start address."""
@@ -132,3 +155,15 @@ class AddressSpace:
         ids = {id(r) for r in regions}
         self.regions = [r for r in self.regions if id(r) not in ids]
         self._reindex()
+
+    def to_wire(self) -> dict:
+        return {"page_size": self.page_size, "next_vaddr": self.next_vaddr, "maps_made": self.maps_made,
+                "regions": [r.to_wire() for r in self.regions]}
+
+    @classmethod
+    def from_wire(cls, d: dict) -> "AddressSpace":
+        space = cls(d["page_size"])
+        space.next_vaddr, space.maps_made = d["next_vaddr"], d["maps_made"]
+        space.regions = [Region.from_wire(r) for r in d["regions"]]
+        space._reindex()
+        return space

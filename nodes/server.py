@@ -24,6 +24,7 @@ from nodes.pcache import PageCacheView
 from nodes.replication import Replication
 from nodes.store import Store
 from nodes.sysctl import NodeControl
+from nodes.taskmove import TaskMoves
 from protocol.clusterdir import STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_json
 from protocol.effects import Call
 from protocol.errors import NumaEmuError
@@ -65,7 +66,7 @@ class NodeServer:
         r.routes["coordinator"] = coordinator
         for table in (FrameService(self.core).handlers(), self.replication.handlers(), self.pcache.handlers(),
                       self.mm.handlers(), PolicyOps(self.core, self.mm).handlers(),
-                      FileOps(self.core, self.mm).handlers(),
+                      FileOps(self.core, self.mm).handlers(), TaskMoves(self.core, self.mm).handlers(),
                       NodeControl(self.core, self.mm).handlers()):
             for kind, handler in table.items():
                 r.on(kind, handler)

@@ -88,7 +88,7 @@ class NodeControl:
     def task_cpu(self, msg: cm.NodeTaskCpu) -> Ok:
         task = self.mm.task(msg.task_id)
         if self.core.cpu_node.get(msg.cpu) != self.core.node_id:
-            raise NumaEmuError(ErrorCode.EINVAL, f"cpu {msg.cpu} is not on node {self.core.node_id}; moving a task "
-                                                 f"to another node needs auto-migration, not built yet")
+            raise NumaEmuError(ErrorCode.EINVAL, f"cpu {msg.cpu} is not on node {self.core.node_id}; a task moves to "
+                                                 f"another node with node.task.move")
         task.cpu = msg.cpu
         return Ok()

@@ -139,7 +139,13 @@ class Task:
     def _call(self, request):
         if not self.attached:
             raise NumaEmuError(ErrorCode.ESRCH, "the task is detached")
-        reply = self._home.call(request)
+        try:
+            reply = self._home.call(request)
+        except NumaEmuError as exc:
+            if exc.code != ErrorCode.EREMCHG:
+                raise
+            self._where_now()  # moved to another node (a cpuset change): the old home did nothing
+            reply = self._home.call(request)
         clock = getattr(reply, "clock_ns", None)
         if clock is not None:
             self._clock = clock
@@ -200,7 +206,18 @@ class Task:
                             flags=flags))
 
     def getcpu(self) -> tuple[int, int]:
+        """(cpu, node) as they are now: a cpuset change may have moved the task."""
+        self._where_now()
         return self.cpu, self.node
+
+    def _where_now(self) -> None:
+        """Ask the coordinator where this task runs; follow it to a new home node."""
+        home = self._coordinator.call(tm.TaskHome(task_id=self.task_id))
+        self.cpu = home.cpu
+        if home.node != self.node:
+            self._home.close()
+            self._home = Client(home.endpoint)
+            self.node = home.node
 
     def clock_ns(self) -> int:
         """The task's virtual clock, read from its home node."""

@@ -28,6 +28,7 @@ class ErrorCode(str, enum.Enum):
     ECONNREFUSED = "ECONNREFUSED"  # the daemon cannot be reached
     ESTALE = "ESTALE"  # a mapping outlived its frame (the frame's generation moved on)
     EFBIG = "EFBIG"  # a file offset beyond what the store allows
+    EREMCHG = "EREMCHG"  # the task's home node changed (it moved): ask the coordinator for the new one
 
 
 class NumaEmuError(Exception):

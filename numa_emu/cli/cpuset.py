@@ -16,9 +16,11 @@ rebound as the kernel does (static masks intersect, relative masks fold, others 
 already allocated stay where they are, unless memory_migrate is on: then the pages of every task
 of the cpuset (and of a task attached to it) move from the old mems to the new ones, keeping
 their relative placement (the i-th node of the old mems to the i-th of the new), before the
-command returns. A task whose cpu leaves its cpuset moves to a cpu of the same node; a move to
-another node needs auto-migration, not built yet (EBUSY, nothing changed). replication turns
-page-cache replication on or off for the tasks of the cpuset.
+command returns. A task whose cpu leaves its cpuset moves to a cpu of the same node if the set
+has one, else to the least loaded cpu of the set on another node: its home node changes, its page
+table goes along, and its private pages follow it lazily (auto-migration, sysctl
+vm.auto_migrate) as it touches them. replication turns page-cache replication on or off for the
+tasks of the cpuset.
 
 show --json prints a list of {"name", "cpus", "mems", "memory_migrate", "replication", "tasks"},
 cpus, mems and tasks (task ids) as lists of integers. exec runs COMMAND with NUMA_EMU_CPUSET

@@ -109,6 +109,46 @@ class NodeTaskDetach(Request):
 
 
 @message
+class TaskHomeReply(Reply):
+    kind = "task.home.reply"
+    node: int
+    cpu: int
+    endpoint: str
+
+
+@message
+class TaskHome(Request):
+    """Task -> coordinator, after EREMCHG from its old home: where it lives now (answered once a
+    move in progress has finished)."""
+
+    kind = "task.home"
+    reply = TaskHomeReply
+    task_id: int
+
+
+@message
+class NodeTaskMove(Request):
+    """Coordinator -> the task's home node: the task now runs on `cpu` of node `node`. The home
+    hands the task's page table to that node (node.task.adopt) and answers the task's next
+    request with EREMCHG, after which the task's client asks the coordinator where it lives."""
+
+    kind = "node.task.move"
+    reply = Ok
+    task_id: int
+    node: int
+    cpu: int
+
+
+@message
+class NodeTaskAdopt(Request):
+    """Old home -> new home: the whole state of a moving task (nodes.taskmove.task_image)."""
+
+    kind = "node.task.adopt"
+    reply = Ok
+    task: dict
+
+
+@message
 class NodeTaskPolicy(Request):
     """Coordinator -> home node: the task's policy or allowed mems changed (rebind regions too)."""
 

@@ -128,8 +128,8 @@ def test_cpu_within_keeps_the_node():
     assert sets.cpu_within(1, frozenset({0, 1, 2}), {}) == 1
     assert sets.cpu_within(1, frozenset({0, 2, 3}), {}) == 0
     assert sets.cpu_within(0, frozenset({1, 2}), {}) == 1
-    err = raises(ErrorCode.EBUSY, "auto-migration, not built yet", sets.cpu_within, 1, frozenset({2, 3}), {})
-    assert "none on node 0" in err.message
+    assert sets.cpu_within(1, frozenset({2, 3}), {}) == 2  # no cpu left on node 0: another node's
+    assert sets.cpu_within(1, frozenset({2, 3}), {2: 1}) == 3  # the least loaded one
 
 
 # ---- rebinding on a change of mems ------------------------------------------------------------
@@ -191,17 +191,18 @@ def test_a_change_reports_only_tasks_it_touches(table):
 # ---- cpus of a running task --------------------------------------------------------------------
 
 
-def test_new_cpus_move_a_task_within_its_node_or_change_nothing(table):
+def test_new_cpus_move_a_task_within_its_node_else_to_another_node(table):
     table.create_cpuset("a", [0, 1, 2, 3], [0, 1])
     table.register(pid=1, comm="w", cpu=1, policy=None, cpuset="a", nodes_bound=None)
     table.register(pid=2, comm="w", cpu=2, policy=None, cpuset="a", nodes_bound=None)
     _, changes = table.change_cpuset("a", cpus=[0, 2])
     assert [(c.task_id, c.old_cpu, c.cpu, c.node, c.rebound) for c in changes] == [(1, 1, 0, 0, False)]
     assert table.get(1).cpu == 0
-    before = snapshot(table)
-    err = raises(ErrorCode.EBUSY, "task 2 (w)", table.change_cpuset, "a", cpus=[0, 1], mems=[2])
-    assert "auto-migration" in err.message
-    assert snapshot(table) == before
+    assert not changes[0].node_moved
+    _, changes = table.change_cpuset("a", cpus=[0, 1])  # task 2 (cpu 2, node 1) must leave node 1
+    assert [(c.task_id, c.old_cpu, c.cpu, c.node, c.new_node, c.node_moved) for c in changes] == [
+        (2, 2, 1, 1, 0, True)]
+    assert (table.get(2).cpu, table.get(2).node) == (1, 0)
 
 
 def test_attach_moves_cpu_and_rebinds_from_the_old_mems(table):
@@ -216,9 +217,8 @@ def test_attach_moves_cpu_and_rebinds_from_the_old_mems(table):
     rec, old, change = table.attach(7, "sibling")
     assert (old.name, rec.cpu, change.old_cpu, rec.node) == ("same", 0, 1, 0)
     assert rec.policy.nodes == {0}
-    before = snapshot(table)
-    raises(ErrorCode.EBUSY, "auto-migration, not built yet", table.attach, 7, "far")
-    assert snapshot(table) == before
+    rec, old, change = table.attach(7, "far")
+    assert (old.name, rec.cpu, rec.node, change.node, change.new_node, change.node_moved) == ("sibling", 2, 1, 0, 1, True)
     raises(ErrorCode.ESRCH, "no task with pid 8", table.attach, 8, "same")
     raises(ErrorCode.ENOENT, "no cpuset 'zz'", table.attach, 7, "zz")
 
@@ -226,18 +226,22 @@ def test_attach_moves_cpu_and_rebinds_from_the_old_mems(table):
 # ---- memory_migrate ----------------------------------------------------------------------------
 
 
-def test_memory_migrate_refuses_what_would_move_pages(table):
+def test_memory_migrate_asks_for_the_pages_to_move_when_the_remap_moves_a_node(table):
     table.create_cpuset("m", [0, 1], [0, 1], memory_migrate=True)
-    table.change_cpuset("m", mems=[2, 3])  # no task: no page to move
-    table.change_cpuset("m", mems=[0, 1])
     table.register(pid=1, comm="w", cpu=0, policy=None, cpuset="m", nodes_bound=None)
-    before = snapshot(table)
-    raises(ErrorCode.EINVAL, "page migration, not built yet", table.change_cpuset, "m", mems=[2, 3])
-    raises(ErrorCode.EINVAL, "not built yet", table.change_cpuset, "m", mems=[1])
-    assert snapshot(table) == before
-    table.change_cpuset("m", mems=[0, 1, 2])  # the remap is the identity: nothing would move
-    table.change_cpuset("m", memory_migrate=False, mems=[3])  # off in the same write: pages stay
+    _, changes = table.change_cpuset("m", mems=[2, 3])
+    assert [(c.old_mems, c.mems, c.migrate) for c in changes] == [({0, 1}, {2, 3}, True)]
+    _, changes = table.change_cpuset("m", mems=[2, 3, 1])  # 2 -> 1 (the 1st of {1,2,3}), 3 -> 2
+    assert [c.migrate for c in changes] == [True]
+    table.change_cpuset("m", mems=[0, 1])
+    _, changes = table.change_cpuset("m", mems=[0, 1, 2])  # the remap is the identity: nothing moves
+    assert [c.migrate for c in changes] == [False]
+    _, changes = table.change_cpuset("m", memory_migrate=False, mems=[3])  # off in the same write: pages stay
+    assert [c.migrate for c in changes] == [False]
     assert table.cpuset("m").mems == {3} and not table.cpuset("m").memory_migrate
-    raises(ErrorCode.EINVAL, "not built yet", table.change_cpuset, "m", memory_migrate=True, mems=[2])
     table.create_cpuset("m2", [0, 1], [0], memory_migrate=True)
-    raises(ErrorCode.EINVAL, "task 1 into cpuset 'm2'", table.attach, 1, "m2")
+    rec, _, change = table.attach(1, "m2")  # from mems 3 to 0: the pages follow
+    assert change.migrate and rec.cpuset == "m2"
+    table.create_cpuset("plain", [0, 1], [1])
+    _, _, change = table.attach(1, "plain")  # no memory_migrate there: pages stay
+    assert not change.migrate

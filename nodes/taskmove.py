@@ -1,0 +1,83 @@
+"""A task moving to another node (a cpuset change or attach that leaves its node's CPUs): the old
+home hands the whole task, page table included, to the new home, which serves it from then on.
+
+Private pages keep their frames wherever they are (remote to the new home now); the task's
+shared mappings are dropped on the old home and fault again through their directory entries on
+the new one, so every reverse map stays exact. The old home keeps a note that the task moved and
+answers its next request with EREMCHG; the task's client then asks the coordinator for its new
+home and sends the request again (nothing was done with it). Auto-migration, the lazy move of
+the private pages after their task, is decided by the new home once it has adopted the task.
+"""
+from __future__ import annotations
+
+from nodes.core import NodeCore, node_dest
+from nodes.mm import MemoryManager, TaskState
+from nodes.pagetable import ANON, AddressSpace
+from nodes.placement import InterleaveCursor
+from protocol.effects import Call
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import Ok
+from protocol.messages import tasks as tm
+from protocol.policy import Policy
+
+
+def task_image(task: TaskState) -> dict:
+    """Everything a node keeps of a task, as msgpack-able data (caches left out)."""
+    return {"task_id": task.task_id, "pid": task.pid, "comm": task.comm, "cpu": task.cpu,
+            "policy": task.policy.to_wire(), "mems": sorted(task.mems), "space": task.space.to_wire(),
+            "clock_ns": task.clock_ns, "faults": task.faults, "il_prev": task.il_cursor.prev,
+            "il_weight_left": task.il_cursor.weight_left, "replication": task.replication}
+
+
+def task_from_image(image: dict, node: int, cpu: int) -> TaskState:
+    try:
+        return TaskState(image["task_id"], image["pid"], image["comm"], cpu, node, Policy.from_wire(image["policy"]),
+                         frozenset(image["mems"]), AddressSpace.from_wire(image["space"]), image["clock_ns"],
+                         image["faults"], InterleaveCursor(image["il_prev"], image["il_weight_left"]),
+                         replication=image["replication"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise NumaEmuError(ErrorCode.EINVAL, f"node.task.adopt: not a task image ({exc!r})") from None
+
+
+class TaskMoves:
+    def __init__(self, core: NodeCore, mmgr: MemoryManager):
+        self.core = core
+        self.mm = mmgr
+
+    def handlers(self) -> dict:
+        return {"node.task.move": self.move, "node.task.adopt": self.adopt}
+
+    def move(self, msg: tm.NodeTaskMove):
+        core = self.core
+        task = self.mm.task(msg.task_id)
+        if msg.node == core.node_id or msg.node not in core.possible or core.cpu_node.get(msg.cpu) != msg.node:
+            raise NumaEmuError(ErrorCode.EINVAL, f"cannot move task {msg.task_id} to cpu {msg.cpu} of node "
+                                                 f"{msg.node} from node {core.node_id}")
+        ps = core.page_size
+        for region in task.space.regions:  # shared mappings fault again on the new home
+            if region.kind == ANON:
+                continue
+            for p, node in enumerate(region.node):
+                if node >= 0:
+                    self.mm.pcache.unmap((region.obj, region.obj_offset + p), task.task_id, region.start + p * ps)
+                    region.node[p] = -1
+                    region.wr[p] = 0
+        yield Call(node_dest(msg.node), tm.NodeTaskAdopt(task=task_image(task) | {"cpu": msg.cpu}))
+        del self.mm.tasks[task.task_id]
+        self.mm.moved[task.task_id] = msg.node
+        if core.trace.on:
+            core.trace.emit("task", task=task.task_id, vns=task.clock_ns, what="move", to=msg.node, cpu=msg.cpu)
+        return Ok()
+
+    def adopt(self, msg: tm.NodeTaskAdopt) -> Ok:
+        core = self.core
+        if not isinstance(msg.task.get("cpu"), int) or core.cpu_node.get(msg.task["cpu"]) != core.node_id:
+            raise NumaEmuError(ErrorCode.EINVAL, f"node.task.adopt: the task's cpu is not on node {core.node_id}")
+        task = task_from_image(msg.task, core.node_id, msg.task["cpu"])
+        if task.task_id in self.mm.tasks:
+            raise NumaEmuError(ErrorCode.EEXIST, f"task {task.task_id} lives on node {core.node_id} already")
+        self.mm.tasks[task.task_id] = task
+        self.mm.moved.pop(task.task_id, None)  # it may come back to a node it left
+        if core.trace.on:
+            core.trace.emit("task", task=task.task_id, vns=task.clock_ns, what="adopt", cpu=task.cpu)
+        return Ok()
