@@ -15,6 +15,11 @@ from protocol.errors import ErrorCode, NumaEmuError
 from protocol.policy import Policy
 
 ANON, SHM, FILE = "anon", "shm", "file"
+# Node values of a private page that is not mapped but still has its frame (nodes.migration):
+# MIGRATING while a direct migration copies it (only ever seen under the task's lock, and by the
+# lock-free fast path, which then takes the slow path and waits), MIGCACHE while a lazy migration
+# keeps it in the migration cache until the next touch. The task's `away` map holds the node.
+MIGRATING, MIGCACHE = -2, -3
 MMAP_BASE = 0x7F0000000000  # where the first region of a task goes, as Linux's mmap_base region
 
 

@@ -1,0 +1,469 @@
+"""Page migration (DESIGN.md, Migration; PROTOCOL.md, Migration of a page; REFERENCE.md b2, b4,
+b5, b10): move_pages, migrate_pages, mbind's MPOL_MF_MOVE / MOVE_ALL / MOVE|LAZY and cpuset
+memory_migrate, on the task's home node H, and the move of a shared page's master at its
+directory home D.
+
+- A private page: H holds the task's lock (nodes.mm.locked), allocates on the target only
+  (__GFP_THISNODE, a numa_hit there), marks the page MIGRATING (so the lock-free fast path takes
+  the slow path and waits), copies the bytes, maps the new frame, and only then frees the old one.
+- A shared page (shm, page cache): D holds the entry lock, tears the replicas down (cause
+  "migration"), shoots every mapping of the master down and waits for every ack, has the owner
+  copy the master to a frame on the target and retire it in one step (frame.migrate), then
+  points the entry at the new frame with a new epoch. Other home nodes refault through the
+  directory; the requester maps the new master at once.
+- Lazy (Lee Schermerhorn's migrate-on-fault, 2006): mbind MOVE|LAZY unmaps the range's private
+  pages into the migration cache (they keep their frames; MIGCACHE); the next fault moves each
+  to where the policy wants it (mpol_misplaced) or maps it again where it is.
+
+Counters: pgmigrate_success / pgmigrate_fail on the node that migrates (H for private pages, D
+for shared ones); the new frame is charged as an allocation on the target (numa_hit, local or
+other node against the task's node, pgalloc); the old frame only adds pgfree where it was.
+nr_migcache_pages (gauge) and pgmigcache_in / pgmigcache_out on H. The copy and the shootdowns
+are charged to the virtual clock of the task whose pages moved.
+"""
+from __future__ import annotations
+
+import collections
+
+from nodes.core import NodeCore, directory_home, node_dest
+from nodes.costmodel import FAULT_OVERHEAD_NS
+from nodes.directory import DirEntry
+from nodes.migration_plan import EACCES, EBUSY, EFAULT, ENOENT, ENOMEM, NOT_MOVED, mbind_target, migration_pairs, result_name
+from nodes.mm import MemoryManager, TaskState
+from nodes.pagetable import ANON, MIGCACHE, MIGRATING, Region
+from nodes.pcache import CachedPage
+from nodes.placement import misplaced
+from nodes.replication import Replication
+from protocol.effects import Call
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import Ok
+from protocol.messages import memory as mm
+from protocol.messages import migration as mg
+from protocol.messages import pagecache as pc
+from protocol.policy import MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, Mode, Policy
+
+Item = tuple[Region, int, int]  # (region, page index, node the page's frame is on)
+_UNREACHABLE = (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT)
+
+
+class Migration:
+    def __init__(self, core: NodeCore, mmgr: MemoryManager, replication: Replication):
+        self.core = core
+        self.mm = mmgr
+        self.repl = replication
+        mmgr.migration = self
+
+    def handlers(self) -> dict:
+        return {"mem.move_pages": self.move_pages, "mem.migrate_pages": self.migrate_pages,
+                "dir.migrate": self.dir_migrate, "frame.migrate": self.frame_migrate}
+
+    # ---- move_pages(2) ------------------------------------------------------------------
+    def move_pages(self, msg: mg.MovePages):
+        task = self.mm.task(msg.task_id)
+        c = self.core
+        if msg.flags & ~(MPOL_MF_MOVE | MPOL_MF_MOVE_ALL):
+            raise NumaEmuError(ErrorCode.EINVAL, f"move_pages flags {msg.flags:#x} not valid: use MPOL_MF_MOVE "
+                                                 f"({MPOL_MF_MOVE}) or MPOL_MF_MOVE_ALL ({MPOL_MF_MOVE_ALL})")
+        if not all(isinstance(a, int) and not isinstance(a, bool) for a in msg.addrs):
+            raise NumaEmuError(ErrorCode.EINVAL, "move_pages: every address must be an integer")
+        if msg.nodes is not None:
+            if len(msg.nodes) != len(msg.addrs):
+                raise NumaEmuError(ErrorCode.EINVAL, f"move_pages: {len(msg.addrs)} addresses but {len(msg.nodes)} "
+                                                     "nodes; give one node per page (or none to query)")
+            for n in msg.nodes:
+                if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n < c.n_nodes:
+                    raise NumaEmuError(ErrorCode.ENODEV, f"move_pages: target node {n!r} does not exist "
+                                                         f"(nodes 0-{c.n_nodes - 1})")
+                if n not in task.mems:
+                    raise NumaEmuError(ErrorCode.EACCES, f"move_pages: node {n} is not in the task's cpuset mems "
+                                                         f"{sorted(task.mems)}")
+        return self.mm.locked(task, self._move_pages(task, msg))
+
+    def _move_pages(self, task: TaskState, msg: mg.MovePages):
+        ps = self.core.page_size
+        status: list[int] = [EFAULT] * len(msg.addrs)
+        first_of: dict[int, int] = {}  # page vaddr -> index of its first occurrence
+        duplicates: list[tuple[int, int]] = []
+        private: dict[tuple[int, int], list[tuple[int, Region, int]]] = collections.defaultdict(list)
+        shared: list[tuple[int, Region, int, int]] = []
+        for i, addr in enumerate(msg.addrs):
+            try:
+                region = task.space.find(addr)
+            except NumaEmuError:
+                continue  # EFAULT: not mapped
+            p = (addr - region.start) // ps
+            vpage = region.start + p * ps
+            if vpage in first_of:
+                duplicates.append((i, first_of[vpage]))
+                continue
+            first_of[vpage] = i
+            node = region.node[p]
+            if node == MIGCACHE:
+                node = task.away[vpage] if msg.nodes is None else self.cache_take(task, region, p)
+            if node < 0:
+                status[i] = ENOENT
+                continue
+            target = node if msg.nodes is None else msg.nodes[i]
+            status[i] = node
+            if target == node:
+                continue  # a query, or already there
+            if region.kind == ANON:
+                private[(node, target)].append((i, region, p))
+            else:
+                shared.append((i, region, p, target))
+        for (src, target), pages in private.items():
+            got = yield from self.alloc_exact(target, len(pages), task.node)
+            results = yield from self.move_private(task, [(r, p, src) for _i, r, p in pages], got, "direct", "syscall")
+            for (i, _r, _p), s in zip(pages, results):
+                status[i] = s
+        for i, region, p, target in shared:
+            status[i] = yield from self.move_shared(task, region, p, target, bool(msg.flags & MPOL_MF_MOVE_ALL),
+                                                    "syscall")
+        for i, j in duplicates:
+            status[i] = status[j]
+        not_moved = sum(1 for s in status if s in NOT_MOVED)
+        return mg.MovePagesReply(status=status, not_moved=not_moved, clock_ns=task.clock_ns)
+
+    # ---- migrate_pages(2) and cpuset memory_migrate ----------------------------------
+    def migrate_pages(self, msg: mg.MigratePages):
+        task = self.mm.task(msg.task_id)
+        n = self.core.n_nodes
+        for name, nodes in (("old_nodes", msg.old_nodes), ("new_nodes", msg.new_nodes)):
+            if not nodes:
+                raise NumaEmuError(ErrorCode.EINVAL, f"migrate_pages: {name} is empty")
+            bad = [x for x in nodes if not isinstance(x, int) or isinstance(x, bool) or not 0 <= x < n]
+            if bad:
+                raise NumaEmuError(ErrorCode.EINVAL, f"migrate_pages: {name} has nodes that do not exist: {bad} "
+                                                     f"(nodes 0-{n - 1})")
+        # kernel_migrate_pages: the targets are cut down to the task's cpuset mems
+        new = sorted(set(msg.new_nodes) & task.mems)
+        if not new:
+            raise NumaEmuError(ErrorCode.EINVAL, f"migrate_pages: none of new_nodes {sorted(set(msg.new_nodes))} is in "
+                                                 f"the task's cpuset mems {sorted(task.mems)}")
+        return self.mm.locked(task, self.migrate_task(task, msg.old_nodes, new, msg.move_all, msg.cause))
+
+    def migrate_task(self, task: TaskState, old_nodes, new_nodes, move_all: bool, cause: str):
+        """do_migrate_pages: every page of the task on a node of old_nodes to its relative node of
+        new_nodes, pair by pair. Call holding the task's lock. Returns MigratePagesReply."""
+        moved = not_moved = 0
+        for src, dst in migration_pairs(old_nodes, new_nodes):
+            statuses = yield from self._move_node(task, src, dst, move_all, cause)
+            moved += sum(1 for s in statuses if s == dst)
+            not_moved += sum(1 for s in statuses if s in NOT_MOVED)
+        return mg.MigratePagesReply(moved=moved, not_moved=not_moved, clock_ns=task.clock_ns)
+
+    def _move_node(self, task: TaskState, src: int, dst: int, move_all: bool, cause: str):
+        private: list[Item] = []
+        shared: list[tuple[Region, int]] = []
+        for region in list(task.space.regions):
+            nodes = region.node
+            if src not in nodes:
+                continue
+            for p in range(region.npages):
+                if nodes[p] == src:
+                    if region.kind == ANON:
+                        private.append((region, p, src))
+                    elif not self._maps_replica(region, p):  # a replica is not a page of the task's own
+                        shared.append((region, p))
+        statuses: list[int] = []
+        if private:
+            got = yield from self.alloc_exact(dst, len(private), task.node)
+            statuses += yield from self.move_private(task, private, got, "direct", cause)
+        for region, p in shared:
+            if region.node[p] == src:  # not shot down by a previous page's move
+                statuses.append((yield from self.move_shared(task, region, p, dst, move_all, cause)))
+        return statuses
+
+    def _maps_replica(self, region: Region, p: int) -> bool:
+        page = self.mm.pcache.pages.get((region.obj, region.obj_offset + p))
+        return page is not None and page.replica and page.node == region.node[p] and page.frame == region.frame[p]
+
+    # ---- mbind(2) MPOL_MF_MOVE, MOVE_ALL, MOVE|LAZY -----------------------------------
+    def mbind_move(self, task: TaskState, regions: list[Region], policy: Policy, flags: int):
+        """After mbind installed `policy` on `regions` (holding the task's lock): move the pages it
+        would not have placed where they are, allocating by the policy (alloc_migration_target).
+        Returns how many such pages could not be moved (MOVE|STRICT answers EIO then)."""
+        if policy.mode in (Mode.DEFAULT, Mode.LOCAL):
+            return 0
+        c = self.core
+        groups: dict = collections.defaultdict(list)  # Placement -> [Item]
+        shared: list[tuple[Region, int, int]] = []
+        for region in regions:
+            for p in range(region.npages):
+                node = region.node[p]
+                if node < 0:
+                    continue  # absent, or in the migration cache (its next fault places it)
+                placement, pol, index = self.mm._placement(task, region, p)
+                target = mbind_target(pol, node, interleave_index=index, order=placement.order, allowed=task.mems,
+                                      weights=c.weights)
+                if target is None:
+                    continue
+                if region.kind == ANON:
+                    groups[placement].append((region, p, node))
+                elif not self._maps_replica(region, p):
+                    shared.append((region, p, target))
+        failed = 0
+        for placement, items in groups.items():
+            got = yield from c.allocate(placement, len(items), task.node)
+            statuses = yield from self.move_private(task, items, got, "direct", "mbind")
+            failed += sum(1 for s in statuses if s < 0)
+        for region, p, target in shared:
+            if region.node[p] >= 0:
+                s = yield from self.move_shared(task, region, p, target, bool(flags & MPOL_MF_MOVE_ALL), "mbind")
+                failed += s < 0
+        return failed
+
+    def mbind_lazy(self, task: TaskState, regions: list[Region]) -> int:
+        """MOVE|LAZY: unmap every present private page of the range into the migration cache (all
+        are mapped by this task alone); the next fault decides where each goes. Returns pages."""
+        count = 0
+        for region in regions:
+            for p in range(region.npages):
+                if region.node[p] >= 0:
+                    self._cache_put(task, region, p)
+                    count += 1
+        return count
+
+    # ---- the migration cache ----------------------------------------------------------
+    def _cache_put(self, task: TaskState, region: Region, p: int) -> None:
+        c = self.core
+        vpage = region.start + p * c.page_size
+        task.away[vpage] = region.node[p]
+        region.node[p] = MIGCACHE
+        c.migcache_pages += 1
+        c.events["pgmigcache_in"] += 1
+        if c.trace.on:
+            c.trace.emit("migcache", task=task.task_id, vns=task.clock_ns, what="in", addr=vpage,
+                         at=task.away[vpage], frame=region.frame[p])
+
+    def cache_take(self, task: TaskState, region: Region, p: int, why: str = "fault") -> int:
+        """Take a page out of the migration cache, mapped again where its frame is; its node."""
+        c = self.core
+        vpage = region.start + p * c.page_size
+        node = task.away.pop(vpage)
+        region.node[p] = node
+        c.migcache_pages -= 1
+        c.events["pgmigcache_out"] += 1
+        if c.trace.on:
+            c.trace.emit("migcache", task=task.task_id, vns=task.clock_ns, what="out", addr=vpage, at=node,
+                         frame=region.frame[p], why=why)
+        return node
+
+    def cache_drop(self, task: TaskState, region: Region, p: int) -> int:
+        """munmap or detach of a page in the migration cache: its node (the caller frees the frame)."""
+        return self.cache_take(task, region, p, why="unmap")
+
+    def lazy_fault(self, task: TaskState, region: Region, pages: list[int], write: bool):
+        """Migrate-on-fault (do_swap_page finding the page in the cache, then mpol_misplaced):
+        each page moves to where the policy wants it for this task, or is mapped where it is."""
+        c, ps = self.core, self.core.page_size
+        policy = region.policy or task.policy
+        by_target: dict[int, list[Item]] = collections.defaultdict(list)
+        for p in pages:
+            src = self.cache_take(task, region, p)
+            task.faults += 1
+            c.events["pgfault"] += 1
+            task.clock_ns += FAULT_OVERHEAD_NS
+            # mpol_misplaced indexes interleave by the page's offset in the VMA (vm_pgoff + offset)
+            target = misplaced(policy, src, task_node=task.node, allowed=task.mems, fallback_orders=c.fallback,
+                               interleave_index=region.start // ps + p, weights=c.weights)
+            if target is not None:
+                by_target[target].append((region, p, src))
+        for target, items in by_target.items():
+            got = yield from self.alloc_exact(target, len(items), task.node)
+            yield from self.move_private(task, items, got, "lazy", "fault")
+
+    # ---- private pages ----------------------------------------------------------------
+    def alloc_exact(self, target: int, count: int, task_node: int):
+        """Up to `count` frames on node `target` and nowhere else (__GFP_THISNODE), charged as an
+        allocation that wanted `target` (numa_hit there). [(node, frame, generation)]."""
+        c = self.core
+        if count <= 0:
+            return []
+        if target == c.node_id:
+            frames = c.supply(count, preferred=target, task_node=task_node, interleave=False, fill=None)
+            return [(target, f, c.pool.generation[f]) for f in frames]
+        try:
+            reply = yield Call(node_dest(target), mm.FrameAlloc(count=count, preferred=target, task_node=task_node))
+        except NumaEmuError as exc:
+            if exc.code not in _UNREACHABLE:
+                raise
+            return []
+        gens = reply.generations or [0] * len(reply.frames)
+        return [(target, f, g) for f, g in zip(reply.frames, gens)]
+
+    def move_private(self, task: TaskState, items: list[Item], got: list, mode: str, cause: str):
+        """Move private pages into frames allocated already: the i-th item into got[i]; items
+        beyond got fail with ENOMEM and stay. While the bytes travel the pages are MIGRATING
+        (the fast path cannot write to the old frame); then each is mapped at its new frame, and
+        only then are the old frames freed. Call holding the task's lock. Per-item statuses."""
+        c, ps = self.core, self.core.page_size
+        moving = list(zip(items, got))
+        calls = []
+        for (region, p, src), (dst, frame, gen) in moving:
+            task.away[region.start + p * ps] = src
+            region.node[p] = MIGRATING
+            old = region.frame[p]
+            if src == c.node_id:
+                data = c.pool.read(old)
+                if dst == c.node_id:
+                    c.pool.write(frame, 0, data)
+                else:
+                    calls.append(Call(node_dest(dst), mm.FrameWrite(frame=frame, offset=0, data=data, generation=gen)))
+            else:
+                calls.append(Call(node_dest(src), pc.FrameCopy(frame=old, dst=dst, dst_frame=frame)))
+        failure = None
+        if calls:
+            try:
+                yield calls
+            except NumaEmuError as exc:
+                failure = exc  # a node died mid-copy: every page stays where it was
+        statuses: list[int] = []
+        old_frames: dict[int, list[int]] = collections.defaultdict(list)
+        unused: dict[int, list[int]] = collections.defaultdict(list)
+        for (region, p, src), (dst, frame, gen) in moving:
+            vpage = region.start + p * ps
+            task.away.pop(vpage, None)
+            old = region.frame[p]
+            if failure is not None:
+                region.node[p] = src
+                unused[dst].append(frame)
+                statuses.append(EBUSY)
+                self._trace(task, mode, cause, EBUSY, src, old, dst, frame, addr=vpage)
+                continue
+            old_frames[src].append(old)
+            region.node[p], region.frame[p], region.gen[p] = dst, frame, gen
+            task.clock_ns += c.cost.copy_ns(src, dst)
+            statuses.append(dst)
+            self._trace(task, mode, cause, dst, src, old, dst, frame, addr=vpage)
+        for region, p, src in items[len(got):]:
+            statuses.append(ENOMEM)
+            self._trace(task, mode, cause, ENOMEM, src, region.frame[p], None, None, addr=region.start + p * ps)
+        yield from c.free_frames(old_frames)
+        yield from c.free_frames(unused)
+        ok = sum(1 for s in statuses if s >= 0)
+        c.events["pgmigrate_success"] += ok
+        c.events["pgmigrate_fail"] += len(statuses) - ok
+        return statuses
+
+    # ---- shared pages, home node side -------------------------------------------------
+    def move_shared(self, task: TaskState, region: Region, p: int, target: int, move_all: bool, cause: str):
+        """Ask the page's directory home to move its master to `target`; map the new master for
+        this task at once (remove_migration_ptes). The page's status."""
+        c, pcache = self.core, self.mm.pcache
+        key = (region.obj, region.obj_offset + p)
+        vpage = region.start + p * c.page_size
+        sole = all(t == task.task_id for t, _v in pcache.rmap.get(key, ()))
+        msg = mg.DirMigrate(obj=key[0], idx=key[1], target=target, mapper=c.node_id, task_node=task.node,
+                            task_id=task.task_id, sole=sole, move_all=move_all, cause=cause)
+        try:
+            if directory_home(key[0], key[1], c.n_nodes) == c.node_id:
+                reply = yield from self.dir_migrate(msg)
+            else:
+                reply = yield Call(node_dest(directory_home(key[0], key[1], c.n_nodes)), msg)
+        except NumaEmuError as exc:
+            if exc.code not in _UNREACHABLE + (ErrorCode.ESTALE,):
+                raise
+            return EBUSY
+        task.clock_ns += reply.cost_ns
+        if reply.remap and reply.epoch >= pcache.seen_epoch.get(key, -1) and region.node[p] < 0:
+            pcache.pages[key] = CachedPage(reply.node, reply.frame, reply.generation, False, False)
+            region.node[p], region.frame[p], region.gen[p], region.wr[p] = reply.node, reply.frame, reply.generation, 0
+            pcache.map(key, task.task_id, vpage)
+        return reply.status
+
+    # ---- shared pages, directory side -------------------------------------------------
+    def dir_migrate(self, msg: mg.DirMigrate):
+        c = self.core
+        if not all(0 <= n < c.n_nodes for n in (msg.target, msg.mapper, msg.task_node)) or msg.idx < 0 or not msg.obj:
+            raise NumaEmuError(ErrorCode.EINVAL, "dir.migrate: bad node, page index or object")
+        if (msg.obj, msg.idx) not in self.repl.dir.entries:
+            return self._dir_reply(ENOENT)
+        entry = yield from self.repl._locked(msg.obj, msg.idx)
+        try:
+            return (yield from self._migrate_master(msg, entry))
+        finally:
+            entry.lock.release()
+
+    def _dir_reply(self, status: int, entry: DirEntry | None = None, cost: int = 0) -> mg.DirMigrateReply:
+        if entry is None:
+            return mg.DirMigrateReply(status=status, remap=False, node=-1, frame=0, generation=0, epoch=0, cost_ns=cost)
+        return mg.DirMigrateReply(status=status, remap=True, node=entry.node, frame=entry.frame, generation=entry.gen,
+                                  epoch=entry.epoch, cost_ns=cost)
+
+    def _migrate_master(self, msg: mg.DirMigrate, entry: DirEntry):
+        """Under the entry lock: replicas down, every mapping of the master down and acknowledged,
+        the copy to the target (retiring the old frame), the entry moved to its new frame."""
+        c = self.core
+        obj, idx, target = msg.obj, msg.idx, msg.target
+        src, src_frame, src_gen = entry.node, entry.frame, entry.gen
+        if src < 0:
+            return self._dir_reply(ENOENT)
+        if src == target:
+            return self._dir_reply(target)
+        others = (set(entry.mappers) | set(entry.replicas)) - {msg.mapper}
+        if not msg.move_all and (others or not msg.sole):
+            self._trace(None, "direct", msg.cause, EACCES, src, src_frame, target, None, obj=obj, idx=idx,
+                        task_id=msg.task_id)
+            return self._dir_reply(EACCES)
+        got = yield from self.alloc_exact(target, 1, msg.task_node)
+        if not got:
+            c.events["pgmigrate_fail"] += 1
+            self._trace(None, "direct", msg.cause, ENOMEM, src, src_frame, target, None, obj=obj, idx=idx,
+                        task_id=msg.task_id)
+            return self._dir_reply(ENOMEM)
+        _node, frame, gen = got[0]
+        cost = 0
+        if entry.replicas:
+            cost += yield from self.repl._collapse(obj, idx, entry, "migration")
+        targets = [(h, node, src_frame) for h, node in entry.mappers.items() if node == src]
+        cost += yield from self.repl._shootdown(obj, idx, entry, targets, False, "migration")
+        for home, _node, _frame in targets:
+            entry.mappers.pop(home, None)
+        entry.writers.clear()
+        try:
+            if src == c.node_id:
+                yield from self.frame_migrate(mg.FrameMigrate(frame=src_frame, generation=src_gen, dst=target,
+                                                              dst_frame=frame, dst_generation=gen))
+            else:
+                yield Call(node_dest(src), mg.FrameMigrate(frame=src_frame, generation=src_gen, dst=target,
+                                                           dst_frame=frame, dst_generation=gen))
+        except NumaEmuError:
+            yield from c.free_frames({target: [frame]})
+            c.events["pgmigrate_fail"] += 1
+            self._trace(None, "direct", msg.cause, EBUSY, src, src_frame, target, frame, obj=obj, idx=idx,
+                        task_id=msg.task_id)
+            return self._dir_reply(EBUSY)
+        entry.node, entry.frame, entry.gen = target, frame, gen
+        entry.epoch += 1
+        entry.mappers[msg.mapper] = target  # the requester maps the new master at once
+        c.events["pgmigrate_success"] += 1
+        cost += c.cost.copy_ns(src, target)
+        self._trace(None, "direct", msg.cause, target, src, src_frame, target, frame, obj=obj, idx=idx,
+                    task_id=msg.task_id)
+        return self._dir_reply(target, entry, cost)
+
+    def frame_migrate(self, msg: mg.FrameMigrate):
+        """On the owner of a master: copy it to its new frame and free it in the same step, so an
+        access still in flight to it either is in the copy or gets ESTALE and refaults."""
+        c = self.core
+        if not 0 <= msg.frame < c.pool.frames or not 0 <= msg.dst < c.n_nodes:
+            raise NumaEmuError(ErrorCode.EINVAL, f"frame.migrate: no frame {msg.frame} here or no node {msg.dst}")
+        c.check_generation(msg.frame, msg.generation)
+        data = c.pool.read(msg.frame)
+        c.release([msg.frame])
+        yield from c.write_frame(msg.dst, msg.dst_frame, msg.dst_generation, 0, data)
+        return Ok()
+
+    # ---- trace --------------------------------------------------------------------------
+    def _trace(self, task: TaskState | None, mode: str, cause: str, status: int, src: int, src_frame: int,
+               dst: int | None, dst_frame: int | None, *, addr: int | None = None, obj: str | None = None,
+               idx: int | None = None, task_id: int | None = None) -> None:
+        c = self.core
+        if not c.trace.on:
+            return
+        page = {"addr": addr} if addr is not None else {"obj": obj, "idx": idx}
+        extra = {"vns": task.clock_ns} if task is not None else {}
+        c.trace.emit("migrate", task=task.task_id if task is not None else task_id, mode=mode, cause=cause, **page,
+                     **extra, **{"from": src}, from_frame=src_frame, to=dst, new_frame=dst_frame,
+                     result=result_name(status))
