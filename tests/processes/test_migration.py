@@ -3,6 +3,7 @@ errors, migrate_pages' relative rule, mbind MOVE / MOVE_ALL / STRICT and MOVE|LA
 memory_migrate, shared pages with replicas; bytes always preserved, counters exact, invariants."""
 from __future__ import annotations
 
+import collections
 import errno
 import threading
 
@@ -29,7 +30,8 @@ def stats(c) -> dict[int, dict]:
 
 def counters(c) -> dict[int, dict]:
     """Per node: numastat and vmstat counters in one dict."""
-    return {n: {**d["numastat"], **d["vmstat"], "frames_free": d["frames_free"]} for n, d in stats(c).items()}
+    return {n: collections.Counter({**d["numastat"], **d["vmstat"], "frames_free": d["frames_free"]})
+            for n, d in stats(c).items()}
 
 
 def delta(before: dict, after: dict, name: str) -> dict[int, int]:
@@ -55,6 +57,15 @@ def four(cluster_factory):
 
 def attach(c, cpu):
     return numa_emu.attach(cpu, cluster=c.name)
+
+
+def hog(puppets, c, cpu: int, pages: int):
+    """Another task (a process of its own) that fills `pages` frames of its local node."""
+    p = puppets(c, cpu)
+    p.do("mmap", **{"as": "h"}, length=pages * PAGE)
+    for i in range(pages):
+        p.do("write", **{"as": "h"}, offset=i * PAGE, data="ff")
+    return p
 
 
 def pattern(i: int) -> bytes:
@@ -84,3 +95,211 @@ def test_move_pages_moves_private_pages_exactly(four):
         region.write(PAGE + 10, b"xyz")  # a remote write after the move lands in the new frame
         assert task.move_pages([region.addr(PAGE)], [0]) == [0]
         assert region.read(PAGE + 8, 6) == pattern(1)[8:10] + b"xyz" + pattern(1)[13:14]
+
+
+@pytest.fixture
+def small(cluster_factory):
+    c = cluster_factory(from_cli(2, 1, "64KiB"))  # 16 frames per node
+    yield c
+    check_invariants(c)
+
+
+def test_move_pages_query_and_every_page_status(small, puppets):
+    other = puppets(small, 1)
+    with attach(small, 0) as task:
+        region = task.mmap(4 * PAGE)
+        region.write(0, b"a")
+        region.write(2 * PAGE, b"c")
+        hole = region.addr(4 * PAGE)  # the guard page after the region: not mapped
+        # query only: node, -ENOENT (never touched), -EFAULT (not mapped)
+        assert task.move_pages([region.addr(0), region.addr(PAGE), hole]) == [0, ENOENT, EFAULT]
+        # a shared page that another task maps: -EACCES without MOVE_ALL, moved with it
+        board = task.mmap(PAGE, shared=True, name="board")
+        board.write(0, b"shared!")
+        other.do("mmap", **{"as": "b"}, length=PAGE, shared=True, name="board")
+        assert other.do("read", **{"as": "b"}, offset=0, length=7) == b"shared!".hex()
+        assert task.move_pages([board.addr(0)], [1]) == [EACCES] and task.last_not_moved == 0
+        assert task.move_pages([board.addr(0)], [1], MPOL_MF_MOVE_ALL) == [1]
+        assert board.where() == [1] and board.read(0, 7) == b"shared!"
+        assert other.do("read", **{"as": "b"}, offset=0, length=7) == b"shared!".hex()
+        # fill node 1, then: -ENOMEM, counted as not moved; "already there"; -ENOENT; -EFAULT
+        hog(puppets, small, 1, 15)
+        assert poll_until(lambda: stats(small)[1]["frames_free"] == 0, what="node 1 full")
+        status = task.move_pages([region.addr(0), region.addr(2 * PAGE), region.addr(PAGE), hole], [1, 0, 1, 1])
+        assert status == [ENOMEM, 0, ENOENT, EFAULT] and task.last_not_moved == 1
+        assert region.read(0, 1) == b"a" and region.where()[0] == 0
+        assert counters(small)[0]["pgmigrate_fail"] == 1
+
+
+def test_move_pages_call_errors_leave_the_cluster_serving(four, cluster_factory, cli, monkeypatch):
+    with attach(four, 0) as task:
+        region = task.mmap(2 * PAGE)
+        region.touch(write=True)
+        addrs = [region.addr(0), region.addr(PAGE)]
+        cases = [
+            (lambda: task.move_pages(addrs, [1], MPOL_MF_MOVE), "EINVAL", "2 addresses but 1 nodes"),
+            (lambda: task.move_pages(addrs, [1, 1], 1 << 5), "EINVAL", "flags"),
+            (lambda: task.move_pages(addrs, [1, 9]), "ENODEV", "node 9 does not exist"),
+            (lambda: task.migrate_pages([], [1]), "EINVAL", "old_nodes is empty"),
+            (lambda: task.migrate_pages([0], [7]), "EINVAL", "do not exist"),
+            (lambda: task.mbind(region.addr(0), PAGE, "bind", [1], MPOL_MF_LAZY), "EINVAL", "MPOL_MF_LAZY"),
+            (lambda: task.mbind(region.addr(0), PAGE, "bind", [1], 1 << 6), "EINVAL", "not valid"),
+        ]
+        for call, code, text in cases:
+            with pytest.raises(numa_emu.NumaEmuError) as info:
+                call()
+            assert info.value.errno_name == code and text in info.value.message, info.value
+        assert region.where() == [0, 0] and task.move_pages(addrs, [1, 1]) == [1, 1]
+    cli("cpuset", "create", "--name", four.name, "low", "--cpus", "0", "--mems", "0-1", check=True)
+    monkeypatch.setenv("NUMA_EMU_CPUSET", "low")
+    with attach(four, 0) as task:
+        region = task.mmap(PAGE)
+        region.touch(write=True)
+        with pytest.raises(numa_emu.NumaEmuError) as info:
+            task.move_pages([region.addr(0)], [2])
+        assert info.value.errno_name == "EACCES" and "cpuset" in info.value.message
+        with pytest.raises(numa_emu.NumaEmuError) as info:
+            task.migrate_pages([0], [2, 3])
+        assert info.value.errno_name == "EINVAL" and "none of new_nodes" in info.value.message
+        assert task.migrate_pages([0], [1, 2]) == 0 and region.where() == [1]  # cut down to the mems
+
+
+def test_migrate_pages_relative_rule_keeps_bytes_and_policy(four):
+    with attach(four, 0) as task:
+        task.set_mempolicy("interleave", [0, 1])
+        region = task.mmap(8 * PAGE)
+        for i in range(8):
+            region.write(i * PAGE, pattern(i))
+        assert region.where() == [0, 1] * 4
+        before = counters(four)
+        assert task.migrate_pages([0, 1], [2, 3]) == 0
+        assert region.where() == [2, 3] * 4
+        assert all(region.read(i * PAGE, PAGE) == pattern(i) for i in range(8))
+        after = counters(four)
+        assert delta(before, after, "numa_hit") == {0: 0, 1: 0, 2: 4, 3: 4}
+        assert delta(before, after, "pgmigrate_success") == {0: 8, 1: 0, 2: 0, 3: 0}
+        assert delta(before, after, "frames_free") == {0: 4, 1: 4, 2: -4, 3: -4}
+        assert task.get_mempolicy() == (int(Mode.INTERLEAVE), [0, 1])  # the task keeps its policy
+        # 2,3 -> 1,2 then 1,2 -> 2,3: node 2 is vacated (2 -> 3) before it is filled (1 -> 2);
+        # the other order would move the pages of node 1 twice
+        assert task.migrate_pages([2, 3], [1, 2]) == 0 and region.where() == [1, 2] * 4
+        assert task.migrate_pages([1, 2], [2, 3]) == 0 and region.where() == [2, 3] * 4
+        assert all(region.read(i * PAGE, PAGE) == pattern(i) for i in range(8))
+        # a node in both sets of different sizes keeps its pages
+        assert task.migrate_pages([2, 3], [3]) == 0 and region.where() == [3, 3] * 4
+
+
+def test_migrate_pages_counts_pages_not_moved(small, puppets):
+    with attach(small, 0) as task:
+        region = task.mmap(4 * PAGE)
+        region.touch(fill=0x5A)
+        hog(puppets, small, 1, 14)
+        assert poll_until(lambda: stats(small)[1]["frames_free"] == 2, what="node 1 nearly full")
+        assert task.migrate_pages([0], [1]) == 2
+        assert sorted(region.where()) == [0, 0, 1, 1]
+        assert region.read(0, 4 * PAGE) == b"\x5a" * 4 * PAGE
+
+
+def test_mbind_move_bind_and_interleave(four):
+    with attach(four, 0) as task:
+        region = task.mmap(8 * PAGE)
+        for i in range(8):
+            region.write(i * PAGE, pattern(i))
+        before = counters(four)
+        region.mbind("bind", [2], flags=MPOL_MF_MOVE)
+        assert region.where() == [2] * 8
+        after = counters(four)
+        assert delta(before, after, "numa_hit")[2] == 8 and delta(before, after, "pgmigrate_success")[0] == 8
+        region.mbind("interleave", [0, 1, 2, 3], flags=MPOL_MF_MOVE)
+        first = region.addr(0) // PAGE
+        assert region.where() == [(first + i) % 4 for i in range(8)]  # each page on its slot's node
+        assert all(region.read(i * PAGE, PAGE) == pattern(i) for i in range(8))
+        region.mbind("preferred", [1], flags=MPOL_MF_MOVE)
+        assert region.where() == [1] * 8
+        region.mbind("local", flags=MPOL_MF_MOVE)  # local and default leave pages where they are
+        assert region.where() == [1] * 8
+        assert all(region.read(i * PAGE, PAGE) == pattern(i) for i in range(8))
+
+
+def test_mbind_move_strict_answers_eio_when_pages_cannot_move(small, puppets):
+    with attach(small, 0) as task:
+        region = task.mmap(4 * PAGE)
+        region.touch(fill=1)
+        other = hog(puppets, small, 1, 14)
+        assert poll_until(lambda: stats(small)[1]["frames_free"] == 2, what="node 1 nearly full")
+        with pytest.raises(numa_emu.NumaEmuError) as info:
+            region.mbind("bind", [1], flags=MPOL_MF_MOVE | MPOL_MF_STRICT)
+        assert info.value.errno_name == "EIO" and "could not be moved" in info.value.message
+        assert sorted(region.where()) == [0, 0, 1, 1]  # what could move, moved; the policy stands
+        assert region.read(0, 4 * PAGE) == b"\x01" * 4 * PAGE
+        other.do("munmap", **{"as": "h"})
+        region.mbind("bind", [1], flags=MPOL_MF_MOVE | MPOL_MF_STRICT)
+        assert region.where() == [1] * 4
+
+
+def test_mbind_move_all_moves_shared_pages(four, puppets):
+    other = puppets(four, 3)
+    with attach(four, 0) as task:
+        board = task.mmap(2 * PAGE, shared=True, name="board")
+        board.write(0, pattern(0))
+        board.write(PAGE, pattern(1))
+        other.do("mmap", **{"as": "b"}, length=2 * PAGE, shared=True, name="board")
+        assert other.do("read", **{"as": "b"}, offset=0, length=2 * PAGE) == (pattern(0) + pattern(1)).hex()
+        board.mbind("bind", [2], flags=MPOL_MF_MOVE)  # mapped by another task: left
+        assert board.where() == [0, 0]
+        with pytest.raises(numa_emu.NumaEmuError) as info:
+            board.mbind("bind", [2], flags=MPOL_MF_MOVE | MPOL_MF_STRICT)
+        assert info.value.errno_name == "EIO"
+        before = counters(four)
+        board.mbind("bind", [2], flags=MPOL_MF_MOVE_ALL | MPOL_MF_STRICT)
+        assert board.where() == [2, 2]
+        assert other.do("where", **{"as": "b"}) == [None, None]  # shot down
+        assert other.do("read", **{"as": "b"}, offset=0, length=2 * PAGE) == (pattern(0) + pattern(1)).hex()
+        assert other.do("where", **{"as": "b"}) == [2, 2]  # refaulted through the directory
+        other.do("write", **{"as": "b"}, offset=5, data=b"after".hex())
+        assert board.read(0, 10) == pattern(0)[:5] + b"after"
+        after = counters(four)
+        assert sum(delta(before, after, "pgmigrate_success").values()) == 2
+        assert delta(before, after, "numa_hit")[2] == 2 and delta(before, after, "frames_free")[0] == 2
+
+
+def test_lazy_migration_moves_on_the_next_touch(four):
+    with attach(four, 0) as task:
+        region = task.mmap(4 * PAGE)
+        for i in range(4):
+            region.write(i * PAGE, pattern(i))
+        region.mbind("bind", [2], flags=MPOL_MF_MOVE | MPOL_MF_LAZY)
+        assert region.where() == [0] * 4  # unmapped, but the frames are still on node 0
+        c = counters(four)[0]
+        assert c["nr_migcache_pages"] == 4 and c["pgmigcache_in"] == 4 and c["pgmigrate_success"] == 0
+        assert task.move_pages([region.addr(0)]) == [0]  # query: the node holding it
+        assert region.read(PAGE, PAGE) == pattern(1)  # the touch migrates the page
+        assert region.where() == [0, 2, 0, 0]
+        assert task.node_of(region.addr(3 * PAGE)) == 2  # get_mempolicy(NODE|ADDR) migrates too
+        region.touch(write=True)
+        assert region.where() == [2] * 4
+        assert all(region.read(i * PAGE, PAGE) == pattern(i) for i in range(4))
+        c = counters(four)[0]
+        assert c["nr_migcache_pages"] == 0 and c["pgmigcache_out"] == 4 and c["pgmigrate_success"] == 4
+        # a page already where the policy wants it is only mapped again
+        region.mbind("bind", [2], flags=MPOL_MF_MOVE | MPOL_MF_LAZY)
+        assert counters(four)[0]["nr_migcache_pages"] == 4
+        assert region.read(0, PAGE) == pattern(0) and region.where() == [2] * 4
+        assert counters(four)[0]["pgmigrate_success"] == 4
+        # default policy + lazy: the next toucher's node (first-touch semantics); unmap frees the rest
+        region.mbind("default", flags=MPOL_MF_MOVE | MPOL_MF_LAZY)
+        assert region.read(2 * PAGE, 4) == pattern(2)[:4] and region.where() == [2, 2, 0, 2]
+        free_before = stats(four)[2]["frames_free"]
+        region.munmap()
+        assert stats(four)[2]["frames_free"] == free_before + 3
+        assert counters(four)[0]["nr_migcache_pages"] == 0
+
+
+def test_lazy_migration_of_shared_pages_is_refused_clearly(four):
+    with attach(four, 0) as task:
+        board = task.mmap(PAGE, shared=True, name="board")
+        board.write(0, b"x")
+        with pytest.raises(numa_emu.NumaEmuError) as info:
+            board.mbind("bind", [1], flags=MPOL_MF_MOVE | MPOL_MF_LAZY)
+        assert info.value.errno_name == "EINVAL" and "private anonymous" in info.value.message
+        assert board.read(0, 1) == b"x" and board.where() == [0]
