@@ -303,3 +303,103 @@ def test_lazy_migration_of_shared_pages_is_refused_clearly(four):
             board.mbind("bind", [1], flags=MPOL_MF_MOVE | MPOL_MF_LAZY)
         assert info.value.errno_name == "EINVAL" and "private anonymous" in info.value.message
         assert board.read(0, 1) == b"x" and board.where() == [0]
+
+
+def seeded_file(puppets, c, fill: str = "41"):
+    """A writer on node 0 creates file 'f' (one page of bytes `fill`) and writes it back (clean)."""
+    writer = puppets(c, 0)
+    writer.do("open", name="f", create=True, size=PAGE)
+    writer.do("pwrite", name="f", offset=0, data=fill * PAGE)
+    writer.do("fsync", name="f")
+    return writer
+
+
+def test_shared_file_page_with_replicas_moves_and_every_reader_sees_the_same_bytes(four, puppets):
+    writer = seeded_file(puppets, four)
+    readers = [puppets(four, cpu) for cpu in (1, 2)]
+    for r in readers:
+        r.do("open", name="f")
+        r.do("map", name="f", **{"as": "m"}, writable=False)
+        assert r.do("read", **{"as": "m"}, offset=0, length=2) == "4141"
+    with attach(four, 3) as task:
+        m = task.open("f").mmap(writable=False)
+        assert m.read(0, 2) == b"AA" and m.where() == [3]  # a replica on node 3
+        before = counters(four)
+        assert sum(d["nr_repl_pages"] for d in before.values()) == 3
+        assert task.move_pages([m.addr(0)], [2]) == [EACCES]  # others map it
+        assert task.move_pages([m.addr(0)], [2], MPOL_MF_MOVE_ALL) == [2]
+        after = counters(four)
+        assert sum(delta(before, after, "pgreplicazap_migration").values()) == 3
+        assert sum(d["nr_repl_pages"] for d in after.values()) == 0
+        assert sum(delta(before, after, "pgmigrate_success").values()) == 1
+        assert delta(before, after, "numa_hit")[2] == 1
+        assert m.where() == [2] and m.read(0, PAGE) == b"A" * PAGE
+        for r in readers:
+            assert r.do("where", **{"as": "m"}) == [None]  # shot down, refaults through the directory
+            assert r.do("read", **{"as": "m"}, offset=PAGE - 2, length=2) == "4141"
+        writer.do("pwrite", name="f", offset=0, data="42")  # the new master takes writes
+        assert m.read(0, 2) == b"BA"
+        assert all(r.do("read", **{"as": "m"}, offset=0, length=2) == "4241" for r in readers)
+
+
+def test_concurrent_migrations_lose_no_write(four):
+    """Another process migrates the task's pages back and forth (as migratepages would) while the
+    task writes and reads them: every read returns the last write."""
+    with attach(four, 0) as task:
+        region = task.mmap(8 * PAGE)
+        region.touch(fill=0)
+        stop = threading.Event()
+        done = [0]
+        errors: list[BaseException] = []
+
+        def migrate_back_and_forth():
+            with Client(task._home.endpoint) as home:
+                try:
+                    while not stop.is_set() and done[0] < 200:
+                        src, dst = ([0], [1]) if done[0] % 2 == 0 else ([1], [0])
+                        home.call(mg.MigratePages(task_id=task.task_id, old_nodes=src, new_nodes=dst))
+                        done[0] += 1
+                except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                    errors.append(exc)
+
+        worker = threading.Thread(target=migrate_back_and_forth)
+        worker.start()
+        last = [0] * 8
+        try:
+            i = 0
+            while (i < 400 or done[0] < 10) and i < 5000 and not errors:
+                page = i % 8
+                value = i.to_bytes(4, "little")
+                region.write(page * PAGE + 100, value)
+                last[page] = i
+                assert region.read(page * PAGE + 100, 4) == value
+                i += 1
+        finally:
+            stop.set()
+            worker.join(30)
+        assert not errors, errors
+        assert done[0] >= 10
+        for page in range(8):
+            assert region.read(page * PAGE + 100, 4) == last[page].to_bytes(4, "little")
+        assert counters(four)[0]["pgmigrate_success"] > 0
+
+
+def test_cpuset_memory_migrate_moves_pages_relatively(four):
+    """The coordinator's NodeTaskPolicy with migrate=True (cpuset memory_migrate) on the node:
+    mems 0,1 -> 2,3 moves node 0's pages to 2 and node 1's to 3, shared pages too."""
+    with attach(four, 0) as task:
+        task.set_mempolicy("interleave", [0, 1])
+        region = task.mmap(4 * PAGE)
+        for i in range(4):
+            region.write(i * PAGE, pattern(i))
+        board = task.mmap(PAGE, shared=True, name="board")
+        board.write(0, b"board")
+        policy = task.info()["policy"]
+        with Client(task._home.endpoint) as home:
+            home.call(tm.NodeTaskPolicy(task_id=task.task_id, policy=policy, mems_allowed=[2, 3],
+                                        old_mems_allowed=[0, 1, 2, 3]))  # memory_migrate off: nothing moves
+            assert region.where() == [0, 1, 0, 1]
+            home.call(tm.NodeTaskPolicy(task_id=task.task_id, policy=policy, mems_allowed=[2, 3],
+                                        old_mems_allowed=[0, 1], migrate=True))
+        assert region.where() == [2, 3, 2, 3] and board.where() == [2]
+        assert all(region.read(i * PAGE, PAGE) == pattern(i) for i in range(4)) and board.read(0, 5) == b"board"
