@@ -10,6 +10,7 @@ import threading
 import pytest
 
 import numa_emu
+from nodes.costmodel import CostModel
 from protocol.client import Client
 from protocol.messages import migration as mg
 from protocol.messages import tasks as tm
@@ -77,9 +78,12 @@ def test_move_pages_moves_private_pages_exactly(four):
         region = task.mmap(4 * PAGE)
         for i in range(4):
             region.write(i * PAGE, pattern(i))
-        before = counters(four)
+        before, clock = counters(four), task.clock_ns()
         status = task.move_pages([region.addr(i * PAGE) for i in range(4)], [1, 2, 3, 0])
         assert status == [1, 2, 3, 0] and task.last_not_moved == 0
+        # virtual time: the task pays one page copy per moved page, from the cost model
+        cost = CostModel(four.topology.latency_ns, four.topology.bandwidth_mib_s, PAGE)
+        assert task.clock_ns() - clock == sum(cost.copy_ns(0, n) for n in (1, 2, 3))
         assert region.where() == [1, 2, 3, 0]
         for i in range(4):
             assert region.read(i * PAGE, PAGE) == pattern(i)
@@ -403,3 +407,55 @@ def test_cpuset_memory_migrate_moves_pages_relatively(four):
                                         old_mems_allowed=[0, 1], migrate=True))
         assert region.where() == [2, 3, 2, 3] and board.where() == [2]
         assert all(region.read(i * PAGE, PAGE) == pattern(i) for i in range(4)) and board.read(0, 5) == b"board"
+
+
+def test_migrations_are_traced_and_told(four, puppets, cli, tmp_path):
+    import io
+    import json
+
+    from numa_emu.trace_recorder import Recorder
+
+    other = puppets(four, 3)
+    out = io.StringIO()
+    with attach(four, 0) as task:
+        region = task.mmap(2 * PAGE)
+        region.write(0, b"p")
+        board = task.mmap(PAGE, shared=True, name="board")
+        board.write(0, b"s")
+        other.do("mmap", **{"as": "b"}, length=PAGE, shared=True, name="board")
+        assert other.do("read", **{"as": "b"}, offset=0, length=1) == "73"
+        recorder = Recorder(four.info, out)
+        recorder.configure(True)
+        try:
+            assert task.move_pages([region.addr(0)], [1]) == [1]
+            assert task.move_pages([board.addr(0)], [2], MPOL_MF_MOVE_ALL) == [2]
+            region.mbind("bind", [2], flags=MPOL_MF_MOVE | MPOL_MF_LAZY)
+            assert region.read(0, 1) == b"p"
+            recorder.drain(final=True)
+        finally:
+            recorder.configure(False)
+            recorder.close()
+        clock = task.clock_ns()
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    moves = [e for e in events if e["ev"] == "migrate"]
+    private, shared, lazy = moves
+    assert (private["mode"], private["cause"], private["from"], private["to"], private["result"]) == \
+        ("direct", "syscall", 0, 1, "ok")
+    assert private["addr"] == region.addr(0) and private["task"] == task.task_id and 0 < private["vns"] <= clock
+    assert (shared["obj"], shared["idx"], shared["from"], shared["to"], shared["result"]) == ("shm:board", 0, 0, 2, "ok")
+    assert isinstance(shared["new_frame"], int) and isinstance(shared["from_frame"], int)
+    assert (lazy["mode"], lazy["cause"], lazy["from"], lazy["to"]) == ("lazy", "fault", 1, 2)
+    cache = [(e["what"], e["at"]) for e in events if e["ev"] == "migcache"]
+    assert cache == [("in", 1), ("out", 1)]  # page 1 was never touched: nothing to unmap
+    # the shared page: every mapping shot down and acknowledged before its old frame was freed
+    page = [e for e in events if e.get("obj") == "shm:board"]
+    acked = next(e for e in page if e["ev"] == "shootdown" and e.get("phase") == "acked")
+    assert acked["cause"] == "migration" and sorted(acked["targets"]) == [0, 3]
+    freed = next(e for e in events if e["ev"] == "free" and e["node"] == 0 and shared["from_frame"] in e["frames"])
+    assert acked["wall_ns"] <= freed["wall_ns"] <= shared["wall_ns"]
+    trace = tmp_path / "migrate.jsonl"
+    trace.write_text(out.getvalue())
+    story = cli("trace", "show", str(trace), "--page", "shm:board:0", "--event", "migrate", check=True).stdout
+    assert "migrated shm:board:0 from node 0 (frame" in story and "to node 2 (frame" in story and "(syscall)" in story
+    story = cli("trace", "show", str(trace), "--event", "migcache", check=True).stdout
+    assert "unmapped into the migration cache" in story and "left the migration cache" in story
