@@ -43,6 +43,10 @@ from protocol.messages import pagecache as pc
 from protocol.policy import MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, Mode, Policy
 
 Item = tuple[Region, int, int]  # (region, page index, node the page's frame is on)
+# Pages moved per step: a big migration hands the loop back between steps (heartbeats, other
+# tasks), and keeps its copies in flight well under a socket's queue of 1000 messages (ZeroMQ's
+# default high-water mark; the reactor drops what does not fit, as ENODEV).
+_CHUNK_PAGES = 256
 _UNREACHABLE = (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT)
 
 
@@ -112,8 +116,7 @@ class Migration:
             else:
                 shared.append((i, region, p, target))
         for (src, target), pages in private.items():
-            got = yield from self.alloc_exact(target, len(pages), task.node)
-            results = yield from self.move_private(task, [(r, p, src) for _i, r, p in pages], got, "direct", "syscall")
+            results = yield from self.move_to(task, [(r, p, src) for _i, r, p in pages], target, "direct", "syscall")
             for (i, _r, _p), s in zip(pages, results):
                 status[i] = s
         for i, region, p, target in shared:
@@ -167,8 +170,7 @@ class Migration:
                         shared.append((region, p))
         statuses: list[int] = []
         if private:
-            got = yield from self.alloc_exact(dst, len(private), task.node)
-            statuses += yield from self.move_private(task, private, got, "direct", cause)
+            statuses += yield from self.move_to(task, private, dst, "direct", cause)
         for region, p in shared:
             if region.node[p] == src:  # not shot down by a previous page's move
                 statuses.append((yield from self.move_shared(task, region, p, dst, move_all, cause)))
@@ -204,9 +206,11 @@ class Migration:
                     shared.append((region, p, target))
         failed = 0
         for placement, items in groups.items():
-            got = yield from c.allocate(placement, len(items), task.node)
-            statuses = yield from self.move_private(task, items, got, "direct", "mbind")
-            failed += sum(1 for s in statuses if s < 0)
+            for first in range(0, len(items), _CHUNK_PAGES):
+                chunk = items[first:first + _CHUNK_PAGES]
+                got = yield from c.allocate(placement, len(chunk), task.node)
+                statuses = yield from self.move_private(task, chunk, got, "direct", "mbind")
+                failed += sum(1 for s in statuses if s < 0)
         for region, p, target in shared:
             if region.node[p] >= 0:
                 s = yield from self.move_shared(task, region, p, target, bool(flags & MPOL_MF_MOVE_ALL), "mbind")
@@ -270,8 +274,7 @@ class Migration:
             if target is not None:
                 by_target[target].append((region, p, src))
         for target, items in by_target.items():
-            got = yield from self.alloc_exact(target, len(items), task.node)
-            yield from self.move_private(task, items, got, "lazy", "fault")
+            yield from self.move_to(task, items, target, "lazy", "fault")
 
     # ---- private pages ----------------------------------------------------------------
     def alloc_exact(self, target: int, count: int, task_node: int):
@@ -291,6 +294,15 @@ class Migration:
             return []
         gens = reply.generations or [0] * len(reply.frames)
         return [(target, f, g) for f, g in zip(reply.frames, gens)]
+
+    def move_to(self, task: TaskState, items: list[Item], target: int, mode: str, cause: str):
+        """Move private pages to node `target` (allocated there only), a chunk at a time."""
+        statuses: list[int] = []
+        for first in range(0, len(items), _CHUNK_PAGES):
+            chunk = items[first:first + _CHUNK_PAGES]
+            got = yield from self.alloc_exact(target, len(chunk), task.node)
+            statuses += yield from self.move_private(task, chunk, got, mode, cause)
+        return statuses
 
     def move_private(self, task: TaskState, items: list[Item], got: list, mode: str, cause: str):
         """Move private pages into frames allocated already: the i-th item into got[i]; items

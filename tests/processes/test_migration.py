@@ -459,3 +459,40 @@ def test_migrations_are_traced_and_told(four, puppets, cli, tmp_path):
     assert "migrated shm:board:0 from node 0 (frame" in story and "to node 2 (frame" in story and "(syscall)" in story
     story = cli("trace", "show", str(trace), "--event", "migcache", check=True).stdout
     assert "unmapped into the migration cache" in story and "left the migration cache" in story
+
+
+def test_a_large_migration_goes_in_chunks(cluster_factory):
+    c = cluster_factory(from_cli(2, 1, "16MiB"))
+    with attach(c, 0) as task:
+        region = task.mmap(3000 * PAGE)
+        region.touch(fill=0x77)
+        region.write(2999 * PAGE + 5, b"end")
+        before = counters(c)
+        assert task.migrate_pages("0", "1") == 0
+        assert region.where() == [1] * 3000
+        assert region.read(2999 * PAGE, 8) == b"\x77" * 5 + b"end"
+        after = counters(c)
+        assert delta(before, after, "numa_hit")[1] == 3000 and delta(before, after, "frames_free") == {0: 3000, 1: -3000}
+    check_invariants(c)
+
+
+def test_bad_migration_messages_get_one_clear_error(four):
+    with attach(four, 0) as task:
+        region = task.mmap(PAGE)
+        region.write(0, b"ok")
+        with Client(task._home.endpoint) as node:
+            bad = [
+                (mg.MovePages(task_id=999, addrs=[region.addr(0)]), "ESRCH"),
+                (mg.MovePages(task_id=task.task_id, addrs=["x"]), "EINVAL"),
+                (mg.MigratePages(task_id=999, old_nodes=[0], new_nodes=[1]), "ESRCH"),
+                (mg.DirMigrate(obj="shm:x", idx=0, target=9, mapper=0, task_node=0, task_id=1), "EINVAL"),
+                (mg.FrameMigrate(frame=10 ** 6, generation=0, dst=1, dst_frame=0, dst_generation=0), "EINVAL"),
+            ]
+            for msg, code in bad:
+                with pytest.raises(numa_emu.NumaEmuError) as info:
+                    node.call(msg)
+                assert info.value.errno_name == code, (msg.kind, info.value)
+            # a page nobody has: nothing to move
+            reply = node.call(mg.DirMigrate(obj="shm:none", idx=0, target=1, mapper=0, task_node=0, task_id=1))
+            assert reply.status == ENOENT and not reply.remap
+        assert region.read(0, 2) == b"ok" and task.move_pages([region.addr(0)], [1]) == [1]
