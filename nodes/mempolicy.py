@@ -10,7 +10,6 @@ from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
 from protocol.messages import memory as mm
 from protocol.messages import tasks as tm
-from nodes.pagetable import ANON
 from protocol.policy import (DEFAULT_POLICY, MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED, MPOL_F_NODE, MPOL_MF_LAZY, MPOL_MF_MOVE,
                              MPOL_MF_MOVE_ALL, MPOL_MF_STRICT, MPOL_MF_VALID, Mode, Policy, make_policy, rebind)
 
@@ -67,9 +66,6 @@ class PolicyOps:
         flags = msg.flags
         move = flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL)
         lazy = bool(move and flags & MPOL_MF_LAZY)
-        if lazy and any(r.kind != ANON for r, _f, _l in task.space.range(msg.vaddr, msg.length)):
-            raise NumaEmuError(ErrorCode.EINVAL, "MPOL_MF_LAZY works on private anonymous memory only; move shared "
-                                                 "pages with MPOL_MF_MOVE or MPOL_MF_MOVE_ALL without MPOL_MF_LAZY")
         regions = task.space.isolate(msg.vaddr, msg.length)
         if flags & MPOL_MF_STRICT and not move and policy.mode not in (Mode.DEFAULT, Mode.LOCAL):
             allowed = policy.nodes or task.mems
@@ -83,7 +79,7 @@ class PolicyOps:
             self.core.trace.emit("policy", task=task.task_id, vns=task.clock_ns, scope="mbind", addr=msg.vaddr,
                                  length=msg.length, policy=policy.to_wire(), flags=flags)
         if lazy:
-            self.mm.migration.mbind_lazy(task, regions)
+            yield from self.mm.migration.mbind_lazy(task, regions, bool(flags & MPOL_MF_MOVE_ALL))
         elif move:
             failed = yield from self.mm.migration.mbind_move(task, regions, policy, flags)
             if failed and flags & MPOL_MF_STRICT:

@@ -103,7 +103,10 @@ class Migration:
             first_of[vpage] = i
             node = region.node[p]
             if node == MIGCACHE:
-                node = task.away[vpage] if msg.nodes is None else self.cache_take(task, region, p)
+                if msg.nodes is None or region.kind != ANON:
+                    node = task.away[vpage]  # a lazily unmapped shared page is moved (and mapped) by its directory
+                else:
+                    node = self.cache_take(task, region, p)
             if node < 0:
                 status[i] = ENOENT
                 continue
@@ -120,6 +123,9 @@ class Migration:
             for (i, _r, _p), s in zip(pages, results):
                 status[i] = s
         for i, region, p, target in shared:
+            if region.node[p] == MIGCACHE:
+                task.away.pop(region.start + p * ps, None)
+                region.node[p] = -1
             status[i] = yield from self.move_shared(task, region, p, target, bool(msg.flags & MPOL_MF_MOVE_ALL),
                                                     "syscall")
         for i, j in duplicates:
@@ -217,16 +223,63 @@ class Migration:
                 failed += s < 0
         return failed
 
-    def mbind_lazy(self, task: TaskState, regions: list[Region]) -> int:
-        """MOVE|LAZY: unmap every present private page of the range into the migration cache (all
-        are mapped by this task alone); the next fault decides where each goes. Returns pages."""
+    def mbind_lazy(self, task: TaskState, regions: list[Region], move_all: bool):
+        """MOVE|LAZY: unmap the range's eligible pages; the next fault decides where each goes.
+        A private page (mapped by this task alone) keeps its frame in the migration cache. A
+        shared page mapped by this task alone (any, with MOVE_ALL) loses every mapping and every
+        replica at its directory home and stays in the page cache where it is. Returns pages."""
         count = 0
         for region in regions:
             for p in range(region.npages):
-                if region.node[p] >= 0:
+                if region.node[p] < 0:
+                    continue
+                if region.kind == ANON:
                     self._cache_put(task, region, p)
                     count += 1
+                else:
+                    count += yield from self._lazy_unmap_shared(task, region, p, move_all)
         return count
+
+    def _lazy_unmap_shared(self, task: TaskState, region: Region, p: int, move_all: bool):
+        c = self.core
+        key = (region.obj, region.obj_offset + p)
+        vpage = region.start + p * c.page_size
+        sole = all(t == task.task_id for t, _v in self.mm.pcache.rmap.get(key, ()))
+        if not (sole or move_all):
+            return 0
+        msg = mg.DirMigrate(obj=key[0], idx=key[1], target=c.node_id, mapper=c.node_id, task_node=task.node,
+                            task_id=task.task_id, sole=sole, move_all=move_all, cause="mbind", mode="lazy",
+                            unmap_only=True)
+        reply = yield from self._ask_directory(key, msg)
+        if reply is None or reply.status < 0:
+            return 0
+        if region.node[p] >= 0:  # the shootdown reached this task's entry: it is unmapped already
+            self.mm.pcache.unmap(key, task.task_id, vpage)
+        task.away[vpage] = reply.status
+        region.node[p] = MIGCACHE
+        if c.trace.on:
+            c.trace.emit("migcache", task=task.task_id, vns=task.clock_ns, what="in", obj=key[0], idx=key[1],
+                         at=reply.status, frame=reply.frame)
+        return 1
+
+    def lazy_fault_shared(self, task: TaskState, region: Region, p: int, policy: Policy):
+        """A fault on a lazily unmapped shared page: if the policy wants it elsewhere and no one
+        maps it (migrate-on-fault fires only for pages with no mappings), move its master there;
+        the caller then faults it in through the directory as usual."""
+        c = self.core
+        vpage = region.start + p * c.page_size
+        src = task.away.pop(vpage, -1)
+        region.node[p] = -1
+        if c.trace.on:
+            c.trace.emit("migcache", task=task.task_id, vns=task.clock_ns, what="out", obj=region.obj,
+                         idx=region.obj_offset + p, at=src, why="fault")
+        if src < 0:
+            return
+        # mpol_misplaced: a shared mapping's interleave index is the page's offset in the object
+        target = misplaced(policy, src, task_node=task.node, allowed=task.mems, fallback_orders=c.fallback,
+                           interleave_index=region.obj_offset + p, weights=c.weights)
+        if target is not None:
+            yield from self.move_shared(task, region, p, target, False, "fault", mode="lazy")
 
     # ---- the migration cache ----------------------------------------------------------
     def _cache_put(self, task: TaskState, region: Region, p: int) -> None:
@@ -254,8 +307,13 @@ class Migration:
         return node
 
     def cache_drop(self, task: TaskState, region: Region, p: int) -> int:
-        """munmap or detach of a page in the migration cache: its node (the caller frees the frame)."""
-        return self.cache_take(task, region, p, why="unmap")
+        """munmap or detach of a lazily unmapped page: the node of a private page's frame (the
+        caller frees it); -1 for a shared page (it stays in the page cache, nothing to free)."""
+        if region.kind == ANON:
+            return self.cache_take(task, region, p, why="unmap")
+        task.away.pop(region.start + p * self.core.page_size, None)
+        region.node[p] = -1
+        return -1
 
     def lazy_fault(self, task: TaskState, region: Region, pages: list[int], write: bool):
         """Migrate-on-fault (do_swap_page finding the page in the cache, then mpol_misplaced):
@@ -359,7 +417,8 @@ class Migration:
         return statuses
 
     # ---- shared pages, home node side -------------------------------------------------
-    def move_shared(self, task: TaskState, region: Region, p: int, target: int, move_all: bool, cause: str):
+    def move_shared(self, task: TaskState, region: Region, p: int, target: int, move_all: bool, cause: str,
+                    mode: str = "direct"):
         """Ask the page's directory home to move its master to `target`; map the new master for
         this task at once (remove_migration_ptes). The page's status."""
         c, pcache = self.core, self.mm.pcache
@@ -367,15 +426,9 @@ class Migration:
         vpage = region.start + p * c.page_size
         sole = all(t == task.task_id for t, _v in pcache.rmap.get(key, ()))
         msg = mg.DirMigrate(obj=key[0], idx=key[1], target=target, mapper=c.node_id, task_node=task.node,
-                            task_id=task.task_id, sole=sole, move_all=move_all, cause=cause)
-        try:
-            if directory_home(key[0], key[1], c.n_nodes) == c.node_id:
-                reply = yield from self.dir_migrate(msg)
-            else:
-                reply = yield Call(node_dest(directory_home(key[0], key[1], c.n_nodes)), msg)
-        except NumaEmuError as exc:
-            if exc.code not in _UNREACHABLE + (ErrorCode.ESTALE,):
-                raise
+                            task_id=task.task_id, sole=sole, move_all=move_all, cause=cause, mode=mode)
+        reply = yield from self._ask_directory(key, msg)
+        if reply is None:
             return EBUSY
         task.clock_ns += reply.cost_ns
         if reply.remap and reply.epoch >= pcache.seen_epoch.get(key, -1) and region.node[p] < 0:
@@ -384,10 +437,25 @@ class Migration:
             pcache.map(key, task.task_id, vpage)
         return reply.status
 
+    def _ask_directory(self, key: tuple[str, int], msg: mg.DirMigrate):
+        """dir.migrate at the page's directory home (this node: a direct call); None when that
+        node cannot be reached (the page is busy, try again)."""
+        c = self.core
+        home = directory_home(key[0], key[1], c.n_nodes)
+        try:
+            if home == c.node_id:
+                return (yield from self.dir_migrate(msg))
+            return (yield Call(node_dest(home), msg))
+        except NumaEmuError as exc:
+            if exc.code not in _UNREACHABLE + (ErrorCode.ESTALE,):
+                raise
+            return None
+
     # ---- shared pages, directory side -------------------------------------------------
     def dir_migrate(self, msg: mg.DirMigrate):
         c = self.core
-        if not all(0 <= n < c.n_nodes for n in (msg.target, msg.mapper, msg.task_node)) or msg.idx < 0 or not msg.obj:
+        nodes = (msg.mapper, msg.task_node) if msg.unmap_only else (msg.target, msg.mapper, msg.task_node)
+        if not all(0 <= n < c.n_nodes for n in nodes) or msg.idx < 0 or not msg.obj:
             raise NumaEmuError(ErrorCode.EINVAL, "dir.migrate: bad node, page index or object")
         if (msg.obj, msg.idx) not in self.repl.dir.entries:
             return self._dir_reply(ENOENT)
@@ -411,28 +479,27 @@ class Migration:
         src, src_frame, src_gen = entry.node, entry.frame, entry.gen
         if src < 0:
             return self._dir_reply(ENOENT)
-        if src == target:
-            return self._dir_reply(target)
+        if src == target and not msg.unmap_only:
+            if msg.mapper not in entry.mappers:  # the requester's entry was lazily unmapped: map it again
+                entry.mappers[msg.mapper] = src
+            return self._dir_reply(target, entry)
         others = (set(entry.mappers) | set(entry.replicas)) - {msg.mapper}
         if not msg.move_all and (others or not msg.sole):
-            self._trace(None, "direct", msg.cause, EACCES, src, src_frame, target, None, obj=obj, idx=idx,
+            self._trace(None, msg.mode, msg.cause, EACCES, src, src_frame, target, None, obj=obj, idx=idx,
                         task_id=msg.task_id)
             return self._dir_reply(EACCES)
+        if msg.unmap_only:  # mbind MOVE|LAZY: no mapping and no replica left; the next fault decides
+            yield from self._unmap_all(obj, idx, entry, src_frame)
+            return mg.DirMigrateReply(status=src, remap=False, node=src, frame=src_frame, generation=src_gen,
+                                      epoch=entry.epoch, cost_ns=0)
         got = yield from self.alloc_exact(target, 1, msg.task_node)
         if not got:
             c.events["pgmigrate_fail"] += 1
-            self._trace(None, "direct", msg.cause, ENOMEM, src, src_frame, target, None, obj=obj, idx=idx,
+            self._trace(None, msg.mode, msg.cause, ENOMEM, src, src_frame, target, None, obj=obj, idx=idx,
                         task_id=msg.task_id)
             return self._dir_reply(ENOMEM)
         _node, frame, gen = got[0]
-        cost = 0
-        if entry.replicas:
-            cost += yield from self.repl._collapse(obj, idx, entry, "migration")
-        targets = [(h, node, src_frame) for h, node in entry.mappers.items() if node == src]
-        cost += yield from self.repl._shootdown(obj, idx, entry, targets, False, "migration")
-        for home, _node, _frame in targets:
-            entry.mappers.pop(home, None)
-        entry.writers.clear()
+        cost = yield from self._unmap_all(obj, idx, entry, src_frame)
         try:
             if src == c.node_id:
                 yield from self.frame_migrate(mg.FrameMigrate(frame=src_frame, generation=src_gen, dst=target,
@@ -443,7 +510,7 @@ class Migration:
         except NumaEmuError:
             yield from c.free_frames({target: [frame]})
             c.events["pgmigrate_fail"] += 1
-            self._trace(None, "direct", msg.cause, EBUSY, src, src_frame, target, frame, obj=obj, idx=idx,
+            self._trace(None, msg.mode, msg.cause, EBUSY, src, src_frame, target, frame, obj=obj, idx=idx,
                         task_id=msg.task_id)
             return self._dir_reply(EBUSY)
         entry.node, entry.frame, entry.gen = target, frame, gen
@@ -451,9 +518,21 @@ class Migration:
         entry.mappers[msg.mapper] = target  # the requester maps the new master at once
         c.events["pgmigrate_success"] += 1
         cost += c.cost.copy_ns(src, target)
-        self._trace(None, "direct", msg.cause, target, src, src_frame, target, frame, obj=obj, idx=idx,
+        self._trace(None, msg.mode, msg.cause, target, src, src_frame, target, frame, obj=obj, idx=idx,
                     task_id=msg.task_id)
         return self._dir_reply(target, entry, cost)
+
+    def _unmap_all(self, obj: str, idx: int, entry: DirEntry, master_frame: int):
+        """Tear the replicas down, then every mapping of the master, each acknowledged; the cost."""
+        cost = 0
+        if entry.replicas:
+            cost += yield from self.repl._collapse(obj, idx, entry, "migration")
+        targets = [(h, node, master_frame) for h, node in entry.mappers.items() if node == entry.node]
+        cost += yield from self.repl._shootdown(obj, idx, entry, targets, False, "migration")
+        for home, _node, _frame in targets:
+            entry.mappers.pop(home, None)
+        entry.writers.clear()
+        return cost
 
     def frame_migrate(self, msg: mg.FrameMigrate):
         """On the owner of a master: copy it to its new frame and free it in the same step, so an

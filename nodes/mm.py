@@ -134,9 +134,10 @@ class MemoryManager:
         for region in regions:
             for i, node in enumerate(region.node):
                 if node < 0:
-                    if node != MIGCACHE:
+                    # lazily unmapped: a private page still holds its frame (the node of it, to free)
+                    node = self.migration.cache_drop(task, region, i) if node == MIGCACHE else -1
+                    if node < 0:
                         continue
-                    node = self.migration.cache_drop(task, region, i)  # lazily unmapped, frame still held
                 count += 1
                 if region.kind == ANON:
                     private[node].append(region.frame[i])
@@ -251,6 +252,8 @@ class MemoryManager:
         for p in pages:
             placement, policy, index = self._placement(task, region, p)
             idx = region.obj_offset + p
+            if region.node[p] == MIGCACHE:  # lazily unmapped: migrate-on-fault first, if no one maps it
+                yield from self.migration.lazy_fault_shared(task, region, p, policy)
             page, cost = yield from self.pcache.lookup(region.obj, idx, write=write, task=task, policy=policy.to_wire(),
                                                        interleave_index=index, replicate=replicate)
             region.node[p], region.frame[p], region.gen[p] = page.node, page.frame, page.gen

@@ -99,6 +99,8 @@ class DirMigrate(Request):
     sole: bool = True
     move_all: bool = False
     cause: str = "syscall"
+    mode: str = "direct"  # direct | lazy (a migrate-on-fault): for the trace
+    unmap_only: bool = False  # mbind MOVE|LAZY: tear replicas and mappings down, move nothing (target unused)
 
 
 @message

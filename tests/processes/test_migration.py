@@ -299,14 +299,32 @@ def test_lazy_migration_moves_on_the_next_touch(four):
         assert counters(four)[0]["nr_migcache_pages"] == 0
 
 
-def test_lazy_migration_of_shared_pages_is_refused_clearly(four):
+def test_lazy_migration_of_shared_pages(four, puppets):
+    other = puppets(four, 3)
     with attach(four, 0) as task:
-        board = task.mmap(PAGE, shared=True, name="board")
-        board.write(0, b"x")
-        with pytest.raises(numa_emu.NumaEmuError) as info:
-            board.mbind("bind", [1], flags=MPOL_MF_MOVE | MPOL_MF_LAZY)
-        assert info.value.errno_name == "EINVAL" and "private anonymous" in info.value.message
-        assert board.read(0, 1) == b"x" and board.where() == [0]
+        board = task.mmap(3 * PAGE, shared=True, name="board")
+        for i in range(3):
+            board.write(i * PAGE, pattern(i))
+        other.do("mmap", **{"as": "b"}, length=3 * PAGE, shared=True, name="board")
+        assert other.do("read", **{"as": "b"}, offset=2 * PAGE, length=4) == pattern(2)[:4].hex()
+        before = counters(four)
+        # MOVE|LAZY: pages 0 and 1 (this task's alone) are unmapped; page 2, mapped by the other task, stays
+        board.mbind("bind", [2], flags=MPOL_MF_MOVE | MPOL_MF_LAZY)
+        assert board.where() == [0, 0, 0] and sum(delta(before, counters(four), "pgmigrate_success").values()) == 0
+        assert board.read(PAGE, PAGE) == pattern(1) and board.where() == [0, 2, 0]  # moved by the touch
+        assert task.node_of(board.addr(0)) == 2  # get_mempolicy(NODE|ADDR) moves it too
+        # MOVE_ALL|LAZY: the other task's mapping goes too; the next touch here moves the page
+        board.mbind("bind", [2], flags=MPOL_MF_MOVE_ALL | MPOL_MF_LAZY)
+        assert other.do("where", **{"as": "b"}) == [None, None, None]
+        board.write(2 * PAGE + 1, b"!")
+        assert board.where() == [2, 2, 2]
+        expected = pattern(2)[:1] + b"!" + pattern(2)[2:]
+        assert other.do("read", **{"as": "b"}, offset=0, length=3 * PAGE) == (pattern(0) + pattern(1) + expected).hex()
+        assert other.do("where", **{"as": "b"}) == [2, 2, 2]
+        after = counters(four)
+        assert sum(delta(before, after, "pgmigrate_success").values()) == 3
+        assert delta(before, after, "numa_hit")[2] == 3 and delta(before, after, "frames_free")[0] == 3
+        assert sum(d["nr_migcache_pages"] for d in after.values()) == 0  # the page cache kept them, not a migration cache
 
 
 def seeded_file(puppets, c, fill: str = "41"):
