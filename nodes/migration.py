@@ -1,25 +1,24 @@
-"""Page migration (DESIGN.md, Migration; PROTOCOL.md, Migration of a page; REFERENCE.md b2, b4,
-b5, b10): move_pages, migrate_pages, mbind's MPOL_MF_MOVE / MOVE_ALL / MOVE|LAZY and cpuset
-memory_migrate, on the task's home node H, and the move of a shared page's master at its
-directory home D.
+"""Page migration of a task's pages, on its home node H (DESIGN.md, Migration; PROTOCOL.md,
+Migration of a page; REFERENCE.md b2, b4, b5, b10): move_pages, migrate_pages, mbind's
+MPOL_MF_MOVE / MOVE_ALL / MOVE|LAZY, and cpuset memory_migrate (NodeTaskPolicy.migrate).
 
 - A private page: H holds the task's lock (nodes.mm.locked), allocates on the target only
   (__GFP_THISNODE, a numa_hit there), marks the page MIGRATING (so the lock-free fast path takes
   the slow path and waits), copies the bytes, maps the new frame, and only then frees the old one.
-- A shared page (shm, page cache): D holds the entry lock, tears the replicas down (cause
-  "migration"), shoots every mapping of the master down and waits for every ack, has the owner
-  copy the master to a frame on the target and retire it in one step (frame.migrate), then
-  points the entry at the new frame with a new epoch. Other home nodes refault through the
-  directory; the requester maps the new master at once.
+- A shared page (shm, page cache): H asks the page's directory home to move its master
+  (nodes.master_move: replicas and every mapping down and acknowledged first), then maps the
+  new master for the task at once. MPOL_MF_MOVE moves only pages no other task maps.
 - Lazy (Lee Schermerhorn's migrate-on-fault, 2006): mbind MOVE|LAZY unmaps the range's private
-  pages into the migration cache (they keep their frames; MIGCACHE); the next fault moves each
-  to where the policy wants it (mpol_misplaced) or maps it again where it is.
+  pages into the migration cache (they keep their frames; MIGCACHE), and shared pages at their
+  directory (every mapping and replica gone; the page stays in the page cache). The next fault
+  moves each to where the policy wants it (mpol_misplaced) or maps it again where it is; a
+  shared page moves only if no one mapped it meanwhile (zero mappings, as in Lee's patch).
 
-Counters: pgmigrate_success / pgmigrate_fail on the node that migrates (H for private pages, D
-for shared ones); the new frame is charged as an allocation on the target (numa_hit, local or
-other node against the task's node, pgalloc); the old frame only adds pgfree where it was.
-nr_migcache_pages (gauge) and pgmigcache_in / pgmigcache_out on H. The copy and the shootdowns
-are charged to the virtual clock of the task whose pages moved.
+Counters: pgmigrate_success / pgmigrate_fail on the node that migrates (H for private pages, the
+directory home for shared ones); the new frame is charged as an allocation on the target
+(numa_hit, local or other node against the task's node, pgalloc); the old frame only adds
+pgfree where it was. nr_migcache_pages (gauge) and pgmigcache_in / pgmigcache_out on H, for
+private pages. The copies and the shootdowns are charged to the virtual clock of the task.
 """
 from __future__ import annotations
 
@@ -27,8 +26,8 @@ import collections
 
 from nodes.core import NodeCore, directory_home, node_dest
 from nodes.costmodel import FAULT_OVERHEAD_NS
-from nodes.directory import DirEntry
-from nodes.migration_plan import EACCES, EBUSY, EFAULT, ENOENT, ENOMEM, NOT_MOVED, mbind_target, migration_pairs, result_name
+from nodes.master_move import UNREACHABLE, MasterMove, alloc_exact, trace_migrate
+from nodes.migration_plan import EBUSY, EFAULT, ENOENT, ENOMEM, NOT_MOVED, mbind_target, migration_pairs
 from nodes.mm import MemoryManager, TaskState
 from nodes.pagetable import ANON, MIGCACHE, MIGRATING, Region
 from nodes.pcache import CachedPage
@@ -36,7 +35,6 @@ from nodes.placement import misplaced
 from nodes.replication import Replication
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import Ok
 from protocol.messages import memory as mm
 from protocol.messages import migration as mg
 from protocol.messages import pagecache as pc
@@ -47,19 +45,18 @@ Item = tuple[Region, int, int]  # (region, page index, node the page's frame is 
 # tasks), and keeps its copies in flight well under a socket's queue of 1000 messages (ZeroMQ's
 # default high-water mark; the reactor drops what does not fit, as ENODEV).
 _CHUNK_PAGES = 256
-_UNREACHABLE = (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT)
 
 
 class Migration:
     def __init__(self, core: NodeCore, mmgr: MemoryManager, replication: Replication):
         self.core = core
         self.mm = mmgr
-        self.repl = replication
+        self.master = MasterMove(core, replication)
         mmgr.migration = self
 
     def handlers(self) -> dict:
         return {"mem.move_pages": self.move_pages, "mem.migrate_pages": self.migrate_pages,
-                "dir.migrate": self.dir_migrate, "frame.migrate": self.frame_migrate}
+                **self.master.handlers()}
 
     # ---- move_pages(2) ------------------------------------------------------------------
     def move_pages(self, msg: mg.MovePages):
@@ -335,30 +332,12 @@ class Migration:
             yield from self.move_to(task, items, target, "lazy", "fault")
 
     # ---- private pages ----------------------------------------------------------------
-    def alloc_exact(self, target: int, count: int, task_node: int):
-        """Up to `count` frames on node `target` and nowhere else (__GFP_THISNODE), charged as an
-        allocation that wanted `target` (numa_hit there). [(node, frame, generation)]."""
-        c = self.core
-        if count <= 0:
-            return []
-        if target == c.node_id:
-            frames = c.supply(count, preferred=target, task_node=task_node, interleave=False, fill=None)
-            return [(target, f, c.pool.generation[f]) for f in frames]
-        try:
-            reply = yield Call(node_dest(target), mm.FrameAlloc(count=count, preferred=target, task_node=task_node))
-        except NumaEmuError as exc:
-            if exc.code not in _UNREACHABLE:
-                raise
-            return []
-        gens = reply.generations or [0] * len(reply.frames)
-        return [(target, f, g) for f, g in zip(reply.frames, gens)]
-
     def move_to(self, task: TaskState, items: list[Item], target: int, mode: str, cause: str):
         """Move private pages to node `target` (allocated there only), a chunk at a time."""
         statuses: list[int] = []
         for first in range(0, len(items), _CHUNK_PAGES):
             chunk = items[first:first + _CHUNK_PAGES]
-            got = yield from self.alloc_exact(target, len(chunk), task.node)
+            got = yield from alloc_exact(self.core, target, len(chunk), task.node)
             statuses += yield from self.move_private(task, chunk, got, mode, cause)
         return statuses
 
@@ -444,117 +423,16 @@ class Migration:
         home = directory_home(key[0], key[1], c.n_nodes)
         try:
             if home == c.node_id:
-                return (yield from self.dir_migrate(msg))
+                return (yield from self.master.dir_migrate(msg))
             return (yield Call(node_dest(home), msg))
         except NumaEmuError as exc:
-            if exc.code not in _UNREACHABLE + (ErrorCode.ESTALE,):
+            if exc.code not in UNREACHABLE + (ErrorCode.ESTALE,):
                 raise
             return None
 
-    # ---- shared pages, directory side -------------------------------------------------
-    def dir_migrate(self, msg: mg.DirMigrate):
-        c = self.core
-        nodes = (msg.mapper, msg.task_node) if msg.unmap_only else (msg.target, msg.mapper, msg.task_node)
-        if not all(0 <= n < c.n_nodes for n in nodes) or msg.idx < 0 or not msg.obj:
-            raise NumaEmuError(ErrorCode.EINVAL, "dir.migrate: bad node, page index or object")
-        if (msg.obj, msg.idx) not in self.repl.dir.entries:
-            return self._dir_reply(ENOENT)
-        entry = yield from self.repl._locked(msg.obj, msg.idx)
-        try:
-            return (yield from self._migrate_master(msg, entry))
-        finally:
-            entry.lock.release()
-
-    def _dir_reply(self, status: int, entry: DirEntry | None = None, cost: int = 0) -> mg.DirMigrateReply:
-        if entry is None:
-            return mg.DirMigrateReply(status=status, remap=False, node=-1, frame=0, generation=0, epoch=0, cost_ns=cost)
-        return mg.DirMigrateReply(status=status, remap=True, node=entry.node, frame=entry.frame, generation=entry.gen,
-                                  epoch=entry.epoch, cost_ns=cost)
-
-    def _migrate_master(self, msg: mg.DirMigrate, entry: DirEntry):
-        """Under the entry lock: replicas down, every mapping of the master down and acknowledged,
-        the copy to the target (retiring the old frame), the entry moved to its new frame."""
-        c = self.core
-        obj, idx, target = msg.obj, msg.idx, msg.target
-        src, src_frame, src_gen = entry.node, entry.frame, entry.gen
-        if src < 0:
-            return self._dir_reply(ENOENT)
-        if src == target and not msg.unmap_only:
-            if msg.mapper not in entry.mappers:  # the requester's entry was lazily unmapped: map it again
-                entry.mappers[msg.mapper] = src
-            return self._dir_reply(target, entry)
-        others = (set(entry.mappers) | set(entry.replicas)) - {msg.mapper}
-        if not msg.move_all and (others or not msg.sole):
-            self._trace(None, msg.mode, msg.cause, EACCES, src, src_frame, target, None, obj=obj, idx=idx,
-                        task_id=msg.task_id)
-            return self._dir_reply(EACCES)
-        if msg.unmap_only:  # mbind MOVE|LAZY: no mapping and no replica left; the next fault decides
-            yield from self._unmap_all(obj, idx, entry, src_frame)
-            return mg.DirMigrateReply(status=src, remap=False, node=src, frame=src_frame, generation=src_gen,
-                                      epoch=entry.epoch, cost_ns=0)
-        got = yield from self.alloc_exact(target, 1, msg.task_node)
-        if not got:
-            c.events["pgmigrate_fail"] += 1
-            self._trace(None, msg.mode, msg.cause, ENOMEM, src, src_frame, target, None, obj=obj, idx=idx,
-                        task_id=msg.task_id)
-            return self._dir_reply(ENOMEM)
-        _node, frame, gen = got[0]
-        cost = yield from self._unmap_all(obj, idx, entry, src_frame)
-        try:
-            if src == c.node_id:
-                yield from self.frame_migrate(mg.FrameMigrate(frame=src_frame, generation=src_gen, dst=target,
-                                                              dst_frame=frame, dst_generation=gen))
-            else:
-                yield Call(node_dest(src), mg.FrameMigrate(frame=src_frame, generation=src_gen, dst=target,
-                                                           dst_frame=frame, dst_generation=gen))
-        except NumaEmuError:
-            yield from c.free_frames({target: [frame]})
-            c.events["pgmigrate_fail"] += 1
-            self._trace(None, msg.mode, msg.cause, EBUSY, src, src_frame, target, frame, obj=obj, idx=idx,
-                        task_id=msg.task_id)
-            return self._dir_reply(EBUSY)
-        entry.node, entry.frame, entry.gen = target, frame, gen
-        entry.epoch += 1
-        entry.mappers[msg.mapper] = target  # the requester maps the new master at once
-        c.events["pgmigrate_success"] += 1
-        cost += c.cost.copy_ns(src, target)
-        self._trace(None, msg.mode, msg.cause, target, src, src_frame, target, frame, obj=obj, idx=idx,
-                    task_id=msg.task_id)
-        return self._dir_reply(target, entry, cost)
-
-    def _unmap_all(self, obj: str, idx: int, entry: DirEntry, master_frame: int):
-        """Tear the replicas down, then every mapping of the master, each acknowledged; the cost."""
-        cost = 0
-        if entry.replicas:
-            cost += yield from self.repl._collapse(obj, idx, entry, "migration")
-        targets = [(h, node, master_frame) for h, node in entry.mappers.items() if node == entry.node]
-        cost += yield from self.repl._shootdown(obj, idx, entry, targets, False, "migration")
-        for home, _node, _frame in targets:
-            entry.mappers.pop(home, None)
-        entry.writers.clear()
-        return cost
-
-    def frame_migrate(self, msg: mg.FrameMigrate):
-        """On the owner of a master: copy it to its new frame and free it in the same step, so an
-        access still in flight to it either is in the copy or gets ESTALE and refaults."""
-        c = self.core
-        if not 0 <= msg.frame < c.pool.frames or not 0 <= msg.dst < c.n_nodes:
-            raise NumaEmuError(ErrorCode.EINVAL, f"frame.migrate: no frame {msg.frame} here or no node {msg.dst}")
-        c.check_generation(msg.frame, msg.generation)
-        data = c.pool.read(msg.frame)
-        c.release([msg.frame])
-        yield from c.write_frame(msg.dst, msg.dst_frame, msg.dst_generation, 0, data)
-        return Ok()
-
     # ---- trace --------------------------------------------------------------------------
-    def _trace(self, task: TaskState | None, mode: str, cause: str, status: int, src: int, src_frame: int,
-               dst: int | None, dst_frame: int | None, *, addr: int | None = None, obj: str | None = None,
-               idx: int | None = None, task_id: int | None = None) -> None:
-        c = self.core
-        if not c.trace.on:
-            return
-        page = {"addr": addr} if addr is not None else {"obj": obj, "idx": idx}
-        extra = {"vns": task.clock_ns} if task is not None else {}
-        c.trace.emit("migrate", task=task.task_id if task is not None else task_id, mode=mode, cause=cause, **page,
-                     **extra, **{"from": src}, from_frame=src_frame, to=dst, new_frame=dst_frame,
-                     result=result_name(status))
+    def _trace(self, task: TaskState, mode: str, cause: str, status: int, src: int, src_frame: int,
+               dst: int | None, dst_frame: int | None, *, addr: int) -> None:
+        if self.core.trace.on:
+            trace_migrate(self.core, task.task_id, mode, cause, status, src, src_frame, dst, dst_frame,
+                          vns=task.clock_ns, addr=addr)
