@@ -10,7 +10,7 @@ import threading
 import pytest
 
 import numa_emu
-from nodes.costmodel import CostModel
+from nodes.costmodel import SHOOTDOWN_NS, CostModel
 from protocol.client import Client
 from protocol.messages import migration as mg
 from protocol.messages import tasks as tm
@@ -254,9 +254,12 @@ def test_mbind_move_all_moves_shared_pages(four, puppets):
         with pytest.raises(numa_emu.NumaEmuError) as info:
             board.mbind("bind", [2], flags=MPOL_MF_MOVE | MPOL_MF_STRICT)
         assert info.value.errno_name == "EIO"
-        before = counters(four)
+        before, clock = counters(four), task.clock_ns()
         board.mbind("bind", [2], flags=MPOL_MF_MOVE_ALL | MPOL_MF_STRICT)
         assert board.where() == [2, 2]
+        # virtual time: per page one copy and a shootdown on each of the two mapping nodes
+        cost = CostModel(four.topology.latency_ns, four.topology.bandwidth_mib_s, PAGE)
+        assert task.clock_ns() - clock == 2 * (cost.copy_ns(0, 2) + 2 * SHOOTDOWN_NS)
         assert other.do("where", **{"as": "b"}) == [None, None]  # shot down
         assert other.do("read", **{"as": "b"}, offset=0, length=2 * PAGE) == (pattern(0) + pattern(1)).hex()
         assert other.do("where", **{"as": "b"}) == [2, 2]  # refaulted through the directory
@@ -514,3 +517,42 @@ def test_bad_migration_messages_get_one_clear_error(four):
             reply = node.call(mg.DirMigrate(obj="shm:none", idx=0, target=1, mapper=0, task_node=0, task_id=1))
             assert reply.status == ENOENT and not reply.remap
         assert region.read(0, 2) == b"ok" and task.move_pages([region.addr(0)], [1]) == [1]
+
+
+def test_shared_page_migrations_lose_no_write_of_another_task(four, puppets):
+    """A task on node 3 writes and reads a shm page while another task keeps moving its master
+    between nodes 1 and 2 (MOVE_ALL): a write in flight either is in the copy or refaults."""
+    writer = puppets(four, 3)
+    writer.do("mmap", **{"as": "b"}, length=PAGE, shared=True, name="race")
+    writer.do("write", **{"as": "b"}, offset=0, data="00" * 8)
+    with attach(four, 0) as task:
+        board = task.mmap(PAGE, shared=True, name="race")
+        assert board.read(0, 1) == b"\0"
+        stop, moves, errors = threading.Event(), [0], []
+
+        def move_back_and_forth():
+            try:
+                while not stop.is_set() and moves[0] < 300:
+                    status = task.move_pages([board.addr(0)], [1 + moves[0] % 2], MPOL_MF_MOVE_ALL)
+                    assert status == [1 + moves[0] % 2], status
+                    if board.where()[0] is None:
+                        board.read(0, 1)  # map it again (the writer's fault shot this mapping down)
+                    moves[0] += 1
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                errors.append(exc)
+
+        worker = threading.Thread(target=move_back_and_forth)
+        worker.start()
+        try:
+            i = 0
+            while (i < 150 or moves[0] < 10) and i < 2000 and not errors:
+                value = i.to_bytes(4, "little").hex()
+                writer.do("write", **{"as": "b"}, offset=8, data=value)
+                assert writer.do("read", **{"as": "b"}, offset=8, length=4) == value
+                i += 1
+        finally:
+            stop.set()
+            worker.join(30)
+        assert not errors, errors
+        assert moves[0] >= 10
+        assert board.read(8, 4) == (i - 1).to_bytes(4, "little")
