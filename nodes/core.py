@@ -86,6 +86,8 @@ class NodeCore:
         self.numastat = dict.fromkeys(NUMASTAT_COUNTERS, 0)
         self.events: collections.Counter[str] = collections.Counter()
         self.weights: dict[int, int] | None = None  # weighted-interleave weights, None: all 1
+        self.migcache_pages = 0  # private pages of this node's tasks waiting in the migration cache
+        self.auto_migrate = True  # sysctl vm.auto_migrate: a task moved here takes its pages along lazily
 
     # ---- supplying frames (this node is the one that gives the page) --------------------
     def supply(self, count: int, *, preferred: int, task_node: int, interleave: bool, fill: int | None,
@@ -213,6 +215,6 @@ class NodeCore:
 
     def vmstat(self) -> dict[str, int]:
         out = {"nr_free_pages": self.pool.free, "nr_total_pages": self.pool.frames,
-               "nr_repl_pages": len(self.replica_frames)}
+               "nr_repl_pages": len(self.replica_frames), "nr_migcache_pages": self.migcache_pages}
         out.update(self.events)
         return out

@@ -10,7 +10,7 @@ from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
 from protocol.messages import memory as mm
 from protocol.messages import tasks as tm
-from protocol.policy import (DEFAULT_POLICY, MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED, MPOL_F_NODE, MPOL_MF_MOVE,
+from protocol.policy import (DEFAULT_POLICY, MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED, MPOL_F_NODE, MPOL_MF_LAZY, MPOL_MF_MOVE,
                              MPOL_MF_MOVE_ALL, MPOL_MF_STRICT, MPOL_MF_VALID, Mode, Policy, make_policy, rebind)
 
 
@@ -22,7 +22,7 @@ class PolicyOps:
     def handlers(self) -> dict:
         return {"node.task.policy": self.set_policy, "mem.mbind": self.mbind, "mem.get_mempolicy": self.get_mempolicy}
 
-    def set_policy(self, msg: tm.NodeTaskPolicy) -> Ok:
+    def set_policy(self, msg: tm.NodeTaskPolicy):
         task = self.mm.task(msg.task_id)
         new_mems, old_mems = frozenset(msg.mems_allowed), frozenset(msg.old_mems_allowed)
         new_policy = Policy.from_wire(msg.policy)
@@ -39,18 +39,35 @@ class PolicyOps:
                 if region.policy is not None:
                     region.policy = rebind(region.policy, new_mems, old_mems)
         task.placements.clear()
+        if msg.migrate and new_mems != old_mems and old_mems:
+            # cpuset memory_migrate (cpuset_migrate_mm): do_migrate_pages from the old mems to the
+            # new ones, shared pages too (MPOL_MF_MOVE_ALL); the reply waits for the moves.
+            return self.mm.locked(task, self._cpuset_migrate(task, old_mems, new_mems))
+        return Ok()
+
+    def _cpuset_migrate(self, task, old_mems: frozenset[int], new_mems: frozenset[int]):
+        yield from self.mm.migration.migrate_task(task, old_mems, new_mems, True, "cpuset")
         return Ok()
 
     # ---- policy -------------------------------------------------------------------------
-    def mbind(self, msg: mm.Mbind) -> Ok:
+    def mbind(self, msg: mm.Mbind):
         task = self.mm.task(msg.task_id)
-        if msg.flags & ~MPOL_MF_VALID:
-            raise NumaEmuError(ErrorCode.EINVAL, f"mbind flags {msg.flags:#x} not valid (MPOL_MF_STRICT|MOVE|MOVE_ALL)")
-        if msg.flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL):
-            raise NumaEmuError(ErrorCode.EINVAL, "mbind with MPOL_MF_MOVE needs page migration, not built yet")
+        flags = msg.flags
+        if flags & ~(MPOL_MF_VALID | MPOL_MF_LAZY):
+            raise NumaEmuError(ErrorCode.EINVAL, f"mbind flags {flags:#x} not valid (MPOL_MF_STRICT|MOVE|MOVE_ALL, "
+                                                 "and MPOL_MF_LAZY with a move flag)")
+        move = flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL)
+        if flags & MPOL_MF_LAZY and not move:
+            raise NumaEmuError(ErrorCode.EINVAL, "MPOL_MF_LAZY modifies MPOL_MF_MOVE or MPOL_MF_MOVE_ALL; give one of them")
         policy = make_policy(msg.mode, frozenset(msg.nodes), allowed=task.mems, possible=self.core.possible)
+        return self.mm.locked(task, self._mbind(task, msg, policy))
+
+    def _mbind(self, task, msg: mm.Mbind, policy: Policy):
+        flags = msg.flags
+        move = flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL)
+        lazy = bool(move and flags & MPOL_MF_LAZY)
         regions = task.space.isolate(msg.vaddr, msg.length)
-        if msg.flags & MPOL_MF_STRICT and policy.mode not in (Mode.DEFAULT, Mode.LOCAL):
+        if flags & MPOL_MF_STRICT and not move and policy.mode not in (Mode.DEFAULT, Mode.LOCAL):
             allowed = policy.nodes or task.mems
             for region in regions:
                 if any(n >= 0 and n not in allowed for n in region.node):
@@ -60,11 +77,21 @@ class PolicyOps:
         task.placements.clear()
         if self.core.trace.on:
             self.core.trace.emit("policy", task=task.task_id, vns=task.clock_ns, scope="mbind", addr=msg.vaddr,
-                                 length=msg.length, policy=policy.to_wire())
+                                 length=msg.length, policy=policy.to_wire(), flags=flags)
+        if lazy:
+            yield from self.mm.migration.mbind_lazy(task, regions, bool(flags & MPOL_MF_MOVE_ALL))
+        elif move:
+            failed = yield from self.mm.migration.mbind_move(task, regions, policy, flags)
+            if failed and flags & MPOL_MF_STRICT:
+                raise NumaEmuError(ErrorCode.EIO, f"MPOL_MF_STRICT: {failed} page(s) of the range could not be moved "
+                                                  "where the policy wants them")
         return Ok()
 
     def get_mempolicy(self, msg: mm.GetMempolicy):
         task = self.mm.task(msg.task_id)
+        return self.mm.locked(task, self._get_mempolicy(task, msg))
+
+    def _get_mempolicy(self, task, msg: mm.GetMempolicy):
         flags = msg.flags
         if flags & ~(MPOL_F_NODE | MPOL_F_ADDR | MPOL_F_MEMS_ALLOWED):
             raise NumaEmuError(ErrorCode.EINVAL, f"get_mempolicy flags {flags:#x} not valid")

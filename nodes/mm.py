@@ -12,7 +12,8 @@ import collections
 from dataclasses import dataclass, field
 
 from nodes.core import NodeCore, node_dest
-from nodes.pagetable import ANON, FILE, SHM, AddressSpace, Region
+from nodes.locks import PageLock
+from nodes.pagetable import ANON, FILE, MIGCACHE, SHM, AddressSpace, Region
 from nodes.pcache import PageCacheView
 from nodes.placement import InterleaveCursor, Placement, interleave_target, next_interleave_index, place
 from protocol.effects import Call, Sleep
@@ -44,6 +45,11 @@ class TaskState:
     il_cursor: InterleaveCursor = field(default_factory=InterleaveCursor)
     placements: dict = field(default_factory=dict)  # cache: (policy, target) -> Placement
     replication: bool = True  # the task's cpuset lets it replicate page-cache pages
+    # Serialises the task's slow paths (which wait on messages) with migrations of its pages,
+    # which may come from another process (migratepages, a cpuset). The fast path never takes it.
+    lock: PageLock = field(default_factory=PageLock)
+    away: dict = field(default_factory=dict)  # page vaddr -> node of its frame, while MIGRATING or MIGCACHE
+    auto: set = field(default_factory=set)  # vaddrs of pages auto-migration put in the migration cache
 
 
 class _FaultBatch:
@@ -72,6 +78,7 @@ class MemoryManager:
         self.tasks: dict[int, TaskState] = {}
         self.moved: dict[int, int] = {}  # task id -> the node it moved to (nodes.taskmove)
         pcache.tasks = self.tasks
+        self.migration = None  # set by the server: nodes.migration.Migration (lazy faults, release)
 
     def handlers(self) -> dict:
         return {
@@ -89,6 +96,17 @@ class MemoryManager:
                 raise NumaEmuError(ErrorCode.EREMCHG, f"task {task_id} moved to node {self.moved[task_id]}") from None
             raise NumaEmuError(ErrorCode.ESRCH, f"no task {task_id} on node {self.core.node_id}") from None
 
+    def locked(self, task: TaskState, gen):
+        """Run the handler coroutine `gen` holding the task's lock; ESRCH if the task detached
+        while this waited for it."""
+        yield from task.lock.acquire()
+        try:
+            if self.tasks.get(task.task_id) is not task:
+                raise NumaEmuError(ErrorCode.ESRCH, f"task {task.task_id} detached while the request waited")
+            return (yield from gen)
+        finally:
+            task.lock.release()
+
     # ---- task life cycle ----------------------------------------------------------------
     def attach(self, msg: tm.NodeTaskAttach) -> Ok:
         if msg.task_id in self.tasks:
@@ -102,10 +120,13 @@ class MemoryManager:
 
     def detach(self, msg: tm.NodeTaskDetach):
         task = self.task(msg.task_id)
+        return self.locked(task, self._detach(task))
+
+    def _detach(self, task: TaskState):
         freed = yield from self._release(task, list(task.space.regions))
-        del self.tasks[msg.task_id]
+        del self.tasks[task.task_id]
         if self.core.trace.on:
-            self.core.trace.emit("task", task=msg.task_id, vns=task.clock_ns, what="detach", pages=freed)
+            self.core.trace.emit("task", task=task.task_id, vns=task.clock_ns, what="detach", pages=freed)
         return tm.NodeTaskDetachReply(pages_freed=freed)
 
     def _release(self, task: TaskState, regions: list[Region]):
@@ -117,7 +138,10 @@ class MemoryManager:
         for region in regions:
             for i, node in enumerate(region.node):
                 if node < 0:
-                    continue
+                    # lazily unmapped: a private page still holds its frame (the node of it, to free)
+                    node = self.migration.cache_drop(task, region, i) if node == MIGCACHE else -1
+                    if node < 0:
+                        continue
                 count += 1
                 if region.kind == ANON:
                     private[node].append(region.frame[i])
@@ -148,6 +172,9 @@ class MemoryManager:
 
     def munmap(self, msg: mm.Munmap):
         task = self.task(msg.task_id)
+        return self.locked(task, self._munmap(task, msg))
+
+    def _munmap(self, task: TaskState, msg: mm.Munmap):
         regions = task.space.isolate(msg.vaddr, msg.length)
         yield from self._release(task, regions)
         return Ok()
@@ -184,6 +211,15 @@ class MemoryManager:
         if region.kind != ANON:
             yield from self._fault_shared(task, region, pages, write)
             return
+        if task.away:  # pages in the migration cache: migrate-on-fault, or remap where they are
+            cached = [p for p in pages if region.node[p] == MIGCACHE]
+            if cached:
+                yield from self.migration.lazy_fault(task, region, cached, write)
+                if fill is not None:
+                    yield from self._fill(region, cached, fill)
+                pages = [p for p in pages if region.node[p] < 0]
+                if not pages:
+                    return
         groups: dict[Placement, list[int]] = {}
         for p in pages:
             groups.setdefault(self._placement(task, region, p)[0], []).append(p)
@@ -225,6 +261,8 @@ class MemoryManager:
         for p in pages:
             placement, policy, index = self._placement(task, region, p)
             idx = region.obj_offset + p
+            if region.node[p] == MIGCACHE:  # lazily unmapped: migrate-on-fault first, if no one maps it
+                yield from self.migration.lazy_fault_shared(task, region, p, policy)
             page, cost = yield from self.pcache.lookup(region.obj, idx, write=write, task=task, policy=policy.to_wire(),
                                                        interleave_index=index, replicate=replicate)
             region.node[p], region.frame[p], region.gen[p] = page.node, page.frame, page.gen
@@ -254,7 +292,7 @@ class MemoryManager:
     def access(self, msg: mm.Access):
         task = self.task(msg.task_id)
         fast = self._access_local(task, msg)
-        return fast if fast is not None else self._access(task, msg)
+        return fast if fast is not None else self.locked(task, self._access(task, msg))
 
     def _access_local(self, task: TaskState, msg: mm.Access) -> mm.AccessReply | None:
         """The common case without a coroutine: within one present private page of this node."""
@@ -354,6 +392,9 @@ class MemoryManager:
         task = self.task(msg.task_id)
         if msg.fill is not None and not 0 <= msg.fill <= 255:
             raise NumaEmuError(ErrorCode.EINVAL, f"fill must be a byte value, got {msg.fill}")
+        return self.locked(task, self._touch(task, msg))
+
+    def _touch(self, task: TaskState, msg: mm.Touch):
         faults_before = task.faults
         pages = 0
         for region, first_page, last_page in task.space.range(msg.vaddr, msg.length):
@@ -402,8 +443,14 @@ class MemoryManager:
     def where(self, msg: mm.Where) -> mm.WhereReply:
         task = self.task(msg.task_id)
         nodes: list[int] = []
+        ps = self.core.page_size
         for region, first, last in task.space.range(msg.vaddr, msg.length):
-            nodes.extend(region.node[first:last])
+            part = region.node[first:last].tolist()
+            if task.away:  # a page being migrated, or in the migration cache: the node holding it
+                for i, n in enumerate(part):
+                    if n < -1:
+                        part[i] = task.away.get(region.start + (first + i) * ps, -1)
+            nodes.extend(part)
         return mm.WhereReply(nodes=nodes)
 
     def maps(self, msg: mm.Maps) -> mm.MapsReply:

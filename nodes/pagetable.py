@@ -15,6 +15,12 @@ from protocol.errors import ErrorCode, NumaEmuError
 from protocol.policy import Policy
 
 ANON, SHM, FILE = "anon", "shm", "file"
+# Node values of a page that is unmapped but not gone (nodes.migration): MIGRATING while a direct
+# migration copies a private page (seen only under the task's lock, and by the lock-free fast
+# path, which then takes the slow path and waits); MIGCACHE after mbind MOVE|LAZY until the next
+# touch (a private page keeps its frame in the migration cache, a shared one stays in the page
+# cache). The task's `away` map holds the node the page is on, for `where` and the fault.
+MIGRATING, MIGCACHE = -2, -3
 MMAP_BASE = 0x7F0000000000  # where the first region of a task goes, as Linux's mmap_base region
 
 

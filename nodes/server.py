@@ -19,6 +19,7 @@ from nodes.files import FileOps
 from nodes.framepool import FramePool
 from nodes.frames import FrameService
 from nodes.mempolicy import PolicyOps
+from nodes.migration import Migration
 from nodes.mm import MemoryManager
 from nodes.pcache import PageCacheView
 from nodes.replication import Replication
@@ -59,6 +60,7 @@ class NodeServer:
         self.replication = Replication(self.core, Directory(), self.pcache.shootdown)
         self.pcache.replication = self.replication
         self.mm = MemoryManager(self.core, self.pcache)
+        self.migration = Migration(self.core, self.mm, self.replication)
         self.reclaiming: set[int] = set()
         self.reactor = r = Reactor(f"node {node_id}", identity=f"node:{node_id}")
         self.jitter_rng = random.Random(node_id)  # seeded: a jittered run can be replayed
@@ -67,7 +69,7 @@ class NodeServer:
         for table in (FrameService(self.core).handlers(), self.replication.handlers(), self.pcache.handlers(),
                       self.mm.handlers(), PolicyOps(self.core, self.mm).handlers(),
                       FileOps(self.core, self.mm).handlers(), TaskMoves(self.core, self.mm).handlers(),
-                      NodeControl(self.core, self.mm).handlers()):
+                      NodeControl(self.core, self.mm).handlers(), self.migration.handlers()):
             for kind, handler in table.items():
                 r.on(kind, handler)
         self.heartbeat_interval_s = HEARTBEAT_INTERVAL_S

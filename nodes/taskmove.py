@@ -1,18 +1,23 @@
 """A task moving to another node (a cpuset change or attach that leaves its node's CPUs): the old
 home hands the whole task, page table included, to the new home, which serves it from then on.
 
-Private pages keep their frames wherever they are (remote to the new home now); the task's
-shared mappings are dropped on the old home and fault again through their directory entries on
-the new one, so every reverse map stays exact. The old home keeps a note that the task moved and
-answers its next request with EREMCHG; the task's client then asks the coordinator for its new
-home and sends the request again (nothing was done with it). Auto-migration, the lazy move of
-the private pages after their task, is decided by the new home once it has adopted the task.
+The old home takes the task's lock first, so no request of the task and no migration of its
+pages is half done. Private pages keep their frames wherever they are; the task's shared
+mappings are dropped on the old home and fault again through their directory entries on the new
+one, so every reverse map stays exact. The old home keeps a note that the task moved and answers
+its next request with EREMCHG; the task's client then asks the coordinator for its new home and
+sends the request again (nothing was done with it).
+
+Auto-migration (Lee Schermerhorn's 2006 series, DESIGN.md Migration): with vm.auto_migrate on,
+the new home puts every private page that is not on its node into the migration cache, and the
+task's next touch of each moves it where its policy wants it (a default policy: the new node),
+or maps it again where it is; a trace of it says mode "auto".
 """
 from __future__ import annotations
 
 from nodes.core import NodeCore, node_dest
 from nodes.mm import MemoryManager, TaskState
-from nodes.pagetable import ANON, AddressSpace
+from nodes.pagetable import ANON, MIGCACHE, AddressSpace
 from nodes.placement import InterleaveCursor
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
@@ -26,7 +31,8 @@ def task_image(task: TaskState) -> dict:
     return {"task_id": task.task_id, "pid": task.pid, "comm": task.comm, "cpu": task.cpu,
             "policy": task.policy.to_wire(), "mems": sorted(task.mems), "space": task.space.to_wire(),
             "clock_ns": task.clock_ns, "faults": task.faults, "il_prev": task.il_cursor.prev,
-            "il_weight_left": task.il_cursor.weight_left, "replication": task.replication}
+            "il_weight_left": task.il_cursor.weight_left, "replication": task.replication,
+            "away": list(task.away.items())}
 
 
 def task_from_image(image: dict, node: int, cpu: int) -> TaskState:
@@ -34,7 +40,7 @@ def task_from_image(image: dict, node: int, cpu: int) -> TaskState:
         return TaskState(image["task_id"], image["pid"], image["comm"], cpu, node, Policy.from_wire(image["policy"]),
                          frozenset(image["mems"]), AddressSpace.from_wire(image["space"]), image["clock_ns"],
                          image["faults"], InterleaveCursor(image["il_prev"], image["il_weight_left"]),
-                         replication=image["replication"])
+                         replication=image["replication"], away={int(v): int(n) for v, n in image["away"]})
     except (KeyError, TypeError, ValueError) as exc:
         raise NumaEmuError(ErrorCode.EINVAL, f"node.task.adopt: not a task image ({exc!r})") from None
 
@@ -53,12 +59,16 @@ class TaskMoves:
         if msg.node == core.node_id or msg.node not in core.possible or core.cpu_node.get(msg.cpu) != msg.node:
             raise NumaEmuError(ErrorCode.EINVAL, f"cannot move task {msg.task_id} to cpu {msg.cpu} of node "
                                                  f"{msg.node} from node {core.node_id}")
-        ps = core.page_size
-        for region in task.space.regions:  # shared mappings fault again on the new home
-            if region.kind == ANON:
-                continue
+        return self.mm.locked(task, self._move(task, msg))
+
+    def _move(self, task: TaskState, msg: tm.NodeTaskMove):
+        core, ps = self.core, self.core.page_size
+        for region in task.space.regions:
             for p, node in enumerate(region.node):
-                if node >= 0:
+                if region.kind == ANON:
+                    if node == MIGCACHE:  # this node's migration cache lets go; the new home decides
+                        self.mm.migration.cache_take(task, region, p, why="move")
+                elif node >= 0:  # shared mappings fault again on the new home
                     self.mm.pcache.unmap((region.obj, region.obj_offset + p), task.task_id, region.start + p * ps)
                     region.node[p] = -1
                     region.wr[p] = 0
@@ -80,4 +90,10 @@ class TaskMoves:
         self.mm.moved.pop(task.task_id, None)  # it may come back to a node it left
         if core.trace.on:
             core.trace.emit("task", task=task.task_id, vns=task.clock_ns, what="adopt", cpu=task.cpu)
+        if core.auto_migrate:
+            for region in task.space.regions:
+                if region.kind == ANON:
+                    for p, node in enumerate(region.node):
+                        if node >= 0 and node != core.node_id:
+                            self.mm.migration.cache_put(task, region, p, auto=True)
         return Ok()

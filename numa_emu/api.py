@@ -24,10 +24,11 @@ from collections.abc import Iterable
 from protocol.client import Client
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import memory as mm
+from protocol.messages import migration as mg
 from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
 from protocol.nodemask import parse_nodelist
-from protocol.policy import MPOL_F_ADDR, MPOL_F_NODE, Mode, parse_mode_name
+from protocol.policy import MPOL_F_ADDR, MPOL_F_NODE, MPOL_MF_MOVE, Mode, parse_mode_name
 
 ENV_CLUSTER = "NUMA_EMU_CLUSTER"
 ENV_CPU = "NUMA_EMU_CPU"
@@ -71,6 +72,13 @@ class Region:
     def mbind(self, mode: Mode | int | str, nodes: Iterable[int] | str | None = None, *, offset: int = 0,
               length: int | None = None, flags: int = 0) -> None:
         self.task.mbind(self.vaddr + offset, self.length - offset if length is None else length, mode, nodes, flags)
+
+    def move_pages(self, nodes: Iterable[int] | None = None, *, offset: int = 0, pages: int | None = None,
+                   flags: int = MPOL_MF_MOVE) -> list[int]:
+        """move_pages(2) on `pages` pages from `offset` (all: None); `nodes` one per page, None queries."""
+        count = (self.length - offset) // self.task.page_size if pages is None else pages
+        addrs = [self.vaddr + offset + i * self.task.page_size for i in range(count)]
+        return self.task.move_pages(addrs, nodes, flags)
 
     def where(self, offset: int = 0, length: int | None = None) -> list[int | None]:
         return self.task.where(self.vaddr + offset, self.length - offset if length is None else length)
@@ -133,6 +141,7 @@ class Task:
         self._coordinator = coordinator
         self._home = home
         self._clock = 0
+        self.last_not_moved = 0
         self.attached = True
 
     # ---- memory -------------------------------------------------------------------------
@@ -187,6 +196,24 @@ class Task:
 
     def maps(self) -> list[dict]:
         return self._call(mm.Maps(task_id=self.task_id)).regions
+
+    # ---- migration ----------------------------------------------------------------------
+    def move_pages(self, addrs: Iterable[int], nodes: Iterable[int] | None = None, flags: int = MPOL_MF_MOVE) -> list[int]:
+        """move_pages(2) on this task: per page the node it is on afterwards, or a negative errno
+        (-ENOENT not present, -EFAULT not mapped, -EACCES shared without MPOL_MF_MOVE_ALL, -ENOMEM
+        target full, -EBUSY). `nodes` None only queries. The count of pages not moved for
+        non-fatal reasons (the syscall's positive return) is kept in `last_not_moved`."""
+        reply = self._call(mg.MovePages(task_id=self.task_id, addrs=[int(a) for a in addrs],
+                                        nodes=None if nodes is None else [int(n) for n in nodes], flags=flags))
+        self.last_not_moved = reply.not_moved
+        return list(reply.status)
+
+    def migrate_pages(self, old_nodes: Iterable[int] | str, new_nodes: Iterable[int] | str, *,
+                      move_all: bool = False) -> int:
+        """migrate_pages(2) on this task: pages on old_nodes move to new_nodes by the relative rule;
+        returns the number of pages that could not be moved (0: all moved)."""
+        return self._call(mg.MigratePages(task_id=self.task_id, old_nodes=_nodes(old_nodes), new_nodes=_nodes(new_nodes),
+                                          move_all=move_all)).not_moved
 
     # ---- policy -------------------------------------------------------------------------
     def set_mempolicy(self, mode: Mode | int | str, nodes: Iterable[int] | str | None = None, flags: int = 0) -> None:

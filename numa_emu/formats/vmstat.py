@@ -89,6 +89,7 @@ ORDER: tuple[str, ...] = (
     "pgdemote_khugepaged",
     "pgdemote_proactive",
     "nr_repl_pages",  # numa-emu: replica pages beyond the first copy (gauge)
+    "nr_migcache_pages",  # numa-emu: lazily migrated pages waiting in the migration cache (gauge)
     # enum writeback_stat_item
     "nr_dirty_threshold",
     "nr_dirty_background_threshold",
@@ -137,6 +138,8 @@ ORDER: tuple[str, ...] = (
     "numa_pages_migrated",
     "pgmigrate_success",
     "pgmigrate_fail",
+    "pgmigcache_in",  # numa-emu: a page unmapped into the migration cache (mbind MOVE|LAZY)
+    "pgmigcache_out",  # numa-emu: a page left the migration cache (next touch, or unmap)
     "thp_migration_success",
     "thp_migration_fail",
     "thp_migration_split",

@@ -215,10 +215,26 @@ def _stale(e: dict, story: Story) -> str:
 
 
 def _migrate(e: dict, story: Story) -> str:
-    text = f"migrated {page_of(e)} from node {e['from']} to node {e['to']}"
+    lazy = "lazily " if e.get("mode") == "lazy" else ""
+    src = f"node {e['from']}" + (f" (frame {e['from_frame']})" if e.get("from_frame") is not None else "")
+    result = e.get("result", "ok")
+    if result != "ok":
+        dst = f" to node {e['to']}" if e.get("to") is not None else ""
+        text = f"could not {lazy}migrate {page_of(e)} from {src}{dst}: {result}"
+    else:
+        dst = f"node {e['to']}" + (f" (frame {e['new_frame']})" if e.get("new_frame") is not None else "")
+        text = f"{lazy}migrated {page_of(e)} from {src} to {dst}"
     if e.get("cause"):
         text += f" ({e['cause']})"
     return text
+
+
+def _migcache(e: dict, story: Story) -> str:
+    frame = f"frame {e['frame']} on node {e.get('at', '?')}"
+    if e.get("what") == "in":
+        return f"{page_of(e)} unmapped into the migration cache ({frame})"
+    why = " (unmapped)" if e.get("why") == "unmap" else ""
+    return f"{page_of(e)} left the migration cache ({frame}){why}"
 
 
 def _writeback(e: dict, story: Story) -> str:
@@ -237,7 +253,7 @@ Sentence = Callable[[dict, Story], str]
 SENTENCES: dict[str, Sentence] = {
     "fault": _fault, "alloc": _alloc, "free": _free, "access": _access, "task": _task, "policy": _policy,
     "node": _node, "replicate": _replicate, "unreplicate": _unreplicate, "shootdown": _shootdown,
-    "stale": _stale, "migrate": _migrate, "writeback": _writeback, "reclaim": _reclaim,
+    "stale": _stale, "migrate": _migrate, "migcache": _migcache, "writeback": _writeback, "reclaim": _reclaim,
 }
 
 

@@ -139,6 +139,7 @@ SCOPE_COORDINATOR = "coordinator"  # the coordinator alone uses it
 
 WEIGHT_KEY_PREFIX = "kernel.mm.mempolicy.weighted_interleave.node"
 NUMA_STAT_KEY = "vm.numa_stat"
+AUTO_MIGRATE_KEY = "vm.auto_migrate"
 
 
 @dataclass(frozen=True)
@@ -241,5 +242,8 @@ def tunables(nodes: Iterable[int]) -> dict[str, Tunable]:
              for n in sorted(set(nodes))]
     table.append(Tunable(NUMA_STAT_KEY, _parse_switch, 1, SCOPE_NODES,
                          "numastat counters: 0 stops and clears them on every node, 1 counts again"))
+    table.append(Tunable(AUTO_MIGRATE_KEY, _parse_switch, 1, SCOPE_NODES,
+                         "auto-migration: a task moved to another node takes its private pages along lazily, "
+                         "each on its next touch (1), or leaves them where they are (0)"))
     table.extend(_replication_tunables())
     return {t.key: t for t in sorted(table, key=lambda t: t.key)}

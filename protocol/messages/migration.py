@@ -7,7 +7,7 @@ migration (mbind MPOL_MF_MOVE|MPOL_MF_LAZY) stops after the unmap; the next touc
 """
 from __future__ import annotations
 
-from protocol.messages.base import Reply, Request, message
+from protocol.messages.base import Ok, Reply, Request, message
 
 
 @message
@@ -65,3 +65,54 @@ class TaskMigratePages(Request):
     old_nodes: list
     new_nodes: list
     move_all: bool = False
+
+
+# ---- node -> node (added by the node side of migration) ---------------------------------------
+
+
+@message
+class DirMigrateReply(Reply):
+    kind = "dir.migrate.reply"
+    status: int  # the node the master is on now, or -errno (ENOENT, EACCES, ENOMEM)
+    remap: bool  # the master moved and the requester may map it (read-only) at once
+    node: int
+    frame: int
+    generation: int
+    epoch: int
+    cost_ns: int  # replica teardown, shootdowns and the copy, charged to the requesting task
+
+
+@message
+class DirMigrate(Request):
+    """Home node -> directory home: move the master of shared page (obj, idx) to node `target`
+    (allocated there only). `sole`: on the mapper's node only the requesting task maps the page;
+    without `move_all` a page that any other task or node maps is refused with -EACCES."""
+
+    kind = "dir.migrate"
+    reply = DirMigrateReply
+    obj: str
+    idx: int
+    target: int
+    mapper: int  # the requesting task's home node
+    task_node: int
+    task_id: int
+    sole: bool = True
+    move_all: bool = False
+    cause: str = "syscall"
+    mode: str = "direct"  # direct | lazy (a migrate-on-fault): for the trace
+    unmap_only: bool = False  # mbind MOVE|LAZY: tear replicas and mappings down, move nothing (target unused)
+
+
+@message
+class FrameMigrate(Request):
+    """Directory -> owner of a master: read the frame, free it at once (its generation moves on,
+    so an access still in flight gets ESTALE and refaults), and send the bytes to `dst_frame` on
+    `dst`. Reading and retiring in one step means no write can land after the copy was taken."""
+
+    kind = "frame.migrate"
+    reply = Ok
+    frame: int
+    generation: int
+    dst: int
+    dst_frame: int
+    dst_generation: int

@@ -1,0 +1,158 @@
+"""Moving a shared page's master at its directory home (PROTOCOL.md, Migration of a page), and
+what both sides of migration share: allocating on the target node only, and the trace event.
+
+dir.migrate runs under the entry lock: the replicas are torn down (cause "migration"), every
+mapping of the master is shot down and acknowledged, the owner copies the master to a frame on
+the target and retires the old frame in the same step (frame.migrate), and the entry points at
+the new frame with a new epoch. Home nodes refault through the directory; the requester maps the
+new master at once. With `unmap_only` (mbind MOVE|LAZY) it stops after the shootdowns.
+pgmigrate_success / pgmigrate_fail count here, on the directory home.
+"""
+from __future__ import annotations
+
+from nodes.core import NodeCore, node_dest
+from nodes.directory import DirEntry
+from nodes.migration_plan import EACCES, EBUSY, ENOENT, ENOMEM, result_name
+from nodes.replication import Replication
+from protocol.effects import Call
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import Ok
+from protocol.messages import memory as mm
+from protocol.messages import migration as mg
+
+UNREACHABLE = (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT)
+
+
+def alloc_exact(core: NodeCore, target: int, count: int, task_node: int):
+    """Up to `count` frames on node `target` and nowhere else (__GFP_THISNODE), charged as an
+    allocation that wanted `target` (numa_hit there). [(node, frame, generation)]."""
+    c = core
+    if count <= 0:
+        return []
+    if target == c.node_id:
+        frames = c.supply(count, preferred=target, task_node=task_node, interleave=False, fill=None)
+        return [(target, f, c.pool.generation[f]) for f in frames]
+    try:
+        reply = yield Call(node_dest(target), mm.FrameAlloc(count=count, preferred=target, task_node=task_node))
+    except NumaEmuError as exc:
+        if exc.code not in UNREACHABLE:
+            raise
+        return []
+    gens = reply.generations or [0] * len(reply.frames)
+    return [(target, f, g) for f, g in zip(reply.frames, gens)]
+
+
+def trace_migrate(core: NodeCore, task_id: int | None, mode: str, cause: str, status: int, src: int, src_frame: int,
+                  dst: int | None, dst_frame: int | None, *, vns: int | None = None, addr: int | None = None,
+                  obj: str | None = None, idx: int | None = None) -> None:
+    """One "migrate" event: the page (addr, or obj and idx), from node/frame, to node/frame,
+    mode (direct | lazy), cause (syscall | mbind | cpuset | fault) and result (ok or errno)."""
+    page = {"addr": addr} if addr is not None else {"obj": obj, "idx": idx}
+    extra = {"vns": vns} if vns is not None else {}
+    core.trace.emit("migrate", task=task_id, mode=mode, cause=cause, **page, **extra, **{"from": src},
+                    from_frame=src_frame, to=dst, new_frame=dst_frame, result=result_name(status))
+
+
+class MasterMove:
+    def __init__(self, core: NodeCore, replication: Replication):
+        self.core = core
+        self.repl = replication
+
+    def handlers(self) -> dict:
+        return {"dir.migrate": self.dir_migrate, "frame.migrate": self.frame_migrate}
+
+    def dir_migrate(self, msg: mg.DirMigrate):
+        c = self.core
+        nodes = (msg.mapper, msg.task_node) if msg.unmap_only else (msg.target, msg.mapper, msg.task_node)
+        if not all(0 <= n < c.n_nodes for n in nodes) or msg.idx < 0 or not msg.obj:
+            raise NumaEmuError(ErrorCode.EINVAL, "dir.migrate: bad node, page index or object")
+        if (msg.obj, msg.idx) not in self.repl.dir.entries:
+            return self._dir_reply(ENOENT)
+        entry = yield from self.repl._locked(msg.obj, msg.idx)
+        try:
+            return (yield from self._migrate_master(msg, entry))
+        finally:
+            entry.lock.release()
+
+    def _dir_reply(self, status: int, entry: DirEntry | None = None, cost: int = 0) -> mg.DirMigrateReply:
+        if entry is None:
+            return mg.DirMigrateReply(status=status, remap=False, node=-1, frame=0, generation=0, epoch=0, cost_ns=cost)
+        return mg.DirMigrateReply(status=status, remap=True, node=entry.node, frame=entry.frame, generation=entry.gen,
+                                  epoch=entry.epoch, cost_ns=cost)
+
+    def _migrate_master(self, msg: mg.DirMigrate, entry: DirEntry):
+        """Under the entry lock: replicas down, every mapping of the master down and acknowledged,
+        the copy to the target (retiring the old frame), the entry moved to its new frame."""
+        c = self.core
+        obj, idx, target = msg.obj, msg.idx, msg.target
+        src, src_frame, src_gen = entry.node, entry.frame, entry.gen
+        if src < 0:
+            return self._dir_reply(ENOENT)
+        if src == target and not msg.unmap_only:
+            if msg.mapper not in entry.mappers:  # the requester's entry was lazily unmapped: map it again
+                entry.mappers[msg.mapper] = src
+            return self._dir_reply(target, entry)
+        others = (set(entry.mappers) | set(entry.replicas)) - {msg.mapper}
+        if not msg.move_all and (others or not msg.sole):
+            self._trace(msg, EACCES, src, src_frame, target, None)
+            return self._dir_reply(EACCES)
+        if msg.unmap_only:  # mbind MOVE|LAZY: no mapping and no replica left; the next fault decides
+            yield from self._unmap_all(obj, idx, entry, src_frame)
+            return mg.DirMigrateReply(status=src, remap=False, node=src, frame=src_frame, generation=src_gen,
+                                      epoch=entry.epoch, cost_ns=0)
+        got = yield from alloc_exact(self.core, target, 1, msg.task_node)
+        if not got:
+            c.events["pgmigrate_fail"] += 1
+            self._trace(msg, ENOMEM, src, src_frame, target, None)
+            return self._dir_reply(ENOMEM)
+        _node, frame, gen = got[0]
+        cost = yield from self._unmap_all(obj, idx, entry, src_frame)
+        try:
+            if src == c.node_id:
+                yield from self.frame_migrate(mg.FrameMigrate(frame=src_frame, generation=src_gen, dst=target,
+                                                              dst_frame=frame, dst_generation=gen))
+            else:
+                yield Call(node_dest(src), mg.FrameMigrate(frame=src_frame, generation=src_gen, dst=target,
+                                                           dst_frame=frame, dst_generation=gen))
+        except NumaEmuError:
+            yield from c.free_frames({target: [frame]})
+            c.events["pgmigrate_fail"] += 1
+            self._trace(msg, EBUSY, src, src_frame, target, frame)
+            return self._dir_reply(EBUSY)
+        entry.node, entry.frame, entry.gen = target, frame, gen
+        entry.epoch += 1
+        entry.mappers[msg.mapper] = target  # the requester maps the new master at once
+        c.events["pgmigrate_success"] += 1
+        cost += c.cost.copy_ns(src, target)
+        self._trace(msg, target, src, src_frame, target, frame)
+        return self._dir_reply(target, entry, cost)
+
+    def _unmap_all(self, obj: str, idx: int, entry: DirEntry, master_frame: int):
+        """Tear the replicas down, then every mapping of the master, each acknowledged; the cost."""
+        cost = 0
+        if entry.replicas:
+            cost += yield from self.repl._collapse(obj, idx, entry, "migration")
+        targets = [(h, node, master_frame) for h, node in entry.mappers.items() if node == entry.node]
+        cost += yield from self.repl._shootdown(obj, idx, entry, targets, False, "migration")
+        for home, _node, _frame in targets:
+            entry.mappers.pop(home, None)
+        entry.writers.clear()
+        return cost
+
+    def frame_migrate(self, msg: mg.FrameMigrate):
+        """On the owner of a master: copy it to its new frame and free it in the same step, so an
+        access still in flight to it either is in the copy or gets ESTALE and refaults."""
+        c = self.core
+        if not 0 <= msg.frame < c.pool.frames or not 0 <= msg.dst < c.n_nodes:
+            raise NumaEmuError(ErrorCode.EINVAL, f"frame.migrate: no frame {msg.frame} here or no node {msg.dst}")
+        c.check_generation(msg.frame, msg.generation)
+        data = c.pool.read(msg.frame)
+        c.release([msg.frame])
+        yield from c.write_frame(msg.dst, msg.dst_frame, msg.dst_generation, 0, data)
+        return Ok()
+
+    def _trace(self, msg: mg.DirMigrate, status: int, src: int, src_frame: int, dst: int | None,
+               dst_frame: int | None) -> None:
+        if self.core.trace.on:
+            trace_migrate(self.core, msg.task_id, msg.mode, msg.cause, status, src, src_frame, dst, dst_frame,
+                          obj=msg.obj, idx=msg.idx)
