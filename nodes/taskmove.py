@@ -72,11 +72,11 @@ class TaskMoves:
                     self.mm.pcache.unmap((region.obj, region.obj_offset + p), task.task_id, region.start + p * ps)
                     region.node[p] = -1
                     region.wr[p] = 0
+        if core.trace.on:  # before the hand-over, so that the story reads move, then adopt
+            core.trace.emit("task", task=task.task_id, vns=task.clock_ns, what="move", to=msg.node, cpu=msg.cpu)
         yield Call(node_dest(msg.node), tm.NodeTaskAdopt(task=task_image(task) | {"cpu": msg.cpu}))
         del self.mm.tasks[task.task_id]
         self.mm.moved[task.task_id] = msg.node
-        if core.trace.on:
-            core.trace.emit("task", task=task.task_id, vns=task.clock_ns, what="move", to=msg.node, cpu=msg.cpu)
         return Ok()
 
     def adopt(self, msg: tm.NodeTaskAdopt) -> Ok:

@@ -144,6 +144,10 @@ def _task(e: dict, story: Story) -> str:
         return f"attached on cpu {e['cpu']} ({e.get('comm', '?')})"
     if what == "detach":
         return f"detached, {e['pages']} pages released"
+    if what == "move":
+        return f"moving to cpu {e['cpu']} of node {e['to']}: page table handed over"
+    if what == "adopt":
+        return f"adopted on cpu {e['cpu']}: this node is the task's home now"
     return f"task {what}"
 
 

@@ -33,7 +33,11 @@ def coordinator(c, request):
         return client.call(request)
 
 
-def test_attach_to_a_cpuset_on_another_node_moves_the_task(two):
+def vmstat(c, node: int) -> dict:
+    return stats(c)[node]["vmstat"]
+
+
+def test_attach_to_a_cpuset_on_another_node_moves_the_task_and_its_pages_follow(two):
     free_before = free_frames(two)
     coordinator(two, cm.CpusetCreate(name="far", cpus=[2, 3], mems=[0, 1]))
     with numa_emu.attach(1, cluster=two.name) as task:
@@ -47,22 +51,32 @@ def test_attach_to_a_cpuset_on_another_node_moves_the_task(two):
         reply = coordinator(two, cm.CpusetAttach(name="far", pid=os.getpid()))
         assert (reply.old_cpu, reply.task["cpu"], reply.task["node"]) == (1, 2, 1)
         assert task.getcpu() == (2, 1)
-        assert private.read(0, 5) == b"hello" and private.read(3 * PAGE + 10, 5) == b"world"
-        assert private.where() == [0, None, None, 0]  # the frames stayed where they were
+        # auto-migration: the two private pages wait in node 1's migration cache, still on node 0
+        assert private.where() == [0, None, None, 0]
+        assert vmstat(two, 1)["nr_migcache_pages"] == 2
+        migrated = vmstat(two, 1).get("pgmigrate_success", 0)
+        assert private.read(0, 5) == b"hello"  # the touch moves the page to the task's new node
+        assert private.where() == [1, None, None, 0]
+        assert private.read(3 * PAGE + 10, 5) == b"world"
+        assert private.where() == [1, None, None, 1]
+        v = vmstat(two, 1)
+        assert (v["nr_migcache_pages"], v["pgmigrate_success"] - migrated) == (0, 2)
         assert shared.where() == [None, None]  # the shared mapping faults again on the new home
-        assert shared.read(PAGE, 3) == b"shm" and shared.where() == [None, 0]
+        assert shared.read(PAGE, 3) == b"shm" and shared.where() == [None, 0]  # shared pages stay
         local_before = stats(two)[1]["numastat"]["local_node"]
         private.touch(PAGE, 2 * PAGE, write=True)  # new pages: local to the new node
-        assert private.where() == [0, 1, 1, 0]
+        assert private.where() == [1, 1, 1, 1]
         assert stats(two)[1]["numastat"]["local_node"] == local_before + 2
 
         coordinator(two, cm.CpusetAttach(name="/", pid=os.getpid()))  # cpu 2 is allowed in '/': stays
         assert task.getcpu() == (2, 1)
         coordinator(two, cm.CpusetSet(name="far", cpus=[0]))  # not its cpuset any more: nothing moves
         assert task.getcpu() == (2, 1)
-        coordinator(two, cm.CpusetAttach(name="far", pid=os.getpid()))  # back to node 0
+        coordinator(two, cm.SysctlSet(values={"vm.auto_migrate": 0}))
+        coordinator(two, cm.CpusetAttach(name="far", pid=os.getpid()))  # back to node 0, pages stay
         assert task.getcpu() == (0, 0)
-        assert private.read(0, 5) == b"hello" and private.where() == [0, 1, 1, 0]
+        assert private.read(0, 5) == b"hello" and private.where() == [1, 1, 1, 1]
+        assert vmstat(two, 0)["nr_migcache_pages"] == 0
     # the shm object keeps its page; everything private is free again on both nodes
     assert poll_until(lambda: free_frames(two) == {0: free_before[0] - 1, 1: free_before[1]}, 5.0,
                       what="private frames freed after detach on the new home")
