@@ -33,6 +33,10 @@ map buf
 mbind buf interleaved 0-3
 touch buf write
 where buf 0 8p
+mbind buf 0 4p bind+move 1
+where buf 0 8p
+migrate 2
+where buf 0 8p
 show
 time
 """
