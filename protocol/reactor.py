@@ -15,7 +15,6 @@ import itertools
 import logging
 import os
 import signal
-import struct
 import time
 import types
 from typing import Any, Callable
@@ -23,9 +22,11 @@ from typing import Any, Callable
 import zmq
 
 from protocol.codec import WireError, decode, encode
+from protocol import delaylink
 from protocol.effects import Call, Future, Sleep, Spawn, gather
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import ErrorReply, Message, Notice, Ok, Reply, Request
+from protocol.messages import lifecycle as lc
 from protocol.timing import PEER_CALL_TIMEOUT_S
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,7 @@ _DRAIN_BUDGET = 256  # messages taken from one socket per wake-up, so no socket 
 _SPIN_S = 0.0012
 # Below this size a copying send beats pyzmq's zero-copy frames (their bookkeeping costs more).
 _ZERO_COPY_BYTES = 64 * 1024
-# The trailing frame of a held-back message: how long (seconds, a double) the receiver holds it.
-_HOLD_TAG = b"NUMAEMU-HOLD:"
-_MAX_HOLD_S = 10.0
+_HOLD_RECORDS = 4096  # the last held messages' (hold, delay) pairs kept for proc.holds
 # Plain ints: pyzmq's enum members cost a conversion at every call on the hot path.
 _NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
 
@@ -70,6 +69,8 @@ class Reactor:
         self.link_delay: Callable[[str, int], float] | None = None
         self._delayed: list[tuple[float, int, Callable[[], None]]] = []  # (due, seq, action): held messages
         self._link_last: dict[object, float] = {}  # incoming link (socket or router peer) -> last due time
+        # (hold_ns, delay_ns) of the last held messages from this host: delay is send to delivery
+        self.holds: collections.deque[tuple[int, int]] = collections.deque(maxlen=_HOLD_RECORDS)
         self.ctx = zmq.Context()
         self.poller = zmq.Poller()
         self.router: zmq.Socket | None = None
@@ -90,6 +91,7 @@ class Reactor:
         self._timer_seq = itertools.count()
         self._signal_actions: dict[int, Callable[[], None]] = {}
         self._signal_pipe: tuple[int, int] | None = None
+        self.handlers["proc.holds"] = self._on_holds
 
     # ---- set-up -------------------------------------------------------------------------
     def bind(self, endpoint: str) -> str:
@@ -176,28 +178,46 @@ class Reactor:
 
     def _hold(self, delay_s: float, sock: zmq.Socket, frames: list, dest: str) -> None:
         """Send at once, stamped with how long the receiver must hold the message back (the
-        delaying link). Holding at the receiver is what makes short delays accurate: it has the
-        message in hand and spins to the end of the hold, instead of waking from an idle sleep
-        when the message arrives (100-300 us here). Only a duration travels, no clock reading,
-        so it works between hosts as well."""
+        delaying link), when it was sent and from which host. Holding at the receiver is what
+        makes short delays accurate: it has the message in hand and spins to the end of the hold,
+        instead of waking from an idle sleep when the message arrives (100-300 us here). On the
+        same host the hold runs from the send instant (one CLOCK_MONOTONIC for every process), so
+        the transport and the receiver's turn-around are part of the delay, not added to it;
+        from another host it runs from the arrival (protocol.hostclock)."""
         self.stats["messages_delayed"] += 1
         try:
-            self._send_now(sock, frames + [_HOLD_TAG + struct.pack("<d", delay_s)], dest)
+            self._send_now(sock, frames + [delaylink.stamp(delay_s)], dest)
         except NumaEmuError:
             pass  # counted in send_dropped; the caller's deadline will fire
 
     def _take_in(self, frames: list[bytes], serve: Callable[[list[bytes]], None], link: object) -> None:
         """Serve received frames now, or once their hold is over when a delaying link stamped them."""
         last = frames[-1]
-        if len(frames) > 2 and last[:len(_HOLD_TAG)] == _HOLD_TAG and len(last) == len(_HOLD_TAG) + 8:
+        if len(frames) > 2 and delaylink.is_stamp(last):
             frames = frames[:-1]
-            hold_s = min(max(struct.unpack("<d", last[len(_HOLD_TAG):])[0], 0.0), _MAX_HOLD_S)
+            now_ns = time.monotonic_ns()
+            hold_s, sent_ns = delaylink.read_stamp(last, now_ns)
             # FIFO per link, as on a real interconnect: jitter never lets a later message overtake.
-            due = max(time.monotonic() + hold_s, self._link_last.get(link, 0.0))
+            due = max(delaylink.due_s(hold_s, sent_ns, now_ns), self._link_last.get(link, 0.0))
             self._link_last[link] = due
-            heapq.heappush(self._delayed, (due, next(self._timer_seq), lambda: serve(frames)))
+            heapq.heappush(self._delayed, (due, next(self._timer_seq),
+                                           lambda: self._deliver_held(frames, serve, hold_s, sent_ns)))
             return
         serve(frames)
+
+    def _deliver_held(self, frames: list[bytes], serve: Callable[[list[bytes]], None], hold_s: float,
+                      sent_ns: int | None) -> None:
+        if sent_ns is not None:
+            self.holds.append((round(hold_s * 1e9), time.monotonic_ns() - sent_ns))
+        serve(frames)
+
+    def _on_holds(self, msg: lc.ProcHolds) -> lc.ProcHoldsReply:
+        """The requested hold and the measured delay (send to delivery to the handler) of the
+        last held messages sent from this host, oldest first; `clear` empties the record."""
+        reply = lc.ProcHoldsReply(hold_ns=[h for h, _ in self.holds], delay_ns=[d for _, d in self.holds])
+        if msg.clear:
+            self.holds.clear()
+        return reply
 
     def _flush_delayed(self, now: float) -> None:
         while self._delayed and self._delayed[0][0] <= now:

@@ -116,3 +116,21 @@ class ClusterShutdown(Request):
     reply = Ok
 
 
+
+
+@message
+class ProcHoldsReply(Reply):
+    kind = "proc.holds.reply"
+    hold_ns: list  # the hold each message asked for (latency × dilation + bytes / bandwidth)
+    delay_ns: list  # its measured delay, send to delivery to the handler, same order
+
+
+@message
+class ProcHolds(Request):
+    """The delaying link's own record (`real` mode): for the last held messages this process
+    received from senders on its host, the requested hold and the measured delay. `clear`
+    empties the record after answering."""
+
+    kind = "proc.holds"
+    reply = ProcHoldsReply
+    clear: bool = False
