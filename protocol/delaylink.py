@@ -21,6 +21,9 @@ HOLD_TAG = b"NUMAEMU-HOLD:"
 _HOLD = struct.Struct("<dqQ")  # hold (s), send instant (CLOCK_MONOTONIC ns), host key
 HOLD_FRAME_BYTES = len(HOLD_TAG) + _HOLD.size
 MAX_HOLD_S = 10.0
+# Sleeping overshoots by 15-95 us here and is accurate only from about 1 ms: a process holding a
+# message sleeps until this long before the message is due, and spins the rest (busy poll).
+SPIN_S = 0.0012
 
 
 def host_key() -> int:
@@ -55,6 +58,16 @@ def read_stamp(frame: bytes, now_ns: int, host: int = HOST_KEY) -> tuple[float, 
     if key != host or not 0 <= now_ns - sent_ns <= MAX_HOLD_S * 1e9:
         return hold_s, None
     return hold_s, sent_ns
+
+
+def wait_until(due: float) -> None:
+    """Block until time.monotonic() reaches `due`: sleep to SPIN_S before it, spin the rest (for a
+    synchronous client that holds a reply; a reactor spins in its loop instead)."""
+    remaining = due - time.monotonic()
+    if remaining > SPIN_S:
+        time.sleep(remaining - SPIN_S)
+    while time.monotonic() < due:
+        pass
 
 
 def due_s(hold_s: float, sent_ns: int | None, now_ns: int) -> float:

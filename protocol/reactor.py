@@ -23,19 +23,18 @@ import zmq
 
 from protocol.codec import WireError, decode, encode
 from protocol import delaylink
-from protocol.effects import Call, Future, Sleep, Spawn, gather
+from protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, gather
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import ErrorReply, Message, Notice, Ok, Reply, Request
 from protocol.messages import lifecycle as lc
 from protocol.timing import PEER_CALL_TIMEOUT_S
+from protocol.version import TAG
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Message], Any]
 _DRAIN_BUDGET = 256  # messages taken from one socket per wake-up, so no socket starves another
-# Sleeping overshoots by 15-95 us here and is accurate only from about 1 ms: a process holding a
-# message sleeps until this long before the message is due, and spins the rest (busy poll).
-_SPIN_S = 0.0012
+_SPIN_S = delaylink.SPIN_S
 # Below this size a copying send beats pyzmq's zero-copy frames (their bookkeeping costs more).
 _ZERO_COPY_BYTES = 64 * 1024
 _HOLD_RECORDS = 4096  # the last held messages' (hold, delay) pairs kept for proc.holds
@@ -92,10 +91,14 @@ class Reactor:
         self._signal_actions: dict[int, Callable[[], None]] = {}
         self._signal_pipe: tuple[int, int] | None = None
         self.handlers["proc.holds"] = self._on_holds
+        self.handlers["reply.relay"] = self._on_relay
 
     # ---- set-up -------------------------------------------------------------------------
     def bind(self, endpoint: str) -> str:
         self.router = make_socket(self.ctx, zmq.ROUTER)
+        # A reply to a peer that is not connected raises instead of vanishing: a forwarded access
+        # whose task is not connected here is answered through its home node (Answer.via).
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.endpoint = bind_endpoint(self.router, endpoint)
         self.poller.register(self.router, zmq.POLLIN)
         return self.endpoint
@@ -231,6 +234,9 @@ class Reactor:
             # Never block the loop on a slow or dead peer: its queue is full, the message is lost.
             self.stats["send_dropped"] += 1
             raise NumaEmuError(ErrorCode.ENODEV, f"{dest} is not taking messages (queue full)") from None
+        except zmq.ZMQError as exc:  # EHOSTUNREACH: a ROUTER peer that is not (or no longer) connected
+            self.stats["send_unroutable"] += 1
+            raise NumaEmuError(ErrorCode.ENODEV, f"{dest} cannot be reached: {exc.strerror}") from None
 
     def notify(self, dest: str, notice: Notice) -> None:
         """Send a one-way message; a full queue drops it (heartbeats tolerate loss)."""
@@ -323,6 +329,61 @@ class Reactor:
             self.router.send_multipart(frames, flags=_NOBLOCK, copy=len(frames[-1]) < _ZERO_COPY_BYTES)
         except zmq.Again:
             self.stats["send_dropped"] += 1
+        except zmq.ZMQError:  # EHOSTUNREACH: the requester is gone (a CLI that gave up, a dead task)
+            self.stats["reply_unroutable"] += 1
+
+    # ---- forwarding (a request answered by another process) -----------------------------
+    def _forward(self, routing: list[bytes], request_id: int, fwd: Forward) -> None:
+        """Pass the request being served on to `fwd.dest`, which answers the requester itself.
+        Only when it cannot even be sent does this process answer (the error)."""
+        notice = fwd.notice
+        notice.route, notice.request_id = routing[0], request_id
+        try:
+            self._send(self._dealer(fwd.dest), encode(notice), fwd.dest)
+        except NumaEmuError as exc:
+            self._reply(routing, request_id, None, exc)
+            return
+        self.stats["requests_forwarded"] += 1
+
+    def _answer(self, ans: Answer) -> None:
+        """Reply to a request another process forwarded here: straight to its requester, held
+        for `ans.link` in `real` mode; through `ans.via` when the requester is not connected here."""
+        if not ans.route or ans.route[:5] == b"node:":  # a peer's DEALER never forwards its own requests
+            self.stats["bad_routes"] += 1
+            return
+        ans.reply.reply_to = ans.request_id
+        frames = [ans.route] + encode(ans.reply)
+        delay = 0.0
+        if self.link_delay is not None and ans.link is not None:
+            delay = self.link_delay(ans.link, sum(len(f) for f in frames))
+        try:
+            if delay > 0:
+                self.stats["messages_delayed"] += 1
+                self._send_now(self.router, frames + [delaylink.stamp(delay)], "a forwarded request's requester")
+            else:
+                self._send_now(self.router, frames, "a forwarded request's requester")
+            return
+        except NumaEmuError:
+            pass
+        if ans.via is None:
+            self.stats["answers_dropped"] += 1
+            return
+        self.stats["answers_relayed"] += 1
+        self.notify(ans.via, lc.ReplyRelay(route=ans.route, envelope=frames[2]))
+
+    def _on_relay(self, msg: lc.ReplyRelay) -> None:
+        """Pass on a reply a peer could not deliver to one of our ROUTER's peers (Answer.via)."""
+        try:
+            reply = decode([TAG, msg.envelope])
+        except WireError:
+            reply = None
+        if not isinstance(reply, Reply) or not msg.route or msg.route[:5] == b"node:":
+            self.stats["bad_relays"] += 1
+            return
+        try:
+            self._send_now(self.router, [msg.route, TAG, msg.envelope], "a relayed reply's requester")
+        except NumaEmuError:
+            self.stats["relays_dropped"] += 1
 
     def _serve(self, frames: list[bytes]) -> None:
         cut = 2 if len(frames) > 1 and frames[1] == b"" else 1  # REQ peers add an empty delimiter
@@ -345,7 +406,9 @@ class Reactor:
             return
         if isinstance(msg, Notice):
             try:
-                handler(msg)
+                result = handler(msg)
+                if isinstance(result, Answer):
+                    self._answer(result)
             except Exception:
                 log.exception("notice handler failed for %s", msg.kind)
                 self.stats["handler_crashes"] += 1
@@ -357,6 +420,8 @@ class Reactor:
             return
         if isinstance(result, types.GeneratorType):
             self.spawn(result, lambda res, exc: self._reply(routing, msg.id, res, exc))
+        elif isinstance(result, Forward):
+            self._forward(routing, msg.id, result)
         elif isinstance(result, Future):
             result.add_done_callback(lambda f: self._reply(routing, msg.id, f.result, f.exception))
         else:

@@ -134,3 +134,14 @@ class ProcHolds(Request):
     kind = "proc.holds"
     reply = ProcHoldsReply
     clear: bool = False
+
+
+@message
+class ReplyRelay(Notice):
+    """A reply for a peer of the receiver's ROUTER that the sender could not reach itself (a task
+    not connected to the owner of the page its home node forwarded an access to): the receiver
+    passes `envelope` (an encoded Reply) on to `route` unchanged."""
+
+    kind = "reply.relay"
+    route: bytes
+    envelope: bytes
