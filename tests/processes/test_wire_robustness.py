@@ -18,7 +18,8 @@ _scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
                      st.text(max_size=20), st.binary(max_size=40))
 _values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
                        max_leaves=10)
-_kinds = st.sampled_from(["ping", "node.register", "cluster.status", "node.heartbeat", "ok", "error", "nope", "", "mem.fault"])
+_kinds = st.sampled_from(["ping", "node.register", "cluster.status", "node.heartbeat", "ok", "error", "nope", "", "mem.fault",
+                         "mem.access.forward", "reply.relay", "proc.holds"])
 _maps = st.dictionaries(st.one_of(st.text(max_size=12), st.integers(-(2**63), 2**63 - 1)), _values, max_size=6)
 _envelopes = st.builds(lambda kind, m, i: {**m, "kind": kind, "id": i}, _kinds, _maps,
                        st.one_of(st.integers(0, 2**31), st.text(max_size=3)))
