@@ -48,8 +48,9 @@ FRAME4K_TARGET = 2.0  # node-to-node frame.read of 4 KiB / bare 4 KiB round trip
 
 def measure(home, count: int, blocks: int, warmup: int) -> dict[str, list[float]]:
     with bc.echo_server(home) as echo_ep, bc.relay_server(home, echo_ep) as relay_ep, \
-            Cluster(build_shape(SHAPE), name="remote") as cluster:
+            bc.forward_server(home, echo_ep) as forward_ep, Cluster(build_shape(SHAPE), name="remote") as cluster:
         echo, relay = bc.EchoClient(echo_ep), bc.EchoClient(relay_ep)
+        forward = bc.ForwardClient(forward_ep, echo_ep)
         env8, env4k = bc.read_envelope(8), bc.read_envelope(PAGE)
         task = numa_emu.attach(0, cluster="remote")
         node1 = Client(cluster.status().nodes[1]["endpoint"])
@@ -70,6 +71,8 @@ def measure(home, count: int, blocks: int, warmup: int) -> dict[str, list[float]
                 "bare4k": lambda: echo.one(env4k),
                 "hop8": lambda: relay.one(env8),
                 "hop4k": lambda: relay.one(env4k),
+                "fwd8": lambda: forward.one(env8),
+                "fwd4k": lambda: forward.one(env4k),
                 "local8": lambda: local.read(PAGE - 8, 8),
                 "remote8": lambda: remote.read(PAGE - 8, 8),
                 "remote4k": lambda: remote.read(0, PAGE),
@@ -84,6 +87,7 @@ def measure(home, count: int, blocks: int, warmup: int) -> dict[str, list[float]
             task.detach()
             echo.close()
             relay.close()
+            forward.close()
 
 
 def main() -> None:
@@ -101,29 +105,33 @@ def main() -> None:
     med = {k: bc.median(v) for k, v in s.items()}
     p10 = {k: bc.pct(v, 0.10) for k, v in s.items()}
 
-    def row(key, label, base_key, target=None, second=None):
+    def row(key, label, base_key, target=None, chains=None):
         ratio = med[key] / med[base_key]
         return [label, *bc.sample_cells(s[key]), bc.ratio(med[key], med[base_key]),
-                bc.ratio(p10[key], p10[base_key]), bc.ratio(med[key], med[second]) if second else "",
+                bc.ratio(p10[key], p10[base_key]), *(bc.ratio(med[key], med[c]) if chains else "" for c in chains or "  "),
                 f"≤ {target:g}×" if target else "", bc.verdict(ratio <= target if target else None)]
 
-    cols = ["operation", *bc.SAMPLE_COLUMNS, "ratio to bare RT", "same, of p10s", "ratio to bare 2 hops", "target",
-            ""]
+    cols = ["operation", *bc.SAMPLE_COLUMNS, "ratio to bare RT", "same, of p10s", "ratio to bare 2 hops",
+            "ratio to bare forwarding", "target", ""]
     bc.table("(a) 8 bytes: remote read through the home node, against bare round trips of the same size",
              cols, [
                  row("bare8", "bare pyzmq round trip, 8 B reply (baseline)", "bare8"),
-                 row("hop8", "bare two hops (client -> relay -> echo), 8 B", "bare8"),
+                 row("hop8", "bare two hops (client -> relay -> echo and back), 8 B", "bare8"),
+                 row("fwd8", "bare forwarding (client -> forwarder -> echo -> client), 8 B", "bare8"),
                  row("local8", "Region.read(off, 8), local page (1 hop)", "bare8"),
-                 row("remote8", "(a) Region.read(off, 8), page on node 1 (2 hops)", "bare8", READ8_TARGET, "hop8"),
+                 row("remote8", "(a) Region.read(off, 8), page on node 1 (task -> 0 -> 1 -> task)", "bare8",
+                     READ8_TARGET, ("hop8", "fwd8")),
                  row("frame8", "frame.read 8 B, Client -> node 1 directly (1 hop)", "bare8"),
              ], caption=caption)
     bc.table("(b) 4 KiB: remote page copy, against bare round trips of the same size",
              cols, [
                  row("bare4k", "bare pyzmq round trip, 4 KiB reply (baseline)", "bare4k"),
-                 row("hop4k", "bare two hops (client -> relay -> echo), 4 KiB", "bare4k"),
+                 row("hop4k", "bare two hops (client -> relay -> echo and back), 4 KiB", "bare4k"),
+                 row("fwd4k", "bare forwarding (client -> forwarder -> echo -> client), 4 KiB", "bare4k"),
                  row("frame4k", "(b) frame.read 4 KiB, Client -> node 1 directly (node path)", "bare4k",
                      FRAME4K_TARGET),
-                 row("remote4k", "(b) Region.read(0, 4096), page on node 1 (2 hops)", "bare4k", None, "hop4k"),
+                 row("remote4k", "(b) Region.read(0, 4096), page on node 1 (task -> 0 -> 1 -> task)", "bare4k", None,
+                     ("hop4k", "fwd4k")),
              ], caption=f"{args.count} round trips per kind, taking turns {args.per_block} at a time, after "
                         f"{args.warmup} warm-up; cluster {SHAPE}, virtual mode; load average at the end "
                         f"{bc.load_average()}; whole benchmark: {time.monotonic() - t0:.0f} s")

@@ -18,7 +18,7 @@ from protocol import delaylink
 from protocol.codec import decode, encode
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import ErrorReply, Reply, Request
-from protocol.reactor import make_socket
+from protocol.reactor import make_socket, recv_frames, send_frames
 from protocol.timing import CLIENT_TIMEOUT_S
 
 
@@ -35,7 +35,7 @@ class Client:
 
     def call(self, request: Request, timeout_s: float | None = None) -> Reply:
         request.id = next(self._ids)
-        self._sock.send_multipart(encode(request))
+        send_frames(self._sock, encode(request))
         wait_s = self.timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + wait_s
         while True:
@@ -47,7 +47,7 @@ class Client:
                 # a blocking receive with a timeout: one call, not a poll and then a receive
                 if remaining_ms != self._rcvtimeo_ms:  # setting it costs pyzmq enum conversions
                     self._sock.rcvtimeo = self._rcvtimeo_ms = remaining_ms
-                frames = self._sock.recv_multipart()
+                frames = recv_frames(self._sock)
             except zmq.Again:
                 raise NumaEmuError(
                     ErrorCode.ETIMEDOUT, f"no reply to {request.kind} from {self.endpoint} within {wait_s:g} s"
@@ -114,7 +114,7 @@ class TaskChannel:
     def _send(self, frames: list[bytes], deadline: float, request: Request) -> None:
         while True:
             try:
-                self._sock.send_multipart(frames)
+                send_frames(self._sock, frames)
                 return
             except zmq.ZMQError as exc:  # EHOSTUNREACH: the connection to the home node is not up yet
                 if exc.errno != zmq.EHOSTUNREACH or time.monotonic() > deadline:
@@ -134,7 +134,7 @@ class TaskChannel:
                     raise zmq.Again
                 if remaining_ms != self._rcvtimeo_ms:
                     self._sock.rcvtimeo = self._rcvtimeo_ms = remaining_ms
-                frames = self._sock.recv_multipart()
+                frames = recv_frames(self._sock)
             except zmq.Again:
                 raise NumaEmuError(
                     ErrorCode.ETIMEDOUT, f"no reply to {request.kind} from {self.endpoint} within {wait_s:g} s"

