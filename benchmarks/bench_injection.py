@@ -4,12 +4,14 @@
 
 A cluster of two nodes (full,2: node i has CPU i). This process attaches as a task on CPU 0 and
 maps a private page bound to node 1, so that each Region.read(off, 8) sends exactly two
-inter-node messages: frame.read node 0 -> node 1 and its reply node 1 -> node 0. In `real` mode
-each is held back by latency(src, dst) × dilation + bytes / bandwidth(src, dst) × dilation
-(protocol/latency.py LatencyTable.delay_s); the task's own messages to its home node are never
-delayed (the task is not a node). The expected added round trip is the sum of the two hold-backs,
-computed from the table the coordinator answers with, for the exact sizes of the two messages
-(protocol.codec.encode of FrameRead and its reply, plus the "node:0" routing frame of the reply).
+inter-node messages: the forwarded access node 0 -> node 1 (mem.access.forward), and node 1's
+answer to the task, which stands for node 1 -> node 0 (IVY forwarding: the owner answers the
+task directly, and the answer is held for the owner -> home link). In `real` mode each is held
+back by latency(src, dst) × dilation + bytes / bandwidth(src, dst) × dilation
+(protocol/latency.py LatencyTable.delay_s), node 1 holding the forward, the task holding the
+answer; the task's request to its home node is never delayed (the task is not a node). The
+expected added round trip is the sum of the two hold-backs, computed from the table the
+coordinator answers with, for the exact sizes of the two messages.
 
 For each requested one-way delay (200 µs, 500 µs, 1 ms, 5 ms), the latency of 0 <-> 1 is set to
 delay / dilation (`latency set 0 1 NS --symmetric`), and the read is timed alternately in
@@ -59,14 +61,15 @@ ROUNDS = 10  # virtual and real blocks alternate this many times per requested d
 IDLE_SAMPLES = 150  # bare round trips after an idle gap, per requested delay
 
 
-def message_bytes() -> tuple[int, int]:
-    """Bytes the delaying link counts for the request and the reply of an 8-byte frame.read (a
-    request id of 2 bytes on the wire: ids 256..65535; one more or less byte is < 0.1 ns here)."""
-    req = mm.FrameRead(frame=1, offset=PAGE - 8, length=8)
-    req.id = 1000
-    reply = mm.FrameReadReply(data=b"\0" * 8)
+def message_bytes(route: bytes) -> tuple[int, int]:
+    """Bytes the delaying link counts for the forward and the answer of an 8-byte read by the task
+    whose routing id is `route` (ids of 2 bytes on the wire: 256..65535; a byte more or less is
+    < 0.1 ns here)."""
+    fwd = mm.AccessForward(route=route, request_id=1000, home=0, frame=1, offset=PAGE - 8, length=8,
+                           clock_ns=1 << 40)
+    reply = mm.AccessReply(data=b"\0" * 8, clock_ns=1 << 40)
     reply.reply_to = 1000
-    return sum(map(len, encode(req))), len(b"node:0") + sum(map(len, encode(reply)))
+    return sum(map(len, encode(fwd))), len(route) + sum(map(len, encode(reply)))
 
 
 def triangular_q(lo: float, hi: float, q: float) -> float:
@@ -77,12 +80,13 @@ def triangular_q(lo: float, hi: float, q: float) -> float:
 
 
 class Bench:
-    def __init__(self, cluster: Cluster, region, seconds: float, echo_endpoint: str):
+    def __init__(self, cluster: Cluster, task, region, seconds: float, echo_endpoint: str):
         self.coordinator = cluster.client()
         self.nodes = [Client(n["endpoint"]) for n in cluster.status().nodes]
         self.region = region
         self.seconds = seconds
-        self.req_bytes, self.reply_bytes = message_bytes()
+        self.channel = task._home  # the task's TaskChannel: it holds the owner's answers
+        self.req_bytes, self.reply_bytes = message_bytes(self.channel.identity)
         self.echo = bc.EchoClient(echo_endpoint)
         self.envelope = bc.read_envelope(8)
 
@@ -90,9 +94,11 @@ class Bench:
         return LatencyTable.from_wire(self.coordinator.call(lm.LatencyChange(op=op, args=args)).table)
 
     def holds(self, clear: bool = True) -> list[tuple[int, int]]:
-        """(requested hold ns, measured delay ns) of every held message the nodes received since
-        the last clear: each receiving reactor's own record, send instant to delivery."""
-        out = []
+        """(requested hold ns, measured delay ns) of every held message the nodes and the task
+        received since the last clear: each receiver's own record, send instant to delivery."""
+        out = list(self.channel.holds)
+        if clear:
+            self.channel.holds.clear()
         for node in self.nodes:
             reply = node.call(lc.ProcHolds(clear=clear))
             out += zip(reply.hold_ns, reply.delay_ns)
@@ -165,7 +171,7 @@ def main() -> None:
                 region.mbind("bind", [1])
                 region.touch(fill=0x5A)
                 assert region.where() == [1]
-                bench = Bench(cluster, region, args.seconds, echo_ep)
+                bench = Bench(cluster, task, region, args.seconds, echo_ep)
                 cases = [bench.case(ns, args.dilation) for ns in DELAYS_NS]
                 cases.append(bench.case(1_000_000, 1.0))
                 jittered = bench.case(JITTER_DELAY_NS, args.dilation, JITTER_SPREAD)
@@ -185,13 +191,14 @@ def main() -> None:
                      bc.micros(bc.pct(delay, 0.99)), f"{bc.pct(err, 0.99) * 100:+.1f} %", bc.micros(min(delay)),
                      f"≤ {ERROR_TARGET * 100:g} %", bc.verdict(abs(med_err) <= ERROR_TARGET)])
     bc.table("real injection: delay of each held inter-node message, send to delivery to its handler "
-             "(the receiving node's own record, proc.holds)",
+             "(the receiver's own record: proc.holds of node 1, TaskChannel.holds of the task)",
              ["requested one-way", "latency × dilation", "messages", "requested hold (median)", "delay (median)",
               "error (median)", "delay p99", "error p99", "min delay", "target", ""], rows,
              caption=f"{caption}\nrequested hold: latency × dilation + bytes / bandwidth × dilation of each "
                      f"message (LatencyTable.delay_s); delay: the receiver's CLOCK_MONOTONIC at delivery to the "
                      f"handler minus the sender's at sending (same host); error: delay / its own request − 1, "
-                     f"median and p99 over the messages (frame.read to node 1 and its reply to node 0)")
+                     f"median and p99 over the messages (the forwarded read to node 1, held there, and node 1's answer "
+                     f"to the task, held by the task for the link 1 -> 0)")
     rows = []
     for c in cases:
         added, expected = c["added"], c["expected"]
@@ -202,7 +209,7 @@ def main() -> None:
                      bc.micros(bc.median(c["virtual"])), bc.micros(expected), bc.micros(med), f"{err * 100:+.1f} %",
                      f"{bc.micros(p10)} ({(p10 - expected) / expected * 100:+.1f} %)", bc.micros(bc.pct(added, 0.99)),
                      f"{c['wake'] * 1e6:+.0f} µs", f"≤ {ERROR_TARGET * 100:g} %", bc.verdict(abs(err) <= ERROR_TARGET)])
-    bc.table("real injection: added round trip of a remote 8-byte read (frame.read + reply, both held back), "
+    bc.table("real injection: added round trip of a remote 8-byte read (forward + answer, both held back), "
              "against virtual mode in the same run",
              ["requested one-way", "latency × dilation", "n", "virtual RT", "expected added", "added (median)",
               "error", "p10 − p10 (error)", "p99 added", "idle wake-up", "target", ""], rows,

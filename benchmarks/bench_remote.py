@@ -6,22 +6,27 @@ size measured in the same run.
 A cluster of two nodes (full,2: node i has CPU i), virtual mode (no injected delay). A task on
 CPU 0 maps one private page bound to node 1 (mbind bind 1) and one local page.
 
-(a) Remote 8-byte read: Region.read(off, 8) of the page on node 1. Two hops by design: task ->
-    home node 0 (mem.access) -> owner node 1 (frame.read) and back. Target: ≤ 2.5× the bare
-    8-byte round trip.
-(b) Remote 4 KiB page copy: Region.read(0, 4096) of the page on node 1 (the same two hops), and,
-    to isolate the node-to-node path, the frame.read round trip itself: this process talks to
-    node 1's ROUTER directly with protocol.client.Client, FrameRead(frame, 0, 4096) of a frame
-    it allocated there with FrameAlloc (freed with FrameFree at the end); the same at 8 bytes.
-    Target: the 4 KiB frame.read ≤ 2× the bare 4 KiB round trip.
+(a) Remote 8-byte read: Region.read(off, 8) of the page on node 1. The home node forwards the
+    access, the owner answers the task (IVY forwarding): task -> home node 0 (mem.access) ->
+    owner node 1 (mem.access.forward) -> task (the AccessReply), three messages. Target: ≤ 2.5×
+    the bare 8-byte round trip.
+(b) Remote 4 KiB page copy: Region.read(0, 4096) of the page on node 1 (the same three
+    messages), and, to isolate the node-to-node path, the frame.read round trip itself: this
+    process talks to node 1's ROUTER directly with protocol.client.Client, FrameRead(frame, 0,
+    4096) of a frame it allocated there with FrameAlloc (freed with FrameFree at the end); the
+    same at 8 bytes. Target: the 4 KiB frame.read ≤ 2× the bare 4 KiB round trip.
 
 Baselines (benchmarks/_common.py), measured taking turns with the above:
 - bare round trip, 8 B / 4 KiB: a DEALER -> ROUTER echo child over ipc, NUMAEMU/1 tag frame, a
   msgpack request the size of a frame.read answered with 8 B / 4 KiB of data (the same bytes on
   the wire as frame.read and its reply);
 - bare two hops, 8 B / 4 KiB: the same through a relay child (decode, encode, pass on, and back),
-  i.e. three processes and two round trips, the floor of any design where the home node asks
-  the owner. With 2 CPUs for three processes this is where scheduling shows.
+  i.e. three processes and two round trips, the floor of a design where the home node asks the
+  owner and answers the task itself (four messages: this project's design before forwarding);
+- bare forwarding, 8 B / 4 KiB: a forwarding child passes the request on with the client's
+  routing id and the echo child answers the client directly (a ROUTER connected to both): three
+  processes, three messages, the floor of the forwarding design. With 2 CPUs for three
+  processes this is where scheduling shows.
 Also shown: the local 8-byte read (task -> home node only), for scale.
 
 Every kind takes its turn 10 calls at a time (--per-block), so that the load of other processes
