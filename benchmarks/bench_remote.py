@@ -27,7 +27,8 @@ Baselines (benchmarks/_common.py), measured taking turns with the above:
   routing id and the echo child answers the client directly (a ROUTER connected to both): three
   processes, three messages, the floor of the forwarding design. With 2 CPUs for three
   processes this is where scheduling shows.
-Also shown: the local 8-byte read (task -> home node only), for scale.
+Also shown: the local 8-byte read (task -> home node only), for scale, and the remote read
+answered through the home node (mem.access without `direct`, as before forwarding: four messages).
 
 Every kind takes its turn 10 calls at a time (--per-block), so that the load of other processes
 hits all alike. Ratios are given of the medians (the targets') and of the p10s: under load the
@@ -80,6 +81,8 @@ def measure(home, count: int, blocks: int, warmup: int) -> dict[str, list[float]
                 "fwd4k": lambda: forward.one(env4k),
                 "local8": lambda: local.read(PAGE - 8, 8),
                 "remote8": lambda: remote.read(PAGE - 8, 8),
+                # the same read answered through the home node (no `direct`: four messages), for comparison
+                "home8": lambda: task._call(mm.Access(task_id=task.task_id, vaddr=remote.vaddr + PAGE - 8, length=8)),
                 "remote4k": lambda: remote.read(0, PAGE),
                 "frame8": lambda: node1.call(read8),
                 "frame4k": lambda: node1.call(read4k),
@@ -126,6 +129,8 @@ def main() -> None:
                  row("local8", "Region.read(off, 8), local page (1 hop)", "bare8"),
                  row("remote8", "(a) Region.read(off, 8), page on node 1 (task -> 0 -> 1 -> task)", "bare8",
                      READ8_TARGET, ("hop8", "fwd8")),
+                 row("home8", "the same, answered through the home node (task -> 0 -> 1 -> 0 -> task)", "bare8",
+                     None, ("hop8", "fwd8")),
                  row("frame8", "frame.read 8 B, Client -> node 1 directly (1 hop)", "bare8"),
              ], caption=caption)
     bc.table("(b) 4 KiB: remote page copy, against bare round trips of the same size",
