@@ -207,7 +207,7 @@ class Reactor:
         instead of waking from an idle sleep when the message arrives (100-300 us here). On the
         same host the hold runs from the send instant (one CLOCK_MONOTONIC for every process), so
         the transport and the receiver's turn-around are part of the delay, not added to it;
-        from another host it runs from the arrival (protocol.hostclock)."""
+        from another host it runs from the arrival (protocol.delaylink)."""
         self.stats["messages_delayed"] += 1
         try:
             self._send_now(sock, frames + [delaylink.stamp(delay_s)], dest)
@@ -369,7 +369,9 @@ class Reactor:
     def _answer(self, ans: Answer) -> None:
         """Reply to a request another process forwarded here: straight to its requester, held
         for `ans.link` in `real` mode; through `ans.via` when the requester is not connected here."""
-        if not ans.route or ans.route[:5] == b"node:":  # a peer's DEALER never forwards its own requests
+        # A node is never the requester of a forwarded request; answering into its DEALER would
+        # resolve one of its own calls with a stranger's reply.
+        if not ans.route or ans.route[:5] == b"node:":
             self.stats["bad_routes"] += 1
             return
         ans.reply.reply_to = ans.request_id
