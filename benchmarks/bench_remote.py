@@ -115,8 +115,9 @@ def main() -> None:
 
     def row(key, label, base_key, target=None, chains=None):
         ratio = med[key] / med[base_key]
+        to_chains = [bc.ratio(med[key], med[c]) for c in chains] if chains else ["", ""]
         return [label, *bc.sample_cells(s[key]), bc.ratio(med[key], med[base_key]),
-                bc.ratio(p10[key], p10[base_key]), *(bc.ratio(med[key], med[c]) if chains else "" for c in chains or "  "),
+                bc.ratio(p10[key], p10[base_key]), *to_chains,
                 f"≤ {target:g}×" if target else "", bc.verdict(ratio <= target if target else None)]
 
     cols = ["operation", *bc.SAMPLE_COLUMNS, "ratio to bare RT", "same, of p10s", "ratio to bare 2 hops",
