@@ -145,7 +145,8 @@ def _stop(proc: subprocess.Popen) -> None:
 # A child that serves one ROUTER on an ipc endpoint: decode the msgpack envelope, encode it back.
 # An envelope with "reply_bytes": n gets back a "data" field of n bytes (a small request answered
 # with a payload, the shape of frame.read). It exits on "stop", on EOF of its stdin (the parent
-# died), or after CHILD_TIMEOUT_S of silence.
+# died), or after CHILD_TIMEOUT_S of silence. An envelope with "route" (put there by a forwarding
+# child) is answered to that peer of the ROUTER instead of its sender (the bare forwarding chain).
 _ECHO_CHILD = r"""
 import sys, zmq, msgpack
 ctx = zmq.Context()
@@ -164,7 +165,8 @@ while True:
     n = env.get("reply_bytes")
     if n is not None:  # a reply that carries n bytes (a frame.read), to a small request
         env["data"] = payloads.get(n) or payloads.setdefault(n, b"\x5a" * n)
-    sock.send_multipart(frames[:-1] + [msgpack.packb(env, use_bin_type=True)])
+    route = env.pop("route", None)
+    sock.send_multipart(([route, frames[-2]] if route else frames[:-1]) + [msgpack.packb(env, use_bin_type=True)])
 ctx.destroy(linger=0)
 """
 
@@ -235,6 +237,78 @@ def relay_server(run_dir: Path, upstream: str) -> Iterator[str]:
     endpoint = f"ipc://{run_dir}/relay-{os.getpid()}.sock"
     with _bare_child(_RELAY_CHILD, "relay", endpoint, upstream):
         yield endpoint
+
+
+# A child that passes each request on with its sender's routing id in the envelope ("route"), so
+# that the echo child answers the client directly: decode, add the route, encode, send. The bare
+# floor of IVY forwarding (task -> home -> owner -> task: three messages, three processes).
+_FORWARD_CHILD = r"""
+import sys, zmq, msgpack
+ctx = zmq.Context()
+front = ctx.socket(zmq.ROUTER); front.linger = 0; front.bind(sys.argv[1])
+back = ctx.socket(zmq.DEALER); back.linger = 0; back.connect(sys.argv[2])
+stdin = sys.stdin.fileno()
+poller = zmq.Poller()
+for s in (front, stdin):
+    poller.register(s, zmq.POLLIN)
+print("ready", flush=True)
+while True:
+    events = dict(poller.poll(float(sys.argv[-1]) * 1000))
+    if not events or stdin in events:
+        break
+    frames = front.recv_multipart()
+    env = msgpack.unpackb(frames[-1], raw=False, strict_map_key=False)
+    env["route"] = frames[0]
+    back.send_multipart([frames[-2], msgpack.packb(env, use_bin_type=True)])
+ctx.destroy(linger=0)
+"""
+
+
+@contextlib.contextmanager
+def forward_server(run_dir: Path, upstream: str) -> Iterator[str]:
+    """A bare forwarding chain: a forwarding child in front of `upstream` (an echo_server
+    endpoint), which answers the client directly; yields the forwarder's endpoint. Use it with
+    ForwardClient."""
+    endpoint = f"ipc://{run_dir}/forward-{os.getpid()}.sock"
+    with _bare_child(_FORWARD_CHILD, "forward", endpoint, upstream):
+        yield endpoint
+
+
+class ForwardClient:
+    """The client half of the bare forwarding chain: one ROUTER connected to the forwarder and to
+    the echo child (as a task's channel is connected to every node); requests go to the
+    forwarder, the answer comes from the echo child."""
+
+    def __init__(self, forward_endpoint: str, echo_endpoint: str):
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.linger = 0
+        self.sock.setsockopt(zmq.ROUTING_ID, b"bare-client")
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        for name, endpoint in ((b"forward", forward_endpoint), (b"echo", echo_endpoint)):
+            self.sock.setsockopt(zmq.CONNECT_ROUTING_ID, name)
+            self.sock.connect(endpoint)
+        self._send(b"echo", {"hello": 1})  # the echo child knows this client before any forward
+        self.sock.recv_multipart()
+
+    def _send(self, peer: bytes, envelope: dict) -> None:
+        deadline = time.monotonic() + CHILD_TIMEOUT_S
+        while True:
+            try:
+                self.sock.send_multipart([peer, TAG, msgpack.packb(envelope, use_bin_type=True)], copy=False)
+                return
+            except zmq.ZMQError:  # EHOSTUNREACH until the connection is up
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.001)
+
+    def one(self, envelope: dict) -> None:
+        self.sock.send_multipart([b"forward", TAG, msgpack.packb(envelope, use_bin_type=True)], copy=False)
+        msgpack.unpackb(self.sock.recv_multipart()[-1], raw=False, strict_map_key=False)
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+        self.ctx.term()
 
 
 class EchoClient:

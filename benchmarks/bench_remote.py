@@ -6,23 +6,29 @@ size measured in the same run.
 A cluster of two nodes (full,2: node i has CPU i), virtual mode (no injected delay). A task on
 CPU 0 maps one private page bound to node 1 (mbind bind 1) and one local page.
 
-(a) Remote 8-byte read: Region.read(off, 8) of the page on node 1. Two hops by design: task ->
-    home node 0 (mem.access) -> owner node 1 (frame.read) and back. Target: ≤ 2.5× the bare
-    8-byte round trip.
-(b) Remote 4 KiB page copy: Region.read(0, 4096) of the page on node 1 (the same two hops), and,
-    to isolate the node-to-node path, the frame.read round trip itself: this process talks to
-    node 1's ROUTER directly with protocol.client.Client, FrameRead(frame, 0, 4096) of a frame
-    it allocated there with FrameAlloc (freed with FrameFree at the end); the same at 8 bytes.
-    Target: the 4 KiB frame.read ≤ 2× the bare 4 KiB round trip.
+(a) Remote 8-byte read: Region.read(off, 8) of the page on node 1. The home node forwards the
+    access, the owner answers the task (IVY forwarding): task -> home node 0 (mem.access) ->
+    owner node 1 (mem.access.forward) -> task (the AccessReply), three messages. Target: ≤ 2.5×
+    the bare 8-byte round trip.
+(b) Remote 4 KiB page copy: Region.read(0, 4096) of the page on node 1 (the same three
+    messages), and, to isolate the node-to-node path, the frame.read round trip itself: this
+    process talks to node 1's ROUTER directly with protocol.client.Client, FrameRead(frame, 0,
+    4096) of a frame it allocated there with FrameAlloc (freed with FrameFree at the end); the
+    same at 8 bytes. Target: the 4 KiB frame.read ≤ 2× the bare 4 KiB round trip.
 
 Baselines (benchmarks/_common.py), measured taking turns with the above:
 - bare round trip, 8 B / 4 KiB: a DEALER -> ROUTER echo child over ipc, NUMAEMU/1 tag frame, a
   msgpack request the size of a frame.read answered with 8 B / 4 KiB of data (the same bytes on
   the wire as frame.read and its reply);
 - bare two hops, 8 B / 4 KiB: the same through a relay child (decode, encode, pass on, and back),
-  i.e. three processes and two round trips, the floor of any design where the home node asks
-  the owner. With 2 CPUs for three processes this is where scheduling shows.
-Also shown: the local 8-byte read (task -> home node only), for scale.
+  i.e. three processes and two round trips, the floor of a design where the home node asks the
+  owner and answers the task itself (four messages: this project's design before forwarding);
+- bare forwarding, 8 B / 4 KiB: a forwarding child passes the request on with the client's
+  routing id and the echo child answers the client directly (a ROUTER connected to both): three
+  processes, three messages, the floor of the forwarding design. With 2 CPUs for three
+  processes this is where scheduling shows.
+Also shown: the local 8-byte read (task -> home node only), for scale, and the remote read
+answered through the home node (mem.access without `direct`, as before forwarding: four messages).
 
 Every kind takes its turn 10 calls at a time (--per-block), so that the load of other processes
 hits all alike. Ratios are given of the medians (the targets') and of the p10s: under load the
@@ -48,8 +54,9 @@ FRAME4K_TARGET = 2.0  # node-to-node frame.read of 4 KiB / bare 4 KiB round trip
 
 def measure(home, count: int, blocks: int, warmup: int) -> dict[str, list[float]]:
     with bc.echo_server(home) as echo_ep, bc.relay_server(home, echo_ep) as relay_ep, \
-            Cluster(build_shape(SHAPE), name="remote") as cluster:
+            bc.forward_server(home, echo_ep) as forward_ep, Cluster(build_shape(SHAPE), name="remote") as cluster:
         echo, relay = bc.EchoClient(echo_ep), bc.EchoClient(relay_ep)
+        forward = bc.ForwardClient(forward_ep, echo_ep)
         env8, env4k = bc.read_envelope(8), bc.read_envelope(PAGE)
         task = numa_emu.attach(0, cluster="remote")
         node1 = Client(cluster.status().nodes[1]["endpoint"])
@@ -70,8 +77,12 @@ def measure(home, count: int, blocks: int, warmup: int) -> dict[str, list[float]
                 "bare4k": lambda: echo.one(env4k),
                 "hop8": lambda: relay.one(env8),
                 "hop4k": lambda: relay.one(env4k),
+                "fwd8": lambda: forward.one(env8),
+                "fwd4k": lambda: forward.one(env4k),
                 "local8": lambda: local.read(PAGE - 8, 8),
                 "remote8": lambda: remote.read(PAGE - 8, 8),
+                # the same read answered through the home node (no `direct`: four messages), for comparison
+                "home8": lambda: task._call(mm.Access(task_id=task.task_id, vaddr=remote.vaddr + PAGE - 8, length=8)),
                 "remote4k": lambda: remote.read(0, PAGE),
                 "frame8": lambda: node1.call(read8),
                 "frame4k": lambda: node1.call(read4k),
@@ -84,6 +95,7 @@ def measure(home, count: int, blocks: int, warmup: int) -> dict[str, list[float]
             task.detach()
             echo.close()
             relay.close()
+            forward.close()
 
 
 def main() -> None:
@@ -101,29 +113,36 @@ def main() -> None:
     med = {k: bc.median(v) for k, v in s.items()}
     p10 = {k: bc.pct(v, 0.10) for k, v in s.items()}
 
-    def row(key, label, base_key, target=None, second=None):
+    def row(key, label, base_key, target=None, chains=None):
         ratio = med[key] / med[base_key]
+        to_chains = [bc.ratio(med[key], med[c]) for c in chains] if chains else ["", ""]
         return [label, *bc.sample_cells(s[key]), bc.ratio(med[key], med[base_key]),
-                bc.ratio(p10[key], p10[base_key]), bc.ratio(med[key], med[second]) if second else "",
+                bc.ratio(p10[key], p10[base_key]), *to_chains,
                 f"≤ {target:g}×" if target else "", bc.verdict(ratio <= target if target else None)]
 
-    cols = ["operation", *bc.SAMPLE_COLUMNS, "ratio to bare RT", "same, of p10s", "ratio to bare 2 hops", "target",
-            ""]
+    cols = ["operation", *bc.SAMPLE_COLUMNS, "ratio to bare RT", "same, of p10s", "ratio to bare 2 hops",
+            "ratio to bare forwarding", "target", ""]
     bc.table("(a) 8 bytes: remote read through the home node, against bare round trips of the same size",
              cols, [
                  row("bare8", "bare pyzmq round trip, 8 B reply (baseline)", "bare8"),
-                 row("hop8", "bare two hops (client -> relay -> echo), 8 B", "bare8"),
+                 row("hop8", "bare two hops (client -> relay -> echo and back), 8 B", "bare8"),
+                 row("fwd8", "bare forwarding (client -> forwarder -> echo -> client), 8 B", "bare8"),
                  row("local8", "Region.read(off, 8), local page (1 hop)", "bare8"),
-                 row("remote8", "(a) Region.read(off, 8), page on node 1 (2 hops)", "bare8", READ8_TARGET, "hop8"),
+                 row("remote8", "(a) Region.read(off, 8), page on node 1 (task -> 0 -> 1 -> task)", "bare8",
+                     READ8_TARGET, ("hop8", "fwd8")),
+                 row("home8", "the same, answered through the home node (task -> 0 -> 1 -> 0 -> task)", "bare8",
+                     None, ("hop8", "fwd8")),
                  row("frame8", "frame.read 8 B, Client -> node 1 directly (1 hop)", "bare8"),
              ], caption=caption)
     bc.table("(b) 4 KiB: remote page copy, against bare round trips of the same size",
              cols, [
                  row("bare4k", "bare pyzmq round trip, 4 KiB reply (baseline)", "bare4k"),
-                 row("hop4k", "bare two hops (client -> relay -> echo), 4 KiB", "bare4k"),
+                 row("hop4k", "bare two hops (client -> relay -> echo and back), 4 KiB", "bare4k"),
+                 row("fwd4k", "bare forwarding (client -> forwarder -> echo -> client), 4 KiB", "bare4k"),
                  row("frame4k", "(b) frame.read 4 KiB, Client -> node 1 directly (node path)", "bare4k",
                      FRAME4K_TARGET),
-                 row("remote4k", "(b) Region.read(0, 4096), page on node 1 (2 hops)", "bare4k", None, "hop4k"),
+                 row("remote4k", "(b) Region.read(0, 4096), page on node 1 (task -> 0 -> 1 -> task)", "bare4k", None,
+                     ("hop4k", "fwd4k")),
              ], caption=f"{args.count} round trips per kind, taking turns {args.per_block} at a time, after "
                         f"{args.warmup} warm-up; cluster {SHAPE}, virtual mode; load average at the end "
                         f"{bc.load_average()}; whole benchmark: {time.monotonic() - t0:.0f} s")

@@ -29,6 +29,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import zmq
+
 import _common as bc
 from nodes.server import NodeServer
 from numa_emu.catalog import resolve_topology
@@ -53,9 +55,16 @@ class _Capture:
 
     def __init__(self) -> None:
         self.frames: list = []
+        self._parts: list = []
 
     def send_multipart(self, frames, flags=0, copy=True) -> None:
         self.frames = frames
+
+    def send(self, frame, flags=0, copy=True) -> None:
+        """protocol.reactor.send_frames sends frame by frame: a message ends without SNDMORE."""
+        self._parts.append(frame)
+        if not flags & zmq.SNDMORE:
+            self.frames, self._parts = self._parts, []
 
 
 class LoopbackReactor(Reactor):

@@ -70,7 +70,9 @@ class TaskService:
         return tm.TaskRegisterReply(task_id=rec.task_id, cpu=rec.cpu, node=rec.node, node_endpoint=endpoint,
                                     cpus_allowed=info["cpus_allowed"], mems_allowed=info["mems_allowed"],
                                     policy=rec.policy.to_wire(), cpuset=rec.cpuset,
-                                    page_size=self.state.page_size, n_nodes=len(self.state.nodes))
+                                    page_size=self.state.page_size, n_nodes=len(self.state.nodes),
+                                    node_endpoints={n: r.endpoint for n, r in self.state.nodes.items()
+                                                    if r.state in ("up", "suspect") and r.endpoint})
 
     def _detach(self, task_id: int):
         rec = self.table.remove(task_id)

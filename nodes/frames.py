@@ -6,9 +6,9 @@ without ever forming a cycle (PROTOCOL.md, Locks and liveness).
 from __future__ import annotations
 
 from nodes.core import NodeCore, node_dest
-from protocol.effects import Call
+from protocol.effects import Answer, Call
 from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import Ok
+from protocol.messages import ErrorReply, Ok
 from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
 
@@ -25,6 +25,7 @@ class FrameService:
             "frame.free": self.free,
             "frame.read": self.read,
             "frame.write": self.write,
+            "mem.access.forward": self.access_forward,
             "frame.fill": self.fill,
             "frame.copy": self.copy,
             "stat.add": self.stat_add,
@@ -59,6 +60,27 @@ class FrameService:
         self.core.check_generation(msg.frame, msg.generation)
         self.core.pool.write(msg.frame, msg.offset, msg.data)
         return Ok()
+
+    def access_forward(self, msg: mm.AccessForward) -> Answer:
+        """Serve a task's access that its home node forwarded (a private page whose frame is
+        here) and answer the task directly: its AccessReply, or the error. Exactly one answer,
+        whatever the fields hold; in `real` mode held back for the link back to the home node."""
+        c = self.core
+        home = node_dest(msg.home) if 0 <= msg.home < c.n_nodes and msg.home != c.node_id else None
+        try:
+            if home is None:
+                raise NumaEmuError(ErrorCode.EINVAL, f"mem.access.forward: home node {msg.home} is not a peer "
+                                                     f"of node {c.node_id}")
+            if msg.data is None:
+                if msg.offset < 0 or msg.length <= 0 or msg.offset + msg.length > c.page_size:
+                    raise NumaEmuError(ErrorCode.EINVAL, "mem.access.forward: the read is empty or crosses the page")
+                reply = mm.AccessReply(data=c.pool.read(msg.frame, msg.offset, msg.length), clock_ns=msg.clock_ns)
+            else:
+                c.pool.write(msg.frame, msg.offset, msg.data)
+                reply = mm.AccessReply(data=None, clock_ns=msg.clock_ns)
+        except NumaEmuError as exc:
+            reply = ErrorReply(code=exc.code.value, message=exc.message)
+        return Answer(msg.route, msg.request_id, reply, link=home, via=home)
 
     def copy(self, msg: pc.FrameCopy):
         """Send this frame's bytes to `dst` (replication, migration): they travel once, owner -> dst."""

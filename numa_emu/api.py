@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Iterable
 
-from protocol.client import Client
+from protocol.client import Client, TaskChannel
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import memory as mm
 from protocol.messages import migration as mg
@@ -129,7 +129,7 @@ class File:
 
 
 class Task:
-    def __init__(self, reply: tm.TaskRegisterReply, coordinator: Client, home: Client):
+    def __init__(self, reply: tm.TaskRegisterReply, coordinator: Client, home: Client | TaskChannel):
         self.task_id = reply.task_id
         self.pid = os.getpid()
         self.cpu = reply.cpu
@@ -140,6 +140,8 @@ class Task:
         self.mems_allowed = list(reply.mems_allowed)
         self._coordinator = coordinator
         self._home = home
+        # connected to every node: the owner of a remote private page answers the access itself
+        self._direct = isinstance(home, TaskChannel)
         self._clock = 0
         self.last_not_moved = 0
         self.attached = True
@@ -182,10 +184,10 @@ class Task:
         self._call(mm.Munmap(task_id=self.task_id, vaddr=vaddr, length=length))
 
     def read(self, vaddr: int, length: int) -> bytes:
-        return self._call(mm.Access(task_id=self.task_id, vaddr=vaddr, length=length)).data
+        return self._call(mm.Access(task_id=self.task_id, vaddr=vaddr, length=length, direct=self._direct)).data
 
     def write(self, vaddr: int, data: bytes) -> None:
-        self._call(mm.Access(task_id=self.task_id, vaddr=vaddr, data=bytes(data)))
+        self._call(mm.Access(task_id=self.task_id, vaddr=vaddr, data=bytes(data), direct=self._direct))
 
     def touch(self, vaddr: int, length: int, *, write: bool = False, fill: int | None = None) -> mm.TouchReply:
         return self._call(mm.Touch(task_id=self.task_id, vaddr=vaddr, length=length, write=write, fill=fill))
@@ -302,6 +304,9 @@ def attach(cpu: int | None = None, *, cluster: str | None = None, comm: str | No
     except BaseException:
         coordinator.close()
         raise
-    task = Task(reply, coordinator, Client(reply.node_endpoint))
+    endpoints = reply.node_endpoints or {}
+    home = (TaskChannel(reply.node, {int(n): ep for n, ep in endpoints.items()}) if reply.node in endpoints
+            else Client(reply.node_endpoint))
+    task = Task(reply, coordinator, home)
     atexit.register(task.detach)
     return task

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from protocol.messages import Request
+from protocol.messages import Notice, Reply, Request
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,31 @@ class Spawn:
     without waiting for them."""
 
     gen: Any
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A request handler's answer "another process answers": send `notice` to `dest`, with the
+    requester's routing id and request id filled in (its `route` and `request_id` fields); the
+    receiver answers the requester directly, so this process sends no reply (IVY forwarding,
+    PROTOCOL.md). The request's one reply is the receiver's."""
+
+    dest: str
+    notice: Notice
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A notice handler's reply to a request that another process forwarded to it: send `reply`
+    to `route` (a peer of this process's ROUTER) as the reply to request `request_id`. In `real`
+    mode it is held back for the link to `link` ("node:3"). When `route` is not connected here,
+    the reply goes to `via` instead, which passes it on (a ReplyRelay)."""
+
+    route: bytes
+    request_id: int
+    reply: Reply
+    link: str | None = None
+    via: str | None = None
 
 
 class Future:

@@ -23,6 +23,8 @@ def main() -> None:
         "read": lambda c: regions[c["as"]].read(c["offset"], c["length"]).hex(),
         "write": lambda c: regions[c["as"]].write(c["offset"], bytes.fromhex(c["data"])),
         "where": lambda c: regions[c["as"]].where(),
+        "mbind": lambda c: regions[c["as"]].mbind(c["mode"], c["nodes"]),
+        "touch": lambda c: regions[c["as"]].touch(fill=c.get("fill")).pages,
         "pread": lambda c: files[c["name"]].pread(c["offset"], c["length"]).hex(),
         "pwrite": lambda c: files[c["name"]].pwrite(c["offset"], bytes.fromhex(c["data"])),
         "fsync": lambda c: files[c["name"]].fsync(),

@@ -116,3 +116,32 @@ class ClusterShutdown(Request):
     reply = Ok
 
 
+
+
+@message
+class ProcHoldsReply(Reply):
+    kind = "proc.holds.reply"
+    hold_ns: list  # the hold each message asked for (latency × dilation + bytes / bandwidth)
+    delay_ns: list  # its measured delay, send to delivery to the handler, same order
+
+
+@message
+class ProcHolds(Request):
+    """The delaying link's own record (`real` mode): for the last held messages this process
+    received from senders on its host, the requested hold and the measured delay. `clear`
+    empties the record after answering."""
+
+    kind = "proc.holds"
+    reply = ProcHoldsReply
+    clear: bool = False
+
+
+@message
+class ReplyRelay(Notice):
+    """A reply for a peer of the receiver's ROUTER that the sender could not reach itself (a task
+    not connected to the owner of the page its home node forwarded an access to): the receiver
+    passes `envelope` (an encoded Reply) on to `route` unchanged."""
+
+    kind = "reply.relay"
+    route: bytes
+    envelope: bytes

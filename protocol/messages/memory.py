@@ -3,7 +3,7 @@ directory and counter requests (PROTOCOL.md). Addresses and lengths are bytes; p
 travel as bytes values inside the envelope."""
 from __future__ import annotations
 
-from protocol.messages.base import Ok, Reply, Request, message
+from protocol.messages.base import Notice, Ok, Reply, Request, message
 
 # ---- task -> home node -------------------------------------------------------------------
 
@@ -46,7 +46,10 @@ class AccessReply(Reply):
 
 @message
 class Access(Request):
-    """Read `length` bytes at `vaddr` (data None) or write `data` there. May cross pages."""
+    """Read `length` bytes at `vaddr` (data None) or write `data` there. May cross pages.
+    `direct`: the task's socket is connected to every node under the same routing id, so the
+    home node may forward an access of a private page on another node to that node, which
+    answers the task itself (AccessForward)."""
 
     kind = "mem.access"
     reply = AccessReply
@@ -54,6 +57,28 @@ class Access(Request):
     vaddr: int
     length: int = 0
     data: bytes | None = None
+    direct: bool = False
+
+
+@message
+class AccessForward(Notice):
+    """Home node H -> owner node O (IVY forwarding, PROTOCOL.md): serve a task's access within
+    one private page whose frame is on O, and answer the task directly with the AccessReply (or
+    the error) of its mem.access. H has done the rest: the task's clock (`clock_ns`, after this
+    access), its counters and trace event. `route` and `request_id` are the task's routing id
+    and its mem.access id; in `real` mode O holds the answer back for the O -> H link (`home`).
+    When O cannot reach the task, the answer goes back through H (ReplyRelay). Exactly one
+    answer per forward."""
+
+    kind = "mem.access.forward"
+    route: bytes
+    request_id: int
+    home: int
+    frame: int
+    offset: int
+    length: int = 0
+    data: bytes | None = None
+    clock_ns: int
 
 
 @message

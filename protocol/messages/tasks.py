@@ -18,6 +18,9 @@ class TaskRegisterReply(Reply):
     cpuset: str
     page_size: int
     n_nodes: int
+    # node id -> endpoint of every node that is up: the task connects to each, so that the node
+    # owning a page can answer the task's forwarded access itself (protocol.client.TaskChannel)
+    node_endpoints: dict | None = None
 
 
 @message

@@ -18,7 +18,8 @@ _scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
                      st.text(max_size=20), st.binary(max_size=40))
 _values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
                        max_leaves=10)
-_kinds = st.sampled_from(["ping", "node.register", "cluster.status", "node.heartbeat", "ok", "error", "nope", "", "mem.fault"])
+_kinds = st.sampled_from(["ping", "node.register", "cluster.status", "node.heartbeat", "ok", "error", "nope", "", "mem.fault",
+                         "mem.access.forward", "reply.relay", "proc.holds"])
 _maps = st.dictionaries(st.one_of(st.text(max_size=12), st.integers(-(2**63), 2**63 - 1)), _values, max_size=6)
 _envelopes = st.builds(lambda kind, m, i: {**m, "kind": kind, "id": i}, _kinds, _maps,
                        st.one_of(st.integers(0, 2**31), st.text(max_size=3)))
@@ -62,7 +63,7 @@ def test_random_frames_get_an_error_and_the_process_keeps_serving(live, frames, 
         reply = client.recv_raw(timeout_s=0.5)
         if reply is not None:
             msg = codec.decode(reply[1:] if reply and reply[0] == b"" else reply)  # REQ-style delimiter echoed
-            assert msg.kind in ("error", "pong", "ok", "cluster.status.reply", "node.register.reply"), msg
+            assert msg.kind in ("error", "pong", "ok", "cluster.status.reply", "node.register.reply", "proc.holds.reply"), msg
         pong = client.call(lc.Ping())
         assert isinstance(pong, lc.Pong)
 
