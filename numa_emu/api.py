@@ -244,8 +244,11 @@ class Task:
         home = self._coordinator.call(tm.TaskHome(task_id=self.task_id))
         self.cpu = home.cpu
         if home.node != self.node:
-            self._home.close()
-            self._home = Client(home.endpoint)
+            if isinstance(self._home, TaskChannel):  # connected to every node: it only re-aims
+                self._home.rehome(home.node)
+            else:
+                self._home.close()
+                self._home = Client(home.endpoint)
             self.node = home.node
 
     def clock_ns(self) -> int:

@@ -93,6 +93,7 @@ class TaskChannel:
     def __init__(self, home: int, endpoints: dict[int, str], *, timeout_s: float = CLIENT_TIMEOUT_S,
                  context: zmq.Context | None = None):
         self.endpoint = endpoints[home]
+        self._endpoints = dict(endpoints)
         self.timeout_s = timeout_s
         self.identity = f"task:{os.getpid()}:{secrets.token_hex(6)}".encode()
         self._own_context = context is None
@@ -110,6 +111,11 @@ class TaskChannel:
         self._rcvtimeo_ms = -1
         # (hold_ns, delay_ns) of the last held replies: delay from the sender's send to delivery here
         self.holds: collections.deque[tuple[int, int]] = collections.deque(maxlen=4096)
+
+    def rehome(self, node: int) -> None:
+        """Send requests to `node` from now on (the task moved there); it is connected already."""
+        self.endpoint = self._endpoints[node]
+        self._home = f"node:{node}".encode()
 
     def _send(self, frames: list[bytes], deadline: float, request: Request) -> None:
         while True:
