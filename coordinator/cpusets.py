@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.nodemask import format_nodelist
-from protocol.policy import node_remap
+from protocol.policy import migration_pairs
 
 ROOT = "/"
 MAX_NAME_CHARS = 64
@@ -73,11 +73,10 @@ def _ids(values: Iterable[object], what: str) -> frozenset[int]:
 
 def migration_needed(old_mems: Iterable[int], new_mems: Iterable[int]) -> bool:
     """Whether memory_migrate would move pages when the allowed nodes go from `old_mems` to
-    `new_mems`: do_migrate_pages moves node s to node_remap(s, old, new) for each s != target,
-    so pages move even off nodes that stay allowed when the relative positions shift
-    (1-2 -> 0-2 moves 1 to 0 and 2 to 1), and nothing moves when the remap is the identity."""
-    old, new = frozenset(old_mems), frozenset(new_mems)
-    return old != new and any(node_remap(n, old, new) != n for n in old)
+    `new_mems` (do_migrate_pages' pairs): pages move even off nodes that stay allowed when the
+    relative positions shift (1-2 -> 2-3 moves 2 to 3, then 1 to 2), nothing moves when the remap
+    is the identity, and with sets of different sizes a node that stays allowed keeps its pages."""
+    return bool(migration_pairs(old_mems, new_mems))
 
 
 class CpusetTable:

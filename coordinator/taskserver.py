@@ -202,7 +202,8 @@ class TaskService:
                 yield calls
         return cm.CpusetSetReply(cpuset=self.table.cpuset_info(cs),
                                  rebound=[ch.task_id for ch in changes if ch.rebound],
-                                 moved=[[ch.task_id, ch.old_cpu, ch.cpu] for ch in changes if ch.cpu_moved])
+                                 moved=[[ch.task_id, ch.old_cpu, ch.cpu] for ch in changes if ch.cpu_moved],
+                                 migrated=[ch.task_id for ch in changes if ch.migrate])
 
     def cpuset_attach(self, msg: cm.CpusetAttach):
         rec, old, change = self.table.attach(msg.pid, msg.name)

@@ -27,7 +27,7 @@ import collections
 from nodes.core import NodeCore, directory_home, node_dest
 from nodes.costmodel import FAULT_OVERHEAD_NS
 from nodes.master_move import UNREACHABLE, MasterMove, alloc_exact, trace_migrate
-from nodes.migration_plan import EBUSY, EFAULT, ENOENT, ENOMEM, NOT_MOVED, mbind_target, migration_pairs
+from nodes.migration_plan import EBUSY, EFAULT, ENOENT, ENOMEM, NOT_MOVED, mbind_target
 from nodes.mm import MemoryManager, TaskState
 from nodes.pagetable import ANON, MIGCACHE, MIGRATING, Region
 from nodes.pcache import CachedPage
@@ -38,7 +38,7 @@ from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import memory as mm
 from protocol.messages import migration as mg
 from protocol.messages import pagecache as pc
-from protocol.policy import MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, Mode, Policy
+from protocol.policy import MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, Mode, Policy, migration_pairs
 
 Item = tuple[Region, int, int]  # (region, page index, node the page's frame is on)
 # Pages moved per step: a big migration hands the loop back between steps (heartbeats, other

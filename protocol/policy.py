@@ -142,6 +142,36 @@ def node_remap(node: int, old: Iterable[int], new: Iterable[int]) -> int:
     return new_ids[old_ids.index(node) % len(new_ids)]
 
 
+def migration_pairs(old_nodes: Iterable[int], new_nodes: Iterable[int]) -> list[tuple[int, int]]:
+    """(source, destination) pairs in the order do_migrate_pages moves them.
+
+    A source that is also a destination in a set of another size stays where it is (its pages are
+    already allowed); a source mapped to itself moves nothing. Among the rest, a pair whose
+    destination is not still waiting to be emptied is taken first, so 0,1 -> 1,2 moves 1 to 2
+    before 0 to 1. Examples: 2-5 -> 7,9,12-13 gives 2->7, 3->9, 4->12, 5->13; 0,1 -> 2,3 gives
+    0->2, 1->3.
+    """
+    old, new = sorted(set(old_nodes)), sorted(set(new_nodes))
+    waiting = list(old)
+    pairs: list[tuple[int, int]] = []
+    while waiting:
+        source = dest = None
+        for s in waiting:
+            if len(old) != len(new) and s in new:
+                continue
+            d = node_remap(s, old, new)
+            if s == d:
+                continue
+            source, dest = s, d
+            if d not in waiting:
+                break
+        if source is None:
+            break
+        waiting.remove(source)
+        pairs.append((source, dest))
+    return pairs
+
+
 def nodes_remap(nodes: Iterable[int], old: Iterable[int], new: Iterable[int]) -> frozenset[int]:
     """bitmap_remap: node_remap applied to every node of `nodes`."""
     old_set, new_set = frozenset(old), frozenset(new)

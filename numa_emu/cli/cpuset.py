@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
             for task_id, old, new in reply.moved:
                 print(f"task {task_id}: cpu {old} -> {new}")
             if reply.rebound:
-                pages = "moved there" if reply.cpuset["memory_migrate"] else "stay where they are"
+                pages = "moved there" if reply.migrated else "stay where they are"
                 print(f"policies rebound to mems {format_nodelist(reply.cpuset['mems'])} for task(s) "
                       f"{', '.join(map(str, reply.rebound))}; their pages {pages}")
         elif args.action == "attach":

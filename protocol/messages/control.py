@@ -43,7 +43,8 @@ class CpusetSetReply(Reply):
     kind = "cpuset.set.reply"
     cpuset: dict  # as in CpusetShowReply.cpusets
     rebound: list  # task ids whose policy was rebound to the new mems and pushed to their node
-    moved: list  # [task_id, old_cpu, new_cpu] for tasks moved to another CPU of their node
+    moved: list  # [task_id, old_cpu, new_cpu] for tasks moved to another CPU (of their node or another)
+    migrated: list | None = None  # task ids whose pages memory_migrate moved to the new mems
 
 
 @message

@@ -174,10 +174,12 @@ def test_attach_and_set_move_a_task_and_its_pages(cluster_factory, cpuset):
         out = cpuset(c, "set", "same", "--mems", "1").stdout.splitlines()
         assert out[-1] == f"policies rebound to mems 1 for task(s) {task.task_id}; their pages moved there"
         assert region.where() == [1, 1, 1, 1]
-        cpuset(c, "set", "same", "--mems", "0-1")  # relative placement: the 1st node of {1} is the 1st of {0,1}
+        out = cpuset(c, "set", "same", "--mems", "0-1").stdout.splitlines()  # node 1 stays allowed: no move
+        assert out[-1] == f"policies rebound to mems 0-1 for task(s) {task.task_id}; their pages stay where they are"
+        assert region.where() == [1, 1, 1, 1]
+        cpuset(c, "set", "same", "--mems", "0")  # relative placement: node 1, the 2nd of {0,1}, goes to node 0
         assert region.where() == [0, 0, 0, 0]
-        cpuset(c, "set", "same", "--mems", "0-1")  # unchanged mems move nothing
-        assert region.where() == [0, 0, 0, 0]
+        cpuset(c, "set", "same", "--mems", "0-1")
         cpuset(c, "attach", "/", pid)
         assert task.info()["cpuset"] == "/"
         cpuset(c, "create", "onto1", "--cpus", "0-1", "--mems", "1", "--memory-migrate")

@@ -114,7 +114,8 @@ def test_register_inside_a_cpuset(table):
 @pytest.mark.parametrize("old, new, moves", [
     ({0, 1}, {0, 1}, False),
     ({0, 1}, {0, 1, 2}, False),  # node_remap keeps 0 and 1 where they are
-    ({1, 2}, {0, 1, 2}, True),  # 1 -> 0, 2 -> 1: relative placement moves pages of kept nodes
+    ({1, 2}, {0, 1, 2}, False),  # sets of different sizes: nodes still allowed keep their pages
+    ({1, 2}, {2, 3}, True),  # same size: 2 -> 3, then 1 -> 2 (relative placement moves kept nodes)
     ({0, 1}, {2, 3}, True),
     ({0, 1}, {0}, True),
     ({0}, {0, 1}, False),
@@ -231,8 +232,10 @@ def test_memory_migrate_asks_for_the_pages_to_move_when_the_remap_moves_a_node(t
     table.register(pid=1, comm="w", cpu=0, policy=None, cpuset="m", nodes_bound=None)
     _, changes = table.change_cpuset("m", mems=[2, 3])
     assert [(c.old_mems, c.mems, c.migrate) for c in changes] == [({0, 1}, {2, 3}, True)]
-    _, changes = table.change_cpuset("m", mems=[2, 3, 1])  # 2 -> 1 (the 1st of {1,2,3}), 3 -> 2
+    _, changes = table.change_cpuset("m", mems=[1, 2])  # same size: 2 -> 1, 3 -> 2
     assert [c.migrate for c in changes] == [True]
+    _, changes = table.change_cpuset("m", mems=[0, 1, 2])  # 1 and 2 stay allowed in a bigger set
+    assert [c.migrate for c in changes] == [False]
     table.change_cpuset("m", mems=[0, 1])
     _, changes = table.change_cpuset("m", mems=[0, 1, 2])  # the remap is the identity: nothing moves
     assert [c.migrate for c in changes] == [False]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import errno
 
-from nodes.migration_plan import EACCES, ENOMEM, NOT_MOVED, mbind_target, migration_pairs, result_name
+from nodes.migration_plan import EACCES, ENOMEM, NOT_MOVED, mbind_target, result_name
+from protocol.policy import migration_pairs
 from protocol.policy import Mode, Policy, make_policy
 
 ALL = frozenset(range(4))
