@@ -127,22 +127,46 @@ class Replication:
         cost = 0
         if entry.writers:  # a clean page still writably mapped: write-protect it first
             cost += yield from self._write_protect(obj, idx, entry, "replicate")
-        if spare is not None:
+        forward = spare is not None  # h waits for the bytes in the frame it offered: send them there
+        if forward:
             frame, gen = spare
         else:
             frame, gen = yield from self._alloc_on(h, task_node, (obj, idx))
         if frame is None:
             return cost
-        if entry.node == c.node_id:
-            yield from c.write_frame(h, frame, gen, 0, c.pool.read(entry.frame))
-        else:
-            yield Call(node_dest(entry.node), pc.FrameCopy(frame=entry.frame, dst=h, dst_frame=frame))
+        # Recorded before the copy: if the copy fails after h mapped it, the collapse below finds it.
         entry.replicas[h] = (frame, gen)
         entry.born_ns[h] = now
+        cost += c.cost.copy_ns(entry.node, h)
+        try:
+            if forward:
+                yield from self._forward_copy(obj, idx, entry, h, frame, gen, cost)
+            elif entry.node == c.node_id:
+                yield from c.write_frame(h, frame, gen, 0, c.pool.read(entry.frame))
+            else:
+                yield Call(node_dest(entry.node), pc.FrameCopy(frame=entry.frame, dst=h, dst_frame=frame))
+        except NumaEmuError:
+            # h may or may not have the bytes (and a mapping): shoot it down and use the master.
+            yield from self._collapse(obj, idx, entry, "copyfail", only=h)
+            c.events["repl_copy_failed"] += 1
+            return cost
         c.events["repl_fetch_bytes"] += c.page_size
         if c.trace.on:
             c.trace.emit("replicate", obj=obj, idx=idx, replica_node=h, frame=frame, master=entry.node)
-        return cost + c.cost.copy_ns(entry.node, h)
+        return cost
+
+    def _forward_copy(self, obj: str, idx: int, entry: DirEntry, h: int, frame: int, gen: int, cost: int):
+        """The bytes go from the master's node straight to h as the answer to h's read (repl.fill;
+        h maps the replica on receipt), and come back acknowledged here, the lock held throughout:
+        h's path is h -> D -> owner -> h, the acknowledgements are off it."""
+        c = self.core
+        fields = dict(obj=obj, idx=idx, epoch=entry.epoch, cost_ns=cost)
+        if entry.node == c.node_id:  # this node owns the master: the bytes leave from here
+            yield Call(node_dest(h), pc.ReplicaFill(frame=frame, generation=gen, data=c.pool.read(entry.frame),
+                                                    **fields))
+        else:
+            yield Call(node_dest(entry.node), pc.ReplicaCopy(frame=entry.frame, generation=entry.gen, dst=h,
+                                                             dst_frame=frame, dst_generation=gen, **fields))
 
     def _alloc_on(self, h: int, task_node: int, page: tuple[str, int]):
         """One frame on node h and nowhere else (__GFP_THISNODE); (None, 0) when h is full."""
