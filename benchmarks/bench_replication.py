@@ -46,12 +46,16 @@ import argparse
 import contextlib
 import time
 
+import msgpack
+import zmq
+
 import _common as bc
 from nodes.core import directory_home
 from numa_emu.cluster import Cluster
 from protocol.messages import control as cm
 from protocol.messages import tasks as tm
 from protocol.topology import build_shape
+from protocol.version import TAG
 
 PAGE = 4096
 REPL_TARGET = 3.0  # one replication / bare 4 KiB round trip
@@ -79,6 +83,43 @@ class Bare:
 
     def close(self) -> None:
         self.client.close()
+
+
+class FanOut:
+    """The bare floor of a collapse: R 8 B round trips at once, one to each of R bare echo
+    children, answered in any order (every child wakes, as every replica's node does), taken a
+    block at a time between the cluster measurements."""
+
+    def __init__(self, endpoints: list[str]):
+        self.ctx = zmq.Context()
+        self.socks = []
+        for ep in endpoints:
+            sock = self.ctx.socket(zmq.DEALER)
+            sock.linger = 0
+            sock.connect(ep)
+            self.socks.append(sock)
+        self.frames = [TAG, msgpack.packb(bc.read_envelope(8), use_bin_type=True)]
+        self.s: dict[int, list[float]] = {r: [] for r in R_VALUES if r}
+        for _ in range(20):
+            self.one(len(self.socks))
+
+    def one(self, r: int) -> float:
+        t0 = time.perf_counter()
+        for sock in self.socks[:r]:
+            sock.send_multipart(self.frames, copy=False)
+        for sock in self.socks[:r]:
+            msgpack.unpackb(sock.recv_multipart()[-1], raw=False, strict_map_key=False)
+        return time.perf_counter() - t0
+
+    def block(self) -> None:
+        for _ in range(BARE_BLOCK // 4):
+            for r in self.s:
+                self.s[r].append(self.one(r))
+
+    def close(self) -> None:
+        for sock in self.socks:
+            sock.close(linger=0)
+        self.ctx.term()
 
 
 def seed_file(writer: bc.Puppet, name: str, pages: int) -> None:
@@ -160,7 +201,7 @@ def replication_cost(home, echo_ep: str, pages: int, notes: list[str]) -> dict:
 
 # ---- (b) collapse with R replicas ---------------------------------------------------------
 
-def collapse_cost(home, echo_ep: str, per_r: int, notes: list[str]) -> dict:
+def collapse_cost(home, echo_ep: str, fan_eps: list[str], per_r: int, notes: list[str]) -> dict:
     n_nodes = 8
     obj = "file:c"
     wanted = per_r * len(R_VALUES)
@@ -187,6 +228,7 @@ def collapse_cost(home, echo_ep: str, per_r: int, notes: list[str]) -> dict:
         readers = [stack.enter_context(reader(cpu, cluster, home, "c")) for cpu in range(1, n_nodes)]
         assert [r.node for r in readers] == list(range(1, n_nodes))
         bare = stack.enter_context(contextlib.closing(Bare(echo_ep)))
+        fan = stack.enter_context(contextlib.closing(FanOut(fan_eps)))
         zaps0 = bc.vmstat_total(cluster, "pgreplicazap_write")
         pages = iter(candidates)
         for k in range(per_r):
@@ -203,6 +245,7 @@ def collapse_cost(home, echo_ep: str, per_r: int, notes: list[str]) -> dict:
                 if left:
                     bad.append(f"page {page}: {left} replicas left after the write")
             bare.block()
+            fan.block()
         zaps = bc.vmstat_total(cluster, "pgreplicazap_write") - zaps0
         if zaps != per_r * sum(R_VALUES):
             bad.append(f"pgreplicazap_write grew by {zaps}, expected {per_r * sum(R_VALUES)}")
@@ -210,7 +253,7 @@ def collapse_cost(home, echo_ep: str, per_r: int, notes: list[str]) -> dict:
         notes.append(f"[red]{b}[/red]")
     if len(bad) > 5:
         notes.append(f"[red]... and {len(bad) - 5} more[/red]")
-    return {"s": s, "bare8": bare.s8, "bare4k": bare.s4k, "file_pages": file_pages, "bad": len(bad)}
+    return {"s": s, "bare8": bare.s8, "bare4k": bare.s4k, "fan": fan.s, "file_pages": file_pages, "bad": len(bad)}
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
@@ -232,7 +275,12 @@ def main() -> None:
         with bc.echo_server(home) as echo_ep:
             a = replication_cost(home, echo_ep, args.pages, notes_a)
             t_a = time.monotonic() - t0
-            b = collapse_cost(home, echo_ep, args.collapses, notes_b)
+            with contextlib.ExitStack() as echoes:
+                fan_eps = []
+                for i in range(1, 8):  # one bare echo child per replica node
+                    (home / f"fan{i}").mkdir()
+                    fan_eps.append(echoes.enter_context(bc.echo_server(home / f"fan{i}")))
+                b = collapse_cost(home, echo_ep, fan_eps, args.collapses, notes_b)
 
     # (a)
     s, b4k, p4k = a["s"], bc.median(a["bare4k"]), bc.pct(a["bare4k"], 0.10)
@@ -276,6 +324,14 @@ def main() -> None:
         inc = (med[r] - med[0]) / r
         rows.append([f"writer pwrite 8 B collapsing R = {r}", *bc.sample_cells(s[r]), bc.micros(inc),
                      bc.ratio(inc, b8), f"≤ {PER_REPLICA_TARGET:g}×", bc.verdict(inc / b8 <= PER_REPLICA_TARGET)])
+    fan = {r: bc.median(v) for r, v in b["fan"].items()}
+    for r in R_VALUES[1:]:
+        inc = (fan[r] - fan[1]) / (r - 1) if r > 1 else 0.0
+        rows.append([f"bare fan-out: {r} parallel 8 B round trips to {r} echo children", *bc.sample_cells(b["fan"][r]),
+                     bc.micros(inc) if r > 1 else "", bc.ratio(inc, b8) if r > 1 else "", "", ""])
+    kf = slope([1, 3, 7], [fan[r] for r in (1, 3, 7)])
+    rows.append(["bare fan-out, least-squares slope over R = 1, 3, 7", "", "", "", "", bc.micros(kf), bc.ratio(kf, b8),
+                 "", ""])
     rows.append(["least-squares slope over R = 0, 1, 3, 7 (medians)", "", "", "", "", bc.micros(k), bc.ratio(k, b8),
                  f"≤ {PER_REPLICA_TARGET:g}×", bc.verdict(k / b8 <= PER_REPLICA_TARGET)])
     steps = [f"{a_}→{b_}: {bc.micros((med[b_] - med[a_]) / (b_ - a_))}/replica"

@@ -1,0 +1,177 @@
+"""The forwarded copy of a new replica (repl.copy -> repl.fill), driven by hand on the pure cores:
+the home node maps the replica from the fill, ignores the directory's later answer, refuses a
+fill it is not waiting for, and survives a shootdown that overtakes the copy; the directory sends
+the bytes itself when it owns the master, and falls back to the master when a copy fails."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from nodes.core import NodeCore, directory_home
+from nodes.directory import Directory
+from nodes.framepool import FramePool
+from nodes.pcache import PageCacheView
+from nodes.replication import Replication
+from numa_emu.catalog import resolve_topology
+from protocol.effects import Call, Future, Spawn
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import Ok
+from protocol.messages import pagecache as pc
+
+PAGE = 4096
+OBJ = "file:f"
+TOPOLOGY = resolve_topology("default-4n").to_dict()
+
+
+def core(node_id: int) -> NodeCore:
+    return NodeCore(node_id, TOPOLOGY, FramePool(16, PAGE))
+
+
+def an_index_homed_on(node: int) -> int:
+    return next(i for i in range(1000) if directory_home(OBJ, i, 4) == node)
+
+
+class HomeNode:
+    """Node 3 asking directory node 1 (a message away) to read page `idx` with a replica offered."""
+
+    def __init__(self):
+        self.core = core(3)
+        self.view = PageCacheView(self.core)
+        self.view.tasks = {}
+        self.idx = an_index_homed_on(1)
+        task = SimpleNamespace(node=3, mems={0, 1, 2, 3})
+        self.lookup = self.view.lookup(OBJ, self.idx, write=False, task=task, policy={}, interleave_index=0,
+                                       replicate=True)
+        spawn = next(self.lookup)
+        assert isinstance(spawn, Spawn)
+        self.ask = spawn.gen
+        call = next(self.ask)
+        assert isinstance(call, Call) and call.dest == "node:1" and isinstance(call.request, pc.DirRead)
+        self.read = call.request
+        self.answer = self.lookup.send(None)
+        assert isinstance(self.answer, Future) and not self.answer.done
+        self.free_before = self.core.pool.free
+
+    def fill(self, epoch: int, data: bytes = b"\x41" * PAGE, frame: int | None = None):
+        return self.view.fill(pc.ReplicaFill(obj=OBJ, idx=self.idx, frame=self.read.frame if frame is None else frame,
+                                             generation=self.read.generation, epoch=epoch, cost_ns=5, data=data))
+
+    def directory_answers(self, reply: pc.DirPageReply) -> None:
+        with pytest.raises(StopIteration):
+            self.ask.send(reply)
+
+    def resume(self):
+        assert self.answer.done
+        with pytest.raises(StopIteration) as stop:
+            self.lookup.send(self.answer.result)
+        return stop.value.value
+
+
+def test_the_fill_maps_the_replica_and_the_directorys_later_answer_changes_nothing():
+    h = HomeNode()
+    assert h.fill(epoch=1) == Ok()
+    page, cost = h.resume()
+    assert (page.node, page.frame, page.replica, cost) == (3, h.read.frame, True, 5)
+    assert h.core.pool.read(page.frame, 0, 4) == b"AAAA"
+    h.directory_answers(pc.DirPageReply(node=3, frame=h.read.frame, generation=h.read.generation, replica=True,
+                                        epoch=1))
+    v = h.core.vmstat()
+    assert v["nr_repl_pages"] == 1 and v["pgreplicated"] == 1 and "repl_fault_wall_ns" in v
+    with pytest.raises(NumaEmuError) as err:  # the same fill again: nobody waits for it now
+        h.fill(epoch=1, data=b"\x42" * PAGE)
+    assert err.value.code == ErrorCode.ESTALE and "repl.fill" in err.value.message
+    assert h.core.pool.read(page.frame, 0, 4) == b"AAAA"
+
+
+def test_a_shootdown_that_overtakes_the_forwarded_copy_frees_the_spare_and_the_late_fill_is_refused():
+    h = HomeNode()
+    spare = h.read.frame
+    # The directory made the replica, then (its copy failed) collapsed it: the shootdown comes first.
+    h.view.shootdown(pc.PteShootdown(obj=OBJ, idx=h.idx, node=3, frame=spare, free=True, cause="copyfail", epoch=2))
+    assert h.core.pool.free == h.free_before + 1
+    with pytest.raises(NumaEmuError) as err:
+        h.fill(epoch=1)
+    assert err.value.code == ErrorCode.ESTALE
+    assert h.core.pool.read(spare, 0, 4) == bytes(4)  # nothing written into the freed frame
+    h.directory_answers(pc.DirPageReply(node=0, frame=9, generation=0, replica=False, epoch=2))
+    page, _cost = h.resume()
+    assert (page.node, page.frame, page.replica) == (0, 9, False)
+    v = h.core.vmstat()
+    assert v["nr_repl_pages"] == 0 and v["pgreplicated"] == v["pgreplicazap"] == 1
+    assert v["repl_fill_refused"] == 1 and h.core.pool.free == h.free_before + 1
+
+
+def test_a_fill_for_another_frame_or_page_is_refused_and_the_read_still_completes():
+    h = HomeNode()
+    for bad in (dict(frame=h.read.frame + 1), dict(data=b"x" * 10)):
+        with pytest.raises(NumaEmuError) as err:
+            h.fill(epoch=1, **bad)
+        assert err.value.code in (ErrorCode.ESTALE, ErrorCode.EINVAL)
+    assert not h.answer.done
+    assert h.fill(epoch=1) == Ok()
+    page, _ = h.resume()
+    assert page.replica and h.core.vmstat()["nr_repl_pages"] == 1
+
+
+def test_an_older_fill_than_a_seen_shootdown_is_asked_again():
+    """A shootdown of another copy (epoch 3) seen before a fill of epoch 1: the answer is stale."""
+    h = HomeNode()
+    h.view.shootdown(pc.PteShootdown(obj=OBJ, idx=h.idx, node=0, frame=9, write_protect=True, epoch=3))
+    assert h.fill(epoch=1) == Ok()
+    with pytest.raises(StopIteration):
+        h.ask.send(pc.DirPageReply(node=3, frame=h.read.frame, generation=0, replica=True, epoch=1))
+    again = h.lookup.send(h.answer.result)  # asks again: a new spare is offered
+    assert isinstance(again, Spawn)
+
+
+# ---- the directory side -------------------------------------------------------------------
+
+def directory(node_id: int, master_node: int):
+    c = core(node_id)
+    repl = Replication(c, Directory(), local_shootdown=lambda msg: None)
+    entry = repl.dir.entry(OBJ, 5)
+    entry.node, entry.frame, entry.gen = master_node, 2, 0
+    read = pc.DirRead(obj=OBJ, idx=5, mapper=3, task_node=3, policy={}, allowed=[0, 1, 2, 3], interleave_index=0,
+                      replicate=True, frame=11, generation=4)
+    return c, repl, entry, repl.read(read)
+
+
+def test_the_owner_is_asked_to_send_the_bytes_to_the_reader():
+    c, repl, entry, gen = directory(1, master_node=0)
+    call = next(gen)
+    assert call.dest == "node:0" and isinstance(call.request, pc.ReplicaCopy)
+    r = call.request
+    assert (r.frame, r.dst, r.dst_frame, r.dst_generation, r.epoch) == (2, 3, 11, 4, 0)
+    assert entry.replicas == {3: (11, 4)} and entry.lock.held  # recorded, and locked while the bytes travel
+    with pytest.raises(StopIteration) as stop:
+        gen.send(Ok())
+    reply = stop.value.value
+    assert (reply.node, reply.frame, reply.replica, reply.cost_ns) == (3, 11, True, r.cost_ns)
+    assert not entry.lock.held and c.events["repl_fetch_bytes"] == PAGE
+
+
+def test_a_directory_that_owns_the_master_sends_the_bytes_itself():
+    c, repl, entry, gen = directory(0, master_node=0)
+    entry.frame = c.pool.alloc()
+    c.pool.write(entry.frame, 0, b"\x41" * PAGE)
+    call = next(gen)
+    assert call.dest == "node:3" and isinstance(call.request, pc.ReplicaFill)
+    assert call.request.data == b"\x41" * PAGE and (call.request.frame, call.request.generation) == (11, 4)
+    with pytest.raises(StopIteration) as stop:
+        gen.send(Ok())
+    assert stop.value.value.replica and entry.replicas == {3: (11, 4)}
+
+
+def test_a_failed_copy_shoots_the_replica_down_and_answers_with_the_master():
+    c, repl, entry, gen = directory(1, master_node=0)
+    next(gen)
+    calls = gen.throw(NumaEmuError(ErrorCode.ESTALE, "repl.fill: node 3 is not waiting"))
+    assert [(x.dest, x.request.frame, x.request.free, x.request.cause, x.request.epoch) for x in calls] == [
+        ("node:3", 11, True, "copyfail", 1)]
+    with pytest.raises(StopIteration) as stop:
+        gen.send([pc.PteShootdownAck(unmapped=0)])
+    reply = stop.value.value
+    assert (reply.node, reply.frame, reply.replica, reply.epoch) == (0, 2, False, 1)
+    assert entry.replicas == {} and c.events["repl_copy_failed"] == 1 and not c.events["repl_fetch_bytes"]
+    assert not entry.lock.held
