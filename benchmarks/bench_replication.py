@@ -22,7 +22,11 @@ itself; the pipe that drives it is never part of a timing. Every measurement use
       third file; no replica, the fault maps the local master.
     Target: a replication ≤ 3× the bare 4 KiB round trip. The replicated reads are also broken
     down by where the page's directory entry lives (D = reader's node, master's node, or a
-    third node), which changes how many node-to-node round trips the fault takes.
+    third node), which changes how many node-to-node messages the fault takes (2, 2 and 3: the
+    bytes come from the master's node as the answer, repl.fill). Two timings of the same fault:
+    end to end in the task (its request to its home node and back included), and on the home
+    node, from asking the directory to the replica in hand (node 3's vmstat repl_fault_wall_ns,
+    read before and after each sample through ClusterStats, outside the task's timing).
 (b) Unreplication with R replicas, R = 0, 1, 3, 7, on full,8 (node i has CPU i). A writer on
     node 0 creates and fsyncs file `c`; readers on nodes 1..7 map it read-only. For each
     measurement, readers on nodes 1..R read one byte of a fresh page (R replicas; checked with
@@ -38,7 +42,9 @@ itself; the pipe that drives it is never part of a timing. Every measurement use
     exists; with a fresh page per measurement back-off never applies anyway (it is per page).
 
 Baselines: the bare pyzmq round trip with 8 B and 4 KiB replies (a frame.read-sized request to an
-echo child), measured from this process in short blocks between the measurements above.
+echo child), measured from this process in short blocks between the measurements above; for (b)
+also the bare fan-out, R 8 B round trips at once to R echo children (one per replica node): the
+floor of R parallel shootdowns on this machine, where every receiver must wake.
 """
 from __future__ import annotations
 

@@ -5,6 +5,13 @@
   the store); a clean page-cache page whose master is on another node gets a replica on the
   reader's node (allocated there only, copied owner -> reader once), unless the page is dirty,
   backing off, or the reader's node has no free frame (then the master is used, no error).
+  When the reader offered a frame, the owner sends the bytes straight to it as the answer to its
+  read (repl.copy -> repl.fill, a forwarded reply; the directory sends them itself when it owns
+  the master): the reader maps the replica on receipt, three messages after it asked (two when
+  the directory is the reader's node or the master's), and the acknowledgements come back here
+  off its path. The entry records the replica before the copy and stays locked until the copy is
+  acknowledged, so no write can slip in while the bytes travel; a copy that fails is shot down
+  (cause "copyfail") and the master is used.
 - write (the collapse): every home node mapping a replica gets a shootdown, and only after every
   acknowledgement are the replicas freed; then the writer maps the master writable.
 - Writeback write-protects the writers first (page_mkclean), so the next write faults and dirties
