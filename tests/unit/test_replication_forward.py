@@ -17,6 +17,7 @@ from numa_emu.catalog import resolve_topology
 from protocol.effects import Call, Future, Spawn
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
+from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
 
 PAGE = 4096
@@ -175,3 +176,23 @@ def test_a_failed_copy_shoots_the_replica_down_and_answers_with_the_master():
     assert (reply.node, reply.frame, reply.replica, reply.epoch) == (0, 2, False, 1)
     assert entry.replicas == {} and c.events["repl_copy_failed"] == 1 and not c.events["repl_fetch_bytes"]
     assert not entry.lock.held
+
+
+def test_without_a_spare_a_failed_copy_frees_the_frame_it_allocated_on_the_reader():
+    """The reader had no frame to offer: the directory allocates one there and has the owner copy
+    into it (frame.copy); when that fails the replica is shot down (and freed) all the same."""
+    c = core(1)
+    repl = Replication(c, Directory(), local_shootdown=lambda msg: None)
+    entry = repl.dir.entry(OBJ, 5)
+    entry.node, entry.frame, entry.gen = 0, 2, 0
+    gen = repl.read(pc.DirRead(obj=OBJ, idx=5, mapper=3, task_node=3, policy={}, allowed=[0, 1, 2, 3],
+                               interleave_index=0, replicate=True))
+    alloc = next(gen)
+    assert alloc.dest == "node:3" and alloc.request.replica_of == [OBJ, 5]
+    copy = gen.send(mm.FrameAllocReply(frames=[6], generations=[2]))
+    assert copy.dest == "node:0" and isinstance(copy.request, pc.FrameCopy) and copy.request.dst_frame == 6
+    calls = gen.throw(NumaEmuError(ErrorCode.ETIMEDOUT, "no reply"))
+    assert [(x.dest, x.request.frame, x.request.free) for x in calls] == [("node:3", 6, True)]
+    with pytest.raises(StopIteration) as stop:
+        gen.send([pc.PteShootdownAck(unmapped=0)])
+    assert not stop.value.value.replica and entry.replicas == {}
