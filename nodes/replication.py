@@ -9,9 +9,9 @@
   read (repl.copy -> repl.fill, a forwarded reply; the directory sends them itself when it owns
   the master): the reader maps the replica on receipt, three messages after it asked (two when
   the directory is the reader's node or the master's), and the acknowledgements come back here
-  off its path. The entry records the replica before the copy and stays locked until the copy is
-  acknowledged, so no write can slip in while the bytes travel; a copy that fails is shot down
-  (cause "copyfail") and the master is used.
+  off its path. The entry stays locked until the copy is acknowledged (no write can slip in while
+  the bytes travel) and records the replica only then; a copy that fails is shot down on the
+  reader, which may have mapped it already (cause "copyfail"), and the master is used.
 - write (the collapse): every home node mapping a replica gets a shootdown, and only after every
   acknowledgement are the replicas freed; then the writer maps the master writable.
 - Writeback write-protects the writers first (page_mkclean), so the next write faults and dirties
@@ -141,9 +141,6 @@ class Replication:
             frame, gen = yield from self._alloc_on(h, task_node, (obj, idx))
         if frame is None:
             return cost
-        # Recorded before the copy: if the copy fails after h mapped it, the collapse below finds it.
-        entry.replicas[h] = (frame, gen)
-        entry.born_ns[h] = now
         cost += c.cost.copy_ns(entry.node, h)
         try:
             if forward:
@@ -153,10 +150,15 @@ class Replication:
             else:
                 yield Call(node_dest(entry.node), pc.FrameCopy(frame=entry.frame, dst=h, dst_frame=frame))
         except NumaEmuError:
-            # h may or may not have the bytes (and a mapping): shoot it down and use the master.
-            yield from self._collapse(obj, idx, entry, "copyfail", only=h)
+            # h may hold the bytes and even map them (the fill came, its ack did not): take the
+            # mapping and the frame away on h, acknowledged, and use the master.
+            yield from self._shootdown(obj, idx, entry, [(h, h, frame)], False, "copyfail", free=True)
             c.events["repl_copy_failed"] += 1
             return cost
+        # Recorded once the copy is acknowledged, the lock held since the decision: nothing that
+        # waits for the lock can see the replica half made, nor can the unsafe collapse (lock-free).
+        entry.replicas[h] = (frame, gen)
+        entry.born_ns[h] = now
         c.events["repl_fetch_bytes"] += c.page_size
         if c.trace.on:
             c.trace.emit("replicate", obj=obj, idx=idx, replica_node=h, frame=frame, master=entry.node)

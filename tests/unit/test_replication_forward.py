@@ -144,12 +144,32 @@ def test_the_owner_is_asked_to_send_the_bytes_to_the_reader():
     assert call.dest == "node:0" and isinstance(call.request, pc.ReplicaCopy)
     r = call.request
     assert (r.frame, r.dst, r.dst_frame, r.dst_generation, r.epoch) == (2, 3, 11, 4, 0)
-    assert entry.replicas == {3: (11, 4)} and entry.lock.held  # recorded, and locked while the bytes travel
+    assert entry.replicas == {} and entry.lock.held  # locked while the bytes travel, recorded once they are in
     with pytest.raises(StopIteration) as stop:
         gen.send(Ok())
     reply = stop.value.value
     assert (reply.node, reply.frame, reply.replica, reply.cost_ns) == (3, 11, True, r.cost_ns)
-    assert not entry.lock.held and c.events["repl_fetch_bytes"] == PAGE
+    assert not entry.lock.held and c.events["repl_fetch_bytes"] == PAGE and entry.replicas == {3: (11, 4)}
+
+
+def test_the_unsafe_collapse_never_sees_a_replica_whose_bytes_are_on_their_way():
+    """The unsafe ordering clears replicas without the lock; one in flight is not recorded yet, so
+    it is not freed under the reader's feet: the writer's locked collapse takes it afterwards."""
+    c, repl, entry, read = directory(1, master_node=0)
+    c.repl.unsafe_unreplicate = True
+    assert isinstance(next(read).request, pc.ReplicaCopy)
+    write = repl.write(pc.DirWrite(obj=OBJ, idx=5, mapper=0, task_node=0, policy={}, allowed=[0, 1, 2, 3],
+                                   interleave_index=0))
+    waiting = next(write)  # nothing to clear without the lock; then it waits for the lock
+    assert isinstance(waiting, Future) and not waiting.done
+    with pytest.raises(StopIteration):
+        read.send(Ok())
+    assert waiting.done and entry.replicas == {3: (11, 4)}
+    calls = write.send(None)
+    assert [(x.dest, x.request.frame, x.request.free, x.request.cause) for x in calls] == [("node:3", 11, True, "write")]
+    with pytest.raises(StopIteration) as stop:
+        write.send([pc.PteShootdownAck(unmapped=1)])
+    assert stop.value.value.node == 0 and entry.replicas == {} and entry.dirty
 
 
 def test_a_directory_that_owns_the_master_sends_the_bytes_itself():
@@ -195,4 +215,4 @@ def test_without_a_spare_a_failed_copy_frees_the_frame_it_allocated_on_the_reade
     assert [(x.dest, x.request.frame, x.request.free) for x in calls] == [("node:3", 6, True)]
     with pytest.raises(StopIteration) as stop:
         gen.send([pc.PteShootdownAck(unmapped=0)])
-    assert not stop.value.value.replica and entry.replicas == {}
+    assert not stop.value.value.replica and entry.replicas == {} and c.events["repl_copy_failed"] == 1
