@@ -10,9 +10,10 @@ seen here is stale (the two travel on different sockets) and the access asks aga
 
 A read that offers a spare frame for a replica takes the first answer to arrive: the bytes of
 the replica sent straight by the master's node (repl.fill, a forwarded reply: the directory holds
-the page lock until that copy is acknowledged) or the directory's own answer (the master, or a
-replica made earlier). A fill is taken only into the exact frame and generation still waiting for
-that page; anything else is refused with ESTALE and changes nothing.
+the page lock until that copy is acknowledged) or the directory's own answer (the master, a
+replica made earlier, or a new replica whose bytes it pulled into the spare or carries itself).
+A fill is taken only into the exact frame and generation still waiting for that page; anything
+else is refused with ESTALE and changes nothing.
 """
 from __future__ import annotations
 
@@ -93,8 +94,16 @@ class PageCacheView:
             self.fetches.pop(spare, None)
             # A shootdown that overtook the answer may have freed the spare already (see shootdown).
             if spare is not None and self.spares.pop(spare, None) is not None:
-                if reply.replica and reply.node == core.node_id and reply.frame == spare:
-                    self._became_replica(spare, key)  # the directory took it
+                taken = reply.replica and reply.node == core.node_id and reply.frame == spare
+                if core.pool.generation[spare] != msg.generation:
+                    # freed behind our back (the unsafe collapse frees without shootdowns): nothing
+                    # to take or to release; an answer that names it is stale, ask again
+                    if taken:
+                        continue
+                elif taken:  # the directory took it
+                    if reply.data is not None:  # the bytes rode on the answer
+                        core.pool.write(spare, 0, reply.data)
+                    self._became_replica(spare, key)
                     made = True
                 else:
                     core.release([spare])
@@ -124,7 +133,8 @@ class PageCacheView:
         core = self.core
         key = (msg.obj, msg.idx)
         pending = self.fetches.get(msg.frame)
-        if pending is None or pending[:2] != (key, msg.generation) or self.spares.get(msg.frame) != key:
+        if (pending is None or pending[:2] != (key, msg.generation) or self.spares.get(msg.frame) != key
+                or core.pool.generation[msg.frame] != msg.generation):
             core.events["repl_fill_refused"] += 1
             raise NumaEmuError(ErrorCode.ESTALE, f"repl.fill: node {core.node_id} is not waiting for a copy of "
                                                  f"{msg.obj}:{msg.idx} in frame {msg.frame} "

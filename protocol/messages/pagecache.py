@@ -156,6 +156,7 @@ class DirPageReply(Reply):
     replica: bool
     epoch: int  # the entry's epoch when this answer was made (see PteShootdown.epoch)
     cost_ns: int = 0  # virtual time the directory's work cost the asker (replica copy, shootdowns)
+    data: bytes | None = None  # a new replica's bytes, for the frame the asker offered (the directory owns the master)
 
 
 @message
@@ -277,11 +278,11 @@ class ReplicaCopy(Request):
 
 @message
 class ReplicaFill(Request):
-    """Master's owner (or the directory, when it owns the master) -> home node `dst` of
-    ReplicaCopy: the bytes of a new replica, into the frame the home node offered in its
-    dir.read, and the directory's answer to that read (a forwarded reply: the home node maps the
-    replica at once, without waiting for the directory's own answer). Refused unless that exact
-    frame (and generation) is still waiting for the copy of (obj, idx)."""
+    """Master's owner -> home node `dst` of ReplicaCopy: the bytes of a new replica, into the
+    frame the home node offered in its dir.read, and the directory's answer to that read (a
+    forwarded reply: the home node maps the replica at once, without waiting for the directory's
+    own answer). Refused unless that exact frame (and generation) is still waiting for the copy
+    of (obj, idx)."""
 
     kind = "repl.fill"
     reply = Ok

@@ -1,7 +1,8 @@
 """The forwarded copy of a new replica (repl.copy -> repl.fill), driven by hand on the pure cores:
 the home node maps the replica from the fill, ignores the directory's later answer, refuses a
 fill it is not waiting for, and survives a shootdown that overtakes the copy; the directory sends
-the bytes itself when it owns the master, and falls back to the master when a copy fails."""
+the bytes on its answer when it owns the master, pulls them when it is the reader's node, and
+falls back to the master when a copy fails."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -172,16 +173,61 @@ def test_the_unsafe_collapse_never_sees_a_replica_whose_bytes_are_on_their_way()
     assert stop.value.value.node == 0 and entry.replicas == {} and entry.dirty
 
 
-def test_a_directory_that_owns_the_master_sends_the_bytes_itself():
+def test_a_directory_that_owns_the_master_sends_the_bytes_on_its_answer():
     c, repl, entry, gen = directory(0, master_node=0)
     entry.frame = c.pool.alloc()
     c.pool.write(entry.frame, 0, b"\x41" * PAGE)
-    call = next(gen)
-    assert call.dest == "node:3" and isinstance(call.request, pc.ReplicaFill)
-    assert call.request.data == b"\x41" * PAGE and (call.request.frame, call.request.generation) == (11, 4)
+    with pytest.raises(StopIteration) as stop:  # no message at all before the answer
+        next(gen)
+    reply = stop.value.value
+    assert (reply.node, reply.frame, reply.replica, reply.data) == (3, 11, True, b"\x41" * PAGE)
+    assert entry.replicas == {3: (11, 4)} and not entry.lock.held and c.events["repl_fetch_bytes"] == PAGE
+
+
+def test_the_readers_own_directory_pulls_the_bytes_into_its_spare():
+    c, repl, entry, gen = directory(3, master_node=0)
+    spare = c.pool.alloc()
+    gen = repl.read(pc.DirRead(obj=OBJ, idx=5, mapper=3, task_node=3, policy={}, allowed=[0, 1, 2, 3],
+                               interleave_index=0, replicate=True, frame=spare, generation=c.pool.generation[spare]))
+    pull = next(gen)
+    assert pull.dest == "node:0" and isinstance(pull.request, mm.FrameRead) and pull.request.frame == 2
+    assert entry.replicas == {} and entry.lock.held
     with pytest.raises(StopIteration) as stop:
-        gen.send(Ok())
-    assert stop.value.value.replica and entry.replicas == {3: (11, 4)}
+        gen.send(mm.FrameReadReply(data=b"\x43" * PAGE))
+    reply = stop.value.value
+    assert (reply.node, reply.frame, reply.replica, reply.data) == (3, spare, True, None)
+    assert c.pool.read(spare, 0, 2) == b"CC" and entry.replicas == {3: (spare, c.pool.generation[spare])}
+
+
+def test_an_answer_carrying_the_bytes_fills_the_spare_unless_a_shootdown_overtook_it():
+    for overtaken in (False, True):
+        h = HomeNode()
+        spare = h.read.frame
+        if overtaken:
+            h.view.shootdown(pc.PteShootdown(obj=OBJ, idx=h.idx, node=3, frame=spare, free=True, cause="write",
+                                             epoch=2))
+        h.directory_answers(pc.DirPageReply(node=3, frame=spare, generation=h.read.generation, replica=True,
+                                            epoch=1, data=b"\x44" * PAGE))
+        if overtaken:  # discarded (the spare is freed already): asks again
+            assert isinstance(h.lookup.send(h.answer.result), Spawn)
+            assert h.core.pool.read(spare, 0, 2) == bytes(2) and h.core.vmstat()["nr_repl_pages"] == 0
+        else:
+            page, _ = h.resume()
+            assert page.replica and h.core.pool.read(spare, 0, 2) == b"DD"
+            assert h.core.vmstat()["nr_repl_pages"] == 1
+
+
+def test_a_spare_freed_behind_the_readers_back_is_neither_taken_nor_freed_again():
+    """The unsafe collapse frees replicas with frame.free, no shootdown: an answer naming a spare
+    that was freed meanwhile is stale; the read asks again and the frame is not freed twice."""
+    h = HomeNode()
+    spare = h.read.frame
+    h.core.release([spare])  # what frame.free does
+    h.directory_answers(pc.DirPageReply(node=3, frame=spare, generation=h.read.generation, replica=True, epoch=1,
+                                        data=b"\x44" * PAGE))
+    again = h.lookup.send(h.answer.result)  # asks again, offering a new spare (no double free on the way)
+    assert isinstance(again, Spawn)
+    assert h.core.pool.free == h.free_before and h.core.vmstat()["nr_repl_pages"] == 0
 
 
 def test_a_failed_copy_shoots_the_replica_down_and_answers_with_the_master():
