@@ -10,9 +10,9 @@ itself; the pipe that drives it is never part of a timing. Every measurement use
     writes and fsyncs them, so each page is clean with its master on node 0. Then, page by page,
     taking turns:
     - replicated: a reader on CPU 3 (node 3) that mapped file `repl` read-only reads one byte of
-      page i: the read fault asks the page's directory home D, which allocates a frame on node 3,
-      has node 0 copy the page there and maps the replica; the same reader reads the byte again
-      (a replica hit, local);
+      page i: the read fault offers a frame of node 3 to the page's directory home D, which has
+      the page's bytes put there and node 3 maps the replica; the same reader reads the byte
+      again (a replica hit, local);
     - replication off: the same on node 3, by a reader in a cpuset whose replication flag is off
       (the per-cpuset switch of the 2007 series): the fault maps the master on node 0 and the
       byte comes back with a frame.read; and likewise by a reader on node 3 of a fourth file with
@@ -22,11 +22,13 @@ itself; the pipe that drives it is never part of a timing. Every measurement use
       third file; no replica, the fault maps the local master.
     Target: a replication ≤ 3× the bare 4 KiB round trip. The replicated reads are also broken
     down by where the page's directory entry lives (D = reader's node, master's node, or a
-    third node), which changes how many node-to-node messages the fault takes (2, 2 and 3: the
-    bytes come from the master's node as the answer, repl.fill). Two timings of the same fault:
-    end to end in the task (its request to its home node and back included), and on the home
-    node, from asking the directory to the replica in hand (node 3's vmstat repl_fault_wall_ns,
-    read before and after each sample through ClusterStats, outside the task's timing).
+    third node), which changes how many node-to-node messages the fault waits for: 2 (D, the
+    reader's node, pulls the page from the master's node), 2 (the bytes ride on D's answer), 3
+    (D has the master's node send them straight to the reader, repl.fill). Two timings of the
+    same fault: end to end in the task (its request to its home node and back included), and on
+    the home node, from asking the directory to the replica in hand (node 3's vmstat
+    repl_fault_wall_ns, read before and after each sample through ClusterStats, outside the
+    task's timing).
 (b) Unreplication with R replicas, R = 0, 1, 3, 7, on full,8 (node i has CPU i). A writer on
     node 0 creates and fsyncs file `c`; readers on nodes 1..7 map it read-only. For each
     measurement, readers on nodes 1..R read one byte of a fresh page (R replicas; checked with
