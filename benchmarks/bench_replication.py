@@ -10,9 +10,9 @@ itself; the pipe that drives it is never part of a timing. Every measurement use
     writes and fsyncs them, so each page is clean with its master on node 0. Then, page by page,
     taking turns:
     - replicated: a reader on CPU 3 (node 3) that mapped file `repl` read-only reads one byte of
-      page i: the read fault asks the page's directory home D, which allocates a frame on node 3,
-      has node 0 copy the page there and maps the replica; the same reader reads the byte again
-      (a replica hit, local);
+      page i: the read fault offers a frame of node 3 to the page's directory home D, which has
+      the page's bytes put there and node 3 maps the replica; the same reader reads the byte
+      again (a replica hit, local);
     - replication off: the same on node 3, by a reader in a cpuset whose replication flag is off
       (the per-cpuset switch of the 2007 series): the fault maps the master on node 0 and the
       byte comes back with a frame.read; and likewise by a reader on node 3 of a fourth file with
@@ -22,7 +22,13 @@ itself; the pipe that drives it is never part of a timing. Every measurement use
       third file; no replica, the fault maps the local master.
     Target: a replication ≤ 3× the bare 4 KiB round trip. The replicated reads are also broken
     down by where the page's directory entry lives (D = reader's node, master's node, or a
-    third node), which changes how many node-to-node round trips the fault takes.
+    third node), which changes how many node-to-node messages the fault waits for: 2 (D, the
+    reader's node, pulls the page from the master's node), 2 (the bytes ride on D's answer), 3
+    (D has the master's node send them straight to the reader, repl.fill). Two timings of the
+    same fault: end to end in the task (its request to its home node and back included), and on
+    the home node, from asking the directory to the replica in hand (node 3's vmstat
+    repl_fault_wall_ns, read before and after each sample through ClusterStats, outside the
+    task's timing).
 (b) Unreplication with R replicas, R = 0, 1, 3, 7, on full,8 (node i has CPU i). A writer on
     node 0 creates and fsyncs file `c`; readers on nodes 1..7 map it read-only. For each
     measurement, readers on nodes 1..R read one byte of a fresh page (R replicas; checked with
@@ -38,7 +44,9 @@ itself; the pipe that drives it is never part of a timing. Every measurement use
     exists; with a fresh page per measurement back-off never applies anyway (it is per page).
 
 Baselines: the bare pyzmq round trip with 8 B and 4 KiB replies (a frame.read-sized request to an
-echo child), measured from this process in short blocks between the measurements above.
+echo child), measured from this process in short blocks between the measurements above; for (b)
+also the bare fan-out, R 8 B round trips at once to R echo children (one per replica node): the
+floor of R parallel shootdowns on this machine, where every receiver must wake.
 """
 from __future__ import annotations
 
@@ -46,11 +54,16 @@ import argparse
 import contextlib
 import time
 
+import msgpack
+import zmq
+
 import _common as bc
 from nodes.core import directory_home
 from numa_emu.cluster import Cluster
 from protocol.messages import control as cm
+from protocol.messages import tasks as tm
 from protocol.topology import build_shape
+from protocol.version import TAG
 
 PAGE = 4096
 REPL_TARGET = 3.0  # one replication / bare 4 KiB round trip
@@ -80,6 +93,43 @@ class Bare:
         self.client.close()
 
 
+class FanOut:
+    """The bare floor of a collapse: R 8 B round trips at once, one to each of R bare echo
+    children, answered in any order (every child wakes, as every replica's node does), taken a
+    block at a time between the cluster measurements."""
+
+    def __init__(self, endpoints: list[str]):
+        self.ctx = zmq.Context()
+        self.socks = []
+        for ep in endpoints:
+            sock = self.ctx.socket(zmq.DEALER)
+            sock.linger = 0
+            sock.connect(ep)
+            self.socks.append(sock)
+        self.frames = [TAG, msgpack.packb(bc.read_envelope(8), use_bin_type=True)]
+        self.s: dict[int, list[float]] = {r: [] for r in R_VALUES if r}
+        for _ in range(20):
+            self.one(len(self.socks))
+
+    def one(self, r: int) -> float:
+        t0 = time.perf_counter()
+        for sock in self.socks[:r]:
+            sock.send_multipart(self.frames, copy=False)
+        for sock in self.socks[:r]:
+            msgpack.unpackb(sock.recv_multipart()[-1], raw=False, strict_map_key=False)
+        return time.perf_counter() - t0
+
+    def block(self) -> None:
+        for _ in range(BARE_BLOCK // 4):
+            for r in self.s:
+                self.s[r].append(self.one(r))
+
+    def close(self) -> None:
+        for sock in self.socks:
+            sock.close(linger=0)
+        self.ctx.term()
+
+
 def seed_file(writer: bc.Puppet, name: str, pages: int) -> None:
     """A file of `pages` pages written by `writer` and written back: clean, master on its node."""
     writer.do("open", name=name, create=True, size=pages * PAGE)
@@ -100,8 +150,9 @@ def reader(cpu: int, cluster: Cluster, home, name: str, cpuset: str | None = Non
 # ---- (a) one replication ------------------------------------------------------------------
 
 def replication_cost(home, echo_ep: str, pages: int, notes: list[str]) -> dict:
-    s: dict[str, list[float]] = {k: [] for k in ("repl", "hit", "off", "local", "sysoff")}
+    s: dict[str, list[float]] = {k: [] for k in ("repl", "hit", "off", "local", "sysoff", "at_home")}
     by_home: dict[str, list[float]] = {"D = reader's node (3)": [], "D = master's node (0)": [], "D = a third node": []}
+    at_home_by: dict[str, list[float]] = {k: [] for k in by_home}
     with Cluster("default-4n", name="repl") as cluster, contextlib.ExitStack() as stack:
         keys = bc.sysctl_keys(cluster)
         switch = SWITCH_KEY in keys
@@ -119,13 +170,21 @@ def replication_cost(home, echo_ep: str, pages: int, notes: list[str]) -> dict:
         assert (r_repl.node, r_off.node, r_local.node) == (3, 3, 0)
         bare = stack.enter_context(contextlib.closing(Bare(echo_ep)))
         coordinator = stack.enter_context(cluster.client())
+        def home_wall_ns() -> int:  # node 3's wall time spent from asking to a replica mapped, summed
+            return coordinator.call(tm.ClusterStats()).nodes[3]["vmstat"].get("repl_fault_wall_ns", 0)
+
         for i in range(pages):
             off = i * PAGE
+            before = home_wall_ns()
             data, dt = r_repl.timed("read", offset=off, length=1, **{"as": "m"})
             assert data == "41", data
+            at_home = (home_wall_ns() - before) / 1e9
             s["repl"].append(dt)
+            s["at_home"].append(at_home)
             d = directory_home("file:repl", i, 4)
-            by_home[list(by_home)[0 if d == 3 else 1 if d == 0 else 2]].append(dt)
+            where_d = list(by_home)[0 if d == 3 else 1 if d == 0 else 2]
+            by_home[where_d].append(dt)
+            at_home_by[where_d].append(at_home)
             s["hit"].append(r_repl.timed("read", offset=off, length=1, **{"as": "m"})[1])
             s["off"].append(r_off.timed("read", offset=off, length=1, **{"as": "m"})[1])
             s["local"].append(r_local.timed("read", offset=off, length=1, **{"as": "m"})[1])
@@ -145,12 +204,12 @@ def replication_cost(home, echo_ep: str, pages: int, notes: list[str]) -> dict:
         if vm[3].get("pgreplicated", 0) != pages or vm[3].get("nr_repl_pages", 0) != pages:
             notes.append(f"[red]node 3 has pgreplicated {vm[3].get('pgreplicated', 0)}, nr_repl_pages "
                          f"{vm[3].get('nr_repl_pages', 0)}; expected {pages} each[/red]")
-    return {"s": s, "by_home": by_home, "bare8": bare.s8, "bare4k": bare.s4k, "switch": switch}
+    return {"s": s, "by_home": by_home, "at_home_by": at_home_by, "bare8": bare.s8, "bare4k": bare.s4k, "switch": switch}
 
 
 # ---- (b) collapse with R replicas ---------------------------------------------------------
 
-def collapse_cost(home, echo_ep: str, per_r: int, notes: list[str]) -> dict:
+def collapse_cost(home, echo_ep: str, fan_eps: list[str], per_r: int, notes: list[str]) -> dict:
     n_nodes = 8
     obj = "file:c"
     wanted = per_r * len(R_VALUES)
@@ -177,6 +236,7 @@ def collapse_cost(home, echo_ep: str, per_r: int, notes: list[str]) -> dict:
         readers = [stack.enter_context(reader(cpu, cluster, home, "c")) for cpu in range(1, n_nodes)]
         assert [r.node for r in readers] == list(range(1, n_nodes))
         bare = stack.enter_context(contextlib.closing(Bare(echo_ep)))
+        fan = stack.enter_context(contextlib.closing(FanOut(fan_eps)))
         zaps0 = bc.vmstat_total(cluster, "pgreplicazap_write")
         pages = iter(candidates)
         for k in range(per_r):
@@ -193,6 +253,7 @@ def collapse_cost(home, echo_ep: str, per_r: int, notes: list[str]) -> dict:
                 if left:
                     bad.append(f"page {page}: {left} replicas left after the write")
             bare.block()
+            fan.block()
         zaps = bc.vmstat_total(cluster, "pgreplicazap_write") - zaps0
         if zaps != per_r * sum(R_VALUES):
             bad.append(f"pgreplicazap_write grew by {zaps}, expected {per_r * sum(R_VALUES)}")
@@ -200,7 +261,7 @@ def collapse_cost(home, echo_ep: str, per_r: int, notes: list[str]) -> dict:
         notes.append(f"[red]{b}[/red]")
     if len(bad) > 5:
         notes.append(f"[red]... and {len(bad) - 5} more[/red]")
-    return {"s": s, "bare8": bare.s8, "bare4k": bare.s4k, "file_pages": file_pages, "bad": len(bad)}
+    return {"s": s, "bare8": bare.s8, "bare4k": bare.s4k, "fan": fan.s, "file_pages": file_pages, "bad": len(bad)}
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
@@ -222,7 +283,12 @@ def main() -> None:
         with bc.echo_server(home) as echo_ep:
             a = replication_cost(home, echo_ep, args.pages, notes_a)
             t_a = time.monotonic() - t0
-            b = collapse_cost(home, echo_ep, args.collapses, notes_b)
+            with contextlib.ExitStack() as echoes:
+                fan_eps = []
+                for i in range(1, 8):  # one bare echo child per replica node
+                    (home / f"fan{i}").mkdir()
+                    fan_eps.append(echoes.enter_context(bc.echo_server(home / f"fan{i}")))
+                b = collapse_cost(home, echo_ep, fan_eps, args.collapses, notes_b)
 
     # (a)
     s, b4k, p4k = a["s"], bc.median(a["bare4k"]), bc.pct(a["bare4k"], 0.10)
@@ -233,8 +299,11 @@ def main() -> None:
 
     rows = [row("bare pyzmq round trip, 4 KiB reply (baseline)", a["bare4k"]),
             row("bare pyzmq round trip, 8 B reply", a["bare8"]),
-            row("(a) read fault making a replica (node 3, master on 0)", s["repl"], REPL_TARGET)]
+            row("(a) read fault making a replica, end to end in the task (node 3, master on 0)", s["repl"],
+                REPL_TARGET)]
     rows += [row(f"    of which {label}", v) for label, v in a["by_home"].items() if v]
+    rows.append(row("(a) the same fault on the home node 3: asking D to replica mapped", s["at_home"], REPL_TARGET))
+    rows += [row(f"    of which {label}", v) for label, v in a["at_home_by"].items() if v]
     rows += [row("second read of it (replica hit, local)", s["hit"]),
              row("read fault, replication off (cpuset flag): master on 0", s["off"])]
     if s["sysoff"]:
@@ -263,6 +332,14 @@ def main() -> None:
         inc = (med[r] - med[0]) / r
         rows.append([f"writer pwrite 8 B collapsing R = {r}", *bc.sample_cells(s[r]), bc.micros(inc),
                      bc.ratio(inc, b8), f"≤ {PER_REPLICA_TARGET:g}×", bc.verdict(inc / b8 <= PER_REPLICA_TARGET)])
+    fan = {r: bc.median(v) for r, v in b["fan"].items()}
+    for r in R_VALUES[1:]:
+        inc = (fan[r] - fan[1]) / (r - 1) if r > 1 else 0.0
+        rows.append([f"bare fan-out: {r} parallel 8 B round trips to {r} echo children", *bc.sample_cells(b["fan"][r]),
+                     bc.micros(inc) if r > 1 else "", bc.ratio(inc, b8) if r > 1 else "", "", ""])
+    kf = slope([1, 3, 7], [fan[r] for r in (1, 3, 7)])
+    rows.append(["bare fan-out, least-squares slope over R = 1, 3, 7", "", "", "", "", bc.micros(kf), bc.ratio(kf, b8),
+                 "", ""])
     rows.append(["least-squares slope over R = 0, 1, 3, 7 (medians)", "", "", "", "", bc.micros(k), bc.ratio(k, b8),
                  f"≤ {PER_REPLICA_TARGET:g}×", bc.verdict(k / b8 <= PER_REPLICA_TARGET)])
     steps = [f"{a_}→{b_}: {bc.micros((med[b_] - med[a_]) / (b_ - a_))}/replica"

@@ -28,6 +28,7 @@ class FrameService:
             "mem.access.forward": self.access_forward,
             "frame.fill": self.fill,
             "frame.copy": self.copy,
+            "repl.copy": self.replica_copy,
             "stat.add": self.stat_add,
         }
 
@@ -90,6 +91,18 @@ class FrameService:
             c.pool.write(msg.dst_frame, 0, data)
         else:
             yield Call(node_dest(msg.dst), mm.FrameWrite(frame=msg.dst_frame, offset=0, data=data))
+        return Ok()
+
+    def replica_copy(self, msg: pc.ReplicaCopy):
+        """The master's bytes straight to the home node that asked for a replica, as the answer
+        to its read (repl.fill); acknowledged to the directory once the home node took them."""
+        c = self.core
+        if not 0 <= msg.dst < c.n_nodes or msg.dst == c.node_id:
+            raise NumaEmuError(ErrorCode.EINVAL, f"repl.copy: bad destination node {msg.dst}")
+        c.check_generation(msg.frame, msg.generation)
+        yield Call(node_dest(msg.dst), pc.ReplicaFill(
+            obj=msg.obj, idx=msg.idx, frame=msg.dst_frame, generation=msg.dst_generation, epoch=msg.epoch,
+            cost_ns=msg.cost_ns, data=c.pool.read(msg.frame)))
         return Ok()
 
     def fill(self, msg: mm.FrameFill) -> Ok:

@@ -7,13 +7,22 @@ node before it is acknowledged; since every access of a task is served here, one
 nothing can use the old mapping after the ack (DESIGN.md, Task). Answers of the directory carry
 the entry's epoch and shootdowns the epoch they start: an answer older than a shootdown already
 seen here is stale (the two travel on different sockets) and the access asks again.
+
+A read that offers a spare frame for a replica takes the first answer to arrive: the bytes of
+the replica sent straight by the master's node (repl.fill, a forwarded reply: the directory holds
+the page lock until that copy is acknowledged) or the directory's own answer (the master, a
+replica made earlier, or a new replica whose bytes it pulled into the spare or carries itself).
+A fill is taken only into the exact frame and generation still waiting for that page; anything
+else is refused with ESTALE and changes nothing.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from nodes.core import NodeCore, directory_home, node_dest
-from protocol.effects import Call
+from protocol.effects import Call, Future, Spawn
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import Ok
 from protocol.messages import pagecache as pc
 
 Key = tuple[str, int]
@@ -35,11 +44,12 @@ class PageCacheView:
         self.rmap: dict[Key, set[tuple[int, int]]] = {}  # page -> {(task id, page-aligned vaddr)}
         self.seen_epoch: dict[Key, int] = {}
         self.spares: dict[int, Key] = {}  # frames offered to a directory for a replica, answer pending
+        self.fetches: dict[int, tuple[Key, int, Future]] = {}  # spare -> (page, generation, first answer)
         self.replication = None  # set by the server: the local directory protocol (nodes.replication)
         self.tasks = None  # set by the server: task id -> TaskState (nodes.mm)
 
     def handlers(self) -> dict:
-        return {"pte.shootdown": self.shootdown}
+        return {"pte.shootdown": self.shootdown, "repl.fill": self.fill}
 
     def lookup(self, obj: str, idx: int, *, write: bool, task, policy: dict, interleave_index: int, replicate: bool):
         """The copy of (obj, idx) this node uses, asking its directory home if needed.
@@ -53,6 +63,7 @@ class PageCacheView:
         if page is not None and (page.writable or not write) and not may_gain_replica:
             return page, 0
         home = directory_home(obj, idx, core.n_nodes)
+        started_ns, made = core.clock_ns(), False
         while True:
             common = dict(obj=obj, idx=idx, mapper=core.node_id, task_node=task.node, policy=policy,
                           allowed=sorted(task.mems), interleave_index=interleave_index)
@@ -65,26 +76,76 @@ class PageCacheView:
             if spare is not None:
                 self.spares[spare] = key
             try:
-                if home == core.node_id:
+                if spare is not None:  # the fill or the directory's answer, whichever comes first
+                    answer = Future()
+                    self.fetches[spare] = (key, core.pool.generation[spare], answer)
+                    yield Spawn(self._ask(home, msg, answer))
+                    reply = yield answer
+                elif home == core.node_id:
                     handler = self.replication.write if write else self.replication.read
                     reply = yield from handler(msg)
                 else:
                     reply = yield Call(node_dest(home), msg)
             except BaseException:
+                self.fetches.pop(spare, None)
                 if self.spares.pop(spare, None) is not None:
                     core.release([spare])
                 raise
+            self.fetches.pop(spare, None)
             # A shootdown that overtook the answer may have freed the spare already (see shootdown).
             if spare is not None and self.spares.pop(spare, None) is not None:
-                if reply.replica and reply.node == core.node_id and reply.frame == spare:
-                    self._became_replica(spare, key)  # the directory took it
+                taken = reply.replica and reply.node == core.node_id and reply.frame == spare
+                if core.pool.generation[spare] != msg.generation:
+                    # freed behind our back (the unsafe collapse frees without shootdowns): nothing
+                    # to take or to release; an answer that names it is stale, ask again
+                    if taken:
+                        continue
+                elif taken:  # the directory took it
+                    if reply.data is not None:  # the bytes rode on the answer
+                        core.pool.write(spare, 0, reply.data)
+                    self._became_replica(spare, key)
+                    made = True
                 else:
                     core.release([spare])
             if reply.epoch >= self.seen_epoch.get(key, -1):
                 break  # else a shootdown overtook this answer: ask again
         page = CachedPage(reply.node, reply.frame, reply.generation, write, reply.replica)
         self.pages[key] = page
+        if made and page.replica:  # wall time from asking to the replica in hand, on this node (bench_replication)
+            core.events["repl_fault_wall_ns"] += core.clock_ns() - started_ns
         return page, reply.cost_ns
+
+    def _ask(self, home: int, msg: pc.DirRead, answer: Future):
+        """The directory's answer to `msg`, into `answer` (unless a fill got there first)."""
+        try:
+            if home == self.core.node_id:
+                reply = yield from self.replication.read(msg)
+            else:
+                reply = yield Call(node_dest(home), msg)
+        except Exception as exc:  # noqa: BLE001 - handed on whole to the waiting lookup
+            answer.set_exception(exc)
+        else:
+            answer.set_result(reply)
+
+    def fill(self, msg: pc.ReplicaFill) -> Ok:
+        """The bytes of a replica this node asked for, sent by the master's node (the forwarded
+        reply): into the spare frame, and the waiting read maps it at once."""
+        core = self.core
+        key = (msg.obj, msg.idx)
+        pending = self.fetches.get(msg.frame)
+        if (pending is None or pending[:2] != (key, msg.generation) or self.spares.get(msg.frame) != key
+                or core.pool.generation[msg.frame] != msg.generation):
+            core.events["repl_fill_refused"] += 1
+            raise NumaEmuError(ErrorCode.ESTALE, f"repl.fill: node {core.node_id} is not waiting for a copy of "
+                                                 f"{msg.obj}:{msg.idx} in frame {msg.frame} "
+                                                 f"(generation {msg.generation})")
+        if len(msg.data) != core.page_size:
+            raise NumaEmuError(ErrorCode.EINVAL, f"repl.fill: {len(msg.data)} bytes, a page is {core.page_size}")
+        del self.fetches[msg.frame]
+        core.pool.write(msg.frame, 0, msg.data)
+        pending[2].set_result(pc.DirPageReply(node=core.node_id, frame=msg.frame, generation=msg.generation,
+                                              replica=True, epoch=msg.epoch, cost_ns=msg.cost_ns))
+        return Ok()
 
     def _became_replica(self, frame: int, key: Key) -> None:
         self.core.replica_frames[frame] = key
@@ -137,6 +198,8 @@ class PageCacheView:
                     self.unmap(key, task_id, vpage)
                 count += 1
         if msg.free and msg.node == self.core.node_id:
+            if self.fetches.get(msg.frame, (None,))[0] == key:
+                del self.fetches[msg.frame]  # a fill for it that comes later is refused
             if self.spares.get(msg.frame) == key:  # a replica made in a frame whose answer is still on its way
                 del self.spares[msg.frame]
                 self._became_replica(msg.frame, key)

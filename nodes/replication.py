@@ -5,6 +5,12 @@
   the store); a clean page-cache page whose master is on another node gets a replica on the
   reader's node (allocated there only, copied owner -> reader once), unless the page is dirty,
   backing off, or the reader's node has no free frame (then the master is used, no error).
+  When the reader offered a frame, its bytes reach it in as few messages as the directory's place
+  allows (_replicate): on the directory's answer when the directory owns the master, pulled by
+  the directory when it is the reader's node, else sent by the owner straight to the reader as
+  the answer to its read (repl.copy -> repl.fill, a forwarded reply), the acknowledgements coming
+  back here off the reader's path with the entry locked until then. A copy that fails is shot
+  down on the reader, which may have mapped it already (cause "copyfail"), and the master is used.
 - write (the collapse): every home node mapping a replica gets a shootdown, and only after every
   acknowledgement are the replicas freed; then the writer maps the master writable.
 - Writeback write-protects the writers first (page_mkclean), so the next write faults and dirties
@@ -63,15 +69,15 @@ class Replication:
         entry = yield from self._locked(msg.obj, msg.idx)
         try:
             yield from self._ensure_master(msg, entry)
-            cost = 0
+            cost, data = 0, None
             h = msg.mapper
             if (msg.replicate and msg.obj.startswith(FILE_PREFIX) and entry.node != h and h not in entry.replicas):
                 spare = (msg.frame, msg.generation) if msg.frame is not None else None
-                cost = yield from self._replicate(msg.obj, msg.idx, entry, h, msg.task_node, spare)
+                cost, data = yield from self._replicate(msg.obj, msg.idx, entry, h, msg.task_node, spare)
             node, frame, gen, replica = entry.copy_of(h)
             entry.mappers[h] = node
             return pc.DirPageReply(node=node, frame=frame, generation=gen, replica=replica, epoch=entry.epoch,
-                                   cost_ns=cost)
+                                   cost_ns=cost, data=data)
         finally:
             entry.lock.release()
 
@@ -116,15 +122,23 @@ class Replication:
     def _replicate(self, obj: str, idx: int, entry: DirEntry, h: int, task_node: int,
                    spare: tuple[int, int] | None = None):
         """A replica of the master on node h, in the frame h offered (`spare`) or one allocated
-        there now; returns its cost in ns (0 when none was made)."""
+        there now. Returns (its cost in ns, the page's bytes when they are to ride on the answer):
+        (0, None) when none was made.
+
+        How the bytes travel, h having offered a frame (the reader's path, in messages):
+        - this node owns the master: on the answer to h's read (h -> D -> h; no other message);
+        - this node is h: pulled from the owner with frame.read, the lock held (h -> O -> h);
+        - else the owner sends them straight to h (repl.copy, repl.fill: h -> D -> O -> h), and
+          the acknowledgements come back here off h's path, the lock held until then.
+        Without an offered frame, one is allocated on h and the owner copies into it (frame.copy)."""
         c = self.core
         now = c.clock_ns()
         if entry.dirty:
-            return 0
+            return 0, None
         if c.repl.backoff and now < entry.backoff_until_ns:
             c.events["repl_backoff_skips"] += 1
-            return 0
-        cost = 0
+            return 0, None
+        cost, ride = 0, None
         if entry.writers:  # a clean page still writably mapped: write-protect it first
             cost += yield from self._write_protect(obj, idx, entry, "replicate")
         if spare is not None:
@@ -132,17 +146,44 @@ class Replication:
         else:
             frame, gen = yield from self._alloc_on(h, task_node, (obj, idx))
         if frame is None:
-            return cost
-        if entry.node == c.node_id:
-            yield from c.write_frame(h, frame, gen, 0, c.pool.read(entry.frame))
-        else:
-            yield Call(node_dest(entry.node), pc.FrameCopy(frame=entry.frame, dst=h, dst_frame=frame))
+            return cost, None
+        cost += c.cost.copy_ns(entry.node, h)
+        try:
+            if spare is not None and entry.node == c.node_id:
+                ride = c.pool.read(entry.frame)
+            elif spare is not None and h == c.node_id:
+                data = yield from c.read_frame(entry.node, entry.frame, entry.gen)
+                c.check_generation(frame, gen)
+                c.pool.write(frame, 0, data)
+            elif spare is not None:
+                yield from self._forward_copy(obj, idx, entry, h, frame, gen, cost)
+            elif entry.node == c.node_id:
+                yield from c.write_frame(h, frame, gen, 0, c.pool.read(entry.frame))
+            else:
+                yield Call(node_dest(entry.node), pc.FrameCopy(frame=entry.frame, dst=h, dst_frame=frame))
+        except NumaEmuError:
+            # h may hold the bytes and even map them (the fill came, its ack did not): take the
+            # mapping and the frame away on h, acknowledged, and use the master.
+            yield from self._shootdown(obj, idx, entry, [(h, h, frame)], False, "copyfail", free=True)
+            c.events["repl_copy_failed"] += 1
+            return cost, None
+        # Recorded once the copy is in place (or, riding on the answer, once it is sent), the lock
+        # held since the decision: nothing that waits for the lock can see a replica half made.
+        # An answer a shootdown overtakes is discarded by h (epochs; its frame is freed there).
         entry.replicas[h] = (frame, gen)
         entry.born_ns[h] = now
         c.events["repl_fetch_bytes"] += c.page_size
         if c.trace.on:
             c.trace.emit("replicate", obj=obj, idx=idx, replica_node=h, frame=frame, master=entry.node)
-        return cost + c.cost.copy_ns(entry.node, h)
+        return cost, ride
+
+    def _forward_copy(self, obj: str, idx: int, entry: DirEntry, h: int, frame: int, gen: int, cost: int):
+        """The bytes go from the master's node straight to h as the answer to h's read (repl.fill;
+        h maps the replica on receipt), and come back acknowledged here, the lock held throughout:
+        h's path is h -> D -> owner -> h, the acknowledgements are off it."""
+        yield Call(node_dest(entry.node), pc.ReplicaCopy(frame=entry.frame, generation=entry.gen, dst=h, obj=obj,
+                                                         idx=idx, dst_frame=frame, dst_generation=gen,
+                                                         epoch=entry.epoch, cost_ns=cost))
 
     def _alloc_on(self, h: int, task_node: int, page: tuple[str, int]):
         """One frame on node h and nowhere else (__GFP_THISNODE); (None, 0) when h is full."""

@@ -15,6 +15,7 @@ import time
 import numa_emu
 
 STAMP = 8  # bytes: the sequence number, little endian, at the start of the page
+REMAP_EVERY = 8  # reader passes over the pages between two fresh mappings
 
 
 def writer(cpu: int, name: str, pages: int, rounds: int) -> dict:
@@ -33,9 +34,17 @@ def writer(cpu: int, name: str, pages: int, rounds: int) -> dict:
 def reader(cpu: int, name: str, pages: int, seconds: float) -> dict:
     log = []
     with numa_emu.attach(cpu=cpu) as t:
-        region = t.mmap_file(t.open(name), writable=False)
+        f = t.open(name)
+        region = t.mmap_file(f, writable=False)
         end = time.monotonic() + seconds
+        passes = 0
         while time.monotonic() < end:
+            passes += 1
+            if passes % REMAP_EVERY == 0:
+                # A mapping faults once per page: map afresh now and then, so that replication
+                # decisions (taken at faults) keep racing the writer's collapses all run long.
+                region.munmap()
+                region = t.mmap_file(f, writable=False)
             for page in range(pages):
                 start = time.monotonic_ns()
                 seq = int.from_bytes(region.read(page * 4096, STAMP), "little")

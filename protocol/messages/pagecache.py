@@ -170,6 +170,7 @@ class DirPageReply(Reply):
     replica: bool
     epoch: int  # the entry's epoch when this answer was made (see PteShootdown.epoch)
     cost_ns: int = 0  # virtual time the directory's work cost the asker (replica copy, shootdowns)
+    data: bytes | None = None  # a new replica's bytes, for the frame the asker offered (the directory owns the master)
 
 
 @message
@@ -268,3 +269,41 @@ class FrameCopy(Request):
     frame: int
     dst: int
     dst_frame: int
+
+
+@message
+class ReplicaCopy(Request):
+    """Directory -> owner of the master: send this frame's bytes to home node `dst` as the answer
+    to its pending read (ReplicaFill), then acknowledge. The directory holds the page lock until
+    this ack, so nothing can change the page or its copies while the bytes travel."""
+
+    kind = "repl.copy"
+    reply = Ok
+    frame: int  # the master on the receiving node, and its generation
+    generation: int
+    dst: int
+    obj: str  # the rest is what the ReplicaFill to `dst` carries besides the bytes
+    idx: int
+    dst_frame: int
+    dst_generation: int
+    epoch: int
+    cost_ns: int
+
+
+@message
+class ReplicaFill(Request):
+    """Master's owner -> home node `dst` of ReplicaCopy: the bytes of a new replica, into the
+    frame the home node offered in its dir.read, and the directory's answer to that read (a
+    forwarded reply: the home node maps the replica at once, without waiting for the directory's
+    own answer). Refused unless that exact frame (and generation) is still waiting for the copy
+    of (obj, idx)."""
+
+    kind = "repl.fill"
+    reply = Ok
+    obj: str
+    idx: int
+    frame: int
+    generation: int
+    epoch: int
+    cost_ns: int
+    data: bytes

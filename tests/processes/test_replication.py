@@ -7,6 +7,9 @@ import sys
 
 import pytest
 
+from protocol.client import Client
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
 from protocol.topology import from_cli
 from tests.conftest import PuppetError, poll_until
@@ -250,3 +253,32 @@ def test_no_replica_frame_leaks_when_shootdowns_overtake_answers(four, cli):
         assert '"stale_reads": 0' in out.stdout
         assert total(four, "nr_repl_pages") == 0
     assert total(four, "pgreplicated") > 0 and total(four, "pgreplicazap") == total(four, "pgreplicated")
+
+
+def test_a_fill_or_copy_nobody_asked_for_gets_one_clear_error_and_the_node_keeps_serving(four, puppets):
+    """repl.fill is a forwarded reply: a node takes one only into a frame it offered for that page
+    and is still waiting on; anything else is refused (ESTALE, counted), and so is a repl.copy of
+    a frame whose generation moved on; replication on the same nodes then works as before."""
+    nodes = four.status().nodes
+    with Client(nodes[3]["endpoint"], timeout_s=5.0) as n3, Client(nodes[0]["endpoint"], timeout_s=5.0) as n0:
+        for frame in (0, 7, 10**9):
+            with pytest.raises(NumaEmuError) as err:
+                n3.call(pc.ReplicaFill(obj="file:f", idx=0, frame=frame, generation=0, epoch=1, cost_ns=0,
+                                       data=b"\x42" * PAGE))
+            assert err.value.code == ErrorCode.ESTALE and "repl.fill: node 3 is not waiting" in err.value.message
+        with pytest.raises(NumaEmuError) as err:
+            n0.call(pc.ReplicaCopy(frame=0, generation=12345, dst=3, obj="file:f", idx=0, dst_frame=0,
+                                   dst_generation=0, epoch=1, cost_ns=0))
+        assert err.value.code == ErrorCode.ESTALE
+        with pytest.raises(NumaEmuError) as err:
+            n0.call(pc.ReplicaCopy(frame=0, generation=0, dst=0, obj="file:f", idx=0, dst_frame=0,
+                                   dst_generation=0, epoch=1, cost_ns=0))
+        assert err.value.code == ErrorCode.EINVAL
+    assert vm(four)[3]["repl_fill_refused"] == 3
+    seeded(puppets, four)
+    reader = puppets(four, 3)
+    reader.do("open", name="f")
+    reader.do("map", name="f", **{"as": "m"}, writable=False)
+    assert reader.do("read", **{"as": "m"}, offset=0, length=PAGE * 4)[:4] == "4141"
+    assert reader.do("where", **{"as": "m"}) == [3, 3, 3, 3]
+    assert total(four, "nr_repl_pages") == 4 and vm(four)[3]["repl_fill_refused"] == 3

@@ -48,6 +48,7 @@ def test_no_stale_read_with_the_default_protocol(cluster_factory, cli):
     assert len(reads) > 100
     assert violations(writes, reads) == []
     assert vm_total(c, "repl_stale_access") == 0
+    assert vm_total(c, "repl_copy_failed") == 0 and vm_total(c, "repl_fill_refused") == 0  # no copy went astray
     assert vm_total(c, "pgreplicated") > 0 and vm_total(c, "pgreplicazap_write") > 0  # the race was exercised
 
 
