@@ -499,8 +499,11 @@ class Reactor:
         due = now + 1.0
         if self._timers:
             due = min(due, self._timers[0][0])
-        if self._deadlines:
-            due = min(due, self._deadlines[0][0])
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][1] not in self._pending:  # answered: no wake-up for it
+            heapq.heappop(deadlines)
+        if deadlines:
+            due = min(due, deadlines[0][0])
         if self._delayed:
             if self._delayed[0][0] - now < _SPIN_S:
                 return 0  # spin: the next held-back message is due within the sleep's error
