@@ -85,6 +85,16 @@ def cluster_factory(home, cluster_name):
     yield make
     for c in reversed(started):
         c.stop()
+        _report_crashes(home / c.name)
+
+
+def _report_crashes(cluster_dir: Path) -> None:
+    """Print the tracebacks a cluster's daemons logged (pytest shows them with a failure), so that
+    a node that died under load can be told from one that crashed."""
+    for log in sorted(cluster_dir.glob("*.log")):
+        text = log.read_text(errors="replace")
+        if any(mark in text for mark in ("Traceback", "-> dead", "-> suspect", "exited with status")):
+            print(f"---- {log.name} ----\n{text[-4000:]}")
 
 
 @pytest.fixture
