@@ -209,6 +209,18 @@ class NodeCore:
             return
         yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=data, generation=gen))
 
+    def copy_frame(self, frame: int, gen: int | None, dst: int, dst_frame: int, dst_gen: int | None,
+                   free: bool = False):
+        """The one page-copy path (frame.copy): this node's frame into `dst_frame` on node `dst`,
+        read once and sent once. `free`: a migration, the frame is retired in the same step."""
+        if not 0 <= frame < self.pool.frames or not 0 <= dst < self.n_nodes:
+            raise NumaEmuError(ErrorCode.EINVAL, f"frame.copy: no frame {frame} on node {self.node_id} or no node {dst}")
+        self.check_generation(frame, gen)
+        data = self.pool.read(frame)
+        if free:
+            self.release([frame])
+        yield from self.write_frame(dst, dst_frame, dst_gen, 0, data)
+
     def check_generation(self, frame: int, gen: int | None) -> None:
         if gen is not None and self.pool.generation[frame] != gen:
             raise NumaEmuError(ErrorCode.ESTALE, f"frame {frame} of node {self.node_id} was freed since it was mapped")

@@ -85,12 +85,8 @@ class FrameService:
 
     def copy(self, msg: pc.FrameCopy):
         """Send this frame's bytes to `dst` (replication, migration): they travel once, owner -> dst."""
-        c = self.core
-        data = c.pool.read(msg.frame)
-        if msg.dst == c.node_id:
-            c.pool.write(msg.dst_frame, 0, data)
-        else:
-            yield Call(node_dest(msg.dst), mm.FrameWrite(frame=msg.dst_frame, offset=0, data=data))
+        yield from self.core.copy_frame(msg.frame, msg.generation, msg.dst, msg.dst_frame, msg.dst_generation,
+                                        msg.free)
         return Ok()
 
     def replica_copy(self, msg: pc.ReplicaCopy):

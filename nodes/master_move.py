@@ -3,7 +3,7 @@ what both sides of migration share: allocating on the target node only, and the 
 
 dir.migrate runs under the entry lock: the replicas are torn down (cause "migration"), every
 mapping of the master is shot down and acknowledged, the owner copies the master to a frame on
-the target and retires the old frame in the same step (frame.migrate), and the entry points at
+the target and retires the old frame in the same step (frame.copy with free), and the entry points at
 the new frame with a new epoch. Home nodes refault through the directory; the requester maps the
 new master at once. With `unmap_only` (mbind MOVE|LAZY) it stops after the shootdowns.
 pgmigrate_success / pgmigrate_fail count here, on the directory home.
@@ -16,9 +16,9 @@ from nodes.migration_plan import EACCES, EBUSY, ENOENT, ENOMEM, result_name
 from nodes.replication import Replication
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import Ok
 from protocol.messages import memory as mm
 from protocol.messages import migration as mg
+from protocol.messages import pagecache as pc
 
 UNREACHABLE = (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT)
 
@@ -59,7 +59,7 @@ class MasterMove:
         self.repl = replication
 
     def handlers(self) -> dict:
-        return {"dir.migrate": self.dir_migrate, "frame.migrate": self.frame_migrate}
+        return {"dir.migrate": self.dir_migrate}
 
     def dir_migrate(self, msg: mg.DirMigrate):
         c = self.core
@@ -109,11 +109,10 @@ class MasterMove:
         cost = yield from self._unmap_all(obj, idx, entry, src_frame)
         try:
             if src == c.node_id:
-                yield from self.frame_migrate(mg.FrameMigrate(frame=src_frame, generation=src_gen, dst=target,
-                                                              dst_frame=frame, dst_generation=gen))
+                yield from c.copy_frame(src_frame, src_gen, target, frame, gen, free=True)
             else:
-                yield Call(node_dest(src), mg.FrameMigrate(frame=src_frame, generation=src_gen, dst=target,
-                                                           dst_frame=frame, dst_generation=gen))
+                yield Call(node_dest(src), pc.FrameCopy(frame=src_frame, generation=src_gen, dst=target,
+                                                        dst_frame=frame, dst_generation=gen, free=True))
         except NumaEmuError:
             yield from c.free_frames({target: [frame]})
             c.events["pgmigrate_fail"] += 1
@@ -138,18 +137,6 @@ class MasterMove:
             entry.mappers.pop(home, None)
         entry.writers.clear()
         return cost
-
-    def frame_migrate(self, msg: mg.FrameMigrate):
-        """On the owner of a master: copy it to its new frame and free it in the same step, so an
-        access still in flight to it either is in the copy or gets ESTALE and refaults."""
-        c = self.core
-        if not 0 <= msg.frame < c.pool.frames or not 0 <= msg.dst < c.n_nodes:
-            raise NumaEmuError(ErrorCode.EINVAL, f"frame.migrate: no frame {msg.frame} here or no node {msg.dst}")
-        c.check_generation(msg.frame, msg.generation)
-        data = c.pool.read(msg.frame)
-        c.release([msg.frame])
-        yield from c.write_frame(msg.dst, msg.dst_frame, msg.dst_generation, 0, data)
-        return Ok()
 
     def _trace(self, msg: mg.DirMigrate, status: int, src: int, src_frame: int, dst: int | None,
                dst_frame: int | None) -> None:

@@ -101,18 +101,3 @@ class DirMigrate(Request):
     cause: str = "syscall"
     mode: str = "direct"  # direct | lazy (a migrate-on-fault): for the trace
     unmap_only: bool = False  # mbind MOVE|LAZY: tear replicas and mappings down, move nothing (target unused)
-
-
-@message
-class FrameMigrate(Request):
-    """Directory -> owner of a master: read the frame, free it at once (its generation moves on,
-    so an access still in flight gets ESTALE and refaults), and send the bytes to `dst_frame` on
-    `dst`. Reading and retiring in one step means no write can land after the copy was taken."""
-
-    kind = "frame.migrate"
-    reply = Ok
-    frame: int
-    generation: int
-    dst: int
-    dst_frame: int
-    dst_generation: int

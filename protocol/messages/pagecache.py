@@ -262,13 +262,19 @@ class PteShootdown(Request):
 
 @message
 class FrameCopy(Request):
-    """Directory -> owner: copy this frame into `dst_frame` on `dst` (bytes travel owner -> dst once)."""
+    """-> the owner of a frame: copy it into `dst_frame` on `dst` (the bytes travel owner -> dst
+    once). The one page-copy path of replication and migration. With `free` (a migration) the
+    frame is freed in the same step, so an access still in flight to it either is in the copy or
+    gets ESTALE and faults again; the generations, when given, must still be the frames'."""
 
     kind = "frame.copy"
     reply = Ok
     frame: int
     dst: int
     dst_frame: int
+    generation: int | None = None
+    dst_generation: int | None = None
+    free: bool = False
 
 
 @message

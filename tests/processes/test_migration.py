@@ -13,6 +13,7 @@ import numa_emu
 from nodes.costmodel import SHOOTDOWN_NS, CostModel
 from protocol.client import Client
 from protocol.messages import migration as mg
+from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
 from protocol.policy import (MPOL_F_ADDR, MPOL_F_NODE, MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT,
                              Mode)
@@ -507,7 +508,7 @@ def test_bad_migration_messages_get_one_clear_error(four):
                 (mg.MovePages(task_id=task.task_id, addrs=["x"]), "EINVAL"),
                 (mg.MigratePages(task_id=999, old_nodes=[0], new_nodes=[1]), "ESRCH"),
                 (mg.DirMigrate(obj="shm:x", idx=0, target=9, mapper=0, task_node=0, task_id=1), "EINVAL"),
-                (mg.FrameMigrate(frame=10 ** 6, generation=0, dst=1, dst_frame=0, dst_generation=0), "EINVAL"),
+                (pc.FrameCopy(frame=10 ** 6, generation=0, dst=1, dst_frame=0, dst_generation=0, free=True), "EINVAL"),
             ]
             for msg, code in bad:
                 with pytest.raises(numa_emu.NumaEmuError) as info:
