@@ -13,8 +13,11 @@ import textwrap
 
 import pytest
 
+import numa_emu
 from numa_emu.cli.main import COMMANDS
+from protocol.policy import MPOL_F_ADDR
 from tests.processes.test_policy_regress import EMU, PAGE
+from tests.processes.test_tasks import stats
 
 pytestmark = pytest.mark.cluster
 
@@ -222,3 +225,26 @@ def test_shims_first_on_path_run_a_script_written_for_the_real_tools(four, cli, 
     assert proc.stdout.splitlines() == [".", ".", "nodes 4 delta0 1024 delta1 1024", "cpubind ok",
                                         "migratepages exit 1"], proc.stderr
     assert proc.stderr == "migrate_pages: No such process\n"  # $$ is bash, not a task of the cluster
+
+
+def test_migratepages_moves_a_tasks_pages_as_migratepages_8_does(four, cli):
+    with numa_emu.attach(0, cluster=four.name) as task:
+        region = task.mmap(6 * PAGE)
+        region.mbind("interleave", [0, 1])
+        region.touch(write=True)
+        region.write(PAGE, b"kept")
+        assert region.where() == [0, 1, 0, 1, 0, 1]
+        hits = {n: s["numastat"]["numa_hit"] for n, s in stats(four).items()}
+        # 0,1 -> 2,3: node 0 to 2, node 1 to 3 (REFERENCE "Observed on a real kernel")
+        assert cli("migratepages", str(task.pid), "0,1", "2-3").returncode == 0
+        assert region.where() == [2, 3, 2, 3, 2, 3] and region.read(PAGE, 4) == b"kept"
+        after = {n: s["numastat"]["numa_hit"] for n, s in stats(four).items()}
+        assert (after[2] - hits[2], after[3] - hits[3]) == (3, 3)  # each moved page: an allocation there
+        assert (after[0], after[1]) == (hits[0], hits[1])  # the sources' counters are left alone
+        assert task.get_mempolicy(MPOL_F_ADDR, region.addr(0))[1] == [0, 1]  # the policy stays
+        proc = cli("migratepages", str(task.pid), "9", "1")
+        assert (proc.returncode, proc.stdout) == (1, "<9> is invalid\n")
+        proc = cli("migratepages", str(task.pid), "2")
+        assert proc.returncode == 1 and proc.stderr.startswith("usage: migratepages pid from-nodes to-nodes")
+    proc = cli("migratepages", str(os.getpid()), "0", "1")  # detached: no such task any more
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", "migrate_pages: No such process\n")
