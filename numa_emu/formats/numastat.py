@@ -1,19 +1,41 @@
-"""numastat(8) output, byte for byte: compatibility mode, ``-n`` and ``-p PID``.
+"""numastat(8) output, byte for byte: compatibility mode, ``-n``, ``-m``, ``-p PID`` and the
+display switches ``-c``, ``-z``, ``-s[NODE]`` and ``-v``.
 
-Place in numa-emu: ``numa-emu numastat`` collects each node's six counters (or a
-task's resident pages by node) and calls these functions.  The layout follows
-numactl's ``numastat.c`` (v2.0.19): a table of fixed-width cells (``display_table``,
-``display_justified_cell``), a 16-wide left-justified label column, 16-wide
-right-justified data columns, no separator character, and line folding only when a
+Place in numa-emu: ``numa-emu numastat`` collects each node's counters, frame pool or a task's
+resident pages by node and calls these functions.  The layout follows numactl's ``numastat.c``
+(v2.0.19): one table engine (``_Table``: ``display_table``, ``display_justified_cell``,
+``auto_set_col_width``, ``sort_rows_descending_by_col``), a 16-wide left-justified label column,
+16-wide right-justified data columns, no separator character, and line folding only when a
 screen width is given (a pipe never folds: ``get_screen_width`` uses 10,000,000).
 
-Units: compatibility mode prints page counts; ``-n`` and ``-p`` print MiB with two
-decimals, computed in floating point exactly as numastat.c does
-(``pages * page_size / 1048576``).
+Units: compatibility mode prints page counts; every other table prints MiB with two decimals
+(none with ``-c``), computed in floating point exactly as numastat.c does
+(``pages * page_size / 1048576``; meminfo ``kB * 1024 / 1048576``).
+
+The switches, as numastat.c applies them:
+
+- ``-c``: every column as narrow as its widest cell (any row, shown or not) plus one blank,
+  at least 4 + 1 and at most 16; values with no decimals.
+- ``-z``: hide data rows and data columns whose cells are all zero.  Rows and columns with no
+  data at all are hidden with or without ``-z`` (so ``-m`` shows only the meminfo lines the
+  nodes report); the header rows and the dashed rule above ``-p``'s Total row always show.
+  A table with nothing non-zero prints ``Table has no non-zero data.``
+- ``-s[NODE]``: rows sorted by descending Total (or by NODE's column when 0 <= NODE < the
+  number of nodes), by numastat.c's selection sort, which does not keep the order of ties.
+- ``-v``: with several PIDs, one Huge/Heap/Stack/Private table per PID instead of one table
+  with a row per PID.  Those tables reuse one table as numastat.c does: the row order left by
+  ``-s`` and the rows and columns once seen non-zero carry over to the next PID's table.
+
+``-m`` reads meminfo text as numastat.c reads ``/sys/devices/system/node/nodeN/meminfo``;
+:func:`node_meminfo` writes what an emulated node can state exactly: ``MemTotal``, ``MemFree``
+and ``MemUsed`` from its frame pool.  FilePages, AnonPages, Shmem and the rest are absent (as
+on a kernel whose meminfo has fewer lines): a node supplies frames without knowing whether
+they will hold private, shared or page-cache pages, so it cannot count those kinds exactly.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -25,9 +47,38 @@ NUMASTAT_FIELDS: tuple[str, ...] = NUMASTAT_COUNTERS
 # numastat.c process_meminfo[]: the sub-category rows of ``-p PID``.
 PROCESS_ROWS: tuple[str, ...] = ("Huge", "Heap", "Stack", "Private")
 
+# numastat.c system_meminfo[]: the rows ``-m`` can show, in its order (not the kernel's).
+SYSTEM_MEMINFO_ROWS: tuple[str, ...] = (
+    "MemTotal", "MemFree", "MemUsed", "HighTotal", "HighFree", "LowTotal", "LowFree", "Active",
+    "Inactive", "Active(anon)", "Inactive(anon)", "Active(file)", "Inactive(file)", "Unevictable",
+    "Mlocked", "Dirty", "Writeback", "FilePages", "Mapped", "AnonPages", "Shmem", "KernelStack",
+    "PageTables", "NFS_Unstable", "Bounce", "WritebackTmp", "Slab", "SReclaimable", "SUnreclaim",
+    "AnonHugePages", "ShmemHugePages", "ShmemPmdMapped", "HugePages_Total", "HugePages_Free",
+    "HugePages_Surp", "KReclaimable",
+)  # fmt: skip
+
 MEGABYTE = 1024 * 1024
+KILOBYTE = 1024
 _CELL_WIDTH = 16  # numastat.c set_col_width(..., 16)
 _NO_FOLD_WIDTH = 10_000_000  # numastat.c get_screen_width() when stdout is not a tty
+
+
+@dataclass(frozen=True)
+class NumastatOptions:
+    """numastat's display switches (see the module docstring)."""
+
+    compress: bool = False  # -c
+    show_zero: bool = True  # -z clears it
+    sort: bool = False  # -s
+    sort_node: int = -1  # -sNODE; -1: the Total column
+    verbose: bool = False  # -v
+
+    @property
+    def decimals(self) -> int:
+        return 0 if self.compress else 2
+
+
+DEFAULT_OPTIONS = NumastatOptions()
 
 
 @dataclass(frozen=True)
@@ -39,25 +90,35 @@ _RULE = _Rule()
 _Cell = str | float | _Rule | None
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Column:
     width: int
     right: bool
     decimals: int = 0
 
 
+def _cell_string(cell: _Cell, col: _Column) -> str:
+    """numastat.c fmt_cell_data() before truncation."""
+    if cell is None:
+        return ""
+    if isinstance(cell, _Rule):
+        return "-" * (col.width - 1)
+    if isinstance(cell, float):
+        return f"{cell:.{col.decimals}f}"
+    return cell
+
+
 def _cell_text(cell: _Cell, col: _Column) -> str:
     """numastat.c fmt_cell_data + display_justified_cell: format, truncate, justify."""
-    if cell is None:
-        text = ""
-    elif isinstance(cell, _Rule):
-        text = "-" * (col.width - 1)
-    elif isinstance(cell, float):
-        text = f"{cell:.{col.decimals}f}"
-    else:
-        text = cell
-    text = text[: col.width]
+    text = _cell_string(cell, col)[: col.width]
     return text.rjust(col.width) if col.right else text.ljust(col.width)
+
+
+def _non_zero(cell: _Cell) -> bool:
+    """numastat.c tests the cell's 64 bits: only +0.0 is zero (a string is never zero)."""
+    if isinstance(cell, float):
+        return cell != 0.0 or math.copysign(1.0, cell) < 0
+    return True
 
 
 def _screen_width(width: int | None) -> int:
@@ -69,32 +130,112 @@ def _screen_width(width: int | None) -> int:
     return max(width, 32)
 
 
-def _render(columns: Sequence[_Column], rows: Sequence[Sequence[_Cell]], width: int | None) -> str:
-    """numastat.c display_table(): one header column, data columns folded to the width.
+class _Table:
+    """numastat.c's vtab: one header column, ``header_rows`` header rows, data cells below.
 
-    Every row of a section starts with the label column and shows at least one data
-    column; sections after the first are preceded by a blank line.
+    The row order (``-s``), the always-shown rows and the seen / non-zero flags live with the
+    table, so a table reused for several PIDs (``-v``) keeps them, as numastat.c's does.
     """
-    screen = _screen_width(width)
-    out: list[str] = []
-    data_col = 1
-    while data_col < len(columns):
-        if data_col > 1:
-            out.append("\n")
-        col = data_col
-        for row in rows:
-            parts = [_cell_text(row[0], columns[0])]
-            used = columns[0].width
-            col = data_col
-            while True:
-                parts.append(_cell_text(row[col], columns[col]))
-                used += columns[col].width
-                col += 1
-                if col >= len(columns) or used + columns[col].width > screen:
-                    break
-            out.append("".join(parts) + "\n")
-        data_col = col
-    return "".join(out)
+
+    def __init__(self, columns: list[_Column], rows: list[list[_Cell]], header_rows: int) -> None:
+        self.columns = columns
+        self.rows = rows
+        self.header_rows = header_rows
+        self.order = list(range(len(rows)))
+        self.always_rows: set[int] = set()
+        self.seen_rows: set[int] = set()
+        self.nonzero_rows: set[int] = set()
+        self.seen_cols: set[int] = set()
+        self.nonzero_cols: set[int] = set()
+
+    def auto_width(self, col: int, low: int, high: int) -> None:
+        """numastat.c auto_set_col_width(): widest cell of every row (rules excepted) + 1 gutter."""
+        width = low
+        for row in self.rows:
+            if not isinstance(row[col], _Rule):
+                width = max(width, len(_cell_string(row[col], self.columns[col])[:high]))
+        self.columns[col].width = min(width + 1, high)
+
+    def compress(self) -> None:
+        for col in range(len(self.columns)):
+            self.auto_width(col, 4, 16)
+
+    def sort(self, first: int, last: int, col: int) -> None:
+        """numastat.c sort_rows_descending_by_col(): selection sort by swaps (ties are not stable).
+        An empty cell counts as 0 (its bits are zero)."""
+
+        def value(row: int) -> float:
+            cell = self.rows[row][col]
+            return cell if isinstance(cell, float) else 0.0
+
+        for ix in range(first, last + 1):
+            biggest = ix
+            for iy in range(ix + 1, last + 1):
+                if value(self.order[biggest]) < value(self.order[iy]):
+                    biggest = iy
+            self.order[ix], self.order[biggest] = self.order[biggest], self.order[ix]
+
+    def _mark(self) -> tuple[bool, bool]:
+        seen_any = nonzero_any = False
+        for r in range(self.header_rows, len(self.rows)):
+            for c in range(1, len(self.columns)):
+                cell = self.rows[r][c]
+                if cell is None or isinstance(cell, _Rule):
+                    continue
+                seen_any = True
+                self.seen_rows.add(r)
+                self.seen_cols.add(c)
+                if _non_zero(cell):
+                    nonzero_any = True
+                    self.nonzero_rows.add(r)
+                    self.nonzero_cols.add(c)
+        return seen_any, nonzero_any
+
+    def display(self, width: int | None, show_zero: bool) -> str:
+        """numastat.c display_table(..., show_unseen 0, 0, show_zero, show_zero): hidden rows and
+        columns skipped, data columns folded to the screen width, sections after the first
+        preceded by a blank line."""
+        seen_any, nonzero_any = self._mark()
+        if not seen_any:
+            return "Table has no data.\n"
+        if not nonzero_any and not show_zero:
+            return "Table has no non-zero data.\n"
+
+        def col_shown(c: int) -> bool:
+            return c in self.seen_cols and (show_zero or c in self.nonzero_cols)
+
+        def row_shown(r: int) -> bool:
+            if r < self.header_rows or r in self.always_rows:
+                return True
+            return r in self.seen_rows and (show_zero or r in self.nonzero_rows)
+
+        screen = _screen_width(width)
+        columns = self.columns
+        out: list[str] = []
+        col, data_col = -1, 1
+        while data_col < len(columns):
+            if not col_shown(data_col):
+                data_col += 1
+                continue
+            if col > 0:
+                out.append("\n")
+            for r in self.order:
+                if not row_shown(r):
+                    continue
+                row = self.rows[r]
+                parts = [_cell_text(row[0], columns[0])]
+                used = columns[0].width
+                col = data_col
+                while True:
+                    if col_shown(col):
+                        parts.append(_cell_text(row[col], columns[col]))
+                        used += columns[col].width
+                    col += 1
+                    if col >= len(columns) or used + columns[col].width > screen:
+                        break
+                out.append("".join(parts) + "\n")
+            data_col = col
+        return "".join(out)
 
 
 def _sorted_nodes(counters: Mapping[int, object]) -> list[int]:
@@ -109,6 +250,18 @@ def _capitalise(label: str) -> str:
     return "_".join(part[:1].upper() + part[1:] for part in label.split("_"))
 
 
+def _sort_column(nodes: Sequence[int], opts: NumastatOptions) -> int:
+    """numastat.c: -sN with 0 <= N < nodes sorts by column 1 + (the N-th smallest node id), which
+    is Node N's column when node ids are 0..n-1 (always so in numa-emu); else by Total.
+    (Where that id would point past the table numastat.c reads out of bounds; we use Total.)"""
+    total = len(nodes) + 1
+    if 0 <= opts.sort_node < len(nodes):
+        col = 1 + sorted(nodes)[opts.sort_node]
+        if col <= total:
+            return col
+    return total
+
+
 def format_numastat_compat(counters: Mapping[int, Mapping[str, int]]) -> str:
     """``numastat`` with no arguments: raw page counts, ``node<N>`` headers, no Total.
 
@@ -118,42 +271,199 @@ def format_numastat_compat(counters: Mapping[int, Mapping[str, int]]) -> str:
     nodes = _sorted_nodes(counters)
     columns = [_Column(_CELL_WIDTH, right=False)]
     columns += [_Column(_CELL_WIDTH, right=True) for _ in nodes]
-    rows: list[Sequence[_Cell]] = [[None] + [f"node{n}" for n in nodes]]
+    rows: list[list[_Cell]] = [[None] + [f"node{n}" for n in nodes]]
     for field in NUMASTAT_FIELDS:
         # numastat.c stores every value as a double and prints it with "%.0f".
         rows.append([field] + [float(counters[n].get(field, 0)) for n in nodes])
-    return _render(columns, rows, None)
+    return _Table(columns, rows, header_rows=1).display(None, show_zero=True)
 
 
-def _mb_columns(count: int, decimals: int = 2) -> list[_Column]:
-    return [_Column(_CELL_WIDTH, right=True, decimals=decimals) for _ in range(count)]
+def _node_table(labels: Sequence[str], values: Mapping[int, Sequence[tuple[int, float]]], nodes: Sequence[int],
+                opts: NumastatOptions, width: int | None) -> str:
+    """numastat.c show_info_from_system_file() past the reading: ``values`` maps node -> the
+    (row index, MiB) pairs its file gave, in file order; rows no node gave stay empty (hidden)."""
+    n = len(nodes)
+    columns = [_Column(_CELL_WIDTH, right=False)]
+    columns += [_Column(_CELL_WIDTH, right=True, decimals=opts.decimals) for _ in range(n + 1)]
+    rows: list[list[_Cell]] = [[None] + [f"Node {x}" for x in nodes] + ["Total"], [None] + [_RULE] * (n + 1)]
+    rows += [[label] + [None] * (n + 1) for label in labels]
+    for col, node in enumerate(nodes, start=1):
+        for index, value in values.get(node, ()):
+            row = rows[2 + index]
+            row[col] = value
+            row[n + 1] = (row[n + 1] or 0.0) + value
+    table = _Table(columns, rows, header_rows=2)
+    if opts.compress:
+        table.compress()
+    if opts.sort:
+        table.sort(2, 2 + len(labels) - 1, _sort_column(nodes, opts))
+    return table.display(width, opts.show_zero)
 
 
-def format_numastat_mb(counters: Mapping[int, Mapping[str, int]], page_size: int, *, width: int | None = None) -> str:
-    """``numastat -n``: the six counters in MiB, ``Node N`` columns plus ``Total``.
+def format_numastat_mb(counters: Mapping[int, Mapping[str, int]], page_size: int, *, width: int | None = None,
+                       opts: NumastatOptions = DEFAULT_OPTIONS) -> str:
+    """``numastat -n`` (and any arguments without -p or -m): the six counters in MiB, ``Node N``
+    columns plus ``Total``.
 
     Starts with a blank line and the title ``Per-node numastat info (in MBs):``
     (numastat.c show_numastat_info).  ``width`` is the screen width in columns
     (``NUMASTAT_WIDTH``); None means a pipe, which never folds.
     """
     nodes = _sorted_nodes(counters)
-    columns = [_Column(_CELL_WIDTH, right=False)] + _mb_columns(len(nodes) + 1)
-    rows: list[Sequence[_Cell]] = [
-        [None] + [f"Node {n}" for n in nodes] + ["Total"],
-        [None] + [_RULE] * (len(nodes) + 1),
-    ]
-    for field in NUMASTAT_FIELDS:
-        values = [float(counters[n].get(field, 0)) * float(page_size) / MEGABYTE for n in nodes]
-        total = 0.0
-        for value in values:
-            total += value
-        rows.append([_capitalise(field)] + values + [total])
-    return "\nPer-node numastat info (in MBs):\n" + _render(columns, rows, width)
+    values = {
+        n: [(i, float(counters[n].get(field, 0)) * float(page_size) / MEGABYTE) for i, field in enumerate(NUMASTAT_FIELDS)]
+        for n in nodes
+    }
+    labels = [_capitalise(field) for field in NUMASTAT_FIELDS]
+    return "\nPer-node numastat info (in MBs):\n" + _node_table(labels, values, nodes, opts, width)
 
 
-def _process_label_width(labels: Sequence[str]) -> int:
-    """numastat.c auto_set_col_width(table, 0, 16, 24): longest label + 1 gutter, max 24."""
-    return min(max(16, *(len(label) for label in labels)) + 1, 24)
+def node_meminfo(node: int, frames_total: int, frames_free: int, page_size: int) -> str:
+    """An emulated node's ``/sys/devices/system/node/nodeN/meminfo``: the lines the kernel's
+    node_read_meminfo() starts with, in its format, from the node's frame pool.  Sizes are kB
+    (``pages * page_size / 1024``, rounded down for 512-byte pages, as the kernel's K() would)."""
+    used = frames_total - frames_free
+    lines = [("MemTotal", frames_total), ("MemFree", frames_free), ("MemUsed", used)]
+    return "".join(f"Node {node} {(name + ':').ljust(15)} {pages * page_size // KILOBYTE:8d} kB\n"
+                   for name, pages in lines)
+
+
+def format_numastat_meminfo(meminfo: Mapping[int, str], page_size: int, *, width: int | None = None,
+                            opts: NumastatOptions = DEFAULT_OPTIONS, huge_page_size: int = 0) -> str:
+    """``numastat -m``: each node's meminfo text (node id -> file contents) read as numastat.c
+    reads it, shown in MiB with the rows of its system_meminfo[] list the files have.
+
+    A line whose name is not in that list prints ``Token NAME not in hash table.`` before the
+    table, as numastat does.  Values in kB are scaled by 1024, HugePages_* counts by
+    ``huge_page_size`` bytes, anything else by ``page_size``.
+    """
+    nodes = _sorted_nodes(meminfo)
+    index_of = {name: i for i, name in enumerate(SYSTEM_MEMINFO_ROWS)}
+    notes: list[str] = []
+    values: dict[int, list[tuple[int, float]]] = {}
+    for node in nodes:
+        got = values.setdefault(node, [])
+        for line in meminfo[node].splitlines():
+            tokens = line.replace(":", " ").split()  # strtok(" \t\r\n:")
+            if len(tokens) < 4:
+                continue  # blank or malformed: numastat.c skips blank lines
+            if tokens[2] not in index_of:
+                notes.append(f"Token {tokens[2]} not in hash table.\n")
+                continue
+            multiplier = 1.0
+            if tokens[2].startswith("HugePages"):
+                multiplier = float(huge_page_size)
+            elif len(tokens) > 4 and tokens[4].startswith("kB"):
+                multiplier = float(KILOBYTE)
+            got.append((index_of[tokens[2]], _c_atol(tokens[3]) * multiplier / MEGABYTE))
+    table = _node_table(SYSTEM_MEMINFO_ROWS, values, nodes, opts, width)
+    return "\nPer-node system memory usage (in MBs):\n" + "".join(notes) + table
+
+
+def _c_atol(text: str) -> float:
+    """atol(): leading digits (with a sign), 0 when there are none."""
+    digits = ""
+    for i, ch in enumerate(text):
+        if ch.isdigit() and ch.isascii() or (i == 0 and ch in "+-"):
+            digits += ch
+        else:
+            break
+    try:
+        return float(int(digits))
+    except ValueError:
+        return 0.0
+
+
+@dataclass(frozen=True)
+class ProcessMemory:
+    """One process for ``-p``: its resident bytes by row (Huge, Heap, Stack, Private) and node."""
+
+    pid: int
+    comm: str
+    per_node_bytes: Mapping[str, Mapping[int, int]]
+
+
+def _check_process(proc: ProcessMemory, nodes: Sequence[int]) -> None:
+    unknown = set(proc.per_node_bytes) - set(PROCESS_ROWS)
+    if unknown:
+        raise ValueError(f"unknown numastat -p rows: {sorted(unknown)}")
+    for row_name, by_node in proc.per_node_bytes.items():
+        stray = set(by_node) - set(nodes)
+        if stray:
+            raise ValueError(f"row {row_name} has nodes {sorted(stray)} not in {sorted(nodes)}")
+
+
+def _process_table(nodes: Sequence[int], labels: Sequence[str], opts: NumastatOptions, sub: bool) -> _Table:
+    n = len(nodes)
+    columns = [_Column(_CELL_WIDTH, right=False)]
+    columns += [_Column(_CELL_WIDTH, right=True, decimals=opts.decimals) for _ in range(n + 1)]
+    rows: list[list[_Cell]] = [[None if sub else "PID"] + [f"Node {x}" for x in nodes] + ["Total"],
+                               [None if sub else _RULE] + [_RULE] * (n + 1)]
+    rows += [[label] + [0.0] * (n + 1) for label in labels]
+    rows += [[None] + [0.0] * (n + 1), ["Total"] + [0.0] * (n + 1)]
+    return _Table(columns, rows, header_rows=2)
+
+
+def _add_process(table: _Table, proc: ProcessMemory, nodes: Sequence[int], row_of: Mapping[str, int]) -> None:
+    """numastat.c's reading of numa_maps: each value into its row, the Total column and row."""
+    total_row, total_col = len(table.rows) - 1, len(nodes) + 1
+    for name in PROCESS_ROWS:
+        by_node = proc.per_node_bytes.get(name, {})
+        for col, node in enumerate(nodes, start=1):
+            if node not in by_node:
+                continue
+            value = by_node[node] / MEGABYTE
+            for r, c in ((row_of[name], col), (row_of[name], total_col), (total_row, col), (total_row, total_col)):
+                table.rows[r][c] += value  # type: ignore[operator]
+
+
+def _show_process_table(table: _Table, nodes: Sequence[int], data_rows: int, opts: NumastatOptions,
+                        width: int | None) -> str:
+    if opts.compress:
+        table.compress()
+    else:
+        table.auto_width(0, 16, 24)  # a wider label column, so command names are not cut short
+    rule = len(table.rows) - 2
+    table.always_rows.add(rule)
+    table.rows[rule] = [_RULE] * len(table.columns)
+    if opts.sort:
+        table.sort(2, 2 + data_rows - 1, _sort_column(nodes, opts))
+    return table.display(width, opts.show_zero)
+
+
+def format_numastat_processes(procs: Sequence[ProcessMemory], nodes: Sequence[int], *, width: int | None = None,
+                              opts: NumastatOptions = DEFAULT_OPTIONS) -> str:
+    """``numastat -p PID...``: ``procs`` in the order numastat lists them (ascending PID).
+
+    One process, or ``-v``: a Huge/Heap/Stack/Private table per process, each after the title
+    ``Per-node process memory usage (in MBs) for PID <pid> (<comm>)``.  Several processes: the
+    title ``Per-node process memory usage (in MBs)`` and one table with a ``<pid> (<comm>)`` row
+    per process.  ``nodes`` are the machine's node ids (the columns); values are MiB.
+    """
+    ordered = sorted(nodes)
+    for proc in procs:
+        _check_process(proc, ordered)
+    if not procs:
+        return ""
+    sub = opts.verbose or len(procs) == 1
+    n = len(ordered)
+    if sub:
+        table = _process_table(ordered, PROCESS_ROWS, opts, sub=True)
+        row_of = {name: 2 + i for i, name in enumerate(PROCESS_ROWS)}
+        out = []
+        for proc in procs:
+            out.append(f"\nPer-node process memory usage (in MBs) for PID {proc.pid} ({proc.comm})\n")
+            for r in range(2, len(table.rows)):  # numastat.c zero_table_data(): flags and order stay
+                table.rows[r][1:] = [0.0] * (n + 1)
+            _add_process(table, proc, ordered, row_of)
+            out.append(_show_process_table(table, ordered, len(PROCESS_ROWS), opts, width))
+        return "".join(out)
+    # numastat.c: snprintf into 64 bytes
+    table = _process_table(ordered, [f"{p.pid} ({p.comm})"[:63] for p in procs], opts, sub=False)
+    for i, proc in enumerate(procs):
+        _add_process(table, proc, ordered, dict.fromkeys(PROCESS_ROWS, 2 + i))
+    text = _show_process_table(table, ordered, len(procs), opts, width)
+    return "\nPer-node process memory usage (in MBs)\n" + text
 
 
 def format_numastat_process(
@@ -163,6 +473,7 @@ def format_numastat_process(
     nodes: Sequence[int],
     *,
     width: int | None = None,
+    opts: NumastatOptions = DEFAULT_OPTIONS,
 ) -> str:
     """``numastat -p PID`` for one process: Huge, Heap, Stack, Private, rule, Total.
 
@@ -170,30 +481,7 @@ def format_numastat_process(
     to {node id: resident bytes}; absent rows and nodes are 0.  ``nodes`` are the
     machine's node ids (the columns).  Values are MiB with two decimals.
     """
-    unknown = set(per_node_bytes) - set(PROCESS_ROWS)
-    if unknown:
-        raise ValueError(f"unknown numastat -p rows: {sorted(unknown)}")
-    ordered = sorted(nodes)
-    for row_name, by_node in per_node_bytes.items():
-        stray = set(by_node) - set(ordered)
-        if stray:
-            raise ValueError(f"row {row_name} has nodes {sorted(stray)} not in {ordered}")
-    labels = list(PROCESS_ROWS) + ["Total"]
-    columns = [_Column(_process_label_width(labels), right=False)] + _mb_columns(len(ordered) + 1)
-    rows: list[Sequence[_Cell]] = [
-        [None] + [f"Node {n}" for n in ordered] + ["Total"],
-        [None] + [_RULE] * (len(ordered) + 1),
-    ]
-    node_totals = [0.0] * len(ordered)
-    for row_name in PROCESS_ROWS:
-        by_node = per_node_bytes.get(row_name, {})
-        values = [by_node.get(n, 0) / MEGABYTE for n in ordered]
-        node_totals = [t + v for t, v in zip(node_totals, values, strict=True)]
-        rows.append([row_name] + values + [sum(values, 0.0)])
-    rows.append([_RULE] * (len(ordered) + 2))
-    rows.append(["Total"] + node_totals + [sum(node_totals, 0.0)])
-    title = f"\nPer-node process memory usage (in MBs) for PID {pid} ({comm})\n"
-    return title + _render(columns, rows, width)
+    return format_numastat_processes([ProcessMemory(pid, comm, per_node_bytes)], nodes, width=width, opts=opts)
 
 
 def numastat_json(counters: Mapping[int, Mapping[str, int]]) -> dict[str, dict[str, dict[str, int]]]:
