@@ -183,3 +183,270 @@ def test_json_shape() -> None:
     assert data["nodes"]["1"] == {"numa_hit": 3, "numa_miss": 0, "numa_foreign": 0,
                                   "interleave_hit": 0, "local_node": 0, "other_node": 0}  # fmt: skip
     assert data["nodes"]["0"]["other_node"] == 7664
+
+
+# ---- -c, -z, -s[NODE], -m, -v: expectations written from numastat.c's rules ----------------------
+
+from numa_emu.formats.numastat import (  # noqa: E402
+    NumastatOptions,
+    ProcessMemory,
+    format_numastat_meminfo,
+    format_numastat_processes,
+    node_meminfo,
+)
+
+MB_COUNTERS = {0: {"numa_hit": 256, "local_node": 256}, 1: {"numa_hit": 128, "numa_miss": 3, "other_node": 131}}
+MB_TITLE = "\nPer-node numastat info (in MBs):\n"
+MB_HEADER = (
+    "                          Node 0          Node 1           Total\n"
+    "                 --------------- --------------- ---------------\n"
+)
+MB_ROWS = {  # the rows of test_mb_layout_byte_for_byte, by name
+    "Numa_Hit": "Numa_Hit                    1.00            0.50            1.50\n",
+    "Numa_Miss": "Numa_Miss                   0.00            0.01            0.01\n",
+    "Numa_Foreign": "Numa_Foreign                0.00            0.00            0.00\n",
+    "Interleave_Hit": "Interleave_Hit              0.00            0.00            0.00\n",
+    "Local_Node": "Local_Node                  1.00            0.00            1.00\n",
+    "Other_Node": "Other_Node                  0.00            0.51            0.51\n",
+}
+
+
+def _mb(*rows: str) -> str:
+    return MB_TITLE + MB_HEADER + "".join(MB_ROWS[r] for r in rows)
+
+
+def test_c_compresses_every_column_to_its_widest_cell_plus_one() -> None:
+    # auto_set_col_width(col, 4, 16): widest formatted cell (rules skipped) + 1 gutter; "%.0f" values
+    # (0.5 prints "0": round half to even); label column: "Interleave_Hit" (14) + 1.
+    expected = (
+        MB_TITLE + "               " + " Node 0" + " Node 1" + " Total\n"
+        "               " + " ------" + " ------" + " -----\n"
+        "Numa_Hit       " + "      1" + "      0" + "     2\n"
+        "Numa_Miss      " + "      0" + "      0" + "     0\n"
+        "Numa_Foreign   " + "      0" + "      0" + "     0\n"
+        "Interleave_Hit " + "      0" + "      0" + "     0\n"
+        "Local_Node     " + "      1" + "      0" + "     1\n"
+        "Other_Node     " + "      0" + "      1" + "     1\n"
+    )
+    assert format_numastat_mb(MB_COUNTERS, 4096, opts=NumastatOptions(compress=True)) == expected
+
+
+def test_c_minimum_width_is_four_plus_gutter() -> None:
+    # a one-node table whose cells are all short: "Node 0" (6) wins for the node column, and the
+    # Total column is max(4, len("Total")) + 1 = 6 wide.
+    text = format_numastat_mb({0: {}}, 4096, opts=NumastatOptions(compress=True))
+    assert text.splitlines()[2] == " " * 15 + " Node 0" + " Total"
+
+
+def test_z_hides_all_zero_rows_but_not_rows_that_print_zero() -> None:
+    # display_table(show_zero_rows=0): a row shows if any data cell is non-zero as a double;
+    # Numa_Miss prints 0.00 on node 0 but 0.01 on node 1, so it stays.
+    expected = _mb("Numa_Hit", "Numa_Miss", "Local_Node", "Other_Node")
+    assert format_numastat_mb(MB_COUNTERS, 4096, opts=NumastatOptions(show_zero=False)) == expected
+
+
+def test_z_hides_all_zero_columns_with_their_header_and_rule() -> None:
+    counters = {0: {"numa_hit": 256}, 1: {}, 2: {"numa_hit": 512}}
+    expected = (
+        MB_TITLE + " " * 16 + "Node 0".rjust(16) + "Node 2".rjust(16) + "Total".rjust(16) + "\n"
+        + " " * 16 + " ---------------" * 3 + "\n"
+        "Numa_Hit" + " " * 8 + "1.00".rjust(16) + "2.00".rjust(16) + "3.00".rjust(16) + "\n"
+    )
+    assert format_numastat_mb(counters, 4096, opts=NumastatOptions(show_zero=False)) == expected
+
+
+def test_z_on_an_all_zero_table() -> None:
+    # numastat.c: no non-zero data and -z: one line instead of the table (the title stays)
+    text = format_numastat_mb({0: {}, 1: {}}, 4096, opts=NumastatOptions(show_zero=False))
+    assert text == MB_TITLE + "Table has no non-zero data.\n"
+
+
+def test_s_sorts_by_total_with_numastats_unstable_selection_sort() -> None:
+    # Totals 1.5, 0.0117, 0, 0, 1.0, 0.5117: selection sort by swaps moves Interleave_Hit ahead of
+    # Numa_Foreign (a tie), which a stable sort would not.
+    expected = _mb("Numa_Hit", "Local_Node", "Other_Node", "Numa_Miss", "Interleave_Hit", "Numa_Foreign")
+    assert format_numastat_mb(MB_COUNTERS, 4096, opts=NumastatOptions(sort=True)) == expected
+
+
+def test_s_node_sorts_by_that_nodes_column_and_out_of_range_by_total() -> None:
+    # -s0: node 0's values 1, 0, 0, 0, 1, 0 (Numa_Hit stays first: only a strictly bigger value moves)
+    by_node0 = _mb("Numa_Hit", "Local_Node", "Numa_Foreign", "Interleave_Hit", "Numa_Miss", "Other_Node")
+    assert format_numastat_mb(MB_COUNTERS, 4096, opts=NumastatOptions(sort=True, sort_node=0)) == by_node0
+    # -s7 on two nodes: sort_table_node >= num_nodes sorts by Total
+    assert format_numastat_mb(MB_COUNTERS, 4096, opts=NumastatOptions(sort=True, sort_node=7)) == \
+        format_numastat_mb(MB_COUNTERS, 4096, opts=NumastatOptions(sort=True))
+
+
+def test_c_z_s_together() -> None:
+    # widths come from every row, hidden ones too; -z tests values, not the "0" that -c prints
+    expected = (
+        MB_TITLE + "               " + " Node 0" + " Node 1" + " Total\n"
+        "               " + " ------" + " ------" + " -----\n"
+        "Numa_Hit       " + "      1" + "      0" + "     2\n"
+        "Local_Node     " + "      1" + "      0" + "     1\n"
+        "Other_Node     " + "      0" + "      1" + "     1\n"
+        "Numa_Miss      " + "      0" + "      0" + "     0\n"
+    )
+    opts = NumastatOptions(compress=True, show_zero=False, sort=True)
+    assert format_numastat_mb(MB_COUNTERS, 4096, opts=opts) == expected
+
+
+def test_node_meminfo_is_the_kernels_first_three_lines() -> None:
+    # drivers/base/node.c node_read_meminfo(): "Node %d MemTotal:       %8lu kB\n", kB = pages * 4
+    assert node_meminfo(1, 131072, 100000, 4096) == (
+        "Node 1 MemTotal:         524288 kB\n"
+        "Node 1 MemFree:          400000 kB\n"
+        "Node 1 MemUsed:          124288 kB\n"
+    )
+
+
+M_TITLE = "\nPer-node system memory usage (in MBs):\n"
+
+
+def test_m_shows_the_meminfo_rows_the_nodes_have() -> None:
+    # 400000 kB = 390.625 MB -> "390.62", 124288 kB = 121.375 MB -> "121.38" (printf: half to even)
+    meminfo = {0: node_meminfo(0, 131072, 100000, 4096), 1: node_meminfo(1, 131072, 131072, 4096)}
+    expected = (
+        M_TITLE + MB_HEADER
+        + "MemTotal" + " " * 8 + "512.00".rjust(16) + "512.00".rjust(16) + "1024.00".rjust(16) + "\n"
+        + "MemFree" + " " * 9 + "390.62".rjust(16) + "512.00".rjust(16) + "902.62".rjust(16) + "\n"
+        + "MemUsed" + " " * 9 + "121.38".rjust(16) + "0.00".rjust(16) + "121.38".rjust(16) + "\n"
+    )
+    assert format_numastat_meminfo(meminfo, 4096) == expected
+
+
+def test_m_rows_follow_numastats_list_and_unknown_tokens_are_reported() -> None:
+    # rows in system_meminfo[] order whatever the file order; HugePages_* counts times the huge page
+    # size; a name not in the list prints "Token ... not in hash table." before the table; a row one
+    # node lacks is blank there but still totals the others.
+    meminfo = {
+        0: "Node 0 AnonPages:  2048 kB\nNode 0 SwapCached: 0 kB\nNode 0 MemTotal:  4096 kB\n"
+           "Node 0 HugePages_Total:     2\n",
+        1: "Node 1 MemTotal:  1024 kB\n",
+    }
+    expected = (
+        M_TITLE + "Token SwapCached not in hash table.\n" + MB_HEADER
+        + "MemTotal" + " " * 8 + "4.00".rjust(16) + "1.00".rjust(16) + "5.00".rjust(16) + "\n"
+        + "AnonPages" + " " * 7 + "2.00".rjust(16) + " " * 16 + "2.00".rjust(16) + "\n"
+        + "HugePages_Total" + " " + "4.00".rjust(16) + " " * 16 + "4.00".rjust(16) + "\n"
+    )
+    assert format_numastat_meminfo(meminfo, 4096, huge_page_size=2 << 20) == expected
+
+
+def test_m_c_measures_the_label_column_over_rows_it_does_not_show() -> None:
+    # auto_set_col_width() walks every row: "HugePages_Total" (15) + 1 = 16 though only 3 rows show
+    meminfo = {0: node_meminfo(0, 256, 0, 4096)}
+    lines = format_numastat_meminfo(meminfo, 4096, opts=NumastatOptions(compress=True)).splitlines()
+    assert lines[2:] == [
+        " " * 16 + " Node 0" + " Total",
+        " " * 16 + " ------" + " -----",
+        "MemTotal" + " " * 8 + "      1" + "     1",
+        "MemFree" + " " * 9 + "      0" + "     0",
+        "MemUsed" + " " * 9 + "      1" + "     1",
+    ]
+
+
+PROCESS_TITLE = "\nPer-node process memory usage (in MBs) for PID 4242 (support_numa)\n"
+
+
+def test_p_c_compresses_the_process_table() -> None:
+    # label column: "Private" (7) + 1; the rule row gets width - 1 dashes in every column
+    expected = (
+        PROCESS_TITLE
+        + "        " + " Node 0" + " Node 1" + " Total\n"
+        + "        " + " ------" + " ------" + " -----\n"
+        + "Huge    " + "      0" + "      2" + "     2\n"
+        + "Heap    " + "      0" + "      0" + "     0\n"
+        + "Stack   " + "      0" + "      0" + "     0\n"
+        + "Private " + "      0" + "      1" + "     1\n"
+        + "------- " + " ------" + " ------" + " -----\n"
+        + "Total   " + "      0" + "      3" + "     3\n"
+    )
+    opts = NumastatOptions(compress=True)
+    assert format_numastat_process(4242, "support_numa", PROCESS_BYTES, [0, 1], opts=opts) == expected
+
+
+def test_p_z_keeps_the_rule_and_drops_zero_rows_and_columns() -> None:
+    # the rule above Total is ROW_FLAG_ALWAYS_SHOW; Huge/Heap/Stack and Node 0 are all zero
+    expected = (
+        "\nPer-node process memory usage (in MBs) for PID 7 (memhog)\n"
+        + " " * 17 + "Node 1".rjust(16) + "Total".rjust(16) + "\n"
+        + " " * 17 + " ---------------" * 2 + "\n"
+        + "Private" + " " * 10 + "1.00".rjust(16) + "1.00".rjust(16) + "\n"
+        + "-" * 16 + " " + " ---------------" * 2 + "\n"
+        + "Total" + " " * 12 + "1.00".rjust(16) + "1.00".rjust(16) + "\n"
+    )
+    opts = NumastatOptions(show_zero=False)
+    assert format_numastat_process(7, "memhog", {"Private": {1: 1 << 20}}, [0, 1], opts=opts) == expected
+    empty = format_numastat_process(7, "memhog", {}, [0, 1], opts=opts)
+    assert empty == "\nPer-node process memory usage (in MBs) for PID 7 (memhog)\nTable has no non-zero data.\n"
+
+
+def test_p_s_sorts_the_category_rows_only() -> None:
+    # totals Huge 2, Heap 0.25, Stack 0.13, Private 1.02: the rule and Total stay at the bottom
+    lines = PROCESS_EXPECTED.splitlines(keepends=True)
+    row = {line.split()[0]: line for line in lines[4:8]}
+    expected = "".join(lines[:4] + [row["Huge"], row["Private"], row["Heap"], row["Stack"]] + lines[8:])
+    opts = NumastatOptions(sort=True)
+    assert format_numastat_process(4242, "support_numa", PROCESS_BYTES, [0, 1], opts=opts) == expected
+
+
+TWO = [ProcessMemory(7, "a", {"Private": {0: 1 << 20}}), ProcessMemory(12, "bb", {"Heap": {1: 1 << 20},
+                                                                                   "Private": {1: 1 << 20}})]
+
+
+def test_several_pids_make_one_table_with_a_row_each() -> None:
+    # num_pids > 1 without -v: title without a PID, "PID" and a rule in the label column,
+    # one "<pid> (<comm>)" row per process (all its categories summed)
+    expected = (
+        "\nPer-node process memory usage (in MBs)\n"
+        + "PID" + " " * 14 + "Node 0".rjust(16) + "Node 1".rjust(16) + "Total".rjust(16) + "\n"
+        + "-" * 16 + " " + " ---------------" * 3 + "\n"
+        + "7 (a)" + " " * 12 + "1.00".rjust(16) + "0.00".rjust(16) + "1.00".rjust(16) + "\n"
+        + "12 (bb)" + " " * 10 + "0.00".rjust(16) + "2.00".rjust(16) + "2.00".rjust(16) + "\n"
+        + "-" * 16 + " " + " ---------------" * 3 + "\n"
+        + "Total" + " " * 12 + "1.00".rjust(16) + "2.00".rjust(16) + "3.00".rjust(16) + "\n"
+    )
+    assert format_numastat_processes(TWO, [0, 1]) == expected
+    # -s: by Total, 12 (bb) first
+    lines = expected.splitlines(keepends=True)
+    sorted_text = "".join(lines[:4] + [lines[5], lines[4]] + lines[6:])
+    assert format_numastat_processes(TWO, [0, 1], opts=NumastatOptions(sort=True)) == sorted_text
+
+
+def test_several_pids_label_column_stops_at_24() -> None:
+    # auto_set_col_width(table, 0, 16, 24): a long "<pid> (<comm>)" is cut to 24 with no gutter
+    procs = [ProcessMemory(2, "b", {}), ProcessMemory(123456, "a-very-long-command-name", {})]
+    lines = format_numastat_processes(procs, [0]).splitlines()
+    assert lines[4] == "2 (b)" + " " * 19 + "0.00".rjust(16) + "0.00".rjust(16)
+    assert lines[5] == "123456 (a-very-long-comm" + "0.00".rjust(16) + "0.00".rjust(16)
+
+
+def test_v_gives_one_table_per_pid() -> None:
+    text = format_numastat_processes(TWO, [0, 1], opts=NumastatOptions(verbose=True))
+    assert text.count("\nPer-node process memory usage (in MBs) for PID ") == 2
+    assert text.startswith("\nPer-node process memory usage (in MBs) for PID 7 (a)\n")
+    first, second = text.split("\nPer-node process memory usage (in MBs) for PID 12 (bb)\n")
+    assert second.splitlines()[3] == "Heap" + " " * 13 + "0.00".rjust(16) + "1.00".rjust(16) + "1.00".rjust(16)
+
+
+def test_v_z_carries_rows_and_columns_seen_non_zero_to_the_next_pid() -> None:
+    # numastat.c reuses one table and never clears ROW/COL_FLAG_NON_ZERO_DATA: after PID 12 (Heap and
+    # Private on node 1), PID 7's table still shows the Heap row and the Node 1 column, as zeros.
+    procs = [ProcessMemory(7, "a", {"Private": {0: 1 << 20}}), ProcessMemory(12, "bb", {"Heap": {1: 1 << 20}})]
+    opts = NumastatOptions(verbose=True, show_zero=False)
+    text = format_numastat_processes(list(reversed(procs)), [0, 1], opts=opts)
+    second = text.split("for PID 7 (a)\n")[1].splitlines()
+    assert second[0] == " " * 17 + "Node 0".rjust(16) + "Node 1".rjust(16) + "Total".rjust(16)
+    assert [line.split()[0] for line in second[2:]] == ["Heap", "Private", "-" * 16, "Total"]
+    assert second[2] == "Heap" + " " * 13 + "0.00".rjust(16) + "0.00".rjust(16) + "0.00".rjust(16)
+
+
+def test_v_s_carries_the_row_order_to_the_next_pid() -> None:
+    # PID 7 sorts [Huge, Heap, Stack, Private] into [Heap, Private, Stack, Huge]; PID 12's rows are
+    # all zero, so the selection sort moves nothing and that order stays (a fresh table would keep
+    # Huge, Heap, Stack, Private).
+    procs = [ProcessMemory(7, "a", {"Heap": {0: 2 << 20}, "Private": {0: 1 << 20}}), ProcessMemory(12, "bb", {})]
+    text = format_numastat_processes(procs, [0], opts=NumastatOptions(verbose=True, sort=True))
+    second = text.split("for PID 12 (bb)\n")[1].splitlines()
+    assert [line.split()[0] for line in second[2:6]] == ["Heap", "Private", "Stack", "Huge"]
