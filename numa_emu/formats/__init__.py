@@ -7,7 +7,8 @@ tools' output byte for byte so that scripts written for a real machine (LTP,
 numactl's own ``test/regress``) parse numa-emu's output unchanged.  Nothing here
 opens a socket, starts a process or reads a clock.
 
-- ``numastat``: numastat(8) without arguments, ``-n`` and ``-p PID``, plus a JSON shape.
+- ``numastat``: numastat(8) without arguments, ``-n``, ``-m``, ``-p PID`` and ``-c``/``-z``/``-s``/``-v``,
+  plus a JSON shape; ``numastat_table``: numastat.c's table engine they share.
 - ``vmstat``: ``/proc/vmstat`` lines and the per-node to system-wide counter names.
 - ``hardware``: ``numactl --hardware``, ``numactl --show`` and our fallback-order listing.
 - ``numa_maps``: one ``/proc/PID/numa_maps`` line and the kernel's policy string.

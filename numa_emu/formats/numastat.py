@@ -3,10 +3,11 @@ display switches ``-c``, ``-z``, ``-s[NODE]`` and ``-v``.
 
 Place in numa-emu: ``numa-emu numastat`` collects each node's counters, frame pool or a task's
 resident pages by node and calls these functions.  The layout follows numactl's ``numastat.c``
-(v2.0.19): one table engine (``_Table``: ``display_table``, ``display_justified_cell``,
-``auto_set_col_width``, ``sort_rows_descending_by_col``), a 16-wide left-justified label column,
-16-wide right-justified data columns, no separator character, and line folding only when a
-screen width is given (a pipe never folds: ``get_screen_width`` uses 10,000,000).
+(v2.0.19): one table engine (``numastat_table.Table``: ``display_table``,
+``display_justified_cell``, ``auto_set_col_width``, ``sort_rows_descending_by_col``), a
+16-wide left-justified label column, 16-wide right-justified data columns, no separator
+character, and line folding only when a screen width is given (a pipe never folds:
+``get_screen_width`` uses 10,000,000).
 
 Units: compatibility mode prints page counts; every other table prints MiB with two decimals
 (none with ``-c``), computed in floating point exactly as numastat.c does
@@ -35,11 +36,12 @@ they will hold private, shared or page-cache pages, so it cannot count those kin
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from protocol.counters import NUMASTAT_COUNTERS
+
+from numa_emu.formats.numastat_table import RULE, Cell, Column, Table
 
 # Kernel order of /sys/devices/system/node/nodeN/numastat (drivers/base/node.c).
 NUMASTAT_FIELDS: tuple[str, ...] = NUMASTAT_COUNTERS
@@ -60,7 +62,6 @@ SYSTEM_MEMINFO_ROWS: tuple[str, ...] = (
 MEGABYTE = 1024 * 1024
 KILOBYTE = 1024
 _CELL_WIDTH = 16  # numastat.c set_col_width(..., 16)
-_NO_FOLD_WIDTH = 10_000_000  # numastat.c get_screen_width() when stdout is not a tty
 
 
 @dataclass(frozen=True)
@@ -79,163 +80,6 @@ class NumastatOptions:
 
 
 DEFAULT_OPTIONS = NumastatOptions()
-
-
-@dataclass(frozen=True)
-class _Rule:
-    """A cell of repeated dashes, one narrower than its column (numastat.c REPCHAR)."""
-
-
-_RULE = _Rule()
-_Cell = str | float | _Rule | None
-
-
-@dataclass
-class _Column:
-    width: int
-    right: bool
-    decimals: int = 0
-
-
-def _cell_string(cell: _Cell, col: _Column) -> str:
-    """numastat.c fmt_cell_data() before truncation."""
-    if cell is None:
-        return ""
-    if isinstance(cell, _Rule):
-        return "-" * (col.width - 1)
-    if isinstance(cell, float):
-        return f"{cell:.{col.decimals}f}"
-    return cell
-
-
-def _cell_text(cell: _Cell, col: _Column) -> str:
-    """numastat.c fmt_cell_data + display_justified_cell: format, truncate, justify."""
-    text = _cell_string(cell, col)[: col.width]
-    return text.rjust(col.width) if col.right else text.ljust(col.width)
-
-
-def _non_zero(cell: _Cell) -> bool:
-    """numastat.c tests the cell's 64 bits: only +0.0 is zero (a string is never zero)."""
-    if isinstance(cell, float):
-        return cell != 0.0 or math.copysign(1.0, cell) < 0
-    return True
-
-
-def _screen_width(width: int | None) -> int:
-    """numastat.c get_screen_width(): None means a pipe (never fold)."""
-    if width is None:
-        return _NO_FOLD_WIDTH
-    if width < 1 or width > _NO_FOLD_WIDTH:
-        width = 80
-    return max(width, 32)
-
-
-class _Table:
-    """numastat.c's vtab: one header column, ``header_rows`` header rows, data cells below.
-
-    The row order (``-s``), the always-shown rows and the seen / non-zero flags live with the
-    table, so a table reused for several PIDs (``-v``) keeps them, as numastat.c's does.
-    """
-
-    def __init__(self, columns: list[_Column], rows: list[list[_Cell]], header_rows: int) -> None:
-        self.columns = columns
-        self.rows = rows
-        self.header_rows = header_rows
-        self.order = list(range(len(rows)))
-        self.always_rows: set[int] = set()
-        self.seen_rows: set[int] = set()
-        self.nonzero_rows: set[int] = set()
-        self.seen_cols: set[int] = set()
-        self.nonzero_cols: set[int] = set()
-
-    def auto_width(self, col: int, low: int, high: int) -> None:
-        """numastat.c auto_set_col_width(): widest cell of every row (rules excepted) + 1 gutter."""
-        width = low
-        for row in self.rows:
-            if not isinstance(row[col], _Rule):
-                width = max(width, len(_cell_string(row[col], self.columns[col])[:high]))
-        self.columns[col].width = min(width + 1, high)
-
-    def compress(self) -> None:
-        for col in range(len(self.columns)):
-            self.auto_width(col, 4, 16)
-
-    def sort(self, first: int, last: int, col: int) -> None:
-        """numastat.c sort_rows_descending_by_col(): selection sort by swaps (ties are not stable).
-        An empty cell counts as 0 (its bits are zero)."""
-
-        def value(row: int) -> float:
-            cell = self.rows[row][col]
-            return cell if isinstance(cell, float) else 0.0
-
-        for ix in range(first, last + 1):
-            biggest = ix
-            for iy in range(ix + 1, last + 1):
-                if value(self.order[biggest]) < value(self.order[iy]):
-                    biggest = iy
-            self.order[ix], self.order[biggest] = self.order[biggest], self.order[ix]
-
-    def _mark(self) -> tuple[bool, bool]:
-        seen_any = nonzero_any = False
-        for r in range(self.header_rows, len(self.rows)):
-            for c in range(1, len(self.columns)):
-                cell = self.rows[r][c]
-                if cell is None or isinstance(cell, _Rule):
-                    continue
-                seen_any = True
-                self.seen_rows.add(r)
-                self.seen_cols.add(c)
-                if _non_zero(cell):
-                    nonzero_any = True
-                    self.nonzero_rows.add(r)
-                    self.nonzero_cols.add(c)
-        return seen_any, nonzero_any
-
-    def display(self, width: int | None, show_zero: bool) -> str:
-        """numastat.c display_table(..., show_unseen 0, 0, show_zero, show_zero): hidden rows and
-        columns skipped, data columns folded to the screen width, sections after the first
-        preceded by a blank line."""
-        seen_any, nonzero_any = self._mark()
-        if not seen_any:
-            return "Table has no data.\n"
-        if not nonzero_any and not show_zero:
-            return "Table has no non-zero data.\n"
-
-        def col_shown(c: int) -> bool:
-            return c in self.seen_cols and (show_zero or c in self.nonzero_cols)
-
-        def row_shown(r: int) -> bool:
-            if r < self.header_rows or r in self.always_rows:
-                return True
-            return r in self.seen_rows and (show_zero or r in self.nonzero_rows)
-
-        screen = _screen_width(width)
-        columns = self.columns
-        out: list[str] = []
-        col, data_col = -1, 1
-        while data_col < len(columns):
-            if not col_shown(data_col):
-                data_col += 1
-                continue
-            if col > 0:
-                out.append("\n")
-            for r in self.order:
-                if not row_shown(r):
-                    continue
-                row = self.rows[r]
-                parts = [_cell_text(row[0], columns[0])]
-                used = columns[0].width
-                col = data_col
-                while True:
-                    if col_shown(col):
-                        parts.append(_cell_text(row[col], columns[col]))
-                        used += columns[col].width
-                    col += 1
-                    if col >= len(columns) or used + columns[col].width > screen:
-                        break
-                out.append("".join(parts) + "\n")
-            data_col = col
-        return "".join(out)
 
 
 def _sorted_nodes(counters: Mapping[int, object]) -> list[int]:
@@ -269,13 +113,13 @@ def format_numastat_compat(counters: Mapping[int, Mapping[str, int]]) -> str:
     Never folded (the form a pipe gets, which numactl test/regress and LTP parse).
     """
     nodes = _sorted_nodes(counters)
-    columns = [_Column(_CELL_WIDTH, right=False)]
-    columns += [_Column(_CELL_WIDTH, right=True) for _ in nodes]
-    rows: list[list[_Cell]] = [[None] + [f"node{n}" for n in nodes]]
+    columns = [Column(_CELL_WIDTH, right=False)]
+    columns += [Column(_CELL_WIDTH, right=True) for _ in nodes]
+    rows: list[list[Cell]] = [[None] + [f"node{n}" for n in nodes]]
     for field in NUMASTAT_FIELDS:
         # numastat.c stores every value as a double and prints it with "%.0f".
         rows.append([field] + [float(counters[n].get(field, 0)) for n in nodes])
-    return _Table(columns, rows, header_rows=1).display(None, show_zero=True)
+    return Table(columns, rows, header_rows=1).display(None, show_zero=True)
 
 
 def _node_table(labels: Sequence[str], values: Mapping[int, Sequence[tuple[int, float]]], nodes: Sequence[int],
@@ -283,16 +127,16 @@ def _node_table(labels: Sequence[str], values: Mapping[int, Sequence[tuple[int, 
     """numastat.c show_info_from_system_file() past the reading: ``values`` maps node -> the
     (row index, MiB) pairs its file gave, in file order; rows no node gave stay empty (hidden)."""
     n = len(nodes)
-    columns = [_Column(_CELL_WIDTH, right=False)]
-    columns += [_Column(_CELL_WIDTH, right=True, decimals=opts.decimals) for _ in range(n + 1)]
-    rows: list[list[_Cell]] = [[None] + [f"Node {x}" for x in nodes] + ["Total"], [None] + [_RULE] * (n + 1)]
+    columns = [Column(_CELL_WIDTH, right=False)]
+    columns += [Column(_CELL_WIDTH, right=True, decimals=opts.decimals) for _ in range(n + 1)]
+    rows: list[list[Cell]] = [[None] + [f"Node {x}" for x in nodes] + ["Total"], [None] + [RULE] * (n + 1)]
     rows += [[label] + [None] * (n + 1) for label in labels]
     for col, node in enumerate(nodes, start=1):
         for index, value in values.get(node, ()):
             row = rows[2 + index]
             row[col] = value
             row[n + 1] = (row[n + 1] or 0.0) + value
-    table = _Table(columns, rows, header_rows=2)
+    table = Table(columns, rows, header_rows=2)
     if opts.compress:
         table.compress()
     if opts.sort:
@@ -310,10 +154,8 @@ def format_numastat_mb(counters: Mapping[int, Mapping[str, int]], page_size: int
     (``NUMASTAT_WIDTH``); None means a pipe, which never folds.
     """
     nodes = _sorted_nodes(counters)
-    values = {
-        n: [(i, float(counters[n].get(field, 0)) * float(page_size) / MEGABYTE) for i, field in enumerate(NUMASTAT_FIELDS)]
-        for n in nodes
-    }
+    values = {n: [(i, float(counters[n].get(field, 0)) * float(page_size) / MEGABYTE)
+                  for i, field in enumerate(NUMASTAT_FIELDS)] for n in nodes}
     labels = [_capitalise(field) for field in NUMASTAT_FIELDS]
     return "\nPer-node numastat info (in MBs):\n" + _node_table(labels, values, nodes, opts, width)
 
@@ -393,18 +235,18 @@ def _check_process(proc: ProcessMemory, nodes: Sequence[int]) -> None:
             raise ValueError(f"row {row_name} has nodes {sorted(stray)} not in {sorted(nodes)}")
 
 
-def _process_table(nodes: Sequence[int], labels: Sequence[str], opts: NumastatOptions, sub: bool) -> _Table:
+def _process_table(nodes: Sequence[int], labels: Sequence[str], opts: NumastatOptions, sub: bool) -> Table:
     n = len(nodes)
-    columns = [_Column(_CELL_WIDTH, right=False)]
-    columns += [_Column(_CELL_WIDTH, right=True, decimals=opts.decimals) for _ in range(n + 1)]
-    rows: list[list[_Cell]] = [[None if sub else "PID"] + [f"Node {x}" for x in nodes] + ["Total"],
-                               [None if sub else _RULE] + [_RULE] * (n + 1)]
+    columns = [Column(_CELL_WIDTH, right=False)]
+    columns += [Column(_CELL_WIDTH, right=True, decimals=opts.decimals) for _ in range(n + 1)]
+    rows: list[list[Cell]] = [[None if sub else "PID"] + [f"Node {x}" for x in nodes] + ["Total"],
+                               [None if sub else RULE] + [RULE] * (n + 1)]
     rows += [[label] + [0.0] * (n + 1) for label in labels]
     rows += [[None] + [0.0] * (n + 1), ["Total"] + [0.0] * (n + 1)]
-    return _Table(columns, rows, header_rows=2)
+    return Table(columns, rows, header_rows=2)
 
 
-def _add_process(table: _Table, proc: ProcessMemory, nodes: Sequence[int], row_of: Mapping[str, int]) -> None:
+def _add_process(table: Table, proc: ProcessMemory, nodes: Sequence[int], row_of: Mapping[str, int]) -> None:
     """numastat.c's reading of numa_maps: each value into its row, the Total column and row."""
     total_row, total_col = len(table.rows) - 1, len(nodes) + 1
     for name in PROCESS_ROWS:
@@ -417,7 +259,7 @@ def _add_process(table: _Table, proc: ProcessMemory, nodes: Sequence[int], row_o
                 table.rows[r][c] += value  # type: ignore[operator]
 
 
-def _show_process_table(table: _Table, nodes: Sequence[int], data_rows: int, opts: NumastatOptions,
+def _show_process_table(table: Table, nodes: Sequence[int], data_rows: int, opts: NumastatOptions,
                         width: int | None) -> str:
     if opts.compress:
         table.compress()
@@ -425,7 +267,7 @@ def _show_process_table(table: _Table, nodes: Sequence[int], data_rows: int, opt
         table.auto_width(0, 16, 24)  # a wider label column, so command names are not cut short
     rule = len(table.rows) - 2
     table.always_rows.add(rule)
-    table.rows[rule] = [_RULE] * len(table.columns)
+    table.rows[rule] = [RULE] * len(table.columns)
     if opts.sort:
         table.sort(2, 2 + data_rows - 1, _sort_column(nodes, opts))
     return table.display(width, opts.show_zero)

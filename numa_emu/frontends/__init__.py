@@ -10,6 +10,7 @@ only has to write the text and exit.  Pure functions: no sockets, no processes.
 - ``numactl_args``: numactl(8) options.
 - ``memhog_args``: memhog(8) ``[-fFILE] [-rNUM] [-H] size[kmg] [policy [nodeset]]``.
 - ``migratepages_args``: migratepages(8) ``pid from-nodes to-nodes``.
+- ``numastat_args``: numastat(8) ``-c -m -n -p -s[N] -v -V -z`` (getopt_long, GNU permutation).
 """
 
 from __future__ import annotations
