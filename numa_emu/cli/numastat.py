@@ -41,7 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
+import re
 import sys
 
 from protocol.errors import ErrorCode, NumaEmuError
@@ -125,9 +125,8 @@ def _width() -> int | None:
     matches and the width stays 80.)"""
     text = os.environ.get("NUMASTAT_WIDTH")
     if text is not None:
-        digits = text.strip()
-        value = int(digits) if digits.isdigit() else 0  # atoi; the formatter turns nonsense into 80
-        return value
+        number = re.match(r"[ \t\n\v\f\r]*([+-]?[0-9]+)", text)  # atoi(): leading blanks, sign, digits
+        return int(number.group(1)) if number else 0  # the formatter turns < 1 or > 10,000,000 into 80
     if sys.stdout.isatty():
         return 80
     return None
