@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
     if parsed.system:
         meminfo = {node: node_meminfo(node, int(data["frames_total"]), int(data["frames_free"]), page_size)
                    for node, data in stats.items()}
-        print(format_numastat_meminfo(meminfo, page_size, width=width, opts=opts), end="")
+        print(format_numastat_meminfo(meminfo, width=width, opts=opts), end="")
     if parsed.numastat or (not specs.listed and not parsed.system):
         print(format_numastat_mb(counters, page_size, width=width, opts=opts), end="")
     return status

@@ -36,6 +36,7 @@ they will hold private, shared or page-cache pages, so it cannot count those kin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -170,14 +171,15 @@ def node_meminfo(node: int, frames_total: int, frames_free: int, page_size: int)
                    for name, pages in lines)
 
 
-def format_numastat_meminfo(meminfo: Mapping[int, str], page_size: int, *, width: int | None = None,
+def format_numastat_meminfo(meminfo: Mapping[int, str], *, width: int | None = None,
                             opts: NumastatOptions = DEFAULT_OPTIONS, huge_page_size: int = 0) -> str:
     """``numastat -m``: each node's meminfo text (node id -> file contents) read as numastat.c
     reads it, shown in MiB with the rows of its system_meminfo[] list the files have.
 
     A line whose name is not in that list prints ``Token NAME not in hash table.`` before the
     table, as numastat does.  Values in kB are scaled by 1024, HugePages_* counts by
-    ``huge_page_size`` bytes, anything else by ``page_size``.
+    ``huge_page_size`` bytes, other values are taken as bytes.  Lines of fewer than four words
+    (never written by numa-emu's nodes) are skipped.
     """
     nodes = _sorted_nodes(meminfo)
     index_of = {name: i for i, name in enumerate(SYSTEM_MEMINFO_ROWS)}
@@ -203,17 +205,9 @@ def format_numastat_meminfo(meminfo: Mapping[int, str], page_size: int, *, width
 
 
 def _c_atol(text: str) -> float:
-    """atol(): leading digits (with a sign), 0 when there are none."""
-    digits = ""
-    for i, ch in enumerate(text):
-        if ch.isdigit() and ch.isascii() or (i == 0 and ch in "+-"):
-            digits += ch
-        else:
-            break
-    try:
-        return float(int(digits))
-    except ValueError:
-        return 0.0
+    """atol(): an optional sign and leading digits, 0 when there are none."""
+    number = re.match(r"[+-]?[0-9]+", text)
+    return float(int(number.group())) if number else 0.0
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""numastat formats: byte-exact layouts and the parsers of LTP and numactl's test/regress."""
+"""numastat formats: byte-exact layouts (compatibility, -n, -m, -p; -c, -z, -s, -v) and the parsers of
+LTP and numactl's test/regress."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ import pytest
 
 from numa_emu.formats.numastat import (
     NUMASTAT_FIELDS,
+    NumastatOptions,
+    ProcessMemory,
     format_numastat_compat,
     format_numastat_mb,
+    format_numastat_meminfo,
     format_numastat_process,
+    format_numastat_processes,
+    node_meminfo,
     numastat_json,
 )
 
@@ -187,14 +193,6 @@ def test_json_shape() -> None:
 
 # ---- -c, -z, -s[NODE], -m, -v: expectations written from numastat.c's rules ----------------------
 
-from numa_emu.formats.numastat import (  # noqa: E402
-    NumastatOptions,
-    ProcessMemory,
-    format_numastat_meminfo,
-    format_numastat_processes,
-    node_meminfo,
-)
-
 MB_COUNTERS = {0: {"numa_hit": 256, "local_node": 256}, 1: {"numa_hit": 128, "numa_miss": 3, "other_node": 131}}
 MB_TITLE = "\nPer-node numastat info (in MBs):\n"
 MB_HEADER = (
@@ -312,7 +310,7 @@ def test_m_shows_the_meminfo_rows_the_nodes_have() -> None:
         + "MemFree" + " " * 9 + "390.62".rjust(16) + "512.00".rjust(16) + "902.62".rjust(16) + "\n"
         + "MemUsed" + " " * 9 + "121.38".rjust(16) + "0.00".rjust(16) + "121.38".rjust(16) + "\n"
     )
-    assert format_numastat_meminfo(meminfo, 4096) == expected
+    assert format_numastat_meminfo(meminfo) == expected
 
 
 def test_m_rows_follow_numastats_list_and_unknown_tokens_are_reported() -> None:
@@ -330,13 +328,13 @@ def test_m_rows_follow_numastats_list_and_unknown_tokens_are_reported() -> None:
         + "AnonPages" + " " * 7 + "2.00".rjust(16) + " " * 16 + "2.00".rjust(16) + "\n"
         + "HugePages_Total" + " " + "4.00".rjust(16) + " " * 16 + "4.00".rjust(16) + "\n"
     )
-    assert format_numastat_meminfo(meminfo, 4096, huge_page_size=2 << 20) == expected
+    assert format_numastat_meminfo(meminfo, huge_page_size=2 << 20) == expected
 
 
 def test_m_c_measures_the_label_column_over_rows_it_does_not_show() -> None:
     # auto_set_col_width() walks every row: "HugePages_Total" (15) + 1 = 16 though only 3 rows show
     meminfo = {0: node_meminfo(0, 256, 0, 4096)}
-    lines = format_numastat_meminfo(meminfo, 4096, opts=NumastatOptions(compress=True)).splitlines()
+    lines = format_numastat_meminfo(meminfo, opts=NumastatOptions(compress=True)).splitlines()
     assert lines[2:] == [
         " " * 16 + " Node 0" + " Total",
         " " * 16 + " ------" + " -----",
