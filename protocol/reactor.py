@@ -545,18 +545,23 @@ class Reactor:
     def run(self) -> None:
         self.running = True
         while self.running:
-            for what, _event in self.poller.poll(self._timeout_ms()):
-                if isinstance(what, int):
-                    self._fd_handlers[what]()
-                else:
-                    self._drain(what)
-            now = time.monotonic()
-            if self._delayed:
-                self._flush_delayed(now)
-            if self._timers and self._timers[0][0] <= now:
-                self._run_timers(now)
-            if self._deadlines and self._deadlines[0][0] <= now:
-                self._expire(now)
+            self.run_once(self._timeout_ms())
+
+    def run_once(self, timeout_ms: int) -> None:
+        """One turn of the loop: wait up to `timeout_ms` for input, serve it, then whatever is
+        due (held messages, timers, deadlines). Tests drive several reactors in one thread with it."""
+        for what, _event in self.poller.poll(timeout_ms):
+            if isinstance(what, int):
+                self._fd_handlers[what]()
+            else:
+                self._drain(what)
+        now = time.monotonic()
+        if self._delayed:
+            self._flush_delayed(now)
+        if self._timers and self._timers[0][0] <= now:
+            self._run_timers(now)
+        if self._deadlines and self._deadlines[0][0] <= now:
+            self._expire(now)
 
     def stop(self) -> None:
         self.running = False
