@@ -24,7 +24,14 @@ def _status(cli, name):
 
 
 def _gone(pids):
-    return all(not psutil.pid_exists(p) or psutil.Process(p).status() == psutil.STATUS_ZOMBIE for p in pids)
+    return all(_gone_one(p) for p in pids)
+
+
+def _gone_one(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # never was, or exited between two looks
+        return True
 
 
 def test_up_status_down_through_the_cli(cli, home, cluster_name):

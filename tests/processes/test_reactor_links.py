@@ -1,0 +1,85 @@
+"""The reactor's own requests travel on one ROUTER socket connected to every destination
+(protocol.reactor): replies from several peers come back on it, the poll stays at two sockets,
+a dead peer's calls time out, a peer that restarts on the same endpoint is reached again after
+forget(), and a destination that cannot be connected to fails the call instead of the process.
+Reactors here run in this process, turned by hand (Reactor.run_once), over ipc in a temp dir."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from protocol.effects import Future
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import lifecycle as lc
+from protocol.reactor import Reactor
+
+
+def _peer(tmp_path, node: int) -> Reactor:
+    r = Reactor(f"node {node}", identity=f"node:{node}")
+    r.bind(f"ipc://{tmp_path}/node-{node}.sock")
+    r.on("ping", lambda m, node=node: lc.Pong(pid=node, role="node", name=f"node {node}", uptime_s=0.0))
+    return r
+
+
+def _settle(fut: Future, reactors: list[Reactor], timeout_s: float = 5.0) -> Future:
+    deadline = time.monotonic() + timeout_s
+    while not fut.done:
+        if time.monotonic() > deadline:
+            raise AssertionError("the call neither got a reply nor timed out")
+        for r in reactors:
+            r.run_once(1)
+    return fut
+
+
+@pytest.fixture
+def reactors():
+    made: list[Reactor] = []
+    yield made
+    for r in made:
+        r.close()
+
+
+def test_replies_from_several_peers_come_back_on_one_socket(tmp_path, reactors):
+    caller, *peers = made = [_peer(tmp_path, n) for n in range(4)]
+    reactors.extend(made)
+    for p in peers:
+        caller.routes[f"node:{p.name[-1]}"] = p.endpoint
+    for _ in range(3):  # every call goes out and comes back, several times over each connection
+        futs = [caller.call(f"node:{n}", lc.Ping()) for n in (1, 2, 3)]
+        for f in futs:
+            _settle(f, made)
+        assert [f.result.pid for f in futs] == [1, 2, 3]
+    assert len(caller.poller.sockets) == 2  # the bound ROUTER and the one for our own requests
+    assert caller.counters().get("stray_replies", 0) == 0
+
+
+def test_a_dead_peer_times_out_and_a_restarted_one_is_reached_after_forget(tmp_path, reactors):
+    caller, peer = _peer(tmp_path, 0), _peer(tmp_path, 1)
+    reactors.append(caller)
+    caller.routes["node:1"] = peer.endpoint
+    assert _settle(caller.call("node:1", lc.Ping()), [caller, peer]).result.pid == 1
+    peer.close()  # dies
+    fut = _settle(caller.call("node:1", lc.Ping(), timeout_s=0.2), [caller])
+    assert isinstance(fut.exception, NumaEmuError) and fut.exception.code == ErrorCode.ETIMEDOUT
+    caller.forget("node:1")
+    caller.forget("node:1")  # twice is harmless
+    again = _peer(tmp_path, 1)  # restarts on the same endpoint
+    reactors.append(again)
+    # at once after forget: a new connection under a fresh local name (libzmq refuses a name in use)
+    assert _settle(caller.call("node:1", lc.Ping()), [caller, again]).result.pid == 1
+    assert caller.counters()["calls_timed_out"] == 1
+
+
+def test_a_destination_that_cannot_be_connected_fails_the_call(tmp_path, reactors):
+    caller = _peer(tmp_path, 0)
+    reactors.append(caller)
+    caller.routes["node:5"] = "not an endpoint"
+    fut = caller.call("node:5", lc.Ping())
+    assert fut.done and fut.exception.code == ErrorCode.ENODEV
+    fut = caller.call("node:6", lc.Ping())  # no route at all
+    assert fut.done and fut.exception.code == ErrorCode.ENODEV
+    caller.routes["node:5"] = f"ipc://{tmp_path}/node-5.sock"
+    peer = _peer(tmp_path, 5)
+    reactors.append(peer)
+    assert _settle(caller.call("node:5", lc.Ping()), [caller, peer]).result.pid == 5
