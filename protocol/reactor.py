@@ -27,12 +27,12 @@ from zmq.backend import Socket as _BackendSocket  # the compiled socket under zm
 
 from protocol.codec import WireError, decode, encode
 from protocol import delaylink
+from protocol.forwarding import Forwarding
+from protocol.heldmessages import HeldMessages
 from protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, gather
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import ErrorReply, Message, Notice, Ok, Reply, Request
-from protocol.messages import lifecycle as lc
 from protocol.timing import PEER_CALL_TIMEOUT_S
-from protocol.version import TAG
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,10 @@ def bind_endpoint(sock: zmq.Socket, endpoint: str) -> str:
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
-class Reactor:
+class Reactor(HeldMessages, Forwarding):
+    """The loop (this module), its delaying link (protocol.heldmessages) and its forwarding
+    (protocol.forwarding): one object, one set of sockets and counters."""
+
     def __init__(self, name: str, identity: str | None = None):
         """`identity` names this process on its outgoing connections (e.g. "node:3"), so that a
         receiver can tell which peer a request came from and delay its reply on the right link."""
@@ -229,57 +232,6 @@ class Reactor:
                 return
         self._send_now(self.outgoing, out, dest)
 
-    def _hold(self, delay_s: float, sock: zmq.Socket, frames: list, dest: str) -> None:
-        """Send at once, stamped with how long the receiver must hold the message back (the
-        delaying link), when it was sent and from which host. Holding at the receiver is what
-        makes short delays accurate: it has the message in hand and spins to the end of the hold,
-        instead of waking from an idle sleep when the message arrives (100-300 us here). On the
-        same host the hold runs from the send instant (one CLOCK_MONOTONIC for every process), so
-        the transport and the receiver's turn-around are part of the delay, not added to it;
-        from another host it runs from the arrival (protocol.delaylink)."""
-        self.stats["messages_delayed"] += 1
-        try:
-            self._send_now(sock, frames + [delaylink.stamp(delay_s)], dest)
-        except NumaEmuError:
-            pass  # counted in send_dropped; the caller's deadline will fire
-
-    def _take_in(self, frames: list[bytes], serve: Callable[[list[bytes]], None], incoming: bool) -> None:
-        """Serve received frames now, or once their hold is over when a delaying link stamped them.
-        `incoming`: they came to our bound ROUTER (else to `outgoing`); with the sender's routing
-        id, it names the link they came over."""
-        last = frames[-1]
-        if len(frames) > 2 and delaylink.is_stamp(last):
-            frames = frames[:-1]
-            now_ns = time.monotonic_ns()
-            hold_s, sent_ns = delaylink.read_stamp(last, now_ns)
-            # FIFO per link, as on a real interconnect: jitter never lets a later message overtake.
-            link = (incoming, frames[0])
-            due = max(delaylink.due_s(hold_s, sent_ns, now_ns), self._link_last.get(link, 0.0))
-            self._link_last[link] = due
-            heapq.heappush(self._delayed, (due, next(self._timer_seq),
-                                           lambda: self._deliver_held(frames, serve, hold_s, sent_ns)))
-            return
-        serve(frames)
-
-    def _deliver_held(self, frames: list[bytes], serve: Callable[[list[bytes]], None], hold_s: float,
-                      sent_ns: int | None) -> None:
-        if sent_ns is not None:
-            self.holds.append((round(hold_s * 1e9), time.monotonic_ns() - sent_ns))
-        serve(frames)
-
-    def _on_holds(self, msg: lc.ProcHolds) -> lc.ProcHoldsReply:
-        """The requested hold and the measured delay (send to delivery to the handler) of the
-        last held messages sent from this host, oldest first; `clear` empties the record."""
-        reply = lc.ProcHoldsReply(hold_ns=[h for h, _ in self.holds], delay_ns=[d for _, d in self.holds])
-        if msg.clear:
-            self.holds.clear()
-        return reply
-
-    def _flush_delayed(self, now: float) -> None:
-        while self._delayed and self._delayed[0][0] <= now:
-            _, _, action = heapq.heappop(self._delayed)
-            action()
-
     def _send_now(self, sock: zmq.Socket, frames: list[bytes], dest: str) -> None:
         try:
             send_frames(sock, frames, _NOBLOCK, len(frames[-1]) < _ZERO_COPY_BYTES)
@@ -384,61 +336,6 @@ class Reactor:
             self.stats["send_dropped"] += 1
         except zmq.ZMQError:  # EHOSTUNREACH: the requester is gone (a CLI that gave up, a dead task)
             self.stats["reply_unroutable"] += 1
-
-    # ---- forwarding (a request answered by another process) -----------------------------
-    def _forward(self, routing: list[bytes], request_id: int, fwd: Forward) -> None:
-        """Pass the request being served on to `fwd.dest`, which answers the requester itself.
-        Only when it cannot even be sent does this process answer (the error)."""
-        notice = fwd.notice
-        notice.route, notice.request_id = routing[0], request_id
-        try:
-            self._send(fwd.dest, encode(notice))
-        except NumaEmuError as exc:
-            self._reply(routing, request_id, None, exc)
-            return
-        self.stats["requests_forwarded"] += 1
-
-    def _answer(self, ans: Answer) -> None:
-        """Reply to a request another process forwarded here: straight to its requester, held
-        for `ans.link` in `real` mode; through `ans.via` when the requester is not connected here."""
-        # A node is never the requester of a forwarded request; answering into its DEALER would
-        # resolve one of its own calls with a stranger's reply.
-        if not ans.route or ans.route[:5] == b"node:":
-            self.stats["bad_routes"] += 1
-            return
-        ans.reply.reply_to = ans.request_id
-        frames = [ans.route] + encode(ans.reply)
-        delay = 0.0
-        if self.link_delay is not None and ans.link is not None:
-            delay = self.link_delay(ans.link, sum(len(f) for f in frames))
-        try:
-            if delay > 0:
-                self.stats["messages_delayed"] += 1
-                self._send_now(self.router, frames + [delaylink.stamp(delay)], "a forwarded request's requester")
-            else:
-                self._send_now(self.router, frames, "a forwarded request's requester")
-            return
-        except NumaEmuError:
-            pass
-        if ans.via is None:
-            self.stats["answers_dropped"] += 1
-            return
-        self.stats["answers_relayed"] += 1
-        self.notify(ans.via, lc.ReplyRelay(route=ans.route, envelope=frames[2]))
-
-    def _on_relay(self, msg: lc.ReplyRelay) -> None:
-        """Pass on a reply a peer could not deliver to one of our ROUTER's peers (Answer.via)."""
-        try:
-            reply = decode([TAG, msg.envelope])
-        except WireError:
-            reply = None
-        if not isinstance(reply, Reply) or not msg.route or msg.route[:5] == b"node:":
-            self.stats["bad_relays"] += 1
-            return
-        try:
-            self._send_now(self.router, [msg.route, TAG, msg.envelope], "a relayed reply's requester")
-        except NumaEmuError:
-            self.stats["relays_dropped"] += 1
 
     def _serve(self, frames: list[bytes]) -> None:
         cut = 2 if len(frames) > 1 and frames[1] == b"" else 1  # REQ peers add an empty delimiter
