@@ -22,7 +22,26 @@ from protocol.reactor import make_socket, recv_frames, send_frames
 from protocol.timing import CLIENT_TIMEOUT_S
 
 
-class Client:
+class _OwnSocket:
+    """One socket, and the context too when the caller gave none; closes both, also as `with`."""
+
+    _sock: zmq.Socket
+    _ctx: zmq.Context
+    _own_context: bool
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
+        if self._own_context:
+            self._ctx.term()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Client(_OwnSocket):
     def __init__(self, endpoint: str, *, timeout_s: float = CLIENT_TIMEOUT_S, context: zmq.Context | None = None):
         self.endpoint = endpoint
         self.timeout_s = timeout_s
@@ -70,19 +89,9 @@ class Client:
         except zmq.Again:
             return None
 
-    def close(self) -> None:
-        self._sock.close(linger=0)
-        if self._own_context:
-            self._ctx.term()
-
-    def __enter__(self) -> "Client":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
-class TaskChannel:
+class TaskChannel(_OwnSocket):
     """A task's one socket to the nodes: a ROUTER named `task:PID:RANDOM`, connected to every
     node's ROUTER (ROUTER to ROUTER; this side names each peer `node:N`), so that every node can
     answer the task under the same routing id. Requests go to the home node, one at a time; the
@@ -165,13 +174,3 @@ class TaskChannel:
         if sent_ns is not None:
             self.holds.append((round(hold_s * 1e9), time.monotonic_ns() - sent_ns))
 
-    def close(self) -> None:
-        self._sock.close(linger=0)
-        if self._own_context:
-            self._ctx.term()
-
-    def __enter__(self) -> "TaskChannel":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
