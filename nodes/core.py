@@ -22,6 +22,13 @@ from protocol.tracing import Tracer
 from protocol.zonelist import fallback_orders
 
 
+# A shared page's frame can be freed under a mapping between its fault and its access (a
+# migration or a truncate moved it): the access faults again. A kernel retries such faults for as
+# long as it takes; we stop with ESTALE after this many, so a page that never settles cannot hang
+# its task (a page migrated back and forth every few ms needs two or three).
+STALE_RETRIES = 32
+
+
 def node_dest(node: int) -> str:
     return f"node:{node}"
 

@@ -6,7 +6,7 @@ first. File sizes and mapping flags come from the coordinator (the file table's 
 """
 from __future__ import annotations
 
-from nodes.core import FileState, NodeCore, node_dest
+from nodes.core import STALE_RETRIES, FileState, NodeCore, node_dest
 from nodes.mm import MemoryManager
 from nodes.pagetable import FILE
 from protocol.effects import Call
@@ -44,9 +44,10 @@ class FileOps:
                                                  interleave_index=idx, replicate=replicate))
 
     def _io(self, task, name: str, idx: int, offset: int, n: int, data: bytes | None):
-        """One page's part of a pread/pwrite through the page cache; retried once on ESTALE."""
+        """One page's part of a pread/pwrite through the page cache; retried on ESTALE (the page
+        moved or was truncated meanwhile), up to STALE_RETRIES times."""
         core = self.core
-        for attempt in (0, 1):
+        for attempt in range(STALE_RETRIES):
             page, cost = yield from self._page(task, name, idx, data is not None)
             task.clock_ns += cost + core.cost.access_ns(task.node, page.node, n)
             try:
@@ -57,7 +58,7 @@ class FileOps:
                 yield from core.write_frame(page.node, page.frame, page.gen, offset, data)
                 return None
             except NumaEmuError as exc:
-                if exc.code != ErrorCode.ESTALE or attempt:
+                if exc.code != ErrorCode.ESTALE or attempt == STALE_RETRIES - 1:
                     raise
                 self.mm.pcache.forget((f"file:{name}", idx), page)
         return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 
-from nodes.core import NodeCore, node_dest
+from nodes.core import STALE_RETRIES, NodeCore, node_dest
 from nodes.locks import PageLock
 from nodes.pagetable import ANON, FILE, MIGCACHE, SHM, AddressSpace, Region
 from nodes.pcache import PageCacheView
@@ -378,9 +378,9 @@ class MemoryManager:
 
     def _shared_io(self, task: TaskState, region: Region, p: int, offset: int, n: int, data: bytes | None):
         """Read or write a mapped shared page. A remote frame freed since it was mapped (ESTALE:
-        truncated, or moved) is unmapped and faulted again, once."""
+        truncated, or moved) is unmapped and faulted again (up to STALE_RETRIES times)."""
         core = self.core
-        for attempt in (0, 1):
+        for attempt in range(STALE_RETRIES):
             node, frame = region.node[p], region.frame[p]
             if node == core.node_id:  # local: the generation was checked by _stale_check
                 if data is None:
@@ -397,7 +397,7 @@ class MemoryManager:
                 yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=data, generation=region.gen[p]))
                 return None
             except NumaEmuError as exc:
-                if exc.code != ErrorCode.ESTALE or attempt:
+                if exc.code != ErrorCode.ESTALE or attempt == STALE_RETRIES - 1:
                     raise
                 key = (region.obj, region.obj_offset + p)
                 cached = self.pcache.pages.get(key)
