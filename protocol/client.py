@@ -28,6 +28,24 @@ class _OwnSocket:
     _sock: zmq.Socket
     _ctx: zmq.Context
     _own_context: bool
+    _rcvtimeo_ms: int
+    endpoint: str
+
+    def _recv_by(self, deadline: float, wait_s: float, request: Request) -> list[bytes]:
+        """The next message's frames, or ETIMEDOUT at `deadline` (the reply to `request`)."""
+        # tenths of a second, so that the socket's timeout rarely needs setting again
+        remaining_ms = int(max(0.0, round(deadline - time.monotonic(), 1)) * 1000)
+        try:
+            if remaining_ms <= 0:
+                raise zmq.Again
+            # a blocking receive with a timeout: one call, not a poll and then a receive
+            if remaining_ms != self._rcvtimeo_ms:  # setting it costs pyzmq enum conversions
+                self._sock.rcvtimeo = self._rcvtimeo_ms = remaining_ms
+            return recv_frames(self._sock)
+        except zmq.Again:
+            raise NumaEmuError(
+                ErrorCode.ETIMEDOUT, f"no reply to {request.kind} from {self.endpoint} within {wait_s:g} s"
+            ) from None
 
     def close(self) -> None:
         self._sock.close(linger=0)
@@ -58,19 +76,7 @@ class Client(_OwnSocket):
         wait_s = self.timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + wait_s
         while True:
-            # tenths of a second, so that the socket's timeout rarely needs setting again
-            remaining_ms = int(max(0.0, round(deadline - time.monotonic(), 1)) * 1000)
-            try:
-                if remaining_ms <= 0:
-                    raise zmq.Again
-                # a blocking receive with a timeout: one call, not a poll and then a receive
-                if remaining_ms != self._rcvtimeo_ms:  # setting it costs pyzmq enum conversions
-                    self._sock.rcvtimeo = self._rcvtimeo_ms = remaining_ms
-                frames = recv_frames(self._sock)
-            except zmq.Again:
-                raise NumaEmuError(
-                    ErrorCode.ETIMEDOUT, f"no reply to {request.kind} from {self.endpoint} within {wait_s:g} s"
-                ) from None
+            frames = self._recv_by(deadline, wait_s, request)
             msg = decode(frames)
             if not isinstance(msg, Reply) or msg.reply_to != request.id:
                 continue
@@ -143,17 +149,7 @@ class TaskChannel(_OwnSocket):
         deadline = time.monotonic() + wait_s
         self._send([self._home, *encode(request)], deadline, request)
         while True:
-            remaining_ms = int(max(0.0, round(deadline - time.monotonic(), 1)) * 1000)
-            try:
-                if remaining_ms <= 0:
-                    raise zmq.Again
-                if remaining_ms != self._rcvtimeo_ms:
-                    self._sock.rcvtimeo = self._rcvtimeo_ms = remaining_ms
-                frames = recv_frames(self._sock)
-            except zmq.Again:
-                raise NumaEmuError(
-                    ErrorCode.ETIMEDOUT, f"no reply to {request.kind} from {self.endpoint} within {wait_s:g} s"
-                ) from None
+            frames = self._recv_by(deadline, wait_s, request)
             stamp = frames[-1] if len(frames) > 3 and delaylink.is_stamp(frames[-1]) else None
             try:
                 msg = decode(frames[1:-1] if stamp is not None else frames[1:])
