@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protocol.client import Client
-from protocol.clusterdir import CLUSTER_FILE, RUN_DIR, TOPOLOGY_FILE, cluster_dir, home, read_json, write_json_atomic
+from protocol.clusterdir import (CLUSTER_FILE, MARKER_FILE, RUN_DIR, TOPOLOGY_FILE, cluster_dir, home,
+                                 is_cluster_folder, is_name, read_json, write_json_atomic)
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import lifecycle as lc
 from protocol.timing import NODE_READY_TIMEOUT_S, SHUTDOWN_GRACE_S, TERM_GRACE_S
@@ -58,9 +59,10 @@ def _base(base: Path | None) -> Path:
 
 
 def names(base: Path | None = None) -> list[str]:
-    """Clusters that have a cluster.json (up, starting, or stale)."""
+    """Clusters that have a cluster.json (up, starting, or stale) in a folder `up` made."""
     root = _base(base)
-    return sorted(p.parent.name for p in root.glob(f"*/{CLUSTER_FILE}"))
+    return sorted(p.parent.name for p in root.glob(f"*/{CLUSTER_FILE}")
+                  if is_name(p.parent.name) and is_cluster_folder(p.parent))
 
 
 def find(name: str, base: Path | None = None, *, warn=None) -> ClusterInfo | None:
@@ -68,6 +70,8 @@ def find(name: str, base: Path | None = None, *, warn=None) -> ClusterInfo | Non
     and `warn` (e.g. print to stderr) is told so."""
     cdir = cluster_dir(name, _base(base))
     path = cdir / CLUSTER_FILE
+    if not is_cluster_folder(cdir):
+        return None  # not made by `up`: neither a cluster nor ours to clean
     try:
         data = read_json(path)
         info = ClusterInfo(name, cdir, data)
@@ -102,6 +106,8 @@ def require(name: str, base: Path | None = None, *, warn=None) -> ClusterInfo:
 
 
 def _clean_runtime(cdir: Path) -> None:
+    if not is_cluster_folder(cdir):
+        return  # not made by `up`: nothing in it is ours to delete
     (cdir / CLUSTER_FILE).unlink(missing_ok=True)
     shutil.rmtree(cdir / RUN_DIR, ignore_errors=True)
 
@@ -126,7 +132,7 @@ def start(name: str, topology: Topology, base: Path | None = None, *, foreground
     """Start cluster `name` on `topology`; returns once every node has reported ready."""
     t0 = time.monotonic()
     cdir = cluster_dir(name, _base(base))
-    cdir.mkdir(parents=True, exist_ok=True)
+    _claim_folder(cdir)
     with open(cdir / ".lock", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -143,6 +149,20 @@ def start(name: str, topology: Topology, base: Path | None = None, *, foreground
         write_json_atomic(cdir / TOPOLOGY_FILE, topology.to_dict())
         proc = _spawn_coordinator(cdir, name, foreground, coordinator_args or [], ready_timeout_s)
     return Started(ClusterInfo(name, cdir, read_json(cdir / CLUSTER_FILE)), proc, time.monotonic() - t0)
+
+
+def _claim_folder(cdir: Path) -> None:
+    """Make the cluster folder with its marker, or accept one that `up` made before. A folder made
+    by someone else is refused: start-up's clean-up would delete in it."""
+    try:
+        cdir.mkdir()
+    except FileExistsError:
+        if is_cluster_folder(cdir):
+            return
+        if not cdir.is_dir() or any(cdir.iterdir()):
+            raise NumaEmuError(ErrorCode.EEXIST, f"{cdir} exists but was not made by 'numa-emu up' "
+                               f"(no {MARKER_FILE} in it); move it away or pick another --name") from None
+    (cdir / MARKER_FILE).write_text("made by numa-emu up; clean-up deletes only in folders that have this file\n")
 
 
 def _spawn_coordinator(cdir: Path, name: str, foreground: bool, extra: list[str], timeout_s: float) -> subprocess.Popen:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,11 @@ CLUSTER_FILE = "cluster.json"
 TOPOLOGY_FILE = "topology.json"
 RUN_DIR = "run"
 STORE_DIR = "store"
+MARKER_FILE = ".numa-emu-cluster"  # made by `up` in a folder it owns; clean-up needs it
 _MAX_IPC_PATH = 100  # sun_path holds 108 bytes; keep a margin
+# One path component of safe characters: never "..", "/", a newline, or an option-like "-x".
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+NAME_RULE = "1 to 64 of A-Z a-z 0-9 . _ -, not starting with '.' or '-'"
 
 
 def home() -> Path:
@@ -43,8 +48,27 @@ def home() -> Path:
     return path
 
 
+def check_name(name: object) -> str:
+    """`name` if it is a valid cluster name (one folder inside the home), else EINVAL."""
+    if isinstance(name, str) and _NAME.fullmatch(name):
+        return name
+    shown = repr(name)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    raise NumaEmuError(ErrorCode.EINVAL, f"invalid cluster name {shown}: a name is {NAME_RULE}")
+
+
+def is_name(name: str) -> bool:
+    return bool(_NAME.fullmatch(name))
+
+
 def cluster_dir(name: str, base: Path | None = None) -> Path:
-    return (base if base is not None else home()) / name
+    """The folder of cluster `name`, always directly inside the home."""
+    return (base if base is not None else home()) / check_name(name)
+
+
+def is_cluster_folder(cdir: Path) -> bool:
+    """Whether `up` made this folder (its marker is there): only then may clean-up delete in it."""
+    return (cdir / MARKER_FILE).is_file()
 
 
 def process_tag(name: str) -> str:

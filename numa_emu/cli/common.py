@@ -3,12 +3,23 @@ from __future__ import annotations
 
 import argparse
 
+from protocol.clusterdir import check_name
+from protocol.errors import NumaEmuError
+
 from numa_emu import cluster
 from numa_emu.cli.main import warn
 
 
+def cluster_name(text: str) -> str:
+    """argparse type of --name: one folder inside NUMA_EMU_HOME (a usage error otherwise)."""
+    try:
+        return check_name(text)
+    except NumaEmuError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
 def add_name_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name", metavar="CLUSTER",
+    parser.add_argument("--name", metavar="CLUSTER", type=cluster_name,
                         help="cluster name (default: the only cluster that is up, else 'default')")
 
 

@@ -13,6 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from numa_emu.cli.common import cluster_name
 from numa_emu.cli.main import EXIT_ERROR, fail
 
 TOOLS = ("numactl", "numastat", "memhog", "migratepages")
@@ -21,7 +22,8 @@ _HEADER = "#!/bin/sh\n# numa-emu shim for {tool}: written by `numa-emu shims`; s
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", metavar="DIR", help="folder for the scripts (created if missing)")
-    p.add_argument("--name", metavar="CLUSTER", help="cluster the scripts use when $NUMA_EMU_CLUSTER is not set")
+    p.add_argument("--name", metavar="CLUSTER", type=cluster_name,
+                   help="cluster the scripts use when $NUMA_EMU_CLUSTER is not set")
 
 
 def shim_text(tool: str, python: str, cluster_name: str | None = None) -> str:

@@ -28,6 +28,8 @@ from types import ModuleType
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.units import parse_size
 
+from numa_emu.cli.common import cluster_name
+
 # name -> module: the workloads that print a JSON result line (memhog prints dots, as memhog(8))
 BUILTIN = {
     "chase": "numa_emu.workloads.chase",
@@ -79,7 +81,7 @@ def add_common_arguments(p: argparse.ArgumentParser, module: ModuleType) -> None
     p.add_argument("--seed", type=int, default=1, help="seed of the random generator (default 1)")
     p.add_argument("--cpu", type=int, default=None,
                    help="the CPU to run on (default $NUMA_EMU_CPU, else the coordinator's pick)")
-    p.add_argument("--cluster", metavar="NAME", default=None,
+    p.add_argument("--cluster", metavar="NAME", default=None, type=cluster_name,
                    help="the cluster (default $NUMA_EMU_CLUSTER, else the only one up)")
 
 
