@@ -1,5 +1,5 @@
 """The coordinator's pure core for cpusets: the sets themselves and the cgroup-v1 rules for
-making, changing and removing them (REFERENCE b10; man7 cpuset(7)).
+making, changing and removing them (docs/linux-semantics.md#cpusets; man7 cpuset(7)).
 
 Flat: every cpuset is a child of the root "/", which holds every CPU and node and cannot be
 changed or removed. Which tasks are in a set, and what a change does to them, is the business

@@ -1,4 +1,4 @@
-"""Starting and stopping the node processes: no orphans, ever (STYLE.md guideline 8).
+"""Starting and stopping the node processes: no orphans, ever (docs/conventions.md#no-orphans).
 
 The nodes are forked by one fork server, `python -m nodes.zygote` (a fresh interpreter per node
 costs 70-80 ms of imports; a fork costs a few). The zygote is started without a shell, in a new

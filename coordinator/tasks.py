@@ -1,5 +1,5 @@
 """The coordinator's pure core for tasks: which task runs on which CPU, under which policy,
-inside which cpuset. The coordinator is the policy authority (DESIGN.md); it validates here and
+inside which cpuset. The coordinator is the policy authority (docs/design.md#coordinator); it validates here and
 pushes the result to the task's home node. The cpusets and their rules: coordinator.cpusets.
 
 A change of cpuset (attach, or new cpus/mems) is planned for every task it touches before
@@ -173,7 +173,7 @@ class TaskTable:
         """Write cpus, mems or flags of a cpuset. Tasks whose CPU leaves the set move to another
         CPU of their node, else to a CPU of another node; new mems rebind every task's policy.
         With memory_migrate on (or being turned on), the tasks' pages follow the new mems
-        (REFERENCE b10: relative placement), moved by their home nodes."""
+        (docs/linux-semantics.md#cpusets: relative placement), moved by their home nodes."""
         cs, new_cpus, new_mems = self.cpusets.check_change(name, cpus=cpus, mems=mems)
         tasks = self.members(cs.name)
         migrate = cs.memory_migrate if memory_migrate is None else bool(memory_migrate)

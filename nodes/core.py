@@ -1,7 +1,7 @@
 """The node's pure core: its state, the allocation walk every fault uses, and its counters.
 
 No sockets, clocks or processes. Handlers are generators that yield protocol.effects.Call when
-they need another node; the server performs the calls (PROTOCOL.md: first touch, step 2-3).
+they need another node; the server performs the calls (docs/protocol.md#first-touch, steps 2-3).
 """
 from __future__ import annotations
 

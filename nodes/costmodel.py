@@ -1,4 +1,4 @@
-"""Virtual time: what each memory operation costs, from the topology (DESIGN.md, Time).
+"""Virtual time: what each memory operation costs, from the topology (docs/design.md#virtual-time).
 
 Pure and deterministic: the same operations on the same topology always cost the same integer
 nanoseconds. An access of n bytes from a CPU on node c to memory on node m costs

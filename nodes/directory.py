@@ -1,4 +1,4 @@
-"""This node's shard of the shared-page directory (DESIGN.md, Shared pages; IVY's fixed
+"""This node's shard of the shared-page directory (docs/design.md#memory-model; IVY's fixed
 distributed manager): one entry per shared page (shm or page-cache) whose hash lands here.
 
 An entry holds the master copy, the replicas, the reverse map (which home node maps which copy,

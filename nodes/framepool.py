@@ -7,7 +7,7 @@ Frames never used yet are handed out from a bump pointer, so start-up costs noth
 pool's size; freed frames are recycled from a stack.
 
 The generation of a frame is bumped every time it is freed; a mapping records the generation it
-was made with, so a stale mapping (one that outlived a shootdown) is detectable (DESIGN.md).
+was made with, so a stale mapping (one that outlived a shootdown) is detectable (docs/protocol.md#invariants).
 """
 from __future__ import annotations
 

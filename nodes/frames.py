@@ -1,7 +1,7 @@
 """Serving this node's frames to its peers: allocate, free, read, write, fill, and counters.
 
 These handlers take no page lock, so a directory handler that holds one may wait on them
-without ever forming a cycle (PROTOCOL.md, Locks and liveness).
+without ever forming a cycle (docs/protocol.md#locks-and-liveness).
 """
 from __future__ import annotations
 

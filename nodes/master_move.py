@@ -1,4 +1,4 @@
-"""Moving a shared page's master at its directory home (PROTOCOL.md, Migration of a page), and
+"""Moving a shared page's master at its directory home (docs/protocol.md#master-moves), and
 what both sides of migration share: allocating on the target node only, and the trace event.
 
 dir.migrate runs under the entry lock: the replicas are torn down (cause "migration"), every

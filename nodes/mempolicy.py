@@ -1,6 +1,6 @@
 """A task's memory policy on its home node: the task policy pushed by the coordinator (and its
 rebinding on a cpuset change), mbind on a range of regions, and get_mempolicy in all its forms
-(set_mempolicy(2), mbind(2), get_mempolicy(2); REFERENCE.md b1-b3)."""
+(set_mempolicy(2), mbind(2), get_mempolicy(2); docs/linux-semantics.md#policies, #mbind, #get_mempolicy)."""
 from __future__ import annotations
 
 from nodes.core import NodeCore

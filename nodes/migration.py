@@ -1,5 +1,5 @@
-"""Page migration of a task's pages, on its home node H (DESIGN.md, Migration; PROTOCOL.md,
-Migration of a page; REFERENCE.md b2, b4, b5, b10): move_pages, migrate_pages, mbind's
+"""Page migration of a task's pages, on its home node H (docs/protocol.md#migration;
+docs/linux-semantics.md#move_pages, #migrate_pages, #mbind, #cpusets): move_pages, migrate_pages, mbind's
 MPOL_MF_MOVE / MOVE_ALL / MOVE|LAZY, and cpuset memory_migrate (NodeTaskPolicy.migrate).
 
 - A private page: H holds the task's lock (nodes.mm.locked), allocates on the target only

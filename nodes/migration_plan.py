@@ -1,4 +1,5 @@
-"""Which page goes where when pages migrate: pure rules, no sockets (REFERENCE.md b2, b4, b5).
+"""Which page goes where when pages migrate: pure rules, no sockets (docs/linux-semantics.md#mbind,
+#migrate_pages, #move_pages).
 
 - `migration_pairs` (protocol.policy, shared with the coordinator's cpusets): migrate_pages'
   relative rule and its order (mm/mempolicy.c do_migrate_pages).

@@ -1,7 +1,7 @@
 """The memory manager for the tasks whose home is this node: their address spaces, faults by
 policy, reads and writes wherever the page lives, mbind and get_mempolicy, and their clocks.
 
-Every operation of a task comes here (DESIGN.md, Task). A private page's only map is the task's
+Every operation of a task comes here (docs/design.md#tasks). A private page's only map is the task's
 page table here; a shared page is mapped through its directory entry (nodes.directory).
 Handlers are generators when they may need another node; the cost of each operation is added
 to the task's virtual clock from the cost model.
@@ -26,7 +26,7 @@ from protocol.policy import Mode, Policy
 
 _TOUCH_BYTES = 64  # a touch reads or writes one cache line of the page
 # A batch hands the loop back after this many pages, so that a long touch never starves the
-# heartbeats (STYLE.md guideline 7): 4096 pages take about 20-40 ms here.
+# heartbeats (docs/conventions.md#heartbeats): 4096 pages take about 20-40 ms here.
 _CHUNK_PAGES = 4096
 
 
@@ -320,7 +320,7 @@ class MemoryManager:
 
     def _forward(self, task: TaskState, region: Region, p: int, offset: int, length: int, data: bytes | None) -> Forward:
         """A present private page on another node, for a task connected to every node: that node
-        serves the access and answers the task (IVY forwarding; PROTOCOL.md): three messages
+        serves the access and answers the task (IVY forwarding; docs/protocol.md#forwarded-access): three messages
         instead of four. The clock, the dirty bit and the trace event are settled here first;
         the task's next request cannot arrive before the answer, so this stays serialised."""
         core, node, frame = self.core, region.node[p], region.frame[p]

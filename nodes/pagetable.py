@@ -3,7 +3,7 @@
 Each region holds, per page, the node and frame of the copy mapped (node -1: not present), the
 frame's generation when it was mapped, and a dirty byte. Arrays, not objects: a task of a
 million pages costs about 11 MB here, and the layout can later move into a shared-memory
-segment that the task reads directly with a seqlock (DESIGN.md, Where it goes next).
+segment that the task reads directly with a seqlock (docs/design.md#where-it-goes-next).
 """
 from __future__ import annotations
 

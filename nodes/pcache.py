@@ -1,10 +1,10 @@
 """The page cache as a home node sees it: the shared pages (page-cache and shm) its tasks map,
 which copy of each (a local replica or the master), and the reverse map from each page to the
-task page-table entries that point at it (PROTOCOL.md: the home node's side).
+task page-table entries that point at it (docs/protocol.md#read-of-a-shared-page: the home node's side).
 
 A shootdown from a directory removes (or write-protects) every task entry of that copy on this
 node before it is acknowledged; since every access of a task is served here, one at a time,
-nothing can use the old mapping after the ack (DESIGN.md, Task). Answers of the directory carry
+nothing can use the old mapping after the ack (docs/design.md#tasks). Answers of the directory carry
 the entry's epoch and shootdowns the epoch they start: an answer older than a shootdown already
 seen here is stale (the two travel on different sockets) and the access asks again.
 

@@ -9,7 +9,7 @@ clocks; the zonelists (`fallback_orders[n]`, nearest first) are built elsewhere 
 Sources: mm/mempolicy.c (policy_nodemask, interleave_nid, weighted_interleave_nid,
 interleave_nodes, weighted_interleave_nodes, alloc_pages_mpol, alloc_pages_preferred_many,
 mpol_misplaced), mm/page_alloc.c (prepare_alloc_pages, finalise_ac, zone_statistics),
-REFERENCE.md b1, b6 and "Observed on a real kernel".
+docs/linux-semantics.md#policies, #numastat-counters and #observed-on-a-real-kernel.
 """
 from __future__ import annotations
 

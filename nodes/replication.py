@@ -1,5 +1,5 @@
 """The replicated page cache, directory side: how a shared page's entry changes under its lock
-(PROTOCOL.md; REFERENCE.md b16, the 2007 patch's state machine).
+(docs/protocol.md#replication, #collapse; docs/linux-semantics.md#replication-state-machine, the 2007 patch's).
 
 - read: the master is allocated by the reader's policy on first touch (file pages are loaded from
   the store); a clean page-cache page whose master is on another node gets a replica on the

@@ -121,7 +121,7 @@ class NodeServer:
 
     def _reclaim(self) -> None:
         """kswapd: below the low watermark, replicas are the first thing reclaimed. Runs outside
-        every handler, so frame.alloc never waits on a page lock (PROTOCOL.md, liveness)."""
+        every handler, so frame.alloc never waits on a page lock (docs/protocol.md#locks-and-liveness)."""
         core = self.core
         if core.pool.free >= max(2, core.pool.frames // 32) or not core.replica_frames:
             return

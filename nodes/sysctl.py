@@ -24,7 +24,7 @@ log = logging.getLogger("node.sysctl")
 class NumaStatCounters(dict):
     """The node's numastat counters, which vm.numa_stat can stop: while `enabled` is False,
     updates are dropped, as zone_statistics returns early when numa stats are off
-    (mm/page_alloc.c; REFERENCE b6). Turning them off also clears them (vm.numa_stat=0:
+    (mm/page_alloc.c; docs/linux-semantics.md#numastat-counters). Turning them off also clears them (vm.numa_stat=0:
     "disable numa statistics, and clear numa counters")."""
 
     enabled: bool = True

@@ -8,7 +8,7 @@ one, so every reverse map stays exact. The old home keeps a note that the task m
 its next request with EREMCHG; the task's client then asks the coordinator for its new home and
 sends the request again (nothing was done with it).
 
-Auto-migration (Lee Schermerhorn's 2006 series, DESIGN.md Migration): with vm.auto_migrate on,
+Auto-migration (Lee Schermerhorn's 2006 series, docs/protocol.md#task-moves): with vm.auto_migrate on,
 the new home puts every private page that is not on its node into the migration cache, and the
 task's next touch of each moves it where its policy wants it (a default policy: the new node),
 or maps it again where it is; a trace of it says mode "auto".

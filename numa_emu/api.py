@@ -1,4 +1,5 @@
-"""The client API for workload scripts: attach to a running cluster as a task and touch memory.
+"""The client API for workload scripts (docs/client-api.md): attach to a running cluster as a task and
+touch memory.
 
     import numa_emu
     with numa_emu.attach() as task:               # a CPU chosen by the launcher or the coordinator

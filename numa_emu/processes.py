@@ -2,7 +2,7 @@
 stop ladder for pids we did not start ourselves (a detached cluster seen from a later CLI call).
 
 A pid counts as ours only if its command line still carries the cluster's tag or its folder:
-never kill by name pattern (STYLE.md guideline 8; Mininet's `pkill -f` is the thing not to do).
+never kill by name pattern (docs/conventions.md#no-orphans; Mininet's `pkill -f` is the thing not to do).
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ all its pages).
 
 The remote share is of accesses when the nodes count them (vmstat ACCESS_COUNTERS), otherwise
 of allocations: other_node / (local_node + other_node), the pages a node gave to tasks of
-other nodes (numastat's rule, REFERENCE.md b6).
+other nodes (numastat's rule, docs/linux-semantics.md#numastat-counters).
 """
 from __future__ import annotations
 

@@ -102,7 +102,7 @@ class TaskChannel(_OwnSocket):
     node's ROUTER (ROUTER to ROUTER; this side names each peer `node:N`), so that every node can
     answer the task under the same routing id. Requests go to the home node, one at a time; the
     reply comes from the home node, or, for an access it forwarded (mem.access `direct`), from
-    the node that owns the page (IVY forwarding, PROTOCOL.md). A reply stamped by a delaying link
+    the node that owns the page (IVY forwarding, docs/protocol.md#forwarded-access). A reply stamped by a delaying link
     (`real` mode) is held here until due, as a node holds its messages (protocol.delaylink)."""
 
     def __init__(self, home: int, endpoints: dict[int, str], *, timeout_s: float = CLIENT_TIMEOUT_S,

@@ -7,7 +7,7 @@
         run/             ipc sockets
         store/           the backing store (files), kept across down/up
 
-cluster.json is the source of truth for what runs (STYLE.md guideline 10: no fixed ports).
+cluster.json is the source of truth for what runs (docs/conventions.md#no-fixed-ports).
 Cleanup only ever signals pids recorded here whose command line still carries our tag.
 """
 from __future__ import annotations
@@ -72,7 +72,7 @@ def is_cluster_folder(cdir: Path) -> bool:
 
 
 def process_tag(name: str) -> str:
-    """What `ps` shows for every process of cluster `name` (STYLE.md guideline 8)."""
+    """What `ps` shows for every process of cluster `name` (docs/conventions.md#no-orphans)."""
     return f"numa-emu[{name}]"
 
 

@@ -1,4 +1,4 @@
-"""The one codec: msgpack configured once, frames in the layout of DESIGN.md.
+"""The one codec: msgpack configured once, frames as docs/design.md#wire lays them out.
 
 Frames on the wire: [routing ids..., TAG, envelope]. The envelope is one msgpack map with `kind`,
 `id`, `reply_to` on replies, and the kind's fields; page contents are msgpack bin values inside

@@ -2,7 +2,7 @@
 names in /proc/vmstat. Nodes count under these names; the front ends print them."""
 from __future__ import annotations
 
-# /sys/devices/system/node/nodeN/numastat, in its order (REFERENCE.md b6).
+# /sys/devices/system/node/nodeN/numastat, in its order (docs/linux-semantics.md#numastat-counters).
 NUMASTAT_COUNTERS: tuple[str, ...] = ("numa_hit", "numa_miss", "numa_foreign", "interleave_hit", "local_node",
                                       "other_node")
 

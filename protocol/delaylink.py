@@ -1,9 +1,9 @@
-"""The delaying link's stamp (`real` mode, DESIGN.md Time): the trailing frame of a held message.
+"""The delaying link's stamp (`real` mode, docs/design.md#real-injection): the trailing frame of a held message.
 
 A sender appends HOLD_TAG + (hold seconds, its CLOCK_MONOTONIC at sending in ns, its host key);
 the receiver holds the message until the send instant plus the hold. Every process of one host
 reads the same CLOCK_MONOTONIC (time.monotonic_ns), so the stamp is comparable only between
-processes with the same host key; from another host (DESIGN.md, Many hosts) the hold runs from
+processes with the same host key; from another host (docs/design.md#where-it-goes-next) the hold runs from
 the arrival instead. HOST_KEY names the clock: the kernel's boot id (a fresh random UUID at
 every boot, proc(5) /proc/sys/kernel/random/boot_id), else a hash of the host name. A process in
 its own time namespace (time_namespaces(7)) shares the boot id but not the clock's offset;

@@ -4,8 +4,8 @@ A handler of a pure core may be a generator. It yields a `Call` (send this reque
 destination, resume me with the reply), a list of Calls (send them all, resume me with the list
 of replies), or a `Future` (resume me when it is resolved). A failed call is thrown into the
 generator as a NumaEmuError. The server (protocol.reactor) performs the effects with real sockets;
-a simulator could perform the same effects with a seeded, in-process network (DESIGN.md, Where
-it goes next). The core itself never touches a socket or a clock.
+a simulator could perform the same effects with a seeded, in-process network
+(docs/design.md#pure-cores-and-effects). The core itself never touches a socket or a clock.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class Forward:
     """A request handler's answer "another process answers": send `notice` to `dest`, with the
     requester's routing id and request id filled in (its `route` and `request_id` fields); the
     receiver answers the requester directly, so this process sends no reply (IVY forwarding,
-    PROTOCOL.md). The request's one reply is the receiver's."""
+    docs/protocol.md#forwarded-access). The request's one reply is the receiver's."""
 
     dest: str
     notice: Notice

@@ -1,6 +1,6 @@
 """Error codes that travel on the wire, and the one exception type that carries them.
 
-Codes are Linux errno names where one fits (see DESIGN.md, Wire protocol); a handler raises
+Codes are Linux errno names where one fits (see docs/design.md#wire); a handler raises
 NumaEmuError, the dispatch boundary turns it into an error reply, and the client side raises
 it again from the reply.
 """

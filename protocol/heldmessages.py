@@ -1,4 +1,4 @@
-"""The receiving and sending halves of the delaying link (`real` mode, DESIGN.md Time) inside the
+"""The receiving and sending halves of the delaying link (`real` mode, docs/design.md#real-injection) inside the
 reactor: a held message is sent at once with a stamp (protocol.delaylink) and held by its
 receiver until the send instant plus the hold, FIFO per link, on a heap the loop flushes; every
 receiver keeps the requested hold and the measured delay of the last held messages (proc.holds).

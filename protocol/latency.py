@@ -1,7 +1,7 @@
 """The latency model in force: per-pair latency and bandwidth, the injection mode, the dilation
 and the jitter of each link. Pure data with its rules; the coordinator owns the authoritative
 copy and pushes it to every node, which costs virtual time from it and, in `real` mode, holds
-every inter-node message back by it (DESIGN.md, Time).
+every inter-node message back by it (docs/design.md#real-injection).
 """
 from __future__ import annotations
 

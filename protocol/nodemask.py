@@ -7,7 +7,7 @@ print and accept:
 - the kernel *list* format ("0-3,5", ``cpuset.mems``, ``numa_maps``, sysfs ``online``):
   :func:`parse_nodelist`, :func:`format_nodelist` (lib/bitmap.c ``bitmap_parselist``);
 - numactl's node and cpu *strings* (``--membind=+0-1``, ``!2``, ``all``): the rules of
-  libnuma ``__numa_parse_nodestring`` / ``__numa_parse_cpustring`` (REFERENCE.md b9, f6):
+  libnuma ``__numa_parse_nodestring`` / ``__numa_parse_cpustring`` (docs/linux-semantics.md#node-strings):
   :func:`parse_nodestring`, :func:`parse_cpustring`;
 - the hex word format of ``/proc/PID/status`` ``Mems_allowed``: :func:`format_mask_hex`.
 

@@ -6,7 +6,8 @@ numa_maps text). Pure functions on frozen values; node sets are frozenset[int] e
 
 Sources: include/uapi/linux/mempolicy.h (numbers), mm/mempolicy.c (mpol_new, mpol_set_nodemask,
 mpol_rebind_nodemask, mpol_relative_nodemask, mpol_to_str), lib/bitmap.c (bitmap_remap,
-bitmap_fold, bitmap_onto), set_mempolicy(2), mbind(2), and REFERENCE.md b1, b8, b13.
+bitmap_fold, bitmap_onto), set_mempolicy(2), mbind(2), and docs/linux-semantics.md#policies, #numa_maps,
+#weighted-interleave-weights.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ MPOL_F_NUMA_BALANCING = 1 << 13
 MPOL_MODE_FLAGS = MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES | MPOL_F_NUMA_BALANCING
 
 # mbind(2) flags. MPOL_MF_VALID is what mainline mbind accepts; LAZY, outside it, is Lee
-# Schermerhorn's migrate-on-fault extension (REFERENCE b2).
+# Schermerhorn's migrate-on-fault extension (docs/linux-semantics.md#mbind).
 MPOL_MF_STRICT = 1 << 0
 MPOL_MF_MOVE = 1 << 1
 MPOL_MF_MOVE_ALL = 1 << 2
@@ -259,7 +260,7 @@ def make_policy(
     `allowed` instead) and only an empty result is EINVAL. Callers implementing the syscalls
     (coordinator: set_mempolicy, mbind) use this default. `strict=True` also refuses any node
     outside `allowed` (not applied to RELATIVE masks, which are positions, not nodes); that is
-    the rule of numactl/libnuma's node parser (REFERENCE f6) and of the numa-emu issue text, so
+    the rule of numactl/libnuma's node parser (docs/linux-semantics.md#node-strings) and of the numa-emu issue text, so
     front ends that emulate numactl use it.
     """
     mode_bits, flags = split_mode(int(mode), flags)
@@ -355,7 +356,7 @@ _MODE_WORDS = {  # numactl/memhog (util.c parse_policy), memtoy (commands.c) and
 
 def policy_to_str(policy: Policy) -> str:
     """mpol_to_str, as in /proc/PID/numa_maps: "bind:0-1", "interleave=static:0-3",
-    "bind=relative|balancing:2,3", "local", "default" (REFERENCE b8)."""
+    "bind=relative|balancing:2,3", "local", "default" (docs/linux-semantics.md#numa_maps)."""
     text = _MODE_NAMES[policy.mode][0]
     flags = policy.flags & MPOL_MODE_FLAGS
     if flags:
@@ -388,7 +389,8 @@ def numactl_policy_name(mode: Mode | int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Weighted interleave weights: /sys/kernel/mm/mempolicy/weighted_interleave/nodeN (REFERENCE b13).
+# Weighted interleave weights: /sys/kernel/mm/mempolicy/weighted_interleave/nodeN
+# (docs/linux-semantics.md#weighted-interleave-weights).
 
 WEIGHT_MIN = 1
 WEIGHT_MAX = 255

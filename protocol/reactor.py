@@ -5,10 +5,10 @@ more ROUTER socket, connected to every destination it calls (ROUTER to ROUTER, e
 named locally with CONNECT_ROUTING_ID, as protocol.client.TaskChannel does): the poll has two
 sockets however large the cluster (measured here: zmq_poll costs about 0.9 us per socket per
 call, and a wake-up calls it twice). Handlers are plain functions of a message (they never touch a
-socket, STYLE.md guideline 6); a handler returns its reply, raises NumaEmuError, or is a
+socket, docs/conventions.md#handlers-never-touch-a-socket); a handler returns its reply, raises NumaEmuError, or is a
 generator that yields effects (protocol.effects) and returns its reply later. This is the only
 place with a broad `except`: whatever a handler raises becomes an error reply and the loop goes
-on serving (DESIGN.md: malformed input never kills the process that received it).
+on serving (docs/design.md#wire: malformed input never kills the process that received it).
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ class Reactor(HeldMessages, Forwarding):
         receiver can tell which peer a request came from and delay its reply on the right link."""
         self.name = name
         self.identity = identity.encode() if identity else None
-        # The delaying link (DESIGN.md, Time): peer name, bytes -> seconds to hold a message back.
+        # The delaying link (docs/design.md#real-injection): peer name, bytes -> seconds to hold a message back.
         self.link_delay: Callable[[str, int], float] | None = None
         self._delayed: list[tuple[float, int, Callable[[], None]]] = []  # (due, seq, action): held messages
         self._link_last: dict[tuple[bool, bytes], float] = {}  # link (see _take_in) -> last due time

@@ -10,7 +10,7 @@ from __future__ import annotations
 # 2-core machine (a whole idle cluster was once declared dead at 3 x 0.25 s under load 7+).
 HEARTBEAT_INTERVAL_S = 0.4
 HEARTBEAT_LIVENESS = 5  # intervals of silence before a peer is declared dead (2 s; < 3 s)
-# A node that hears nothing from its coordinator for this long exits (DESIGN: no orphans; < 5 s).
+# A node that hears nothing from its coordinator for this long exits (docs/conventions.md#no-orphans; < 5 s).
 COORDINATOR_SILENCE_EXIT_S = 4.0
 
 NODE_READY_TIMEOUT_S = 60.0  # `up` gives up when the nodes are not ready by then

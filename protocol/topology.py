@@ -9,20 +9,20 @@ shape specs like "ring,8") live in ``protocol/topology_shapes.py``; ``load_topol
 lazily, because every node process imports this module at start-up and needs none of
 them. Stdlib only.
 
-Topology file schema (a complete example: ``topologies/2s-skylake.toml``)::
+Topology file schema (docs/topology-format.md; a complete example: ``topologies/2s-skylake.toml``)::
 
     name = "2s-skylake"                # required
     description = "..."                # optional, one paragraph
-    source = "..."                     # where the numbers come from (REFERENCE.md row, paper)
+    source = "..."                     # where the numbers come from (docs/machines.md, a paper)
     page_size = "4KiB"                 # optional, default 4KiB; power of two >= 512
 
     [slit]                             # required: the ACPI SLIT, numactl -H "node distances"
     matrix = [[10, 21], [21, 10]]      # N x N ints; diagonal 10; 10..254, 255 = unreachable
 
     [latency]                          # optional: idle access latency, initiator row -> target column
-    local_ns = 80                      # default 80 (REFERENCE.md c5); number (ns) or "80ns"
+    local_ns = 80                      # default 80 (docs/machines.md#presets); number (ns) or "80ns"
     matrix_ns = [[80, 135], [135, 80]] # optional measured (HMAT-like) matrix; else derived:
-                                       #   lat(i, j) = local_ns * d(i, j) / 10 (REFERENCE.md c3)
+                                       #   lat(i, j) = local_ns * d(i, j) / 10 (docs/machines.md#slit-tables)
 
     [bandwidth]                        # optional: link bandwidth, initiator row -> target column
     local = "110GB/s"                  # default 110GB/s; strings with units, bare numbers = MiB/s
@@ -40,7 +40,7 @@ Semantics worth knowing:
 - Derived latency of an unreachable (255) pair uses the reverse direction if that one is
   reachable, else the largest reachable distance of the machine. Derived bandwidth is
   ``local`` on the diagonal and for off-diagonal distance 10 (numa=fake nodes sharing one
-  socket, REFERENCE.md b14), ``remote`` everywhere else, 255 pairs included.
+  socket, docs/linux-semantics.md#numa-fake), ``remote`` everywhere else, 255 pairs included.
 - A memory-only node (no CPUs, e.g. CXL) starts no accesses; give its row anyway (the
   shipped files mirror its column) so a page copy can be costed in either direction.
 """
@@ -60,13 +60,13 @@ if TYPE_CHECKING:
     from typing import Any
 
 LOCAL_DISTANCE = 10  # ACPI SLIT / kernel LOCAL_DISTANCE
-REMOTE_DISTANCE = 20  # kernel REMOTE_DISTANCE, QEMU NUMA_DISTANCE_DEFAULT (REFERENCE.md b15)
+REMOTE_DISTANCE = 20  # kernel REMOTE_DISTANCE, QEMU NUMA_DISTANCE_DEFAULT (docs/linux-semantics.md#qemu-numa)
 MAX_DISTANCE = 254  # QEMU NUMA_DISTANCE_MAX
 UNREACHABLE_DISTANCE = 255  # ACPI SLIT "no route", QEMU NUMA_DISTANCE_UNREACHABLE
 MAX_NODES = 128  # QEMU MAX_NODES; each node is a process here
 DEFAULT_PAGE_SIZE = 4096
 MAX_PAGE_SIZE = 1 << 30
-# The 2s-skylake preset of REFERENCE.md c5 (Intel MLC, c1): used when nothing else is said.
+# The 2s-skylake preset of docs/machines.md#presets (Intel MLC): used when nothing else is said.
 DEFAULT_LOCAL_LATENCY_NS = 80.0
 DEFAULT_LOCAL_BANDWIDTH = "110GB/s"
 DEFAULT_REMOTE_BANDWIDTH = "34GB/s"
@@ -329,7 +329,7 @@ def validate(topology: Topology, *, keys: _Keys | None = None) -> None:
 
 
 def derive_latency_ns(distances: Sequence[Sequence[int]], local_ns: float) -> Matrix:
-    """``lat(i, j) = local_ns * d(i, j) / 10`` (REFERENCE.md c3 fallback), 255 handled.
+    """``lat(i, j) = local_ns * d(i, j) / 10`` (docs/machines.md#slit-tables: the fallback), 255 handled.
 
     An unreachable pair takes the reverse direction's distance when that one is reachable
     (a CPU-less node's row is all 255 in real SLITs, its column is not), else the largest

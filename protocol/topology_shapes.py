@@ -6,7 +6,7 @@ error names where it comes from (the file and key, the CLI option, the shape spe
 
 - :func:`load_topology` / :func:`loads_topology`: the files under ``topologies/``. Data
   only, read with ``tomllib`` and never executed (gem5's Python loader is the thing not
-  to do, STYLE.md 13).
+  to do, docs/conventions.md#topologies-are-data).
 - :func:`from_cli`: ``numa-emu up --nodes N --cpus-per-node C --mem-per-node SIZE
   [--distance D | --distances 'ROW;ROW;...']``.
 - :data:`SHAPES` / :func:`build_shape`: parametric shapes picked with a Mininet-like spec,
@@ -234,18 +234,18 @@ def from_cli(nodes: int | str, cpus_per_node: int | str, mem_per_node: str | int
     node_specs = [NodeSpec(id=i, cpus=tuple(range(i * c, (i + 1) * c)), mem_bytes=mem) for i in range(n)]
     return make_topology(
         name=f"cli-{n}n", description=f"{n} nodes x {c} cpus x {format_size(mem)}, {slit}",
-        source="numa-emu up command-line options; latency derived from the SLIT (REFERENCE.md c3)",
+        source="numa-emu up command-line options; latency derived from the SLIT (docs/machines.md#slit-tables)",
         page_size=page, nodes=node_specs, distances=matrix, local_latency_ns=local_ns, keys=keys)
 
 
 # --- parametric shapes -------------------------------------------------------------------
 
-# SLIT added per interconnect hop: 6, after the AMD Opteron 6272 tables (REFERENCE.md c3:
+# SLIT added per interconnect hop: 6, after the AMD Opteron 6272 tables (docs/machines.md#slit-tables:
 # 16 for one HyperTransport hop, 22 for two), i.e. 10 + 6 * hops.
 DEFAULT_HOP_DISTANCE = 6
 DEFAULT_SHAPE_MEM = "1GiB"  # lazily committed by the node processes
 DEFAULT_SHAPE_CPUS = 2
-FAKE_NODE_MIN_BYTES = 32 << 20  # mm/numa_emulation.c FAKE_NODE_MIN_SIZE (REFERENCE.md b14)
+FAKE_NODE_MIN_BYTES = 32 << 20  # mm/numa_emulation.c FAKE_NODE_MIN_SIZE (docs/linux-semantics.md#numa-fake)
 
 
 def _uniform(name: str, description: str, source: str, distances: list[list[int]], *, mem: str | int,
@@ -289,7 +289,8 @@ def ring(n_nodes: int | str, *, hop: int | str = DEFAULT_HOP_DISTANCE, mem: str 
     name = name or f"ring,{n}"
     hops = [[min(abs(i - j), n - abs(i - j)) for j in range(n)] for i in range(n)]
     return _uniform(name, f"{n} nodes on a ring, SLIT 10 + {hop} per hop", "built-in shape 'ring' "
-                    "(protocol/topology_shapes.py); hop distance after Opteron 6272 10/16/22 (REFERENCE.md c3)",
+                    "(protocol/topology_shapes.py); hop distance after Opteron 6272 10/16/22 "
+                    "(docs/machines.md#slit-tables)",
                     _hop_distances(hops, hop, name), mem=mem, cpus=cpus, local_ns=local_ns, page_size=page_size)
 
 
@@ -311,7 +312,8 @@ def mesh(rows: int | str, cols: int | str | None = None, *, hop: int | str = DEF
     name = name or f"mesh,{r}x{c}"
     hops = [[abs(a // c - b // c) + abs(a % c - b % c) for b in range(r * c)] for a in range(r * c)]
     return _uniform(name, f"{r}x{c} grid of nodes, SLIT 10 + {hop} per hop", "built-in shape 'mesh' "
-                    "(protocol/topology_shapes.py); hop distance after Opteron 6272 10/16/22 (REFERENCE.md c3)",
+                    "(protocol/topology_shapes.py); hop distance after Opteron 6272 10/16/22 "
+                    "(docs/machines.md#slit-tables)",
                     _hop_distances(hops, hop, name), mem=mem, cpus=cpus, local_ns=local_ns, page_size=page_size)
 
 
@@ -321,21 +323,22 @@ def full(n_nodes: int | str, *, distance: int | str = REMOTE_DISTANCE, mem: str 
     """``full,N``: every node one hop from every other, all remote distances equal (default 20).
 
     The flat SLIT of the Opteron 6174 and of the 8-node 2013 NUMA-balancing box
-    (REFERENCE.md c3), and QEMU's default for pairs with no ``-numa dist``.
+    (docs/machines.md#slit-tables), and QEMU's default for pairs with no ``-numa dist``.
     """
     n = _whole(n_nodes, "shape 'full': nodes", 1, MAX_NODES)
     d = _whole(distance, f"shape 'full,{n}': distance", 0)
     matrix = [[LOCAL_DISTANCE if i == j else d for j in range(n)] for i in range(n)]
     return _uniform(name or f"full,{n}", f"{n} fully connected nodes, SLIT 10 local, {d} remote",
                     "built-in shape 'full' (protocol/topology_shapes.py); flat SLIT as on the Opteron 6174 "
-                    "(REFERENCE.md c3), QEMU NUMA_DISTANCE_DEFAULT 20 (b15)",
+                    "(docs/machines.md#slit-tables), QEMU NUMA_DISTANCE_DEFAULT 20 "
+                    "(docs/linux-semantics.md#qemu-numa)",
                     matrix, mem=mem, cpus=cpus, local_ns=local_ns, page_size=page_size)
 
 
 def fake(n_nodes: int | str, *, distance: int | str = LOCAL_DISTANCE, mem: str | int = DEFAULT_SHAPE_MEM,
          cpus: int | str = DEFAULT_SHAPE_CPUS, local_ns: float | str = DEFAULT_LOCAL_LATENCY_NS,
          page_size: str | int = DEFAULT_PAGE_SIZE, name: str | None = None) -> Topology:
-    """``fake,N``: ``numa=fake=N`` on a one-socket machine (mm/numa_emulation.c, REFERENCE.md b14).
+    """``fake,N``: ``numa=fake=N`` on a one-socket machine (mm/numa_emulation.c, docs/linux-semantics.md#numa-fake).
 
     Fake nodes carved from one physical node get that node's distance to itself, 10, so
     every pair is at distance 10 and accesses cost the same everywhere ("latency is not
@@ -347,7 +350,7 @@ def fake(n_nodes: int | str, *, distance: int | str = LOCAL_DISTANCE, mem: str |
     matrix = [[LOCAL_DISTANCE if i == j else d for j in range(n)] for i in range(n)]
     return _uniform(name or f"fake,{n}", f"numa=fake={n} on one socket: {n} equally fast nodes",
                     "built-in shape 'fake' (protocol/topology_shapes.py); Linux mm/numa_emulation.c "
-                    "(REFERENCE.md b14)", matrix, mem=mem, cpus=cpus, local_ns=local_ns,
+                    "(docs/linux-semantics.md#numa-fake)", matrix, mem=mem, cpus=cpus, local_ns=local_ns,
                     page_size=page_size, min_mem_bytes=FAKE_NODE_MIN_BYTES)
 
 

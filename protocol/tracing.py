@@ -3,7 +3,7 @@
 An event is {"ev": kind, "wall_ns": ..., "node": ..., then the kind's fields, usually "task",
 "vns" (the task's virtual clock), "obj"/"idx" or "addr", "frame", "to"/"from" nodes}. Off by
 default; when off a trace point costs one attribute test (`if tracer.on:`), the call sites build
-nothing. The clock is injected, so a pure core stays free of clocks (DESIGN.md).
+nothing. The clock is injected, so a pure core stays free of clocks (docs/design.md#pure-cores-and-effects).
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ Conventions (why they differ):
   kernel's ``memparse``: "4k", "4K", "4KiB" and "4kb" are all 4096 bytes.
 - Bandwidths follow the tools that publish them (Intel MLC, STREAM, vendor sheets): "GB/s"
   is 10^9 bytes per second, "GiB/s" is 2^30. We keep bandwidth in MiB/s, the unit libvirt
-  and QEMU HMAT tables use (REFERENCE.md c2).
+  and QEMU HMAT tables use (docs/machines.md#vendor-models).
 - Durations are kept in nanoseconds (``latency_ns``) or seconds (``timeout_s``).
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Part of ``protocol/``: when a node cannot give a page (full, or outside a bind mask), the
 allocation falls back along this list, and a multi-node bind or preferred-many fills the
-first allowed node of the allocating CPU's list (REFERENCE.md, "Observed on a real kernel").
+first allowed node of the allocating CPU's list (docs/linux-semantics.md#observed-on-a-real-kernel).
 The coordinator and every node compute it from the SLIT with the same pure function, so
 they agree without a message.
 

@@ -1,4 +1,4 @@
-"""The history checker of PROTOCOL.md invariant 3: a read returns the bytes of the last write that
+"""The history checker of docs/protocol.md#invariants (3): a read returns the bytes of the last write that
 completed before the read began, or of a write that overlapped the read. Writes to a page come
 from one writer, one after the other (sequence numbers 1, 2, ...; 0 is the initial content)."""
 from __future__ import annotations

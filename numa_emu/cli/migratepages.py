@@ -1,7 +1,8 @@
 """migratepages(8): numa-emu migratepages PID FROM-NODES TO-NODES
 
 Moves the pages of task PID that are on FROM-NODES to TO-NODES with migrate_pages(2) semantics
-(REFERENCE b4, f7): the i-th node of FROM-NODES goes to the i-th of TO-NODES, a destination is
+(docs/linux-semantics.md#migrate_pages, #migratepages): the i-th node of FROM-NODES goes to the i-th of
+TO-NODES, a destination is
 vacated before it is filled, and the task keeps its policy. Node strings are libnuma's (lists,
 ranges, all, !, +), checked against the machine's nodes. Arguments, usage text and errors are
 migratepages': exit 1 on a usage error, on invalid nodes, and with "migrate_pages: <error>" when

@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _record_signals(started: cluster.Started) -> list[int]:
-    """SIGINT and SIGTERM are only recorded (STYLE.md guideline 9); a second one kills at once."""
+    """SIGINT and SIGTERM are only recorded (docs/conventions.md#signal-handlers-only-record); a second one
+    kills at once."""
     signals: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -11,7 +11,8 @@ Clusters are started attached (the coordinator holds the read end of a pipe to t
 `numa-emu up --foreground`), so even a SIGKILL of the runner takes them down. A workload runs as
 `python -m numa_emu.workloads.NAME` in a new session (a Ctrl-C at the terminal reaches only the
 runner) with the placement's environment (NUMA_EMU_CLUSTER, NUMA_EMU_CPU, NUMA_EMU_POLICY, ...).
-The first SIGINT is only recorded (STYLE.md guideline 9): the runner stops the workload it waits
+The first SIGINT is only recorded (docs/conventions.md#signal-handlers-only-record): the runner stops the
+workload it waits
 for, stops the cluster and returns what it has, marked interrupted; a second SIGINT is immediate
 (KeyboardInterrupt, and the finally blocks still stop the cluster).
 """

@@ -1,4 +1,5 @@
-"""Experiment files: load and validate the TOML, then expand its grid into configurations.
+"""Experiment files (docs/experiment-format.md): load and validate the TOML, then expand its grid into
+configurations.
 
 Every error is one NumaEmuError (EINVAL; ENOENT for a missing file) whose message names the file
 and the key: "latency.toml: grid.placement[1]: no placement 'remot' (defined: local, remote)".

@@ -5,7 +5,7 @@ emulated machine (nodes, CPUs, memory, SLIT distances) and a task's policy in th
 exact text of numactl v2.0.19 (``numactl.c`` ``hardware()``, ``print_node_cpus()``,
 ``print_distances()``, ``show()``; ``util.c`` ``printmask()``), so that LTP's
 ``numa01.sh``, numactl's ``test/regress`` and ``test/checktopology`` and autonuma's
-``preproc.awk`` parse it unchanged (REFERENCE f3, f4).
+``preproc.awk`` parse it unchanged (docs/linux-semantics.md#numactl-hardware, #numactl).
 
 Sizes are bytes in, MiB out (``bytes >> 20``, numactl.c ``fmt_mem``).
 """

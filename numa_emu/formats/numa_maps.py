@@ -2,7 +2,7 @@
 
 Place in numa-emu: a task's regions (anonymous, heap, stack, file/shm) are reported
 per region with the fields of torvalds/linux ``fs/proc/task_mmu.c``
-``show_numa_map()`` (REFERENCE b8); the policy column is ``mm/mempolicy.c``
+``show_numa_map()`` (docs/linux-semantics.md#numa_maps); the policy column is ``mm/mempolicy.c``
 ``mpol_to_str()``.  numastat ``-p`` and people's scripts read these lines, so the
 optional-field rules are reproduced exactly.
 """
@@ -33,7 +33,7 @@ def mpol_to_str(mode: str, nodes: Iterable[int] = (), flags: Iterable[str] = ())
 
     ``mode`` uses numactl's names (``bind``, ``preferred-many``, ...); ``flags`` is any
     of ``static``, ``relative``, ``balancing``.  Flags are printed as ``static`` or
-    ``relative`` then ``|balancing`` (the pre-2024 kernel order REFERENCE b8 gives).
+    ``relative`` then ``|balancing`` (the pre-2024 kernel order, docs/linux-semantics.md#numa_maps).
     Nodes are printed only for modes that carry them, in list format (``0-3,5``).
     """
     if mode not in KERNEL_MODE_NAMES:

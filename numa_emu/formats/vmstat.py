@@ -5,11 +5,11 @@ values and prints them with :func:`format_vmstat`.  The order and names follow
 ``vmstat_text[]`` in torvalds/linux ``mm/vmstat.c`` (zone stats, NUMA events, node
 stats, writeback thresholds, VM events; ``vmstat_show`` prints ``"%s %lu\\n"``).
 Counters the emulator does not model are simply absent: we print what we have, in
-kernel order, and never invent zeros.  Emulator-only counters (REFERENCE b7:
+kernel order, and never invent zeros.  Emulator-only counters (docs/linux-semantics.md#vmstat:
 ``nr_repl_pages``, ``pgreplicated``, ``pgreplicazap``) sit next to their kernel
 relatives.
 
-The six numastat counters have different names system-wide (REFERENCE b6):
+The six numastat counters have different names system-wide (docs/linux-semantics.md#numastat-counters):
 ``interleave_hit`` -> ``numa_interleave``, ``local_node`` -> ``numa_local``,
 ``other_node`` -> ``numa_other``; :func:`vmstat_from_numastat` does the renaming.
 """

@@ -1,6 +1,6 @@
 """memhog(8) command-line parsing: ``memhog [-fFILE] [-rNUM] [-H] size[kmg] [policy [nodeset]]``.
 
-Place in numa-emu: the built-in memhog workload (REFERENCE f5) takes the real tool's
+Place in numa-emu: the built-in memhog workload (docs/linux-semantics.md#memhog) takes the real tool's
 arguments, as LTP (``memhog -r1000000 1MB``) and numactl's ``test/regress``
 (``memhog -H 15728640 interleave 0,1``) pass them.  Sources: numactl/numactl
 ``memhog.c`` (``main``, ``usage``) and ``util.c`` (``memsize``, ``parse_policy``,

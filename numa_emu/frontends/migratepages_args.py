@@ -1,7 +1,7 @@
 """migratepages(8) command-line parsing: ``migratepages pid from-nodes to-nodes``.
 
 Place in numa-emu: ``numa-emu migratepages`` moves a task's pages between nodes
-with migrate_pages(2) semantics (REFERENCE b4, f7).  Source: numactl/numactl
+with migrate_pages(2) semantics (docs/linux-semantics.md#migrate_pages, #migratepages).  Source: numactl/numactl
 ``migratepages.c``: glibc getopt_long with only ``-h``/``--help`` (any option prints
 the usage), exactly three operands, the pid read with ``strtoul(s, &end, 0)`` and the
 node strings with libnuma's numa_parse_nodestring.  Errors raise

@@ -6,7 +6,7 @@ or a :class:`NumactlUsageError` carrying exactly what numactl v2.0.19 prints and
 exit status.  Sources: numactl/numactl ``numactl.c`` (option loop, ``setpolicy``,
 ``usage_msg``), ``libnuma.c`` (``__numa_parse_nodestring``, ``__numa_parse_cpustring``,
 ``get_nr``, ``numa_warn``, ``numa_run_on_node_mask_all``) and glibc ``getopt_long``
-with numactl's leading ``+`` (stop at the first non-option).  REFERENCE b9, f6.
+with numactl's leading ``+`` (stop at the first non-option).  docs/linux-semantics.md#numactl, #node-strings.
 
 The libnuma string parser lives in ``numa_emu.frontends.libnuma``; its names are
 re-exported here for callers that know them from this module.

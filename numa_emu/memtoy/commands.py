@@ -3,7 +3,7 @@
 Place in numa-emu: `numa-emu memtoy` (numa_emu/cli/memtoy.py) reads lines; this module turns each
 into a dataclass below without any cluster in sight; numa_emu/memtoy/executor.py carries it out
 against an attached Task. The grammar is Lee Schermerhorn's memtoy (HP, `commands.c`, 2005-2007;
-REFERENCE.md b17), and so are these rules:
+docs/linux-semantics.md#memtoy), and so are these rules:
 
 - a command may be abbreviated to any unique prefix (`wh` is `where`);
 - sizes are numbers with an optional k, m, g or p suffix, p meaning pages of the task's page size;
@@ -202,7 +202,7 @@ def _policy(args: _Args, *, with_flags: bool) -> tuple[PolicyArg, int, bool]:
     if nodes_word == "*":
         if mode not in _STAR_MODES:
             raise args.error("'*' is valid only for the interleaved and preferred policies")
-        # preferred with an empty mask is local allocation (set_mempolicy(2), REFERENCE b1)
+        # preferred with an empty mask is local allocation (set_mempolicy(2), docs/linux-semantics.md#policies)
         return PolicyArg(mode, all_allowed=mode != Mode.PREFERRED), flags, shared
     return PolicyArg(mode, parse_node_list(nodes_word, args.n_nodes, args.name)), flags, shared
 

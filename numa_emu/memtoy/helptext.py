@@ -1,7 +1,7 @@
 """The help of every memtoy command: usage line, one-line summary and details (`help [cmd]`).
 
 Data only, shared by the parser (usage in error messages) and the shell (`help`). The wording
-is ours; the command set and grammar follow memtoy's command table (REFERENCE.md b17).
+is ours; the command set and grammar follow memtoy's command table (docs/linux-semantics.md#memtoy).
 """
 from __future__ import annotations
 

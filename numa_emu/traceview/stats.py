@@ -3,7 +3,8 @@
 A page thrashes when it is replicated and its replicas are torn down again and again: each
 replicate -> unreplicate pair is one cycle (Lee Schermerhorn's 2007 usex runs had ~98 % of the
 replications zapped; Nick Piggin asked for each zap's cause and a histogram of replica lifetimes,
-REFERENCE.md section 0). Pages are keyed by obj:idx. Pure: events in, a JSON-able dict and text
+docs/linux-semantics.md#findings-of-the-2007-thread). Pages are keyed by obj:idx. Pure: events in, a
+JSON-able dict and text
 lines out.
 """
 from __future__ import annotations

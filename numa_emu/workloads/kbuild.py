@@ -1,6 +1,6 @@
 """kbuild: a kernel build's page-cache pattern. Tasks on every node read one shared source tree
 over and over, through read-only mappings and pread, and write a little; the 2007 patch's
-benchmark ("~10 s (1 %) user time was cut off a kernel compile", REFERENCE.md section 0).
+benchmark ("~10 s (1 %) user time was cut off a kernel compile", docs/linux-semantics.md#findings-of-the-2007-thread).
 
 Set-up (the leader, not measured): --files files of --size bytes (default 8 x 64 KiB, 16 pages
 each) under names unique to the run, written by the leader through a writable mapping, so their

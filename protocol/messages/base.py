@@ -2,7 +2,7 @@
 
 A message class is a dataclass decorated with @message; its fields are the envelope's fields.
 Decoding checks that the envelope has exactly the declared fields with the declared types, so a
-handler never sees a malformed message (STYLE.md guideline 2).
+handler never sees a malformed message (docs/conventions.md#typed-messages).
 """
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ pushed to every node) and node.task.cpu (a task moved to another CPU of the same
 
 The tunables are data (`tunables()`): key -> parser, default, where it applies, so adding one
 (a later vm.pagecache_replication, say) is one entry. Keys follow sysctl(8)'s dotted names; the
-weighted-interleave weights, sysfs files in Linux (REFERENCE b13), are exposed under
+weighted-interleave weights, sysfs files in Linux (docs/linux-semantics.md#weighted-interleave-weights),
+are exposed under
 `kernel.mm.mempolicy.weighted_interleave.node<N>`.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ from protocol.policy import DEFAULT_WEIGHT, WeightTable
 
 @message
 class CpusetCreate(Request):
-    """mkdir a cpuset and write its cpus and mems (cgroup v1, REFERENCE b10). `replication`
+    """mkdir a cpuset and write its cpus and mems (cgroup v1, docs/linux-semantics.md#cpusets). `replication`
     None inherits the root cpuset's flag, as new cpusets inherit their parent's flags."""
 
     kind = "cpuset.create"
@@ -214,7 +215,8 @@ def _parse_ms(text: str) -> int:
 
 
 def _replication_tunables() -> list[Tunable]:
-    """The replicated page cache's switches (REFERENCE.md b16 and the 2007 thread's proposals)."""
+    """The replicated page cache's switches (docs/linux-semantics.md#replication-state-machine,
+    #findings-of-the-2007-thread)."""
     return [
         Tunable(REPL_KEY, _parse_switch, 1, SCOPE_NODES,
                 "page-cache replication on remote reads of clean pages: 1 on, 0 off (cpusets can also turn it off)"),

@@ -1,5 +1,5 @@
 """Messages of the memory path: a task's requests to its home node, and node-to-node frame,
-directory and counter requests (PROTOCOL.md). Addresses and lengths are bytes; page contents
+directory and counter requests (docs/protocol.md). Addresses and lengths are bytes; page contents
 travel as bytes values inside the envelope."""
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class Access(Request):
 
 @message
 class AccessForward(Notice):
-    """Home node H -> owner node O (IVY forwarding, PROTOCOL.md): serve a task's access within
+    """Home node H -> owner node O (IVY forwarding, docs/protocol.md#forwarded-access): serve a task's access within
     one private page whose frame is on O, and answer the task directly with the AccessReply (or
     the error) of its mem.access. H has done the rest: the task's clock (`clock_ns`, after this
     access), its counters and trace event. `route` and `request_id` are the task's routing id

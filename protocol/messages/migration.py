@@ -1,5 +1,6 @@
-"""Messages of page migration (DESIGN.md, Migration; REFERENCE.md b2, b4, b5, b10): move_pages and
-migrate_pages of a task on its home node, and the coordinator's migrate_pages by PID (migratepages).
+"""Messages of page migration (docs/protocol.md#migration; docs/linux-semantics.md#move_pages,
+#migrate_pages, #mbind, #cpusets): move_pages and migrate_pages of a task on its home node, and the
+coordinator's migrate_pages by PID (migratepages).
 
 Direct migration takes the page lock, unmaps with acknowledged shootdowns, copies the page to its
 target, updates the page table or the directory entry, and only then frees the old frame. Lazy

@@ -1,6 +1,6 @@
 """Messages of files and the page cache: the coordinator's file table, a task's file operations
 on its home node, the directory's read/write (replicate/collapse) protocol, shootdowns with their
-acknowledgements, and writeback (PROTOCOL.md, Read of a shared page and Write of a shared page)."""
+acknowledgements, and writeback (docs/protocol.md#read-of-a-shared-page, #collapse)."""
 from __future__ import annotations
 
 from protocol.messages.base import Ok, Reply, Request, message
@@ -175,7 +175,7 @@ class DirPageReply(Reply):
 
 @message
 class DirRead(Request):
-    """Read access by home node `mapper` (PROTOCOL.md, Read of a shared page)."""
+    """Read access by home node `mapper` (docs/protocol.md#read-of-a-shared-page)."""
 
     kind = "dir.read"
     reply = DirPageReply
@@ -193,7 +193,7 @@ class DirRead(Request):
 
 @message
 class DirWrite(Request):
-    """Write access by `mapper`: collapses the replicas first (PROTOCOL.md, the collapse)."""
+    """Write access by `mapper`: collapses the replicas first (docs/protocol.md#collapse)."""
 
     kind = "dir.write"
     reply = DirPageReply

@@ -235,7 +235,7 @@ def test_migratepages_moves_a_tasks_pages_as_migratepages_8_does(four, cli):
         region.write(PAGE, b"kept")
         assert region.where() == [0, 1, 0, 1, 0, 1]
         hits = {n: s["numastat"]["numa_hit"] for n, s in stats(four).items()}
-        # 0,1 -> 2,3: node 0 to 2, node 1 to 3 (REFERENCE "Observed on a real kernel")
+        # 0,1 -> 2,3: node 0 to 2, node 1 to 3 (docs/linux-semantics.md#observed-on-a-real-kernel)
         assert cli("migratepages", str(task.pid), "0,1", "2-3").returncode == 0
         assert region.where() == [2, 3, 2, 3, 2, 3] and region.read(PAGE, 4) == b"kept"
         after = {n: s["numastat"]["numa_hit"] for n, s in stats(four).items()}

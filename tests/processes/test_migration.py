@@ -1,6 +1,7 @@
-"""Page migration on real clusters (REFERENCE.md b2, b4, b5, b7, b10): move_pages statuses and
-errors, migrate_pages' relative rule, mbind MOVE / MOVE_ALL / STRICT and MOVE|LAZY, cpuset
-memory_migrate, shared pages with replicas; bytes always preserved, counters exact, invariants."""
+"""Page migration on real clusters (docs/linux-semantics.md#move_pages, #migrate_pages, #mbind,
+#cpusets, #vmstat): move_pages statuses and errors, migrate_pages' relative rule, mbind MOVE /
+MOVE_ALL / STRICT and MOVE|LAZY, cpuset memory_migrate, shared pages with replicas; bytes always
+preserved, counters exact, invariants."""
 from __future__ import annotations
 
 import collections

@@ -5,7 +5,7 @@ The original (numactl/numactl test/regress) runs `numactl <policy> memhog -H SIZ
 <counter>` and wants at least HALFPAGES / PAGES / DOUBLEPAGES more on the right nodes. Here the
 same commands run through the numa-emu front ends (`numa-emu numactl`, `numa-emu memhog`,
 `numa-emu numastat`, parsed the way regress parses them) and the deltas are checked exactly,
-with the behaviour REFERENCE.md "Observed on a real kernel" recorded on the same 4-node shape:
+with the behaviour docs/linux-semantics.md#observed-on-a-real-kernel records on the same 4-node shape:
 interleave splits evenly, bind and preferred fill one node, preferred spills along the
 preferred node's fallback order (1 0 3 2 for node 1) with numa_miss on the receivers and
 numa_foreign on node 1, a bind that cannot be met fails with ENOMEM and spills nothing. After
@@ -176,8 +176,8 @@ def test_membind_and_preferred_fill_the_node_named(four):
 
 
 def test_membind_over_two_nodes_fills_the_first_in_the_cpus_fallback_order(four):
-    # REFERENCE "Observed": a bind over several nodes fills the first of them in the allocating
-    # CPU's fallback order: node 0's order is 0 1 2 3, node 3's is 3 2 1 0.
+    # docs/linux-semantics.md#observed-on-a-real-kernel: a bind over several nodes fills the first of
+    # them in the allocating CPU's fallback order: node 0's order is 0 1 2 3, node 3's is 3 2 1 0.
     d = four.delta(lambda: four.run(*under_numactl("-C", "0", "--membind=2,3")))
     assert only(d["numa_hit"]) == {2: PAGES} and only(d["other_node"]) == {2: PAGES}
     d = four.delta(lambda: four.run(*under_numactl("-C", "3", "--membind=2,3")))

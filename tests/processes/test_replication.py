@@ -1,4 +1,5 @@
-"""The replicated page cache on real clusters (REFERENCE.md b16 [TEST] scenarios): replicas appear
+"""The replicated page cache on real clusters (docs/linux-semantics.md#replication-state-machine
+scenarios): replicas appear
 where and only where the rules say, a write collapses them and nobody reads old bytes after it,
 counters add up, thrashing pages back off, memory pressure reclaims replicas, down/up loses no write."""
 from __future__ import annotations

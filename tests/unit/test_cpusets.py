@@ -1,6 +1,6 @@
 """The coordinator's pure cpuset core: names and lists, the root, create/delete, a task's cpu
 within a new set, the memory_migrate rule, and the rebinding of policies when mems change
-(the examples of Documentation/admin-guide/mm/numa_memory_policy.rst, REFERENCE b1)."""
+(the examples of Documentation/admin-guide/mm/numa_memory_policy.rst, docs/linux-semantics.md#rebinding)."""
 from __future__ import annotations
 
 import pytest

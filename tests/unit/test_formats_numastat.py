@@ -20,7 +20,7 @@ from numa_emu.formats.numastat import (
     numastat_json,
 )
 
-# REFERENCE b6: `numastat` on a 2x E5-2695 v4 (bokotomo/RooflineMeasurement README.md).
+# docs/linux-semantics.md#numastat: `numastat` on a 2x E5-2695 v4 (bokotomo/RooflineMeasurement README.md).
 B6_COUNTERS = {
     0: {"numa_hit": 67798958, "numa_miss": 0, "numa_foreign": 0, "interleave_hit": 5451975,
         "local_node": 67791294, "other_node": 7664},
@@ -141,7 +141,7 @@ def test_process_layout_byte_for_byte() -> None:
 
 
 def _ltp_numa01_value(output: str, node: int) -> str:
-    """LTP numa01.sh (REFERENCE f2): field index of `Node <n>` in line 3 split on
+    """LTP numa01.sh (docs/linux-semantics.md#numastat): field index of `Node <n>` in line 3 split on
     [[:space:]][[:space:]]+, then that field of the ^Total row split awk's default way."""
     lines = output.split("\n")
     header_fields = re.split(r"[ \t\n][ \t\n]+", lines[2])

@@ -1,4 +1,5 @@
-"""The architecture of DESIGN.md, checked: the top-level packages resolve inside this project,
+"""The architecture of docs/design.md#layout-and-the-dependency-rule, checked: the top-level
+packages resolve inside this project,
 protocol imports nothing of ours, nodes and coordinator never import each other, and the CLI
 never imports the daemons' internals."""
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The pure rules of page migration: migrate_pages' relative node mapping and its order
-(do_migrate_pages), and where mbind MPOL_MF_MOVE sends a page (REFERENCE.md b2, b4)."""
+(do_migrate_pages), and where mbind MPOL_MF_MOVE sends a page (docs/linux-semantics.md#mbind, #migrate_pages)."""
 from __future__ import annotations
 
 import errno

@@ -1,5 +1,6 @@
-"""Unit tests of nodes/placement.py against what a real kernel did (REFERENCE "Observed on a
-real kernel": Linux 6.1 under QEMU, 4 nodes, SLIT 10 / 16 within {0,1} and {2,3} / 21 across)."""
+"""Unit tests of nodes/placement.py against what a real kernel did
+(docs/linux-semantics.md#observed-on-a-real-kernel: Linux 6.1 under QEMU, 4 nodes, SLIT 10 / 16
+within {0,1} and {2,3} / 21 across)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -270,7 +271,8 @@ allocation = st.tuples(policy_strategy, st.integers(0, 3), st.integers(0, 10**6)
 
 @given(st.lists(allocation, max_size=60), st.dictionaries(st.integers(0, 3), st.integers(1, 9)))
 def test_charge_invariants(allocations, weights) -> None:
-    """REFERENCE b6 [TEST] / PROTOCOL invariant 4, over any sequence of allocations."""
+    """docs/linux-semantics.md#numastat-counters / docs/protocol.md#invariants (4), over any sequence
+    of allocations."""
     counters: dict[int, dict[str, int]] = {}
     for policy, task_node, index, allowed, pick, pages in allocations:
         p = place(policy, task_node=task_node, allowed=allowed, fallback_orders=QEMU4,

@@ -69,7 +69,7 @@ def test_split_mode_like_sanitize_mpol_flags() -> None:
     assert split_mode(Mode.INTERLEAVE, RELATIVE) == (3, RELATIVE)
 
 
-# ---- REFERENCE b1 [TEST]: every error case is EINVAL --------------------------------------
+# ---- docs/linux-semantics.md#policies: every error case is EINVAL --------------------------------
 
 
 def test_default_with_nodes_is_einval() -> None:
@@ -214,7 +214,7 @@ def test_nodes_fold() -> None:
     assert nodes_fold({1}, 0) == frozenset()
 
 
-# ---- rebinding (REFERENCE b1; Documentation/admin-guide/mm/numa_memory_policy.rst) -------
+# ---- rebinding (docs/linux-semantics.md#rebinding; Documentation/admin-guide/mm/numa_memory_policy.rst) ---
 
 
 def test_rebind_default_remaps() -> None:
@@ -358,7 +358,7 @@ def test_numactl_names_parse_back(mode: Mode) -> None:
     assert parse_mode_name(numactl_policy_name(mode)) == mode
 
 
-# ---- weighted interleave weights (REFERENCE b13) ------------------------------------------
+# ---- weighted interleave weights (docs/linux-semantics.md#weighted-interleave-weights) -----------
 
 
 def test_weight_table_defaults_and_writes() -> None:

@@ -26,7 +26,7 @@ def shipped(name: str):
 
 
 def test_observed_on_a_real_kernel():
-    # REFERENCE.md "Observed on a real kernel": Linux 6.1 under QEMU 7.2, SLIT 10/16/21.
+    # docs/linux-semantics.md#observed-on-a-real-kernel: Linux 6.1 under QEMU 7.2, SLIT 10/16/21.
     assert fallback_orders(OBSERVED_SLIT) == [[0, 1, 2, 3], [1, 0, 3, 2], [2, 3, 0, 1], [3, 2, 1, 0]]
     assert fallback_orders(shipped("default-4n")) == fallback_orders(OBSERVED_SLIT)
     assert fallback_order(OBSERVED_SLIT, 3) == [3, 2, 1, 0]
