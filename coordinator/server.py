@@ -21,6 +21,7 @@ from coordinator.traceserver import TraceService
 from protocol.clusterdir import CLUSTER_FILE, STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_json, write_json_atomic
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
+from protocol.heartbeat import DEAD, SUSPECT
 from protocol.messages import Ok
 from protocol.messages import lifecycle as lc
 from protocol.reactor import Reactor
@@ -135,9 +136,19 @@ class CoordinatorServer:
     # ---- timers -------------------------------------------------------------------------
     def _heartbeat(self) -> None:
         now = time.monotonic()
-        for node_id, old, new in self.state.tick(now):
+        changes = self.state.tick(now)
+        for node_id, _old, new in changes:
+            if new == DEAD:  # silent past the grace while its process lives: hung; make dead true
+                log.warning("node %d silent for %g s: killing it", node_id, self.state.silent_dead_s)
+                self.supervisor.kill(node_id)
+        for rec in self.state.nodes.values():  # a silent node whose process is gone is dead now
+            if rec.state == SUSPECT and not self.supervisor.alive(rec.id):
+                changes.append(self.state.node_exited(rec.id, None, now))
+        for node_id, old, new in filter(None, changes):
             log.warning("node %d: %s -> %s", node_id, old, new)
             self.trace.node_changed(node_id, old, new)
+            if new == DEAD:
+                self.reactor.forget(f"node:{node_id}")
         for rec in self.state.live_nodes():
             self.reactor.notify(f"node:{rec.id}", lc.CoordinatorHeartbeat())
 
@@ -185,14 +196,17 @@ class CoordinatorServer:
         log.info("cluster %s is up: %d nodes", self.name, len(self.state.nodes))
 
     def on_heartbeat(self, msg: lc.NodeHeartbeat) -> None:
-        self.state.heartbeat(node_id=msg.node_id, frames_free=msg.frames_free, frames_total=msg.frames_total,
-                             now=time.monotonic())
+        change = self.state.heartbeat(node_id=msg.node_id, frames_free=msg.frames_free,
+                                      frames_total=msg.frames_total, now=time.monotonic())
+        if change:
+            log.warning("node %d: %s -> %s (spoke again)", *change)
+            self.trace.node_changed(*change)
 
     def on_status(self, msg: lc.ClusterStatus) -> lc.ClusterStatusReply:
         now = time.monotonic()
         return lc.ClusterStatusReply(
             cluster=self.name,
-            state=self.state.state,
+            state=self.state.summary(),
             coordinator={"pid": os.getpid(), "endpoint": self.endpoint, "uptime_s": round(self.reactor.uptime_s(), 3)},
             nodes=self.state.node_status(now),
             topology=self.state.topology,
