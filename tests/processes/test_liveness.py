@@ -88,3 +88,24 @@ def test_status_after_a_node_is_killed_says_degraded_not_up(cluster_factory, cli
     assert [n["state"] for n in st["nodes"]] == ["up", "up", "up", "dead"]
     first = cli("status", "--name", c.name, check=True).stdout.splitlines()[0]
     assert first.startswith(f"cluster {c.name}: degraded (dead: node 3), 4 nodes")
+
+
+def test_a_256gib_reservation_costs_its_touched_pages_only(cluster_factory, puppets):
+    c = cluster_factory("default-4n")
+    task = puppets(c, 1)
+    node = psutil.Process(c.status().nodes[1]["pid"])
+    rss_before = node.memory_info().rss
+    length = 256 << 30
+    task.do("mmap", **{"as": "big", "length": length})
+    offsets = [0, 12345 * 4096 + 100, length // 2, length - len(DATA)]
+    for i, offset in enumerate(offsets):
+        task.do("write", **{"as": "big", "offset": offset, "data": DATA[i:].hex()})
+    assert [bytes.fromhex(task.do("read", **{"as": "big", "offset": o, "length": len(DATA) - i}))
+            for i, o in enumerate(offsets)] == [DATA[i:] for i in range(len(offsets))]
+    growth = node.memory_info().rss - rss_before
+    assert growth < 64 << 20, f"the node grew by {growth >> 20} MiB for 4 touched pages of a 256 GiB mapping"
+    task.do("munmap", **{"as": "big"})
+    assert _all_up(c)
+    task.do("mmap", **{"as": "a", "length": len(DATA)})  # the node still serves its task
+    task.do("write", **{"as": "a", "offset": 0, "data": DATA.hex()})
+    assert bytes.fromhex(task.do("read", **{"as": "a", "offset": 0, "length": len(DATA)})) == DATA
