@@ -99,7 +99,7 @@ class FileOps:
         self._state(msg.name)
         wb = pc.DirWriteback(obj=f"file:{msg.name}")
         yield from self.mm.pcache.replication.writeback(wb)
-        yield [Call(node_dest(n), wb) for n in range(self.core.n_nodes) if n != self.core.node_id]
+        yield [Call(node_dest(n), wb) for n in range(self.core.n_nodes) if n != self.core.node_id and n not in self.core.dead]
         return Ok()
 
     def mmap_file(self, msg: pc.FileMmap):

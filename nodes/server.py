@@ -81,6 +81,7 @@ class NodeServer:
             "proc.stats": lambda m: lc.ProcStatsReply(stats=r.counters()),
             "node.shutdown": self.on_shutdown,
             "coord.heartbeat": self.on_coordinator_heartbeat,
+            "node.down": self.on_node_down,
             "node.stats": self.on_stats,
             "node.peers": self.on_peers,
             "node.latency": self.on_latency,
@@ -153,7 +154,17 @@ class NodeServer:
     def on_peers(self, msg: lc.NodePeers) -> Ok:
         for node_id, endpoint in msg.endpoints.items():
             self.reactor.routes[f"node:{int(node_id)}"] = endpoint
+            self.reactor.mark_up(f"node:{int(node_id)}")
+            self.core.dead.discard(int(node_id))
         return Ok()
+
+    def on_node_down(self, msg: lc.NodeDown) -> None:
+        """A peer is dead: calls to it fail at once with EIO naming it, and fsync passes it by."""
+        if msg.node_id == self.node_id or not 0 <= msg.node_id < self.core.n_nodes:
+            return
+        log.warning("node %d: node %d is dead (%s)", self.node_id, msg.node_id, msg.why)
+        self.core.dead.add(msg.node_id)
+        self.reactor.mark_down(node_dest(msg.node_id), f"node {msg.node_id} is dead ({msg.why})")
 
     def on_latency(self, msg: lm.NodeLatency) -> Ok:
         table = LatencyTable.from_wire(msg.table)

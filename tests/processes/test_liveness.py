@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from tests.conftest import poll_until
+from tests.conftest import PuppetError, poll_until
 
 pytestmark = pytest.mark.cluster
 
@@ -109,3 +109,22 @@ def test_a_256gib_reservation_costs_its_touched_pages_only(cluster_factory, pupp
     task.do("mmap", **{"as": "a", "length": len(DATA)})  # the node still serves its task
     task.do("write", **{"as": "a", "offset": 0, "data": DATA.hex()})
     assert bytes.fromhex(task.do("read", **{"as": "a", "offset": 0, "length": len(DATA)})) == DATA
+
+
+def test_once_a_node_is_known_dead_its_pages_fail_with_eio_naming_it_and_fsync_passes_it_by(cluster_factory, puppets):
+    c = cluster_factory("default-4n")
+    task = puppets(c, 0)
+    task.do("mmap", **{"as": "far", "length": len(DATA)})
+    task.do("mbind", mode="bind", nodes=[2], **{"as": "far"})
+    task.do("write", **{"as": "far", "offset": 0, "data": DATA.hex()})
+    assert task.do("where", **{"as": "far"}) == [2]
+    task.do("open", name="f", create=True, size=len(DATA))
+    os.kill(c.status().nodes[2]["pid"], signal.SIGKILL)
+    poll_until(lambda: _states(c)[2] == "dead", timeout_s=10.0, what="node 2 reported dead")
+    for op in ({"op": "read", "length": 16}, {"op": "write", "data": "00"}):
+        with pytest.raises(PuppetError) as err:
+            task.do(op.pop("op"), **{"as": "far", "offset": 0}, **op)
+        assert err.value.errno_name == "EIO" and "node 2 is dead (exited with status -9)" in str(err.value)
+    task.do("pwrite", name="f", offset=0, data=DATA.hex())
+    task.do("fsync", name="f")  # every surviving node's writeback, none waiting on the dead one
+    assert bytes.fromhex(task.do("pread", name="f", offset=0, length=len(DATA))) == DATA
