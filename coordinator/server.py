@@ -14,7 +14,7 @@ from pathlib import Path
 
 from coordinator.fileserver import FileService
 from coordinator.latencyserver import LatencyService
-from coordinator.state import STOPPED, ClusterState
+from coordinator.state import ClusterState
 from coordinator.supervisor import Supervisor
 from coordinator.taskserver import TaskService
 from coordinator.traceserver import TraceService
@@ -159,9 +159,8 @@ class CoordinatorServer:
         node_id, old, new = change
         log.warning("node %d: %s -> %s (%s)", node_id, old, new, why)
         self.trace.node_changed(node_id, old, new)
-        if new in (DEAD, STOPPED):
-            self.reactor.mark_down(f"node:{node_id}", f"node {node_id} is {new} ({why})")
         if new == DEAD:
+            self.reactor.mark_down(f"node:{node_id}", f"node {node_id} is dead ({why})")
             for rec in self.state.live_nodes():
                 self.reactor.notify(f"node:{rec.id}", lc.NodeDown(node_id=node_id, why=why))
 

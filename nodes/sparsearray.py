@@ -7,7 +7,9 @@ from __future__ import annotations
 from array import array
 from typing import Iterable, Iterator
 
-CHUNK = 4096  # entries per chunk: 16 MiB of 4 KiB pages, 8-16 KiB per array once touched
+_SHIFT = 12
+CHUNK = 1 << _SHIFT  # entries per chunk: 16 MiB of 4 KiB pages, 8-16 KiB per array once touched
+_MASK = CHUNK - 1
 
 
 class SparseArray:
@@ -43,6 +45,9 @@ class SparseArray:
         return start, max(start, stop)
 
     def __getitem__(self, i: int | slice) -> int | array:
+        if i.__class__ is int and 0 <= i < self.length:  # the page-table hot path first
+            chunk = self.chunks.get(i >> _SHIFT)
+            return self.default if chunk is None else chunk[i & _MASK]
         if isinstance(i, slice):
             start, stop = self._span(i)
             out = array(self.typecode)
@@ -59,6 +64,11 @@ class SparseArray:
         return self.default if chunk is None else chunk[i % CHUNK]
 
     def __setitem__(self, i: int | slice, value) -> None:
+        if i.__class__ is int and 0 <= i < self.length:
+            chunk = self.chunks.get(i >> _SHIFT)
+            if chunk is not None:
+                chunk[i & _MASK] = value
+                return
         if isinstance(i, slice):
             start, stop = self._span(i)
             values = array(self.typecode, value)
