@@ -128,3 +128,13 @@ def test_once_a_node_is_known_dead_its_pages_fail_with_eio_naming_it_and_fsync_p
     task.do("pwrite", name="f", offset=0, data=DATA.hex())
     task.do("fsync", name="f")  # every surviving node's writeback, none waiting on the dead one
     assert bytes.fromhex(task.do("pread", name="f", offset=0, length=len(DATA))) == DATA
+
+
+def test_a_node_gone_without_a_report_is_found_dead_by_its_pid(cluster_factory):
+    c = cluster_factory("default-4n")
+    zygote = c.info.data["zygote"]["pid"]
+    os.kill(zygote, signal.SIGKILL)  # nobody is left to report the node's exit
+    poll_until(lambda: not _alive(zygote), what="the fork server gone")
+    os.kill(c.status().nodes[0]["pid"], signal.SIGKILL)
+    poll_until(lambda: _states(c)[0] == "dead", timeout_s=10.0, what="node 0 found dead by its pid")
+    assert c.status().state == "degraded" and _states(c)[1:] == ["up", "up", "up"]
