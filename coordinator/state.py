@@ -83,7 +83,8 @@ class ClusterState:
             return True
         return False
 
-    def heartbeat(self, *, node_id: int, frames_free: int, frames_total: int, now: float) -> tuple[int, str, str] | None:
+    def heartbeat(self, *, node_id: int, frames_free: int, frames_total: int,
+                  now: float) -> tuple[int, str, str] | None:
         """A node spoke: a suspect one rejoins (the change is returned)."""
         rec = self._node(node_id)
         if rec.liveness is None or rec.state in (DEAD, STOPPED):

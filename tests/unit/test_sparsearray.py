@@ -68,6 +68,7 @@ def test_a_256gib_region_maps_splits_and_unmaps_at_the_cost_of_its_touched_pages
     region.node[BIG // 2], region.frame[BIG // 2] = 1, 77
     head, = space.isolate(region.start, (BIG // 2) * 4096)
     tail = space.find(region.start + (BIG // 2) * 4096)
-    assert (head.npages, tail.npages, tail.node[0], tail.frame[0], tail.present_pages()) == (BIG // 2, BIG // 2, 1, 77, 1)
+    assert (head.npages, tail.npages, tail.node[0], tail.frame[0]) == (BIG // 2, BIG // 2, 1, 77)
+    assert tail.present_pages() == 1
     assert head.present_pages() == 0 and sum(len(c) for c in head.node.chunks.values()) == 0
     assert len(tail.node.chunks) == 1
