@@ -21,6 +21,7 @@ from coordinator.traceserver import TraceService
 from protocol.clusterdir import CLUSTER_FILE, STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_json, write_json_atomic
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
+from protocol.heartbeat import DEAD, SUSPECT
 from protocol.messages import Ok
 from protocol.messages import lifecycle as lc
 from protocol.reactor import Reactor
@@ -135,19 +136,38 @@ class CoordinatorServer:
     # ---- timers -------------------------------------------------------------------------
     def _heartbeat(self) -> None:
         now = time.monotonic()
+        changes = []
         for node_id, old, new in self.state.tick(now):
-            log.warning("node %d: %s -> %s", node_id, old, new)
-            self.trace.node_changed(node_id, old, new)
+            why = "no heartbeat" if new == SUSPECT else "heard within the interval"
+            if new == DEAD:  # silent past the grace while its process lives: hung; make dead true
+                self.supervisor.kill(node_id)
+                why = f"silent for {self.state.silent_dead_s:g} s, killed"
+            changes.append(((node_id, old, new), why))
+        for rec in self.state.nodes.values():  # a silent node whose process is gone is dead now
+            if rec.state == SUSPECT and not self.supervisor.alive(rec.id):
+                changes.append((self.state.node_exited(rec.id, None, now), "its process is gone"))
+        for change, why in changes:
+            self._changed(change, why)
         for rec in self.state.live_nodes():
             self.reactor.notify(f"node:{rec.id}", lc.CoordinatorHeartbeat())
 
+    def _changed(self, change: tuple[int, str, str] | None, why: str) -> None:
+        """Log and trace a node's change of state; a death is told to every live node, so that
+        calls to the dead one fail at once instead of at their deadline."""
+        if change is None:
+            return
+        node_id, old, new = change
+        log.warning("node %d: %s -> %s (%s)", node_id, old, new, why)
+        self.trace.node_changed(node_id, old, new)
+        if new == DEAD:
+            self.reactor.mark_down(f"node:{node_id}", f"node {node_id} is dead ({why})")
+            for rec in self.state.live_nodes():
+                self.reactor.notify(f"node:{rec.id}", lc.NodeDown(node_id=node_id, why=why))
+
     def _reap(self) -> None:
         for node_id, code in self.supervisor.reap():
-            change = self.state.node_exited(node_id, code, time.monotonic())
             self.reactor.forget(f"node:{node_id}")
-            if change:
-                log.warning("node %d exited with status %d: %s -> %s", node_id, code, change[1], change[2])
-                self.trace.node_changed(node_id, change[1], change[2])
+            self._changed(self.state.node_exited(node_id, code, time.monotonic()), f"exited with status {code}")
             if self.state.state == "starting":
                 self._tell_cli(f"error node {node_id} exited during start-up (status {code}); see node-{node_id}.log")
                 self.begin_shutdown()
@@ -165,6 +185,7 @@ class CoordinatorServer:
             page_size=msg.page_size, protocol_version=msg.protocol_version, now=time.monotonic(),
         )
         self.reactor.routes[f"node:{msg.node_id}"] = msg.endpoint
+        self.reactor.mark_up(f"node:{msg.node_id}")
         if all_ready:
             self.reactor.spawn(self._announce_peers(), self._ready)
         return lc.NodeRegisterReply(cluster=self.name, heartbeat_interval_s=self.state.heartbeat_interval_s)
@@ -185,14 +206,14 @@ class CoordinatorServer:
         log.info("cluster %s is up: %d nodes", self.name, len(self.state.nodes))
 
     def on_heartbeat(self, msg: lc.NodeHeartbeat) -> None:
-        self.state.heartbeat(node_id=msg.node_id, frames_free=msg.frames_free, frames_total=msg.frames_total,
-                             now=time.monotonic())
+        self._changed(self.state.heartbeat(node_id=msg.node_id, frames_free=msg.frames_free,
+                                           frames_total=msg.frames_total, now=time.monotonic()), "spoke again")
 
     def on_status(self, msg: lc.ClusterStatus) -> lc.ClusterStatusReply:
         now = time.monotonic()
         return lc.ClusterStatusReply(
             cluster=self.name,
-            state=self.state.state,
+            state=self.state.summary(),
             coordinator={"pid": os.getpid(), "endpoint": self.endpoint, "uptime_s": round(self.reactor.uptime_s(), 3)},
             nodes=self.state.node_status(now),
             topology=self.state.topology,

@@ -1,5 +1,9 @@
 """The coordinator's pure core for cluster membership: which node is up, suspect or dead.
 
+A silent node is suspect and comes back up when it speaks again; it is dead when its process is
+gone (node_exited) or after a long silence (Liveness). The cluster reports itself `degraded`
+while any node is dead, never `up`.
+
 No sockets, no clock, no processes: every handler takes `now` (seconds, monotonic) from the
 server around it, so tests drive it with plain calls.
 """
@@ -9,9 +13,10 @@ from dataclasses import dataclass, field
 
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.heartbeat import DEAD, SUSPECT, UP, Liveness
+from protocol.timing import OWN_PAUSE_S, SILENT_DEAD_S
 from protocol.version import PROTOCOL_VERSION
 
-STARTING, STOPPED = "starting", "stopped"
+STARTING, STOPPED, DEGRADED = "starting", "stopped", "degraded"
 
 
 @dataclass
@@ -29,12 +34,15 @@ class NodeRecord:
 
 
 class ClusterState:
-    def __init__(self, name: str, topology: dict, now: float, heartbeat_interval_s: float):
+    def __init__(self, name: str, topology: dict, now: float, heartbeat_interval_s: float,
+                 silent_dead_s: float = SILENT_DEAD_S):
         self.name = name
         self.topology = topology
         self.started_at = now
         self.state = STARTING
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.silent_dead_s = silent_dead_s
+        self.last_tick = now
         self.page_size = int(topology["page_size"])
         self.nodes = {n["id"]: NodeRecord(n["id"]) for n in topology["nodes"]}
 
@@ -67,7 +75,7 @@ class ClusterState:
             raise NumaEmuError(ErrorCode.EINVAL, f"node {node_id} has page size {page_size}, cluster has {self.page_size}")
         rec.pid, rec.endpoint, rec.frames_total, rec.frames_free = pid, endpoint, frames_total, frames_total
         rec.registered_at = now
-        rec.liveness = Liveness(now, self.heartbeat_interval_s)
+        rec.liveness = Liveness(now, self.heartbeat_interval_s, self.silent_dead_s)
         self._set_state(rec, UP, now)
         was_starting = self.state == STARTING
         if was_starting and all(r.state == UP for r in self.nodes.values()):
@@ -75,29 +83,42 @@ class ClusterState:
             return True
         return False
 
-    def heartbeat(self, *, node_id: int, frames_free: int, frames_total: int, now: float) -> None:
+    def heartbeat(self, *, node_id: int, frames_free: int, frames_total: int,
+                  now: float) -> tuple[int, str, str] | None:
+        """A node spoke: a suspect one rejoins (the change is returned)."""
         rec = self._node(node_id)
         if rec.liveness is None or rec.state in (DEAD, STOPPED):
-            return  # a heartbeat from a node we buried: it must re-register first
+            return None  # a heartbeat from a node we buried: it must re-register first
         rec.liveness.beat(now)
         rec.frames_free, rec.frames_total = frames_free, frames_total
-        self._set_state(rec, UP, now)
+        return self._set_state(rec, UP, now)
 
-    def node_exited(self, node_id: int, exit_code: int, now: float) -> tuple[int, str, str] | None:
+    def node_exited(self, node_id: int, exit_code: int | None, now: float) -> tuple[int, str, str] | None:
+        """The node's process is gone (exit_code None: found gone, status unknown)."""
         rec = self._node(node_id)
         rec.exit_code = exit_code
         return self._set_state(rec, STOPPED if self.state == "stopping" else DEAD, now)
 
     def tick(self, now: float) -> list[tuple[int, str, str]]:
-        """Liveness transitions since the last tick: (node, old state, new state)."""
+        """Liveness transitions since the last tick: (node, old state, new state). A gap between
+        ticks longer than OWN_PAUSE_S was this process's own pause: not counted as the nodes' silence."""
+        gap, self.last_tick = now - self.last_tick, now
         changes = []
         for rec in self.nodes.values():
             if rec.liveness is None or rec.state in (DEAD, STOPPED):
                 continue
+            if gap > OWN_PAUSE_S:
+                rec.liveness.excuse(gap, now)
             change = self._set_state(rec, rec.liveness.state(now), now)
             if change:
                 changes.append(change)
         return changes
+
+    def summary(self) -> str:
+        """The cluster's state as reported: `degraded` instead of `up` while a node is dead."""
+        if self.state == UP and any(r.state == DEAD for r in self.nodes.values()):
+            return DEGRADED
+        return self.state
 
     def live_nodes(self) -> list[NodeRecord]:
         return [r for r in self.nodes.values() if r.state in (UP, SUSPECT)]

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.timing import TERM_GRACE_S
 
@@ -87,6 +89,26 @@ class Supervisor:
 
     def pids(self) -> dict[int, int]:
         return dict(self._pids)
+
+    def alive(self, node_id: int) -> bool:
+        """Whether the node's process still exists (a zombie does not count), asked of the system
+        itself: a node the fork server could not report (the fork server died) is still seen gone."""
+        pid = self._pids.get(node_id)
+        if pid is None:
+            return False
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    def kill(self, node_id: int) -> None:
+        """SIGKILL a node declared dead while its process lived (hung): dead is then true."""
+        pid = self._pids.get(node_id)
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def reap(self) -> list[tuple[int, int]]:
         """Nodes that exited since the last call: (node id, exit code; negative = signal)."""

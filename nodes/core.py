@@ -86,6 +86,7 @@ class NodeCore:
         self.page_size = pool.page_size
         self.pool = pool
         self.possible = frozenset(range(self.n_nodes))
+        self.dead: set[int] = set()  # peers the coordinator reported dead (node.down): fsync passes them by
         self.fallback = fallback_orders([list(r) for r in topology["distances"]],
                                         cpuless_nodes=[n["id"] for n in topology["nodes"] if not n["cpus"]])
         self.cost = CostModel(topology["latency_ns"], topology["bandwidth_mib_s"], pool.page_size)

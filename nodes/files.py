@@ -99,7 +99,8 @@ class FileOps:
         self._state(msg.name)
         wb = pc.DirWriteback(obj=f"file:{msg.name}")
         yield from self.mm.pcache.replication.writeback(wb)
-        yield [Call(node_dest(n), wb) for n in range(self.core.n_nodes) if n != self.core.node_id]
+        core = self.core
+        yield [Call(node_dest(n), wb) for n in range(core.n_nodes) if n != core.node_id and n not in core.dead]
         return Ok()
 
     def mmap_file(self, msg: pc.FileMmap):

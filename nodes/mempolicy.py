@@ -70,7 +70,7 @@ class PolicyOps:
         if flags & MPOL_MF_STRICT and not move and policy.mode not in (Mode.DEFAULT, Mode.LOCAL):
             allowed = policy.nodes or task.mems
             for region in regions:
-                if any(n >= 0 and n not in allowed for n in region.node):
+                if any(n >= 0 and n not in allowed for _, n in region.node.items()):
                     raise NumaEmuError(ErrorCode.EIO, "MPOL_MF_STRICT: a page of the range is on a node the policy excludes")
         for region in regions:
             region.policy = None if policy.mode == Mode.DEFAULT else policy

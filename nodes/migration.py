@@ -165,8 +165,8 @@ class Migration:
             nodes = region.node
             if src not in nodes:
                 continue
-            for p in range(region.npages):
-                if nodes[p] == src:
+            for p, node in nodes.items():
+                if node == src:
                     if region.kind == ANON:
                         private.append((region, p, src))
                     elif not self._maps_replica(region, p):  # a replica is not a page of the task's own
@@ -194,10 +194,9 @@ class Migration:
         groups: dict = collections.defaultdict(list)  # Placement -> [Item]
         shared: list[tuple[Region, int, int]] = []
         for region in regions:
-            for p in range(region.npages):
-                node = region.node[p]
+            for p, node in region.node.items():
                 if node < 0:
-                    continue  # absent, or in the migration cache (its next fault places it)
+                    continue  # in the migration cache (its next fault places it)
                 placement, pol, index = self.mm._placement(task, region, p)
                 target = mbind_target(pol, node, interleave_index=index, order=placement.order, allowed=task.mems,
                                       weights=c.weights)
@@ -227,8 +226,8 @@ class Migration:
         replica at its directory home and stays in the page cache where it is. Returns pages."""
         count = 0
         for region in regions:
-            for p in range(region.npages):
-                if region.node[p] < 0:
+            for p, _node in region.node.items():
+                if region.node[p] < 0:  # also changed by an earlier page's shootdown
                     continue
                 if region.kind == ANON:
                     self.cache_put(task, region, p)

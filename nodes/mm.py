@@ -136,7 +136,7 @@ class MemoryManager:
         count = 0
         ps = self.core.page_size
         for region in regions:
-            for i, node in enumerate(region.node):
+            for i, node in region.node.items():  # the touched pages only: a reservation costs nothing
                 if node < 0:
                     # lazily unmapped: a private page still holds its frame (the node of it, to free)
                     node = self.migration.cache_drop(task, region, i) if node == MIGCACHE else -1
@@ -480,7 +480,7 @@ class MemoryManager:
         per_node = {n: r.node.count(n) for n in range(self.core.n_nodes)}
         return {"start": r.start, "length": r.npages * self.core.page_size, "kind": r.kind, "name": r.name,
                 "policy": (r.policy or task.policy).to_wire(), "vma_policy": r.policy is not None,
-                "pages": {n: c for n, c in per_node.items() if c}, "dirty": sum(r.dirty), "present": r.present_pages()}
+                "pages": {n: c for n, c in per_node.items() if c}, "dirty": r.dirty.count(1), "present": r.present_pages()}
 
     def task_pages(self) -> dict:
         out = {}

@@ -1,7 +1,9 @@
 """The node process: its sockets, timers and handlers around the frame pool and memory manager.
 
-A node registers with its coordinator, heartbeats to it, and exits by itself when the coordinator
-goes silent or its parent-alive pipe reads EOF: a crash never leaves an orphan.
+A node registers with its coordinator, heartbeats to it, and exits by itself when its parent-alive
+pipe reads EOF (the coordinator is gone): a crash never leaves an orphan. Silence alone does not
+make it exit: a coordinator paused for a while (SIGSTOP, a loaded host) finds its nodes alive.
+Only a node without that pipe (started by hand) exits after SILENT_DEAD_S without a word.
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ from protocol.messages import Ok
 from protocol.messages import lifecycle as lc
 from protocol.messages import tasks as tm
 from protocol.reactor import Reactor
-from protocol.timing import COORDINATOR_SILENCE_EXIT_S, HEARTBEAT_INTERVAL_S
+from protocol.timing import HEARTBEAT_INTERVAL_S, SILENT_DEAD_S
 from protocol.version import PROTOCOL_VERSION
 
 log = logging.getLogger("node")
@@ -79,6 +81,7 @@ class NodeServer:
             "proc.stats": lambda m: lc.ProcStatsReply(stats=r.counters()),
             "node.shutdown": self.on_shutdown,
             "coord.heartbeat": self.on_coordinator_heartbeat,
+            "node.down": self.on_node_down,
             "node.stats": self.on_stats,
             "node.peers": self.on_peers,
             "node.latency": self.on_latency,
@@ -86,6 +89,7 @@ class NodeServer:
             "node.trace.drain": self.on_trace_drain,
         }.items():
             r.on(kind, handler)
+        self.has_parent_pipe = alive_fd is not None
         if alive_fd is not None:
             r.add_reader(alive_fd, lambda: self.exit("coordinator is gone (parent-alive pipe closed)"))
         r.on_signal(signal.SIGTERM, lambda: self.exit("SIGTERM"))
@@ -113,8 +117,8 @@ class NodeServer:
         log.info("node %d registered with cluster %s", self.node_id, reply.cluster)
 
     def _heartbeat(self) -> None:
-        if time.monotonic() - self.last_heard > COORDINATOR_SILENCE_EXIT_S:
-            self.exit(f"no word from the coordinator for {COORDINATOR_SILENCE_EXIT_S:g} s", status=1)
+        if not self.has_parent_pipe and time.monotonic() - self.last_heard > SILENT_DEAD_S:
+            self.exit(f"no word from the coordinator for {SILENT_DEAD_S:g} s", status=1)
             return
         self.reactor.notify("coordinator", lc.NodeHeartbeat(
             node_id=self.node_id, frames_free=self.pool.free, frames_total=self.pool.frames))
@@ -150,7 +154,17 @@ class NodeServer:
     def on_peers(self, msg: lc.NodePeers) -> Ok:
         for node_id, endpoint in msg.endpoints.items():
             self.reactor.routes[f"node:{int(node_id)}"] = endpoint
+            self.reactor.mark_up(f"node:{int(node_id)}")
+            self.core.dead.discard(int(node_id))
         return Ok()
+
+    def on_node_down(self, msg: lc.NodeDown) -> None:
+        """A peer is dead: calls to it fail at once with EIO naming it, and fsync passes it by."""
+        if msg.node_id == self.node_id or not 0 <= msg.node_id < self.core.n_nodes:
+            return
+        log.warning("node %d: node %d is dead (%s)", self.node_id, msg.node_id, msg.why)
+        self.core.dead.add(msg.node_id)
+        self.reactor.mark_down(node_dest(msg.node_id), f"node {msg.node_id} is dead ({msg.why})")
 
     def on_latency(self, msg: lm.NodeLatency) -> Ok:
         table = LatencyTable.from_wire(msg.table)

@@ -64,7 +64,7 @@ class TaskMoves:
     def _move(self, task: TaskState, msg: tm.NodeTaskMove):
         core, ps = self.core, self.core.page_size
         for region in task.space.regions:
-            for p, node in enumerate(region.node):
+            for p, node in region.node.items():
                 if region.kind == ANON:
                     if node == MIGCACHE:  # this node's migration cache lets go; the new home decides
                         self.mm.migration.cache_take(task, region, p, why="move")
@@ -93,7 +93,7 @@ class TaskMoves:
         if core.auto_migrate:
             for region in task.space.regions:
                 if region.kind == ANON:
-                    for p, node in enumerate(region.node):
+                    for p, node in region.node.items():
                         if node >= 0 and node != core.node_id:
                             self.mm.migration.cache_put(task, region, p, auto=True)
         return Ok()

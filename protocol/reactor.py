@@ -126,6 +126,8 @@ class Reactor(HeldMessages, Forwarding):
         self._link_endpoints: dict[str, str] = {}  # destination -> the endpoint it is connected to
         self._link_seq = itertools.count()
         self._pending: dict[int, Future] = {}
+        self._pending_dest: dict[int, str] = {}  # request id -> its destination, while pending
+        self._down: dict[str, str] = {}  # destination known dead -> the error text of a call to it
         self._deadlines: list[tuple[float, int]] = []
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._fd_handlers: dict[int, Callable[[], None]] = {}
@@ -222,8 +224,25 @@ class Reactor(HeldMessages, Forwarding):
         except zmq.ZMQError:
             pass
 
+    def mark_down(self, dest: str, why: str) -> None:
+        """`dest` is known dead: its outstanding calls fail now and later ones at once, with EIO
+        and `why` (a call would otherwise wait for its deadline)."""
+        self._down[dest] = why
+        self.forget(dest)
+        for request_id in [i for i, d in self._pending_dest.items() if d == dest]:
+            fut = self._pending.pop(request_id, None)
+            if fut is not None:
+                fut.set_exception(NumaEmuError(ErrorCode.EIO, why))
+
+    def mark_up(self, dest: str) -> None:
+        """`dest` is back (registered again): calls to it go out again."""
+        self._down.pop(dest, None)
+
     def _send(self, dest: str, frames: list[bytes]) -> None:
         """Send a request or notice to `dest`, held back for its link in `real` mode."""
+        why = self._down.get(dest)
+        if why is not None:
+            raise NumaEmuError(ErrorCode.EIO, why)
         out = [self._link(dest)] + frames
         if self.link_delay is not None and dest.startswith("node:"):
             delay = self.link_delay(dest, sum(len(f) for f in frames))
@@ -260,6 +279,8 @@ class Reactor(HeldMessages, Forwarding):
             fut.set_exception(exc)
             return fut
         self._pending[request.id] = fut
+        self._pending_dest[request.id] = dest
+        fut.add_done_callback(lambda _f, request_id=request.id: self._pending_dest.pop(request_id, None))
         deadline = time.monotonic() + (timeout_s if timeout_s is not None else PEER_CALL_TIMEOUT_S)
         heapq.heappush(self._deadlines, (deadline, request.id))
         return fut

@@ -1,4 +1,5 @@
 """Show a cluster: each node's pid, state, frames total/free, heartbeat age and uptime.
+The cluster is `up`, or `degraded` while a node is dead (the rest keeps serving).
 
 --json prints {"cluster", "state", "coordinator": {pid, endpoint, uptime_s},
 "nodes": [{id, pid, state, endpoint, frames_total, frames_free, heartbeat_age_s, uptime_s, exit_code}],
@@ -42,13 +43,15 @@ def _tasks(info: cluster.ClusterInfo) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     info = running_cluster(args)
     st = cluster.status(info)
-    tasks = _tasks(info) if st.state == "up" else []
+    tasks = _tasks(info) if st.state in ("up", "degraded") else []
     if args.json:
         print(json.dumps({"cluster": st.cluster, "state": st.state, "coordinator": st.coordinator,
                           "nodes": st.nodes, "tasks": tasks}, indent=2))
         return 0
     c = st.coordinator
-    print(f"cluster {st.cluster}: {st.state}, {len(st.nodes)} nodes, coordinator pid {c['pid']} "
+    dead = [str(n["id"]) for n in st.nodes if n["state"] == "dead"]
+    state = f"{st.state} (dead: node {' '.join(dead)})" if dead else st.state
+    print(f"cluster {st.cluster}: {state}, {len(st.nodes)} nodes, coordinator pid {c['pid']} "
           f"({c['endpoint']}), uptime {c['uptime_s']:.1f}s")
     print(f"{'node':>4} {'pid':>7} {'state':<8} {'frames free/total':>19} {'heartbeat':>9} {'uptime':>9}")
     for n in st.nodes:

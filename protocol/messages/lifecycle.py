@@ -70,9 +70,19 @@ class NodeHeartbeat(Notice):
 
 @message
 class CoordinatorHeartbeat(Notice):
-    """Coordinator -> node, every heartbeat interval; a node that stops hearing it exits."""
+    """Coordinator -> node, every heartbeat interval; a node without a parent-alive pipe that
+    stops hearing it exits (timing.SILENT_DEAD_S)."""
 
     kind = "coord.heartbeat"
+
+
+@message
+class NodeDown(Notice):
+    """Coordinator -> every live node, when a node is known dead: calls to it fail at once (EIO)."""
+
+    kind = "node.down"
+    node_id: int
+    why: str  # how it died, for the error text: "exited with status -9"
 
 
 @message
