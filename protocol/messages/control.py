@@ -162,6 +162,25 @@ class Tunable:
             raise NumaEmuError(ErrorCode.EINVAL, f"{self.key}: {exc.message}") from None
 
 
+def parse_assignments(table: dict[str, Tunable], texts: list[str]) -> dict[str, int | str]:
+    """The values of `up --sysctl KEY=VALUE` texts, each checked against `table` (tunables()):
+    EINVAL or ENOENT naming the first bad one. The CLI checks them before it starts anything,
+    the coordinator again when it starts."""
+    values: dict[str, int | str] = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep:
+            raise NumaEmuError(ErrorCode.EINVAL, f"--sysctl takes KEY=VALUE, not {text!r}")
+        tunable = table.get(key.strip())
+        if tunable is None:
+            raise NumaEmuError(ErrorCode.ENOENT, f"--sysctl: unknown key {key.strip()!r} (see: numa-emu sysctl -a)")
+        try:
+            values[tunable.key] = tunable.check(value)
+        except NumaEmuError as exc:
+            raise NumaEmuError(exc.code, f"--sysctl {exc.message}") from None
+    return values
+
+
 def weight_key(node: int) -> str:
     return f"{WEIGHT_KEY_PREFIX}{node}"
 
