@@ -50,8 +50,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from protocol.errors import ErrorCode, NumaEmuError
 from protocol import limits
+from protocol.errors import ErrorCode, NumaEmuError
 from protocol.nodemask import format_nodelist
 from protocol.units import parse_bandwidth_mib_s
 
