@@ -18,7 +18,7 @@ from nodes.pcache import PageCacheView
 from nodes.placement import InterleaveCursor, Placement, interleave_target, next_interleave_index, place
 from protocol.effects import Call, Forward, Sleep
 from protocol.errors import ErrorCode, NumaEmuError
-from protocol.limits import clamp_clock_ns
+from protocol import limits
 from protocol.messages import Ok
 from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
@@ -42,7 +42,7 @@ class _Clock:
         return 0 if obj is None else obj.__dict__[self.attr]  # None: the dataclass asks the default
 
     def __set__(self, obj: object, value: int) -> None:
-        obj.__dict__[self.attr] = clamp_clock_ns(value)
+        obj.__dict__[self.attr] = limits.clamp_clock_ns(value)
 
 
 @dataclass
@@ -177,8 +177,7 @@ class MemoryManager:
     # ---- mappings -----------------------------------------------------------------------
     def mmap(self, msg: mm.Mmap) -> mm.MmapReply:
         task = self.task(msg.task_id)
-        if msg.length <= 0:
-            raise NumaEmuError(ErrorCode.EINVAL, f"mmap length must be positive, got {msg.length}")
+        limits.MAPPING_BYTES.check(msg.length, "mmap length")
         if msg.shared != (msg.name is not None) or (msg.name is not None and not msg.name):
             raise NumaEmuError(ErrorCode.EINVAL, "a shared region needs a name, a private one must not have one")
         npages = -(-msg.length // self.core.page_size)

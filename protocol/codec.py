@@ -41,8 +41,12 @@ def unpack(data: bytes) -> Any:
 
 
 def encode(msg: Message) -> list[bytes]:
-    """The frames of `msg`, without routing ids."""
-    return [TAG, pack(msg.to_wire())]
+    """The frames of `msg`, without routing ids; EINVAL when a value cannot be packed (an
+    integer beyond 64 bits, text that is not UTF-8), so that a caller learns it as any error."""
+    try:
+        return [TAG, pack(msg.to_wire())]
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise NumaEmuError(ErrorCode.EINVAL, f"{msg.kind} cannot be packed: {exc.__class__.__name__}: {exc}") from None
 
 
 def encode_reply(reply: Reply, request_id: int, stats: Counter[str]) -> list[bytes]:
@@ -56,9 +60,9 @@ def encode_reply(reply: Reply, request_id: int, stats: Counter[str]) -> list[byt
     except Exception as exc:
         log.exception("the %s reply to request %s could not be packed", kind, request_id)
         stats["replies_unpackable"] += 1
-        why = f"{exc.__class__.__name__}: {exc}"[:200].encode("utf-8", "replace").decode("utf-8")
-        return encode(ErrorReply(code=ErrorCode.EIO.value, reply_to=request_id,
-                                 message=f"internal error: the {kind} reply could not be packed ({why})"))
+        why = exc.message if isinstance(exc, NumaEmuError) else f"{kind} cannot be packed: {exc.__class__.__name__}: {exc}"
+        why = why[:200].encode("utf-8", "replace").decode("utf-8")
+        return encode(ErrorReply(code=ErrorCode.EIO.value, reply_to=request_id, message=f"internal error: {why}"))
 
 
 def decode(frames: list[bytes]) -> Message:

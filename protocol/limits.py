@@ -67,6 +67,8 @@ CPU_ID = Bound(0, 8191, integer=True)
 # Frames of one node: the pool keeps 5 bytes of metadata per frame from the start (80 MiB here),
 # 64 GiB of 4 KiB pages.
 NODE_FRAMES = Bound(1, 1 << 24, integer=True)
+# One mapping: at most the 128 TiB of an x86-64 task's 47-bit address space (TASK_SIZE).
+MAPPING_BYTES = Bound(1, 1 << 47, "bytes", integer=True)
 # Durations a command waits or records for (trace record --duration, experiment timeout): a week.
 DURATION_S = Bound(0.0, 7 * 86400.0, "s")
 # How often a live view refreshes (top --interval): visible to a person, not a busy loop.

@@ -87,7 +87,7 @@ def test_a_destination_that_cannot_be_connected_fails_the_call(tmp_path, reactor
 
 # ---- issue 10, item 5: an exception while building or sending a reply is an error reply ----------
 
-_UNPACKABLE = "internal error: the pong reply could not be packed (OverflowError: Integer value out of range)"
+_UNPACKABLE = "internal error: pong cannot be packed: OverflowError: Integer value out of range"
 
 
 @pytest.mark.parametrize("as_generator", [False, True])

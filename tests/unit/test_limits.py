@@ -84,7 +84,17 @@ def test_a_reply_that_cannot_be_packed_is_encoded_as_an_error():
     frames = codec.encode_reply(lc.Pong(pid=10**20, role="node", name="n", uptime_s=0.0), 9, stats)
     reply = codec.decode(frames)
     assert (reply.kind, reply.code, reply.reply_to) == ("error", "EIO", 9)
-    assert reply.message == "internal error: the pong reply could not be packed (OverflowError: Integer value out of range)"
+    assert reply.message == "internal error: pong cannot be packed: OverflowError: Integer value out of range"
     assert stats == {"replies_unpackable": 1}
     ok = codec.decode(codec.encode_reply(lc.Pong(pid=1, role="node", name="n", uptime_s=0.0), 10, stats))
     assert (ok.kind, ok.reply_to, ok.pid) == ("pong", 10, 1)
+
+
+def test_a_request_that_cannot_be_packed_is_einval_for_the_caller():
+    """A client passing a number beyond 64 bits (task.mmap(1 << 70)) gets NumaEmuError, not OverflowError."""
+    from protocol.messages import memory as mm
+
+    with pytest.raises(NumaEmuError) as err:
+        codec.encode(mm.Mmap(task_id=1, length=1 << 70, shared=False, name=None))
+    assert err.value.code is ErrorCode.EINVAL
+    assert err.value.message == "mem.mmap cannot be packed: OverflowError: Integer value out of range"
