@@ -43,6 +43,25 @@ class Bound:
         return value
 
 
+    def argtype(self):
+        """An argparse `type=`: a number within this range, else argparse's one-line usage error
+        (exit 2) naming the option, the value and the range. NaN and infinities never pass."""
+        import argparse  # only command lines need it
+
+        def parse(text: str) -> float | int:
+            try:
+                value = int(text) if self.integer else float(text)
+            except ValueError:
+                kind = "a whole number" if self.integer else "a number"
+                raise argparse.ArgumentTypeError(f"{text!r} is not {kind}, expected one in {self.describe()}") from None
+            try:
+                return self.check(value, "")
+            except NumaEmuError as exc:
+                raise argparse.ArgumentTypeError(exc.message) from None
+
+        return parse
+
+
 def _show(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else repr(value) if isinstance(value, str) else str(value)
 
@@ -71,6 +90,10 @@ NODE_FRAMES = Bound(1, 1 << 24, integer=True)
 MAPPING_BYTES = Bound(1, 1 << 47, "bytes", integer=True)
 # Durations a command waits or records for (trace record --duration, experiment timeout): a week.
 DURATION_S = Bound(0.0, 7 * 86400.0, "s")
+# Pauses and windows in milliseconds (sysctl *_ms, writeshare --pause-ms): up to an hour.
+MILLISECONDS = Bound(0, 3_600_000, "ms")
+# Tasks a workload team starts on each node: each is a process on this host.
+TASKS_PER_NODE = Bound(1, 256, integer=True)
 # How often a live view refreshes (top --interval): visible to a person, not a busy loop.
 REFRESH_S = Bound(0.01, 3600.0, "s")
 # Repetitions of an experiment's configuration.

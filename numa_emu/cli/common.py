@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from protocol.errors import NumaEmuError
-from protocol.limits import Bound
-
 from numa_emu import cluster
 from numa_emu.cli.main import warn
 
@@ -24,21 +21,3 @@ def running_cluster(args: argparse.Namespace) -> cluster.ClusterInfo:
     name = cluster.resolve_name(args.name, warn=warn)
     return cluster.require(name, warn=warn)
 
-
-def bounded(bound: Bound):
-    """An argparse type: a number within `bound` (protocol.limits), else argparse's one-line usage
-    error (exit 2) naming the option, the value and the range. NaN and infinities never pass."""
-    convert = int if bound.integer else float
-
-    def parse(text: str) -> float | int:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if bound.integer else 'a number'}, "
-                                             f"expected one in {bound.describe()}") from None
-        try:
-            return bound.check(value, "")
-        except NumaEmuError as exc:
-            raise argparse.ArgumentTypeError(exc.message) from None
-
-    return parse

@@ -21,7 +21,7 @@ from typing import Iterator
 
 from protocol import limits
 
-from numa_emu.cli.common import add_name_option, bounded, running_cluster
+from numa_emu.cli.common import add_name_option, running_cluster
 
 QUERY_TIMEOUT_S = 5.0
 PIPE_WIDTH = 132  # columns of --once when stdout is not a terminal (rich would wrap at 80)
@@ -29,7 +29,7 @@ PIPE_WIDTH = 132  # columns of --once when stdout is not a terminal (rich would 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_name_option(p)
-    p.add_argument("--interval", type=bounded(limits.REFRESH_S), default=1.0, metavar="S", help="seconds between refreshes (default 1)")
+    p.add_argument("--interval", type=limits.REFRESH_S.argtype(), default=1.0, metavar="S", help="seconds between refreshes (default 1)")
     p.add_argument("--once", action="store_true", help="print one frame, not full screen, and exit")
 
 

@@ -24,7 +24,7 @@ from protocol import limits
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.tracing import EVENTS
 
-from numa_emu.cli.common import add_name_option, bounded, running_cluster
+from numa_emu.cli.common import add_name_option, running_cluster
 from numa_emu.cli.main import EXIT_USAGE, fail
 
 
@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub.add_parser("events", help="the event kinds")
     rec = sub.add_parser("record", help="record events into a JSON-lines file")
     rec.add_argument("-o", "--output", required=True, type=Path)
-    rec.add_argument("--duration", type=bounded(limits.DURATION_S), metavar="S")
+    rec.add_argument("--duration", type=limits.DURATION_S.argtype(), metavar="S")
     rec.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ...: record while it runs")
     for q in (on, rec):
         q.add_argument("--events", help="comma-separated event kinds (default: all)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from protocol import limits
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages.base import Ok, Reply, Request, message
 from protocol.messages.tasks import CpusetShowReply
@@ -226,9 +227,9 @@ def _parse_mode(text: str) -> str:
 
 
 def _parse_ms(text: str) -> int:
-    value = text.strip()
-    if not value.isdigit() or int(value) > 3_600_000:
-        raise NumaEmuError(ErrorCode.EINVAL, f"invalid value {text!r}: expected milliseconds from 0 to 3600000")
+    value, bound = text.strip(), limits.MILLISECONDS
+    if not value.isdigit() or len(value) > 10 or int(value) > bound.hi:
+        raise NumaEmuError(ErrorCode.EINVAL, f"invalid value {text!r}: expected milliseconds from {bound.lo:.0f} to {bound.hi:.0f}")
     return int(value)
 
 

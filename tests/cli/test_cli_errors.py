@@ -193,3 +193,15 @@ def test_status_after_a_crash_claims_no_process_that_was_not_alive(cli, cluster_
     assert proc.stderr.splitlines() == [
         f"numa-emu: cluster '{cluster_name}' was stale (its coordinator is gone): cleaned its folder {home / cluster_name}",
         f"numa-emu: error: cluster '{cluster_name}' is not up (start it with: numa-emu up --name {cluster_name})"]
+
+
+@pytest.mark.parametrize("option, value, line", [
+    ("--pause-ms", "nan", "numa-emu workload writeshare: error: argument --pause-ms: nan is out of range: expected a number "
+                          "in 0..3.6e+06 ms"),
+    ("--tasks-per-node", "100000", "numa-emu workload writeshare: error: argument --tasks-per-node: 100000 is out of "
+                                   "range: expected a whole number in 1..256"),
+])
+def test_a_workload_number_out_of_range_is_a_usage_error(cli, option, value, line):
+    proc = cli("workload", "writeshare", option, value)
+    _one_error_line(proc, 2)
+    assert proc.stderr.strip() == line
