@@ -36,12 +36,12 @@ class Bound:
     def check(self, value: object, option: str) -> float | int:
         """`value` when it is a number within the range, else EINVAL naming `option`."""
         ok = isinstance(value, int) if self.integer else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok or not math.isfinite(value) or not self.lo <= value <= self.hi:
+        finite = ok and (isinstance(value, int) or math.isfinite(value))  # an int of any size compares exactly
+        if isinstance(value, bool) or not finite or not self.lo <= value <= self.hi:
             kind = "a whole number" if self.integer else "a number"
             subject = f"{option} {_show(value)}" if option else _show(value)
             raise NumaEmuError(ErrorCode.EINVAL, f"{subject} is out of range: expected {kind} in {self.describe()}")
         return value
-
 
     def argtype(self):
         """An argparse `type=`: a number within this range, else argparse's one-line usage error
@@ -63,7 +63,11 @@ class Bound:
 
 
 def _show(value: object) -> str:
-    return f"{value:g}" if isinstance(value, float) else repr(value) if isinstance(value, str) else str(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int) and value.bit_length() > 128:  # str() of thousands of digits raises
+        return f"a {value.bit_length()}-bit number"
+    return repr(value)[:40] if isinstance(value, str) else str(value)[:40]
 
 
 # Latency of one access or message: above zero, at most 1 s (a page over the slowest link costs
@@ -83,8 +87,8 @@ NODES = Bound(1, 128, integer=True)
 # (Linux's largest NR_CPUS, CONFIG_NR_CPUS_RANGE_END); each CPU costs memory in every process.
 CPUS_PER_NODE = Bound(1, 1024, integer=True)
 CPU_ID = Bound(0, 8191, integer=True)
-# Frames of one node: the pool keeps 5 bytes of metadata per frame from the start (80 MiB here),
-# 64 GiB of 4 KiB pages.
+# Frames of one node: the pool keeps 5 bytes of metadata per frame from the start (80 MiB at
+# this limit, which is 64 GiB of 4 KiB pages).
 NODE_FRAMES = Bound(1, 1 << 24, integer=True)
 # One mapping: at most the 128 TiB of an x86-64 task's 47-bit address space (TASK_SIZE).
 MAPPING_BYTES = Bound(1, 1 << 47, "bytes", integer=True)

@@ -98,3 +98,11 @@ def test_a_request_that_cannot_be_packed_is_einval_for_the_caller():
         codec.encode(mm.Mmap(task_id=1, length=1 << 70, shared=False, name=None))
     assert err.value.code is ErrorCode.EINVAL
     assert err.value.message == "mem.mmap cannot be packed: OverflowError: Integer value out of range"
+
+
+def test_an_integer_of_any_size_is_refused_in_one_line():
+    with pytest.raises(NumaEmuError) as err:
+        limits.NODES.check(10**5000, "--nodes")
+    assert err.value.message == "--nodes a 16610-bit number is out of range: expected a whole number in 1..128"
+    with pytest.raises(NumaEmuError):
+        limits.LATENCY_NS.check(10**400, "latency")
