@@ -7,8 +7,9 @@ sockets however large the cluster (measured here: zmq_poll costs about 0.9 us pe
 call, and a wake-up calls it twice). Handlers are plain functions of a message (they never touch a
 socket, STYLE.md guideline 6); a handler returns its reply, raises NumaEmuError, or is a
 generator that yields effects (protocol.effects) and returns its reply later. This is the only
-place with a broad `except`: whatever a handler raises becomes an error reply and the loop goes
-on serving (DESIGN.md: malformed input never kills the process that received it).
+place with a broad `except` (with protocol.codec.encode_reply, for a reply that cannot be packed):
+whatever a handler raises becomes an error reply, a failing timer or callback a log line, and the
+loop goes on serving (DESIGN.md: malformed input never kills the process that received it).
 """
 from __future__ import annotations
 
