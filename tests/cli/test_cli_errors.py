@@ -71,6 +71,7 @@ def test_unknown_command_is_a_usage_error(cli):
 @pytest.mark.parametrize("args, line", [
     (["up", "--nodes", "2", "--cpus-per-node", "100000000"],
      "numa-emu up: error: argument --cpus-per-node: 100000000 is out of range: expected a whole number in 1..1024"),
+    (["up", "--nodes", "two"], "numa-emu up: error: argument --nodes: 'two' is not a whole number, expected one in 1..128"),
     (["up", "--nodes", "100000"],
      "numa-emu up: error: argument --nodes: 100000 is out of range: expected a whole number in 1..128"),
     (["up", "--nodes", "2", "--dilation", "inf"],
