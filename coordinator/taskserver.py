@@ -251,12 +251,7 @@ class SysctlService:
     def preset(self, assignments: list[str]) -> None:
         """Values given at start (`up --sysctl KEY=VALUE`, `--unsafe-unreplicate`); they reach the
         nodes with `push_all` once every node is up. EINVAL on a bad one: the cluster does not start."""
-        for text in assignments:
-            key, sep, value = text.partition("=")
-            if not sep:
-                raise NumaEmuError(ErrorCode.EINVAL, f"--sysctl takes KEY=VALUE, not {text!r}")
-            tunable = self._tunable(key.strip())
-            self.values[tunable.key] = tunable.check(value)
+        self.values.update(cm.parse_assignments(self.table, assignments))
 
     def push_all(self):
         """Effects that give every live node the node-scope values that differ from the defaults."""

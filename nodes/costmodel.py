@@ -7,6 +7,8 @@ the page; a page copy between nodes costs the link's latency plus the page over 
 """
 from __future__ import annotations
 
+from protocol import limits
+
 # A minor anonymous fault on current x86 kernels costs about 0.5-1 us before zeroing
 # (trap, handle_mm_fault, page-table update); we charge the middle of that.
 FAULT_OVERHEAD_NS = 700
@@ -15,6 +17,12 @@ SHOOTDOWN_NS = 1500  # one TLB-shootdown IPI round, for later issues
 
 class CostModel:
     def __init__(self, latency_ns: list[list[float]], bandwidth_mib_s: list[list[float]], page_size: int):
+        # Bounded inputs keep every cost finite and far below what a clock can hold (protocol.limits).
+        for name, matrix, bound in (("latency", latency_ns, limits.LATENCY_NS),
+                                    ("bandwidth", bandwidth_mib_s, limits.BANDWIDTH_MIB_S)):
+            for i, row in enumerate(matrix):
+                for j, value in enumerate(row):
+                    bound.check(value, f"{name} {i}->{j}")
         self.latency_ns = latency_ns
         self.page_size = page_size
         # bytes per nanosecond: MiB/s * 2^20 / 1e9

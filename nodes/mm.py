@@ -18,6 +18,7 @@ from nodes.pcache import PageCacheView
 from nodes.placement import InterleaveCursor, Placement, interleave_target, next_interleave_index, place
 from protocol.effects import Call, Forward, Sleep
 from protocol.errors import ErrorCode, NumaEmuError
+from protocol import limits
 from protocol.messages import Ok
 from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
@@ -30,6 +31,20 @@ _TOUCH_BYTES = 64  # a touch reads or writes one cache line of the page
 _CHUNK_PAGES = 4096
 
 
+class _Clock:
+    """A task's virtual clock (ns): it saturates at protocol.limits.CLOCK_MAX_NS instead of
+    growing past what a reply can carry (msgpack integers end at 64 bits)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attr = "_" + name
+
+    def __get__(self, obj: object, owner: type | None = None) -> int:
+        return 0 if obj is None else obj.__dict__[self.attr]  # None: the dataclass asks the default
+
+    def __set__(self, obj: object, value: int) -> None:
+        obj.__dict__[self.attr] = limits.clamp_clock_ns(value)
+
+
 @dataclass
 class TaskState:
     task_id: int
@@ -40,7 +55,7 @@ class TaskState:
     policy: Policy
     mems: frozenset[int]
     space: AddressSpace
-    clock_ns: int = 0
+    clock_ns: int = _Clock()  # type: ignore[assignment]
     faults: int = 0
     il_cursor: InterleaveCursor = field(default_factory=InterleaveCursor)
     placements: dict = field(default_factory=dict)  # cache: (policy, target) -> Placement
@@ -162,8 +177,7 @@ class MemoryManager:
     # ---- mappings -----------------------------------------------------------------------
     def mmap(self, msg: mm.Mmap) -> mm.MmapReply:
         task = self.task(msg.task_id)
-        if msg.length <= 0:
-            raise NumaEmuError(ErrorCode.EINVAL, f"mmap length must be positive, got {msg.length}")
+        limits.MAPPING_BYTES.check(msg.length, "mmap length")
         if msg.shared != (msg.name is not None) or (msg.name is not None and not msg.name):
             raise NumaEmuError(ErrorCode.EINVAL, "a shared region needs a name, a private one must not have one")
         npages = -(-msg.length // self.core.page_size)

@@ -1,17 +1,11 @@
 """A task's address space on its home node: regions (VMAs) with compact per-page arrays.
 
 Each region holds, per page, the node and frame of the copy mapped (node -1: not present), the
-<<<<<<< HEAD
-frame's generation when it was mapped, and a dirty byte. Arrays, not objects: a task of a
-million pages costs about 11 MB here, and the layout can later move into a shared-memory
-segment that the task reads directly with a seqlock (docs/design.md#where-it-goes-next).
-=======
 frame's generation when it was mapped, and a dirty byte. Arrays, not objects, and sparse ones
 (nodes.sparsearray): only touched stretches are allocated, so a reservation costs nothing until
 touched (an untouched 256 GiB mmap took 768 MB and 2 s to unmap with dense arrays), and a
 touched million pages cost about 12 MB. Walk a region's present pages with `region.node.items()`,
 never over range(npages).
->>>>>>> liveness
 """
 from __future__ import annotations
 

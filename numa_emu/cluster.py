@@ -82,10 +82,12 @@ def find(name: str, base: Path | None = None, *, warn=None) -> ClusterInfo | Non
         info, coordinator = None, 0
     if processes.is_ours(coordinator, name, cdir):
         return info
-    left = processes.kill_ladder(info.pids if info else [], name, cdir, TERM_GRACE_S)
+    # Count only what was alive and ours: a pid in cluster.json may have died or been reused.
+    leftover = processes.alive(info.pids[1:], name, cdir) if info else []
+    left = processes.kill_ladder(leftover, name, cdir, TERM_GRACE_S)
     _clean_runtime(cdir)
     if warn is not None:
-        extra = f"; stopped {len(info.pids) - 1 - len(left)} leftover node process(es)" if info else ""
+        extra = f"; stopped {len(leftover) - len(left)} leftover node process(es)" if leftover else ""
         warn(f"cluster '{name}' was stale (its coordinator is gone): cleaned its folder {cdir}{extra}")
     return None
 

@@ -7,6 +7,7 @@ are written, later ones wait for the next drain (a watermark), so the file is gl
 """
 from __future__ import annotations
 
+import errno
 import json
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Callable, TextIO
 
 from numa_emu.cluster import ClusterInfo
 from numa_emu.traceview.events import expand
+from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import trace as trm
 
 DRAIN_INTERVAL_S = 0.2
@@ -61,7 +63,12 @@ def record_file(info: ClusterInfo, path: Path, until: Callable[[], bool], events
                 tasks: list[int] | None, started: Callable[[], None] = lambda: None) -> tuple[int, int]:
     """Record into `path` until `until()`; `started()` runs once the trace points are on (start
     the command there, so that none of its first events is lost). Returns (written, dropped)."""
-    with open(path, "w") as out:
+    try:
+        out = open(path, "w")
+    except OSError as exc:
+        raise NumaEmuError(ErrorCode.EACCES if exc.errno == errno.EACCES else ErrorCode.ENOENT,
+                           f"cannot write the trace to {path}: {exc.strerror}") from None
+    with out:
         recorder = Recorder(info, out)
         try:
             recorder.drain()  # discard nothing: events from before `on` are not buffered anyway

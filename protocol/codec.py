@@ -6,13 +6,17 @@ it (measured: at 4 KiB one msgpack frame is as fast as a raw zero-copy frame). N
 """
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from typing import Any
 
 import msgpack
 
 from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import REGISTRY, Message
+from protocol.messages import REGISTRY, ErrorReply, Message, Reply
 from protocol.version import PROTOCOL_NAME, TAG, describe_tag
+
+log = logging.getLogger(__name__)
 
 # Larger than any batch we send (a batch of 4096 pages of 4 KiB is 16 MiB), smaller than what
 # would hurt a node that receives it.
@@ -37,8 +41,28 @@ def unpack(data: bytes) -> Any:
 
 
 def encode(msg: Message) -> list[bytes]:
-    """The frames of `msg`, without routing ids."""
-    return [TAG, pack(msg.to_wire())]
+    """The frames of `msg`, without routing ids; EINVAL when a value cannot be packed (an
+    integer beyond 64 bits, text that is not UTF-8), so that a caller learns it as any error."""
+    try:
+        return [TAG, pack(msg.to_wire())]
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise NumaEmuError(ErrorCode.EINVAL, f"{msg.kind} cannot be packed: {exc.__class__.__name__}: {exc}") from None
+
+
+def encode_reply(reply: Reply, request_id: int, stats: Counter[str]) -> list[bytes]:
+    """The frames of `reply` to request `request_id`. A reply that cannot be packed (a value
+    beyond what msgpack holds, text that is not UTF-8, a handler's bug) becomes an EIO error
+    reply and a log line: the requester learns of it, the process goes on serving."""
+    kind = getattr(reply, "kind", type(reply).__name__)
+    try:
+        reply.reply_to = request_id
+        return encode(reply)
+    except Exception as exc:
+        log.exception("the %s reply to request %s could not be packed", kind, request_id)
+        stats["replies_unpackable"] += 1
+        why = exc.message if isinstance(exc, NumaEmuError) else f"{kind} cannot be packed: {exc.__class__.__name__}: {exc}"
+        why = why[:200].encode("utf-8", "replace").decode("utf-8")
+        return encode(ErrorReply(code=ErrorCode.EIO.value, reply_to=request_id, message=f"internal error: {why}"))
 
 
 def decode(frames: list[bytes]) -> Message:

@@ -7,7 +7,7 @@ A mixin of protocol.reactor.Reactor: it uses the reactor's sockets, counters and
 from __future__ import annotations
 
 from protocol import delaylink
-from protocol.codec import WireError, decode, encode
+from protocol.codec import WireError, decode, encode, encode_reply
 from protocol.effects import Answer, Forward
 from protocol.errors import NumaEmuError
 from protocol.messages import Reply
@@ -36,11 +36,8 @@ class Forwarding:
         if not ans.route or ans.route[:5] == b"node:":
             self.stats["bad_routes"] += 1
             return
-        ans.reply.reply_to = ans.request_id
-        frames = [ans.route] + encode(ans.reply)
-        delay = 0.0
-        if self.link_delay is not None and ans.link is not None:
-            delay = self.link_delay(ans.link, sum(len(f) for f in frames))
+        frames = [ans.route] + encode_reply(ans.reply, ans.request_id, self.stats)
+        delay = self._delay_s(ans.link, frames) if ans.link is not None else 0.0
         try:
             if delay > 0:
                 self.stats["messages_delayed"] += 1

@@ -9,6 +9,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from protocol import limits
 from protocol.errors import ErrorCode, NumaEmuError
 
 VIRTUAL, REAL = "virtual", "real"
@@ -50,8 +51,8 @@ class LatencyTable:
     def set_mode(self, mode: str, dilation: float | None = None) -> None:
         if mode not in (VIRTUAL, REAL):
             raise _einval(f"injection mode must be '{VIRTUAL}' or '{REAL}', not {mode!r}")
-        if dilation is not None and not dilation > 0:
-            raise _einval(f"dilation must be positive, got {dilation}")
+        if dilation is not None:
+            limits.DILATION.check(dilation, "dilation")
         self.mode = mode
         if dilation is not None:
             self.dilation = float(dilation)
@@ -60,8 +61,7 @@ class LatencyTable:
     def set(self, src: int, dst: int, latency_ns: float, symmetric: bool = False) -> None:
         self._node(src, "source")
         self._node(dst, "destination")
-        if not latency_ns > 0:
-            raise _einval(f"latency must be positive, got {latency_ns} ns")
+        limits.LATENCY_NS.check(latency_ns, "latency")
         self.latency_ns[src][dst] = float(latency_ns)
         if symmetric:
             self.latency_ns[dst][src] = float(latency_ns)
@@ -70,12 +70,13 @@ class LatencyTable:
     def scale(self, factor: float, remote_only: bool = False) -> None:
         """Every latency (or every remote one) becomes the topology's times `factor`: relative to
         the topology, not to the current table, so `scale 1` restores it and sweeps are idempotent."""
-        if not factor > 0:
-            raise _einval(f"scale factor must be positive, got {factor}")
-        for i, row in enumerate(self.latency_ns):
-            for j in range(len(row)):
-                if not (remote_only and i == j):
-                    row[j] = self.base_latency_ns[i][j] * factor
+        limits.LATENCY_SCALE.check(factor, "scale factor")
+        scaled = [[base * factor if not (remote_only and i == j) else self.latency_ns[i][j]
+                   for j, base in enumerate(row)] for i, row in enumerate(self.base_latency_ns)]
+        for i, row in enumerate(scaled):
+            for j, ns in enumerate(row):
+                limits.LATENCY_NS.check(ns, f"scale factor {factor:g} makes latency {i}->{j}")
+        self.latency_ns = scaled
         self.version += 1
 
     def set_jitter(self, distribution: str, spread: float, src: int | None = None, dst: int | None = None) -> None:
@@ -83,8 +84,7 @@ class LatencyTable:
         `distribution` with this relative spread, never below zero. spread 0 removes it."""
         if distribution not in JITTER_DISTRIBUTIONS:
             raise _einval(f"jitter distribution must be one of {', '.join(JITTER_DISTRIBUTIONS)}, not {distribution!r}")
-        if not 0 <= spread <= 10:
-            raise _einval(f"jitter spread must be between 0 and 10 (a fraction of the delay), got {spread}")
+        limits.JITTER_SPREAD.check(spread, "jitter spread (a fraction of the delay)")
         if (src is None) != (dst is None):
             raise _einval("give both a source and a destination node, or neither for every link")
         key = "*" if src is None else f"{self._node(src, 'source')},{self._node(dst, 'destination')}"
@@ -117,12 +117,39 @@ class LatencyTable:
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> "LatencyTable":
+        """The table a peer sent, every value checked against protocol.limits (EINVAL otherwise):
+        a node must not take from the wire what the CLI would refuse."""
         try:
-            return cls([list(map(float, r)) for r in d["latency_ns"]], [list(map(float, r)) for r in d["bandwidth_mib_s"]],
-                       [list(map(float, r)) for r in d["base_latency_ns"]], str(d["mode"]), float(d["dilation"]),
-                       {str(k): [str(v[0]), float(v[1])] for k, v in d["jitter"].items()}, int(d["version"]))
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            table = cls([list(map(float, r)) for r in d["latency_ns"]], [list(map(float, r)) for r in d["bandwidth_mib_s"]],
+                        [list(map(float, r)) for r in d["base_latency_ns"]], str(d["mode"]), float(d["dilation"]),
+                        {str(k): [str(v[0]), float(v[1])] for k, v in d["jitter"].items()}, int(d["version"]))
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
             raise _einval(f"malformed latency table: {exc}") from None
+        table.validate()
+        return table
+
+    def validate(self) -> None:
+        """EINVAL naming the first value outside protocol.limits or the first malformed part."""
+        n = self.n_nodes
+        for name, matrix, bound in (("latency_ns", self.latency_ns, limits.LATENCY_NS),
+                                    ("base_latency_ns", self.base_latency_ns, limits.LATENCY_NS),
+                                    ("bandwidth_mib_s", self.bandwidth_mib_s, limits.BANDWIDTH_MIB_S)):
+            if len(matrix) != n or any(len(row) != n for row in matrix):
+                raise _einval(f"malformed latency table: {name} is not {n} x {n}")
+            for i, row in enumerate(matrix):
+                for j, value in enumerate(row):
+                    bound.check(value, f"latency table {name}[{i}][{j}]")
+        if self.mode not in (VIRTUAL, REAL):
+            raise _einval(f"injection mode must be '{VIRTUAL}' or '{REAL}', not {self.mode!r}")
+        limits.DILATION.check(self.dilation, "dilation")
+        for key, (distribution, spread) in self.jitter.items():
+            src, _, dst = key.partition(",")
+            if key != "*" and not (src.isdigit() and dst.isdigit() and int(src) < n and int(dst) < n):
+                raise _einval(f"malformed latency table: jitter key {key[:32]!r} is not '*' or 'SRC,DST'")
+            if distribution not in JITTER_DISTRIBUTIONS:
+                raise _einval(f"jitter distribution must be one of {', '.join(JITTER_DISTRIBUTIONS)}, "
+                              f"not {distribution[:32]!r}")
+            limits.JITTER_SPREAD.check(spread, "jitter spread (a fraction of the delay)")
 
 
 def _sample(rng: random.Random, distribution: str, spread: float) -> float:

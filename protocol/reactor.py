@@ -7,8 +7,9 @@ sockets however large the cluster (measured here: zmq_poll costs about 0.9 us pe
 call, and a wake-up calls it twice). Handlers are plain functions of a message (they never touch a
 socket, docs/conventions.md#handlers-never-touch-a-socket); a handler returns its reply, raises NumaEmuError, or is a
 generator that yields effects (protocol.effects) and returns its reply later. This is the only
-place with a broad `except`: whatever a handler raises becomes an error reply and the loop goes
-on serving (docs/design.md#wire: malformed input never kills the process that received it).
+place with a broad `except` (with protocol.codec.encode_reply, for a reply that cannot be packed):
+whatever a handler raises becomes an error reply, a failing timer or callback a log line, and the
+loop goes on serving (docs/design.md#wire: malformed input never kills the process that received it).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from typing import Any, Callable
 import zmq
 from zmq.backend import Socket as _BackendSocket  # the compiled socket under zmq.Socket
 
-from protocol.codec import WireError, decode, encode
+from protocol.codec import WireError, decode, encode, encode_reply
 from protocol import delaylink
 from protocol.forwarding import Forwarding
 from protocol.heldmessages import HeldMessages
@@ -238,14 +239,26 @@ class Reactor(HeldMessages, Forwarding):
         """`dest` is back (registered again): calls to it go out again."""
         self._down.pop(dest, None)
 
+    def _delay_s(self, peer: bytes | str, frames: list[bytes]) -> float:
+        """How long the delaying link holds `frames` to `peer` back; 0 when not in `real` mode or
+        when the peer's name is not a node's (a client may name its connection anything)."""
+        if self.link_delay is None:
+            return 0.0
+        try:
+            name = peer.decode() if isinstance(peer, bytes) else peer
+            return self.link_delay(name, sum(len(f) for f in frames)) if name.startswith("node:") else 0.0
+        except Exception:  # "node:x", "node:99" from a stranger: no such link, no delay
+            self.stats["bad_links"] += 1
+            return 0.0
+
     def _send(self, dest: str, frames: list[bytes]) -> None:
         """Send a request or notice to `dest`, held back for its link in `real` mode."""
         why = self._down.get(dest)
         if why is not None:
             raise NumaEmuError(ErrorCode.EIO, why)
         out = [self._link(dest)] + frames
-        if self.link_delay is not None and dest.startswith("node:"):
-            delay = self.link_delay(dest, sum(len(f) for f in frames))
+        if self.link_delay is not None:
+            delay = self._delay_s(dest, frames)
             if delay > 0:
                 self._hold(delay, self.outgoing, out, dest)
                 return
@@ -342,14 +355,13 @@ class Reactor(HeldMessages, Forwarding):
             reply = Ok()
         else:
             reply = result
-        reply.reply_to = request_id
         assert self.router is not None
-        frames = routing + encode(reply)
+        frames = routing + encode_reply(reply, request_id, self.stats)
         peer = routing[0]
-        if self.link_delay is not None and peer.startswith(b"node:"):
-            delay = self.link_delay(peer.decode(), sum(len(f) for f in frames))
+        if self.link_delay is not None:
+            delay = self._delay_s(peer, frames)
             if delay > 0:
-                self._hold(delay, self.router, frames, peer.decode())
+                self._hold(delay, self.router, frames, peer.decode(errors="replace"))
                 return
         try:
             send_frames(self.router, frames, _NOBLOCK, len(frames[-1]) < _ZERO_COPY_BYTES)
@@ -463,7 +475,11 @@ class Reactor(HeldMessages, Forwarding):
     def run(self) -> None:
         self.running = True
         while self.running:
-            self.run_once(self._timeout_ms())
+            try:
+                self.run_once(self._timeout_ms())
+            except Exception:  # a bug outside any handler (a timer, a callback): log it, keep serving
+                log.exception("%s: a turn of the loop failed", self.name)
+                self.stats["loop_errors"] += 1
 
     def run_once(self, timeout_ms: int) -> None:
         """One turn of the loop: wait up to `timeout_ms` for input, serve it, then whatever is

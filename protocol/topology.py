@@ -46,11 +46,11 @@ Semantics worth knowing:
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from protocol import limits
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.nodemask import format_nodelist
 from protocol.units import parse_bandwidth_mib_s
@@ -63,7 +63,7 @@ LOCAL_DISTANCE = 10  # ACPI SLIT / kernel LOCAL_DISTANCE
 REMOTE_DISTANCE = 20  # kernel REMOTE_DISTANCE, QEMU NUMA_DISTANCE_DEFAULT (docs/linux-semantics.md#qemu-numa)
 MAX_DISTANCE = 254  # QEMU NUMA_DISTANCE_MAX
 UNREACHABLE_DISTANCE = 255  # ACPI SLIT "no route", QEMU NUMA_DISTANCE_UNREACHABLE
-MAX_NODES = 128  # QEMU MAX_NODES; each node is a process here
+MAX_NODES = int(limits.NODES.hi)  # QEMU MAX_NODES; each node is a process here
 DEFAULT_PAGE_SIZE = 4096
 MAX_PAGE_SIZE = 1 << 30
 # The 2s-skylake preset of docs/machines.md#presets (Intel MLC): used when nothing else is said.
@@ -233,10 +233,6 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _check_square(matrix: object, n: int, key: str, keys: _Keys) -> None:
     if not isinstance(matrix, (list, tuple)):
         raise keys.fail(key, f"expected a {n} x {n} matrix (a list of rows)")
@@ -264,12 +260,14 @@ def _check_distances(distances: object, n: int, keys: _Keys) -> None:
                                 f"({UNREACHABLE_DISTANCE} = unreachable)")
 
 
-def _check_positive_matrix(matrix: object, n: int, key: str, unit: str, keys: _Keys) -> None:
+def _check_bounded_matrix(matrix: object, n: int, key: str, bound: limits.Bound, keys: _Keys) -> None:
     _check_square(matrix, n, key, keys)
     for i, row in enumerate(matrix):  # type: ignore[arg-type]
         for j, value in enumerate(row):
-            if not _is_real(value) or not math.isfinite(value) or value <= 0:
-                raise keys.fail(keys.cell(key, i, j), f"must be a positive number of {unit}, got {value!r}")
+            try:
+                bound.check(value, "")
+            except NumaEmuError as exc:
+                raise keys.fail(keys.cell(key, i, j), exc.message) from None
 
 
 def _check_page_size(page_size: object, keys: _Keys) -> None:
@@ -292,9 +290,11 @@ def _check_nodes(nodes: object, page_size: int, keys: _Keys) -> None:
             raise keys.fail(keys.node(i, "id"), f"expected {i}, got {node.id!r} (ids are 0..N-1 in order)")
         if not isinstance(node.cpus, tuple):
             raise keys.fail(keys.node(i, "cpus"), f"expected a tuple of cpu ids, got {node.cpus!r}")
+        if len(node.cpus) > limits.CPUS_PER_NODE.hi:
+            raise keys.fail(keys.node(i, "cpus"), f"{len(node.cpus)} cpus, at most {int(limits.CPUS_PER_NODE.hi)} per node")
         for cpu in node.cpus:
-            if not _is_int(cpu) or cpu < 0:
-                raise keys.fail(keys.node(i, "cpus"), f"cpu {cpu!r} is not a non-negative integer")
+            if not _is_int(cpu) or not limits.CPU_ID.lo <= cpu <= limits.CPU_ID.hi:
+                raise keys.fail(keys.node(i, "cpus"), f"cpu {cpu!r} is not an integer in {limits.CPU_ID.describe()}")
             if cpu in owner:
                 where = "twice on this node" if owner[cpu] == i else f"also on node {owner[cpu]}"
                 raise keys.fail(keys.node(i, "cpus"), f"cpu {cpu} {where}")
@@ -305,6 +305,9 @@ def _check_nodes(nodes: object, page_size: int, keys: _Keys) -> None:
         if node.mem_bytes % page_size:
             raise keys.fail(keys.node(i, "mem"), f"{node.mem_bytes} bytes is not a whole number of "
                             f"{page_size}-byte pages")
+        if node.mem_bytes // page_size > limits.NODE_FRAMES.hi:
+            raise keys.fail(keys.node(i, "mem"), f"{node.mem_bytes // page_size} pages of {page_size} bytes, expected "
+                            f"{limits.NODE_FRAMES.describe()} pages per node (use larger pages or less memory)")
     if not owner:
         raise keys.fail(keys.nodes, "at least one node must have CPUs")
 
@@ -321,8 +324,8 @@ def validate(topology: Topology, *, keys: _Keys | None = None) -> None:
     _check_nodes(topology.nodes, topology.page_size, keys)
     n = len(topology.nodes)
     _check_distances(topology.distances, n, keys)
-    _check_positive_matrix(topology.latency_ns, n, keys.latency, "ns", keys)
-    _check_positive_matrix(topology.bandwidth_mib_s, n, keys.bandwidth, "MiB/s", keys)
+    _check_bounded_matrix(topology.latency_ns, n, keys.latency, limits.LATENCY_NS, keys)
+    _check_bounded_matrix(topology.bandwidth_mib_s, n, keys.bandwidth, limits.BANDWIDTH_MIB_S, keys)
 
 
 # --- building: derived matrices ----------------------------------------------------------
@@ -377,8 +380,8 @@ def make_topology(*, name: str, nodes: Sequence[NodeSpec], distances: Sequence[S
         remote = parse_bandwidth_mib_s(DEFAULT_REMOTE_BANDWIDTH) if remote_bandwidth_mib_s is None \
             else remote_bandwidth_mib_s
         bandwidth_mib_s = derive_bandwidth_mib_s(distances, local, remote)
-    _check_positive_matrix(latency_ns, len(nodes), keys.latency, "ns", keys)
-    _check_positive_matrix(bandwidth_mib_s, len(nodes), keys.bandwidth, "MiB/s", keys)
+    _check_bounded_matrix(latency_ns, len(nodes), keys.latency, limits.LATENCY_NS, keys)
+    _check_bounded_matrix(bandwidth_mib_s, len(nodes), keys.bandwidth, limits.BANDWIDTH_MIB_S, keys)
     return Topology(
         name=name, description=description, source=source, page_size=page_size,
         nodes=tuple(nodes),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from protocol import limits
 from protocol.errors import NumaEmuError
 from protocol.nodemask import parse_cpulist
 from protocol.topology import (DEFAULT_LOCAL_BANDWIDTH, DEFAULT_LOCAL_LATENCY_NS, DEFAULT_PAGE_SIZE,
@@ -177,7 +178,7 @@ def _whole(value: int | str, option: str, minimum: int, maximum: int | None = No
     number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 20:
         number = int(value.strip())
     if number is None or number < minimum or (maximum is not None and number > maximum):
         upper = f" and at most {maximum}" if maximum is not None else ""
@@ -214,7 +215,7 @@ def from_cli(nodes: int | str, cpus_per_node: int | str, mem_per_node: str | int
     Errors name the option, e.g. ``--distances: row 2 has 3 values, expected 4``.
     """
     n = _whole(nodes, "--nodes", 1, MAX_NODES)
-    c = _whole(cpus_per_node, "--cpus-per-node", 1)
+    c = _whole(cpus_per_node, "--cpus-per-node", 1, int(limits.CPUS_PER_NODE.hi))
     mem = _convert(mem_per_node, parse_size, "--mem-per-node", _CLI_KEYS)
     page = _convert(page_size, parse_size, "--page-size", _CLI_KEYS)
     local_ns = _convert(local_latency_ns, parse_duration_ns, "--local-latency", _CLI_KEYS)
@@ -254,7 +255,7 @@ def _uniform(name: str, description: str, source: str, distances: list[list[int]
     """A machine of identical nodes (``cpus`` CPUs and ``mem`` each) with these distances."""
     keys = _Keys(where=f"shape '{name}'", node_fmt="{field}",
                  node_fields=(("id", "nodes"), ("cpus", "cpus"), ("mem", "mem")))
-    per_node = _whole(cpus, f"shape '{name}': cpus", 1)
+    per_node = _whole(cpus, f"shape '{name}': cpus", 1, int(limits.CPUS_PER_NODE.hi))
     mem_bytes = _convert(mem, parse_size, "mem", keys)
     if mem_bytes < min_mem_bytes:
         raise keys.fail("mem", f"{format_size(mem_bytes)} is below the minimum {format_size(min_mem_bytes)}")

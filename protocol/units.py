@@ -68,12 +68,16 @@ def parse_size(text: str | int) -> int:
         raise _einval(f"invalid size {text!r}: {_SIZE_HELP}")
     stripped = text.strip()
     if re.fullmatch(_HEX_RE, stripped, re.IGNORECASE):
+        if len(stripped) > 34:
+            raise _einval(f"invalid size '{text[:50]}': too large")
         return int(stripped, 16)
     match = re.fullmatch(_SIZE_RE, stripped, re.IGNORECASE)
     if match is None:
         raise _einval(f"invalid size '{text}': {_SIZE_HELP}")
     multiplier = _SIZE_MULTIPLIERS[match["unit"].lower()]
     number = match["num"]
+    if len(number) > 40:  # beyond any memory; int() of thousands of digits raises ValueError
+        raise _einval(f"invalid size '{text[:50]}': too large")
     if "." not in number:
         return int(number) * multiplier
     whole, _, frac = number.partition(".")

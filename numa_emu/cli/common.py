@@ -31,3 +31,4 @@ def running_cluster(args: argparse.Namespace) -> cluster.ClusterInfo:
     """The cluster named by --name (or the default one), which must be up."""
     name = cluster.resolve_name(args.name, warn=warn)
     return cluster.require(name, warn=warn)
+

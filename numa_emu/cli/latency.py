@@ -16,6 +16,7 @@ import argparse
 import json
 
 from numa_emu.cli.common import add_json_option, add_name_option, running_cluster
+from protocol import limits
 from protocol.messages import latency as lm
 
 
@@ -27,19 +28,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s = sub.add_parser("set", help="set one pair's latency")
     s.add_argument("src", type=int)
     s.add_argument("dst", type=int)
-    s.add_argument("ns", type=float)
+    s.add_argument("ns", type=limits.LATENCY_NS.argtype())
     s.add_argument("--symmetric", action="store_true", help="also DST -> SRC")
     sc = sub.add_parser("scale", help="scale latencies relative to the topology")
-    sc.add_argument("factor", type=float)
+    sc.add_argument("factor", type=limits.LATENCY_SCALE.argtype())
     sc.add_argument("--remote-only", action="store_true")
     j = sub.add_parser("jitter", help="jitter of every link, or of SRC -> DST")
     j.add_argument("distribution", choices=("uniform", "normal", "exponential"))
-    j.add_argument("spread", type=float, help="relative spread, e.g. 0.1; 0 removes the jitter")
+    j.add_argument("spread", type=limits.JITTER_SPREAD.argtype(), help="relative spread, e.g. 0.1; 0 removes the jitter")
     j.add_argument("src", type=int, nargs="?")
     j.add_argument("dst", type=int, nargs="?")
     i = sub.add_parser("inject", help="virtual or real injection")
     i.add_argument("mode", choices=("virtual", "real"))
-    i.add_argument("--dilation", type=float)
+    i.add_argument("--dilation", type=limits.DILATION.argtype())
     sub.add_parser("reset", help="back to the topology's latencies")
     for q in sub.choices.values():
         if q is not show:

@@ -84,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # e.g. a path the file system refuses (a name too long): one line, no traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        fail(f"{exc.strerror or exc}{where}")
+        return EXIT_ERROR
 
 
 def entry() -> None:

@@ -19,8 +19,9 @@ import sys
 import time
 from typing import Iterator
 
+from protocol import limits
+
 from numa_emu.cli.common import add_name_option, running_cluster
-from numa_emu.cli.main import EXIT_USAGE, fail
 
 QUERY_TIMEOUT_S = 5.0
 PIPE_WIDTH = 132  # columns of --once when stdout is not a terminal (rich would wrap at 80)
@@ -28,7 +29,7 @@ PIPE_WIDTH = 132  # columns of --once when stdout is not a terminal (rich would 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_name_option(p)
-    p.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between refreshes (default 1)")
+    p.add_argument("--interval", type=limits.REFRESH_S.argtype(), default=1.0, metavar="S", help="seconds between refreshes (default 1)")
     p.add_argument("--once", action="store_true", help="print one frame, not full screen, and exit")
 
 
@@ -100,9 +101,6 @@ def run(args: argparse.Namespace) -> int:
 
     from numa_emu import topview
 
-    if not args.interval > 0:
-        fail(f"--interval must be a positive number of seconds, not {args.interval:g}")
-        return EXIT_USAGE
     info = running_cluster(args)
     if args.once:
         first = snapshot(info)

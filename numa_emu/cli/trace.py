@@ -14,14 +14,18 @@ virtual clock, addr or obj/idx, frame, supplier, to, ...).
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from protocol import limits
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.tracing import EVENTS
+
 from numa_emu.cli.common import add_name_option, running_cluster
 from numa_emu.cli.main import EXIT_USAGE, fail
-from protocol.tracing import EVENTS
 
 
 def _list(text: str | None) -> list[str] | None:
@@ -36,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub.add_parser("events", help="the event kinds")
     rec = sub.add_parser("record", help="record events into a JSON-lines file")
     rec.add_argument("-o", "--output", required=True, type=Path)
-    rec.add_argument("--duration", type=float, metavar="S")
+    rec.add_argument("--duration", type=limits.DURATION_S.argtype(), metavar="S")
     rec.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ...: record while it runs")
     for q in (on, rec):
         q.add_argument("--events", help="comma-separated event kinds (default: all)")
@@ -73,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
         if args.op == "show":
             return traceview.show(args.file, page=args.page, task=args.task, event=args.event)
         return traceview.stats(args.file, top=args.top, as_json=args.json)
+    if args.op == "record" and (problem := _record_problem(args)):
+        fail(problem)
+        return EXIT_USAGE
     info = running_cluster(args)
     if args.op in ("on", "off"):
         from numa_emu.trace_recorder import Recorder
@@ -90,22 +97,38 @@ def run(args: argparse.Namespace) -> int:
     return _record(args, info)
 
 
+def _command(args: argparse.Namespace) -> list[str]:
+    return args.command[1:] if args.command[:1] == ["--"] else args.command
+
+
+def _record_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with a `trace record` command line, checked before the cluster is asked
+    anything: nothing is switched on for a command or a file that cannot be."""
+    command = _command(args)
+    if command and args.duration is not None:
+        return "give either --duration or -- COMMAND, not both"
+    if not command and args.duration is None:
+        return "trace record needs --duration S or -- COMMAND ..."
+    if command and shutil.which(command[0]) is None:
+        return f"trace record: cannot run {command[0]!r}: no such command (or not executable)"
+    if not args.output.parent.is_dir():
+        return f"trace record -o {args.output}: folder {args.output.parent} does not exist"
+    return None
+
+
 def _record(args: argparse.Namespace, info) -> int:
     from numa_emu.trace_recorder import record_file
 
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if command and args.duration is not None:
-        fail("give either --duration or -- COMMAND, not both")
-        return EXIT_USAGE
-    if not command and args.duration is None:
-        fail("trace record needs --duration S or -- COMMAND ...")
-        return EXIT_USAGE
+    command = _command(args)
     procs: list[subprocess.Popen] = []
     end = [0.0]
 
     def started() -> None:  # called once tracing is on everywhere
         if command:
-            procs.append(subprocess.Popen(command))
+            try:
+                procs.append(subprocess.Popen(command))
+            except OSError as exc:
+                raise NumaEmuError(ErrorCode.ENOENT, f"trace record: cannot run {command[0]!r}: {exc.strerror}") from None
         else:
             end[0] = time.monotonic() + args.duration
 

@@ -12,6 +12,10 @@ import signal
 import subprocess
 import sys
 
+from protocol import limits
+from protocol.errors import NumaEmuError
+from protocol.messages import control as cm
+
 from numa_emu import cluster
 from numa_emu.cli.common import add_name_option
 from numa_emu.cli.main import EXIT_USAGE, fail
@@ -24,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inject", choices=("virtual", "real"), default="virtual",
                    help="virtual: latency only advances virtual clocks (default); real: inter-node messages "
                         "are also held back by latency x dilation")
-    p.add_argument("--dilation", type=float, default=1000.0, metavar="X",
+    p.add_argument("--dilation", type=limits.DILATION.argtype(), default=1000.0, metavar="X",
                    help="real mode: wall delay = modeled latency x X (default 1000: 100 ns -> 100 us)")
     p.add_argument("--sysctl", action="append", default=[], metavar="KEY=VALUE",
                    help="a tunable's value from the start (see numa-emu sysctl -a); repeatable")
@@ -32,8 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="unreplicate in the 2007 order (no lock, free at once, unmap later): reproduces the race "
                         "on purpose; same as --sysctl vm.unsafe_unreplicate=1")
     g = p.add_argument_group("a machine described on the command line")
-    g.add_argument("--nodes", type=int, metavar="N")
-    g.add_argument("--cpus-per-node", type=int, default=1, metavar="C")
+    g.add_argument("--nodes", type=limits.NODES.argtype(), metavar="N")
+    g.add_argument("--cpus-per-node", type=limits.CPUS_PER_NODE.argtype(), default=1, metavar="C")
     g.add_argument("--mem-per-node", default="256MiB", metavar="SIZE")
     g.add_argument("--distance", type=int, metavar="D", help="SLIT distance of every remote pair (default 20)")
     g.add_argument("--distances", metavar="ROWS", help="full SLIT matrix, e.g. '10,21;21,10'")
@@ -59,9 +63,11 @@ def _topology(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     topology = _topology(args)
     name = args.name or cluster.DEFAULT_NAME
-    if not args.dilation > 0:
-        raise SystemExit(fail(f"--dilation must be positive, got {args.dilation:g}") or EXIT_USAGE)
     sysctl = args.sysctl + (["vm.unsafe_unreplicate=1"] if args.unsafe_unreplicate else [])
+    try:  # checked here too, so that a bad value starts nothing
+        cm.parse_assignments(cm.tunables(node.id for node in topology.nodes), sysctl)
+    except NumaEmuError as exc:
+        raise SystemExit(fail(exc.message) or EXIT_USAGE) from None
     started = cluster.start(name, topology, foreground=args.foreground,
                             coordinator_args=["--inject", args.inject, "--dilation", repr(args.dilation)]
                             + [f"--sysctl={kv}" for kv in sysctl])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from protocol import limits
 from protocol.errors import NumaEmuError
 from protocol.latency import JITTER_DISTRIBUTIONS
 from protocol.messages.control import tunables
@@ -92,8 +93,10 @@ def jitter(c, raw: Any) -> dict | None:
         spread, skey = raw.get("spread"), f"{key}.spread"
     else:
         distribution, spread, skey = "uniform", raw, key
-    if isinstance(spread, bool) or not isinstance(spread, (int, float)) or not 0 <= spread <= 10:
-        raise c.fail(skey, f"expected a spread from 0 to 10 (a fraction of each delay), got {show(spread)}")
+    bound = limits.JITTER_SPREAD
+    if isinstance(spread, bool) or not isinstance(spread, (int, float)) or not bound.lo <= spread <= bound.hi:
+        raise c.fail(skey, f"expected a spread from {bound.lo:g} to {bound.hi:g} (a fraction of each delay), "
+                           f"got {show(spread)}")
     return {"distribution": distribution, "spread": float(spread)} if spread else None
 
 

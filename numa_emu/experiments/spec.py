@@ -51,6 +51,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from protocol import limits
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.nodemask import format_nodelist
 from protocol.topology import Topology
@@ -111,10 +112,16 @@ class _Check:
             raise self.fail(key, f"'{value}' is not one of: {', '.join(choices)}")
         return value
 
-    def positive(self, value: Any, key: str, *, integer: bool = False) -> float | int:
+    def positive(self, value: Any, key: str, *, integer: bool = False, bound: limits.Bound | None = None) -> float | int:
+        """A positive number, within `bound` (protocol.limits) when one is given."""
         ok = isinstance(value, int) if integer else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok or not value > 0 or value != value or value == float("inf"):
             raise self.fail(key, f"expected a positive {'whole number' if integer else 'number'}, got {_show(value)}")
+        if bound is not None:
+            try:
+                bound.check(value, "")
+            except NumaEmuError as exc:
+                raise self.fail(key, exc.message) from None
         return value
 
     def values(self, value: Any, key: str) -> list:
@@ -316,9 +323,11 @@ def _settings(c: _Check, exp: dict, quick_raw: dict, quick: bool) -> dict:
     name = c.string(exp["name"], "experiment.name")
     if not re.fullmatch(_NAME_RE, name):
         raise c.fail("experiment.name", f"'{name}' may hold only letters, digits, '-', '_' and '.'")
-    repetitions = c.positive(exp.get("repetitions", 1), "experiment.repetitions", integer=True)
+    repetitions = c.positive(exp.get("repetitions", 1), "experiment.repetitions", integer=True,
+                             bound=limits.REPETITIONS)
     if "repetitions" in quick_raw:
-        quick_repetitions = c.positive(quick_raw["repetitions"], "quick.repetitions", integer=True)
+        quick_repetitions = c.positive(quick_raw["repetitions"], "quick.repetitions", integer=True,
+                                       bound=limits.REPETITIONS)
         repetitions = quick_repetitions if quick else repetitions
     try:
         timeout_s = parse_duration_s(exp.get("timeout", DEFAULT_TIMEOUT_S))
@@ -326,10 +335,12 @@ def _settings(c: _Check, exp: dict, quick_raw: dict, quick: bool) -> dict:
         raise c.fail("experiment.timeout", exc.message) from None
     if timeout_s <= 0:
         raise c.fail("experiment.timeout", "must be positive")
+    if timeout_s > limits.DURATION_S.hi:
+        raise c.fail("experiment.timeout", f"{timeout_s:g} s is out of range: expected {limits.DURATION_S.describe()}")
     return {"name": name, "description": str(exp.get("description", "")),
             "topology": c.string(exp.get("topology", "default-4n"), "experiment.topology"),
             "inject": c.string(exp.get("inject", "virtual"), "experiment.inject", INJECT_MODES),
-            "dilation": float(c.positive(exp.get("dilation", 1.0), "experiment.dilation")),
+            "dilation": float(c.positive(exp.get("dilation", 1.0), "experiment.dilation", bound=limits.DILATION)),
             "repetitions": int(repetitions),
             "metric": c.string(exp.get("metric", "virtual_ns"), "experiment.metric", FIGURES),
             "report": _figures(c, exp, "report"), "plots": _figures(c, exp, "plots"),
@@ -415,7 +426,7 @@ def _grid_value(c: _Check, param: str, key: str, value: Any, base: Path, topolog
     if param == "inject":
         return c.string(value, key, INJECT_MODES)
     if param in ("dilation", "latency_scale"):
-        return float(c.positive(value, key))
+        return float(c.positive(value, key, bound=limits.DILATION if param == "dilation" else limits.LATENCY_SCALE))
     name = c.string(value, key)
     if param == "placement" and name not in placements and not (name == "default" and not placements):
         raise c.fail(key, f"no placement '{name}' (defined: {', '.join(placements) or 'none'})")

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 
+from protocol import limits
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import tasks as tm
 from protocol.nodemask import parse_nodelist
@@ -40,9 +41,7 @@ _UNBIND = ("NUMA_EMU_CPU", "NUMA_EMU_CPUNODEBIND", "NUMA_EMU_PHYSCPUBIND")
 
 def add_team_arguments(p: argparse.ArgumentParser, what: str) -> None:
     """--tasks-per-node and --nodes (public); the worker's own options (hidden)."""
-    from numa_emu.workloads.runner import positive_int
-
-    p.add_argument("--tasks-per-node", type=positive_int, default=1, metavar="N",
+    p.add_argument("--tasks-per-node", type=limits.TASKS_PER_NODE.argtype(), default=1, metavar="N",
                    help=f"{what} on each node, the leader counting as one on its node (default 1)")
     p.add_argument("--nodes", metavar="LIST", default=None,
                    help=f"the nodes that run {what} (default every node with CPUs)")

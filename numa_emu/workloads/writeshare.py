@@ -41,6 +41,8 @@ import struct
 import tempfile
 import time
 
+from protocol import limits
+
 from numa_emu.workloads import racer
 from numa_emu.workloads.runner import Phase, main, positive_int
 
@@ -49,7 +51,7 @@ STAMP = struct.Struct("<Q")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pause-ms", type=float, default=20.0, metavar="MS",
+    p.add_argument("--pause-ms", type=limits.MILLISECONDS.argtype(), default=20.0, metavar="MS",
                    help="wall time between the writer's rounds, for the readers to replicate (default 20)")
     p.add_argument("--read-bytes", type=positive_int, default=64, metavar="N",
                    help="bytes per read, from the start of the page: 8 to a page (default 64)")

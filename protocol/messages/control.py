@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from protocol import limits
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages.base import Ok, Reply, Request, message
 from protocol.messages.tasks import CpusetShowReply
@@ -163,6 +164,25 @@ class Tunable:
             raise NumaEmuError(ErrorCode.EINVAL, f"{self.key}: {exc.message}") from None
 
 
+def parse_assignments(table: dict[str, Tunable], texts: list[str]) -> dict[str, int | str]:
+    """The values of `up --sysctl KEY=VALUE` texts, each checked against `table` (tunables()):
+    EINVAL or ENOENT naming the first bad one. The CLI checks them before it starts anything,
+    the coordinator again when it starts."""
+    values: dict[str, int | str] = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep:
+            raise NumaEmuError(ErrorCode.EINVAL, f"--sysctl takes KEY=VALUE, not {text!r}")
+        tunable = table.get(key.strip())
+        if tunable is None:
+            raise NumaEmuError(ErrorCode.ENOENT, f"--sysctl: unknown key {key.strip()!r} (see: numa-emu sysctl -a)")
+        try:
+            values[tunable.key] = tunable.check(value)
+        except NumaEmuError as exc:
+            raise NumaEmuError(exc.code, f"--sysctl {exc.message}") from None
+    return values
+
+
 def weight_key(node: int) -> str:
     return f"{WEIGHT_KEY_PREFIX}{node}"
 
@@ -208,9 +228,9 @@ def _parse_mode(text: str) -> str:
 
 
 def _parse_ms(text: str) -> int:
-    value = text.strip()
-    if not value.isdigit() or int(value) > 3_600_000:
-        raise NumaEmuError(ErrorCode.EINVAL, f"invalid value {text!r}: expected milliseconds from 0 to 3600000")
+    value, bound = text.strip(), limits.MILLISECONDS
+    if not value.isdigit() or len(value) > 10 or int(value) > bound.hi:
+        raise NumaEmuError(ErrorCode.EINVAL, f"invalid value {text!r}: expected milliseconds from {bound.lo:.0f} to {bound.hi:.0f}")
     return int(value)
 
 

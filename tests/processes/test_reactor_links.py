@@ -83,3 +83,80 @@ def test_a_destination_that_cannot_be_connected_fails_the_call(tmp_path, reactor
     peer = _peer(tmp_path, 5)
     reactors.append(peer)
     assert _settle(caller.call("node:5", lc.Ping()), [caller, peer]).result.pid == 5
+
+
+# ---- issue 10, item 5: an exception while building or sending a reply is an error reply ----------
+
+_UNPACKABLE = "internal error: pong cannot be packed: OverflowError: Integer value out of range"
+
+
+@pytest.mark.parametrize("as_generator", [False, True])
+def test_a_reply_that_cannot_be_packed_becomes_an_error_reply(tmp_path, reactors, as_generator):
+    """A value beyond msgpack's 64 bits (an overflowed virtual clock did this) used to escape the
+    reactor while packing, and the node exited. Now: EIO to the requester, and the loop serves on."""
+    caller, peer = _peer(tmp_path, 0), _peer(tmp_path, 1)
+    reactors.extend([caller, peer])
+    caller.routes["node:1"] = peer.endpoint
+
+    def huge(msg):
+        return lc.Pong(pid=1 << 70, role="node", name="node 1", uptime_s=0.0)
+
+    def huge_later(msg):
+        yield []
+        return huge(msg)
+
+    peer.on("ping", huge_later if as_generator else huge)
+    fut = _settle(caller.call("node:1", lc.Ping()), [caller, peer])
+    assert isinstance(fut.exception, NumaEmuError)
+    assert (fut.exception.code, fut.exception.message) == (ErrorCode.EIO, _UNPACKABLE)
+    assert peer.counters()["replies_unpackable"] == 1
+    peer.on("ping", lambda m: lc.Pong(pid=1, role="node", name="node 1", uptime_s=0.0))
+    assert _settle(caller.call("node:1", lc.Ping()), [caller, peer]).result.pid == 1
+
+
+def test_a_stranger_named_like_a_node_gets_its_reply_in_real_mode(tmp_path, reactors):
+    """In `real` mode a reply to a peer called "node:..." is held back for its link; a client that
+    names its connection "node:x" (no such link) gets its reply at once instead of crashing the loop."""
+    import zmq
+
+    from protocol import codec
+
+    peer = _peer(tmp_path, 1)
+    reactors.append(peer)
+    peer.link_delay = lambda name, nbytes: [0.0, 0.0][int(name[5:])]  # links to nodes 0 and 1 only
+    sock = peer.ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.setsockopt(zmq.ROUTING_ID, b"node:x")
+    sock.connect(peer.endpoint)
+    try:
+        ping = lc.Ping()
+        ping.id = 5
+        sock.send_multipart(codec.encode(ping))
+        deadline = time.monotonic() + 5.0
+        while not sock.poll(0):
+            assert time.monotonic() < deadline, "no reply"
+            peer.run_once(10)
+        reply = codec.decode(sock.recv_multipart())
+        assert (reply.kind, reply.reply_to, reply.pid) == ("pong", 5, 1)
+        assert peer.counters()["bad_links"] == 1
+    finally:
+        sock.close()
+
+
+def test_a_failing_timer_does_not_end_the_loop(tmp_path, reactors):
+    import threading
+
+    from protocol.client import Client
+
+    peer = _peer(tmp_path, 1)
+    reactors.append(peer)
+    peer.call_later(0.0, lambda: 1 / 0)
+    loop = threading.Thread(target=peer.run)
+    loop.start()
+    try:
+        with Client(peer.endpoint, timeout_s=5.0) as client:
+            assert client.call(lc.Ping()).pid == 1
+    finally:
+        peer.stop()
+        loop.join(timeout=5.0)
+    assert not loop.is_alive() and peer.counters()["loop_errors"] == 1
