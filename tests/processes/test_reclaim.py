@@ -68,6 +68,10 @@ def test_a_file_twice_the_memory_reads_back_and_its_frames_come_back(small, cli)
         assert total(s, "pgsteal_direct") >= FILE_PAGES - 2 * NODE_FRAMES
         assert total(s, "pgscan_direct") >= total(s, "pgsteal_direct")  # no replica: each stolen frame was scanned
         assert_reclaim_counted(s)
+        shown = cli("vmstat", "--name", small.name, check=True).stdout.split("\n")
+        names = [line.split()[0] for line in shown if line]
+        assert names.index("pgpgin") < names.index("pgsteal_direct") < names.index("pgscan_direct")
+        assert f"pgsteal_direct {total(s, 'pgsteal_direct')}" in shown
         # the frames are there for anything else: a private region the size of a node
         region = task.mmap(NODE_FRAMES * PAGE)
         region.touch(fill=7)
