@@ -103,13 +103,20 @@ def test_with_replication_replicas_go_first_and_everything_adds_up(small):
 
 
 def test_a_dirty_page_is_written_back_before_it_is_dropped(small, home):
-    dirty = b"".join(page_bytes("dirty", i) for i in range(2))
+    store = home / small.name / STORE_DIR
+    synced, dirty = page_bytes("e", 0), page_bytes("d", 0) + page_bytes("d", 1)
     with numa_emu.attach(0, cluster=small.name) as task:
-        f = task.open("d", create=True, size=2 * PAGE)
-        f.pwrite(0, dirty)  # no fsync
-        assert (home / small.name / STORE_DIR / "d").read_bytes() == bytes(2 * PAGE)
+        e = task.open("e", create=True, size=PAGE)
+        e.pwrite(0, synced)
+        e.fsync()
+        d = task.open("d", create=True, size=2 * PAGE)
+        d.pwrite(0, dirty[:PAGE])  # dirty through write(2)
+        m = d.mmap(writable=True)
+        m.write(PAGE, dirty[PAGE:])  # dirty through a shared mapping
+        assert (store / "d").read_bytes() == bytes(2 * PAGE)  # nothing written back yet
         read_all(task, "big", FILE_PAGES)  # pressure: node 0 is reclaimed over and over
         s = stats(small)
-        assert total(s, "nr_vmscan_write") == 2 and total(s, "pgwriteback") == 2
-        assert (home / small.name / STORE_DIR / "d").read_bytes() == dirty  # written back by reclaim
-        assert f.pread(0, 2 * PAGE) == dirty  # and read back from the store
+        assert total(s, "nr_vmscan_write") == 2 and total(s, "pgwriteback") == 3  # d's two pages by reclaim
+        assert (store / "d").read_bytes() == dirty and (store / "e").read_bytes() == synced
+        assert m.read(0, 2 * PAGE) == dirty  # the mapping was shot down: it faults the pages in again
+        assert d.pread(0, 2 * PAGE) == dirty and e.pread(0, PAGE) == synced
