@@ -156,12 +156,14 @@ class NodeCore:
     # ---- the allocation walk (on the node that faults) ----------------------------------
     def supply_reclaiming(self, count: int, **kw):
         """`supply`, and when short, direct reclaim on this node and `supply` again (a few times,
-        while reclaim frees something: a concurrent allocation may take what it freed)."""
+        while reclaim frees something: a concurrent allocation may take what it freed). A replica
+        only takes the place of other replicas: it is optional (the master serves without it),
+        and evicting a master for it would leave the cache smaller than memory."""
         frames = self.supply(count, **kw)
         for _ in range(3):
             if len(frames) >= count or self._reclaim is None:
                 break
-            if not (yield from self._reclaim(count - len(frames))):
+            if not (yield from self._reclaim(count - len(frames), replicas_only=kw.get("replica_of") is not None)):
                 break
             frames += self.supply(count - len(frames), **kw)
         return frames

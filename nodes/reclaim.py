@@ -14,7 +14,9 @@ reads it from the store again.
 When: direct reclaim, in the allocation (and kswapd, below). An allocation walks its whole zonelist first and
 reclaims only when every node it may use is full, then in the zonelist's order (Linux with
 zone_reclaim_mode 0, the default: fall back to another node before reclaiming the local one),
-retrying on each node after its reclaim (nodes.core.NodeCore.allocate). Counted on this node as
+retrying on each node after its reclaim (nodes.core.NodeCore.allocate). A replica's allocation
+(on the reader's node only) reclaims other replicas only: a replica is optional, and a master
+evicted for it would leave memory elsewhere unused while this node thrashes. Counted on this node as
 /proc/vmstat does: pgscan_direct (frames looked at), pgsteal_direct (frames freed, including the
 replicas elsewhere that a dropped master took along); replicas dropped count pgreplicazap_reclaim
 where they lived. kswapd (a timer of the node's server) keeps a few frames free in the
@@ -83,7 +85,8 @@ class Reclaim:
 
     def shrink(self, want: int, kind: str = "direct", replicas_only: bool = False):
         """Reclaim at least `want` frames of this node (a cluster of SWAP_CLUSTER_MAX when the
-        pool is big enough), replicas first; returns how many frames of this node were freed."""
+        pool is big enough), replicas first (or only); returns how many frames of this node were
+        freed."""
         c = self.core
         target = max(want, min(SWAP_CLUSTER_MAX, c.pool.frames // 16))
         freed = 0

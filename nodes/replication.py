@@ -188,8 +188,8 @@ class Replication:
                                                          epoch=entry.epoch, cost_ns=cost))
 
     def _alloc_on(self, h: int, task_node: int, page: tuple[str, int]):
-        """One frame on node h and nowhere else (__GFP_THISNODE), after direct reclaim there if h
-        is full (__GFP_NORETRY: one round); (None, 0) when h is full still."""
+        """One frame on node h and nowhere else (__GFP_THISNODE), after reclaiming another replica
+        there if h is full; (None, 0) when h is full still."""
         c = self.core
         if h == c.node_id:
             frames = yield from c.supply_reclaiming(1, preferred=h, task_node=task_node, interleave=False, fill=None,
