@@ -88,6 +88,9 @@ def test_a_file_twice_the_memory_reads_back_and_its_frames_come_back(small, cli)
         end = stats(small)
         assert all(d["frames_free"] == d["frames_total"] for d in end.values())
         assert total(end, "nr_file_pages") == 0
+        big = task.open("big")  # a page whose entries were dropped (shootdowns seen here) is usable again
+        big.pwrite(PAGE - 2, b"again")
+        assert big.pread(PAGE - 2, 5) == b"again"
 
 
 def test_with_replication_replicas_go_first_and_everything_adds_up(small):

@@ -144,3 +144,14 @@ def test_a_locked_page_is_kept_and_nothing_freeable_is_enomem(tmp_path):
         drive(gen)
     assert err.value.code == ErrorCode.ENOMEM
     assert n.core.events["pgsteal_direct"] == 0 and n.cached() == list(range(FRAMES))
+
+
+def test_an_entry_made_after_a_dropped_one_starts_at_its_epoch(tmp_path):
+    """Home nodes discard answers older than the last shootdown they saw: a page read again after
+    its entry was dropped (reclaim, truncate) must not be answered with epoch 0 (it was asked forever)."""
+    n = OneNode(tmp_path, FRAMES + 1)
+    n.read(0)
+    old = n.repl.dir.entries[("file:f", 0)]
+    old.epoch = 7  # shootdowns seen by the home nodes
+    drive(n.repl.truncate(pc.DirTruncate(obj="file:f", first_idx=0)))
+    assert n.repl.dir.entry("file:f", 0).epoch == 8  # the truncate's own shootdown made it 8
