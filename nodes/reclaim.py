@@ -106,6 +106,8 @@ class Reclaim:
         """Ask each victim's directory home to drop it (one dir.reclaim per home, all at once);
         the number of this node's frames freed."""
         c = self.core
+        replicas = {frame for frame, _key in victims if frame in c.replica_frames}
+        page_of = dict(victims)
         by_home: dict[int, list] = {}
         for frame, (obj, idx) in victims:
             by_home.setdefault(directory_home(obj, idx, c.n_nodes), []).append([obj, idx, frame])
@@ -120,8 +122,14 @@ class Reclaim:
             for answer in answers:
                 reply = yield answer
                 if reply is not None:
-                    dropped += len(reply.dropped)
-                    c.events[f"pgsteal_{kind}"] += reply.freed
+                    ours = [f for f in reply.dropped if f in page_of]  # only what was asked counts
+                    dropped += len(ours)
+                    c.events[f"pgsteal_{kind}"] += max(0, int(reply.freed))
+                    if c.trace.on:
+                        for frame in ours:
+                            obj, idx = page_of[frame]
+                            c.trace.emit("reclaim", obj=obj, idx=idx, frame=frame, replica=frame in replicas,
+                                         by=kind)
         finally:
             self.busy.difference_update(frame for frame, _key in victims)
         return dropped

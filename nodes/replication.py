@@ -377,8 +377,6 @@ class Replication:
                 else:
                     continue
                 dropped.append(frame)
-                if c.trace.on:
-                    c.trace.emit("reclaim", obj=obj, idx=idx, copy_node=msg.node, frame=frame, replica=replica)
             finally:
                 entry.lock.release()
         return pc.DirReclaimReply(dropped=dropped, freed=freed)

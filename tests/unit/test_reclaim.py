@@ -106,9 +106,13 @@ class OneNode:
 
 def test_a_file_twice_the_node_reads_back_and_the_oldest_pages_go(tmp_path):
     n = OneNode(tmp_path, 2 * FRAMES)
+    n.core.trace.configure(True, ["reclaim"])
     for i in range(2 * FRAMES):
         assert n.read(i) == n.page(i)
     ev = n.core.events
+    traced = n.core.trace.drain()
+    assert [(e["obj"], e["idx"], e["replica"], e["by"]) for e in traced] == [
+        ("file:f", i, False, "direct") for i in range(FRAMES)]
     assert n.cached() == list(range(FRAMES, 2 * FRAMES))  # least recently used first
     assert ev["pgsteal_direct"] == FRAMES == ev["pgpgin"] * 1024 // PAGE - len(n.core.cache_frames)
     assert ev["pgscan_direct"] == FRAMES + FRAMES  # the first look gave every fresh page its second chance
