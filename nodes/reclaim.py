@@ -11,16 +11,17 @@ young end, any other is taken. The directory home of each victim drops it under 
 shot down, a dirty master written back first, a master's replicas with it); its next access
 reads it from the store again.
 
-When: direct reclaim, in the allocation (and kswapd, below). An allocation walks its whole zonelist first and
-reclaims only when every node it may use is full, then in the zonelist's order (Linux with
-zone_reclaim_mode 0, the default: fall back to another node before reclaiming the local one),
-retrying on each node after its reclaim (nodes.core.NodeCore.allocate). A replica's allocation
-(on the reader's node only) reclaims other replicas only: a replica is optional, and a master
-evicted for it would leave memory elsewhere unused while this node thrashes. Counted on this node as
-/proc/vmstat does: pgscan_direct (frames looked at), pgsteal_direct (frames freed, including the
-replicas elsewhere that a dropped master took along); replicas dropped count pgreplicazap_reclaim
-where they lived. kswapd (a timer of the node's server) keeps a few frames free in the
-background by dropping replicas only, counted pgscan_kswapd / pgsteal_kswapd.
+When: direct reclaim, in the allocation (and kswapd, below). An allocation walks its whole
+zonelist first and reclaims only when every node it may use is full, then in the zonelist's
+order (Linux with zone_reclaim_mode 0, the default: fall back to another node before reclaiming
+the local one), retrying on each node after its reclaim (nodes.core.NodeCore.allocate). A
+replica's allocation (on the reader's node only) reclaims other replicas only: a replica is
+optional, and a master evicted for it would leave memory elsewhere unused while this node
+thrashes. Counted on this node as /proc/vmstat does: pgscan_direct (frames looked at),
+pgsteal_direct (frames freed, including the replicas elsewhere that a dropped master took
+along); replicas dropped count pgreplicazap_reclaim where they lived. kswapd (a timer of the
+node's server) keeps a few frames free in the background by dropping replicas only, counted
+pgscan_kswapd / pgsteal_kswapd.
 """
 from __future__ import annotations
 
