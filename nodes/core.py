@@ -80,7 +80,11 @@ class NodeCore:
         self.store = store  # nodes.store.Store, or a stand-in
         self.files: dict[str, FileState] = {}
         self.repl = ReplicationTunables()
-        self.replica_frames: dict[int, tuple[str, int]] = {}  # frames of this node that are replicas
+        # This node's page-cache frames, oldest first (reclaim's two lists, nodes/reclaim.py):
+        # replicas, and masters of file pages (shm has no store to read it back from: not listed).
+        self.replica_frames: collections.OrderedDict[int, tuple[str, int]] = collections.OrderedDict()
+        self.cache_frames: collections.OrderedDict[int, tuple[str, int]] = collections.OrderedDict()
+        self._reclaim = None  # direct reclaim of this node: shrink(want) -> frames freed (use_reclaim)
         self.repl_lifetimes: collections.Counter[str] = collections.Counter()
         self.n_nodes = len(topology["nodes"])
         self.page_size = pool.page_size
@@ -98,10 +102,16 @@ class NodeCore:
         self.auto_migrate = True  # sysctl vm.auto_migrate: a task moved here takes its pages along lazily
 
     # ---- supplying frames (this node is the one that gives the page) --------------------
+    def use_reclaim(self, shrink) -> None:
+        """Direct reclaim for this node's allocations: `shrink(want)`, a generator returning the
+        number of this node's frames it freed (nodes.reclaim.Reclaim.shrink)."""
+        self._reclaim = shrink
+
     def supply(self, count: int, *, preferred: int, task_node: int, interleave: bool, fill: int | None,
-               replica_of: tuple[str, int] | None = None) -> list[int]:
+               replica_of: tuple[str, int] | None = None, cache_of: tuple[str, int] | None = None) -> list[int]:
         """Up to `count` frames of this node, charged as zone_statistics would (nodes.placement.charge).
-        A replica frame is remembered with its page, for counting and reclaim."""
+        A replica frame, or the master of a file page, is remembered with its page, for counting
+        and reclaim."""
         frames = []
         try:
             for _ in range(count):
@@ -125,6 +135,9 @@ class NodeCore:
             for f in frames:
                 self.replica_frames[f] = replica_of
             self.events["pgreplicated"] += len(frames)
+        if cache_of is not None:
+            for f in frames:
+                self.cache_frames[f] = cache_of
         if self.trace.on:
             self.trace.emit("alloc", frames=frames, preferred=preferred, task_node=task_node,
                             hit=preferred == self.node_id, interleave=interleave)
@@ -133,6 +146,7 @@ class NodeCore:
     def release(self, frames: list[int], zap_cause: str | None = None) -> None:
         for f in frames:
             self.pool.free_frame(f)
+            self.cache_frames.pop(f, None)
             if self.replica_frames.pop(f, None) is not None and zap_cause:
                 self.events["pgreplicazap"] += 1
                 self.events[f"pgreplicazap_{zap_cause}"] += 1
@@ -141,35 +155,55 @@ class NodeCore:
             self.trace.emit("free", frames=list(frames))
 
     # ---- the allocation walk (on the node that faults) ----------------------------------
-    def allocate(self, placement: Placement, count: int, task_node: int, fill: int | None = None):
+    def supply_reclaiming(self, count: int, **kw):
+        """`supply`, and when short, direct reclaim on this node and `supply` again (a few times,
+        while reclaim frees something: a concurrent allocation may take what it freed). A replica
+        only takes the place of other replicas: it is optional (the master serves without it),
+        and evicting a master for it would leave the cache smaller than memory."""
+        frames = self.supply(count, **kw)
+        for _ in range(3):
+            if len(frames) >= count or self._reclaim is None:
+                break
+            if not (yield from self._reclaim(count - len(frames), replicas_only=kw.get("replica_of") is not None)):
+                break
+            frames += self.supply(count - len(frames), **kw)
+        return frames
+
+    def allocate(self, placement: Placement, count: int, task_node: int, fill: int | None = None,
+                 cache_of: tuple[str, int] | None = None):
         """Walk the placement's order, local frames directly, remote ones with frame.alloc, until
-        `count` pages are had. Returns [(node, frame, generation)], shorter when every allowed node
-        is full."""
+        `count` pages are had; when every node of the order is full, walk it again reclaiming
+        clean page-cache pages on each node before taking from it (nodes/reclaim.py: fall back
+        first, reclaim when all allowed nodes are full). `cache_of`: the frame is the master of
+        that file page. Returns [(node, frame, generation)], shorter when nothing could be freed."""
         got: list[tuple[int, int, int]] = []
         foreign: collections.Counter[int] = collections.Counter()
-        for node in placement.order:
-            need = count - len(got)
-            if need <= 0:
-                break
-            preferred = placement.preferred_for(node)
-            if node == self.node_id:
-                frames = self.supply(need, preferred=preferred, task_node=task_node,
-                                     interleave=placement.interleave, fill=fill)
-                gens = [self.pool.generation[f] for f in frames]
-            else:
-                try:
-                    reply = yield Call(node_dest(node), mm.FrameAlloc(
-                        count=need, preferred=preferred, task_node=task_node,
-                        interleave=placement.interleave, fill=fill))
-                    frames = reply.frames
-                    gens = reply.generations or [0] * len(frames)
-                except NumaEmuError as exc:
-                    if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT):
-                        raise
-                    frames, gens = [], []  # a dead or silent node supplies nothing; walk on
-            got.extend((node, f, g) for f, g in zip(frames, gens))
-            if frames and node != preferred:
-                foreign[preferred] += len(frames)
+        page = list(cache_of) if cache_of is not None else None
+        for reclaim in (False, True):
+            for node in placement.order:
+                need = count - len(got)
+                if need <= 0:
+                    break
+                preferred = placement.preferred_for(node)
+                if node == self.node_id:
+                    kw = dict(preferred=preferred, task_node=task_node, interleave=placement.interleave, fill=fill,
+                              cache_of=cache_of)
+                    frames = (yield from self.supply_reclaiming(need, **kw)) if reclaim else self.supply(need, **kw)
+                    gens = [self.pool.generation[f] for f in frames]
+                else:
+                    try:
+                        reply = yield Call(node_dest(node), mm.FrameAlloc(
+                            count=need, preferred=preferred, task_node=task_node,
+                            interleave=placement.interleave, fill=fill, cache_of=page, reclaim=reclaim))
+                        frames = reply.frames
+                        gens = reply.generations or [0] * len(frames)
+                    except NumaEmuError as exc:
+                        if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT):
+                            raise
+                        frames, gens = [], []  # a dead or silent node supplies nothing; walk on
+                got.extend((node, f, g) for f, g in zip(frames, gens))
+                if frames and node != preferred:
+                    foreign[preferred] += len(frames)
         yield from self.add_foreign(foreign)
         return got
 
@@ -235,6 +269,7 @@ class NodeCore:
 
     def vmstat(self) -> dict[str, int]:
         out = {"nr_free_pages": self.pool.free, "nr_total_pages": self.pool.frames,
-               "nr_repl_pages": len(self.replica_frames), "nr_migcache_pages": self.migcache_pages}
+               "nr_repl_pages": len(self.replica_frames), "nr_migcache_pages": self.migcache_pages,
+               "nr_file_pages": len(self.replica_frames) + len(self.cache_frames)}  # file pages only: shm is not listed
         out.update(self.events)
         return out

@@ -41,13 +41,23 @@ class DirEntry:
 class Directory:
     def __init__(self) -> None:
         self.entries: dict[tuple[str, int], DirEntry] = {}
+        # Epochs only grow, across a page's entries too: a home node discards answers older than
+        # the last shootdown it saw, so an entry made after a dropped one (truncate, reclaim)
+        # starts at the highest epoch any dropped entry reached.
+        self.epoch_floor = 0
 
     def entry(self, obj: str, idx: int) -> DirEntry:
         key = (obj, idx)
         entry = self.entries.get(key)
         if entry is None:
-            entry = self.entries[key] = DirEntry()
+            entry = self.entries[key] = DirEntry(epoch=self.epoch_floor)
         return entry
+
+    def drop(self, obj: str, idx: int, entry: DirEntry) -> None:
+        """Forget `entry` (its page has no copy left), unless a fresh one replaced it meanwhile."""
+        self.epoch_floor = max(self.epoch_floor, entry.epoch)
+        if self.entries.get((obj, idx)) is entry:
+            del self.entries[(obj, idx)]
 
     def of_object(self, obj: str | None) -> list[tuple[tuple[str, int], DirEntry]]:
         return [(k, e) for k, e in self.entries.items() if obj is None or k[0] == obj]

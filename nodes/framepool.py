@@ -8,6 +8,8 @@ pool's size; freed frames are recycled from a stack.
 
 The generation of a frame is bumped every time it is freed; a mapping records the generation it
 was made with, so a stale mapping (one that outlived a shootdown) is detectable (docs/protocol.md#invariants).
+Every read or write of a frame sets its referenced byte (the hardware's accessed bit): reclaim's
+clock clears it and gives the page a second chance (nodes/reclaim.py).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ class FramePool:
         self.view = memoryview(self.mem)
         self.generation = array("I", bytes(4 * frames))
         self.state = bytearray(frames)
+        self.referenced = bytearray(frames)
         self._recycled = array("I")
         self._next_unused = 0
         self.used = 0
@@ -50,6 +53,7 @@ class FramePool:
         else:
             raise NumaEmuError(ErrorCode.ENOMEM, f"no free frame ({self.frames} of {self.frames} in use)")
         self.state[frame] = USED
+        self.referenced[frame] = 0
         self.used += 1
         return frame
 
@@ -68,6 +72,7 @@ class FramePool:
 
     def read(self, frame: int, offset: int = 0, length: int | None = None) -> bytes:
         self._check(frame)
+        self.referenced[frame] = 1
         base = frame * self.page_size
         end = base + (self.page_size if length is None else offset + length)
         return self.mem[base + offset:end]
@@ -76,6 +81,7 @@ class FramePool:
         self._check(frame)
         if offset < 0 or offset + len(data) > self.page_size:
             raise NumaEmuError(ErrorCode.EINVAL, f"write of {len(data)} bytes at {offset} crosses the page")
+        self.referenced[frame] = 1
         base = frame * self.page_size + offset
         self.mem[base:base + len(data)] = data
 

@@ -15,6 +15,14 @@ from protocol.messages import pagecache as pc
 _COUNTERS = {"numa_foreign"}
 
 
+def _page(value, field: str) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    if len(value) != 2 or not isinstance(value[0], str) or not isinstance(value[1], int):
+        raise NumaEmuError(ErrorCode.EINVAL, f"frame.alloc: {field} must be [obj, idx]")
+    return value[0], value[1]
+
+
 class FrameService:
     def __init__(self, core: NodeCore):
         self.core = core
@@ -32,19 +40,18 @@ class FrameService:
             "stat.add": self.stat_add,
         }
 
-    def alloc(self, msg: mm.FrameAlloc) -> mm.FrameAllocReply:
+    def alloc(self, msg: mm.FrameAlloc):
         c = self.core
         if msg.count < 0 or not (0 <= msg.preferred < c.n_nodes) or not (0 <= msg.task_node < c.n_nodes):
             raise NumaEmuError(ErrorCode.EINVAL, "frame.alloc: count must be >= 0 and nodes must exist")
         if msg.fill is not None and not 0 <= msg.fill <= 255:
             raise NumaEmuError(ErrorCode.EINVAL, "frame.alloc: fill must be a byte value")
-        replica_of = None
-        if msg.replica_of is not None:
-            if len(msg.replica_of) != 2 or not isinstance(msg.replica_of[0], str) or not isinstance(msg.replica_of[1], int):
-                raise NumaEmuError(ErrorCode.EINVAL, "frame.alloc: replica_of must be [obj, idx]")
-            replica_of = (msg.replica_of[0], msg.replica_of[1])
-        frames = c.supply(msg.count, preferred=msg.preferred, task_node=msg.task_node,
-                          interleave=msg.interleave, fill=msg.fill, replica_of=replica_of)
+        kw = dict(preferred=msg.preferred, task_node=msg.task_node, interleave=msg.interleave, fill=msg.fill,
+                  replica_of=_page(msg.replica_of, "replica_of"), cache_of=_page(msg.cache_of, "cache_of"))
+        if msg.reclaim:  # direct reclaim: no page lock is waited for (dir.reclaim takes none that is held)
+            frames = yield from c.supply_reclaiming(msg.count, **kw)
+        else:
+            frames = c.supply(msg.count, **kw)
         return mm.FrameAllocReply(frames=frames, generations=[c.pool.generation[f] for f in frames])
 
     def free(self, msg: mm.FrameFree) -> Ok:

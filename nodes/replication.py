@@ -46,8 +46,8 @@ class Replication:
         self.local_shootdown = local_shootdown  # this node's own pte.shootdown handler
 
     def handlers(self) -> dict:
-        return {"dir.read": self.read, "dir.write": self.write, "dir.zap": self.zap,
-                "dir.writeback": self.writeback, "dir.truncate": self.truncate}
+        return {"dir.read": self.read, "dir.write": self.write,
+                "dir.writeback": self.writeback, "dir.truncate": self.truncate, "dir.reclaim": self.reclaim}
 
     def _check(self, msg) -> None:
         n = self.core.n_nodes
@@ -108,12 +108,14 @@ class Replication:
         policy = Policy.from_wire(msg.policy)
         placement = place(policy, task_node=msg.task_node, allowed=frozenset(msg.allowed) & c.possible,
                           fallback_orders=c.fallback, interleave_index=msg.interleave_index, weights=c.weights)
-        got = yield from c.allocate(placement, 1, msg.task_node)
+        from_store = msg.obj.startswith(FILE_PREFIX) and c.store is not None  # reclaimable: the store has it
+        got = yield from c.allocate(placement, 1, msg.task_node, cache_of=(msg.obj, msg.idx) if from_store else None)
         if not got:
             raise NumaEmuError(ErrorCode.ENOMEM, f"no node the policy allows has a free frame for {msg.obj}:{msg.idx}")
         node, frame, gen = got[0]
-        if msg.obj.startswith(FILE_PREFIX) and c.store is not None:
+        if from_store:
             data = c.store.read_page(msg.obj, msg.idx)
+            c.events["pgpgin"] += c.page_size // 1024  # KiB read in, as the kernel counts it
             if any(data):
                 yield from c.write_frame(node, frame, gen, 0, data)
         entry.node, entry.frame, entry.gen = node, frame, gen
@@ -186,14 +188,16 @@ class Replication:
                                                          epoch=entry.epoch, cost_ns=cost))
 
     def _alloc_on(self, h: int, task_node: int, page: tuple[str, int]):
-        """One frame on node h and nowhere else (__GFP_THISNODE); (None, 0) when h is full."""
+        """One frame on node h and nowhere else (__GFP_THISNODE), after reclaiming another replica
+        there if h is full; (None, 0) when h is full still."""
         c = self.core
         if h == c.node_id:
-            frames = c.supply(1, preferred=h, task_node=task_node, interleave=False, fill=None, replica_of=page)
+            frames = yield from c.supply_reclaiming(1, preferred=h, task_node=task_node, interleave=False, fill=None,
+                                                    replica_of=page)
             return (frames[0], c.pool.generation[frames[0]]) if frames else (None, 0)
         try:
             reply = yield Call(node_dest(h), mm.FrameAlloc(count=1, preferred=h, task_node=task_node,
-                                                           replica_of=list(page)))
+                                                           replica_of=list(page), reclaim=True))
         except NumaEmuError:
             return None, 0
         if not reply.frames:
@@ -285,19 +289,7 @@ class Replication:
                 except NumaEmuError:
                     pass
 
-    # ---- zap, writeback, truncate -------------------------------------------------------
-    def zap(self, msg: pc.DirZap):
-        entry = self.dir.entries.get((msg.obj, msg.idx))
-        if entry is None or msg.node not in entry.replicas:
-            return Ok()
-        yield from entry.lock.acquire()
-        try:
-            if msg.node in entry.replicas:
-                yield from self._collapse(msg.obj, msg.idx, entry, msg.cause, only=msg.node)
-        finally:
-            entry.lock.release()
-        return Ok()
-
+    # ---- writeback, truncate, reclaim -------------------------------------------------------
     def writeback(self, msg: pc.DirWriteback):
         c = self.core
         for (obj, idx), entry in self.dir.of_object(msg.obj):
@@ -305,36 +297,86 @@ class Replication:
                 continue
             yield from entry.lock.acquire()
             try:
-                if not entry.dirty:
-                    continue
-                if entry.writers:  # page_mkclean: the next write must fault and dirty the page again
-                    yield from self._write_protect(obj, idx, entry, "writeback")
-                data = yield from c.read_frame(entry.node, entry.frame, entry.gen)
-                state = c.files.get(store_name(obj))
-                c.store.write_page(obj, idx, data, state.size if state else (idx + 1) * c.page_size)
-                entry.dirty = False
-                c.events["pgwriteback"] += 1
-                if c.trace.on:
-                    c.trace.emit("writeback", obj=obj, idx=idx, master=entry.node, frame=entry.frame)
+                if entry.dirty:
+                    yield from self._write_back(obj, idx, entry)
             finally:
                 entry.lock.release()
         return Ok()
 
-    def truncate(self, msg: pc.DirTruncate):
+    def _write_back(self, obj: str, idx: int, entry: DirEntry):
+        """Write the dirty master to the store, the entry locked; the page is clean after it."""
         c = self.core
+        if entry.writers:  # page_mkclean: the next write must fault and dirty the page again
+            yield from self._write_protect(obj, idx, entry, "writeback")
+        data = yield from c.read_frame(entry.node, entry.frame, entry.gen)
+        state = c.files.get(store_name(obj))
+        c.store.write_page(obj, idx, data, state.size if state else (idx + 1) * c.page_size)
+        entry.dirty = False
+        c.events["pgwriteback"] += 1
+        if c.trace.on:
+            c.trace.emit("writeback", obj=obj, idx=idx, master=entry.node, frame=entry.frame)
+
+    def truncate(self, msg: pc.DirTruncate):
         for (obj, idx), entry in self.dir.of_object(msg.obj):
             if idx < msg.first_idx:
                 continue
             yield from entry.lock.acquire()
             try:
-                if entry.replicas:
-                    yield from self._collapse(obj, idx, entry, "truncate")
-                if entry.node >= 0:
-                    targets = [(h, node, entry.frame) for h, node in entry.mappers.items() if node == entry.node]
-                    yield from self._shootdown(obj, idx, entry, targets, False, "truncate")
-                    yield from c.free_frames({entry.node: [entry.frame]})
-                self.dir.entries.pop((obj, idx), None)
-                entry.node = -1
+                yield from self._drop(obj, idx, entry, "truncate")
             finally:
                 entry.lock.release()
         return Ok()
+
+    def _drop(self, obj: str, idx: int, entry: DirEntry, cause: str):
+        """Take every copy of the page away, the entry locked: the replicas, then every mapping of
+        the master, acknowledged, then the master's frame; the entry is forgotten (its next access
+        starts afresh). The number of frames freed."""
+        c = self.core
+        freed = len(entry.replicas)
+        if entry.replicas:
+            yield from self._collapse(obj, idx, entry, cause)
+        if entry.node >= 0:
+            targets = [(h, node, entry.frame) for h, node in entry.mappers.items() if node == entry.node]
+            yield from self._shootdown(obj, idx, entry, targets, False, cause)
+            yield from c.free_frames({entry.node: [entry.frame]})
+            freed += 1
+        self.dir.drop(obj, idx, entry)
+        entry.node = -1
+        return freed
+
+    def reclaim(self, msg: pc.DirReclaim):
+        """Drop the pages node `msg.node` chose to reclaim (nodes/reclaim.py), each [obj, idx,
+        frame] of that node: its replica alone, or the master with every copy (a dirty master is
+        written back first, as kswapd's pageout would). A page whose lock is held, or whose copy
+        on that node is no longer that frame, is kept: reclaim takes no lock it would wait for,
+        so an allocation that reclaims can never close a cycle of page locks."""
+        c = self.core
+        if not 0 <= msg.node < c.n_nodes or not isinstance(msg.pages, list):
+            raise NumaEmuError(ErrorCode.EINVAL, "dir.reclaim: bad node or page list")
+        dropped, freed = [], 0
+        for page in msg.pages:
+            if (not isinstance(page, list) or len(page) != 3 or not isinstance(page[0], str)
+                    or not all(isinstance(v, int) for v in page[1:])):
+                raise NumaEmuError(ErrorCode.EINVAL, "dir.reclaim: each page must be [obj, idx, frame]")
+            obj, idx, frame = page
+            entry = self.dir.entries.get((obj, idx))
+            if entry is None or entry.lock.held:  # trylock_page
+                continue
+            yield from entry.lock.acquire()  # free: taken at once
+            try:
+                replica = entry.replicas.get(msg.node, (None, 0))[0] == frame
+                if replica:
+                    yield from self._collapse(obj, idx, entry, "reclaim", only=msg.node)
+                    freed += 1
+                elif (entry.node == msg.node and entry.frame == frame and obj.startswith(FILE_PREFIX)
+                      and c.store is not None):
+                    if entry.dirty:
+                        yield from self._write_back(obj, idx, entry)
+                        c.events["nr_vmscan_write"] += 1
+                    freed += yield from self._drop(obj, idx, entry, "reclaim")
+                else:
+                    continue
+                dropped.append(frame)
+            finally:
+                entry.lock.release()
+        return pc.DirReclaimReply(dropped=dropped, freed=freed)

@@ -14,7 +14,7 @@ import signal
 import time
 from pathlib import Path
 
-from nodes.core import NodeCore, directory_home, node_dest
+from nodes.core import NodeCore
 from nodes.costmodel import CostModel
 from nodes.directory import Directory
 from nodes.files import FileOps
@@ -24,6 +24,7 @@ from nodes.mempolicy import PolicyOps
 from nodes.migration import Migration
 from nodes.mm import MemoryManager
 from nodes.pcache import PageCacheView
+from nodes.reclaim import Reclaim
 from nodes.replication import Replication
 from nodes.store import Store
 from nodes.sysctl import NodeControl
@@ -33,7 +34,6 @@ from protocol.effects import Call
 from protocol.errors import NumaEmuError
 from protocol.latency import REAL, LatencyTable
 from protocol.messages import latency as lm
-from protocol.messages import pagecache as pc
 from protocol.messages import trace as trm
 from protocol.messages import Ok
 from protocol.messages import lifecycle as lc
@@ -63,7 +63,8 @@ class NodeServer:
         self.pcache.replication = self.replication
         self.mm = MemoryManager(self.core, self.pcache)
         self.migration = Migration(self.core, self.mm, self.replication)
-        self.reclaiming: set[int] = set()
+        self.reclaim = Reclaim(self.core, self.replication.reclaim)
+        self.core.use_reclaim(self.reclaim.shrink)
         self.reactor = r = Reactor(f"node {node_id}", identity=f"node:{node_id}")
         self.jitter_rng = random.Random(node_id)  # seeded: a jittered run can be replayed
         self.endpoint = r.bind(endpoint_for(cluster_dir, f"node-{node_id}"))
@@ -124,20 +125,9 @@ class NodeServer:
             node_id=self.node_id, frames_free=self.pool.free, frames_total=self.pool.frames))
 
     def _reclaim(self) -> None:
-        """kswapd: below the low watermark, replicas are the first thing reclaimed. Runs outside
-        every handler, so frame.alloc never waits on a page lock (docs/protocol.md#locks-and-liveness)."""
-        core = self.core
-        if core.pool.free >= max(2, core.pool.frames // 32) or not core.replica_frames:
-            return
-        for frame, (obj, idx) in list(core.replica_frames.items())[:32]:
-            if frame in self.reclaiming:
-                continue
-            self.reclaiming.add(frame)
-            core.events["pgreclaim_replica"] += 1
-            home = directory_home(obj, idx, core.n_nodes)
-            zap = pc.DirZap(obj=obj, idx=idx, node=self.node_id, cause="reclaim")
-            gen = self.replication.zap(zap) if home == self.node_id else _one(Call(node_dest(home), zap))
-            self.reactor.spawn(gen, lambda _r, _e, f=frame: self.reclaiming.discard(f))
+        """kswapd (nodes/reclaim.py): runs outside every handler."""
+        self.reactor.spawn(self.reclaim.kswapd(),
+                           lambda _r, exc: exc is not None and log.warning("kswapd failed: %s", exc))
 
     def exit(self, why: str, status: int = 0) -> None:
         log.info("node %d exiting: %s", self.node_id, why)
@@ -205,10 +195,6 @@ class NodeServer:
             self.reactor.close()
             self.pool.close()
         return self.exit_status
-
-
-def _one(call: Call):
-    yield call
 
 
 def serve(cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None) -> int:

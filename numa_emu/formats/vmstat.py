@@ -6,8 +6,11 @@ values and prints them with :func:`format_vmstat`.  The order and names follow
 stats, writeback thresholds, VM events; ``vmstat_show`` prints ``"%s %lu\\n"``).
 Counters the emulator does not model are simply absent: we print what we have, in
 kernel order, and never invent zeros.  Emulator-only counters (docs/linux-semantics.md#vmstat:
-``nr_repl_pages``, ``pgreplicated``, ``pgreplicazap``) sit next to their kernel
-relatives.
+``nr_repl_pages``, ``pgreplicated``, ``pgreplicazap`` and its causes) sit next to their
+kernel relatives.  Reclaim counts as the kernel does: ``pgscan_direct`` / ``pgsteal_direct``
+(in an allocation), ``pgscan_kswapd`` / ``pgsteal_kswapd`` (in the background),
+``nr_vmscan_write`` (dirty pages reclaim wrote back), ``pgpgin`` (KiB read from the store);
+``nr_file_pages`` is the page-cache pages of files (shm pages are not counted).
 
 The six numastat counters have different names system-wide (docs/linux-semantics.md#numastat-counters):
 ``interleave_hit`` -> ``numa_interleave``, ``local_node`` -> ``numa_local``,
@@ -145,6 +148,11 @@ ORDER: tuple[str, ...] = (
     "thp_migration_split",
     "pgreplicated",  # numa-emu: a page-cache replica was created (event)
     "pgreplicazap",  # numa-emu: a replica was discarded on collapse or reclaim (event)
+    "pgreplicazap_write",  # numa-emu: ... by its cause: a write collapsed the replicas
+    "pgreplicazap_truncate",  # numa-emu: the file was truncated
+    "pgreplicazap_migration",  # numa-emu: the master moved
+    "pgreplicazap_reclaim",  # numa-emu: reclaim dropped it (direct reclaim, or kswapd)
+    "pgreplicazap_copyfail",  # numa-emu: its copy failed on the way
     "compact_migrate_scanned",
     "compact_free_scanned",
     "compact_isolated",

@@ -207,15 +207,22 @@ class DirWrite(Request):
 
 
 @message
-class DirZap(Request):
-    """Tear down the replica of (obj, idx) on `node` (reclaim on that node)."""
+class DirReclaimReply(Reply):
+    kind = "dir.reclaim.reply"
+    dropped: list  # the frames of `pages` (on the asking node) that were dropped
+    freed: int  # frames freed in all, with the replicas a dropped master took along
 
-    kind = "dir.zap"
-    reply = Ok
-    obj: str
-    idx: int
+
+@message
+class DirReclaim(Request):
+    """Reclaim on node `node`: drop these clean page-cache copies it holds, each [obj, idx, frame]
+    (a replica goes alone, a master with its replicas). Pages whose lock is held are kept (a
+    trylock: reclaim never waits on a page lock); dirty masters are written back first."""
+
+    kind = "dir.reclaim"
+    reply = DirReclaimReply
     node: int
-    cause: str
+    pages: list
 
 
 @message

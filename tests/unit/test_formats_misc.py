@@ -33,7 +33,9 @@ def test_vmstat_order_list_starts_like_the_kernel() -> None:
     start = ORDER.index("numa_hit")
     assert list(ORDER[start : start + 6]) == numa
     assert ORDER.index("pgalloc_normal") < ORDER.index("pgfree") < ORDER.index("pgfault")
-    assert ORDER.index("pgreplicated") < ORDER.index("pgreplicazap")
+    assert ORDER.index("pgreplicated") < ORDER.index("pgreplicazap") < ORDER.index("pgreplicazap_reclaim")
+    assert ORDER.index("pgsteal_kswapd") < ORDER.index("pgsteal_direct") < ORDER.index("pgscan_kswapd") \
+        < ORDER.index("pgscan_direct")
     assert len(set(ORDER)) == len(ORDER)
 
 
