@@ -14,7 +14,7 @@ import signal
 import time
 from pathlib import Path
 
-from nodes.core import NodeCore
+from nodes.core import NodeCore, node_dest
 from nodes.costmodel import CostModel
 from nodes.directory import Directory
 from nodes.files import FileOps
