@@ -103,7 +103,9 @@ def resolve_name(name: str | None, base: Path | None = None, *, warn=None) -> st
 def require(name: str, base: Path | None = None, *, warn=None) -> ClusterInfo:
     info = find(name, base, warn=warn)
     if info is None:
-        raise NumaEmuError(ErrorCode.ECONNREFUSED, f"cluster '{name}' is not up (start it with: numa-emu up --name {name})")
+        up = [n for n in names(base) if n != name and find(n, base, warn=warn) is not None]
+        hint = f"up: {', '.join(up)} (use --name {up[0]})" if up else f"start it with: numa-emu up --name {name}"
+        raise NumaEmuError(ErrorCode.ECONNREFUSED, f"cluster '{name}' is not up; {hint}")
     return info
 
 
