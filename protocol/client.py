@@ -1,7 +1,8 @@
 """Synchronous request/reply clients, one request at a time: `Client` (one DEALER) for the CLI,
 `TaskChannel` (one ROUTER connected to every node) for tasks.
 
-Error replies are raised again as NumaEmuError on this side (dask, circus). A reply that arrives
+Both are CURVE clients of the cluster's keys (protocol.keys): read from the cluster folder,
+which only the cluster's owner can read. Error replies are raised again as NumaEmuError on this side (dask, circus). A reply that arrives
 after its request timed out is recognised by its reply_to and dropped.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import zmq
 from protocol import delaylink
 from protocol.codec import decode, encode
 from protocol.errors import ErrorCode, NumaEmuError
+from protocol.keys import ClusterKeys
 from protocol.messages import ErrorReply, Reply, Request
 from protocol.reactor import make_socket, recv_frames, send_frames
 from protocol.timing import CLIENT_TIMEOUT_S
@@ -60,12 +62,13 @@ class _OwnSocket:
 
 
 class Client(_OwnSocket):
-    def __init__(self, endpoint: str, *, timeout_s: float = CLIENT_TIMEOUT_S, context: zmq.Context | None = None):
+    def __init__(self, endpoint: str, *, keys: ClusterKeys, timeout_s: float = CLIENT_TIMEOUT_S,
+                 context: zmq.Context | None = None):
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self._own_context = context is None
         self._ctx = context if context is not None else zmq.Context()
-        self._sock = make_socket(self._ctx, zmq.DEALER)
+        self._sock = make_socket(self._ctx, zmq.DEALER, keys)
         self._sock.connect(endpoint)
         self._ids = itertools.count(1)
         self._rcvtimeo_ms = -1
@@ -105,15 +108,15 @@ class TaskChannel(_OwnSocket):
     the node that owns the page (IVY forwarding, PROTOCOL.md). A reply stamped by a delaying link
     (`real` mode) is held here until due, as a node holds its messages (protocol.delaylink)."""
 
-    def __init__(self, home: int, endpoints: dict[int, str], *, timeout_s: float = CLIENT_TIMEOUT_S,
-                 context: zmq.Context | None = None):
+    def __init__(self, home: int, endpoints: dict[int, str], *, keys: ClusterKeys,
+                 timeout_s: float = CLIENT_TIMEOUT_S, context: zmq.Context | None = None):
         self.endpoint = endpoints[home]
         self._endpoints = dict(endpoints)
         self.timeout_s = timeout_s
         self.identity = f"task:{os.getpid()}:{secrets.token_hex(6)}".encode()
         self._own_context = context is None
         self._ctx = context if context is not None else zmq.Context()
-        self._sock = make_socket(self._ctx, zmq.ROUTER)
+        self._sock = make_socket(self._ctx, zmq.ROUTER, keys)
         self._sock.setsockopt(zmq.ROUTING_ID, self.identity)
         # A request sent before the connection to the home node is up raises (and is sent again)
         # instead of vanishing.

@@ -31,6 +31,7 @@ from protocol.forwarding import Forwarding
 from protocol.heldmessages import HeldMessages
 from protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, gather
 from protocol.errors import ErrorCode, NumaEmuError
+from protocol.keys import ClusterKeys
 from protocol.messages import ErrorReply, Message, Notice, Ok, Reply, Request
 from protocol.timing import PEER_CALL_TIMEOUT_S
 
@@ -74,10 +75,15 @@ def recv_frames(sock: zmq.Socket, flags: int = 0) -> list[bytes]:
     return frames
 
 
-def make_socket(ctx: zmq.Context, kind: int) -> zmq.Socket:
-    """Every socket of ours: linger 0, so closing never hangs on a dead peer (zguide)."""
+def make_socket(ctx: zmq.Context, kind: int, keys: ClusterKeys, *, server: bool = False) -> zmq.Socket:
+    """Every socket of ours: CURVE with the cluster's keys (a server if it binds, protocol.keys),
+    and linger 0, so closing never hangs on a dead peer (zguide)."""
     sock = ctx.socket(kind)
     sock.linger = 0
+    if server:
+        keys.as_server(sock)
+    else:
+        keys.as_client(sock)
     return sock
 
 
@@ -94,10 +100,13 @@ class Reactor(HeldMessages, Forwarding):
     """The loop (this module), its delaying link (protocol.heldmessages) and its forwarding
     (protocol.forwarding): one object, one set of sockets and counters."""
 
-    def __init__(self, name: str, identity: str | None = None):
+    def __init__(self, name: str, identity: str | None = None, *, keys: ClusterKeys):
         """`identity` names this process on its outgoing connections (e.g. "node:3"), so that a
-        receiver can tell which peer a request came from and delay its reply on the right link."""
+        receiver can tell which peer a request came from and delay its reply on the right link.
+        `keys`: the cluster's CURVE keys, for both sockets and the ZAP handler (protocol.keys)."""
         self.name = name
+        self.keys = keys
+        self._auth = None  # the ZAP handler, started by bind()
         self.identity = identity.encode() if identity else None
         # The delaying link (DESIGN.md, Time): peer name, bytes -> seconds to hold a message back.
         self.link_delay: Callable[[str, int], float] | None = None
@@ -117,7 +126,7 @@ class Reactor(HeldMessages, Forwarding):
         self.started = time.monotonic()
         # The socket of our own requests: named `identity` at every destination, which answers on
         # the same connection. ROUTER_MANDATORY: a full queue raises instead of dropping silently.
-        self.outgoing = make_socket(self.ctx, zmq.ROUTER)
+        self.outgoing = make_socket(self.ctx, zmq.ROUTER, keys)
         if self.identity is not None:
             self.outgoing.setsockopt(zmq.ROUTING_ID, self.identity)
         self.outgoing.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -138,11 +147,15 @@ class Reactor(HeldMessages, Forwarding):
 
     # ---- set-up -------------------------------------------------------------------------
     def bind(self, endpoint: str) -> str:
-        self.router = make_socket(self.ctx, zmq.ROUTER)
+        # The ZAP handler first: a connection that arrives before it would be let in unchecked.
+        self._auth = self.keys.authenticator(self.ctx)
+        self.router = make_socket(self.ctx, zmq.ROUTER, self.keys, server=True)
         # A reply to a peer that is not connected raises instead of vanishing: a forwarded access
         # whose task is not connected here is answered through its home node (Answer.via).
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.endpoint = bind_endpoint(self.router, endpoint)
+        if self.endpoint.startswith("ipc://"):  # owner only, whatever the umask (its folder is too)
+            os.chmod(self.endpoint[len("ipc://"):], 0o600)
         self.poller.register(self.router, zmq.POLLIN)
         return self.endpoint
 
@@ -469,6 +482,9 @@ class Reactor(HeldMessages, Forwarding):
             for fd in self._signal_pipe:
                 os.close(fd)
             self._signal_pipe = None
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
         self.ctx.destroy(linger=0)
 
     def counters(self) -> dict[str, int]:
