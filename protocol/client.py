@@ -1,8 +1,8 @@
 """Synchronous request/reply clients, one request at a time: `Client` (one DEALER) for the CLI,
 `TaskChannel` (one ROUTER connected to every node) for tasks.
 
-Both are CURVE clients of the cluster's keys (protocol.keys): read from the cluster folder,
-which only the cluster's owner can read. Error replies are raised again as NumaEmuError on this side (dask, circus). A reply that arrives
+Both connect as the cluster's daemons require (protocol.keys): with the cluster's keys, read
+from the cluster folder, which only the cluster's owner can read. Error replies are raised again as NumaEmuError on this side (dask, circus). A reply that arrives
 after its request timed out is recognised by its reply_to and dropped.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from protocol.codec import decode, encode
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.keys import ClusterKeys
 from protocol.messages import ErrorReply, Reply, Request
-from protocol.reactor import make_socket, recv_frames, send_frames
+from protocol.reactor import connect_endpoint, make_socket, recv_frames, send_frames
 from protocol.timing import CLIENT_TIMEOUT_S
 
 
@@ -68,8 +68,8 @@ class Client(_OwnSocket):
         self.timeout_s = timeout_s
         self._own_context = context is None
         self._ctx = context if context is not None else zmq.Context()
-        self._sock = make_socket(self._ctx, zmq.DEALER, keys)
-        self._sock.connect(endpoint)
+        self._sock = make_socket(self._ctx, zmq.DEALER)
+        connect_endpoint(self._sock, endpoint, keys)
         self._ids = itertools.count(1)
         self._rcvtimeo_ms = -1
 
@@ -116,14 +116,14 @@ class TaskChannel(_OwnSocket):
         self.identity = f"task:{os.getpid()}:{secrets.token_hex(6)}".encode()
         self._own_context = context is None
         self._ctx = context if context is not None else zmq.Context()
-        self._sock = make_socket(self._ctx, zmq.ROUTER, keys)
+        self._sock = make_socket(self._ctx, zmq.ROUTER)
         self._sock.setsockopt(zmq.ROUTING_ID, self.identity)
         # A request sent before the connection to the home node is up raises (and is sent again)
         # instead of vanishing.
         self._sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         for node, endpoint in sorted(endpoints.items()):
             self._sock.setsockopt(zmq.CONNECT_ROUTING_ID, f"node:{node}".encode())
-            self._sock.connect(endpoint)
+            connect_endpoint(self._sock, endpoint, keys)
         self._home = f"node:{home}".encode()
         self._ids = itertools.count(1)
         self._rcvtimeo_ms = -1

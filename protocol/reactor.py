@@ -75,20 +75,24 @@ def recv_frames(sock: zmq.Socket, flags: int = 0) -> list[bytes]:
     return frames
 
 
-def make_socket(ctx: zmq.Context, kind: int, keys: ClusterKeys, *, server: bool = False) -> zmq.Socket:
-    """Every socket of ours: CURVE with the cluster's keys (a server if it binds, protocol.keys),
-    and linger 0, so closing never hangs on a dead peer (zguide)."""
+def make_socket(ctx: zmq.Context, kind: int) -> zmq.Socket:
+    """Every socket of ours: linger 0, so closing never hangs on a dead peer (zguide). It binds
+    with bind_endpoint and connects with connect_endpoint, which authenticate every peer."""
     sock = ctx.socket(kind)
     sock.linger = 0
-    if server:
-        keys.as_server(sock)
-    else:
-        keys.as_client(sock)
     return sock
 
 
-def bind_endpoint(sock: zmq.Socket, endpoint: str) -> str:
-    """Bind `endpoint`; a tcp endpoint with port 0 gets a free port. Returns the bound address."""
+def connect_endpoint(sock: zmq.Socket, endpoint: str, keys: ClusterKeys) -> None:
+    """Connect to a daemon of the cluster, as its ZAP handler requires (protocol.keys)."""
+    keys.before_connect(sock, endpoint)
+    sock.connect(endpoint)
+
+
+def bind_endpoint(sock: zmq.Socket, endpoint: str, keys: ClusterKeys) -> str:
+    """Bind `endpoint` for the cluster's own processes only (protocol.keys; the context's ZAP
+    handler must be running); a tcp endpoint with port 0 gets a free port. The bound address."""
+    keys.before_bind(sock, endpoint)
     if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
         port = sock.bind_to_random_port(endpoint[: endpoint.rindex(":")])
         return f"{endpoint[: endpoint.rindex(':')]}:{port}"
@@ -126,7 +130,7 @@ class Reactor(HeldMessages, Forwarding):
         self.started = time.monotonic()
         # The socket of our own requests: named `identity` at every destination, which answers on
         # the same connection. ROUTER_MANDATORY: a full queue raises instead of dropping silently.
-        self.outgoing = make_socket(self.ctx, zmq.ROUTER, keys)
+        self.outgoing = make_socket(self.ctx, zmq.ROUTER)
         if self.identity is not None:
             self.outgoing.setsockopt(zmq.ROUTING_ID, self.identity)
         self.outgoing.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -149,11 +153,11 @@ class Reactor(HeldMessages, Forwarding):
     def bind(self, endpoint: str) -> str:
         # The ZAP handler first: a connection that arrives before it would be let in unchecked.
         self._auth = self.keys.authenticator(self.ctx)
-        self.router = make_socket(self.ctx, zmq.ROUTER, self.keys, server=True)
+        self.router = make_socket(self.ctx, zmq.ROUTER)
         # A reply to a peer that is not connected raises instead of vanishing: a forwarded access
         # whose task is not connected here is answered through its home node (Answer.via).
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.endpoint = bind_endpoint(self.router, endpoint)
+        self.endpoint = bind_endpoint(self.router, endpoint, self.keys)
         if self.endpoint.startswith("ipc://"):  # owner only, whatever the umask (its folder is too)
             os.chmod(self.endpoint[len("ipc://"):], 0o600)
         self.poller.register(self.router, zmq.POLLIN)
@@ -216,7 +220,7 @@ class Reactor(HeldMessages, Forwarding):
             rid = f"{dest}#{next(self._link_seq)}".encode()
             self.outgoing.setsockopt(zmq.CONNECT_ROUTING_ID, rid)
             try:
-                self.outgoing.connect(endpoint)
+                connect_endpoint(self.outgoing, endpoint, self.keys)
             except zmq.ZMQError as exc:  # a malformed endpoint (node.peers takes them from the wire)
                 raise NumaEmuError(ErrorCode.ENODEV, f"cannot connect to {dest} at {endpoint!r}: {exc}") from None
             self._link_ids[dest] = rid

@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 import numa_emu
-from protocol.reactor import make_socket
+from protocol.reactor import connect_endpoint, make_socket
 from protocol.errors import ErrorCode
 from protocol.messages import ErrorReply
 from protocol.messages import latency as lm
@@ -136,11 +136,11 @@ def test_a_held_message_is_delivered_no_sooner_than_its_hold(cluster_factory):
 
 def _task_socket(c, endpoint: str, node: int, identity: bytes) -> zmq.Socket:
     """A raw ROUTER connected to one node, as a task's channel is (tests of malformed forwards)."""
-    sock = make_socket(zmq.Context.instance(), zmq.ROUTER, c.info.keys)
+    sock = make_socket(zmq.Context.instance(), zmq.ROUTER)
     sock.setsockopt(zmq.ROUTING_ID, identity)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     sock.setsockopt(zmq.CONNECT_ROUTING_ID, f"node:{node}".encode())
-    sock.connect(endpoint)
+    connect_endpoint(sock, endpoint, c.info.keys)
     return sock
 
 

@@ -168,6 +168,18 @@ def test_another_user_gets_nothing_over_ipc_and_every_file_is_the_owners_alone_u
     assert set(got["files"].values()) == {"PermissionError"}, got["files"]
     assert set(got["replies"].values()) == {"none"} and len(got["replies"]) == 2 * len(endpoints), got["replies"]
     modes = _modes(cdir)
+    # Were the folders open (a mistake), the daemons' ZAP handlers would still refuse another uid.
+    for path in (cdir, cdir / "run"):
+        os.chmod(path, 0o755)
+    for endpoint in endpoints:
+        os.chmod(endpoint[len("ipc://"):], 0o777)
+    got = _attack(endpoints=endpoints, sockets=[e[len("ipc://"):] for e in endpoints])
+    assert set(got["files"].values()) == {"connected"}, got["files"]
+    assert set(got["replies"].values()) == {"none"} and len(got["replies"]) == len(endpoints), got["replies"]
+    for path in (cdir, cdir / "run"):
+        os.chmod(path, 0o700)
+    for endpoint in endpoints:
+        os.chmod(endpoint[len("ipc://"):], 0o600)
     dirs = {".", "store", "run", KEYS_DIR}
     assert {k for k in modes if k in dirs} == dirs
     assert {k: v for k, v in modes.items() if v != ("0o700" if k in dirs else "0o600")} == {}, modes
@@ -178,58 +190,66 @@ def test_another_user_gets_nothing_over_ipc_and_every_file_is_the_owners_alone_u
     _serves(c)
 
 
-def test_over_tcp_another_user_gets_no_reply_and_imports_only_what_it_can_read(home, monkeypatch):
-    """A cluster folder too long for ipc paths serves on loopback tcp, which every local user can
-    reach: CURVE keeps them out; with a copy of the keys, `file import` still reads with the
-    client's own rights (the coordinator, root here, is no confused deputy)."""
+@pytest.fixture
+def tcp_cluster(home, monkeypatch):
+    """A cluster whose folder is too long for ipc paths: it serves on loopback tcp, which every
+    local user can reach."""
     _open_home(home)
     base = home / ("long-" + "x" * 90)
     base.mkdir()
     os.chmod(base, 0o755)
     monkeypatch.setenv("NUMA_EMU_HOME", str(base))  # where numa_emu.attach looks
+    c = Cluster(from_cli(*SHAPE), name="sec-tcp", base=base).start()
+    try:
+        endpoints = [c.info.endpoint] + [n["endpoint"] for n in c.status().nodes]
+        assert all(e.startswith("tcp://127.0.0.1:") for e in endpoints), endpoints
+        yield c
+    finally:
+        c.stop()
+
+
+def test_over_tcp_another_user_gets_no_reply_and_imports_only_what_it_can_read(home, tcp_cluster):
+    """CURVE keeps other users out; with a copy of the keys, `file import` still reads with the
+    client's own rights (the coordinator, root here, is no confused deputy)."""
+    c = tcp_cluster
     secret = home / "root-only.bin"
     secret.write_bytes(b"ROOT-ONLY-SECRET" * 256)
     os.chmod(secret, 0o600)
     public = home / "public.bin"
     public.write_bytes(b"anyone may read this" * 100)
     os.chmod(public, 0o644)
-    c = Cluster(from_cli(*SHAPE), name="sec-tcp", base=base).start()
-    try:
-        endpoints = [c.info.endpoint] + [n["endpoint"] for n in c.status().nodes]
-        assert all(e.startswith("tcp://127.0.0.1:") for e in endpoints), endpoints
-        given = home / "given-keys"  # a user the owner gave the keys to (only thus can it talk at all)
-        shutil.copytree(c.info.dir / KEYS_DIR, given / KEYS_DIR)
-        for path in (given, given / KEYS_DIR, *(given / KEYS_DIR).iterdir()):
-            os.chown(path, 65534, 65534)
-        got = _attack(endpoints=endpoints, paths=_secrets(c.info.dir), server_key=c.info.keys.public,
-                      imports={"endpoint": c.info.endpoint, "keys_home": str(given),
-                               "files": [[str(secret), "stolen"], [str(public), "shared"]]})
-        assert set(got["files"].values()) == {"PermissionError"}, got["files"]
-        assert set(got["replies"].values()) == {"none"} and len(got["replies"]) == 2 * len(endpoints), got["replies"]
-        code, message = got["import"][0]
-        assert code == "EACCES" and message == (f"cannot import {secret}: permission denied "
-                                                 "(the import reads it with your own rights)"), got["import"]
-        assert got["import"][1] == ["ok", len(public.read_bytes())]
-        # the old request, a path for the coordinator to open, is no request any more
-        with c.client() as client:
-            client.send_raw([TAG, codec.pack({"kind": "file.import", "id": 5, "path": str(secret), "name": "x"})])
-            reply = codec.decode(client.recv_raw(timeout_s=5.0))
-            assert (reply.kind, reply.code) == ("error", "EINVAL")
-            names = [f["name"] for f in client.call(pc.FileList()).files]
-        assert names == ["shared"]
-        for stored in (c.info.dir / "store").iterdir():
-            assert b"ROOT-ONLY-SECRET" not in stored.read_bytes(), stored
-        _serves(c)
-    finally:
-        c.stop()
+    endpoints = [c.info.endpoint] + [n["endpoint"] for n in c.status().nodes]
+    given = home / "given-keys"  # a user the owner gave the keys to (only thus can it talk at all)
+    shutil.copytree(c.info.dir / KEYS_DIR, given / KEYS_DIR)
+    for path in (given, given / KEYS_DIR, *(given / KEYS_DIR).iterdir()):
+        os.chown(path, 65534, 65534)
+    got = _attack(endpoints=endpoints, paths=_secrets(c.info.dir), server_key=c.info.keys.public,
+                  imports={"endpoint": c.info.endpoint, "keys_home": str(given),
+                           "files": [[str(secret), "stolen"], [str(public), "shared"]]})
+    assert set(got["files"].values()) == {"PermissionError"}, got["files"]
+    assert set(got["replies"].values()) == {"none"} and len(got["replies"]) == 2 * len(endpoints), got["replies"]
+    code, message = got["import"][0]
+    assert code == "EACCES" and message == (f"cannot import {secret}: permission denied "
+                                             "(the import reads it with your own rights)"), got["import"]
+    assert got["import"][1] == ["ok", len(public.read_bytes())]
+    # the old request, a path for the coordinator to open, is no request any more
+    with c.client() as client:
+        client.send_raw([TAG, codec.pack({"kind": "file.import", "id": 5, "path": str(secret), "name": "x"})])
+        reply = codec.decode(client.recv_raw(timeout_s=5.0))
+        assert (reply.kind, reply.code) == ("error", "EINVAL")
+        names = [f["name"] for f in client.call(pc.FileList()).files]
+    assert names == ["shared"]
+    for stored in (c.info.dir / "store").iterdir():
+        assert b"ROOT-ONLY-SECRET" not in stored.read_bytes(), stored
+    _serves(c)
 
 
-def test_a_client_without_the_keys_gets_no_reply_and_the_cluster_keeps_serving(cluster_factory):
-    c = cluster_factory(from_cli(*SHAPE))
+def test_a_client_without_the_keys_gets_no_reply_and_the_cluster_keeps_serving(tcp_cluster):
+    c = tcp_cluster
     ctx = zmq.Context()
     try:
         for endpoint in [c.info.endpoint] + [n["endpoint"] for n in c.status().nodes]:
-            sock = ctx.socket(zmq.DEALER)  # the owner's own uid, so ipc lets it connect: only CURVE stops it
+            sock = ctx.socket(zmq.DEALER)  # even the owner's uid: over tcp only the keys count
             sock.linger = 0
             sock.connect(endpoint)
             for request in (lc.Ping(id=1), lc.ClusterShutdown(id=2)):
