@@ -86,6 +86,8 @@ def find(name: str, base: Path | None = None, *, warn=None) -> ClusterInfo | Non
         coordinator = info.coordinator_pid
     except FileNotFoundError:
         return None
+    except PermissionError:
+        raise NumaEmuError(ErrorCode.EACCES, f"cluster '{name}' belongs to another user: cannot read {path}") from None
     except (ValueError, KeyError, TypeError):
         info, coordinator = None, 0
     if processes.is_ours(coordinator, name, cdir):

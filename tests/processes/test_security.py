@@ -92,11 +92,12 @@ print(json.dumps(out))
 """
 
 
-def _as_nobody(code: str, *args: str) -> subprocess.CompletedProcess:
+def _as_nobody(code: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Python as uid `nobody`. Our interpreter may sit in a folder nobody may enter (root's pyenv):
     then the host's Python of the same version, with our packages on its path (same ABI)."""
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1",
-           "PYTHONPATH": os.pathsep.join([sysconfig.get_paths()["purelib"], str(Path(__file__).parents[2])])}
+           "PYTHONPATH": os.pathsep.join([sysconfig.get_paths()["purelib"], str(Path(__file__).parents[2])]),
+           **(env or {})}
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     for python in (sys.executable, shutil.which(version, path="/usr/bin:/usr/local/bin:/bin")):
         if python is None:
@@ -168,6 +169,10 @@ def test_another_user_gets_nothing_over_ipc_and_every_file_is_the_owners_alone_u
     assert set(got["files"].values()) == {"PermissionError"}, got["files"]
     assert set(got["replies"].values()) == {"none"} and len(got["replies"]) == 2 * len(endpoints), got["replies"]
     modes = _modes(cdir)
+    status = _as_nobody("import sys; from numa_emu.cli.main import entry; sys.argv[0] = 'numa-emu'; entry()",
+                        "status", "--name", name, env={"NUMA_EMU_HOME": str(home)})
+    assert (status.returncode, status.stdout, status.stderr) == (
+        3, "", f"numa-emu: error: cluster '{name}' belongs to another user: cannot read {cdir / 'cluster.json'}\n")
     # Were the folders open (a mistake), the daemons' ZAP handlers would still refuse another uid.
     for path in (cdir, cdir / "run"):
         os.chmod(path, 0o755)
