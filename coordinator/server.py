@@ -78,6 +78,8 @@ class CoordinatorServer:
         r.call_every(HEARTBEAT_INTERVAL_S, self.tasks.watch)
         r.call_later(NODE_READY_TIMEOUT_S, self._ready_deadline)
         log.info("coordinator %s started %d nodes, endpoint %s", self.name, len(self.state.nodes), self.endpoint)
+        if self.endpoint.startswith("tcp://"):
+            log.info("serving on loopback tcp, CURVE only: the cluster folder's path is too long for ipc sockets")
 
     def _write_cluster_file(self) -> None:
         write_json_atomic(self.cluster_dir / CLUSTER_FILE, {

@@ -8,8 +8,8 @@ ZAP handler of the daemon it reaches (zmq.auth's ThreadAuthenticator, started be
   CURVE clients of that keypair; a peer without the secret key gets no reply at all.
 - ipc: the peer's uid, which the kernel tells (SO_PEERCRED; libzmq hands it to ZAP in the
   peer's address), must be the owner's. Checked once per connection, so messages cost nothing
-  more; CURVE costs 3-5 us a round trip, 14 us for a 4 KiB page (measured, libzmq 4.3.5). The
-  sockets' 0700 folder keeps other users from even connecting.
+  more, where CURVE costs 1.14x a small round trip and 1.33x a 4 KiB page (benchmarks/
+  bench_auth.py). The sockets' 0700 folder keeps other users from even connecting.
 
 One keypair, not one per role: every role runs as the owner, who can read every key anyway.
 """
