@@ -2,8 +2,9 @@
 `TaskChannel` (one ROUTER connected to every node) for tasks.
 
 Both connect as the cluster's daemons require (protocol.keys): with the cluster's keys, read
-from the cluster folder, which only the cluster's owner can read. Error replies are raised again as NumaEmuError on this side (dask, circus). A reply that arrives
-after its request timed out is recognised by its reply_to and dropped.
+from the cluster folder, which only the cluster's owner can read. Error replies are raised
+again as NumaEmuError on this side (dask, circus). A reply that arrives after its request timed
+out is recognised by its reply_to and dropped.
 """
 from __future__ import annotations
 

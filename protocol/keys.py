@@ -28,7 +28,7 @@ from protocol.errors import ErrorCode, NumaEmuError
 
 KEYS_DIR = "keys"
 _NAME = "cluster"
-_ZAP_DOMAIN = b"numa-emu"  # set on ipc servers: makes libzmq ask ZAP about NULL-mechanism peers too
+_ZAP_DOMAIN = b"numa-emu"  # set on every server: makes libzmq ask ZAP about NULL-mechanism peers too
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,12 @@ class ClusterKeys:
 
     def before_bind(self, sock: zmq.Socket, endpoint: str) -> None:
         """Before binding `endpoint`: only peers its context's ZAP handler admits get through."""
-        if endpoint.startswith("ipc://"):
-            sock.zap_domain = _ZAP_DOMAIN
-        else:
+        sock.zap_domain = _ZAP_DOMAIN
+        try:  # and nobody, should the handler be missing (libzmq lets everyone in then, by default)
+            sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+        except (AttributeError, zmq.ZMQError):
+            pass  # a libzmq without the option: the handler is started before any bind regardless
+        if not endpoint.startswith("ipc://"):
             sock.curve_secretkey = self.secret
             sock.curve_publickey = self.public
             sock.curve_server = True
@@ -92,7 +95,7 @@ class ClusterKeys:
         server starts none)."""
         auth = _Gatekeeper(ctx)
         auth.start()
-        auth.configure_curve(domain="*", location=str(self.folder))
+        auth.configure_curve(domain=_ZAP_DOMAIN.decode(), location=str(self.folder))
         return auth
 
 

@@ -44,3 +44,32 @@ def test_missing_keys_are_one_clear_error(tmp_path):
     assert err.value.code == ErrorCode.ENOENT
     assert err.value.message.startswith(f"no usable cluster keys in {tmp_path / KEYS_DIR} (")
     assert err.value.message.endswith("); restart the cluster with numa-emu down and up")
+
+
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+def test_a_socket_bound_without_its_zap_handler_lets_nobody_in(tmp_path, transport):
+    """Fail closed: libzmq admits everyone when no ZAP handler answers, unless told otherwise."""
+    import zmq
+
+    from protocol.reactor import bind_endpoint, connect_endpoint
+
+    keys = ClusterKeys.create(tmp_path)
+    ctx = zmq.Context()
+    try:
+        server = ctx.socket(zmq.ROUTER)
+        endpoint = bind_endpoint(server, f"ipc://{tmp_path}/s.sock" if transport == "ipc" else "tcp://127.0.0.1:0", keys)
+        client = ctx.socket(zmq.DEALER)
+        connect_endpoint(client, endpoint, keys)
+        client.send(b"let me in")
+        assert server.poll(500) == 0
+        auth = keys.authenticator(ctx)  # with the handler, the same keys get through
+        try:
+            again = ctx.socket(zmq.DEALER)
+            connect_endpoint(again, endpoint, keys)
+            again.send(b"let me in")
+            assert server.poll(5000) != 0
+            assert server.recv_multipart()[-1] == b"let me in"
+        finally:
+            auth.stop()
+    finally:
+        ctx.destroy(linger=0)
