@@ -46,7 +46,7 @@ class Supervisor:
                 [sys.executable, "-m", "nodes.zygote", "--cluster-dir", str(self.cluster_dir), "--name", self.name,
                  "--coordinator", self.coordinator_endpoint, "--alive-fd", str(alive_r),
                  "--nodes", ",".join(map(str, node_ids))],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                 pass_fds=(alive_r,), start_new_session=True, close_fds=True,
             )
         finally:
@@ -101,6 +101,17 @@ class Supervisor:
         except psutil.Error:
             return False
 
+    def respawn(self, node_id: int) -> None:
+        """Ask the fork server for node `node_id` again (its `spawned` report comes later)."""
+        if node_id in self._pids and self.alive(node_id):
+            raise NumaEmuError(ErrorCode.EBUSY, f"node {node_id} is still running (pid {self._pids[node_id]})")
+        try:
+            assert self.zygote is not None and self.zygote.stdin is not None
+            self.zygote.stdin.write(f"spawn {node_id}\n".encode())
+            self.zygote.stdin.flush()
+        except (AssertionError, OSError):
+            raise NumaEmuError(ErrorCode.EIO, "the node fork server is gone; restart the cluster (down, then up)") from None
+
     def kill(self, node_id: int) -> None:
         """SIGKILL a node declared dead while its process lived (hung): dead is then true."""
         pid = self._pids.get(node_id)
@@ -131,6 +142,11 @@ class Supervisor:
         if self._alive_w is not None:
             os.close(self._alive_w)
             self._alive_w = None
+        if self.zygote is not None and self.zygote.stdin is not None:
+            try:
+                self.zygote.stdin.close()  # no more commands: the fork server leaves with its last node
+            except OSError:
+                pass
         if self.zygote is not None:
             try:
                 self.zygote.wait(timeout=TERM_GRACE_S)

@@ -9,9 +9,10 @@ import logging
 import psutil
 
 from coordinator.state import ClusterState
-from coordinator.tasks import TaskChange, TaskTable
+from coordinator.tasks import TaskChange, TaskRecord, TaskTable
 from protocol.effects import Call, Future
 from protocol.errors import ErrorCode, NumaEmuError
+from protocol.heartbeat import DEAD
 from protocol.messages import Ok
 from protocol.messages import control as cm
 from protocol.messages import migration as mg
@@ -48,7 +49,7 @@ class TaskService:
     def _endpoint(self, node: int) -> str:
         rec = self.state.nodes[node]
         if rec.state not in ("up", "suspect"):
-            raise NumaEmuError(ErrorCode.ENODEV, f"node {node} is {rec.state}; cannot attach a task there")
+            raise NumaEmuError(ErrorCode.ENODEV, f"home node {node} is {rec.state}; cannot reach a task there")
         return rec.endpoint
 
     def register(self, msg: tm.TaskRegister):
@@ -78,9 +79,21 @@ class TaskService:
         rec = self.table.remove(task_id)
         if rec is None:
             raise NumaEmuError(ErrorCode.ESRCH, f"no task {task_id} in this cluster")
+        if self.state.nodes[rec.node].state == DEAD:
+            return (yield from self._purge(rec))
         reply = yield Call(f"node:{rec.node}", tm.NodeTaskDetach(task_id=task_id))
         log.info("task %d detached: %d pages released", task_id, reply.pages_freed)
         return reply.pages_freed
+
+    def _purge(self, rec: TaskRecord):
+        """Detach a task whose home node died: its page table died there, so every live node
+        frees the frames it remembers the task by (nodes.core.purge_task)."""
+        live = [n.id for n in self.state.live_nodes()]
+        replies = yield [Call(f"node:{n}", tm.NodeTaskPurge(task_id=rec.task_id)) for n in live]
+        freed = sum(r.frames_freed for r in replies)
+        log.info("task %d detached (its home node %d is dead): %d frames freed on nodes %s", rec.task_id, rec.node,
+                 freed, live)
+        return freed
 
     def exit(self, msg: tm.TaskExit):
         yield from self._detach(msg.task_id)

@@ -65,10 +65,17 @@ def lifetime_bucket(ns: int) -> str:
     return f"<{edge}ms"
 
 
-def directory_home(obj: str, idx: int, n_nodes: int) -> int:
+def directory_home(obj: str, idx: int, n_nodes: int, dead=()) -> int:
     """The node that holds the directory entry of shared page (obj, idx): IVY's fixed distributed
-    manager, a hash that every process computes alike (crc32, not Python's salted hash)."""
-    return zlib.crc32(f"{obj}\0{idx}".encode()) % n_nodes
+    manager, a hash that every process computes alike (crc32, not Python's salted hash). When
+    that node is dead, the same hash picks among the live nodes (docs/protocol.md#a-nodes-death):
+    only the dead node's pages change home, and every node that heard of the death agrees."""
+    h = zlib.crc32(f"{obj}\0{idx}".encode())
+    home = h % n_nodes
+    if home in dead:
+        live = [n for n in range(n_nodes) if n not in dead]
+        home = live[h % len(live)] if live else home
+    return home
 
 
 class NodeCore:
@@ -86,7 +93,13 @@ class NodeCore:
         self.page_size = pool.page_size
         self.pool = pool
         self.possible = frozenset(range(self.n_nodes))
-        self.dead: set[int] = set()  # peers the coordinator reported dead (node.down): fsync passes them by
+        self.dead: dict[int, str] = {}  # peer reported dead (node.down) -> how it died: fsync passes it by
+        # nodes whose directory shard died with them: not a directory home again, even restarted
+        self.shardless: set[int] = set()
+        # task id -> its private frames on this node, and back: what a task whose home node died
+        # held here is freed by task.purge (nodes.frames), not leaked
+        self.task_frames: dict[int, set[int]] = {}
+        self.frame_task: dict[int, int] = {}
         self.fallback = fallback_orders([list(r) for r in topology["distances"]],
                                         cpuless_nodes=[n["id"] for n in topology["nodes"] if not n["cpus"]])
         self.cost = CostModel(topology["latency_ns"], topology["bandwidth_mib_s"], pool.page_size)
@@ -99,9 +112,10 @@ class NodeCore:
 
     # ---- supplying frames (this node is the one that gives the page) --------------------
     def supply(self, count: int, *, preferred: int, task_node: int, interleave: bool, fill: int | None,
-               replica_of: tuple[str, int] | None = None) -> list[int]:
+               replica_of: tuple[str, int] | None = None, owner: int | None = None) -> list[int]:
         """Up to `count` frames of this node, charged as zone_statistics would (nodes.placement.charge).
-        A replica frame is remembered with its page, for counting and reclaim."""
+        A replica frame is remembered with its page, for counting and reclaim; a private frame
+        with its task (`owner`), for task.purge."""
         frames = []
         try:
             for _ in range(count):
@@ -125,14 +139,24 @@ class NodeCore:
             for f in frames:
                 self.replica_frames[f] = replica_of
             self.events["pgreplicated"] += len(frames)
+        if owner is not None:
+            self.task_frames.setdefault(owner, set()).update(frames)
+            self.frame_task.update(dict.fromkeys(frames, owner))
         if self.trace.on:
             self.trace.emit("alloc", frames=frames, preferred=preferred, task_node=task_node,
                             hit=preferred == self.node_id, interleave=interleave)
         return frames
 
     def release(self, frames: list[int], zap_cause: str | None = None) -> None:
+        frame_task = self.frame_task
         for f in frames:
             self.pool.free_frame(f)
+            owner = frame_task.pop(f, None) if frame_task else None
+            if owner is not None:
+                owned = self.task_frames[owner]
+                owned.discard(f)
+                if not owned:
+                    del self.task_frames[owner]
             if self.replica_frames.pop(f, None) is not None and zap_cause:
                 self.events["pgreplicazap"] += 1
                 self.events[f"pgreplicazap_{zap_cause}"] += 1
@@ -141,10 +165,11 @@ class NodeCore:
             self.trace.emit("free", frames=list(frames))
 
     # ---- the allocation walk (on the node that faults) ----------------------------------
-    def allocate(self, placement: Placement, count: int, task_node: int, fill: int | None = None):
+    def allocate(self, placement: Placement, count: int, task_node: int, fill: int | None = None,
+                 owner: int | None = None):
         """Walk the placement's order, local frames directly, remote ones with frame.alloc, until
-        `count` pages are had. Returns [(node, frame, generation)], shorter when every allowed node
-        is full."""
+        `count` pages are had (private pages of task `owner`, which each supplier remembers).
+        Returns [(node, frame, generation)], shorter when every allowed node is full."""
         got: list[tuple[int, int, int]] = []
         foreign: collections.Counter[int] = collections.Counter()
         for node in placement.order:
@@ -154,17 +179,17 @@ class NodeCore:
             preferred = placement.preferred_for(node)
             if node == self.node_id:
                 frames = self.supply(need, preferred=preferred, task_node=task_node,
-                                     interleave=placement.interleave, fill=fill)
+                                     interleave=placement.interleave, fill=fill, owner=owner)
                 gens = [self.pool.generation[f] for f in frames]
             else:
                 try:
                     reply = yield Call(node_dest(node), mm.FrameAlloc(
                         count=need, preferred=preferred, task_node=task_node,
-                        interleave=placement.interleave, fill=fill))
+                        interleave=placement.interleave, fill=fill, task_id=owner))
                     frames = reply.frames
                     gens = reply.generations or [0] * len(frames)
                 except NumaEmuError as exc:
-                    if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT):
+                    if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT, ErrorCode.EIO):
                         raise
                     frames, gens = [], []  # a dead or silent node supplies nothing; walk on
             got.extend((node, f, g) for f, g in zip(frames, gens))
@@ -178,7 +203,7 @@ class NodeCore:
         for node, pages in foreign.items():
             if node == self.node_id:
                 self.numastat["numa_foreign"] += pages
-            else:
+            elif node not in self.dead:  # a dead node's counters died with it
                 calls.append(Call(node_dest(node), mm.StatAdd(counter="numa_foreign", delta=pages)))
         if calls:
             yield calls
@@ -199,7 +224,18 @@ class NodeCore:
             except NumaEmuError:
                 pass  # a dead node's frames died with it
 
-    # ---- counters -----------------------------------------------------------------------
+    def purge_task(self, task_id: int) -> int:
+        """Free every frame task `task_id` held here (its home node died); how many."""
+        frames = sorted(self.task_frames.get(task_id, ()))
+        if frames:
+            self.release(frames)
+        return len(frames)
+
+    def dead_error(self, node: int, what: str, why: str | None = None) -> NumaEmuError:
+        """The error of an access to `what` (a page), whose frame was on dead node `node`."""
+        why = why or self.dead.get(node, "gone")
+        return NumaEmuError(ErrorCode.EIO, f"node {node} is dead ({why}): {what} was there and is lost")
+
     # ---- frames by reference (node, frame, generation) ---------------------------------
     def read_frame(self, node: int, frame: int, gen: int, offset: int = 0, length: int | None = None):
         """The bytes of a frame anywhere; ESTALE if its generation moved on (freed since)."""

@@ -29,6 +29,10 @@ class DirEntry:
     # thrash control: a replica zapped soon after it was made backs replication off
     backoff_level: int = 0
     backoff_until_ns: int = 0
+    # a node's death (docs/protocol.md#a-nodes-death): the node a dirty master died with, until
+    # the next access reports it (-1: none); an entry rebuilt from the survivors' announcements
+    lost_with: int = -1
+    rebuilt: bool = False
 
     def copy_of(self, mapper: int) -> tuple[int, int, int, bool]:
         """The copy `mapper` should use: (node, frame, generation, is_replica)."""

@@ -11,6 +11,7 @@ from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import ErrorReply, Ok
 from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
+from protocol.messages import tasks as tm
 
 _COUNTERS = {"numa_foreign"}
 
@@ -30,6 +31,7 @@ class FrameService:
             "frame.copy": self.copy,
             "repl.copy": self.replica_copy,
             "stat.add": self.stat_add,
+            "node.task.purge": self.purge,
         }
 
     def alloc(self, msg: mm.FrameAlloc) -> mm.FrameAllocReply:
@@ -44,12 +46,16 @@ class FrameService:
                 raise NumaEmuError(ErrorCode.EINVAL, "frame.alloc: replica_of must be [obj, idx]")
             replica_of = (msg.replica_of[0], msg.replica_of[1])
         frames = c.supply(msg.count, preferred=msg.preferred, task_node=msg.task_node,
-                          interleave=msg.interleave, fill=msg.fill, replica_of=replica_of)
+                          interleave=msg.interleave, fill=msg.fill, replica_of=replica_of,
+                          owner=msg.task_id if isinstance(msg.task_id, int) else None)
         return mm.FrameAllocReply(frames=frames, generations=[c.pool.generation[f] for f in frames])
 
     def free(self, msg: mm.FrameFree) -> Ok:
         self.core.release([int(f) for f in msg.frames], msg.zap_cause)
         return Ok()
+
+    def purge(self, msg: tm.NodeTaskPurge) -> tm.NodeTaskPurgeReply:
+        return tm.NodeTaskPurgeReply(frames_freed=self.core.purge_task(msg.task_id))
 
     def read(self, msg: mm.FrameRead) -> mm.FrameReadReply:
         if msg.offset < 0 or msg.length < 0 or msg.offset + msg.length > self.core.page_size:

@@ -23,19 +23,20 @@ from protocol.messages import pagecache as pc
 UNREACHABLE = (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT)
 
 
-def alloc_exact(core: NodeCore, target: int, count: int, task_node: int):
+def alloc_exact(core: NodeCore, target: int, count: int, task_node: int, owner: int | None = None):
     """Up to `count` frames on node `target` and nowhere else (__GFP_THISNODE), charged as an
     allocation that wanted `target` (numa_hit there). [(node, frame, generation)]."""
     c = core
     if count <= 0:
         return []
     if target == c.node_id:
-        frames = c.supply(count, preferred=target, task_node=task_node, interleave=False, fill=None)
+        frames = c.supply(count, preferred=target, task_node=task_node, interleave=False, fill=None, owner=owner)
         return [(target, f, c.pool.generation[f]) for f in frames]
     try:
-        reply = yield Call(node_dest(target), mm.FrameAlloc(count=count, preferred=target, task_node=task_node))
+        reply = yield Call(node_dest(target), mm.FrameAlloc(count=count, preferred=target, task_node=task_node,
+                                                            task_id=owner))
     except NumaEmuError as exc:
-        if exc.code not in UNREACHABLE:
+        if exc.code not in UNREACHABLE + (ErrorCode.EIO,):
             raise
         return []
     gens = reply.generations or [0] * len(reply.frames)
@@ -70,6 +71,7 @@ class MasterMove:
             return self._dir_reply(ENOENT)
         entry = yield from self.repl._locked(msg.obj, msg.idx)
         try:
+            yield from self.repl.bury(msg.obj, msg.idx, entry)
             return (yield from self._migrate_master(msg, entry))
         finally:
             entry.lock.release()

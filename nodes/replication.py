@@ -47,7 +47,7 @@ class Replication:
 
     def handlers(self) -> dict:
         return {"dir.read": self.read, "dir.write": self.write, "dir.zap": self.zap,
-                "dir.writeback": self.writeback, "dir.truncate": self.truncate}
+                "dir.writeback": self.writeback, "dir.truncate": self.truncate, "dir.rebuild": self.rebuild}
 
     def _check(self, msg) -> None:
         n = self.core.n_nodes
@@ -68,6 +68,7 @@ class Replication:
         self._check(msg)
         entry = yield from self._locked(msg.obj, msg.idx)
         try:
+            yield from self._survive(msg.obj, msg.idx, entry)
             yield from self._ensure_master(msg, entry)
             cost, data = 0, None
             h = msg.mapper
@@ -89,6 +90,7 @@ class Replication:
             yield from self._collapse_unsafe(msg.obj, msg.idx, entry, "write")  # before (without) the lock
         entry = yield from self._locked(msg.obj, msg.idx)
         try:
+            yield from self._survive(msg.obj, msg.idx, entry)
             yield from self._ensure_master(msg, entry)
             if entry.replicas:
                 cost = yield from self._collapse(msg.obj, msg.idx, entry, "write")
@@ -117,6 +119,98 @@ class Replication:
             if any(data):
                 yield from c.write_frame(node, frame, gen, 0, data)
         entry.node, entry.frame, entry.gen = node, frame, gen
+
+    # ---- a node's death (docs/protocol.md#a-nodes-death) --------------------------------
+    def bury(self, obj: str, idx: int, entry: DirEntry):
+        """Under the entry's lock: forget the copies and mappings on dead nodes. A master that
+        died leaves the page absent (its next access reads the store); if it was dirty, the
+        entry remembers the loss for the next access to report (lost_with)."""
+        c = self.core
+        dead = c.dead
+        if not dead:
+            return
+        for r in [r for r in entry.replicas if r in dead]:
+            del entry.replicas[r]
+            entry.born_ns.pop(r, None)
+        for h in [h for h in entry.mappers if h in dead]:
+            del entry.mappers[h]
+        entry.writers.difference_update(dead)
+        if entry.node < 0 or entry.node not in dead:
+            return
+        if entry.dirty:
+            entry.lost_with = entry.node
+            c.events["pglost_dirty"] += 1
+        c.events["pglost_master"] += 1
+        if entry.replicas:  # copies of a clean page: dropped too, the store is the one source again
+            yield from self._collapse(obj, idx, entry, "nodedeath")
+        targets = [(h, node, entry.frame) for h, node in entry.mappers.items() if node == entry.node]
+        if targets:  # mappings of the dead frame: they fault again
+            yield from self._shootdown(obj, idx, entry, targets, False, "nodedeath")
+        entry.node, entry.dirty = -1, False
+        entry.writers.clear()
+        entry.mappers.clear()
+
+    def _survive(self, obj: str, idx: int, entry: DirEntry):
+        """Before an access: bury dead copies, and report a dirty page lost with its node, once
+        (as Linux reports a writeback error once); afterwards the page reads the store."""
+        yield from self.bury(obj, idx, entry)
+        if entry.lost_with >= 0:
+            node, entry.lost_with = entry.lost_with, -1
+            what = f"file {store_name(obj)!r}" if obj.startswith(FILE_PREFIX) else obj
+            raise NumaEmuError(ErrorCode.EIO, f"page {idx} of {what} was written and not synced when node {node} "
+                                              f"died ({self.core.dead.get(node, 'gone')}); it is lost, and reads "
+                                              "now give the stored bytes")
+
+    def node_died(self, node: int):
+        """Bury every entry of this shard that had a copy or a mapping on `node` (dead now)."""
+        for (obj, idx), entry in list(self.dir.entries.items()):
+            if entry.node != node and node not in entry.replicas and node not in entry.mappers:
+                continue
+            entry = yield from self._locked(obj, idx)
+            try:
+                yield from self.bury(obj, idx, entry)
+            finally:
+                entry.lock.release()
+
+    def rebuild(self, msg: pc.DirRebuild):
+        """The survivors' announcements of the pages whose directory home died and is now this
+        node: each sender's mapping (the master or its replica) and replica frames. The master
+        is the copy the senders map; dirty if any maps it writable (writeback write-protects, so
+        a writable mapping means a write since). An entry made meanwhile by a fresh access wins:
+        announced copies that differ from it are unmapped (and replicas freed)."""
+        c = self.core
+        sender = msg.sender
+        if not 0 <= sender < c.n_nodes:
+            raise NumaEmuError(ErrorCode.EINVAL, f"dir.rebuild: no node {sender}")
+        for rec in msg.records:
+            obj, idx, node, frame, gen = rec["obj"], int(rec["idx"]), int(rec["node"]), int(rec["frame"]), int(rec["gen"])
+            entry = yield from self._locked(obj, idx)
+            try:
+                if entry.node < 0 and not entry.replicas:
+                    entry.rebuilt = True
+                if node in c.dead and rec["writable"] and not rec["replica"] and entry.node < 0:
+                    if entry.lost_with < 0:  # a master written since its last writeback died with its directory
+                        c.events["pglost_dirty"] += 1
+                    entry.lost_with = node
+                if not entry.rebuilt or node in c.dead:
+                    if node not in c.dead and (node, frame) != (entry.node, entry.frame):
+                        yield from self._shootdown(obj, idx, entry, [(sender, node, frame)], False, "rebuild",
+                                                   free=bool(rec["replica"]))
+                    continue
+                if rec["replica"]:
+                    entry.replicas[node] = (frame, gen)
+                    entry.born_ns[node] = c.clock_ns()
+                elif entry.node < 0:
+                    entry.node, entry.frame, entry.gen = node, frame, gen
+                if rec["mapped"]:
+                    entry.mappers[sender] = node
+                    if rec["writable"] and not rec["replica"]:
+                        entry.writers.add(sender)
+                        entry.dirty = True
+                c.events["dir_rebuilt"] += 1
+            finally:
+                entry.lock.release()
+        return Ok()
 
     # ---- replicate ----------------------------------------------------------------------
     def _replicate(self, obj: str, idx: int, entry: DirEntry, h: int, task_node: int,
@@ -305,6 +399,7 @@ class Replication:
                 continue
             yield from entry.lock.acquire()
             try:
+                yield from self.bury(obj, idx, entry)  # a dirty master that died is reported lost, not written
                 if not entry.dirty:
                     continue
                 if entry.writers:  # page_mkclean: the next write must fault and dirty the page again
@@ -327,6 +422,7 @@ class Replication:
                 continue
             yield from entry.lock.acquire()
             try:
+                yield from self.bury(obj, idx, entry)
                 if entry.replicas:
                     yield from self._collapse(obj, idx, entry, "truncate")
                 if entry.node >= 0:

@@ -4,7 +4,8 @@ everything again (64 nodes: about 5 s of start-up otherwise, on 2 cores).
 
 It stays the parent of the nodes: it reaps them and reports to the coordinator, one line per
 event on stdout: `spawned NODE PID`, `exited NODE STATUS` (STATUS negative: killed by that
-signal). Each node runs in a session of its own and holds the coordinator's parent-alive pipe,
+signal). It takes one command on stdin, `spawn NODE` (`numa-emu node restart`), and leaves once
+stdin is closed (the coordinator stopped or died) and every node has exited. Each node runs in a session of its own and holds the coordinator's parent-alive pipe,
 so a crash of the coordinator or of this process never leaves an orphan running. It creates no
 ZeroMQ context before forking (a context must not cross a fork).
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
+import signal
 import sys
 from pathlib import Path
 
@@ -20,6 +23,7 @@ def _child(args: argparse.Namespace, node_id: int) -> None:
     """In the forked child: become node `node_id` (never returns)."""
     status = 1
     try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()
         fd = os.open(args.cluster_dir / f"node-{node_id}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)
@@ -65,22 +69,54 @@ def main() -> None:
     setproctitle.setproctitle(f"{process_tag(args.name)} node-zygote --cluster-dir {args.cluster_dir}")
     import nodes.server  # noqa: F401  (imported once here, inherited by every fork)
 
+    # SIGCHLD wakes the select below through this pipe (set_wakeup_fd): no polling
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
     children: dict[int, int] = {}
-    for node_id in (int(n) for n in args.nodes.split(",")):
+
+    def spawn(node_id: int) -> None:
         pid = os.fork()
         if pid == 0:
+            signal.set_wakeup_fd(-1)
+            os.close(wake_r)
+            os.close(wake_w)
             _child(args, node_id)
         children[pid] = node_id
         _report(f"spawned {node_id} {pid}")
-    os.close(args.alive_fd)  # only the nodes watch it; this process leaves when they have
-    while children:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
+
+    for node_id in (int(n) for n in args.nodes.split(",")):
+        spawn(node_id)
+    commands, pending = True, b""
+    while children or commands:
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            node_id = children.pop(pid, None)
+            if node_id is not None:
+                _report(f"exited {node_id} {os.waitstatus_to_exitcode(status)}")
+        if not children and not commands:
             break
-        node_id = children.pop(pid, None)
-        if node_id is not None:
-            _report(f"exited {node_id} {os.waitstatus_to_exitcode(status)}")
+        ready, _, _ = select.select([0, wake_r] if commands else [wake_r], [], [])
+        if wake_r in ready:
+            try:
+                os.read(wake_r, 512)
+            except BlockingIOError:
+                pass
+        if 0 in ready:
+            data = os.read(0, 4096)
+            commands = bool(data)
+            *lines, pending = (pending + data).split(b"\n")
+            for line in lines:
+                what, _, node = line.decode(errors="replace").partition(" ")
+                if what == "spawn" and node.strip().isdigit():
+                    spawn(int(node))
 
 
 if __name__ == "__main__":

@@ -154,6 +154,8 @@ class Task:
         try:
             reply = self._home.call(request)
         except NumaEmuError as exc:
+            if exc.code == ErrorCode.ETIMEDOUT:
+                self._home_dead(exc)
             if exc.code != ErrorCode.EREMCHG:
                 raise
             self._where_now()  # moved to another node (a cpuset change): the old home did nothing
@@ -240,6 +242,15 @@ class Task:
         self._where_now()
         return self.cpu, self.node
 
+    def _home_dead(self, timeout: NumaEmuError) -> None:
+        """The home node did not answer: EIO if the coordinator knows it dead, else nothing."""
+        try:
+            self._coordinator.call(tm.TaskHome(task_id=self.task_id))
+        except NumaEmuError as exc:
+            if exc.code == ErrorCode.ENODEV:
+                raise NumaEmuError(ErrorCode.EIO, f"task {self.task_id}: {exc.message.split(';')[0]} "
+                                                  "(its memory is lost; detach it)") from timeout
+
     def _where_now(self) -> None:
         """Ask the coordinator where this task runs; follow it to a new home node."""
         home = self._coordinator.call(tm.TaskHome(task_id=self.task_id))
@@ -266,7 +277,12 @@ class Task:
         if not self.attached:
             return self._clock
         try:
-            clock = self.clock_ns()
+            try:
+                clock = self.clock_ns()
+            except NumaEmuError as exc:
+                if exc.code not in (ErrorCode.EIO, ErrorCode.ETIMEDOUT):
+                    raise
+                clock = self._clock  # the home node died: the coordinator frees what the task held elsewhere
             if os.environ.get(ENV_VTIME) == "1":
                 print(f"numa-emu: task {self.task_id} on cpu {self.cpu} (node {self.node}): virtual time {clock} ns",
                       file=sys.stderr)

@@ -19,6 +19,7 @@ COMMANDS = {
     "up": "up",
     "down": "down",
     "status": "status",
+    "node": "node",
     "hardware": "hardware",
     "latency": "latency",
     "trace": "trace",
