@@ -163,6 +163,7 @@ class CoordinatorServer:
         log.warning("node %d: %s -> %s (%s)", node_id, old, new, why)
         self.trace.node_changed(node_id, old, new)
         if new == DEAD:
+            self.tasks.home_died(node_id, why)
             self.reactor.mark_down(f"node:{node_id}", f"node {node_id} is dead ({why})")
             for rec in self.state.live_nodes():
                 self.reactor.notify(f"node:{rec.id}", lc.NodeDown(node_id=node_id, why=why))
@@ -187,7 +188,7 @@ class CoordinatorServer:
     def on_register(self, msg: lc.NodeRegister) -> lc.NodeRegisterReply:
         if self._stopping:
             raise NumaEmuError(ErrorCode.EBUSY, "the cluster is stopping")
-        restart = self.restarting.get(msg.node_id) if isinstance(msg.node_id, int) else None
+        restart = self.restarting.get(msg.node_id)
         if self.state.state != "starting" and restart is None:
             raise NumaEmuError(ErrorCode.EPERM, f"node {msg.node_id} was not asked to start (numa-emu node restart)")
         all_ready = self.state.register(
@@ -213,7 +214,7 @@ class CoordinatorServer:
         """`numa-emu node restart N`: the fork server starts dead node N again, empty; once it
         has registered, every live node (it too) learns the peers, and it gets the latency
         table and the tunables in force."""
-        rec = self.state.nodes.get(msg.node_id) if isinstance(msg.node_id, int) else None
+        rec = self.state.nodes.get(msg.node_id)
         if rec is None:
             raise NumaEmuError(ErrorCode.ENODEV, f"no node {msg.node_id} in cluster {self.name} "
                                                  f"(nodes 0-{len(self.state.nodes) - 1})")

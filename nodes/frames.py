@@ -47,7 +47,7 @@ class FrameService:
             replica_of = (msg.replica_of[0], msg.replica_of[1])
         frames = c.supply(msg.count, preferred=msg.preferred, task_node=msg.task_node,
                           interleave=msg.interleave, fill=msg.fill, replica_of=replica_of,
-                          owner=msg.task_id if isinstance(msg.task_id, int) else None)
+                          owner=msg.task_id)
         return mm.FrameAllocReply(frames=frames, generations=[c.pool.generation[f] for f in frames])
 
     def free(self, msg: mm.FrameFree) -> Ok:

@@ -180,10 +180,11 @@ class Replication:
         announced copies that differ from it are unmapped (and replicas freed)."""
         c = self.core
         sender = msg.sender
+        records = [self._record(rec) for rec in msg.records]  # all checked before any is applied
         if not 0 <= sender < c.n_nodes:
             raise NumaEmuError(ErrorCode.EINVAL, f"dir.rebuild: no node {sender}")
-        for rec in msg.records:
-            obj, idx, node, frame, gen = rec["obj"], int(rec["idx"]), int(rec["node"]), int(rec["frame"]), int(rec["gen"])
+        for rec in records:
+            obj, idx, node, frame, gen = rec["obj"], rec["idx"], rec["node"], rec["frame"], rec["gen"]
             entry = yield from self._locked(obj, idx)
             try:
                 if entry.node < 0 and not entry.replicas:
@@ -211,6 +212,17 @@ class Replication:
             finally:
                 entry.lock.release()
         return Ok()
+
+    def _record(self, rec) -> dict:
+        """One dir.rebuild record, checked: EINVAL for anything else."""
+        ints = ("idx", "node", "frame", "gen")
+        if (not isinstance(rec, dict) or not isinstance(rec.get("obj"), str) or not rec["obj"]
+                or not all(isinstance(rec.get(k), int) and not isinstance(rec.get(k), bool) for k in ints)
+                or not all(isinstance(rec.get(k), bool) for k in ("replica", "mapped", "writable"))
+                or rec["idx"] < 0 or not 0 <= rec["node"] < self.core.n_nodes or rec["frame"] < 0):
+            raise NumaEmuError(ErrorCode.EINVAL, "dir.rebuild: a record needs obj, idx, node, frame, gen, replica, "
+                                                 f"mapped and writable, got {str(rec)[:100]}")
+        return rec
 
     # ---- replicate ----------------------------------------------------------------------
     def _replicate(self, obj: str, idx: int, entry: DirEntry, h: int, task_node: int,

@@ -154,7 +154,7 @@ class Task:
         try:
             reply = self._home.call(request)
         except NumaEmuError as exc:
-            if exc.code == ErrorCode.ETIMEDOUT:
+            if exc.code in (ErrorCode.ETIMEDOUT, ErrorCode.ESRCH):  # silent, or restarted without it
                 self._home_dead(exc)
             if exc.code != ErrorCode.EREMCHG:
                 raise
@@ -242,14 +242,14 @@ class Task:
         self._where_now()
         return self.cpu, self.node
 
-    def _home_dead(self, timeout: NumaEmuError) -> None:
-        """The home node did not answer: EIO if the coordinator knows it dead, else nothing."""
+    def _home_dead(self, error: NumaEmuError) -> None:
+        """The home node did not answer, or does not know this task: the coordinator's EIO if
+        that node died (the task's memory with it), else nothing."""
         try:
             self._coordinator.call(tm.TaskHome(task_id=self.task_id))
         except NumaEmuError as exc:
-            if exc.code == ErrorCode.ENODEV:
-                raise NumaEmuError(ErrorCode.EIO, f"task {self.task_id}: {exc.message.split(';')[0]} "
-                                                  "(its memory is lost; detach it)") from timeout
+            if exc.code == ErrorCode.EIO:
+                raise exc from error
 
     def _where_now(self) -> None:
         """Ask the coordinator where this task runs; follow it to a new home node."""
@@ -280,7 +280,7 @@ class Task:
             try:
                 clock = self.clock_ns()
             except NumaEmuError as exc:
-                if exc.code not in (ErrorCode.EIO, ErrorCode.ETIMEDOUT):
+                if exc.code not in (ErrorCode.EIO, ErrorCode.ETIMEDOUT, ErrorCode.ESRCH):
                     raise
                 clock = self._clock  # the home node died: the coordinator frees what the task held elsewhere
             if os.environ.get(ENV_VTIME) == "1":
