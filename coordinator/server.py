@@ -201,6 +201,8 @@ class CoordinatorServer:
             self.reactor.spawn(self._announce_peers(), self._ready)
         if restart is not None:
             del self.restarting[msg.node_id]
+            log.warning("node %d: dead -> up (restarted, pid %d)", msg.node_id, msg.pid)
+            self.trace.node_changed(msg.node_id, DEAD, UP)
             restart.set_result(msg.pid)
         return lc.NodeRegisterReply(cluster=self.name, heartbeat_interval_s=self.state.heartbeat_interval_s)
 
@@ -232,11 +234,16 @@ class CoordinatorServer:
         log.info("node %d: restart requested", msg.node_id)
         pid = yield registered
         endpoints = {r.id: r.endpoint for r in self.state.live_nodes()}
-        yield [Call(f"node:{i}", lc.NodePeers(endpoints=endpoints, shardless=self.state.shardless())) for i in endpoints]
         new = f"node:{msg.node_id}"
+        try:
+            yield [Call(f"node:{i}", lc.NodePeers(endpoints=endpoints, shardless=self.state.shardless()))
+                   for i in endpoints]
+        except NumaEmuError as exc:  # a peer that did not answer (suspect) still takes node N for dead
+            log.warning("node %d restarted, but not every node heard of it: %s", msg.node_id, exc)
         for other in self.state.nodes.values():  # the peers still dead, as the others know them
             if other.state == DEAD:
-                self.reactor.notify(new, lc.NodeDown(node_id=other.id, why=f"exited with status {other.exit_code}"))
+                why = "its process is gone" if other.exit_code is None else f"exited with status {other.exit_code}"
+                self.reactor.notify(new, lc.NodeDown(node_id=other.id, why=why))
         yield [c for c in self.latency.push(self.latency.table) + self.tasks.sysctl.push_all() if c.dest == new]
         self._write_cluster_file()
         log.info("node %d restarted (pid %d)", msg.node_id, pid)
