@@ -215,7 +215,7 @@ class CoordinatorServer:
     def on_restart(self, msg: lc.NodeRestart):
         """`numa-emu node restart N`: the fork server starts dead node N again, empty; once it
         has registered, every live node (it too) learns the peers, and it gets the latency
-        table and the tunables in force."""
+        table and the tunables in force (the file table reaches it with the next file.open)."""
         rec = self.state.nodes.get(msg.node_id)
         if rec is None:
             raise NumaEmuError(ErrorCode.ENODEV, f"no node {msg.node_id} in cluster {self.name} "

@@ -110,7 +110,8 @@ class Supervisor:
             self.zygote.stdin.write(f"spawn {node_id}\n".encode())
             self.zygote.stdin.flush()
         except (AssertionError, OSError):
-            raise NumaEmuError(ErrorCode.EIO, "the node fork server is gone; restart the cluster (down, then up)") from None
+            raise NumaEmuError(ErrorCode.EIO, "the node fork server is gone; restart the cluster (down, then up)") \
+                from None
 
     def kill(self, node_id: int) -> None:
         """SIGKILL a node declared dead while its process lived (hung): dead is then true."""

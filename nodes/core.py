@@ -100,6 +100,7 @@ class NodeCore:
         # held here is freed by task.purge (nodes.frames), not leaked
         self.task_frames: dict[int, set[int]] = {}
         self.frame_task: dict[int, int] = {}
+        self.master_frames: dict[int, tuple[str, int]] = {}  # frames of this node that are masters of shared pages
         self.fallback = fallback_orders([list(r) for r in topology["distances"]],
                                         cpuless_nodes=[n["id"] for n in topology["nodes"] if not n["cpus"]])
         self.cost = CostModel(topology["latency_ns"], topology["bandwidth_mib_s"], pool.page_size)
@@ -112,10 +113,12 @@ class NodeCore:
 
     # ---- supplying frames (this node is the one that gives the page) --------------------
     def supply(self, count: int, *, preferred: int, task_node: int, interleave: bool, fill: int | None,
-               replica_of: tuple[str, int] | None = None, owner: int | None = None) -> list[int]:
+               replica_of: tuple[str, int] | None = None, owner: int | None = None,
+               master_of: tuple[str, int] | None = None) -> list[int]:
         """Up to `count` frames of this node, charged as zone_statistics would (nodes.placement.charge).
         A replica frame is remembered with its page, for counting and reclaim; a private frame
-        with its task (`owner`), for task.purge."""
+        with its task (`owner`), for task.purge; a shared page's master with its page, for the
+        rebuild of its directory entry (docs/protocol.md#a-nodes-death)."""
         frames = []
         try:
             for _ in range(count):
@@ -142,15 +145,19 @@ class NodeCore:
         if owner is not None:
             self.task_frames.setdefault(owner, set()).update(frames)
             self.frame_task.update(dict.fromkeys(frames, owner))
+        if master_of is not None:
+            self.master_frames.update(dict.fromkeys(frames, master_of))
         if self.trace.on:
             self.trace.emit("alloc", frames=frames, preferred=preferred, task_node=task_node,
                             hit=preferred == self.node_id, interleave=interleave)
         return frames
 
     def release(self, frames: list[int], zap_cause: str | None = None) -> None:
-        frame_task = self.frame_task
+        frame_task, master_frames = self.frame_task, self.master_frames
         for f in frames:
             self.pool.free_frame(f)
+            if master_frames:
+                master_frames.pop(f, None)
             owner = frame_task.pop(f, None) if frame_task else None
             if owner is not None:
                 owned = self.task_frames[owner]
@@ -166,10 +173,11 @@ class NodeCore:
 
     # ---- the allocation walk (on the node that faults) ----------------------------------
     def allocate(self, placement: Placement, count: int, task_node: int, fill: int | None = None,
-                 owner: int | None = None):
+                 owner: int | None = None, master_of: tuple[str, int] | None = None):
         """Walk the placement's order, local frames directly, remote ones with frame.alloc, until
-        `count` pages are had (private pages of task `owner`, which each supplier remembers).
-        Returns [(node, frame, generation)], shorter when every allowed node is full."""
+        `count` pages are had (private pages of task `owner`, or the master of shared page
+        `master_of`, which each supplier remembers). Returns [(node, frame, generation)],
+        shorter when every allowed node is full."""
         got: list[tuple[int, int, int]] = []
         foreign: collections.Counter[int] = collections.Counter()
         for node in placement.order:
@@ -179,13 +187,14 @@ class NodeCore:
             preferred = placement.preferred_for(node)
             if node == self.node_id:
                 frames = self.supply(need, preferred=preferred, task_node=task_node,
-                                     interleave=placement.interleave, fill=fill, owner=owner)
+                                     interleave=placement.interleave, fill=fill, owner=owner, master_of=master_of)
                 gens = [self.pool.generation[f] for f in frames]
             else:
                 try:
                     reply = yield Call(node_dest(node), mm.FrameAlloc(
                         count=need, preferred=preferred, task_node=task_node,
-                        interleave=placement.interleave, fill=fill, task_id=owner))
+                        interleave=placement.interleave, fill=fill, task_id=owner,
+                        master_of=list(master_of) if master_of else None))
                     frames = reply.frames
                     gens = reply.generations or [0] * len(frames)
                 except NumaEmuError as exc:

@@ -40,14 +40,9 @@ class FrameService:
             raise NumaEmuError(ErrorCode.EINVAL, "frame.alloc: count must be >= 0 and nodes must exist")
         if msg.fill is not None and not 0 <= msg.fill <= 255:
             raise NumaEmuError(ErrorCode.EINVAL, "frame.alloc: fill must be a byte value")
-        replica_of = None
-        if msg.replica_of is not None:
-            if len(msg.replica_of) != 2 or not isinstance(msg.replica_of[0], str) or not isinstance(msg.replica_of[1], int):
-                raise NumaEmuError(ErrorCode.EINVAL, "frame.alloc: replica_of must be [obj, idx]")
-            replica_of = (msg.replica_of[0], msg.replica_of[1])
         frames = c.supply(msg.count, preferred=msg.preferred, task_node=msg.task_node,
-                          interleave=msg.interleave, fill=msg.fill, replica_of=replica_of,
-                          owner=msg.task_id)
+                          interleave=msg.interleave, fill=msg.fill, replica_of=_page(msg.replica_of, "replica_of"),
+                          owner=msg.task_id, master_of=_page(msg.master_of, "master_of"))
         return mm.FrameAllocReply(frames=frames, generations=[c.pool.generation[f] for f in frames])
 
     def free(self, msg: mm.FrameFree) -> Ok:
@@ -120,3 +115,12 @@ class FrameService:
             raise NumaEmuError(ErrorCode.EINVAL, f"stat.add: cannot add {msg.delta} to {msg.counter!r}")
         self.core.numastat[msg.counter] += msg.delta
         return Ok()
+
+
+def _page(value: list | None, field: str) -> tuple[str, int] | None:
+    """A page named on the wire as [obj, idx]; EINVAL for anything else."""
+    if value is None:
+        return None
+    if len(value) != 2 or not isinstance(value[0], str) or not isinstance(value[1], int):
+        raise NumaEmuError(ErrorCode.EINVAL, f"frame.alloc: {field} must be [obj, idx]")
+    return value[0], value[1]

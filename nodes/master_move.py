@@ -23,18 +23,21 @@ from protocol.messages import pagecache as pc
 UNREACHABLE = (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT)
 
 
-def alloc_exact(core: NodeCore, target: int, count: int, task_node: int, owner: int | None = None):
+def alloc_exact(core: NodeCore, target: int, count: int, task_node: int, owner: int | None = None,
+                master_of: tuple[str, int] | None = None):
     """Up to `count` frames on node `target` and nowhere else (__GFP_THISNODE), charged as an
     allocation that wanted `target` (numa_hit there). [(node, frame, generation)]."""
     c = core
     if count <= 0:
         return []
     if target == c.node_id:
-        frames = c.supply(count, preferred=target, task_node=task_node, interleave=False, fill=None, owner=owner)
+        frames = c.supply(count, preferred=target, task_node=task_node, interleave=False, fill=None, owner=owner,
+                          master_of=master_of)
         return [(target, f, c.pool.generation[f]) for f in frames]
     try:
-        reply = yield Call(node_dest(target), mm.FrameAlloc(count=count, preferred=target, task_node=task_node,
-                                                            task_id=owner))
+        alloc = mm.FrameAlloc(count=count, preferred=target, task_node=task_node, task_id=owner,
+                              master_of=list(master_of) if master_of else None)
+        reply = yield Call(node_dest(target), alloc)
     except NumaEmuError as exc:
         if exc.code not in UNREACHABLE + (ErrorCode.EIO,):
             raise
@@ -102,7 +105,7 @@ class MasterMove:
             yield from self._unmap_all(obj, idx, entry, src_frame)
             return mg.DirMigrateReply(status=src, remap=False, node=src, frame=src_frame, generation=src_gen,
                                       epoch=entry.epoch, cost_ns=0)
-        got = yield from alloc_exact(self.core, target, 1, msg.task_node)
+        got = yield from alloc_exact(self.core, target, 1, msg.task_node, master_of=(obj, idx))
         if not got:
             c.events["pgmigrate_fail"] += 1
             self._trace(msg, ENOMEM, src, src_frame, target, None)

@@ -178,7 +178,7 @@ class PageCacheView:
     def node_died(self, node: int) -> dict[int, list[dict]]:
         """`node` is dead (core.dead and core.shardless hold it already). Returns what this node
         must announce (dir.rebuild) to the new directory home of each page whose home was
-        `node`: its mapping of the page and the replica frames it holds; then unmaps every copy
+        `node`: its mapping of the page and the replica and master frames it holds; then unmaps every copy
         that was on `node`, so the next access faults and asks the page's directory."""
         core = self.core
         n, before = core.n_nodes, core.shardless - {node}
@@ -194,11 +194,12 @@ class PageCacheView:
         for key, page in self.pages.items():
             announce(key, node=page.node, frame=page.frame, gen=page.gen, replica=page.replica, mapped=True,
                      writable=page.writable)
-        for frame, key in core.replica_frames.items():
-            page = self.pages.get(key)
-            if page is None or page.frame != frame or page.node != core.node_id:
-                announce(key, node=core.node_id, frame=frame, gen=core.pool.generation[frame], replica=True,
-                         mapped=False, writable=False)
+        for held, replica in ((core.replica_frames, True), (core.master_frames, False)):
+            for frame, key in held.items():  # the copies held here that no mapping here announced
+                page = self.pages.get(key)
+                if page is None or page.frame != frame or page.node != core.node_id:
+                    announce(key, node=core.node_id, frame=frame, gen=core.pool.generation[frame], replica=replica,
+                             mapped=False, writable=False)
         for key, page in [(k, p) for k, p in self.pages.items() if p.node == node]:
             self.shootdown(pc.PteShootdown(obj=key[0], idx=key[1], node=node, frame=page.frame, cause="nodedeath"))
         return records

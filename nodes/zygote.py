@@ -5,9 +5,10 @@ everything again (64 nodes: about 5 s of start-up otherwise, on 2 cores).
 It stays the parent of the nodes: it reaps them and reports to the coordinator, one line per
 event on stdout: `spawned NODE PID`, `exited NODE STATUS` (STATUS negative: killed by that
 signal). It takes one command on stdin, `spawn NODE` (`numa-emu node restart`), and leaves once
-stdin is closed (the coordinator stopped or died) and every node has exited. Each node runs in a session of its own and holds the coordinator's parent-alive pipe,
-so a crash of the coordinator or of this process never leaves an orphan running. It creates no
-ZeroMQ context before forking (a context must not cross a fork).
+stdin is closed (the coordinator stopped or died) and every node has exited. Each node runs in a
+session of its own and holds the coordinator's parent-alive pipe, so a crash of the coordinator or
+of this process never leaves an orphan running. It creates no ZeroMQ context before forking (a
+context must not cross a fork).
 """
 from __future__ import annotations
 

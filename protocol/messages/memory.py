@@ -186,6 +186,7 @@ class FrameAlloc(Request):
     fill: int | None = None  # write this byte over each frame right away
     replica_of: list | None = None  # [obj, idx]: the frame is a replica of a page-cache page
     task_id: int | None = None  # private frames of this task: freed by node.task.purge if its home dies
+    master_of: list | None = None  # [obj, idx]: the master of a shared page (announced if its directory dies)
 
 
 @message

@@ -111,6 +111,30 @@ def test_a_file_whose_master_node_died_reads_its_synced_bytes_and_reports_unsync
     _check_counters(c)
 
 
+def test_unsynced_writes_on_a_surviving_master_outlive_the_writer_and_the_directory(cluster_factory, puppets):
+    c = cluster_factory("default-4n")
+    survivors = [0, 1, 3]
+    baseline = _free(c, survivors)
+    writer = puppets(c, 2)  # node 2 maps the pages and holds the directory of some: both die
+    writer.do("policy", mode="bind", nodes=[3])  # the masters on node 3, which lives
+    writer.do("open", name="f", create=True, size=0)
+    pages = 8
+    writer.do("pwrite", name="f", offset=0, data=(UNSYNCED * pages).hex())
+    _kill(c, 2)
+    _dead(c, 2)
+    reader = puppets(c, 0)
+    reader.do("open", name="f")
+    assert bytes.fromhex(reader.do("pread", name="f", offset=0, length=pages * PAGE)) == UNSYNCED * pages
+    assert sum(d["vmstat"].get("dir_rebuilt", 0) for d in _stats(c).values()) > 0
+    reader.do("fsync", name="f")  # rebuilt entries are taken for dirty: written back
+    writer.do("detach")
+    reader.do("truncate", name="f", size=0)  # every master freed, those rebuilt too
+    assert _free(c, survivors) == baseline
+    reader.do("pwrite", name="f", offset=0, data=SYNCED.hex())
+    assert bytes.fromhex(reader.do("pread", name="f", offset=0, length=PAGE)) == SYNCED
+    _check_counters(c)
+
+
 def test_a_task_whose_home_died_detaches_and_the_survivors_free_all_it_held(cluster_factory, puppets):
     c = cluster_factory("default-4n")
     survivors = [0, 2, 3]
@@ -238,4 +262,7 @@ def test_node_restart_brings_a_fresh_node_back(cluster_factory, puppets, cli):
     far.do("pwrite", name="f", offset=0, data=(SYNCED * 4).hex())
     far.do("fsync", name="f")
     assert bytes.fromhex(far.do("pread", name="f", offset=0, length=4 * PAGE)) == SYNCED * 4
+    local.do("open", name="f")  # and a task on the fresh node shares them
+    local.do("pwrite", name="f", offset=PAGE, data=UNSYNCED.hex())
+    assert bytes.fromhex(far.do("pread", name="f", offset=0, length=2 * PAGE)) == SYNCED + UNSYNCED
     _check_counters(c)
