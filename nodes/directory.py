@@ -45,13 +45,21 @@ class DirEntry:
 class Directory:
     def __init__(self) -> None:
         self.entries: dict[tuple[str, int], DirEntry] = {}
+        # object -> the epoch its new entries start at: above every epoch a dropped entry of it
+        # reached, which home nodes have seen (an answer older than that is taken for stale)
+        self.epoch_floor: dict[str, int] = {}
 
     def entry(self, obj: str, idx: int) -> DirEntry:
         key = (obj, idx)
         entry = self.entries.get(key)
         if entry is None:
-            entry = self.entries[key] = DirEntry()
+            entry = self.entries[key] = DirEntry(epoch=self.epoch_floor.get(obj, 0))
         return entry
+
+    def drop(self, obj: str, idx: int, entry: DirEntry) -> None:
+        """Forget the entry of (obj, idx) (truncated); a later one starts above its epoch."""
+        self.entries.pop((obj, idx), None)
+        self.epoch_floor[obj] = max(self.epoch_floor.get(obj, 0), entry.epoch + 1)
 
     def of_object(self, obj: str | None) -> list[tuple[tuple[str, int], DirEntry]]:
         return [(k, e) for k, e in self.entries.items() if obj is None or k[0] == obj]

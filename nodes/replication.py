@@ -110,7 +110,7 @@ class Replication:
         policy = Policy.from_wire(msg.policy)
         placement = place(policy, task_node=msg.task_node, allowed=frozenset(msg.allowed) & c.possible,
                           fallback_orders=c.fallback, interleave_index=msg.interleave_index, weights=c.weights)
-        got = yield from c.allocate(placement, 1, msg.task_node)
+        got = yield from c.allocate(placement, 1, msg.task_node, master_of=(msg.obj, msg.idx))
         if not got:
             raise NumaEmuError(ErrorCode.ENOMEM, f"no node the policy allows has a free frame for {msg.obj}:{msg.idx}")
         node, frame, gen = got[0]
@@ -196,7 +196,9 @@ class Replication:
                 if not entry.rebuilt or node in c.dead:
                     if node not in c.dead and (node, frame) != (entry.node, entry.frame):
                         yield from self._shootdown(obj, idx, entry, [(sender, node, frame)], False, "rebuild",
-                                                   free=bool(rec["replica"]))
+                                                   free=rec["replica"])
+                        if not rec["replica"] and node == sender:  # a master the fresh entry replaced
+                            yield from c.free_frames({node: [frame]})
                     continue
                 if rec["replica"]:
                     entry.replicas[node] = (frame, gen)
@@ -208,6 +210,8 @@ class Replication:
                     if rec["writable"] and not rec["replica"]:
                         entry.writers.add(sender)
                         entry.dirty = True
+                elif not rec["replica"]:  # a master its own node announced: whether it was written since
+                    entry.dirty = True  # its last writeback died with the directory; written back again
                 c.events["dir_rebuilt"] += 1
             finally:
                 entry.lock.release()
@@ -441,7 +445,7 @@ class Replication:
                     targets = [(h, node, entry.frame) for h, node in entry.mappers.items() if node == entry.node]
                     yield from self._shootdown(obj, idx, entry, targets, False, "truncate")
                     yield from c.free_frames({entry.node: [entry.frame]})
-                self.dir.entries.pop((obj, idx), None)
+                self.dir.drop(obj, idx, entry)
                 entry.node = -1
             finally:
                 entry.lock.release()
