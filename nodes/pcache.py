@@ -175,21 +175,22 @@ class PageCacheView:
         if self.pages.get(key) is page:
             del self.pages[key]
 
-    def node_died(self, node: int) -> dict[int, list[dict]]:
+    def node_died(self, node: int, held_shard: bool = True) -> dict[int, list[dict]]:
         """`node` is dead (core.dead and core.shardless hold it already). Returns what this node
         must announce (dir.rebuild) to the new directory home of each page whose home was
-        `node`: its mapping of the page and the replica and master frames it holds; then unmaps every copy
-        that was on `node`, so the next access faults and asks the page's directory."""
+        `node` (none if it held no directory shard): its mapping of the page and the replica
+        and master frames it holds; then unmaps every copy that was on `node`, so the next
+        access faults and asks the page's directory."""
         core = self.core
         n, before = core.n_nodes, core.shardless - {node}
         records: dict[int, list[dict]] = {}
 
         def announce(key: Key, **rec) -> None:
-            if directory_home(key[0], key[1], n, before) == node:
+            if held_shard and directory_home(key[0], key[1], n, before) == node:
                 home = directory_home(key[0], key[1], n, core.shardless)
                 records.setdefault(home, []).append(dict(obj=key[0], idx=key[1], **rec))
 
-        for key in [k for k in self.seen_epoch if directory_home(k[0], k[1], n, before) == node]:
+        for key in [k for k in self.seen_epoch if held_shard and directory_home(k[0], k[1], n, before) == node]:
             del self.seen_epoch[key]  # the epochs of a directory entry that died: its new home counts afresh
         for key, page in self.pages.items():
             announce(key, node=page.node, frame=page.frame, gen=page.gen, replica=page.replica, mapped=True,

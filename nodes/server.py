@@ -167,13 +167,14 @@ class NodeServer:
         if node == self.node_id or not 0 <= node < self.core.n_nodes or node in self.core.dead:
             return
         log.warning("node %d: node %d is dead (%s)", self.node_id, node, msg.why)
+        held_shard = node not in self.core.shardless  # a node that died before and came back held none
         self.core.dead[node] = msg.why
         self.core.shardless.add(node)
         self.reactor.mark_down(node_dest(node), f"node {node} is dead ({msg.why})")
         lost = self.mm.node_died(node)
         if lost:
             log.warning("node %d: %d private page(s) of its tasks died with node %d", self.node_id, lost, node)
-        records = self.pcache.node_died(node)
+        records = self.pcache.node_died(node, held_shard)
         self.reactor.spawn(self._after_death(node, records),
                            lambda _r, exc: exc and log.warning("recovery from node %d's death: %s", node, exc))
 
