@@ -381,6 +381,9 @@ class Migration:
             old = region.frame[p]
             if failure is not None:
                 region.node[p] = src
+                if src in c.dead:  # its frame died with its node meanwhile: lost (nodes.mm node_died)
+                    region.node[p] = -1
+                    task.lost[vpage] = (src, c.dead[src])
                 unused[dst].append(frame)
                 statuses.append(EBUSY)
                 self._trace(task, mode, cause, EBUSY, src, old, dst, frame, addr=vpage)

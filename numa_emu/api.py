@@ -154,7 +154,7 @@ class Task:
         try:
             reply = self._home.call(request)
         except NumaEmuError as exc:
-            if exc.code in (ErrorCode.ETIMEDOUT, ErrorCode.ESRCH):  # silent, or restarted without it
+            if exc.code in (ErrorCode.ETIMEDOUT, ErrorCode.ECONNREFUSED, ErrorCode.ESRCH):  # gone, or restarted
                 self._home_dead(exc)
             if exc.code != ErrorCode.EREMCHG:
                 raise
@@ -280,7 +280,7 @@ class Task:
             try:
                 clock = self.clock_ns()
             except NumaEmuError as exc:
-                if exc.code not in (ErrorCode.EIO, ErrorCode.ETIMEDOUT, ErrorCode.ESRCH):
+                if exc.code not in (ErrorCode.EIO, ErrorCode.ETIMEDOUT, ErrorCode.ECONNREFUSED, ErrorCode.ESRCH):
                     raise
                 clock = self._clock  # the home node died: the coordinator frees what the task held elsewhere
             if os.environ.get(ENV_VTIME) == "1":
