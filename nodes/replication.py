@@ -166,6 +166,8 @@ class Replication:
         for (obj, idx), entry in list(self.dir.entries.items()):
             if entry.node != node and node not in entry.replicas and node not in entry.mappers:
                 continue
+            if (obj, idx) not in self.dir.entries:
+                continue  # truncated while an earlier one was buried
             entry = yield from self._locked(obj, idx)
             try:
                 yield from self.bury(obj, idx, entry)
@@ -174,10 +176,11 @@ class Replication:
 
     def rebuild(self, msg: pc.DirRebuild):
         """The survivors' announcements of the pages whose directory home died and is now this
-        node: each sender's mapping (the master or its replica) and replica frames. The master
-        is the copy the senders map; dirty if any maps it writable (writeback write-protects, so
-        a writable mapping means a write since). An entry made meanwhile by a fresh access wins:
-        announced copies that differ from it are unmapped (and replicas freed)."""
+        node: each sender's mapping (the master or its replica), and the replica and master
+        frames it holds. The master is the copy held or mapped; dirty if any sender maps it
+        writable (writeback write-protects, so a writable mapping means a write since) or if
+        only its own node announced it (unknown: written back again). An entry made meanwhile
+        by a fresh access wins: announced copies that differ from it are unmapped and freed."""
         c = self.core
         sender = msg.sender
         records = [self._record(rec) for rec in msg.records]  # all checked before any is applied
