@@ -266,3 +266,15 @@ def test_node_restart_brings_a_fresh_node_back(cluster_factory, puppets, cli):
     local.do("pwrite", name="f", offset=PAGE, data=UNSYNCED.hex())
     assert bytes.fromhex(far.do("pread", name="f", offset=0, length=2 * PAGE)) == SYNCED + UNSYNCED
     _check_counters(c)
+
+
+def test_node_restart_without_its_fork_server_says_so_in_one_line(cluster_factory, cli):
+    c = cluster_factory("default-4n")
+    zygote = c.info.data["zygote"]["pid"]
+    os.kill(zygote, signal.SIGKILL)
+    _kill(c, 1)
+    _dead(c, 1)
+    out = cli("node", "restart", "1", "--name", c.name)
+    assert (out.returncode, out.stderr) == (3, "numa-emu: error: the node fork server is gone; restart the cluster "
+                                               "(down, then up)\n")
+    assert c.status().state == "degraded"
