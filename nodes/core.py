@@ -65,10 +65,17 @@ def lifetime_bucket(ns: int) -> str:
     return f"<{edge}ms"
 
 
-def directory_home(obj: str, idx: int, n_nodes: int) -> int:
+def directory_home(obj: str, idx: int, n_nodes: int, dead=()) -> int:
     """The node that holds the directory entry of shared page (obj, idx): IVY's fixed distributed
-    manager, a hash that every process computes alike (crc32, not Python's salted hash)."""
-    return zlib.crc32(f"{obj}\0{idx}".encode()) % n_nodes
+    manager, a hash that every process computes alike (crc32, not Python's salted hash). When
+    that node is dead, the same hash picks among the live nodes (docs/protocol.md#a-nodes-death):
+    only the dead node's pages change home, and every node that heard of the death agrees."""
+    h = zlib.crc32(f"{obj}\0{idx}".encode())
+    home = h % n_nodes
+    if home in dead:
+        live = [n for n in range(n_nodes) if n not in dead]
+        home = live[h % len(live)] if live else home
+    return home
 
 
 class NodeCore:
@@ -90,7 +97,14 @@ class NodeCore:
         self.page_size = pool.page_size
         self.pool = pool
         self.possible = frozenset(range(self.n_nodes))
-        self.dead: set[int] = set()  # peers the coordinator reported dead (node.down): fsync passes them by
+        self.dead: dict[int, str] = {}  # peer reported dead (node.down) -> how it died: fsync passes it by
+        # nodes whose directory shard died with them: not a directory home again, even restarted
+        self.shardless: set[int] = set()
+        # task id -> its private frames on this node, and back: what a task whose home node died
+        # held here is freed by task.purge (nodes.frames), not leaked
+        self.task_frames: dict[int, set[int]] = {}
+        self.frame_task: dict[int, int] = {}
+        self.master_frames: dict[int, tuple[str, int]] = {}  # frames of this node that are masters of shared pages
         self.fallback = fallback_orders([list(r) for r in topology["distances"]],
                                         cpuless_nodes=[n["id"] for n in topology["nodes"] if not n["cpus"]])
         self.cost = CostModel(topology["latency_ns"], topology["bandwidth_mib_s"], pool.page_size)
@@ -108,10 +122,13 @@ class NodeCore:
         self._reclaim = shrink
 
     def supply(self, count: int, *, preferred: int, task_node: int, interleave: bool, fill: int | None,
-               replica_of: tuple[str, int] | None = None, cache_of: tuple[str, int] | None = None) -> list[int]:
+               replica_of: tuple[str, int] | None = None, cache_of: tuple[str, int] | None = None,
+               owner: int | None = None, master_of: tuple[str, int] | None = None) -> list[int]:
         """Up to `count` frames of this node, charged as zone_statistics would (nodes.placement.charge).
-        A replica frame, or the master of a file page, is remembered with its page, for counting
-        and reclaim."""
+        A replica frame, or the master of a file page (`cache_of`), is remembered with its page, for
+        counting and reclaim; a private frame with its task (`owner`), for task.purge; a shared
+        page's master with its page (`master_of`), for the rebuild of its directory entry
+        (docs/protocol.md#a-nodes-death)."""
         frames = []
         try:
             for _ in range(count):
@@ -138,15 +155,29 @@ class NodeCore:
         if cache_of is not None:
             for f in frames:
                 self.cache_frames[f] = cache_of
+        if owner is not None:
+            self.task_frames.setdefault(owner, set()).update(frames)
+            self.frame_task.update(dict.fromkeys(frames, owner))
+        if master_of is not None:
+            self.master_frames.update(dict.fromkeys(frames, master_of))
         if self.trace.on:
             self.trace.emit("alloc", frames=frames, preferred=preferred, task_node=task_node,
                             hit=preferred == self.node_id, interleave=interleave)
         return frames
 
     def release(self, frames: list[int], zap_cause: str | None = None) -> None:
+        frame_task, master_frames = self.frame_task, self.master_frames
         for f in frames:
             self.pool.free_frame(f)
             self.cache_frames.pop(f, None)
+            if master_frames:
+                master_frames.pop(f, None)
+            owner = frame_task.pop(f, None) if frame_task else None
+            if owner is not None:
+                owned = self.task_frames[owner]
+                owned.discard(f)
+                if not owned:
+                    del self.task_frames[owner]
             if self.replica_frames.pop(f, None) is not None and zap_cause:
                 self.events["pgreplicazap"] += 1
                 self.events[f"pgreplicazap_{zap_cause}"] += 1
@@ -170,12 +201,15 @@ class NodeCore:
         return frames
 
     def allocate(self, placement: Placement, count: int, task_node: int, fill: int | None = None,
-                 cache_of: tuple[str, int] | None = None):
+                 cache_of: tuple[str, int] | None = None, owner: int | None = None,
+                 master_of: tuple[str, int] | None = None):
         """Walk the placement's order, local frames directly, remote ones with frame.alloc, until
         `count` pages are had; when every node of the order is full, walk it again reclaiming
         clean page-cache pages on each node before taking from it (nodes/reclaim.py: fall back
         first, reclaim when all allowed nodes are full). `cache_of`: the frame is the master of
-        that file page. Returns [(node, frame, generation)], shorter when nothing could be freed."""
+        that file page; `owner`: the private pages' task; `master_of`: the shared page whose master
+        it is (each supplier remembers them). Returns [(node, frame, generation)], shorter when
+        nothing could be freed."""
         got: list[tuple[int, int, int]] = []
         foreign: collections.Counter[int] = collections.Counter()
         page = list(cache_of) if cache_of is not None else None
@@ -187,18 +221,19 @@ class NodeCore:
                 preferred = placement.preferred_for(node)
                 if node == self.node_id:
                     kw = dict(preferred=preferred, task_node=task_node, interleave=placement.interleave, fill=fill,
-                              cache_of=cache_of)
+                              cache_of=cache_of, owner=owner, master_of=master_of)
                     frames = (yield from self.supply_reclaiming(need, **kw)) if reclaim else self.supply(need, **kw)
                     gens = [self.pool.generation[f] for f in frames]
                 else:
                     try:
                         reply = yield Call(node_dest(node), mm.FrameAlloc(
                             count=need, preferred=preferred, task_node=task_node,
-                            interleave=placement.interleave, fill=fill, cache_of=page, reclaim=reclaim))
+                            interleave=placement.interleave, fill=fill, cache_of=page, reclaim=reclaim,
+                            task_id=owner, master_of=list(master_of) if master_of else None))
                         frames = reply.frames
                         gens = reply.generations or [0] * len(frames)
                     except NumaEmuError as exc:
-                        if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT):
+                        if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT, ErrorCode.EIO):
                             raise
                         frames, gens = [], []  # a dead or silent node supplies nothing; walk on
                 got.extend((node, f, g) for f, g in zip(frames, gens))
@@ -212,7 +247,7 @@ class NodeCore:
         for node, pages in foreign.items():
             if node == self.node_id:
                 self.numastat["numa_foreign"] += pages
-            else:
+            elif node not in self.dead:  # a dead node's counters died with it
                 calls.append(Call(node_dest(node), mm.StatAdd(counter="numa_foreign", delta=pages)))
         if calls:
             yield calls
@@ -233,7 +268,18 @@ class NodeCore:
             except NumaEmuError:
                 pass  # a dead node's frames died with it
 
-    # ---- counters -----------------------------------------------------------------------
+    def purge_task(self, task_id: int) -> int:
+        """Free every frame task `task_id` held here (its home node died); how many."""
+        frames = sorted(self.task_frames.get(task_id, ()))
+        if frames:
+            self.release(frames)
+        return len(frames)
+
+    def dead_error(self, node: int, what: str, why: str | None = None) -> NumaEmuError:
+        """The error of an access to `what` (a page), whose frame was on dead node `node`."""
+        why = why or self.dead.get(node, "gone")
+        return NumaEmuError(ErrorCode.EIO, f"node {node} is dead ({why}): {what} was there and is lost")
+
     # ---- frames by reference (node, frame, generation) ---------------------------------
     def read_frame(self, node: int, frame: int, gen: int, offset: int = 0, length: int | None = None):
         """The bytes of a frame anywhere; ESTALE if its generation moved on (freed since)."""

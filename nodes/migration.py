@@ -210,7 +210,7 @@ class Migration:
         for placement, items in groups.items():
             for first in range(0, len(items), _CHUNK_PAGES):
                 chunk = items[first:first + _CHUNK_PAGES]
-                got = yield from c.allocate(placement, len(chunk), task.node)
+                got = yield from c.allocate(placement, len(chunk), task.node, owner=task.task_id)
                 statuses = yield from self.move_private(task, chunk, got, "direct", "mbind")
                 failed += sum(1 for s in statuses if s < 0)
         for region, p, target in shared:
@@ -342,7 +342,7 @@ class Migration:
         statuses: list[int] = []
         for first in range(0, len(items), _CHUNK_PAGES):
             chunk = items[first:first + _CHUNK_PAGES]
-            got = yield from alloc_exact(self.core, target, len(chunk), task.node)
+            got = yield from alloc_exact(self.core, target, len(chunk), task.node, owner=task.task_id)
             statuses += yield from self.move_private(task, chunk, got, mode, cause)
         return statuses
 
@@ -381,6 +381,9 @@ class Migration:
             old = region.frame[p]
             if failure is not None:
                 region.node[p] = src
+                if src in c.dead:  # its frame died with its node meanwhile: lost (nodes.mm node_died)
+                    region.node[p] = -1
+                    task.lost[vpage] = (src, c.dead[src])
                 unused[dst].append(frame)
                 statuses.append(EBUSY)
                 self._trace(task, mode, cause, EBUSY, src, old, dst, frame, addr=vpage)
@@ -425,7 +428,7 @@ class Migration:
         """dir.migrate at the page's directory home (this node: a direct call); None when that
         node cannot be reached (the page is busy, try again)."""
         c = self.core
-        home = directory_home(key[0], key[1], c.n_nodes)
+        home = directory_home(key[0], key[1], c.n_nodes, c.shardless)
         try:
             if home == c.node_id:
                 return (yield from self.master.dir_migrate(msg))

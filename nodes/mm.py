@@ -65,6 +65,9 @@ class TaskState:
     lock: PageLock = field(default_factory=PageLock)
     away: dict = field(default_factory=dict)  # page vaddr -> node of its frame, while MIGRATING or MIGCACHE
     auto: set = field(default_factory=set)  # vaddrs of pages auto-migration put in the migration cache
+    # private pages whose frame died with its node: page vaddr -> (that node, how). Every access fails
+    # (EIO) until they are unmapped, as a hardware-poisoned page gives SIGBUS (memory_failure).
+    lost: dict = field(default_factory=dict)
 
 
 class _FaultBatch:
@@ -144,6 +147,33 @@ class MemoryManager:
             self.core.trace.emit("task", task=task.task_id, vns=task.clock_ns, what="detach", pages=freed)
         return tm.NodeTaskDetachReply(pages_freed=freed)
 
+    def node_died(self, node: int) -> int:
+        """Node `node` died: the private pages of this node's tasks whose frames were there are
+        lost; they are unmapped here (a restarted node reuses the frame numbers) and remembered
+        in task.lost. How many."""
+        ps, count = self.core.page_size, 0
+        for task in self.tasks.values():
+            for region in task.space.regions:
+                if region.kind != ANON:
+                    continue
+                for p, n in region.node.items():
+                    vpage = region.start + p * ps
+                    if n == MIGCACHE and task.away.get(vpage) == node:
+                        self.migration.cache_drop(task, region, p)
+                        n = node
+                    if n == node:
+                        region.node[p] = -1
+                        task.lost[vpage] = (node, self.core.dead.get(node, "gone"))
+                        count += 1
+        return count
+
+    def _check_lost(self, task: TaskState, region: Region, pages: list[int]) -> None:
+        ps = self.core.page_size
+        for p in pages:
+            lost = task.lost.get(region.start + p * ps)
+            if lost is not None:
+                raise self.core.dead_error(lost[0], self.page_name(task, region, p), why=lost[1])
+
     def _release(self, task: TaskState, regions: list[Region]):
         """Unmap regions: free private frames; shared pages leave the reverse map but stay in the
         page cache (shm objects and file pages outlive their mappings). Returns pages unmapped."""
@@ -163,6 +193,10 @@ class MemoryManager:
                 else:
                     self.pcache.unmap((region.obj, region.obj_offset + i), task.task_id, region.start + i * ps)
         yield from self.core.free_frames(private)
+        if task.lost:
+            for region in regions:
+                for vpage in [v for v in task.lost if region.start <= v < region.start + region.npages * ps]:
+                    del task.lost[vpage]
         task.space.remove(regions)
         left = {r.map_id for r in task.space.regions}
         gone = {r.map_id: r for r in regions if r.kind == FILE and r.map_id not in left}
@@ -225,6 +259,8 @@ class MemoryManager:
         if region.kind != ANON:
             yield from self._fault_shared(task, region, pages, write)
             return
+        if task.lost:
+            self._check_lost(task, region, pages)
         if task.away:  # pages in the migration cache: migrate-on-fault, or remap where they are
             cached = [p for p in pages if region.node[p] == MIGCACHE]
             if cached:
@@ -239,7 +275,7 @@ class MemoryManager:
             groups.setdefault(self._placement(task, region, p)[0], []).append(p)
         core, cost = self.core, self.core.cost
         for placement, plist in groups.items():
-            got = yield from core.allocate(placement, len(plist), task.node, fill)
+            got = yield from core.allocate(placement, len(plist), task.node, fill, owner=task.task_id)
             batch = _FaultBatch()
             for p, (node, frame, gen) in zip(plist, got):
                 region.node[p], region.frame[p], region.gen[p] = node, frame, gen
@@ -321,6 +357,8 @@ class MemoryManager:
         if region.kind != ANON or offset + length > core.page_size:
             return None
         if region.node[p] != core.node_id:
+            if region.node[p] in core.dead:
+                raise core.dead_error(region.node[p], self.page_name(task, region, p))
             return self._forward(task, region, p, offset, length, data) if msg.direct and region.node[p] >= 0 else None
         frame = region.frame[p]
         if data is None:
@@ -346,7 +384,8 @@ class MemoryManager:
                             write=data is not None, bytes=length, to=node, frame=frame)
         return Forward(node_dest(node), mm.AccessForward(route=b"", request_id=0, home=core.node_id, frame=frame,
                                                          offset=offset, length=0 if data is not None else length,
-                                                         data=data, clock_ns=task.clock_ns))
+                                                         data=data, clock_ns=task.clock_ns),
+                       self.page_name(task, region, p))
 
     def _access(self, task: TaskState, msg: mm.Access):
         write = msg.data is not None
@@ -376,6 +415,8 @@ class MemoryManager:
                             core.pool.write(frame, offset, msg.data[pos:pos + n])
                         else:
                             out += core.pool.read(frame, offset, n)
+                    elif node in core.dead:
+                        raise core.dead_error(node, self.page_name(task, region, p))
                     elif write:
                         yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=msg.data[pos:pos + n]))
                     else:
@@ -411,7 +452,10 @@ class MemoryManager:
                 yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=data, generation=region.gen[p]))
                 return None
             except NumaEmuError as exc:
-                if exc.code != ErrorCode.ESTALE or attempt == STALE_RETRIES - 1:
+                # a copy freed since it was mapped (ESTALE), or on a node that died: fault again,
+                # the directory gives the page's new place (docs/protocol.md#a-nodes-death)
+                gone = exc.code == ErrorCode.ESTALE or node in core.dead
+                if not gone or attempt == STALE_RETRIES - 1:
                     raise
                 key = (region.obj, region.obj_offset + p)
                 cached = self.pcache.pages.get(key)
@@ -467,10 +511,19 @@ class MemoryManager:
             node, frame = region.node[p], region.frame[p]
             if node == core.node_id:
                 core.pool.write(frame, 0, page)
+            elif node in core.dead:
+                raise core.dead_error(node, f"page {region.start + p * core.page_size:#x} of {region.obj or 'a task'}")
             else:
                 remote[node].append(frame)
         if remote:
             yield [Call(node_dest(n), mm.FrameFill(frames=f, value=value)) for n, f in remote.items()]
+
+    def page_name(self, task: TaskState, region: Region, p: int) -> str:
+        """A page as an error names it: the task's virtual address, or the shared object's page."""
+        vaddr = region.start + p * self.core.page_size
+        if region.kind == ANON:
+            return f"page {vaddr:#x} of task {task.task_id}"
+        return f"page {region.obj_offset + p} of {region.obj} (task {task.task_id} at {vaddr:#x})"
 
     # ---- queries ------------------------------------------------------------------------
     def where(self, msg: mm.Where) -> mm.WhereReply:

@@ -187,6 +187,8 @@ class FrameAlloc(Request):
     replica_of: list | None = None  # [obj, idx]: the frame is a replica of a page-cache page
     cache_of: list | None = None  # [obj, idx]: the frame is the master of a file's page-cache page
     reclaim: bool = False  # reclaim clean page-cache pages here when short (direct reclaim)
+    task_id: int | None = None  # private frames of this task: freed by node.task.purge if its home dies
+    master_of: list | None = None  # [obj, idx]: the master of a shared page (announced if its directory dies)
 
 
 @message
