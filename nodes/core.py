@@ -13,7 +13,7 @@ from typing import Callable
 from nodes.costmodel import CostModel
 from nodes.framepool import FramePool
 from nodes.placement import Placement, charge
-from protocol.counters import NUMASTAT_COUNTERS
+from protocol.counters import NODE_EVENTS, NUMASTAT_COUNTERS
 from protocol.effects import Call
 from protocol.policy import Policy
 from protocol.errors import ErrorCode, NumaEmuError
@@ -96,7 +96,8 @@ class NodeCore:
         self.cost = CostModel(topology["latency_ns"], topology["bandwidth_mib_s"], pool.page_size)
         self.cpu_node = {cpu: n["id"] for n in topology["nodes"] for cpu in n["cpus"]}
         self.numastat = dict.fromkeys(NUMASTAT_COUNTERS, 0)
-        self.events: collections.Counter[str] = collections.Counter()
+        # every counter from the start, zeros included: /proc/vmstat lists them on a fresh machine
+        self.events: collections.Counter[str] = collections.Counter(dict.fromkeys(NODE_EVENTS, 0))
         self.weights: dict[int, int] | None = None  # weighted-interleave weights, None: all 1
         self.migcache_pages = 0  # private pages of this node's tasks waiting in the migration cache
         self.auto_migrate = True  # sysctl vm.auto_migrate: a task moved here takes its pages along lazily

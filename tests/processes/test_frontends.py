@@ -142,6 +142,28 @@ def test_numastat_p_of_a_live_task(live_task, cli):
     assert ok(cli("numastat", "-p", "live.py")) == out
 
 
+# What a fresh cluster's vmstat lists, in this order: every counter numa-emu keeps, zeros included.
+FRESH_VMSTAT_NAMES = [
+    "nr_free_pages", "numa_hit", "numa_miss", "numa_foreign", "numa_interleave", "numa_local", "numa_other",
+    "nr_file_pages", "nr_vmscan_write", "pgpgin", "pgalloc_normal", "pgfree", "pgfault", "pgsteal_kswapd",
+    "pgsteal_direct", "pgscan_kswapd", "pgscan_direct", "pgmigrate_success", "pgmigrate_fail",
+    "nr_repl_pages", "pgreplicated", "pgreplicazap",
+    "pgreplicazap_write", "pgreplicazap_truncate", "pgreplicazap_migration", "pgreplicazap_reclaim",
+    "pgreplicazap_copyfail", "pgreplicabackoff", "nr_migcache_pages", "pgmigcache_in", "pgmigcache_out",
+    "pgwriteback", "repl_hits", "repl_stale_access", "repl_backoff_skips", "repl_copy_failed",
+    "repl_fill_refused", "repl_fetch_bytes", "repl_fault_wall_ns"]
+
+
+def test_vmstat_of_a_fresh_cluster_lists_every_counter_with_its_zero(four, cli):
+    lines = ok(cli("vmstat")).splitlines()
+    assert [line.split()[0] for line in lines] == FRESH_VMSTAT_NAMES
+    assert lines[0] == f"nr_free_pages {4 * (512 << 20) // PAGE}"
+    assert "pgmigrate_success 0" in lines and "numa_hit 0" in lines
+    assert lines[1:] == [f"{name} 0" for name in FRESH_VMSTAT_NAMES[1:]]
+    assert list(json.loads(ok(cli("vmstat", "--json"))).items()) == [
+        (name, int(value)) for name, value in (line.split() for line in lines)]
+
+
 def test_vmstat_and_numastat_n(four, cli):
     ok(cli("numactl", "-C", "0", "--membind=1", "--", *EMU, "memhog", "4m"))
     text = ok(cli("vmstat"))
