@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from nodes.core import STALE_RETRIES, NodeCore, node_dest
 from nodes.locks import PageLock
-from nodes.pagetable import ANON, FILE, MIGCACHE, SHM, AddressSpace, Region
+from nodes.pagetable import ANON, FILE, MIGCACHE, SHM, ZEROPAGE, AddressSpace, Region
 from nodes.pcache import PageCacheView
 from nodes.placement import InterleaveCursor, Placement, interleave_target, next_interleave_index, place
 from protocol.effects import Call, Forward, Sleep
@@ -234,6 +234,9 @@ class MemoryManager:
                 pages = [p for p in pages if region.node[p] < 0]
                 if not pages:
                     return
+        if not write:
+            self._map_zero_page(task, region, pages)
+            return
         groups: dict[Placement, list[int]] = {}
         for p in pages:
             groups.setdefault(self._placement(task, region, p)[0], []).append(p)
@@ -253,6 +256,17 @@ class MemoryManager:
             if len(got) < len(plist):
                 raise NumaEmuError(ErrorCode.ENOMEM,
                                    f"no free frame on the nodes the policy allows ({sorted(placement.order)})")
+
+    def _map_zero_page(self, task: TaskState, region: Region, pages: list[int]) -> None:
+        """A read fault of untouched private pages maps the shared zero page (mm/memory.c
+        do_anonymous_page): no frame, no numa counter; a fault all the same (pgfault). A page
+        mapped to it already does not fault again on a read."""
+        core = self.core
+        fresh = [p for p in pages if region.node[p] == -1]
+        for p in fresh:
+            region.node[p] = ZEROPAGE
+        task.faults += len(fresh)
+        core.events["pgfault"] += len(fresh)  # not traced: a trace's fault is a frame given
 
     def may_replicate(self, task: TaskState, name: str) -> bool:
         """A reader of file `name` may get a replica: global switch, its cpuset's flag, and the
@@ -321,6 +335,9 @@ class MemoryManager:
         if region.kind != ANON or offset + length > core.page_size:
             return None
         if region.node[p] != core.node_id:
+            if region.node[p] == ZEROPAGE and data is None:  # the zero page: zeros at a local access's cost
+                task.clock_ns += core.cost.access_ns(task.node, task.node, length)
+                return mm.AccessReply(data=bytes(length), clock_ns=task.clock_ns)
             return self._forward(task, region, p, offset, length, data) if msg.direct and region.node[p] >= 0 else None
         frame = region.frame[p]
         if data is None:
@@ -356,7 +373,9 @@ class MemoryManager:
         pos = 0
         for region, first, last in task.space.range(msg.vaddr, length):
             shared = region.kind != ANON
-            absent = [p for p in range(first, last) if region.node[p] < 0 or (write and shared and not region.wr[p])]
+            absent = [p for p in range(first, last)
+                      if (region.node[p] < 0 and (write or region.node[p] != ZEROPAGE))
+                      or (write and shared and not region.wr[p])]
             if absent:
                 yield from self._fault(task, region, absent, write, None)
             for p in range(first, last):
@@ -371,7 +390,10 @@ class MemoryManager:
                     node, frame = region.node[p], region.frame[p]
                 else:
                     node, frame = region.node[p], region.frame[p]
-                    if node == core.node_id:
+                    if node == ZEROPAGE:  # only read so far (a write faulted it in above)
+                        node = task.node
+                        out += bytes(n)
+                    elif node == core.node_id:
                         if write:
                             core.pool.write(frame, offset, msg.data[pos:pos + n])
                         else:
@@ -442,7 +464,9 @@ class MemoryManager:
     def _touch_pages(self, task: TaskState, region: Region, first: int, last: int, write: bool, fill: int | None):
         core, ps = self.core, self.core.page_size
         shared = region.kind != ANON
-        absent = [p for p in range(first, last) if region.node[p] < 0 or (write and shared and not region.wr[p])]
+        absent = [p for p in range(first, last)
+                  if (region.node[p] < 0 and (write or region.node[p] != ZEROPAGE))
+                  or (write and shared and not region.wr[p])]
         absent_set = set(absent)
         present = [p for p in range(first, last) if region.node[p] >= 0 and p not in absent_set]
         if absent:
@@ -455,7 +479,8 @@ class MemoryManager:
         nbytes = ps if fill is not None else _TOUCH_BYTES
         access_ns = core.cost.access_ns
         for p in range(first, last):
-            task.clock_ns += access_ns(task.node, region.node[p], nbytes)
+            node = region.node[p]
+            task.clock_ns += access_ns(task.node, task.node if node == ZEROPAGE else node, nbytes)
         if write:
             region.dirty[first:last] = b"\x01" * (last - first)
 
@@ -479,6 +504,8 @@ class MemoryManager:
         ps = self.core.page_size
         for region, first, last in task.space.range(msg.vaddr, msg.length):
             part = region.node[first:last].tolist()
+            if ZEROPAGE in part:  # the zero page is no page of the task's (move_pages: -EFAULT)
+                part = [-1 if n == ZEROPAGE else n for n in part]
             if task.away:  # a page being migrated, or in the migration cache: the node holding it
                 for i, n in enumerate(part):
                     if n < -1:

@@ -135,7 +135,7 @@ class GetMempolicy(Request):
 @message
 class WhereReply(Reply):
     kind = "mem.where.reply"
-    nodes: list  # one per page: node id, or -1 when not present
+    nodes: list  # one per page: node id, or -1 when it has none (not present, or the zero page)
 
 
 @message

@@ -30,12 +30,13 @@ LIVE_TASK = textwrap.dedent("""\
     spread = task.mmap(256 * 4096)
     spread.mbind("interleave", "0-3")
     spread.touch(fill=0xFF)                     # memhog's memset: present and dirty
-    clean = task.mmap(64 * 4096)
-    clean.touch(0, 32 * 4096)                   # half of it read: present, not dirty
+    half = task.mmap(64 * 4096)
+    half.touch(0, 32 * 4096, write=True)        # half of it written: present and dirty
+    half.touch(32 * 4096, 16 * 4096)            # a quarter only read: the zero page, no page of its own
     untouched = task.mmap(8 * 4096)
     shared = task.mmap(4 * 4096, shared=True, name="seg")
     shared.touch(write=True)
-    regions = [{"start": r.vaddr, "where": r.where()} for r in (spread, clean, untouched, shared)]
+    regions = [{"start": r.vaddr, "where": r.where()} for r in (spread, half, untouched, shared)]
     print(json.dumps({"pid": os.getpid(), "task_id": task.task_id, "cpu": task.cpu, "regions": regions}), flush=True)
     sys.stdin.read()
 """)
@@ -103,17 +104,17 @@ def test_the_pid_the_caller_sees_is_the_tasks_pid(four, env, tmp_path):
 
 def test_numa_maps_lines(live_task, cli):
     lines = ok(cli("numa-maps", str(live_task["pid"]))).splitlines()
-    spread, clean, untouched, shared = live_task["regions"]
+    spread, half, untouched, shared = live_task["regions"]
 
     def nodes(region):
         where = [n for n in region["where"] if n is not None]
         return " ".join(f"N{n}={where.count(n)}" for n in sorted(set(where)))
 
     assert nodes(spread) == "N0=64 N1=64 N2=64 N3=64"
-    assert nodes(clean) == "N2=32"  # bind {2,3} from CPU 2 fills node 2
+    assert nodes(half) == "N2=32"  # bind {2,3} from CPU 2 fills node 2; the pages only read have none
     assert lines == [
         f"{spread['start']:08x} interleave:0-3 anon=256 dirty=256 {nodes(spread)} kernelpagesize_kB=4",
-        f"{clean['start']:08x} bind:2-3 anon=32 {nodes(clean)} kernelpagesize_kB=4",
+        f"{half['start']:08x} bind:2-3 anon=32 dirty=32 {nodes(half)} kernelpagesize_kB=4",
         f"{untouched['start']:08x} bind:2-3",
         f"{shared['start']:08x} bind:2-3 file=/dev/shm/seg dirty=4 {nodes(shared)} kernelpagesize_kB=4",
     ]

@@ -54,7 +54,7 @@ def test_script_interleave_bind_and_absent_pages(cli, two_nodes, tmp_path):
         "anon b 6p\n"
         "map b\n"
         "mbind b bind 1\n"
-        "touch b 0 4p\n"
+        "touch b 0 4p write\n"
         "where b\n"
         "show\n")
     proc = cli("memtoy", "--name", two_nodes.name, "--cpu", "0", "-f", str(script))
@@ -76,7 +76,7 @@ def test_script_interleave_bind_and_absent_pages(cli, two_nodes, tmp_path):
 
 def test_where_shows_64_pages_by_default(cli, two_nodes):
     proc = cli("memtoy", "--name", two_nodes.name, "--cpu", "2",
-               input="anon big 70p\nmap big\ntouch big 0 2p\nwhere big\nwhere big 68p 10p\n")
+               input="anon big 70p\nmap big\ntouch big 0 2p write\nwhere big\nwhere big 68p 10p\n")
     assert proc.returncode == 0, proc.stderr
     lines = _where_lines(proc.stdout)
     # the default window: pages 0-63 (cpu 2 is on node 1: first touch there), then the count left out

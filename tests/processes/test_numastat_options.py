@@ -27,7 +27,7 @@ LIVE = textwrap.dedent("""\
     spread.mbind("interleave", "0-3")
     spread.touch(fill=0xFF)
     bound = task.mmap(64 * 4096)
-    bound.touch(0, 32 * 4096)
+    bound.touch(0, 32 * 4096, write=True)
     print(json.dumps({"pid": os.getpid()}), flush=True)
     sys.stdin.read()
 """)
