@@ -100,7 +100,7 @@ class MemoryManager:
             "node.task.attach": self.attach, "node.task.detach": self.detach,
             "mem.mmap": self.mmap, "mem.munmap": self.munmap, "mem.access": self.access, "mem.touch": self.touch,
             "mem.where": self.where,
-            "mem.maps": self.maps,
+            "mem.maps": self.maps, "mem.mapcounts": self.mapcounts,
         }
 
     def task(self, task_id: int) -> TaskState:
@@ -513,15 +513,61 @@ class MemoryManager:
             nodes.extend(part)
         return mm.WhereReply(nodes=nodes)
 
-    def maps(self, msg: mm.Maps) -> mm.MapsReply:
+    def maps(self, msg: mm.Maps):
         task = self.task(msg.task_id)
-        return mm.MapsReply(regions=[self.region_info(task, r) for r in task.space.regions], clock_ns=task.clock_ns)
+        return self._maps(task)
 
-    def region_info(self, task: TaskState, r: Region) -> dict:
+    def _maps(self, task: TaskState):
+        counts = yield from self._shared_mapcounts(task)
+        return mm.MapsReply(regions=[self.region_info(task, r, counts) for r in task.space.regions],
+                            clock_ns=task.clock_ns)
+
+    def mapcounts(self, msg: mm.MapCounts) -> mm.MapCountsReply:
+        if not all(isinstance(i, list) and all(isinstance(x, int) for x in i) for i in msg.pages.values()):
+            raise NumaEmuError(ErrorCode.EINVAL, "mem.mapcounts: pages must map objects to lists of page indices")
+        return mm.MapCountsReply(counts=self.pcache.mapcounts(msg.pages))
+
+    def _shared_mapcounts(self, task: TaskState):
+        """(object, index) -> how many mappings the task's present shared pages have over the
+        cluster (every node's tasks; a node that does not answer counts none)."""
+        asked: dict[str, set[int]] = collections.defaultdict(set)
+        for r in task.space.regions:
+            if r.kind != ANON:
+                asked[r.obj].update(r.obj_offset + p for p, node in r.node.items() if node >= 0)
+        pages = {obj: sorted(idxs) for obj, idxs in asked.items() if idxs}
+        total: collections.Counter[tuple[str, int]] = collections.Counter()
+        if not pages:
+            return total
+        answers = [self.pcache.mapcounts(pages)]
+        core = self.core
+        peers = [n for n in range(core.n_nodes) if n != core.node_id and n not in core.dead]
+        try:
+            if peers:
+                replies = yield [Call(node_dest(n), mm.MapCounts(pages=pages)) for n in peers]
+                answers += [reply.counts for reply in replies]
+        except NumaEmuError:
+            pass  # a peer gone: numa_maps still answers, with the mappings it could count
+        for counts in answers:
+            for obj, idxs in pages.items():
+                for idx, n in zip(idxs, counts.get(obj, ())):
+                    total[(obj, idx)] += int(n)
+        return total
+
+    def region_info(self, task: TaskState, r: Region, mapcounts: collections.Counter | None = None) -> dict:
+        """What numa_maps shows of a region (fs/proc/task_mmu.c gather_stats): pages per node,
+        dirty ones, active ones, and the highest map count of a present page."""
         per_node = {n: r.node.count(n) for n in range(self.core.n_nodes)}
+        present = [p for p, node in r.node.items() if node >= 0]
+        if r.kind == ANON:
+            mapmax = 1 if present else 0  # no fork: a private page has one mapping
+        else:
+            mapmax = max((mapcounts or {}).get((r.obj, r.obj_offset + p), 1) for p in present) if present else 0
+        # Nothing is on an active list: new anon and shmem pages start inactive (Linux 5.9+), no
+        # swap means no anon aging to promote them, and the page cache ages by a clock instead.
         return {"start": r.start, "length": r.npages * self.core.page_size, "kind": r.kind, "name": r.name,
                 "policy": (r.policy or task.policy).to_wire(), "vma_policy": r.policy is not None,
-                "pages": {n: c for n, c in per_node.items() if c}, "dirty": r.dirty.count(1), "present": r.present_pages()}
+                "pages": {n: c for n, c in per_node.items() if c}, "dirty": sum(r.dirty[p] for p in present),
+                "active": 0, "mapmax": mapmax, "present": len(present)}
 
     def task_pages(self) -> dict:
         out = {}

@@ -152,7 +152,7 @@ class Where(Request):
 @message
 class MapsReply(Reply):
     kind = "mem.maps.reply"
-    regions: list  # dicts: start, length, kind, name, policy, pages {node: n}, dirty, present
+    regions: list  # dicts: start, length, kind, name, policy, pages {node: n}, dirty, active, mapmax, present
     clock_ns: int
 
 
@@ -161,6 +161,22 @@ class Maps(Request):
     kind = "mem.maps"
     reply = MapsReply
     task_id: int
+
+
+@message
+class MapCountsReply(Reply):
+    kind = "mem.mapcounts.reply"
+    counts: dict  # object -> one count per index asked: mappings by this node's tasks
+
+
+@message
+class MapCounts(Request):
+    """How many mappings of this node's tasks each shared page has (numa_maps' mapmax: the home
+    node of a task sums the answers of every node)."""
+
+    kind = "mem.mapcounts"
+    reply = MapCountsReply
+    pages: dict  # object (shm:NAME, file:NAME) -> list of page indices
 
 
 # ---- node -> node ------------------------------------------------------------------------

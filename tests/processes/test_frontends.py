@@ -112,14 +112,27 @@ def test_numa_maps_lines(live_task, cli):
 
     assert nodes(spread) == "N0=64 N1=64 N2=64 N3=64"
     assert nodes(half) == "N2=32"  # bind {2,3} from CPU 2 fills node 2; the pages only read have none
+    # fresh pages sit on the inactive list: active=0 (gather_stats counts PG_active ones)
     assert lines == [
-        f"{spread['start']:08x} interleave:0-3 anon=256 dirty=256 {nodes(spread)} kernelpagesize_kB=4",
-        f"{half['start']:08x} bind:2-3 anon=32 dirty=32 {nodes(half)} kernelpagesize_kB=4",
+        f"{spread['start']:08x} interleave:0-3 anon=256 dirty=256 active=0 {nodes(spread)} kernelpagesize_kB=4",
+        f"{half['start']:08x} bind:2-3 anon=32 dirty=32 active=0 {nodes(half)} kernelpagesize_kB=4",
         f"{untouched['start']:08x} bind:2-3",
-        f"{shared['start']:08x} bind:2-3 file=/dev/shm/seg dirty=4 {nodes(shared)} kernelpagesize_kB=4",
+        f"{shared['start']:08x} bind:2-3 file=/dev/shm/seg dirty=4 active=0 {nodes(shared)} kernelpagesize_kB=4",
     ]
     regions = json.loads(ok(cli("numa-maps", str(live_task["pid"]), "--json")))["regions"]
     assert [r["present"] for r in regions] == [256, 32, 0, 4]
+    assert [r["mapmax"] for r in regions] == [1, 1, 0, 1]
+
+
+def test_numa_maps_mapmax_counts_the_tasks_of_every_node_that_map_a_page(live_task, four, cli):
+    shared = live_task["regions"][3]
+    with numa_emu.attach(0, cluster=four.name) as other:  # home node 0; the live task's is node 2
+        other.mmap(4 * PAGE, shared=True, name="seg").touch(PAGE, 2 * PAGE)  # pages 1 and 2
+        line = ok(cli("numa-maps", str(live_task["pid"]))).splitlines()[3]
+        assert line == (f"{shared['start']:08x} bind:2-3 file=/dev/shm/seg dirty=4 mapmax=2 active=0 N2=4 "
+                        "kernelpagesize_kB=4")
+        mine = ok(cli("numa-maps", str(other.task_id))).splitlines()
+        assert mine[-1].endswith(" default file=/dev/shm/seg mapped=2 mapmax=2 active=0 N2=2 kernelpagesize_kB=4")
 
 
 def test_numastat_p_of_a_live_task(live_task, cli):

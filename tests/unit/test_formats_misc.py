@@ -275,6 +275,18 @@ def test_numa_maps_optional_fields() -> None:
     assert file_line == "00001000 default file=/lib/x.so mapped=2 N0=2 kernelpagesize_kB=4\n"
 
 
+def test_numa_maps_active_after_mapmax_only_below_the_pages_and_never_for_hugetlb() -> None:
+    common: dict[str, Any] = {"kind": "file", "file": "/dev/shm/seg", "anon": 0, "dirty": 4, "page_size_kb": 4}
+    line = format_numa_maps_line(0x1000, "default", mapmax=2, active=0, per_node_pages={2: 4}, **common)
+    assert line == "00001000 default file=/dev/shm/seg dirty=4 mapmax=2 active=0 N2=4 kernelpagesize_kB=4\n"
+    assert " active=" not in format_numa_maps_line(0x1000, "default", mapmax=1, active=4, per_node_pages={2: 4},
+                                                   **common)
+    assert " active=1 " in format_numa_maps_line(0x1000, "default", mapmax=1, active=1, per_node_pages={2: 4},
+                                                 **common)
+    assert " active=" not in format_numa_maps_line(0x1000, "default", mapmax=1, active=0, per_node_pages={2: 4},
+                                                   huge=True, **common)
+
+
 def test_numa_maps_no_present_page_prints_only_the_head() -> None:
     line = format_numa_maps_line(
         0x7FFC0000, "interleave:0-3", kind="stack", anon=0, dirty=0, mapmax=0, per_node_pages={}, page_size_kb=4
