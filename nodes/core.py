@@ -13,6 +13,7 @@ from typing import Callable
 from nodes.costmodel import CostModel
 from nodes.framepool import FramePool
 from nodes.placement import Placement, charge
+from nodes.store import FILE_PREFIX
 from protocol.counters import NODE_EVENTS, NUMASTAT_COUNTERS
 from protocol.effects import Call
 from protocol.policy import Policy
@@ -84,6 +85,7 @@ class NodeCore:
         # replicas, and masters of file pages (shm has no store to read it back from: not listed).
         self.replica_frames: collections.OrderedDict[int, tuple[str, int]] = collections.OrderedDict()
         self.cache_frames: collections.OrderedDict[int, tuple[str, int]] = collections.OrderedDict()
+        self.shm_frames: dict[int, tuple[str, int]] = {}  # masters of shm pages (not reclaimable: no store)
         self._reclaim = None  # direct reclaim of this node: shrink(want) -> frames freed (use_reclaim)
         self.repl_lifetimes: collections.Counter[str] = collections.Counter()
         self.n_nodes = len(topology["nodes"])
@@ -109,10 +111,11 @@ class NodeCore:
         self._reclaim = shrink
 
     def supply(self, count: int, *, preferred: int, task_node: int, interleave: bool, fill: int | None,
-               replica_of: tuple[str, int] | None = None, cache_of: tuple[str, int] | None = None) -> list[int]:
+               replica_of: tuple[str, int] | None = None, cache_of: tuple[str, int] | None = None,
+               shm_of: tuple[str, int] | None = None) -> list[int]:
         """Up to `count` frames of this node, charged as zone_statistics would (nodes.placement.charge).
-        A replica frame, or the master of a file page, is remembered with its page, for counting
-        and reclaim."""
+        A replica frame, the master of a file page or of a shm page is remembered with its page,
+        for counting (meminfo: FilePages, Shmem; AnonPages are the rest) and reclaim."""
         frames = []
         try:
             for _ in range(count):
@@ -139,6 +142,9 @@ class NodeCore:
         if cache_of is not None:
             for f in frames:
                 self.cache_frames[f] = cache_of
+        if shm_of is not None:
+            for f in frames:
+                self.shm_frames[f] = shm_of
         if self.trace.on:
             self.trace.emit("alloc", frames=frames, preferred=preferred, task_node=task_node,
                             hit=preferred == self.node_id, interleave=interleave)
@@ -148,6 +154,7 @@ class NodeCore:
         for f in frames:
             self.pool.free_frame(f)
             self.cache_frames.pop(f, None)
+            self.shm_frames.pop(f, None)
             if self.replica_frames.pop(f, None) is not None and zap_cause:
                 self.events["pgreplicazap"] += 1
                 self.events[f"pgreplicazap_{zap_cause}"] += 1
@@ -170,16 +177,25 @@ class NodeCore:
             frames += self.supply(count - len(frames), **kw)
         return frames
 
+    def master_of(self, obj: str, idx: int) -> dict:
+        """What the master frame of shared page (obj, idx) holds, as `supply`'s keywords: a file
+        page the store can give back (page cache, reclaimable), or a shm page (shared memory)."""
+        if obj.startswith(FILE_PREFIX):
+            return {"cache_of": (obj, idx)} if self.store is not None else {}
+        return {"shm_of": (obj, idx)}
+
     def allocate(self, placement: Placement, count: int, task_node: int, fill: int | None = None,
-                 cache_of: tuple[str, int] | None = None):
+                 cache_of: tuple[str, int] | None = None, shm_of: tuple[str, int] | None = None):
         """Walk the placement's order, local frames directly, remote ones with frame.alloc, until
         `count` pages are had; when every node of the order is full, walk it again reclaiming
         clean page-cache pages on each node before taking from it (nodes/reclaim.py: fall back
         first, reclaim when all allowed nodes are full). `cache_of`: the frame is the master of
-        that file page. Returns [(node, frame, generation)], shorter when nothing could be freed."""
+        that file page, `shm_of` of that shm page. Returns [(node, frame, generation)], shorter when
+        nothing could be freed."""
         got: list[tuple[int, int, int]] = []
         foreign: collections.Counter[int] = collections.Counter()
         page = list(cache_of) if cache_of is not None else None
+        shm_page = list(shm_of) if shm_of is not None else None
         for reclaim in (False, True):
             for node in placement.order:
                 need = count - len(got)
@@ -188,14 +204,15 @@ class NodeCore:
                 preferred = placement.preferred_for(node)
                 if node == self.node_id:
                     kw = dict(preferred=preferred, task_node=task_node, interleave=placement.interleave, fill=fill,
-                              cache_of=cache_of)
+                              cache_of=cache_of, shm_of=shm_of)
                     frames = (yield from self.supply_reclaiming(need, **kw)) if reclaim else self.supply(need, **kw)
                     gens = [self.pool.generation[f] for f in frames]
                 else:
                     try:
                         reply = yield Call(node_dest(node), mm.FrameAlloc(
                             count=need, preferred=preferred, task_node=task_node,
-                            interleave=placement.interleave, fill=fill, cache_of=page, reclaim=reclaim))
+                            interleave=placement.interleave, fill=fill, cache_of=page, shm_of=shm_page,
+                            reclaim=reclaim))
                         frames = reply.frames
                         gens = reply.generations or [0] * len(frames)
                     except NumaEmuError as exc:
@@ -269,8 +286,12 @@ class NodeCore:
             raise NumaEmuError(ErrorCode.ESTALE, f"frame {frame} of node {self.node_id} was freed since it was mapped")
 
     def vmstat(self) -> dict[str, int]:
+        # The kernel's nr_file_pages counts shmem too (it is page cache); anon pages are the rest
+        # of the used frames (a frame being filled for a replica counts there for an instant).
+        file_pages = len(self.replica_frames) + len(self.cache_frames) + len(self.shm_frames)
         out = {"nr_free_pages": self.pool.free, "nr_total_pages": self.pool.frames,
-               "nr_repl_pages": len(self.replica_frames), "nr_migcache_pages": self.migcache_pages,
-               "nr_file_pages": len(self.replica_frames) + len(self.cache_frames)}  # file pages only: shm is not listed
+               "nr_anon_pages": self.pool.frames - self.pool.free - file_pages, "nr_file_pages": file_pages,
+               "nr_shmem": len(self.shm_frames),
+               "nr_repl_pages": len(self.replica_frames), "nr_migcache_pages": self.migcache_pages}
         out.update(self.events)
         return out

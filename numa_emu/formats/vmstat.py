@@ -10,7 +10,8 @@ then the 2007 replicated page cache's (``nr_repl_pages``, ``pgreplicated``, ``pg
 then numa-emu's own (docs/linux-semantics.md#vmstat).  Reclaim counts as the kernel does: ``pgscan_direct`` / ``pgsteal_direct``
 (in an allocation), ``pgscan_kswapd`` / ``pgsteal_kswapd`` (in the background),
 ``nr_vmscan_write`` (dirty pages reclaim wrote back), ``pgpgin`` (KiB read from the store);
-``nr_file_pages`` is the page-cache pages of files (shm pages are not counted).
+``nr_file_pages`` is the page-cache pages (files, replicas and shm: the kernel counts shmem
+there), ``nr_shmem`` the shm pages, ``nr_anon_pages`` the private ones.
 
 The six numastat counters have different names system-wide (docs/linux-semantics.md#numastat-counters):
 ``interleave_hit`` -> ``numa_interleave``, ``local_node`` -> ``numa_local``,

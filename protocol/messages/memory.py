@@ -202,6 +202,7 @@ class FrameAlloc(Request):
     fill: int | None = None  # write this byte over each frame right away
     replica_of: list | None = None  # [obj, idx]: the frame is a replica of a page-cache page
     cache_of: list | None = None  # [obj, idx]: the frame is the master of a file's page-cache page
+    shm_of: list | None = None  # [obj, idx]: the frame is the master of a shm page
     reclaim: bool = False  # reclaim clean page-cache pages here when short (direct reclaim)
 
 

@@ -159,7 +159,7 @@ def test_numastat_p_of_a_live_task(live_task, cli):
 # What a fresh cluster's vmstat lists, in this order: every counter numa-emu keeps, zeros included.
 FRESH_VMSTAT_NAMES = [
     "nr_free_pages", "numa_hit", "numa_miss", "numa_foreign", "numa_interleave", "numa_local", "numa_other",
-    "nr_file_pages", "nr_vmscan_write", "pgpgin", "pgalloc_normal", "pgfree", "pgfault", "pgsteal_kswapd",
+    "nr_anon_pages", "nr_file_pages", "nr_shmem", "nr_vmscan_write", "pgpgin", "pgalloc_normal", "pgfree", "pgfault", "pgsteal_kswapd",
     "pgsteal_direct", "pgscan_kswapd", "pgscan_direct", "pgmigrate_success", "pgmigrate_fail",
     "nr_repl_pages", "pgreplicated", "pgreplicazap",
     "pgreplicazap_write", "pgreplicazap_truncate", "pgreplicazap_migration", "pgreplicazap_reclaim",
