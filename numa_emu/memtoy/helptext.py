@@ -45,9 +45,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "+shared (a file segment) makes the policy the file's shared policy: its pages are\n"
               "allocated by it whoever faults them first; cached pages stay where they are."),
     "where": ("where <seg> [<off> <len>]",
-              "the node of each page: 'PAGE NODE' lines, '-' if it has none",
-              "PAGE is the page index within the segment. Without <off> <len> the first 64 pages\n"
-              "are shown, followed by '... N more pages' if the segment has more. '-' also for a\n"
+              "the node of each page, in memtoy's layout ('-' if it has none)",
+              "The segment line, a 'page offset' header with +00 to +07, then eight nodes a line\n"
+              "after the hexadecimal page offset within the segment. Without <off> <len> the first\n"
+              "64 pages. `numa-emu memtoy --where-lines` prints one 'PAGE NODE' line per page\n"
+              "instead, then '... N more pages' if the default window left some out. '-' also for a\n"
               "page only read (the zero page: `touch SEG write` allocates). Unlike memtoy,\n"
               "where never faults a page in."),
     "mpol": ("mpol [<policy> [<nodes>]]",
