@@ -42,7 +42,7 @@ class FrameService:
             raise NumaEmuError(ErrorCode.EINVAL, "frame.alloc: fill must be a byte value")
         kw = dict(preferred=msg.preferred, task_node=msg.task_node, interleave=msg.interleave, fill=msg.fill,
                   replica_of=_page(msg.replica_of, "replica_of"), cache_of=_page(msg.cache_of, "cache_of"),
-                  owner=msg.task_id, master_of=_page(msg.master_of, "master_of"))
+                  owner=msg.task_id, master_of=_page(msg.master_of, "master_of"), shm_of=_page(msg.shm_of, "shm_of"))
         if msg.reclaim:  # direct reclaim: no page lock is waited for (dir.reclaim takes none that is held)
             frames = yield from c.supply_reclaiming(msg.count, **kw)
         else:

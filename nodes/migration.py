@@ -29,7 +29,7 @@ from nodes.costmodel import FAULT_OVERHEAD_NS
 from nodes.master_move import UNREACHABLE, MasterMove, alloc_exact, trace_migrate
 from nodes.migration_plan import EBUSY, EFAULT, ENOENT, ENOMEM, NOT_MOVED, mbind_target
 from nodes.mm import MemoryManager, TaskState
-from nodes.pagetable import ANON, MIGCACHE, MIGRATING, Region
+from nodes.pagetable import ANON, MIGCACHE, MIGRATING, ZEROPAGE, Region
 from nodes.pcache import CachedPage
 from nodes.placement import misplaced
 from nodes.replication import Replication
@@ -104,8 +104,8 @@ class Migration:
                     node = task.away[vpage]  # a lazily unmapped shared page is moved (and mapped) by its directory
                 else:
                     node = self.cache_take(task, region, p)
-            if node < 0:
-                status[i] = ENOENT
+            if node < 0:  # the zero page is no page to move or report (mm/migrate.c since 6.12)
+                status[i] = EFAULT if node == ZEROPAGE else ENOENT
                 continue
             target = node if msg.nodes is None else msg.nodes[i]
             status[i] = node

@@ -163,6 +163,10 @@ class PageCacheView:
     def map(self, key: Key, task_id: int, vpage: int) -> None:
         self.rmap.setdefault(key, set()).add((task_id, vpage))
 
+    def mapcounts(self, pages: dict) -> dict:
+        """object -> the number of this node's mappings of each page index asked."""
+        return {obj: [len(self.rmap.get((obj, idx), ())) for idx in idxs] for obj, idxs in pages.items()}
+
     def unmap(self, key: Key, task_id: int, vpage: int) -> None:
         users = self.rmap.get(key)
         if users is not None:

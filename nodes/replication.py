@@ -111,8 +111,7 @@ class Replication:
         placement = place(policy, task_node=msg.task_node, allowed=frozenset(msg.allowed) & c.possible,
                           fallback_orders=c.fallback, interleave_index=msg.interleave_index, weights=c.weights)
         from_store = msg.obj.startswith(FILE_PREFIX) and c.store is not None  # reclaimable: the store has it
-        got = yield from c.allocate(placement, 1, msg.task_node, cache_of=(msg.obj, msg.idx) if from_store else None,
-                                    master_of=(msg.obj, msg.idx))
+        got = yield from c.allocate(placement, 1, msg.task_node, **c.master_kwargs(msg.obj, msg.idx))
         if not got:
             raise NumaEmuError(ErrorCode.ENOMEM, f"no node the policy allows has a free frame for {msg.obj}:{msg.idx}")
         node, frame, gen = got[0]
