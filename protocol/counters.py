@@ -28,7 +28,9 @@ NODE_EVENTS: tuple[str, ...] = (
     "pgreplicated", "pgreplicazap",
     # numa-emu's own: zap causes, the migration cache, replication's diagnostics
     "pgreplicazap_write", "pgreplicazap_truncate", "pgreplicazap_migration", "pgreplicazap_reclaim",
-    "pgreplicazap_copyfail", "pgreplicabackoff", "pgmigcache_in", "pgmigcache_out", "pgwriteback",
+    "pgreplicazap_copyfail", "pgreplicazap_nodedeath", "pgreplicabackoff", "pgmigcache_in", "pgmigcache_out", "pgwriteback",
     "repl_hits", "repl_stale_access", "repl_backoff_skips", "repl_copy_failed", "repl_fill_refused",
     "repl_fetch_bytes", "repl_fault_wall_ns",
+    # a node's death (docs/protocol.md#a-nodes-death)
+    "pglost_master", "pglost_dirty", "dir_rebuilt",
 )

@@ -183,6 +183,7 @@ NUMA_EMU: tuple[str, ...] = (
     "pgreplicazap_migration",  # the master moved
     "pgreplicazap_reclaim",  # reclaim dropped it (direct reclaim, or kswapd)
     "pgreplicazap_copyfail",  # its copy failed on the way
+    "pgreplicazap_nodedeath",  # its master's node died (the store is the one source again)
     "pgreplicabackoff",  # a file's replication backed off after thrashing
     "nr_migcache_pages",  # gauge: lazily migrated pages waiting in the migration cache
     "pgmigcache_in",  # a page unmapped into the migration cache (mbind MOVE|LAZY)
@@ -195,6 +196,9 @@ NUMA_EMU: tuple[str, ...] = (
     "repl_fill_refused",  # a replica copy that arrived for a read no longer waiting for it
     "repl_fetch_bytes",  # bytes copied to make replicas
     "repl_fault_wall_ns",  # wall time spent in replicating faults
+    "pglost_master",  # a shared page's master died with its node (read again from the store)
+    "pglost_dirty",  # ... and it was dirty: the write since the last fsync is lost (reported once)
+    "dir_rebuilt",  # directory entries rebuilt here from the survivors' reports
 )
 
 # Every name in print order: the kernel's (vmstat_text[] order), then the 2007 names, then ours.
