@@ -6,15 +6,16 @@ while another node dies.
 A task on CPU 0 of default-4n reads 8 bytes of its local page (Region.read, through its home node
 0), --count times per phase, timing each read:
 - normal: nothing else happens;
-- flood: a child process of the same user (it holds the cluster's keys: a buggy client, not an
+- flood: for --seconds, a child process of the same user (it holds the cluster's keys: a buggy client, not an
   outsider, whom the ZAP check already keeps out) sends node 0 garbage as fast as it can: random
   bytes, the right tag with random bodies, random msgpack maps with real message kinds, wrong
-  versions and oversized frames; it never reads the error replies;
+  versions and oversized frames; it never reads the error replies; the reads go on while it floods;
 - death: node 3 is killed (SIGKILL) right before the reads; they overlap the coordinator learning
   of the death and telling every node (node.down).
 Baseline in the same run: a bare pyzmq round trip (echo child), quiet and during the flood.
 Target: the reads' median during the flood and during the death within 2x of normal.
-Each phase ends with a check that the cluster still serves (a read of a page on node 1).
+Each phase ends with a check of every node's state (all up after the flood; only node 3 dead after
+its death).
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ KINDS = ["ping", "node.register", "mem.access", "mem.fault", "frame.read", "fram
 
 def garbage(rng: random.Random) -> list[bytes]:
     """One malformed message, of a kind picked at random."""
-    pick = rng.randrange(5)
+    pick = rng.randrange(4) if rng.random() > 0.005 else 4  # an oversized one (64 MiB + 1) now and then
     if pick == 0:
         return [rng.randbytes(rng.randrange(1, 64)) for _ in range(rng.randrange(1, 4))]
     if pick == 1:
@@ -89,18 +90,16 @@ def timed_reads(region, count: int) -> list[float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--count", type=int, default=2000, help="reads per phase")
-    p.add_argument("--seconds", type=float, default=3.0, help="how long the flooder floods (it stops early if the reads are done)")
+    p.add_argument("--seconds", type=float, default=3.0, help="how long the flooder floods (the reads go on meanwhile)")
     args = p.parse_args()
     bc.setup()
     rows, notes = [], []
     with bc.temp_home() as home, bc.echo_server(home) as echo_endpoint, Cluster("default-4n", name="flood") as c:
         echo = bc.EchoClient(echo_endpoint)
         envelope = bc.read_envelope(8)
-        with numa_emu.attach(0, cluster="flood") as task, numa_emu.attach(4, cluster="flood") as other:
+        with numa_emu.attach(0, cluster="flood") as task:
             region = task.mmap(PAGE)
             region.touch(fill=0)
-            far = other.mmap(PAGE)
-            far.touch(fill=1)
             timed_reads(region, 300)  # warm-up
             bare = echo.round_trips(envelope, args.count)
             normal = timed_reads(region, args.count)
@@ -112,20 +111,23 @@ def main() -> None:
                                      stdout=subprocess.PIPE, text=True)
             assert flood.stdout.readline().strip() == "ready"
             t0 = time.monotonic()
-            flooded = timed_reads(region, args.count)
-            bare_flooded = echo.round_trips(envelope, max(200, args.count // 4))
+            flooded, bare_flooded = [], []
+            while flood.poll() is None:  # the reads and the bare probe take turns while the flood lasts
+                flooded += timed_reads(region, 100)
+                bare_flooded += echo.round_trips(envelope, 25)
             flood_s = time.monotonic() - t0
             sent = int(flood.communicate(timeout=args.seconds + 30)[0].strip().splitlines()[-1])
             with c.client(endpoint=node0) as probe:
                 bad = probe.call(lc.ProcStats()).stats.get("bad_messages", 0) - bad_before
-            assert far.read(0, 1) == b"\x01", "the cluster must still serve after the flood"
+            assert [n["state"] for n in c.status().nodes] == ["up"] * 4, "every node must still serve after the flood"
             notes.append(f"flooder sent {sent} garbage messages ({sent / args.seconds:.0f}/s); node 0 counted "
                          f"{bad} bad messages; the reads ran for {flood_s:.2f} s of the flood")
 
             victim = int(c.status().nodes[3]["pid"])
             os.kill(victim, signal.SIGKILL)
             dying = timed_reads(region, args.count)
-            assert far.read(0, 1) == b"\x01", "node 1 must still serve after node 3's death"
+            states = [n["state"] for n in c.status().nodes]
+            assert states[:3] == ["up"] * 3 and states[3] == "dead", states
         echo.close()
     med = bc.median
     rows = [
