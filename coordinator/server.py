@@ -12,6 +12,7 @@ import os
 import time
 from pathlib import Path
 
+from coordinator.faultserver import FaultService
 from coordinator.fileserver import FileService
 from coordinator.latencyserver import LatencyService
 from coordinator.state import ClusterState
@@ -49,8 +50,9 @@ class CoordinatorServer:
         self.latency = LatencyService(self.state, inject, dilation)
         self.trace = TraceService(self.state)
         self.files = FileService(self.state, cluster_dir / STORE_DIR)
+        self.faults = FaultService(self.state, self.supervisor, r.call_later)
         self.tasks.sysctl.preset(sysctl or [])
-        for service in (self.tasks, self.latency, self.trace, self.files):
+        for service in (self.tasks, self.latency, self.trace, self.files, self.faults):
             for kind, handler in service.handlers().items():
                 r.on(kind, handler)
         for kind, handler in {
@@ -117,6 +119,7 @@ class CoordinatorServer:
         self.reactor.spawn(self._shutdown(), lambda *_: None)
 
     def _shutdown(self):
+        self.faults.continue_all()
         try:  # `down` never loses a completed write: every dirty page-cache page goes to the store first
             yield self.files.writeback_all()
         except NumaEmuError as exc:
@@ -194,6 +197,7 @@ class CoordinatorServer:
         endpoints = {rec.id: rec.endpoint for rec in self.state.nodes.values()}
         yield [Call(f"node:{i}", lc.NodePeers(endpoints=endpoints)) for i in endpoints]
         yield self.latency.push(self.latency.table)
+        yield self.faults.push(self.faults.table)
         yield self.tasks.sysctl.push_all()
 
     def _ready(self, _result: object, exc: BaseException | None) -> None:

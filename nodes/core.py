@@ -91,6 +91,9 @@ class NodeCore:
         self.pool = pool
         self.possible = frozenset(range(self.n_nodes))
         self.dead: set[int] = set()  # peers the coordinator reported dead (node.down): fsync passes them by
+        # A forwarded access is a one-way notice that cannot be re-sent: while faults are injected
+        # (protocol.faults) a home node calls the owner instead, which a lost message cannot break.
+        self.forwarding = True
         self.fallback = fallback_orders([list(r) for r in topology["distances"]],
                                         cpuless_nodes=[n["id"] for n in topology["nodes"] if not n["cpus"]])
         self.cost = CostModel(topology["latency_ns"], topology["bandwidth_mib_s"], pool.page_size)

@@ -321,7 +321,7 @@ class MemoryManager:
         if region.kind != ANON or offset + length > core.page_size:
             return None
         if region.node[p] != core.node_id:
-            return self._forward(task, region, p, offset, length, data) if msg.direct and region.node[p] >= 0 else None
+            return self._forward(task, region, p, offset, length, data) if msg.direct and core.forwarding and region.node[p] >= 0 else None
         frame = region.frame[p]
         if data is None:
             out = core.pool.read(frame, offset, length)

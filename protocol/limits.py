@@ -103,6 +103,14 @@ REFRESH_S = Bound(0.01, 3600.0, "s")
 # Repetitions of an experiment's configuration.
 REPETITIONS = Bound(1, 10_000, integer=True)
 
+# Faults on purpose (`numa-emu fault`): a probability per message; a delay of at most 10 s (the
+# delaying link's own cap, protocol.delaylink.MAX_HOLD_S); a stopped node for at most an hour;
+# a seed that fits the decisions' 64-bit key.
+FAULT_PROBABILITY = Bound(0.0, 1.0)
+FAULT_DELAY_MS = Bound(0.0, 10_000.0, "ms")
+FAULT_STOP_S = Bound(0.01, 3600.0, "s")
+FAULT_SEED = Bound(0, (1 << 63) - 1, integer=True)
+
 
 def clamp_clock_ns(ns: int) -> int:
     """A virtual clock never runs past CLOCK_MAX_NS: it saturates instead of overflowing the wire."""

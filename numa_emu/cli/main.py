@@ -21,6 +21,7 @@ COMMANDS = {
     "status": "status",
     "hardware": "hardware",
     "latency": "latency",
+    "fault": "fault",
     "trace": "trace",
     "file": "file",
     "memtoy": "memtoy",
