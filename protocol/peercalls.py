@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import heapq
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -24,9 +25,13 @@ from protocol.errors import ErrorCode, NumaEmuError
 from protocol.faults import FaultInjector
 from protocol.timing import MIGRATE_CALL_TIMEOUT_S
 
-PEER_RETRY_FIRST_S = 0.2
-PEER_RETRY_MAX_S = 1.0
-PEER_MAX_ATTEMPTS = 10
+# A call waits behind others for a page lock, and each of those may have lost a message: the first
+# re-send comes soon (a round trip here is about 0.1-1 ms), so a lost message costs tens of
+# milliseconds, not a deadline; a duplicate of a request still being served costs its receiver a lookup.
+log = logging.getLogger(__name__)
+PEER_RETRY_FIRST_S = 0.025
+PEER_RETRY_MAX_S = 0.5
+PEER_MAX_ATTEMPTS = 16
 SERVED_PER_PEER = 4096
 SERVED_AGE_S = MIGRATE_CALL_TIMEOUT_S + 15.0  # the longest deadline, plus the longest fault delay
 
@@ -90,8 +95,10 @@ class PeerCalls:
         r = self._retrying.get(request_id)
         if r is None:
             return NumaEmuError(ErrorCode.ETIMEDOUT, f"{dest} did not answer request {request_id} in time")
-        return NumaEmuError(ErrorCode.ETIMEDOUT, f"{dest.replace(':', ' ')} did not answer {r.kind} (request "
-                                                 f"{request_id}) in {now - r.started:.1f} s, {r.attempts} attempt(s)")
+        error = NumaEmuError(ErrorCode.ETIMEDOUT, f"{dest.replace(':', ' ')} did not answer {r.kind} (request "
+                                                  f"{request_id}) in {now - r.started:.1f} s, {r.attempts} attempt(s)")
+        log.warning("%s: %s", self.name, error.message)
+        return error
 
     # ---- the server: each request from a peer node served once -----------------------------------
     def _duplicate(self, peer: bytes, request_id: int) -> bool:
