@@ -7,8 +7,10 @@ the fault table in force (protocol.faults) drops, duplicates or delays what a no
   never past its deadline; then it fails with ETIMEDOUT naming the node.
 - A node serving a request from another node remembers its id per peer: a duplicate of a request
   still being served is ignored (its reply will go out once), a duplicate of one answered gets
-  the same reply again; the operation is applied once. Bounded: SERVED_PER_PEER ids per peer,
-  none older than SERVED_AGE_S (longer than any deadline a retry runs in).
+  the same reply again; the operation is applied once. Bounded per peer: SERVED_PER_PEER ids,
+  SERVED_BYTES of replies, none older than SERVED_AGE_S (longer than any deadline a retry runs
+  in). A peer's ids only grow (protocol.reactor starts them at the clock), so a request at or
+  below the highest id forgotten is refused with ETIMEDOUT, never applied a second time.
 
 A mixin of protocol.reactor.Reactor: it uses the reactor's sockets, counters, timers and send path.
 """
@@ -18,7 +20,7 @@ import collections
 import heapq
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from protocol.errors import ErrorCode, NumaEmuError
@@ -32,8 +34,33 @@ log = logging.getLogger(__name__)
 PEER_RETRY_FIRST_S = 0.025
 PEER_RETRY_MAX_S = 0.5
 PEER_MAX_ATTEMPTS = 16
-SERVED_PER_PEER = 4096
+SERVED_PER_PEER = 16384
+SERVED_BYTES = 16 << 20  # replies kept per peer (a frame.read reply holds up to a page)
 SERVED_AGE_S = MIGRATE_CALL_TIMEOUT_S + 15.0  # the longest deadline, plus the longest fault delay
+
+
+@dataclass
+class _Served:
+    """What one peer node asked of this process lately: request id -> [first seen, reply frames or
+    None while being served], oldest first; the bytes those replies hold; the highest id forgotten."""
+
+    entries: collections.OrderedDict = field(default_factory=collections.OrderedDict)
+    bytes: int = 0
+    floor: int = 0
+
+    def trim(self, now: float) -> None:
+        entries = self.entries
+        while entries:
+            oldest_id, (seen, frames) = next(iter(entries.items()))
+            if len(entries) <= SERVED_PER_PEER and self.bytes <= SERVED_BYTES and now - seen <= SERVED_AGE_S:
+                return
+            del entries[oldest_id]
+            self.bytes -= _size(frames)
+            self.floor = max(self.floor, oldest_id)
+
+
+def _size(frames: list[bytes] | None) -> int:
+    return sum(len(f) for f in frames) if frames else 0
 
 
 @dataclass
@@ -51,8 +78,7 @@ class PeerCalls:
     def _init_peer_calls(self) -> None:
         self.faults: FaultInjector | None = None
         self._retrying: dict[int, _Retry] = {}  # request id -> its re-sending state, while pending
-        # peer routing id -> request id -> [when first seen, the reply's frames or None while served]
-        self._served: dict[bytes, collections.OrderedDict[int, list]] = {}
+        self._served: dict[bytes, _Served] = {}  # peer node's routing id -> its requests served lately
         self._fault_fifo: dict[str, float] = {}  # link -> due time of its last in-order delayed message
 
     def set_faults(self, injector: FaultInjector | None) -> None:
@@ -101,19 +127,25 @@ class PeerCalls:
         return error
 
     # ---- the server: each request from a peer node served once -----------------------------------
-    def _duplicate(self, peer: bytes, request_id: int) -> bool:
-        """Whether a peer node's request was seen before (then answered again or ignored here)."""
+    def _duplicate(self, routing: list[bytes], request_id: int) -> bool:
+        """Whether a peer node's request was seen before (then answered again, ignored or refused here)."""
+        peer = routing[0]
         if peer[:5] != b"node:" or not request_id:
             return False
         served = self._served.get(peer)
         if served is None:
-            served = self._served[peer] = collections.OrderedDict()
-        now = time.monotonic()
-        entry = served.get(request_id)
+            served = self._served[peer] = _Served()
+        entry = served.entries.get(request_id)
         if entry is None:
-            while served and (len(served) >= SERVED_PER_PEER or now - next(iter(served.values()))[0] > SERVED_AGE_S):
-                served.popitem(last=False)
-            served[request_id] = [now, None]
+            now = time.monotonic()
+            served.trim(now)
+            if request_id <= served.floor:
+                self.stats["duplicates_refused"] += 1
+                self._reply(routing, request_id, None, NumaEmuError(
+                    ErrorCode.ETIMEDOUT, f"{self.name}: request {request_id} of {peer.decode(errors='replace')} is "
+                                         f"older than those it remembers; not served again"))
+                return True
+            served.entries[request_id] = [now, None]
             return False
         if entry[1] is None:
             self.stats["duplicates_ignored"] += 1  # still being served: its one reply is to come
@@ -124,9 +156,10 @@ class PeerCalls:
 
     def _remember_reply(self, peer: bytes, request_id: int, frames: list[bytes]) -> None:
         served = self._served.get(peer)
-        entry = served.get(request_id) if served is not None else None
-        if entry is not None:
+        entry = served.entries.get(request_id) if served is not None else None
+        if entry is not None and entry[1] is None:
             entry[1] = frames
+            served.bytes += _size(frames)
 
     # ---- faults on what this node sends to other nodes --------------------------------------------
     def _faulty(self, peer: str, send: Callable[[], None]) -> bool:

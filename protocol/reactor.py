@@ -134,9 +134,10 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
         self._deadlines: list[tuple[float, int]] = []
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._fd_handlers: dict[int, Callable[[], None]] = {}
-        # Request ids start at random: a peer that deduplicates by id (protocol.peercalls) never
-        # takes a restarted process's new request for one of its previous life.
-        self._ids = itertools.count(1 + (int.from_bytes(os.urandom(4), "little") << 16))
+        # Request ids start at the clock in microseconds: a peer that deduplicates by id
+        # (protocol.peercalls) sees them only grow, across a restart of this process too (no
+        # process sends a request per microsecond).
+        self._ids = itertools.count(time.time_ns() // 1000)
         self._timer_seq = itertools.count()
         self._signal_actions: dict[int, Callable[[], None]] = {}
         self._signal_pipe: tuple[int, int] | None = None
@@ -428,7 +429,7 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
                 log.exception("notice handler failed for %s", msg.kind)
                 self.stats["handler_crashes"] += 1
             return
-        if self._duplicate(routing[0], msg.id):
+        if self._duplicate(routing, msg.id):
             return
         try:
             result = handler(msg)

@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 import numa_emu
+from protocol.client import Client
+from protocol.counters import NUMASTAT_TO_VMSTAT
+from protocol.messages import lifecycle as lc
 from protocol.messages import tasks as tm
 from tests.conftest import poll_until
 from tests.history import violations
@@ -30,6 +33,31 @@ def _stats(c) -> dict:
 def _frames_used(c, node: int) -> int:
     d = _stats(c)[node]
     return d["frames_total"] - d["frames_free"]
+
+
+VMSTAT_KEYS = ("nr_free_pages", "numa_hit", "numa_miss", "numa_foreign", "numa_local", "numa_other",
+               "pgfault", "pgfree")
+
+
+def _vmstat(c) -> dict:
+    """`numa-emu vmstat`'s counters: the sums over the nodes."""
+    totals: dict = {}
+    for d in _stats(c).values():
+        for k, v in d["vmstat"].items():
+            totals[k] = totals.get(k, 0) + v
+        for k, v in d["numastat"].items():  # under their /proc/vmstat names, as the command prints them
+            totals[NUMASTAT_TO_VMSTAT[k]] = totals.get(NUMASTAT_TO_VMSTAT[k], 0) + v
+    return totals
+
+
+def _proc_counters(c) -> dict:
+    """The nodes' own counters (proc.stats), summed: faults applied, calls re-sent, duplicates."""
+    totals: dict = {}
+    for n in range(4):
+        with Client(c.status().nodes[n]["endpoint"]) as client:
+            for k, v in client.call(lc.ProcStats()).stats.items():
+                totals[k] = totals.get(k, 0) + v
+    return totals
 
 
 def shared_history(c) -> None:
@@ -54,7 +82,7 @@ def shared_history(c) -> None:
 
 def private_pages(c) -> None:
     """A task on node 0 writes and reads pages bound to node 2: bytes intact, each page allocated once."""
-    before = _frames_used(c, 2)
+    before, counters = _frames_used(c, 2), _vmstat(c)
     with numa_emu.attach(cpu=0, cluster=c.name) as t:
         r = t.mmap(PRIVATE * 4096)
         r.mbind("bind", [2])
@@ -66,6 +94,11 @@ def private_pages(c) -> None:
                 assert r.read(p * 4096, 72) == bytes([p + 1]) * 64 + bytes([rounds]) * 8
         assert r.where(0, PRIVATE * 4096) == [2] * PRIVATE
         assert _frames_used(c, 2) - before == PRIVATE  # a duplicated allocation would take more
+        after = _vmstat(c)
+        # each page allocated and faulted once, on node 2, for a task of node 0 (numa_other)
+        assert {k: after.get(k, 0) - counters.get(k, 0) for k in VMSTAT_KEYS} == {
+            "nr_free_pages": -PRIVATE, "numa_hit": PRIVATE, "numa_miss": 0, "numa_foreign": 0, "numa_local": 0,
+            "numa_other": PRIVATE, "pgfault": PRIVATE, "pgfree": 0}
     poll_until(lambda: _frames_used(c, 2) == before, what="node 2's frames freed at detach")
 
 
@@ -79,6 +112,14 @@ def test_the_protocol_survives_each_fault_kind(cluster_factory, cli, fault):
     assert table["seed"] == 7 and [r["kind"] for r in table["rules"]] == [fault[0]]
     shared_history(c)
     private_pages(c)
+    applied = _proc_counters(c)
+    key = {"drop": "fault_dropped", "dup": "fault_duplicated", "delay": "fault_delayed", "reorder": "fault_reordered"}
+    assert applied.get(key[fault[0]], 0) > 0, applied  # the fault did happen
+    if fault[0] == "drop":
+        assert applied.get("calls_retried", 0) > 0 and applied.get("duplicates_answered", 0) > 0, applied
+    if fault[0] == "dup":
+        assert applied.get("duplicates_ignored", 0) + applied.get("duplicates_answered", 0) > 0, applied
+    assert applied.get("calls_timed_out", 0) == 0 and applied.get("duplicates_refused", 0) == 0, applied
     cli("fault", "--name", c.name, "clear", check=True)
     assert "none" in cli("fault", "--name", c.name, "show", check=True).stdout
     private_pages(c)  # still serves after the clear

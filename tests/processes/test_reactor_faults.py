@@ -96,3 +96,24 @@ def test_a_partition_times_out_naming_the_node(pair):
     assert fut.exception.message.startswith("node 1 did not answer ping (request ")
     assert served == [] and a.counters()["fault_partitioned"] >= 2
 
+
+
+def test_a_request_older_than_the_cache_is_refused_never_served_twice(tmp_path, monkeypatch):
+    from protocol import peercalls
+
+    monkeypatch.setattr(peercalls, "SERVED_PER_PEER", 2)
+    r = Reactor("node 1", identity="node:1")
+    try:
+        r.bind(f"ipc://{tmp_path}/node-1.sock")
+        peer = [b"node:0"]
+        for request_id in (10, 11, 12):
+            assert r._duplicate(peer, request_id) is False  # new: to be served
+            r._remember_reply(b"node:0", request_id, [b"node:0", b"reply"])
+        assert r._duplicate(peer, 11) is True  # answered again from the cache
+        assert r._duplicate(peer, 13) is False  # new; 10 is forgotten to make room
+        assert r._duplicate(peer, 10) is True  # at or below the forgotten: refused, not served
+        assert r._duplicate(peer, 13) is True  # being served: ignored
+        stats = r.counters()
+        assert (stats["duplicates_answered"], stats["duplicates_refused"], stats["duplicates_ignored"]) == (1, 1, 1)
+    finally:
+        r.close()
