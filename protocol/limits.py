@@ -83,6 +83,7 @@ DILATION = Bound(0.001, 1e6)
 JITTER_SPREAD = Bound(0.0, 10.0)
 # Nodes are processes: QEMU's MAX_NODES.
 NODES = Bound(1, 128, integer=True)
+NODE_ID = Bound(0, NODES.hi - 1, integer=True)
 # CPUs of one node (the largest sockets today have a few hundred threads), and CPU ids
 # (Linux's largest NR_CPUS, CONFIG_NR_CPUS_RANGE_END); each CPU costs memory in every process.
 CPUS_PER_NODE = Bound(1, 1024, integer=True)

@@ -25,18 +25,12 @@ from typing import Callable
 
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.faults import FaultInjector
-from protocol.timing import MIGRATE_CALL_TIMEOUT_S
+from protocol.timing import PEER_RETRY_FIRST_S, PEER_RETRY_MAX_S, SERVED_AGE_S
 
-# A call waits behind others for a page lock, and each of those may have lost a message: the first
-# re-send comes soon (a round trip here is about 0.1-1 ms), so a lost message costs tens of
-# milliseconds, not a deadline; a duplicate of a request still being served costs its receiver a lookup.
 log = logging.getLogger(__name__)
-PEER_RETRY_FIRST_S = 0.025
-PEER_RETRY_MAX_S = 0.5
-PEER_MAX_ATTEMPTS = 16
+PEER_MAX_ATTEMPTS = 16  # sends of one call at most (a 5 s call unanswered is sent 14 times)
 SERVED_PER_PEER = 16384
 SERVED_BYTES = 16 << 20  # replies kept per peer (a frame.read reply holds up to a page)
-SERVED_AGE_S = MIGRATE_CALL_TIMEOUT_S + 15.0  # the longest deadline, plus the longest fault delay
 
 
 @dataclass

@@ -26,8 +26,6 @@ from protocol.faults import DEFAULT_DELAY_MS, KINDS, format_table
 from protocol.messages import faults as fm
 from protocol.nodemask import parse_nodelist
 
-_NODE = limits.Bound(0, limits.NODES.hi - 1, integer=True)
-
 
 def _nodes(text: str) -> list[int]:
     try:
@@ -47,17 +45,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             k.add_argument("--ms", type=limits.FAULT_DELAY_MS.argtype(), default=DEFAULT_DELAY_MS,
                            help=f"how long a message is held (default {DEFAULT_DELAY_MS:g})")
         scope = k.add_mutually_exclusive_group()
-        scope.add_argument("--link", nargs=2, type=_NODE.argtype(), metavar=("SRC", "DST"), help="one link, SRC -> DST")
-        scope.add_argument("--node", type=_NODE.argtype(), help="every link of node N, both ways")
+        scope.add_argument("--link", nargs=2, type=limits.NODE_ID.argtype(), metavar=("SRC", "DST"), help="one link, SRC -> DST")
+        scope.add_argument("--node", type=limits.NODE_ID.argtype(), help="every link of node N, both ways")
     part = sub.add_parser("partition", help="cut two sets of nodes from each other")
     part.add_argument("a", type=_nodes, help="node set, e.g. 0,1")
     part.add_argument("b", type=_nodes, help="node set, e.g. 2-3")
     for q in list(sub.choices.values())[1:]:
         q.add_argument("--seed", type=limits.FAULT_SEED.argtype(), help="seed of the decisions (kept until changed)")
     kill = sub.add_parser("kill", help="SIGKILL a node's process")
-    kill.add_argument("node", type=_NODE.argtype())
+    kill.add_argument("node", type=limits.NODE_ID.argtype())
     stop = sub.add_parser("stop", help="SIGSTOP a node's process, SIGCONT later")
-    stop.add_argument("node", type=_NODE.argtype())
+    stop.add_argument("node", type=limits.NODE_ID.argtype())
     stop.add_argument("--for", dest="seconds", type=limits.FAULT_STOP_S.argtype(), required=True, metavar="SECONDS")
     sub.add_parser("clear", help="remove every rule and partition")
     for q in sub.choices.values():
