@@ -27,7 +27,6 @@ import time
 import _common as bc
 import numa_emu
 from numa_emu.cluster import Cluster
-from protocol.client import Client
 from protocol.errors import NumaEmuError
 from protocol.clusterdir import endpoint_for
 from protocol.messages import lifecycle as lc
@@ -50,7 +49,7 @@ def single_ops(home, count: int) -> list[list[object]]:
     with bc.echo_server(home) as echo_endpoint, Cluster("default-4n", name="ops") as cluster:
         echo = EchoRunner(echo_endpoint)
         task = numa_emu.attach(0, cluster="ops")
-        node = Client(endpoint_for(cluster.info.dir, "node-0"))
+        node = cluster.client(endpoint=endpoint_for(cluster.info.dir, "node-0"))
         try:
             region = task.mmap(PAGE)
             region.touch(fill=0)

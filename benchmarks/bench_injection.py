@@ -44,7 +44,6 @@ import _common as bc
 import numa_emu
 from numa_emu.cluster import Cluster
 from protocol.codec import encode
-from protocol.client import Client
 from protocol.latency import LatencyTable
 from protocol.messages import latency as lm
 from protocol.messages import lifecycle as lc
@@ -82,7 +81,7 @@ def triangular_q(lo: float, hi: float, q: float) -> float:
 class Bench:
     def __init__(self, cluster: Cluster, task, region, seconds: float, echo_endpoint: str):
         self.coordinator = cluster.client()
-        self.nodes = [Client(n["endpoint"]) for n in cluster.status().nodes]
+        self.nodes = [cluster.client(endpoint=n["endpoint"]) for n in cluster.status().nodes]
         self.region = region
         self.seconds = seconds
         self.channel = task._home  # the task's TaskChannel: it holds the owner's answers

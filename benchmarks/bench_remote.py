@@ -42,7 +42,6 @@ import time
 import _common as bc
 import numa_emu
 from numa_emu.cluster import Cluster
-from protocol.client import Client
 from protocol.messages import memory as mm
 from protocol.topology import build_shape
 
@@ -59,7 +58,7 @@ def measure(home, count: int, blocks: int, warmup: int) -> dict[str, list[float]
         forward = bc.ForwardClient(forward_ep, echo_ep)
         env8, env4k = bc.read_envelope(8), bc.read_envelope(PAGE)
         task = numa_emu.attach(0, cluster="remote")
-        node1 = Client(cluster.status().nodes[1]["endpoint"])
+        node1 = cluster.client(endpoint=cluster.status().nodes[1]["endpoint"])
         frame = None
         try:
             remote = task.mmap(PAGE)

@@ -42,6 +42,7 @@ from protocol.messages import ErrorReply
 from protocol.messages import memory as mm
 from protocol.messages import tasks as tm
 from protocol.policy import DEFAULT_POLICY, Mode, make_policy
+from protocol.keys import ClusterKeys
 from protocol.reactor import Reactor
 
 PAGE = 4096
@@ -70,8 +71,8 @@ class _Capture:
 class LoopbackReactor(Reactor):
     """A Reactor whose outgoing calls are served at once by the peer's own dispatch."""
 
-    def __init__(self, name: str, peers: dict[str, "LoopbackReactor"]):
-        super().__init__(name)
+    def __init__(self, name: str, peers: dict[str, "LoopbackReactor"], keys: ClusterKeys):
+        super().__init__(name, keys=keys)
         self.peers = peers
         self.router = _Capture()
 
@@ -100,12 +101,13 @@ def build_nodes(topology: dict, cdir: Path) -> dict[str, LoopbackReactor]:
     cdir.mkdir(parents=True, exist_ok=True)
     (cdir / RUN_DIR).mkdir(exist_ok=True)
     write_json_atomic(cdir / TOPOLOGY_FILE, topology)
+    keys = ClusterKeys.create(cdir)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     peers: dict[str, LoopbackReactor] = {}
     for spec in topology["nodes"]:
-        server = NodeServer(cdir, "profile", spec["id"], "ipc:///nonexistent", None)
+        server = NodeServer(cdir, "profile", spec["id"], "ipc:///nonexistent", None, token="")
         server.reactor.close()  # its sockets and signal pipe; the handlers never touch them
-        r = LoopbackReactor(server.reactor.name, peers)
+        r = LoopbackReactor(server.reactor.name, peers, keys)
         r.handlers = server.reactor.handlers
         r.server = server
         peers[f"node:{spec['id']}"] = r

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
+import re
 from pathlib import Path
 
 from coordinator.files import FileRecord, FileTable, check_size
 from coordinator.state import ClusterState
+from protocol.clusterdir import open_private
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import pagecache as pc
 from protocol.policy import Mode, make_policy, policy_to_str
 
 log = logging.getLogger("coordinator.files")
+_UPLOAD_PREFIX = ".import-"  # a file import in progress (hidden: '.' names are no store files)
+_UPLOAD_ID = re.compile(r"[0-9a-f]{8,64}")
 
 
 class FileService:
@@ -23,7 +26,9 @@ class FileService:
         self.state = state
         self.store = store
         self.table = FileTable()
-        store.mkdir(exist_ok=True)
+        store.mkdir(mode=0o700, exist_ok=True)
+        for stale in store.glob(f"{_UPLOAD_PREFIX}*"):  # imports cut short by an earlier run
+            stale.unlink()
 
     def handlers(self) -> dict:
         return {"file.open": self.open, "file.resize": self.resize, "file.mapped": self.mapped,
@@ -47,7 +52,7 @@ class FileService:
             if not msg.create:
                 raise NumaEmuError(ErrorCode.ENOENT, f"no file {msg.name!r} in the store (create it, or numa-emu file import)")
             size = check_size(msg.size or 0)
-            with open(self.store / msg.name, "wb") as f:
+            with os.fdopen(open_private(self.store / msg.name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as f:
                 f.truncate(size)
             rec = self.table.add(msg.name, size)
             log.info("file %s created, %d bytes", msg.name, size)
@@ -56,14 +61,39 @@ class FileService:
         return (yield from self._push(rec))
 
     def import_(self, msg: pc.FileImport):
-        src = Path(msg.path)
-        if not src.is_file():
-            raise NumaEmuError(ErrorCode.ENOENT, f"no file {msg.path} to import")
-        if self._known(msg.name) is not None:
-            raise NumaEmuError(ErrorCode.EEXIST, f"file {msg.name!r} exists in the store already")
+        """Take one chunk of a client's upload (pc.FileImport): appended to a hidden file of the
+        store, which becomes `name` with the last chunk."""
         self.table.get(msg.name)  # validates the name
-        shutil.copyfile(src, self.store / msg.name)
-        rec = self.table.add(msg.name, (self.store / msg.name).stat().st_size)
+        if not _UPLOAD_ID.fullmatch(msg.upload):
+            raise NumaEmuError(ErrorCode.EINVAL, f"bad upload id {msg.upload!r}: 8 to 64 hex digits")
+        if len(msg.data) > pc.IMPORT_CHUNK_BYTES:
+            raise NumaEmuError(ErrorCode.EMSGSIZE, f"an import chunk carries at most {pc.IMPORT_CHUNK_BYTES} bytes, "
+                                                   f"got {len(msg.data)}")
+        check_size(msg.offset)
+        check_size(msg.offset + len(msg.data))
+        part = self.store / f"{_UPLOAD_PREFIX}{msg.upload}"
+        if self._known(msg.name) is not None:
+            part.unlink(missing_ok=True)
+            raise NumaEmuError(ErrorCode.EEXIST, f"file {msg.name!r} exists in the store already")
+        flags = os.O_WRONLY | (os.O_CREAT | os.O_EXCL if msg.offset == 0 else 0)
+        try:
+            fd = open_private(part, flags)
+        except FileExistsError:
+            raise NumaEmuError(ErrorCode.EEXIST, f"upload {msg.upload} was started already") from None
+        except FileNotFoundError:
+            raise NumaEmuError(ErrorCode.ENOENT, f"no upload {msg.upload} in progress (start at offset 0)") from None
+        try:
+            if os.fstat(fd).st_size != msg.offset:
+                raise NumaEmuError(ErrorCode.EINVAL, f"upload {msg.upload} holds {os.fstat(fd).st_size} bytes, "
+                                                     f"not {msg.offset}: send the chunks in order")
+            os.pwrite(fd, msg.data, msg.offset)
+        finally:
+            os.close(fd)
+        if not msg.done:
+            return None
+        os.replace(part, self.store / msg.name)
+        rec = self.table.add(msg.name, msg.offset + len(msg.data))
+        log.info("file %s imported, %d bytes", msg.name, rec.size)
         return (yield from self._push(rec))
 
     def resize(self, msg: pc.FileResize):

@@ -19,10 +19,11 @@ from coordinator.state import ClusterState
 from coordinator.supervisor import Supervisor
 from coordinator.taskserver import TaskService
 from coordinator.traceserver import TraceService
-from protocol.clusterdir import CLUSTER_FILE, STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_json, write_json_atomic
+from protocol.clusterdir import CLUSTER_FILE, RUN_DIR, STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_json, write_json_atomic
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.heartbeat import DEAD, SUSPECT
+from protocol.keys import ClusterKeys
 from protocol.messages import Ok
 from protocol.messages import lifecycle as lc
 from protocol.reactor import Reactor
@@ -38,10 +39,10 @@ class CoordinatorServer:
         self.cluster_dir = cluster_dir
         self.name = name
         self.ready_fd = ready_fd
-        self.reactor = Reactor("coordinator")
+        self.reactor = Reactor("coordinator", keys=ClusterKeys.load(cluster_dir))
         topology = read_json(cluster_dir / TOPOLOGY_FILE)
         self.state = ClusterState(name, topology, time.monotonic(), HEARTBEAT_INTERVAL_S)
-        (cluster_dir / "run").mkdir(exist_ok=True)
+        (cluster_dir / RUN_DIR).mkdir(mode=0o700, exist_ok=True)
         self.endpoint = self.reactor.bind(endpoint_for(cluster_dir, "coordinator"))
         self.supervisor = Supervisor(cluster_dir, name, self.endpoint)
         self.started_wall = time.time()
@@ -80,6 +81,8 @@ class CoordinatorServer:
         r.call_every(HEARTBEAT_INTERVAL_S, self.tasks.watch)
         r.call_later(NODE_READY_TIMEOUT_S, self._ready_deadline)
         log.info("coordinator %s started %d nodes, endpoint %s", self.name, len(self.state.nodes), self.endpoint)
+        if self.endpoint.startswith("tcp://"):
+            log.info("serving on loopback tcp, CURVE only: the cluster folder's path is too long for ipc sockets")
 
     def _write_cluster_file(self) -> None:
         write_json_atomic(self.cluster_dir / CLUSTER_FILE, {
@@ -181,6 +184,11 @@ class CoordinatorServer:
                        uptime_s=self.reactor.uptime_s())
 
     def on_register(self, msg: lc.NodeRegister) -> lc.NodeRegisterReply:
+        if not self.supervisor.check_token(msg.node_id, msg.token):
+            log.warning("node.register for node %d refused: wrong token (pid %d, endpoint %r)",
+                        msg.node_id, msg.pid, msg.endpoint)
+            raise NumaEmuError(ErrorCode.EACCES, f"node.register refused: node {msg.node_id} was not spawned "
+                                                 "by this cluster with that token")
         if self._stopping:
             raise NumaEmuError(ErrorCode.EBUSY, "the cluster is stopping")
         all_ready = self.state.register(

@@ -6,12 +6,17 @@ session; it reports every node's pid when it forks it and every exit when it rea
 each on a pipe that this side reads without blocking. Every node holds the read end of a
 parent-alive pipe whose write end only the coordinator holds: when the coordinator dies, for
 whatever reason, every node reads EOF and exits, and then the zygote does.
+Each node gets a secret register token, made here at spawn and written to the zygote's stdin
+(argv is public through `ps`): node.register is accepted only with it (check_token).
 Stopping is a ladder: the shutdown message (sent by the server), then SIGTERM after a grace
 period, then SIGKILL, each to the recorded pids of nodes not yet reported gone.
 """
 from __future__ import annotations
 
+import hmac
+import json
 import os
+import secrets
 import select
 import signal
 import subprocess
@@ -21,6 +26,7 @@ from pathlib import Path
 
 import psutil
 
+from protocol.clusterdir import open_private
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.timing import TERM_GRACE_S
 
@@ -37,21 +43,33 @@ class Supervisor:
         self._exits: list[tuple[int, int]] = []  # reported, not yet handed out by reap()
         self._buffer = b""
         self._alive_w: int | None = None
+        self._tokens: dict[int, str] = {}  # node id -> the secret its node.register must carry
+
+    def check_token(self, node_id: int, token: str) -> bool:
+        """Whether `token` is the one made for node `node_id` when it was spawned."""
+        expected = self._tokens.get(node_id)
+        return expected is not None and hmac.compare_digest(expected.encode(), token.encode())
 
     def start(self, node_ids: list[int]) -> None:
         alive_r, self._alive_w = os.pipe()  # we keep the write end; it closes when we die
-        log = open(self.cluster_dir / "zygote.log", "ab", buffering=0)
+        self._tokens.update({i: secrets.token_hex(16) for i in node_ids})
+        log = os.fdopen(open_private(self.cluster_dir / "zygote.log"), "ab", buffering=0)
         try:
             self.zygote = subprocess.Popen(
                 [sys.executable, "-m", "nodes.zygote", "--cluster-dir", str(self.cluster_dir), "--name", self.name,
                  "--coordinator", self.coordinator_endpoint, "--alive-fd", str(alive_r),
                  "--nodes", ",".join(map(str, node_ids))],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                 pass_fds=(alive_r,), start_new_session=True, close_fds=True,
             )
         finally:
             log.close()
             os.close(alive_r)
+        try:  # a few dozen bytes per node: the pipe takes them without blocking
+            self.zygote.stdin.write(json.dumps({str(i): self._tokens[i] for i in node_ids}).encode() + b"\n")
+            self.zygote.stdin.close()
+        except BrokenPipeError:
+            pass  # the zygote died at once; reported below
         os.set_blocking(self.zygote.stdout.fileno(), False)
         deadline = time.monotonic() + _SPAWN_REPORT_TIMEOUT_S
         while len(self._pids) + len(self._exits) < len(node_ids):

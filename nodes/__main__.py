@@ -1,15 +1,20 @@
 """Entry point of one node: python -m nodes --cluster-dir DIR --name NAME --node I --coordinator ENDPOINT
-[--alive-fd FD]. Clusters start their nodes through the fork server (nodes.zygote), which calls
-start_node in each forked child; this entry point runs one node by itself."""
+[--alive-fd FD], its register token in $NUMA_EMU_NODE_TOKEN (not in argv, which `ps` shows).
+Clusters start their nodes through the fork server (nodes.zygote), which calls start_node in each
+forked child; this entry point runs one node by itself."""
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 
-def start_node(cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None) -> int:
+TOKEN_ENV = "NUMA_EMU_NODE_TOKEN"
+
+
+def start_node(cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None, token: str) -> int:
     """Run node `node_id` until it stops; its exit status."""
     import setproctitle
 
@@ -19,7 +24,7 @@ def start_node(cluster_dir: Path, name: str, node_id: int, coordinator: str, ali
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
     from nodes.server import serve
 
-    return serve(cluster_dir, name, node_id, coordinator, alive_fd)
+    return serve(cluster_dir, name, node_id, coordinator, alive_fd, token)
 
 
 def main() -> None:
@@ -30,7 +35,8 @@ def main() -> None:
     parser.add_argument("--coordinator", required=True)
     parser.add_argument("--alive-fd", type=int)
     args = parser.parse_args()
-    sys.exit(start_node(args.cluster_dir, args.name, args.node, args.coordinator, args.alive_fd))
+    token = os.environ.pop(TOKEN_ENV, "")
+    sys.exit(start_node(args.cluster_dir, args.name, args.node, args.coordinator, args.alive_fd, token))
 
 
 if __name__ == "__main__":

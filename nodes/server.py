@@ -33,6 +33,7 @@ from protocol.clusterdir import STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_jso
 from protocol.effects import Call
 from protocol.errors import NumaEmuError
 from protocol.faults import FaultInjector, FaultTable
+from protocol.keys import ClusterKeys
 from protocol.latency import REAL, LatencyTable
 from protocol.messages import faults as fm
 from protocol.messages import latency as lm
@@ -49,15 +50,17 @@ RECLAIM_INTERVAL_S = 0.05
 
 
 class NodeServer:
-    def __init__(self, cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None):
+    def __init__(self, cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None,
+                 token: str):
         self.cluster_dir = cluster_dir
+        self.token = token  # proves to the coordinator that the cluster spawned us (node.register)
         self.name = name
         self.node_id = node_id
         topology = read_json(cluster_dir / TOPOLOGY_FILE)
         self.page_size = int(topology["page_size"])
         spec = topology["nodes"][node_id]
         self.pool = FramePool(int(spec["mem_bytes"]) // self.page_size, self.page_size)
-        (cluster_dir / STORE_DIR).mkdir(exist_ok=True)
+        (cluster_dir / STORE_DIR).mkdir(mode=0o700, exist_ok=True)
         self.core = NodeCore(node_id, topology, self.pool, clock_ns=time.time_ns,
                              store=Store(cluster_dir / STORE_DIR, self.page_size))
         self.pcache = PageCacheView(self.core)
@@ -67,7 +70,7 @@ class NodeServer:
         self.migration = Migration(self.core, self.mm, self.replication)
         self.reclaim = Reclaim(self.core, self.replication.reclaim)
         self.core.use_reclaim(self.reclaim.shrink)
-        self.reactor = r = Reactor(f"node {node_id}", identity=f"node:{node_id}")
+        self.reactor = r = Reactor(f"node {node_id}", identity=f"node:{node_id}", keys=ClusterKeys.load(cluster_dir))
         self.jitter_rng = random.Random(node_id)  # seeded: a jittered run can be replayed
         self.endpoint = r.bind(endpoint_for(cluster_dir, f"node-{node_id}"))
         r.routes["coordinator"] = coordinator
@@ -104,7 +107,8 @@ class NodeServer:
 
     def _register(self):
         reply = yield Call("coordinator", lc.NodeRegister(
-            node_id=self.node_id, pid=os.getpid(), endpoint=self.endpoint, protocol_version=PROTOCOL_VERSION,
+            node_id=self.node_id, token=self.token, pid=os.getpid(), endpoint=self.endpoint,
+            protocol_version=PROTOCOL_VERSION,
             frames_total=self.pool.frames, page_size=self.page_size,
         ))
         return reply
@@ -209,10 +213,10 @@ class NodeServer:
         return self.exit_status
 
 
-def serve(cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None) -> int:
+def serve(cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None, token: str) -> int:
     """Run one node until it stops; its exit status."""
     try:
-        server = NodeServer(cluster_dir, name, node_id, coordinator, alive_fd)
+        server = NodeServer(cluster_dir, name, node_id, coordinator, alive_fd, token)
     except (NumaEmuError, OSError) as exc:
         log.error("node %d cannot start: %s", node_id, exc)
         return 1

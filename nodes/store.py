@@ -39,7 +39,7 @@ class Store:
         """Write page `idx`, cut at the file's size (a last partial page is written partially)."""
         keep = max(0, min(len(data), file_size - idx * self.page_size))
         path = self.path(store_name(obj))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)  # the owner's alone, as the whole cluster folder
         try:
             os.pwrite(fd, data[:keep], idx * self.page_size)
         finally:

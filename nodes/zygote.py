@@ -6,22 +6,26 @@ It stays the parent of the nodes: it reaps them and reports to the coordinator, 
 event on stdout: `spawned NODE PID`, `exited NODE STATUS` (STATUS negative: killed by that
 signal). Each node runs in a session of its own and holds the coordinator's parent-alive pipe,
 so a crash of the coordinator or of this process never leaves an orphan running. It creates no
-ZeroMQ context before forking (a context must not cross a fork).
+ZeroMQ context and starts no thread before forking (neither survives a fork). Each node's
+register token comes on stdin, one JSON line {node id: token}, never in argv (`ps` shows argv).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
+from protocol.clusterdir import open_private, process_tag
 
-def _child(args: argparse.Namespace, node_id: int) -> None:
+
+def _child(args: argparse.Namespace, node_id: int, token: str) -> None:
     """In the forked child: become node `node_id` (never returns)."""
     status = 1
     try:
         os.setsid()
-        fd = os.open(args.cluster_dir / f"node-{node_id}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = open_private(args.cluster_dir / f"node-{node_id}.log")
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
@@ -30,7 +34,7 @@ def _child(args: argparse.Namespace, node_id: int) -> None:
         os.close(devnull)
         from nodes.__main__ import start_node
 
-        status = start_node(args.cluster_dir, args.name, node_id, args.coordinator, args.alive_fd)
+        status = start_node(args.cluster_dir, args.name, node_id, args.coordinator, args.alive_fd, token)
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # a node that cannot start must still leave through os._exit
@@ -60,16 +64,16 @@ def main() -> None:
     args = parser.parse_args()
     import setproctitle
 
-    from protocol.clusterdir import process_tag
-
     setproctitle.setproctitle(f"{process_tag(args.name)} node-zygote --cluster-dir {args.cluster_dir}")
     import nodes.server  # noqa: F401  (imported once here, inherited by every fork)
+
+    tokens = {int(k): str(v) for k, v in json.loads(sys.stdin.readline() or "{}").items()}
 
     children: dict[int, int] = {}
     for node_id in (int(n) for n in args.nodes.split(",")):
         pid = os.fork()
         if pid == 0:
-            _child(args, node_id)
+            _child(args, node_id, tokens.get(node_id, ""))
         children[pid] = node_id
         _report(f"spawned {node_id} {pid}")
     os.close(args.alive_fd)  # only the nodes watch it; this process leaves when they have

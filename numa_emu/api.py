@@ -24,6 +24,7 @@ from collections.abc import Iterable
 
 from protocol.client import Client, TaskChannel
 from protocol.errors import ErrorCode, NumaEmuError
+from protocol.keys import ClusterKeys
 from protocol.messages import memory as mm
 from protocol.messages import migration as mg
 from protocol.messages import pagecache as pc
@@ -130,8 +131,10 @@ class File:
 
 
 class Task:
-    def __init__(self, reply: tm.TaskRegisterReply, coordinator: Client, home: Client | TaskChannel):
+    def __init__(self, reply: tm.TaskRegisterReply, coordinator: Client, home: Client | TaskChannel,
+                 keys: ClusterKeys):
         self.task_id = reply.task_id
+        self._keys = keys  # the cluster's CURVE keys, for a client of a new home node
         self.pid = os.getpid()
         self.cpu = reply.cpu
         self.node = reply.node
@@ -171,6 +174,12 @@ class Task:
         """A file of the backing store (`create`: make it, `size` bytes of zeros, if absent)."""
         info = self._coordinator.call(pc.FileOpen(name=name, create=create, size=size)).file
         return File(self, name, info["size"])
+
+    def import_file(self, path: str, name: str) -> File:
+        """Copy host file `path` (read with this process's rights) into the store as `name`, and open it."""
+        from numa_emu.fileimport import import_file
+
+        return File(self, name, import_file(self._coordinator, path, name)["size"])
 
     def mmap_file(self, f: File, *, offset: int = 0, length: int | None = None, shared: bool = True,
                   writable: bool = True, exec: bool = False) -> Region:
@@ -249,7 +258,7 @@ class Task:
                 self._home.rehome(home.node)
             else:
                 self._home.close()
-                self._home = Client(home.endpoint)
+                self._home = Client(home.endpoint, keys=self._keys)
             self.node = home.node
 
     def clock_ns(self) -> int:
@@ -300,7 +309,7 @@ def attach(cpu: int | None = None, *, cluster: str | None = None, comm: str | No
     policy = json.loads(os.environ[ENV_POLICY]) if os.environ.get(ENV_POLICY) else None
     nodes_bound = _nodes(os.environ.get(ENV_NODEBIND)) or None
     cpus_bound = _nodes(os.environ.get(ENV_CPUBIND)) or None
-    coordinator = Client(info.endpoint)
+    coordinator = info.client()
     try:
         reply = coordinator.call(tm.TaskRegister(
             pid=os.getpid(), comm=comm or os.path.basename(sys.argv[0] or "python"), cpu=cpu, policy=policy,
@@ -309,8 +318,8 @@ def attach(cpu: int | None = None, *, cluster: str | None = None, comm: str | No
         coordinator.close()
         raise
     endpoints = reply.node_endpoints or {}
-    home = (TaskChannel(reply.node, {int(n): ep for n, ep in endpoints.items()}) if reply.node in endpoints
-            else Client(reply.node_endpoint))
-    task = Task(reply, coordinator, home)
+    home = (TaskChannel(reply.node, {int(n): ep for n, ep in endpoints.items()}, keys=info.keys)
+            if reply.node in endpoints else Client(reply.node_endpoint, keys=info.keys))
+    task = Task(reply, coordinator, home, info.keys)
     atexit.register(task.detach)
     return task

@@ -6,6 +6,7 @@ into a daemon: it starts `python -m coordinator` and talks to it over the wire.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import select
 import shutil
@@ -17,8 +18,10 @@ from pathlib import Path
 
 from protocol.client import Client
 from protocol.clusterdir import (CLUSTER_FILE, MARKER_FILE, RUN_DIR, TOPOLOGY_FILE, cluster_dir, home,
-                                 is_cluster_folder, is_name, read_json, write_json_atomic)
+                                 is_cluster_folder, is_name, make_private, open_private, read_json,
+                                 write_json_atomic)
 from protocol.errors import ErrorCode, NumaEmuError
+from protocol.keys import KEYS_DIR, ClusterKeys
 from protocol.messages import lifecycle as lc
 from protocol.timing import NODE_READY_TIMEOUT_S, SHUTDOWN_GRACE_S, TERM_GRACE_S
 from protocol.topology import Topology
@@ -50,8 +53,17 @@ class ClusterInfo:
         zygote = (self.data.get("zygote") or {}).get("pid")
         return [self.coordinator_pid] + [int(n["pid"]) for n in self.data.get("nodes", [])] + ([int(zygote)] if zygote else [])
 
-    def client(self, timeout_s: float | None = None) -> Client:
-        return Client(self.endpoint) if timeout_s is None else Client(self.endpoint, timeout_s=timeout_s)
+    @functools.cached_property
+    def keys(self) -> ClusterKeys:
+        """The cluster's CURVE keys: every client needs them (only the owner can read them)."""
+        return ClusterKeys.load(self.dir)
+
+    def client(self, timeout_s: float | None = None, endpoint: str | None = None) -> Client:
+        """A client of the coordinator, or of another daemon of this cluster at `endpoint`."""
+        endpoint = endpoint or self.endpoint
+        if timeout_s is None:
+            return Client(endpoint, keys=self.keys)
+        return Client(endpoint, keys=self.keys, timeout_s=timeout_s)
 
 
 def _base(base: Path | None) -> Path:
@@ -78,6 +90,8 @@ def find(name: str, base: Path | None = None, *, warn=None) -> ClusterInfo | Non
         coordinator = info.coordinator_pid
     except FileNotFoundError:
         return None
+    except PermissionError:
+        raise NumaEmuError(ErrorCode.EACCES, f"cluster '{name}' belongs to another user: cannot read {path}") from None
     except (ValueError, KeyError, TypeError):
         info, coordinator = None, 0
     if processes.is_ours(coordinator, name, cdir):
@@ -103,7 +117,9 @@ def resolve_name(name: str | None, base: Path | None = None, *, warn=None) -> st
 def require(name: str, base: Path | None = None, *, warn=None) -> ClusterInfo:
     info = find(name, base, warn=warn)
     if info is None:
-        raise NumaEmuError(ErrorCode.ECONNREFUSED, f"cluster '{name}' is not up (start it with: numa-emu up --name {name})")
+        up = [n for n in names(base) if n != name and find(n, base, warn=warn) is not None]
+        hint = f"up: {', '.join(up)} (use --name {up[0]})" if up else f"start it with: numa-emu up --name {name}"
+        raise NumaEmuError(ErrorCode.ECONNREFUSED, f"cluster '{name}' is not up; {hint}")
     return info
 
 
@@ -112,6 +128,7 @@ def _clean_runtime(cdir: Path) -> None:
         return  # not made by `up`: nothing in it is ours to delete
     (cdir / CLUSTER_FILE).unlink(missing_ok=True)
     shutil.rmtree(cdir / RUN_DIR, ignore_errors=True)
+    shutil.rmtree(cdir / KEYS_DIR, ignore_errors=True)
 
 
 def _log_tail(path: Path, lines: int = 5) -> str:
@@ -135,7 +152,8 @@ def start(name: str, topology: Topology, base: Path | None = None, *, foreground
     t0 = time.monotonic()
     cdir = cluster_dir(name, _base(base))
     _claim_folder(cdir)
-    with open(cdir / ".lock", "w") as lock:
+    make_private(cdir)
+    with os.fdopen(open_private(cdir / ".lock", os.O_WRONLY | os.O_CREAT), "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -149,6 +167,7 @@ def start(name: str, topology: Topology, base: Path | None = None, *, foreground
             )
         _clean_runtime(cdir)
         write_json_atomic(cdir / TOPOLOGY_FILE, topology.to_dict())
+        ClusterKeys.create(cdir)
         proc = _spawn_coordinator(cdir, name, foreground, coordinator_args or [], ready_timeout_s)
     return Started(ClusterInfo(name, cdir, read_json(cdir / CLUSTER_FILE)), proc, time.monotonic() - t0)
 
@@ -157,7 +176,7 @@ def _claim_folder(cdir: Path) -> None:
     """Make the cluster folder with its marker, or accept one that `up` made before. A folder made
     by someone else is refused: start-up's clean-up would delete in it."""
     try:
-        cdir.mkdir()
+        cdir.mkdir(mode=0o700)
     except FileExistsError:
         if is_cluster_folder(cdir):
             return
@@ -177,10 +196,11 @@ def _spawn_coordinator(cdir: Path, name: str, foreground: bool, extra: list[str]
         parent_r, _parent_w = os.pipe()  # _parent_w stays open in this process until it exits
         args += ["--parent-alive-fd", str(parent_r)]
         fds.append(parent_r)
-    log = open(cdir / "coordinator.log", "ab", buffering=0)
+    log = os.fdopen(open_private(cdir / "coordinator.log"), "ab", buffering=0)
     try:
+        # umask 077: whatever the daemons create (sockets, logs, store files) is the owner's alone
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                pass_fds=fds, start_new_session=True)
+                                pass_fds=fds, start_new_session=True, umask=0o077)
     finally:
         log.close()
         os.close(ready_w)
@@ -282,8 +302,8 @@ class Cluster:
     def status(self) -> lc.ClusterStatusReply:
         return status(self.info)
 
-    def client(self, timeout_s: float | None = None) -> Client:
-        return self.info.client(timeout_s)
+    def client(self, timeout_s: float | None = None, endpoint: str | None = None) -> Client:
+        return self.info.client(timeout_s, endpoint)
 
     def __enter__(self) -> "Cluster":
         return self.start()

@@ -1,8 +1,10 @@
 """Synchronous request/reply clients, one request at a time: `Client` (one DEALER) for the CLI,
 `TaskChannel` (one ROUTER connected to every node) for tasks.
 
-Error replies are raised again as NumaEmuError on this side (dask, circus). A reply that arrives
-after its request timed out is recognised by its reply_to and dropped.
+Both connect as the cluster's daemons require (protocol.keys): with the cluster's keys, read
+from the cluster folder, which only the cluster's owner can read. Error replies are raised
+again as NumaEmuError on this side (dask, circus). A reply that arrives after its request timed
+out is recognised by its reply_to and dropped.
 """
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ import zmq
 from protocol import delaylink
 from protocol.codec import decode, encode
 from protocol.errors import ErrorCode, NumaEmuError
+from protocol.keys import ClusterKeys
 from protocol.messages import ErrorReply, Reply, Request
-from protocol.reactor import make_socket, recv_frames, send_frames
+from protocol.reactor import connect_endpoint, make_socket, recv_frames, send_frames
 from protocol.timing import CLIENT_TIMEOUT_S
 
 
@@ -60,13 +63,14 @@ class _OwnSocket:
 
 
 class Client(_OwnSocket):
-    def __init__(self, endpoint: str, *, timeout_s: float = CLIENT_TIMEOUT_S, context: zmq.Context | None = None):
+    def __init__(self, endpoint: str, *, keys: ClusterKeys, timeout_s: float = CLIENT_TIMEOUT_S,
+                 context: zmq.Context | None = None):
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self._own_context = context is None
         self._ctx = context if context is not None else zmq.Context()
         self._sock = make_socket(self._ctx, zmq.DEALER)
-        self._sock.connect(endpoint)
+        connect_endpoint(self._sock, endpoint, keys)
         self._ids = itertools.count(1)
         self._rcvtimeo_ms = -1
 
@@ -105,8 +109,8 @@ class TaskChannel(_OwnSocket):
     the node that owns the page (IVY forwarding, docs/protocol.md#forwarded-access). A reply stamped by a delaying link
     (`real` mode) is held here until due, as a node holds its messages (protocol.delaylink)."""
 
-    def __init__(self, home: int, endpoints: dict[int, str], *, timeout_s: float = CLIENT_TIMEOUT_S,
-                 context: zmq.Context | None = None):
+    def __init__(self, home: int, endpoints: dict[int, str], *, keys: ClusterKeys,
+                 timeout_s: float = CLIENT_TIMEOUT_S, context: zmq.Context | None = None):
         self.endpoint = endpoints[home]
         self._endpoints = dict(endpoints)
         self.timeout_s = timeout_s
@@ -120,7 +124,7 @@ class TaskChannel(_OwnSocket):
         self._sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         for node, endpoint in sorted(endpoints.items()):
             self._sock.setsockopt(zmq.CONNECT_ROUTING_ID, f"node:{node}".encode())
-            self._sock.connect(endpoint)
+            connect_endpoint(self._sock, endpoint, keys)
         self._home = f"node:{home}".encode()
         self._ids = itertools.count(1)
         self._rcvtimeo_ms = -1

@@ -4,9 +4,12 @@
         topology.json    the machine, written by `up` before anything starts
         cluster.json     pids and endpoints, written by the coordinator; gone after `down`
         coordinator.log, node-<i>.log
+        keys/            the cluster's CURVE keys (protocol.keys), made by `up`
         run/             ipc sockets
         store/           the backing store (files), kept across down/up
 
+Only its owner gets in: the folder is 0700 and everything in it 0600 (folders 0700), whatever
+the umask; daemons run under umask 077 and create their files 0600 explicitly too.
 cluster.json is the source of truth for what runs (docs/conventions.md#no-fixed-ports).
 Cleanup only ever signals pids recorded here whose command line still carries our tag.
 """
@@ -76,8 +79,32 @@ def process_tag(name: str) -> str:
     return f"numa-emu[{name}]"
 
 
+def make_private(cdir: Path) -> None:
+    """Create the cluster folder 0700, and make what an earlier run left there (store files,
+    logs; perhaps made by an older version, or under a looser umask) owner-only."""
+    cdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(cdir, 0o700)
+    for root, dirs, files in os.walk(cdir):
+        for name in dirs:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o700)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o600)
+
+
+def open_private(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_APPEND) -> int:
+    """A file descriptor of `path`, which is 0600 whatever the umask or its earlier mode."""
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
 def endpoint_for(cdir: Path, role: str) -> str:
-    """An ipc endpoint in the cluster folder, or loopback tcp when the path is too long."""
+    """An ipc endpoint in the cluster folder; loopback tcp when the path is too long, which is
+    no open door: every socket is CURVE with the cluster's keys (protocol.keys)."""
     path = cdir / RUN_DIR / f"{role}.sock"
     if len(str(path)) <= _MAX_IPC_PATH:
         return f"ipc://{path}"
@@ -86,7 +113,8 @@ def endpoint_for(cdir: Path, role: str) -> str:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w") as f:
+        f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
 
 

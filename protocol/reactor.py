@@ -33,6 +33,7 @@ from protocol.heldmessages import HeldMessages
 from protocol.peercalls import PeerCalls
 from protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, gather
 from protocol.errors import ErrorCode, NumaEmuError
+from protocol.keys import ClusterKeys
 from protocol.messages import ErrorReply, Message, Notice, Ok, Reply, Request
 from protocol.timing import PEER_CALL_TIMEOUT_S
 
@@ -77,14 +78,23 @@ def recv_frames(sock: zmq.Socket, flags: int = 0) -> list[bytes]:
 
 
 def make_socket(ctx: zmq.Context, kind: int) -> zmq.Socket:
-    """Every socket of ours: linger 0, so closing never hangs on a dead peer (zguide)."""
+    """Every socket of ours: linger 0, so closing never hangs on a dead peer (zguide). It binds
+    with bind_endpoint and connects with connect_endpoint, which authenticate every peer."""
     sock = ctx.socket(kind)
     sock.linger = 0
     return sock
 
 
-def bind_endpoint(sock: zmq.Socket, endpoint: str) -> str:
-    """Bind `endpoint`; a tcp endpoint with port 0 gets a free port. Returns the bound address."""
+def connect_endpoint(sock: zmq.Socket, endpoint: str, keys: ClusterKeys) -> None:
+    """Connect to a daemon of the cluster, as its ZAP handler requires (protocol.keys)."""
+    keys.before_connect(sock, endpoint)
+    sock.connect(endpoint)
+
+
+def bind_endpoint(sock: zmq.Socket, endpoint: str, keys: ClusterKeys) -> str:
+    """Bind `endpoint` for the cluster's own processes only (protocol.keys; the context's ZAP
+    handler must be running); a tcp endpoint with port 0 gets a free port. The bound address."""
+    keys.before_bind(sock, endpoint)
     if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
         port = sock.bind_to_random_port(endpoint[: endpoint.rindex(":")])
         return f"{endpoint[: endpoint.rindex(':')]}:{port}"
@@ -97,10 +107,13 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
     (protocol.forwarding) and its node-to-node retries, deduplication and faults
     (protocol.peercalls): one object, one set of sockets and counters."""
 
-    def __init__(self, name: str, identity: str | None = None):
+    def __init__(self, name: str, identity: str | None = None, *, keys: ClusterKeys):
         """`identity` names this process on its outgoing connections (e.g. "node:3"), so that a
-        receiver can tell which peer a request came from and delay its reply on the right link."""
+        receiver can tell which peer a request came from and delay its reply on the right link.
+        `keys`: the cluster's CURVE keys, for both sockets and the ZAP handler (protocol.keys)."""
         self.name = name
+        self.keys = keys
+        self._auth = None  # the ZAP handler, started by bind()
         self.identity = identity.encode() if identity else None
         # The delaying link (docs/design.md#real-injection): peer name, bytes -> seconds to hold a message back.
         self.link_delay: Callable[[str, int], float] | None = None
@@ -147,11 +160,15 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
 
     # ---- set-up -------------------------------------------------------------------------
     def bind(self, endpoint: str) -> str:
+        # The ZAP handler first: a connection that arrives before it would be let in unchecked.
+        self._auth = self.keys.authenticator(self.ctx)
         self.router = make_socket(self.ctx, zmq.ROUTER)
         # A reply to a peer that is not connected raises instead of vanishing: a forwarded access
         # whose task is not connected here is answered through its home node (Answer.via).
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.endpoint = bind_endpoint(self.router, endpoint)
+        self.endpoint = bind_endpoint(self.router, endpoint, self.keys)
+        if self.endpoint.startswith("ipc://"):  # owner only, whatever the umask (its folder is too)
+            os.chmod(self.endpoint[len("ipc://"):], 0o600)
         self.poller.register(self.router, zmq.POLLIN)
         return self.endpoint
 
@@ -212,7 +229,7 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
             rid = f"{dest}#{next(self._link_seq)}".encode()
             self.outgoing.setsockopt(zmq.CONNECT_ROUTING_ID, rid)
             try:
-                self.outgoing.connect(endpoint)
+                connect_endpoint(self.outgoing, endpoint, self.keys)
             except zmq.ZMQError as exc:  # a malformed endpoint (node.peers takes them from the wire)
                 raise NumaEmuError(ErrorCode.ENODEV, f"cannot connect to {dest} at {endpoint!r}: {exc}") from None
             self._link_ids[dest] = rid
@@ -541,6 +558,9 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
             for fd in self._signal_pipe:
                 os.close(fd)
             self._signal_pipe = None
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
         self.ctx.destroy(linger=0)
 
     def counters(self) -> dict[str, int]:

@@ -1,6 +1,6 @@
 """Files of the cluster's backing store (the page cache's files).
 
-  file import PATH NAME     copy a host file into the store as NAME
+  file import PATH NAME     copy a host file into the store as NAME (read with your own rights)
   file ls [--json]          the files, their sizes, their writable/executable mapping counts and
                             shared policies
   file policy NAME POLICY [NODES]
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 from numa_emu.cli.common import add_json_option, add_name_option, running_cluster
+from numa_emu.fileimport import import_file
 from protocol.messages import pagecache as pc
 from protocol.nodemask import parse_nodelist
 from protocol.policy import Policy, parse_mode_name, policy_to_str
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     info = running_cluster(args)
     with info.client() as client:
         if args.op == "import":
-            f = client.call(pc.FileImport(path=os.path.abspath(args.path), name=args.file_name)).file
+            f = import_file(client, args.path, args.file_name)
             print(f"imported {args.path} as {f['name']} ({f['size']} bytes)")
             return 0
         if args.op == "policy":

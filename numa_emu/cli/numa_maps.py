@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from protocol.client import Client
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import memory as mm
 from protocol.policy import Policy, policy_to_str
@@ -57,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     endpoints = {n["id"]: n["endpoint"] for n in status.nodes if n["state"] in ("up", "suspect")}
     if task["node"] not in endpoints:
         raise NumaEmuError(ErrorCode.ENODEV, f"the home node {task['node']} of pid {args.pid} is not up")
-    with Client(endpoints[task["node"]], timeout_s=QUERY_TIMEOUT_S) as home:
+    with info.client(QUERY_TIMEOUT_S, endpoint=endpoints[task["node"]]) as home:
         regions = home.call(mm.Maps(task_id=task["task_id"])).regions
     regions = sorted(regions, key=lambda r: r["start"])
     if args.json:

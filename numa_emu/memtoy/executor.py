@@ -88,8 +88,6 @@ class Memtoy:
         memtoy's `private` is accepted and mapped shared too, as numa-emu has no private file maps."""
         import os
 
-        from protocol.messages import pagecache as pc
-
         name = os.path.basename(cmd.path.rstrip("/"))
         with _failing(f"file segment {name}"):
             try:
@@ -97,8 +95,7 @@ class Memtoy:
             except Exception as exc:  # not in the store yet: import a host file of that path
                 if not os.path.isfile(cmd.path):
                     raise exc
-                self.task._coordinator.call(pc.FileImport(path=os.path.abspath(cmd.path), name=name))
-                f = self.task.open(name)
+                f = self.task.import_file(cmd.path, name)
         offset = cmd.range.offset if cmd.range is not None else 0
         if offset % self.task.page_size:
             raise MemtoyError(f"file segment {name}: offset must be a multiple of the page size")

@@ -81,7 +81,7 @@ def add_common_arguments(p: argparse.ArgumentParser, module: ModuleType) -> None
     p.add_argument("--seed", type=int, default=1, help="seed of the random generator (default 1)")
     p.add_argument("--cpu", type=int, default=None,
                    help="the CPU to run on (default $NUMA_EMU_CPU, else the coordinator's pick)")
-    p.add_argument("--cluster", metavar="NAME", default=None, type=cluster_name,
+    p.add_argument("--name", "--cluster", dest="cluster", metavar="CLUSTER", default=None, type=cluster_name,
                    help="the cluster (default $NUMA_EMU_CLUSTER, else the only one up)")
 
 

@@ -46,11 +46,14 @@ class NodeRegisterReply(Reply):
 
 @message
 class NodeRegister(Request):
-    """A node introduces itself to the coordinator once its sockets are bound."""
+    """A node introduces itself to the coordinator once its sockets are bound. `token` is the
+    secret the coordinator made for this node when it had it spawned (never in argv): only the
+    process the cluster spawned can register as the node."""
 
     kind = "node.register"
     reply = NodeRegisterReply
     node_id: int
+    token: str
     pid: int
     endpoint: str
     protocol_version: int

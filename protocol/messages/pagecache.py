@@ -62,14 +62,24 @@ class FileList(Request):
     reply = FileListReply
 
 
+IMPORT_CHUNK_BYTES = 1 << 20  # the most one file.import carries: the coordinator's loop never stalls on a file
+
+
 @message
 class FileImport(Request):
-    """Copy a file of the host into the backing store under `name`."""
+    """One chunk of a host file that a client streams into the backing store under `name`. The
+    client reads the file with its own rights (numa_emu.fileimport), never the coordinator (which
+    would copy whatever it can read for anyone who asks). Chunks come in order from offset 0 under
+    one `upload` id (hex, chosen by the client), each at most IMPORT_CHUNK_BYTES; the one with
+    `done` stores the file (reply FileInfoReply; Ok before)."""
 
     kind = "file.import"
     reply = FileInfoReply
-    path: str
     name: str
+    upload: str
+    offset: int
+    data: bytes
+    done: bool
 
 
 @message

@@ -193,7 +193,7 @@ def test_status_after_a_crash_claims_no_process_that_was_not_alive(cli, cluster_
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.splitlines() == [
         f"numa-emu: cluster '{cluster_name}' was stale (its coordinator is gone): cleaned its folder {home / cluster_name}",
-        f"numa-emu: error: cluster '{cluster_name}' is not up (start it with: numa-emu up --name {cluster_name})"]
+        f"numa-emu: error: cluster '{cluster_name}' is not up; start it with: numa-emu up --name {cluster_name}"]
 
 
 @pytest.mark.parametrize("option, value, line", [

@@ -87,8 +87,8 @@ def test_a_folder_up_did_not_make_is_left_alone(cli, home, cluster_name):
     assert proc.stderr.strip() == (f"numa-emu: error: {folder} exists but was not made by 'numa-emu up' "
                                    f"(no {MARKER_FILE} in it); move it away or pick another --name")
     status = cli("status", "--name", cluster_name)
-    assert (status.returncode, status.stderr) == (1, f"numa-emu: error: cluster '{cluster_name}' is not up "
-                                                      f"(start it with: numa-emu up --name {cluster_name})\n")
+    assert (status.returncode, status.stderr) == (1, f"numa-emu: error: cluster '{cluster_name}' is not up; "
+                                                      f"start it with: numa-emu up --name {cluster_name}\n")
     assert cli("down", "--all").returncode == 0
     _untouched(folder)
     assert cl.names(home) == []

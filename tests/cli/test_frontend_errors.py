@@ -99,6 +99,6 @@ def test_migratepages_shim_runs_the_command(cli, home, tmp_path):
 
     exact(shim("1", "0"), 1, "", MIGRATEPAGES_USAGE)
     exact(shim(str(os.getpid()), "0", "1"), 1, "",
-          "numa-emu: error: cluster 'default' is not up (start it with: numa-emu up --name default)\n")
+          "numa-emu: error: cluster 'default' is not up; start it with: numa-emu up --name default\n")
     assert "-m numa_emu.cli.main migratepages" in (tmp_path / "bin" / "migratepages").read_text()
     assert sys.executable in (tmp_path / "bin" / "numactl").read_text()

@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 import numa_emu
-from protocol.client import Client
+from protocol.reactor import connect_endpoint, make_socket
 from protocol.errors import ErrorCode
 from protocol.messages import ErrorReply
 from protocol.messages import latency as lm
@@ -24,7 +24,7 @@ PAGE = 4096
 
 
 def _stats(c, node: int) -> dict:
-    with Client(c.status().nodes[node]["endpoint"]) as client:
+    with c.client(endpoint=c.status().nodes[node]["endpoint"]) as client:
         return client.call(lc.ProcStats()).stats
 
 
@@ -124,7 +124,7 @@ def test_a_held_message_is_delivered_no_sooner_than_its_hold(cluster_factory):
                 assert remote.read(0, 8) == b"\3" * 8
         finally:
             _latency(c, "inject", mode="virtual")
-        with Client(c.status().nodes[1]["endpoint"]) as node1:
+        with c.client(endpoint=c.status().nodes[1]["endpoint"]) as node1:
             held = node1.call(lc.ProcHolds(clear=True))
         pairs = list(zip(held.hold_ns, held.delay_ns)) + list(task._home.holds)  # forwards to 1, answers to the task
         assert len(held.hold_ns) >= 30 and len(task._home.holds) >= 30
@@ -134,14 +134,13 @@ def test_a_held_message_is_delivered_no_sooner_than_its_hold(cluster_factory):
             assert delay >= hold - 1000  # ns: a clock read's rounding, never an early delivery
 
 
-def _task_socket(endpoint: str, node: int, identity: bytes) -> zmq.Socket:
+def _task_socket(c, endpoint: str, node: int, identity: bytes) -> zmq.Socket:
     """A raw ROUTER connected to one node, as a task's channel is (tests of malformed forwards)."""
-    sock = zmq.Context.instance().socket(zmq.ROUTER)
-    sock.linger = 0
+    sock = make_socket(zmq.Context.instance(), zmq.ROUTER)
     sock.setsockopt(zmq.ROUTING_ID, identity)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     sock.setsockopt(zmq.CONNECT_ROUTING_ID, f"node:{node}".encode())
-    sock.connect(endpoint)
+    connect_endpoint(sock, endpoint, c.info.keys)
     return sock
 
 
@@ -159,7 +158,7 @@ def _send_when_connected(sock: zmq.Socket, frames: list[bytes]) -> None:
 def test_a_bad_forward_gets_one_clear_error_and_the_node_keeps_serving(cluster_factory):
     c = cluster_factory("default-4n")
     endpoint = c.status().nodes[1]["endpoint"]
-    sock = _task_socket(endpoint, 1, b"task:test:bad")
+    sock = _task_socket(c, endpoint, 1, b"task:test:bad")
     try:
         base = {"kind": "mem.access.forward", "id": 0, "route": b"task:test:bad", "home": 0, "frame": 0,
                 "offset": 0, "length": 8, "data": None, "clock_ns": 5}
@@ -174,7 +173,7 @@ def test_a_bad_forward_gets_one_clear_error_and_the_node_keeps_serving(cluster_f
                 (b"node:1", TAG, ErrorReply.kind, 100 + i, ErrorCode.EINVAL.value), change
             assert reply["message"]
         assert not sock.poll(300)  # exactly one answer each
-        with Client(endpoint) as node1:
+        with c.client(endpoint=endpoint) as node1:
             assert node1.call(lc.Ping()).name == "node 1"
         assert _stats(c, 1).get("handler_crashes", 0) == 0
     finally:
@@ -190,13 +189,13 @@ def test_an_answer_the_owner_cannot_deliver_goes_through_the_home_node(cluster_f
         remote.touch(fill=0x42)
         # A client connected to the home node only asks for a direct answer: node 1 cannot reach
         # it, so its answer comes back through node 0, once.
-        with Client(nodes[0]["endpoint"]) as home:
+        with c.client(endpoint=nodes[0]["endpoint"]) as home:
             reply = home.call(mm.Access(task_id=task.task_id, vaddr=remote.vaddr + 8, length=4, direct=True))
             assert reply.data == b"\x42" * 4
             assert home.recv_raw(0.3) is None
         assert _stats(c, 1)["answers_relayed"] == 1
         # A route nobody knows: node 1 relays it to node 0, which counts it and drops it.
-        with Client(nodes[1]["endpoint"]) as node1:
+        with c.client(endpoint=nodes[1]["endpoint"]) as node1:
             node1.send_raw([TAG, msgpack.packb({"kind": "mem.access.forward", "id": 0, "route": b"task:nobody",
                                                 "request_id": 1, "home": 0, "frame": 0, "offset": 0,
                                                 "length": 8, "clock_ns": 0})])

@@ -149,8 +149,8 @@ def test_stdin_pipe_policy_numa_time_and_no_page_left_behind(cli, two_nodes):
 def test_cluster_not_up_is_one_line(cli, cluster_name):
     proc = cli("memtoy", "--name", cluster_name, input="pid\n")
     assert proc.returncode == 1
-    assert proc.stderr.strip() == (f"numa-emu: error: cluster '{cluster_name}' is not up "
-                                   f"(start it with: numa-emu up --name {cluster_name})")
+    assert proc.stderr.strip() == (f"numa-emu: error: cluster '{cluster_name}' is not up; "
+                                   f"start it with: numa-emu up --name {cluster_name}")
 
 
 def _read_until(fd: int, token: bytes, timeout_s: float = 10.0) -> bytes:

@@ -12,7 +12,6 @@ import pytest
 
 import numa_emu
 from nodes.costmodel import SHOOTDOWN_NS, CostModel
-from protocol.client import Client
 from protocol.messages import migration as mg
 from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
@@ -380,7 +379,7 @@ def test_concurrent_migrations_lose_no_write(four):
         errors: list[BaseException] = []
 
         def migrate_back_and_forth():
-            with Client(task._home.endpoint) as home:
+            with four.client(endpoint=task._home.endpoint) as home:
                 try:
                     while not stop.is_set() and done[0] < 200:
                         src, dst = ([0], [1]) if done[0] % 2 == 0 else ([1], [0])
@@ -422,7 +421,7 @@ def test_cpuset_memory_migrate_moves_pages_relatively(four):
         board = task.mmap(PAGE, shared=True, name="board")
         board.write(0, b"board")
         policy = task.info()["policy"]
-        with Client(task._home.endpoint) as home:
+        with four.client(endpoint=task._home.endpoint) as home:
             home.call(tm.NodeTaskPolicy(task_id=task.task_id, policy=policy, mems_allowed=[2, 3],
                                         old_mems_allowed=[0, 1, 2, 3]))  # memory_migrate off: nothing moves
             assert region.where() == [0, 1, 0, 1]
@@ -503,7 +502,7 @@ def test_bad_migration_messages_get_one_clear_error(four):
     with attach(four, 0) as task:
         region = task.mmap(PAGE)
         region.write(0, b"ok")
-        with Client(task._home.endpoint) as node:
+        with four.client(endpoint=task._home.endpoint) as node:
             bad = [
                 (mg.MovePages(task_id=999, addrs=[region.addr(0)]), "ESRCH"),
                 (mg.MovePages(task_id=task.task_id, addrs=["x"]), "EINVAL"),

@@ -12,11 +12,13 @@ import pytest
 from protocol.effects import Future
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import lifecycle as lc
+from protocol.keys import KEYS_DIR, ClusterKeys
 from protocol.reactor import Reactor
 
 
 def _peer(tmp_path, node: int) -> Reactor:
-    r = Reactor(f"node {node}", identity=f"node:{node}")
+    keys = ClusterKeys.load(tmp_path) if (tmp_path / KEYS_DIR).is_dir() else ClusterKeys.create(tmp_path)
+    r = Reactor(f"node {node}", identity=f"node:{node}", keys=keys)
     r.bind(f"ipc://{tmp_path}/node-{node}.sock")
     r.on("ping", lambda m, node=node: lc.Pong(pid=node, role="node", name=f"node {node}", uptime_s=0.0))
     return r

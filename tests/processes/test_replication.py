@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from protocol.client import Client
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
@@ -261,7 +260,7 @@ def test_a_fill_or_copy_nobody_asked_for_gets_one_clear_error_and_the_node_keeps
     and is still waiting on; anything else is refused (ESTALE, counted), and so is a repl.copy of
     a frame whose generation moved on; replication on the same nodes then works as before."""
     nodes = four.status().nodes
-    with Client(nodes[3]["endpoint"], timeout_s=5.0) as n3, Client(nodes[0]["endpoint"], timeout_s=5.0) as n0:
+    with four.client(5.0, nodes[3]["endpoint"]) as n3, four.client(5.0, nodes[0]["endpoint"]) as n0:
         for frame in (0, 7, 10**9):
             with pytest.raises(NumaEmuError) as err:
                 n3.call(pc.ReplicaFill(obj="file:f", idx=0, frame=frame, generation=0, epoch=1, cost_ns=0,

@@ -9,7 +9,6 @@ import pytest
 
 import numa_emu
 from protocol.errors import ErrorCode, NumaEmuError
-from protocol.client import Client
 from protocol.messages import control as cm
 from protocol.messages import lifecycle as lc
 from protocol.messages import tasks as tm
@@ -101,7 +100,7 @@ def test_a_bad_move_request_is_refused_and_the_task_keeps_working(two):
         region = task.mmap(PAGE)
         region.write(0, b"x")
         endpoint0 = next(n["endpoint"] for n in coordinator(two, lc.ClusterStatus()).nodes if n["id"] == 0)
-        with Client(endpoint0) as client:
+        with two.client(endpoint=endpoint0) as client:
             for bad, code in ((tm.NodeTaskMove(task_id=task.task_id, node=0, cpu=0), ErrorCode.EINVAL),  # its node
                               (tm.NodeTaskMove(task_id=task.task_id, node=1, cpu=0), ErrorCode.EINVAL),  # cpu 0: node 0
                               (tm.NodeTaskMove(task_id=task.task_id, node=9, cpu=2), ErrorCode.EINVAL),

@@ -8,7 +8,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol import codec
-from protocol.client import Client
 from protocol.messages import lifecycle as lc
 from protocol.version import TAG
 
@@ -57,7 +56,7 @@ def live(tmp_path_factory):
 @given(frames=_frames, target=st.sampled_from(["coordinator", "node"]))
 def test_random_frames_get_an_error_and_the_process_keeps_serving(live, frames, target):
     endpoint = _endpoints(live)[target]
-    with Client(endpoint, timeout_s=3.0) as client:
+    with live.client(3.0, endpoint) as client:
         client.send_raw(frames) if frames else client.send_raw([b""])
         # every reply that comes back for garbage is an error reply (never a crash or silence-then-death)
         reply = client.recv_raw(timeout_s=0.5)
@@ -70,7 +69,7 @@ def test_random_frames_get_an_error_and_the_process_keeps_serving(live, frames, 
 
 @pytest.mark.parametrize("target", ["coordinator", "node"])
 def test_wrong_version_is_refused_naming_both_versions(live, target):
-    with Client(_endpoints(live)[target]) as client:
+    with live.client(endpoint=_endpoints(live)[target]) as client:
         client.send_raw([b"NUMAEMU/2", codec.pack({"kind": "ping", "id": 7})])
         msg = codec.decode(client.recv_raw(timeout_s=3.0))
         assert msg.kind == "error" and msg.code == "EPROTO"
@@ -81,7 +80,7 @@ def test_wrong_version_is_refused_naming_both_versions(live, target):
 
 @pytest.mark.parametrize("target", ["coordinator", "node"])
 def test_oversized_unknown_and_malformed_are_counted(live, target):
-    with Client(_endpoints(live)[target]) as client:
+    with live.client(endpoint=_endpoints(live)[target]) as client:
         before = client.call(lc.ProcStats()).stats.get("bad_messages", 0)
         cases = [
             ([TAG, b"\x00" * (codec.MAX_ENVELOPE_BYTES + 1)], "EMSGSIZE"),

@@ -1,0 +1,133 @@
+"""Who may talk to a cluster: its owner's processes only. Every connection is checked by the
+ZAP handler of the daemon it reaches (zmq.auth's ThreadAuthenticator, started before binding):
+
+- tcp (a cluster folder too long for ipc paths; later, other hosts): CURVE. `up` makes one
+  keypair per cluster (zmq.curve_keypair), kept in the cluster folder, owner-only, in pyzmq's
+  certificate format: keys/cluster.key (the public key: the allow-list, zmq.auth loads every
+  *.key there) and keys/cluster.key_secret. Bound sockets are CURVE servers, connecting ones
+  CURVE clients of that keypair; a peer without the secret key gets no reply at all.
+- ipc: the peer's uid, which the kernel tells (SO_PEERCRED; libzmq hands it to ZAP in the
+  peer's address), must be the owner's. Checked once per connection, so messages cost nothing
+  more, where CURVE costs 1.14x a small round trip and 1.33x a 4 KiB page (benchmarks/
+  bench_auth.py). The sockets' 0700 folder keeps other users from even connecting.
+
+One keypair, not one per role: every role runs as the owner, who can read every key anyway.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from protocol.errors import ErrorCode, NumaEmuError
+
+KEYS_DIR = "keys"
+_NAME = "cluster"
+_ZAP_DOMAIN = b"numa-emu"  # set on every server: makes libzmq ask ZAP about NULL-mechanism peers too
+
+
+@dataclass(frozen=True)
+class ClusterKeys:
+    public: bytes  # z85
+    secret: bytes  # z85
+    folder: Path  # the allow-list: the public keys in it
+
+    @classmethod
+    def create(cls, cluster_dir: Path) -> "ClusterKeys":
+        """A fresh keypair in cluster_dir/keys (made 0700, files 0600 whatever the umask)."""
+        folder = cluster_dir / KEYS_DIR
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)
+        for old in folder.iterdir():
+            old.unlink()
+        public, secret = zmq.curve_keypair()
+        for suffix, text in ((".key", _certificate(public, None)), (".key_secret", _certificate(public, secret))):
+            fd = os.open(folder / f"{_NAME}{suffix}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+        return cls(public, secret, folder)
+
+    @classmethod
+    def load(cls, cluster_dir: Path) -> "ClusterKeys":
+        folder = cluster_dir / KEYS_DIR
+        try:
+            public, secret = zmq.auth.load_certificate(folder / f"{_NAME}.key_secret")
+        except PermissionError:
+            raise NumaEmuError(ErrorCode.EACCES, f"cannot read the cluster's keys in {folder}: "
+                                                 "only the user who started the cluster can use it") from None
+        except (OSError, ValueError) as exc:
+            raise NumaEmuError(ErrorCode.ENOENT, f"no usable cluster keys in {folder} ({exc}); "
+                                                 "restart the cluster with numa-emu down and up") from None
+        if secret is None:
+            raise NumaEmuError(ErrorCode.ENOENT, f"no secret key in {folder}; restart the cluster with numa-emu down and up")
+        return cls(public, secret, folder)
+
+    def before_bind(self, sock: zmq.Socket, endpoint: str) -> None:
+        """Before binding `endpoint`: only peers its context's ZAP handler admits get through."""
+        sock.zap_domain = _ZAP_DOMAIN
+        try:  # and nobody, should the handler be missing (libzmq lets everyone in then, by default)
+            sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+        except (AttributeError, zmq.ZMQError):
+            pass  # a libzmq without the option: the handler is started before any bind regardless
+        if not endpoint.startswith("ipc://"):
+            sock.curve_secretkey = self.secret
+            sock.curve_publickey = self.public
+            sock.curve_server = True
+
+    def before_connect(self, sock: zmq.Socket, endpoint: str) -> None:
+        """Before connecting to `endpoint`: over tcp, prove that we hold the cluster's secret key
+        (options apply per connection: one socket may reach ipc and tcp peers)."""
+        if endpoint.startswith("ipc://"):
+            sock.curve_server = False  # the NULL mechanism: the server checks our uid
+        else:
+            sock.curve_secretkey = self.secret
+            sock.curve_publickey = self.public
+            sock.curve_serverkey = self.public
+
+    def authenticator(self, ctx: zmq.Context) -> ThreadAuthenticator:
+        """The ZAP handler of `ctx` (start it before binding): the public keys in keys/ over tcp,
+        the owner's uid over ipc. A thread: started by daemons after any fork (the node fork
+        server starts none)."""
+        auth = _Gatekeeper(ctx)
+        auth.start()
+        auth.configure_curve(domain=_ZAP_DOMAIN.decode(), location=str(self.folder))
+        return auth
+
+
+class _Gatekeeper(ThreadAuthenticator):
+    """zmq.auth's handler, and over ipc (the NULL mechanism) the peer's uid must be ours."""
+
+    async def handle_zap_message(self, msg: list[bytes]) -> Any:
+        if len(msg) >= 6 and msg[5] == b"NULL":
+            if peer_uid(msg[3].decode("ascii", "replace")) == os.geteuid():
+                self._send_zap_reply(msg[1], b"200", b"OK", str(os.geteuid()))
+            else:
+                self.log.warning("refused an ipc peer of another user (address %r)", msg[3])
+                self._send_zap_reply(msg[1], b"400", b"not the cluster's owner")
+            return None
+        return await super().handle_zap_message(msg)
+
+
+def peer_uid(address: str) -> int | None:
+    """The uid in the address libzmq gives ZAP for an ipc peer ("...:UID:GID:PID", SO_PEERCRED),
+    or None when it holds none (then nobody is let in)."""
+    parts = address.rsplit(":", 3)
+    try:
+        return int(parts[1]) if len(parts) == 4 else None
+    except ValueError:
+        return None
+
+
+def _certificate(public: bytes, secret: bytes | None) -> str:
+    """zmq.auth's certificate text (what zmq.auth.create_certificates writes, but written here
+    with mode 0600 from the start instead of with the umask's mode)."""
+    lines = ["#   ZeroMQ CURVE certificate of a numa-emu cluster", "metadata", "curve",
+             f'    public-key = "{public.decode("ascii")}"']
+    if secret is not None:
+        lines.append(f'    secret-key = "{secret.decode("ascii")}"')
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,75 @@
+"""protocol.keys without processes: the key files, and the uid that ZAP reads from an ipc peer's address."""
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+import zmq.auth
+
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.keys import KEYS_DIR, ClusterKeys, peer_uid
+
+
+@pytest.mark.parametrize("address, uid", [
+    ("localhost:0:0:5104", 0),  # what libzmq 4.3 hands ZAP for an ipc peer (SO_PEERCRED)
+    ("localhost:65534:65534:77", 65534),
+    (":1000:1000:1", 1000),
+    ("", None),
+    ("127.0.0.1", None),
+    ("localhost:x:0:1", None),
+])
+def test_the_uid_of_an_ipc_peer_address(address, uid):
+    assert peer_uid(address) == uid
+
+
+def test_keys_are_made_owner_only_whatever_the_umask_and_read_back(tmp_path):
+    mask = os.umask(0)
+    try:
+        made = ClusterKeys.create(tmp_path)
+    finally:
+        os.umask(mask)
+    folder = tmp_path / KEYS_DIR
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == \
+        {"cluster.key": 0o600, "cluster.key_secret": 0o600}
+    assert ClusterKeys.load(tmp_path) == made
+    assert list(zmq.auth.load_certificates(str(folder))) == [made.public]  # the allow-list: the public key only
+    assert ClusterKeys.create(tmp_path).public != made.public  # a fresh pair each `up`
+
+
+def test_missing_keys_are_one_clear_error(tmp_path):
+    with pytest.raises(NumaEmuError) as err:
+        ClusterKeys.load(tmp_path)
+    assert err.value.code == ErrorCode.ENOENT
+    assert err.value.message.startswith(f"no usable cluster keys in {tmp_path / KEYS_DIR} (")
+    assert err.value.message.endswith("); restart the cluster with numa-emu down and up")
+
+
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+def test_a_socket_bound_without_its_zap_handler_lets_nobody_in(tmp_path, transport):
+    """Fail closed: libzmq admits everyone when no ZAP handler answers, unless told otherwise."""
+    import zmq
+
+    from protocol.reactor import bind_endpoint, connect_endpoint
+
+    keys = ClusterKeys.create(tmp_path)
+    ctx = zmq.Context()
+    try:
+        server = ctx.socket(zmq.ROUTER)
+        endpoint = bind_endpoint(server, f"ipc://{tmp_path}/s.sock" if transport == "ipc" else "tcp://127.0.0.1:0", keys)
+        client = ctx.socket(zmq.DEALER)
+        connect_endpoint(client, endpoint, keys)
+        client.send(b"let me in")
+        assert server.poll(500) == 0
+        auth = keys.authenticator(ctx)  # with the handler, the same keys get through
+        try:
+            again = ctx.socket(zmq.DEALER)
+            connect_endpoint(again, endpoint, keys)
+            again.send(b"let me in")
+            assert server.poll(5000) != 0
+            assert server.recv_multipart()[-1] == b"let me in"
+        finally:
+            auth.stop()
+    finally:
+        ctx.destroy(linger=0)
