@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 import numa_emu
-from protocol.client import Client
 from protocol.counters import NUMASTAT_TO_VMSTAT
 from protocol.messages import lifecycle as lc
 from protocol.messages import tasks as tm
@@ -54,7 +53,7 @@ def _proc_counters(c) -> dict:
     """The nodes' own counters (proc.stats), summed: faults applied, calls re-sent, duplicates."""
     totals: dict = {}
     for n in range(4):
-        with Client(c.status().nodes[n]["endpoint"]) as client:
+        with c.client(endpoint=c.status().nodes[n]["endpoint"]) as client:
             for k, v in client.call(lc.ProcStats()).stats.items():
                 totals[k] = totals.get(k, 0) + v
     return totals

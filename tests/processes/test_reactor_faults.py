@@ -10,12 +10,17 @@ import pytest
 from protocol.effects import Future
 from protocol.errors import ErrorCode
 from protocol.faults import FaultInjector, FaultTable
+from protocol.keys import KEYS_DIR, ClusterKeys
 from protocol.messages import lifecycle as lc
 from protocol.reactor import Reactor
 
 
+def _keys(tmp_path) -> ClusterKeys:
+    return ClusterKeys.load(tmp_path) if (tmp_path / KEYS_DIR).is_dir() else ClusterKeys.create(tmp_path)
+
+
 def _node(tmp_path, node: int, served: list) -> Reactor:
-    r = Reactor(f"node {node}", identity=f"node:{node}")
+    r = Reactor(f"node {node}", identity=f"node:{node}", keys=_keys(tmp_path))
     r.bind(f"ipc://{tmp_path}/node-{node}.sock")
 
     def ping(msg):  # the operation: counted once per request id it serves
@@ -102,7 +107,7 @@ def test_a_request_older_than_the_cache_is_refused_never_served_twice(tmp_path, 
     from protocol import peercalls
 
     monkeypatch.setattr(peercalls, "SERVED_PER_PEER", 2)
-    r = Reactor("node 1", identity="node:1")
+    r = Reactor("node 1", identity="node:1", keys=_keys(tmp_path))
     try:
         r.bind(f"ipc://{tmp_path}/node-1.sock")
         peer = [b"node:0"]
