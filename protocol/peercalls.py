@@ -118,7 +118,7 @@ class PeerCalls:
         dest = self._pending_dest.get(request_id, "the peer")
         r = self._retrying.get(request_id)
         if r is None:
-            return NumaEmuError(ErrorCode.ETIMEDOUT, f"{dest} did not answer request {request_id} in time")
+            return NumaEmuError(ErrorCode.ETIMEDOUT, f"{dest.replace(':', ' ')} did not answer request {request_id} in time")
         error = NumaEmuError(ErrorCode.ETIMEDOUT, f"{dest.replace(':', ' ')} did not answer {r.kind} (request "
                                                   f"{request_id}) in {now - r.started:.1f} s, {r.attempts} attempt(s)")
         log.warning("%s: %s", self.name, error.message)

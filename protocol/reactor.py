@@ -35,7 +35,7 @@ from protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, gather
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.keys import ClusterKeys
 from protocol.messages import ErrorReply, Message, Notice, Ok, Reply, Request
-from protocol.timing import PEER_CALL_TIMEOUT_S
+from protocol.timing import DAEMON_CALL_TIMEOUT_S, PEER_CALL_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +323,9 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
         self._pending[request_id] = fut
         self._pending_dest[request_id] = dest
         fut.add_done_callback(self._call_done(request_id))
-        deadline = time.monotonic() + (timeout_s if timeout_s is not None else PEER_CALL_TIMEOUT_S)
+        if timeout_s is None:
+            timeout_s = PEER_CALL_TIMEOUT_S if self._retries_to(dest) else DAEMON_CALL_TIMEOUT_S
+        deadline = time.monotonic() + timeout_s
         heapq.heappush(self._deadlines, (self._first_due(request_id, dest, frames, request.kind, deadline), request_id))
         return fut
 
