@@ -155,8 +155,8 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
         self._signal_actions: dict[int, Callable[[], None]] = {}
         self._signal_pipe: tuple[int, int] | None = None
         self.handlers["proc.holds"] = self._on_holds
-        self._init_peer_calls()
         self.handlers["reply.relay"] = self._on_relay
+        self._init_peer_calls()
 
     # ---- set-up -------------------------------------------------------------------------
     def bind(self, endpoint: str) -> str:
