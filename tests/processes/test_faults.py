@@ -59,6 +59,18 @@ def _proc_counters(c) -> dict:
     return totals
 
 
+def check_counters(c) -> None:
+    """docs/protocol.md#invariants (4): what one node counts agrees with what the others count,
+    which a request applied twice (a stat.add, a frame.free) would break."""
+    nodes = _stats(c).values()
+    assert sum(d["numastat"]["numa_miss"] for d in nodes) == sum(d["numastat"]["numa_foreign"] for d in nodes)
+    for d in nodes:
+        s = d["numastat"]
+        assert s["numa_hit"] + s["numa_miss"] == s["local_node"] + s["other_node"]
+    v = _vmstat(c)
+    assert v.get("nr_repl_pages", 0) == v.get("pgreplicated", 0) - v.get("pgreplicazap", 0)
+
+
 def shared_history(c) -> None:
     """A writer on node 0 and readers on nodes 1-3 of one file: no bad read, the last write kept."""
     env = dict(os.environ, NUMA_EMU_CLUSTER=c.name)
@@ -119,6 +131,7 @@ def test_the_protocol_survives_each_fault_kind(cluster_factory, cli, fault):
     if fault[0] == "dup":
         assert applied.get("duplicates_ignored", 0) + applied.get("duplicates_answered", 0) > 0, applied
     assert applied.get("calls_timed_out", 0) == 0 and applied.get("duplicates_refused", 0) == 0, applied
+    check_counters(c)
     cli("fault", "--name", c.name, "clear", check=True)
     assert "none" in cli("fault", "--name", c.name, "show", check=True).stdout
     private_pages(c)  # still serves after the clear
