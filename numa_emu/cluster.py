@@ -82,8 +82,6 @@ def find(name: str, base: Path | None = None, *, warn=None) -> ClusterInfo | Non
     and `warn` (e.g. print to stderr) is told so."""
     cdir = cluster_dir(name, _base(base))
     path = cdir / CLUSTER_FILE
-    if not is_cluster_folder(cdir):
-        return None  # not made by `up`: neither a cluster nor ours to clean
     try:
         data = read_json(path)
         info = ClusterInfo(name, cdir, data)
@@ -94,6 +92,8 @@ def find(name: str, base: Path | None = None, *, warn=None) -> ClusterInfo | Non
         raise NumaEmuError(ErrorCode.EACCES, f"cluster '{name}' belongs to another user: cannot read {path}") from None
     except (ValueError, KeyError, TypeError):
         info, coordinator = None, 0
+    if not is_cluster_folder(cdir):
+        return None  # not made by `up`: neither a cluster nor ours to clean
     if processes.is_ours(coordinator, name, cdir):
         return info
     # Count only what was alive and ours: a pid in cluster.json may have died or been reused.

@@ -36,18 +36,17 @@ NAME_RULE = "1 to 64 of A-Z a-z 0-9 . _ -, not starting with '.' or '-'"
 
 
 def home() -> Path:
-    """The folder that holds every cluster. An explicit NUMA_EMU_HOME must exist already."""
+    """The folder that holds every cluster: $NUMA_EMU_HOME, else ~/.numa-emu; made (0700, as tools
+    make their state folders) when it does not exist yet. A path that is not a folder is refused."""
     explicit = os.environ.get(HOME_ENV)
-    if explicit:
-        path = Path(explicit)
-        if not path.is_dir():
-            raise NumaEmuError(
-                ErrorCode.ENOENT,
-                f"{HOME_ENV}={explicit} is not a folder; create it or unset {HOME_ENV} to use ~/.numa-emu",
-            )
-        return path
-    path = Path.home() / ".numa-emu"
-    path.mkdir(parents=True, exist_ok=True)
+    path = Path(explicit) if explicit else Path.home() / ".numa-emu"
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise NumaEmuError(
+            ErrorCode.ENOTDIR,
+            f"{HOME_ENV}={path} is not a folder; point it at a folder or unset {HOME_ENV} to use ~/.numa-emu",
+        ) from None
     return path
 
 

@@ -14,6 +14,7 @@ class ErrorCode(str, enum.Enum):
     ENOMEM = "ENOMEM"  # no frame could be had where the policy allows
     EFAULT = "EFAULT"  # address outside any region
     ENOENT = "ENOENT"  # no such object (task, region, file, cluster)
+    ENOTDIR = "ENOTDIR"  # a path that should be a folder is not
     EBUSY = "EBUSY"  # locked or in use
     EACCES = "EACCES"  # not allowed (cpuset, permissions)
     EPERM = "EPERM"  # operation needs a privilege the caller lacks

@@ -48,11 +48,20 @@ def test_status_of_a_cluster_that_is_not_up(cli, cluster_name):
     _one_error_line(cli("status", "--name", cluster_name), 1, f"cluster '{cluster_name}' is not up")
 
 
-def test_missing_numa_emu_home(tmp_path):
-    missing = tmp_path / "nowhere"
+def test_missing_numa_emu_home_is_made_owner_only(tmp_path):
+    missing = tmp_path / "nowhere" / "home"
     proc = subprocess.run([sys.executable, "-m", "numa_emu.cli.main", "status"], capture_output=True, text=True,
                           env=dict(os.environ, NUMA_EMU_HOME=str(missing)), timeout=30)
-    _one_error_line(proc, 3, f"NUMA_EMU_HOME={missing} is not a folder")
+    _one_error_line(proc, 1, "cluster 'default' is not up")
+    assert missing.is_dir() and (missing.stat().st_mode & 0o777) == 0o700
+
+
+def test_numa_emu_home_that_is_a_file(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    proc = subprocess.run([sys.executable, "-m", "numa_emu.cli.main", "status"], capture_output=True, text=True,
+                          env=dict(os.environ, NUMA_EMU_HOME=str(a_file)), timeout=30)
+    _one_error_line(proc, 3, f"NUMA_EMU_HOME={a_file} is not a folder; point it at a folder")
 
 
 @pytest.mark.parametrize("args", [["up", "--nodes", "0"], ["up", "--nodes", "2", "--mem-per-node", "lots"]])

@@ -21,6 +21,7 @@ import zmq
 import numa_emu
 from numa_emu.cluster import Cluster
 from protocol import codec
+from protocol.clusterdir import MARKER_FILE
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.keys import KEYS_DIR
 from protocol.messages import lifecycle as lc
@@ -151,6 +152,7 @@ def test_another_user_gets_nothing_over_ipc_and_every_file_is_the_owners_alone_u
     name = "sec-ipc"
     old = home / name / "store"
     old.mkdir(parents=True)
+    (home / name / MARKER_FILE).write_text("")  # an earlier `up` made the folder
     (old / "earlier").write_bytes(b"a file of an earlier run, made 0644")
     os.chmod(old / "earlier", 0o644)
     os.chmod(home / name, 0o755)
