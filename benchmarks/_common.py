@@ -433,7 +433,7 @@ class Puppet:
     Commands (keys beside "op"): open(name, create, size), map(name, as, writable),
     mmap(length, as), mbind(as, mode, nodes), touch(as, fill), read(as, offset, length),
     pread(name, offset, length), pwrite(name, offset, byte, length) (`length` copies of `byte`),
-    fsync(name), where(as), munmap(as). Byte results come back as hex."""
+    fsync(name), where(as), munmap(as), policy(mode, nodes). Byte results come back as hex."""
 
     def __init__(self, cpu: int, *, cluster: str, home: Path, cpuset: str | None = None):
         env = dict(os.environ, NUMA_EMU_CLUSTER=cluster)
@@ -502,6 +502,7 @@ def _puppet_main(cpu: int) -> None:
         "pread": lambda c: (files[c["name"]].pread, (c["offset"], c["length"]), {}),
         "pwrite": lambda c: (files[c["name"]].pwrite, (c["offset"], bytes([c["byte"]]) * c["length"]), {}),
         "fsync": lambda c: (files[c["name"]].fsync, (), {}),
+        "policy": lambda c: (task.set_mempolicy, (c["mode"], c.get("nodes")), {}),
     }
     clock = time.perf_counter
     print(json.dumps({"ok": task.node}), flush=True)

@@ -20,9 +20,9 @@ from coordinator.supervisor import Supervisor
 from coordinator.taskserver import TaskService
 from coordinator.traceserver import TraceService
 from protocol.clusterdir import CLUSTER_FILE, RUN_DIR, STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_json, write_json_atomic
-from protocol.effects import Call
+from protocol.effects import Call, Future
 from protocol.errors import ErrorCode, NumaEmuError
-from protocol.heartbeat import DEAD, SUSPECT
+from protocol.heartbeat import DEAD, SUSPECT, UP
 from protocol.keys import ClusterKeys
 from protocol.messages import Ok
 from protocol.messages import lifecycle as lc
@@ -31,6 +31,7 @@ from protocol.timing import CHILD_POLL_INTERVAL_S, HEARTBEAT_INTERVAL_S, NODE_RE
 from protocol.version import PROTOCOL_VERSION
 
 log = logging.getLogger("coordinator")
+RESTART_TIMEOUT_S = 30.0  # a restarted node registers within this (a fork: well under a second)
 
 
 class CoordinatorServer:
@@ -63,6 +64,7 @@ class CoordinatorServer:
             "node.heartbeat": self.on_heartbeat,
             "cluster.status": self.on_status,
             "cluster.shutdown": self.on_shutdown,
+            "node.restart": self.on_restart,
         }.items():
             r.on(kind, handler)
         if parent_alive_fd is not None:
@@ -70,6 +72,7 @@ class CoordinatorServer:
         r.on_signal(signal.SIGTERM, self.begin_shutdown)
         r.on_signal(signal.SIGINT, self.begin_shutdown)
         self._stopping = False
+        self.restarting: dict[int, Future] = {}  # node id -> its restart, until it registers
 
     # ---- life cycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -166,6 +169,7 @@ class CoordinatorServer:
         log.warning("node %d: %s -> %s (%s)", node_id, old, new, why)
         self.trace.node_changed(node_id, old, new)
         if new == DEAD:
+            self.tasks.home_died(node_id, why)
             self.reactor.mark_down(f"node:{node_id}", f"node {node_id} is dead ({why})")
             for rec in self.state.live_nodes():
                 self.reactor.notify(f"node:{rec.id}", lc.NodeDown(node_id=node_id, why=why))
@@ -173,6 +177,10 @@ class CoordinatorServer:
     def _reap(self) -> None:
         for node_id, code in self.supervisor.reap():
             self.reactor.forget(f"node:{node_id}")
+            restart = self.restarting.pop(node_id, None)
+            if restart is not None:
+                restart.set_exception(NumaEmuError(ErrorCode.EIO, f"node {node_id} exited during its restart "
+                                                                  f"(status {code}); see node-{node_id}.log"))
             self._changed(self.state.node_exited(node_id, code, time.monotonic()), f"exited with status {code}")
             if self.state.state == "starting":
                 self._tell_cli(f"error node {node_id} exited during start-up (status {code}); see node-{node_id}.log")
@@ -191,6 +199,9 @@ class CoordinatorServer:
                                                  "by this cluster with that token")
         if self._stopping:
             raise NumaEmuError(ErrorCode.EBUSY, "the cluster is stopping")
+        restart = self.restarting.get(msg.node_id)
+        if self.state.state != "starting" and restart is None:
+            raise NumaEmuError(ErrorCode.EPERM, f"node {msg.node_id} was not asked to start (numa-emu node restart)")
         all_ready = self.state.register(
             node_id=msg.node_id, pid=msg.pid, endpoint=msg.endpoint, frames_total=msg.frames_total,
             page_size=msg.page_size, protocol_version=msg.protocol_version, now=time.monotonic(),
@@ -199,6 +210,11 @@ class CoordinatorServer:
         self.reactor.mark_up(f"node:{msg.node_id}")
         if all_ready:
             self.reactor.spawn(self._announce_peers(), self._ready)
+        if restart is not None:
+            del self.restarting[msg.node_id]
+            log.warning("node %d: dead -> up (restarted, pid %d)", msg.node_id, msg.pid)
+            self.trace.node_changed(msg.node_id, DEAD, UP)
+            restart.set_result(msg.pid)
         return lc.NodeRegisterReply(cluster=self.name, heartbeat_interval_s=self.state.heartbeat_interval_s)
 
     def _announce_peers(self):
@@ -207,6 +223,51 @@ class CoordinatorServer:
         yield self.latency.push(self.latency.table)
         yield self.faults.push(self.faults.table)
         yield self.tasks.sysctl.push_all()
+
+    def on_restart(self, msg: lc.NodeRestart):
+        """`numa-emu node restart N`: the fork server starts dead node N again, empty; once it
+        has registered, every live node (it too) learns the peers, and it gets the latency
+        table, the fault table and the tunables in force (the file table reaches it with the next file.open)."""
+        rec = self.state.nodes.get(msg.node_id)
+        if rec is None:
+            raise NumaEmuError(ErrorCode.ENODEV, f"no node {msg.node_id} in cluster {self.name} "
+                                                 f"(nodes 0-{len(self.state.nodes) - 1})")
+        if self.state.state != UP or rec.state != DEAD or msg.node_id in self.restarting:
+            what = "restarting" if msg.node_id in self.restarting else rec.state
+            raise NumaEmuError(ErrorCode.EBUSY, f"node {msg.node_id} is {what}; only a dead node of a running cluster "
+                                                "can be restarted")
+        registered = self.restarting[msg.node_id] = Future()
+        try:
+            self.supervisor.respawn(msg.node_id)
+        except NumaEmuError:
+            del self.restarting[msg.node_id]
+            raise
+        self.reactor.call_later(RESTART_TIMEOUT_S, lambda: self._restart_deadline(msg.node_id, registered))
+        log.info("node %d: restart requested", msg.node_id)
+        pid = yield registered
+        endpoints = {r.id: r.endpoint for r in self.state.live_nodes()}
+        new = f"node:{msg.node_id}"
+        try:
+            yield [Call(f"node:{i}", lc.NodePeers(endpoints=endpoints, shardless=self.state.shardless()))
+                   for i in endpoints]
+        except NumaEmuError as exc:  # a peer that did not answer (suspect) still takes node N for dead
+            log.warning("node %d restarted, but not every node heard of it: %s", msg.node_id, exc)
+        for other in self.state.nodes.values():  # the peers still dead, as the others know them
+            if other.state == DEAD:
+                why = "its process is gone" if other.exit_code is None else f"exited with status {other.exit_code}"
+                self.reactor.notify(new, lc.NodeDown(node_id=other.id, why=why))
+        yield [c for c in self.latency.push(self.latency.table) + self.faults.push(self.faults.table)
+               + self.tasks.sysctl.push_all() if c.dest == new]
+        self._write_cluster_file()
+        log.info("node %d restarted (pid %d)", msg.node_id, pid)
+        return lc.NodeRestartReply(node_id=msg.node_id, pid=pid)
+
+    def _restart_deadline(self, node_id: int, registered: Future) -> None:
+        if self.restarting.get(node_id) is registered:
+            del self.restarting[node_id]
+            self.supervisor.kill(node_id)
+            registered.set_exception(NumaEmuError(ErrorCode.ETIMEDOUT, f"node {node_id} did not register within "
+                                                  f"{RESTART_TIMEOUT_S:g} s; see node-{node_id}.log"))
 
     def _ready(self, _result: object, exc: BaseException | None) -> None:
         if exc is not None:

@@ -120,6 +120,11 @@ class ClusterState:
             return DEGRADED
         return self.state
 
+    def shardless(self) -> list[int]:
+        """Nodes that died since start: their directory shard died with them, and they hold
+        none again until the cluster restarts (docs/protocol.md#a-nodes-death)."""
+        return sorted(r.id for r in self.nodes.values() if any(state == DEAD for _t, state in r.history))
+
     def live_nodes(self) -> list[NodeRecord]:
         return [r for r in self.nodes.values() if r.state in (UP, SUSPECT)]
 

@@ -67,7 +67,7 @@ class Supervisor:
             os.close(alive_r)
         try:  # a few dozen bytes per node: the pipe takes them without blocking
             self.zygote.stdin.write(json.dumps({str(i): self._tokens[i] for i in node_ids}).encode() + b"\n")
-            self.zygote.stdin.close()
+            self.zygote.stdin.flush()  # kept open: `spawn NODE TOKEN` commands follow (node restart)
         except BrokenPipeError:
             pass  # the zygote died at once; reported below
         os.set_blocking(self.zygote.stdout.fileno(), False)
@@ -119,6 +119,19 @@ class Supervisor:
         except psutil.Error:
             return False
 
+    def respawn(self, node_id: int) -> None:
+        """Ask the fork server for node `node_id` again (its `spawned` report comes later)."""
+        if node_id in self._pids and self.alive(node_id):
+            raise NumaEmuError(ErrorCode.EBUSY, f"node {node_id} is still running (pid {self._pids[node_id]})")
+        token = self._tokens[node_id] = secrets.token_hex(16)  # a fresh secret for the new process
+        try:
+            assert self.zygote is not None and self.zygote.stdin is not None
+            self.zygote.stdin.write(f"spawn {node_id} {token}\n".encode())
+            self.zygote.stdin.flush()
+        except (AssertionError, OSError):
+            raise NumaEmuError(ErrorCode.EIO, "the node fork server is gone; restart the cluster (down, then up)") \
+                from None
+
     def kill(self, node_id: int) -> None:
         """SIGKILL a node declared dead while its process lived (hung): dead is then true."""
         self.signal(node_id, signal.SIGKILL)
@@ -155,6 +168,11 @@ class Supervisor:
         if self._alive_w is not None:
             os.close(self._alive_w)
             self._alive_w = None
+        if self.zygote is not None and self.zygote.stdin is not None:
+            try:
+                self.zygote.stdin.close()  # no more commands: the fork server leaves with its last node
+            except OSError:
+                pass
         if self.zygote is not None:
             try:
                 self.zygote.wait(timeout=TERM_GRACE_S)

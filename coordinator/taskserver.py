@@ -9,7 +9,7 @@ import logging
 import psutil
 
 from coordinator.state import ClusterState
-from coordinator.tasks import TaskChange, TaskTable
+from coordinator.tasks import TaskChange, TaskRecord, TaskTable
 from protocol.effects import Call, Future
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
@@ -48,7 +48,7 @@ class TaskService:
     def _endpoint(self, node: int) -> str:
         rec = self.state.nodes[node]
         if rec.state not in ("up", "suspect"):
-            raise NumaEmuError(ErrorCode.ENODEV, f"node {node} is {rec.state}; cannot attach a task there")
+            raise NumaEmuError(ErrorCode.ENODEV, f"home node {node} is {rec.state}; cannot reach a task there")
         return rec.endpoint
 
     def register(self, msg: tm.TaskRegister):
@@ -78,9 +78,32 @@ class TaskService:
         rec = self.table.remove(task_id)
         if rec is None:
             raise NumaEmuError(ErrorCode.ESRCH, f"no task {task_id} in this cluster")
+        if "home_died" in rec.extra:
+            return (yield from self._purge(rec))
         reply = yield Call(f"node:{rec.node}", tm.NodeTaskDetach(task_id=task_id))
         log.info("task %d detached: %d pages released", task_id, reply.pages_freed)
         return reply.pages_freed
+
+    def home_died(self, node: int, why: str) -> None:
+        """Node `node` died: its tasks' memory died with it; they stay listed until they detach
+        (or their process is found gone), and then every live node frees what they held."""
+        for rec in self.table.tasks.values():
+            if rec.node == node:
+                rec.extra["home_died"] = f"home node {node} died ({why})"
+
+    def _purge(self, rec: TaskRecord):
+        """Detach a task whose home node died: its page table died there, so every live node
+        frees the frames it remembers the task by (nodes.core.purge_task)."""
+        live = [n.id for n in self.state.live_nodes()]
+        calls = [Call(f"node:{n}", tm.NodeTaskPurge(task_id=rec.task_id)) for n in live]
+        try:
+            replies = yield calls
+        except NumaEmuError as exc:  # the others freed theirs; detach goes on (the task is gone)
+            log.warning("task %d: not every node freed what it held: %s", rec.task_id, exc)
+            return 0
+        freed = sum(r.frames_freed for r in replies)
+        log.info("task %d detached (%s): %d frames freed on nodes %s", rec.task_id, rec.extra["home_died"], freed, live)
+        return freed
 
     def exit(self, msg: tm.TaskExit):
         yield from self._detach(msg.task_id)
@@ -181,6 +204,9 @@ class TaskService:
             self.moving[msg.task_id].append(fut)
             yield fut
         rec = self.table.get(msg.task_id)
+        if "home_died" in rec.extra:
+            raise NumaEmuError(ErrorCode.EIO, f"task {rec.task_id}: its {rec.extra['home_died']} with its memory; "
+                                              "detach it")
         return tm.TaskHomeReply(node=rec.node, cpu=rec.cpu, endpoint=self._endpoint(rec.node))
 
     def _replication_of(self, task_id: int) -> bool:

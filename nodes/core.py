@@ -13,7 +13,8 @@ from typing import Callable
 from nodes.costmodel import CostModel
 from nodes.framepool import FramePool
 from nodes.placement import Placement, charge
-from protocol.counters import NUMASTAT_COUNTERS
+from nodes.store import FILE_PREFIX
+from protocol.counters import NODE_EVENTS, NUMASTAT_COUNTERS
 from protocol.effects import Call
 from protocol.policy import Policy
 from protocol.errors import ErrorCode, NumaEmuError
@@ -65,10 +66,17 @@ def lifetime_bucket(ns: int) -> str:
     return f"<{edge}ms"
 
 
-def directory_home(obj: str, idx: int, n_nodes: int) -> int:
+def directory_home(obj: str, idx: int, n_nodes: int, dead=()) -> int:
     """The node that holds the directory entry of shared page (obj, idx): IVY's fixed distributed
-    manager, a hash that every process computes alike (crc32, not Python's salted hash)."""
-    return zlib.crc32(f"{obj}\0{idx}".encode()) % n_nodes
+    manager, a hash that every process computes alike (crc32, not Python's salted hash). When
+    that node is dead, the same hash picks among the live nodes (docs/protocol.md#a-nodes-death):
+    only the dead node's pages change home, and every node that heard of the death agrees."""
+    h = zlib.crc32(f"{obj}\0{idx}".encode())
+    home = h % n_nodes
+    if home in dead:
+        live = [n for n in range(n_nodes) if n not in dead]
+        home = live[h % len(live)] if live else home
+    return home
 
 
 class NodeCore:
@@ -84,13 +92,21 @@ class NodeCore:
         # replicas, and masters of file pages (shm has no store to read it back from: not listed).
         self.replica_frames: collections.OrderedDict[int, tuple[str, int]] = collections.OrderedDict()
         self.cache_frames: collections.OrderedDict[int, tuple[str, int]] = collections.OrderedDict()
+        self.shm_frames: dict[int, tuple[str, int]] = {}  # masters of shm pages (not reclaimable: no store)
         self._reclaim = None  # direct reclaim of this node: shrink(want) -> frames freed (use_reclaim)
         self.repl_lifetimes: collections.Counter[str] = collections.Counter()
         self.n_nodes = len(topology["nodes"])
         self.page_size = pool.page_size
         self.pool = pool
         self.possible = frozenset(range(self.n_nodes))
-        self.dead: set[int] = set()  # peers the coordinator reported dead (node.down): fsync passes them by
+        self.dead: dict[int, str] = {}  # peer reported dead (node.down) -> how it died: fsync passes it by
+        # nodes whose directory shard died with them: not a directory home again, even restarted
+        self.shardless: set[int] = set()
+        # task id -> its private frames on this node, and back: what a task whose home node died
+        # held here is freed by task.purge (nodes.frames), not leaked
+        self.task_frames: dict[int, set[int]] = {}
+        self.frame_task: dict[int, int] = {}
+        self.master_frames: dict[int, tuple[str, int]] = {}  # frames of this node that are masters of shared pages
         # A forwarded access is a one-way notice that cannot be re-sent: while faults are injected
         # (protocol.faults) a home node calls the owner instead, which a lost message cannot break.
         self.forwarding = True
@@ -99,7 +115,8 @@ class NodeCore:
         self.cost = CostModel(topology["latency_ns"], topology["bandwidth_mib_s"], pool.page_size)
         self.cpu_node = {cpu: n["id"] for n in topology["nodes"] for cpu in n["cpus"]}
         self.numastat = dict.fromkeys(NUMASTAT_COUNTERS, 0)
-        self.events: collections.Counter[str] = collections.Counter()
+        # every counter from the start, zeros included: /proc/vmstat lists them on a fresh machine
+        self.events: collections.Counter[str] = collections.Counter(dict.fromkeys(NODE_EVENTS, 0))
         self.weights: dict[int, int] | None = None  # weighted-interleave weights, None: all 1
         self.migcache_pages = 0  # private pages of this node's tasks waiting in the migration cache
         self.auto_migrate = True  # sysctl vm.auto_migrate: a task moved here takes its pages along lazily
@@ -111,10 +128,15 @@ class NodeCore:
         self._reclaim = shrink
 
     def supply(self, count: int, *, preferred: int, task_node: int, interleave: bool, fill: int | None,
-               replica_of: tuple[str, int] | None = None, cache_of: tuple[str, int] | None = None) -> list[int]:
+               replica_of: tuple[str, int] | None = None, cache_of: tuple[str, int] | None = None,
+               owner: int | None = None, master_of: tuple[str, int] | None = None,
+               shm_of: tuple[str, int] | None = None) -> list[int]:
         """Up to `count` frames of this node, charged as zone_statistics would (nodes.placement.charge).
-        A replica frame, or the master of a file page, is remembered with its page, for counting
-        and reclaim."""
+        A replica frame, the master of a file page (`cache_of`) or of a shm page (`shm_of`) is
+        remembered with its page, for counting (meminfo: FilePages, Shmem; AnonPages are the rest)
+        and reclaim; a private frame with its task (`owner`), for task.purge; any shared page's
+        master with its page (`master_of`), for the rebuild of its directory entry
+        (docs/protocol.md#a-nodes-death)."""
         frames = []
         try:
             for _ in range(count):
@@ -141,15 +163,33 @@ class NodeCore:
         if cache_of is not None:
             for f in frames:
                 self.cache_frames[f] = cache_of
+        if owner is not None:
+            self.task_frames.setdefault(owner, set()).update(frames)
+            self.frame_task.update(dict.fromkeys(frames, owner))
+        if master_of is not None:
+            self.master_frames.update(dict.fromkeys(frames, master_of))
+        if shm_of is not None:
+            for f in frames:
+                self.shm_frames[f] = shm_of
         if self.trace.on:
             self.trace.emit("alloc", frames=frames, preferred=preferred, task_node=task_node,
                             hit=preferred == self.node_id, interleave=interleave)
         return frames
 
     def release(self, frames: list[int], zap_cause: str | None = None) -> None:
+        frame_task, master_frames = self.frame_task, self.master_frames
         for f in frames:
             self.pool.free_frame(f)
             self.cache_frames.pop(f, None)
+            if master_frames:
+                master_frames.pop(f, None)
+            owner = frame_task.pop(f, None) if frame_task else None
+            if owner is not None:
+                owned = self.task_frames[owner]
+                owned.discard(f)
+                if not owned:
+                    del self.task_frames[owner]
+            self.shm_frames.pop(f, None)
             if self.replica_frames.pop(f, None) is not None and zap_cause:
                 self.events["pgreplicazap"] += 1
                 self.events[f"pgreplicazap_{zap_cause}"] += 1
@@ -172,16 +212,28 @@ class NodeCore:
             frames += self.supply(count - len(frames), **kw)
         return frames
 
+    def master_kwargs(self, obj: str, idx: int) -> dict:
+        """What the master frame of shared page (obj, idx) holds, as `supply`'s keywords: a file
+        page the store can give back (page cache, reclaimable), or a shm page (shared memory);
+        every master is remembered as the master of its page (`master_of`)."""
+        kind = ({"cache_of": (obj, idx)} if self.store is not None else {}) if obj.startswith(FILE_PREFIX) \
+            else {"shm_of": (obj, idx)}
+        return {"master_of": (obj, idx), **kind}
+
     def allocate(self, placement: Placement, count: int, task_node: int, fill: int | None = None,
-                 cache_of: tuple[str, int] | None = None):
+                 cache_of: tuple[str, int] | None = None, owner: int | None = None,
+                 master_of: tuple[str, int] | None = None, shm_of: tuple[str, int] | None = None):
         """Walk the placement's order, local frames directly, remote ones with frame.alloc, until
         `count` pages are had; when every node of the order is full, walk it again reclaiming
         clean page-cache pages on each node before taking from it (nodes/reclaim.py: fall back
         first, reclaim when all allowed nodes are full). `cache_of`: the frame is the master of
-        that file page. Returns [(node, frame, generation)], shorter when nothing could be freed."""
+        that file page, `shm_of` of that shm page; `owner`: the private pages' task; `master_of`: the
+        shared page whose master it is (each supplier remembers them). Returns [(node, frame, generation)], shorter when
+        nothing could be freed."""
         got: list[tuple[int, int, int]] = []
         foreign: collections.Counter[int] = collections.Counter()
         page = list(cache_of) if cache_of is not None else None
+        shm_page = list(shm_of) if shm_of is not None else None
         for reclaim in (False, True):
             for node in placement.order:
                 need = count - len(got)
@@ -190,18 +242,19 @@ class NodeCore:
                 preferred = placement.preferred_for(node)
                 if node == self.node_id:
                     kw = dict(preferred=preferred, task_node=task_node, interleave=placement.interleave, fill=fill,
-                              cache_of=cache_of)
+                              cache_of=cache_of, shm_of=shm_of, owner=owner, master_of=master_of)
                     frames = (yield from self.supply_reclaiming(need, **kw)) if reclaim else self.supply(need, **kw)
                     gens = [self.pool.generation[f] for f in frames]
                 else:
                     try:
                         reply = yield Call(node_dest(node), mm.FrameAlloc(
                             count=need, preferred=preferred, task_node=task_node,
-                            interleave=placement.interleave, fill=fill, cache_of=page, reclaim=reclaim))
+                            interleave=placement.interleave, fill=fill, cache_of=page, shm_of=shm_page,
+                            reclaim=reclaim, task_id=owner, master_of=list(master_of) if master_of else None))
                         frames = reply.frames
                         gens = reply.generations or [0] * len(frames)
                     except NumaEmuError as exc:
-                        if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT):
+                        if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT, ErrorCode.EIO):
                             raise
                         frames, gens = [], []  # a dead or silent node supplies nothing; walk on
                 got.extend((node, f, g) for f, g in zip(frames, gens))
@@ -215,7 +268,7 @@ class NodeCore:
         for node, pages in foreign.items():
             if node == self.node_id:
                 self.numastat["numa_foreign"] += pages
-            else:
+            elif node not in self.dead:  # a dead node's counters died with it
                 calls.append(Call(node_dest(node), mm.StatAdd(counter="numa_foreign", delta=pages)))
         if calls:
             yield calls
@@ -236,7 +289,18 @@ class NodeCore:
             except NumaEmuError:
                 pass  # a dead node's frames died with it
 
-    # ---- counters -----------------------------------------------------------------------
+    def purge_task(self, task_id: int) -> int:
+        """Free every frame task `task_id` held here (its home node died); how many."""
+        frames = sorted(self.task_frames.get(task_id, ()))
+        if frames:
+            self.release(frames)
+        return len(frames)
+
+    def dead_error(self, node: int, what: str, why: str | None = None) -> NumaEmuError:
+        """The error of an access to `what` (a page), whose frame was on dead node `node`."""
+        why = why or self.dead.get(node, "gone")
+        return NumaEmuError(ErrorCode.EIO, f"node {node} is dead ({why}): {what} was there and is lost")
+
     # ---- frames by reference (node, frame, generation) ---------------------------------
     def read_frame(self, node: int, frame: int, gen: int, offset: int = 0, length: int | None = None):
         """The bytes of a frame anywhere; ESTALE if its generation moved on (freed since)."""
@@ -271,8 +335,12 @@ class NodeCore:
             raise NumaEmuError(ErrorCode.ESTALE, f"frame {frame} of node {self.node_id} was freed since it was mapped")
 
     def vmstat(self) -> dict[str, int]:
+        # The kernel's nr_file_pages counts shmem too (it is page cache); anon pages are the rest
+        # of the used frames (a frame being filled for a replica counts there for an instant).
+        file_pages = len(self.replica_frames) + len(self.cache_frames) + len(self.shm_frames)
         out = {"nr_free_pages": self.pool.free, "nr_total_pages": self.pool.frames,
-               "nr_repl_pages": len(self.replica_frames), "nr_migcache_pages": self.migcache_pages,
-               "nr_file_pages": len(self.replica_frames) + len(self.cache_frames)}  # file pages only: shm is not listed
+               "nr_anon_pages": self.pool.frames - self.pool.free - file_pages, "nr_file_pages": file_pages,
+               "nr_shmem": len(self.shm_frames),
+               "nr_repl_pages": len(self.replica_frames), "nr_migcache_pages": self.migcache_pages}
         out.update(self.events)
         return out

@@ -29,6 +29,10 @@ class DirEntry:
     # thrash control: a replica zapped soon after it was made backs replication off
     backoff_level: int = 0
     backoff_until_ns: int = 0
+    # a node's death (docs/protocol.md#a-nodes-death): the node a dirty master died with, until
+    # the next access reports it (-1: none); an entry rebuilt from the survivors' announcements
+    lost_with: int = -1
+    rebuilt: bool = False
 
     def copy_of(self, mapper: int) -> tuple[int, int, int, bool]:
         """The copy `mapper` should use: (node, frame, generation, is_replica)."""
@@ -43,19 +47,19 @@ class Directory:
         self.entries: dict[tuple[str, int], DirEntry] = {}
         # Epochs only grow, across a page's entries too: a home node discards answers older than
         # the last shootdown it saw, so an entry made after a dropped one (truncate, reclaim)
-        # starts at the highest epoch any dropped entry reached.
-        self.epoch_floor = 0
+        # starts at the highest epoch a dropped entry of its object reached.
+        self.epoch_floor: dict[str, int] = {}
 
     def entry(self, obj: str, idx: int) -> DirEntry:
         key = (obj, idx)
         entry = self.entries.get(key)
         if entry is None:
-            entry = self.entries[key] = DirEntry(epoch=self.epoch_floor)
+            entry = self.entries[key] = DirEntry(epoch=self.epoch_floor.get(obj, 0))
         return entry
 
     def drop(self, obj: str, idx: int, entry: DirEntry) -> None:
         """Forget `entry` (its page has no copy left), unless a fresh one replaced it meanwhile."""
-        self.epoch_floor = max(self.epoch_floor, entry.epoch)
+        self.epoch_floor[obj] = max(self.epoch_floor.get(obj, 0), entry.epoch)
         if self.entries.get((obj, idx)) is entry:
             del self.entries[(obj, idx)]
 

@@ -58,7 +58,8 @@ class FileOps:
                 yield from core.write_frame(page.node, page.frame, page.gen, offset, data)
                 return None
             except NumaEmuError as exc:
-                if exc.code != ErrorCode.ESTALE or attempt == STALE_RETRIES - 1:
+                gone = exc.code == ErrorCode.ESTALE or page.node in core.dead  # moved, or its node died
+                if not gone or attempt == STALE_RETRIES - 1:
                     raise
                 self.mm.pcache.forget((f"file:{name}", idx), page)
         return None

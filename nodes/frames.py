@@ -11,16 +11,9 @@ from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import ErrorReply, Ok
 from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
+from protocol.messages import tasks as tm
 
 _COUNTERS = {"numa_foreign"}
-
-
-def _page(value, field: str) -> tuple[str, int] | None:
-    if value is None:
-        return None
-    if len(value) != 2 or not isinstance(value[0], str) or not isinstance(value[1], int):
-        raise NumaEmuError(ErrorCode.EINVAL, f"frame.alloc: {field} must be [obj, idx]")
-    return value[0], value[1]
 
 
 class FrameService:
@@ -38,6 +31,7 @@ class FrameService:
             "frame.copy": self.copy,
             "repl.copy": self.replica_copy,
             "stat.add": self.stat_add,
+            "node.task.purge": self.purge,
         }
 
     def alloc(self, msg: mm.FrameAlloc):
@@ -47,7 +41,8 @@ class FrameService:
         if msg.fill is not None and not 0 <= msg.fill <= 255:
             raise NumaEmuError(ErrorCode.EINVAL, "frame.alloc: fill must be a byte value")
         kw = dict(preferred=msg.preferred, task_node=msg.task_node, interleave=msg.interleave, fill=msg.fill,
-                  replica_of=_page(msg.replica_of, "replica_of"), cache_of=_page(msg.cache_of, "cache_of"))
+                  replica_of=_page(msg.replica_of, "replica_of"), cache_of=_page(msg.cache_of, "cache_of"),
+                  owner=msg.task_id, master_of=_page(msg.master_of, "master_of"), shm_of=_page(msg.shm_of, "shm_of"))
         if msg.reclaim:  # direct reclaim: no page lock is waited for (dir.reclaim takes none that is held)
             frames = yield from c.supply_reclaiming(msg.count, **kw)
         else:
@@ -57,6 +52,9 @@ class FrameService:
     def free(self, msg: mm.FrameFree) -> Ok:
         self.core.release([int(f) for f in msg.frames], msg.zap_cause)
         return Ok()
+
+    def purge(self, msg: tm.NodeTaskPurge) -> tm.NodeTaskPurgeReply:
+        return tm.NodeTaskPurgeReply(frames_freed=self.core.purge_task(msg.task_id))
 
     def read(self, msg: mm.FrameRead) -> mm.FrameReadReply:
         if msg.offset < 0 or msg.length < 0 or msg.offset + msg.length > self.core.page_size:
@@ -121,3 +119,12 @@ class FrameService:
             raise NumaEmuError(ErrorCode.EINVAL, f"stat.add: cannot add {msg.delta} to {msg.counter!r}")
         self.core.numastat[msg.counter] += msg.delta
         return Ok()
+
+
+def _page(value: list | None, field: str) -> tuple[str, int] | None:
+    """A page named on the wire as [obj, idx]; EINVAL for anything else."""
+    if value is None:
+        return None
+    if len(value) != 2 or not isinstance(value[0], str) or not isinstance(value[1], int):
+        raise NumaEmuError(ErrorCode.EINVAL, f"frame.alloc: {field} must be [obj, idx]")
+    return value[0], value[1]

@@ -14,7 +14,6 @@ from nodes.core import NodeCore, node_dest
 from nodes.directory import DirEntry
 from nodes.migration_plan import EACCES, EBUSY, ENOENT, ENOMEM, result_name
 from nodes.replication import Replication
-from nodes.store import FILE_PREFIX
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import memory as mm
@@ -24,22 +23,27 @@ from protocol.messages import pagecache as pc
 UNREACHABLE = (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT)
 
 
-def alloc_exact(core: NodeCore, target: int, count: int, task_node: int, cache_of: tuple[str, int] | None = None):
+def alloc_exact(core: NodeCore, target: int, count: int, task_node: int, cache_of: tuple[str, int] | None = None,
+                owner: int | None = None, master_of: tuple[str, int] | None = None,
+                shm_of: tuple[str, int] | None = None):
     """Up to `count` frames on node `target` and nowhere else (__GFP_THISNODE), charged as an
-    allocation that wanted `target` (numa_hit there); `cache_of`: the master of that file page
-    (reclaimable). [(node, frame, generation)]."""
+    allocation that wanted `target` (numa_hit there); `cache_of`, `shm_of`, `owner`, `master_of`:
+    as NodeCore.allocate. [(node, frame, generation)]."""
     c = core
     if count <= 0:
         return []
     if target == c.node_id:
         frames = c.supply(count, preferred=target, task_node=task_node, interleave=False, fill=None,
-                          cache_of=cache_of)
+                          cache_of=cache_of, owner=owner, master_of=master_of, shm_of=shm_of)
         return [(target, f, c.pool.generation[f]) for f in frames]
     try:
-        reply = yield Call(node_dest(target), mm.FrameAlloc(count=count, preferred=target, task_node=task_node,
-                                                            cache_of=list(cache_of) if cache_of else None))
+        alloc = mm.FrameAlloc(count=count, preferred=target, task_node=task_node,
+                              cache_of=list(cache_of) if cache_of else None, task_id=owner,
+                              master_of=list(master_of) if master_of else None,
+                              shm_of=list(shm_of) if shm_of else None)
+        reply = yield Call(node_dest(target), alloc)
     except NumaEmuError as exc:
-        if exc.code not in UNREACHABLE:
+        if exc.code not in UNREACHABLE + (ErrorCode.EIO,):
             raise
         return []
     gens = reply.generations or [0] * len(reply.frames)
@@ -74,6 +78,7 @@ class MasterMove:
             return self._dir_reply(ENOENT)
         entry = yield from self.repl._locked(msg.obj, msg.idx)
         try:
+            yield from self.repl.bury(msg.obj, msg.idx, entry)
             return (yield from self._migrate_master(msg, entry))
         finally:
             entry.lock.release()
@@ -104,8 +109,7 @@ class MasterMove:
             yield from self._unmap_all(obj, idx, entry, src_frame)
             return mg.DirMigrateReply(status=src, remap=False, node=src, frame=src_frame, generation=src_gen,
                                       epoch=entry.epoch, cost_ns=0)
-        in_store = obj.startswith(FILE_PREFIX) and c.store is not None  # the moved master stays reclaimable
-        got = yield from alloc_exact(self.core, target, 1, msg.task_node, (obj, idx) if in_store else None)
+        got = yield from alloc_exact(self.core, target, 1, msg.task_node, **c.master_kwargs(obj, idx))
         if not got:
             c.events["pgmigrate_fail"] += 1
             self._trace(msg, ENOMEM, src, src_frame, target, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from nodes.core import NodeCore
 from nodes.mm import MemoryManager
+from nodes.pagetable import ZEROPAGE
 from nodes.placement import InterleaveCursor, interleave_target, next_interleave_index
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
@@ -117,7 +118,9 @@ class PolicyOps:
         node = None
         if flags & MPOL_F_NODE:
             p = (msg.addr - region.start) // self.core.page_size
-            if region.node[p] < 0:  # "if no page is present it allocates one as if read"
+            if region.node[p] < 0 and region.node[p] != ZEROPAGE:  # faults it in "as if read"
                 yield from self.mm._fault(task, region, [p], False, None)
             node = region.node[p]
+            if node == ZEROPAGE:  # a private page only read maps the zero page, which every node has here
+                node = task.node
         return mm.GetMempolicyReply(mode=int(policy.mode) | policy.flags, nodes=sorted(policy.reported_nodes), node=node)

@@ -29,7 +29,7 @@ from nodes.costmodel import FAULT_OVERHEAD_NS
 from nodes.master_move import UNREACHABLE, MasterMove, alloc_exact, trace_migrate
 from nodes.migration_plan import EBUSY, EFAULT, ENOENT, ENOMEM, NOT_MOVED, mbind_target
 from nodes.mm import MemoryManager, TaskState
-from nodes.pagetable import ANON, MIGCACHE, MIGRATING, Region
+from nodes.pagetable import ANON, MIGCACHE, MIGRATING, ZEROPAGE, Region
 from nodes.pcache import CachedPage
 from nodes.placement import misplaced
 from nodes.replication import Replication
@@ -104,8 +104,8 @@ class Migration:
                     node = task.away[vpage]  # a lazily unmapped shared page is moved (and mapped) by its directory
                 else:
                     node = self.cache_take(task, region, p)
-            if node < 0:
-                status[i] = ENOENT
+            if node < 0:  # the zero page is no page to move or report (mm/migrate.c since 6.12)
+                status[i] = EFAULT if node == ZEROPAGE else ENOENT
                 continue
             target = node if msg.nodes is None else msg.nodes[i]
             status[i] = node
@@ -210,7 +210,7 @@ class Migration:
         for placement, items in groups.items():
             for first in range(0, len(items), _CHUNK_PAGES):
                 chunk = items[first:first + _CHUNK_PAGES]
-                got = yield from c.allocate(placement, len(chunk), task.node)
+                got = yield from c.allocate(placement, len(chunk), task.node, owner=task.task_id)
                 statuses = yield from self.move_private(task, chunk, got, "direct", "mbind")
                 failed += sum(1 for s in statuses if s < 0)
         for region, p, target in shared:
@@ -342,7 +342,7 @@ class Migration:
         statuses: list[int] = []
         for first in range(0, len(items), _CHUNK_PAGES):
             chunk = items[first:first + _CHUNK_PAGES]
-            got = yield from alloc_exact(self.core, target, len(chunk), task.node)
+            got = yield from alloc_exact(self.core, target, len(chunk), task.node, owner=task.task_id)
             statuses += yield from self.move_private(task, chunk, got, mode, cause)
         return statuses
 
@@ -381,6 +381,9 @@ class Migration:
             old = region.frame[p]
             if failure is not None:
                 region.node[p] = src
+                if src in c.dead:  # its frame died with its node meanwhile: lost (nodes.mm node_died)
+                    region.node[p] = -1
+                    task.lost[vpage] = (src, c.dead[src])
                 unused[dst].append(frame)
                 statuses.append(EBUSY)
                 self._trace(task, mode, cause, EBUSY, src, old, dst, frame, addr=vpage)
@@ -425,7 +428,7 @@ class Migration:
         """dir.migrate at the page's directory home (this node: a direct call); None when that
         node cannot be reached (the page is busy, try again)."""
         c = self.core
-        home = directory_home(key[0], key[1], c.n_nodes)
+        home = directory_home(key[0], key[1], c.n_nodes, c.shardless)
         try:
             if home == c.node_id:
                 return (yield from self.master.dir_migrate(msg))

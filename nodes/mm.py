@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from nodes.core import STALE_RETRIES, NodeCore, node_dest
 from nodes.locks import PageLock
-from nodes.pagetable import ANON, FILE, MIGCACHE, SHM, AddressSpace, Region
+from nodes.pagetable import ANON, FILE, MIGCACHE, SHM, ZEROPAGE, AddressSpace, Region
 from nodes.pcache import PageCacheView
 from nodes.placement import InterleaveCursor, Placement, interleave_target, next_interleave_index, place
 from protocol.effects import Call, Forward, Sleep
@@ -65,6 +65,9 @@ class TaskState:
     lock: PageLock = field(default_factory=PageLock)
     away: dict = field(default_factory=dict)  # page vaddr -> node of its frame, while MIGRATING or MIGCACHE
     auto: set = field(default_factory=set)  # vaddrs of pages auto-migration put in the migration cache
+    # private pages whose frame died with its node: page vaddr -> (that node, how). Every access fails
+    # (EIO) until they are unmapped, as a hardware-poisoned page gives SIGBUS (memory_failure).
+    lost: dict = field(default_factory=dict)
 
 
 class _FaultBatch:
@@ -100,7 +103,7 @@ class MemoryManager:
             "node.task.attach": self.attach, "node.task.detach": self.detach,
             "mem.mmap": self.mmap, "mem.munmap": self.munmap, "mem.access": self.access, "mem.touch": self.touch,
             "mem.where": self.where,
-            "mem.maps": self.maps,
+            "mem.maps": self.maps, "mem.mapcounts": self.mapcounts,
         }
 
     def task(self, task_id: int) -> TaskState:
@@ -144,6 +147,33 @@ class MemoryManager:
             self.core.trace.emit("task", task=task.task_id, vns=task.clock_ns, what="detach", pages=freed)
         return tm.NodeTaskDetachReply(pages_freed=freed)
 
+    def node_died(self, node: int) -> int:
+        """Node `node` died: the private pages of this node's tasks whose frames were there are
+        lost; they are unmapped here (a restarted node reuses the frame numbers) and remembered
+        in task.lost. How many."""
+        ps, count = self.core.page_size, 0
+        for task in self.tasks.values():
+            for region in task.space.regions:
+                if region.kind != ANON:
+                    continue
+                for p, n in region.node.items():
+                    vpage = region.start + p * ps
+                    if n == MIGCACHE and task.away.get(vpage) == node:
+                        self.migration.cache_drop(task, region, p)
+                        n = node
+                    if n == node:
+                        region.node[p] = -1
+                        task.lost[vpage] = (node, self.core.dead.get(node, "gone"))
+                        count += 1
+        return count
+
+    def _check_lost(self, task: TaskState, region: Region, pages: list[int]) -> None:
+        ps = self.core.page_size
+        for p in pages:
+            lost = task.lost.get(region.start + p * ps)
+            if lost is not None:
+                raise self.core.dead_error(lost[0], self.page_name(task, region, p), why=lost[1])
+
     def _release(self, task: TaskState, regions: list[Region]):
         """Unmap regions: free private frames; shared pages leave the reverse map but stay in the
         page cache (shm objects and file pages outlive their mappings). Returns pages unmapped."""
@@ -163,6 +193,10 @@ class MemoryManager:
                 else:
                     self.pcache.unmap((region.obj, region.obj_offset + i), task.task_id, region.start + i * ps)
         yield from self.core.free_frames(private)
+        if task.lost:
+            for region in regions:
+                for vpage in [v for v in task.lost if region.start <= v < region.start + region.npages * ps]:
+                    del task.lost[vpage]
         task.space.remove(regions)
         left = {r.map_id for r in task.space.regions}
         gone = {r.map_id: r for r in regions if r.kind == FILE and r.map_id not in left}
@@ -225,6 +259,8 @@ class MemoryManager:
         if region.kind != ANON:
             yield from self._fault_shared(task, region, pages, write)
             return
+        if task.lost:
+            self._check_lost(task, region, pages)
         if task.away:  # pages in the migration cache: migrate-on-fault, or remap where they are
             cached = [p for p in pages if region.node[p] == MIGCACHE]
             if cached:
@@ -234,12 +270,15 @@ class MemoryManager:
                 pages = [p for p in pages if region.node[p] < 0]
                 if not pages:
                     return
+        if not write:
+            self._map_zero_page(task, region, pages)
+            return
         groups: dict[Placement, list[int]] = {}
         for p in pages:
             groups.setdefault(self._placement(task, region, p)[0], []).append(p)
         core, cost = self.core, self.core.cost
         for placement, plist in groups.items():
-            got = yield from core.allocate(placement, len(plist), task.node, fill)
+            got = yield from core.allocate(placement, len(plist), task.node, fill, owner=task.task_id)
             batch = _FaultBatch()
             for p, (node, frame, gen) in zip(plist, got):
                 region.node[p], region.frame[p], region.gen[p] = node, frame, gen
@@ -253,6 +292,17 @@ class MemoryManager:
             if len(got) < len(plist):
                 raise NumaEmuError(ErrorCode.ENOMEM,
                                    f"no free frame on the nodes the policy allows ({sorted(placement.order)})")
+
+    def _map_zero_page(self, task: TaskState, region: Region, pages: list[int]) -> None:
+        """A read fault of untouched private pages maps the shared zero page (mm/memory.c
+        do_anonymous_page): no frame, no numa counter; a fault all the same (pgfault). A page
+        mapped to it already does not fault again on a read."""
+        core = self.core
+        fresh = [p for p in pages if region.node[p] == -1]
+        for p in fresh:
+            region.node[p] = ZEROPAGE
+        task.faults += len(fresh)
+        core.events["pgfault"] += len(fresh)  # not traced: a trace's fault is a frame given
 
     def may_replicate(self, task: TaskState, name: str) -> bool:
         """A reader of file `name` may get a replica: global switch, its cpuset's flag, and the
@@ -321,6 +371,11 @@ class MemoryManager:
         if region.kind != ANON or offset + length > core.page_size:
             return None
         if region.node[p] != core.node_id:
+            if region.node[p] in core.dead:
+                raise core.dead_error(region.node[p], self.page_name(task, region, p))
+            if region.node[p] == ZEROPAGE and data is None:  # the zero page: zeros at a local access's cost
+                task.clock_ns += core.cost.access_ns(task.node, task.node, length)
+                return mm.AccessReply(data=bytes(length), clock_ns=task.clock_ns)
             return self._forward(task, region, p, offset, length, data) if msg.direct and core.forwarding and region.node[p] >= 0 else None
         frame = region.frame[p]
         if data is None:
@@ -346,7 +401,8 @@ class MemoryManager:
                             write=data is not None, bytes=length, to=node, frame=frame)
         return Forward(node_dest(node), mm.AccessForward(route=b"", request_id=0, home=core.node_id, frame=frame,
                                                          offset=offset, length=0 if data is not None else length,
-                                                         data=data, clock_ns=task.clock_ns))
+                                                         data=data, clock_ns=task.clock_ns),
+                       self.page_name(task, region, p))
 
     def _access(self, task: TaskState, msg: mm.Access):
         write = msg.data is not None
@@ -356,7 +412,9 @@ class MemoryManager:
         pos = 0
         for region, first, last in task.space.range(msg.vaddr, length):
             shared = region.kind != ANON
-            absent = [p for p in range(first, last) if region.node[p] < 0 or (write and shared and not region.wr[p])]
+            absent = [p for p in range(first, last)
+                      if (region.node[p] < 0 and (write or region.node[p] != ZEROPAGE))
+                      or (write and shared and not region.wr[p])]
             if absent:
                 yield from self._fault(task, region, absent, write, None)
             for p in range(first, last):
@@ -371,11 +429,16 @@ class MemoryManager:
                     node, frame = region.node[p], region.frame[p]
                 else:
                     node, frame = region.node[p], region.frame[p]
-                    if node == core.node_id:
+                    if node == ZEROPAGE:  # only read so far (a write faulted it in above)
+                        node = task.node
+                        out += bytes(n)
+                    elif node == core.node_id:
                         if write:
                             core.pool.write(frame, offset, msg.data[pos:pos + n])
                         else:
                             out += core.pool.read(frame, offset, n)
+                    elif node in core.dead:
+                        raise core.dead_error(node, self.page_name(task, region, p))
                     elif write:
                         yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=msg.data[pos:pos + n]))
                     else:
@@ -411,7 +474,10 @@ class MemoryManager:
                 yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=data, generation=region.gen[p]))
                 return None
             except NumaEmuError as exc:
-                if exc.code != ErrorCode.ESTALE or attempt == STALE_RETRIES - 1:
+                # a copy freed since it was mapped (ESTALE), or on a node that died: fault again,
+                # the directory gives the page's new place (docs/protocol.md#a-nodes-death)
+                gone = exc.code == ErrorCode.ESTALE or node in core.dead
+                if not gone or attempt == STALE_RETRIES - 1:
                     raise
                 key = (region.obj, region.obj_offset + p)
                 cached = self.pcache.pages.get(key)
@@ -442,7 +508,9 @@ class MemoryManager:
     def _touch_pages(self, task: TaskState, region: Region, first: int, last: int, write: bool, fill: int | None):
         core, ps = self.core, self.core.page_size
         shared = region.kind != ANON
-        absent = [p for p in range(first, last) if region.node[p] < 0 or (write and shared and not region.wr[p])]
+        absent = [p for p in range(first, last)
+                  if (region.node[p] < 0 and (write or region.node[p] != ZEROPAGE))
+                  or (write and shared and not region.wr[p])]
         absent_set = set(absent)
         present = [p for p in range(first, last) if region.node[p] >= 0 and p not in absent_set]
         if absent:
@@ -455,7 +523,8 @@ class MemoryManager:
         nbytes = ps if fill is not None else _TOUCH_BYTES
         access_ns = core.cost.access_ns
         for p in range(first, last):
-            task.clock_ns += access_ns(task.node, region.node[p], nbytes)
+            node = region.node[p]
+            task.clock_ns += access_ns(task.node, task.node if node == ZEROPAGE else node, nbytes)
         if write:
             region.dirty[first:last] = b"\x01" * (last - first)
 
@@ -467,10 +536,19 @@ class MemoryManager:
             node, frame = region.node[p], region.frame[p]
             if node == core.node_id:
                 core.pool.write(frame, 0, page)
+            elif node in core.dead:
+                raise core.dead_error(node, f"page {region.start + p * core.page_size:#x} of {region.obj or 'a task'}")
             else:
                 remote[node].append(frame)
         if remote:
             yield [Call(node_dest(n), mm.FrameFill(frames=f, value=value)) for n, f in remote.items()]
+
+    def page_name(self, task: TaskState, region: Region, p: int) -> str:
+        """A page as an error names it: the task's virtual address, or the shared object's page."""
+        vaddr = region.start + p * self.core.page_size
+        if region.kind == ANON:
+            return f"page {vaddr:#x} of task {task.task_id}"
+        return f"page {region.obj_offset + p} of {region.obj} (task {task.task_id} at {vaddr:#x})"
 
     # ---- queries ------------------------------------------------------------------------
     def where(self, msg: mm.Where) -> mm.WhereReply:
@@ -479,6 +557,8 @@ class MemoryManager:
         ps = self.core.page_size
         for region, first, last in task.space.range(msg.vaddr, msg.length):
             part = region.node[first:last].tolist()
+            if ZEROPAGE in part:  # the zero page is no page of the task's (move_pages: -EFAULT)
+                part = [-1 if n == ZEROPAGE else n for n in part]
             if task.away:  # a page being migrated, or in the migration cache: the node holding it
                 for i, n in enumerate(part):
                     if n < -1:
@@ -486,15 +566,61 @@ class MemoryManager:
             nodes.extend(part)
         return mm.WhereReply(nodes=nodes)
 
-    def maps(self, msg: mm.Maps) -> mm.MapsReply:
+    def maps(self, msg: mm.Maps):
         task = self.task(msg.task_id)
-        return mm.MapsReply(regions=[self.region_info(task, r) for r in task.space.regions], clock_ns=task.clock_ns)
+        return self._maps(task)
 
-    def region_info(self, task: TaskState, r: Region) -> dict:
+    def _maps(self, task: TaskState):
+        counts = yield from self._shared_mapcounts(task)
+        return mm.MapsReply(regions=[self.region_info(task, r, counts) for r in task.space.regions],
+                            clock_ns=task.clock_ns)
+
+    def mapcounts(self, msg: mm.MapCounts) -> mm.MapCountsReply:
+        if not all(isinstance(i, list) and all(isinstance(x, int) for x in i) for i in msg.pages.values()):
+            raise NumaEmuError(ErrorCode.EINVAL, "mem.mapcounts: pages must map objects to lists of page indices")
+        return mm.MapCountsReply(counts=self.pcache.mapcounts(msg.pages))
+
+    def _shared_mapcounts(self, task: TaskState):
+        """(object, index) -> how many mappings the task's present shared pages have over the
+        cluster (every node's tasks; a node that does not answer counts none)."""
+        asked: dict[str, set[int]] = collections.defaultdict(set)
+        for r in task.space.regions:
+            if r.kind != ANON:
+                asked[r.obj].update(r.obj_offset + p for p, node in r.node.items() if node >= 0)
+        pages = {obj: sorted(idxs) for obj, idxs in asked.items() if idxs}
+        total: collections.Counter[tuple[str, int]] = collections.Counter()
+        if not pages:
+            return total
+        answers = [self.pcache.mapcounts(pages)]
+        core = self.core
+        peers = [n for n in range(core.n_nodes) if n != core.node_id and n not in core.dead]
+        try:
+            if peers:
+                replies = yield [Call(node_dest(n), mm.MapCounts(pages=pages)) for n in peers]
+                answers += [reply.counts for reply in replies]
+        except NumaEmuError:
+            pass  # a peer gone: numa_maps still answers, with the mappings it could count
+        for counts in answers:
+            for obj, idxs in pages.items():
+                for idx, n in zip(idxs, counts.get(obj, ())):
+                    total[(obj, idx)] += int(n)
+        return total
+
+    def region_info(self, task: TaskState, r: Region, mapcounts: collections.Counter | None = None) -> dict:
+        """What numa_maps shows of a region (fs/proc/task_mmu.c gather_stats): pages per node,
+        dirty ones, active ones, and the highest map count of a present page."""
         per_node = {n: r.node.count(n) for n in range(self.core.n_nodes)}
+        present = [p for p, node in r.node.items() if node >= 0]
+        if r.kind == ANON:
+            mapmax = 1 if present else 0  # no fork: a private page has one mapping
+        else:
+            mapmax = max((mapcounts or {}).get((r.obj, r.obj_offset + p), 1) for p in present) if present else 0
+        # Nothing is on an active list: new anon and shmem pages start inactive (Linux 5.9+), no
+        # swap means no anon aging to promote them, and the page cache ages by a clock instead.
         return {"start": r.start, "length": r.npages * self.core.page_size, "kind": r.kind, "name": r.name,
                 "policy": (r.policy or task.policy).to_wire(), "vma_policy": r.policy is not None,
-                "pages": {n: c for n, c in per_node.items() if c}, "dirty": r.dirty.count(1), "present": r.present_pages()}
+                "pages": {n: c for n, c in per_node.items() if c}, "dirty": sum(r.dirty[p] for p in present),
+                "active": 0, "mapmax": mapmax, "present": len(present)}
 
     def task_pages(self) -> dict:
         out = {}

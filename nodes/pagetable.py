@@ -23,6 +23,9 @@ ANON, SHM, FILE = "anon", "shm", "file"
 # touch (a private page keeps its frame in the migration cache, a shared one stays in the page
 # cache). The task's `away` map holds the node the page is on, for `where` and the fault.
 MIGRATING, MIGCACHE = -2, -3
+# Node value of a private page only read so far: mapped to the shared zero page, no frame of its
+# own (mm/memory.c do_anonymous_page). Its first write allocates by the policy in force then.
+ZEROPAGE = -4
 MMAP_BASE = 0x7F0000000000  # where the first region of a task goes, as Linux's mmap_base region
 # The per-page arrays of a region, in field order: (typecode, value of an untouched page).
 _ARRAYS = (("h", -1), ("I", 0), ("I", 0), ("B", 0), ("B", 0))
@@ -67,7 +70,8 @@ class Region:
         return tail
 
     def present_pages(self) -> int:
-        return self.npages - self.node.count(-1)
+        """Pages with a frame of their own (the zero page is nobody's: numa_maps leaves it out)."""
+        return self.npages - self.node.count(-1) - self.node.count(ZEROPAGE)
 
     def to_wire(self) -> dict:
         """The region as msgpack-able data: each array's touched chunks as raw bytes (a task moving home)."""

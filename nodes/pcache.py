@@ -62,7 +62,10 @@ class PageCacheView:
         may_gain_replica = replicate and not write and page is not None and not page.replica and page.node != core.node_id
         if page is not None and (page.writable or not write) and not may_gain_replica:
             return page, 0
-        home = directory_home(obj, idx, core.n_nodes)
+        if page is not None and page.node in core.dead:  # its copy died: ask the directory again
+            del self.pages[key]
+            page = None
+        home = directory_home(obj, idx, core.n_nodes, core.shardless)
         started_ns, made = core.clock_ns(), False
         while True:
             common = dict(obj=obj, idx=idx, mapper=core.node_id, task_node=task.node, policy=policy,
@@ -160,6 +163,10 @@ class PageCacheView:
     def map(self, key: Key, task_id: int, vpage: int) -> None:
         self.rmap.setdefault(key, set()).add((task_id, vpage))
 
+    def mapcounts(self, pages: dict) -> dict:
+        """object -> the number of this node's mappings of each page index asked."""
+        return {obj: [len(self.rmap.get((obj, idx), ())) for idx in idxs] for obj, idxs in pages.items()}
+
     def unmap(self, key: Key, task_id: int, vpage: int) -> None:
         users = self.rmap.get(key)
         if users is not None:
@@ -171,6 +178,36 @@ class PageCacheView:
         """Drop a cached copy found stale (ESTALE); its task entries are dropped by the caller."""
         if self.pages.get(key) is page:
             del self.pages[key]
+
+    def node_died(self, node: int, held_shard: bool = True) -> dict[int, list[dict]]:
+        """`node` is dead (core.dead and core.shardless hold it already). Returns what this node
+        must announce (dir.rebuild) to the new directory home of each page whose home was
+        `node` (none if it held no directory shard): its mapping of the page and the replica
+        and master frames it holds; then unmaps every copy that was on `node`, so the next
+        access faults and asks the page's directory."""
+        core = self.core
+        n, before = core.n_nodes, core.shardless - {node}
+        records: dict[int, list[dict]] = {}
+
+        def announce(key: Key, **rec) -> None:
+            if held_shard and directory_home(key[0], key[1], n, before) == node:
+                home = directory_home(key[0], key[1], n, core.shardless)
+                records.setdefault(home, []).append(dict(obj=key[0], idx=key[1], **rec))
+
+        for key in [k for k in self.seen_epoch if held_shard and directory_home(k[0], k[1], n, before) == node]:
+            del self.seen_epoch[key]  # the epochs of a directory entry that died: its new home counts afresh
+        for key, page in self.pages.items():
+            announce(key, node=page.node, frame=page.frame, gen=page.gen, replica=page.replica, mapped=True,
+                     writable=page.writable)
+        for held, replica in ((core.replica_frames, True), (core.master_frames, False)):
+            for frame, key in held.items():  # the copies held here that no mapping here announced
+                page = self.pages.get(key)
+                if page is None or page.frame != frame or page.node != core.node_id:
+                    announce(key, node=core.node_id, frame=frame, gen=core.pool.generation[frame], replica=replica,
+                             mapped=False, writable=False)
+        for key, page in [(k, p) for k, p in self.pages.items() if p.node == node]:
+            self.shootdown(pc.PteShootdown(obj=key[0], idx=key[1], node=node, frame=page.frame, cause="nodedeath"))
+        return records
 
     def shootdown(self, msg: pc.PteShootdown) -> pc.PteShootdownAck:
         key = (msg.obj, msg.idx)

@@ -111,7 +111,7 @@ class Reclaim:
         page_of = dict(victims)
         by_home: dict[int, list] = {}
         for frame, (obj, idx) in victims:
-            by_home.setdefault(directory_home(obj, idx, c.n_nodes), []).append([obj, idx, frame])
+            by_home.setdefault(directory_home(obj, idx, c.n_nodes, c.shardless), []).append([obj, idx, frame])
             self.busy.add(frame)
         try:
             answers = []

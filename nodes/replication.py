@@ -46,8 +46,8 @@ class Replication:
         self.local_shootdown = local_shootdown  # this node's own pte.shootdown handler
 
     def handlers(self) -> dict:
-        return {"dir.read": self.read, "dir.write": self.write,
-                "dir.writeback": self.writeback, "dir.truncate": self.truncate, "dir.reclaim": self.reclaim}
+        return {"dir.read": self.read, "dir.write": self.write, "dir.writeback": self.writeback,
+                "dir.truncate": self.truncate, "dir.reclaim": self.reclaim, "dir.rebuild": self.rebuild}
 
     def _check(self, msg) -> None:
         n = self.core.n_nodes
@@ -68,6 +68,7 @@ class Replication:
         self._check(msg)
         entry = yield from self._locked(msg.obj, msg.idx)
         try:
+            yield from self._survive(msg.obj, msg.idx, entry)
             yield from self._ensure_master(msg, entry)
             cost, data = 0, None
             h = msg.mapper
@@ -89,6 +90,7 @@ class Replication:
             yield from self._collapse_unsafe(msg.obj, msg.idx, entry, "write")  # before (without) the lock
         entry = yield from self._locked(msg.obj, msg.idx)
         try:
+            yield from self._survive(msg.obj, msg.idx, entry)
             yield from self._ensure_master(msg, entry)
             if entry.replicas:
                 cost = yield from self._collapse(msg.obj, msg.idx, entry, "write")
@@ -109,7 +111,7 @@ class Replication:
         placement = place(policy, task_node=msg.task_node, allowed=frozenset(msg.allowed) & c.possible,
                           fallback_orders=c.fallback, interleave_index=msg.interleave_index, weights=c.weights)
         from_store = msg.obj.startswith(FILE_PREFIX) and c.store is not None  # reclaimable: the store has it
-        got = yield from c.allocate(placement, 1, msg.task_node, cache_of=(msg.obj, msg.idx) if from_store else None)
+        got = yield from c.allocate(placement, 1, msg.task_node, **c.master_kwargs(msg.obj, msg.idx))
         if not got:
             raise NumaEmuError(ErrorCode.ENOMEM, f"no node the policy allows has a free frame for {msg.obj}:{msg.idx}")
         node, frame, gen = got[0]
@@ -119,6 +121,117 @@ class Replication:
             if any(data):
                 yield from c.write_frame(node, frame, gen, 0, data)
         entry.node, entry.frame, entry.gen = node, frame, gen
+
+    # ---- a node's death (docs/protocol.md#a-nodes-death) --------------------------------
+    def bury(self, obj: str, idx: int, entry: DirEntry):
+        """Under the entry's lock: forget the copies and mappings on dead nodes. A master that
+        died leaves the page absent (its next access reads the store); if it was dirty, the
+        entry remembers the loss for the next access to report (lost_with)."""
+        c = self.core
+        dead = c.dead
+        if not dead:
+            return
+        for r in [r for r in entry.replicas if r in dead]:
+            del entry.replicas[r]
+            entry.born_ns.pop(r, None)
+        for h in [h for h in entry.mappers if h in dead]:
+            del entry.mappers[h]
+        entry.writers.difference_update(dead)
+        if entry.node < 0 or entry.node not in dead:
+            return
+        if entry.dirty:
+            entry.lost_with = entry.node
+            c.events["pglost_dirty"] += 1
+        c.events["pglost_master"] += 1
+        if entry.replicas:  # copies of a clean page: dropped too, the store is the one source again
+            yield from self._collapse(obj, idx, entry, "nodedeath")
+        targets = [(h, node, entry.frame) for h, node in entry.mappers.items() if node == entry.node]
+        if targets:  # mappings of the dead frame: they fault again
+            yield from self._shootdown(obj, idx, entry, targets, False, "nodedeath")
+        entry.node, entry.dirty = -1, False
+        entry.writers.clear()
+        entry.mappers.clear()
+
+    def _survive(self, obj: str, idx: int, entry: DirEntry):
+        """Before an access: bury dead copies, and report a dirty page lost with its node, once
+        (as Linux reports a writeback error once); afterwards the page reads the store."""
+        yield from self.bury(obj, idx, entry)
+        if entry.lost_with >= 0:
+            node, entry.lost_with = entry.lost_with, -1
+            what = f"file {store_name(obj)!r}" if obj.startswith(FILE_PREFIX) else obj
+            raise NumaEmuError(ErrorCode.EIO, f"page {idx} of {what} was written and not synced when node {node} "
+                                              f"died ({self.core.dead.get(node, 'gone')}); it is lost, and reads "
+                                              "now give the stored bytes")
+
+    def node_died(self, node: int):
+        """Bury every entry of this shard that had a copy or a mapping on `node` (dead now)."""
+        for (obj, idx), entry in list(self.dir.entries.items()):
+            if entry.node != node and node not in entry.replicas and node not in entry.mappers:
+                continue
+            if (obj, idx) not in self.dir.entries:
+                continue  # truncated while an earlier one was buried
+            entry = yield from self._locked(obj, idx)
+            try:
+                yield from self.bury(obj, idx, entry)
+            finally:
+                entry.lock.release()
+
+    def rebuild(self, msg: pc.DirRebuild):
+        """The survivors' announcements of the pages whose directory home died and is now this
+        node: each sender's mapping (the master or its replica), and the replica and master
+        frames it holds. The master is the copy held or mapped; dirty if any sender maps it
+        writable (writeback write-protects, so a writable mapping means a write since) or if
+        only its own node announced it (unknown: written back again). An entry made meanwhile
+        by a fresh access wins: announced copies that differ from it are unmapped and freed."""
+        c = self.core
+        sender = msg.sender
+        records = [self._record(rec) for rec in msg.records]  # all checked before any is applied
+        if not 0 <= sender < c.n_nodes:
+            raise NumaEmuError(ErrorCode.EINVAL, f"dir.rebuild: no node {sender}")
+        for rec in records:
+            obj, idx, node, frame, gen = rec["obj"], rec["idx"], rec["node"], rec["frame"], rec["gen"]
+            entry = yield from self._locked(obj, idx)
+            try:
+                if entry.node < 0 and not entry.replicas:
+                    entry.rebuilt = True
+                if node in c.dead and rec["writable"] and not rec["replica"] and entry.node < 0:
+                    if entry.lost_with < 0:  # a master written since its last writeback died with its directory
+                        c.events["pglost_dirty"] += 1
+                    entry.lost_with = node
+                if not entry.rebuilt or node in c.dead:
+                    if node not in c.dead and (node, frame) != (entry.node, entry.frame):
+                        yield from self._shootdown(obj, idx, entry, [(sender, node, frame)], False, "rebuild",
+                                                   free=rec["replica"])
+                        if not rec["replica"] and node == sender:  # a master the fresh entry replaced
+                            yield from c.free_frames({node: [frame]})
+                    continue
+                if rec["replica"]:
+                    entry.replicas[node] = (frame, gen)
+                    entry.born_ns[node] = c.clock_ns()
+                elif entry.node < 0:
+                    entry.node, entry.frame, entry.gen = node, frame, gen
+                if rec["mapped"]:
+                    entry.mappers[sender] = node
+                    if rec["writable"] and not rec["replica"]:
+                        entry.writers.add(sender)
+                        entry.dirty = True
+                elif not rec["replica"]:  # a master its own node announced: whether it was written since
+                    entry.dirty = True  # its last writeback died with the directory; written back again
+                c.events["dir_rebuilt"] += 1
+            finally:
+                entry.lock.release()
+        return Ok()
+
+    def _record(self, rec) -> dict:
+        """One dir.rebuild record, checked: EINVAL for anything else."""
+        ints = ("idx", "node", "frame", "gen")
+        if (not isinstance(rec, dict) or not isinstance(rec.get("obj"), str) or not rec["obj"]
+                or not all(isinstance(rec.get(k), int) and not isinstance(rec.get(k), bool) for k in ints)
+                or not all(isinstance(rec.get(k), bool) for k in ("replica", "mapped", "writable"))
+                or rec["idx"] < 0 or not 0 <= rec["node"] < self.core.n_nodes or rec["frame"] < 0):
+            raise NumaEmuError(ErrorCode.EINVAL, "dir.rebuild: a record needs obj, idx, node, frame, gen, replica, "
+                                                 f"mapped and writable, got {str(rec)[:100]}")
+        return rec
 
     # ---- replicate ----------------------------------------------------------------------
     def _replicate(self, obj: str, idx: int, entry: DirEntry, h: int, task_node: int,
@@ -297,6 +410,7 @@ class Replication:
                 continue
             yield from entry.lock.acquire()
             try:
+                yield from self.bury(obj, idx, entry)  # a dirty master that died is reported lost, not written
                 if entry.dirty:
                     yield from self._write_back(obj, idx, entry)
             finally:
@@ -322,6 +436,7 @@ class Replication:
                 continue
             yield from entry.lock.acquire()
             try:
+                yield from self.bury(obj, idx, entry)
                 yield from self._drop(obj, idx, entry, "truncate")
             finally:
                 entry.lock.release()
@@ -364,6 +479,7 @@ class Replication:
                 continue
             yield from entry.lock.acquire()  # free: taken at once
             try:
+                yield from self.bury(obj, idx, entry)
                 replica = entry.replicas.get(msg.node, (None, 0))[0] == frame
                 if replica:
                     yield from self._collapse(obj, idx, entry, "reclaim", only=msg.node)

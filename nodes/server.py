@@ -37,6 +37,7 @@ from protocol.keys import ClusterKeys
 from protocol.latency import REAL, LatencyTable
 from protocol.messages import faults as fm
 from protocol.messages import latency as lm
+from protocol.messages import pagecache as pc
 from protocol.messages import trace as trm
 from protocol.messages import Ok
 from protocol.messages import lifecycle as lc
@@ -152,16 +153,40 @@ class NodeServer:
         for node_id, endpoint in msg.endpoints.items():
             self.reactor.routes[f"node:{int(node_id)}"] = endpoint
             self.reactor.mark_up(f"node:{int(node_id)}")
-            self.core.dead.discard(int(node_id))
+            self.core.dead.pop(int(node_id), None)
+        self.core.shardless.update(int(n) for n in msg.shardless or () if 0 <= int(n) < self.core.n_nodes)
         return Ok()
 
     def on_node_down(self, msg: lc.NodeDown) -> None:
-        """A peer is dead: calls to it fail at once with EIO naming it, and fsync passes it by."""
-        if msg.node_id == self.node_id or not 0 <= msg.node_id < self.core.n_nodes:
+        """A peer is dead: calls to it fail at once with EIO naming it, fsync passes it by, the
+        copies it held are unmapped here, and the directory entries it held are rebuilt from
+        what this node announces to their new homes (docs/protocol.md#a-nodes-death)."""
+        node = msg.node_id
+        if node == self.node_id or not 0 <= node < self.core.n_nodes or node in self.core.dead:
             return
-        log.warning("node %d: node %d is dead (%s)", self.node_id, msg.node_id, msg.why)
-        self.core.dead.add(msg.node_id)
-        self.reactor.mark_down(node_dest(msg.node_id), f"node {msg.node_id} is dead ({msg.why})")
+        log.warning("node %d: node %d is dead (%s)", self.node_id, node, msg.why)
+        held_shard = node not in self.core.shardless  # a node that died before and came back held none
+        self.core.dead[node] = msg.why
+        self.core.shardless.add(node)
+        self.reactor.mark_down(node_dest(node), f"node {node} is dead ({msg.why})")
+        lost = self.mm.node_died(node)
+        if lost:
+            log.warning("node %d: %d private page(s) of its tasks died with node %d", self.node_id, lost, node)
+        records = self.pcache.node_died(node, held_shard)
+        self.reactor.spawn(self._after_death(node, records),
+                           lambda _r, exc: exc and log.warning("recovery from node %d's death: %s", node, exc))
+
+    def _after_death(self, node: int, records: dict[int, list[dict]]):
+        calls = []
+        for home, recs in records.items():
+            rebuild = pc.DirRebuild(sender=self.node_id, records=recs)
+            if home == self.node_id:
+                yield from self.replication.rebuild(rebuild)
+            else:
+                calls.append(Call(node_dest(home), rebuild))
+        if calls:
+            yield calls
+        yield from self.replication.node_died(node)
 
     def on_latency(self, msg: lm.NodeLatency) -> Ok:
         table = LatencyTable.from_wire(msg.table)

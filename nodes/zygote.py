@@ -4,16 +4,21 @@ everything again (64 nodes: about 5 s of start-up otherwise, on 2 cores).
 
 It stays the parent of the nodes: it reaps them and reports to the coordinator, one line per
 event on stdout: `spawned NODE PID`, `exited NODE STATUS` (STATUS negative: killed by that
-signal). Each node runs in a session of its own and holds the coordinator's parent-alive pipe,
-so a crash of the coordinator or of this process never leaves an orphan running. It creates no
-ZeroMQ context and starts no thread before forking (neither survives a fork). Each node's
-register token comes on stdin, one JSON line {node id: token}, never in argv (`ps` shows argv).
+signal). It takes one command on stdin after the first line, `spawn NODE TOKEN` (`numa-emu node
+restart`), and leaves once stdin is closed (the coordinator stopped or died) and every node has
+exited. Each node runs in a session of its own and holds the coordinator's parent-alive pipe, so a
+crash of the coordinator or of this process never leaves an orphan running. It creates no ZeroMQ
+context and starts no thread before forking (neither survives a fork). Each node's register token
+comes on stdin (the first line, JSON {node id: token}; then with each spawn), never in argv (`ps`
+shows argv).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import select
+import signal
 import sys
 from pathlib import Path
 
@@ -24,6 +29,7 @@ def _child(args: argparse.Namespace, node_id: int, token: str) -> None:
     """In the forked child: become node `node_id` (never returns)."""
     status = 1
     try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()
         fd = open_private(args.cluster_dir / f"node-{node_id}.log")
         os.dup2(fd, 1)
@@ -67,24 +73,65 @@ def main() -> None:
     setproctitle.setproctitle(f"{process_tag(args.name)} node-zygote --cluster-dir {args.cluster_dir}")
     import nodes.server  # noqa: F401  (imported once here, inherited by every fork)
 
-    tokens = {int(k): str(v) for k, v in json.loads(sys.stdin.readline() or "{}").items()}
-
+    # SIGCHLD wakes the select below through this pipe (set_wakeup_fd): no polling
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
     children: dict[int, int] = {}
-    for node_id in (int(n) for n in args.nodes.split(",")):
+
+    commands, pending = True, b""
+    while b"\n" not in pending:  # the first line: every node's token (os.read: no buffer to share with select)
+        data = os.read(0, 4096)
+        if not data:
+            commands = False
+            break
+        pending += data
+    first, _, pending = pending.partition(b"\n")
+    tokens = {int(k): str(v) for k, v in json.loads(first or b"{}").items()}
+
+    def spawn(node_id: int) -> None:
         pid = os.fork()
         if pid == 0:
+            signal.set_wakeup_fd(-1)
+            os.close(wake_r)
+            os.close(wake_w)
             _child(args, node_id, tokens.get(node_id, ""))
         children[pid] = node_id
         _report(f"spawned {node_id} {pid}")
-    os.close(args.alive_fd)  # only the nodes watch it; this process leaves when they have
-    while children:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
+
+    for node_id in (int(n) for n in args.nodes.split(",")):
+        spawn(node_id)
+    while children or commands:
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            node_id = children.pop(pid, None)
+            if node_id is not None:
+                _report(f"exited {node_id} {os.waitstatus_to_exitcode(status)}")
+        if not children and not commands:
             break
-        node_id = children.pop(pid, None)
-        if node_id is not None:
-            _report(f"exited {node_id} {os.waitstatus_to_exitcode(status)}")
+        ready, _, _ = select.select([0, wake_r] if commands else [wake_r], [], [])
+        if wake_r in ready:
+            try:
+                os.read(wake_r, 512)
+            except BlockingIOError:
+                pass
+        if 0 in ready:
+            data = os.read(0, 4096)
+            commands = bool(data)
+            *lines, pending = (pending + data).split(b"\n")
+            for line in lines:
+                what, _, rest = line.decode(errors="replace").partition(" ")
+                node, _, token = rest.strip().partition(" ")
+                if what == "spawn" and node.isdigit():
+                    tokens[int(node)] = token
+                    spawn(int(node))
 
 
 if __name__ == "__main__":

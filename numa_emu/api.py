@@ -157,6 +157,8 @@ class Task:
         try:
             reply = self._home.call(request)
         except NumaEmuError as exc:
+            if exc.code in (ErrorCode.ETIMEDOUT, ErrorCode.ECONNREFUSED, ErrorCode.ESRCH):  # gone, or restarted
+                self._home_dead(exc)
             if exc.code != ErrorCode.EREMCHG:
                 raise
             self._where_now()  # moved to another node (a cpuset change): the old home did nothing
@@ -249,6 +251,15 @@ class Task:
         self._where_now()
         return self.cpu, self.node
 
+    def _home_dead(self, error: NumaEmuError) -> None:
+        """The home node did not answer, or does not know this task: the coordinator's EIO if
+        that node died (the task's memory with it), else nothing."""
+        try:
+            self._coordinator.call(tm.TaskHome(task_id=self.task_id))
+        except NumaEmuError as exc:
+            if exc.code == ErrorCode.EIO:
+                raise exc from error
+
     def _where_now(self) -> None:
         """Ask the coordinator where this task runs; follow it to a new home node."""
         home = self._coordinator.call(tm.TaskHome(task_id=self.task_id))
@@ -275,7 +286,12 @@ class Task:
         if not self.attached:
             return self._clock
         try:
-            clock = self.clock_ns()
+            try:
+                clock = self.clock_ns()
+            except NumaEmuError as exc:
+                if exc.code not in (ErrorCode.EIO, ErrorCode.ETIMEDOUT, ErrorCode.ECONNREFUSED, ErrorCode.ESRCH):
+                    raise
+                clock = self._clock  # the home node died: the coordinator frees what the task held elsewhere
             if os.environ.get(ENV_VTIME) == "1":
                 print(f"numa-emu: task {self.task_id} on cpu {self.cpu} (node {self.node}): virtual time {clock} ns",
                       file=sys.stderr)

@@ -15,3 +15,20 @@ NUMASTAT_TO_VMSTAT: dict[str, str] = {
     "local_node": "numa_local",
     "other_node": "numa_other",
 }
+
+# Every event counter a node keeps (nodes/core.py NodeCore.events), under the node's own names.
+# They start at zero, so /proc/vmstat lists each of them on a fresh cluster as the kernel does.
+# "pgalloc" is the kernel's pgalloc_normal (one zone per node); the pgscan_/pgsteal_ pairs are
+# kswapd's and direct reclaim's.
+NODE_EVENTS: tuple[str, ...] = (
+    # the kernel's names (mm/vmstat.c vmstat_text[])
+    "pgpgin", "pgalloc", "pgfree", "pgfault", "pgsteal_kswapd", "pgsteal_direct", "pgscan_kswapd",
+    "pgscan_direct", "nr_vmscan_write", "pgmigrate_success", "pgmigrate_fail",
+    # the 2007 replicated page cache's names (Piggin, mm/replication.c)
+    "pgreplicated", "pgreplicazap",
+    # numa-emu's own: zap causes, the migration cache, replication's diagnostics
+    "pgreplicazap_write", "pgreplicazap_truncate", "pgreplicazap_migration", "pgreplicazap_reclaim",
+    "pgreplicazap_copyfail", "pgreplicabackoff", "pgmigcache_in", "pgmigcache_out", "pgwriteback",
+    "repl_hits", "repl_stale_access", "repl_backoff_skips", "repl_copy_failed", "repl_fill_refused",
+    "repl_fetch_bytes", "repl_fault_wall_ns",
+)

@@ -49,6 +49,7 @@ class Forward:
 
     dest: str
     notice: Notice
+    what: str = ""  # what the request reaches there ("page 0x... of task 7"), for the error if `dest` dies
 
 
 @dataclass(frozen=True)

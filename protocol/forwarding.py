@@ -6,16 +6,26 @@ A mixin of protocol.reactor.Reactor: it uses the reactor's sockets, counters and
 """
 from __future__ import annotations
 
+import collections
+import time
+
 from protocol import delaylink
 from protocol.codec import WireError, decode, encode, encode_reply
 from protocol.effects import Answer, Forward
-from protocol.errors import NumaEmuError
+from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Reply
 from protocol.messages import lifecycle as lc
+from protocol.timing import PEER_CALL_TIMEOUT_S
 from protocol.version import TAG
+
+# Forwarded requests remembered per destination, to answer them if it dies (a task has one
+# request at a time, so this bounds the tasks served per node within a call's deadline).
+_FORWARDS_KEPT = 4096
 
 
 class Forwarding:
+    _forwarded: dict  # destination -> deque of (time sent, requester's routing, request id, what)
+
     def _forward(self, routing: list[bytes], request_id: int, fwd: Forward) -> None:
         """Pass the request being served on to `fwd.dest`, which answers the requester itself.
         Only when it cannot even be sent does this process answer (the error)."""
@@ -27,6 +37,20 @@ class Forwarding:
             self._reply(routing, request_id, None, exc)
             return
         self.stats["requests_forwarded"] += 1
+        sent = self._forwarded.get(fwd.dest)
+        if sent is None:
+            sent = self._forwarded[fwd.dest] = collections.deque(maxlen=_FORWARDS_KEPT)
+        sent.append((time.monotonic(), routing, request_id, fwd.what))
+
+    def _fail_forwarded(self, dest: str, why: str) -> None:
+        """`dest` died: the requests forwarded to it lately may never be answered; answer them
+        with EIO now (a requester that had its answer already drops this one by its id)."""
+        horizon = time.monotonic() - PEER_CALL_TIMEOUT_S
+        for sent, routing, request_id, what in self._forwarded.pop(dest, ()):
+            if sent >= horizon:
+                self.stats["forwards_failed"] += 1
+                text = f"{why}: {what} was there and is lost" if what else why
+                self._reply(routing, request_id, None, NumaEmuError(ErrorCode.EIO, text))
 
     def _answer(self, ans: Answer) -> None:
         """Reply to a request another process forwarded here: straight to its requester, held

@@ -144,6 +144,7 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
         self._pending: dict[int, Future] = {}
         self._pending_dest: dict[int, str] = {}  # request id -> its destination, while pending
         self._down: dict[str, str] = {}  # destination known dead -> the error text of a call to it
+        self._forwarded: dict[str, collections.deque] = {}  # protocol.forwarding: recent forwards per destination
         self._deadlines: list[tuple[float, int]] = []
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._fd_handlers: dict[int, Callable[[], None]] = {}
@@ -253,6 +254,7 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
         and `why` (a call would otherwise wait for its deadline)."""
         self._down[dest] = why
         self.forget(dest)
+        self._fail_forwarded(dest, why)
         for request_id in [i for i, d in self._pending_dest.items() if d == dest]:
             fut = self._pending.pop(request_id, None)
             if fut is not None:

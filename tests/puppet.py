@@ -32,6 +32,9 @@ def main() -> None:
         "munmap": lambda c: regions.pop(c["as"]).munmap(),
         "clock": lambda c: task.clock_ns(),
         "node": lambda c: task.node,
+        "policy": lambda c: task.set_mempolicy(c["mode"], c.get("nodes")),
+        "migrate_pages": lambda c: task.migrate_pages(c["old"], c["new"]),
+        "detach": lambda c: task.detach(),
     }
     print(json.dumps({"ok": task.node}), flush=True)
     for line in sys.stdin:

@@ -22,6 +22,7 @@ COMMANDS = {
     "up": "up",
     "down": "down",
     "status": "status",
+    "node": "node",
     "hardware": "hardware",
     "latency": "latency",
     "fault": "fault",

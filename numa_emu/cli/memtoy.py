@@ -12,8 +12,11 @@ Commands (type 'help' or 'help <command>' in the shell; any unique prefix works)
     map <seg>   unmap <seg>   remove <seg> ...      show [<seg>]
     touch <seg> [<off> <len>] [read|write]
     mbind <seg> [<off> <len>] <policy>[+shared][+move[+all][+lazy]] [<nodes>]
-    where <seg> [<off> <len>]   one line 'PAGE NODE' per page, '-' when absent; first 64 pages
-                                by default, then '... N more pages'
+    where <seg> [<off> <len>]   memtoy's layout: the segment line, a 'page offset +00 .. +07'
+                                header, then eight nodes a line after the hex page offset, '-'
+                                for a page with none; the first 64 pages by default.
+                                --where-lines: one 'PAGE NODE' line per page instead, then
+                                '... N more pages' when the default window left some out
     mpol [<policy> [<nodes>]]   migrate <to> [<from>]   numa   pid   time
     snooze <seconds>   help [<command>]   quit | exit | end of input
 Sizes: k, m, g, or p for pages. Policies: default, preferred, bind, interleaved, local, noop.
@@ -41,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu", type=int, metavar="N",
                    help="attach on CPU N (default: $NUMA_EMU_CPU, else the coordinator's pick)")
     p.add_argument("-v", "--verbose", action="store_true", help="echo script commands; report map/unmap addresses")
+    p.add_argument("--where-lines", action="store_true",
+                   help="print `where` as one 'PAGE NODE' line per page, for scripts, instead of memtoy's layout")
 
 
 def _script(args: argparse.Namespace) -> tuple[list[str] | None, str]:
@@ -71,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     task = attach(args.cpu, cluster=info.name, comm="memtoy")
     saved = {sig: signal.signal(sig, _leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        toy = Memtoy(task, cluster_info=info, verbose=args.verbose)
+        toy = Memtoy(task, cluster_info=info, verbose=args.verbose, where_lines=args.where_lines)
         if interactive:
             intro = (f"memtoy on cluster {info.name}: pid {task.pid}, cpu {task.cpu} (node {task.node}), "
                      f"{task.n_nodes} nodes, page size {task.page_size}; 'help' lists the commands")

@@ -2,9 +2,9 @@
 
 Each line: the region's start address, its policy (the region's own from mbind, else the task's,
 as mm/mempolicy.c mpol_to_str prints it), file=/dev/shm/NAME for a shared anonymous region and
-file=NAME for a mapped file of the backing store, anon=, dirty=,
-mapped= when they apply, N<node>=<pages> for every node holding pages of the region, and
-kernelpagesize_kB (fs/proc/task_mmu.c show_numa_map). The answer comes from the task's home node.
+file=NAME for a mapped file of the backing store, anon=, dirty=, mapped=, mapmax= (the most tasks
+mapping one of its pages, over the cluster) and active= when they apply, N<node>=<pages> for every
+node holding pages of the region, and kernelpagesize_kB (fs/proc/task_mmu.c show_numa_map). The answer comes from the task's home node.
 --json prints the regions as the home node reports them. An unknown PID is an error (exit 3).
 The cluster: --name, else $NUMA_EMU_CLUSTER, else the only cluster that is up.
 """
@@ -45,7 +45,8 @@ def numa_maps_line(region: dict, page_size: int) -> str:
     return format_numa_maps_line(
         region["start"], policy_to_str(Policy.from_wire(region["policy"])),
         kind="anon" if path is None else "file", file=path,
-        anon=sum(pages.values()) if path is None else 0, dirty=int(region["dirty"]), mapmax=1,
+        anon=sum(pages.values()) if path is None else 0, dirty=int(region["dirty"]),
+        mapmax=int(region.get("mapmax", 1)), active=region.get("active"),
         per_node_pages=pages, page_size_kb=page_size // 1024)
 
 

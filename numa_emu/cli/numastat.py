@@ -9,10 +9,10 @@ Follows numactl's numastat.c (v2.0.19) byte for byte:
   -n             the six counters in MB, Node N and Total columns. Shown too when there are
                  other arguments but no PID and no -m.
   -m             per-node memory in MB, "Per-node system memory usage (in MBs):": the rows of
-                 numastat's meminfo list that the nodes report. An emulated node reports
-                 MemTotal, MemFree and MemUsed (its frame pool); it cannot count FilePages,
-                 AnonPages or Shmem exactly, so those rows are absent, as on a kernel whose
-                 node meminfo lacks them.
+                 numastat's meminfo list that the nodes report, in numastat's order:
+                 MemTotal, MemFree and MemUsed (the node's frame pool), FilePages (page
+                 cache: file pages, replicas, shm), AnonPages (private pages) and Shmem;
+                 FilePages + AnonPages = MemUsed on every node.
   -p PID|PATTERN a task's resident memory by node (as numastat -p reads /proc/PID/numa_maps:
                  Huge, Heap and Stack are 0, Private holds the task's pages). All digits is a
                  PID; anything else a pattern searched in the task names. Several -p and plain
@@ -189,6 +189,15 @@ def _process_tables(specs: _Specs, stats: dict[int, dict], page_size: int, width
     return status
 
 
+# A node's vmstat gauges -> the meminfo rows that show them (drivers/base/node.c node_read_meminfo).
+_KIND_GAUGES = {"FilePages": "nr_file_pages", "AnonPages": "nr_anon_pages", "Shmem": "nr_shmem"}
+
+
+def _frame_kinds(vmstat: dict) -> dict[str, int]:
+    """Pages by what they hold (FilePages, AnonPages, Shmem), from a node's vmstat gauges."""
+    return {row: int(vmstat[gauge]) for row, gauge in _KIND_GAUGES.items() if gauge in vmstat}
+
+
 def run(args: argparse.Namespace) -> int:
     parsed = parse_numastat_args(args.argv)
     specs = _Specs(parsed.name)
@@ -219,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
         specs.resolve()
         status = _process_tables(specs, stats, page_size, width, opts)
     if parsed.system:
-        meminfo = {node: node_meminfo(node, int(data["frames_total"]), int(data["frames_free"]), page_size)
+        meminfo = {node: node_meminfo(node, int(data["frames_total"]), int(data["frames_free"]), page_size,
+                                      _frame_kinds(data["vmstat"]))
                    for node, data in stats.items()}
         print(format_numastat_meminfo(meminfo, width=width, opts=opts), end="")
     if parsed.numastat or (not specs.listed and not parsed.system):

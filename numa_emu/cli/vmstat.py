@@ -1,9 +1,11 @@
 """System-wide memory counters as /proc/vmstat prints them: one "name value" line each.
 
-The sums over the live nodes of their counters, under the kernel's names and in the kernel's
-order (mm/vmstat.c vmstat_text[]): nr_free_pages, the six NUMA counters (numa_hit, numa_miss,
-numa_foreign, numa_interleave, numa_local, numa_other), pgalloc_normal, pgfree, pgfault and
-whatever else the nodes count. --json prints the same counters as one JSON object.
+The sums over the live nodes of every counter they keep, zeros included (scripts grep for
+`pgmigrate_success`), under the kernel's names and in the kernel's order (mm/vmstat.c
+vmstat_text[]): nr_free_pages, the six NUMA counters (numa_hit, numa_miss, numa_foreign,
+numa_interleave, numa_local, numa_other), pgalloc_normal, pgfree, pgfault, ...; then the 2007
+replicated page cache's counters and numa-emu's own. --json prints the same counters, in the
+same order, as one JSON object.
 --repl-lifetimes prints the histogram of replica lifetimes instead (creation to zap, in
 power-of-two millisecond buckets, summed over the directory shards), as proposed in the 2007
 thread to tell useful replicas from thrashing ones.
@@ -54,7 +56,7 @@ def system_vmstat(stats: dict[int, dict]) -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from numa_emu.formats.vmstat import ORDER, format_vmstat
+    from numa_emu.formats.vmstat import format_vmstat, ordered_names
 
     stats = cluster_stats(frontend_cluster(args.name))
     if args.repl_lifetimes:
@@ -69,9 +71,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     values = system_vmstat(stats)
     if args.json:
-        rank = {name: i for i, name in enumerate(ORDER)}
-        ordered = sorted(values, key=lambda n: (rank.get(n, len(rank)), n))
-        print(json.dumps({name: values[name] for name in ordered}, indent=2))
+        print(json.dumps({name: values[name] for name in ordered_names(values)}, indent=2))
     else:
         print(format_vmstat(values), end="")
     return 0

@@ -80,6 +80,7 @@ def format_numa_maps_line(
     page_size_kb: int,
     file: str | None = None,
     huge: bool = False,
+    active: int | None = None,
 ) -> str:
     """One numa_maps line, newline included (fs/proc/task_mmu.c show_numa_map).
 
@@ -92,10 +93,13 @@ def format_numa_maps_line(
     is the number of present pages, which is the sum of ``per_node_pages``;
     ``mapped`` may be given to cross-check it (ValueError if it differs).
 
+    ``active`` the pages on an active LRU list (None: not known, not printed).
+
     Rules: nothing after the region kind unless at least one page is present;
     ``anon=``/``dirty=`` only if non-zero; ``mapped=`` only when it differs from
-    both anon and dirty; ``mapmax=`` only if > 1; ``N<n>=`` for nodes with pages, in
-    node order; ``kernelpagesize_kB=`` last.
+    both anon and dirty; ``mapmax=`` only if > 1; ``active=`` only when fewer than
+    the present pages are active, never for hugetlb; ``N<n>=`` for nodes with pages,
+    in node order; ``kernelpagesize_kB=`` last.
     """
     pages = sum(per_node_pages.values())
     if mapped is not None and mapped != pages:
@@ -112,6 +116,8 @@ def format_numa_maps_line(
             line += f" mapped={pages}"
         if mapmax > 1:
             line += f" mapmax={mapmax}"
+        if active is not None and active < pages and not huge:
+            line += f" active={active}"
         nodes = sorted(n for n, count in per_node_pages.items() if count > 0)
         line += "".join(f" N{n}={per_node_pages[n]}" for n in nodes)
         line += f" kernelpagesize_kB={page_size_kb}"

@@ -29,9 +29,10 @@ The switches, as numastat.c applies them:
 
 ``-m`` reads meminfo text as numastat.c reads ``/sys/devices/system/node/nodeN/meminfo``;
 :func:`node_meminfo` writes what an emulated node can state exactly: ``MemTotal``, ``MemFree``
-and ``MemUsed`` from its frame pool.  FilePages, AnonPages, Shmem and the rest are absent (as
-on a kernel whose meminfo has fewer lines): a node supplies frames without knowing whether
-they will hold private, shared or page-cache pages, so it cannot count those kinds exactly.
+and ``MemUsed`` from its frame pool, and what its used frames hold: ``FilePages`` (page cache:
+file pages, their replicas and shm pages), ``AnonPages`` (private pages), ``Shmem`` (shm
+pages), so that FilePages + AnonPages = MemUsed.  The rest are absent (as on a kernel whose
+meminfo has fewer lines).
 """
 
 from __future__ import annotations
@@ -161,12 +162,21 @@ def format_numastat_mb(counters: Mapping[int, Mapping[str, int]], page_size: int
     return "\nPer-node numastat info (in MBs):\n" + _node_table(labels, values, nodes, opts, width)
 
 
-def node_meminfo(node: int, frames_total: int, frames_free: int, page_size: int) -> str:
-    """An emulated node's ``/sys/devices/system/node/nodeN/meminfo``: the lines the kernel's
-    node_read_meminfo() starts with, in its format, from the node's frame pool.  Sizes are kB
-    (``pages * page_size / 1024``, rounded down for 512-byte pages, as the kernel's K() would)."""
+# The kinds of used frames a node counts, in node_read_meminfo()'s order (FilePages includes
+# Shmem, as the kernel's NR_FILE_PAGES does: shmem is page cache).
+FRAME_KIND_ROWS: tuple[str, ...] = ("FilePages", "AnonPages", "Shmem")
+
+
+def node_meminfo(node: int, frames_total: int, frames_free: int, page_size: int,
+                 kinds: Mapping[str, int] | None = None) -> str:
+    """An emulated node's ``/sys/devices/system/node/nodeN/meminfo``: the lines of the kernel's
+    node_read_meminfo() the node can state, in its format and order: MemTotal, MemFree and
+    MemUsed from the frame pool, then ``kinds`` (pages by :data:`FRAME_KIND_ROWS` name: what the
+    used frames hold).  Sizes are kB (``pages * page_size / 1024``, rounded down for 512-byte
+    pages, as the kernel's K() would)."""
     used = frames_total - frames_free
     lines = [("MemTotal", frames_total), ("MemFree", frames_free), ("MemUsed", used)]
+    lines += [(name, int(kinds[name])) for name in FRAME_KIND_ROWS if kinds and name in kinds]
     return "".join(f"Node {node} {(name + ':').ljust(15)} {pages * page_size // KILOBYTE:8d} kB\n"
                    for name, pages in lines)
 

@@ -4,13 +4,14 @@ Place in numa-emu: ``numa-emu vmstat`` sums the nodes' counters into system-wide
 values and prints them with :func:`format_vmstat`.  The order and names follow
 ``vmstat_text[]`` in torvalds/linux ``mm/vmstat.c`` (zone stats, NUMA events, node
 stats, writeback thresholds, VM events; ``vmstat_show`` prints ``"%s %lu\\n"``).
-Counters the emulator does not model are simply absent: we print what we have, in
-kernel order, and never invent zeros.  Emulator-only counters (docs/linux-semantics.md#vmstat:
-``nr_repl_pages``, ``pgreplicated``, ``pgreplicazap`` and its causes) sit next to their
-kernel relatives.  Reclaim counts as the kernel does: ``pgscan_direct`` / ``pgsteal_direct``
+Every counter numa-emu keeps is printed, zeros included (scripts grep for the line);
+counters it does not model are absent.  The kernel's names come first in the kernel's order,
+then the 2007 replicated page cache's (``nr_repl_pages``, ``pgreplicated``, ``pgreplicazap``),
+then numa-emu's own (docs/linux-semantics.md#vmstat).  Reclaim counts as the kernel does: ``pgscan_direct`` / ``pgsteal_direct``
 (in an allocation), ``pgscan_kswapd`` / ``pgsteal_kswapd`` (in the background),
 ``nr_vmscan_write`` (dirty pages reclaim wrote back), ``pgpgin`` (KiB read from the store);
-``nr_file_pages`` is the page-cache pages of files (shm pages are not counted).
+``nr_file_pages`` is the page-cache pages (files, replicas and shm: the kernel counts shmem
+there), ``nr_shmem`` the shm pages, ``nr_anon_pages`` the private ones.
 
 The six numastat counters have different names system-wide (docs/linux-semantics.md#numastat-counters):
 ``interleave_hit`` -> ``numa_interleave``, ``local_node`` -> ``numa_local``,
@@ -25,8 +26,8 @@ from protocol.counters import NUMASTAT_TO_VMSTAT  # one table for nodes and fron
 
 # mm/vmstat.c vmstat_text[] (Linux 6.x), CONFIG_NUMA, CONFIG_NUMA_BALANCING,
 # CONFIG_MIGRATION and CONFIG_COMPACTION on; zone-suffixed events only for ZONE_NORMAL
-# (numa-emu has one zone per node).  Emulator extensions are marked.
-ORDER: tuple[str, ...] = (
+# (numa-emu has one zone per node).
+KERNEL_ORDER: tuple[str, ...] = (
     # enum zone_stat_item
     "nr_free_pages",
     "nr_zone_inactive_anon",
@@ -91,8 +92,6 @@ ORDER: tuple[str, ...] = (
     "pgdemote_direct",
     "pgdemote_khugepaged",
     "pgdemote_proactive",
-    "nr_repl_pages",  # numa-emu: replica pages beyond the first copy (gauge)
-    "nr_migcache_pages",  # numa-emu: lazily migrated pages waiting in the migration cache (gauge)
     # enum writeback_stat_item
     "nr_dirty_threshold",
     "nr_dirty_background_threshold",
@@ -141,18 +140,9 @@ ORDER: tuple[str, ...] = (
     "numa_pages_migrated",
     "pgmigrate_success",
     "pgmigrate_fail",
-    "pgmigcache_in",  # numa-emu: a page unmapped into the migration cache (mbind MOVE|LAZY)
-    "pgmigcache_out",  # numa-emu: a page left the migration cache (next touch, or unmap)
     "thp_migration_success",
     "thp_migration_fail",
     "thp_migration_split",
-    "pgreplicated",  # numa-emu: a page-cache replica was created (event)
-    "pgreplicazap",  # numa-emu: a replica was discarded on collapse or reclaim (event)
-    "pgreplicazap_write",  # numa-emu: ... by its cause: a write collapsed the replicas
-    "pgreplicazap_truncate",  # numa-emu: the file was truncated
-    "pgreplicazap_migration",  # numa-emu: the master moved
-    "pgreplicazap_reclaim",  # numa-emu: reclaim dropped it (direct reclaim, or kswapd)
-    "pgreplicazap_copyfail",  # numa-emu: its copy failed on the way
     "compact_migrate_scanned",
     "compact_free_scanned",
     "compact_isolated",
@@ -182,24 +172,50 @@ ORDER: tuple[str, ...] = (
     "nr_tlb_local_flush_one",
 )
 
+# The 2007 replicated page cache's counters (Piggin, "mm: NUMA replicated pagecache", mm/replication.c).
+REPLICATION_2007: tuple[str, ...] = ("nr_repl_pages", "pgreplicated", "pgreplicazap")
 
+# numa-emu's own counters (docs/linux-semantics.md#vmstat): the causes of replica zaps, the
+# migration cache (Schermerhorn's lazy migration), replication's diagnostics.
+NUMA_EMU: tuple[str, ...] = (
+    "pgreplicazap_write",  # a write collapsed the replicas
+    "pgreplicazap_truncate",  # the file was truncated
+    "pgreplicazap_migration",  # the master moved
+    "pgreplicazap_reclaim",  # reclaim dropped it (direct reclaim, or kswapd)
+    "pgreplicazap_copyfail",  # its copy failed on the way
+    "pgreplicabackoff",  # a file's replication backed off after thrashing
+    "nr_migcache_pages",  # gauge: lazily migrated pages waiting in the migration cache
+    "pgmigcache_in",  # a page unmapped into the migration cache (mbind MOVE|LAZY)
+    "pgmigcache_out",  # a page left the migration cache (next touch, or unmap)
+    "pgwriteback",  # a dirty shared page written back to its file
+    "repl_hits",  # a read served by a replica on the reader's node
+    "repl_stale_access",  # unsafe mode: an access through a replica already freed
+    "repl_backoff_skips",  # a replica not made because its file backs off
+    "repl_copy_failed",  # a replica whose copy failed
+    "repl_fill_refused",  # a replica copy that arrived for a read no longer waiting for it
+    "repl_fetch_bytes",  # bytes copied to make replicas
+    "repl_fault_wall_ns",  # wall time spent in replicating faults
+)
+
+# Every name in print order: the kernel's (vmstat_text[] order), then the 2007 names, then ours.
+ORDER: tuple[str, ...] = KERNEL_ORDER + REPLICATION_2007 + NUMA_EMU
+
+
+def ordered_names(values: Mapping[str, int], order: Iterable[str] | None = None) -> list[str]:
+    """The names of ``values`` in print order: those in ``order`` (default :data:`ORDER`) in
+    that order, then any other names alphabetically so nothing is silently dropped."""
+    sequence = tuple(ORDER if order is None else order)
+    known = set(sequence)
+    return [n for n in sequence if n in values] + sorted(n for n in values if n not in known)
 
 
 def format_vmstat(values: Mapping[str, int], order: Iterable[str] | None = None) -> str:
-    """``/proc/vmstat`` lines ``"<name> <value>\\n"``.
-
-    Names in ``order`` (default :data:`ORDER`) come first, in that order, when
-    present in ``values``; any other names follow in alphabetical order so nothing
-    is silently dropped.  Values are printed as unsigned decimal integers.
-    """
-    sequence = tuple(ORDER if order is None else order)
-    known = set(sequence)
+    """``/proc/vmstat`` lines ``"<name> <value>\\n"`` in :func:`ordered_names` order, zeros
+    included.  Values are printed as unsigned decimal integers."""
     for name, value in values.items():
         if value < 0:
             raise ValueError(f"vmstat counter {name} is negative: {value}")
-    names = [n for n in sequence if n in values]
-    names += sorted(n for n in values if n not in known)
-    return "".join(f"{name} {int(values[name])}\n" for name in names)
+    return "".join(f"{name} {int(values[name])}\n" for name in ordered_names(values, order))
 
 
 def vmstat_from_numastat(per_node_counters: Mapping[int, Mapping[str, int]]) -> dict[str, int]:

@@ -23,8 +23,8 @@ from numa_emu.memtoy import helptext
 from numa_emu.memtoy import parsed as c
 from numa_emu.memtoy.commands import parse
 from numa_emu.memtoy.parsed import MemtoyError
-from numa_emu.memtoy.segments import (WHERE_DEFAULT_PAGES, Segment, SegmentTable, format_node_pages, format_table,
-                                      format_where)
+from numa_emu.memtoy.segments import (WHERE_DEFAULT_PAGES, Segment, SegmentTable, format_location,
+                                      format_node_pages, format_segment_line, format_table, format_where)
 
 if TYPE_CHECKING:
     from numa_emu.api import Task
@@ -44,8 +44,9 @@ class Memtoy:
     """One memtoy session: a task, its segments, and where output goes."""
 
     def __init__(self, task: "Task", *, cluster_info: "ClusterInfo | None" = None, out: TextIO | None = None,
-                 verbose: bool = False):
+                 verbose: bool = False, where_lines: bool = False):
         self.task = task
+        self.where_lines = where_lines  # `where` as "PAGE NODE" lines (scripts) instead of memtoy's layout
         self.cluster_info = cluster_info
         self.out = out if out is not None else sys.stdout
         self.verbose = verbose
@@ -175,7 +176,11 @@ class Memtoy:
         win = self.segments.window(seg, cmd.range, default_pages=WHERE_DEFAULT_PAGES)
         with _failing(f"where of segment {seg.name}"):
             nodes = seg.region.where(win.offset, win.length)
-        self.lines(format_where(win.first_page(self.task.page_size), nodes, win.more_pages))
+        first = win.first_page(self.task.page_size)
+        if self.where_lines:
+            self.lines(format_where(first, nodes, win.more_pages))
+        else:  # memtoy cuts the default window silently
+            self.lines(format_location(format_segment_line(seg), first, nodes))
 
     def _do_mbind(self, cmd: c.Mbind) -> None:
         seg = self.segments.mapped(cmd.seg)

@@ -31,7 +31,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "touch": ("touch <seg> [<off> <len>] [read|write]",
               "read (default) or write each page, faulting absent ones in",
               "The range defaults to the whole segment; <len> '*' or 0 runs to its end. One\n"
-              "batched request; prints the pages touched, the faults and the virtual time taken."),
+              "batched request; prints the pages touched, the faults and the virtual time taken.\n"
+              "A read of an anon page never written maps the zero page and allocates nothing:\n"
+              "write to place pages by policy."),
     "mbind": ("mbind <seg> [<off> <len>] <policy>[+shared][+move[+all][+lazy]] [<nodes>]",
               "set the memory policy of a range of a mapped segment",
               "<policy>: default, preferred, bind, interleaved, local, or noop (keep the policy,\n"
@@ -43,9 +45,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "+shared (a file segment) makes the policy the file's shared policy: its pages are\n"
               "allocated by it whoever faults them first; cached pages stay where they are."),
     "where": ("where <seg> [<off> <len>]",
-              "the node of each page: 'PAGE NODE' lines, '-' if not present",
-              "PAGE is the page index within the segment. Without <off> <len> the first 64 pages\n"
-              "are shown, followed by '... N more pages' if the segment has more. Unlike memtoy,\n"
+              "the node of each page, in memtoy's layout ('-' if it has none)",
+              "The segment line, a 'page offset' header with +00 to +07, then eight nodes a line\n"
+              "after the hexadecimal page offset within the segment. Without <off> <len> the first\n"
+              "64 pages. `numa-emu memtoy --where-lines` prints one 'PAGE NODE' line per page\n"
+              "instead, then '... N more pages' if the default window left some out. '-' also for a\n"
+              "page only read (the zero page: `touch SEG write` allocates). Unlike memtoy,\n"
               "where never faults a page in."),
     "mpol": ("mpol [<policy> [<nodes>]]",
              "show, or set, the task's memory policy (set_mempolicy)",

@@ -111,6 +111,39 @@ def format_where(first_page: int, nodes: Sequence[int | None], more_pages: int =
     return lines
 
 
+# memtoy's segment.c: the type letter of show_one_segment() and segment_location()'s 8 pages a line.
+_TYPE_LETTER = {"anon": "a", "file": "f", "shmem": "s"}
+PAGES_PER_LINE = 8
+
+
+def format_segment_line(seg: Segment) -> str:
+    """memtoy's show_one_segment() line of a mapped segment (no header):
+    "%c 0x%016lx 0x%012lx 0x%012lx  %s%c %s %s": type, start, length, file offset, protection,
+    '-' (not executable), share ("private", "shared " or, for shmem, "default"), name."""
+    share = "default" if seg.kind == "shmem" else ("shared " if seg.shared else "private")
+    return (f"{_TYPE_LETTER[seg.kind]} 0x{seg.region.vaddr:016x} 0x{seg.size:012x} 0x{seg.file_offset:012x}  "
+            f"rw- {share} {seg.name}")
+
+
+def format_location(segment_line: str, first_page: int, nodes: Sequence[int | None]) -> list[str]:
+    """memtoy's segment_location(): the segment line, a "page offset" header with +00 to +07,
+    then the pages eight a line after their hexadecimal page offset ("%12lx: "), each node as
+    " %3d" ('-' for a page with none: numa-emu's where never faults one in). A window that starts
+    inside a line is indented to its column."""
+    lines = [segment_line, "page offset   " + "".join(f" +{i:02d}" for i in range(PAGES_PER_LINE))]
+    line = ""
+    for i, node in enumerate(nodes):
+        page = first_page + i
+        if i == 0 or page % PAGES_PER_LINE == 0:
+            if line:
+                lines.append(line)
+            start = page - page % PAGES_PER_LINE
+            line = f"{start:12x}: " + "    " * (page - start)
+        line += f" {'-' if node is None else node:>3}"
+    lines.append(line)
+    return lines
+
+
 def format_node_pages(pages: dict) -> str:
     """numa_maps-style page counts: {0: 4, 1: 4} -> "N0=4 N1=4"; none -> "-"."""
     counts = {int(node): int(n) for node, n in pages.items() if n}

@@ -80,6 +80,23 @@ class CoordinatorHeartbeat(Notice):
 
 
 @message
+class NodeRestartReply(Reply):
+    kind = "node.restart.reply"
+    node_id: int
+    pid: int
+
+
+@message
+class NodeRestart(Request):
+    """CLI -> coordinator: start dead node `node_id` again, empty (`numa-emu node restart`);
+    answered once it has registered and every live node knows it is up."""
+
+    kind = "node.restart"
+    reply = NodeRestartReply
+    node_id: int
+
+
+@message
 class NodeDown(Notice):
     """Coordinator -> every live node, when a node is known dead: calls to it fail at once (EIO)."""
 
@@ -95,6 +112,7 @@ class NodePeers(Request):
     kind = "node.peers"
     reply = Ok
     endpoints: dict  # node id -> endpoint
+    shardless: list | None = None  # nodes that died since start: no directory home (docs/protocol.md#a-nodes-death)
 
 
 @message

@@ -135,7 +135,7 @@ class GetMempolicy(Request):
 @message
 class WhereReply(Reply):
     kind = "mem.where.reply"
-    nodes: list  # one per page: node id, or -1 when not present
+    nodes: list  # one per page: node id, or -1 when it has none (not present, or the zero page)
 
 
 @message
@@ -152,7 +152,7 @@ class Where(Request):
 @message
 class MapsReply(Reply):
     kind = "mem.maps.reply"
-    regions: list  # dicts: start, length, kind, name, policy, pages {node: n}, dirty, present
+    regions: list  # dicts: start, length, kind, name, policy, pages {node: n}, dirty, active, mapmax, present
     clock_ns: int
 
 
@@ -161,6 +161,22 @@ class Maps(Request):
     kind = "mem.maps"
     reply = MapsReply
     task_id: int
+
+
+@message
+class MapCountsReply(Reply):
+    kind = "mem.mapcounts.reply"
+    counts: dict  # object -> one count per index asked: mappings by this node's tasks
+
+
+@message
+class MapCounts(Request):
+    """How many mappings of this node's tasks each shared page has (numa_maps' mapmax: the home
+    node of a task sums the answers of every node)."""
+
+    kind = "mem.mapcounts"
+    reply = MapCountsReply
+    pages: dict  # object (shm:NAME, file:NAME) -> list of page indices
 
 
 # ---- node -> node ------------------------------------------------------------------------
@@ -186,7 +202,10 @@ class FrameAlloc(Request):
     fill: int | None = None  # write this byte over each frame right away
     replica_of: list | None = None  # [obj, idx]: the frame is a replica of a page-cache page
     cache_of: list | None = None  # [obj, idx]: the frame is the master of a file's page-cache page
+    shm_of: list | None = None  # [obj, idx]: the frame is the master of a shm page
     reclaim: bool = False  # reclaim clean page-cache pages here when short (direct reclaim)
+    task_id: int | None = None  # private frames of this task: freed by node.task.purge if its home dies
+    master_of: list | None = None  # [obj, idx]: the master of a shared page (announced if its directory dies)
 
 
 @message

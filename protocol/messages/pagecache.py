@@ -245,6 +245,18 @@ class DirWriteback(Request):
 
 
 @message
+class DirRebuild(Request):
+    """Survivor -> the new directory home of pages whose home died: what the sender holds of
+    each (docs/protocol.md#a-nodes-death). A record: obj, idx, node, frame, gen (the copy),
+    replica (it is a replica on the sender), mapped (the sender maps it), writable."""
+
+    kind = "dir.rebuild"
+    reply = Ok
+    sender: int
+    records: list
+
+
+@message
 class DirTruncate(Request):
     """Drop the pages of `obj` from page `first_idx` on: unmap everywhere, free every copy."""
 

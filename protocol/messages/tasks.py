@@ -112,6 +112,22 @@ class NodeTaskDetach(Request):
 
 
 @message
+class NodeTaskPurgeReply(Reply):
+    kind = "node.task.purge.reply"
+    frames_freed: int
+
+
+@message
+class NodeTaskPurge(Request):
+    """Coordinator -> every live node, when a task's home node died: free every frame the task
+    held on the receiving node (private pages, forwarded pages, migration cache, migration targets)."""
+
+    kind = "node.task.purge"
+    reply = NodeTaskPurgeReply
+    task_id: int
+
+
+@message
 class TaskHomeReply(Reply):
     kind = "task.home.reply"
     node: int

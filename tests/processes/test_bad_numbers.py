@@ -10,7 +10,6 @@ import math
 import pytest
 
 import numa_emu
-from protocol.client import Client
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.latency import LatencyTable
 from protocol.messages import latency as lm
@@ -76,7 +75,7 @@ def test_a_crafted_latency_table_sent_to_a_node_is_refused(cluster_factory, cell
     bad = json.loads(json.dumps(table))
     bad["latency_ns"][0][1] = cell
     for node in c.status().nodes:
-        with Client(node["endpoint"]) as client:
+        with c.client(endpoint=node["endpoint"]) as client:
             with pytest.raises(NumaEmuError) as err:
                 client.call(lm.NodeLatency(table=bad))
         assert err.value.code is ErrorCode.EINVAL

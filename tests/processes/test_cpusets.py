@@ -105,7 +105,7 @@ def test_mems_change_rebinds_policies_and_leaves_pages_where_they_are(four, cpus
         relative = task.mmap(6 * PAGE)
         relative.mbind(INTERLEAVE | MPOL_F_RELATIVE_NODES, "0,2")
         before = task.mmap(6 * PAGE)
-        before.touch()
+        before.touch(write=True)
         assert before.where() == [0, 1, 2, 0, 1, 2]
 
         def region_nodes(region):
@@ -121,10 +121,10 @@ def test_mems_change_rebinds_policies_and_leaves_pages_where_they_are(four, cpus
         assert region_nodes(relative) == [1, 3]  # relative: positions 0 and 2 of the new mems
         assert before.where() == [0, 1, 2, 0, 1, 2]  # memory_migrate 0: nothing moves
         after = task.mmap(6 * PAGE)
-        after.touch()
+        after.touch(write=True)
         assert after.where() == [1, 2, 3, 1, 2, 3]
-        static.touch()
-        relative.touch()
+        static.touch(write=True)
+        relative.touch(write=True)
         assert set(static.where()) == {1, 2} and set(relative.where()) == {1, 3}
 
         cpuset(four, "set", "a", "--mems", "2-3")
@@ -132,7 +132,7 @@ def test_mems_change_rebinds_policies_and_leaves_pages_where_they_are(four, cpus
         assert (region_nodes(static), region_nodes(relative)) == ([2], [2])
         assert before.where() == [0, 1, 2, 0, 1, 2] and after.where() == [1, 2, 3, 1, 2, 3]
         last = task.mmap(4 * PAGE)
-        last.touch()
+        last.touch(write=True)
         assert last.where() == [2, 3, 2, 3]
         with pytest.raises(numa_emu.NumaEmuError) as info:  # nothing of the mask inside the mems
             task.set_mempolicy("bind", "0-1")
@@ -159,7 +159,7 @@ def test_attach_and_set_move_a_task_and_its_pages(cluster_factory, cpuset):
         assert task.info() == info
         one_error_line(cpuset(c, "delete", "sibling", check=False), 3, "cpuset 'sibling' has 1 task(s)")
         region = task.mmap(4 * PAGE)
-        region.touch()
+        region.touch(write=True)
         assert region.where() == [0, 0, 0, 0]
         assert json.loads(cpuset(c, "show", "sibling", "--json").stdout)[0]["tasks"] == [task.task_id]
 

@@ -77,7 +77,7 @@ def test_memtoy_shared_flag_sets_the_files_policy(four, cli, tmp_path):
         task.open("m", create=True, size=4 * PAGE)
     script = tmp_path / "shared.mt"
     script.write_text("file m\nmap m\nmbind m bind+shared 3\ntouch m write\nwhere m\n")
-    proc = cli("memtoy", "--name", four.name, "--cpu", "0", "-f", str(script))
+    proc = cli("memtoy", "--name", four.name, "--cpu", "0", "--where-lines", "-f", str(script))
     assert proc.returncode == 0, proc.stderr
     assert "file m: shared policy set" in proc.stdout
     assert [line.split()[-1] for line in proc.stdout.splitlines() if line[:1].isdigit()] == ["3", "3", "3", "3"]

@@ -81,7 +81,7 @@ def test_forwarded_clock_is_the_modeled_cost(cluster_factory):
     with numa_emu.attach(0, cluster=c.name) as task:
         remote = task.mmap(PAGE)
         remote.mbind("bind", [2])
-        remote.touch()
+        remote.touch(write=True)
         bw = c.topology.bandwidth_mib_s[0][2] * 1048576 / 1e9
         t0 = task.clock_ns()
         remote.read(0, 8)

@@ -30,12 +30,13 @@ LIVE_TASK = textwrap.dedent("""\
     spread = task.mmap(256 * 4096)
     spread.mbind("interleave", "0-3")
     spread.touch(fill=0xFF)                     # memhog's memset: present and dirty
-    clean = task.mmap(64 * 4096)
-    clean.touch(0, 32 * 4096)                   # half of it read: present, not dirty
+    half = task.mmap(64 * 4096)
+    half.touch(0, 32 * 4096, write=True)        # half of it written: present and dirty
+    half.touch(32 * 4096, 16 * 4096)            # a quarter only read: the zero page, no page of its own
     untouched = task.mmap(8 * 4096)
     shared = task.mmap(4 * 4096, shared=True, name="seg")
     shared.touch(write=True)
-    regions = [{"start": r.vaddr, "where": r.where()} for r in (spread, clean, untouched, shared)]
+    regions = [{"start": r.vaddr, "where": r.where()} for r in (spread, half, untouched, shared)]
     print(json.dumps({"pid": os.getpid(), "task_id": task.task_id, "cpu": task.cpu, "regions": regions}), flush=True)
     sys.stdin.read()
 """)
@@ -103,22 +104,35 @@ def test_the_pid_the_caller_sees_is_the_tasks_pid(four, env, tmp_path):
 
 def test_numa_maps_lines(live_task, cli):
     lines = ok(cli("numa-maps", str(live_task["pid"]))).splitlines()
-    spread, clean, untouched, shared = live_task["regions"]
+    spread, half, untouched, shared = live_task["regions"]
 
     def nodes(region):
         where = [n for n in region["where"] if n is not None]
         return " ".join(f"N{n}={where.count(n)}" for n in sorted(set(where)))
 
     assert nodes(spread) == "N0=64 N1=64 N2=64 N3=64"
-    assert nodes(clean) == "N2=32"  # bind {2,3} from CPU 2 fills node 2
+    assert nodes(half) == "N2=32"  # bind {2,3} from CPU 2 fills node 2; the pages only read have none
+    # fresh pages sit on the inactive list: active=0 (gather_stats counts PG_active ones)
     assert lines == [
-        f"{spread['start']:08x} interleave:0-3 anon=256 dirty=256 {nodes(spread)} kernelpagesize_kB=4",
-        f"{clean['start']:08x} bind:2-3 anon=32 {nodes(clean)} kernelpagesize_kB=4",
+        f"{spread['start']:08x} interleave:0-3 anon=256 dirty=256 active=0 {nodes(spread)} kernelpagesize_kB=4",
+        f"{half['start']:08x} bind:2-3 anon=32 dirty=32 active=0 {nodes(half)} kernelpagesize_kB=4",
         f"{untouched['start']:08x} bind:2-3",
-        f"{shared['start']:08x} bind:2-3 file=/dev/shm/seg dirty=4 {nodes(shared)} kernelpagesize_kB=4",
+        f"{shared['start']:08x} bind:2-3 file=/dev/shm/seg dirty=4 active=0 {nodes(shared)} kernelpagesize_kB=4",
     ]
     regions = json.loads(ok(cli("numa-maps", str(live_task["pid"]), "--json")))["regions"]
     assert [r["present"] for r in regions] == [256, 32, 0, 4]
+    assert [r["mapmax"] for r in regions] == [1, 1, 0, 1]
+
+
+def test_numa_maps_mapmax_counts_the_tasks_of_every_node_that_map_a_page(live_task, four, cli):
+    shared = live_task["regions"][3]
+    with numa_emu.attach(0, cluster=four.name) as other:  # home node 0; the live task's is node 2
+        other.mmap(4 * PAGE, shared=True, name="seg").touch(PAGE, 2 * PAGE)  # pages 1 and 2
+        line = ok(cli("numa-maps", str(live_task["pid"]))).splitlines()[3]
+        assert line == (f"{shared['start']:08x} bind:2-3 file=/dev/shm/seg dirty=4 mapmax=2 active=0 N2=4 "
+                        "kernelpagesize_kB=4")
+        mine = ok(cli("numa-maps", str(other.task_id))).splitlines()
+        assert mine[-1].endswith(" default file=/dev/shm/seg mapped=2 mapmax=2 active=0 N2=2 kernelpagesize_kB=4")
 
 
 def test_numastat_p_of_a_live_task(live_task, cli):
@@ -140,6 +154,28 @@ def test_numastat_p_of_a_live_task(live_task, cli):
     assert rows["Total"] == rows["Private"]
     # a pattern finds the task by its name, as numastat searches process names
     assert ok(cli("numastat", "-p", "live.py")) == out
+
+
+# What a fresh cluster's vmstat lists, in this order: every counter numa-emu keeps, zeros included.
+FRESH_VMSTAT_NAMES = [
+    "nr_free_pages", "numa_hit", "numa_miss", "numa_foreign", "numa_interleave", "numa_local", "numa_other",
+    "nr_anon_pages", "nr_file_pages", "nr_shmem", "nr_vmscan_write", "pgpgin", "pgalloc_normal", "pgfree", "pgfault", "pgsteal_kswapd",
+    "pgsteal_direct", "pgscan_kswapd", "pgscan_direct", "pgmigrate_success", "pgmigrate_fail",
+    "nr_repl_pages", "pgreplicated", "pgreplicazap",
+    "pgreplicazap_write", "pgreplicazap_truncate", "pgreplicazap_migration", "pgreplicazap_reclaim",
+    "pgreplicazap_copyfail", "pgreplicabackoff", "nr_migcache_pages", "pgmigcache_in", "pgmigcache_out",
+    "pgwriteback", "repl_hits", "repl_stale_access", "repl_backoff_skips", "repl_copy_failed",
+    "repl_fill_refused", "repl_fetch_bytes", "repl_fault_wall_ns"]
+
+
+def test_vmstat_of_a_fresh_cluster_lists_every_counter_with_its_zero(four, cli):
+    lines = ok(cli("vmstat")).splitlines()
+    assert [line.split()[0] for line in lines] == FRESH_VMSTAT_NAMES
+    assert lines[0] == f"nr_free_pages {4 * (512 << 20) // PAGE}"
+    assert "pgmigrate_success 0" in lines and "numa_hit 0" in lines
+    assert lines[1:] == [f"{name} 0" for name in FRESH_VMSTAT_NAMES[1:]]
+    assert list(json.loads(ok(cli("vmstat", "--json"))).items()) == [
+        (name, int(value)) for name, value in (line.split() for line in lines)]
 
 
 def test_vmstat_and_numastat_n(four, cli):

@@ -24,7 +24,7 @@ def test_latency_set_changes_the_next_remote_access_exactly(cluster_factory, cli
     with numa_emu.attach(0, cluster=c.name) as task:
         remote = task.mmap(PAGE)
         remote.mbind("bind", [2])
-        remote.touch()
+        remote.touch(write=True)
         topo = c.topology
         bw = topo.bandwidth_mib_s[0][2] * 1048576 / 1e9
         assert _read_cost(task, remote) == round(topo.latency_ns[0][2] + 8 / bw)
@@ -63,8 +63,8 @@ def test_real_mode_holds_inter_node_messages_back(cluster_factory, cli):
     with numa_emu.attach(0, cluster=c.name) as task:
         local, remote = task.mmap(PAGE), task.mmap(PAGE)
         remote.mbind("bind", [3])
-        local.touch()
-        remote.touch()
+        local.touch(write=True)
+        remote.touch(write=True)
         base_remote = _median_read_s(remote)
         cli("latency", "--name", c.name, "inject", "real", "--dilation", "20000", check=True)
         # a remote read is a frame.read to node 3 and its reply: held back 190 ns x 20000 = 3.8 ms each way

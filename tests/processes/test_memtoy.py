@@ -54,10 +54,10 @@ def test_script_interleave_bind_and_absent_pages(cli, two_nodes, tmp_path):
         "anon b 6p\n"
         "map b\n"
         "mbind b bind 1\n"
-        "touch b 0 4p\n"
+        "touch b 0 4p write\n"
         "where b\n"
         "show\n")
-    proc = cli("memtoy", "--name", two_nodes.name, "--cpu", "0", "-f", str(script))
+    proc = cli("memtoy", "--name", two_nodes.name, "--cpu", "0", "--where-lines", "-f", str(script))
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert _where_lines(proc.stdout) == [
@@ -75,13 +75,29 @@ def test_script_interleave_bind_and_absent_pages(cli, two_nodes, tmp_path):
 
 
 def test_where_shows_64_pages_by_default(cli, two_nodes):
-    proc = cli("memtoy", "--name", two_nodes.name, "--cpu", "2",
-               input="anon big 70p\nmap big\ntouch big 0 2p\nwhere big\nwhere big 68p 10p\n")
+    proc = cli("memtoy", "--name", two_nodes.name, "--cpu", "2", "--where-lines",
+               input="anon big 70p\nmap big\ntouch big 0 2p write\nwhere big\nwhere big 68p 10p\n")
     assert proc.returncode == 0, proc.stderr
     lines = _where_lines(proc.stdout)
     # the default window: pages 0-63 (cpu 2 is on node 1: first touch there), then the count left out
     assert lines[:65] == ["0 1", "1 1", *[f"{i} -" for i in range(2, 64)], "... 6 more pages"]
     assert lines[65:] == ["68 -", "69 -"]  # an explicit range is cut at the end of the segment
+
+
+def test_where_prints_memtoys_layout_by_default(cli, two_nodes):
+    proc = cli("memtoy", "--name", two_nodes.name, "--cpu", "2",
+               input="anon big 70p\nmap big\ntouch big 0 2p write\nwhere big 6p 4p\nwhere big\n")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    header = "page offset    +00 +01 +02 +03 +04 +05 +06 +07"
+    first = out.index(header)
+    assert re.fullmatch(r"a 0x[0-9a-f]{16} 0x000000046000 0x000000000000  rw- private big", out[first - 1])
+    assert out[first + 1:first + 3] == ["           0: " + " " * 4 * 6 + "   -   -", "           8:    -   -"]
+    second = out.index(header, first + 1)  # the default window: 64 pages, eight lines, cut silently
+    assert out[second - 1] == out[first - 1]
+    assert out[second + 1] == "           0:    1   1" + "   -" * 6
+    assert [line[:14] for line in out[second + 1:second + 9]] == [f"{8 * i:12x}: " for i in range(8)]
+    assert len(out) == second + 9
 
 
 def test_errors_keep_the_session_alive_and_fail_the_script(cli, two_nodes, tmp_path):
@@ -100,7 +116,7 @@ def test_errors_keep_the_session_alive_and_fail_the_script(cli, two_nodes, tmp_p
         "touch a write\n"
         "where a\n"
         "pid\n")
-    proc = cli("memtoy", "--name", two_nodes.name, "--cpu", "0", "-f", str(script))
+    proc = cli("memtoy", "--name", two_nodes.name, "--cpu", "0", "--where-lines", "-f", str(script))
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     errors = proc.stderr.splitlines()
@@ -202,7 +218,7 @@ def test_file_segment_from_a_host_path_is_imported_and_read_through_the_page_cac
     host = tmp_path / "data.bin"
     host.write_bytes(bytes(range(256)) * 48)  # 3 pages
     script = f"file {host}\nmap data.bin\nmbind data.bin bind 0\ntouch data.bin read\nwhere data.bin\n"
-    proc = cli("memtoy", "--name", two_nodes.name, "--cpu", "1", input=script)
+    proc = cli("memtoy", "--name", two_nodes.name, "--cpu", "1", "--where-lines", input=script)
     assert proc.returncode == 0, proc.stderr
     assert _where_lines(proc.stdout) == ["0 0", "1 0", "2 0"]
     listing = cli("file", "--name", two_nodes.name, "ls", "--json", check=True).stdout

@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 
+import numa_emu
 from numa_emu.frontends.numastat_args import NUMASTAT_USAGE, VERSION_LINE
 from tests.processes.test_policy_regress import EMU, PAGE
 from tests.processes.test_tasks import stats
@@ -27,7 +28,7 @@ LIVE = textwrap.dedent("""\
     spread.mbind("interleave", "0-3")
     spread.touch(fill=0xFF)
     bound = task.mmap(64 * 4096)
-    bound.touch(0, 32 * 4096)
+    bound.touch(0, 32 * 4096, write=True)
     print(json.dumps({"pid": os.getpid()}), flush=True)
     sys.stdin.read()
 """)
@@ -81,7 +82,9 @@ def test_m_shows_each_nodes_frame_pool(live, cli):
     expected = ("\nPer-node system memory usage (in MBs):\n"
                 + row("", ["Node 0", "Node 1", "Node 2", "Node 3", "Total"])
                 + row("", ["-" * 15] * 5)
-                + row("MemTotal", cells(total, 2)) + row("MemFree", cells(free, 2)) + row("MemUsed", cells(used, 2)))
+                + row("MemTotal", cells(total, 2)) + row("MemFree", cells(free, 2)) + row("MemUsed", cells(used, 2))
+                + row("FilePages", cells(dict.fromkeys(range(4), 0), 2)) + row("AnonPages", cells(used, 2))
+                + row("Shmem", cells(dict.fromkeys(range(4), 0), 2)))
     assert ok(cli("numastat", "-m")) == expected
     # -c: node columns "Node N" + 1 = 7, Total max("Total", "2048") + 1 = 6, the label column 16
     # (numastat measures it over its whole meminfo list, HugePages_Total included)
@@ -91,7 +94,10 @@ def test_m_shows_each_nodes_frame_pool(live, cli):
                   + row("", ["------"] * 4, width=7).rstrip("\n") + " -----\n"
                   + row("MemTotal", cells(total, 0)[:4], width=7).rstrip("\n") + "  2048\n"
                   + row("MemFree", cells(free, 0)[:4], width=7).rstrip("\n") + cells(free, 0)[4].rjust(6) + "\n"
-                  + row("MemUsed", cells(used, 0)[:4], width=7).rstrip("\n") + "     1\n")
+                  + row("MemUsed", cells(used, 0)[:4], width=7).rstrip("\n") + "     1\n"
+                  + row("FilePages", ["0"] * 4, width=7).rstrip("\n") + "     0\n"
+                  + row("AnonPages", cells(used, 0)[:4], width=7).rstrip("\n") + "     1\n"
+                  + row("Shmem", ["0"] * 4, width=7).rstrip("\n") + "     0\n")
     assert ok(cli("numastat", "-m", "-c")) == expected_c
     # -m alone shows no numastat table; -m -n shows both, meminfo first
     both = ok(cli("numastat", "-mn"))
@@ -149,3 +155,26 @@ def test_bad_option_and_version_exit_as_numastat(live, cli):
     proc = cli("numastat", "-p", "no-such", "-V")  # the pattern was searched before -V was met
     assert (proc.returncode, proc.stdout, proc.stderr) == (
         0, 'Found no processes containing pattern: "no-such"\n' + VERSION_LINE, "")
+
+
+def test_m_counts_page_cache_anon_and_shm_pages_and_they_sum_to_memused(cluster_factory, cli):
+    four = cluster_factory("default-4n")
+    mib = 256  # pages
+    with numa_emu.attach(0, cluster=four.name) as task:  # node 0
+        task.mmap(mib * PAGE).touch(write=True)  # private: AnonPages on node 0
+        shm = task.mmap(2 * mib * PAGE, shared=True, name="seg")
+        shm.mbind("bind", [1])
+        shm.touch(write=True)  # shm: Shmem, and FilePages (shmem is page cache), on node 1
+        data = task.open("data", create=True, size=mib * PAGE)
+        task.set_mempolicy("bind", [3])
+        data.pwrite(0, b"\x01" * mib * PAGE)  # a file's page cache: FilePages on node 3
+        lines = ok(cli("numastat", "-m")).splitlines()
+        rows = {line.split()[0]: line.split()[1:] for line in lines[4:]}
+        assert list(rows) == ["MemTotal", "MemFree", "MemUsed", "FilePages", "AnonPages", "Shmem"]
+        assert rows["FilePages"] == ["0.00", "2.00", "0.00", "1.00", "3.00"]
+        assert rows["AnonPages"] == ["1.00", "0.00", "0.00", "0.00", "1.00"]
+        assert rows["Shmem"] == ["0.00", "2.00", "0.00", "0.00", "2.00"]
+        assert rows["MemUsed"] == ["1.00", "2.00", "0.00", "1.00", "4.00"]
+        for n, d in stats(four).items():
+            vm = d["vmstat"]
+            assert vm["nr_file_pages"] + vm["nr_anon_pages"] == d["frames_total"] - d["frames_free"], n

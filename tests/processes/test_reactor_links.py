@@ -156,7 +156,7 @@ def test_a_failing_timer_does_not_end_the_loop(tmp_path, reactors):
     loop = threading.Thread(target=peer.run)
     loop.start()
     try:
-        with Client(peer.endpoint, timeout_s=5.0) as client:
+        with Client(peer.endpoint, keys=ClusterKeys.load(tmp_path), timeout_s=5.0) as client:
             assert client.call(lc.Ping()).pid == 1
     finally:
         peer.stop()

@@ -132,6 +132,16 @@ def test_truncate_zaps_replicas_and_drops_pages(four, puppets):
     assert reader.do("pread", name="f", offset=3 * PAGE, length=10) == ""
 
 
+def test_pages_truncated_then_written_again_are_served(four, puppets):
+    """A page's entry dropped by truncate and made again starts above the epochs its mappers saw
+    (a fresh entry at epoch 0 had every answer taken for stale: the node spun for good)."""
+    writer = seeded(puppets, four, pages=4)
+    assert writer.do("pread", name="f", offset=0, length=2) == "4141"
+    writer.do("truncate", name="f", size=0)
+    writer.do("pwrite", name="f", offset=0, data="42" * (4 * PAGE))
+    assert writer.do("pread", name="f", offset=3 * PAGE, length=2) == "4242"
+
+
 def test_down_and_up_lose_no_completed_write(cluster_factory, puppets, home):
     c = cluster_factory("default-4n", name="keep")
     w = puppets(c, 1)

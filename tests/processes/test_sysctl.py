@@ -100,18 +100,18 @@ def test_weights_5_2_put_5_of_7_pages_on_node_0(two, sysctl):
     with numa_emu.attach(0, cluster=two.name) as task:
         task.set_mempolicy("weighted-interleave", "0-1")
         region = task.mmap(700 * PAGE)
-        region.touch()
+        region.touch(write=True)
         where = region.where()
         assert where[:14] == [0] * 5 + [1] * 2 + [0] * 5 + [1] * 2
         assert (where.count(0), where.count(1)) == (500, 200)
         vma = task.mmap(700 * PAGE)  # a region policy: interleave by page offset, same weights
         vma.mbind("weighted-interleave", "0-1")
-        vma.touch()
+        vma.touch(write=True)
         assert (vma.where().count(0), vma.where().count(1)) == (500, 200)
         assert sysctl(two, f"{W0}=1", f"{W1}=1").returncode == 0  # the next allocation follows
         task.set_mempolicy("weighted-interleave", "0-1")
         even = task.mmap(10 * PAGE)
-        even.touch()
+        even.touch(write=True)
         assert even.where() == [0, 1] * 5
 
 
@@ -130,7 +130,7 @@ def test_an_invalid_weight_changes_nothing(two, sysctl):
     with numa_emu.attach(0, cluster=two.name) as task:
         task.set_mempolicy("weighted-interleave", "0-1")
         region = task.mmap(70 * PAGE)
-        region.touch()
+        region.touch(write=True)
         assert (region.where().count(0), region.where().count(1)) == (50, 20)
     assert sysctl(two, "-n", W0, W1).stdout == "5\n2\n"
 
@@ -139,23 +139,23 @@ def test_an_invalid_weight_changes_nothing(two, sysctl):
 def test_numa_stat_0_stops_and_clears_the_counters(two, sysctl):
     with numa_emu.attach(0, cluster=two.name) as task:
         task.set_mempolicy("interleave", "0-1")
-        task.mmap(10 * PAGE).touch()
+        task.mmap(10 * PAGE).touch(write=True)
         st = numastat(two)
         assert (st[0]["numa_hit"], st[0]["interleave_hit"], st[1]["numa_hit"], st[1]["other_node"]) == (5, 5, 5, 5)
         assert sysctl(two, "vm.numa_stat=0").stdout == "vm.numa_stat = 0\n"
         assert all(v == 0 for node in numastat(two).values() for v in node.values())
-        task.mmap(10 * PAGE).touch()
+        task.mmap(10 * PAGE).touch(write=True)
         with two.client() as client:
             free1 = client.call(tm.ClusterStats()).nodes[1]["frames_free"]
         task.set_mempolicy("preferred", "1")  # node 1 fills, 3 pages spill: no miss, no foreign counted
         spill = task.mmap((free1 + 3) * PAGE)
-        spill.touch()
+        spill.touch(write=True)
         assert spill.where().count(0) == 3
         assert all(v == 0 for node in numastat(two).values() for v in node.values())
         spill.munmap()
         sysctl(two, "vm.numa_stat=1")
         task.set_mempolicy("interleave", "0-1")
-        task.mmap(4 * PAGE).touch()
+        task.mmap(4 * PAGE).touch(write=True)
         st = numastat(two)
         assert (st[0]["numa_hit"], st[0]["local_node"], st[1]["numa_hit"], st[1]["other_node"]) == (2, 2, 2, 2)
         # per node: numa_hit, interleave_hit and local_node or other_node, 2 pages each; nothing else

@@ -193,7 +193,11 @@ def test_get_mempolicy_forms(four):
         region = task.mmap(4 * PAGE)
         region.mbind("bind", [2])
         assert task.get_mempolicy(MPOL_F_ADDR, region.addr()) == (int(Mode.BIND), [2])
-        assert task.node_of(region.addr(PAGE)) == 2  # allocates as if read
+        # a read maps the zero page, which every node has here: the reader's node, nothing allocated
+        assert task.node_of(region.addr(PAGE)) == 0
+        assert region.where() == [None, None, None, None]
+        region.write(PAGE, b"x")  # the first write allocates by the policy
+        assert task.node_of(region.addr(PAGE)) == 2
         assert region.where() == [None, 2, None, None]
         other = task.mmap(PAGE)
         assert task.get_mempolicy(MPOL_F_ADDR, other.addr()) == (int(Mode.DEFAULT), [])
@@ -248,8 +252,8 @@ def test_remote_access_costs_more_virtual_time_than_local(four):
         local = task.mmap(PAGE)
         remote = task.mmap(PAGE)
         remote.mbind("bind", [3])
-        local.touch()
-        remote.touch()
+        local.touch(write=True)
+        remote.touch(write=True)
         t0 = task.clock_ns()
         local.read(0, 8)
         t1 = task.clock_ns()
@@ -263,7 +267,7 @@ def test_remote_access_costs_more_virtual_time_than_local(four):
 
 def test_status_lists_tasks_with_their_virtual_time(four, cli):
     with attach(four, cpu=2) as task:
-        task.mmap(3 * PAGE).touch()
+        task.mmap(3 * PAGE).touch(write=True)
         out = json.loads(cli("status", "--name", four.name, "--json", check=True).stdout)
         (entry,) = out["tasks"]
         assert entry["task_id"] == os.getpid() and entry["node"] == 2 and entry["pages"] == {"2": 3}

@@ -21,7 +21,7 @@ WORKLOAD = textwrap.dedent("""
     with numa_emu.attach(0, cluster=sys.argv[1], comm="tracew") as task:
         task.set_mempolicy("interleave", "0-1")
         region = task.mmap(2 * 4096)
-        region.touch()
+        region.touch(write=True)
         where = region.where()
         region.read(4096, 8)
         print(json.dumps({"pid": task.task_id, "vaddr": region.vaddr, "where": where}), flush=True)
@@ -65,9 +65,9 @@ def test_record_show_and_stats_tell_the_story(recorded, cli):
         "attached on cpu 0 (tracew)",
         "task policy set to interleave:0-1 (mems allowed 0-1)",
         f"allocated frame {f0} for a task on node 0 (preferred node 0: hit, interleave)",
-        f"first touch of {va:#x} (read): frame {f0} on node 0, local",
+        f"first touch of {va:#x} (write): frame {f0} on node 0, local",
         f"allocated frame {f1} for a task on node 0 (preferred node 1: hit, interleave)",
-        f"first touch of {va + PAGE:#x} (read): frame {f1} on node 1, remote",
+        f"first touch of {va + PAGE:#x} (write): frame {f1} on node 1, remote",
         f"read 8 bytes of {va + PAGE:#x} on node 1 (remote)",
         f"freed frame {f0} of {va:#x}",
         f"freed frame {f1} of {va + PAGE:#x}",

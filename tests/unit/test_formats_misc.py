@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +18,9 @@ from numa_emu.formats.hardware import (
     format_show,
 )
 from numa_emu.formats.numa_maps import format_numa_maps_line, mpol_to_str
+from numa_emu.cli.vmstat import KERNEL_NAMES
 from numa_emu.formats.vmstat import ORDER, format_vmstat, vmstat_from_numastat
+from protocol.counters import NODE_EVENTS
 
 # ---------------------------------------------------------------- vmstat
 
@@ -37,6 +40,30 @@ def test_vmstat_order_list_starts_like_the_kernel() -> None:
     assert ORDER.index("pgsteal_kswapd") < ORDER.index("pgsteal_direct") < ORDER.index("pgscan_kswapd") \
         < ORDER.index("pgscan_direct")
     assert len(set(ORDER)) == len(ORDER)
+
+
+def test_vmstat_kernel_names_then_the_2007_names_then_ours() -> None:
+    assert ORDER.index("nr_tlb_local_flush_one") + 1 == ORDER.index("nr_repl_pages")
+    assert ORDER[ORDER.index("nr_repl_pages"):ORDER.index("nr_repl_pages") + 4] == (
+        "nr_repl_pages", "pgreplicated", "pgreplicazap", "pgreplicazap_write")
+    assert format_vmstat({"pgreplicated": 0, "pgmigrate_success": 0, "repl_hits": 0}) == (
+        "pgmigrate_success 0\npgreplicated 0\nrepl_hits 0\n")
+
+
+def test_every_counter_a_node_bumps_is_kept_from_the_start_and_printed_in_order() -> None:
+    """A node counts only names of NODE_EVENTS (zero from the start, so vmstat lists them on a
+    fresh cluster), and each has its place in ORDER (none falls to the alphabetical tail)."""
+    bumped = set()
+    for path in (Path(__file__).parents[2] / "nodes").glob("*.py"):
+        bumped |= set(re.findall(r'events\[(f?"[a-z_{}]+")\]', path.read_text()))
+    assert bumped, "no counter found in nodes/*.py"
+    for name in bumped:
+        if name.startswith("f"):
+            prefix = name[2:name.index("{")]
+            assert any(event.startswith(prefix) for event in NODE_EVENTS), name
+        else:
+            assert name.strip('"') in NODE_EVENTS, name
+    assert not {KERNEL_NAMES.get(n, n) for n in NODE_EVENTS} - set(ORDER)
 
 
 def test_vmstat_custom_order_and_negative_values() -> None:
@@ -246,6 +273,18 @@ def test_numa_maps_optional_fields() -> None:
         per_node_pages={0: 2}, page_size_kb=4,
     )  # fmt: skip
     assert file_line == "00001000 default file=/lib/x.so mapped=2 N0=2 kernelpagesize_kB=4\n"
+
+
+def test_numa_maps_active_after_mapmax_only_below_the_pages_and_never_for_hugetlb() -> None:
+    common: dict[str, Any] = {"kind": "file", "file": "/dev/shm/seg", "anon": 0, "dirty": 4, "page_size_kb": 4}
+    line = format_numa_maps_line(0x1000, "default", mapmax=2, active=0, per_node_pages={2: 4}, **common)
+    assert line == "00001000 default file=/dev/shm/seg dirty=4 mapmax=2 active=0 N2=4 kernelpagesize_kB=4\n"
+    assert " active=" not in format_numa_maps_line(0x1000, "default", mapmax=1, active=4, per_node_pages={2: 4},
+                                                   **common)
+    assert " active=1 " in format_numa_maps_line(0x1000, "default", mapmax=1, active=1, per_node_pages={2: 4},
+                                                 **common)
+    assert " active=" not in format_numa_maps_line(0x1000, "default", mapmax=1, active=0, per_node_pages={2: 4},
+                                                   huge=True, **common)
 
 
 def test_numa_maps_no_present_page_prints_only_the_head() -> None:

@@ -298,6 +298,12 @@ def test_node_meminfo_is_the_kernels_first_three_lines() -> None:
     )
 
 
+def test_node_meminfo_adds_what_the_frames_hold_in_the_kernels_order() -> None:
+    kinds = {"Shmem": 2, "AnonPages": 5, "FilePages": 3}
+    assert node_meminfo(0, 16, 8, 4096, kinds).splitlines()[3:] == [
+        "Node 0 FilePages:            12 kB", "Node 0 AnonPages:            20 kB", "Node 0 Shmem:                 8 kB"]
+
+
 M_TITLE = "\nPer-node system memory usage (in MBs):\n"
 
 

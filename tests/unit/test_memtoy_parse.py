@@ -10,8 +10,8 @@ from numa_emu.memtoy import commands as c
 from numa_emu.memtoy.commands import MemtoyError, ParseError, PolicyArg, Range, parse
 from numa_emu.memtoy.executor import Memtoy
 from numa_emu.memtoy.helptext import COMMANDS, UNSUPPORTED, help_lines
-from numa_emu.memtoy.segments import (WHERE_DEFAULT_PAGES, SegmentTable, Window, format_node_pages, format_table,
-                                      format_where)
+from numa_emu.memtoy.segments import (WHERE_DEFAULT_PAGES, Segment, SegmentTable, Window, format_location,
+                                      format_node_pages, format_segment_line, format_table, format_where)
 from numa_emu.memtoy.shell import run_script
 from protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, Mode
 
@@ -341,6 +341,31 @@ def test_where_lines():
     assert format_where(0, [0, 1, None]) == ["0 0", "1 1", "2 -"]
     assert format_where(4, [2], more_pages=6) == ["4 2", "... 6 more pages"]
     assert format_where(0, [], more_pages=1) == ["... 1 more page"]
+
+
+# memtoy's segment_location() for an anon segment of 12 pages at 0x7f0000000000, pages 2-11 asked
+# (printf "%c 0x%016lx 0x%012lx 0x%012lx  %s%c %s %s\n", "page offset   ", " +%02d", "%12lx: ",
+# "    " per page before the first, " %3d"), as memtoy prints it.
+MEMTOY_WHERE_FIXTURE = """\
+a 0x00007f0000000000 0x00000000c000 0x000000000000  rw- private big
+page offset    +00 +01 +02 +03 +04 +05 +06 +07
+           0:            0   1   0   1   0   1
+           8:    0   1   1   1
+"""
+
+
+def test_where_in_memtoys_layout():
+    class _Region:
+        vaddr = 0x7F0000000000
+
+    seg = Segment("big", "anon", 12 * PS, False, region=_Region())
+    lines = format_location(format_segment_line(seg), 2, [0, 1, 0, 1, 0, 1, 0, 1, 1, 1])
+    assert "".join(line + "\n" for line in lines) == MEMTOY_WHERE_FIXTURE
+    # pages without one: '-'; a window from a line start needs no indent; offsets in hex
+    assert format_location("x", 16, [None, 3]) == ["x", "page offset    +00 +01 +02 +03 +04 +05 +06 +07",
+                                                   "          10:    -   3"]
+    shm = Segment("sh", "shmem", PS, True, region=_Region())
+    assert format_segment_line(shm) == "s 0x00007f0000000000 0x000000001000 0x000000000000  rw- default sh"
 
 
 def test_show_helpers():
