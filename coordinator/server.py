@@ -12,6 +12,7 @@ import os
 import time
 from pathlib import Path
 
+from coordinator.faultserver import FaultService
 from coordinator.fileserver import FileService
 from coordinator.latencyserver import LatencyService
 from coordinator.state import ClusterState
@@ -51,8 +52,9 @@ class CoordinatorServer:
         self.latency = LatencyService(self.state, inject, dilation)
         self.trace = TraceService(self.state)
         self.files = FileService(self.state, cluster_dir / STORE_DIR)
+        self.faults = FaultService(self.state, self.supervisor, r.call_later)
         self.tasks.sysctl.preset(sysctl or [])
-        for service in (self.tasks, self.latency, self.trace, self.files):
+        for service in (self.tasks, self.latency, self.trace, self.files, self.faults):
             for kind, handler in service.handlers().items():
                 r.on(kind, handler)
         for kind, handler in {
@@ -123,6 +125,7 @@ class CoordinatorServer:
         self.reactor.spawn(self._shutdown(), lambda *_: None)
 
     def _shutdown(self):
+        self.faults.continue_all()
         try:  # `down` never loses a completed write: every dirty page-cache page goes to the store first
             yield self.files.writeback_all()
         except NumaEmuError as exc:
@@ -218,12 +221,13 @@ class CoordinatorServer:
         endpoints = {rec.id: rec.endpoint for rec in self.state.nodes.values()}
         yield [Call(f"node:{i}", lc.NodePeers(endpoints=endpoints)) for i in endpoints]
         yield self.latency.push(self.latency.table)
+        yield self.faults.push(self.faults.table)
         yield self.tasks.sysctl.push_all()
 
     def on_restart(self, msg: lc.NodeRestart):
         """`numa-emu node restart N`: the fork server starts dead node N again, empty; once it
         has registered, every live node (it too) learns the peers, and it gets the latency
-        table and the tunables in force (the file table reaches it with the next file.open)."""
+        table, the fault table and the tunables in force (the file table reaches it with the next file.open)."""
         rec = self.state.nodes.get(msg.node_id)
         if rec is None:
             raise NumaEmuError(ErrorCode.ENODEV, f"no node {msg.node_id} in cluster {self.name} "
@@ -252,7 +256,8 @@ class CoordinatorServer:
             if other.state == DEAD:
                 why = "its process is gone" if other.exit_code is None else f"exited with status {other.exit_code}"
                 self.reactor.notify(new, lc.NodeDown(node_id=other.id, why=why))
-        yield [c for c in self.latency.push(self.latency.table) + self.tasks.sysctl.push_all() if c.dest == new]
+        yield [c for c in self.latency.push(self.latency.table) + self.faults.push(self.faults.table)
+               + self.tasks.sysctl.push_all() if c.dest == new]
         self._write_cluster_file()
         log.info("node %d restarted (pid %d)", msg.node_id, pid)
         return lc.NodeRestartReply(node_id=msg.node_id, pid=pid)

@@ -134,12 +134,18 @@ class Supervisor:
 
     def kill(self, node_id: int) -> None:
         """SIGKILL a node declared dead while its process lived (hung): dead is then true."""
+        self.signal(node_id, signal.SIGKILL)
+
+    def signal(self, node_id: int, signum: int) -> bool:
+        """Send `signum` to a node's process (also `fault kill` and `fault stop`); False when it is gone."""
         pid = self._pids.get(node_id)
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            return False
+        return True
 
     def reap(self) -> list[tuple[int, int]]:
         """Nodes that exited since the last call: (node id, exit code; negative = signal)."""

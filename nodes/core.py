@@ -107,6 +107,9 @@ class NodeCore:
         self.task_frames: dict[int, set[int]] = {}
         self.frame_task: dict[int, int] = {}
         self.master_frames: dict[int, tuple[str, int]] = {}  # frames of this node that are masters of shared pages
+        # A forwarded access is a one-way notice that cannot be re-sent: while faults are injected
+        # (protocol.faults) a home node calls the owner instead, which a lost message cannot break.
+        self.forwarding = True
         self.fallback = fallback_orders([list(r) for r in topology["distances"]],
                                         cpuless_nodes=[n["id"] for n in topology["nodes"] if not n["cpus"]])
         self.cost = CostModel(topology["latency_ns"], topology["bandwidth_mib_s"], pool.page_size)

@@ -376,7 +376,7 @@ class MemoryManager:
             if region.node[p] == ZEROPAGE and data is None:  # the zero page: zeros at a local access's cost
                 task.clock_ns += core.cost.access_ns(task.node, task.node, length)
                 return mm.AccessReply(data=bytes(length), clock_ns=task.clock_ns)
-            return self._forward(task, region, p, offset, length, data) if msg.direct and region.node[p] >= 0 else None
+            return self._forward(task, region, p, offset, length, data) if msg.direct and core.forwarding and region.node[p] >= 0 else None
         frame = region.frame[p]
         if data is None:
             out = core.pool.read(frame, offset, length)

@@ -32,8 +32,10 @@ from nodes.taskmove import TaskMoves
 from protocol.clusterdir import STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_json
 from protocol.effects import Call
 from protocol.errors import NumaEmuError
+from protocol.faults import FaultInjector, FaultTable
 from protocol.keys import ClusterKeys
 from protocol.latency import REAL, LatencyTable
+from protocol.messages import faults as fm
 from protocol.messages import latency as lm
 from protocol.messages import pagecache as pc
 from protocol.messages import trace as trm
@@ -90,6 +92,7 @@ class NodeServer:
             "node.stats": self.on_stats,
             "node.peers": self.on_peers,
             "node.latency": self.on_latency,
+            "node.faults": self.on_faults,
             "node.trace.config": self.on_trace_config,
             "node.trace.drain": self.on_trace_drain,
         }.items():
@@ -195,6 +198,15 @@ class NodeServer:
             self.reactor.link_delay = None
         log.info("node %d: latency table version %d, mode %s, dilation %g", self.node_id, table.version,
                  table.mode, table.dilation)
+        return Ok()
+
+    def on_faults(self, msg: fm.NodeFaults) -> Ok:
+        """The fault table in force: applied to every message this node sends to another node."""
+        table = FaultTable.from_wire(msg.table)
+        self.reactor.set_faults(FaultInjector(table, self.node_id))
+        self.core.forwarding = not table.active
+        log.info("node %d: fault table version %d, seed %d, %s", self.node_id, table.version, table.seed,
+                 "active" if table.active else "none")
         return Ok()
 
     def on_trace_config(self, msg: trm.NodeTraceConfig) -> Ok:

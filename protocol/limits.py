@@ -83,6 +83,7 @@ DILATION = Bound(0.001, 1e6)
 JITTER_SPREAD = Bound(0.0, 10.0)
 # Nodes are processes: QEMU's MAX_NODES.
 NODES = Bound(1, 128, integer=True)
+NODE_ID = Bound(0, NODES.hi - 1, integer=True)
 # CPUs of one node (the largest sockets today have a few hundred threads), and CPU ids
 # (Linux's largest NR_CPUS, CONFIG_NR_CPUS_RANGE_END); each CPU costs memory in every process.
 CPUS_PER_NODE = Bound(1, 1024, integer=True)
@@ -102,6 +103,14 @@ TASKS_PER_NODE = Bound(1, 256, integer=True)
 REFRESH_S = Bound(0.01, 3600.0, "s")
 # Repetitions of an experiment's configuration.
 REPETITIONS = Bound(1, 10_000, integer=True)
+
+# Faults on purpose (`numa-emu fault`): a probability per message; a delay of at most 10 s (the
+# delaying link's own cap, protocol.delaylink.MAX_HOLD_S); a stopped node for at most an hour;
+# a seed that fits the decisions' 64-bit key.
+FAULT_PROBABILITY = Bound(0.0, 1.0)
+FAULT_DELAY_MS = Bound(0.0, 10_000.0, "ms")
+FAULT_STOP_S = Bound(0.01, 3600.0, "s")
+FAULT_SEED = Bound(0, (1 << 63) - 1, integer=True)
 
 
 def clamp_clock_ns(ns: int) -> int:

@@ -30,11 +30,12 @@ from protocol.codec import WireError, decode, encode, encode_reply
 from protocol import delaylink
 from protocol.forwarding import Forwarding
 from protocol.heldmessages import HeldMessages
+from protocol.peercalls import PeerCalls
 from protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, gather
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.keys import ClusterKeys
 from protocol.messages import ErrorReply, Message, Notice, Ok, Reply, Request
-from protocol.timing import PEER_CALL_TIMEOUT_S
+from protocol.timing import DAEMON_CALL_TIMEOUT_S, PEER_CALL_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,10 @@ def bind_endpoint(sock: zmq.Socket, endpoint: str, keys: ClusterKeys) -> str:
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
-class Reactor(HeldMessages, Forwarding):
-    """The loop (this module), its delaying link (protocol.heldmessages) and its forwarding
-    (protocol.forwarding): one object, one set of sockets and counters."""
+class Reactor(HeldMessages, Forwarding, PeerCalls):
+    """The loop (this module), its delaying link (protocol.heldmessages), its forwarding
+    (protocol.forwarding) and its node-to-node retries, deduplication and faults
+    (protocol.peercalls): one object, one set of sockets and counters."""
 
     def __init__(self, name: str, identity: str | None = None, *, keys: ClusterKeys):
         """`identity` names this process on its outgoing connections (e.g. "node:3"), so that a
@@ -146,12 +148,16 @@ class Reactor(HeldMessages, Forwarding):
         self._deadlines: list[tuple[float, int]] = []
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._fd_handlers: dict[int, Callable[[], None]] = {}
-        self._ids = itertools.count(1)
+        # Request ids start at the clock in microseconds: a peer that deduplicates by id
+        # (protocol.peercalls) sees them only grow, across a restart of this process too (no
+        # process sends a request per microsecond).
+        self._ids = itertools.count(time.time_ns() // 1000)
         self._timer_seq = itertools.count()
         self._signal_actions: dict[int, Callable[[], None]] = {}
         self._signal_pipe: tuple[int, int] | None = None
         self.handlers["proc.holds"] = self._on_holds
         self.handlers["reply.relay"] = self._on_relay
+        self._init_peer_calls()
 
     # ---- set-up -------------------------------------------------------------------------
     def bind(self, endpoint: str) -> str:
@@ -275,6 +281,11 @@ class Reactor(HeldMessages, Forwarding):
         why = self._down.get(dest)
         if why is not None:
             raise NumaEmuError(ErrorCode.EIO, why)
+        if self.faults is not None and dest[:5] == "node:" and self._faulty(dest, lambda: self._send_out(dest, frames)):
+            return
+        self._send_out(dest, frames)
+
+    def _send_out(self, dest: str, frames: list[bytes]) -> None:
         out = [self._link(dest)] + frames
         if self.link_delay is not None:
             delay = self._delay_s(dest, frames)
@@ -304,18 +315,28 @@ class Reactor(HeldMessages, Forwarding):
     def call(self, dest: str, request: Request, timeout_s: float | None = None) -> Future:
         """Send `request`; the future resolves with its reply or fails with NumaEmuError."""
         fut = Future()
-        request.id = next(self._ids)
+        request.id = request_id = next(self._ids)
         try:
-            self._send(dest, encode(request))
+            frames = encode(request)
+            self._send(dest, frames)
         except NumaEmuError as exc:
             fut.set_exception(exc)
             return fut
-        self._pending[request.id] = fut
-        self._pending_dest[request.id] = dest
-        fut.add_done_callback(lambda _f, request_id=request.id: self._pending_dest.pop(request_id, None))
-        deadline = time.monotonic() + (timeout_s if timeout_s is not None else PEER_CALL_TIMEOUT_S)
-        heapq.heappush(self._deadlines, (deadline, request.id))
+        self._pending[request_id] = fut
+        self._pending_dest[request_id] = dest
+        fut.add_done_callback(self._call_done(request_id))
+        if timeout_s is None:
+            timeout_s = PEER_CALL_TIMEOUT_S if self._retries_to(dest) else DAEMON_CALL_TIMEOUT_S
+        deadline = time.monotonic() + timeout_s
+        heapq.heappush(self._deadlines, (self._first_due(request_id, dest, frames, request.kind, deadline), request_id))
         return fut
+
+    def _call_done(self, request_id: int) -> Callable[[Future], None]:
+        def done(_f: Future) -> None:
+            self._pending_dest.pop(request_id, None)
+            self._retrying.pop(request_id, None)
+
+        return done
 
     # ---- coroutines ---------------------------------------------------------------------
     def _as_future(self, effect: Any) -> Future:
@@ -377,6 +398,18 @@ class Reactor(HeldMessages, Forwarding):
         assert self.router is not None
         frames = routing + encode_reply(reply, request_id, self.stats)
         peer = routing[0]
+        if peer[:5] == b"node:":
+            self._remember_reply(peer, request_id, frames)
+        self._reply_out(frames, peer)
+
+    def _reply_out(self, frames: list[bytes], peer: bytes) -> None:
+        """Send a reply's frames to `peer`: through the fault table to a node, held in `real` mode."""
+        if self.faults is not None and peer[:5] == b"node:":
+            if self._faulty(peer.decode(errors="replace"), lambda: self._reply_send(frames, peer)):
+                return
+        self._reply_send(frames, peer)
+
+    def _reply_send(self, frames: list[bytes], peer: bytes) -> None:
         if self.link_delay is not None:
             delay = self._delay_s(peer, frames)
             if delay > 0:
@@ -416,6 +449,8 @@ class Reactor(HeldMessages, Forwarding):
             except Exception:
                 log.exception("notice handler failed for %s", msg.kind)
                 self.stats["handler_crashes"] += 1
+            return
+        if self._duplicate(routing, msg.id):
             return
         try:
             result = handler(msg)
@@ -465,10 +500,12 @@ class Reactor(HeldMessages, Forwarding):
     def _expire(self, now: float) -> None:
         while self._deadlines and self._deadlines[0][0] <= now:
             _, request_id = heapq.heappop(self._deadlines)
-            fut = self._pending.pop(request_id, None)
-            if fut is not None:
-                self.stats["calls_timed_out"] += 1
-                fut.set_exception(NumaEmuError(ErrorCode.ETIMEDOUT, f"request {request_id} got no reply in time"))
+            if request_id not in self._pending or self._resend(request_id, now):
+                continue
+            error = self._timeout_error(request_id, now)
+            fut = self._pending.pop(request_id)
+            self.stats["calls_timed_out"] += 1
+            fut.set_exception(error)
 
     def _run_timers(self, now: float) -> None:
         while self._timers and self._timers[0][0] <= now:

@@ -25,6 +25,7 @@ COMMANDS = {
     "node": "node",
     "hardware": "hardware",
     "latency": "latency",
+    "fault": "fault",
     "trace": "trace",
     "file": "file",
     "memtoy": "memtoy",

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from protocol.clusterdir import home
 from protocol.messages import control as ctl
+from protocol.messages import faults as fm
 from protocol.messages import latency as lm
 from protocol.messages import tasks as tm
 from protocol.timing import TERM_GRACE_S
@@ -197,12 +198,14 @@ class ExperimentRunner:
         return done
 
     def _prepare(self, c: cl.Cluster, info: dict) -> None:
-        """The jitter of the file, and the starting values of the tunables it changes."""
+        """The jitter and faults of the file, and the starting values of the tunables it changes."""
         keys = sorted(set(self.spec.sysctl_fixed) | set(self.spec.sysctl_keys))
         with c.client() as client:
             if self.spec.jitter is not None:
                 client.call(lm.LatencyChange(op="jitter", args=dict(self.spec.jitter)))
                 info["jitter"] = dict(self.spec.jitter)
+            for op, args in self.spec.faults:  # [faults]: in force for every run on this cluster
+                info["faults"] = client.call(fm.FaultChange(op=op, args=dict(args))).table
             self._sysctl_start = dict(client.call(ctl.SysctlGet(keys=keys)).values) if keys else {}
         self._sysctl_now = dict(self._sysctl_start)
         info["sysctl_start"] = dict(self._sysctl_start)

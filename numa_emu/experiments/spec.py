@@ -57,6 +57,7 @@ from protocol.nodemask import format_nodelist
 from protocol.topology import Topology
 from protocol.units import parse_duration_s
 
+from numa_emu.experiments import faults as faults_table
 from numa_emu.experiments import settings
 from numa_emu.experiments.placement import Placement
 from numa_emu.experiments.workloadspec import WorkloadSpec, workload as _workload
@@ -75,7 +76,7 @@ INJECT_MODES = ("virtual", "real")
 SCOPES = ("remote", "all")
 DEFAULT_TIMEOUT_S = 600.0
 _NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
-_TOP = {"experiment", "grid", "placements", "workloads", "quick"}
+_TOP = {"experiment", "grid", "placements", "workloads", "quick", faults_table.TABLE}
 _EXPERIMENT = {"name", "description", "topology", "inject", "dilation", "repetitions", "metric", "latency_scope",
                "timeout", "report", "plots", settings.TABLE, "jitter"}
 _PLACEMENT = {"cpu", "policy", "mode", "nodes", "description"}
@@ -205,6 +206,7 @@ class Spec:
     sysctl_keys: tuple[str, ...] = ()  # swept sysctl keys: [grid] sysctl, then the workloads' own
     sysctl_fixed: dict = field(default_factory=dict)  # key -> value for every run
     jitter: dict | None = None  # {distribution, spread} of every link, set once per cluster
+    faults: tuple = ()  # (op, args) of the fault.change requests of [faults], set once per cluster
     report: tuple[str, ...] = ()  # the table's figure columns (empty: the timing ones)
     plots: tuple[str, ...] = ()  # figures plotted beside the metric
 
@@ -247,6 +249,7 @@ class Spec:
                 "workloads": {n: {"command": w.command, "options": list(w.options),
                                   "sysctl": {k: list(v) for k, v in w.sysctl}} for n, w in self.workloads.items()},
                 "sysctl": dict(self.sysctl_fixed), "sysctl_keys": list(self.sysctl_keys), "jitter": self.jitter,
+                "faults": [[op, args] for op, args in self.faults],
                 "report": list(self.report), "plots": list(self.plots)}
 
 
@@ -414,8 +417,9 @@ def _build(c: _Check, raw: dict, path: Path, quick: bool) -> Spec:
     for k in fixed:
         if k in keys:
             raise c.fail(settings.quoted(f"experiment.{settings.TABLE}", k), "swept in a grid too")
+    faults = faults_table.changes(c, raw[faults_table.TABLE], machines) if faults_table.TABLE in raw else ()
     return Spec(**values, path=path, grid=grid, swept=swept, placements=placements, workloads=workloads,
-                quick=quick, topologies=topologies, sysctl_keys=tuple(keys), sysctl_fixed=fixed)
+                quick=quick, topologies=topologies, sysctl_keys=tuple(keys), sysctl_fixed=fixed, faults=faults)
 
 
 def _grid_value(c: _Check, param: str, key: str, value: Any, base: Path, topologies: dict, placements: dict,

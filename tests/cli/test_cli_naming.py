@@ -13,7 +13,7 @@ from numa_emu.cli.main import COMMANDS, FRONT_ENDS, build_parser
 REACHES_A_CLUSTER = {
     "down": [], "status": [], "hardware": [], "latency": ["show"], "trace": ["off"], "file": ["ls"],
     "vmstat": [], "numa-maps": ["1"], "cpuset": ["show"], "sysctl": ["-a"], "top": ["--once"],
-    "memtoy": [], "node": ["restart", "1"],
+    "memtoy": [], "node": ["restart", "1"], "fault": ["show"],
 }
 
 
