@@ -31,6 +31,7 @@ from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
 from protocol.nodemask import parse_nodelist
 from protocol.policy import MPOL_F_ADDR, MPOL_F_NODE, MPOL_MF_MOVE, Mode, parse_mode_name
+from protocol.timing import SILENCE_PROBE_MAX_S
 
 ENV_CLUSTER = "NUMA_EMU_CLUSTER"
 ENV_CPU = "NUMA_EMU_CPU"
@@ -149,20 +150,23 @@ class Task:
         self._clock = 0
         self.last_not_moved = 0
         self.attached = True
+        self._home_lost: NumaEmuError | None = None  # the coordinator's EIO once the home node died
 
     # ---- memory -------------------------------------------------------------------------
     def _call(self, request):
         if not self.attached:
             raise NumaEmuError(ErrorCode.ESRCH, "the task is detached")
+        if self._home_lost is not None:
+            raise self._home_lost
         try:
-            reply = self._home.call(request)
+            reply = self._home.call(request, on_silence=self._probe_home)
         except NumaEmuError as exc:
             if exc.code in (ErrorCode.ETIMEDOUT, ErrorCode.ECONNREFUSED, ErrorCode.ESRCH):  # gone, or restarted
                 self._home_dead(exc)
             if exc.code != ErrorCode.EREMCHG:
                 raise
             self._where_now()  # moved to another node (a cpuset change): the old home did nothing
-            reply = self._home.call(request)
+            reply = self._home.call(request, on_silence=self._probe_home)
         clock = getattr(reply, "clock_ns", None)
         if clock is not None:
             self._clock = clock
@@ -251,14 +255,21 @@ class Task:
         self._where_now()
         return self.cpu, self.node
 
-    def _home_dead(self, error: NumaEmuError) -> None:
+    def _home_dead(self, error: NumaEmuError | None = None, timeout_s: float | None = None) -> None:
         """The home node did not answer, or does not know this task: the coordinator's EIO if
-        that node died (the task's memory with it), else nothing."""
+        that node died (the task's memory with it), else nothing. The EIO is kept: every later
+        request fails with it at once."""
         try:
-            self._coordinator.call(tm.TaskHome(task_id=self.task_id))
+            self._coordinator.call(tm.TaskHome(task_id=self.task_id), timeout_s)
         except NumaEmuError as exc:
             if exc.code == ErrorCode.EIO:
+                self._home_lost = exc
                 raise exc from error
+
+    def _probe_home(self) -> None:
+        """A request to the home node has had no reply for a while: EIO now if that node died
+        (docs/protocol.md#a-nodes-death), instead of at the request's deadline."""
+        self._home_dead(timeout_s=SILENCE_PROBE_MAX_S)  # a slow coordinator: the request's deadline settles it
 
     def _where_now(self) -> None:
         """Ask the coordinator where this task runs; follow it to a new home node."""

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import collections
 import itertools
+import math
 import os
 import secrets
 import time
+from typing import Callable
 
 import zmq
 
@@ -22,7 +24,29 @@ from protocol.errors import ErrorCode, NumaEmuError
 from protocol.keys import ClusterKeys
 from protocol.messages import ErrorReply, Reply, Request
 from protocol.reactor import connect_endpoint, make_socket, recv_frames, send_frames
-from protocol.timing import CLIENT_TIMEOUT_S
+from protocol.timing import CLIENT_TIMEOUT_S, SILENCE_PROBE_FIRST_S, SILENCE_PROBE_MAX_S
+
+# What a caller runs when its request has had no reply for a while (Task: ask the coordinator
+# whether the home node died); it raises to give up the wait, or returns to wait on.
+OnSilence = Callable[[], None]
+
+
+class _Silence:
+    """When to run a call's on_silence next: soon after the send, then at doubling intervals."""
+
+    def __init__(self, on_silence: OnSilence | None, deadline: float):
+        self.on_silence, self.deadline = on_silence, deadline
+        self.interval = SILENCE_PROBE_FIRST_S
+        self.due = time.monotonic() + self.interval if on_silence is not None else deadline
+
+    def wake(self) -> float:
+        return min(self.due, self.deadline)
+
+    def check(self, now: float) -> None:
+        if self.on_silence is not None and now >= self.due:
+            self.interval = min(self.interval * 2, SILENCE_PROBE_MAX_S)
+            self.due = now + self.interval
+            self.on_silence()
 
 
 class _OwnSocket:
@@ -34,21 +58,27 @@ class _OwnSocket:
     _rcvtimeo_ms: int
     endpoint: str
 
-    def _recv_by(self, deadline: float, wait_s: float, request: Request) -> list[bytes]:
-        """The next message's frames, or ETIMEDOUT at `deadline` (the reply to `request`)."""
-        # tenths of a second, so that the socket's timeout rarely needs setting again
-        remaining_ms = int(max(0.0, round(deadline - time.monotonic(), 1)) * 1000)
-        try:
-            if remaining_ms <= 0:
-                raise zmq.Again
-            # a blocking receive with a timeout: one call, not a poll and then a receive
-            if remaining_ms != self._rcvtimeo_ms:  # setting it costs pyzmq enum conversions
-                self._sock.rcvtimeo = self._rcvtimeo_ms = remaining_ms
-            return recv_frames(self._sock)
-        except zmq.Again:
-            raise NumaEmuError(
-                ErrorCode.ETIMEDOUT, f"no reply to {request.kind} from {self.endpoint} within {wait_s:g} s"
-            ) from None
+    def _recv_by(self, deadline: float, wait_s: float, request: Request, silence: _Silence) -> list[bytes]:
+        """The next message's frames, or ETIMEDOUT at `deadline` (the reply to `request`); while
+        none comes, `silence` runs its check when due (which may raise instead)."""
+        while True:
+            # tenths of a second (rounded up: no spinning short of a wake-up), so that the socket's
+            # timeout rarely needs setting again
+            remaining_ms = max(0, math.ceil((silence.wake() - time.monotonic()) * 10)) * 100
+            try:
+                if remaining_ms <= 0:
+                    raise zmq.Again
+                # a blocking receive with a timeout: one call, not a poll and then a receive
+                if remaining_ms != self._rcvtimeo_ms:  # setting it costs pyzmq enum conversions
+                    self._sock.rcvtimeo = self._rcvtimeo_ms = remaining_ms
+                return recv_frames(self._sock)
+            except zmq.Again:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise NumaEmuError(
+                        ErrorCode.ETIMEDOUT, f"no reply to {request.kind} from {self.endpoint} within {wait_s:g} s"
+                    ) from None
+                silence.check(now)
 
     def close(self) -> None:
         self._sock.close(linger=0)
@@ -74,13 +104,16 @@ class Client(_OwnSocket):
         self._ids = itertools.count(1)
         self._rcvtimeo_ms = -1
 
-    def call(self, request: Request, timeout_s: float | None = None) -> Reply:
+    def call(self, request: Request, timeout_s: float | None = None, *, on_silence: OnSilence | None = None) -> Reply:
+        """The reply to `request`, its error raised, or ETIMEDOUT; `on_silence` runs while the
+        reply is awaited (soon, then at doubling intervals) and may raise to stop waiting."""
         request.id = next(self._ids)
         send_frames(self._sock, encode(request))
         wait_s = self.timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + wait_s
+        silence = _Silence(on_silence, deadline)
         while True:
-            frames = self._recv_by(deadline, wait_s, request)
+            frames = self._recv_by(deadline, wait_s, request, silence)
             msg = decode(frames)
             if not isinstance(msg, Reply) or msg.reply_to != request.id:
                 continue
@@ -136,24 +169,28 @@ class TaskChannel(_OwnSocket):
         self.endpoint = self._endpoints[node]
         self._home = f"node:{node}".encode()
 
-    def _send(self, frames: list[bytes], deadline: float, request: Request) -> None:
+    def _send(self, frames: list[bytes], deadline: float, request: Request, silence: _Silence) -> None:
         while True:
             try:
                 send_frames(self._sock, frames)
                 return
-            except zmq.ZMQError as exc:  # EHOSTUNREACH: the connection to the home node is not up yet
-                if exc.errno != zmq.EHOSTUNREACH or time.monotonic() > deadline:
+            except zmq.ZMQError as exc:  # EHOSTUNREACH: the connection to the home node is not up (yet, or any more)
+                now = time.monotonic()
+                if exc.errno != zmq.EHOSTUNREACH or now > deadline:
                     raise NumaEmuError(ErrorCode.ECONNREFUSED, f"cannot send {request.kind} to {self.endpoint}: "
                                                                f"{exc.strerror}") from None
+                silence.check(now)
                 time.sleep(0.0005)
 
-    def call(self, request: Request, timeout_s: float | None = None) -> Reply:
+    def call(self, request: Request, timeout_s: float | None = None, *, on_silence: OnSilence | None = None) -> Reply:
+        """As Client.call."""
         request.id = next(self._ids)
         wait_s = self.timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + wait_s
-        self._send([self._home, *encode(request)], deadline, request)
+        silence = _Silence(on_silence, deadline)
+        self._send([self._home, *encode(request)], deadline, request, silence)
         while True:
-            frames = self._recv_by(deadline, wait_s, request)
+            frames = self._recv_by(deadline, wait_s, request, silence)
             stamp = frames[-1] if len(frames) > 3 and delaylink.is_stamp(frames[-1]) else None
             try:
                 msg = decode(frames[1:-1] if stamp is not None else frames[1:])

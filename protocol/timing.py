@@ -22,6 +22,11 @@ NODE_READY_TIMEOUT_S = 60.0  # `up` gives up when the nodes are not ready by the
 # the one who asked before that one's own deadline: a task hears "node 3 did not answer ...",
 # not its own timeout. CLI or task -> coordinator or node -> node.
 CLIENT_TIMEOUT_S = 5.0  # default deadline of a CLI or task request
+# A task whose request to its home node has had no reply this long asks the coordinator whether
+# that node died (then EIO at once, not at its deadline); again after twice as long each time, up
+# to SILENCE_PROBE_MAX_S. One small coordinator request per probe: a slow request pays little.
+SILENCE_PROBE_FIRST_S = 0.1
+SILENCE_PROBE_MAX_S = 1.0
 DAEMON_CALL_TIMEOUT_S = 4.5  # default deadline of the coordinator's requests to a node
 PEER_CALL_TIMEOUT_S = 4.0  # default deadline of a node-to-node request
 MIGRATE_CALL_TIMEOUT_S = 120.0  # a migration of many pages (migratepages, cpuset memory_migrate) takes a while

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from protocol.messages import tasks as tm
+from protocol.timing import CLIENT_TIMEOUT_S
 from tests.conftest import PuppetError, poll_until
 
 pytestmark = pytest.mark.cluster
@@ -159,6 +160,33 @@ def test_a_task_whose_home_died_detaches_and_the_survivors_free_all_it_held(clus
     with c.client() as client:
         assert client.call(tm.TaskList()).tasks == []
     _check_counters(c)
+
+
+def test_a_task_whose_home_died_hears_it_before_its_deadline_on_every_request_and_detaches(cluster_factory,
+                                                                                          puppets):
+    """Its home node is silent, not refusing: the task asks the coordinator while it waits
+    (protocol.client on_silence), so the EIO comes long before the 5 s channel deadline, for
+    every request, and detach does not wait at all."""
+    c = cluster_factory("default-4n")
+    baseline = _free(c, [0, 1, 3])
+    task = puppets(c, 2)
+    task.do("mmap", **{"as": "a", "length": 8 * PAGE})
+    task.do("mbind", mode="bind", nodes=[0], **{"as": "a"})
+    task.do("touch", fill=9, **{"as": "a"})
+    _kill(c, 2)
+    _dead(c, 2)
+    for op, kw in (("read", {"offset": 0, "length": 1}), ("where", {}), ("clock", {})):
+        started = time.monotonic()
+        with pytest.raises(PuppetError) as err:
+            task.do(op, **{"as": "a", **kw})
+        waited = time.monotonic() - started
+        assert re.fullmatch(r"EIO: task \d+: its home node 2 died \(exited with status -9\) with its memory; "
+                            r"detach it", str(err.value)), str(err.value)
+        assert waited < CLIENT_TIMEOUT_S, f"{op}: the error came after {waited:.1f} s, at the channel's deadline"
+    started = time.monotonic()
+    task.do("detach")
+    assert time.monotonic() - started < CLIENT_TIMEOUT_S
+    assert _free(c, [0, 1, 3]) == baseline
 
 
 def test_a_task_whose_home_died_detaches_cleanly_after_its_home_restarted(cluster_factory, puppets, cli):
