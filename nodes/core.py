@@ -106,6 +106,8 @@ class NodeCore:
         # held here is freed by task.purge (nodes.frames), not leaked
         self.task_frames: dict[int, set[int]] = {}
         self.frame_task: dict[int, int] = {}
+        # node -> {frame: generation} freed here but not confirmed there (free_frames, retry_frees)
+        self.unfreed: dict[int, dict[int, int]] = {}
         self.master_frames: dict[int, tuple[str, int]] = {}  # frames of this node that are masters of shared pages
         # A forwarded access is a one-way notice that cannot be re-sent: while faults are injected
         # (protocol.faults) a home node calls the owner instead, which a lost message cannot break.
@@ -273,8 +275,12 @@ class NodeCore:
         if calls:
             yield calls
 
-    def free_frames(self, by_node: dict[int, list[int]], zap_cause: str | None = None):
-        """Free frames wherever they are (local now, remote with frame.free)."""
+    def free_frames(self, by_node: dict[int, list[int]], zap_cause: str | None = None,
+                    generations: dict[int, list[int]] | None = None):
+        """Free frames wherever they are (local now, remote with frame.free). With their
+        `generations` (per node, one per frame), a remote free that fails (a partition, a node
+        too slow) is kept and sent again by `retry_frees` until that node answers or dies: each
+        frame is freed once, whichever copy arrives (the generation moved on after the first)."""
         calls = []
         for node, frames in by_node.items():
             if not frames:
@@ -282,12 +288,40 @@ class NodeCore:
             if node == self.node_id:
                 self.release(frames, zap_cause)
             else:
-                calls.append(Call(node_dest(node), mm.FrameFree(frames=frames, zap_cause=zap_cause)))
+                gens = generations.get(node) if generations is not None else None
+                calls.append(Call(node_dest(node), mm.FrameFree(frames=frames, zap_cause=zap_cause, generations=gens)))
         if calls:
             try:
                 yield calls
             except NumaEmuError:
-                pass  # a dead node's frames died with it
+                # a dead node's frames died with it; the others' are freed later (every free of
+                # this batch sent again: those done already are skipped by their generation)
+                for call in calls:
+                    node, msg = int(call.dest[5:]), call.request
+                    if node not in self.dead and msg.generations is not None:
+                        self.unfreed.setdefault(node, {}).update(zip(msg.frames, msg.generations))
+
+    def retry_frees(self):
+        """Send again the frees that failed (free_frames), one frame.free per node; those a node
+        answered are done, those of a dead node died with it (node_died). How many are left."""
+        for node in [n for n in self.unfreed if n in self.dead]:
+            del self.unfreed[node]
+        sent = {n: dict(frames) for n, frames in self.unfreed.items()}
+        if sent:
+            try:
+                yield [Call(node_dest(n), mm.FrameFree(frames=list(f), generations=list(f.values())))
+                       for n, f in sent.items()]
+            except NumaEmuError:
+                pass  # the next turn sends them all again; those done are skipped by generation
+            else:
+                for node, frames in sent.items():  # others may have failed meanwhile: kept
+                    left = self.unfreed.get(node, {})
+                    for f, g in frames.items():
+                        if left.get(f) == g:
+                            del left[f]
+                    if not left:
+                        self.unfreed.pop(node, None)
+        return sum(len(f) for f in self.unfreed.values())
 
     def purge_task(self, task_id: int) -> int:
         """Free every frame task `task_id` held here (its home node died); how many."""

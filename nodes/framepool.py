@@ -58,7 +58,7 @@ class FramePool:
         return frame
 
     def free_frame(self, frame: int) -> None:
-        self._check(frame)
+        self.check(frame)
         if self.state[frame] != USED:
             raise NumaEmuError(ErrorCode.EINVAL, f"frame {frame} is not in use")
         self.state[frame] = FREE
@@ -66,19 +66,20 @@ class FramePool:
         self._recycled.append(frame)
         self.used -= 1
 
-    def _check(self, frame: int) -> None:
+    def check(self, frame: int) -> None:
+        """EINVAL for a frame number outside the pool."""
         if not 0 <= frame < self.frames:
             raise NumaEmuError(ErrorCode.EINVAL, f"frame {frame} out of range 0..{self.frames - 1}")
 
     def read(self, frame: int, offset: int = 0, length: int | None = None) -> bytes:
-        self._check(frame)
+        self.check(frame)
         self.referenced[frame] = 1
         base = frame * self.page_size
         end = base + (self.page_size if length is None else offset + length)
         return self.mem[base + offset:end]
 
     def write(self, frame: int, offset: int, data: bytes) -> None:
-        self._check(frame)
+        self.check(frame)
         if offset < 0 or offset + len(data) > self.page_size:
             raise NumaEmuError(ErrorCode.EINVAL, f"write of {len(data)} bytes at {offset} crosses the page")
         self.referenced[frame] = 1

@@ -6,6 +6,7 @@ without ever forming a cycle (docs/protocol.md#locks-and-liveness).
 from __future__ import annotations
 
 from nodes.core import NodeCore, node_dest
+from nodes.framepool import USED
 from protocol.effects import Answer, Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import ErrorReply, Ok
@@ -50,7 +51,15 @@ class FrameService:
         return mm.FrameAllocReply(frames=frames, generations=[c.pool.generation[f] for f in frames])
 
     def free(self, msg: mm.FrameFree) -> Ok:
-        self.core.release([int(f) for f in msg.frames], msg.zap_cause)
+        frames = [int(f) for f in msg.frames]
+        if msg.generations is not None:  # only those not freed since (this free may come again)
+            if len(msg.generations) != len(frames):
+                raise NumaEmuError(ErrorCode.EINVAL, "frame.free: one generation per frame, or none")
+            pool = self.core.pool
+            for f in frames:
+                pool.check(f)
+            frames = [f for f, g in zip(frames, msg.generations) if pool.state[f] == USED and pool.generation[f] == g]
+        self.core.release(frames, msg.zap_cause)
         return Ok()
 
     def purge(self, msg: tm.NodeTaskPurge) -> tm.NodeTaskPurgeReply:

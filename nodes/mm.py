@@ -178,6 +178,7 @@ class MemoryManager:
         """Unmap regions: free private frames; shared pages leave the reverse map but stay in the
         page cache (shm objects and file pages outlive their mappings). Returns pages unmapped."""
         private: dict[int, list[int]] = collections.defaultdict(list)
+        gens: dict[int, list[int]] = collections.defaultdict(list)  # theirs: a failed free is sent again
         count = 0
         ps = self.core.page_size
         for region in regions:
@@ -190,9 +191,10 @@ class MemoryManager:
                 count += 1
                 if region.kind == ANON:
                     private[node].append(region.frame[i])
+                    gens[node].append(region.gen[i])
                 else:
                     self.pcache.unmap((region.obj, region.obj_offset + i), task.task_id, region.start + i * ps)
-        yield from self.core.free_frames(private)
+        yield from self.core.free_frames(private, generations=gens)
         if task.lost:
             for region in regions:
                 for vpage in [v for v in task.lost if region.start <= v < region.start + region.npages * ps]:

@@ -48,6 +48,7 @@ from protocol.version import PROTOCOL_VERSION
 
 log = logging.getLogger("node")
 RECLAIM_INTERVAL_S = 0.05
+FREE_RETRY_INTERVAL_S = 0.5  # frees a peer did not confirm (a partition) are sent again this often
 
 
 class NodeServer:
@@ -98,6 +99,7 @@ class NodeServer:
         }.items():
             r.on(kind, handler)
         self.has_parent_pipe = alive_fd is not None
+        self.retrying_frees = False  # a round of nodes.core.retry_frees is under way
         if alive_fd is not None:
             r.add_reader(alive_fd, lambda: self.exit("coordinator is gone (parent-alive pipe closed)"))
         r.on_signal(signal.SIGTERM, lambda: self.exit("SIGTERM"))
@@ -122,6 +124,7 @@ class NodeServer:
         self.last_heard = time.monotonic()
         self.reactor.call_every(self.heartbeat_interval_s, self._heartbeat)
         self.reactor.call_every(RECLAIM_INTERVAL_S, self._reclaim)
+        self.reactor.call_every(FREE_RETRY_INTERVAL_S, self._retry_frees)
         self._heartbeat()
         log.info("node %d registered with cluster %s", self.node_id, reply.cluster)
 
@@ -136,6 +139,21 @@ class NodeServer:
         """kswapd (nodes/reclaim.py): runs outside every handler."""
         self.reactor.spawn(self.reclaim.kswapd(),
                            lambda _r, exc: exc is not None and log.warning("kswapd failed: %s", exc))
+
+    def _retry_frees(self) -> None:
+        """Frees a peer did not confirm (nodes.core.retry_frees), one round at a time."""
+        if not self.core.unfreed or self.retrying_frees:
+            return
+        self.retrying_frees = True
+
+        def done(left: int | None, exc: BaseException | None) -> None:
+            self.retrying_frees = False
+            if exc is not None:
+                log.warning("node %d: frees sent again failed: %s", self.node_id, exc)
+            elif not left:
+                log.info("node %d: every free a peer missed is done", self.node_id)
+
+        self.reactor.spawn(self.core.retry_frees(), done)
 
     def exit(self, why: str, status: int = 0) -> None:
         log.info("node %d exiting: %s", self.node_id, why)
@@ -167,6 +185,7 @@ class NodeServer:
         log.warning("node %d: node %d is dead (%s)", self.node_id, node, msg.why)
         held_shard = node not in self.core.shardless  # a node that died before and came back held none
         self.core.dead[node] = msg.why
+        self.core.unfreed.pop(node, None)  # its frames died with it (and a restarted node starts empty)
         self.core.shardless.add(node)
         self.reactor.mark_down(node_dest(node), f"node {node} is dead ({msg.why})")
         lost = self.mm.node_died(node)

@@ -214,6 +214,9 @@ class FrameFree(Request):
     reply = Ok
     frames: list
     zap_cause: str | None = None  # set when the frames are replicas torn down (write, reclaim, ...)
+    # one per frame: free it only while it still has this generation (a free sent again after a
+    # lost reply, or a partition, is then applied once; nodes.core.retry_frees)
+    generations: list | None = None
 
 
 @message

@@ -155,6 +155,28 @@ def test_a_partition_fails_calls_across_it_naming_the_node_until_cleared(cluster
         assert r.read(0, 6) == b"after!"
 
 
+def test_frames_freed_across_a_partition_are_freed_once_it_heals(cluster_factory, cli):
+    """A detach while the pages' node is cut off: its home node's frame.free times out; the
+    free is kept and sent again (with the frames' generations) until node 1 answers, so every
+    node is back to its free frames of before, none freed twice."""
+    c = cluster_factory("default-4n")
+    baseline = {n: d["frames_free"] for n, d in _stats(c).items()}
+    t = numa_emu.attach(cpu=0, cluster=c.name)
+    far = t.mmap(16 * 4096)
+    far.mbind("bind", [1])
+    far.touch(fill=3)
+    near = t.mmap(4 * 4096)
+    near.touch(fill=4)
+    assert {n: baseline[n] - d["frames_free"] for n, d in _stats(c).items()} == {0: 4, 1: 16, 2: 0, 3: 0}
+    cli("fault", "--name", c.name, "partition", "0", "1-3", check=True)
+    t.detach()
+    assert {n: d["frames_free"] for n, d in _stats(c).items()}[1] == baseline[1] - 16  # cut off: not freed yet
+    cli("fault", "--name", c.name, "clear", check=True)
+    poll_until(lambda: {n: d["frames_free"] for n, d in _stats(c).items()} == baseline, timeout_s=20,
+               what="every node's free frames back to the baseline")
+    assert sum(d["vmstat"]["pgfree"] for d in _stats(c).values()) == 20
+
+
 def test_fault_kill_makes_the_node_dead_and_stop_returns_it(cluster_factory, cli):
     c = cluster_factory("default-4n")
 
