@@ -433,7 +433,8 @@ class Puppet:
     Commands (keys beside "op"): open(name, create, size), map(name, as, writable),
     mmap(length, as), mbind(as, mode, nodes), touch(as, fill), read(as, offset, length),
     pread(name, offset, length), pwrite(name, offset, byte, length) (`length` copies of `byte`),
-    fsync(name), where(as), munmap(as), policy(mode, nodes). Byte results come back as hex."""
+    fsync(name), where(as), munmap(as), policy(mode, nodes), detach. Byte results come back as
+    hex; an error's answer has the call's seconds too."""
 
     def __init__(self, cpu: int, *, cluster: str, home: Path, cpuset: str | None = None):
         env = dict(os.environ, NUMA_EMU_CLUSTER=cluster)
@@ -503,11 +504,13 @@ def _puppet_main(cpu: int) -> None:
         "pwrite": lambda c: (files[c["name"]].pwrite, (c["offset"], bytes([c["byte"]]) * c["length"]), {}),
         "fsync": lambda c: (files[c["name"]].fsync, (), {}),
         "policy": lambda c: (task.set_mempolicy, (c["mode"], c.get("nodes")), {}),
+        "detach": lambda c: (task.detach, (), {}),
     }
     clock = time.perf_counter
     print(json.dumps({"ok": task.node}), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
+        t0 = clock()
         try:
             fn, args, kwargs = prep[cmd["op"]](cmd)
             t0 = clock()
@@ -525,7 +528,7 @@ def _puppet_main(cpu: int) -> None:
                 out = str(out)
             answer = {"ok": out, "s": dt}
         except numa_emu.NumaEmuError as exc:
-            answer = {"error": exc.errno_name, "message": exc.message}
+            answer = {"error": exc.errno_name, "message": exc.message, "s": clock() - t0}
         except (KeyError, TypeError, ValueError) as exc:
             answer = {"error": "EINVAL", "message": f"bad puppet command {line.strip()!r}: {exc!r}"}
         print(json.dumps(answer), flush=True)
