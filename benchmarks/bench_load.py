@@ -24,6 +24,10 @@ Soak (--minutes): the same for N minutes, while every daemon's resident memory a
 descriptors are sampled; after a warm-up third, growth between the first and the last samples
 beyond --rss-growth-mib or --fd-growth fails the run.
 
+Faults (--fault "drop 0.05", repeatable): `numa-emu fault ARGS` is run on the cluster before the
+tasks attach and `fault clear` once they are done (before the final checks), so the load runs
+with messages between nodes lost, duplicated or delayed; the same checks must hold.
+
 Baseline in the same run: a bare pyzmq round trip (echo child), idle and under the same load.
 Exit status: 0 when everything was consistent and nothing leaked or grew, 1 otherwise.
 """
@@ -33,6 +37,8 @@ import argparse
 import json
 import os
 import random
+import select
+import shlex
 import subprocess
 import sys
 import time
@@ -140,6 +146,14 @@ def history_violations(writes: list[list[int]], reads: list[list[int]], file_pag
     return violations(flat(writes), flat(reads))
 
 
+def fault(cluster: str, args: list[str]) -> None:
+    """`numa-emu fault ARGS --name CLUSTER`, through the CLI as a user would; raises on failure."""
+    cli = Path(sys.executable).with_name("numa-emu")
+    done = subprocess.run([str(cli), "fault", "--name", cluster, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"numa-emu fault {' '.join(args)}: {done.stderr.strip() or done.stdout.strip()}")
+
+
 def daemons(info) -> list[psutil.Process]:
     return [psutil.Process(pid) for pid in info.pids]
 
@@ -173,7 +187,8 @@ def run(args: argparse.Namespace) -> dict:
     ncpus = args.nodes * cpus_per_node
     files = [f"load-{i}" for i in range(args.files)]
     file_pages = -(-args.tasks // args.files)
-    result: dict = {"tasks": args.tasks, "nodes": args.nodes, "files": args.files, "seconds": seconds}
+    result: dict = {"tasks": args.tasks, "nodes": args.nodes, "files": args.files, "seconds": seconds,
+                    "faults": args.fault}
     with common.echo_server(common.Path(os.environ["NUMA_EMU_HOME"])) as echo_ep, \
             Cluster(shape, name="load") as cluster:
         with attach(cpu=0, cluster="load") as t:  # the files, written once and clean
@@ -187,16 +202,19 @@ def run(args: argparse.Namespace) -> dict:
         echo = common.EchoClient(echo_ep)
         envelope = common.read_envelope(STAMP)
         idle = echo.round_trips(envelope, 500)
+        for spec in args.fault:
+            fault("load", shlex.split(spec))
         procs = []
         for slot in range(args.tasks):
             argv = [sys.executable, __file__, "--worker", "--cluster", "load", "--seconds", str(seconds),
                     "--seed", str(args.seed), "--file-names", ",".join(files), "--nodes", str(args.nodes),
                     "--cpu", str(slot % ncpus), "--slot", str(slot)]
             procs.append(subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
-        for p in procs:
-            line = p.stdout.readline().strip()
+        for slot, p in enumerate(procs):  # bounded: a worker stuck before its load is named, not waited on forever
+            line = p.stdout.readline().strip() if select.select([p.stdout], [], [], WORKER_TIMEOUT_S)[0] else ""
             if line != "ready":
-                raise RuntimeError(f"a worker did not attach its tasks (said {line!r}, exit {p.poll()})")
+                raise RuntimeError(f"worker {slot} (pid {p.pid}) did not attach its task within {WORKER_TIMEOUT_S:g} s "
+                                   f"(said {line!r}, exit {p.poll()})")
         watched = daemons(cluster.info)
         samples = [sample(watched)]
         for p in procs:
@@ -212,12 +230,17 @@ def run(args: argparse.Namespace) -> dict:
                 next_sample += args.sample_every
             time.sleep(0.05)  # pacing of the baseline probe, not a wait for a condition
         outs = []
-        for p in procs:
-            out, _ = p.communicate(timeout=WORKER_TIMEOUT_S)
+        for slot, p in enumerate(procs):
+            try:
+                out, _ = p.communicate(timeout=WORKER_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(f"worker {slot} (pid {p.pid}) is not done {WORKER_TIMEOUT_S:g} s after the load") from None
             if p.returncode != 0 or not out.strip():
-                raise RuntimeError(f"a worker exited {p.returncode} without its result")
+                raise RuntimeError(f"worker {slot} exited {p.returncode} without its result")
             outs.append(json.loads(out.strip().splitlines()[-1]))
         wall = time.monotonic() - t0
+        if args.fault:
+            fault("load", ["clear"])
         samples.append(sample(watched))
         echo.close()
         writes = [w for o in outs for w in o["writes"]]
@@ -285,7 +308,8 @@ def failures(result: dict) -> list[str]:
 def report(result: dict) -> None:
     base = result["bare_loaded_p50_us"]
     common.table(
-        f"Load: {result['tasks']} tasks on {result['nodes']} nodes, {result['wall_s']} s",
+        f"Load: {result['tasks']} tasks on {result['nodes']} nodes, {result['wall_s']} s"
+        + (f", faults: {'; '.join(result['faults'])}" if result["faults"] else ""),
         ["measure", "value", "bare pyzmq round trip (same run)", "ratio"],
         [["operations per second (all tasks)", result["ops_per_s"], "", ""],
          ["access p50 (read/write 8 B, private and shared)", f"{result['access_p50_us']} µs", f"{base} µs (loaded)",
@@ -315,6 +339,8 @@ def main() -> int:
     p.add_argument("--sample-every", type=float, default=5.0, help="seconds between daemon samples")
     p.add_argument("--rss-growth-mib", type=float, default=16.0)
     p.add_argument("--fd-growth", type=int, default=4)
+    p.add_argument("--fault", action="append", default=[], metavar="ARGS",
+                   help='`numa-emu fault ARGS` in force during the load, e.g. "drop 0.05" (repeatable)')
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--cluster", help=argparse.SUPPRESS)
