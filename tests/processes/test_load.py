@@ -1,7 +1,8 @@
 """The load test in its short form (issue 10): 64 tasks on an 8-node cluster doing private reads
 and writes, migrations, replicated reads and collapsing writes at once, for a few seconds
 (benchmarks/bench_load.py; `--minutes N` there is the soak). Everything read is checked: no bad
-read, no error, no history violation, no lost write, no leaked frame, nothing left running."""
+read, no error, no history violation, no lost write, no leaked frame, nothing left running; the
+same under injected faults."""
 from __future__ import annotations
 
 import json
@@ -16,12 +17,16 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_load.py"
 
 
 @pytest.mark.timeout(300)
-def test_64_tasks_on_8_nodes_stay_consistent(home):
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--tasks", "64", "--nodes", "8", "--seconds", "3", "--json"],
-                          capture_output=True, text=True, timeout=280, env=dict(os.environ))
+@pytest.mark.parametrize("faults", [[], ["drop 0.05 --seed 7", "dup 0.2"]], ids=["no-faults", "drop-and-dup"])
+def test_64_tasks_on_8_nodes_stay_consistent(home, faults):
+    """Also with messages between nodes lost and duplicated (`--fault`): retried, answered once."""
+    argv = [sys.executable, str(SCRIPT), "--tasks", "64", "--nodes", "8", "--seconds", "3", "--json"]
+    for spec in faults:
+        argv += ["--fault", spec]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=280, env=dict(os.environ))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert (result["tasks"], result["nodes"]) == (64, 8)
+    assert (result["tasks"], result["nodes"], result["faults"]) == (64, 8, faults)
     for key in ("bad_reads", "errors", "history_violations", "lost_writes"):
         assert result[key] == [], (key, result[key][:5])
     assert result["leaked_frames"] == 0 and result["processes_left"] == []
