@@ -115,3 +115,49 @@ def test_no_call_goes_to_a_dead_node_for_its_counters():
     calls = []
     run(core.add_foreign({2: 3, 1: 1}), lambda call: calls.append(call))
     assert [c.dest for c in calls] == ["node:1"] and all(isinstance(c, Call) for c in calls)
+
+
+def test_a_free_with_generations_frees_each_frame_once_whatever_arrives_twice():
+    from nodes.frames import FrameService
+    from protocol.messages import memory as mm
+
+    core = NodeCore(1, TOPOLOGY, FramePool(8, PAGE))
+    frames = core.supply(3, preferred=1, task_node=0, interleave=False, fill=None, owner=7)
+    gens = [core.pool.generation[f] for f in frames]
+    service = FrameService(core)
+    service.free(mm.FrameFree(frames=frames, generations=gens))
+    assert core.pool.free == 8
+    again = core.supply(1, preferred=1, task_node=0, interleave=False, fill=None)  # a frame given out again
+    service.free(mm.FrameFree(frames=frames, generations=gens))  # the same free, late: frees nothing more
+    assert core.pool.free == 7 and core.pool.state[again[0]] == 1
+    with pytest.raises(NumaEmuError) as err:
+        service.free(mm.FrameFree(frames=frames, generations=gens[:1]))
+    assert err.value.code == ErrorCode.EINVAL and err.value.message == "frame.free: one generation per frame, or none"
+
+
+def test_a_free_that_failed_is_sent_again_until_answered_and_dropped_for_a_dead_node():
+    core = NodeCore(0, TOPOLOGY, FramePool(8, PAGE))
+
+    def partitioned(call):
+        raise NumaEmuError(ErrorCode.ETIMEDOUT, f"{call.dest} did not answer")
+
+    def fail(gen):
+        value, exc = None, None
+        try:
+            while True:
+                effect = gen.throw(exc) if exc else gen.send(value)
+                try:
+                    value, exc = [partitioned(c) for c in effect], None
+                except NumaEmuError as e:
+                    value, exc = None, e
+        except StopIteration as stop:
+            return stop.value
+
+    fail(core.free_frames({1: [3, 4], 2: [5]}, generations={1: [0, 2], 2: [1]}))
+    assert core.unfreed == {1: {3: 0, 4: 2}, 2: {5: 1}}
+    assert fail(core.retry_frees()) == 3  # still cut off: kept
+    core.dead[2] = "killed"
+    sent = []
+    assert run(core.retry_frees(), lambda call: sent.append((call.dest, call.request.frames,
+                                                             call.request.generations))) == 0
+    assert sent == [("node:1", [3, 4], [0, 2])] and core.unfreed == {}
