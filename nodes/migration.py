@@ -375,6 +375,9 @@ class Migration:
         statuses: list[int] = []
         old_frames: dict[int, list[int]] = collections.defaultdict(list)
         unused: dict[int, list[int]] = collections.defaultdict(list)
+        # the frames' generations: a free that fails (a partition, a timeout) is sent again (nodes.core)
+        old_gens: dict[int, list[int]] = collections.defaultdict(list)
+        unused_gens: dict[int, list[int]] = collections.defaultdict(list)
         for (region, p, src), (dst, frame, gen) in moving:
             vpage = region.start + p * ps
             task.away.pop(vpage, None)
@@ -385,10 +388,12 @@ class Migration:
                     region.node[p] = -1
                     task.lost[vpage] = (src, c.dead[src])
                 unused[dst].append(frame)
+                unused_gens[dst].append(gen)
                 statuses.append(EBUSY)
                 self._trace(task, mode, cause, EBUSY, src, old, dst, frame, addr=vpage)
                 continue
             old_frames[src].append(old)
+            old_gens[src].append(region.gen[p])
             region.node[p], region.frame[p], region.gen[p] = dst, frame, gen
             task.clock_ns += c.cost.copy_ns(src, dst)
             statuses.append(dst)
@@ -396,8 +401,8 @@ class Migration:
         for region, p, src in items[len(got):]:
             statuses.append(ENOMEM)
             self._trace(task, mode, cause, ENOMEM, src, region.frame[p], None, None, addr=region.start + p * ps)
-        yield from c.free_frames(old_frames)
-        yield from c.free_frames(unused)
+        yield from c.free_frames(old_frames, generations=old_gens)
+        yield from c.free_frames(unused, generations=unused_gens)
         ok = sum(1 for s in statuses if s >= 0)
         c.events["pgmigrate_success"] += ok
         c.events["pgmigrate_fail"] += len(statuses) - ok
