@@ -281,6 +281,13 @@ class Task:
         self._call(mm.Mbind(task_id=self.task_id, vaddr=vaddr, length=length, mode=_mode(mode), nodes=_nodes(nodes),
                             flags=flags))
 
+    def sched_setaffinity(self, cpus: Iterable[int] | str) -> tuple[int, int]:
+        """sched_setaffinity(2): run on one of `cpus` (those of the task's cpuset; none is EINVAL).
+        The task keeps its CPU if allowed, else moves, to another node if need be (its pages stay
+        where they are). Returns (cpu, node) afterwards. A later cpuset change does not know it."""
+        self._coordinator.call(tm.TaskSetAffinity(task_id=self.task_id, cpus=_nodes(cpus)))
+        return self.getcpu()
+
     def getcpu(self) -> tuple[int, int]:
         """(cpu, node) as they are now: a cpuset change may have moved the task."""
         self._where_now()

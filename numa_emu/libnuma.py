@@ -29,11 +29,12 @@ import sys
 
 from numa_emu import api
 from numa_emu.api import Region, Task
+from numa_emu.frontends.libnuma import NODEMASK_BITS
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.policy import Mode
 
 __all__ = ["numa_available", "numa_max_node", "numa_num_configured_nodes", "numa_distance", "numa_node_size",
-           "numa_node_size64", "numa_node_of_cpu", "numa_alloc_onnode", "numa_alloc_local",
+           "numa_node_size64", "numa_node_of_cpu", "numa_run_on_node", "numa_alloc_onnode", "numa_alloc_local",
            "numa_alloc_interleaved", "numa_free", "numa_fail_alloc_on_error"]
 
 # libnuma.c: 1 makes numa_alloc_* fail (NULL, here NumaEmuError) when the policy cannot be set;
@@ -106,6 +107,28 @@ def numa_node_of_cpu(cpu: int, *, task: Task | None = None) -> int:
         if cpu in n["cpus"]:
             return int(n["id"])
     raise NumaEmuError(ErrorCode.EINVAL, f"no cpu {cpu} in this machine")
+
+
+def numa_run_on_node(node: int, *, task: Task | None = None) -> int:
+    """Run the task on the CPUs of `node` (-1: on every CPU again), by sched_setaffinity(2); 0.
+    A task whose CPU is not on `node` moves there (its pages stay). Errors as libnuma's: a node
+    beyond numa_num_possible_nodes() (1024) is EINVAL; one beyond numa_max_node() is ERANGE after
+    libnuma's warning; a node without CPUs, or none in the task's cpuset, is EINVAL."""
+    t = _task(task)
+    if node >= NODEMASK_BITS or node < -1:
+        raise NumaEmuError(ErrorCode.EINVAL, f"node {node} is beyond the {NODEMASK_BITS} nodes libnuma knows")
+    nodes = {int(n["id"]): n["cpus"] for n in t.topology()["nodes"]}
+    if node == -1:
+        cpus = sorted(c for cpus in nodes.values() for c in cpus)
+    elif node in nodes:
+        cpus = list(nodes[node])
+    else:  # numa_node_to_cpus(): ERANGE; numa_run_on_node warns and fails
+        sys.stderr.write("libnuma: Warning: Cannot read node cpumask from sysfs\n")
+        raise NumaEmuError(ErrorCode.ERANGE, f"no node {node} in this machine (numa_max_node() is {max(nodes)})")
+    if not cpus:
+        raise NumaEmuError(ErrorCode.EINVAL, f"node {node} has no CPU to run on (memory only)")
+    t.sched_setaffinity(cpus)
+    return 0
 
 
 def _numa_error(where: str, exc: NumaEmuError) -> None:

@@ -31,6 +31,7 @@ class ErrorCode(str, enum.Enum):
     ECONNREFUSED = "ECONNREFUSED"  # the daemon cannot be reached
     ESTALE = "ESTALE"  # a mapping outlived its frame (the frame's generation moved on)
     EFBIG = "EFBIG"  # a file offset beyond what the store allows
+    ERANGE = "ERANGE"  # a node or CPU number beyond the machine (libnuma's numa_node_to_cpus)
     EREMCHG = "EREMCHG"  # the task's home node changed (it moved): ask the coordinator for the new one
 
 

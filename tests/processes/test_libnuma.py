@@ -9,6 +9,7 @@ import pytest
 import numa_emu
 from numa_emu import libnuma
 from protocol.errors import NumaEmuError
+from protocol.messages import control as cm
 
 pytestmark = pytest.mark.cluster
 MiB = 1 << 20
@@ -110,3 +111,37 @@ def test_the_process_task_is_the_one_libnuma_acts_on(cluster_factory):
         assert region.task is b and region.where() == [b.node]
         a.detach()
         assert libnuma.numa_alloc_local(4096).task is b  # one task left: it is the process's
+
+
+def test_run_on_node_moves_the_task_as_sched_setaffinity_would(cxl, capfd):
+    with numa_emu.attach(0, cluster=cxl.name) as task:
+        assert libnuma.numa_run_on_node(0) == 0 and task.getcpu() == (0, 0)  # allowed already: it stays
+        assert libnuma.numa_run_on_node(1) == 0
+        assert task.getcpu()[1] == 1 and task.node == 1
+        region = libnuma.numa_alloc_local(2 * task.page_size)
+        region.touch(write=True)
+        assert region.where() == [1, 1]  # local is now node 1
+        assert libnuma.numa_run_on_node(-1) == 0 and task.getcpu()[1] == 1  # every CPU again: no move
+        capfd.readouterr()
+        for node, code, warning in ((2, errno.EINVAL, ""),  # memory only: sched_setaffinity of no CPU
+                                    (3, errno.ERANGE, "libnuma: Warning: Cannot read node cpumask from sysfs\n"),
+                                    (1024, errno.EINVAL, ""), (-2, errno.EINVAL, "")):
+            with pytest.raises(OSError) as err:
+                libnuma.numa_run_on_node(node)
+            assert err.value.errno == code, node
+            assert capfd.readouterr().err == warning
+        assert task.getcpu()[1] == 1  # a refused call moves nothing
+
+
+def test_sched_setaffinity_outside_the_cpuset_is_einval(cxl, monkeypatch):
+    with cxl.client() as client:
+        client.call(cm.CpusetCreate(name="low", cpus=[0, 1], mems=[0, 2]))
+    monkeypatch.setenv("NUMA_EMU_CPUSET", "low")
+    with numa_emu.attach(cluster=cxl.name) as task:
+        with pytest.raises(NumaEmuError) as err:
+            libnuma.numa_run_on_node(1)  # node 1's CPUs are not in the cpuset
+        assert err.value.errno == errno.EINVAL and task.getcpu()[1] == 0
+        assert task.sched_setaffinity([1, 2, 3]) == (1, 0)  # 2 and 3 are outside: only cpu 1 is left
+        with pytest.raises(NumaEmuError) as err:
+            task.sched_setaffinity([-1])
+        assert err.value.errno == errno.EINVAL
