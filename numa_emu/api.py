@@ -10,8 +10,8 @@ touch memory.
         print(buf.read(0, 5), buf.where()[:4], task.clock_ns())
 
 Every memory operation goes to the task's home node, the node of its CPU. Errors raise
-numa_emu.NumaEmuError with the errno name (EFAULT, EINVAL, ENOMEM, ...) and leave the cluster
-and the other tasks undisturbed. The launcher (`numa-emu numactl`, `cpuset exec`) passes the
+numa_emu.NumaEmuError, an OSError with the errno (EFAULT, EINVAL, ENOMEM, ...), and leave the
+cluster and the other tasks undisturbed. libnuma's calls: numa_emu.libnuma. The launcher (`numa-emu numactl`, `cpuset exec`) passes the
 CPU, policy and cpuset through the environment variables below, so they survive exec.
 """
 from __future__ import annotations
