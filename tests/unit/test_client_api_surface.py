@@ -92,3 +92,10 @@ def test_every_public_call_has_a_docstring(name, member):
 def test_public_classes_have_docstrings():
     for cls in (api.Task, api.Region, api.File, NumaEmuError):
         assert inspect.getdoc(cls)
+
+
+def test_star_import_gives_every_name_of_all():
+    namespace: dict = {}
+    exec("from numa_emu import *", namespace)  # noqa: S102
+    assert set(numa_emu.__all__) <= set(namespace)
+    assert namespace["MPOL_INTERLEAVE"] is Mode.INTERLEAVE and namespace["libnuma"] is libnuma
