@@ -145,3 +145,11 @@ def test_sched_setaffinity_outside_the_cpuset_is_einval(cxl, monkeypatch):
         with pytest.raises(NumaEmuError) as err:
             task.sched_setaffinity([-1])
         assert err.value.errno == errno.EINVAL
+
+
+def test_numa_available_is_minus_one_without_a_cluster(home, monkeypatch):
+    monkeypatch.delenv("NUMA_EMU_CLUSTER", raising=False)
+    assert libnuma.numa_available() == -1  # numa(3): the other calls are undefined then
+    with pytest.raises(OSError) as err:
+        libnuma.numa_max_node()  # here they say why
+    assert err.value.errno == errno.ECONNREFUSED and "is not up" in str(err.value)
