@@ -169,7 +169,7 @@ def _lines(summary: list[dict], spec: Spec, x: str, panel: str | None, figure: s
         mine = [s for s in rows if not panel or s[panel] == name]
         others = [p for p in spec.swept if p not in (x, panel) and len({s[p] for s in mine}) > 1]
         for s in mine:
-            label = ", ".join(f"{short_name(p)}={_fmt(s[p])}" for p in others) or figure
+            label = ", ".join(f"{_HEADERS.get(p) or short_name(p)}={_fmt(s[p])}" for p in others) or figure
             out.setdefault(name, {}).setdefault(label, []).append((s[x], s[figure]))
     return out
 

@@ -423,8 +423,7 @@ def _grid(c: _Check, raw: dict, quick_raw: dict, quick: bool, settled: dict, bas
                 "latency_scale": [1.0], "placement": list(placements_raw) or ["default"], "workload": list(workloads_raw)}
     grid: dict[str, tuple] = {}
     topologies: dict[str, Topology] = {}
-    for k in [p for p in given if p in PARAMETERS] + [p for p in PARAMETERS if p not in given] + \
-            [p for p in given if p not in PARAMETERS]:
+    for k in list(given) + [p for p in PARAMETERS if p not in given]:
         key, values = given[k] if k in given else (f"experiment.{k}", defaults[k])
         grid[k] = tuple(_grid_value(c, k, f"{key}[{i}]" if k in given else key, v, base, topologies, placements_raw,
                                     workloads_raw) for i, v in enumerate(values))
