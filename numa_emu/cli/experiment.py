@@ -8,9 +8,9 @@
 FILE is a TOML experiment file; NAME a shipped one (`experiment list`), e.g. latency-sensitivity.
 The file names the topology, the injection mode (and dilation), the grid (latency_scale x
 placement x workload, and topology, inject, dilation), each placement's policy (numactl options or
-mode and nodes) and CPU, each workload's built-in command and options, the repetitions and the
-main metric; its [quick] table overrides grid entries for a smoke test (--quick). The format:
-numa_emu/experiments/spec.py.
+mode and nodes) and CPU, each workload's built-in command and options (or the user's own command,
+`{PARAMETER}` placeholders filled from the grid), the repetitions and the main metric; its [quick]
+table overrides grid entries for a smoke test (--quick). The format: docs/experiment-format.md.
 
 `run` starts one cluster per (topology, inject, dilation) under $NUMA_EMU_HOME with a unique
 name, scales the latency through the coordinator for each configuration, runs each workload as a

@@ -235,7 +235,7 @@ def _overview(summary: list[dict], spec: Spec, figures: list[str], x: str, path:
             ax.set_ylim(bottom=0)
             if lines and len(lines) > 1:
                 ax.legend(fontsize="x-small")
-    fig.suptitle(f"{spec.name}: {', '.join(figures)} vs {parameter_label(x)}")
+    fig.suptitle(f"{spec.name}: {', '.join(METRIC_LABELS.get(f, f) for f in figures)} vs {parameter_label(x)}")
     fig.savefig(path, dpi=100)
     return True
 
