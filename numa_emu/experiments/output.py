@@ -105,8 +105,8 @@ def row(record: RunRecord) -> dict:
     for counter in NUMASTAT:
         out[counter] = sum(node.get(counter, 0) for node in record.numastat.values())
     out.update(_replication(record))
-    for k, v in r.items():  # the command's own figures (numa_emu.report)
-        if k not in out and k not in ("pages_by_node", "counters"):
+    for k, v in r.items() if record.script else ():  # the user's command's own figures (numa_emu.report)
+        if k not in out:
             out[k] = json.dumps(v) if isinstance(v, (list, dict)) else v
     return out
 

@@ -74,6 +74,7 @@ class RunRecord:
     vmstat: dict
     stderr: str = ""
     sysctl: dict = field(default_factory=dict)  # every tunable the runner set for this run
+    script: bool = False  # the user's own command: every key of its line is a column
 
     def to_dict(self) -> dict:
         return {"run": self.run, "repetition": self.repetition, "config_index": self.config.index,
@@ -284,7 +285,8 @@ class ExperimentRunner:
                 if clocks and "virtual_ns" not in result:
                     result["virtual_ns"] = max(clocks)
         return RunRecord(run, rep, config, c.name, status, returncode, wall_s, result,
-                         _delta(before, after, "numastat"), _delta(before, after, "vmstat"), err.strip(), sysctl)
+                         _delta(before, after, "numastat"), _delta(before, after, "vmstat"), err.strip(), sysctl,
+                         bool(workload.script))
 
     def _wait(self, proc: subprocess.Popen) -> tuple[str, str, str]:
         deadline = time.monotonic() + self.spec.timeout_s

@@ -108,7 +108,7 @@ def outcome_of(spec: Spec) -> Outcome:
     for c in spec.configurations():
         a, b, remote = c.values["a"], c.values["b"], c.values["placement"] == "remote"
         result = {"product": a * b, "text": f"{a}x{b}", "virtual_ns": 1000 * a * (4 if remote else 1)}
-        records.append(RunRecord(len(records), 0, c, "c", "ok", 0, 0.5, result, {}, {}))
+        records.append(RunRecord(len(records), 0, c, "c", "ok", 0, 0.5, result, {}, {}, script=True))
     return Outcome(spec, records, finished_at=0.0)
 
 
