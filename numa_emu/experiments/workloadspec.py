@@ -131,7 +131,8 @@ def _script(c, key: str, raw: dict, quick_raw: dict | None) -> tuple[str, ...]:
         raise c.fail(key, "expected a non-empty list of strings and numbers, e.g. [\"python\", \"mine.py\", \"{size}\"]")
     if not str(parts[0]).strip():
         raise c.fail(f"{key}[0]", "the program is empty")
-    for where in ("options",):
-        if where in raw or (quick_raw is not None and where in quick_raw):
-            raise c.fail(key.rsplit(".", 1)[0] + f".{where}", "a command list takes its arguments in the list itself")
+    table = key.rsplit(".", 1)[0]
+    for where, given in ((f"{table}.options", raw), (f"quick.{table}.options", quick_raw or {})):
+        if "options" in given:
+            raise c.fail(where, "a command list takes its arguments in the list itself")
     return tuple(str(v) for v in parts)

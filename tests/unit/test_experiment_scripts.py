@@ -174,3 +174,14 @@ def test_the_shipped_example_loads_beside_its_script():
     assert (path.parent / spec.workloads["touch"].script[1]).is_file()
     assert spec.workloads["touch"].argv(sys.executable, spec.configurations()[3].values)[1:] == \
         ["touch_pages.py", "--pages", "16", "--passes", "2"]
+
+
+def test_quick_replaces_a_parameter_of_the_users_and_options_are_refused_there_too(tmp_path):
+    spec = spec_of(tmp_path, MINE + "[quick]\na = [5]\n", quick=True)
+    assert spec.grid["a"] == (5,) and spec.swept == ("b", "placement")
+    path = tmp_path / "exp.toml"
+    path.write_text(MINE + '[quick.workloads.mine]\noptions = ["-x"]\n')
+    with pytest.raises(NumaEmuError) as err:
+        load_spec(path, quick=True)
+    assert err.value.message == (f"{path}: quick.workloads.mine.options: a command list takes its arguments "
+                                 f"in the list itself")
