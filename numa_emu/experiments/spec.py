@@ -336,7 +336,8 @@ def _tables(c: _Check, raw: dict) -> tuple[dict, dict, dict, dict, dict]:
     exp = c.table(raw["experiment"], "experiment", _EXPERIMENT)
     if "grid" not in raw:
         raise c.fail("grid", "missing table [grid]")
-    users = {k for k in raw["grid"] if k not in PARAMETERS and k != settings.TABLE} if isinstance(raw["grid"], dict) else set()
+    grid = raw["grid"] if isinstance(raw["grid"], dict) else {}
+    users = {k for k in grid if k not in PARAMETERS and k != settings.TABLE}  # [quick] may replace them too
     quick_raw = c.table(raw.get("quick", {}), "quick",
                         set(PARAMETERS) | users | {"repetitions", "workloads", settings.TABLE})
     quick_workloads = c.table(quick_raw.get("workloads", {}), "quick.workloads")

@@ -128,7 +128,8 @@ def _script(c, key: str, raw: dict, quick_raw: dict | None) -> tuple[str, ...]:
     """The user's command: a non-empty list of strings and numbers, arguments in it (no options)."""
     parts = raw["command"]
     if not parts or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in parts):
-        raise c.fail(key, "expected a non-empty list of strings and numbers, e.g. [\"python\", \"mine.py\", \"{size}\"]")
+        raise c.fail(key, "expected a non-empty list of strings and numbers, "
+                          "e.g. [\"python\", \"mine.py\", \"{size}\"]")
     if not str(parts[0]).strip():
         raise c.fail(f"{key}[0]", "the program is empty")
     table = key.rsplit(".", 1)[0]
