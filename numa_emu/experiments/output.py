@@ -169,7 +169,8 @@ def _lines(summary: list[dict], spec: Spec, x: str, panel: str | None, figure: s
         mine = [s for s in rows if not panel or s[panel] == name]
         others = [p for p in spec.swept if p not in (x, panel) and len({s[p] for s in mine}) > 1]
         for s in mine:
-            label = ", ".join(f"{_HEADERS.get(p) or short_name(p)}={_fmt(s[p])}" for p in others) or figure
+            label = (", ".join(f"{_HEADERS.get(p) or short_name(p)}={_fmt(s[p])}" for p in others)
+                     or METRIC_LABELS.get(figure, figure))
             out.setdefault(name, {}).setdefault(label, []).append((s[x], s[figure]))
     return out
 
@@ -235,7 +236,8 @@ def _overview(summary: list[dict], spec: Spec, figures: list[str], x: str, path:
             ax.set_ylim(bottom=0)
             if lines and len(lines) > 1:
                 ax.legend(fontsize="x-small")
-    fig.suptitle(f"{spec.name}: {', '.join(METRIC_LABELS.get(f, f) for f in figures)} vs {parameter_label(x)}")
+    fig.suptitle(f"{spec.name}: {', '.join(METRIC_LABELS.get(f, f) for f in figures)} vs {parameter_label(x)}",
+                 wrap=True)
     fig.savefig(path, dpi=100)
     return True
 
@@ -263,7 +265,7 @@ def figure_of(summary: list[dict], spec: Spec, figure: str, x: str, relative: bo
         ax.grid(True, alpha=0.3)
         ax.set_ylim(bottom=0)
         ax.legend(fontsize="small")
-    fig.suptitle(f"{spec.name}: {label} vs {parameter_label(x)}" + (" (relative)" if relative else ""))
+    fig.suptitle(f"{spec.name}: {label}" + (" (relative)" if relative else ""), wrap=True)  # x: the axis label
     return fig
 
 
