@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -82,6 +83,9 @@ def _check(args: argparse.Namespace) -> int:
           f"{runs} runs, metric {spec.metric}")
     for k, values in spec.grid.items():
         print(f"  {k:<14} {', '.join(str(v) for v in values)}")
+    for w in spec.grid["workload"]:  # the user's commands, placeholders as written
+        if spec.workloads[w].script:
+            print(f"  command {w}: {shlex.join(spec.workloads[w].script)}")
     return EXIT_OK
 
 

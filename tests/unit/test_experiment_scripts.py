@@ -165,6 +165,14 @@ def test_plot_axes_follow_the_grid_order_with_readable_labels(tmp_path):
     assert fig.axes[0].get_xlabel() == "latency scale (x the topology's latencies)"
 
 
+def test_check_shows_the_commands_as_written(tmp_path, capsys):
+    path = tmp_path / "exp.toml"
+    path.write_text(MINE)
+    assert main(["experiment", "check", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == \
+        "  command mine: python mine.py --a '{a}' --b '{b}' '--scale={latency_scale}'"
+
+
 def test_the_shipped_example_loads_beside_its_script():
     from pathlib import Path
 
