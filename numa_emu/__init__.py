@@ -25,6 +25,10 @@ def __getattr__(name: str):  # lazy, so that `numa-emu --help` stays fast
         from numa_emu import api
 
         return getattr(api, name)
+    if name == "report":
+        from numa_emu.reporting import report
+
+        return report
     if name == "Cluster":
         from numa_emu.cluster import Cluster
 
