@@ -16,7 +16,7 @@ _FLAG_CONSTANTS = ("MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES", "MPOL_F_NUMA_
                    "MPOL_MF_STRICT", "MPOL_MF_MOVE", "MPOL_MF_MOVE_ALL", "MPOL_MF_LAZY", "MPOL_MF_VALID",
                    "MPOL_F_NODE", "MPOL_F_ADDR", "MPOL_F_MEMS_ALLOWED")
 
-__all__ = ["attach", "Task", "Region", "File", "Cluster", "NumaEmuError", "ErrorCode", "Mode", "libnuma",
+__all__ = ["attach", "Task", "Region", "File", "Cluster", "NumaEmuError", "ErrorCode", "Mode", "libnuma", "report",
            *_MODE_CONSTANTS, *_FLAG_CONSTANTS]
 
 
