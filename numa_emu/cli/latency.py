@@ -22,7 +22,6 @@ import argparse
 import json
 
 from numa_emu.cli.common import add_json_option, add_name_option, running_cluster
-from numa_emu.cli.main import EXIT_USAGE, fail
 from protocol import limits
 from protocol.messages import latency as lm
 
@@ -47,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     j = sub.add_parser("jitter", help="jitter of every link, or of SRC -> DST; `none` removes it",
                        usage="%(prog)s {uniform,normal,exponential} SPREAD [SRC DST] | none [SRC DST]")
     j.add_argument("distribution", choices=JITTER_CHOICES)
-    j.add_argument("rest", nargs="*", metavar="SPREAD [SRC DST]",
+    j.add_argument("rest", nargs="*", metavar="SPREAD [SRC DST]", action=_JitterArguments,
                    help="relative spread, e.g. 0.1 (0 removes the jitter); `none` takes no spread")
     i = sub.add_parser("inject", help="virtual or real injection")
     i.add_argument("mode", choices=("virtual", "real"))
@@ -72,15 +71,26 @@ def jitter_args(distribution: str, rest: list[str]) -> dict:
     try:
         spread = limits.JITTER_SPREAD.argtype()(rest[0]) if spread_given else 0.0
     except argparse.ArgumentTypeError as exc:
-        raise argparse.ArgumentTypeError(f"SPREAD {exc}") from None
+        raise argparse.ArgumentTypeError(f"argument spread: {exc}") from None
     nodes = rest[1:] if spread_given else rest
     out = {"distribution": distribution if spread_given else "uniform", "spread": spread}
     for name, text in zip(("src", "dst"), nodes):
         try:
             out[name] = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name.upper()} must be a node id, not {text!r}") from None
+            raise argparse.ArgumentTypeError(f"argument {name}: {text!r} is not a node id") from None
     return out
+
+
+class _JitterArguments(argparse.Action):
+    """Checks what follows the distribution (jitter_args) as argparse checks an argument: a usage
+    error from the jitter parser, exit 2."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            namespace.jitter = jitter_args(namespace.distribution, list(values))
+        except argparse.ArgumentTypeError as exc:
+            parser.error(str(exc))
 
 
 def format_table(t: dict) -> str:
@@ -98,12 +108,6 @@ def format_table(t: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.op == "jitter":
-        try:
-            jitter = jitter_args(args.distribution, args.rest)
-        except argparse.ArgumentTypeError as exc:
-            fail(f"latency jitter: {exc}")
-            return EXIT_USAGE
     info = running_cluster(args)
     if args.op == "show":
         request: lm.LatencyShow | lm.LatencyChange = lm.LatencyShow()
@@ -111,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         fields = {"set": ("src", "dst", "ns", "symmetric"), "scale": ("factor", "remote_only"),
                   "jitter": (), "inject": ("mode", "dilation"), "reset": ()}[args.op]
         changes = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
-        request = lm.LatencyChange(op=args.op, args=jitter if args.op == "jitter" else changes)
+        request = lm.LatencyChange(op=args.op, args=args.jitter if args.op == "jitter" else changes)
     with info.client() as client:
         table = client.call(request).table
     print(json.dumps(table, indent=2) if args.json else format_table(table))

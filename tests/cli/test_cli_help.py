@@ -60,15 +60,15 @@ def test_sysctl_write_takes_assignments_only(cli, argv, message):
 
 @pytest.mark.parametrize("argv, message", [
     (["none", "1"], "none takes [SRC DST] only, not 1"),
-    (["none", "0", "x"], "DST must be a node id, not 'x'"),
+    (["none", "0", "x"], "argument dst: 'x' is not a node id"),
     (["normal"], "normal takes SPREAD [SRC DST], not nothing"),
-    (["normal", "x"], "SPREAD 'x' is not a number, expected one in 0..10"),
+    (["normal", "x"], "argument spread: 'x' is not a number, expected one in 0..10"),
     (["uniform", "0.1", "1"], "uniform takes SPREAD [SRC DST], not 0.1 1"),
-    (["uniform", "11"], "SPREAD 11 is out of range: expected a number in 0..10"),
+    (["uniform", "11"], "argument spread: 11 is out of range: expected a number in 0..10"),
 ])
 def test_latency_jitter_usage_errors(cli, argv, message):
     proc = cli("latency", "jitter", *argv)
-    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"numa-emu: error: latency jitter: {message}\n")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"numa-emu latency jitter: error: {message}\n")
 
 
 def test_latency_jitter_none_is_spread_zero():
@@ -102,3 +102,17 @@ def test_experiment_list_json_names_every_shipped_file(cli):
     got = json.loads(proc.stdout)
     assert [(e["name"], e["path"]) for e in got] == [(n, str(p)) for n, p in shipped().items()]
     assert all(e["description"] for e in got)
+
+
+@pytest.mark.parametrize("argv", [["logs", "--name", "nosuch"], ["--name", "nosuch", "logs"],
+                                  ["logs", "--node", "0", "--name", "nosuch"]])
+def test_logs_of_a_cluster_never_started(cli, argv):
+    proc = cli(*argv)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        3, "", "numa-emu: error: cluster 'nosuch' has no logs; no cluster has logs yet\n")
+
+
+@pytest.mark.parametrize("argv", [["--node", "1", "--zygote"], ["--coordinator", "--node", "0"], ["-n", "-1"]])
+def test_logs_usage_errors(cli, argv):
+    proc = cli("logs", *argv)
+    assert proc.returncode == 2 and proc.stdout == "" and len(proc.stderr.splitlines()) == 1
