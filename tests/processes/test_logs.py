@@ -105,8 +105,10 @@ def test_follow_prints_new_lines_and_stops_on_ctrl_c(up, cli, home, tmp_path):
     up("--nodes", "1")
     printed = tmp_path / "out"
     with open(printed, "w") as out:
-        follower = _follow(home, "-n", "0", stdout=out)
+        follower = _follow(home, "-n", "1", stdout=out)
     try:
+        poll_until(lambda: printed.read_text().endswith("\n"), what="logs -f printing the last line")
+        first = printed.read_text()
         # a task attaching is logged by the coordinator while logs -f runs
         cli("--name", "lg", "workload", "stream", "--size", "64KiB", check=True)
         poll_until(lambda: "detached" in printed.read_text(), what="logs -f printing the task's lines")
@@ -116,4 +118,6 @@ def test_follow_prints_new_lines_and_stops_on_ctrl_c(up, cli, home, tmp_path):
         follower.kill()
     assert follower.returncode == 0 and err == ""
     text = printed.read_text()
-    assert "attached on cpu 0" in text and "cluster lg is up" not in text  # -n 0: new lines only
+    log = (home / "lg" / "coordinator.log").read_text().splitlines(keepends=True)
+    assert first.count("\n") == 1 and first in log and log[0] not in text  # -n 1, then the new lines
+    assert text.startswith(first) and "attached on cpu 0" in text
