@@ -111,11 +111,12 @@ def run(args: argparse.Namespace) -> int:
     info = running_cluster(args)
     if args.op == "show":
         request: lm.LatencyShow | lm.LatencyChange = lm.LatencyShow()
+    elif args.op == "jitter":
+        request = lm.LatencyChange(op="jitter", args=args.jitter)  # checked by _JitterArguments
     else:
         fields = {"set": ("src", "dst", "ns", "symmetric"), "scale": ("factor", "remote_only"),
-                  "jitter": (), "inject": ("mode", "dilation"), "reset": ()}[args.op]
-        changes = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
-        request = lm.LatencyChange(op=args.op, args=args.jitter if args.op == "jitter" else changes)
+                  "inject": ("mode", "dilation"), "reset": ()}[args.op]
+        request = lm.LatencyChange(op=args.op, args={f: getattr(args, f) for f in fields if getattr(args, f) is not None})
     with info.client() as client:
         table = client.call(request).table
     print(json.dumps(table, indent=2) if args.json else format_table(table))

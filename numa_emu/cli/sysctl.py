@@ -5,9 +5,9 @@
   sysctl [-w] KEY=VALUE ...  set them, all or nothing, and print the values now in force
                              (-w: procps's spelling; then every argument must be KEY=VALUE)
 
-The keys, their meaning and default are listed below (the table the coordinator and the nodes
-use, protocol/messages/control.py). The coordinator keeps the values and pushes them to every node before the command returns, so
-they hold for the next allocation. An unknown key or an invalid value (a weight outside 1..255)
+The keys, their meaning and default are listed below (from the table the coordinator and the
+nodes use, protocol/messages/control.py). The coordinator keeps the values and pushes them to
+every node before the command returns, so they hold for the next allocation. An unknown key or an invalid value (a weight outside 1..255)
 changes nothing. -n prints the values only; --json prints {"KEY": value, ...}.
 Exit codes: 0 ok, 1 cluster not reachable, 2 usage, 3 error (one line on stderr).
 """
