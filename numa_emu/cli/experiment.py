@@ -2,7 +2,7 @@
 
   experiment run FILE|NAME [--out DIR] [--quick]   run every configuration of the grid
   experiment check FILE|NAME [--quick] [--json]    validate, and list the configurations
-  experiment list                                  the shipped experiments
+  experiment list [--json]                         the shipped experiments
   experiment replot DIR                            redraw DIR's plots from its results.json
 
 FILE is a TOML experiment file; NAME a shipped one (`experiment list`), e.g. latency-sensitivity.
@@ -46,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("file", metavar="FILE|NAME")
     c.add_argument("--quick", action="store_true", help="apply the file's [quick] table")
     c.add_argument("--json", action="store_true", help="print the resolved spec and configurations as JSON")
-    sub.add_parser("list", help="the shipped experiment files")
+    ls = sub.add_parser("list", help="the shipped experiment files")
+    ls.add_argument("--json", action="store_true", help='print [{"name", "description", "path"}, ...] as JSON')
     rp = sub.add_parser("replot", help="redraw the plots of a results folder from its results.json")
     rp.add_argument("dir", type=Path, metavar="DIR", help="a folder `experiment run` wrote (--out)")
 
@@ -61,12 +62,16 @@ def _default_out(name: str) -> Path:
     return out
 
 
-def _list() -> int:
+def _list(as_json: bool) -> int:
     from numa_emu.experiments.spec import load_spec, shipped
 
-    for name, path in shipped().items():
-        spec = load_spec(path)
-        print(f"{name:<24} {spec.description}")
+    listed = [{"name": name, "description": load_spec(path).description, "path": str(path)}
+              for name, path in shipped().items()]
+    if as_json:
+        print(json.dumps(listed, indent=2))
+        return EXIT_OK
+    for item in listed:
+        print(f"{item['name']:<24} {item['description']}")
     return EXIT_OK
 
 
@@ -138,7 +143,7 @@ def _replot(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.op == "list":
-        return _list()
+        return _list(args.json)
     if args.op == "replot":
         return _replot(args)
     if args.op == "check":
