@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 import setproctitle
 
 from protocol.clusterdir import process_tag
+from protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS, configure
 
 
 def main() -> None:
@@ -19,13 +19,15 @@ def main() -> None:
     parser.add_argument("--inject", choices=("virtual", "real"), default="virtual")
     parser.add_argument("--dilation", type=float, default=1.0)
     parser.add_argument("--sysctl", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default=DEFAULT_LOG_LEVEL)
     args = parser.parse_args()
     setproctitle.setproctitle(f"{process_tag(args.name)} coordinator --cluster-dir {args.cluster_dir}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure(args.log_level)
     from coordinator.server import CoordinatorServer
 
     CoordinatorServer(args.cluster_dir, args.name, args.ready_fd, args.parent_alive_fd,
-                      inject=args.inject, dilation=args.dilation, sysctl=args.sysctl).run()
+                      inject=args.inject, dilation=args.dilation, sysctl=args.sysctl,
+                      log_level=args.log_level).run()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from protocol.effects import Call, Future
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.heartbeat import DEAD, SUSPECT, UP
 from protocol.keys import ClusterKeys
+from protocol.logsetup import DEFAULT_LOG_LEVEL
 from protocol.messages import Ok
 from protocol.messages import lifecycle as lc
 from protocol.reactor import Reactor
@@ -36,7 +37,8 @@ RESTART_TIMEOUT_S = 30.0  # a restarted node registers within this (a fork: well
 
 class CoordinatorServer:
     def __init__(self, cluster_dir: Path, name: str, ready_fd: int | None, parent_alive_fd: int | None,
-                 inject: str = "virtual", dilation: float = 1.0, sysctl: list[str] | None = None):
+                 inject: str = "virtual", dilation: float = 1.0, sysctl: list[str] | None = None,
+                 log_level: str = DEFAULT_LOG_LEVEL):
         self.cluster_dir = cluster_dir
         self.name = name
         self.ready_fd = ready_fd
@@ -45,7 +47,7 @@ class CoordinatorServer:
         self.state = ClusterState(name, topology, time.monotonic(), HEARTBEAT_INTERVAL_S)
         (cluster_dir / RUN_DIR).mkdir(mode=0o700, exist_ok=True)
         self.endpoint = self.reactor.bind(endpoint_for(cluster_dir, "coordinator"))
-        self.supervisor = Supervisor(cluster_dir, name, self.endpoint)
+        self.supervisor = Supervisor(cluster_dir, name, self.endpoint, log_level=log_level)
         self.started_wall = time.time()
         r = self.reactor
         self.tasks = TaskService(r, self.state)

@@ -26,16 +26,18 @@ from pathlib import Path
 
 import psutil
 
-from protocol.clusterdir import open_private
+from protocol.clusterdir import ZYGOTE_LOG, open_private
 from protocol.errors import ErrorCode, NumaEmuError
+from protocol.logsetup import DEFAULT_LOG_LEVEL
 from protocol.timing import TERM_GRACE_S
 
 _SPAWN_REPORT_TIMEOUT_S = 30.0
 
 
 class Supervisor:
-    def __init__(self, cluster_dir: Path, name: str, coordinator_endpoint: str):
+    def __init__(self, cluster_dir: Path, name: str, coordinator_endpoint: str, *, log_level: str = DEFAULT_LOG_LEVEL):
         self.cluster_dir = cluster_dir
+        self.log_level = log_level  # the fork server's and every node's
         self.name = name
         self.coordinator_endpoint = coordinator_endpoint
         self.zygote: subprocess.Popen | None = None
@@ -53,12 +55,12 @@ class Supervisor:
     def start(self, node_ids: list[int]) -> None:
         alive_r, self._alive_w = os.pipe()  # we keep the write end; it closes when we die
         self._tokens.update({i: secrets.token_hex(16) for i in node_ids})
-        log = os.fdopen(open_private(self.cluster_dir / "zygote.log"), "ab", buffering=0)
+        log = os.fdopen(open_private(self.cluster_dir / ZYGOTE_LOG), "ab", buffering=0)
         try:
             self.zygote = subprocess.Popen(
                 [sys.executable, "-m", "nodes.zygote", "--cluster-dir", str(self.cluster_dir), "--name", self.name,
                  "--coordinator", self.coordinator_endpoint, "--alive-fd", str(alive_r),
-                 "--nodes", ",".join(map(str, node_ids))],
+                 "--nodes", ",".join(map(str, node_ids)), "--log-level", self.log_level],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                 pass_fds=(alive_r,), start_new_session=True, close_fds=True,
             )

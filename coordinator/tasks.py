@@ -135,6 +135,22 @@ class TaskTable:
         rec.policy = make_policy(mode, frozenset(nodes), allowed=self.cpuset(rec.cpuset).mems, possible=self.possible)
         return rec.policy
 
+    def set_affinity(self, task_id: int, cpus: list) -> TaskChange:
+        """sched_setaffinity(2): the task runs on a CPU of `cpus` within its cpuset; none there is
+        EINVAL (CPUs the machine lacks are ignored, as the kernel does with a wider mask).
+        Not remembered: a later cpuset change places the task by the cpuset's CPUs alone."""
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cpus):
+            raise NumaEmuError(ErrorCode.EINVAL, f"an affinity is a list of CPU numbers, not {cpus!r}")
+        rec = self.get(task_id)
+        cs = self.cpuset(rec.cpuset)
+        allowed = cs.cpus & frozenset(cpus)
+        if not allowed:
+            raise NumaEmuError(ErrorCode.EINVAL, f"cpus {format_nodelist(cpus)} have none of cpuset {cs.name}'s "
+                                                 f"cpus {format_nodelist(cs.cpus)}")
+        change = self._plan(rec, allowed, cs.mems, cs.mems, self._load())
+        self._apply([change])
+        return change
+
     def remove(self, task_id: int) -> TaskRecord | None:
         return self.tasks.pop(task_id, None)
 

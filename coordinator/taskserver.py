@@ -43,7 +43,8 @@ class TaskService:
                 "task.list": self.list, "task.set_mempolicy": self.set_mempolicy, "cluster.stats": self.stats,
                 "cpuset.show": self.cpuset_show, "cpuset.create": self.cpuset_create, "cpuset.set": self.cpuset_set,
                 "cpuset.attach": self.cpuset_attach, "cpuset.delete": self.cpuset_delete,
-                "task.migrate_pages": self.migrate_pages, "task.home": self.home} | self.sysctl.handlers()
+                "task.migrate_pages": self.migrate_pages, "task.home": self.home,
+                "task.set_affinity": self.set_affinity} | self.sysctl.handlers()
 
     def _endpoint(self, node: int) -> str:
         rec = self.state.nodes[node]
@@ -208,6 +209,14 @@ class TaskService:
             raise NumaEmuError(ErrorCode.EIO, f"task {rec.task_id}: its {rec.extra['home_died']} with its memory; "
                                               "detach it")
         return tm.TaskHomeReply(node=rec.node, cpu=rec.cpu, endpoint=self._endpoint(rec.node))
+
+    def set_affinity(self, msg: tm.TaskSetAffinity):
+        change = self.table.set_affinity(msg.task_id, msg.cpus)
+        if change.cpu_moved:
+            log.info("task %d: affinity %s, cpu %d -> %d", msg.task_id, format_nodelist(msg.cpus), change.old_cpu,
+                     change.cpu)
+            yield from self._push_changes(f"the affinity change of task {msg.task_id}", [change])
+        return tm.TaskHomeReply(node=change.new_node, cpu=change.cpu, endpoint=self._endpoint(change.new_node))
 
     def _replication_of(self, task_id: int) -> bool:
         return self.table.cpuset(self.table.get(task_id).cpuset).replication

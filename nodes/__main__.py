@@ -5,23 +5,24 @@ forked child; this entry point runs one node by itself."""
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
 
+from protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS, configure
 
 TOKEN_ENV = "NUMA_EMU_NODE_TOKEN"
 
 
-def start_node(cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None, token: str) -> int:
+def start_node(cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None, token: str,
+               *, log_level: str = DEFAULT_LOG_LEVEL) -> int:
     """Run node `node_id` until it stops; its exit status."""
     import setproctitle
 
     from protocol.clusterdir import process_tag
 
     setproctitle.setproctitle(f"{process_tag(name)} node {node_id} --cluster-dir {cluster_dir}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
+    configure(log_level)
     from nodes.server import serve
 
     return serve(cluster_dir, name, node_id, coordinator, alive_fd, token)
@@ -34,9 +35,11 @@ def main() -> None:
     parser.add_argument("--node", required=True, type=int)
     parser.add_argument("--coordinator", required=True)
     parser.add_argument("--alive-fd", type=int)
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default=DEFAULT_LOG_LEVEL)
     args = parser.parse_args()
     token = os.environ.pop(TOKEN_ENV, "")
-    sys.exit(start_node(args.cluster_dir, args.name, args.node, args.coordinator, args.alive_fd, token))
+    sys.exit(start_node(args.cluster_dir, args.name, args.node, args.coordinator, args.alive_fd, token,
+                        log_level=args.log_level))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ import signal
 import sys
 from pathlib import Path
 
-from protocol.clusterdir import open_private, process_tag
+from protocol.clusterdir import node_log, open_private, process_tag
+from protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS
 
 
 def _child(args: argparse.Namespace, node_id: int, token: str) -> None:
@@ -31,7 +32,7 @@ def _child(args: argparse.Namespace, node_id: int, token: str) -> None:
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()
-        fd = open_private(args.cluster_dir / f"node-{node_id}.log")
+        fd = open_private(args.cluster_dir / node_log(node_id))
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
@@ -40,7 +41,8 @@ def _child(args: argparse.Namespace, node_id: int, token: str) -> None:
         os.close(devnull)
         from nodes.__main__ import start_node
 
-        status = start_node(args.cluster_dir, args.name, node_id, args.coordinator, args.alive_fd, token)
+        status = start_node(args.cluster_dir, args.name, node_id, args.coordinator, args.alive_fd, token,
+                            log_level=args.log_level)
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # a node that cannot start must still leave through os._exit
@@ -67,6 +69,7 @@ def main() -> None:
     parser.add_argument("--coordinator", required=True)
     parser.add_argument("--alive-fd", type=int, required=True)
     parser.add_argument("--nodes", required=True, help="comma-separated node ids")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default=DEFAULT_LOG_LEVEL, help="every node's")
     args = parser.parse_args()
     import setproctitle
 

@@ -10,8 +10,8 @@ touch memory.
         print(buf.read(0, 5), buf.where()[:4], task.clock_ns())
 
 Every memory operation goes to the task's home node, the node of its CPU. Errors raise
-numa_emu.NumaEmuError with the errno name (EFAULT, EINVAL, ENOMEM, ...) and leave the cluster
-and the other tasks undisturbed. The launcher (`numa-emu numactl`, `cpuset exec`) passes the
+numa_emu.NumaEmuError, an OSError with the errno (EFAULT, EINVAL, ENOMEM, ...), and leave the
+cluster and the other tasks undisturbed. libnuma's calls: numa_emu.libnuma. The launcher (`numa-emu numactl`, `cpuset exec`) passes the
 CPU, policy and cpuset through the environment variables below, so they survive exec.
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from protocol.client import Client, TaskChannel
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.keys import ClusterKeys
+from protocol.messages import lifecycle as lc
 from protocol.messages import memory as mm
 from protocol.messages import migration as mg
 from protocol.messages import pagecache as pc
@@ -40,6 +41,11 @@ ENV_CPUSET = "NUMA_EMU_CPUSET"
 ENV_NODEBIND = "NUMA_EMU_CPUNODEBIND"  # node list, set by numactl --cpunodebind
 ENV_CPUBIND = "NUMA_EMU_PHYSCPUBIND"  # cpu list, set by numactl --physcpubind
 ENV_VTIME = "NUMA_EMU_VTIME"  # "1": print the task's virtual time on stderr when it detaches
+
+_attached: list["Task"] = []  # this process's tasks, oldest first: libnuma's calls act on "the process"
+
+
+_MODE_VALUES = frozenset(int(m) for m in Mode)
 
 
 def _mode(mode: Mode | int | str) -> int:
@@ -61,19 +67,24 @@ class Region:
         self.task, self.vaddr, self.length, self.shared, self.name = task, vaddr, length, shared, name
 
     def addr(self, offset: int = 0) -> int:
+        """The task address of byte `offset` of the region."""
         return self.vaddr + offset
 
     def read(self, offset: int, length: int) -> bytes:
+        """`length` bytes from `offset` (a page never written reads as zeros: the zero page)."""
         return self.task.read(self.vaddr + offset, length)
 
     def write(self, offset: int, data: bytes) -> None:
+        """Write `data` at `offset`; the first write to a page allocates it by the policy in force."""
         self.task.write(self.vaddr + offset, data)
 
     def touch(self, offset: int = 0, length: int | None = None, *, write: bool = False, fill: int | None = None) -> mm.TouchReply:
+        """Fault `length` bytes from `offset` (all: None) in one request; see Task.touch."""
         return self.task.touch(self.vaddr + offset, self.length - offset if length is None else length, write=write, fill=fill)
 
     def mbind(self, mode: Mode | int | str, nodes: Iterable[int] | str | None = None, *, offset: int = 0,
               length: int | None = None, flags: int = 0) -> None:
+        """mbind(2) on `length` bytes from `offset` (all: None)."""
         self.task.mbind(self.vaddr + offset, self.length - offset if length is None else length, mode, nodes, flags)
 
     def move_pages(self, nodes: Iterable[int] | None = None, *, offset: int = 0, pages: int | None = None,
@@ -84,9 +95,11 @@ class Region:
         return self.task.move_pages(addrs, nodes, flags)
 
     def where(self, offset: int = 0, length: int | None = None) -> list[int | None]:
+        """The node of each page from `offset` (None: no page of its own yet)."""
         return self.task.where(self.vaddr + offset, self.length - offset if length is None else length)
 
     def munmap(self) -> None:
+        """Unmap the whole region; its frames are freed."""
         self.task.munmap(self.vaddr, self.length)
 
     def __repr__(self) -> str:
@@ -102,21 +115,26 @@ class File:
 
     @property
     def size(self) -> int:
+        """The file's size in bytes, as this handle last saw it."""
         return self._size
 
     def pread(self, offset: int, length: int) -> bytes:
+        """read(2) at `offset` through the page cache (a read may create a replica)."""
         return self.task._call(pc.FileRead(task_id=self.task.task_id, name=self.name, offset=offset, length=length)).data
 
     def pwrite(self, offset: int, data: bytes) -> int:
+        """write(2) at `offset` through the page cache (collapses replicas); the bytes written."""
         written = self.task._call(pc.FileWrite(task_id=self.task.task_id, name=self.name, offset=offset,
                                                data=bytes(data))).written
         self._size = max(self._size, offset + written)
         return written
 
     def fsync(self) -> None:
+        """Write the file's dirty pages back to the store."""
         self.task._call(pc.FileSync(task_id=self.task.task_id, name=self.name))
 
     def truncate(self, size: int) -> None:
+        """Set the file's size (ftruncate(2)): pages beyond it are dropped, growth reads as zeros."""
         self._size = self.task._coordinator.call(pc.FileResize(name=self.name, size=size)).file["size"]
 
     def set_policy(self, mode: Mode | int | str, nodes: Iterable[int] | str | None = None, flags: int = 0) -> None:
@@ -125,6 +143,7 @@ class File:
         self.task._coordinator.call(pc.FileSetPolicy(name=self.name, mode=_mode(mode) | flags, nodes=_nodes(nodes)))
 
     def mmap(self, *, offset: int = 0, length: int | None = None, writable: bool = True, exec: bool = False) -> Region:
+        """Map the file shared into the task; see Task.mmap_file."""
         return self.task.mmap_file(self, offset=offset, length=length, writable=writable, exec=exec)
 
     def __repr__(self) -> str:
@@ -132,6 +151,8 @@ class File:
 
 
 class Task:
+    """A process of the cluster (`attach()` makes one): its CPU, home node, policy and memory."""
+
     def __init__(self, reply: tm.TaskRegisterReply, coordinator: Client, home: Client | TaskChannel,
                  keys: ClusterKeys):
         self.task_id = reply.task_id
@@ -173,6 +194,7 @@ class Task:
         return reply
 
     def mmap(self, length: int, *, shared: bool = False, name: str | None = None) -> Region:
+        """Anonymous memory (mmap(2)); `shared` with a `name`: shared with every task mapping that name."""
         reply = self._call(mm.Mmap(task_id=self.task_id, length=length, shared=shared, name=name))
         return Region(self, reply.vaddr, reply.length, shared, name)
 
@@ -197,22 +219,28 @@ class Task:
         return Region(self, reply.vaddr, reply.length, True, f.name)
 
     def munmap(self, vaddr: int, length: int) -> None:
+        """munmap(2): unmap `length` bytes at `vaddr`; their frames are freed."""
         self._call(mm.Munmap(task_id=self.task_id, vaddr=vaddr, length=length))
 
     def read(self, vaddr: int, length: int) -> bytes:
+        """`length` bytes at `vaddr`; an untouched private page reads as zeros (the zero page)."""
         return self._call(mm.Access(task_id=self.task_id, vaddr=vaddr, length=length, direct=self._direct)).data
 
     def write(self, vaddr: int, data: bytes) -> None:
+        """Write `data` at `vaddr`; the first write to a page allocates it by the policy in force."""
         self._call(mm.Access(task_id=self.task_id, vaddr=vaddr, data=bytes(data), direct=self._direct))
 
     def touch(self, vaddr: int, length: int, *, write: bool = False, fill: int | None = None) -> mm.TouchReply:
+        """Fault a range in one request: a read (the zero page) unless `write` or `fill` (memset)."""
         return self._call(mm.Touch(task_id=self.task_id, vaddr=vaddr, length=length, write=write, fill=fill))
 
     def where(self, vaddr: int, length: int) -> list[int | None]:
+        """The node of each page of the range; None where it has no page (untouched, or only read)."""
         nodes = self._call(mm.Where(task_id=self.task_id, vaddr=vaddr, length=length)).nodes
         return [None if n < 0 else n for n in nodes]
 
     def maps(self) -> list[dict]:
+        """The task's regions, as numa_maps shows them."""
         return self._call(mm.Maps(task_id=self.task_id)).regions
 
     # ---- migration ----------------------------------------------------------------------
@@ -235,20 +263,34 @@ class Task:
 
     # ---- policy -------------------------------------------------------------------------
     def set_mempolicy(self, mode: Mode | int | str, nodes: Iterable[int] | str | None = None, flags: int = 0) -> None:
+        """set_mempolicy(2): the task policy; `flags` are the mode flags (MPOL_F_STATIC_NODES, ...)."""
         self._coordinator.call(tm.SetMempolicy(task_id=self.task_id, mode=_mode(mode) | flags, nodes=_nodes(nodes)))
 
-    def get_mempolicy(self, flags: int = 0, addr: int | None = None) -> tuple[int, list[int]] | int:
-        """(mode, nodes); with MPOL_F_NODE the node instead (of the page at addr with MPOL_F_ADDR)."""
+    def get_mempolicy(self, flags: int = 0, addr: int | None = None) -> tuple[Mode | int, list[int]] | int:
+        """get_mempolicy(2): (mode, nodes), the mode a `Mode`; with MPOL_F_NODE a node id instead
+        (of the page at addr with MPOL_F_ADDR). A policy set with mode flags (MPOL_F_STATIC_NODES,
+        ...) reports them OR'ed into the mode as the kernel does: a plain int then."""
         reply = self._call(mm.GetMempolicy(task_id=self.task_id, flags=flags, addr=addr))
-        return reply.node if flags & MPOL_F_NODE else (reply.mode, list(reply.nodes))
+        if flags & MPOL_F_NODE:
+            return reply.node
+        return (Mode(reply.mode) if reply.mode in _MODE_VALUES else reply.mode), list(reply.nodes)
 
     def node_of(self, vaddr: int) -> int:
+        """The node of the page at `vaddr`, faulting it in if needed (get_mempolicy MPOL_F_NODE|MPOL_F_ADDR)."""
         return self.get_mempolicy(MPOL_F_NODE | MPOL_F_ADDR, vaddr)
 
     def mbind(self, vaddr: int, length: int, mode: Mode | int | str, nodes: Iterable[int] | str | None = None,
               flags: int = 0) -> None:
+        """mbind(2) on a range, with MPOL_MF_STRICT, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_LAZY."""
         self._call(mm.Mbind(task_id=self.task_id, vaddr=vaddr, length=length, mode=_mode(mode), nodes=_nodes(nodes),
                             flags=flags))
+
+    def sched_setaffinity(self, cpus: Iterable[int] | str) -> tuple[int, int]:
+        """sched_setaffinity(2): run on one of `cpus` (those of the task's cpuset; none is EINVAL).
+        The task keeps its CPU if allowed, else moves, to another node if need be (its pages stay
+        where they are). Returns (cpu, node) afterwards. A later cpuset change does not know it."""
+        self._coordinator.call(tm.TaskSetAffinity(task_id=self.task_id, cpus=_nodes(cpus)))
+        return self.getcpu()
 
     def getcpu(self) -> tuple[int, int]:
         """(cpu, node) as they are now: a cpuset change may have moved the task."""
@@ -287,7 +329,17 @@ class Task:
         """The task's virtual clock, read from its home node."""
         return self._call(mm.Maps(task_id=self.task_id)).clock_ns
 
+    def topology(self) -> dict:
+        """The machine the cluster emulates (Topology.to_dict(): nodes with cpus and mem_bytes, distances)."""
+        return self._coordinator.call(lc.ClusterStatus()).topology
+
+    def node_frames(self) -> dict[int, tuple[int, int]]:
+        """Each live node's frames now, as its meminfo counts them: node -> (total, free)."""
+        nodes = self._coordinator.call(tm.ClusterStats()).nodes
+        return {int(n): (int(s["frames_total"]), int(s["frames_free"])) for n, s in nodes.items()}
+
     def info(self) -> dict:
+        """The coordinator's record of the task (cpu, node, cpuset, policy, ...)."""
         return self._coordinator.call(tm.TaskInfo(task_id=self.task_id)).task
 
     # ---- life cycle ---------------------------------------------------------------------
@@ -312,15 +364,19 @@ class Task:
                 raise
         finally:
             self.attached = False
+            if self in _attached:
+                _attached.remove(self)
             self._home.close()
             self._coordinator.close()
             atexit.unregister(self.detach)
         return self._clock
 
     def __enter__(self) -> "Task":
+        """A task is a context manager: it detaches at the end of the `with` block."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Detach (see detach)."""
         self.detach()
 
 
@@ -349,4 +405,10 @@ def attach(cpu: int | None = None, *, cluster: str | None = None, comm: str | No
             if reply.node in endpoints else Client(reply.node_endpoint, keys=info.keys))
     task = Task(reply, coordinator, home, info.keys)
     atexit.register(task.detach)
+    _attached.append(task)
     return task
+
+
+def attached_tasks() -> list[Task]:
+    """The tasks this process has attached and not detached yet, oldest first."""
+    return [t for t in _attached if t.attached]

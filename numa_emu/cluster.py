@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protocol.client import Client
-from protocol.clusterdir import (CLUSTER_FILE, MARKER_FILE, RUN_DIR, TOPOLOGY_FILE, cluster_dir, home,
-                                 is_cluster_folder, is_name, make_private, open_private, read_json,
-                                 write_json_atomic)
+from protocol.clusterdir import (CLUSTER_FILE, COORDINATOR_LOG, MARKER_FILE, RUN_DIR, TOPOLOGY_FILE, cluster_dir,
+                                 home, is_cluster_folder, is_name, make_private, open_private, read_json,
+                                 rotate_logs, write_json_atomic)
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.keys import KEYS_DIR, ClusterKeys
 from protocol.messages import lifecycle as lc
@@ -166,6 +166,7 @@ def start(name: str, topology: Topology, base: Path | None = None, *, foreground
                 f"stop it with 'numa-emu down --name {name}' or pick another --name",
             )
         _clean_runtime(cdir)
+        rotate_logs(cdir)
         write_json_atomic(cdir / TOPOLOGY_FILE, topology.to_dict())
         ClusterKeys.create(cdir)
         proc = _spawn_coordinator(cdir, name, foreground, coordinator_args or [], ready_timeout_s)
@@ -196,7 +197,7 @@ def _spawn_coordinator(cdir: Path, name: str, foreground: bool, extra: list[str]
         parent_r, _parent_w = os.pipe()  # _parent_w stays open in this process until it exits
         args += ["--parent-alive-fd", str(parent_r)]
         fds.append(parent_r)
-    log = os.fdopen(open_private(cdir / "coordinator.log"), "ab", buffering=0)
+    log = os.fdopen(open_private(cdir / COORDINATOR_LOG), "ab", buffering=0)
     try:
         # umask 077: whatever the daemons create (sockets, logs, store files) is the owner's alone
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -215,7 +216,7 @@ def _spawn_coordinator(cdir: Path, name: str, foreground: bool, extra: list[str]
         processes.kill_ladder([proc.pid] + _recorded_pids(cdir), name, cdir, TERM_GRACE_S)
         proc.wait()
         _clean_runtime(cdir)
-        tail = _log_tail(cdir / "coordinator.log")
+        tail = _log_tail(cdir / COORDINATOR_LOG)
         raise NumaEmuError(ErrorCode.EIO, f"cluster '{name}' did not start: {why}" + (f" (log: {tail})" if tail else ""))
     return proc
 

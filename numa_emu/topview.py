@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -98,9 +99,17 @@ def task_rows(cur: Snapshot) -> list[dict[str, Any]]:
 
 
 # ---- text ----------------------------------------------------------------------------------
+# Usable at 80x24: short headers (the key under the tables spells them out), no vertical rules,
+# numbers without thousands separators (as numastat and top print them), and a number that still
+# does not fit folds onto a second line rather than lose digits (never an ellipsis).
 
-def _num(x: float | None, fmt: str = "{:,.0f}") -> str:
+def _num(x: float | None, fmt: str = "{:.0f}") -> str:
     return "-" if x is None else fmt.format(x)
+
+
+def _per_s(x: float | None) -> str:
+    """A rate per second: one decimal below 100, whole numbers above (the decimal is noise there)."""
+    return _num(x, "{:.1f}" if x is not None and abs(x) < 100 else "{:.0f}")
 
 
 def vtime(ns: int | None) -> str:
@@ -116,29 +125,35 @@ def _by_access(rows: list[dict[str, Any]]) -> bool:
     return any(r.get("remote") and r["remote"][0] == "access" for r in rows)
 
 
+def _table(title: str, columns: tuple[str, ...], left: tuple[str, ...]) -> Table:
+    t = Table(title=title, title_justify="left", expand=False, box=box.SIMPLE_HEAD, show_edge=False,
+              pad_edge=False, padding=(0, 0, 0, 1))
+    for name in columns:
+        t.add_column(name, justify="left" if name in left else "right", overflow="fold")
+    return t
+
+
+NODE_COLUMNS = ("N", "state", "used", "free", "use%", "repl", "migr/s", "hit/s", "miss/s", "flt/s", "rem%")
+TASK_COLUMNS = ("task", "comm", "cpu", "N", "vtime", "faults", "pages", "by node", "loc%")
+
+
 def node_table(rows: list[dict[str, Any]]) -> Table:
-    t = Table(title="nodes", title_justify="left", expand=False)
-    remote = "remote acc %" if _by_access(rows) else "remote alloc %"
-    for name in ("node", "state", "frames used", "free", "used %", "replicas", "migr/s", "hit/s", "miss/s",
-                 "faults/s", remote):
-        t.add_column(name, justify="left" if name == "state" else "right")
+    t = _table("nodes", NODE_COLUMNS, ("state",))
     for r in rows:
         used_pct = r["used"] / r["total"] * 100 if r.get("total") else None
         remote = r.get("remote")
         remote_text = "-" if remote is None else f"{remote[1] * 100:.1f}"
         state = Text(r["state"], style="green" if r["state"] == "up" else "red")
         t.add_row(str(r["node"]), state, _num(r.get("used")), _num(r.get("free")), _num(used_pct, "{:.1f}"),
-                  _num(r.get("replicas")), _num(r.get("migrate_s"), "{:,.1f}"), _num(r.get("hit_s"), "{:,.1f}"),
-                  _num(r.get("miss_s"), "{:,.1f}"), _num(r.get("fault_s"), "{:,.1f}"), remote_text)
+                  _num(r.get("replicas")), _per_s(r.get("migrate_s")), _per_s(r.get("hit_s")),
+                  _per_s(r.get("miss_s")), _per_s(r.get("fault_s")), remote_text)
     return t
 
 
 def task_table(rows: list[dict[str, Any]]) -> Table | Text:
     if not rows:
         return Text("no tasks attached", style="dim")
-    t = Table(title="tasks", title_justify="left", expand=False)
-    for name in ("task", "comm", "cpu", "node", "virtual time", "faults", "pages", "by node", "local %"):
-        t.add_column(name, justify="left" if name in ("comm", "by node") else "right")
+    t = _table("tasks", TASK_COLUMNS, ("comm", "by node"))
     for r in rows:
         by_node = " ".join(f"N{n}={c}" for n, c in sorted(r["pages"].items())) or "-"
         locality = r["locality"]
@@ -147,6 +162,16 @@ def task_table(rows: list[dict[str, Any]]) -> Table | Text:
                   _num(r["faults"]), _num(r["total"]), by_node,
                   Text(_num(None if locality is None else locality * 100, "{:.1f}"), style=style))
     return t
+
+
+def to_json(cur: Snapshot, prev: Snapshot | None = None) -> dict[str, Any]:
+    """The frame's numbers for scripts (`top --once --json`): the rows as the tables show them,
+    unrounded; the remote share as {"of": "access"|"alloc", "share": 0..1} or null."""
+    nodes = [r | {"remote": None if r.get("remote") is None else {"of": r["remote"][0], "share": r["remote"][1]}}
+             for r in node_rows(cur, prev)]
+    tasks = [r | {"pages": {str(n): c for n, c in r["pages"].items()}} for r in task_rows(cur)]
+    return {"cluster": cur.cluster, "state": cur.state,
+            "interval_s": None if prev is None else cur.t_s - prev.t_s, "nodes": nodes, "tasks": tasks}
 
 
 def header(cur: Snapshot, interval_s: float | None = None) -> Text:
@@ -163,9 +188,8 @@ def header(cur: Snapshot, interval_s: float | None = None) -> Text:
 def render(cur: Snapshot, prev: Snapshot | None = None, interval_s: float | None = None) -> Group:
     """One frame: the header, the node table, the task table and a key to the columns."""
     rows = node_rows(cur, prev)
-    remote_note = ("remote acc %: accesses of a node's tasks that went to other nodes" if _by_access(rows)
-                   else "remote alloc %: pages a node gave to tasks of other nodes "
-                        "(other_node / (local_node + other_node))")
-    note = Text(f"rates per second since the previous refresh; {remote_note}; "
-                "local %: a task's pages on its own node", style="dim")
+    remote_note = ("rem%: accesses of a node's tasks that went to other nodes" if _by_access(rows)
+                   else "rem%: pages a node gave to tasks of other nodes (other_node / (local_node + other_node))")
+    note = Text(f"N node, repl replica pages, migr migrations, flt faults: per second since the previous "
+                f"refresh; {remote_note}; vtime virtual time; loc%: a task's pages on its own node", style="dim")
     return Group(header(cur, interval_s), node_table(rows), task_table(task_rows(cur)), note)

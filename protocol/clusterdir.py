@@ -3,7 +3,8 @@
     $NUMA_EMU_HOME/<cluster>/          (NUMA_EMU_HOME defaults to ~/.numa-emu)
         topology.json    the machine, written by `up` before anything starts
         cluster.json     pids and endpoints, written by the coordinator; gone after `down`
-        coordinator.log, node-<i>.log
+        coordinator.log, zygote.log, node-<i>.log   one per process, appended to within one `up`;
+        *.log.1          the previous `up`'s logs (rotate_logs), older ones deleted
         keys/            the cluster's CURVE keys (protocol.keys), made by `up`
         run/             ipc sockets
         store/           the backing store (files), kept across down/up
@@ -99,6 +100,25 @@ def open_private(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_APPEND
     fd = os.open(path, flags, 0o600)
     os.fchmod(fd, 0o600)
     return fd
+
+
+COORDINATOR_LOG = "coordinator.log"
+ZYGOTE_LOG = "zygote.log"  # the node fork server's
+ROTATED_SUFFIX = ".1"
+
+
+def node_log(node_id: int) -> str:
+    return f"node-{node_id}.log"
+
+
+def rotate_logs(cdir: Path) -> None:
+    """At `up`: the last run's logs become NAME.log.1 and anything older goes, so the folder holds
+    this run's logs and the previous run's, never a log of a node the cluster no longer has
+    without the .1 that dates it."""
+    for old in cdir.glob(f"*.log{ROTATED_SUFFIX}"):
+        old.unlink(missing_ok=True)
+    for log in cdir.glob("*.log"):
+        os.replace(log, log.with_name(log.name + ROTATED_SUFFIX))
 
 
 def endpoint_for(cdir: Path, role: str) -> str:

@@ -7,6 +7,8 @@ it again from the reply.
 from __future__ import annotations
 
 import enum
+import errno
+import os
 
 
 class ErrorCode(str, enum.Enum):
@@ -29,20 +31,45 @@ class ErrorCode(str, enum.Enum):
     ECONNREFUSED = "ECONNREFUSED"  # the daemon cannot be reached
     ESTALE = "ESTALE"  # a mapping outlived its frame (the frame's generation moved on)
     EFBIG = "EFBIG"  # a file offset beyond what the store allows
+    ERANGE = "ERANGE"  # a node or CPU number beyond the machine (libnuma's numa_node_to_cpus)
     EREMCHG = "EREMCHG"  # the task's home node changed (it moved): ask the coordinator for the new one
 
 
-class NumaEmuError(Exception):
-    """An error with an errno-style code and a message a person can read."""
+class NumaEmuError(OSError):
+    """An error with an errno-style code and a message a person can read.
+
+    An OSError, as Python's own wrappers of system calls raise: `errno` is the number of the
+    code on this system (errno.ENOMEM, ...) and `strerror` its C text ("Cannot allocate memory"),
+    so `except OSError` and `exc.errno == errno.ENOMEM` work as they do for os.* calls. `code` is
+    the ErrorCode, `message` the one-line explanation; str() is "CODE: message", unchanged.
+    """
 
     def __init__(self, code: ErrorCode | str, message: str):
         self.code = ErrorCode(code)
         self.message = message
-        super().__init__(f"{self.code.value}: {message}")
+        number = getattr(errno, self.code.value)  # every ErrorCode is a Linux errno name
+        super().__init__(number, os.strerror(number))
+
+    def __str__(self) -> str:
+        return f"{self.code.value}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code.value!r}, {self.message!r})"
+
+    def __reduce__(self):
+        # OSError pickles as (errno, strerror), and subclasses take other arguments: rebuild any
+        # of them from code and message, then restore their own attributes (request_id, ...)
+        return _rebuild, (type(self), self.code.value, self.message), dict(self.__dict__)
 
     @property
     def errno_name(self) -> str:
         return self.code.value
+
+
+def _rebuild(cls: type[NumaEmuError], code: str, message: str) -> NumaEmuError:
+    exc = cls.__new__(cls)
+    NumaEmuError.__init__(exc, code, message)
+    return exc
 
 
 def einval(message: str) -> NumaEmuError:

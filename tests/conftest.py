@@ -14,10 +14,15 @@ from typing import Callable
 
 import psutil
 import pytest
+from hypothesis import settings
 
 from numa_emu import processes
 
 processes.become_subreaper()  # detached coordinators are re-parented to us and reaped below
+# Speed lives in benchmarks, never in tests: hypothesis's 200 ms deadline per example failed a codec
+# round trip at 395 ms on a loaded 2-core machine.
+settings.register_profile("numa-emu", deadline=None)
+settings.load_profile("numa-emu")
 _names = itertools.count()
 
 

@@ -2,21 +2,23 @@
 
   experiment run FILE|NAME [--out DIR] [--quick]   run every configuration of the grid
   experiment check FILE|NAME [--quick] [--json]    validate, and list the configurations
-  experiment list                                  the shipped experiments
+  experiment list [--json]                         the shipped experiments
+  experiment replot DIR                            redraw DIR's plots from its results.json
 
 FILE is a TOML experiment file; NAME a shipped one (`experiment list`), e.g. latency-sensitivity.
 The file names the topology, the injection mode (and dilation), the grid (latency_scale x
 placement x workload, and topology, inject, dilation), each placement's policy (numactl options or
-mode and nodes) and CPU, each workload's built-in command and options, the repetitions and the
-main metric; its [quick] table overrides grid entries for a smoke test (--quick). The format:
-numa_emu/experiments/spec.py.
+mode and nodes) and CPU, each workload's built-in command and options (or the user's own command,
+`{PARAMETER}` placeholders filled from the grid), the repetitions and the main metric; its [quick]
+table overrides grid entries for a smoke test (--quick). The format: docs/experiment-format.md.
 
 `run` starts one cluster per (topology, inject, dilation) under $NUMA_EMU_HOME with a unique
 name, scales the latency through the coordinator for each configuration, runs each workload as a
 task process and records its JSON line, wall time and the numastat and vmstat deltas of every
-node. It shows a progress bar, then a table; it writes results.csv, results.json and PNG plots
+node. It shows a progress bar (with the time left), then a table; it writes results.csv, results.json and PNG plots
 of the metric against each swept parameter to --out (default results/<experiment>-<timestamp>/).
 Ctrl-C stops the running workload and the cluster, writes what was measured and exits 130.
+`replot` draws the plots of a results folder again from its results.json, without a cluster.
 
 Exit codes: 0 ok, 2 usage, 3 an invalid file (one line naming the file and key) or a failed run.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -43,7 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("file", metavar="FILE|NAME")
     c.add_argument("--quick", action="store_true", help="apply the file's [quick] table")
     c.add_argument("--json", action="store_true", help="print the resolved spec and configurations as JSON")
-    sub.add_parser("list", help="the shipped experiment files")
+    ls = sub.add_parser("list", help="the shipped experiment files")
+    ls.add_argument("--json", action="store_true", help='print [{"name", "description", "path"}, ...] as JSON')
+    rp = sub.add_parser("replot", help="redraw the plots of a results folder from its results.json")
+    rp.add_argument("dir", type=Path, metavar="DIR", help="a folder `experiment run` wrote (--out)")
 
 
 def _default_out(name: str) -> Path:
@@ -56,12 +62,16 @@ def _default_out(name: str) -> Path:
     return out
 
 
-def _list() -> int:
+def _list(as_json: bool) -> int:
     from numa_emu.experiments.spec import load_spec, shipped
 
-    for name, path in shipped().items():
-        spec = load_spec(path)
-        print(f"{name:<24} {spec.description}")
+    listed = [{"name": name, "description": load_spec(path).description, "path": str(path)}
+              for name, path in shipped().items()]
+    if as_json:
+        print(json.dumps(listed, indent=2))
+        return EXIT_OK
+    for item in listed:
+        print(f"{item['name']:<24} {item['description']}")
     return EXIT_OK
 
 
@@ -78,12 +88,16 @@ def _check(args: argparse.Namespace) -> int:
           f"{runs} runs, metric {spec.metric}")
     for k, values in spec.grid.items():
         print(f"  {k:<14} {', '.join(str(v) for v in values)}")
+    for w in spec.grid["workload"]:  # the user's commands, placeholders as written
+        if spec.workloads[w].script:
+            print(f"  command {w}: {shlex.join(spec.workloads[w].script)}")
     return EXIT_OK
 
 
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
     from numa_emu.experiments import output
     from numa_emu.experiments.runner import run_experiment
@@ -96,7 +110,8 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise NumaEmuError(ErrorCode.EACCES, f"cannot create the results folder {out_dir}: {exc.strerror}") from None
     err, console = Console(stderr=True), Console(width=None if sys.stdout.isatty() else 120)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True) as progress:
         bar = progress.add_task(spec.name, total=len(spec.configurations()) * spec.repetitions)
 
@@ -118,9 +133,19 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _replot(args: argparse.Namespace) -> int:
+    from numa_emu.experiments.output import replot
+
+    pngs = replot(args.dir)
+    print(f"plots: {args.dir}/ (" + ", ".join(p.name for p in pngs) + ")")
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     if args.op == "list":
-        return _list()
+        return _list(args.json)
+    if args.op == "replot":
+        return _replot(args)
     if args.op == "check":
         return _check(args)
     return _run(args)

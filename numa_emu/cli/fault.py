@@ -37,7 +37,7 @@ def _nodes(text: str) -> list[int]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_name_option(p)
     sub = p.add_subparsers(dest="op", metavar="OP", required=True)
-    show = sub.add_parser("show", help="the faults in force")
+    sub.add_parser("show", help="the faults in force")
     for kind in KINDS:
         k = sub.add_parser(kind, help=f"{kind} messages between nodes with a probability")
         k.add_argument("p", type=limits.FAULT_PROBABILITY.argtype(), help="probability per message, 0..1 (0 removes)")

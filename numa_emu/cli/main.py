@@ -41,6 +41,7 @@ COMMANDS = {
     "workload": "workload",
     "experiment": "experiment",
     "top": "top",
+    "logs": "logs",
     "completion": "completion",
 }
 

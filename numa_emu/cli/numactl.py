@@ -14,7 +14,8 @@ further execs as a task policy does on Linux: `numa-emu numactl --membind=1 -- n
 --show` prints "policy: bind" and "membind: 1". A COMMAND that is a .py file without the execute
 bit runs under this Python. --show and --hardware print numactl's text for this process and the
 machine. The cluster: $NUMA_EMU_CLUSTER, else the only cluster that is up (numactl has no option
-for it).
+for it). `numa-emu numactl --help` (or -h, before any other option) needs no cluster: it prints
+numactl's usage, then what numa-emu does not emulate and how programs take part, and exits 0.
 """
 from __future__ import annotations
 
@@ -51,6 +52,37 @@ def raw_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     raw_arguments(p)
+
+
+# After numactl's own usage: where numa-emu's numactl is not numactl, and how a program joins in.
+HELP_NOTES = """\
+numa-emu: this numactl drives an emulated machine (a numa-emu cluster), not the kernel.
+Not emulated:
+  --shm and --file (a policy on shared memory or a tmpfs file): refused, "is not supported
+    by numa-emu"; the options that only act on them (--length, --offset, --shmmode, --shmid,
+    --strict, --huge, --touch, --dump, --dump-nodes) are checked as numactl does, no more
+  I/O device affinity: the node strings netdev:, file:, ip:, block: and pci: (there are no
+    devices) are refused, "I/O device affinity is not emulated"
+How programs take part: COMMAND's memory is emulated only if it talks to the cluster.
+  Python programs: the client API, `import numa_emu; with numa_emu.attach() as task: ...`,
+    which reads the policy and binding this numactl puts in the environment
+  Scripts written for numactl, numastat, memhog, migratepages: `numa-emu shims DIR`,
+    then PATH=DIR:$PATH
+  The cluster: $NUMA_EMU_CLUSTER (set by `numa-emu --name CLUSTER numactl ...`),
+    else the only cluster that is up
+"""
+_HELP = ("-h", "--help")
+
+
+def wants_help(argv: list[str]) -> bool:
+    """-h or --help among the leading options, before `--` or the first word that is no option:
+    a COMMAND's own --help (`numactl -l python x.py --help`) stays COMMAND's."""
+    for arg in argv:
+        if arg in _HELP:
+            return True
+        if arg == "--" or not arg.startswith("-"):
+            return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -179,8 +211,11 @@ def execute(command: tuple[str, ...], env: dict[str, str]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from numa_emu.frontends.numactl_args import NumactlUsageError, parse_numactl_args
+    from numa_emu.frontends.numactl_args import NUMACTL_USAGE, NumactlUsageError, parse_numactl_args
 
+    if wants_help(args.argv):
+        sys.stdout.write(NUMACTL_USAGE + "\n" + HELP_NOTES)
+        return 0
     ctx = gather()
     try:
         request = parse_numactl_args(args.argv, possible=ctx.possible, allowed=ctx.mems, cpus_allowed=ctx.affinity,

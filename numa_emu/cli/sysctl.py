@@ -2,17 +2,12 @@
 
   sysctl -a                  every key with its value, sorted, `key = value` lines
   sysctl KEY ...             those keys
-  sysctl KEY=VALUE ...       set them, all or nothing, and print the values now in force
+  sysctl [-w] KEY=VALUE ...  set them, all or nothing, and print the values now in force
+                             (-w: procps's spelling; then every argument must be KEY=VALUE)
 
-Keys:
-  kernel.mm.mempolicy.weighted_interleave.nodeN
-        weight of node N for weighted interleave, 1..255, default 1
-        (/sys/kernel/mm/mempolicy/weighted_interleave/nodeN)
-  vm.numa_stat
-        1 counts the numastat counters; 0 stops them and clears them on every node
-
-The coordinator keeps the values and pushes them to every node before the command returns, so
-they hold for the next allocation. An unknown key or an invalid value (a weight outside 1..255)
+The keys, their meaning and default are listed below (from the table the coordinator and the
+nodes use, protocol/messages/control.py). The coordinator keeps the values and pushes them to
+every node before the command returns, so they hold for the next allocation. An unknown key or an invalid value (a weight outside 1..255)
 changes nothing. -n prints the values only; --json prints {"KEY": value, ...}.
 Exit codes: 0 ok, 1 cluster not reachable, 2 usage, 3 error (one line on stderr).
 """
@@ -20,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 
 from numa_emu.cli.common import add_json_option, add_name_option, running_cluster
 from numa_emu.cli.main import EXIT_USAGE, fail
@@ -27,10 +23,27 @@ from numa_emu.cli.main import EXIT_USAGE, fail
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_name_option(p)
+    p.epilog = keys_help()
     p.add_argument("-a", "--all", action="store_true", help="every key, sorted")
+    p.add_argument("-w", "--write", action="store_true", help="set: every argument is KEY=VALUE (procps's -w)")
     p.add_argument("-n", "--values", action="store_true", help="print values only")
     add_json_option(p)
     p.add_argument("settings", nargs="*", metavar="KEY[=VALUE]")
+
+
+def keys_help() -> str:
+    """Every key with its meaning and default, from the cluster's table of tunables; the per-node
+    weight keys once, as nodeN."""
+    from protocol.messages import control as cm
+
+    lines = ["keys (default in brackets):"]
+    for key, tunable in cm.tunables([0]).items():
+        doc = tunable.doc
+        if cm.weight_node(key) is not None:
+            key, doc = cm.WEIGHT_KEY_PREFIX + "N", doc.replace("node 0", "node N").replace("node0", "nodeN")
+        lines.append(f"  {key} [{tunable.default}]")
+        lines += textwrap.wrap(doc, width=92, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines)
 
 
 def split(settings: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -56,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
         order, assign = split(args.settings)
     except ValueError as exc:
         fail(f"sysctl: {exc}")
+        return EXIT_USAGE
+    plain = [item for item in args.settings if "=" not in item]
+    if args.write and plain:
+        fail(f"sysctl: -w takes KEY=VALUE, not '{plain[0]}'")
         return EXIT_USAGE
     if not order and not args.all:
         fail("sysctl: give -a or KEY[=VALUE] ...")

@@ -1,18 +1,22 @@
 """A live view of a cluster: per node frames, replicas and rates; per task its node, virtual time and locality.
 
-  numa-emu top [--name CLUSTER] [--interval S] [--once]
+  numa-emu top [--name CLUSTER] [--interval S] [--once [--json]]
 
 Per node: frames used and free, replica pages, migrations, numa_hit and numa_miss and faults per
 second, the remote share. Per task: cpu, node, virtual time, pages by node and locality.
 Full screen, refreshed every --interval seconds (default 1); q or Ctrl-C quits and gives the
 terminal back as it was. --once prints one frame and exits (for scripts): it reads the cluster
 twice, --interval apart, so the rates are real. The numbers come from the coordinator
-(cluster.status, cluster.stats, task.list); the columns are explained under the tables.
+(cluster.status, cluster.stats, task.list); the columns are explained under the tables. The view
+fits 80x24 for up to 8 nodes and a few tasks: short headers, numbers never cut (a number too wide
+folds onto a second line). --json (with --once) prints the frame's numbers instead: {"cluster",
+"state", "interval_s", "nodes": [...], "tasks": [...]}, the rates per second unrounded.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import select
 import sys
@@ -22,6 +26,7 @@ from typing import Iterator
 from protocol import limits
 
 from numa_emu.cli.common import add_name_option, running_cluster
+from numa_emu.cli.main import EXIT_USAGE, fail
 
 QUERY_TIMEOUT_S = 5.0
 PIPE_WIDTH = 132  # columns of --once when stdout is not a terminal (rich would wrap at 80)
@@ -31,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_name_option(p)
     p.add_argument("--interval", type=limits.REFRESH_S.argtype(), default=1.0, metavar="S", help="seconds between refreshes (default 1)")
     p.add_argument("--once", action="store_true", help="print one frame, not full screen, and exit")
+    p.add_argument("--json", action="store_true", help="with --once: print the frame's numbers as JSON")
 
 
 def snapshot(info):
@@ -101,10 +107,16 @@ def run(args: argparse.Namespace) -> int:
 
     from numa_emu import topview
 
+    if args.json and not args.once:
+        fail("top: --json prints one frame: add --once")
+        return EXIT_USAGE
     info = running_cluster(args)
     if args.once:
         first = snapshot(info)
         time.sleep(args.interval)  # the rate window, not a wait for a condition
+        if args.json:
+            print(json.dumps(topview.to_json(snapshot(info), first), indent=2))
+            return 0
         console = Console(width=None if sys.stdout.isatty() else PIPE_WIDTH, highlight=False)
         console.print(topview.render(snapshot(info), first))
         return 0

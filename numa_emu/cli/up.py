@@ -4,6 +4,10 @@ Returns once every node is ready and prints a one-line summary; the cluster outl
 unless --foreground is given (then Ctrl-C stops it). The machine is a built-in topology (-t NAME),
 a TOML file (-t PATH), a shape (-t ring,8), or described with --nodes/--cpus-per-node/--mem-per-node
 [--distance D | --distances 'ROW;ROW;...'] as QEMU's -numa options allow.
+
+Each process logs to its own file in the cluster folder (coordinator.log, zygote.log,
+node-N.log; `numa-emu logs`), at --log-level (default info). `up` keeps the previous run's logs
+as NAME.log.1 and deletes older ones, so every .log is this run's.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import sys
 
 from protocol import limits
 from protocol.errors import NumaEmuError
+from protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS
 from protocol.messages import control as cm
 
 from numa_emu import cluster
@@ -32,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="real mode: wall delay = modeled latency x X (default 1000: 100 ns -> 100 us)")
     p.add_argument("--sysctl", action="append", default=[], metavar="KEY=VALUE",
                    help="a tunable's value from the start (see numa-emu sysctl -a); repeatable")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default=DEFAULT_LOG_LEVEL,
+                   help="the daemons' log level (default info); see numa-emu logs")
     p.add_argument("--unsafe-unreplicate", action="store_true",
                    help="unreplicate in the 2007 order (no lock, free at once, unmap later): reproduces the race "
                         "on purpose; same as --sysctl vm.unsafe_unreplicate=1")
@@ -69,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     except NumaEmuError as exc:
         raise SystemExit(fail(exc.message) or EXIT_USAGE) from None
     started = cluster.start(name, topology, foreground=args.foreground,
-                            coordinator_args=["--inject", args.inject, "--dilation", repr(args.dilation)]
+                            coordinator_args=["--inject", args.inject, "--dilation", repr(args.dilation),
+                                              "--log-level", args.log_level]
                             + [f"--sysctl={kv}" for kv in sysctl])
     signals = _record_signals(started) if args.foreground else []  # before "up" is announced
     total_mem = sum(n.mem_bytes for n in topology.nodes)

@@ -7,11 +7,17 @@ Replication figures: a workload that reports the cluster's counters over its own
 of the whole run. zap_ratio is replicas zapped per replica made (the 2007 thread's "zaps"),
 remote_reads and stale_reads come from the workload's line.
 
+A user's command reports figures of its own (numa_emu.report): every key of its JSON line that is
+not a column already becomes one, after the others, in the order first seen; numeric ones are
+summarised and can be the metric, reported and plotted like the built-in ones.
+
 Plots are drawn on matplotlib Figure objects with the Agg canvas, never through pyplot's global
 state. One plot per swept parameter: x is that parameter, one line per combination of the other
 swept parameters, one panel per workload when the workload is swept too (their metrics differ
 by orders of magnitude). A numeric parameter (latency_scale, dilation) also gets a `-relative`
-plot, each line divided by its value at the first x: the slowdown.
+plot, each line divided by its value at the first x: the slowdown. Axes, lines and legends follow
+the grid's order; axis labels are words (PARAMETER_LABELS, METRIC_LABELS), not column names.
+`replot` draws them again from a results.json.
 """
 from __future__ import annotations
 
@@ -53,13 +59,22 @@ COLUMNS = {"virtual_ns": ("virtual ns", 0, 1), "ns_per_op": ("ns/op", 1, 1), "vi
            "repl_stale_access": ("stale accesses", 0, 1), "stale_reads": ("stale reads", 0, 1),
            **{n: (n, 0, 1) for n in NUMASTAT}}
 WIDE = 10  # columns from which the table drops its vertical rules, to fit 120 characters
+PARAMETER_LABELS = {"latency_scale": "latency scale (x the topology's latencies)", "placement": "placement",
+                    "workload": "workload", "topology": "topology", "inject": "latency injection",
+                    "dilation": "dilation (real ns per virtual ns)"}
 DEFAULT_REPORT = ("virtual_ns", "ns_per_op", "virtual_mb_s", "wall_s", "remote_pages")
 
 
-def csv_fields(spec: Spec) -> tuple[str, ...]:
-    """CSV_FIELDS with the spec's swept sysctl keys after the parameters."""
+def csv_fields(spec: Spec, rows: list[dict] = ()) -> tuple[str, ...]:
+    """CSV_FIELDS with the spec's own parameters and swept sysctl keys after the parameters, then
+    the figures the rows' commands reported that are no column yet."""
     cut = CSV_FIELDS.index("status")
-    return CSV_FIELDS[:cut] + spec.sysctl_keys + CSV_FIELDS[cut:]
+    fields = CSV_FIELDS[:cut] + spec.user_parameters + spec.sysctl_keys + CSV_FIELDS[cut:]
+    return fields + tuple(dict.fromkeys(k for r in rows for k in r if k not in fields))
+
+
+def parameter_label(name: str) -> str:
+    return PARAMETER_LABELS.get(name, name)
 
 
 def _replication(record: RunRecord) -> dict:
@@ -90,6 +105,9 @@ def row(record: RunRecord) -> dict:
     for counter in NUMASTAT:
         out[counter] = sum(node.get(counter, 0) for node in record.numastat.values())
     out.update(_replication(record))
+    for k, v in r.items() if record.script else ():  # the user's command's own figures (numa_emu.report)
+        if k not in out:
+            out[k] = json.dumps(v) if isinstance(v, (list, dict)) else v
     return out
 
 
@@ -114,6 +132,9 @@ def summarize(rows: list[dict], spec: Spec) -> list[dict]:
     """Mean of each figure over the repetitions of a configuration (successful runs only), in
     grid order, with the metric's ratio to the first latency scale of the same configuration."""
     params = spec.parameters
+    known = set(csv_fields(spec))
+    own = [k for k in dict.fromkeys(k for r in rows for k in r if k not in known)
+           if all(isinstance(r[k], (int, float)) and not isinstance(r[k], bool) for r in rows if r.get(k) is not None)]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         if r["status"] == "ok":
@@ -123,7 +144,7 @@ def summarize(rows: list[dict], spec: Spec) -> list[dict]:
     for key in sorted(groups, key=lambda k: order.get(k, 0)):
         rs = groups[key]
         s = {**dict(zip(params, key)), "runs": len(rs)}
-        for fig in FIGURES:
+        for fig in FIGURES + tuple(own):
             values = [r[fig] for r in rs if r.get(fig) is not None]
             s[fig] = mean(values) if values else None
         replicated = s["pgreplicated"]  # the ratio of the means, not the mean of the ratios
@@ -148,7 +169,8 @@ def _lines(summary: list[dict], spec: Spec, x: str, panel: str | None, figure: s
         mine = [s for s in rows if not panel or s[panel] == name]
         others = [p for p in spec.swept if p not in (x, panel) and len({s[p] for s in mine}) > 1]
         for s in mine:
-            label = ", ".join(f"{short_name(p)}={_fmt(s[p])}" for p in others) or figure
+            label = (", ".join(f"{_HEADERS.get(p) or short_name(p)}={_fmt(s[p])}" for p in others)
+                     or METRIC_LABELS.get(figure, figure))
             out.setdefault(name, {}).setdefault(label, []).append((s[x], s[figure]))
     return out
 
@@ -177,7 +199,9 @@ def plot(summary: list[dict], spec: Spec, out_dir: Path) -> list[Path]:
             relatives = (False, True) if x in NUMERIC_PARAMETERS and figure == spec.metric else (False,)
             for relative in relatives:
                 path = out_dir / f"{figure}-vs-{x}{'-relative' if relative else ''}.png"
-                if _figure(summary, spec, figure, x, relative, path):
+                fig = figure_of(summary, spec, figure, x, relative)
+                if fig is not None:
+                    fig.savefig(path, dpi=100)
                     paths.append(path)
     for x in _plotted(spec) if len(figures) > 1 else []:
         path = out_dir / f"overview-vs-{x}.png"
@@ -205,25 +229,27 @@ def _overview(summary: list[dict], spec: Spec, figures: list[str], x: str, path:
                 _draw_lines(ax, lines, xs, False, proportional=False)
             else:
                 _draw_bars(ax, lines, xs)
-            ax.set_xlabel(x, fontsize="small")
+            ax.set_xlabel(parameter_label(x), fontsize="small")
             ax.set_title(f"{METRIC_LABELS.get(figure, figure)}" + (f"\nworkload={name}" if panel else ""),
                          fontsize="small")
             ax.grid(True, alpha=0.3)
             ax.set_ylim(bottom=0)
             if lines and len(lines) > 1:
                 ax.legend(fontsize="x-small")
-    fig.suptitle(f"{spec.name}: {', '.join(figures)} vs {x}")
+    fig.suptitle(f"{spec.name}: {', '.join(METRIC_LABELS.get(f, f) for f in figures)} vs {parameter_label(x)}",
+                 wrap=True)
     fig.savefig(path, dpi=100)
     return True
 
 
-def _figure(summary: list[dict], spec: Spec, figure: str, x: str, relative: bool, path: Path) -> bool:
+def figure_of(summary: list[dict], spec: Spec, figure: str, x: str, relative: bool = False):
+    """The matplotlib Figure of `figure` against parameter `x`; None when no row has both."""
     from matplotlib.figure import Figure
 
     panel = "workload" if "workload" in spec.swept and x != "workload" else None
     panels = _lines(summary, spec, x, panel, figure)
     if not panels:
-        return False
+        return None
     xs = spec.values_of(x)
     fig = Figure(figsize=(5.5 * len(panels), 4.2), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
@@ -233,15 +259,14 @@ def _figure(summary: list[dict], spec: Spec, figure: str, x: str, relative: bool
             _draw_lines(ax, lines, xs, relative, proportional=relative and x == "latency_scale")
         else:
             _draw_bars(ax, lines, xs)
-        ax.set_xlabel(x)
-        ax.set_ylabel(f"{label}, relative to {x}={_fmt(xs[0])}" if relative else label)
+        ax.set_xlabel(parameter_label(x))
+        ax.set_ylabel(f"{label}, relative to {short_name(x)}={_fmt(xs[0])}" if relative else label)
         ax.set_title(f"workload={name}" if panel else spec.name, fontsize="medium")
         ax.grid(True, alpha=0.3)
         ax.set_ylim(bottom=0)
         ax.legend(fontsize="small")
-    fig.suptitle(f"{spec.name}: {figure} vs {x}" + (" (relative)" if relative else ""))
-    fig.savefig(path, dpi=100)
-    return True
+    fig.suptitle(f"{spec.name}: {label}" + (" (relative)" if relative else ""), wrap=True)  # x: the axis label
+    return fig
 
 
 def _draw_lines(ax, lines: dict, xs: list, relative: bool, proportional: bool) -> None:
@@ -266,9 +291,11 @@ def _draw_bars(ax, lines: dict, xs: list) -> None:
 
 
 def _cell(figure: str, value) -> str:
-    _, digits, unit = COLUMNS[figure]
     if value is None:
         return "-"
+    if figure not in COLUMNS:  # a command's own figure
+        return f"{value:,.6g}" if isinstance(value, (int, float)) else str(value)
+    _, digits, unit = COLUMNS[figure]
     return f"{value:.1%}" if digits < 0 else f"{value / unit:,.{digits}f}"
 
 
@@ -296,7 +323,7 @@ def table(summary: list[dict], spec: Spec, failed: int = 0):
         t.add_column(_HEADERS.get(p) or short_name(p), justify="right" if p in NUMERIC_PARAMETERS else "left",
                      no_wrap=True)
     for f in figures:
-        t.add_column(COLUMNS[f][0], justify="right")
+        t.add_column(COLUMNS[f][0] if f in COLUMNS else f, justify="right")
     scaled = "latency_scale" in spec.swept
     if scaled:
         t.add_column(f"vs scale {_fmt(spec.grid['latency_scale'][0])}", justify="right")
@@ -313,6 +340,25 @@ def write_all(outcome: Outcome, out_dir: Path) -> tuple[list[dict], list[Path]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [row(r) for r in outcome.records]
     summary = summarize(rows, outcome.spec)
-    write_csv(out_dir / "results.csv", rows, csv_fields(outcome.spec))
+    write_csv(out_dir / "results.csv", rows, csv_fields(outcome.spec, rows))
     write_json(out_dir / "results.json", outcome, summary)
     return summary, plot(summary, outcome.spec, out_dir)
+
+
+def replot(out_dir: Path) -> list[Path]:
+    """Draw the plots of `out_dir` again from its results.json (no cluster); their paths."""
+    from protocol.errors import ErrorCode, NumaEmuError
+
+    from numa_emu.experiments.spec import Spec as SpecType
+
+    path = out_dir / "results.json"
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise NumaEmuError(ErrorCode.ENOENT, f"cannot read {path}: {exc.strerror}: give the folder an "
+                                             f"experiment run wrote (--out)") from None
+    except ValueError as exc:
+        raise NumaEmuError(ErrorCode.EINVAL, f"{path} is not JSON ({exc}): rerun the experiment") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict) or not isinstance(doc.get("summary"), list):
+        raise NumaEmuError(ErrorCode.EINVAL, f"{path} has no spec and summary: it was not written by experiment run")
+    return plot(doc["summary"], SpecType.from_dict(doc["spec"]), out_dir)

@@ -6,6 +6,11 @@ Cluster settings: the file's jitter is set once when a cluster starts; before ea
 tunables (the fixed ones and the configuration's swept ones) are sent with sysctl.set, and a key
 an earlier run changed but this one does not set goes back to the value the cluster started with.
 A workload that runs several tasks (kbuild, writeshare) starts them itself, in its process group.
+The user's own command (workloadspec.py) runs the same way, in the experiment file's folder, with
+$NUMA_EMU_VTIME=1: each of its tasks prints its virtual time on stderr when it detaches, and the
+largest is the run's virtual_ns unless its JSON line (numa_emu.report) gives one. Its bad input (a
+missing script or program, a placeholder the grid has no value for, no JSON line, a non-zero
+exit) is that run's status, one line, and the experiment goes on.
 
 Clusters are started attached (the coordinator holds the read end of a pipe to this process, as
 `numa-emu up --foreground`), so even a SIGKILL of the runner takes them down. A workload runs as
@@ -21,6 +26,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -32,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.clusterdir import home
+from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import control as ctl
 from protocol.messages import faults as fm
 from protocol.messages import latency as lm
@@ -42,11 +49,13 @@ from numa_emu import api
 from numa_emu import cluster as cl
 from numa_emu.experiments.settings import short_name
 from numa_emu.experiments.spec import Config, Spec
+from numa_emu.experiments.workloadspec import PYTHONS
 
 WAIT_SLICE_S = 0.1  # how often a wait for a workload looks at the interrupt flag
 _TASK_ENV = (api.ENV_CLUSTER, api.ENV_CPU, api.ENV_POLICY, api.ENV_CPUSET, api.ENV_NODEBIND, api.ENV_CPUBIND,
              api.ENV_VTIME)
 _names = itertools.count()
+_VTIME = re.compile(r"^numa-emu: task \d+ on cpu \d+ \(node \d+\): virtual time (\d+) ns$", re.M)  # api.Task.detach
 
 
 @dataclass
@@ -65,6 +74,7 @@ class RunRecord:
     vmstat: dict
     stderr: str = ""
     sysctl: dict = field(default_factory=dict)  # every tunable the runner set for this run
+    script: bool = False  # the user's own command: every key of its line is a column
 
     def to_dict(self) -> dict:
         return {"run": self.run, "repetition": self.repetition, "config_index": self.config.index,
@@ -242,23 +252,41 @@ class ExperimentRunner:
         workload = self.spec.workloads[config.values["workload"]]
         env = self._environment(c, config)
         sysctl = self._sysctl(c, config)
+        folder = self.spec.path.parent.resolve()
+        try:
+            argv = workload.argv(self.python, config.values)
+            if workload.script:
+                _check_script(argv, workload.script, folder)
+        except NumaEmuError as exc:
+            return RunRecord(run, rep, config, c.name, f"failed: {exc.message}", None, 0.0, None, {}, {}, "", sysctl)
+        if workload.script:
+            env[api.ENV_VTIME] = "1"
         before = self._stats(c)
         t0 = time.perf_counter()
-        self.child = subprocess.Popen(workload.argv(self.python), env=env, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                      start_new_session=True)
+        try:
+            self.child = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                          cwd=folder if workload.script else None)
+        except OSError as exc:  # the program is missing or not executable
+            return RunRecord(run, rep, config, c.name, f"failed: cannot start {argv[0]} in {folder}: {exc.strerror}",
+                             None, 0.0, None, {}, {}, "", sysctl)
         status, out, err = self._wait(self.child)
         returncode, self.child = self.child.returncode, None
         wall_s = time.perf_counter() - t0
         after = self._stats(c)
         result = None
         if status == "ok":
-            try:
-                result = json.loads(out.strip().splitlines()[-1])
-            except (ValueError, IndexError):
-                status = "failed: no JSON result line on stdout"
+            result = result_line(out)
+            if result is None:
+                status = ("failed: no JSON object line on stdout" +
+                          (" (print one with numa_emu.report(**metrics))" if workload.script else ""))
+            elif workload.script:
+                clocks = [int(n) for n in _VTIME.findall(err)]
+                if clocks and "virtual_ns" not in result:
+                    result["virtual_ns"] = max(clocks)
         return RunRecord(run, rep, config, c.name, status, returncode, wall_s, result,
-                         _delta(before, after, "numastat"), _delta(before, after, "vmstat"), err.strip(), sysctl)
+                         _delta(before, after, "numastat"), _delta(before, after, "vmstat"), err.strip(), sysctl,
+                         bool(workload.script))
 
     def _wait(self, proc: subprocess.Popen) -> tuple[str, str, str]:
         deadline = time.monotonic() + self.spec.timeout_s
@@ -295,9 +323,30 @@ class ExperimentRunner:
         return out or "", err or ""
 
 
+def result_line(out: str) -> dict | None:
+    """The last line of a workload's stdout that is a JSON object (what numa_emu.report prints)."""
+    for line in reversed(out.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
+
+
+def _check_script(argv: list[str], script: tuple[str, ...], folder: Path) -> None:
+    """A Python script the command names must exist in the experiment file's folder (or absolutely)."""
+    if script[0] in PYTHONS and len(argv) > 1 and not argv[1].startswith("-") and not (folder / argv[1]).is_file():
+        raise NumaEmuError(ErrorCode.ENOENT, f"no script {argv[1]} in {folder} (a command's relative paths "
+                                             f"are resolved against the experiment file's folder)")
+
+
 def _describe(config: Config, rep: int, repetitions: int) -> str:
     v = config.values
     text = f"{v['workload']} {v['placement']} x{v['latency_scale']:g}"
+    text += "".join(f" {k}={v[k]}" for k in config.user)
     text += "".join(f" {short_name(k)}={x}" for k, x in config.sysctl.items())
     return text + (f" rep {rep + 1}/{repetitions}" if repetitions > 1 else "")
 

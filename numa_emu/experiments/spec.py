@@ -3,7 +3,8 @@ configurations.
 
 Every error is one NumaEmuError (EINVAL; ENOENT for a missing file) whose message names the file
 and the key: "latency.toml: grid.placement[1]: no placement 'remot' (defined: local, remote)".
-Nothing in a file is executed: workloads are built-in names, placements are policies.
+Nothing in a file is executed but the commands it names: workloads are built-in names or the
+user's own command lists, placements are policies.
 
     [experiment]
     name = "latency-sensitivity"     # required: letters, digits, '-', '_', '.'
@@ -25,6 +26,7 @@ Nothing in a file is executed: workloads are built-in names, placements are poli
     placement = ["local", "remote"]  # names of [placements.*]; default: all of them
     workload = ["chase"]             # names of [workloads.*] or built-ins; default: all defined
     sysctl = { "vm.pagecache_replication" = [0, 1] }   # a parameter per key
+    size = [1024, 4096]              # any other name: a parameter of the commands' {size} placeholders
 
     [placements.remote]
     cpu = 0                          # default: -C/-N binding if given, else the first CPU
@@ -35,6 +37,7 @@ Nothing in a file is executed: workloads are built-in names, placements are poli
     command = "chase"                # the built-in workload (default: the table's name)
     options = { hops = 500, size = "1MiB" }   # or ["--hops", "500"]
     sysctl = { "vm.pagecache_replication_mode" = ["all", "exec-only"] }  # swept with this workload only
+    # command = ["python", "mine.py", "--size", "{size}"]  # the user's own script (workloadspec.py)
 
     [quick]                          # --quick: grid entries, repetitions replaced; options merged
     latency_scale = [1, 4]
@@ -76,6 +79,7 @@ INJECT_MODES = ("virtual", "real")
 SCOPES = ("remote", "all")
 DEFAULT_TIMEOUT_S = 600.0
 _NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+_PARAMETER_RE = r"[A-Za-z_][A-Za-z0-9_]*"  # a grid parameter of the user's commands
 _TOP = {"experiment", "grid", "placements", "workloads", "quick", faults_table.TABLE}
 _EXPERIMENT = {"name", "description", "topology", "inject", "dilation", "repetitions", "metric", "latency_scope",
                "timeout", "report", "plots", settings.TABLE, "jitter"}
@@ -173,7 +177,8 @@ class Config:
     """One point of the grid: a value for every parameter; `index` is its place in grid order."""
 
     index: int
-    values: dict  # PARAMETERS, then the swept sysctl keys (None: this configuration does not set it)
+    values: dict  # PARAMETERS, the user's parameters, the swept sysctl keys (None: not set by this one)
+    user: tuple[str, ...] = ()  # the user's parameters (of the commands' placeholders)
 
     @property
     def cluster_key(self) -> tuple:
@@ -182,7 +187,7 @@ class Config:
     @property
     def sysctl(self) -> dict:
         """The swept sysctl values of this configuration."""
-        return {k: v for k, v in self.values.items() if k not in PARAMETERS and v is not None}
+        return {k: v for k, v in self.values.items() if k not in PARAMETERS and k not in self.user and v is not None}
 
 
 @dataclass(frozen=True)
@@ -209,11 +214,12 @@ class Spec:
     faults: tuple = ()  # (op, args) of the fault.change requests of [faults], set once per cluster
     report: tuple[str, ...] = ()  # the table's figure columns (empty: the timing ones)
     plots: tuple[str, ...] = ()  # figures plotted beside the metric
+    user_parameters: tuple[str, ...] = ()  # [grid] names of the commands' placeholders
 
     @property
     def parameters(self) -> tuple[str, ...]:
-        """Every parameter of a configuration: PARAMETERS, then the swept sysctl keys."""
-        return PARAMETERS + self.sysctl_keys
+        """Every parameter of a configuration: PARAMETERS, the user's, then the swept sysctl keys."""
+        return PARAMETERS + self.user_parameters + self.sysctl_keys
 
     def configurations(self) -> list[Config]:
         """The product of the grid; each point once more per value of its workload's own sysctl grid."""
@@ -223,7 +229,8 @@ class Spec:
             point.update({k: None for k in self.sysctl_keys if k not in point})
             own = self.workloads[point["workload"]].sysctl
             for values in itertools.product(*(v for _, v in own)):
-                out.append(Config(len(out), {**point, **dict(zip((k for k, _ in own), values))}))
+                out.append(Config(len(out), {**point, **dict(zip((k for k, _ in own), values))},
+                                  self.user_parameters))
         return out
 
     def values_of(self, parameter: str) -> list:
@@ -246,11 +253,35 @@ class Spec:
                 "swept": list(self.swept),
                 "placements": {n: {"cpu": p.cpu, "policy": p.policy, "mode": p.mode, "nodes": p.nodes,
                                    "label": p.label()} for n, p in self.placements.items()},
-                "workloads": {n: {"command": w.command, "options": list(w.options),
+                "workloads": {n: {"command": list(w.script) if w.script else w.command, "options": list(w.options),
                                   "sysctl": {k: list(v) for k, v in w.sysctl}} for n, w in self.workloads.items()},
+                "user_parameters": list(self.user_parameters),
                 "sysctl": dict(self.sysctl_fixed), "sysctl_keys": list(self.sysctl_keys), "jitter": self.jitter,
                 "faults": [[op, args] for op, args in self.faults],
                 "report": list(self.report), "plots": list(self.plots)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Spec:
+        """The spec of a results.json (to_dict), enough to summarise and plot again; no topology."""
+        try:
+            placements = {n: Placement(n, p["cpu"], p["policy"], p["mode"], p["nodes"])
+                          for n, p in d["placements"].items()}
+            workloads = {}
+            for n, w in d["workloads"].items():
+                script = tuple(w["command"]) if isinstance(w["command"], list) else ()
+                workloads[n] = WorkloadSpec(n, "" if script else w["command"], tuple(w["options"]),
+                                            tuple((k, tuple(v)) for k, v in w["sysctl"].items()), script)
+            return cls(name=d["name"], path=Path(d["path"]), description=d["description"], topology=d["topology"],
+                       inject=d["inject"], dilation=d["dilation"], repetitions=d["repetitions"], metric=d["metric"],
+                       remote_only=d["remote_only"], timeout_s=d["timeout_s"], quick=d["quick"],
+                       grid={k: tuple(v) for k, v in d["grid"].items()}, swept=tuple(d["swept"]),
+                       placements=placements, workloads=workloads, sysctl_keys=tuple(d["sysctl_keys"]),
+                       sysctl_fixed=dict(d["sysctl"]), jitter=d["jitter"],
+                       faults=tuple((op, args) for op, args in d["faults"]), report=tuple(d["report"]),
+                       plots=tuple(d["plots"]), user_parameters=tuple(d.get("user_parameters", ())))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise NumaEmuError(ErrorCode.EINVAL, f"the spec in results.json is incomplete or damaged ({exc!r}): "
+                                                 f"rerun the experiment") from None
 
 
 def shipped() -> dict[str, Path]:
@@ -305,7 +336,10 @@ def _tables(c: _Check, raw: dict) -> tuple[dict, dict, dict, dict, dict]:
     exp = c.table(raw["experiment"], "experiment", _EXPERIMENT)
     if "grid" not in raw:
         raise c.fail("grid", "missing table [grid]")
-    quick_raw = c.table(raw.get("quick", {}), "quick", set(PARAMETERS) | {"repetitions", "workloads", settings.TABLE})
+    grid = raw["grid"] if isinstance(raw["grid"], dict) else {}
+    users = {k for k in grid if k not in PARAMETERS and k != settings.TABLE}  # [quick] may replace them too
+    quick_raw = c.table(raw.get("quick", {}), "quick",
+                        set(PARAMETERS) | users | {"repetitions", "workloads", settings.TABLE})
     quick_workloads = c.table(quick_raw.get("workloads", {}), "quick.workloads")
     placements_raw = c.table(raw.get("placements", {}), "placements")
     workloads_raw = c.table(raw.get("workloads", {}), "workloads")
@@ -345,7 +379,7 @@ def _settings(c: _Check, exp: dict, quick_raw: dict, quick: bool) -> dict:
             "inject": c.string(exp.get("inject", "virtual"), "experiment.inject", INJECT_MODES),
             "dilation": float(c.positive(exp.get("dilation", 1.0), "experiment.dilation", bound=limits.DILATION)),
             "repetitions": int(repetitions),
-            "metric": c.string(exp.get("metric", "virtual_ns"), "experiment.metric", FIGURES),
+            "metric": c.string(exp.get("metric", "virtual_ns"), "experiment.metric"),
             "report": _figures(c, exp, "report"), "plots": _figures(c, exp, "plots"),
             "jitter": settings.jitter(c, exp.get("jitter")),
             "remote_only": c.string(exp.get("latency_scope", "remote"), "experiment.latency_scope", SCOPES) == "remote",
@@ -354,18 +388,32 @@ def _settings(c: _Check, exp: dict, quick_raw: dict, quick: bool) -> dict:
 
 def _figures(c: _Check, exp: dict, key: str) -> tuple[str, ...]:
     values = c.values(exp[key], f"experiment.{key}") if key in exp else []
-    return tuple(c.string(v, f"experiment.{key}[{i}]", FIGURES) for i, v in enumerate(values))
+    return tuple(c.string(v, f"experiment.{key}[{i}]") for i, v in enumerate(values))
+
+
+def _check_figures(c: _Check, values: dict, scripts: bool) -> None:
+    """metric, report and plots name FIGURES; with a user's command in the grid, also any name
+    its JSON line may hold (a name it never reports leaves its column empty)."""
+    named = [("experiment.metric", values["metric"])]
+    named += [(f"experiment.{k}[{i}]", v) for k in ("report", "plots") for i, v in enumerate(values[k])]
+    for key, name in named:
+        if name not in FIGURES and not (scripts and re.fullmatch(_PARAMETER_RE, name)):
+            raise c.fail(key, f"'{name}' is not one of: {', '.join(FIGURES)}"
+                              + ("" if scripts else " (or a name a command workload reports)"))
 
 
 def _grid(c: _Check, raw: dict, quick_raw: dict, quick: bool, settled: dict, base: Path, placements_raw: dict,
           workloads_raw: dict) -> tuple[dict, tuple, dict]:
     """(grid: every parameter -> its values, then [grid] sysctl keys; swept ones; topologies by name)."""
-    grid_raw = dict(c.table(raw["grid"], "grid", set(PARAMETERS) | {settings.TABLE}))
+    grid_raw = dict(c.table(raw["grid"], "grid"))
     sysctl_raw, sysctl_key = grid_raw.pop(settings.TABLE, {}), f"grid.{settings.TABLE}"
+    for k in grid_raw:
+        if k not in PARAMETERS and not re.fullmatch(_PARAMETER_RE, k):
+            raise c.fail(f"grid.{k}", "a parameter of the commands is a name of letters, digits and '_'")
     if not grid_raw and not sysctl_raw:
         raise c.fail("grid", "empty: give at least one parameter, e.g. workload = [\"chase\"]")
     given: dict[str, tuple[str, list]] = {k: (f"grid.{k}", c.values(v, f"grid.{k}")) for k, v in grid_raw.items()}
-    for k in PARAMETERS:
+    for k in list(PARAMETERS) + [k for k in given if k not in PARAMETERS]:
         if k in quick_raw:
             values = c.values(quick_raw[k], f"quick.{k}")
             if quick:
@@ -377,7 +425,7 @@ def _grid(c: _Check, raw: dict, quick_raw: dict, quick: bool, settled: dict, bas
     grid: dict[str, tuple] = {}
     topologies: dict[str, Topology] = {}
     for k in list(given) + [p for p in PARAMETERS if p not in given]:
-        key, values = given.get(k, (f"experiment.{k}", defaults[k]))
+        key, values = given[k] if k in given else (f"experiment.{k}", defaults[k])
         grid[k] = tuple(_grid_value(c, k, f"{key}[{i}]" if k in given else key, v, base, topologies, placements_raw,
                                     workloads_raw) for i, v in enumerate(values))
     swept = [k for k in grid if k in given and len(grid[k]) > 1]
@@ -406,7 +454,8 @@ def _build(c: _Check, raw: dict, path: Path, quick: bool) -> Spec:
             _workload(c, n, workloads_raw[n], quick_workloads[n], machines)
     for w in grid["workload"]:
         workloads.setdefault(w, WorkloadSpec(w, w))
-    keys = [k for k in grid if k not in PARAMETERS]
+    users = tuple(k for k in grid if k not in PARAMETERS and re.fullmatch(_PARAMETER_RE, k))  # sysctl keys have dots
+    keys = [k for k in grid if k not in PARAMETERS and k not in users]
     for w in grid["workload"]:
         for k, v in workloads[w].sysctl:
             if k in grid:
@@ -418,8 +467,15 @@ def _build(c: _Check, raw: dict, path: Path, quick: bool) -> Spec:
         if k in keys:
             raise c.fail(settings.quoted(f"experiment.{settings.TABLE}", k), "swept in a grid too")
     faults = faults_table.changes(c, raw[faults_table.TABLE], machines) if faults_table.TABLE in raw else ()
+    scripts = [workloads[w] for w in grid["workload"] if workloads[w].script]
+    for k in users:  # a name no command uses is a typo more likely than a parameter
+        if not any(k in w.placeholders() for w in scripts):
+            raise c.fail(f"grid.{k}", f"unknown key: neither a parameter ({', '.join(PARAMETERS)}, sysctl) "
+                                      f"nor a placeholder {{{k}}} of a workload's command")
+    _check_figures(c, values, bool(scripts))
     return Spec(**values, path=path, grid=grid, swept=swept, placements=placements, workloads=workloads,
-                quick=quick, topologies=topologies, sysctl_keys=tuple(keys), sysctl_fixed=fixed, faults=faults)
+                quick=quick, topologies=topologies, sysctl_keys=tuple(keys), sysctl_fixed=fixed, faults=faults,
+                user_parameters=users)
 
 
 def _grid_value(c: _Check, param: str, key: str, value: Any, base: Path, topologies: dict, placements: dict,
@@ -429,6 +485,10 @@ def _grid_value(c: _Check, param: str, key: str, value: Any, base: Path, topolog
         return value
     if param == "inject":
         return c.string(value, key, INJECT_MODES)
+    if param not in PARAMETERS:  # the user's: a scalar for the commands' placeholders
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise c.fail(key, f"expected a string or a number, got {_show(value)}")
+        return value
     if param in ("dilation", "latency_scale"):
         return float(c.positive(value, key, bound=limits.DILATION if param == "dilation" else limits.LATENCY_SCALE))
     name = c.string(value, key)

@@ -146,6 +146,18 @@ class TaskHome(Request):
 
 
 @message
+class TaskSetAffinity(Request):
+    """Task -> coordinator: sched_setaffinity(2), run on one of `cpus` (those of its cpuset). The
+    task keeps its CPU if allowed, else moves to another (a node change is a task move); the
+    reply is where it runs now."""
+
+    kind = "task.set_affinity"
+    reply = TaskHomeReply
+    task_id: int
+    cpus: list
+
+
+@message
 class NodeTaskMove(Request):
     """Coordinator -> the task's home node: the task now runs on `cpu` of node `node`. The home
     hands the task's page table to that node (node.task.adopt) and answers the task's next

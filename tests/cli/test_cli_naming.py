@@ -27,9 +27,10 @@ def _sub_commands(name: str) -> list[str]:
 
 
 def test_every_command_but_the_front_ends_is_covered():
-    # up, shims, workload, experiment and completion take --name otherwise (below, or not at all)
+    # up, shims, workload, experiment and completion take --name otherwise (below, or not at all);
+    # logs reads a cluster's folder, up or down (tests/cli/test_cli_help.py)
     assert set(COMMANDS) - set(REACHES_A_CLUSTER) - set(FRONT_ENDS) == {"up", "shims", "workload", "experiment",
-                                                                       "completion"}
+                                                                       "completion", "logs"}
 
 
 @pytest.mark.parametrize("command", sorted(REACHES_A_CLUSTER))

@@ -3,6 +3,7 @@ pseudo-terminal: it draws, quits on q with exit 0, and leaves the terminal as it
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import select
@@ -40,12 +41,32 @@ def test_once_prints_one_frame(busy, cli):
     out = proc.stdout
     assert out.splitlines()[0] == f"numa-emu top  cluster {c.name} (up), 2 nodes, 1 task"
     assert "\x1b[" not in out  # not a terminal: no escapes, no full screen
-    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.startswith("│")}
-    assert rows["0"].split("│")[2].strip() == "up" and rows["0"].split("│")[3].strip() == "20"
-    assert rows["1"].split("│")[3].strip() == "10"
-    cells = [cell.strip() for cell in rows[str(task.task_id)].split("│")[1:-1]]
-    assert cells[:4] == [str(task.task_id), "toptask", "0", "0"]
-    assert cells[5:] == ["30", "30", "N0=20 N1=10", "66.7"]
+    lines = [line.rstrip() for line in out.splitlines()]
+    nodes = lines[lines.index("nodes") + 3:lines.index("nodes") + 5]
+    assert [line.split()[:4] for line in nodes] == [["0", "up", "20", str(16384 - 20)], ["1", "up", "10", str(16384 - 10)]]
+    row = next(line.split() for line in lines if line.startswith(f"{task.task_id} "))
+    assert row[:4] == [str(task.task_id), "toptask", "0", "0"]
+    assert row[6:] == ["30", "30", "N0=20", "N1=10", "66.7"]
+
+
+def test_once_json_prints_the_frames_numbers(busy, cli):
+    c, task = busy
+    proc = cli("top", "--name", c.name, "--once", "--json", "--interval", "0.2", check=True)
+    frame = json.loads(proc.stdout)
+    assert (frame["cluster"], frame["state"]) == (c.name, "up") and frame["interval_s"] > 0
+    assert [(n["node"], n["state"], n["used"], n["free"], n["total"]) for n in frame["nodes"]] == [
+        (0, "up", 20, 16384 - 20, 16384), (1, "up", 10, 16384 - 10, 16384)]
+    assert frame["nodes"][0]["remote"] == {"of": "alloc", "share": 0.0}
+    [t] = frame["tasks"]
+    assert (t["task"], t["comm"], t["cpu"], t["node"], t["pages"], t["total"]) == (
+        task.task_id, "toptask", 0, 0, {"0": 20, "1": 10}, 30)
+    assert t["locality"] == pytest.approx(20 / 30)
+
+
+def test_json_needs_once(busy, cli):
+    c, _ = busy
+    proc = cli("top", "--name", c.name, "--json")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", "numa-emu: error: top: --json prints one frame: add --once\n")
 
 
 def test_interval_must_be_positive(busy, cli):
@@ -75,9 +96,9 @@ def _read_until(fd: int, proc: subprocess.Popen, wanted: list[bytes], timeout_s:
 def test_full_screen_draws_quits_on_q_and_restores_the_terminal(busy, home):
     c, task = busy
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     before = termios.tcgetattr(slave)
-    env = dict(os.environ, NUMA_EMU_HOME=str(home), TERM="xterm-256color", COLUMNS="140", LINES="40")
+    env = dict(os.environ, NUMA_EMU_HOME=str(home), TERM="xterm-256color", COLUMNS="80", LINES="24")
     env.pop("NO_COLOR", None)
     proc = subprocess.Popen([sys.executable, "-m", "numa_emu.cli.main", "top", "--name", c.name, "--interval", "0.2"],
                             stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
@@ -98,4 +119,4 @@ def test_full_screen_draws_quits_on_q_and_restores_the_terminal(busy, home):
     assert after == before  # echo and line editing are back
     assert out.index(ALT_SCREEN_ON) < out.index(b"numa-emu top") < out.rindex(ALT_SCREEN_OFF)
     text = out.decode(errors="replace")
-    assert "frames used" in text and "N0=20 N1=10" in text and "Traceback" not in text
+    assert "migr/s" in text and "N0=20 N1=10" in text and "Traceback" not in text

@@ -136,3 +136,117 @@ def test_the_shipped_latency_sensitivity_quick_run(cli, tmp_path):
     assert ns[(4.0, "remote-bind", "chase")] / ns[(1.0, "remote-bind", "chase")] == pytest.approx(4, rel=0.01)
     check_png(out / "virtual_ns-vs-latency_scale.png")
     assert json.loads((out / "results.json").read_text())["spec"]["quick"] is True
+
+
+SCRIPT = """
+import argparse
+import sys
+
+import numa_emu
+
+p = argparse.ArgumentParser()
+p.add_argument("--pages", type=int)
+p.add_argument("--times", type=int)
+args = p.parse_args()
+print("starting")  # other output is fine: the last JSON object line is the result
+with numa_emu.attach() as task:
+    region = task.mmap(args.pages * task.page_size)
+    region.touch(write=True)
+    numa_emu.report(product=args.pages * args.times, label=f"{args.pages}x{args.times}",
+                    on_node2=region.where().count(2))
+"""
+
+MINE = """
+[experiment]
+name = "mine"
+report = ["virtual_ns", "product"]
+
+[grid]
+pages = [2, 3]
+times = [5, 7]
+placement = ["remote"]
+
+[placements.remote]
+cpu = 0
+policy = "--membind=2"
+
+[workloads.mine]
+command = ["python", "scripts/mine.py", "--pages", "{pages}", "--times", "{times}"]
+"""
+
+
+def test_a_user_script_over_a_2x2_grid_reports_its_figures(cli, home, tmp_path):
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "mine.py").write_text(SCRIPT)
+    spec, out = tmp_path / "mine.toml", tmp_path / "out"
+    spec.write_text(MINE)
+    cli("experiment", "run", str(spec), "--out", str(out), check=True)  # the script's path: beside the file
+
+    with open(out / "results.csv", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        rows = [dict(zip(header, r)) for r in reader]
+    cut = CSV_FIELDS.index("status")
+    assert header == [*CSV_FIELDS[:cut], "pages", "times", *CSV_FIELDS[cut:], "product", "label", "on_node2"]
+    got = [(r["pages"], r["times"], r["status"], r["product"], r["label"], r["on_node2"], r["other_node"])
+           for r in rows]
+    assert got == [("2", "5", "ok", "10", "2x5", "2", "2"), ("2", "7", "ok", "14", "2x7", "2", "2"),
+                   ("3", "5", "ok", "15", "3x5", "3", "3"), ("3", "7", "ok", "21", "3x7", "3", "3")]
+    ns = [int(r["virtual_ns"]) for r in rows]  # the runner's: the task's virtual time at detach
+    assert ns[0] == ns[1] > 0 and ns[2] == ns[3] > ns[0]
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["spec"]["workloads"]["mine"]["command"][1] == "scripts/mine.py"
+    assert [s["product"] for s in doc["summary"]] == [10, 14, 15, 21]
+
+    for png in out.glob("*.png"):
+        png.unlink()
+    cli("experiment", "replot", str(out), check=True)
+    assert sorted(p.name for p in out.glob("*.png")) == [
+        "virtual_ns-vs-pages.png", "virtual_ns-vs-times.png"]
+    for png in out.glob("*.png"):
+        check_png(png)
+    assert workload_processes(home) == []
+
+
+BROKEN = """
+[experiment]
+name = "broken"
+
+[grid]
+n = [1]
+workload = ["missing", "silent", "exits", "typo", "noprogram", "fine"]
+
+[workloads.missing]
+command = ["python", "nowhere.py", "{n}"]
+[workloads.silent]
+command = ["python", "-c", "print('no json here {n}')"]
+[workloads.exits]
+command = ["python", "-c", "import sys; sys.exit('bad size {n}')"]
+[workloads.typo]
+command = ["python", "-c", "print(1)", "{sise}"]
+[workloads.noprogram]
+command = ["no-such-program-numa-emu", "{n}"]
+[workloads.fine]
+command = ["python", "-c", "import numa_emu; numa_emu.report(n={n})"]
+"""
+
+
+def test_a_broken_script_fails_its_own_run_and_the_experiment_goes_on(cli, tmp_path):
+    spec, out = tmp_path / "broken.toml", tmp_path / "out"
+    spec.write_text(BROKEN)
+    proc = cli("experiment", "run", str(spec), "--out", str(out))
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1] == (f"numa-emu: error: 5 run(s) failed; first: run 0: failed: no script "
+                                            f"nowhere.py in {tmp_path} (a command's relative paths are resolved "
+                                            f"against the experiment file's folder)")
+    with open(out / "results.csv", newline="") as f:
+        status = {r["workload"]: r["status"] for r in csv.DictReader(f)}
+    assert status == {
+        "missing": f"failed: no script nowhere.py in {tmp_path} (a command's relative paths are resolved against "
+                   f"the experiment file's folder)",
+        "silent": "failed: no JSON object line on stdout (print one with numa_emu.report(**metrics))",
+        "exits": "failed (exit status 1): bad size 1",
+        "typo": "failed: command placeholder {sise} is not a grid parameter of this configuration "
+                "(grid: n, workload, topology, inject, dilation, latency_scale, placement)",
+        "noprogram": f"failed: cannot start no-such-program-numa-emu in {tmp_path}: No such file or directory",
+        "fine": "ok"}

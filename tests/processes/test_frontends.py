@@ -163,9 +163,9 @@ FRESH_VMSTAT_NAMES = [
     "pgsteal_direct", "pgscan_kswapd", "pgscan_direct", "pgmigrate_success", "pgmigrate_fail",
     "nr_repl_pages", "pgreplicated", "pgreplicazap",
     "pgreplicazap_write", "pgreplicazap_truncate", "pgreplicazap_migration", "pgreplicazap_reclaim",
-    "pgreplicazap_copyfail", "pgreplicabackoff", "nr_migcache_pages", "pgmigcache_in", "pgmigcache_out",
+    "pgreplicazap_copyfail", "pgreplicazap_nodedeath", "pgreplicabackoff", "nr_migcache_pages", "pgmigcache_in", "pgmigcache_out",
     "pgwriteback", "repl_hits", "repl_stale_access", "repl_backoff_skips", "repl_copy_failed",
-    "repl_fill_refused", "repl_fetch_bytes", "repl_fault_wall_ns"]
+    "repl_fill_refused", "repl_fetch_bytes", "repl_fault_wall_ns", "pglost_master", "pglost_dirty", "dir_rebuilt"]
 
 
 def test_vmstat_of_a_fresh_cluster_lists_every_counter_with_its_zero(four, cli):
