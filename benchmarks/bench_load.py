@@ -182,7 +182,6 @@ def run(args: argparse.Namespace) -> dict:
     from numa_emu.cluster import Cluster
 
     seconds = args.minutes * 60 if args.minutes else args.seconds
-    workers = args.tasks  # one task per process
     cpus_per_node = max(1, -(-args.tasks // args.nodes // 8))
     shape = f"full,{args.nodes},mem={args.mem_per_node},cpus={cpus_per_node}"
     ncpus = args.nodes * cpus_per_node
@@ -369,7 +368,7 @@ def main() -> int:
         result = run(args)
     bad = failures(result)
     if args.json:
-        print(json.dumps({k: v for k, v in result.items()}))
+        print(json.dumps(result))
     else:
         report(result)
         for line in bad:
