@@ -14,21 +14,11 @@ import signal
 import time
 from pathlib import Path
 
-from nodes.core import NodeCore, node_dest
+from nodes.core import node_dest
 from nodes.costmodel import CostModel
-from nodes.directory import Directory
-from nodes.files import FileOps
 from nodes.framepool import FramePool
-from nodes.frames import FrameService
-from nodes.mempolicy import PolicyOps
-from nodes.migration import Migration
-from nodes.mm import MemoryManager
-from nodes.pcache import PageCacheView
-from nodes.reclaim import Reclaim
-from nodes.replication import Replication
+from nodes.node import Node
 from nodes.store import Store
-from nodes.sysctl import NodeControl
-from nodes.taskmove import TaskMoves
 from protocol.clusterdir import STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_json
 from protocol.effects import Call
 from protocol.errors import NumaEmuError
@@ -37,11 +27,9 @@ from protocol.keys import ClusterKeys
 from protocol.latency import REAL, LatencyTable
 from protocol.messages import faults as fm
 from protocol.messages import latency as lm
-from protocol.messages import pagecache as pc
 from protocol.messages import trace as trm
 from protocol.messages import Ok
 from protocol.messages import lifecycle as lc
-from protocol.messages import tasks as tm
 from protocol.reactor import Reactor
 from protocol.timing import HEARTBEAT_INTERVAL_S, SILENT_DEAD_S
 from protocol.version import PROTOCOL_VERSION
@@ -63,25 +51,14 @@ class NodeServer:
         spec = topology["nodes"][node_id]
         self.pool = FramePool(int(spec["mem_bytes"]) // self.page_size, self.page_size)
         (cluster_dir / STORE_DIR).mkdir(mode=0o700, exist_ok=True)
-        self.core = NodeCore(node_id, topology, self.pool, clock_ns=time.time_ns,
-                             store=Store(cluster_dir / STORE_DIR, self.page_size))
-        self.pcache = PageCacheView(self.core)
-        self.replication = Replication(self.core, Directory(), self.pcache.shootdown)
-        self.pcache.replication = self.replication
-        self.mm = MemoryManager(self.core, self.pcache)
-        self.migration = Migration(self.core, self.mm, self.replication)
-        self.reclaim = Reclaim(self.core, self.replication.reclaim)
-        self.core.use_reclaim(self.reclaim.shrink)
+        self.node = Node(node_id, topology, self.pool, Store(cluster_dir / STORE_DIR, self.page_size), time.time_ns)
+        self.core = self.node.core
         self.reactor = r = Reactor(f"node {node_id}", identity=f"node:{node_id}", keys=ClusterKeys.load(cluster_dir))
         self.jitter_rng = random.Random(node_id)  # seeded: a jittered run can be replayed
         self.endpoint = r.bind(endpoint_for(cluster_dir, f"node-{node_id}"))
         r.routes["coordinator"] = coordinator
-        for table in (FrameService(self.core).handlers(), self.replication.handlers(), self.pcache.handlers(),
-                      self.mm.handlers(), PolicyOps(self.core, self.mm).handlers(),
-                      FileOps(self.core, self.mm).handlers(), TaskMoves(self.core, self.mm).handlers(),
-                      NodeControl(self.core, self.mm).handlers(), self.migration.handlers()):
-            for kind, handler in table.items():
-                r.on(kind, handler)
+        for kind, handler in self.node.handlers.items():
+            r.on(kind, handler)
         self.heartbeat_interval_s = HEARTBEAT_INTERVAL_S
         self.last_heard = time.monotonic()
         for kind, handler in {
@@ -90,7 +67,6 @@ class NodeServer:
             "node.shutdown": self.on_shutdown,
             "coord.heartbeat": self.on_coordinator_heartbeat,
             "node.down": self.on_node_down,
-            "node.stats": self.on_stats,
             "node.peers": self.on_peers,
             "node.latency": self.on_latency,
             "node.faults": self.on_faults,
@@ -137,7 +113,7 @@ class NodeServer:
 
     def _reclaim(self) -> None:
         """kswapd (nodes/reclaim.py): runs outside every handler."""
-        self.reactor.spawn(self.reclaim.kswapd(),
+        self.reactor.spawn(self.node.kswapd(),
                            lambda _r, exc: exc is not None and log.warning("kswapd failed: %s", exc))
 
     def _retry_frees(self) -> None:
@@ -153,7 +129,7 @@ class NodeServer:
             elif not left:
                 log.info("node %d: every free a peer missed is done", self.node_id)
 
-        self.reactor.spawn(self.core.retry_frees(), done)
+        self.reactor.spawn(self.node.retry_frees(), done)
 
     def exit(self, why: str, status: int = 0) -> None:
         log.info("node %d exiting: %s", self.node_id, why)
@@ -169,43 +145,20 @@ class NodeServer:
 
     def on_peers(self, msg: lc.NodePeers) -> Ok:
         for node_id, endpoint in msg.endpoints.items():
-            self.reactor.routes[f"node:{int(node_id)}"] = endpoint
-            self.reactor.mark_up(f"node:{int(node_id)}")
-            self.core.dead.pop(int(node_id), None)
-        self.core.shardless.update(int(n) for n in msg.shardless or () if 0 <= int(n) < self.core.n_nodes)
+            self.reactor.routes[node_dest(int(node_id))] = endpoint
+            self.reactor.mark_up(node_dest(int(node_id)))
+        self.node.peers_up([int(n) for n in msg.endpoints], [int(n) for n in msg.shardless or ()])
         return Ok()
 
     def on_node_down(self, msg: lc.NodeDown) -> None:
-        """A peer is dead: calls to it fail at once with EIO naming it, fsync passes it by, the
-        copies it held are unmapped here, and the directory entries it held are rebuilt from
-        what this node announces to their new homes (docs/protocol.md#a-nodes-death)."""
-        node = msg.node_id
-        if node == self.node_id or not 0 <= node < self.core.n_nodes or node in self.core.dead:
+        """A peer is dead: calls to it fail at once with EIO naming it, fsync passes it by, and
+        the node recovers (nodes.node.Node.node_down)."""
+        recovery = self.node.node_down(msg)
+        if recovery is None:
             return
-        log.warning("node %d: node %d is dead (%s)", self.node_id, node, msg.why)
-        held_shard = node not in self.core.shardless  # a node that died before and came back held none
-        self.core.dead[node] = msg.why
-        self.core.unfreed.pop(node, None)  # its frames died with it (and a restarted node starts empty)
-        self.core.shardless.add(node)
+        node = msg.node_id
         self.reactor.mark_down(node_dest(node), f"node {node} is dead ({msg.why})")
-        lost = self.mm.node_died(node)
-        if lost:
-            log.warning("node %d: %d private page(s) of its tasks died with node %d", self.node_id, lost, node)
-        records = self.pcache.node_died(node, held_shard)
-        self.reactor.spawn(self._after_death(node, records),
-                           lambda _r, exc: exc and log.warning("recovery from node %d's death: %s", node, exc))
-
-    def _after_death(self, node: int, records: dict[int, list[dict]]):
-        calls = []
-        for home, recs in records.items():
-            rebuild = pc.DirRebuild(sender=self.node_id, records=recs)
-            if home == self.node_id:
-                yield from self.replication.rebuild(rebuild)
-            else:
-                calls.append(Call(node_dest(home), rebuild))
-        if calls:
-            yield calls
-        yield from self.replication.node_died(node)
+        self.reactor.spawn(recovery, lambda _r, exc: exc and log.warning("recovery from node %d's death: %s", node, exc))
 
     def on_latency(self, msg: lm.NodeLatency) -> Ok:
         table = LatencyTable.from_wire(msg.table)
@@ -236,11 +189,6 @@ class NodeServer:
         tracer = self.core.trace
         dropped, tracer.dropped = tracer.dropped, 0
         return trm.TraceEventsReply(events=tracer.drain(), dropped=dropped)
-
-    def on_stats(self, msg: tm.NodeStats) -> tm.NodeStatsReply:
-        return tm.NodeStatsReply(node_id=self.node_id, numastat=dict(self.core.numastat), vmstat=self.core.vmstat(),
-                                 frames_free=self.pool.free, frames_total=self.pool.frames, tasks=self.mm.task_pages(),
-                                 repl_lifetimes=dict(self.core.repl_lifetimes))
 
     def on_shutdown(self, msg: lc.NodeShutdown) -> Ok:
         self.reactor.call_later(0, lambda: self.exit("shutdown requested"))
