@@ -1,5 +1,5 @@
 """Who may talk to a cluster: its owner's processes only. Every connection is checked by the
-ZAP handler of the daemon it reaches (zmq.auth's ThreadAuthenticator, started before binding):
+ZAP handler of the daemon it reaches (`Gatekeeper`, a thread started before binding):
 
 - tcp (a cluster folder too long for ipc paths; later, other hosts): CURVE. `up` makes one
   keypair per cluster (zmq.curve_keypair), kept in the cluster folder, owner-only, in pyzmq's
@@ -15,20 +15,23 @@ One keypair, not one per role: every role runs as the owner, who can read every 
 """
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
 
 import zmq
 import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
 
 from protocol.errors import ErrorCode, NumaEmuError
 
 KEYS_DIR = "keys"
 _NAME = "cluster"
 _ZAP_DOMAIN = b"numa-emu"  # set on every server: makes libzmq ask ZAP about NULL-mechanism peers too
+_ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # where libzmq sends its questions (ZeroMQ RFC 27)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -89,28 +92,91 @@ class ClusterKeys:
             sock.curve_publickey = self.public
             sock.curve_serverkey = self.public
 
-    def authenticator(self, ctx: zmq.Context) -> ThreadAuthenticator:
+    def authenticator(self, ctx: zmq.Context) -> "Gatekeeper":
         """The ZAP handler of `ctx` (start it before binding): the public keys in keys/ over tcp,
         the owner's uid over ipc. A thread: started by daemons after any fork (the node fork
         server starts none)."""
-        auth = _Gatekeeper(ctx)
-        auth.start()
-        auth.configure_curve(domain=_ZAP_DOMAIN.decode(), location=str(self.folder))
-        return auth
+        allowed = set(zmq.auth.load_certificates(str(self.folder)))
+        return Gatekeeper(ctx, allowed)
 
 
-class _Gatekeeper(ThreadAuthenticator):
-    """zmq.auth's handler, and over ipc (the NULL mechanism) the peer's uid must be ours."""
+class Gatekeeper:
+    """The ZAP handler (ZeroMQ RFC 27): over ipc (the NULL mechanism) the peer's uid must be
+    ours; over tcp (CURVE) the peer's public key must be on the allow-list.
 
-    async def handle_zap_message(self, msg: list[bytes]) -> Any:
-        if len(msg) >= 6 and msg[5] == b"NULL":
-            if peer_uid(msg[3].decode("ascii", "replace")) == os.geteuid():
-                self._send_zap_reply(msg[1], b"200", b"OK", str(os.geteuid()))
-            else:
-                self.log.warning("refused an ipc peer of another user (address %r)", msg[3])
-                self._send_zap_reply(msg[1], b"400", b"not the cluster's owner")
-            return None
-        return await super().handle_zap_message(msg)
+    Not zmq.auth's ThreadAuthenticator, whose asyncio loop takes one question per wake-up: with
+    it, under load, new connections to a node sometimes waited seconds for an answer while the
+    node sat idle with their first bytes unread in the kernel's socket buffer. Side by side under
+    the same load (writeshare against a replication experiment, 20 runs each), pings to a node
+    took up to 5 s and 2 runs failed with it; at most 1.8 s and 1 run with this thread, which
+    blocks in zmq_poll (level-triggered) and answers every question waiting. Not every stall is
+    gone (the issue 10 note has the rest).
+    """
+
+    def __init__(self, ctx: zmq.Context, allowed: set[bytes]):
+        self.allowed = allowed  # z85 public keys
+        self.questions = ctx.socket(zmq.REP)
+        self.questions.linger = 0
+        self.questions.bind(_ZAP_ENDPOINT)
+        stop_endpoint = f"inproc://numa-emu-zap-stop-{id(self)}"
+        self._stop_rx = ctx.socket(zmq.PAIR)
+        self._stop_rx.linger = 0
+        self._stop_rx.bind(stop_endpoint)
+        self._stop_tx = ctx.socket(zmq.PAIR)
+        self._stop_tx.linger = 0
+        self._stop_tx.connect(stop_endpoint)
+        self.thread = threading.Thread(target=self._run, name="zap", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.questions, zmq.POLLIN)
+        poller.register(self._stop_rx, zmq.POLLIN)
+        try:
+            while True:
+                ready = dict(poller.poll())
+                if self._stop_rx in ready:
+                    return
+                while self.questions.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    question = self.questions.recv_multipart()
+                    try:
+                        reply = self.answer(question)
+                    except Exception:  # a bug here must not leave every later peer waiting
+                        log.exception("the ZAP handler failed on a request")
+                        reply = [b"1.0", question[1] if len(question) > 1 else b"", b"500", b"internal error", b"", b""]
+                    self.questions.send_multipart(reply)
+        except zmq.ContextTerminated:
+            return
+        finally:
+            self.questions.close(0)
+            self._stop_rx.close(0)
+
+    def answer(self, msg: list[bytes]) -> list[bytes]:
+        """The reply frames to one ZAP request:
+        version, request id, domain, address, identity, mechanism, credentials..."""
+        if len(msg) < 6:
+            log.warning("refused a malformed ZAP request (%d frames)", len(msg))
+            return [b"1.0", msg[1] if len(msg) > 1 else b"", b"400", b"malformed request", b"", b""]
+        request_id, address, mechanism = msg[1], msg[3].decode("ascii", "replace"), msg[5]
+        if mechanism == b"NULL":
+            if peer_uid(address) == os.geteuid():
+                return [b"1.0", request_id, b"200", b"OK", str(os.geteuid()).encode(), b""]
+            log.warning("refused an ipc peer of another user (address %r)", address)
+            return [b"1.0", request_id, b"400", b"not the cluster's owner", b"", b""]
+        if mechanism == b"CURVE" and len(msg) >= 7 and len(msg[6]) == 32 and z85.encode(msg[6]) in self.allowed:
+            return [b"1.0", request_id, b"200", b"OK", b"cluster", b""]
+        log.warning("refused a %s peer that is not on the allow-list (address %r)", mechanism.decode("ascii", "replace"),
+                    address)
+        return [b"1.0", request_id, b"400", b"not allowed", b"", b""]
+
+    def stop(self) -> None:
+        """End the thread (before the context is destroyed)."""
+        try:
+            self._stop_tx.send(b"", zmq.NOBLOCK)
+        except zmq.ZMQError:  # the thread is gone already
+            pass
+        self.thread.join(timeout=2.0)
+        self._stop_tx.close(0)
 
 
 def peer_uid(address: str) -> int | None:

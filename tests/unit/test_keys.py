@@ -5,6 +5,7 @@ import os
 import stat
 
 import pytest
+import zmq
 import zmq.auth
 
 from protocol.errors import ErrorCode, NumaEmuError
@@ -69,6 +70,74 @@ def test_a_socket_bound_without_its_zap_handler_lets_nobody_in(tmp_path, transpo
             again.send(b"let me in")
             assert server.poll(5000) != 0
             assert server.recv_multipart()[-1] == b"let me in"
+        finally:
+            auth.stop()
+    finally:
+        ctx.destroy(linger=0)
+
+
+def _answer(keys_dir, *frames):
+    import zmq
+
+    ctx = zmq.Context()
+    try:
+        auth = ClusterKeys.load(keys_dir).authenticator(ctx)
+        try:
+            return auth.answer([b"1.0", b"7", b"numa-emu", *frames])
+        finally:
+            auth.stop()
+    finally:
+        ctx.destroy(linger=0)
+
+
+def test_the_zap_handler_answers_ipc_peers_by_uid_and_tcp_peers_by_key(tmp_path):
+    """protocol.keys.Gatekeeper, question by question (ZeroMQ RFC 27 frames)."""
+    from zmq.utils import z85
+
+    keys = ClusterKeys.create(tmp_path)
+    me = os.geteuid()
+    assert _answer(tmp_path, f"localhost:{me}:0:1".encode(), b"", b"NULL") == \
+        [b"1.0", b"7", b"200", b"OK", str(me).encode(), b""]
+    assert _answer(tmp_path, f"localhost:{me + 1}:0:1".encode(), b"", b"NULL")[2:4] == \
+        [b"400", b"not the cluster's owner"]
+    assert _answer(tmp_path, b"127.0.0.1", b"", b"CURVE", z85.decode(keys.public))[2:4] == [b"200", b"OK"]
+    stranger = z85.decode(zmq.curve_keypair()[0])
+    assert _answer(tmp_path, b"127.0.0.1", b"", b"CURVE", stranger)[2:4] == [b"400", b"not allowed"]
+    assert _answer(tmp_path, b"127.0.0.1", b"", b"PLAIN", b"user", b"pass")[2:4] == [b"400", b"not allowed"]
+    assert _answer(tmp_path)[2:4] == [b"400", b"malformed request"]
+
+
+def test_the_zap_handler_admits_a_burst_of_new_connections_at_once(tmp_path):
+    """100 connections made at once are all admitted: the ZAP thread answers every question
+    waiting at each wake-up, not one."""
+    import zmq
+
+    from protocol.reactor import bind_endpoint, connect_endpoint
+    from tests.conftest import poll_until
+
+    keys = ClusterKeys.create(tmp_path)
+    ctx = zmq.Context()
+    try:
+        auth = keys.authenticator(ctx)
+        try:
+            server = ctx.socket(zmq.ROUTER)
+            endpoint = bind_endpoint(server, f"ipc://{tmp_path}/s.sock", keys)
+            clients = []
+            for i in range(100):
+                sock = ctx.socket(zmq.DEALER)
+                sock.linger = 0
+                connect_endpoint(sock, endpoint, keys)
+                sock.send(b"%d" % i)
+                clients.append(sock)
+            got: set[bytes] = set()
+
+            def all_in() -> bool:
+                while server.poll(10):
+                    got.add(server.recv_multipart()[-1])
+                return len(got) == 100
+
+            poll_until(all_in, timeout_s=30, what="100 new connections admitted")
+            assert got == {b"%d" % i for i in range(100)}
         finally:
             auth.stop()
     finally:
