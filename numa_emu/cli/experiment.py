@@ -122,6 +122,8 @@ def _run(args: argparse.Namespace) -> int:
     summary, pngs = output.write_all(outcome, out_dir)
     console.print(output.table(summary, spec, failed=len(outcome.failed)))
     print(f"results: {out_dir}/ (results.csv, results.json" + "".join(f", {p.name}" for p in pngs) + ")")
+    if not output.can_plot():
+        print(output.PLOTS_HINT.replace("DIR", str(out_dir)))
     if outcome.interrupted:
         print("numa-emu: error: interrupted: the clusters are stopped; partial results written", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -134,9 +136,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _replot(args: argparse.Namespace) -> int:
-    from numa_emu.experiments.output import replot
+    from numa_emu.experiments.output import PLOTS_HINT, can_plot, replot
 
     pngs = replot(args.dir)
+    if not can_plot():
+        print(f"numa-emu: error: {PLOTS_HINT.split(' (')[0]}: pip install 'numa-emu[plots]'", file=sys.stderr)
+        return EXIT_ERROR
     print(f"plots: {args.dir}/ (" + ", ".join(p.name for p in pngs) + ")")
     return EXIT_OK
 

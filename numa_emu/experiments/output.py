@@ -188,10 +188,26 @@ def _plotted(spec: Spec) -> list[str]:
     return [x for x in spec.swept if not (x == "workload" and own)]
 
 
+# matplotlib is an optional extra (about half of an installation's size): without it, runs
+# write their CSV and JSON, and the CLI says how to get the plots.
+PLOTS_HINT = "no plots: matplotlib is not installed (pip install 'numa-emu[plots]', then numa-emu experiment replot DIR)"
+
+
+def can_plot() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def plot(summary: list[dict], spec: Spec, out_dir: Path) -> list[Path]:
     """One PNG per plotted figure (the metric, then the file's `plots`) and swept parameter, and a
     relative one of the metric for numeric parameters; with `plots`, an overview per swept
-    parameter too (every plotted figure side by side, a row per workload); their paths."""
+    parameter too (every plotted figure side by side, a row per workload); their paths. None
+    without matplotlib (PLOTS_HINT)."""
+    if not can_plot():
+        return []
     paths = []
     figures = list(dict.fromkeys((spec.metric, *spec.plots)))
     for figure in figures:

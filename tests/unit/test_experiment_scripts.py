@@ -193,3 +193,15 @@ def test_quick_replaces_a_parameter_of_the_users_and_options_are_refused_there_t
         load_spec(path, quick=True)
     assert err.value.message == (f"{path}: quick.workloads.mine.options: a command list takes its arguments "
                                  f"in the list itself")
+
+
+def test_without_matplotlib_runs_write_csv_and_json_and_replot_says_how_to_get_plots(tmp_path, capsys, monkeypatch):
+    """matplotlib is the optional extra numa-emu[plots]: an import of it fails here as it would
+    where it is not installed."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    spec = spec_of(tmp_path)
+    summary, pngs = output.write_all(outcome_of(spec), tmp_path / "run")
+    assert pngs == [] and sorted(p.name for p in (tmp_path / "run").iterdir()) == ["results.csv", "results.json"]
+    assert main(["experiment", "replot", str(tmp_path / "run")]) == 3
+    assert capsys.readouterr().err == "numa-emu: error: no plots: matplotlib is not installed: " \
+                                      "pip install 'numa-emu[plots]'\n"
