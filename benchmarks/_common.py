@@ -11,13 +11,12 @@ child (one round trip; `read_envelope(n)` asks it for an n-byte reply, the shape
 a relay child in front of it (two hops, the floor of a request a home node passes on), and N
 bare processes started one after the other.
 
-Puppet: a task process driven over a pipe that times each API call inside itself, for
-benchmarks that need tasks on several nodes (run as `python _common.py puppet CPU HOME`).
+Puppet (tests/helpers.py, shared with the tests): a task process driven over a pipe that times
+each API call inside itself, for benchmarks that need tasks on several nodes.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import select
 import shutil
@@ -40,6 +39,9 @@ from numa_emu import processes
 from protocol.clusterdir import HOME_ENV
 from protocol.version import TAG
 
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # tests.helpers: shared with the tests
+from tests.helpers import kill_left_behind  # noqa: E402
+
 # Wide when piped (reports, `make bench | tee`), the terminal's width otherwise.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
 CHILD_TIMEOUT_S = 30.0  # a baseline child that hears nothing for this long exits by itself
@@ -57,18 +59,6 @@ def setup() -> None:
 
 def _exit_on_sigterm(signum: int, _frame) -> None:
     raise SystemExit(128 + signum)
-
-
-def _ours_under(path: Path) -> list[psutil.Process]:
-    """Live processes whose command line names `path` (only ours can: the folder is fresh)."""
-    out = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and str(path) in " ".join(proc.info["cmdline"] or []):
-                out.append(proc)
-        except psutil.Error:
-            continue
-    return out
 
 
 _ENV_KEYS = (HOME_ENV, "PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")
@@ -95,11 +85,7 @@ def temp_home(*, bytecode_cache: bool = True) -> Iterator[Path]:
         _print_log_tails(path)  # the folder goes away below: keep what the daemons said
         raise
     finally:
-        leaked = _ours_under(path)
-        for proc in leaked:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        psutil.wait_procs(leaked, timeout=5)
+        leaked = kill_left_behind(path)
         processes.reap_children()
         for key, value in old.items():
             if value is None:
@@ -422,119 +408,6 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return info.rss / 1e6, info.uss / 1e6
 
 
-# ---- task puppets: task processes driven over a pipe, timing inside themselves -------------
-
-class Puppet:
-    """A task process attached at `cpu`, driven one JSON command per stdin line (the pattern of
-    tests/puppet.py), for benchmarks that need several tasks on several nodes. Each command
-    answers its result and the seconds its API call took, measured INSIDE the task process
-    around that call alone: the pipe and JSON costs are never part of a timing.
-
-    Commands (keys beside "op"): open(name, create, size), map(name, as, writable),
-    mmap(length, as), mbind(as, mode, nodes), touch(as, fill), read(as, offset, length),
-    pread(name, offset, length), pwrite(name, offset, byte, length) (`length` copies of `byte`),
-    fsync(name), where(as), munmap(as), policy(mode, nodes), detach. Byte results come back as
-    hex; an error's answer has the call's seconds too."""
-
-    def __init__(self, cpu: int, *, cluster: str, home: Path, cpuset: str | None = None):
-        env = dict(os.environ, NUMA_EMU_CLUSTER=cluster)
-        if cpuset:
-            env["NUMA_EMU_CPUSET"] = cpuset
-        # The home in argv lets temp_home's leak check find a puppet that outlived its benchmark.
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "puppet", str(cpu), str(home)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True)
-        self.node = self._answer(60.0)[0]
-
-    def _answer(self, timeout_s: float) -> tuple[object, float]:
-        line = _read_line(self.proc.stdout, timeout_s)
-        if not line:
-            raise RuntimeError(f"puppet task {self.proc.pid} gave no answer within {timeout_s:g} s "
-                               f"(exit code {self.proc.poll()})")
-        answer = json.loads(line)
-        if "error" in answer:
-            raise RuntimeError(f"puppet task {self.proc.pid}: {answer['error']}: {answer['message']}")
-        return answer["ok"], answer.get("s", 0.0)
-
-    def timed(self, op: str, timeout_s: float = 60.0, **kw) -> tuple[object, float]:
-        """(result, seconds of the API call measured in the task)."""
-        self.proc.stdin.write((json.dumps({"op": op, **kw}) + "\n").encode())
-        self.proc.stdin.flush()
-        return self._answer(timeout_s)
-
-    def do(self, op: str, **kw) -> object:
-        return self.timed(op, **kw)[0]
-
-    def close(self) -> None:
-        """EOF: the task detaches and exits; killed if it does not within 10 s."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(OSError):
-                self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                _stop(self.proc)
-        self.proc.stdout.close()
-
-    def __enter__(self) -> "Puppet":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _puppet_main(cpu: int) -> None:
-    """The puppet task process (run as `python _common.py puppet CPU HOME`)."""
-    import numa_emu
-
-
-    task = numa_emu.attach(cpu=cpu)
-    files: dict = {}
-    regions: dict = {}
-    # op -> (the API call, its arguments): everything but the call itself is done before the clock starts
-    prep = {
-        "open": lambda c: (task.open, (c["name"],), {"create": c.get("create", False), "size": c.get("size")}),
-        "map": lambda c: (task.mmap_file, (files[c["name"]],), {"writable": c.get("writable", True)}),
-        "mmap": lambda c: (task.mmap, (c["length"],), {}),
-        "mbind": lambda c: (regions[c["as"]].mbind, (c["mode"], c["nodes"]), {}),
-        "touch": lambda c: (regions[c["as"]].touch, (), {"fill": c.get("fill")}),
-        "read": lambda c: (regions[c["as"]].read, (c["offset"], c["length"]), {}),
-        "where": lambda c: (regions[c["as"]].where, (), {}),
-        "munmap": lambda c: (regions.pop(c["as"]).munmap, (), {}),
-        "pread": lambda c: (files[c["name"]].pread, (c["offset"], c["length"]), {}),
-        "pwrite": lambda c: (files[c["name"]].pwrite, (c["offset"], bytes([c["byte"]]) * c["length"]), {}),
-        "fsync": lambda c: (files[c["name"]].fsync, (), {}),
-        "policy": lambda c: (task.set_mempolicy, (c["mode"], c.get("nodes")), {}),
-        "detach": lambda c: (task.detach, (), {}),
-    }
-    clock = time.perf_counter
-    print(json.dumps({"ok": task.node}), flush=True)
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        t0 = clock()
-        try:
-            fn, args, kwargs = prep[cmd["op"]](cmd)
-            t0 = clock()
-            out = fn(*args, **kwargs)
-            dt = clock() - t0
-            if cmd["op"] == "open":
-                files[cmd["name"]] = out
-                out = out.size
-            elif cmd["op"] in ("map", "mmap"):
-                regions[cmd["as"]] = out
-                out = out.vaddr
-            elif isinstance(out, bytes):
-                out = out.hex()
-            elif not isinstance(out, (int, list, type(None))):
-                out = str(out)
-            answer = {"ok": out, "s": dt}
-        except numa_emu.NumaEmuError as exc:
-            answer = {"error": exc.errno_name, "message": exc.message, "s": clock() - t0}
-        except (KeyError, TypeError, ValueError) as exc:
-            answer = {"error": "EINVAL", "message": f"bad puppet command {line.strip()!r}: {exc!r}"}
-        print(json.dumps(answer), flush=True)
-    task.detach()
-
-
 # ---- asking a running cluster -------------------------------------------------------------
 
 def vmstat_by_node(cluster) -> dict[int, dict]:
@@ -644,9 +517,3 @@ def host_info() -> str:
             f"pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}, msgpack {'.'.join(map(str, msgpack.version))}; "
             f"{cache}")
 
-
-if __name__ == "__main__":
-    if len(sys.argv) >= 3 and sys.argv[1] == "puppet":
-        _puppet_main(int(sys.argv[2]))
-    else:
-        sys.exit("usage: _common.py puppet CPU [HOME] (a benchmark's task process; not run by hand)")

@@ -16,12 +16,12 @@ of the page while node 2 lives. Target (issue 10): the first clear error < 1 s.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import time
 
 import _common as bc
+from tests.helpers import Puppet  # noqa: E402  (after _common, which puts the repository on sys.path)
 from numa_emu.cluster import Cluster
 from protocol.messages import lifecycle as lc
 from protocol.timing import NODE_READY_TIMEOUT_S
@@ -30,11 +30,10 @@ PAGE = 4096
 TARGET_S = 1.0
 
 
-def _ask(p: bc.Puppet, op: str, **kw) -> dict:
+def _ask(p: Puppet, op: str, **kw) -> dict:
     """One command; its raw answer ({"ok": ...} or {"error": ..., "message": ...})."""
-    p.proc.stdin.write((json.dumps({"op": op, **kw}) + "\n").encode())
-    p.proc.stdin.flush()
-    return json.loads(bc._read_line(p.proc.stdout, 30.0))
+    p.send(op, **kw)
+    return p.answer(30.0)
 
 
 def _until(fn, timeout_s: float = 30.0):
@@ -46,7 +45,7 @@ def _until(fn, timeout_s: float = 30.0):
     raise RuntimeError("timed out")
 
 
-def one_run(c: Cluster, task: bc.Puppet, homed: bc.Puppet, run: int) -> dict:
+def one_run(c: Cluster, task: Puppet, homed: Puppet, run: int) -> dict:
     region, name = f"r{run}", f"f{run}"
     homed.do("mmap", length=PAGE, **{"as": "h"})
     homed.do("mbind", mode="bind", nodes=[0], **{"as": "h"})
@@ -61,8 +60,7 @@ def one_run(c: Cluster, task: bc.Puppet, homed: bc.Puppet, run: int) -> dict:
     pid = c.status().nodes[2]["pid"]
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
-    homed.proc.stdin.write((json.dumps({"op": "read", "as": "h", "offset": 0, "length": 8}) + "\n").encode())
-    homed.proc.stdin.flush()
+    homed.send("read", offset=0, length=8, **{"as": "h"})
     t_homed_sent = time.monotonic() - killed
     answer = _until(lambda: "error" in (a := _ask(task, "read", offset=0, length=8, **{"as": region})) and a)
     t_error = time.monotonic() - killed
@@ -70,7 +68,7 @@ def one_run(c: Cluster, task: bc.Puppet, homed: bc.Puppet, run: int) -> dict:
     t_file = time.monotonic() - killed
     _until(lambda: c.status().nodes[2]["state"] == "dead")
     t_status = time.monotonic() - killed
-    homed_answer = json.loads(bc._read_line(homed.proc.stdout, 30.0))
+    homed_answer = homed.answer(30.0)
     if "error" not in homed_answer:
         raise RuntimeError(f"the task whose home died read its page: {homed_answer}")
     t_homed = t_homed_sent + homed_answer["s"]  # sent at once; the call's own seconds, measured in the task
@@ -95,10 +93,10 @@ def main() -> None:
         c = Cluster("default-4n", name="death", base=home)
         c.start()
         try:
-            with bc.Puppet(0, cluster=c.name, home=home) as task:
+            with Puppet(0, cluster=c.name, home=home) as task:
                 task.do("policy", mode="preferred", nodes=[2])  # the file's masters on node 2 first
                 for run in range(args.runs):
-                    with bc.Puppet(2, cluster=c.name, home=home) as homed:  # a task of node 2: it dies too
+                    with Puppet(2, cluster=c.name, home=home) as homed:  # a task of node 2: it dies too
                         results.append(one_run(c, task, homed, run))
         finally:
             c.stop()

@@ -58,6 +58,7 @@ import msgpack
 import zmq
 
 import _common as bc
+from tests.helpers import Puppet  # noqa: E402  (after _common, which puts the repository on sys.path)
 from nodes.core import directory_home
 from numa_emu.cluster import Cluster
 from protocol.messages import control as cm
@@ -130,7 +131,7 @@ class FanOut:
         self.ctx.term()
 
 
-def seed_file(writer: bc.Puppet, name: str, pages: int) -> None:
+def seed_file(writer: Puppet, name: str, pages: int) -> None:
     """A file of `pages` pages written by `writer` and written back: clean, master on its node."""
     writer.do("open", name=name, create=True, size=pages * PAGE)
     chunk = 256
@@ -140,8 +141,8 @@ def seed_file(writer: bc.Puppet, name: str, pages: int) -> None:
     writer.do("fsync", name=name, timeout_s=120.0)
 
 
-def reader(cpu: int, cluster: Cluster, home, name: str, cpuset: str | None = None) -> bc.Puppet:
-    p = bc.Puppet(cpu, cluster=cluster.name, home=home, cpuset=cpuset)
+def reader(cpu: int, cluster: Cluster, home, name: str, cpuset: str | None = None) -> Puppet:
+    p = Puppet(cpu, cluster=cluster.name, home=home, cpuset=cpuset)
     p.do("open", name=name)
     p.do("map", name=name, writable=False, **{"as": "m"})
     return p
@@ -159,7 +160,7 @@ def replication_cost(home, echo_ep: str, pages: int, notes: list[str]) -> dict:
         notes.append(f"sysctl {SWITCH_KEY}: {'present' if switch else 'absent'} (keys: {', '.join(sorted(keys))})")
         with cluster.client() as client:
             client.call(cm.CpusetCreate(name="norepl", cpus=[3], mems=[0, 1, 2, 3], replication=False))
-        writer = stack.enter_context(bc.Puppet(0, cluster=cluster.name, home=home))
+        writer = stack.enter_context(Puppet(0, cluster=cluster.name, home=home))
         files = ("repl", "norepl", "local") + (("sysoff",) if switch else ())
         for name in files:
             seed_file(writer, name, pages)
@@ -231,7 +232,7 @@ def collapse_cost(home, echo_ep: str, fan_eps: list[str], per_r: int, notes: lis
             notes.append(f"{BACKOFF_KEY}=0 set")
         else:
             notes.append(f"{BACKOFF_KEY} absent (back-off is per page; fresh pages never meet it)")
-        writer = stack.enter_context(bc.Puppet(0, cluster=cluster.name, home=home))
+        writer = stack.enter_context(Puppet(0, cluster=cluster.name, home=home))
         seed_file(writer, "c", file_pages)
         readers = [stack.enter_context(reader(cpu, cluster, home, "c")) for cpu in range(1, n_nodes)]
         assert [r.node for r in readers] == list(range(1, n_nodes))

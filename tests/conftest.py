@@ -1,5 +1,6 @@
 """Fixtures shared by every tier: a private NUMA_EMU_HOME, real clusters with unique names, the
-CLI as a subprocess, polling with a deadline, and an autouse check that no process leaks."""
+CLI as a subprocess, puppet tasks, and a check that no process leaks. What tests and benchmarks
+share (polling with a deadline, the leak scan, the puppet) is in tests/helpers.py."""
 from __future__ import annotations
 
 import itertools
@@ -8,15 +9,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
-import psutil
 import pytest
 from hypothesis import settings
 
 from numa_emu import processes
+from tests.helpers import Puppet, kill_left_behind
 
 processes.become_subreaper()  # detached coordinators are re-parented to us and reaped below
 # Speed lives in benchmarks, never in tests: hypothesis's 200 ms deadline per example failed a codec
@@ -24,40 +23,7 @@ processes.become_subreaper()  # detached coordinators are re-parented to us and 
 settings.register_profile("numa-emu", deadline=None)
 settings.load_profile("numa-emu")
 
-# An open defect (issue 10 note): now and then, with readers on every node racing a writer's
-# collapses, two nodes stop answering for 4-9 s (their processes idle at 0% CPU while two others
-# run) and a dir.write or mem.access misses its deadline. Reproduced about one time in three by
-# running test_replication.py's shootdowns-overtake test beside test_replication_experiments.py's
-# quick run; the cause is not found yet. The tests that meet it are re-run, not hidden: a failure
-# that comes back three times still fails.
-FLAKY_WRITESHARE = pytest.mark.flaky(reruns=2)
-
 _names = itertools.count()
-
-
-def poll_until(condition: Callable[[], object], timeout_s: float = 10.0, interval_s: float = 0.02, what: str = "condition"):
-    """Wait for `condition()` to be truthy and return its value; fail at the deadline. Never a bare sleep."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)
-
-
-def _ours_under(path: Path) -> list[psutil.Process]:
-    out = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        try:
-            if proc.info["status"] == psutil.STATUS_ZOMBIE:
-                continue
-            if str(path) in " ".join(proc.info["cmdline"] or []):
-                out.append(proc)
-        except psutil.Error:
-            continue
-    return out
 
 
 @pytest.fixture
@@ -66,13 +32,7 @@ def home(monkeypatch) -> Path:
     path = Path(tempfile.mkdtemp(prefix="ne-", dir="/tmp"))
     monkeypatch.setenv("NUMA_EMU_HOME", str(path))
     yield path
-    leaked = _ours_under(path)
-    for proc in leaked:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(leaked, timeout=5)
+    leaked = kill_left_behind(path)
     processes.reap_children()
     shutil.rmtree(path, ignore_errors=True)
     assert not leaked, f"processes left behind: {[(p.pid, p.info['cmdline']) for p in leaked]}"
@@ -126,58 +86,13 @@ def cli(home):
     return run
 
 
-class Puppet:
-    """A task process on a given CPU, driven one command at a time (tests/puppet.py)."""
-
-    def __init__(self, cluster_name: str, cpu: int):
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("puppet.py")), str(cpu)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env=dict(os.environ, NUMA_EMU_CLUSTER=cluster_name))
-        self.node = self._answer()["ok"]
-
-    def _answer(self) -> dict:
-        import json
-
-        line = self.proc.stdout.readline()
-        if not line:
-            raise AssertionError(f"puppet task exited with {self.proc.wait()}")
-        return json.loads(line)
-
-    def do(self, op: str, **kw):
-        """Run one command; its result, or AssertionError carrying the errno of a failure."""
-        import json
-
-        self.proc.stdin.write(json.dumps({"op": op, **kw}) + "\n")
-        self.proc.stdin.flush()
-        answer = self._answer()
-        if "error" in answer:
-            raise PuppetError(answer["error"], answer["message"])
-        return answer["ok"]
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
-
-
-class PuppetError(Exception):
-    def __init__(self, errno_name: str, message: str):
-        super().__init__(f"{errno_name}: {message}")
-        self.errno_name = errno_name
-
-
 @pytest.fixture
-def puppets():
-    """puppets(cluster, cpu) -> Puppet; every puppet is detached at teardown."""
+def puppets(home):
+    """puppets(cluster, cpu) -> Puppet (tests/helpers.py); every puppet is detached at teardown."""
     made: list[Puppet] = []
 
     def make(cluster, cpu: int) -> Puppet:
-        made.append(Puppet(cluster.name, cpu))
+        made.append(Puppet(cpu, cluster=cluster.name, home=home))
         return made[-1]
 
     yield make

@@ -182,7 +182,7 @@ def test_status_after_a_crash_claims_no_process_that_was_not_alive(cli, cluster_
     import psutil
 
     from numa_emu import processes
-    from tests.conftest import poll_until
+    from tests.helpers import poll_until
 
     cli("up", "--name", cluster_name, "--nodes", "2", "--mem-per-node", "16MiB", check=True)
     data = json.loads((home / cluster_name / "cluster.json").read_text())

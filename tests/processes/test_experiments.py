@@ -15,7 +15,7 @@ import pytest
 
 from numa_emu.catalog import resolve_topology
 from numa_emu.experiments.output import CSV_FIELDS
-from tests.conftest import poll_until
+from tests.helpers import poll_until
 
 pytestmark = pytest.mark.cluster
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

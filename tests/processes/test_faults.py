@@ -16,7 +16,7 @@ import numa_emu
 from protocol.counters import NUMASTAT_TO_VMSTAT
 from protocol.messages import lifecycle as lc
 from protocol.messages import tasks as tm
-from tests.conftest import poll_until
+from tests.helpers import poll_until
 from tests.history import violations
 
 pytestmark = pytest.mark.cluster

@@ -17,7 +17,7 @@ from protocol.messages import latency as lm
 from protocol.messages import lifecycle as lc
 from protocol.messages import memory as mm
 from protocol.version import TAG
-from tests.conftest import poll_until
+from tests.helpers import poll_until
 
 pytestmark = pytest.mark.cluster
 PAGE = 4096

@@ -13,7 +13,7 @@ import pytest
 
 from numa_emu import cluster as cl
 from protocol.clusterdir import CLUSTER_FILE
-from tests.conftest import poll_until
+from tests.helpers import poll_until
 
 pytestmark = pytest.mark.cluster
 

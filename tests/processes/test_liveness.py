@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from tests.conftest import PuppetError, poll_until
+from tests.helpers import PuppetError, poll_until
 
 pytestmark = pytest.mark.cluster
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.conftest import poll_until
+from tests.helpers import poll_until
 
 pytestmark = pytest.mark.cluster
 DEBUG_LINE = "numa_emu.log DEBUG logging at level debug"

@@ -15,7 +15,7 @@ import pytest
 
 from numa_emu import processes
 from protocol.messages.tasks import ClusterStats
-from tests.conftest import poll_until
+from tests.helpers import poll_until
 
 pytestmark = pytest.mark.cluster
 

@@ -13,7 +13,7 @@ import pytest
 
 from protocol.messages import tasks as tm
 from protocol.timing import CLIENT_TIMEOUT_S
-from tests.conftest import PuppetError, poll_until
+from tests.helpers import PuppetError, poll_until
 
 pytestmark = pytest.mark.cluster
 
@@ -216,12 +216,11 @@ def test_a_migration_whose_source_died_fails_cleanly_and_frees_its_target_frames
     task = puppets(c, 2)  # the source of the migration is the task's home: both die at once
     task.do("mmap", **{"as": "a", "length": 512 * PAGE})
     task.do("touch", fill=5, **{"as": "a"})
-    task.proc.stdin.write(json.dumps({"op": "migrate_pages", "old": [2], "new": [3]}) + "\n")
-    task.proc.stdin.flush()
+    task.send("migrate_pages", old=[2], new=[3])
     poll_until(lambda: _free(c, [3])[3] < baseline[3], timeout_s=10.0, what="the migration's first frames on node 3")
     _kill(c, 2)
     _dead(c, 2)
-    task.proc.stdout.readline()  # the migration's answer, whatever it was (done, or cut off by the death)
+    task.answer()  # the migration's answer, whatever it was (done, or cut off by the death)
     task.do("detach")
     assert _free(c, survivors) == baseline
     _check_counters(c)

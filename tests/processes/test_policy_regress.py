@@ -24,7 +24,7 @@ import pytest
 
 from numa_emu.cli.main import main
 from protocol.topology_shapes import from_cli
-from tests.conftest import poll_until
+from tests.helpers import poll_until
 
 pytestmark = pytest.mark.cluster
 

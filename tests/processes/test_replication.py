@@ -12,7 +12,7 @@ from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
 from protocol.topology import from_cli
-from tests.conftest import FLAKY_WRITESHARE, PuppetError, poll_until
+from tests.helpers import FLAKY_WRITESHARE, PuppetError, poll_until
 
 pytestmark = pytest.mark.cluster
 PAGE = 4096

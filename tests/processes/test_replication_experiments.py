@@ -17,7 +17,7 @@ import pytest
 
 from numa_emu.experiments.output import csv_fields
 from numa_emu.experiments.spec import load_spec
-from tests.conftest import FLAKY_WRITESHARE, poll_until
+from tests.helpers import FLAKY_WRITESHARE, poll_until
 from tests.processes.test_experiments import check_png, workload_processes
 
 pytestmark = pytest.mark.cluster

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from protocol.messages import tasks as tm
-from tests.conftest import poll_until
+from tests.helpers import poll_until
 from tests.history import violations
 
 pytestmark = pytest.mark.cluster

@@ -28,7 +28,7 @@ from protocol.messages import lifecycle as lc
 from protocol.messages import pagecache as pc
 from protocol.topology_shapes import from_cli
 from protocol.version import PROTOCOL_VERSION, TAG
-from tests.conftest import poll_until
+from tests.helpers import poll_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run the attacker as another uid")
 

@@ -13,7 +13,7 @@ from protocol.messages import control as cm
 from protocol.messages import lifecycle as lc
 from protocol.messages import tasks as tm
 from protocol.topology import from_cli
-from tests.conftest import poll_until
+from tests.helpers import poll_until
 from tests.processes.test_tasks import check_invariants, free_frames, stats
 
 pytestmark = pytest.mark.cluster

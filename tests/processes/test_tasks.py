@@ -14,7 +14,7 @@ import pytest
 import numa_emu
 from protocol.messages import tasks as tm
 from protocol.policy import MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED, MPOL_F_NODE, MPOL_MF_STRICT, Mode
-from tests.conftest import poll_until
+from tests.helpers import poll_until
 
 pytestmark = pytest.mark.cluster
 PAGE = 4096

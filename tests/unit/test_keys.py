@@ -113,7 +113,7 @@ def test_the_zap_handler_admits_a_burst_of_new_connections_at_once(tmp_path):
     import zmq
 
     from protocol.reactor import bind_endpoint, connect_endpoint
-    from tests.conftest import poll_until
+    from tests.helpers import poll_until
 
     keys = ClusterKeys.create(tmp_path)
     ctx = zmq.Context()
