@@ -46,11 +46,15 @@ class TaskService:
                 "task.migrate_pages": self.migrate_pages, "task.home": self.home,
                 "task.set_affinity": self.set_affinity} | self.sysctl.handlers()
 
-    def _endpoint(self, node: int) -> str:
+    def _endpoint(self, node: int, host: str) -> str:
+        """Where a task on `host` reaches node `node` (ipc on its own host, else tcp)."""
         rec = self.state.nodes[node]
         if rec.state not in ("up", "suspect"):
             raise NumaEmuError(ErrorCode.ENODEV, f"home node {node} is {rec.state}; cannot reach a task there")
-        return rec.endpoint
+        return self.state.endpoints_from(host, [rec])[node]
+
+    def _host(self, task_id: int) -> str:
+        return self.table.get(task_id).extra.get("host", self.state.host)
 
     def register(self, msg: tm.TaskRegister):
         if self.state.state != "up":
@@ -58,8 +62,10 @@ class TaskService:
         rec = self.table.register(pid=msg.pid, comm=msg.comm, cpu=msg.cpu, policy=msg.policy, cpuset=msg.cpuset,
                                   nodes_bound=msg.nodes_bound, cpus_bound=msg.cpus_bound,
                                   create_time=_create_time(msg.pid))
+        host = msg.host or self.state.host
+        rec.extra["host"] = host
         try:
-            endpoint = self._endpoint(rec.node)
+            endpoint = self._endpoint(rec.node, host)
             info = self.table.info(rec)
             yield Call(f"node:{rec.node}", tm.NodeTaskAttach(task_id=rec.task_id, pid=rec.pid, comm=rec.comm, cpu=rec.cpu,
                                                              policy=rec.policy.to_wire(), mems_allowed=info["mems_allowed"],
@@ -72,8 +78,7 @@ class TaskService:
                                     cpus_allowed=info["cpus_allowed"], mems_allowed=info["mems_allowed"],
                                     policy=rec.policy.to_wire(), cpuset=rec.cpuset,
                                     page_size=self.state.page_size, n_nodes=len(self.state.nodes),
-                                    node_endpoints={n: r.endpoint for n, r in self.state.nodes.items()
-                                                    if r.state in ("up", "suspect") and r.endpoint})
+                                    node_endpoints=self.state.endpoints_from(host, self.state.live_nodes()))
 
     def _detach(self, task_id: int):
         rec = self.table.remove(task_id)
@@ -208,7 +213,7 @@ class TaskService:
         if "home_died" in rec.extra:
             raise NumaEmuError(ErrorCode.EIO, f"task {rec.task_id}: its {rec.extra['home_died']} with its memory; "
                                               "detach it")
-        return tm.TaskHomeReply(node=rec.node, cpu=rec.cpu, endpoint=self._endpoint(rec.node))
+        return tm.TaskHomeReply(node=rec.node, cpu=rec.cpu, endpoint=self._endpoint(rec.node, self._host(rec.task_id)))
 
     def set_affinity(self, msg: tm.TaskSetAffinity):
         change = self.table.set_affinity(msg.task_id, msg.cpus)
@@ -216,7 +221,8 @@ class TaskService:
             log.info("task %d: affinity %s, cpu %d -> %d", msg.task_id, format_nodelist(msg.cpus), change.old_cpu,
                      change.cpu)
             yield from self._push_changes(f"the affinity change of task {msg.task_id}", [change])
-        return tm.TaskHomeReply(node=change.new_node, cpu=change.cpu, endpoint=self._endpoint(change.new_node))
+        return tm.TaskHomeReply(node=change.new_node, cpu=change.cpu,
+                                endpoint=self._endpoint(change.new_node, self._host(msg.task_id)))
 
     def _replication_of(self, task_id: int) -> bool:
         return self.table.cpuset(self.table.get(task_id).cpuset).replication

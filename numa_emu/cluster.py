@@ -21,6 +21,7 @@ from protocol.clusterdir import (CLUSTER_FILE, COORDINATOR_LOG, MARKER_FILE, RUN
                                  home, is_cluster_folder, is_name, make_private, open_private, read_json,
                                  rotate_logs, write_json_atomic)
 from protocol.errors import ErrorCode, NumaEmuError
+from protocol.hosts import HOSTS_FILE, Host, coordinator_address, host_identity, place
 from protocol.keys import KEYS_DIR, ClusterKeys
 from protocol.messages import lifecycle as lc
 from protocol.timing import NODE_READY_TIMEOUT_S, SHUTDOWN_GRACE_S, TERM_GRACE_S
@@ -49,9 +50,12 @@ class ClusterInfo:
 
     @property
     def pids(self) -> list[int]:
-        """The coordinator, the nodes and their fork server."""
+        """The coordinator, the nodes and their fork server: this machine's. On a cluster of
+        several hosts, each host's agent as seen here (itself or its ssh client) stands for its
+        nodes, whose pids are that host's: they exit when their agent does."""
         zygote = (self.data.get("zygote") or {}).get("pid")
-        return [self.coordinator_pid] + [int(n["pid"]) for n in self.data.get("nodes", [])] + ([int(zygote)] if zygote else [])
+        return [self.coordinator_pid] + [int(n["pid"]) for n in self.data.get("nodes", []) if not n.get("host")] \
+            + ([int(zygote)] if zygote else []) + [int(a["pid"]) for a in self.data.get("agents", [])]
 
     @functools.cached_property
     def keys(self) -> ClusterKeys:
@@ -147,8 +151,16 @@ class Started:
 
 
 def start(name: str, topology: Topology, base: Path | None = None, *, foreground: bool = False,
-          ready_timeout_s: float = NODE_READY_TIMEOUT_S, coordinator_args: list[str] | None = None) -> Started:
-    """Start cluster `name` on `topology`; returns once every node has reported ready."""
+          ready_timeout_s: float = NODE_READY_TIMEOUT_S, coordinator_args: list[str] | None = None,
+          hosts: list[Host] | None = None, launcher: str = "ssh", ssh_opts: list[str] | None = None) -> Started:
+    """Start cluster `name` on `topology`; returns once every node has reported ready. With
+    `hosts`, the nodes are placed on them (protocol.hosts.place) and each host's agent is
+    started by `launcher` ("ssh", or "local": fake hosts on this machine)."""
+    placement = None
+    if hosts:
+        placed = place(hosts, topology.distances)
+        placement = {"hosts": [h.to_dict() for h in placed], "launcher": launcher, "ssh_opts": list(ssh_opts or []),
+                     "my_host": host_identity(), "bind": coordinator_address(placed)}
     t0 = time.monotonic()
     cdir = cluster_dir(name, _base(base))
     _claim_folder(cdir)
@@ -168,6 +180,9 @@ def start(name: str, topology: Topology, base: Path | None = None, *, foreground
         _clean_runtime(cdir)
         rotate_logs(cdir)
         write_json_atomic(cdir / TOPOLOGY_FILE, topology.to_dict())
+        (cdir / HOSTS_FILE).unlink(missing_ok=True)
+        if placement is not None:
+            write_json_atomic(cdir / HOSTS_FILE, placement)
         ClusterKeys.create(cdir)
         proc = _spawn_coordinator(cdir, name, foreground, coordinator_args or [], ready_timeout_s)
     return Started(ClusterInfo(name, cdir, read_json(cdir / CLUSTER_FILE)), proc, time.monotonic() - t0)
