@@ -289,7 +289,8 @@ class Cluster:
     """
 
     def __init__(self, topology: Topology | str | None = None, *, name: str = DEFAULT_NAME,
-                 base: Path | None = None, coordinator_args: list[str] | None = None):
+                 base: Path | None = None, coordinator_args: list[str] | None = None,
+                 hosts: list[Host] | None = None, launcher: str = "ssh", ssh_opts: list[str] | None = None):
         if not isinstance(topology, Topology):
             from numa_emu.catalog import resolve_topology
 
@@ -298,6 +299,7 @@ class Cluster:
         self.name = name
         self.base = base
         self.coordinator_args = coordinator_args
+        self.hosts, self.launcher, self.ssh_opts = hosts, launcher, ssh_opts  # several hosts: protocol.hosts
         self.started: Started | None = None
 
     @property
@@ -306,7 +308,8 @@ class Cluster:
         return self.started.info
 
     def start(self) -> "Cluster":
-        self.started = start(self.name, self.topology, self.base, coordinator_args=self.coordinator_args)
+        self.started = start(self.name, self.topology, self.base, coordinator_args=self.coordinator_args,
+                             hosts=self.hosts, launcher=self.launcher, ssh_opts=self.ssh_opts)
         return self
 
     def stop(self) -> None:
