@@ -24,7 +24,7 @@ from protocol.clusterdir import CLUSTER_FILE, RUN_DIR, STORE_DIR, TOPOLOGY_FILE,
 from protocol.effects import Call, Future
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.heartbeat import DEAD, SUSPECT, UP
-from protocol.hosts import HOSTS_FILE, Host
+from protocol.hosts import CONNECTION_FILE, HOSTS_FILE, Host, connection
 from protocol.keys import ClusterKeys
 from protocol.logsetup import DEFAULT_LOG_LEVEL
 from protocol.messages import Ok
@@ -98,6 +98,9 @@ class CoordinatorServer:
 
     # ---- life cycle ---------------------------------------------------------------------
     def start(self) -> None:
+        keys = self.reactor.keys  # how a task on any host finds us (numa_emu.cluster.connect)
+        write_json_atomic(self.cluster_dir / CONNECTION_FILE, connection(
+            self.name, self.host, self.tcp_endpoint or self.endpoint, keys.public, keys.secret))
         try:
             self.supervisor.start(sorted(self.state.nodes))
         except NumaEmuError as exc:  # a host that cannot be reached, an agent that failed: one line to `up`
@@ -170,6 +173,7 @@ class CoordinatorServer:
             self.state.node_exited(node_id, code, time.monotonic())
         self._tell_cli("error cluster stopped before it was ready")
         (self.cluster_dir / CLUSTER_FILE).unlink(missing_ok=True)
+        (self.cluster_dir / CONNECTION_FILE).unlink(missing_ok=True)
         log.info("coordinator %s stopped", self.name)
         self.reactor.stop()
 

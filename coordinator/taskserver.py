@@ -59,10 +59,12 @@ class TaskService:
     def register(self, msg: tm.TaskRegister):
         if self.state.state != "up":
             raise NumaEmuError(ErrorCode.EBUSY, f"the cluster is {self.state.state}, not up")
+        host = msg.host or self.state.host
+        here = host == self.state.host  # else its pid is another host's: not watched from here
         rec = self.table.register(pid=msg.pid, comm=msg.comm, cpu=msg.cpu, policy=msg.policy, cpuset=msg.cpuset,
                                   nodes_bound=msg.nodes_bound, cpus_bound=msg.cpus_bound,
-                                  create_time=_create_time(msg.pid))
-        host = msg.host or self.state.host
+                                  create_time=_create_time(msg.pid) if here else None,
+                                  prefer_nodes=frozenset(r.id for r in self.state.nodes.values() if r.host == host))
         rec.extra["host"] = host
         try:
             endpoint = self._endpoint(rec.node, host)
@@ -267,6 +269,8 @@ class TaskService:
         for rec in list(self.table.tasks.values()):
             if _create_time(rec.pid) == rec.create_time and rec.create_time is not None:
                 continue
+            if rec.extra.get("host", self.state.host) != self.state.host:
+                continue  # a task of another host: it detaches itself (its pid means nothing here)
             log.info("task %d (%s) died without detaching; releasing its memory", rec.task_id, rec.comm)
             self.reactor.spawn(self._detach(rec.task_id), lambda _r, exc: exc and log.warning("detach failed: %s", exc))
 

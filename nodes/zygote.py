@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from protocol.clusterdir import node_log, open_private, process_tag
+from protocol.hosts import CONNECTION_FILE
 from protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS
 
 
@@ -72,6 +73,7 @@ def _host_folder(args: argparse.Namespace, header: dict) -> Path:
     topology and the keys that came on stdin (another host has no copy of the coordinator's)."""
     from protocol.clusterdir import (HOME_ENV, MARKER_FILE, RUN_DIR, TOPOLOGY_FILE, cluster_dir, make_private,
                                      write_json_atomic)
+    from protocol.hosts import connection
     from protocol.keys import ClusterKeys
 
     if args.home:
@@ -85,6 +87,9 @@ def _host_folder(args: argparse.Namespace, header: dict) -> Path:
     (cdir / RUN_DIR).mkdir(mode=0o700, exist_ok=True)
     public, secret = header["keys"]
     ClusterKeys.install(cdir, public.encode(), secret.encode())
+    # a task on this host attaches through it (numa_emu.cluster.connect)
+    write_json_atomic(cdir / CONNECTION_FILE, connection(args.name, args.host, args.coordinator, public.encode(),
+                                                         secret.encode()))
     return cdir
 
 
@@ -126,7 +131,8 @@ def main() -> None:
     header = json.loads(first or b"{}")
     tokens = {int(k): str(v) for k, v in header.get("tokens", {}).items()}
     alive_w = None
-    if args.cluster_dir is None:
+    made_folder = args.cluster_dir is None
+    if made_folder:
         try:
             args.cluster_dir = _host_folder(args, header)
         except (OSError, KeyError, ValueError) as exc:
@@ -148,45 +154,49 @@ def main() -> None:
 
     for node_id in (int(n) for n in args.nodes.split(",")):
         spawn(node_id)
-    while children or commands:
-        while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
+    try:
+        while children or commands:
+            while children:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                node_id = children.pop(pid, None)
+                if node_id is not None:
+                    _report(f"exited {node_id} {os.waitstatus_to_exitcode(status)}")
+            if not children and not commands:
                 break
-            if pid == 0:
-                break
-            node_id = children.pop(pid, None)
-            if node_id is not None:
-                _report(f"exited {node_id} {os.waitstatus_to_exitcode(status)}")
-        if not children and not commands:
-            break
-        ready, _, _ = select.select([0, wake_r] if commands else [wake_r], [], [])
-        if wake_r in ready:
-            try:
-                os.read(wake_r, 512)
-            except BlockingIOError:
-                pass
-        if 0 in ready:
-            data = os.read(0, 4096)
-            commands = bool(data)
-            if not commands and alive_w is not None:
-                os.close(alive_w)  # the nodes read EOF and leave
-                alive_w = None
-            *lines, pending = (pending + data).split(b"\n")
-            for line in lines:
-                what, _, rest = line.decode(errors="replace").partition(" ")
-                node, _, value = rest.strip().partition(" ")
-                if what == "spawn" and node.isdigit():
-                    tokens[int(node)] = value
-                    spawn(int(node))
-                elif what == "signal" and node.isdigit() and value.isdigit():
-                    pid = next((p for p, n in children.items() if n == int(node)), None)
-                    if pid is not None:
-                        try:
-                            os.kill(pid, int(value))
-                        except (ProcessLookupError, ValueError):
-                            pass
+            ready, _, _ = select.select([0, wake_r] if commands else [wake_r], [], [])
+            if wake_r in ready:
+                try:
+                    os.read(wake_r, 512)
+                except BlockingIOError:
+                    pass
+            if 0 in ready:
+                data = os.read(0, 4096)
+                commands = bool(data)
+                if not commands and alive_w is not None:
+                    os.close(alive_w)  # the nodes read EOF and leave
+                    alive_w = None
+                *lines, pending = (pending + data).split(b"\n")
+                for line in lines:
+                    what, _, rest = line.decode(errors="replace").partition(" ")
+                    node, _, value = rest.strip().partition(" ")
+                    if what == "spawn" and node.isdigit():
+                        tokens[int(node)] = value
+                        spawn(int(node))
+                    elif what == "signal" and node.isdigit() and value.isdigit():
+                        pid = next((p for p, n in children.items() if n == int(node)), None)
+                        if pid is not None:
+                            try:
+                                os.kill(pid, int(value))
+                            except (ProcessLookupError, ValueError):
+                                pass
+    finally:
+        if made_folder:  # this host's way in goes with the cluster
+            (args.cluster_dir / CONNECTION_FILE).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import json
 import os
 import select
 import shutil
@@ -21,7 +22,8 @@ from protocol.clusterdir import (CLUSTER_FILE, COORDINATOR_LOG, MARKER_FILE, RUN
                                  home, is_cluster_folder, is_name, make_private, open_private, read_json,
                                  rotate_logs, write_json_atomic)
 from protocol.errors import ErrorCode, NumaEmuError
-from protocol.hosts import HOSTS_FILE, Host, coordinator_address, host_identity, place
+from protocol.hosts import (CONNECTION_ENV, CONNECTION_FILE, HOSTS_FILE, Host, coordinator_address, host_identity,
+                            place)
 from protocol.keys import KEYS_DIR, ClusterKeys
 from protocol.messages import lifecycle as lc
 from protocol.timing import NODE_READY_TIMEOUT_S, SHUTDOWN_GRACE_S, TERM_GRACE_S
@@ -57,9 +59,16 @@ class ClusterInfo:
         return [self.coordinator_pid] + [int(n["pid"]) for n in self.data.get("nodes", []) if not n.get("host")] \
             + ([int(zygote)] if zygote else []) + [int(a["pid"]) for a in self.data.get("agents", [])]
 
+    @property
+    def host(self) -> str:
+        """The host this information is for: a connection file's, else the coordinator's."""
+        return self.data.get("host") or self.data["coordinator"].get("host", "")
+
     @functools.cached_property
     def keys(self) -> ClusterKeys:
         """The cluster's CURVE keys: every client needs them (only the owner can read them)."""
+        if "public_key" in self.data:  # a connection file carries them
+            return ClusterKeys(self.data["public_key"].encode(), self.data["secret_key"].encode(), self.dir / KEYS_DIR)
         return ClusterKeys.load(self.dir)
 
     def client(self, timeout_s: float | None = None, endpoint: str | None = None) -> Client:
@@ -110,6 +119,38 @@ def find(name: str, base: Path | None = None, *, warn=None) -> ClusterInfo | Non
     return None
 
 
+def connect(name: str, base: Path | None = None, *, warn=None) -> ClusterInfo:
+    """What a task needs to attach to cluster `name` from this host: $NUMA_EMU_CONNECTION (a
+    connection file's path or its JSON text: any host), else the cluster running here
+    (cluster.json), else this host's connection file (written by its agent: another host of the
+    cluster). ECONNREFUSED, as require() says, when none is there."""
+    text = os.environ.get(CONNECTION_ENV)
+    if text:
+        inline = text.lstrip().startswith("{")
+        try:
+            data = json.loads(text if inline else Path(text).read_text())
+            return _from_connection(data["name"], cluster_dir(data["name"], _base(base)), data, own_host=False)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise NumaEmuError(ErrorCode.EINVAL, f"{CONNECTION_ENV}: not a usable connection file ({exc}); "
+                                                 f"copy {CONNECTION_FILE} from the cluster's folder") from None
+    info = find(name, base, warn=warn)
+    if info is not None:
+        return info
+    cdir = cluster_dir(name, _base(base))
+    try:
+        return _from_connection(name, cdir, read_json(cdir / CONNECTION_FILE), own_host=True)
+    except (OSError, ValueError, KeyError, TypeError):
+        return require(name, base, warn=warn)
+
+
+def _from_connection(name: str, cdir: Path, data: dict, *, own_host: bool) -> ClusterInfo:
+    """A connection file as a ClusterInfo; its host is this one only when the file lies in this
+    host's folder (a copy carried elsewhere: this machine's host name, protocol.hosts.host_identity)."""
+    return ClusterInfo(name, cdir, {"name": data["name"], "host": data["host"] if own_host else host_identity(),
+                                    "coordinator": {"endpoint": data["coordinator"], "pid": 0},
+                                    "public_key": data["public_key"], "secret_key": data["secret_key"]})
+
+
 def resolve_name(name: str | None, base: Path | None = None, *, warn=None) -> str:
     """An explicit name, else the only cluster that is up, else 'default'."""
     if name:
@@ -131,6 +172,7 @@ def _clean_runtime(cdir: Path) -> None:
     if not is_cluster_folder(cdir):
         return  # not made by `up`: nothing in it is ours to delete
     (cdir / CLUSTER_FILE).unlink(missing_ok=True)
+    (cdir / CONNECTION_FILE).unlink(missing_ok=True)
     shutil.rmtree(cdir / RUN_DIR, ignore_errors=True)
     shutil.rmtree(cdir / KEYS_DIR, ignore_errors=True)
 

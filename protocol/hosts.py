@@ -22,6 +22,16 @@ from protocol.errors import ErrorCode, NumaEmuError
 
 HOSTS_FILE = "hosts.json"  # the placement, written by `up` in the cluster folder for the coordinator
 HOST_ENV = "NUMA_EMU_HOST"  # overrides this machine's host name (tests make fake hosts on loopback)
+# How a task on any host finds the cluster: the coordinator's endpoint for that host, the host's
+# name and the keys; in every host's cluster folder (0600), or a path or its JSON text in the variable.
+CONNECTION_FILE = "connection.json"
+CONNECTION_ENV = "NUMA_EMU_CONNECTION"
+
+
+def connection(name: str, host: str, coordinator: str, public: bytes, secret: bytes) -> dict:
+    """The connection file's content (after ipyparallel's ipcontroller-client.json)."""
+    return {"name": name, "host": host, "coordinator": coordinator, "public_key": public.decode(),
+            "secret_key": secret.decode()}
 # A host name or address as ssh takes it, optionally user@: never an option ("-o...") or a shell word.
 _HOST = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9._-]*@)?[A-Za-z0-9_][A-Za-z0-9._:-]{0,252}")
 HOST_KEYS = ("address", "nodes", "home", "python")

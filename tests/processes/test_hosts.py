@@ -6,7 +6,10 @@ a remote read and write, a migration, a replication and its collapse, a node kil
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -156,6 +159,49 @@ def test_a_client_with_another_key_gets_no_answer_from_a_node_across_hosts(two_h
         assert client.call(lc.Ping()).name == "node 2"
 
 
+ATTACH = """
+import json, numa_emu
+with numa_emu.attach() as task:
+    far = task.mmap(4096)
+    far.mbind("bind", [1])
+    far.write(0, b"across")
+    near = task.mmap(4096)
+    near.write(0, b"here")
+    print(json.dumps([task.node, far.read(0, 6).decode(), far.where(), near.read(0, 4).decode(), near.where()]))
+"""
+
+
+def _attach(env: dict) -> list:
+    out = subprocess.run([sys.executable, "-c", ATTACH], capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in (os.environ | env).items() if v is not None})
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_a_task_attaches_from_any_host_and_lives_on_its_own_host(two_hosts, home):
+    b_folder = home / "hosts" / "b" / two_hosts.name
+    conn = json.loads((b_folder / "connection.json").read_text())  # written by host b's agent
+    assert (conn["name"], conn["host"]) == (two_hosts.name, "b")
+    assert conn["coordinator"] == two_hosts.status().coordinator["tcp_endpoint"]
+    assert (b_folder / "connection.json").stat().st_mode & 0o777 == 0o600
+    # on host b (its NUMA_EMU_HOME): found through b's connection file, home node on b
+    assert _attach({"NUMA_EMU_HOME": str(home / "hosts" / "b"), "NUMA_EMU_CLUSTER": two_hosts.name}) == \
+        [2, "across", [1], "here", [2]]
+    # anywhere, with the connection file in the environment (a copy of the coordinator's, host a)
+    elsewhere = home / "elsewhere"
+    elsewhere.mkdir()
+    env = {"NUMA_EMU_HOME": str(elsewhere), "NUMA_EMU_HOST": "a", "NUMA_EMU_CLUSTER": None,
+           "NUMA_EMU_CONNECTION": str(two_hosts.info.dir / "connection.json")}
+    assert _attach(env) == [0, "across", [1], "here", [0]]
+    env["NUMA_EMU_CONNECTION"] = (two_hosts.info.dir / "connection.json").read_text()  # or its text
+    env["NUMA_EMU_HOST"] = "b"
+    assert _attach(env) == [2, "across", [1], "here", [2]]
+    env["NUMA_EMU_CONNECTION"] = "{not json"
+    out = subprocess.run([sys.executable, "-c", ATTACH], capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in (os.environ | env).items() if v is not None})
+    assert out.returncode != 0 and "NUMA_EMU_CONNECTION: not a usable connection file" in out.stderr
+
+
 def test_down_leaves_nothing_on_any_host(cluster_factory, home, cli):
     path = two_host_topology(home)
     c = cluster_factory(str(path), hosts=hosts_in_file(str(path), 4), launcher="local")
@@ -164,6 +210,7 @@ def test_down_leaves_nothing_on_any_host(cluster_factory, home, cli):
     out = cli("down", "--name", c.name, check=True)
     assert out.stdout == f"cluster {c.name} down\n"
     poll_until(lambda: not _processes_under(home), timeout_s=10.0, what="every process of every host gone")
+    assert not [p for p in home.rglob("connection.json")]  # no way in is left on any host
     c.started.proc.wait()  # our child: reap it
     c.started = None  # stopped already
 
