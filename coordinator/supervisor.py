@@ -12,8 +12,9 @@ Stopping is a ladder: the shutdown message (sent by the server), then SIGTERM af
 period, then SIGKILL, each to the recorded pids of nodes not yet reported gone.
 
 A cluster on several hosts (protocol.hosts) has one fork server per host, its agent, started by
-a launcher: `local` (a subprocess here: fake hosts of tests, each with its own NUMA_EMU_HOME) or
-`ssh` (the OpenSSH client, options passed through). Its stdin carries the tokens, the topology
+a launcher: `local` (a subprocess here: fake hosts of tests, each with its own NUMA_EMU_HOME),
+`ssh` (the OpenSSH client, options passed through) or `slurm` (one `srun` step per host of the
+allocation). Its stdin carries the tokens, the topology
 and the cluster's keys (never argv), then the commands; its stdin is also its parent-alive pipe:
 when this process dies, the ssh session closes and the host's nodes exit. Signals to a node go
 through its agent (`signal NODE SIGNUM`): its pid means nothing here. An agent that exits before
@@ -45,7 +46,7 @@ from protocol.logsetup import DEFAULT_LOG_LEVEL
 from protocol.timing import TERM_GRACE_S
 
 _SPAWN_REPORT_TIMEOUT_S = 30.0
-LAUNCHERS = ("local", "ssh")
+LAUNCHERS = ("local", "ssh", "slurm")
 # ssh never asks a question (no tty, no password prompt) and gives up on a dead host in seconds
 _SSH_DEFAULTS = ["-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
                  "-o", "ServerAliveCountMax=3"]
@@ -79,6 +80,9 @@ def agent_command(placement: Placement, host: Host, *, cluster_tag: str, argv: l
     """The command that starts `argv` (the agent's) on `host`: itself (local) or through ssh."""
     if placement.launcher == "local":
         return argv
+    if placement.launcher == "slurm":  # one job step on that host of the allocation, its stdin ours
+        return ["srun", "--nodes=1", "--ntasks=1", f"--nodelist={host.name}", "--overlap", "--quiet",
+                f"--job-name={cluster_tag}", *argv]
     remote = "exec " + shlex.join(argv)  # the remote login shell runs one command line
     return ["ssh", *_SSH_DEFAULTS, *placement.ssh_opts, host.address, remote, "#", cluster_tag]
 

@@ -108,8 +108,8 @@ def main() -> None:
     os.umask(0o077)  # an agent started by ssh gets the login's umask
     import setproctitle
 
-    setproctitle.setproctitle(f"{process_tag(args.name)} node-zygote --host {args.host or '-'} "
-                              f"--cluster-dir {args.cluster_dir or args.home or '~'}")
+    where = f"--host {args.host} --home {args.home or '~'}" if args.cluster_dir is None else ""
+    setproctitle.setproctitle(f"{process_tag(args.name)} node-zygote {where or f'--cluster-dir {args.cluster_dir}'}")
     import nodes.server  # noqa: F401  (imported once here, inherited by every fork)
 
     # SIGCHLD wakes the select below through this pipe (set_wakeup_fd): no polling

@@ -46,8 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     h.add_argument("--hosts", metavar="HOST[,HOST...]",
                    help="run the nodes on these hosts, a socket's nodes together, spread in order (or as the "
                         "topology file's [hosts] table says); the coordinator stays here")
-    h.add_argument("--launcher", choices=("ssh", "local"), default="ssh",
-                   help="how each host's agent starts: ssh (default), or local (fake hosts on this machine: "
+    h.add_argument("--launcher", choices=("ssh", "slurm", "local"), default="ssh",
+                   help="how each host's agent starts: ssh (default), slurm (inside salloc/sbatch: one srun per "
+                        "allocated host, the hosts from the allocation), or local (fake hosts on this machine: "
                         "tests, a [hosts] table giving each its own home)")
     h.add_argument("--ssh-opt", action="append", default=[], metavar="OPT",
                    help="an argument for ssh, e.g. --ssh-opt=-p2222 or --ssh-opt=-oIdentityFile=~/.ssh/k; repeatable")
@@ -84,6 +85,10 @@ def _hosts(args: argparse.Namespace, topology) -> list | None:
 
     if args.hosts is not None:
         return parse_hosts(args.hosts)
+    if args.launcher == "slurm":
+        from numa_emu.slurm import allocation_hosts
+
+        return allocation_hosts()
     if args.topology and Path(args.topology).is_file():
         return hosts_in_file(args.topology, topology.n_nodes)
     return None
