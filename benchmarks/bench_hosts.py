@@ -32,6 +32,7 @@ import zmq
 
 import numa_emu
 from numa_emu.cluster import Cluster
+from protocol.errors import NumaEmuError
 from protocol.hosts import CONNECTION_ENV, HOST_ENV, Host
 from protocol.messages import memory as mm
 from protocol.topology import build_shape
@@ -129,19 +130,31 @@ def measure_links(home: Path, count: int, blocks: int, warmup: int) -> dict[str,
             echo.close()
 
 
-def measure_up(home: Path, shape: str, n_hosts: int, reps: int) -> tuple[list[float], list[float]]:
-    """Seconds from `up` to ready: on one host, and spread over n_hosts fake hosts, taking turns."""
+def measure_up(home: Path, shape: str, n_hosts: int, reps: int) -> tuple[list, list]:
+    """Seconds from `up` to ready: on one host, and spread over n_hosts fake hosts, taking turns.
+    A start that fails (a node that could not register in time on an overloaded machine) is
+    recorded as its error and the runs go on."""
     one, many = [], []
     topology = build_shape(shape)
     for rep in range(reps):
         for spread in (False, True):
             hosts = fake_hosts(home, n_hosts) if spread else None
-            c = Cluster(topology, name=f"up{rep}{int(spread)}", hosts=hosts, launcher="local")
+            c = Cluster(topology, name=f"up{topology.n_nodes}-{rep}{int(spread)}", hosts=hosts, launcher="local")
             t0 = time.monotonic()
-            c.start()
-            (many if spread else one).append(time.monotonic() - t0)
-            c.stop()
+            try:
+                c.start()
+                (many if spread else one).append(time.monotonic() - t0)
+            except NumaEmuError as exc:
+                (many if spread else one).append(f"failed ({exc.message[:80]})")
+            finally:
+                c.stop()
     return one, many
+
+
+def _up_cells(one: list, many: list) -> list[str]:
+    ok_one, ok_many = [x for x in one if isinstance(x, float)], [x for x in many if isinstance(x, float)]
+    shown = [" / ".join(bc.seconds(x) if isinstance(x, float) else x for x in runs) for runs in (one, many)]
+    return shown + [bc.ratio(bc.median(ok_many), bc.median(ok_one)) if ok_one and ok_many else "-"]
 
 
 def main() -> None:
@@ -187,8 +200,7 @@ def main() -> None:
                f"warm-up; fake hosts on loopback; load average at the end {bc.load_average()}")
     bc.table("(c) up to ready, nodes spread over fake hosts vs the same machine on one host",
              ["machine", "one host", "spread", "ratio"],
-             [[label, " / ".join(bc.seconds(x) for x in one), " / ".join(bc.seconds(x) for x in many),
-               bc.ratio(bc.median(many), bc.median(one))] for label, (one, many) in ups.items()],
+             [[label, *_up_cells(one, many)] for label, (one, many) in ups.items()],
              caption=f"{args.up_reps} runs each, taking turns; whole benchmark: {time.monotonic() - t0:.0f} s")
 
 
