@@ -107,6 +107,11 @@ def find(name: str, base: Path | None = None, *, warn=None) -> ClusterInfo | Non
         info, coordinator = None, 0
     if not is_cluster_folder(cdir):
         return None  # not made by `up`: neither a cluster nor ours to clean
+    if info is not None and info.host and info.host != host_identity():
+        # a home shared with the coordinator's host (NFS): its pids are not this machine's, never
+        # clean-up here; reach it over tcp, as a process of this host
+        coordinator = dict(info.data["coordinator"], endpoint=info.data["coordinator"].get("tcp_endpoint") or info.endpoint)
+        return ClusterInfo(name, cdir, dict(info.data, coordinator=coordinator, host=host_identity()))
     if processes.is_ours(coordinator, name, cdir):
         return info
     # Count only what was alive and ours: a pid in cluster.json may have died or been reused.

@@ -82,3 +82,21 @@ def test_binding_beyond_loopback_needs_the_keys():
                                  "network could talk to it; start it through numa-emu up")
     with pytest.raises(NumaEmuError):
         check_bind("tcp://*:5555", None)
+
+
+def test_a_cluster_of_another_host_in_a_shared_home_is_reached_over_tcp_and_never_cleaned(tmp_path, monkeypatch):
+    import json
+
+    from numa_emu import cluster
+    from protocol.clusterdir import MARKER_FILE
+
+    monkeypatch.setenv("NUMA_EMU_HOST", "login1")
+    cdir = tmp_path / "c1"
+    cdir.mkdir()
+    (cdir / MARKER_FILE).write_text("")
+    data = {"name": "c1", "coordinator": {"pid": 1, "endpoint": "ipc:///x/run/coordinator.sock", "host": "login0",
+                                          "tcp_endpoint": "tcp://10.0.0.1:5000"}, "nodes": [], "agents": []}
+    (cdir / "cluster.json").write_text(json.dumps(data))
+    info = cluster.find("c1", tmp_path)
+    assert (info.endpoint, info.host) == ("tcp://10.0.0.1:5000", "login1")
+    assert (cdir / "cluster.json").exists()  # pid 1 is not its coordinator here, and that is no staleness
