@@ -23,12 +23,14 @@ import argparse
 import json
 import os
 import select
+import shutil
 import signal
 import sys
 from pathlib import Path
 
-from protocol.clusterdir import node_log, open_private, process_tag
+from protocol.clusterdir import CLUSTER_FILE, RUN_DIR, node_log, open_private, process_tag
 from protocol.hosts import CONNECTION_FILE
+from protocol.keys import KEYS_DIR
 from protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS
 
 
@@ -195,8 +197,11 @@ def main() -> None:
                             except (ProcessLookupError, ValueError):
                                 pass
     finally:
-        if made_folder:  # this host's way in goes with the cluster
+        if made_folder:  # this host's way in goes with the cluster, and so do its keys and sockets
             (args.cluster_dir / CONNECTION_FILE).unlink(missing_ok=True)
+            if not (args.cluster_dir / CLUSTER_FILE).exists():  # unless the coordinator shares the folder
+                for folder in (KEYS_DIR, RUN_DIR):
+                    shutil.rmtree(args.cluster_dir / folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

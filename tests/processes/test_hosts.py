@@ -211,6 +211,8 @@ def test_down_leaves_nothing_on_any_host(cluster_factory, home, cli):
     assert out.stdout == f"cluster {c.name} down\n"
     poll_until(lambda: not _processes_under(home), timeout_s=10.0, what="every process of every host gone")
     assert not [p for p in home.rglob("connection.json")]  # no way in is left on any host
+    for h in HOSTS:
+        assert not (home / "hosts" / h / c.name / "keys").exists() and not (home / "hosts" / h / c.name / "run").exists()
     c.started.proc.wait()  # our child: reap it
     c.started = None  # stopped already
 
@@ -225,6 +227,16 @@ def test_an_unreachable_host_fails_up_in_one_line_and_leaves_nothing(home, cli, 
                     r"exited with status 255: ssh: connect to host 127\.0\.0\.9 port 1: Connection refused", lines[0])
     assert not _processes_under(home)
     assert not (home / cluster_name / "cluster.json").exists()
+
+
+def test_an_agent_that_cannot_start_fails_up_naming_its_host(home, cli, cluster_name):
+    path = two_host_topology(home)
+    path.write_text(path.read_text().replace('[hosts.b]\n', '[hosts.b]\npython = "/nonexistent/python"\n'))
+    out = cli("up", "--name", cluster_name, "-t", str(path), "--launcher", "local", timeout_s=90)
+    assert out.returncode != 0 and len(out.stderr.splitlines()) == 1, out.stderr
+    assert out.stderr.startswith(f"numa-emu: error: cluster '{cluster_name}' did not start: host b: cannot start "
+                                 "its agent (/nonexistent/python: No such file or directory)"), out.stderr
+    assert not _processes_under(home)
 
 
 def test_bad_hosts_are_refused_in_one_line(cli, home, cluster_name):
