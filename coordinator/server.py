@@ -6,6 +6,7 @@ death of a --foreground parent.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import os
@@ -16,13 +17,14 @@ from coordinator.faultserver import FaultService
 from coordinator.fileserver import FileService
 from coordinator.latencyserver import LatencyService
 from coordinator.state import ClusterState
-from coordinator.supervisor import Supervisor
+from coordinator.supervisor import Placement, Supervisor
 from coordinator.taskserver import TaskService
 from coordinator.traceserver import TraceService
 from protocol.clusterdir import CLUSTER_FILE, RUN_DIR, STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_json, write_json_atomic
 from protocol.effects import Call, Future
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.heartbeat import DEAD, SUSPECT, UP
+from protocol.hosts import CONNECTION_FILE, HOSTS_FILE, Host, connection
 from protocol.keys import ClusterKeys
 from protocol.logsetup import DEFAULT_LOG_LEVEL
 from protocol.messages import Ok
@@ -32,6 +34,17 @@ from protocol.timing import CHILD_POLL_INTERVAL_S, HEARTBEAT_INTERVAL_S, NODE_RE
 from protocol.version import PROTOCOL_VERSION
 
 log = logging.getLogger("coordinator")
+
+
+def _placement(cluster_dir: Path) -> Placement | None:
+    """The hosts of a cluster on several (hosts.json, written by `up`), else None."""
+    path = cluster_dir / HOSTS_FILE
+    if not path.exists():
+        return None
+    data = read_json(path)
+    return Placement(hosts=tuple(Host.from_dict(h) for h in data["hosts"]), launcher=data["launcher"],
+                     ssh_opts=tuple(data.get("ssh_opts", ())), my_host=data["my_host"],
+                     tcp_endpoint=f"tcp://{data['bind']}:0")
 RESTART_TIMEOUT_S = 30.0  # a restarted node registers within this (a fork: well under a second)
 
 
@@ -44,10 +57,17 @@ class CoordinatorServer:
         self.ready_fd = ready_fd
         self.reactor = Reactor("coordinator", keys=ClusterKeys.load(cluster_dir))
         topology = read_json(cluster_dir / TOPOLOGY_FILE)
-        self.state = ClusterState(name, topology, time.monotonic(), HEARTBEAT_INTERVAL_S)
+        placement = _placement(cluster_dir)
+        self.host = placement.my_host if placement else ""
+        self.state = ClusterState(name, topology, time.monotonic(), HEARTBEAT_INTERVAL_S, host=self.host)
         (cluster_dir / RUN_DIR).mkdir(mode=0o700, exist_ok=True)
         self.endpoint = self.reactor.bind(endpoint_for(cluster_dir, "coordinator"))
-        self.supervisor = Supervisor(cluster_dir, name, self.endpoint, log_level=log_level)
+        self.tcp_endpoint = ""  # the other hosts' way in, on a cluster of several
+        if placement is not None:
+            self.tcp_endpoint = self.reactor.bind_also(placement.tcp_endpoint)
+            placement = dataclasses.replace(placement, tcp_endpoint=self.tcp_endpoint)
+        self.placement = placement
+        self.supervisor = Supervisor(cluster_dir, name, self.endpoint, log_level=log_level, placement=placement)
         self.started_wall = time.time()
         r = self.reactor
         self.tasks = TaskService(r, self.state)
@@ -78,7 +98,15 @@ class CoordinatorServer:
 
     # ---- life cycle ---------------------------------------------------------------------
     def start(self) -> None:
-        self.supervisor.start(sorted(self.state.nodes))
+        keys = self.reactor.keys  # how a task on any host finds us (numa_emu.cluster.connect)
+        write_json_atomic(self.cluster_dir / CONNECTION_FILE, connection(
+            self.name, self.host, self.tcp_endpoint or self.endpoint, keys.public, keys.secret))
+        try:
+            self.supervisor.start(sorted(self.state.nodes))
+        except NumaEmuError as exc:  # a host that cannot be reached, an agent that failed: one line to `up`
+            log.error("%s", exc.message)
+            self._tell_cli(f"error {exc.message}")
+            raise
         self._write_cluster_file()
         r = self.reactor
         r.call_every(HEARTBEAT_INTERVAL_S, self._heartbeat)
@@ -90,13 +118,17 @@ class CoordinatorServer:
             log.info("serving on loopback tcp, CURVE only: the cluster folder's path is too long for ipc sockets")
 
     def _write_cluster_file(self) -> None:
+        sup = self.supervisor
         write_json_atomic(self.cluster_dir / CLUSTER_FILE, {
             "name": self.name,
             "state": self.state.state,
             "protocol_version": PROTOCOL_VERSION,
-            "coordinator": {"pid": os.getpid(), "endpoint": self.endpoint, "started": self.started_wall},
-            "nodes": [{"id": i, "pid": pid} for i, pid in sorted(self.supervisor.pids().items())],
-            "zygote": {"pid": self.supervisor.zygote_pid},
+            "coordinator": {"pid": os.getpid(), "endpoint": self.endpoint, "started": self.started_wall,
+                            "host": self.host, "tcp_endpoint": self.tcp_endpoint},
+            # a node on another host: its pid is that host's (clean-up here leaves it to its agent)
+            "nodes": [{"id": i, "pid": pid, "host": sup.host_of(i)} for i, pid in sorted(sup.pids().items())],
+            "zygote": {"pid": sup.zygote_pid if self.placement is None else None},
+            "agents": sup.agent_pids(),
         })
 
     def _tell_cli(self, line: str) -> None:
@@ -141,6 +173,7 @@ class CoordinatorServer:
             self.state.node_exited(node_id, code, time.monotonic())
         self._tell_cli("error cluster stopped before it was ready")
         (self.cluster_dir / CLUSTER_FILE).unlink(missing_ok=True)
+        (self.cluster_dir / CONNECTION_FILE).unlink(missing_ok=True)
         log.info("coordinator %s stopped", self.name)
         self.reactor.stop()
 
@@ -207,8 +240,10 @@ class CoordinatorServer:
         all_ready = self.state.register(
             node_id=msg.node_id, pid=msg.pid, endpoint=msg.endpoint, frames_total=msg.frames_total,
             page_size=msg.page_size, protocol_version=msg.protocol_version, now=time.monotonic(),
+            host=msg.host, tcp_endpoint=msg.tcp_endpoint,
         )
-        self.reactor.routes[f"node:{msg.node_id}"] = msg.endpoint
+        self.reactor.forget(f"node:{msg.node_id}")  # a restarted node: connect to its new endpoint
+        self.reactor.routes[f"node:{msg.node_id}"] = self.state.endpoints_from(self.host, [self.state.nodes[msg.node_id]])[msg.node_id]
         self.reactor.mark_up(f"node:{msg.node_id}")
         if all_ready:
             self.reactor.spawn(self._announce_peers(), self._ready)
@@ -220,8 +255,8 @@ class CoordinatorServer:
         return lc.NodeRegisterReply(cluster=self.name, heartbeat_interval_s=self.state.heartbeat_interval_s)
 
     def _announce_peers(self):
-        endpoints = {rec.id: rec.endpoint for rec in self.state.nodes.values()}
-        yield [Call(f"node:{i}", lc.NodePeers(endpoints=endpoints)) for i in endpoints]
+        nodes = list(self.state.nodes.values())  # each is told the endpoints its own host reaches
+        yield [Call(f"node:{r.id}", lc.NodePeers(endpoints=self.state.endpoints_from(r.host, nodes))) for r in nodes]
         yield self.latency.push(self.latency.table)
         yield self.faults.push(self.faults.table)
         yield self.tasks.sysctl.push_all()
@@ -247,11 +282,11 @@ class CoordinatorServer:
         self.reactor.call_later(RESTART_TIMEOUT_S, lambda: self._restart_deadline(msg.node_id, registered))
         log.info("node %d: restart requested", msg.node_id)
         pid = yield registered
-        endpoints = {r.id: r.endpoint for r in self.state.live_nodes()}
+        live = self.state.live_nodes()
         new = f"node:{msg.node_id}"
         try:
-            yield [Call(f"node:{i}", lc.NodePeers(endpoints=endpoints, shardless=self.state.shardless()))
-                   for i in endpoints]
+            yield [Call(f"node:{r.id}", lc.NodePeers(endpoints=self.state.endpoints_from(r.host, live),
+                                                     shardless=self.state.shardless())) for r in live]
         except NumaEmuError as exc:  # a peer that did not answer (suspect) still takes node N for dead
             log.warning("node %d restarted, but not every node heard of it: %s", msg.node_id, exc)
         for other in self.state.nodes.values():  # the peers still dead, as the others know them
@@ -289,7 +324,8 @@ class CoordinatorServer:
         return lc.ClusterStatusReply(
             cluster=self.name,
             state=self.state.summary(),
-            coordinator={"pid": os.getpid(), "endpoint": self.endpoint, "uptime_s": round(self.reactor.uptime_s(), 3)},
+            coordinator={"pid": os.getpid(), "endpoint": self.endpoint, "uptime_s": round(self.reactor.uptime_s(), 3),
+                         "host": self.host, "tcp_endpoint": self.tcp_endpoint},
             nodes=self.state.node_status(now),
             topology=self.state.topology,
         )
@@ -300,7 +336,10 @@ class CoordinatorServer:
 
     def run(self) -> None:
         try:
-            self.start()
+            try:
+                self.start()
+            except NumaEmuError:
+                return  # told to `up` and logged; nothing was left running (Supervisor.start)
             self.reactor.run()
         finally:
             self.supervisor.stop(0)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.heartbeat import DEAD, SUSPECT, UP, Liveness
+from protocol.hosts import pick_endpoint
 from protocol.timing import OWN_PAUSE_S, SILENT_DEAD_S
 from protocol.version import PROTOCOL_VERSION
 
@@ -25,6 +26,8 @@ class NodeRecord:
     state: str = STARTING
     pid: int = 0
     endpoint: str = ""
+    host: str = ""  # on a cluster of several hosts (protocol.hosts); "" on one
+    tcp_endpoint: str = ""  # where processes of other hosts reach it
     frames_total: int = 0
     frames_free: int = 0
     registered_at: float | None = None
@@ -35,8 +38,9 @@ class NodeRecord:
 
 class ClusterState:
     def __init__(self, name: str, topology: dict, now: float, heartbeat_interval_s: float,
-                 silent_dead_s: float = SILENT_DEAD_S):
+                 silent_dead_s: float = SILENT_DEAD_S, host: str = ""):
         self.name = name
+        self.host = host  # the coordinator's host: where tasks attach from unless they say (protocol.hosts)
         self.topology = topology
         self.started_at = now
         self.state = STARTING
@@ -60,7 +64,7 @@ class ClusterState:
         return rec.id, old, state
 
     def register(self, *, node_id: int, pid: int, endpoint: str, frames_total: int, page_size: int,
-                 protocol_version: int, now: float) -> bool:
+                 protocol_version: int, now: float, host: str = "", tcp_endpoint: str = "") -> bool:
         """Record a node's registration; True when this made every node ready."""
         if protocol_version != PROTOCOL_VERSION:
             raise NumaEmuError(
@@ -74,6 +78,7 @@ class ClusterState:
         if page_size != self.page_size:
             raise NumaEmuError(ErrorCode.EINVAL, f"node {node_id} has page size {page_size}, cluster has {self.page_size}")
         rec.pid, rec.endpoint, rec.frames_total, rec.frames_free = pid, endpoint, frames_total, frames_total
+        rec.host, rec.tcp_endpoint = host, tcp_endpoint
         rec.registered_at = now
         rec.liveness = Liveness(now, self.heartbeat_interval_s, self.silent_dead_s)
         self._set_state(rec, UP, now)
@@ -125,6 +130,12 @@ class ClusterState:
         none again until the cluster restarts (docs/protocol.md#a-nodes-death)."""
         return sorted(r.id for r in self.nodes.values() if any(state == DEAD for _t, state in r.history))
 
+    def endpoints_from(self, host: str, records: list[NodeRecord] | None = None) -> dict[int, str]:
+        """Node id -> the endpoint a process on `host` reaches it at (ipc on its own host, tcp
+        from another: protocol.hosts.pick_endpoint), for `records` (default: every registered node)."""
+        records = self.nodes.values() if records is None else records
+        return {r.id: pick_endpoint(r.host, r.endpoint, r.tcp_endpoint, host) for r in records if r.endpoint}
+
     def live_nodes(self) -> list[NodeRecord]:
         return [r for r in self.nodes.values() if r.state in (UP, SUSPECT)]
 
@@ -135,7 +146,9 @@ class ClusterState:
                 "id": rec.id,
                 "pid": rec.pid,
                 "state": rec.state,
+                "host": rec.host,
                 "endpoint": rec.endpoint,
+                "tcp_endpoint": rec.tcp_endpoint,
                 "frames_total": rec.frames_total,
                 "frames_free": rec.frames_free,
                 "heartbeat_age_s": round(rec.liveness.age_s(now), 3) if rec.liveness else None,

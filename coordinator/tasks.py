@@ -92,14 +92,17 @@ class TaskTable:
     def _load(self) -> collections.Counter[int]:
         return collections.Counter(t.cpu for t in self.tasks.values())
 
-    def _pick_cpu(self, cpus: frozenset[int]) -> int:
-        """The least loaded CPU, lowest id first: deterministic placement of new tasks."""
+    def _pick_cpu(self, cpus: frozenset[int], prefer_nodes: frozenset[int] = frozenset()) -> int:
+        """The least loaded CPU, lowest id first: deterministic placement of new tasks; on a CPU of
+        `prefer_nodes` (the task's own host) when it may run on one."""
+        near = cpus & frozenset().union(*(self.node_cpus[n] for n in prefer_nodes if n in self.node_cpus))
+        cpus = near or cpus
         load = self._load()
         return min(cpus, key=lambda c: (load[c], c))
 
     def register(self, *, pid: int, comm: str, cpu: int | None, policy: dict | None, cpuset: str | None,
                  nodes_bound: list | None, cpus_bound: list | None = None,
-                 create_time: float | None = None) -> TaskRecord:
+                 create_time: float | None = None, prefer_nodes: frozenset[int] = frozenset()) -> TaskRecord:
         if pid in self.tasks:
             raise NumaEmuError(ErrorCode.EEXIST, f"pid {pid} is attached already as a task")
         cs = self.cpuset(cpuset)
@@ -120,7 +123,7 @@ class TaskTable:
                 raise NumaEmuError(ErrorCode.EINVAL, f"cpu {cpu} is not one this task may run on "
                                                      f"(cpuset {cs.name} cpus {format_nodelist(cs.cpus)})")
         else:
-            cpu = self._pick_cpu(cpus)
+            cpu = self._pick_cpu(cpus, prefer_nodes)
         pol = DEFAULT_POLICY
         if policy:
             inherited = Policy.from_wire(policy)

@@ -46,20 +46,28 @@ class TaskService:
                 "task.migrate_pages": self.migrate_pages, "task.home": self.home,
                 "task.set_affinity": self.set_affinity} | self.sysctl.handlers()
 
-    def _endpoint(self, node: int) -> str:
+    def _endpoint(self, node: int, host: str) -> str:
+        """Where a task on `host` reaches node `node` (ipc on its own host, else tcp)."""
         rec = self.state.nodes[node]
         if rec.state not in ("up", "suspect"):
             raise NumaEmuError(ErrorCode.ENODEV, f"home node {node} is {rec.state}; cannot reach a task there")
-        return rec.endpoint
+        return self.state.endpoints_from(host, [rec])[node]
+
+    def _host(self, task_id: int) -> str:
+        return self.table.get(task_id).extra.get("host", self.state.host)
 
     def register(self, msg: tm.TaskRegister):
         if self.state.state != "up":
             raise NumaEmuError(ErrorCode.EBUSY, f"the cluster is {self.state.state}, not up")
+        host = msg.host or self.state.host
+        here = host == self.state.host  # else its pid is another host's: not watched from here
         rec = self.table.register(pid=msg.pid, comm=msg.comm, cpu=msg.cpu, policy=msg.policy, cpuset=msg.cpuset,
                                   nodes_bound=msg.nodes_bound, cpus_bound=msg.cpus_bound,
-                                  create_time=_create_time(msg.pid))
+                                  create_time=_create_time(msg.pid) if here else None,
+                                  prefer_nodes=frozenset(r.id for r in self.state.nodes.values() if r.host == host))
+        rec.extra["host"] = host
         try:
-            endpoint = self._endpoint(rec.node)
+            endpoint = self._endpoint(rec.node, host)
             info = self.table.info(rec)
             yield Call(f"node:{rec.node}", tm.NodeTaskAttach(task_id=rec.task_id, pid=rec.pid, comm=rec.comm, cpu=rec.cpu,
                                                              policy=rec.policy.to_wire(), mems_allowed=info["mems_allowed"],
@@ -72,8 +80,7 @@ class TaskService:
                                     cpus_allowed=info["cpus_allowed"], mems_allowed=info["mems_allowed"],
                                     policy=rec.policy.to_wire(), cpuset=rec.cpuset,
                                     page_size=self.state.page_size, n_nodes=len(self.state.nodes),
-                                    node_endpoints={n: r.endpoint for n, r in self.state.nodes.items()
-                                                    if r.state in ("up", "suspect") and r.endpoint})
+                                    node_endpoints=self.state.endpoints_from(host, self.state.live_nodes()))
 
     def _detach(self, task_id: int):
         rec = self.table.remove(task_id)
@@ -208,7 +215,7 @@ class TaskService:
         if "home_died" in rec.extra:
             raise NumaEmuError(ErrorCode.EIO, f"task {rec.task_id}: its {rec.extra['home_died']} with its memory; "
                                               "detach it")
-        return tm.TaskHomeReply(node=rec.node, cpu=rec.cpu, endpoint=self._endpoint(rec.node))
+        return tm.TaskHomeReply(node=rec.node, cpu=rec.cpu, endpoint=self._endpoint(rec.node, self._host(rec.task_id)))
 
     def set_affinity(self, msg: tm.TaskSetAffinity):
         change = self.table.set_affinity(msg.task_id, msg.cpus)
@@ -216,7 +223,8 @@ class TaskService:
             log.info("task %d: affinity %s, cpu %d -> %d", msg.task_id, format_nodelist(msg.cpus), change.old_cpu,
                      change.cpu)
             yield from self._push_changes(f"the affinity change of task {msg.task_id}", [change])
-        return tm.TaskHomeReply(node=change.new_node, cpu=change.cpu, endpoint=self._endpoint(change.new_node))
+        return tm.TaskHomeReply(node=change.new_node, cpu=change.cpu,
+                                endpoint=self._endpoint(change.new_node, self._host(msg.task_id)))
 
     def _replication_of(self, task_id: int) -> bool:
         return self.table.cpuset(self.table.get(task_id).cpuset).replication
@@ -261,6 +269,8 @@ class TaskService:
         for rec in list(self.table.tasks.values()):
             if _create_time(rec.pid) == rec.create_time and rec.create_time is not None:
                 continue
+            if rec.extra.get("host", self.state.host) != self.state.host:
+                continue  # a task of another host: it detaches itself (its pid means nothing here)
             log.info("task %d (%s) died without detaching; releasing its memory", rec.task_id, rec.comm)
             self.reactor.spawn(self._detach(rec.task_id), lambda _r, exc: exc and log.warning("detach failed: %s", exc))
 

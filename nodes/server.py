@@ -41,7 +41,7 @@ FREE_RETRY_INTERVAL_S = 0.5  # frees a peer did not confirm (a partition) are se
 
 class NodeServer:
     def __init__(self, cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None,
-                 token: str):
+                 token: str, *, host: str = "", bind: str = ""):
         self.cluster_dir = cluster_dir
         self.token = token  # proves to the coordinator that the cluster spawned us (node.register)
         self.name = name
@@ -56,6 +56,9 @@ class NodeServer:
         self.reactor = r = Reactor(f"node {node_id}", identity=f"node:{node_id}", keys=ClusterKeys.load(cluster_dir))
         self.jitter_rng = random.Random(node_id)  # seeded: a jittered run can be replayed
         self.endpoint = r.bind(endpoint_for(cluster_dir, f"node-{node_id}"))
+        # A cluster on several hosts: peers of other hosts come over tcp on this host's address (protocol.hosts)
+        self.host = host
+        self.tcp_endpoint = r.bind_also(f"tcp://{bind}:0") if bind else ""
         r.routes["coordinator"] = coordinator
         for kind, handler in self.node.handlers.items():
             r.on(kind, handler)
@@ -87,7 +90,7 @@ class NodeServer:
     def _register(self):
         reply = yield Call("coordinator", lc.NodeRegister(
             node_id=self.node_id, token=self.token, pid=os.getpid(), endpoint=self.endpoint,
-            protocol_version=PROTOCOL_VERSION,
+            protocol_version=PROTOCOL_VERSION, host=self.host, tcp_endpoint=self.tcp_endpoint,
             frames_total=self.pool.frames, page_size=self.page_size,
         ))
         return reply
@@ -205,10 +208,11 @@ class NodeServer:
         return self.exit_status
 
 
-def serve(cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None, token: str) -> int:
+def serve(cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None, token: str,
+          *, host: str = "", bind: str = "") -> int:
     """Run one node until it stops; its exit status."""
     try:
-        server = NodeServer(cluster_dir, name, node_id, coordinator, alive_fd, token)
+        server = NodeServer(cluster_dir, name, node_id, coordinator, alive_fd, token, host=host, bind=bind)
     except (NumaEmuError, OSError) as exc:
         log.error("node %d cannot start: %s", node_id, exc)
         return 1

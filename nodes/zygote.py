@@ -4,12 +4,17 @@ everything again (64 nodes: about 5 s of start-up otherwise, on 2 cores).
 
 It stays the parent of the nodes: it reaps them and reports to the coordinator, one line per
 event on stdout: `spawned NODE PID`, `exited NODE STATUS` (STATUS negative: killed by that
-signal). It takes one command on stdin after the first line, `spawn NODE TOKEN` (`numa-emu node
-restart`), and leaves once stdin is closed (the coordinator stopped or died) and every node has
-exited. Each node runs in a session of its own and holds the coordinator's parent-alive pipe, so a
+signal). It takes commands on stdin after the first line, `spawn NODE TOKEN` (`numa-emu node
+restart`) and `signal NODE SIGNUM` (a node on another host), and leaves once stdin is closed (the
+coordinator stopped or died) and every node has exited.
+
+On a cluster of several hosts it is each host's agent (protocol.hosts): started over ssh or srun
+without --cluster-dir, it makes that host's cluster folder from what the first line carries (the
+topology and the cluster's keys), and its stdin is the coordinator's parent-alive pipe: the nodes
+hold a pipe whose write end it closes when stdin reads EOF. Each node runs in a session of its own and holds the coordinator's parent-alive pipe, so a
 crash of the coordinator or of this process never leaves an orphan running. It creates no ZeroMQ
 context and starts no thread before forking (neither survives a fork). Each node's register token
-comes on stdin (the first line, JSON {node id: token}; then with each spawn), never in argv (`ps`
+comes on stdin (the first line, JSON {"tokens": {node id: token}, ...}; then with each spawn), never in argv (`ps`
 shows argv).
 """
 from __future__ import annotations
@@ -18,11 +23,14 @@ import argparse
 import json
 import os
 import select
+import shutil
 import signal
 import sys
 from pathlib import Path
 
-from protocol.clusterdir import node_log, open_private, process_tag
+from protocol.clusterdir import CLUSTER_FILE, RUN_DIR, node_log, open_private, process_tag
+from protocol.hosts import CONNECTION_FILE
+from protocol.keys import KEYS_DIR
 from protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS
 
 
@@ -42,7 +50,7 @@ def _child(args: argparse.Namespace, node_id: int, token: str) -> None:
         from nodes.__main__ import start_node
 
         status = start_node(args.cluster_dir, args.name, node_id, args.coordinator, args.alive_fd, token,
-                            log_level=args.log_level)
+                            log_level=args.log_level, host=args.host, bind=args.bind)
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # a node that cannot start must still leave through os._exit
@@ -62,18 +70,48 @@ def _report(line: str) -> None:
         pass  # the coordinator is gone; the nodes will notice through the parent-alive pipe
 
 
+def _host_folder(args: argparse.Namespace, header: dict) -> Path:
+    """As a host's agent (no --cluster-dir): this host's cluster folder, made if need be, with the
+    topology and the keys that came on stdin (another host has no copy of the coordinator's)."""
+    from protocol.clusterdir import (HOME_ENV, MARKER_FILE, RUN_DIR, TOPOLOGY_FILE, cluster_dir, make_private,
+                                     write_json_atomic)
+    from protocol.hosts import connection
+    from protocol.keys import ClusterKeys
+
+    if args.home:
+        os.environ[HOME_ENV] = args.home
+    cdir = cluster_dir(args.name)
+    if cdir.exists() and not (cdir / MARKER_FILE).is_file() and any(cdir.iterdir()):
+        raise SystemExit(f"{cdir} exists but was not made by numa-emu; move it away or pick another cluster name")
+    make_private(cdir)
+    (cdir / MARKER_FILE).write_text("made by numa-emu up; clean-up deletes only in folders that have this file\n")
+    write_json_atomic(cdir / TOPOLOGY_FILE, header["topology"])
+    (cdir / RUN_DIR).mkdir(mode=0o700, exist_ok=True)
+    public, secret = header["keys"]
+    ClusterKeys.install(cdir, public.encode(), secret.encode())
+    # a task on this host attaches through it (numa_emu.cluster.connect)
+    write_json_atomic(cdir / CONNECTION_FILE, connection(args.name, args.host, args.coordinator, public.encode(),
+                                                         secret.encode()))
+    return cdir
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m nodes.zygote")
-    parser.add_argument("--cluster-dir", required=True, type=Path)
+    parser.add_argument("--cluster-dir", type=Path, help="the cluster folder (else this host's, made here)")
+    parser.add_argument("--home", help="NUMA_EMU_HOME on this host (a fake host of a test has its own)")
     parser.add_argument("--name", required=True)
     parser.add_argument("--coordinator", required=True)
-    parser.add_argument("--alive-fd", type=int, required=True)
+    parser.add_argument("--alive-fd", type=int, help="the coordinator's parent-alive pipe (else stdin is)")
     parser.add_argument("--nodes", required=True, help="comma-separated node ids")
+    parser.add_argument("--host", default="", help="this host's name in the placement (protocol.hosts)")
+    parser.add_argument("--bind", default="", help="the address the nodes' tcp sockets bind")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default=DEFAULT_LOG_LEVEL, help="every node's")
     args = parser.parse_args()
+    os.umask(0o077)  # an agent started by ssh gets the login's umask
     import setproctitle
 
-    setproctitle.setproctitle(f"{process_tag(args.name)} node-zygote --cluster-dir {args.cluster_dir}")
+    where = f"--host {args.host} --home {args.home or '~'}" if args.cluster_dir is None else ""
+    setproctitle.setproctitle(f"{process_tag(args.name)} node-zygote {where or f'--cluster-dir {args.cluster_dir}'}")
     import nodes.server  # noqa: F401  (imported once here, inherited by every fork)
 
     # SIGCHLD wakes the select below through this pipe (set_wakeup_fd): no polling
@@ -92,7 +130,17 @@ def main() -> None:
             break
         pending += data
     first, _, pending = pending.partition(b"\n")
-    tokens = {int(k): str(v) for k, v in json.loads(first or b"{}").items()}
+    header = json.loads(first or b"{}")
+    tokens = {int(k): str(v) for k, v in header.get("tokens", {}).items()}
+    alive_w = None
+    made_folder = args.cluster_dir is None
+    if made_folder:
+        try:
+            args.cluster_dir = _host_folder(args, header)
+        except (OSError, KeyError, ValueError) as exc:
+            raise SystemExit(f"agent of host {args.host}: cannot prepare the cluster folder: {exc}") from None
+    if args.alive_fd is None:  # stdin (an ssh session, srun's pipe) is the coordinator's life: its EOF ends ours
+        args.alive_fd, alive_w = os.pipe()
 
     def spawn(node_id: int) -> None:
         pid = os.fork()
@@ -100,41 +148,60 @@ def main() -> None:
             signal.set_wakeup_fd(-1)
             os.close(wake_r)
             os.close(wake_w)
+            if alive_w is not None:
+                os.close(alive_w)
             _child(args, node_id, tokens.get(node_id, ""))
         children[pid] = node_id
         _report(f"spawned {node_id} {pid}")
 
     for node_id in (int(n) for n in args.nodes.split(",")):
         spawn(node_id)
-    while children or commands:
-        while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
+    try:
+        while children or commands:
+            while children:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                node_id = children.pop(pid, None)
+                if node_id is not None:
+                    _report(f"exited {node_id} {os.waitstatus_to_exitcode(status)}")
+            if not children and not commands:
                 break
-            if pid == 0:
-                break
-            node_id = children.pop(pid, None)
-            if node_id is not None:
-                _report(f"exited {node_id} {os.waitstatus_to_exitcode(status)}")
-        if not children and not commands:
-            break
-        ready, _, _ = select.select([0, wake_r] if commands else [wake_r], [], [])
-        if wake_r in ready:
-            try:
-                os.read(wake_r, 512)
-            except BlockingIOError:
-                pass
-        if 0 in ready:
-            data = os.read(0, 4096)
-            commands = bool(data)
-            *lines, pending = (pending + data).split(b"\n")
-            for line in lines:
-                what, _, rest = line.decode(errors="replace").partition(" ")
-                node, _, token = rest.strip().partition(" ")
-                if what == "spawn" and node.isdigit():
-                    tokens[int(node)] = token
-                    spawn(int(node))
+            ready, _, _ = select.select([0, wake_r] if commands else [wake_r], [], [])
+            if wake_r in ready:
+                try:
+                    os.read(wake_r, 512)
+                except BlockingIOError:
+                    pass
+            if 0 in ready:
+                data = os.read(0, 4096)
+                commands = bool(data)
+                if not commands and alive_w is not None:
+                    os.close(alive_w)  # the nodes read EOF and leave
+                    alive_w = None
+                *lines, pending = (pending + data).split(b"\n")
+                for line in lines:
+                    what, _, rest = line.decode(errors="replace").partition(" ")
+                    node, _, value = rest.strip().partition(" ")
+                    if what == "spawn" and node.isdigit():
+                        tokens[int(node)] = value
+                        spawn(int(node))
+                    elif what == "signal" and node.isdigit() and value.isdigit():
+                        pid = next((p for p, n in children.items() if n == int(node)), None)
+                        if pid is not None:
+                            try:
+                                os.kill(pid, int(value))
+                            except (ProcessLookupError, ValueError):
+                                pass
+    finally:
+        if made_folder:  # this host's way in goes with the cluster, and so do its keys and sockets
+            (args.cluster_dir / CONNECTION_FILE).unlink(missing_ok=True)
+            if not (args.cluster_dir / CLUSTER_FILE).exists():  # unless the coordinator shares the folder
+                for folder in (KEYS_DIR, RUN_DIR):
+                    shutil.rmtree(args.cluster_dir / folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

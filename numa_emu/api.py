@@ -386,7 +386,7 @@ def attach(cpu: int | None = None, *, cluster: str | None = None, comm: str | No
     from numa_emu import cluster as cl
 
     name = cluster or os.environ.get(ENV_CLUSTER) or cl.resolve_name(None)
-    info = cl.require(name)
+    info = cl.connect(name)
     if cpu is None and os.environ.get(ENV_CPU):
         cpu = int(os.environ[ENV_CPU])
     policy = json.loads(os.environ[ENV_POLICY]) if os.environ.get(ENV_POLICY) else None
@@ -396,7 +396,8 @@ def attach(cpu: int | None = None, *, cluster: str | None = None, comm: str | No
     try:
         reply = coordinator.call(tm.TaskRegister(
             pid=os.getpid(), comm=comm or os.path.basename(sys.argv[0] or "python"), cpu=cpu, policy=policy,
-            cpuset=os.environ.get(ENV_CPUSET) or None, nodes_bound=nodes_bound, cpus_bound=cpus_bound))
+            cpuset=os.environ.get(ENV_CPUSET) or None, nodes_bound=nodes_bound, cpus_bound=cpus_bound,
+            host=info.host or None))
     except BaseException:
         coordinator.close()
         raise

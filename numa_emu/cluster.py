@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import json
 import os
 import select
 import shutil
@@ -21,6 +22,8 @@ from protocol.clusterdir import (CLUSTER_FILE, COORDINATOR_LOG, MARKER_FILE, RUN
                                  home, is_cluster_folder, is_name, make_private, open_private, read_json,
                                  rotate_logs, write_json_atomic)
 from protocol.errors import ErrorCode, NumaEmuError
+from protocol.hosts import (CONNECTION_ENV, CONNECTION_FILE, HOSTS_FILE, Host, coordinator_address, host_identity,
+                            place)
 from protocol.keys import KEYS_DIR, ClusterKeys
 from protocol.messages import lifecycle as lc
 from protocol.timing import NODE_READY_TIMEOUT_S, SHUTDOWN_GRACE_S, TERM_GRACE_S
@@ -49,13 +52,23 @@ class ClusterInfo:
 
     @property
     def pids(self) -> list[int]:
-        """The coordinator, the nodes and their fork server."""
+        """The coordinator, the nodes and their fork server: this machine's. On a cluster of
+        several hosts, each host's agent as seen here (itself or its ssh client) stands for its
+        nodes, whose pids are that host's: they exit when their agent does."""
         zygote = (self.data.get("zygote") or {}).get("pid")
-        return [self.coordinator_pid] + [int(n["pid"]) for n in self.data.get("nodes", [])] + ([int(zygote)] if zygote else [])
+        return [self.coordinator_pid] + [int(n["pid"]) for n in self.data.get("nodes", []) if not n.get("host")] \
+            + ([int(zygote)] if zygote else []) + [int(a["pid"]) for a in self.data.get("agents", [])]
+
+    @property
+    def host(self) -> str:
+        """The host this information is for: a connection file's, else the coordinator's."""
+        return self.data.get("host") or self.data["coordinator"].get("host", "")
 
     @functools.cached_property
     def keys(self) -> ClusterKeys:
         """The cluster's CURVE keys: every client needs them (only the owner can read them)."""
+        if "public_key" in self.data:  # a connection file carries them
+            return ClusterKeys(self.data["public_key"].encode(), self.data["secret_key"].encode(), self.dir / KEYS_DIR)
         return ClusterKeys.load(self.dir)
 
     def client(self, timeout_s: float | None = None, endpoint: str | None = None) -> Client:
@@ -94,6 +107,11 @@ def find(name: str, base: Path | None = None, *, warn=None) -> ClusterInfo | Non
         info, coordinator = None, 0
     if not is_cluster_folder(cdir):
         return None  # not made by `up`: neither a cluster nor ours to clean
+    if info is not None and info.host and info.host != host_identity():
+        # a home shared with the coordinator's host (NFS): its pids are not this machine's, never
+        # clean-up here; reach it over tcp, as a process of this host
+        coordinator = dict(info.data["coordinator"], endpoint=info.data["coordinator"].get("tcp_endpoint") or info.endpoint)
+        return ClusterInfo(name, cdir, dict(info.data, coordinator=coordinator, host=host_identity()))
     if processes.is_ours(coordinator, name, cdir):
         return info
     # Count only what was alive and ours: a pid in cluster.json may have died or been reused.
@@ -104,6 +122,38 @@ def find(name: str, base: Path | None = None, *, warn=None) -> ClusterInfo | Non
         extra = f"; stopped {len(leftover) - len(left)} leftover node process(es)" if leftover else ""
         warn(f"cluster '{name}' was stale (its coordinator is gone): cleaned its folder {cdir}{extra}")
     return None
+
+
+def connect(name: str, base: Path | None = None, *, warn=None) -> ClusterInfo:
+    """What a task needs to attach to cluster `name` from this host: $NUMA_EMU_CONNECTION (a
+    connection file's path or its JSON text: any host), else the cluster running here
+    (cluster.json), else this host's connection file (written by its agent: another host of the
+    cluster). ECONNREFUSED, as require() says, when none is there."""
+    text = os.environ.get(CONNECTION_ENV)
+    if text:
+        inline = text.lstrip().startswith("{")
+        try:
+            data = json.loads(text if inline else Path(text).read_text())
+            return _from_connection(data["name"], cluster_dir(data["name"], _base(base)), data, own_host=False)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise NumaEmuError(ErrorCode.EINVAL, f"{CONNECTION_ENV}: not a usable connection file ({exc}); "
+                                                 f"copy {CONNECTION_FILE} from the cluster's folder") from None
+    info = find(name, base, warn=warn)
+    if info is not None:
+        return info
+    cdir = cluster_dir(name, _base(base))
+    try:
+        return _from_connection(name, cdir, read_json(cdir / CONNECTION_FILE), own_host=True)
+    except (OSError, ValueError, KeyError, TypeError):
+        return require(name, base, warn=warn)
+
+
+def _from_connection(name: str, cdir: Path, data: dict, *, own_host: bool) -> ClusterInfo:
+    """A connection file as a ClusterInfo; its host is this one only when the file lies in this
+    host's folder (a copy carried elsewhere: this machine's host name, protocol.hosts.host_identity)."""
+    return ClusterInfo(name, cdir, {"name": data["name"], "host": data["host"] if own_host else host_identity(),
+                                    "coordinator": {"endpoint": data["coordinator"], "pid": 0},
+                                    "public_key": data["public_key"], "secret_key": data["secret_key"]})
 
 
 def resolve_name(name: str | None, base: Path | None = None, *, warn=None) -> str:
@@ -127,6 +177,7 @@ def _clean_runtime(cdir: Path) -> None:
     if not is_cluster_folder(cdir):
         return  # not made by `up`: nothing in it is ours to delete
     (cdir / CLUSTER_FILE).unlink(missing_ok=True)
+    (cdir / CONNECTION_FILE).unlink(missing_ok=True)
     shutil.rmtree(cdir / RUN_DIR, ignore_errors=True)
     shutil.rmtree(cdir / KEYS_DIR, ignore_errors=True)
 
@@ -147,8 +198,16 @@ class Started:
 
 
 def start(name: str, topology: Topology, base: Path | None = None, *, foreground: bool = False,
-          ready_timeout_s: float = NODE_READY_TIMEOUT_S, coordinator_args: list[str] | None = None) -> Started:
-    """Start cluster `name` on `topology`; returns once every node has reported ready."""
+          ready_timeout_s: float = NODE_READY_TIMEOUT_S, coordinator_args: list[str] | None = None,
+          hosts: list[Host] | None = None, launcher: str = "ssh", ssh_opts: list[str] | None = None) -> Started:
+    """Start cluster `name` on `topology`; returns once every node has reported ready. With
+    `hosts`, the nodes are placed on them (protocol.hosts.place) and each host's agent is
+    started by `launcher` ("ssh", or "local": fake hosts on this machine)."""
+    placement = None
+    if hosts:
+        placed = place(hosts, topology.distances)
+        placement = {"hosts": [h.to_dict() for h in placed], "launcher": launcher, "ssh_opts": list(ssh_opts or []),
+                     "my_host": host_identity(), "bind": coordinator_address(placed)}
     t0 = time.monotonic()
     cdir = cluster_dir(name, _base(base))
     _claim_folder(cdir)
@@ -168,6 +227,9 @@ def start(name: str, topology: Topology, base: Path | None = None, *, foreground
         _clean_runtime(cdir)
         rotate_logs(cdir)
         write_json_atomic(cdir / TOPOLOGY_FILE, topology.to_dict())
+        (cdir / HOSTS_FILE).unlink(missing_ok=True)
+        if placement is not None:
+            write_json_atomic(cdir / HOSTS_FILE, placement)
         ClusterKeys.create(cdir)
         proc = _spawn_coordinator(cdir, name, foreground, coordinator_args or [], ready_timeout_s)
     return Started(ClusterInfo(name, cdir, read_json(cdir / CLUSTER_FILE)), proc, time.monotonic() - t0)
@@ -274,7 +336,8 @@ class Cluster:
     """
 
     def __init__(self, topology: Topology | str | None = None, *, name: str = DEFAULT_NAME,
-                 base: Path | None = None, coordinator_args: list[str] | None = None):
+                 base: Path | None = None, coordinator_args: list[str] | None = None,
+                 hosts: list[Host] | None = None, launcher: str = "ssh", ssh_opts: list[str] | None = None):
         if not isinstance(topology, Topology):
             from numa_emu.catalog import resolve_topology
 
@@ -283,6 +346,7 @@ class Cluster:
         self.name = name
         self.base = base
         self.coordinator_args = coordinator_args
+        self.hosts, self.launcher, self.ssh_opts = hosts, launcher, ssh_opts  # several hosts: protocol.hosts
         self.started: Started | None = None
 
     @property
@@ -291,7 +355,8 @@ class Cluster:
         return self.started.info
 
     def start(self) -> "Cluster":
-        self.started = start(self.name, self.topology, self.base, coordinator_args=self.coordinator_args)
+        self.started = start(self.name, self.topology, self.base, coordinator_args=self.coordinator_args,
+                             hosts=self.hosts, launcher=self.launcher, ssh_opts=self.ssh_opts)
         return self
 
     def stop(self) -> None:

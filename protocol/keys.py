@@ -15,6 +15,7 @@ One keypair, not one per role: every role runs as the owner, who can read every 
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import threading
@@ -53,6 +54,22 @@ class ClusterKeys:
             fd = os.open(folder / f"{_NAME}{suffix}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(text)
+        return cls(public, secret, folder)
+
+    @classmethod
+    def install(cls, cluster_dir: Path, public: bytes, secret: bytes) -> "ClusterKeys":
+        """The cluster's keypair, handed to an agent on another host (its stdin), written there as
+        create() writes it; each file replaced atomically, so a reader never sees half a key."""
+        folder = cluster_dir / KEYS_DIR
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)
+        for suffix, text in ((".key", _certificate(public, None)), (".key_secret", _certificate(public, secret))):
+            path = folder / f"{_NAME}{suffix}"
+            tmp = folder / f".{_NAME}{suffix}.{os.getpid()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.replace(tmp, path)
         return cls(public, secret, folder)
 
     @classmethod
@@ -177,6 +194,21 @@ class Gatekeeper:
             pass
         self.thread.join(timeout=2.0)
         self._stop_tx.close(0)
+
+
+def check_bind(endpoint: str, keys: "ClusterKeys | None") -> None:
+    """Refuse to listen beyond this machine without CURVE: a tcp endpoint on an address other than
+    loopback needs the cluster's keys (its ZAP handler checks them)."""
+    if keys is not None or not endpoint.startswith("tcp://"):
+        return
+    address = endpoint[len("tcp://"):].rpartition(":")[0].strip("[]")
+    try:
+        loopback = ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        loopback = address == "localhost"
+    if not loopback:
+        raise NumaEmuError(ErrorCode.EACCES, f"refusing to bind {endpoint} without the cluster's CURVE keys: "
+                                             "anyone on the network could talk to it; start it through numa-emu up")
 
 
 def peer_uid(address: str) -> int | None:

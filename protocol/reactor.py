@@ -33,7 +33,7 @@ from protocol.heldmessages import HeldMessages
 from protocol.peercalls import PeerCalls
 from protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, gather
 from protocol.errors import ErrorCode, NumaEmuError
-from protocol.keys import ClusterKeys
+from protocol.keys import ClusterKeys, check_bind
 from protocol.messages import ErrorReply, Message, Notice, Ok, Reply, Request
 from protocol.timing import DAEMON_CALL_TIMEOUT_S, PEER_CALL_TIMEOUT_S
 
@@ -91,10 +91,13 @@ def connect_endpoint(sock: zmq.Socket, endpoint: str, keys: ClusterKeys) -> None
     sock.connect(endpoint)
 
 
-def bind_endpoint(sock: zmq.Socket, endpoint: str, keys: ClusterKeys) -> str:
+def bind_endpoint(sock: zmq.Socket, endpoint: str, keys: ClusterKeys | None) -> str:
     """Bind `endpoint` for the cluster's own processes only (protocol.keys; the context's ZAP
-    handler must be running); a tcp endpoint with port 0 gets a free port. The bound address."""
-    keys.before_bind(sock, endpoint)
+    handler must be running); a tcp endpoint with port 0 gets a free port. The bound address.
+    Without keys, only a loopback address (check_bind)."""
+    check_bind(endpoint, keys)
+    if keys is not None:
+        keys.before_bind(sock, endpoint)
     if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
         port = sock.bind_to_random_port(endpoint[: endpoint.rindex(":")])
         return f"{endpoint[: endpoint.rindex(':')]}:{port}"
@@ -172,6 +175,13 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
             os.chmod(self.endpoint[len("ipc://"):], 0o600)
         self.poller.register(self.router, zmq.POLLIN)
         return self.endpoint
+
+    def bind_also(self, endpoint: str) -> str:
+        """Serve on one more endpoint, on the same socket (after bind()): a process of a cluster
+        on several hosts takes its host's peers over ipc and the others over tcp (protocol.hosts).
+        Bind ipc first: the tcp bind turns CURVE on for the binds that follow."""
+        assert self.router is not None, "bind() first"
+        return bind_endpoint(self.router, endpoint, self.keys)
 
     def on(self, kind: str, handler: Handler) -> None:
         self.handlers[kind] = handler

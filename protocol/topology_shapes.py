@@ -113,8 +113,9 @@ def _read_toml_costs(data: Mapping[str, Any], keys: _Keys) -> dict[str, Any]:
 
 
 def _from_toml(data: Mapping[str, Any], keys: _Keys) -> Topology:
+    # [hosts] is where the nodes run, not the machine: protocol.hosts reads it (numa-emu up)
     _reject_unknown(data, ("name", "description", "source", "page_size", "slit", "latency",
-                           "bandwidth", "nodes"), "", keys)
+                           "bandwidth", "nodes", "hosts"), "", keys)
     text = {}
     for key in ("name", "description", "source"):
         text[key] = data.get(key, "")

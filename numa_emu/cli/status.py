@@ -1,8 +1,8 @@
 """Show a cluster: each node's pid, state, frames total/free, heartbeat age and uptime.
 The cluster is `up`, or `degraded` while a node is dead (the rest keeps serving).
 
---json prints {"cluster", "state", "coordinator": {pid, endpoint, uptime_s},
-"nodes": [{id, pid, state, endpoint, frames_total, frames_free, heartbeat_age_s, uptime_s, exit_code}],
+--json prints {"cluster", "state", "coordinator": {pid, endpoint, uptime_s, host, tcp_endpoint},
+"nodes": [{id, pid, state, host, endpoint, tcp_endpoint, frames_total, frames_free, heartbeat_age_s, uptime_s, exit_code}],
 "tasks": [{task_id, pid, comm, cpu, node, cpuset, pages: {node: n}, clock_ns, faults}]}.
 The tasks are the attached workload processes with their virtual time.
 """
@@ -53,11 +53,14 @@ def run(args: argparse.Namespace) -> int:
     state = f"{st.state} (dead: node {' '.join(dead)})" if dead else st.state
     print(f"cluster {st.cluster}: {state}, {len(st.nodes)} nodes, coordinator pid {c['pid']} "
           f"({c['endpoint']}), uptime {c['uptime_s']:.1f}s")
-    print(f"{'node':>4} {'pid':>7} {'state':<8} {'frames free/total':>19} {'heartbeat':>9} {'uptime':>9}")
+    # the host column only on a cluster of several hosts (the pid is that host's)
+    width = max((len(n.get("host") or "") for n in st.nodes), default=0)
+    host = (lambda text: f" {text:<{max(width, 4)}}") if width else (lambda text: "")
+    print(f"{'node':>4} {'pid':>7}{host('host')} {'state':<8} {'frames free/total':>19} {'heartbeat':>9} {'uptime':>9}")
     for n in st.nodes:
         frames = f"{n['frames_free']}/{n['frames_total']}"
-        print(f"{n['id']:>4} {n['pid']:>7} {n['state']:<8} {frames:>19} {_fmt_s(n['heartbeat_age_s']):>9} "
-              f"{_fmt_s(n['uptime_s']):>9}")
+        print(f"{n['id']:>4} {n['pid']:>7}{host(n.get('host') or '-')} {n['state']:<8} {frames:>19} "
+              f"{_fmt_s(n['heartbeat_age_s']):>9} {_fmt_s(n['uptime_s']):>9}")
     if tasks:
         print(f"{'task':>7} {'comm':<16} {'cpu':>4} {'node':>4} {'pages by node':<24} {'virtual time':>14}")
         for t in tasks:

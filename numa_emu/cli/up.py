@@ -42,6 +42,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unsafe-unreplicate", action="store_true",
                    help="unreplicate in the 2007 order (no lock, free at once, unmap later): reproduces the race "
                         "on purpose; same as --sysctl vm.unsafe_unreplicate=1")
+    h = p.add_argument_group("a cluster on several hosts (docs/design.md#hosts)")
+    h.add_argument("--hosts", metavar="HOST[,HOST...]",
+                   help="run the nodes on these hosts, a socket's nodes together, spread in order (or as the "
+                        "topology file's [hosts] table says); the coordinator stays here")
+    h.add_argument("--launcher", choices=("ssh", "slurm", "local"), default="ssh",
+                   help="how each host's agent starts: ssh (default), slurm (inside salloc/sbatch: one srun per "
+                        "allocated host, the hosts from the allocation), or local (fake hosts on this machine: "
+                        "tests, a [hosts] table giving each its own home)")
+    h.add_argument("--ssh-opt", action="append", default=[], metavar="OPT",
+                   help="an argument for ssh, e.g. --ssh-opt=-p2222 or --ssh-opt=-oIdentityFile=~/.ssh/k; repeatable")
     g = p.add_argument_group("a machine described on the command line")
     g.add_argument("--nodes", type=limits.NODES.argtype(), metavar="N")
     g.add_argument("--cpus-per-node", type=limits.CPUS_PER_NODE.argtype(), default=1, metavar="C")
@@ -67,8 +77,29 @@ def _topology(args: argparse.Namespace):
                     distances=args.distances, page_size=parse_size(args.page_size))
 
 
+def _hosts(args: argparse.Namespace, topology) -> list | None:
+    """--hosts, else the topology file's [hosts] table, else None (every node here)."""
+    from pathlib import Path
+
+    from protocol.hosts import hosts_in_file, parse_hosts
+
+    if args.hosts is not None:
+        return parse_hosts(args.hosts)
+    if args.launcher == "slurm":
+        from numa_emu.slurm import allocation_hosts
+
+        return allocation_hosts()
+    if args.topology and Path(args.topology).is_file():
+        return hosts_in_file(args.topology, topology.n_nodes)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     topology = _topology(args)
+    try:
+        hosts = _hosts(args, topology)
+    except NumaEmuError as exc:
+        raise SystemExit(fail(exc.message) or EXIT_USAGE) from None
     name = args.name or cluster.DEFAULT_NAME
     sysctl = args.sysctl + (["vm.unsafe_unreplicate=1"] if args.unsafe_unreplicate else [])
     try:  # checked here too, so that a bad value starts nothing
@@ -78,11 +109,13 @@ def run(args: argparse.Namespace) -> int:
     started = cluster.start(name, topology, foreground=args.foreground,
                             coordinator_args=["--inject", args.inject, "--dilation", repr(args.dilation),
                                               "--log-level", args.log_level]
-                            + [f"--sysctl={kv}" for kv in sysctl])
+                            + [f"--sysctl={kv}" for kv in sysctl],
+                            hosts=hosts, launcher=args.launcher, ssh_opts=args.ssh_opt)
     signals = _record_signals(started) if args.foreground else []  # before "up" is announced
     total_mem = sum(n.mem_bytes for n in topology.nodes)
     inject = "virtual" if args.inject == "virtual" else f"real x{args.dilation:g}"
-    print(f"cluster {name} up: {topology.n_nodes} nodes ({topology.name}), {len(topology.cpus)} cpus, "
+    on_hosts = f" on {len(started.info.data.get('agents', []))} hosts" if hosts else ""
+    print(f"cluster {name} up: {topology.n_nodes} nodes ({topology.name}){on_hosts}, {len(topology.cpus)} cpus, "
           f"{total_mem >> 20} MiB, {inject} latency, coordinator pid {started.info.coordinator_pid}, "
           f"ready in {started.seconds:.2f} s")
     sys.stdout.flush()

@@ -59,6 +59,8 @@ class NodeRegister(Request):
     protocol_version: int
     frames_total: int
     page_size: int
+    host: str = ""  # the host it runs on, on a cluster of several (protocol.hosts)
+    tcp_endpoint: str = ""  # where the other hosts reach it ("" on a single host)
 
 
 @message
@@ -129,7 +131,7 @@ class ClusterStatusReply(Reply):
     cluster: str
     state: str  # "starting", "up", "stopping"
     coordinator: dict  # pid, endpoint, uptime_s
-    nodes: list  # one dict per node: id, pid, state, endpoint, frames_total, frames_free, heartbeat_age_s, uptime_s
+    nodes: list  # one dict per node: id, pid, state, host, endpoint, frames_total, frames_free, heartbeat_age_s, uptime_s
     topology: dict  # the topology in force (Topology.to_dict())
 
 

@@ -36,6 +36,7 @@ class TaskRegister(Request):
     cpuset: str | None = None
     nodes_bound: list | None = None  # numactl --cpunodebind: run on a CPU of these nodes
     cpus_bound: list | None = None  # numactl --physcpubind: run on one of these CPUs
+    host: str | None = None  # the task's host (protocol.hosts): its nodes' endpoints are picked for it
 
 
 @message
