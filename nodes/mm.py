@@ -9,9 +9,12 @@ to the task's virtual clock from the cost model.
 from __future__ import annotations
 
 import collections
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from nodes.core import STALE_RETRIES, NodeCore, node_dest
+from nodes.directmap import TaskTable
 from nodes.locks import PageLock
 from nodes.pagetable import ANON, FILE, MIGCACHE, SHM, ZEROPAGE, AddressSpace, Region
 from nodes.pcache import PageCacheView
@@ -68,6 +71,15 @@ class TaskState:
     # private pages whose frame died with its node: page vaddr -> (that node, how). Every access fails
     # (EIO) until they are unmapped, as a hardware-poisoned page gives SIGBUS (memory_failure).
     lost: dict = field(default_factory=dict)
+    table: TaskTable | None = None  # the page table its direct path reads, once it asked (mem.direct)
+
+    def unmap_direct(self, vaddrs: Iterable[int]) -> None:
+        """The hook for every change of the task's mapping (migration, the migration cache,
+        munmap, NUMA-balancing hinting, ...): the pages leave the task's shared page table, and
+        no direct write to them is in flight once this returns (nodes/directmap.py)."""
+        if self.table is not None:
+            ps = self.space.page_size
+            self.table.unmap([v // ps for v in vaddrs])
 
 
 class _FaultBatch:
@@ -97,22 +109,67 @@ class MemoryManager:
         self.moved: dict[int, int] = {}  # task id -> the node it moved to (nodes.taskmove)
         pcache.tasks = self.tasks
         self.migration = None  # set by the server: nodes.migration.Migration (lazy faults, release)
+        self.direct_access = True  # vm.direct_access: tasks may read and write their local pages themselves
 
     def handlers(self) -> dict:
         return {
             "node.task.attach": self.attach, "node.task.detach": self.detach,
             "mem.mmap": self.mmap, "mem.munmap": self.munmap, "mem.access": self.access, "mem.touch": self.touch,
-            "mem.where": self.where,
+            "mem.where": self.where, "mem.direct": self.direct,
             "mem.maps": self.maps, "mem.mapcounts": self.mapcounts,
         }
 
     def task(self, task_id: int) -> TaskState:
         try:
-            return self.tasks[task_id]
+            task = self.tasks[task_id]
         except KeyError:
             if task_id in self.moved:
                 raise NumaEmuError(ErrorCode.EREMCHG, f"task {task_id} moved to node {self.moved[task_id]}") from None
             raise NumaEmuError(ErrorCode.ESRCH, f"no task {task_id} on node {self.core.node_id}") from None
+        self.fold_clock(task)
+        return task
+
+    # ---- the direct path (nodes/directmap.py) --------------------------------------------
+    def fold_clock(self, task: TaskState) -> None:
+        """Add what the task's direct accesses charged since the last fold to its clock."""
+        if task.table is not None:
+            task.clock_ns += task.table.take_ns()
+
+    def direct(self, msg: mm.DirectMap) -> mm.DirectMapReply:
+        """Where the task's direct path finds this node's frame pool and its page table."""
+        task = self.task(msg.task_id)
+        if task.table is None:
+            task.table = TaskTable(task.task_id, *self.core.cost.local(self.core.node_id), self.direct_access)
+        pool = self.core.pool
+        return mm.DirectMapReply(pid=os.getpid(), pool_fd=pool.fd, frames=pool.frames, table_fd=task.table.fd,
+                                 node=self.core.node_id)
+
+    def set_direct_access(self, on: bool) -> None:
+        """vm.direct_access: off unmaps every entry of every task (and publishes none)."""
+        self.direct_access = on
+        for task in self.tasks.values():
+            if task.table is not None:
+                task.table.set_enabled(on)
+
+    def costs_changed(self) -> None:
+        """The cost model changed (a latency table): tasks charge by the new one from their next access."""
+        for task in self.tasks.values():
+            if task.table is not None:
+                task.table.set_cost(*self.core.cost.local(self.core.node_id))
+
+    def _publish(self, task: TaskState, region: Region, p: int) -> None:
+        """Give the task's direct path a private page of this node's pool it just accessed;
+        writable only once dirty (the first write is a message, which sets the dirty bit)."""
+        if task.table is not None and self.direct_access:
+            task.table.publish(region.start // self.core.page_size + p, region.frame[p], region.gen[p],
+                               region.dirty[p] == 1)
+
+    def close_table(self, task: TaskState) -> None:
+        """The task leaves this node: its clock takes the last direct charges, its table goes."""
+        if task.table is not None:
+            self.fold_clock(task)
+            task.table.close()
+            task.table = None
 
     def locked(self, task: TaskState, gen):
         """Run the handler coroutine `gen` holding the task's lock; ESRCH if the task detached
@@ -142,6 +199,7 @@ class MemoryManager:
 
     def _detach(self, task: TaskState):
         freed = yield from self._release(task, list(task.space.regions))
+        self.close_table(task)
         del self.tasks[task.task_id]
         if self.core.trace.on:
             self.core.trace.emit("task", task=task.task_id, vns=task.clock_ns, what="detach", pages=freed)
@@ -181,6 +239,9 @@ class MemoryManager:
         gens: dict[int, list[int]] = collections.defaultdict(list)  # theirs: a failed free is sent again
         count = 0
         ps = self.core.page_size
+        if task.table is not None:
+            task.unmap_direct([r.start + i * ps for r in regions if r.kind == ANON
+                               for i, node in r.node.items() if node == self.core.node_id])
         for region in regions:
             for i, node in region.node.items():  # the touched pages only: a reservation costs nothing
                 if node < 0:
@@ -386,6 +447,8 @@ class MemoryManager:
             core.pool.write(frame, offset, data)
             region.dirty[p] = 1
             out = None
+        if task.table is not None:
+            self._publish(task, region, p)
         task.clock_ns += core.cost.access_ns(task.node, task.node, length)
         return mm.AccessReply(data=out, clock_ns=task.clock_ns)
 
@@ -437,8 +500,11 @@ class MemoryManager:
                     elif node == core.node_id:
                         if write:
                             core.pool.write(frame, offset, msg.data[pos:pos + n])
+                            region.dirty[p] = 1
                         else:
                             out += core.pool.read(frame, offset, n)
+                        if task.table is not None:
+                            self._publish(task, region, p)
                     elif node in core.dead:
                         raise core.dead_error(node, self.page_name(task, region, p))
                     elif write:
@@ -529,6 +595,10 @@ class MemoryManager:
             task.clock_ns += access_ns(task.node, task.node if node == ZEROPAGE else node, nbytes)
         if write:
             region.dirty[first:last] = b"\x01" * (last - first)
+        if task.table is not None and not shared:
+            for p in range(first, last):
+                if region.node[p] == core.node_id:
+                    self._publish(task, region, p)
 
     def _fill(self, region: Region, pages: list[int], value: int):
         core = self.core

@@ -63,6 +63,7 @@ class TaskMoves:
 
     def _move(self, task: TaskState, msg: tm.NodeTaskMove):
         core, ps = self.core, self.core.page_size
+        self.mm.close_table(task)  # its direct path stops here; the new home makes a new table
         for region in task.space.regions:
             for p, node in region.node.items():
                 if region.kind == ANON:
