@@ -23,6 +23,9 @@ from protocol.costmodel import transfer_ns
 # How stale a direct access may be about its home node's death: the node's process is checked at
 # most this often (a pidfd poll is a syscall; an access is a few hundred nanoseconds).
 LIVENESS_CHECK_S = 0.01
+_INDEX_MASK = dm.ENTRIES - 1
+_POPULATE_PAGES = 16  # an access of this many pages maps them in with one madvise
+_MADV_POPULATE_WRITE = 23  # Linux 5.14 (mmap.MADV_POPULATE_WRITE from Python 3.13)
 
 
 class DirectPath:
@@ -51,6 +54,8 @@ class DirectPath:
         self.dead = False
         self.cost_seq = -1
         self.latency, self.bytes_per_ns = 0.0, 1.0
+        self.costs: dict[int, int] = {}  # bytes -> ns, for the cost in force
+        self.populate = True
 
     @property
     def closed(self) -> bool:
@@ -78,17 +83,20 @@ class DirectPath:
             latency, bpn = dm.bits_double(q[dm.H_LATENCY]), dm.bits_double(q[dm.H_BYTES_PER_NS])
             if not seq & 1 and q[dm.H_COST_SEQ] == seq:
                 self.latency, self.bytes_per_ns, self.cost_seq = latency, bpn, seq
+                self.costs: dict[int, int] = {}
                 return
 
-    def _charge(self, sizes: list[int], counter: int) -> None:
-        lat, bpn, q = self.latency, self.bytes_per_ns, self.q
-        q[dm.H_DIRECT_NS] += sum(round(transfer_ns(lat, bpn, n)) for n in sizes)
-        q[counter] += 1
+    def _cost(self, nbytes: int) -> int:
+        """What the home node charges for a local access of `nbytes` (protocol.costmodel)."""
+        ns = self.costs.get(nbytes)
+        if ns is None:
+            ns = self.costs[nbytes] = round(transfer_ns(self.latency, self.bytes_per_ns, nbytes))
+        return ns
 
     def _entry(self, vpn: int, flags: int) -> tuple[int, int, int, int] | None:
         """(seq, entry base, frame, generation) of a present entry with `flags`, stable; None if absent."""
         q = self.q
-        base = dm.entry_base(vpn)
+        base = dm.HEADER_WORDS + (vpn & _INDEX_MASK) * dm.ENTRY_WORDS
         for _ in range(dm.READ_RETRIES):
             seq = q[base]
             if seq & 1:
@@ -104,72 +112,106 @@ class DirectPath:
             return seq, base, frame, gen
         return None
 
+    def _pages(self, vaddr: int, length: int, flags: int) -> list[tuple[int, int, int, int, int, int]] | None:
+        """Per page of the range: (seq, base, frame, generation, offset in page, bytes); None if
+        a page has no entry with `flags`."""
+        ps, out, pos = self.ps, [], 0
+        while pos < length:
+            vpn, off = divmod(vaddr + pos, ps)
+            n = min(ps - off, length - pos)
+            got = self._entry(vpn, flags)
+            if got is None:
+                return None
+            out.append((*got, off, n))
+            pos += n
+        return out
+
+    def _runs(self, pages: list) -> list[tuple[int, int]]:
+        """(pool offset, bytes) runs: pages whose frames follow each other make one copy."""
+        ps, runs = self.ps, []
+        for _seq, _base, frame, _gen, off, n in pages:
+            start = frame * ps + off
+            if runs and runs[-1][0] + runs[-1][1] == start:
+                runs[-1][1] += n
+            else:
+                runs.append([start, n])
+        if len(pages) >= _POPULATE_PAGES and self.populate:
+            self._populate(runs)
+        return runs
+
+    def _populate(self, runs: list) -> None:
+        # one madvise maps a run's pages in this process at once, instead of a fault per page
+        try:
+            for start, n in runs:
+                first = start - start % mmap.PAGESIZE
+                self.pool.madvise(_MADV_POPULATE_WRITE, first, start + n - first)
+        except OSError:
+            self.populate = False  # a kernel before 5.14
+
     def read(self, vaddr: int, length: int) -> bytes | None:
         """The bytes, or None: take the message path."""
         if length <= 0 or vaddr < 0 or not self._usable():
             return None
-        ps, shift = self.ps, self.shift
+        ps, q = self.ps, self.q
         off = vaddr & (ps - 1)
-        if off + length <= ps:  # the common case: within one page
-            vpn = vaddr >> shift
+        if off + length <= ps:  # the common case: within one page, inline
+            vpn = vaddr >> self.shift
+            base = dm.HEADER_WORDS + (vpn & _INDEX_MASK) * dm.ENTRY_WORDS
             for _ in range(dm.READ_RETRIES):
-                got = self._entry(vpn, dm.PRESENT)
-                if got is None:
+                seq = q[base]
+                tag, fw = q[base + 1], q[base + 2]
+                if seq & 1 or q[base] != seq:
+                    continue
+                if tag != vpn + 1:
                     return None
-                seq, base, frame, gen = got
+                frame, gen = fw & 0xFFFFFFFF, fw >> 32
+                if frame >= self.frames:
+                    return None
                 start = frame * ps + off
                 data = self.pool[start:start + length]
-                if self.gens[frame] == gen and self.q[base] == seq:  # not rewritten nor freed meanwhile
+                if self.gens[frame] == gen and q[base] == seq:  # not rewritten nor freed meanwhile
                     self.ref[frame] = 1
-                    self._charge([length], dm.H_READS)
+                    q[dm.H_DIRECT_NS] += self._cost(length)
+                    q[dm.H_READS] += 1
                     return data
             return None
-        out = bytearray(length)
-        sizes, pos = [], 0
-        while pos < length:
-            vpn, off = divmod(vaddr + pos, ps)
-            n = min(ps - off, length - pos)
-            for _ in range(dm.READ_RETRIES):
-                got = self._entry(vpn, dm.PRESENT)
-                if got is None:
-                    return None
-                seq, base, frame, gen = got
-                start = frame * ps + off
-                out[pos:pos + n] = self.pv[start:start + n]
-                if self.gens[frame] == gen and self.q[base] == seq:
-                    self.ref[frame] = 1
-                    break
-            else:
+        for _ in range(dm.READ_RETRIES):
+            pages = self._pages(vaddr, length, dm.PRESENT)
+            if pages is None:
                 return None
-            sizes.append(n)
-            pos += n
-        self._charge(sizes, dm.H_READS)
-        return bytes(out)
+            pv = self.pv
+            data = b"".join([pv[start:start + n] for start, n in self._runs(pages)])  # the one copy
+            gens = self.gens
+            if all(gens[frame] == gen and q[base] == seq for seq, base, frame, gen, _o, _n in pages):
+                ref = self.ref
+                for page in pages:
+                    ref[page[2]] = 1
+                q[dm.H_DIRECT_NS] += sum(self._cost(page[5]) for page in pages)
+                q[dm.H_READS] += 1
+                return data
+        return None
 
     def write(self, vaddr: int, data: bytes) -> bool:
         """Write `data` at `vaddr` if every page of it is mapped writable here; False: send the message."""
         length = len(data)
         if length <= 0 or vaddr < 0 or not self._usable():
             return False
-        ps, pieces, pos = self.ps, [], 0
         fcntl.flock(self.lock_fd, fcntl.LOCK_EX)  # the node unmaps only holding it (protocol/directmap.py)
         try:
-            while pos < length:
-                vpn, off = divmod(vaddr + pos, ps)
-                n = min(ps - off, length - pos)
-                got = self._entry(vpn, dm.PRESENT | dm.WRITABLE)
-                if got is None:
-                    return False
-                pieces.append((got[2], off, pos, n))
+            pages = self._pages(vaddr, length, dm.PRESENT | dm.WRITABLE)
+            if pages is None:
+                return False
+            src, pv, pos = memoryview(data), self.pv, 0
+            for start, n in self._runs(pages):
+                pv[start:start + n] = src[pos:pos + n]
                 pos += n
-            src = memoryview(data)
-            for frame, off, pos, n in pieces:
-                start = frame * ps + off
-                self.pv[start:start + n] = src[pos:pos + n]
-                self.ref[frame] = 1
         finally:
             fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
-        self._charge([n for _f, _o, _p, n in pieces], dm.H_WRITES)
+        ref, q = self.ref, self.q
+        for page in pages:
+            ref[page[2]] = 1
+        q[dm.H_DIRECT_NS] += sum(self._cost(page[5]) for page in pages)
+        q[dm.H_WRITES] += 1
         return True
 
     def close(self) -> None:
