@@ -26,7 +26,7 @@ class TaskTable:
         self.mem = mmap.mmap(self.fd, dm.TABLE_BYTES)
         self.q = memoryview(self.mem).cast("Q")
         self.live: dict[int, int] = {}  # entry base word -> the vpn published there (what unmap must clear)
-        self.folded = 0  # how much of the task's H_DIRECT_NS is in its clock already
+        self.folded = (0, 0, 0)  # what of the task's H_DIRECT_NS, H_READS, H_WRITES its node has counted already
         self.q[dm.H_MAGIC] = dm.MAGIC
         self.set_cost(latency_ns, bytes_per_ns)
         self.set_enabled(enabled)
@@ -45,15 +45,12 @@ class TaskTable:
             self.unmap_all()
         self.q[dm.H_ENABLED] = dm.ON if on else dm.OFF
 
-    def take_ns(self) -> int:
-        """Virtual time the task's direct accesses charged since the last call."""
-        now = self.q[dm.H_DIRECT_NS]
-        delta, self.folded = now - self.folded, now
+    def take(self) -> tuple[int, int, int]:
+        """(virtual ns, reads, writes) of the task's direct accesses since the last call."""
+        q = self.q
+        now = q[dm.H_DIRECT_NS], q[dm.H_READS], q[dm.H_WRITES]
+        delta, self.folded = tuple(a - b for a, b in zip(now, self.folded)), now
         return delta
-
-    def counts(self) -> tuple[int, int]:
-        """(direct reads, direct writes) the task made so far."""
-        return self.q[dm.H_READS], self.q[dm.H_WRITES]
 
     # ---- entries ------------------------------------------------------------------------
     def publish(self, vpn: int, frame: int, generation: int, writable: bool) -> None:

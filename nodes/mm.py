@@ -72,6 +72,8 @@ class TaskState:
     # (EIO) until they are unmapped, as a hardware-poisoned page gives SIGBUS (memory_failure).
     lost: dict = field(default_factory=dict)
     table: TaskTable | None = None  # the page table its direct path reads, once it asked (mem.direct)
+    direct_reads: int = 0  # accesses its direct path made, folded in from the table
+    direct_writes: int = 0
 
     def unmap_direct(self, vaddrs: Iterable[int]) -> None:
         """The hook for every change of the task's mapping (migration, the migration cache,
@@ -131,9 +133,12 @@ class MemoryManager:
 
     # ---- the direct path (nodes/directmap.py) --------------------------------------------
     def fold_clock(self, task: TaskState) -> None:
-        """Add what the task's direct accesses charged since the last fold to its clock."""
+        """Add what the task's direct accesses charged since the last fold to its clock, and count them."""
         if task.table is not None:
-            task.clock_ns += task.table.take_ns()
+            ns, reads, writes = task.table.take()
+            task.clock_ns += ns
+            task.direct_reads += reads
+            task.direct_writes += writes
 
     def direct(self, msg: mm.DirectMap) -> mm.DirectMapReply:
         """Where the task's direct path finds this node's frame pool and its page table."""
@@ -703,5 +708,7 @@ class MemoryManager:
                     c = r.node.count(n)
                     if c:
                         pages[n] += c
-            out[task.task_id] = {"pages": dict(pages), "clock_ns": task.clock_ns, "faults": task.faults}
+            self.fold_clock(task)
+            out[task.task_id] = {"pages": dict(pages), "clock_ns": task.clock_ns, "faults": task.faults,
+                                 "direct_reads": task.direct_reads, "direct_writes": task.direct_writes}
         return out

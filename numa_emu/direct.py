@@ -62,6 +62,10 @@ class DirectPath:
         """The home node let go of this table (the task moved): ask it again for a new one."""
         return self.q[dm.H_ENABLED] == dm.CLOSED
 
+    def counts(self) -> tuple[int, int]:
+        """(reads, writes) this table served directly (the node's task stats count every table's)."""
+        return self.q[dm.H_READS], self.q[dm.H_WRITES]
+
     def _usable(self) -> bool:
         q = self.q
         if q[dm.H_ENABLED] != dm.ON or self.dead:

@@ -1,17 +1,19 @@
 """Worker tasks for the direct-path stress tests (tests/processes/test_direct.py), every operation
 logged with CLOCK_MONOTONIC for the history checker (tests/history.py).
 
-    python direct_worker.py writer CPU PAGES SECONDS
+    python direct_worker.py writer CPU PAGES STOPFILE
         stamps its private pages with sequence numbers and reads them back, while the test
         migrates them; prints "ready PID" once its pages exist, then one JSON object:
         {"writes": [[page, seq, start_ns, end_ns], ...], "reads": [...], "direct": [reads, writes]}
-    python direct_worker.py reuser CPU SECONDS
+    python direct_worker.py reuser CPU STOPFILE
         maps, fills with its own byte, checks and unmaps fresh pages over and over (so freed
         frames are reused at once); prints {"bad": [...], "rounds": n}
+Each runs until STOPFILE exists (the test makes it when its moves are done).
 """
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 import time
@@ -22,7 +24,7 @@ PAGE = 4096
 STAMP = 8  # bytes: the sequence number, little endian, at the start of the page (and at its end)
 
 
-def writer(cpu: int, pages: int, seconds: float) -> dict:
+def writer(cpu: int, pages: int, stop: str) -> dict:
     writes, reads = [], []
     rng = random.Random(cpu)
     with numa_emu.attach(cpu=cpu) as t:
@@ -31,8 +33,7 @@ def writer(cpu: int, pages: int, seconds: float) -> dict:
         for page in range(pages):  # a message each: the pages exist, written (dirty), before the test starts moving them
             region.write(page * PAGE, bytes(PAGE))
         print("ready", t.pid, flush=True)
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        while not os.path.exists(stop):
             page = rng.randrange(pages)
             seqs[page] += 1
             stamp = seqs[page].to_bytes(STAMP, "little")
@@ -47,15 +48,14 @@ def writer(cpu: int, pages: int, seconds: float) -> dict:
             if head != tail:
                 raise SystemExit(f"page {page}: torn, head {head} tail {tail}")
             reads.append([page, head, start, time.monotonic_ns()])
-        direct = t._dpath.counts() if t._dpath is not None else (0, 0)
+        direct = t._dpath.counts() if t._dpath is not None else (0, 0)  # this table's; the node's stats have all
     return {"writes": writes, "reads": reads, "direct": list(direct)}
 
 
-def reuser(cpu: int, seconds: float) -> dict:
+def reuser(cpu: int, stop: str) -> dict:
     bad, rounds = [], 0
     with numa_emu.attach(cpu=cpu) as t:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        while not os.path.exists(stop):
             rounds += 1
             value = rounds % 251 + 1
             region = t.mmap(16 * PAGE)
@@ -71,7 +71,7 @@ def reuser(cpu: int, seconds: float) -> dict:
 if __name__ == "__main__":
     kind = sys.argv[1]
     if kind == "writer":
-        out = writer(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
+        out = writer(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
     else:
-        out = reuser(int(sys.argv[2]), float(sys.argv[3]))
+        out = reuser(int(sys.argv[2]), sys.argv[3])
     print(json.dumps(out), flush=True)

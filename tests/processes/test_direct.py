@@ -1,0 +1,203 @@
+"""The direct path on real clusters (docs/design.md#direct-access): tasks read and write their
+local pages through shared memory with the same bytes, virtual time and counts as by message;
+pages migrated, unmapped or reused under a task's feet never take a stray byte; a task killed in
+the middle of a direct write leaves no lock behind, and a dead home node fails as by message."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import numa_emu
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import control as cm
+from protocol.messages import tasks as tm
+from tests.conftest import poll_until
+from tests.history import violations
+
+pytestmark = pytest.mark.cluster
+PAGE = 4096
+WORKER = Path(__file__).resolve().parent.parent / "direct_worker.py"
+
+
+def set_direct(c, on: int) -> None:
+    with c.client() as client:
+        client.call(cm.SysctlSet(values={cm.DIRECT_ACCESS_KEY: str(on)}))
+
+
+def task_stats(c, task_id: int) -> dict:
+    with c.client() as client:
+        nodes = client.call(tm.ClusterStats()).nodes
+    return next(d["tasks"][task_id] for d in nodes.values() if task_id in d["tasks"])
+
+
+def workload(c) -> tuple[int, bytes, dict]:
+    """Writes, reads within and across pages, a touch, a move of half the pages to node 1 and
+    back: the virtual time, every byte read, and the task's stats."""
+    out = bytearray()
+    with numa_emu.attach(0, cluster=c.name) as task:
+        region = task.mmap(32 * PAGE)
+        region.touch(write=True, length=16 * PAGE)
+        for i in range(200):
+            region.write((i * 712) % (32 * PAGE - 16), i.to_bytes(16, "little"))
+            out += region.read((i * 1304) % (32 * PAGE - 8), 8)
+        out += region.read(PAGE - 100, 3 * PAGE)
+        region.move_pages([1] * 8, offset=0, pages=8)
+        for i in range(100):
+            region.write((i * 4100) % (16 * PAGE), b"moved")
+            out += region.read((i * 4100) % (16 * PAGE), 16)
+        region.move_pages([0] * 8, offset=0, pages=8)
+        out += region.read(0, 32 * PAGE)
+        stats = task_stats(c, task.task_id)
+        clock = task.clock_ns()
+    return clock, bytes(out), stats
+
+
+def test_the_same_workload_gives_the_same_bytes_and_virtual_time_with_direct_access_on_and_off(cluster_factory):
+    c = cluster_factory("default-4n")
+    clock_on, bytes_on, on = workload(c)
+    set_direct(c, 0)
+    clock_off, bytes_off, off = workload(c)
+    assert (clock_on, bytes_on) == (clock_off, bytes_off)
+    assert (off["direct_reads"], off["direct_writes"]) == (0, 0)
+    # exact, and the same every run: pages are published when a message serves them first, and
+    # unmapped by each move (the zero page and node 1's pages are always messages)
+    assert (on["direct_reads"], on["direct_writes"]) == (199, 232)
+    assert (on["faults"], on["pages"]) == (off["faults"], off["pages"])
+
+
+def test_a_task_cannot_reach_an_unmapped_page_directly(cluster_factory):
+    c = cluster_factory("default-4n")
+    with numa_emu.attach(0, cluster=c.name) as task:
+        region = task.mmap(4 * PAGE)
+        region.write(0, b"x" * (4 * PAGE))
+        assert region.read(PAGE, 4) == b"xxxx"
+        before = task_stats(c, task.task_id)["direct_reads"]
+        region.munmap()
+        for op in (lambda: region.read(PAGE, 4), lambda: region.write(PAGE, b"y")):
+            with pytest.raises(NumaEmuError) as err:
+                op()
+            assert err.value.code == ErrorCode.EFAULT
+        assert task_stats(c, task.task_id)["direct_reads"] == before
+
+
+def _start(*args: str, cluster: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, NUMA_EMU_CLUSTER=cluster))
+
+
+@pytest.mark.parametrize("mode", ["virtual", "real"])
+def test_direct_reads_and_writes_stay_exact_while_their_pages_migrate_and_frames_are_reused(cluster_factory, cli,
+                                                                                             mode, tmp_path):
+    c = cluster_factory("default-4n")
+    if mode == "real":
+        cli("latency", "--name", c.name, "inject", "real", "--dilation", "200", check=True)
+        cli("latency", "--name", c.name, "jitter", "uniform", "0.3", check=True)
+    stop = tmp_path / "stop"
+    writer = _start("writer", "0", "16", str(stop), cluster=c.name)
+    reuser = _start("reuser", "0", str(stop), cluster=c.name)
+    try:
+        ready = writer.stdout.readline().split()
+        assert ready[0] == "ready", ready
+        pid, moves = ready[1], 0
+        for _ in range(3):  # its pages to node 1 and back, from another process
+            for move in (("0", "1"), ("1", "0")):
+                assert cli("--name", c.name, "migratepages", pid, *move).returncode == 0
+            moves += 2
+        stop.touch()
+        w = json.loads(writer.communicate(timeout=60)[0])
+        r = json.loads(reuser.communicate(timeout=60)[0])
+    finally:
+        for p in (writer, reuser):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert writer.returncode == 0
+    assert violations(w["writes"], w["reads"]) == []
+    assert r["bad"] == [] and r["rounds"] > 0
+    assert w["direct"][1] > 0 and moves >= 2
+    with c.client() as client:
+        migrated = sum(d["vmstat"].get("pgmigrate_success", 0) for d in client.call(tm.ClusterStats()).nodes.values())
+    assert migrated > 0
+
+
+def test_a_task_killed_holding_its_write_lock_leaves_no_lock_and_migration_completes(cluster_factory):
+    c = cluster_factory("default-4n")
+    with numa_emu.attach(0, cluster=c.name) as task:
+        region = task.mmap(2 * PAGE)
+        region.write(0, b"a" * (2 * PAGE))
+        region.write(0, b"b")  # direct
+        path = task._dpath
+        assert path is not None and path.counts()[1] == 1
+        # a process of the task's holding its write lock (as in a direct write) when SIGKILL comes
+        r, w = os.pipe()
+        holder = os.fork()
+        if holder == 0:
+            os.close(r)
+            fd = os.open(f"/proc/self/fd/{path.lock_fd}", os.O_RDWR)  # its own open: its own lock
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(w, b"1")
+            time.sleep(60)
+            os._exit(0)
+        os.close(w)
+        assert os.read(r, 1) == b"1"
+        os.close(r)
+        os.kill(holder, signal.SIGKILL)
+        os.waitpid(holder, 0)
+        assert region.move_pages([1, 1]) == [1, 1]  # the node unmapped both pages: the lock was free
+        assert region.read(0, 2) == b"ba" and region.where() == [1, 1]
+
+
+def test_a_lock_held_by_a_live_writer_holds_the_migration_back_until_it_lets_go(cluster_factory):
+    c = cluster_factory("default-4n")
+    with numa_emu.attach(0, cluster=c.name) as task:
+        region = task.mmap(PAGE)
+        region.write(0, b"a")
+        region.write(0, b"b")
+        fd = os.open(f"/proc/self/fd/{task._dpath.lock_fd}", os.O_RDWR)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        mover = _start_mover(c, task)
+        try:
+            time.sleep(0.5)  # not a wait for a condition: the move must still be blocked after it
+            assert mover.poll() is None
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        assert mover.wait(30) == 0
+        assert region.where() == [1]
+
+
+def _start_mover(c, task) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "numa_emu.cli.main", "--name", c.name, "migratepages", str(task.pid),
+                             "0", "1"], stdout=subprocess.DEVNULL, env=dict(os.environ))
+
+
+def test_a_direct_read_after_the_home_node_died_fails_as_the_message_path_does(cluster_factory):
+    c = cluster_factory("default-4n")
+    with numa_emu.attach(0, cluster=c.name) as task:
+        region = task.mmap(PAGE)
+        region.write(0, b"z")
+        assert region.read(0, 1) == b"z" and task._dpath.counts()[0] == 1
+        os.kill(c.status().nodes[0]["pid"], signal.SIGKILL)
+        errors = []
+
+        def failed() -> bool:
+            try:
+                region.read(0, 1)
+            except NumaEmuError as exc:
+                errors.append(exc)
+                return True
+            return False
+
+        poll_until(failed, timeout_s=30, what="a read of the dead node's page to fail")
+        assert errors[0].code == ErrorCode.EIO and "node 0" in str(errors[0])
+        with pytest.raises(NumaEmuError) as again:
+            region.write(0, b"y")
+        assert again.value.code == ErrorCode.EIO
