@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import numa_emu
+from protocol import directmap as dm
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import control as cm
 from protocol.messages import tasks as tm
@@ -98,7 +99,7 @@ def test_direct_reads_and_writes_stay_exact_while_their_pages_migrate_and_frames
                                                                                              mode, tmp_path):
     c = cluster_factory("default-4n")
     if mode == "real":
-        cli("latency", "--name", c.name, "inject", "real", "--dilation", "200", check=True)
+        cli("latency", "--name", c.name, "inject", "real", "--dilation", "2000", check=True)
         cli("latency", "--name", c.name, "jitter", "uniform", "0.3", check=True)
     stop = tmp_path / "stop"
     writer = _start("writer", "0", "16", str(stop), cluster=c.name)
@@ -155,23 +156,27 @@ def test_a_task_killed_holding_its_write_lock_leaves_no_lock_and_migration_compl
         assert region.read(0, 2) == b"ba" and region.where() == [1, 1]
 
 
-def test_a_lock_held_by_a_live_writer_holds_the_migration_back_until_it_lets_go(cluster_factory):
+def test_a_migration_waits_for_a_direct_write_in_flight_and_keeps_its_bytes(cluster_factory):
     c = cluster_factory("default-4n")
     with numa_emu.attach(0, cluster=c.name) as task:
         region = task.mmap(PAGE)
         region.write(0, b"a")
-        region.write(0, b"b")
-        fd = os.open(f"/proc/self/fd/{task._dpath.lock_fd}", os.O_RDWR)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        region.write(0, b"b")  # direct
+        path = task._dpath
+        _seq, _base, frame, _gen = path._entry(region.vaddr // PAGE, dm.PRESENT | dm.WRITABLE)
+        fd = os.open(f"/proc/self/fd/{path.lock_fd}", os.O_RDWR)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a direct write in flight, from here on
+        node = c.status().nodes[0]["pid"]
         mover = _start_mover(c, task)
         try:
-            time.sleep(0.5)  # not a wait for a condition: the move must still be blocked after it
-            assert mover.poll() is None
+            poll_until(lambda: "lock" in Path(f"/proc/{node}/wchan").read_text(), timeout_s=30,
+                       what="node 0 to wait for the task's write lock before it moves the page")
+            path.pv[frame * PAGE:frame * PAGE + 5] = b"late!"  # the write lands in the old frame now
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
         assert mover.wait(30) == 0
-        assert region.where() == [1]
+        assert region.where() == [1] and region.read(0, 5) == b"late!"  # copied with the page, not lost
 
 
 def _start_mover(c, task) -> subprocess.Popen:
