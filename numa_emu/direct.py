@@ -24,6 +24,7 @@ from protocol.costmodel import transfer_ns
 # most this often (a pidfd poll is a syscall; an access is a few hundred nanoseconds).
 LIVENESS_CHECK_S = 0.01
 _INDEX_MASK = dm.ENTRIES - 1
+_monotonic = time.monotonic
 _POPULATE_PAGES = 16  # an access of this many pages maps them in with one madvise
 _MADV_POPULATE_WRITE = 23  # Linux 5.14 (mmap.MADV_POPULATE_WRITE from Python 3.13)
 
@@ -50,7 +51,7 @@ class DirectPath:
         self.gens = self.pv[goff:goff + 4 * frames].cast("I")
         self.ref = self.pv[dm.referenced_offset(frames, page_size):]
         self.pidfd = os.pidfd_open(pid)
-        self.checked = time.monotonic()
+        self.next_check = 0.0
         self.dead = False
         self.cost_seq = -1
         self.latency, self.bytes_per_ns = 0.0, 1.0
@@ -67,16 +68,19 @@ class DirectPath:
         return self.q[dm.H_READS], self.q[dm.H_WRITES]
 
     def _usable(self) -> bool:
+        """The slow half of the gate every access passes (inlined in read and write): the switch,
+        the cost in force, and at most every LIVENESS_CHECK_S whether the node still lives."""
         q = self.q
-        if q[dm.H_ENABLED] != dm.ON or self.dead:
+        if self.dead or q[dm.H_ENABLED] != dm.ON:
             return False
         if q[dm.H_COST_SEQ] != self.cost_seq:
             self._load_cost()
         now = time.monotonic()
-        if now - self.checked > LIVENESS_CHECK_S:
-            self.checked = now
+        if now > self.next_check:
+            self.next_check = now + LIVENESS_CHECK_S
             if select.select([self.pidfd], [], [], 0)[0]:  # the node's process ended: its memory is gone
                 self.dead = True
+                self.cost_seq = -1  # keeps every access on the slow half of the gate
                 return False
         return True
 
@@ -154,9 +158,13 @@ class DirectPath:
 
     def read(self, vaddr: int, length: int) -> bytes | None:
         """The bytes, or None: take the message path."""
-        if length <= 0 or vaddr < 0 or not self._usable():
+        q = self.q
+        if length <= 0 or vaddr < 0:
             return None
-        ps, q = self.ps, self.q
+        if (q[dm.H_ENABLED] != dm.ON or q[dm.H_COST_SEQ] != self.cost_seq or _monotonic() > self.next_check) \
+                and not self._usable():
+            return None
+        ps = self.ps
         off = vaddr & (ps - 1)
         if off + length <= ps:  # the common case: within one page, inline
             vpn = vaddr >> self.shift
@@ -197,8 +205,11 @@ class DirectPath:
 
     def write(self, vaddr: int, data: bytes) -> bool:
         """Write `data` at `vaddr` if every page of it is mapped writable here; False: send the message."""
-        length = len(data)
-        if length <= 0 or vaddr < 0 or not self._usable():
+        length, q = len(data), self.q
+        if length <= 0 or vaddr < 0:
+            return False
+        if (q[dm.H_ENABLED] != dm.ON or q[dm.H_COST_SEQ] != self.cost_seq or _monotonic() > self.next_check) \
+                and not self._usable():
             return False
         fcntl.flock(self.lock_fd, fcntl.LOCK_EX)  # the node unmaps only holding it (protocol/directmap.py)
         try:
@@ -211,7 +222,7 @@ class DirectPath:
                 pos += n
         finally:
             fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
-        ref, q = self.ref, self.q
+        ref = self.ref
         for page in pages:
             ref[page[2]] = 1
         q[dm.H_DIRECT_NS] += sum(self._cost(page[5]) for page in pages)
