@@ -26,7 +26,7 @@ class TaskTable:
         self.mem = mmap.mmap(self.fd, dm.TABLE_BYTES)
         self.q = memoryview(self.mem).cast("Q")
         self.live: dict[int, int] = {}  # entry base word -> the vpn published there (what unmap must clear)
-        self.folded = (0, 0, 0)  # what of the task's H_DIRECT_NS, H_READS, H_WRITES its node has counted already
+        self.folded = (0, 0, 0, 0)  # what of the task's counters (H_DIRECT_NS...) its node has counted already
         self.q[dm.H_MAGIC] = dm.MAGIC
         self.set_cost(latency_ns, bytes_per_ns)
         self.set_enabled(enabled)
@@ -45,15 +45,15 @@ class TaskTable:
             self.unmap_all()
         self.q[dm.H_ENABLED] = dm.ON if on else dm.OFF
 
-    def take(self) -> tuple[int, int, int]:
-        """(virtual ns, reads, writes) of the task's direct accesses since the last call."""
+    def take(self) -> tuple[int, int, int, int]:
+        """(virtual ns, reads, writes, replica hits) of the task's direct accesses since the last call."""
         q = self.q
-        now = q[dm.H_DIRECT_NS], q[dm.H_READS], q[dm.H_WRITES]
+        now = q[dm.H_DIRECT_NS], q[dm.H_READS], q[dm.H_WRITES], q[dm.H_REPL_HITS]
         delta, self.folded = tuple(a - b for a, b in zip(now, self.folded)), now
         return delta
 
     # ---- entries ------------------------------------------------------------------------
-    def publish(self, vpn: int, frame: int, generation: int, writable: bool) -> None:
+    def publish(self, vpn: int, frame: int, generation: int, writable: bool, replica: bool = False) -> None:
         """Map virtual page `vpn` to a frame of this node's pool (evicting whatever used its slot:
         a page whose entry is gone only takes the message path)."""
         q, base = self.q, dm.entry_base(vpn)
@@ -61,7 +61,7 @@ class TaskTable:
         q[base] = seq + 1
         q[base + dm.E_TAG] = vpn + 1
         q[base + dm.E_FRAME] = frame | generation << 32
-        q[base + dm.E_FLAGS] = dm.PRESENT | (dm.WRITABLE if writable else 0)
+        q[base + dm.E_FLAGS] = dm.PRESENT | (dm.WRITABLE if writable else 0) | (dm.REPLICA if replica else 0)
         q[base] = seq + 2
         self.live[base] = vpn
 

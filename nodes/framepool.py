@@ -37,6 +37,8 @@ class FramePool:
         self.view = memoryview(self.mem)
         gens = dm.generations_offset(frames, page_size)
         self.generation = self.view[gens:gens + 4 * frames].cast("I")
+        vers = dm.versions_offset(frames, page_size)
+        self.version = self.view[vers:vers + 4 * frames].cast("I")  # odd while a write is under way
         self.referenced = self.view[dm.referenced_offset(frames, page_size):]
         self.state = bytearray(frames)
         self._recycled = array("I")
@@ -91,10 +93,14 @@ class FramePool:
             raise NumaEmuError(ErrorCode.EINVAL, f"write of {len(data)} bytes at {offset} crosses the page")
         self.referenced[frame] = 1
         base = frame * self.page_size + offset
+        version = self.version[frame]
+        self.version[frame] = (version + 1) & 0xFFFFFFFF  # a task's direct read overlapping it copies again
         self.mem[base:base + len(data)] = data
+        self.version[frame] = (version + 2) & 0xFFFFFFFF
 
     def close(self) -> None:
         self.generation.release()
+        self.version.release()
         self.referenced.release()
         self.view.release()
         self.mem.close()

@@ -250,6 +250,7 @@ class Migration:
         if reply is None or reply.status < 0:
             return 0
         if region.node[p] >= 0:  # the shootdown reached this task's entry: it is unmapped already
+            task.unmap_direct([vpage])
             self.mm.pcache.unmap(key, task.task_id, vpage)
         task.away[vpage] = reply.status
         region.node[p] = MIGCACHE

@@ -135,7 +135,9 @@ class MemoryManager:
     def fold_clock(self, task: TaskState) -> None:
         """Add what the task's direct accesses charged since the last fold to its clock, and count them."""
         if task.table is not None:
-            ns, reads, writes = task.table.take()
+            ns, reads, writes, repl_hits = task.table.take()
+            if repl_hits:
+                self.core.events["repl_hits"] += repl_hits
             task.clock_ns += ns
             task.direct_reads += reads
             task.direct_writes += writes
@@ -166,8 +168,12 @@ class MemoryManager:
         """Give the task's direct path a private page of this node's pool it just accessed;
         writable only once dirty (the first write is a message, which sets the dirty bit)."""
         if task.table is not None and self.direct_access:
-            task.table.publish(region.start // self.core.page_size + p, region.frame[p], region.gen[p],
-                               region.dirty[p] == 1)
+            if region.kind == ANON:
+                task.table.publish(region.start // self.core.page_size + p, region.frame[p], region.gen[p],
+                                   region.dirty[p] == 1)
+            elif self.core.pool.generation[region.frame[p]] == region.gen[p]:  # never a stale mapping
+                task.table.publish(region.start // self.core.page_size + p, region.frame[p], region.gen[p], False,
+                                   region.wr[p] == 0 and self.core.replica_frames.get(region.frame[p]) is not None)
 
     def close_table(self, task: TaskState) -> None:
         """The task leaves this node: its clock takes the last direct charges, its table goes."""
@@ -245,8 +251,8 @@ class MemoryManager:
         count = 0
         ps = self.core.page_size
         if task.table is not None:
-            task.unmap_direct([r.start + i * ps for r in regions if r.kind == ANON
-                               for i, node in r.node.items() if node == self.core.node_id])
+            task.unmap_direct([r.start + i * ps for r in regions for i, node in r.node.items()
+                               if node == self.core.node_id])
         for region in regions:
             for i, node in region.node.items():  # the touched pages only: a reservation costs nothing
                 if node < 0:
@@ -497,6 +503,8 @@ class MemoryManager:
                     if not write:
                         out += data
                     node, frame = region.node[p], region.frame[p]
+                    if not write and node == core.node_id and task.table is not None:
+                        self._publish(task, region, p)
                 else:
                     node, frame = region.node[p], region.frame[p]
                     if node == ZEROPAGE:  # only read so far (a write faulted it in above)

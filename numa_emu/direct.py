@@ -49,6 +49,8 @@ class DirectPath:
         self.pv = memoryview(self.pool)
         goff = dm.generations_offset(frames, page_size)
         self.gens = self.pv[goff:goff + 4 * frames].cast("I")
+        voff = dm.versions_offset(frames, page_size)
+        self.vers = self.pv[voff:voff + 4 * frames].cast("I")
         self.ref = self.pv[dm.referenced_offset(frames, page_size):]
         self.pidfd = os.pidfd_open(pid)
         self.next_check = 0.0
@@ -101,8 +103,9 @@ class DirectPath:
             ns = self.costs[nbytes] = round(transfer_ns(self.latency, self.bytes_per_ns, nbytes))
         return ns
 
-    def _entry(self, vpn: int, flags: int) -> tuple[int, int, int, int] | None:
-        """(seq, entry base, frame, generation) of a present entry with `flags`, stable; None if absent."""
+    def _entry(self, vpn: int, flags: int) -> tuple[int, int, int, int, int, int] | None:
+        """(seq, entry base, frame, generation, frame version, flags) of a present entry with
+        `flags`, stable and with no write of the node under way; None if absent."""
         q = self.q
         base = dm.HEADER_WORDS + (vpn & _INDEX_MASK) * dm.ENTRY_WORDS
         for _ in range(dm.READ_RETRIES):
@@ -117,12 +120,15 @@ class DirectPath:
             frame, gen = fw & 0xFFFFFFFF, fw >> 32
             if frame >= self.frames or self.gens[frame] != gen:
                 return None
-            return seq, base, frame, gen
+            version = self.vers[frame]
+            if version & 1:
+                continue
+            return seq, base, frame, gen, version, fl
         return None
 
-    def _pages(self, vaddr: int, length: int, flags: int) -> list[tuple[int, int, int, int, int, int]] | None:
-        """Per page of the range: (seq, base, frame, generation, offset in page, bytes); None if
-        a page has no entry with `flags`."""
+    def _pages(self, vaddr: int, length: int, flags: int) -> list[tuple[int, ...]] | None:
+        """Per page of the range: _entry's tuple + (offset in page, bytes); None if a page has no
+        entry with `flags`."""
         ps, out, pos = self.ps, [], 0
         while pos < length:
             vpn, off = divmod(vaddr + pos, ps)
@@ -137,7 +143,7 @@ class DirectPath:
     def _runs(self, pages: list) -> list[tuple[int, int]]:
         """(pool offset, bytes) runs: pages whose frames follow each other make one copy."""
         ps, runs = self.ps, []
-        for _seq, _base, frame, _gen, off, n in pages:
+        for _seq, _base, frame, _gen, _ver, _fl, off, n in pages:
             start = frame * ps + off
             if runs and runs[-1][0] + runs[-1][1] == start:
                 runs[-1][1] += n
@@ -171,7 +177,7 @@ class DirectPath:
             base = dm.HEADER_WORDS + (vpn & _INDEX_MASK) * dm.ENTRY_WORDS
             for _ in range(dm.READ_RETRIES):
                 seq = q[base]
-                tag, fw = q[base + 1], q[base + 2]
+                tag, fw, fl = q[base + 1], q[base + 2], q[base + 3]
                 if seq & 1 or q[base] != seq:
                     continue
                 if tag != vpn + 1:
@@ -179,12 +185,16 @@ class DirectPath:
                 frame, gen = fw & 0xFFFFFFFF, fw >> 32
                 if frame >= self.frames:
                     return None
+                version = self.vers[frame]
                 start = frame * ps + off
                 data = self.pool[start:start + length]
-                if self.gens[frame] == gen and q[base] == seq:  # not rewritten nor freed meanwhile
+                # not rewritten, freed or written by the node meanwhile
+                if self.gens[frame] == gen and q[base] == seq and not version & 1 and self.vers[frame] == version:
                     self.ref[frame] = 1
                     q[dm.H_DIRECT_NS] += self._cost(length)
                     q[dm.H_READS] += 1
+                    if fl & dm.REPLICA:
+                        q[dm.H_REPL_HITS] += 1
                     return data
             return None
         for _ in range(dm.READ_RETRIES):
@@ -193,13 +203,17 @@ class DirectPath:
                 return None
             pv = self.pv
             data = b"".join([pv[start:start + n] for start, n in self._runs(pages)])  # the one copy
-            gens = self.gens
-            if all(gens[frame] == gen and q[base] == seq for seq, base, frame, gen, _o, _n in pages):
+            gens, vers = self.gens, self.vers
+            if all(gens[frame] == gen and q[base] == seq and vers[frame] == ver
+                   for seq, base, frame, gen, ver, _fl, _o, _n in pages):
                 ref = self.ref
                 for page in pages:
                     ref[page[2]] = 1
-                q[dm.H_DIRECT_NS] += sum(self._cost(page[5]) for page in pages)
+                q[dm.H_DIRECT_NS] += sum(self._cost(page[7]) for page in pages)
                 q[dm.H_READS] += 1
+                hits = sum(1 for page in pages if page[5] & dm.REPLICA)
+                if hits:
+                    q[dm.H_REPL_HITS] += hits
                 return data
         return None
 
@@ -225,12 +239,12 @@ class DirectPath:
         ref = self.ref
         for page in pages:
             ref[page[2]] = 1
-        q[dm.H_DIRECT_NS] += sum(self._cost(page[5]) for page in pages)
+        q[dm.H_DIRECT_NS] += sum(self._cost(page[7]) for page in pages)
         q[dm.H_WRITES] += 1
         return True
 
     def close(self) -> None:
-        for view in ("gens", "ref", "pv", "q"):
+        for view in ("gens", "vers", "ref", "pv", "q"):
             if hasattr(self, view):
                 getattr(self, view).release()
         self.table.close()

@@ -163,7 +163,7 @@ def test_a_migration_waits_for_a_direct_write_in_flight_and_keeps_its_bytes(clus
         region.write(0, b"a")
         region.write(0, b"b")  # direct
         path = task._dpath
-        _seq, _base, frame, _gen = path._entry(region.vaddr // PAGE, dm.PRESENT | dm.WRITABLE)
+        _seq, _base, frame, _gen, _ver, _fl = path._entry(region.vaddr // PAGE, dm.PRESENT | dm.WRITABLE)
         fd = os.open(f"/proc/self/fd/{path.lock_fd}", os.O_RDWR)
         fcntl.flock(fd, fcntl.LOCK_EX)  # a direct write in flight, from here on
         node = c.status().nodes[0]["pid"]
@@ -206,3 +206,34 @@ def test_a_direct_read_after_the_home_node_died_fails_as_the_message_path_does(c
         with pytest.raises(NumaEmuError) as again:
             region.write(0, b"y")
         assert again.value.code == ErrorCode.EIO
+
+
+def replica_workload(c, writer, name: str) -> tuple[int, bytes, int, dict]:
+    """A file written on node 1, read through a read-only mapping by a task on node 0 (a replica
+    there): its virtual time, the bytes read, the cluster's replica hits, the reader's stats."""
+    writer.do("open", name=name, create=True, size=4 * PAGE)
+    writer.do("pwrite", name=name, offset=0, data=(bytes(range(256)) * 16 * 4).hex())
+    writer.do("fsync", name=name)
+    with numa_emu.attach(0, cluster=c.name) as reader:
+        region = reader.mmap_file(reader.open(name), writable=False)
+        out = b"".join(region.read((i * 520) % (4 * PAGE - 16), 16) for i in range(100))
+        out += region.read(100, 3 * PAGE)
+        writer.do("pwrite", name=name, offset=PAGE, data=b"collapsed".hex())  # page 1's replica goes
+        out += b"".join(region.read(PAGE, 9) for _ in range(20))
+        with c.client() as client:
+            hits = sum(d["vmstat"].get("repl_hits", 0) for d in client.call(tm.ClusterStats()).nodes.values())
+        stats = task_stats(c, reader.task_id)
+        clock = reader.clock_ns()
+    return clock, out, hits, stats
+
+
+def test_replica_reads_go_direct_with_the_same_hits_bytes_and_virtual_time_as_by_message(cluster_factory, puppets):
+    c = cluster_factory("default-4n")
+    writer = puppets(c, 1)
+    clock_on, bytes_on, hits_on, on = replica_workload(c, writer, "on")
+    set_direct(c, 0)
+    clock_off, bytes_off, hits_off, off = replica_workload(c, writer, "off")
+    assert (clock_on, bytes_on) == (clock_off, bytes_off)
+    assert bytes_on.endswith(b"collapsed")  # no stale replica read after the write
+    assert hits_off > 0 and hits_on * 2 == hits_off  # the first run's hits, then as many again
+    assert on["direct_reads"] > 90 and (off["direct_reads"], off["direct_writes"]) == (0, 0)

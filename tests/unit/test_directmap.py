@@ -41,8 +41,8 @@ def test_a_published_page_reads_and_writes_directly_and_charges_the_cost_model(p
     assert pool.read(frame, 4090, 6) == b"abcdef"
     # the node's own charge for the same accesses: latency + bytes over bandwidth, rounded
     cost = CostModel([[80]], [[10 * 1e9 / 1048576]], PAGE)
-    assert table.take() == (cost.access_ns(0, 0, 5) + cost.access_ns(0, 0, 6), 1, 1) == (161, 1, 1)
-    assert table.take() == (0, 0, 0)
+    assert table.take() == (cost.access_ns(0, 0, 5) + cost.access_ns(0, 0, 6), 1, 1, 0) == (161, 1, 1, 0)
+    assert table.take() == (0, 0, 0, 0)
 
 
 def test_a_range_over_several_pages_is_direct_only_if_every_page_is_mapped(pair):
@@ -73,7 +73,7 @@ def test_absent_unmapped_read_only_and_freed_pages_take_the_message_path(pair):
     table.publish(VPN, frame, pool.generation[frame], writable=True)
     table.unmap([VPN])
     assert path.read(VADDR, 8) is None and not path.write(VADDR, b"x")
-    assert table.take()[1:] == (1, 0)
+    assert table.take()[1:] == (1, 0, 0)
 
 
 def test_an_entry_being_rewritten_is_retried_a_bounded_number_of_times_then_refused(pair):
@@ -119,3 +119,16 @@ def test_switching_off_unmaps_everything_and_a_closed_table_says_so(pair):
     table.unmap_all()
     table.q[dm.H_ENABLED] = dm.CLOSED
     assert path.closed
+
+
+def test_a_replica_read_counts_a_hit_and_a_write_of_the_node_under_way_is_waited_out(pair):
+    pool, table, path = pair
+    frame = pool.alloc()
+    pool.write(frame, 0, b"copy")
+    table.publish(VPN, frame, pool.generation[frame], writable=False, replica=True)
+    assert path.read(VADDR, 4) == b"copy" and path.read(VADDR, PAGE + 0) == b"copy" + bytes(PAGE - 4)
+    assert table.take()[1:] == (2, 0, 2)
+    pool.version[frame] += 1  # the node in the middle of a write to the frame
+    assert path.read(VADDR, 4) is None and path.read(VADDR, 2) is None
+    pool.version[frame] += 1
+    assert path.read(VADDR, 4) == b"copy"
