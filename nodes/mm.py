@@ -22,13 +22,13 @@ from nodes.placement import InterleaveCursor, Placement, interleave_target, next
 from protocol.effects import Call, Forward, Sleep
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol import limits
+from protocol.costmodel import TOUCH_BYTES
 from protocol.messages import Ok
 from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
 from protocol.policy import Mode, Policy
 
-_TOUCH_BYTES = 64  # a touch reads or writes one cache line of the page
 # A batch hands the loop back after this many pages, so that a long touch never starves the
 # heartbeats (docs/conventions.md#heartbeats): 4096 pages take about 20-40 ms here.
 _CHUNK_PAGES = 4096
@@ -601,7 +601,7 @@ class MemoryManager:
                 present += absent
         if fill is not None:
             yield from self._fill(region, present, fill)
-        nbytes = ps if fill is not None else _TOUCH_BYTES
+        nbytes = ps if fill is not None else TOUCH_BYTES
         access_ns = core.cost.access_ns
         for p in range(first, last):
             node = region.node[p]

@@ -177,6 +177,7 @@ class Task:
         # asked for at the first access, and again after a move to another node
         self._dpath: DirectPath | None = None
         self._dpath_ask = True
+        self._direct_seen = 0  # the table's direct charges when the last request left (in self._clock)
 
     # ---- memory -------------------------------------------------------------------------
     def _call(self, request):
@@ -184,6 +185,8 @@ class Task:
             raise NumaEmuError(ErrorCode.ESRCH, "the task is detached")
         if self._home_lost is not None:
             raise self._home_lost
+        if self._dpath is not None:  # the node folds the direct charges made so far into the reply's clock
+            self._direct_seen = self._dpath.charged()
         try:
             reply = self._home.call(request, on_silence=self._probe_home)
         except NumaEmuError as exc:
@@ -257,6 +260,7 @@ class Task:
         try:
             reply = self._call(mm.DirectMap(task_id=self.task_id))
             self._dpath = DirectPath(reply.pid, reply.pool_fd, reply.frames, reply.table_fd, self.page_size)
+            self._direct_seen = 0
         except (OSError, ValueError):  # NumaEmuError is an OSError: an old node, a /proc we may not open
             self._dpath = None
         return self._dpath
@@ -269,8 +273,11 @@ class Task:
 
     def touch(self, vaddr: int, length: int, *, write: bool = False, fill: int | None = None) -> mm.TouchReply:
         """Fault a range in one request: a read (the zero page) unless `write` or `fill` (memset)."""
-        if self._dpath is None:
-            self._direct_path()  # the pages this faults in become direct at once
+        dpath = self._dpath or self._direct_path()  # asked first: the pages this faults in become direct at once
+        if dpath is not None and (fill is None or 0 <= fill <= 255):
+            pages = dpath.touch(vaddr, length, write, fill)
+            if pages is not None:  # every page present here: the clock as the node would answer it
+                return mm.TouchReply(pages=pages, faults=0, clock_ns=self._clock + dpath.charged() - self._direct_seen)
         return self._call(mm.Touch(task_id=self.task_id, vaddr=vaddr, length=length, write=write, fill=fill))
 
     def where(self, vaddr: int, length: int) -> list[int | None]:

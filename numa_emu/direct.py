@@ -18,7 +18,7 @@ import select
 import time
 
 from protocol import directmap as dm
-from protocol.costmodel import transfer_ns
+from protocol.costmodel import TOUCH_BYTES, transfer_ns
 
 # How stale a direct access may be about its home node's death: the node's process is checked at
 # most this often (a pidfd poll is a syscall; an access is a few hundred nanoseconds).
@@ -64,6 +64,10 @@ class DirectPath:
     def closed(self) -> bool:
         """The home node let go of this table (the task moved): ask it again for a new one."""
         return self.q[dm.H_ENABLED] == dm.CLOSED
+
+    def charged(self) -> int:
+        """Virtual ns this table's direct accesses charged so far."""
+        return self.q[dm.H_DIRECT_NS]
 
     def counts(self) -> tuple[int, int]:
         """(reads, writes) this table served directly (the node's task stats count every table's)."""
@@ -242,6 +246,38 @@ class DirectPath:
         q[dm.H_DIRECT_NS] += sum(self._cost(page[7]) for page in pages)
         q[dm.H_WRITES] += 1
         return True
+
+    def touch(self, vaddr: int, length: int, write: bool, fill: int | None) -> int | None:
+        """Touch present pages as the home node would (one cache line of each, or `fill` every
+        byte); the pages touched, or None if one of them is not mapped here (as needed)."""
+        q = self.q
+        if length <= 0 or vaddr < 0:
+            return None
+        if (q[dm.H_ENABLED] != dm.ON or q[dm.H_COST_SEQ] != self.cost_seq or _monotonic() > self.next_check) \
+                and not self._usable():
+            return None
+        ps = self.ps
+        first, end = vaddr - vaddr % ps, vaddr + length
+        span = end - first + (-(end - first)) % ps  # whole pages, as the node touches them
+        writing = write or fill is not None
+        if writing:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+        try:
+            pages = self._pages(first, span, dm.PRESENT | (dm.WRITABLE if writing else 0))
+            if pages is None:
+                return None
+            if fill is not None:
+                page, pv = bytes([fill]) * ps, self.pv
+                for start, n in self._runs(pages):
+                    pv[start:start + n] = page * (n // ps)
+        finally:
+            if writing:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+        ref = self.ref
+        for p in pages:
+            ref[p[2]] = 1
+        q[dm.H_DIRECT_NS] += self._cost(ps if fill is not None else TOUCH_BYTES) * len(pages)
+        return len(pages)
 
     def close(self) -> None:
         for view in ("gens", "vers", "ref", "pv", "q"):

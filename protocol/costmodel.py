@@ -15,6 +15,7 @@ from protocol import limits
 # (trap, handle_mm_fault, page-table update); we charge the middle of that.
 FAULT_OVERHEAD_NS = 700
 SHOOTDOWN_NS = 1500  # one TLB-shootdown IPI round, for later issues
+TOUCH_BYTES = 64  # a touch without fill reads or writes one cache line of each page
 
 
 def transfer_ns(latency_ns: float, bytes_per_ns: float, nbytes: int) -> int | float:

@@ -50,6 +50,9 @@ def workload(c) -> tuple[int, bytes, dict]:
             region.write((i * 712) % (32 * PAGE - 16), i.to_bytes(16, "little"))
             out += region.read((i * 1304) % (32 * PAGE - 8), 8)
         out += region.read(PAGE - 100, 3 * PAGE)
+        for kw in ({}, {"write": True}, {"fill": 7, "length": 4 * PAGE}):  # present pages: direct when on
+            reply = region.touch(offset=PAGE, **({"length": 8 * PAGE} | kw))
+            out += b"%d %d %d;" % (reply.pages, reply.faults, reply.clock_ns)
         region.move_pages([1] * 8, offset=0, pages=8)
         for i in range(100):
             region.write((i * 4100) % (16 * PAGE), b"moved")
