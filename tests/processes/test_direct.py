@@ -240,3 +240,26 @@ def test_replica_reads_go_direct_with_the_same_hits_bytes_and_virtual_time_as_by
     assert bytes_on.endswith(b"collapsed")  # no stale replica read after the write
     assert hits_off > 0 and hits_on * 2 == hits_off  # the first run's hits, then as many again
     assert on["direct_reads"] > 90 and (off["direct_reads"], off["direct_writes"]) == (0, 0)
+
+
+def vm_total(c, key: str) -> int:
+    with c.client() as client:
+        return sum(d["vmstat"].get(key, 0) for d in client.call(tm.ClusterStats()).nodes.values())
+
+
+def test_the_unsafe_mode_counts_a_stale_access_through_a_direct_mapping(cluster_factory, cli, puppets):
+    c = cluster_factory("default-4n")
+    writer = puppets(c, 0)
+    writer.do("open", name="h", create=True, size=PAGE)
+    writer.do("pwrite", name="h", offset=0, data="41" * 8)
+    writer.do("fsync", name="h")
+    with numa_emu.attach(3, cluster=c.name) as reader:
+        region = reader.mmap_file(reader.open("h"), writable=False)
+        assert region.read(0, 1) == b"A" and region.read(0, 1) == b"A"  # the second through its replica, direct
+        assert reader._dpath.counts()[0] == 1 and vm_total(c, "repl_hits") == 1
+        cli("sysctl", "--name", c.name, "vm.unsafe_unreplicate=1", "vm.unsafe_unmap_delay_ms=2000", check=True)
+        writer.do("pwrite", name="h", offset=0, data="42")  # the replica freed now, unmapped 2 s later
+        region.read(0, 1)  # the entry is still there; its frame's generation moved: by message, counted
+        assert vm_total(c, "repl_stale_access") == 1 and reader._dpath.counts()[0] == 1
+        poll_until(lambda: region.where() == [None], timeout_s=10, what="the late unmap")
+        assert region.read(0, 1) == b"B" and vm_total(c, "repl_stale_access") == 1
