@@ -1,9 +1,10 @@
 """Worker tasks for the direct-path stress tests (tests/processes/test_direct.py), every operation
 logged with CLOCK_MONOTONIC for the history checker (tests/history.py).
 
-    python direct_worker.py writer CPU PAGES STOPFILE
+    python direct_worker.py writer CPU PAGES STOPFILE [CPU,CPU...]
         stamps its private pages with sequence numbers and reads them back, while the test
-        migrates them; prints "ready PID" once its pages exist, then one JSON object:
+        migrates them (and with CPUs, moves itself among them every 100 operations: a task move,
+        its pages following lazily by auto-migration); prints "ready PID" once its pages exist, then one JSON object:
         {"writes": [[page, seq, start_ns, end_ns], ...], "reads": [...], "direct": [reads, writes]}
     python direct_worker.py reuser CPU STOPFILE
         maps, fills with its own byte, checks and unmaps fresh pages over and over (so freed
@@ -24,8 +25,8 @@ PAGE = 4096
 STAMP = 8  # bytes: the sequence number, little endian, at the start of the page (and at its end)
 
 
-def writer(cpu: int, pages: int, stop: str) -> dict:
-    writes, reads = [], []
+def writer(cpu: int, pages: int, stop: str, hops: list[int]) -> dict:
+    writes, reads, ops = [], [], 0
     rng = random.Random(cpu)
     with numa_emu.attach(cpu=cpu) as t:
         region = t.mmap(pages * PAGE)
@@ -34,6 +35,9 @@ def writer(cpu: int, pages: int, stop: str) -> dict:
             region.write(page * PAGE, bytes(PAGE))
         print("ready", t.pid, flush=True)
         while not os.path.exists(stop):
+            ops += 1
+            if hops and ops % 100 == 0:
+                t.sched_setaffinity([hops[ops // 100 % len(hops)]])
             page = rng.randrange(pages)
             seqs[page] += 1
             stamp = seqs[page].to_bytes(STAMP, "little")
@@ -49,7 +53,7 @@ def writer(cpu: int, pages: int, stop: str) -> dict:
                 raise SystemExit(f"page {page}: torn, head {head} tail {tail}")
             reads.append([page, head, start, time.monotonic_ns()])
         direct = t._dpath.counts() if t._dpath is not None else (0, 0)  # this table's; the node's stats have all
-    return {"writes": writes, "reads": reads, "direct": list(direct)}
+    return {"writes": writes, "reads": reads, "direct": list(direct), "hops": ops // 100 if hops else 0}
 
 
 def reuser(cpu: int, stop: str) -> dict:
@@ -71,7 +75,8 @@ def reuser(cpu: int, stop: str) -> dict:
 if __name__ == "__main__":
     kind = sys.argv[1]
     if kind == "writer":
-        out = writer(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+        out = writer(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4],
+                     [int(c) for c in sys.argv[5].split(",")] if len(sys.argv) > 5 else [])
     else:
         out = reuser(int(sys.argv[2]), sys.argv[3])
     print(json.dumps(out), flush=True)
