@@ -267,6 +267,7 @@ class Task:
 
     def _drop_direct_path(self, ask_again: bool = True) -> None:
         if self._dpath is not None:
+            ask_again = ask_again and not self._dpath.dead
             self._dpath.close()
             self._dpath = None
         self._dpath_ask = ask_again

@@ -62,8 +62,9 @@ class DirectPath:
 
     @property
     def closed(self) -> bool:
-        """The home node let go of this table (the task moved): ask it again for a new one."""
-        return self.q[dm.H_ENABLED] == dm.CLOSED
+        """The home node let go of this table (the task moved), or died: drop it (the mappings
+        would keep a dead node's memory alive) and, if the node lives, ask for a new one."""
+        return self.dead or self.q[dm.H_ENABLED] == dm.CLOSED
 
     def charged(self) -> int:
         """Virtual ns this table's direct accesses charged so far."""
