@@ -210,6 +210,7 @@ def test_a_direct_read_after_the_home_node_died_fails_as_the_message_path_does(c
         with pytest.raises(NumaEmuError) as again:
             region.write(0, b"y")
         assert again.value.code == ErrorCode.EIO
+        assert task._dpath is None  # its mappings let go of the dead node's memory
 
 
 def replica_workload(c, writer, name: str) -> tuple[int, bytes, int, dict]:
