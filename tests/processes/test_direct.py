@@ -18,6 +18,7 @@ import pytest
 import numa_emu
 from protocol import directmap as dm
 from protocol.errors import ErrorCode, NumaEmuError
+from protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE
 from protocol.messages import control as cm
 from protocol.messages import tasks as tm
 from tests.conftest import poll_until
@@ -265,3 +266,20 @@ def test_the_unsafe_mode_counts_a_stale_access_through_a_direct_mapping(cluster_
         assert vm_total(c, "repl_stale_access") == 1 and reader._dpath.counts()[0] == 1
         poll_until(lambda: region.where() == [None], timeout_s=10, what="the late unmap")
         assert region.read(0, 1) == b"B" and vm_total(c, "repl_stale_access") == 1
+
+
+def test_a_lazily_migrated_page_leaves_the_direct_path_until_its_next_touch_moves_it(cluster_factory):
+    c = cluster_factory("default-4n")
+    with numa_emu.attach(0, cluster=c.name) as task:
+        region = task.mmap(2 * PAGE)
+        region.write(0, b"a" * (2 * PAGE))
+        region.write(0, b"b")
+        writes = task._dpath.counts()[1]
+        assert writes == 1
+        region.mbind("bind", [1], flags=MPOL_MF_MOVE | MPOL_MF_LAZY)  # into the migration cache: unmapped
+        region.write(1, b"c")  # not direct: the fault moves the page to node 1 first
+        assert task._dpath.counts()[1] == writes
+        assert region.where() == [1, 0] and region.read(0, 3) == b"bca"  # page 1 waits in the cache, on node 0
+        region.write(PAGE, b"d")  # page 1 faults over too, and its bytes come along
+        assert region.where() == [1, 1] and region.read(PAGE - 1, 3) == b"ada"
+        assert task._dpath.counts()[1] == writes
