@@ -25,8 +25,8 @@ from protocol.costmodel import TOUCH_BYTES, transfer_ns
 LIVENESS_CHECK_S = 0.01
 _INDEX_MASK = dm.ENTRIES - 1
 _monotonic = time.monotonic
-_POPULATE_PAGES = 16  # an access of this many pages maps them in with one madvise
-_MADV_POPULATE_WRITE = 23  # Linux 5.14 (mmap.MADV_POPULATE_WRITE from Python 3.13)
+_POPULATE_PAGES = 16  # a run of this many frames is mapped in with one madvise
+_MADV_POPULATE_READ, _MADV_POPULATE_WRITE = 22, 23  # Linux 5.14 (in the mmap module from Python 3.13)
 
 
 class DirectPath:
@@ -145,7 +145,7 @@ class DirectPath:
             pos += n
         return out
 
-    def _runs(self, pages: list) -> list[tuple[int, int]]:
+    def _runs(self, pages: list, write: bool = True) -> list[tuple[int, int]]:
         """(pool offset, bytes) runs: pages whose frames follow each other make one copy."""
         ps, runs = self.ps, []
         for _seq, _base, frame, _gen, _ver, _fl, off, n in pages:
@@ -155,15 +155,17 @@ class DirectPath:
             else:
                 runs.append([start, n])
         if len(pages) >= _POPULATE_PAGES and self.populate:
-            self._populate(runs)
+            self._populate(runs, _MADV_POPULATE_WRITE if write else _MADV_POPULATE_READ)
         return runs
 
-    def _populate(self, runs: list) -> None:
-        # one madvise maps a run's pages in this process at once, instead of a fault per page
+    def _populate(self, runs: list, advice: int) -> None:
+        # one madvise maps a long run's pages in this process at once, instead of a fault per page
         try:
             for start, n in runs:
+                if n < _POPULATE_PAGES * self.ps:
+                    continue  # a short run: the faults cost what the call would
                 first = start - start % mmap.PAGESIZE
-                self.pool.madvise(_MADV_POPULATE_WRITE, first, start + n - first)
+                self.pool.madvise(advice, first, start + n - first)
         except OSError:
             self.populate = False  # a kernel before 5.14
 
@@ -207,7 +209,7 @@ class DirectPath:
             if pages is None:
                 return None
             pv = self.pv
-            data = b"".join([pv[start:start + n] for start, n in self._runs(pages)])  # the one copy
+            data = b"".join([pv[start:start + n] for start, n in self._runs(pages, write=False)])  # the one copy
             gens, vers = self.gens, self.vers
             if all(gens[frame] == gen and q[base] == seq and vers[frame] == ver
                    for seq, base, frame, gen, ver, _fl, _o, _n in pages):
