@@ -170,9 +170,9 @@ class DirectPath:
             self.populate = False  # a kernel before 5.14
 
     def read(self, vaddr: int, length: int) -> bytes | None:
-        """The bytes, or None: take the message path."""
+        """The bytes, or None: take the message path (which also answers bad arguments)."""
         q = self.q
-        if length <= 0 or vaddr < 0:
+        if type(vaddr) is not int or type(length) is not int or length <= 0 or vaddr < 0:
             return None
         if (q[dm.H_ENABLED] != dm.ON or q[dm.H_COST_SEQ] != self.cost_seq or _monotonic() > self.next_check) \
                 and not self._usable():
@@ -226,8 +226,12 @@ class DirectPath:
 
     def write(self, vaddr: int, data: bytes) -> bool:
         """Write `data` at `vaddr` if every page of it is mapped writable here; False: send the message."""
+        if type(vaddr) is not int or not isinstance(data, (bytes, bytearray, memoryview)) or vaddr < 0:
+            return False
+        if isinstance(data, memoryview) and not (data.c_contiguous and data.itemsize == 1 and data.ndim == 1):
+            return False  # the message path copies it into bytes
         length, q = len(data), self.q
-        if length <= 0 or vaddr < 0:
+        if length <= 0:
             return False
         if (q[dm.H_ENABLED] != dm.ON or q[dm.H_COST_SEQ] != self.cost_seq or _monotonic() > self.next_check) \
                 and not self._usable():
@@ -254,7 +258,8 @@ class DirectPath:
         """Touch present pages as the home node would (one cache line of each, or `fill` every
         byte); the pages touched, or None if one of them is not mapped here (as needed)."""
         q = self.q
-        if length <= 0 or vaddr < 0:
+        if type(vaddr) is not int or type(length) is not int or length <= 0 or vaddr < 0 \
+                or not (fill is None or type(fill) is int):
             return None
         if (q[dm.H_ENABLED] != dm.ON or q[dm.H_COST_SEQ] != self.cost_seq or _monotonic() > self.next_check) \
                 and not self._usable():

@@ -132,3 +132,16 @@ def test_a_replica_read_counts_a_hit_and_a_write_of_the_node_under_way_is_waited
     assert path.read(VADDR, 4) is None and path.read(VADDR, 2) is None
     pool.version[frame] += 1
     assert path.read(VADDR, 4) == b"copy"
+
+
+def test_bad_arguments_take_the_message_path_which_answers_them(pair):
+    pool, table, path = pair
+    frame = pool.alloc()
+    table.publish(VPN, frame, pool.generation[frame], writable=True)
+    for vaddr, length in ((VADDR, 0), (VADDR, -1), (-VADDR, 8), (float(VADDR), 8), (VADDR, 8.0), (VADDR, True)):
+        assert path.read(vaddr, length) is None
+        assert path.touch(vaddr, length, False, None) is None
+    for data in (5, "text", None, b""):
+        assert path.write(VADDR, data) is False
+    assert path.touch(VADDR, 8, False, 1.5) is None
+    assert path.write(VADDR, memoryview(b"ab")) and path.read(VADDR, 2) == b"ab"
