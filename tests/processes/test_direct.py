@@ -283,3 +283,21 @@ def test_a_lazily_migrated_page_leaves_the_direct_path_until_its_next_touch_move
         region.write(PAGE, b"d")  # page 1 faults over too, and its bytes come along
         assert region.where() == [1, 1] and region.read(PAGE - 1, 3) == b"ada"
         assert task._dpath.counts()[1] == writes
+
+
+def test_a_latency_change_applies_to_the_next_direct_access(cluster_factory, cli):
+    c = cluster_factory("default-4n")
+    with numa_emu.attach(0, cluster=c.name) as task:
+        region = task.mmap(PAGE)
+        region.write(0, b"x")
+        region.read(0, 8)  # direct
+        before = task.clock_ns()
+        region.read(0, 8)
+        base = task.clock_ns() - before
+        cli("latency", "--name", c.name, "set", "0", "0", "1000", check=True)
+        poll_until(lambda: task._dpath.q[dm.H_LATENCY] == dm.double_bits(1000.0), timeout_s=10,
+                   what="node 0 to publish the new local latency")
+        before = task.clock_ns()
+        region.read(0, 8)
+        assert task._dpath.counts()[0] == 3
+        assert task.clock_ns() - before == base - round(c.topology.latency_ns[0][0]) + 1000
