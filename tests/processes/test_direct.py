@@ -301,3 +301,27 @@ def test_a_latency_change_applies_to_the_next_direct_access(cluster_factory, cli
         region.read(0, 8)
         assert task._dpath.counts()[0] == 3
         assert task.clock_ns() - before == base - round(c.topology.latency_ns[0][0]) + 1000
+
+
+def test_a_task_killed_in_the_middle_of_direct_writes_is_detached_and_its_frames_freed(cluster_factory, tmp_path):
+    c = cluster_factory("default-4n")
+
+    def free0() -> int:
+        with c.client() as client:
+            return client.call(tm.ClusterStats()).nodes[0]["frames_free"]
+
+    baseline = free0()
+    writer = _start("writer", "0", "16", str(tmp_path / "never"), cluster=c.name)
+    try:
+        assert writer.stdout.readline().split()[0] == "ready"
+        assert free0() == baseline - 16
+        time.sleep(0.2)  # not a wait for a condition: let it write directly for a while, then kill it mid-loop
+        writer.kill()
+        writer.wait()
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+        writer.stdout.close()
+    # the node's unmap at the detach takes the dead writer's lock: the kernel released it
+    poll_until(lambda: free0() == baseline, timeout_s=30, what="the killed writer's frames to be freed")
