@@ -236,7 +236,23 @@ class DirectPath:
         if (q[dm.H_ENABLED] != dm.ON or q[dm.H_COST_SEQ] != self.cost_seq or _monotonic() > self.next_check) \
                 and not self._usable():
             return False
-        fcntl.flock(self.lock_fd, fcntl.LOCK_EX)  # the node unmaps only holding it (protocol/directmap.py)
+        ps = self.ps
+        off = vaddr & (ps - 1)
+        if off + length <= ps:  # the common case: within one page
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX)  # the node unmaps only holding it (protocol/directmap.py)
+            try:
+                got = self._entry(vaddr >> self.shift, dm.PRESENT | dm.WRITABLE)
+                if got is None:
+                    return False
+                start = got[2] * ps + off
+                self.pv[start:start + length] = data
+            finally:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+            self.ref[got[2]] = 1
+            q[dm.H_DIRECT_NS] += self._cost(length)
+            q[dm.H_WRITES] += 1
+            return True
+        fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
         try:
             pages = self._pages(vaddr, length, dm.PRESENT | dm.WRITABLE)
             if pages is None:
