@@ -12,15 +12,19 @@ before the node goes on, and none starts on the old entry after.
 from __future__ import annotations
 
 import fcntl
+import logging
 import mmap
 import os
 from collections.abc import Iterable
 
 from protocol import directmap as dm
 
+log = logging.getLogger("node.directmap")
+
 
 class TaskTable:
     def __init__(self, task_id: int, latency_ns: float, bytes_per_ns: float, enabled: bool):
+        self.task_id = task_id
         self.fd = os.memfd_create(f"numa-emu-pagetable-{task_id}", os.MFD_CLOEXEC)
         os.ftruncate(self.fd, dm.TABLE_BYTES)
         self.mem = mmap.mmap(self.fd, dm.TABLE_BYTES)
@@ -81,7 +85,12 @@ class TaskTable:
 
     def _clear(self, bases: list[int]) -> None:
         q = self.q
-        fcntl.flock(self.fd, fcntl.LOCK_EX)  # waits for a direct write in flight (protocol/directmap.py)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a direct write in flight (protocol/directmap.py): a copy's length, unless stopped
+            log.info("waiting for task %d's direct write to finish before unmapping %d page(s)", self.task_id,
+                     len(bases))
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
         try:
             for base in bases:
                 seq = q[base]
