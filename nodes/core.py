@@ -10,7 +10,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable
 
-from nodes.costmodel import CostModel
+from protocol.costmodel import CostModel
 from nodes.framepool import FramePool
 from nodes.placement import Placement, charge
 from nodes.store import FILE_PREFIX

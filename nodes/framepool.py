@@ -1,7 +1,8 @@
 """A node's memory: one real mapping of pages x page_size bytes, and its frame allocator.
 
-The mapping is anonymous and committed lazily, so a node's resident memory grows only with the
-frames that are touched. Per-frame metadata lives in flat arrays (a generation counter and a
+The mapping is a memfd, committed lazily, so a node's resident memory grows only with the
+frames that are touched; tasks of this node map the same memfd for their direct path
+(protocol/directmap.py has the layout: the frames, then the generations and referenced bytes). Per-frame metadata lives in flat arrays (a generation counter and a
 state byte per frame), never one Python object per page: a 1 GiB node costs 1.25 MiB of metadata.
 Frames never used yet are handed out from a bump pointer, so start-up costs nothing whatever the
 pool's size; freed frames are recycled from a stack.
@@ -14,8 +15,10 @@ clock clears it and gives the page a second chance (nodes/reclaim.py).
 from __future__ import annotations
 
 import mmap
+import os
 from array import array
 
+from protocol import directmap as dm
 from protocol.errors import ErrorCode, NumaEmuError
 
 FREE, USED = 0, 1
@@ -27,11 +30,17 @@ class FramePool:
             raise NumaEmuError(ErrorCode.EINVAL, f"frame pool needs frames > 0 and page size > 0, got {frames}, {page_size}")
         self.frames = frames
         self.page_size = page_size
-        self.mem = mmap.mmap(-1, frames * page_size)
+        # CLOEXEC: only this process holds it; a task opens it anew through /proc (fd below)
+        self.fd = os.memfd_create(f"numa-emu-pool-{frames}x{page_size}", os.MFD_CLOEXEC)
+        os.ftruncate(self.fd, dm.pool_bytes(frames, page_size))
+        self.mem = mmap.mmap(self.fd, dm.pool_bytes(frames, page_size))
         self.view = memoryview(self.mem)
-        self.generation = array("I", bytes(4 * frames))
+        gens = dm.generations_offset(frames, page_size)
+        self.generation = self.view[gens:gens + 4 * frames].cast("I")
+        vers = dm.versions_offset(frames, page_size)
+        self.version = self.view[vers:vers + 4 * frames].cast("I")  # odd while a write is under way
+        self.referenced = self.view[dm.referenced_offset(frames, page_size):]
         self.state = bytearray(frames)
-        self.referenced = bytearray(frames)
         self._recycled = array("I")
         self._next_unused = 0
         self.used = 0
@@ -84,8 +93,15 @@ class FramePool:
             raise NumaEmuError(ErrorCode.EINVAL, f"write of {len(data)} bytes at {offset} crosses the page")
         self.referenced[frame] = 1
         base = frame * self.page_size + offset
+        version = self.version[frame]
+        self.version[frame] = (version + 1) & 0xFFFFFFFF  # a task's direct read overlapping it copies again
         self.mem[base:base + len(data)] = data
+        self.version[frame] = (version + 2) & 0xFFFFFFFF
 
     def close(self) -> None:
+        self.generation.release()
+        self.version.release()
+        self.referenced.release()
         self.view.release()
         self.mem.close()
+        os.close(self.fd)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import collections
 
 from nodes.core import NodeCore, directory_home, node_dest
-from nodes.costmodel import FAULT_OVERHEAD_NS
+from protocol.costmodel import FAULT_OVERHEAD_NS
 from nodes.master_move import UNREACHABLE, MasterMove, alloc_exact, trace_migrate
 from nodes.migration_plan import EBUSY, EFAULT, ENOENT, ENOMEM, NOT_MOVED, mbind_target
 from nodes.mm import MemoryManager, TaskState
@@ -250,6 +250,7 @@ class Migration:
         if reply is None or reply.status < 0:
             return 0
         if region.node[p] >= 0:  # the shootdown reached this task's entry: it is unmapped already
+            task.unmap_direct([vpage])
             self.mm.pcache.unmap(key, task.task_id, vpage)
         task.away[vpage] = reply.status
         region.node[p] = MIGCACHE
@@ -283,6 +284,7 @@ class Migration:
         (its task moved to this node), so its move is traced as mode "auto"."""
         c = self.core
         vpage = region.start + p * c.page_size
+        task.unmap_direct([vpage])
         task.away[vpage] = region.node[p]
         if auto:
             task.auto.add(vpage)
@@ -353,6 +355,7 @@ class Migration:
         only then are the old frames freed. Call holding the task's lock. Per-item statuses."""
         c, ps = self.core, self.core.page_size
         moving = list(zip(items, got))
+        task.unmap_direct([region.start + p * ps for (region, p, _src), _got in moving])  # no write into the old frame
         calls = []
         for (region, p, src), (dst, frame, gen) in moving:
             task.away[region.start + p * ps] = src

@@ -9,9 +9,12 @@ to the task's virtual clock from the cost model.
 from __future__ import annotations
 
 import collections
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from nodes.core import STALE_RETRIES, NodeCore, node_dest
+from nodes.directmap import TaskTable
 from nodes.locks import PageLock
 from nodes.pagetable import ANON, FILE, MIGCACHE, SHM, ZEROPAGE, AddressSpace, Region
 from nodes.pcache import PageCacheView
@@ -19,13 +22,13 @@ from nodes.placement import InterleaveCursor, Placement, interleave_target, next
 from protocol.effects import Call, Forward, Sleep
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol import limits
+from protocol.costmodel import TOUCH_BYTES
 from protocol.messages import Ok
 from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
 from protocol.policy import Mode, Policy
 
-_TOUCH_BYTES = 64  # a touch reads or writes one cache line of the page
 # A batch hands the loop back after this many pages, so that a long touch never starves the
 # heartbeats (docs/conventions.md#heartbeats): 4096 pages take about 20-40 ms here.
 _CHUNK_PAGES = 4096
@@ -68,6 +71,17 @@ class TaskState:
     # private pages whose frame died with its node: page vaddr -> (that node, how). Every access fails
     # (EIO) until they are unmapped, as a hardware-poisoned page gives SIGBUS (memory_failure).
     lost: dict = field(default_factory=dict)
+    table: TaskTable | None = None  # the page table its direct path reads, once it asked (mem.direct)
+    direct_reads: int = 0  # accesses its direct path made, folded in from the table
+    direct_writes: int = 0
+
+    def unmap_direct(self, vaddrs: Iterable[int]) -> None:
+        """The hook for every change of the task's mapping (migration, the migration cache,
+        munmap, NUMA-balancing hinting, ...): the pages leave the task's shared page table, and
+        no direct write to them is in flight once this returns (nodes/directmap.py)."""
+        if self.table is not None:
+            ps = self.space.page_size
+            self.table.unmap([v // ps for v in vaddrs])
 
 
 class _FaultBatch:
@@ -97,22 +111,76 @@ class MemoryManager:
         self.moved: dict[int, int] = {}  # task id -> the node it moved to (nodes.taskmove)
         pcache.tasks = self.tasks
         self.migration = None  # set by the server: nodes.migration.Migration (lazy faults, release)
+        self.direct_access = True  # vm.direct_access: tasks may read and write their local pages themselves
 
     def handlers(self) -> dict:
         return {
             "node.task.attach": self.attach, "node.task.detach": self.detach,
             "mem.mmap": self.mmap, "mem.munmap": self.munmap, "mem.access": self.access, "mem.touch": self.touch,
-            "mem.where": self.where,
+            "mem.where": self.where, "mem.direct": self.direct,
             "mem.maps": self.maps, "mem.mapcounts": self.mapcounts,
         }
 
     def task(self, task_id: int) -> TaskState:
         try:
-            return self.tasks[task_id]
+            task = self.tasks[task_id]
         except KeyError:
             if task_id in self.moved:
                 raise NumaEmuError(ErrorCode.EREMCHG, f"task {task_id} moved to node {self.moved[task_id]}") from None
             raise NumaEmuError(ErrorCode.ESRCH, f"no task {task_id} on node {self.core.node_id}") from None
+        self.fold_clock(task)
+        return task
+
+    # ---- the direct path (nodes/directmap.py) --------------------------------------------
+    def fold_clock(self, task: TaskState) -> None:
+        """Add what the task's direct accesses charged since the last fold to its clock, and count them."""
+        if task.table is not None:
+            ns, reads, writes, repl_hits = task.table.take()
+            if repl_hits:
+                self.core.events["repl_hits"] += repl_hits
+            task.clock_ns += ns
+            task.direct_reads += reads
+            task.direct_writes += writes
+
+    def direct(self, msg: mm.DirectMap) -> mm.DirectMapReply:
+        """Where the task's direct path finds this node's frame pool and its page table."""
+        task = self.task(msg.task_id)
+        if task.table is None:
+            task.table = TaskTable(task.task_id, *self.core.cost.local(self.core.node_id), self.direct_access)
+        pool = self.core.pool
+        return mm.DirectMapReply(pid=os.getpid(), pool_fd=pool.fd, frames=pool.frames, table_fd=task.table.fd,
+                                 node=self.core.node_id)
+
+    def set_direct_access(self, on: bool) -> None:
+        """vm.direct_access: off unmaps every entry of every task (and publishes none)."""
+        self.direct_access = on
+        for task in self.tasks.values():
+            if task.table is not None:
+                task.table.set_enabled(on)
+
+    def costs_changed(self) -> None:
+        """The cost model changed (a latency table): tasks charge by the new one from their next access."""
+        for task in self.tasks.values():
+            if task.table is not None:
+                task.table.set_cost(*self.core.cost.local(self.core.node_id))
+
+    def _publish(self, task: TaskState, region: Region, p: int) -> None:
+        """Give the task's direct path a private page of this node's pool it just accessed;
+        writable only once dirty (the first write is a message, which sets the dirty bit)."""
+        if task.table is not None and self.direct_access:
+            if region.kind == ANON:
+                task.table.publish(region.start // self.core.page_size + p, region.frame[p], region.gen[p],
+                                   region.dirty[p] == 1)
+            elif self.core.pool.generation[region.frame[p]] == region.gen[p]:  # never a stale mapping
+                task.table.publish(region.start // self.core.page_size + p, region.frame[p], region.gen[p], False,
+                                   region.wr[p] == 0 and self.core.replica_frames.get(region.frame[p]) is not None)
+
+    def close_table(self, task: TaskState) -> None:
+        """The task leaves this node: its clock takes the last direct charges, its table goes."""
+        if task.table is not None:
+            self.fold_clock(task)
+            task.table.close()
+            task.table = None
 
     def locked(self, task: TaskState, gen):
         """Run the handler coroutine `gen` holding the task's lock; ESRCH if the task detached
@@ -142,6 +210,7 @@ class MemoryManager:
 
     def _detach(self, task: TaskState):
         freed = yield from self._release(task, list(task.space.regions))
+        self.close_table(task)
         del self.tasks[task.task_id]
         if self.core.trace.on:
             self.core.trace.emit("task", task=task.task_id, vns=task.clock_ns, what="detach", pages=freed)
@@ -181,6 +250,9 @@ class MemoryManager:
         gens: dict[int, list[int]] = collections.defaultdict(list)  # theirs: a failed free is sent again
         count = 0
         ps = self.core.page_size
+        if task.table is not None:
+            task.unmap_direct([r.start + i * ps for r in regions for i, node in r.node.items()
+                               if node == self.core.node_id])
         for region in regions:
             for i, node in region.node.items():  # the touched pages only: a reservation costs nothing
                 if node < 0:
@@ -386,6 +458,8 @@ class MemoryManager:
             core.pool.write(frame, offset, data)
             region.dirty[p] = 1
             out = None
+        if task.table is not None:
+            self._publish(task, region, p)
         task.clock_ns += core.cost.access_ns(task.node, task.node, length)
         return mm.AccessReply(data=out, clock_ns=task.clock_ns)
 
@@ -429,6 +503,8 @@ class MemoryManager:
                     if not write:
                         out += data
                     node, frame = region.node[p], region.frame[p]
+                    if not write and node == core.node_id and task.table is not None:
+                        self._publish(task, region, p)
                 else:
                     node, frame = region.node[p], region.frame[p]
                     if node == ZEROPAGE:  # only read so far (a write faulted it in above)
@@ -437,8 +513,11 @@ class MemoryManager:
                     elif node == core.node_id:
                         if write:
                             core.pool.write(frame, offset, msg.data[pos:pos + n])
+                            region.dirty[p] = 1
                         else:
                             out += core.pool.read(frame, offset, n)
+                        if task.table is not None:
+                            self._publish(task, region, p)
                     elif node in core.dead:
                         raise core.dead_error(node, self.page_name(task, region, p))
                     elif write:
@@ -522,13 +601,17 @@ class MemoryManager:
                 present += absent
         if fill is not None:
             yield from self._fill(region, present, fill)
-        nbytes = ps if fill is not None else _TOUCH_BYTES
+        nbytes = ps if fill is not None else TOUCH_BYTES
         access_ns = core.cost.access_ns
         for p in range(first, last):
             node = region.node[p]
             task.clock_ns += access_ns(task.node, task.node if node == ZEROPAGE else node, nbytes)
         if write:
             region.dirty[first:last] = b"\x01" * (last - first)
+        if task.table is not None and not shared:
+            for p in range(first, last):
+                if region.node[p] == core.node_id:
+                    self._publish(task, region, p)
 
     def _fill(self, region: Region, pages: list[int], value: int):
         core = self.core
@@ -633,5 +716,7 @@ class MemoryManager:
                     c = r.node.count(n)
                     if c:
                         pages[n] += c
-            out[task.task_id] = {"pages": dict(pages), "clock_ns": task.clock_ns, "faults": task.faults}
+            self.fold_clock(task)
+            out[task.task_id] = {"pages": dict(pages), "clock_ns": task.clock_ns, "faults": task.faults,
+                                 "direct_reads": task.direct_reads, "direct_writes": task.direct_writes}
         return out

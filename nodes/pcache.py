@@ -231,6 +231,7 @@ class PageCacheView:
                 if msg.write_protect:
                     region.wr[p] = 0
                 else:
+                    task.unmap_direct([vpage])
                     region.node[p] = -1
                     self.unmap(key, task_id, vpage)
                 count += 1

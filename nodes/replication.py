@@ -27,7 +27,7 @@ answer that a shootdown overtook (replies and shootdowns travel on different soc
 from __future__ import annotations
 
 from nodes.core import NodeCore, lifetime_bucket, node_dest
-from nodes.costmodel import SHOOTDOWN_NS
+from protocol.costmodel import SHOOTDOWN_NS
 from nodes.directory import DirEntry, Directory
 from nodes.placement import place
 from nodes.store import FILE_PREFIX, store_name

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from nodes.core import node_dest
-from nodes.costmodel import CostModel
+from protocol.costmodel import CostModel
 from nodes.framepool import FramePool
 from nodes.node import Node
 from nodes.store import Store
@@ -166,6 +166,7 @@ class NodeServer:
     def on_latency(self, msg: lm.NodeLatency) -> Ok:
         table = LatencyTable.from_wire(msg.table)
         self.core.cost = CostModel(table.latency_ns, table.bandwidth_mib_s, self.page_size)
+        self.node.mm.costs_changed()
         if table.mode == REAL:
             me, rng = self.node_id, self.jitter_rng
             self.reactor.link_delay = lambda peer, nbytes: table.delay_s(me, int(peer[5:]), nbytes, rng)

@@ -52,6 +52,7 @@ class NodeControl:
             cm.weight_key(n): functools.partial(self._set_weight, n) for n in sorted(core.possible)}
         self.appliers[cm.NUMA_STAT_KEY] = lambda value: self.core.numastat.switch(bool(value))
         self.appliers[cm.AUTO_MIGRATE_KEY] = lambda value: setattr(self.core, "auto_migrate", bool(value))
+        self.appliers[cm.DIRECT_ACCESS_KEY] = lambda value: self.mm.set_direct_access(bool(value))
         repl = core.repl
         self.appliers.update({
             cm.REPL_KEY: lambda v: setattr(repl, "enabled", bool(v)),

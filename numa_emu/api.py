@@ -22,6 +22,7 @@ import os
 import sys
 from collections.abc import Iterable
 
+from numa_emu.direct import DirectPath
 from protocol.client import Client, TaskChannel
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.keys import ClusterKeys
@@ -172,6 +173,11 @@ class Task:
         self.last_not_moved = 0
         self.attached = True
         self._home_lost: NumaEmuError | None = None  # the coordinator's EIO once the home node died
+        # reads and writes of pages on the home node through shared memory (numa_emu/direct.py);
+        # asked for at the first access, and again after a move to another node
+        self._dpath: DirectPath | None = None
+        self._dpath_ask = True
+        self._direct_seen = 0  # the table's direct charges when the last request left (in self._clock)
 
     # ---- memory -------------------------------------------------------------------------
     def _call(self, request):
@@ -179,6 +185,8 @@ class Task:
             raise NumaEmuError(ErrorCode.ESRCH, "the task is detached")
         if self._home_lost is not None:
             raise self._home_lost
+        if self._dpath is not None:  # the node folds the direct charges made so far into the reply's clock
+            self._direct_seen = self._dpath.charged()
         try:
             reply = self._home.call(request, on_silence=self._probe_home)
         except NumaEmuError as exc:
@@ -224,14 +232,53 @@ class Task:
 
     def read(self, vaddr: int, length: int) -> bytes:
         """`length` bytes at `vaddr`; an untouched private page reads as zeros (the zero page)."""
+        dpath = self._dpath or self._direct_path()
+        if dpath is not None:
+            data = dpath.read(vaddr, length)
+            if data is not None:
+                return data
+            if dpath.closed:
+                self._drop_direct_path()
         return self._call(mm.Access(task_id=self.task_id, vaddr=vaddr, length=length, direct=self._direct)).data
 
     def write(self, vaddr: int, data: bytes) -> None:
         """Write `data` at `vaddr`; the first write to a page allocates it by the policy in force."""
+        dpath = self._dpath or self._direct_path()
+        if dpath is not None:
+            if dpath.write(vaddr, data):
+                return
+            if dpath.closed:
+                self._drop_direct_path()
         self._call(mm.Access(task_id=self.task_id, vaddr=vaddr, data=bytes(data), direct=self._direct))
+
+    def _direct_path(self) -> DirectPath | None:
+        """The direct path, once the home node told where its memory is; None: messages only
+        (not asked yet, or the node's memory cannot be mapped from here)."""
+        if not self._dpath_ask or not self.attached or self._home_lost is not None:
+            return self._dpath
+        self._dpath_ask = False
+        try:
+            reply = self._call(mm.DirectMap(task_id=self.task_id))
+            self._dpath = DirectPath(reply.pid, reply.pool_fd, reply.frames, reply.table_fd, self.page_size)
+            self._direct_seen = 0
+        except (OSError, ValueError):  # NumaEmuError is an OSError: an old node, a /proc we may not open
+            self._dpath = None
+        return self._dpath
+
+    def _drop_direct_path(self, ask_again: bool = True) -> None:
+        if self._dpath is not None:
+            ask_again = ask_again and not self._dpath.dead
+            self._dpath.close()
+            self._dpath = None
+        self._dpath_ask = ask_again
 
     def touch(self, vaddr: int, length: int, *, write: bool = False, fill: int | None = None) -> mm.TouchReply:
         """Fault a range in one request: a read (the zero page) unless `write` or `fill` (memset)."""
+        dpath = self._dpath or self._direct_path()  # asked first: the pages this faults in become direct at once
+        if dpath is not None and (fill is None or 0 <= fill <= 255):
+            pages = dpath.touch(vaddr, length, write, fill)
+            if pages is not None:  # every page present here: the clock as the node would answer it
+                return mm.TouchReply(pages=pages, faults=0, clock_ns=self._clock + dpath.charged() - self._direct_seen)
         return self._call(mm.Touch(task_id=self.task_id, vaddr=vaddr, length=length, write=write, fill=fill))
 
     def where(self, vaddr: int, length: int) -> list[int | None]:
@@ -318,6 +365,7 @@ class Task:
         home = self._coordinator.call(tm.TaskHome(task_id=self.task_id))
         self.cpu = home.cpu
         if home.node != self.node:
+            self._drop_direct_path()
             if isinstance(self._home, TaskChannel):  # connected to every node: it only re-aims
                 self._home.rehome(home.node)
             else:
@@ -364,6 +412,7 @@ class Task:
                 raise
         finally:
             self.attached = False
+            self._drop_direct_path(ask_again=False)
             if self in _attached:
                 _attached.remove(self)
             self._home.close()

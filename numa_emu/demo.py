@@ -53,6 +53,12 @@ STEPS: list[tuple[str, ...]] = [
     # remote reads of a shared file page make replicas; a write collapses them
     ("workload", "kbuild", "--cluster", NAME),
     ("vmstat", "--name", NAME),
+    # the same pointer chase with the direct path (shared memory) and without it: wall_s differs,
+    # virtual_ns is the same
+    ("workload", "chase", "--cluster", NAME, "--cpu", "0", "--hops", "20000"),
+    ("sysctl", "--name", NAME, "vm.direct_access=0"),
+    ("workload", "chase", "--cluster", NAME, "--cpu", "0", "--hops", "20000"),
+    ("sysctl", "--name", NAME, "vm.direct_access=1"),
 ]
 
 

@@ -11,10 +11,13 @@ def violations(writes: list[list[int]], reads: list[list[int]]) -> list[str]:
     by_page: dict[int, list[tuple[int, int, int]]] = {}
     for page, seq, start, end in writes:
         by_page.setdefault(page, []).append((seq, start, end))
+    for ws in by_page.values():
+        ws.sort()
+    ends_of = {page: [w[2] for w in ws] for page, ws in by_page.items()}  # once per page: long logs stay fast
     bad = []
     for page, seq, start, end in reads:
-        ws = sorted(by_page.get(page, []))
-        ends = [w[2] for w in ws]
+        ws = by_page.get(page, [])
+        ends = ends_of.get(page, [])
         completed = bisect.bisect_left(ends, start)  # writes 1..completed ended before the read began
         floor = ws[completed - 1][0] if completed else 0
         if seq < floor:

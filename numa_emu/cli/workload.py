@@ -14,7 +14,8 @@ through the environment, so `numa-emu numactl --interleave=all -- numa-emu workl
 
 The line: {"workload", "virtual_ns", "wall_s", "ops", "bytes", "node", "cpu", ...}, where
 virtual_ns and wall_s cover the measured phase (`numa-emu workload NAME --help` lists the rest).
-Every access is a message to the home node (about 0.1-1 ms), so keep sizes to a few MiB.
+Accesses of pages on the task's own node go through shared memory (about 1 us; vm.direct_access),
+every other access is a message (about 0.1-1 ms), so keep remote working sets to a few MiB.
 """
 from __future__ import annotations
 

@@ -143,6 +143,7 @@ SCOPE_COORDINATOR = "coordinator"  # the coordinator alone uses it
 WEIGHT_KEY_PREFIX = "kernel.mm.mempolicy.weighted_interleave.node"
 NUMA_STAT_KEY = "vm.numa_stat"
 AUTO_MIGRATE_KEY = "vm.auto_migrate"
+DIRECT_ACCESS_KEY = "vm.direct_access"
 
 
 @dataclass(frozen=True)
@@ -268,5 +269,8 @@ def tunables(nodes: Iterable[int]) -> dict[str, Tunable]:
     table.append(Tunable(AUTO_MIGRATE_KEY, _parse_switch, 1, SCOPE_NODES,
                          "auto-migration: a task moved to another node takes its private pages along lazily, "
                          "each on its next touch (1), or leaves them where they are (0)"))
+    table.append(Tunable(DIRECT_ACCESS_KEY, _parse_switch, 1, SCOPE_NODES,
+                         "direct path: tasks read and write their pages on their own node through shared memory "
+                         "(1), or every access is a message to the home node (0); virtual time is the same"))
     table.extend(_replication_tunables())
     return {t.key: t for t in sorted(table, key=lambda t: t.key)}

@@ -61,6 +61,26 @@ class Access(Request):
 
 
 @message
+class DirectMapReply(Reply):
+    kind = "mem.direct.reply"
+    pid: int  # the home node's process: its memfds are /proc/<pid>/fd/<fd>
+    pool_fd: int
+    frames: int
+    table_fd: int
+    node: int
+
+
+@message
+class DirectMap(Request):
+    """Where the task's direct path (protocol/directmap.py) finds its home node's frame pool and
+    its own page table; the node makes the table at the first ask."""
+
+    kind = "mem.direct"
+    reply = DirectMapReply
+    task_id: int
+
+
+@message
 class AccessForward(Notice):
     """Home node H -> owner node O (IVY forwarding, docs/protocol.md#forwarded-access): serve a task's access within
     one private page whose frame is on O, and answer the task directly with the AccessReply (or

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 import numa_emu
-from nodes.costmodel import SHOOTDOWN_NS, CostModel
+from protocol.costmodel import SHOOTDOWN_NS, CostModel
 from protocol.messages import migration as mg
 from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm

@@ -21,9 +21,9 @@ W0, W1 = cm.weight_key(0), cm.weight_key(1)
 
 def test_the_table_lists_every_key_with_parser_default_and_scope():
     table = cm.tunables([1, 0])
-    assert list(table) == [W0, W1, "vm.auto_migrate", "vm.numa_stat"] + REPLICATION_KEYS
+    assert list(table) == [W0, W1, "vm.auto_migrate", "vm.direct_access", "vm.numa_stat"] + REPLICATION_KEYS
     assert {t.key: t.default for t in table.values()} == dict(REPLICATION_DEFAULTS, **{
-        W0: 1, W1: 1, "vm.auto_migrate": 1, "vm.numa_stat": 1})
+        W0: 1, W1: 1, "vm.auto_migrate": 1, "vm.direct_access": 1, "vm.numa_stat": 1})
     assert table["vm.auto_migrate"].check("0") == 0
     assert {t.scope for t in table.values()} == {cm.SCOPE_NODES}
     assert table["vm.pagecache_replication_mode"].check("no-writers") == "no-writers"
@@ -92,7 +92,7 @@ def one_error_line(proc, code: int, *fragments: str) -> None:
 
 @pytest.mark.cluster
 def test_weights_5_2_put_5_of_7_pages_on_node_0(two, sysctl):
-    assert sysctl(two, "-a").stdout.splitlines() == [f"{W0} = 1", f"{W1} = 1", "vm.auto_migrate = 1",
+    assert sysctl(two, "-a").stdout.splitlines() == [f"{W0} = 1", f"{W1} = 1", "vm.auto_migrate = 1", "vm.direct_access = 1",
                                                      "vm.numa_stat = 1"] + [
         f"{k} = {REPLICATION_DEFAULTS[k]}" for k in REPLICATION_KEYS]
     assert sysctl(two, f"{W0}=5").stdout == f"{W0} = 5\n"

@@ -18,7 +18,7 @@ COMMON = ("workload", "virtual_ns", "wall_s", "ops", "bytes", "node", "cpu")
 
 
 def cost_ns(topology, cpu_node: int, mem_node: int, nbytes: int) -> int:
-    """The model's cost of one access (nodes/costmodel.py), from the topology's figures."""
+    """The model's cost of one access (protocol/costmodel.py), from the topology's figures."""
     bytes_per_ns = topology.bandwidth_mib_s[cpu_node][mem_node] * 1048576 / 1e9
     return round(topology.latency_ns[cpu_node][mem_node] + nbytes / bytes_per_ns)
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from nodes.costmodel import CostModel
+from protocol.costmodel import CostModel
 from nodes.mm import TaskState
 from nodes.pagetable import AddressSpace
 from protocol import codec, limits

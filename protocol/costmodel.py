@@ -4,6 +4,8 @@ Pure and deterministic: the same operations on the same topology always cost the
 nanoseconds. An access of n bytes from a CPU on node c to memory on node m costs
 latency[c][m] + n / bandwidth[c][m]; a fault adds the kernel's fault overhead and the zeroing of
 the page; a page copy between nodes costs the link's latency plus the page over its bandwidth.
+Nodes and tasks both charge with it: a task's direct access (numa_emu/direct.py) costs exactly
+what its home node would have charged for the same access by message.
 """
 from __future__ import annotations
 
@@ -13,6 +15,12 @@ from protocol import limits
 # (trap, handle_mm_fault, page-table update); we charge the middle of that.
 FAULT_OVERHEAD_NS = 700
 SHOOTDOWN_NS = 1500  # one TLB-shootdown IPI round, for later issues
+TOUCH_BYTES = 64  # a touch without fill reads or writes one cache line of each page
+
+
+def transfer_ns(latency_ns: float, bytes_per_ns: float, nbytes: int) -> int | float:
+    """An access of `nbytes` at `latency_ns` over a link of `bytes_per_ns`, unrounded."""
+    return latency_ns + nbytes / bytes_per_ns
 
 
 class CostModel:
@@ -30,7 +38,12 @@ class CostModel:
         self._page_ns = [[self._transfer(c, m, page_size) for m in range(len(row))] for c, row in enumerate(latency_ns)]
 
     def _transfer(self, cpu: int, mem: int, nbytes: int) -> float:
-        return self.latency_ns[cpu][mem] + nbytes / self.bytes_per_ns[cpu][mem]
+        return transfer_ns(self.latency_ns[cpu][mem], self.bytes_per_ns[cpu][mem], nbytes)
+
+    def local(self, node: int) -> tuple[float, float]:
+        """(latency ns, bytes per ns) of an access by a CPU of `node` to its own memory: what a
+        task's direct path charges with (transfer_ns)."""
+        return float(self.latency_ns[node][node]), float(self.bytes_per_ns[node][node])
 
     def access_ns(self, cpu: int, mem: int, nbytes: int) -> int:
         """A read or write of `nbytes` (within one page) by a CPU on `cpu` to memory on `mem`."""

@@ -1,0 +1,315 @@
+"""A task's direct path: reads and writes of its pages on its home node without a message, through
+the node's frame pool and the task's page table in shared memory (protocol/directmap.py).
+
+An access goes direct only when every page it touches has a present entry (a write: a writable
+one) whose frame still has the generation the entry was made with; anything else returns None
+(or False) and the caller sends the message, as it always did. A read copies, then checks the
+entry's seqlock and the frame's generation again, and retries a bounded number of times. A write
+holds the table's flock around the check and the copy, which the home node takes before it
+unmaps a page. Each direct access charges the task what its home node would have charged
+(protocol.costmodel.transfer_ns with the local latency and bandwidth the node publishes).
+"""
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import select
+import time
+
+from protocol import directmap as dm
+from protocol.costmodel import TOUCH_BYTES, transfer_ns
+
+# How stale a direct access may be about its home node's death: the node's process is checked at
+# most this often (a pidfd poll is a syscall; an access is a few hundred nanoseconds).
+LIVENESS_CHECK_S = 0.01
+_INDEX_MASK = dm.ENTRIES - 1
+_monotonic = time.monotonic
+_POPULATE_PAGES = 16  # a run of this many frames is mapped in with one madvise
+_MADV_POPULATE_READ, _MADV_POPULATE_WRITE = 22, 23  # Linux 5.14 (in the mmap module from Python 3.13)
+
+
+class DirectPath:
+    def __init__(self, pid: int, pool_fd: int, frames: int, table_fd: int, page_size: int):
+        if page_size & (page_size - 1):
+            raise ValueError(f"page size {page_size} is not a power of two")
+        self.ps, self.shift, self.frames = page_size, page_size.bit_length() - 1, frames
+        fd = os.open(f"/proc/{pid}/fd/{pool_fd}", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            self.pool = mmap.mmap(fd, dm.pool_bytes(frames, page_size))
+        finally:
+            os.close(fd)
+        # kept open: flock on this open file description is the task's write lock
+        self.lock_fd = os.open(f"/proc/{pid}/fd/{table_fd}", os.O_RDWR | os.O_CLOEXEC)
+        self.table = mmap.mmap(self.lock_fd, dm.TABLE_BYTES)
+        self.q = memoryview(self.table).cast("Q")
+        if self.q[dm.H_MAGIC] != dm.MAGIC:
+            self.close()
+            raise ValueError("not a numa-emu page table")
+        self.pv = memoryview(self.pool)
+        goff = dm.generations_offset(frames, page_size)
+        self.gens = self.pv[goff:goff + 4 * frames].cast("I")
+        voff = dm.versions_offset(frames, page_size)
+        self.vers = self.pv[voff:voff + 4 * frames].cast("I")
+        self.ref = self.pv[dm.referenced_offset(frames, page_size):]
+        self.pidfd = os.pidfd_open(pid)
+        self.next_check = 0.0
+        self.dead = False
+        self.cost_seq = -1
+        self.latency, self.bytes_per_ns = 0.0, 1.0
+        self.costs: dict[int, int] = {}  # bytes -> ns, for the cost in force
+        self.populate = True
+
+    @property
+    def closed(self) -> bool:
+        """The home node let go of this table (the task moved), or died: drop it (the mappings
+        would keep a dead node's memory alive) and, if the node lives, ask for a new one."""
+        return self.dead or self.q[dm.H_ENABLED] == dm.CLOSED
+
+    def charged(self) -> int:
+        """Virtual ns this table's direct accesses charged so far."""
+        return self.q[dm.H_DIRECT_NS]
+
+    def counts(self) -> tuple[int, int]:
+        """(reads, writes) this table served directly (the node's task stats count every table's)."""
+        return self.q[dm.H_READS], self.q[dm.H_WRITES]
+
+    def _usable(self) -> bool:
+        """The slow half of the gate every access passes (inlined in read and write): the switch,
+        the cost in force, and at most every LIVENESS_CHECK_S whether the node still lives."""
+        q = self.q
+        if self.dead or q[dm.H_ENABLED] != dm.ON:
+            return False
+        if q[dm.H_COST_SEQ] != self.cost_seq:
+            self._load_cost()
+        now = time.monotonic()
+        if now > self.next_check:
+            self.next_check = now + LIVENESS_CHECK_S
+            if select.select([self.pidfd], [], [], 0)[0]:  # the node's process ended: its memory is gone
+                self.dead = True
+                self.cost_seq = -1  # keeps every access on the slow half of the gate
+                return False
+        return True
+
+    def _load_cost(self) -> None:
+        q = self.q
+        while True:
+            seq = q[dm.H_COST_SEQ]
+            latency, bpn = dm.bits_double(q[dm.H_LATENCY]), dm.bits_double(q[dm.H_BYTES_PER_NS])
+            if not seq & 1 and q[dm.H_COST_SEQ] == seq:
+                self.latency, self.bytes_per_ns, self.cost_seq = latency, bpn, seq
+                self.costs: dict[int, int] = {}
+                return
+
+    def _cost(self, nbytes: int) -> int:
+        """What the home node charges for a local access of `nbytes` (protocol.costmodel)."""
+        ns = self.costs.get(nbytes)
+        if ns is None:
+            ns = self.costs[nbytes] = round(transfer_ns(self.latency, self.bytes_per_ns, nbytes))
+        return ns
+
+    def _entry(self, vpn: int, flags: int) -> tuple[int, int, int, int, int, int] | None:
+        """(seq, entry base, frame, generation, frame version, flags) of a present entry with
+        `flags`, stable and with no write of the node under way; None if absent."""
+        q = self.q
+        base = dm.HEADER_WORDS + (vpn & _INDEX_MASK) * dm.ENTRY_WORDS
+        for _ in range(dm.READ_RETRIES):
+            seq = q[base]
+            if seq & 1:
+                continue
+            tag, fw, fl = q[base + 1], q[base + 2], q[base + 3]
+            if q[base] != seq:
+                continue
+            if tag != vpn + 1 or fl & flags != flags:
+                return None
+            frame, gen = fw & 0xFFFFFFFF, fw >> 32
+            if frame >= self.frames or self.gens[frame] != gen:
+                return None
+            version = self.vers[frame]
+            if version & 1:
+                continue
+            return seq, base, frame, gen, version, fl
+        return None
+
+    def _pages(self, vaddr: int, length: int, flags: int) -> list[tuple[int, ...]] | None:
+        """Per page of the range: _entry's tuple + (offset in page, bytes); None if a page has no
+        entry with `flags`."""
+        ps, out, pos = self.ps, [], 0
+        while pos < length:
+            vpn, off = divmod(vaddr + pos, ps)
+            n = min(ps - off, length - pos)
+            got = self._entry(vpn, flags)
+            if got is None:
+                return None
+            out.append((*got, off, n))
+            pos += n
+        return out
+
+    def _runs(self, pages: list, write: bool = True) -> list[tuple[int, int]]:
+        """(pool offset, bytes) runs: pages whose frames follow each other make one copy."""
+        ps, runs = self.ps, []
+        for _seq, _base, frame, _gen, _ver, _fl, off, n in pages:
+            start = frame * ps + off
+            if runs and runs[-1][0] + runs[-1][1] == start:
+                runs[-1][1] += n
+            else:
+                runs.append([start, n])
+        if len(pages) >= _POPULATE_PAGES and self.populate:
+            self._populate(runs, _MADV_POPULATE_WRITE if write else _MADV_POPULATE_READ)
+        return runs
+
+    def _populate(self, runs: list, advice: int) -> None:
+        # one madvise maps a long run's pages in this process at once, instead of a fault per page
+        try:
+            for start, n in runs:
+                if n < _POPULATE_PAGES * self.ps:
+                    continue  # a short run: the faults cost what the call would
+                first = start - start % mmap.PAGESIZE
+                self.pool.madvise(advice, first, start + n - first)
+        except OSError:
+            self.populate = False  # a kernel before 5.14
+
+    def read(self, vaddr: int, length: int) -> bytes | None:
+        """The bytes, or None: take the message path (which also answers bad arguments)."""
+        q = self.q
+        if type(vaddr) is not int or type(length) is not int or length <= 0 or vaddr < 0:
+            return None
+        if (q[dm.H_ENABLED] != dm.ON or q[dm.H_COST_SEQ] != self.cost_seq or _monotonic() > self.next_check) \
+                and not self._usable():
+            return None
+        ps = self.ps
+        off = vaddr & (ps - 1)
+        if off + length <= ps:  # the common case: within one page, inline
+            vpn = vaddr >> self.shift
+            base = dm.HEADER_WORDS + (vpn & _INDEX_MASK) * dm.ENTRY_WORDS
+            for _ in range(dm.READ_RETRIES):
+                seq = q[base]
+                tag, fw, fl = q[base + 1], q[base + 2], q[base + 3]
+                if seq & 1 or q[base] != seq:
+                    continue
+                if tag != vpn + 1:
+                    return None
+                frame, gen = fw & 0xFFFFFFFF, fw >> 32
+                if frame >= self.frames:
+                    return None
+                version = self.vers[frame]
+                start = frame * ps + off
+                data = self.pool[start:start + length]
+                # not rewritten, freed or written by the node meanwhile
+                if self.gens[frame] == gen and q[base] == seq and not version & 1 and self.vers[frame] == version:
+                    self.ref[frame] = 1
+                    q[dm.H_DIRECT_NS] += self._cost(length)
+                    q[dm.H_READS] += 1
+                    if fl & dm.REPLICA:
+                        q[dm.H_REPL_HITS] += 1
+                    return data
+            return None
+        for _ in range(dm.READ_RETRIES):
+            pages = self._pages(vaddr, length, dm.PRESENT)
+            if pages is None:
+                return None
+            pv = self.pv
+            data = b"".join([pv[start:start + n] for start, n in self._runs(pages, write=False)])  # the one copy
+            gens, vers = self.gens, self.vers
+            if all(gens[frame] == gen and q[base] == seq and vers[frame] == ver
+                   for seq, base, frame, gen, ver, _fl, _o, _n in pages):
+                ref = self.ref
+                for page in pages:
+                    ref[page[2]] = 1
+                q[dm.H_DIRECT_NS] += sum(self._cost(page[7]) for page in pages)
+                q[dm.H_READS] += 1
+                hits = sum(1 for page in pages if page[5] & dm.REPLICA)
+                if hits:
+                    q[dm.H_REPL_HITS] += hits
+                return data
+        return None
+
+    def write(self, vaddr: int, data: bytes) -> bool:
+        """Write `data` at `vaddr` if every page of it is mapped writable here; False: send the message."""
+        if type(vaddr) is not int or not isinstance(data, (bytes, bytearray, memoryview)) or vaddr < 0:
+            return False
+        if isinstance(data, memoryview) and not (data.c_contiguous and data.itemsize == 1 and data.ndim == 1):
+            return False  # the message path copies it into bytes
+        length, q = len(data), self.q
+        if length <= 0:
+            return False
+        if (q[dm.H_ENABLED] != dm.ON or q[dm.H_COST_SEQ] != self.cost_seq or _monotonic() > self.next_check) \
+                and not self._usable():
+            return False
+        ps = self.ps
+        off = vaddr & (ps - 1)
+        if off + length <= ps:  # the common case: within one page
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX)  # the node unmaps only holding it (protocol/directmap.py)
+            try:
+                got = self._entry(vaddr >> self.shift, dm.PRESENT | dm.WRITABLE)
+                if got is None:
+                    return False
+                start = got[2] * ps + off
+                self.pv[start:start + length] = data
+            finally:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+            self.ref[got[2]] = 1
+            q[dm.H_DIRECT_NS] += self._cost(length)
+            q[dm.H_WRITES] += 1
+            return True
+        fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+        try:
+            pages = self._pages(vaddr, length, dm.PRESENT | dm.WRITABLE)
+            if pages is None:
+                return False
+            src, pv, pos = memoryview(data), self.pv, 0
+            for start, n in self._runs(pages):
+                pv[start:start + n] = src[pos:pos + n]
+                pos += n
+        finally:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+        ref = self.ref
+        for page in pages:
+            ref[page[2]] = 1
+        q[dm.H_DIRECT_NS] += sum(self._cost(page[7]) for page in pages)
+        q[dm.H_WRITES] += 1
+        return True
+
+    def touch(self, vaddr: int, length: int, write: bool, fill: int | None) -> int | None:
+        """Touch present pages as the home node would (one cache line of each, or `fill` every
+        byte); the pages touched, or None if one of them is not mapped here (as needed)."""
+        q = self.q
+        if type(vaddr) is not int or type(length) is not int or length <= 0 or vaddr < 0 \
+                or not (fill is None or type(fill) is int):
+            return None
+        if (q[dm.H_ENABLED] != dm.ON or q[dm.H_COST_SEQ] != self.cost_seq or _monotonic() > self.next_check) \
+                and not self._usable():
+            return None
+        ps = self.ps
+        first, end = vaddr - vaddr % ps, vaddr + length
+        span = end - first + (-(end - first)) % ps  # whole pages, as the node touches them
+        writing = write or fill is not None
+        if writing:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+        try:
+            pages = self._pages(first, span, dm.PRESENT | (dm.WRITABLE if writing else 0))
+            if pages is None:
+                return None
+            if fill is not None:
+                page, pv = bytes([fill]) * ps, self.pv
+                for start, n in self._runs(pages):
+                    pv[start:start + n] = page * (n // ps)
+        finally:
+            if writing:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+        ref = self.ref
+        for p in pages:
+            ref[p[2]] = 1
+        q[dm.H_DIRECT_NS] += self._cost(ps if fill is not None else TOUCH_BYTES) * len(pages)
+        return len(pages)
+
+    def close(self) -> None:
+        for view in ("gens", "vers", "ref", "pv", "q"):
+            if hasattr(self, view):
+                getattr(self, view).release()
+        self.table.close()
+        os.close(self.lock_fd)
+        if hasattr(self, "pool"):
+            self.pool.close()
+        if hasattr(self, "pidfd"):
+            os.close(self.pidfd)

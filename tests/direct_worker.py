@@ -1,0 +1,82 @@
+"""Worker tasks for the direct-path stress tests (tests/processes/test_direct.py), every operation
+logged with CLOCK_MONOTONIC for the history checker (tests/history.py).
+
+    python direct_worker.py writer CPU PAGES STOPFILE [CPU,CPU...]
+        stamps its private pages with sequence numbers and reads them back, while the test
+        migrates them (and with CPUs, moves itself among them every 100 operations: a task move,
+        its pages following lazily by auto-migration); prints "ready PID" once its pages exist, then one JSON object:
+        {"writes": [[page, seq, start_ns, end_ns], ...], "reads": [...], "direct": [reads, writes]}
+    python direct_worker.py reuser CPU STOPFILE
+        maps, fills with its own byte, checks and unmaps fresh pages over and over (so freed
+        frames are reused at once); prints {"bad": [...], "rounds": n}
+Each runs until STOPFILE exists (the test makes it when its moves are done).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+
+import numa_emu
+
+PAGE = 4096
+STAMP = 8  # bytes: the sequence number, little endian, at the start of the page (and at its end)
+
+
+def writer(cpu: int, pages: int, stop: str, hops: list[int]) -> dict:
+    writes, reads, ops = [], [], 0
+    rng = random.Random(cpu)
+    with numa_emu.attach(cpu=cpu) as t:
+        region = t.mmap(pages * PAGE)
+        seqs = [0] * pages
+        for page in range(pages):  # a message each: the pages exist, written (dirty), before the test starts moving them
+            region.write(page * PAGE, bytes(PAGE))
+        print("ready", t.pid, flush=True)
+        while not os.path.exists(stop):
+            ops += 1
+            if hops and ops % 100 == 0:
+                t.sched_setaffinity([hops[ops // 100 % len(hops)]])
+            page = rng.randrange(pages)
+            seqs[page] += 1
+            stamp = seqs[page].to_bytes(STAMP, "little")
+            start = time.monotonic_ns()
+            region.write(page * PAGE, stamp)  # both ends of the page: a write lands whole or is lost whole
+            region.write(page * PAGE + PAGE - STAMP, stamp)
+            writes.append([page, seqs[page], start, time.monotonic_ns()])
+            page = rng.randrange(pages)
+            start = time.monotonic_ns()
+            data = region.read(page * PAGE, PAGE)
+            head, tail = int.from_bytes(data[:STAMP], "little"), int.from_bytes(data[-STAMP:], "little")
+            if head != tail:
+                raise SystemExit(f"page {page}: torn, head {head} tail {tail}")
+            reads.append([page, head, start, time.monotonic_ns()])
+        direct = t._dpath.counts() if t._dpath is not None else (0, 0)  # this table's; the node's stats have all
+    return {"writes": writes, "reads": reads, "direct": list(direct), "hops": ops // 100 if hops else 0}
+
+
+def reuser(cpu: int, stop: str) -> dict:
+    bad, rounds = [], 0
+    with numa_emu.attach(cpu=cpu) as t:
+        while not os.path.exists(stop):
+            rounds += 1
+            value = rounds % 251 + 1
+            region = t.mmap(16 * PAGE)
+            region.touch(fill=value)
+            for page in range(16):
+                data = region.read(page * PAGE, PAGE)
+                if data != bytes([value]) * PAGE:
+                    bad.append(f"round {rounds} page {page}: {sorted(set(data))[:4]} instead of {value}")
+            region.munmap()
+    return {"bad": bad[:20], "rounds": rounds}
+
+
+if __name__ == "__main__":
+    kind = sys.argv[1]
+    if kind == "writer":
+        out = writer(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4],
+                     [int(c) for c in sys.argv[5].split(",")] if len(sys.argv) > 5 else [])
+    else:
+        out = reuser(int(sys.argv[2]), sys.argv[3])
+    print(json.dumps(out), flush=True)

@@ -1,0 +1,327 @@
+"""The direct path on real clusters (docs/design.md#direct-access): tasks read and write their
+local pages through shared memory with the same bytes, virtual time and counts as by message;
+pages migrated, unmapped or reused under a task's feet never take a stray byte; a task killed in
+the middle of a direct write leaves no lock behind, and a dead home node fails as by message."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import numa_emu
+from protocol import directmap as dm
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE
+from protocol.messages import control as cm
+from protocol.messages import tasks as tm
+from tests.helpers import poll_until
+from tests.history import violations
+
+pytestmark = pytest.mark.cluster
+PAGE = 4096
+WORKER = Path(__file__).resolve().parent.parent / "direct_worker.py"
+
+
+def set_direct(c, on: int) -> None:
+    with c.client() as client:
+        client.call(cm.SysctlSet(values={cm.DIRECT_ACCESS_KEY: str(on)}))
+
+
+def task_stats(c, task_id: int) -> dict:
+    with c.client() as client:
+        nodes = client.call(tm.ClusterStats()).nodes
+    return next(d["tasks"][task_id] for d in nodes.values() if task_id in d["tasks"])
+
+
+def workload(c) -> tuple[int, bytes, dict]:
+    """Writes, reads within and across pages, a touch, a move of half the pages to node 1 and
+    back: the virtual time, every byte read, and the task's stats."""
+    out = bytearray()
+    with numa_emu.attach(0, cluster=c.name) as task:
+        region = task.mmap(32 * PAGE)
+        region.touch(write=True, length=16 * PAGE)
+        for i in range(200):
+            region.write((i * 712) % (32 * PAGE - 16), i.to_bytes(16, "little"))
+            out += region.read((i * 1304) % (32 * PAGE - 8), 8)
+        out += region.read(PAGE - 100, 3 * PAGE)
+        for kw in ({}, {"write": True}, {"fill": 7, "length": 4 * PAGE}):  # present pages: direct when on
+            reply = region.touch(offset=PAGE, **({"length": 8 * PAGE} | kw))
+            out += b"%d %d %d;" % (reply.pages, reply.faults, reply.clock_ns)
+        region.move_pages([1] * 8, offset=0, pages=8)
+        for i in range(100):
+            region.write((i * 4100) % (16 * PAGE), b"moved")
+            out += region.read((i * 4100) % (16 * PAGE), 16)
+        region.move_pages([0] * 8, offset=0, pages=8)
+        out += region.read(0, 32 * PAGE)
+        stats = task_stats(c, task.task_id)
+        clock = task.clock_ns()
+    return clock, bytes(out), stats
+
+
+def test_the_same_workload_gives_the_same_bytes_and_virtual_time_with_direct_access_on_and_off(cluster_factory):
+    c = cluster_factory("default-4n")
+    clock_on, bytes_on, on = workload(c)
+    set_direct(c, 0)
+    clock_off, bytes_off, off = workload(c)
+    assert (clock_on, bytes_on) == (clock_off, bytes_off)
+    assert (off["direct_reads"], off["direct_writes"]) == (0, 0)
+    # exact, and the same every run: pages are published when a message serves them first, and
+    # unmapped by each move (the zero page and node 1's pages are always messages)
+    assert (on["direct_reads"], on["direct_writes"]) == (199, 232)
+    assert (on["faults"], on["pages"]) == (off["faults"], off["pages"])
+
+
+def test_a_task_cannot_reach_an_unmapped_page_directly(cluster_factory):
+    c = cluster_factory("default-4n")
+    with numa_emu.attach(0, cluster=c.name) as task:
+        region = task.mmap(4 * PAGE)
+        region.write(0, b"x" * (4 * PAGE))
+        assert region.read(PAGE, 4) == b"xxxx"
+        before = task_stats(c, task.task_id)["direct_reads"]
+        region.munmap()
+        for op in (lambda: region.read(PAGE, 4), lambda: region.write(PAGE, b"y")):
+            with pytest.raises(NumaEmuError) as err:
+                op()
+            assert err.value.code == ErrorCode.EFAULT
+        assert task_stats(c, task.task_id)["direct_reads"] == before
+
+
+def _start(*args: str, cluster: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, NUMA_EMU_CLUSTER=cluster))
+
+
+@pytest.mark.parametrize("mode", ["virtual", "real", "moving"])
+def test_direct_reads_and_writes_stay_exact_while_their_pages_migrate_and_frames_are_reused(cluster_factory, cli,
+                                                                                             mode, tmp_path):
+    """Real mode has jitter; "moving": the writer also moves itself between nodes 0 and 1."""
+    c = cluster_factory("default-4n")
+    if mode == "real":
+        cli("latency", "--name", c.name, "inject", "real", "--dilation", "2000", check=True)
+        cli("latency", "--name", c.name, "jitter", "uniform", "0.3", check=True)
+    stop = tmp_path / "stop"
+    writer = _start("writer", "0", "16", str(stop), *(["0,1"] if mode == "moving" else []), cluster=c.name)
+    reuser = _start("reuser", "0", str(stop), cluster=c.name)
+    try:
+        ready = writer.stdout.readline().split()
+        assert ready[0] == "ready", ready
+        pid, moves = ready[1], 0
+        for _ in range(3):  # its pages to node 1 and back, from another process
+            for move in (("0", "1"), ("1", "0")):
+                assert cli("--name", c.name, "migratepages", pid, *move).returncode == 0
+            moves += 2
+        stop.touch()
+        w = json.loads(writer.communicate(timeout=60)[0])
+        r = json.loads(reuser.communicate(timeout=60)[0])
+    finally:
+        for p in (writer, reuser):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert writer.returncode == 0
+    assert violations(w["writes"], w["reads"]) == []
+    assert r["bad"] == [] and r["rounds"] > 0
+    assert w["direct"][1] > 0 and moves >= 2 and (w["hops"] > 2 if mode == "moving" else True)
+    with c.client() as client:
+        migrated = sum(d["vmstat"].get("pgmigrate_success", 0) for d in client.call(tm.ClusterStats()).nodes.values())
+    assert migrated > 0
+
+
+def test_a_task_killed_holding_its_write_lock_leaves_no_lock_and_migration_completes(cluster_factory):
+    c = cluster_factory("default-4n")
+    with numa_emu.attach(0, cluster=c.name) as task:
+        region = task.mmap(2 * PAGE)
+        region.write(0, b"a" * (2 * PAGE))
+        region.write(0, b"b")  # direct
+        path = task._dpath
+        assert path is not None and path.counts()[1] == 1
+        # a process of the task's holding its write lock (as in a direct write) when SIGKILL comes
+        r, w = os.pipe()
+        holder = os.fork()
+        if holder == 0:
+            os.close(r)
+            fd = os.open(f"/proc/self/fd/{path.lock_fd}", os.O_RDWR)  # its own open: its own lock
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(w, b"1")
+            time.sleep(60)
+            os._exit(0)
+        os.close(w)
+        assert os.read(r, 1) == b"1"
+        os.close(r)
+        os.kill(holder, signal.SIGKILL)
+        os.waitpid(holder, 0)
+        assert region.move_pages([1, 1]) == [1, 1]  # the node unmapped both pages: the lock was free
+        assert region.read(0, 2) == b"ba" and region.where() == [1, 1]
+
+
+def test_a_migration_waits_for_a_direct_write_in_flight_and_keeps_its_bytes(cluster_factory):
+    c = cluster_factory("default-4n")
+    with numa_emu.attach(0, cluster=c.name) as task:
+        region = task.mmap(PAGE)
+        region.write(0, b"a")
+        region.write(0, b"b")  # direct
+        path = task._dpath
+        _seq, _base, frame, _gen, _ver, _fl = path._entry(region.vaddr // PAGE, dm.PRESENT | dm.WRITABLE)
+        fd = os.open(f"/proc/self/fd/{path.lock_fd}", os.O_RDWR)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a direct write in flight, from here on
+        node = c.status().nodes[0]["pid"]
+        mover = _start_mover(c, task)
+        try:
+            poll_until(lambda: "lock" in Path(f"/proc/{node}/wchan").read_text(), timeout_s=30,
+                       what="node 0 to wait for the task's write lock before it moves the page")
+            path.pv[frame * PAGE:frame * PAGE + 5] = b"late!"  # the write lands in the old frame now
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        assert mover.wait(30) == 0
+        assert region.where() == [1] and region.read(0, 5) == b"late!"  # copied with the page, not lost
+
+
+def _start_mover(c, task) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "numa_emu.cli.main", "--name", c.name, "migratepages", str(task.pid),
+                             "0", "1"], stdout=subprocess.DEVNULL, env=dict(os.environ))
+
+
+def test_a_direct_read_after_the_home_node_died_fails_as_the_message_path_does(cluster_factory):
+    c = cluster_factory("default-4n")
+    with numa_emu.attach(0, cluster=c.name) as task:
+        region = task.mmap(PAGE)
+        region.write(0, b"z")
+        assert region.read(0, 1) == b"z" and task._dpath.counts()[0] == 1
+        os.kill(c.status().nodes[0]["pid"], signal.SIGKILL)
+        errors = []
+
+        def failed() -> bool:
+            try:
+                region.read(0, 1)
+            except NumaEmuError as exc:
+                errors.append(exc)
+                return True
+            return False
+
+        poll_until(failed, timeout_s=30, what="a read of the dead node's page to fail")
+        assert errors[0].code == ErrorCode.EIO and "node 0" in str(errors[0])
+        with pytest.raises(NumaEmuError) as again:
+            region.write(0, b"y")
+        assert again.value.code == ErrorCode.EIO
+        assert task._dpath is None  # its mappings let go of the dead node's memory
+
+
+def replica_workload(c, writer, name: str) -> tuple[int, bytes, int, dict]:
+    """A file written on node 1, read through a read-only mapping by a task on node 0 (a replica
+    there): its virtual time, the bytes read, the cluster's replica hits, the reader's stats."""
+    writer.do("open", name=name, create=True, size=4 * PAGE)
+    writer.do("pwrite", name=name, offset=0, data=(bytes(range(256)) * 16 * 4).hex())
+    writer.do("fsync", name=name)
+    with numa_emu.attach(0, cluster=c.name) as reader:
+        region = reader.mmap_file(reader.open(name), writable=False)
+        out = b"".join(region.read((i * 520) % (4 * PAGE - 16), 16) for i in range(100))
+        out += region.read(100, 3 * PAGE)
+        writer.do("pwrite", name=name, offset=PAGE, data=b"collapsed".hex())  # page 1's replica goes
+        out += b"".join(region.read(PAGE, 9) for _ in range(20))
+        with c.client() as client:
+            hits = sum(d["vmstat"].get("repl_hits", 0) for d in client.call(tm.ClusterStats()).nodes.values())
+        stats = task_stats(c, reader.task_id)
+        clock = reader.clock_ns()
+    return clock, out, hits, stats
+
+
+def test_replica_reads_go_direct_with_the_same_hits_bytes_and_virtual_time_as_by_message(cluster_factory, puppets):
+    c = cluster_factory("default-4n")
+    writer = puppets(c, 1)
+    clock_on, bytes_on, hits_on, on = replica_workload(c, writer, "on")
+    set_direct(c, 0)
+    clock_off, bytes_off, hits_off, off = replica_workload(c, writer, "off")
+    assert (clock_on, bytes_on) == (clock_off, bytes_off)
+    assert bytes_on.endswith(b"collapsed")  # no stale replica read after the write
+    assert hits_off > 0 and hits_on * 2 == hits_off  # the first run's hits, then as many again
+    assert on["direct_reads"] > 90 and (off["direct_reads"], off["direct_writes"]) == (0, 0)
+
+
+def vm_total(c, key: str) -> int:
+    with c.client() as client:
+        return sum(d["vmstat"].get(key, 0) for d in client.call(tm.ClusterStats()).nodes.values())
+
+
+def test_the_unsafe_mode_counts_a_stale_access_through_a_direct_mapping(cluster_factory, cli, puppets):
+    c = cluster_factory("default-4n")
+    writer = puppets(c, 0)
+    writer.do("open", name="h", create=True, size=PAGE)
+    writer.do("pwrite", name="h", offset=0, data="41" * 8)
+    writer.do("fsync", name="h")
+    with numa_emu.attach(3, cluster=c.name) as reader:
+        region = reader.mmap_file(reader.open("h"), writable=False)
+        assert region.read(0, 1) == b"A" and region.read(0, 1) == b"A"  # the second through its replica, direct
+        assert reader._dpath.counts()[0] == 1 and vm_total(c, "repl_hits") == 1
+        cli("sysctl", "--name", c.name, "vm.unsafe_unreplicate=1", "vm.unsafe_unmap_delay_ms=2000", check=True)
+        writer.do("pwrite", name="h", offset=0, data="42")  # the replica freed now, unmapped 2 s later
+        region.read(0, 1)  # the entry is still there; its frame's generation moved: by message, counted
+        assert vm_total(c, "repl_stale_access") == 1 and reader._dpath.counts()[0] == 1
+        poll_until(lambda: region.where() == [None], timeout_s=10, what="the late unmap")
+        assert region.read(0, 1) == b"B" and vm_total(c, "repl_stale_access") == 1
+
+
+def test_a_lazily_migrated_page_leaves_the_direct_path_until_its_next_touch_moves_it(cluster_factory):
+    c = cluster_factory("default-4n")
+    with numa_emu.attach(0, cluster=c.name) as task:
+        region = task.mmap(2 * PAGE)
+        region.write(0, b"a" * (2 * PAGE))
+        region.write(0, b"b")
+        writes = task._dpath.counts()[1]
+        assert writes == 1
+        region.mbind("bind", [1], flags=MPOL_MF_MOVE | MPOL_MF_LAZY)  # into the migration cache: unmapped
+        region.write(1, b"c")  # not direct: the fault moves the page to node 1 first
+        assert task._dpath.counts()[1] == writes
+        assert region.where() == [1, 0] and region.read(0, 3) == b"bca"  # page 1 waits in the cache, on node 0
+        region.write(PAGE, b"d")  # page 1 faults over too, and its bytes come along
+        assert region.where() == [1, 1] and region.read(PAGE - 1, 3) == b"ada"
+        assert task._dpath.counts()[1] == writes
+
+
+def test_a_latency_change_applies_to_the_next_direct_access(cluster_factory, cli):
+    c = cluster_factory("default-4n")
+    with numa_emu.attach(0, cluster=c.name) as task:
+        region = task.mmap(PAGE)
+        region.write(0, b"x")
+        region.read(0, 8)  # direct
+        before = task.clock_ns()
+        region.read(0, 8)
+        base = task.clock_ns() - before
+        cli("latency", "--name", c.name, "set", "0", "0", "1000", check=True)
+        poll_until(lambda: task._dpath.q[dm.H_LATENCY] == dm.double_bits(1000.0), timeout_s=10,
+                   what="node 0 to publish the new local latency")
+        before = task.clock_ns()
+        region.read(0, 8)
+        assert task._dpath.counts()[0] == 3
+        assert task.clock_ns() - before == base - round(c.topology.latency_ns[0][0]) + 1000
+
+
+def test_a_task_killed_in_the_middle_of_direct_writes_is_detached_and_its_frames_freed(cluster_factory, tmp_path):
+    c = cluster_factory("default-4n")
+
+    def free0() -> int:
+        with c.client() as client:
+            return client.call(tm.ClusterStats()).nodes[0]["frames_free"]
+
+    baseline = free0()
+    writer = _start("writer", "0", "16", str(tmp_path / "never"), cluster=c.name)
+    try:
+        assert writer.stdout.readline().split()[0] == "ready"
+        assert free0() == baseline - 16
+        time.sleep(0.2)  # not a wait for a condition: let it write directly for a while, then kill it mid-loop
+        writer.kill()
+        writer.wait()
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+        writer.stdout.close()
+    # the node's unmap at the detach takes the dead writer's lock: the kernel released it
+    poll_until(lambda: free0() == baseline, timeout_s=30, what="the killed writer's frames to be freed")
