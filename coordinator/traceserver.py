@@ -34,7 +34,7 @@ class TraceService:
     def collect(self, msg: trm.TraceCollect):
         replies = yield [Call(f"node:{rec.id}", trm.NodeTraceDrain()) for rec in self.state.live_nodes()]
         events = self.tracer.drain()
-        dropped, self.tracer.dropped = self.tracer.dropped, 0
+        dropped = self.tracer.take_dropped()
         for reply in replies:
             events.extend(reply.events)
             dropped += reply.dropped

@@ -79,9 +79,30 @@ def directory_home(obj: str, idx: int, n_nodes: int, dead=()) -> int:
     return home
 
 
+class NumaStatCounters(dict):
+    """The node's numastat counters, which vm.numa_stat can stop: while `enabled` is False,
+    updates are dropped, as zone_statistics returns early when numa stats are off
+    (mm/page_alloc.c; docs/linux-semantics.md#numastat-counters). Turning them off also clears them (vm.numa_stat=0:
+    "disable numa statistics, and clear numa counters")."""
+
+    enabled: bool = True
+
+    def __setitem__(self, key: str, value: int) -> None:
+        if self.enabled:
+            super().__setitem__(key, value)
+
+    def switch(self, on: bool) -> None:
+        if not on:
+            for key in self:
+                super().__setitem__(key, 0)
+        self.enabled = on
+
+
 class NodeCore:
     def __init__(self, node_id: int, topology: dict, pool: FramePool, clock_ns: Callable[[], int] = lambda: 0,
-                 store=None):
+                 store=None, reclaim=None):
+        """`reclaim(want, replicas_only)`: direct reclaim of this node, a generator returning the
+        number of this node's frames it freed (nodes.reclaim.Reclaim.shrink); None: none."""
         self.node_id = node_id
         self.clock_ns = clock_ns
         self.trace = Tracer(node_id, clock_ns)
@@ -93,8 +114,7 @@ class NodeCore:
         self.replica_frames: collections.OrderedDict[int, tuple[str, int]] = collections.OrderedDict()
         self.cache_frames: collections.OrderedDict[int, tuple[str, int]] = collections.OrderedDict()
         self.shm_frames: dict[int, tuple[str, int]] = {}  # masters of shm pages (not reclaimable: no store)
-        self._reclaim = None  # direct reclaim of this node: shrink(want) -> frames freed (use_reclaim)
-        self.repl_lifetimes: collections.Counter[str] = collections.Counter()
+        self._reclaim = reclaim
         self.n_nodes = len(topology["nodes"])
         self.page_size = pool.page_size
         self.pool = pool
@@ -116,19 +136,53 @@ class NodeCore:
                                         cpuless_nodes=[n["id"] for n in topology["nodes"] if not n["cpus"]])
         self.cost = CostModel(topology["latency_ns"], topology["bandwidth_mib_s"], pool.page_size)
         self.cpu_node = {cpu: n["id"] for n in topology["nodes"] for cpu in n["cpus"]}
-        self.numastat = dict.fromkeys(NUMASTAT_COUNTERS, 0)
+        self.numastat = NumaStatCounters(dict.fromkeys(NUMASTAT_COUNTERS, 0))
         # every counter from the start, zeros included: /proc/vmstat lists them on a fresh machine
         self.events: collections.Counter[str] = collections.Counter(dict.fromkeys(NODE_EVENTS, 0))
         self.weights: dict[int, int] | None = None  # weighted-interleave weights, None: all 1
-        self.migcache_pages = 0  # private pages of this node's tasks waiting in the migration cache
         self.auto_migrate = True  # sysctl vm.auto_migrate: a task moved here takes its pages along lazily
 
-    # ---- supplying frames (this node is the one that gives the page) --------------------
-    def use_reclaim(self, shrink) -> None:
-        """Direct reclaim for this node's allocations: `shrink(want)`, a generator returning the
-        number of this node's frames it freed (nodes.reclaim.Reclaim.shrink)."""
-        self._reclaim = shrink
+    # ---- settings (the node server's tables, sysctl) ----------------------------------------
+    def set_cost(self, latency_ns, bandwidth_mib_s) -> None:
+        """The cost model of a latency table pushed by the coordinator (node.latency)."""
+        self.cost = CostModel(latency_ns, bandwidth_mib_s, self.page_size)
 
+    def set_forwarding(self, on: bool) -> None:
+        """Whether a home node forwards a task's remote access (off while faults are injected)."""
+        self.forwarding = on
+
+    def set_weight(self, node: int, weight: int) -> None:
+        """Weighted interleave's weight of `node` (sysctl)."""
+        # A fresh dict each time: placement caches key on the policy and the target node only,
+        # and the target is computed from these weights at every fault, so the next allocation
+        # follows the new weights.
+        self.weights = {**(self.weights or {}), node: weight}
+
+    def set_auto_migrate(self, on: bool) -> None:
+        """sysctl vm.auto_migrate: a task moved here takes its pages along lazily."""
+        self.auto_migrate = on
+
+    def switch_numastat(self, on: bool) -> None:
+        """sysctl vm.numa_stat: off drops updates and clears the counters."""
+        self.numastat.switch(on)
+
+    # ---- peers ----------------------------------------------------------------------------
+    def peers_up(self, nodes: list[int], shardless: list[int]) -> None:
+        """Peers that are (again) alive, and those that hold no directory shard."""
+        for node in nodes:
+            self.dead.pop(node, None)
+        self.shardless.update(n for n in shardless if 0 <= n < self.n_nodes)
+
+    def node_died(self, node: int, why: str) -> bool:
+        """Peer `node` is dead: fsync passes it by, its frames died with it (a restarted node
+        starts empty), and it is no directory home again. Whether it held a directory shard."""
+        held_shard = node not in self.shardless  # a node that died before and came back held none
+        self.dead[node] = why
+        self.unfreed.pop(node, None)
+        self.shardless.add(node)
+        return held_shard
+
+    # ---- supplying frames (this node is the one that gives the page) --------------------
     def supply(self, count: int, *, preferred: int, task_node: int, interleave: bool, fill: int | None,
                replica_of: tuple[str, int] | None = None, cache_of: tuple[str, int] | None = None,
                owner: int | None = None, master_of: tuple[str, int] | None = None,
@@ -209,7 +263,7 @@ class NodeCore:
         for _ in range(3):
             if len(frames) >= count or self._reclaim is None:
                 break
-            if not (yield from self._reclaim(count - len(frames), replicas_only=kw.get("replica_of") is not None)):
+            if not (yield from self._reclaim(count - len(frames), kw.get("replica_of") is not None)):
                 break
             frames += self.supply(count - len(frames), **kw)
         return frames
@@ -375,6 +429,6 @@ class NodeCore:
         out = {"nr_free_pages": self.pool.free, "nr_total_pages": self.pool.frames,
                "nr_anon_pages": self.pool.frames - self.pool.free - file_pages, "nr_file_pages": file_pages,
                "nr_shmem": len(self.shm_frames),
-               "nr_repl_pages": len(self.replica_frames), "nr_migcache_pages": self.migcache_pages}
+               "nr_repl_pages": len(self.replica_frames)}
         out.update(self.events)
         return out

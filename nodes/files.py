@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from nodes.core import STALE_RETRIES, FileState, NodeCore, node_dest
 from nodes.mm import MemoryManager
+from nodes.pcache import PageCacheView
 from nodes.pagetable import FILE
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
@@ -18,9 +19,10 @@ from protocol.policy import Policy
 
 
 class FileOps:
-    def __init__(self, core: NodeCore, mmgr: MemoryManager):
+    def __init__(self, core: NodeCore, mmgr: MemoryManager, pcache: PageCacheView):
         self.core = core
         self.mm = mmgr
+        self.pcache = pcache
 
     def handlers(self) -> dict:
         return {"mem.pread": self.pread, "mem.pwrite": self.pwrite, "mem.fsync": self.fsync,
@@ -40,7 +42,7 @@ class FileOps:
     def _page(self, task, name: str, idx: int, write: bool):
         policy = self.mm.file_policy(name) or task.policy
         replicate = not write and self.mm.may_replicate(task, name)
-        return (yield from self.mm.pcache.lookup(f"file:{name}", idx, write=write, task=task, policy=policy.to_wire(),
+        return (yield from self.pcache.lookup(f"file:{name}", idx, write=write, task=task, policy=policy.to_wire(),
                                                  interleave_index=idx, replicate=replicate))
 
     def _io(self, task, name: str, idx: int, offset: int, n: int, data: bytes | None):
@@ -61,7 +63,7 @@ class FileOps:
                 gone = exc.code == ErrorCode.ESTALE or page.node in core.dead  # moved, or its node died
                 if not gone or attempt == STALE_RETRIES - 1:
                     raise
-                self.mm.pcache.forget((f"file:{name}", idx), page)
+                self.pcache.forget((f"file:{name}", idx), page)
         return None
 
     def pread(self, msg: pc.FileRead):
@@ -99,9 +101,8 @@ class FileOps:
         self.mm.task(msg.task_id)
         self._state(msg.name)
         wb = pc.DirWriteback(obj=f"file:{msg.name}")
-        yield from self.mm.pcache.replication.writeback(wb)
         core = self.core
-        yield [Call(node_dest(n), wb) for n in range(core.n_nodes) if n != core.node_id and n not in core.dead]
+        yield [Call(node_dest(n), wb) for n in range(core.n_nodes) if n not in core.dead]
         return Ok()
 
     def mmap_file(self, msg: pc.FileMmap):

@@ -76,7 +76,7 @@ class MasterMove:
             raise NumaEmuError(ErrorCode.EINVAL, "dir.migrate: bad node, page index or object")
         if (msg.obj, msg.idx) not in self.repl.dir.entries:
             return self._dir_reply(ENOENT)
-        entry = yield from self.repl._locked(msg.obj, msg.idx)
+        entry = yield from self.repl.lock_entry(msg.obj, msg.idx)
         try:
             yield from self.repl.bury(msg.obj, msg.idx, entry)
             return (yield from self._migrate_master(msg, entry))
@@ -117,11 +117,8 @@ class MasterMove:
         _node, frame, gen = got[0]
         cost = yield from self._unmap_all(obj, idx, entry, src_frame)
         try:
-            if src == c.node_id:
-                yield from c.copy_frame(src_frame, src_gen, target, frame, gen, free=True)
-            else:
-                yield Call(node_dest(src), pc.FrameCopy(frame=src_frame, generation=src_gen, dst=target,
-                                                        dst_frame=frame, dst_generation=gen, free=True))
+            yield Call(node_dest(src), pc.FrameCopy(frame=src_frame, generation=src_gen, dst=target,
+                                                    dst_frame=frame, dst_generation=gen, free=True))
         except NumaEmuError:
             yield from c.free_frames({target: [frame]})
             c.events["pgmigrate_fail"] += 1
@@ -139,9 +136,9 @@ class MasterMove:
         """Tear the replicas down, then every mapping of the master, each acknowledged; the cost."""
         cost = 0
         if entry.replicas:
-            cost += yield from self.repl._collapse(obj, idx, entry, "migration")
+            cost += yield from self.repl.collapse(obj, idx, entry, "migration")
         targets = [(h, node, master_frame) for h, node in entry.mappers.items() if node == entry.node]
-        cost += yield from self.repl._shootdown(obj, idx, entry, targets, False, "migration")
+        cost += yield from self.repl.shootdown(obj, idx, entry, targets, False, "migration")
         for home, _node, _frame in targets:
             entry.mappers.pop(home, None)
         entry.writers.clear()

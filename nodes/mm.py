@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from nodes.core import STALE_RETRIES, NodeCore, node_dest
 from nodes.locks import PageLock
@@ -24,6 +25,9 @@ from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
 from protocol.policy import Mode, Policy
+
+if TYPE_CHECKING:
+    from nodes.pagemove import PageMoves
 
 _TOUCH_BYTES = 64  # a touch reads or writes one cache line of the page
 # A batch hands the loop back after this many pages, so that a long touch never starves the
@@ -90,13 +94,14 @@ class _FaultBatch:
 
 
 class MemoryManager:
-    def __init__(self, core: NodeCore, pcache: PageCacheView):
+    def __init__(self, core: NodeCore, pcache: PageCacheView, tasks: dict[int, TaskState], moves: PageMoves):
+        """`tasks`: this node's tasks by id, shared with the page cache's reverse map (its
+        shootdowns unmap task entries); `moves`: the migration cache and page moves its faults use."""
         self.core = core
         self.pcache = pcache
-        self.tasks: dict[int, TaskState] = {}
+        self.tasks = tasks
         self.moved: dict[int, int] = {}  # task id -> the node it moved to (nodes.taskmove)
-        pcache.tasks = self.tasks
-        self.migration = None  # set by the server: nodes.migration.Migration (lazy faults, release)
+        self.moves = moves
 
     def handlers(self) -> dict:
         return {
@@ -113,6 +118,18 @@ class MemoryManager:
             if task_id in self.moved:
                 raise NumaEmuError(ErrorCode.EREMCHG, f"task {task_id} moved to node {self.moved[task_id]}") from None
             raise NumaEmuError(ErrorCode.ESRCH, f"no task {task_id} on node {self.core.node_id}") from None
+
+    def moved_away(self, task: TaskState, node: int) -> None:
+        """`task` lives on node `node` now (nodes.taskmove): its later requests here get EREMCHG."""
+        del self.tasks[task.task_id]
+        self.moved[task.task_id] = node
+
+    def adopt(self, task: TaskState) -> None:
+        """`task` moved here (nodes.taskmove); EEXIST if a task of that id lives here already."""
+        if task.task_id in self.tasks:
+            raise NumaEmuError(ErrorCode.EEXIST, f"task {task.task_id} lives on node {self.core.node_id} already")
+        self.tasks[task.task_id] = task
+        self.moved.pop(task.task_id, None)  # it may come back to a node it left
 
     def locked(self, task: TaskState, gen):
         """Run the handler coroutine `gen` holding the task's lock; ESRCH if the task detached
@@ -159,7 +176,7 @@ class MemoryManager:
                 for p, n in region.node.items():
                     vpage = region.start + p * ps
                     if n == MIGCACHE and task.away.get(vpage) == node:
-                        self.migration.cache_drop(task, region, p)
+                        self.moves.cache_drop(task, region, p)
                         n = node
                     if n == node:
                         region.node[p] = -1
@@ -185,7 +202,7 @@ class MemoryManager:
             for i, node in region.node.items():  # the touched pages only: a reservation costs nothing
                 if node < 0:
                     # lazily unmapped: a private page still holds its frame (the node of it, to free)
-                    node = self.migration.cache_drop(task, region, i) if node == MIGCACHE else -1
+                    node = self.moves.cache_drop(task, region, i) if node == MIGCACHE else -1
                     if node < 0:
                         continue
                 count += 1
@@ -235,7 +252,9 @@ class MemoryManager:
         state = self.core.files.get(name)
         return state.policy if state is not None else None
 
-    def _placement(self, task: TaskState, region: Region, page: int) -> tuple[Placement, Policy, int]:
+    def placement(self, task: TaskState, region: Region, page: int) -> tuple[Placement, Policy, int]:
+        """Where page `page` of `region` goes by the policy in force (file, VMA, task): the
+        placement, that policy, and the interleave index used."""
         policy = (region.kind == FILE and self.file_policy(region.name)) or region.policy or task.policy
         index = 0
         if policy.mode in (Mode.INTERLEAVE, Mode.WEIGHTED_INTERLEAVE):
@@ -256,7 +275,7 @@ class MemoryManager:
             task.placements[key] = placement
         return placement, policy, index
 
-    def _fault(self, task: TaskState, region: Region, pages: list[int], write: bool, fill: int | None):
+    def fault(self, task: TaskState, region: Region, pages: list[int], write: bool, fill: int | None):
         """Fault in absent pages of one region; costs go to the task's clock."""
         if region.kind != ANON:
             yield from self._fault_shared(task, region, pages, write)
@@ -266,7 +285,7 @@ class MemoryManager:
         if task.away:  # pages in the migration cache: migrate-on-fault, or remap where they are
             cached = [p for p in pages if region.node[p] == MIGCACHE]
             if cached:
-                yield from self.migration.lazy_fault(task, region, cached, write)
+                yield from self.moves.lazy_fault(task, region, cached, write)
                 if fill is not None:
                     yield from self._fill(region, cached, fill)
                 pages = [p for p in pages if region.node[p] < 0]
@@ -277,7 +296,7 @@ class MemoryManager:
             return
         groups: dict[Placement, list[int]] = {}
         for p in pages:
-            groups.setdefault(self._placement(task, region, p)[0], []).append(p)
+            groups.setdefault(self.placement(task, region, p)[0], []).append(p)
         core, cost = self.core, self.core.cost
         for placement, plist in groups.items():
             got = yield from core.allocate(placement, len(plist), task.node, fill, owner=task.task_id)
@@ -325,10 +344,10 @@ class MemoryManager:
             raise NumaEmuError(ErrorCode.EACCES, f"write to a read-only mapping of {region.obj}")
         replicate = not write and region.kind == FILE and self.may_replicate(task, region.name)
         for p in pages:
-            placement, policy, index = self._placement(task, region, p)
+            placement, policy, index = self.placement(task, region, p)
             idx = region.obj_offset + p
             if region.node[p] == MIGCACHE:  # lazily unmapped: migrate-on-fault first, if no one maps it
-                yield from self.migration.lazy_fault_shared(task, region, p, policy)
+                yield from self.moves.lazy_fault_shared(task, region, p, policy)
             page, cost = yield from self.pcache.lookup(region.obj, idx, write=write, task=task, policy=policy.to_wire(),
                                                        interleave_index=index, replicate=replicate)
             region.node[p], region.frame[p], region.gen[p] = page.node, page.frame, page.gen
@@ -418,7 +437,7 @@ class MemoryManager:
                       if (region.node[p] < 0 and (write or region.node[p] != ZEROPAGE))
                       or (write and shared and not region.wr[p])]
             if absent:
-                yield from self._fault(task, region, absent, write, None)
+                yield from self.fault(task, region, absent, write, None)
             for p in range(first, last):
                 page_addr = region.start + p * ps
                 offset = max(msg.vaddr + pos - page_addr, 0)
@@ -517,7 +536,7 @@ class MemoryManager:
         present = [p for p in range(first, last) if region.node[p] >= 0 and p not in absent_set]
         if absent:
             # a fresh private page is filled by its supplier in the same message
-            yield from self._fault(task, region, absent, write, None if shared else fill)
+            yield from self.fault(task, region, absent, write, None if shared else fill)
             if shared and fill is not None:
                 present += absent
         if fill is not None:

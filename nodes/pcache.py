@@ -38,15 +38,16 @@ class CachedPage:
 
 
 class PageCacheView:
-    def __init__(self, core: NodeCore):
+    def __init__(self, core: NodeCore, tasks: dict):
+        """`tasks`: this node's tasks by id (nodes.mm.TaskState), shared with the memory manager:
+        a shootdown unmaps their page-table entries."""
         self.core = core
+        self.tasks = tasks
         self.pages: dict[Key, CachedPage] = {}
         self.rmap: dict[Key, set[tuple[int, int]]] = {}  # page -> {(task id, page-aligned vaddr)}
         self.seen_epoch: dict[Key, int] = {}
         self.spares: dict[int, Key] = {}  # frames offered to a directory for a replica, answer pending
         self.fetches: dict[int, tuple[Key, int, Future]] = {}  # spare -> (page, generation, first answer)
-        self.replication = None  # set by the server: the local directory protocol (nodes.replication)
-        self.tasks = None  # set by the server: task id -> TaskState (nodes.mm)
 
     def handlers(self) -> dict:
         return {"pte.shootdown": self.shootdown, "repl.fill": self.fill}
@@ -84,9 +85,6 @@ class PageCacheView:
                     self.fetches[spare] = (key, core.pool.generation[spare], answer)
                     yield Spawn(self._ask(home, msg, answer))
                     reply = yield answer
-                elif home == core.node_id:
-                    handler = self.replication.write if write else self.replication.read
-                    reply = yield from handler(msg)
                 else:
                     reply = yield Call(node_dest(home), msg)
             except BaseException:
@@ -121,10 +119,7 @@ class PageCacheView:
     def _ask(self, home: int, msg: pc.DirRead, answer: Future):
         """The directory's answer to `msg`, into `answer` (unless a fill got there first)."""
         try:
-            if home == self.core.node_id:
-                reply = yield from self.replication.read(msg)
-            else:
-                reply = yield Call(node_dest(home), msg)
+            reply = yield Call(node_dest(home), msg)
         except Exception as exc:  # noqa: BLE001 - handed on whole to the waiting lookup
             answer.set_exception(exc)
         else:
@@ -222,7 +217,7 @@ class PageCacheView:
                 del self.pages[key]
         ps = self.core.page_size
         for task_id, vpage in list(self.rmap.get(key, ())):
-            task = self.tasks.get(task_id) if self.tasks is not None else None
+            task = self.tasks.get(task_id)
             if task is None:
                 continue
             region = task.space.find(vpage)

@@ -26,6 +26,8 @@ answer that a shootdown overtook (replies and shootdowns travel on different soc
 """
 from __future__ import annotations
 
+import collections
+
 from nodes.core import NodeCore, lifetime_bucket, node_dest
 from nodes.costmodel import SHOOTDOWN_NS
 from nodes.directory import DirEntry, Directory
@@ -40,10 +42,10 @@ from protocol.policy import Policy
 
 
 class Replication:
-    def __init__(self, core: NodeCore, directory: Directory, local_shootdown):
+    def __init__(self, core: NodeCore, directory: Directory):
         self.core = core
         self.dir = directory
-        self.local_shootdown = local_shootdown  # this node's own pte.shootdown handler
+        self.lifetimes: collections.Counter[str] = collections.Counter()  # replica lifetimes, by lifetime_bucket
 
     def handlers(self) -> dict:
         return {"dir.read": self.read, "dir.write": self.write, "dir.writeback": self.writeback,
@@ -54,7 +56,7 @@ class Replication:
         if not (0 <= msg.mapper < n and 0 <= msg.task_node < n) or msg.idx < 0 or not msg.obj:
             raise NumaEmuError(ErrorCode.EINVAL, f"{msg.kind}: bad node, page index or object")
 
-    def _locked(self, obj: str, idx: int):
+    def lock_entry(self, obj: str, idx: int):
         """The entry of (obj, idx), locked; a fresh one if a truncate dropped it while we waited."""
         while True:
             entry = self.dir.entry(obj, idx)
@@ -66,7 +68,7 @@ class Replication:
     # ---- the two accesses ---------------------------------------------------------------
     def read(self, msg: pc.DirRead):
         self._check(msg)
-        entry = yield from self._locked(msg.obj, msg.idx)
+        entry = yield from self.lock_entry(msg.obj, msg.idx)
         try:
             yield from self._survive(msg.obj, msg.idx, entry)
             yield from self._ensure_master(msg, entry)
@@ -88,12 +90,12 @@ class Replication:
         cost = 0
         if self.core.repl.unsafe_unreplicate and entry.replicas:
             yield from self._collapse_unsafe(msg.obj, msg.idx, entry, "write")  # before (without) the lock
-        entry = yield from self._locked(msg.obj, msg.idx)
+        entry = yield from self.lock_entry(msg.obj, msg.idx)
         try:
             yield from self._survive(msg.obj, msg.idx, entry)
             yield from self._ensure_master(msg, entry)
             if entry.replicas:
-                cost = yield from self._collapse(msg.obj, msg.idx, entry, "write")
+                cost = yield from self.collapse(msg.obj, msg.idx, entry, "write")
             entry.writers.add(msg.mapper)
             entry.mappers[msg.mapper] = entry.node
             entry.dirty = True
@@ -144,10 +146,10 @@ class Replication:
             c.events["pglost_dirty"] += 1
         c.events["pglost_master"] += 1
         if entry.replicas:  # copies of a clean page: dropped too, the store is the one source again
-            yield from self._collapse(obj, idx, entry, "nodedeath")
+            yield from self.collapse(obj, idx, entry, "nodedeath")
         targets = [(h, node, entry.frame) for h, node in entry.mappers.items() if node == entry.node]
         if targets:  # mappings of the dead frame: they fault again
-            yield from self._shootdown(obj, idx, entry, targets, False, "nodedeath")
+            yield from self.shootdown(obj, idx, entry, targets, False, "nodedeath")
         entry.node, entry.dirty = -1, False
         entry.writers.clear()
         entry.mappers.clear()
@@ -170,7 +172,7 @@ class Replication:
                 continue
             if (obj, idx) not in self.dir.entries:
                 continue  # truncated while an earlier one was buried
-            entry = yield from self._locked(obj, idx)
+            entry = yield from self.lock_entry(obj, idx)
             try:
                 yield from self.bury(obj, idx, entry)
             finally:
@@ -190,7 +192,7 @@ class Replication:
             raise NumaEmuError(ErrorCode.EINVAL, f"dir.rebuild: no node {sender}")
         for rec in records:
             obj, idx, node, frame, gen = rec["obj"], rec["idx"], rec["node"], rec["frame"], rec["gen"]
-            entry = yield from self._locked(obj, idx)
+            entry = yield from self.lock_entry(obj, idx)
             try:
                 if entry.node < 0 and not entry.replicas:
                     entry.rebuilt = True
@@ -200,7 +202,7 @@ class Replication:
                     entry.lost_with = node
                 if not entry.rebuilt or node in c.dead:
                     if node not in c.dead and (node, frame) != (entry.node, entry.frame):
-                        yield from self._shootdown(obj, idx, entry, [(sender, node, frame)], False, "rebuild",
+                        yield from self.shootdown(obj, idx, entry, [(sender, node, frame)], False, "rebuild",
                                                    free=rec["replica"])
                         if not rec["replica"] and node == sender:  # a master the fresh entry replaced
                             yield from c.free_frames({node: [frame]})
@@ -279,7 +281,7 @@ class Replication:
         except NumaEmuError:
             # h may hold the bytes and even map them (the fill came, its ack did not): take the
             # mapping and the frame away on h, acknowledged, and use the master.
-            yield from self._shootdown(obj, idx, entry, [(h, h, frame)], False, "copyfail", free=True)
+            yield from self.shootdown(obj, idx, entry, [(h, h, frame)], False, "copyfail", free=True)
             c.events["repl_copy_failed"] += 1
             return cost, None
         # Recorded once the copy is in place (or, riding on the answer, once it is sent), the lock
@@ -318,7 +320,7 @@ class Replication:
         return reply.frames[0], (reply.generations or [0])[0]
 
     # ---- shootdowns ---------------------------------------------------------------------
-    def _shootdown(self, obj: str, idx: int, entry: DirEntry, targets: list[tuple[int, int, int]],
+    def shootdown(self, obj: str, idx: int, entry: DirEntry, targets: list[tuple[int, int, int]],
                    write_protect: bool, cause: str, free: bool = False):
         """Drop (or write-protect) the mappings (home node, copy node, copy frame) and wait for
         every acknowledgement; with `free`, each target frees its replica once unmapped. All are
@@ -333,10 +335,7 @@ class Replication:
             if c.trace.on:
                 c.trace.emit("shootdown", obj=obj, idx=idx, target=home, copy_node=node, frame=frame,
                              write_protect=write_protect, cause=cause, phase="sent")
-            if home == c.node_id:
-                self.local_shootdown(msg)
-            else:
-                calls.append(Call(node_dest(home), msg))
+            calls.append(Call(node_dest(home), msg))
         if calls:
             try:
                 yield calls  # in parallel; the gather settles every call before it reports a failure
@@ -349,18 +348,18 @@ class Replication:
 
     def _write_protect(self, obj: str, idx: int, entry: DirEntry, cause: str):
         """Downgrade every writable mapping of the master to read-only, acknowledged; its cost."""
-        cost = yield from self._shootdown(obj, idx, entry, [(w, entry.node, entry.frame) for w in entry.writers],
+        cost = yield from self.shootdown(obj, idx, entry, [(w, entry.node, entry.frame) for w in entry.writers],
                                           write_protect=True, cause=cause)
         entry.writers.clear()
         return cost
 
-    def _collapse(self, obj: str, idx: int, entry: DirEntry, cause: str, only: int | None = None):
+    def collapse(self, obj: str, idx: int, entry: DirEntry, cause: str, only: int | None = None):
         """Tear down the replicas (or the one on node `only`): every replica's node unmaps it, then
         frees it, then acknowledges; only after every ack is the entry changed. A replica lives on
         the only home node that maps it, so its free rides on its shootdown."""
         victims = {r: fe for r, fe in entry.replicas.items() if only is None or r == only}
         targets = [(r, r, frame) for r, (frame, _gen) in victims.items()]
-        cost = yield from self._shootdown(obj, idx, entry, targets, False, cause, free=True)
+        cost = yield from self.shootdown(obj, idx, entry, targets, False, cause, free=True)
         self._forget_replicas(obj, idx, entry, victims, cause)
         return cost
 
@@ -372,7 +371,7 @@ class Replication:
             if entry.mappers.get(r) == r:
                 del entry.mappers[r]
             lifetime = now - entry.born_ns.pop(r, now)
-            c.repl_lifetimes[lifetime_bucket(lifetime)] += 1
+            self.lifetimes[lifetime_bucket(lifetime)] += 1
             if cause == "write" and lifetime < c.repl.thrash_window_ns and c.repl.backoff:
                 entry.backoff_level += 1
                 entry.backoff_until_ns = now + c.repl.cooldown_ns * 2 ** (entry.backoff_level - 1)
@@ -394,13 +393,10 @@ class Replication:
         yield Sleep(self.core.repl.unsafe_unmap_delay_ns / 1e9)
         for home, node, frame in targets:
             msg = pc.PteShootdown(obj=obj, idx=idx, node=node, frame=frame, cause=cause, epoch=0)
-            if home == self.core.node_id:
-                self.local_shootdown(msg)
-            else:
-                try:
-                    yield Call(node_dest(home), msg)
-                except NumaEmuError:
-                    pass
+            try:
+                yield Call(node_dest(home), msg)
+            except NumaEmuError:
+                pass
 
     # ---- writeback, truncate, reclaim -------------------------------------------------------
     def writeback(self, msg: pc.DirWriteback):
@@ -449,10 +445,10 @@ class Replication:
         c = self.core
         freed = len(entry.replicas)
         if entry.replicas:
-            yield from self._collapse(obj, idx, entry, cause)
+            yield from self.collapse(obj, idx, entry, cause)
         if entry.node >= 0:
             targets = [(h, node, entry.frame) for h, node in entry.mappers.items() if node == entry.node]
-            yield from self._shootdown(obj, idx, entry, targets, False, cause)
+            yield from self.shootdown(obj, idx, entry, targets, False, cause)
             yield from c.free_frames({entry.node: [entry.frame]})
             freed += 1
         self.dir.drop(obj, idx, entry)
@@ -482,7 +478,7 @@ class Replication:
                 yield from self.bury(obj, idx, entry)
                 replica = entry.replicas.get(msg.node, (None, 0))[0] == frame
                 if replica:
-                    yield from self._collapse(obj, idx, entry, "reclaim", only=msg.node)
+                    yield from self.collapse(obj, idx, entry, "reclaim", only=msg.node)
                     freed += 1
                 elif (entry.node == msg.node and entry.frame == frame and obj.startswith(FILE_PREFIX)
                       and c.store is not None):

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from nodes.core import node_dest
-from nodes.costmodel import CostModel
 from nodes.framepool import FramePool
 from nodes.node import Node
 from nodes.store import Store
@@ -162,12 +161,12 @@ class NodeServer:
 
     def on_latency(self, msg: lm.NodeLatency) -> Ok:
         table = LatencyTable.from_wire(msg.table)
-        self.core.cost = CostModel(table.latency_ns, table.bandwidth_mib_s, self.page_size)
+        self.core.set_cost(table.latency_ns, table.bandwidth_mib_s)
         if table.mode == REAL:
             me, rng = self.node_id, self.jitter_rng
-            self.reactor.link_delay = lambda peer, nbytes: table.delay_s(me, int(peer[5:]), nbytes, rng)
+            self.reactor.set_link_delay(lambda peer, nbytes: table.delay_s(me, int(peer[5:]), nbytes, rng))
         else:
-            self.reactor.link_delay = None
+            self.reactor.set_link_delay(None)
         log.info("node %d: latency table version %d, mode %s, dilation %g", self.node_id, table.version,
                  table.mode, table.dilation)
         return Ok()
@@ -176,7 +175,7 @@ class NodeServer:
         """The fault table in force: applied to every message this node sends to another node."""
         table = FaultTable.from_wire(msg.table)
         self.reactor.set_faults(FaultInjector(table, self.node_id))
-        self.core.forwarding = not table.active
+        self.core.set_forwarding(not table.active)
         log.info("node %d: fault table version %d, seed %d, %s", self.node_id, table.version, table.seed,
                  "active" if table.active else "none")
         return Ok()
@@ -187,7 +186,7 @@ class NodeServer:
 
     def on_trace_drain(self, msg: trm.NodeTraceDrain) -> trm.TraceEventsReply:
         tracer = self.core.trace
-        dropped, tracer.dropped = tracer.dropped, 0
+        dropped = tracer.take_dropped()
         return trm.TraceEventsReply(events=tracer.drain(), dropped=dropped)
 
     def on_shutdown(self, msg: lc.NodeShutdown) -> Ok:

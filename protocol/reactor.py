@@ -31,7 +31,7 @@ from protocol import delaylink
 from protocol.forwarding import Forwarding
 from protocol.heldmessages import HeldMessages
 from protocol.peercalls import PeerCalls
-from protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, gather
+from protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, answer_locally, as_error, gather
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.keys import ClusterKeys
 from protocol.messages import ErrorReply, Message, Notice, Ok, Reply, Request
@@ -115,6 +115,7 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
         self.keys = keys
         self._auth = None  # the ZAP handler, started by bind()
         self.identity = identity.encode() if identity else None
+        self._me = identity  # a Call to this destination is answered here, without a message
         # The delaying link (docs/design.md#real-injection): peer name, bytes -> seconds to hold a message back.
         self.link_delay: Callable[[str, int], float] | None = None
         self._delayed: list[tuple[float, int, Callable[[], None]]] = []  # (due, seq, action): held messages
@@ -175,6 +176,11 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
 
     def on(self, kind: str, handler: Handler) -> None:
         self.handlers[kind] = handler
+
+    def set_link_delay(self, delay: Callable[[str, int], float] | None) -> None:
+        """The delaying link of `real` mode: peer name, bytes -> seconds to hold a message back
+        (None: no delay)."""
+        self.link_delay = delay
 
     def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
         self._fd_handlers[fd] = callback
@@ -343,6 +349,8 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
         if isinstance(effect, Future):
             return effect
         if isinstance(effect, Call):
+            if effect.dest == self._me:
+                return self._call_self(effect.request)
             return self.call(effect.dest, effect.request, effect.timeout_s)
         if isinstance(effect, (list, tuple)):
             return gather([self._as_future(e) for e in effect])
@@ -356,6 +364,20 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
             done.set_result(None)
             return done
         raise TypeError(f"a handler yielded {effect!r}; expected Call, list of Call, or Future")
+
+    def _call_self(self, request: Request) -> Future:
+        """A call to this process itself, answered from its handler table (protocol.effects)."""
+        handler = self.handlers.get(request.kind)
+        if handler is None:
+            fut = Future()
+            fut.set_exception(NumaEmuError(ErrorCode.EINVAL, f"{self.name} does not serve {request.kind!r}"))
+            return fut
+        self.stats["calls_to_self"] += 1
+        return answer_locally(handler, request, self.spawn, self._crashed)
+
+    def _crashed(self, exc: BaseException) -> None:
+        log.error("handler failed", exc_info=exc)
+        self.stats["handler_crashes"] += 1
 
     def spawn(self, gen: types.GeneratorType, done: Callable[[Any, BaseException | None], None]) -> None:
         """Drive a handler generator until it returns; `done(result, exception)` then."""
@@ -385,12 +407,10 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
     # ---- receiving ----------------------------------------------------------------------
     def _reply(self, routing: list[bytes], request_id: int, result: Any, exc: BaseException | None) -> None:
         if exc is not None:
-            if isinstance(exc, NumaEmuError):
-                reply: Reply = ErrorReply(code=exc.code.value, message=exc.message)
-            else:
-                log.exception("handler failed", exc_info=exc)
-                self.stats["handler_crashes"] += 1
-                reply = ErrorReply(code=ErrorCode.EIO.value, message=f"internal error: {exc.__class__.__name__}: {exc}")
+            if not isinstance(exc, NumaEmuError):
+                self._crashed(exc)
+            err = as_error(exc)
+            reply: Reply = ErrorReply(code=err.code.value, message=err.message)
         elif result is None:
             reply = Ok()
         else:

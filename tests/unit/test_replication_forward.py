@@ -39,8 +39,7 @@ class HomeNode:
 
     def __init__(self):
         self.core = core(3)
-        self.view = PageCacheView(self.core)
-        self.view.tasks = {}
+        self.view = PageCacheView(self.core, {})
         self.idx = an_index_homed_on(1)
         task = SimpleNamespace(node=3, mems={0, 1, 2, 3})
         self.lookup = self.view.lookup(OBJ, self.idx, write=False, task=task, policy={}, interleave_index=0,
@@ -131,7 +130,7 @@ def test_an_older_fill_than_a_seen_shootdown_is_asked_again():
 
 def directory(node_id: int, master_node: int):
     c = core(node_id)
-    repl = Replication(c, Directory(), local_shootdown=lambda msg: None)
+    repl = Replication(c, Directory())
     entry = repl.dir.entry(OBJ, 5)
     entry.node, entry.frame, entry.gen = master_node, 2, 0
     read = pc.DirRead(obj=OBJ, idx=5, mapper=3, task_node=3, policy={}, allowed=[0, 1, 2, 3], interleave_index=0,
@@ -248,7 +247,7 @@ def test_without_a_spare_a_failed_copy_frees_the_frame_it_allocated_on_the_reade
     """The reader had no frame to offer: the directory allocates one there and has the owner copy
     into it (frame.copy); when that fails the replica is shot down (and freed) all the same."""
     c = core(1)
-    repl = Replication(c, Directory(), local_shootdown=lambda msg: None)
+    repl = Replication(c, Directory())
     entry = repl.dir.entry(OBJ, 5)
     entry.node, entry.frame, entry.gen = 0, 2, 0
     gen = repl.read(pc.DirRead(obj=OBJ, idx=5, mapper=3, task_node=3, policy={}, allowed=[0, 1, 2, 3],
