@@ -23,7 +23,8 @@ from protocol.codec import decode, encode
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.keys import ClusterKeys
 from protocol.messages import ErrorReply, Reply, Request
-from protocol.reactor import connect_endpoint, make_socket, recv_frames, send_frames
+from protocol.link import send_frames
+from protocol.reactor import connect_endpoint, make_socket, recv_frames
 from protocol.timing import CLIENT_TIMEOUT_S, SILENCE_PROBE_FIRST_S, SILENCE_PROBE_MAX_S
 
 # What a caller runs when its request has had no reply for a while (Task: ask the coordinator
