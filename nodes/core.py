@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import collections
 import zlib
-from dataclasses import dataclass
 from typing import Callable
 
 from nodes.costmodel import CostModel
@@ -16,7 +15,6 @@ from nodes.placement import Placement, charge
 from nodes.store import FILE_PREFIX
 from protocol.counters import NODE_EVENTS, NUMASTAT_COUNTERS
 from protocol.effects import Call
-from protocol.policy import Policy
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import memory as mm
 from protocol.tracing import Tracer
@@ -32,38 +30,6 @@ STALE_RETRIES = 32
 
 def node_dest(node: int) -> str:
     return f"node:{node}"
-
-
-@dataclass
-class FileState:
-    """What a node knows of a page-cache file (pushed by the coordinator)."""
-
-    size: int = 0
-    writably_mapped: bool = False
-    exec_mapped: bool = False
-    policy: Policy | None = None  # the file's shared policy: it places the pages, not the reader's
-
-
-@dataclass
-class ReplicationTunables:
-    """The replicated page cache's switches (sysctl vm.pagecache_replication*)."""
-
-    enabled: bool = True
-    mode: str = "all"  # all | no-writers | exec-only (the filters proposed in the 2007 thread)
-    backoff: bool = True
-    thrash_window_ns: int = 1_000_000_000  # a replica zapped younger than this was thrashing
-    cooldown_ns: int = 1_000_000_000  # first back-off; doubles on every repeat
-    unsafe_unreplicate: bool = False  # the 2007 ordering: no lock, free at once, unmap later
-    unsafe_unmap_delay_ns: int = 100_000_000
-
-
-def lifetime_bucket(ns: int) -> str:
-    """Histogram bucket of a replica lifetime: powers of two of milliseconds."""
-    ms = ns / 1e6
-    edge = 1
-    while ms >= edge and edge < 2 ** 20:
-        edge *= 2
-    return f"<{edge}ms"
 
 
 def directory_home(obj: str, idx: int, n_nodes: int, dead=()) -> int:
@@ -107,8 +73,6 @@ class NodeCore:
         self.clock_ns = clock_ns
         self.trace = Tracer(node_id, clock_ns)
         self.store = store  # nodes.store.Store, or a stand-in
-        self.files: dict[str, FileState] = {}
-        self.repl = ReplicationTunables()
         # This node's page-cache frames, oldest first (reclaim's two lists, nodes/reclaim.py):
         # replicas, and masters of file pages (shm has no store to read it back from: not listed).
         self.replica_frames: collections.OrderedDict[int, tuple[str, int]] = collections.OrderedDict()

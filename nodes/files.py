@@ -6,7 +6,8 @@ first. File sizes and mapping flags come from the coordinator (the file table's 
 """
 from __future__ import annotations
 
-from nodes.core import STALE_RETRIES, FileState, NodeCore, node_dest
+from nodes.core import STALE_RETRIES, NodeCore, node_dest
+from nodes.filetable import FileTable
 from nodes.mm import MemoryManager
 from nodes.pcache import PageCacheView
 from nodes.pagetable import FILE
@@ -15,32 +16,21 @@ from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
 from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
-from protocol.policy import Policy
 
 
 class FileOps:
-    def __init__(self, core: NodeCore, mmgr: MemoryManager, pcache: PageCacheView):
+    def __init__(self, core: NodeCore, mmgr: MemoryManager, pcache: PageCacheView, files: FileTable):
         self.core = core
         self.mm = mmgr
         self.pcache = pcache
+        self.files = files
 
     def handlers(self) -> dict:
         return {"mem.pread": self.pread, "mem.pwrite": self.pwrite, "mem.fsync": self.fsync,
-                "mem.mmap_file": self.mmap_file, "node.file.info": self.file_info}
-
-    def file_info(self, msg: pc.NodeFileInfo) -> Ok:
-        self.core.files[msg.name] = FileState(msg.size, msg.writably_mapped, msg.exec_mapped,
-                                              Policy.from_wire(msg.policy) if msg.policy is not None else None)
-        return Ok()
-
-    def _state(self, name: str) -> FileState:
-        state = self.core.files.get(name)
-        if state is None:
-            raise NumaEmuError(ErrorCode.ENOENT, f"file {name!r} is not open in this cluster (open it first)")
-        return state
+                "mem.mmap_file": self.mmap_file}
 
     def _page(self, task, name: str, idx: int, write: bool):
-        policy = self.mm.file_policy(name) or task.policy
+        policy = self.files.policy(name) or task.policy
         replicate = not write and self.mm.may_replicate(task, name)
         return (yield from self.pcache.lookup(f"file:{name}", idx, write=write, task=task, policy=policy.to_wire(),
                                                  interleave_index=idx, replicate=replicate))
@@ -70,7 +60,7 @@ class FileOps:
         task = self.mm.task(msg.task_id)
         if msg.offset < 0 or msg.length < 0:
             raise NumaEmuError(ErrorCode.EINVAL, "pread offset and length must not be negative")
-        size = self._state(msg.name).size
+        size = self.files.known(msg.name).size
         end = min(size, msg.offset + msg.length)
         ps, out, pos = self.core.page_size, bytearray(), msg.offset
         while pos < end:
@@ -84,7 +74,7 @@ class FileOps:
         task = self.mm.task(msg.task_id)
         if msg.offset < 0:
             raise NumaEmuError(ErrorCode.EINVAL, "pwrite offset must not be negative")
-        state = self._state(msg.name)
+        state = self.files.known(msg.name)
         end = msg.offset + len(msg.data)
         if end > state.size:  # grow the file first: the coordinator is the size authority
             reply = yield Call("coordinator", pc.FileResize(name=msg.name, size=end))
@@ -99,7 +89,7 @@ class FileOps:
 
     def fsync(self, msg: pc.FileSync):
         self.mm.task(msg.task_id)
-        self._state(msg.name)
+        self.files.known(msg.name)
         wb = pc.DirWriteback(obj=f"file:{msg.name}")
         core = self.core
         yield [Call(node_dest(n), wb) for n in range(core.n_nodes) if n not in core.dead]
@@ -107,7 +97,7 @@ class FileOps:
 
     def mmap_file(self, msg: pc.FileMmap):
         task = self.mm.task(msg.task_id)
-        state = self._state(msg.name)
+        state = self.files.known(msg.name)
         ps = self.core.page_size
         if msg.offset < 0 or msg.offset % ps:
             raise NumaEmuError(ErrorCode.EINVAL, f"file offset {msg.offset} is not page aligned")

@@ -27,7 +27,9 @@ from protocol.messages import tasks as tm
 from protocol.policy import Mode, Policy
 
 if TYPE_CHECKING:
+    from nodes.filetable import FileTable
     from nodes.pagemove import PageMoves
+    from nodes.replication import ReplicationTunables
 
 _TOUCH_BYTES = 64  # a touch reads or writes one cache line of the page
 # A batch hands the loop back after this many pages, so that a long touch never starves the
@@ -94,10 +96,14 @@ class _FaultBatch:
 
 
 class MemoryManager:
-    def __init__(self, core: NodeCore, pcache: PageCacheView, tasks: dict[int, TaskState], moves: PageMoves):
+    def __init__(self, core: NodeCore, pcache: PageCacheView, tasks: dict[int, TaskState], moves: PageMoves,
+                 files: FileTable, tunables: ReplicationTunables):
         """`tasks`: this node's tasks by id, shared with the page cache's reverse map (its
-        shootdowns unmap task entries); `moves`: the migration cache and page moves its faults use."""
+        shootdowns unmap task entries); `moves`: the migration cache and page moves its faults use;
+        `files` and `tunables`: the file table and the replication switches its faults follow."""
         self.core = core
+        self.files = files
+        self.tunables = tunables
         self.pcache = pcache
         self.tasks = tasks
         self.moved: dict[int, int] = {}  # task id -> the node it moved to (nodes.taskmove)
@@ -247,15 +253,10 @@ class MemoryManager:
         return Ok()
 
     # ---- faults -------------------------------------------------------------------------
-    def file_policy(self, name: str) -> Policy | None:
-        """The shared policy of file `name`, if it has one (it outranks the readers' policies)."""
-        state = self.core.files.get(name)
-        return state.policy if state is not None else None
-
     def placement(self, task: TaskState, region: Region, page: int) -> tuple[Placement, Policy, int]:
         """Where page `page` of `region` goes by the policy in force (file, VMA, task): the
         placement, that policy, and the interleave index used."""
-        policy = (region.kind == FILE and self.file_policy(region.name)) or region.policy or task.policy
+        policy = (region.kind == FILE and self.files.policy(region.name)) or region.policy or task.policy
         index = 0
         if policy.mode in (Mode.INTERLEAVE, Mode.WEIGHTED_INTERLEAVE):
             if region.policy is not None or region.kind != ANON:
@@ -328,10 +329,10 @@ class MemoryManager:
     def may_replicate(self, task: TaskState, name: str) -> bool:
         """A reader of file `name` may get a replica: global switch, its cpuset's flag, and the
         mode filter (no-writers: mapping_writably_mapped; exec-only: mapped executable)."""
-        t = self.core.repl
+        t = self.tunables
         if not (t.enabled and task.replication):
             return False
-        state = self.core.files.get(name)
+        state = self.files.get(name)
         if t.mode == "no-writers":
             return state is None or not state.writably_mapped
         if t.mode == "exec-only":

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from nodes.core import NodeCore, node_dest
 from nodes.directory import Directory
 from nodes.files import FileOps
+from nodes.filetable import FileTable
 from nodes.framepool import FramePool
 from nodes.frames import FrameService
 from nodes.master_move import MasterMove
@@ -20,7 +21,7 @@ from nodes.mm import MemoryManager
 from nodes.pagemove import PageMoves
 from nodes.pcache import PageCacheView
 from nodes.reclaim import Reclaim
-from nodes.replication import Replication
+from nodes.replication import Replication, ReplicationTunables
 from nodes.store import Store
 from nodes.sysctl import NodeControl
 from nodes.taskmove import TaskMoves
@@ -62,16 +63,17 @@ class Node:
         self.core = core = NodeCore(node_id, topology, pool, clock_ns=clock_ns, store=store,
                                     reclaim=self._direct_reclaim)
         tasks: dict = {}  # this node's tasks: the memory manager's, and the page cache's reverse map's
+        files, tunables = FileTable(), ReplicationTunables()  # read by several services, set by one
         self.pcache = PageCacheView(core, tasks)
-        self.replication = Replication(core, Directory())
+        self.replication = Replication(core, Directory(), files, tunables)
         self.moves = PageMoves(core, self.pcache)
-        self.mm = MemoryManager(core, self.pcache, tasks, self.moves)
+        self.mm = MemoryManager(core, self.pcache, tasks, self.moves, files, tunables)
         self.migration = Migration(core, self.mm, self.pcache, self.moves)
         self.reclaim = Reclaim(core)
         self.handlers = HandlerTable()
-        for service in (FrameService(core), self.replication, MasterMove(core, self.replication), self.pcache,
-                        self.mm, PolicyOps(core, self.mm, self.migration), FileOps(core, self.mm, self.pcache),
-                        TaskMoves(core, self.mm, self.pcache, self.moves), NodeControl(core, self.mm), self.migration):
+        for service in (files, FrameService(core), self.replication, MasterMove(core, self.replication), self.pcache,
+                        self.mm, PolicyOps(core, self.mm, self.migration), FileOps(core, self.mm, self.pcache, files),
+                        TaskMoves(core, self.mm, self.pcache, self.moves), NodeControl(core, self.mm, tunables), self.migration):
             self.handlers.add_all(service.handlers())
         self.handlers.add("node.stats", self.on_stats)
 

@@ -27,10 +27,12 @@ answer that a shootdown overtook (replies and shootdowns travel on different soc
 from __future__ import annotations
 
 import collections
+from dataclasses import dataclass
 
-from nodes.core import NodeCore, lifetime_bucket, node_dest
+from nodes.core import NodeCore, node_dest
 from nodes.costmodel import SHOOTDOWN_NS
 from nodes.directory import DirEntry, Directory
+from nodes.filetable import FileTable
 from nodes.placement import place
 from nodes.store import FILE_PREFIX, store_name
 from protocol.effects import Call, Sleep, Spawn
@@ -41,10 +43,36 @@ from protocol.messages import pagecache as pc
 from protocol.policy import Policy
 
 
+@dataclass
+class ReplicationTunables:
+    """The replicated page cache's switches (sysctl vm.pagecache_replication*)."""
+
+    enabled: bool = True
+    mode: str = "all"  # all | no-writers | exec-only (the filters proposed in the 2007 thread)
+    backoff: bool = True
+    thrash_window_ns: int = 1_000_000_000  # a replica zapped younger than this was thrashing
+    cooldown_ns: int = 1_000_000_000  # first back-off; doubles on every repeat
+    unsafe_unreplicate: bool = False  # the 2007 ordering: no lock, free at once, unmap later
+    unsafe_unmap_delay_ns: int = 100_000_000
+
+
+def lifetime_bucket(ns: int) -> str:
+    """Histogram bucket of a replica lifetime: powers of two of milliseconds."""
+    ms = ns / 1e6
+    edge = 1
+    while ms >= edge and edge < 2 ** 20:
+        edge *= 2
+    return f"<{edge}ms"
+
+
 class Replication:
-    def __init__(self, core: NodeCore, directory: Directory):
+    def __init__(self, core: NodeCore, directory: Directory, files: FileTable, tunables: ReplicationTunables):
+        """`files`: the file table (writeback writes up to a file's size); `tunables`: the
+        switches sysctl sets, shared with the memory manager's replication filters."""
         self.core = core
         self.dir = directory
+        self.files = files
+        self.tunables = tunables
         self.lifetimes: collections.Counter[str] = collections.Counter()  # replica lifetimes, by lifetime_bucket
 
     def handlers(self) -> dict:
@@ -88,7 +116,7 @@ class Replication:
         self._check(msg)
         entry = self.dir.entry(msg.obj, msg.idx)
         cost = 0
-        if self.core.repl.unsafe_unreplicate and entry.replicas:
+        if self.tunables.unsafe_unreplicate and entry.replicas:
             yield from self._collapse_unsafe(msg.obj, msg.idx, entry, "write")  # before (without) the lock
         entry = yield from self.lock_entry(msg.obj, msg.idx)
         try:
@@ -252,7 +280,7 @@ class Replication:
         now = c.clock_ns()
         if entry.dirty:
             return 0, None
-        if c.repl.backoff and now < entry.backoff_until_ns:
+        if self.tunables.backoff and now < entry.backoff_until_ns:
             c.events["repl_backoff_skips"] += 1
             return 0, None
         cost, ride = 0, None
@@ -372,13 +400,13 @@ class Replication:
                 del entry.mappers[r]
             lifetime = now - entry.born_ns.pop(r, now)
             self.lifetimes[lifetime_bucket(lifetime)] += 1
-            if cause == "write" and lifetime < c.repl.thrash_window_ns and c.repl.backoff:
+            if cause == "write" and lifetime < self.tunables.thrash_window_ns and self.tunables.backoff:
                 entry.backoff_level += 1
-                entry.backoff_until_ns = now + c.repl.cooldown_ns * 2 ** (entry.backoff_level - 1)
+                entry.backoff_until_ns = now + self.tunables.cooldown_ns * 2 ** (entry.backoff_level - 1)
                 c.events["pgreplicabackoff"] += 1
             if c.trace.on:
                 c.trace.emit("unreplicate", obj=obj, idx=idx, replica_node=r, frame=victims[r][0], cause=cause,
-                             lifetime_ns=lifetime, unsafe=c.repl.unsafe_unreplicate)
+                             lifetime_ns=lifetime, unsafe=self.tunables.unsafe_unreplicate)
 
     def _collapse_unsafe(self, obj: str, idx: int, entry: DirEntry, cause: str):
         """The 2007 ordering, on purpose: clear the replicas without the lock, free them at once,
@@ -390,7 +418,7 @@ class Replication:
         yield Spawn(self._late_unmaps(obj, idx, targets, cause))
 
     def _late_unmaps(self, obj: str, idx: int, targets: list, cause: str):
-        yield Sleep(self.core.repl.unsafe_unmap_delay_ns / 1e9)
+        yield Sleep(self.tunables.unsafe_unmap_delay_ns / 1e9)
         for home, node, frame in targets:
             msg = pc.PteShootdown(obj=obj, idx=idx, node=node, frame=frame, cause=cause, epoch=0)
             try:
@@ -419,7 +447,7 @@ class Replication:
         if entry.writers:  # page_mkclean: the next write must fault and dirty the page again
             yield from self._write_protect(obj, idx, entry, "writeback")
         data = yield from c.read_frame(entry.node, entry.frame, entry.gen)
-        state = c.files.get(store_name(obj))
+        state = self.files.get(store_name(obj))
         c.store.write_page(obj, idx, data, state.size if state else (idx + 1) * c.page_size)
         entry.dirty = False
         c.events["pgwriteback"] += 1

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from nodes.core import NodeCore
 from nodes.mm import MemoryManager
+from nodes.replication import ReplicationTunables
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
 from protocol.messages import control as cm
@@ -22,7 +23,7 @@ log = logging.getLogger("node.sysctl")
 
 
 class NodeControl:
-    def __init__(self, core: NodeCore, mm: MemoryManager):
+    def __init__(self, core: NodeCore, mm: MemoryManager, tunables: ReplicationTunables):
         self.core = core
         self.mm = mm
         self.tunables = cm.tunables(core.possible)
@@ -31,7 +32,6 @@ class NodeControl:
             cm.weight_key(n): functools.partial(core.set_weight, n) for n in sorted(core.possible)}
         self.appliers[cm.NUMA_STAT_KEY] = lambda value: self.core.switch_numastat(bool(value))
         self.appliers[cm.AUTO_MIGRATE_KEY] = lambda value: self.core.set_auto_migrate(bool(value))
-        tunables = core.repl  # a record of switches (nodes.core.ReplicationTunables)
         self.appliers.update({
             cm.REPL_KEY: lambda v: setattr(tunables, "enabled", bool(v)),
             cm.REPL_MODE_KEY: lambda v: setattr(tunables, "mode", v),

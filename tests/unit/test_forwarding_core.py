@@ -7,11 +7,13 @@ import types
 import pytest
 
 from nodes.core import NodeCore
+from nodes.filetable import FileTable
 from nodes.framepool import FramePool
 from nodes.frames import FrameService
 from nodes.mm import MemoryManager
 from nodes.pagemove import PageMoves
 from nodes.pcache import PageCacheView
+from nodes.replication import ReplicationTunables
 from protocol.effects import Answer, Forward
 from protocol.errors import ErrorCode
 from protocol.messages import ErrorReply
@@ -35,7 +37,7 @@ def home():
     c = core(0)
     tasks: dict = {}
     view = PageCacheView(c, tasks)
-    manager = MemoryManager(c, view, tasks, PageMoves(c, view))
+    manager = MemoryManager(c, view, tasks, PageMoves(c, view), FileTable(), ReplicationTunables())
     manager.attach(tm.NodeTaskAttach(task_id=7, pid=1, comm="t", cpu=0, policy=DEFAULT_POLICY.to_wire(),
                                      mems_allowed=[0, 1]))
     region = manager.tasks[7].space.map(3, "anon")

@@ -8,8 +8,9 @@ import pytest
 from coordinator.state import ClusterState
 from nodes.core import NodeCore, directory_home
 from nodes.directory import Directory
+from nodes.filetable import FileTable
 from nodes.framepool import FramePool
-from nodes.replication import Replication
+from nodes.replication import Replication, ReplicationTunables
 from numa_emu.catalog import resolve_topology
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
@@ -61,7 +62,7 @@ def _directory(node_id: int, dead: dict[int, str]) -> Replication:
     core = NodeCore(node_id, TOPOLOGY, FramePool(16, PAGE))
     core.dead.update(dead)
     core.shardless.update(dead)
-    return Replication(core, Directory())
+    return Replication(core, Directory(), FileTable(), ReplicationTunables())
 
 
 def test_a_dirty_master_lost_with_its_node_is_reported_once_then_absent():
