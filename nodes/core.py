@@ -17,6 +17,7 @@ from protocol.counters import NODE_EVENTS, NUMASTAT_COUNTERS
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import memory as mm
+from protocol.routing import node_dest, node_of
 from protocol.tracing import Tracer
 from protocol.zonelist import fallback_orders
 
@@ -26,10 +27,6 @@ from protocol.zonelist import fallback_orders
 # long as it takes; we stop with ESTALE after this many, so a page that never settles cannot hang
 # its task (a page migrated back and forth every few ms needs two or three).
 STALE_RETRIES = 32
-
-
-def node_dest(node: int) -> str:
-    return f"node:{node}"
 
 
 def directory_home(obj: str, idx: int, n_nodes: int, dead=()) -> int:
@@ -315,7 +312,7 @@ class NodeCore:
                 # a dead node's frames died with it; the others' are freed later (every free of
                 # this batch sent again: those done already are skipped by their generation)
                 for call in calls:
-                    node, msg = int(call.dest[5:]), call.request
+                    node, msg = node_of(call.dest), call.request
                     if node not in self.dead and msg.generations is not None:
                         self.unfreed.setdefault(node, {}).update(zip(msg.frames, msg.generations))
 

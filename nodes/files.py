@@ -6,7 +6,7 @@ first. File sizes and mapping flags come from the coordinator (the file table's 
 """
 from __future__ import annotations
 
-from nodes.core import STALE_RETRIES, NodeCore, node_dest
+from nodes.core import STALE_RETRIES, NodeCore
 from nodes.filetable import FileTable
 from nodes.mm import MemoryManager
 from nodes.pcache import PageCacheView
@@ -16,6 +16,7 @@ from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
 from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
+from protocol.routing import node_dest
 
 
 class FileOps:

@@ -10,7 +10,7 @@ pgmigrate_success / pgmigrate_fail count here, on the directory home.
 """
 from __future__ import annotations
 
-from nodes.core import NodeCore, node_dest
+from nodes.core import NodeCore
 from nodes.directory import DirEntry
 from nodes.migration_plan import EACCES, EBUSY, ENOENT, ENOMEM, result_name
 from nodes.replication import Replication
@@ -19,6 +19,7 @@ from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import memory as mm
 from protocol.messages import migration as mg
 from protocol.messages import pagecache as pc
+from protocol.routing import node_dest
 
 UNREACHABLE = (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT)
 

@@ -12,7 +12,7 @@ import collections
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nodes.core import STALE_RETRIES, NodeCore, node_dest
+from nodes.core import STALE_RETRIES, NodeCore
 from nodes.locks import PageLock
 from nodes.pagetable import ANON, FILE, MIGCACHE, SHM, ZEROPAGE, AddressSpace, Region
 from nodes.pcache import PageCacheView
@@ -25,6 +25,7 @@ from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
 from protocol.policy import Mode, Policy
+from protocol.routing import node_dest
 
 if TYPE_CHECKING:
     from nodes.filetable import FileTable

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from nodes.core import NodeCore, node_dest
+from nodes.core import NodeCore
 from nodes.directory import Directory
 from nodes.files import FileOps
 from nodes.filetable import FileTable
@@ -29,6 +29,7 @@ from protocol.effects import Call
 from protocol.messages import lifecycle as lc
 from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
+from protocol.routing import node_dest
 
 log = logging.getLogger("node")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 
-from nodes.core import NodeCore, directory_home, node_dest
+from nodes.core import NodeCore, directory_home
 from nodes.costmodel import FAULT_OVERHEAD_NS
 from nodes.master_move import UNREACHABLE, alloc_exact, trace_migrate
 from nodes.migration_plan import EBUSY, ENOMEM
@@ -25,6 +25,7 @@ from protocol.messages import memory as mm
 from protocol.messages import migration as mg
 from protocol.messages import pagecache as pc
 from protocol.policy import Policy
+from protocol.routing import node_dest
 
 Item = tuple[Region, int, int]  # (region, page index, node the page's frame is on)
 # Pages moved per step: a big migration hands the loop back between steps (heartbeats, other

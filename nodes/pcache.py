@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nodes.core import NodeCore, directory_home, node_dest
+from nodes.core import NodeCore, directory_home
 from protocol.effects import Call, Future, Spawn
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
 from protocol.messages import pagecache as pc
+from protocol.routing import node_dest
 
 Key = tuple[str, int]
 

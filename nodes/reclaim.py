@@ -28,10 +28,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Container
 
-from nodes.core import NodeCore, directory_home, node_dest
+from nodes.core import NodeCore, directory_home
 from protocol.effects import Call, Future, Spawn
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import pagecache as pc
+from protocol.routing import node_dest
 
 Key = tuple[str, int]
 SWAP_CLUSTER_MAX = 32  # a direct reclaim frees at least this many frames when it can (mm/vmscan.c)

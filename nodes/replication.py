@@ -29,7 +29,7 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass
 
-from nodes.core import NodeCore, node_dest
+from nodes.core import NodeCore
 from nodes.costmodel import SHOOTDOWN_NS
 from nodes.directory import DirEntry, Directory
 from nodes.filetable import FileTable
@@ -41,6 +41,7 @@ from protocol.messages import Ok
 from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
 from protocol.policy import Policy
+from protocol.routing import node_dest
 
 
 @dataclass

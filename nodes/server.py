@@ -14,7 +14,6 @@ import signal
 import time
 from pathlib import Path
 
-from nodes.core import node_dest
 from nodes.framepool import FramePool
 from nodes.node import Node
 from nodes.store import Store
@@ -30,6 +29,7 @@ from protocol.messages import trace as trm
 from protocol.messages import Ok
 from protocol.messages import lifecycle as lc
 from protocol.reactor import Reactor
+from protocol.routing import node_dest, node_of
 from protocol.timing import HEARTBEAT_INTERVAL_S, SILENT_DEAD_S
 from protocol.version import PROTOCOL_VERSION
 
@@ -52,7 +52,7 @@ class NodeServer:
         (cluster_dir / STORE_DIR).mkdir(mode=0o700, exist_ok=True)
         self.node = Node(node_id, topology, self.pool, Store(cluster_dir / STORE_DIR, self.page_size), time.time_ns)
         self.core = self.node.core
-        self.reactor = r = Reactor(f"node {node_id}", identity=f"node:{node_id}", keys=ClusterKeys.load(cluster_dir))
+        self.reactor = r = Reactor(f"node {node_id}", identity=node_dest(node_id), keys=ClusterKeys.load(cluster_dir))
         self.jitter_rng = random.Random(node_id)  # seeded: a jittered run can be replayed
         self.endpoint = r.bind(endpoint_for(cluster_dir, f"node-{node_id}"))
         r.routes["coordinator"] = coordinator
@@ -164,7 +164,7 @@ class NodeServer:
         self.core.set_cost(table.latency_ns, table.bandwidth_mib_s)
         if table.mode == REAL:
             me, rng = self.node_id, self.jitter_rng
-            self.reactor.set_link_delay(lambda peer, nbytes: table.delay_s(me, int(peer[5:]), nbytes, rng))
+            self.reactor.set_link_delay(lambda peer, nbytes: table.delay_s(me, node_of(peer), nbytes, rng))
         else:
             self.reactor.set_link_delay(None)
         log.info("node %d: latency table version %d, mode %s, dilation %g", self.node_id, table.version,

@@ -15,7 +15,7 @@ or maps it again where it is; a trace of it says mode "auto".
 """
 from __future__ import annotations
 
-from nodes.core import NodeCore, node_dest
+from nodes.core import NodeCore
 from nodes.mm import MemoryManager, TaskState
 from nodes.pagemove import PageMoves
 from nodes.pagetable import ANON, MIGCACHE, AddressSpace
@@ -26,6 +26,7 @@ from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
 from protocol.messages import tasks as tm
 from protocol.policy import Policy
+from protocol.routing import node_dest
 
 
 def task_image(task: TaskState) -> dict:

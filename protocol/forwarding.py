@@ -21,6 +21,7 @@ from protocol.errors import ErrorCode, NumaEmuError
 from protocol.link import DelayingLink
 from protocol.messages import Reply
 from protocol.messages import lifecycle as lc
+from protocol.routing import NODE_PREFIX_BYTES
 from protocol.timing import PEER_CALL_TIMEOUT_S
 from protocol.version import TAG
 
@@ -70,7 +71,7 @@ class Forwarding:
         connected here."""
         # A node is never the requester of a forwarded request; answering into its DEALER would
         # resolve one of its own calls with a stranger's reply.
-        if not ans.route or ans.route[:5] == b"node:":
+        if not ans.route or ans.route.startswith(NODE_PREFIX_BYTES):
             self.stats["bad_routes"] += 1
             return
         frames = [ans.route] + encode_reply(ans.reply, ans.request_id, self.stats)
@@ -94,7 +95,7 @@ class Forwarding:
             reply = decode([TAG, msg.envelope])
         except WireError:
             reply = None
-        if not isinstance(reply, Reply) or not msg.route or msg.route[:5] == b"node:":
+        if not isinstance(reply, Reply) or not msg.route or msg.route.startswith(NODE_PREFIX_BYTES):
             self.stats["bad_relays"] += 1
             return
         try:

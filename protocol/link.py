@@ -23,6 +23,7 @@ from zmq.backend import Socket as _BackendSocket  # the compiled socket under zm
 from protocol import delaylink
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import lifecycle as lc
+from protocol.routing import NODE_PREFIX
 
 # Below this size a copying send beats pyzmq's zero-copy frames (their bookkeeping costs more).
 _ZERO_COPY_BYTES = 64 * 1024
@@ -69,7 +70,7 @@ class DelayingLink:
             return 0.0
         try:
             name = peer.decode() if isinstance(peer, bytes) else peer
-            return self.delay(name, sum(len(f) for f in frames)) if name.startswith("node:") else 0.0
+            return self.delay(name, sum(len(f) for f in frames)) if name.startswith(NODE_PREFIX) else 0.0
         except Exception:  # "node:x", "node:99" from a stranger: no such link, no delay
             self.stats["bad_links"] += 1
             return 0.0

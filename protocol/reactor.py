@@ -30,6 +30,7 @@ from protocol import delaylink
 from protocol.forwarding import Forwarding
 from protocol.link import DelayingLink
 from protocol.peercalls import PeerCalls
+from protocol.routing import NODE_PREFIX, NODE_PREFIX_BYTES
 from protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, answer_locally, as_error, gather
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.keys import ClusterKeys
@@ -252,7 +253,7 @@ class Reactor(PeerCalls):
         why = self._down.get(dest)
         if why is not None:
             raise NumaEmuError(ErrorCode.EIO, why)
-        if self.faults is not None and dest[:5] == "node:" and self._faulty(dest, lambda: self._send_out(dest, frames)):
+        if self.faults is not None and dest.startswith(NODE_PREFIX) and self._faulty(dest, lambda: self._send_out(dest, frames)):
             return
         self._send_out(dest, frames)
 
@@ -366,13 +367,13 @@ class Reactor(PeerCalls):
         assert self.router is not None
         frames = routing + encode_reply(reply, request_id, self.stats)
         peer = routing[0]
-        if peer[:5] == b"node:":
+        if peer.startswith(NODE_PREFIX_BYTES):
             self._remember_reply(peer, request_id, frames)
         self._reply_out(frames, peer)
 
     def _reply_out(self, frames: list[bytes], peer: bytes) -> None:
         """Send a reply's frames to `peer`: through the fault table to a node, held in `real` mode."""
-        if self.faults is not None and peer[:5] == b"node:":
+        if self.faults is not None and peer.startswith(NODE_PREFIX_BYTES):
             if self._faulty(peer.decode(errors="replace"), lambda: self._reply_send(frames, peer)):
                 return
         self._reply_send(frames, peer)
