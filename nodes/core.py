@@ -22,11 +22,6 @@ from protocol.tracing import Tracer
 from protocol.zonelist import fallback_orders
 
 
-# A shared page's frame can be freed under a mapping between its fault and its access (a
-# migration or a truncate moved it): the access faults again. A kernel retries such faults for as
-# long as it takes; we stop with ESTALE after this many, so a page that never settles cannot hang
-# its task (a page migrated back and forth every few ms needs two or three).
-STALE_RETRIES = 32
 
 
 def directory_home(obj: str, idx: int, n_nodes: int, dead=()) -> int:
@@ -249,36 +244,51 @@ class NodeCore:
         nothing could be freed."""
         got: list[tuple[int, int, int]] = []
         foreign: collections.Counter[int] = collections.Counter()
-        page = list(cache_of) if cache_of is not None else None
-        shm_page = list(shm_of) if shm_of is not None else None
         for reclaim in (False, True):
             for node in placement.order:
                 need = count - len(got)
                 if need <= 0:
                     break
                 preferred = placement.preferred_for(node)
-                if node == self.node_id:
-                    kw = dict(preferred=preferred, task_node=task_node, interleave=placement.interleave, fill=fill,
-                              cache_of=cache_of, shm_of=shm_of, owner=owner, master_of=master_of)
-                    frames = (yield from self.supply_reclaiming(need, **kw)) if reclaim else self.supply(need, **kw)
-                    gens = [self.pool.generation[f] for f in frames]
-                else:
-                    try:
-                        reply = yield Call(node_dest(node), mm.FrameAlloc(
-                            count=need, preferred=preferred, task_node=task_node,
-                            interleave=placement.interleave, fill=fill, cache_of=page, shm_of=shm_page,
-                            reclaim=reclaim, task_id=owner, master_of=list(master_of) if master_of else None))
-                        frames = reply.frames
-                        gens = reply.generations or [0] * len(frames)
-                    except NumaEmuError as exc:
-                        if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT, ErrorCode.EIO):
-                            raise
-                        frames, gens = [], []  # a dead or silent node supplies nothing; walk on
-                got.extend((node, f, g) for f, g in zip(frames, gens))
+                frames = yield from self.alloc_on(node, need, preferred=preferred, task_node=task_node,
+                                                  interleave=placement.interleave, fill=fill, reclaim=reclaim,
+                                                  cache_of=cache_of, shm_of=shm_of, owner=owner, master_of=master_of)
+                got.extend(frames)
                 if frames and node != preferred:
                     foreign[preferred] += len(frames)
         yield from self.add_foreign(foreign)
         return got
+
+    def alloc_on(self, node: int, count: int, *, preferred: int, task_node: int, interleave: bool = False,
+                 fill: int | None = None, reclaim: bool = False, replica_of: tuple[str, int] | None = None,
+                 cache_of: tuple[str, int] | None = None, owner: int | None = None,
+                 master_of: tuple[str, int] | None = None, shm_of: tuple[str, int] | None = None):
+        """Up to `count` frames on node `node` and nowhere else (__GFP_THISNODE), charged there as
+        an allocation that preferred `preferred`; `reclaim`: direct reclaim there when short; the
+        other keywords as `supply`. [(node, frame, generation)]: shorter when that node is short,
+        empty when it is dead or silent."""
+        if count <= 0:
+            return []
+        if node == self.node_id:
+            # This node's own frames directly, not with a Call to itself: the allocation walk of
+            # every fault comes here (a self Call would add a generator and a future each time).
+            kw = dict(preferred=preferred, task_node=task_node, interleave=interleave, fill=fill,
+                      replica_of=replica_of, cache_of=cache_of, owner=owner, master_of=master_of, shm_of=shm_of)
+            frames = (yield from self.supply_reclaiming(count, **kw)) if reclaim else self.supply(count, **kw)
+            return [(node, f, self.pool.generation[f]) for f in frames]
+        wire = {k: list(v) if v is not None else None
+                for k, v in (("replica_of", replica_of), ("cache_of", cache_of), ("master_of", master_of),
+                             ("shm_of", shm_of))}
+        try:
+            reply = yield Call(node_dest(node), mm.FrameAlloc(count=count, preferred=preferred, task_node=task_node,
+                                                              interleave=interleave, fill=fill, reclaim=reclaim,
+                                                              task_id=owner, **wire))
+        except NumaEmuError as exc:
+            if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT, ErrorCode.EIO):
+                raise
+            return []  # a dead or silent node supplies nothing
+        gens = reply.generations or [0] * len(reply.frames)
+        return [(node, f, g) for f, g in zip(reply.frames, gens)]
 
     def add_foreign(self, foreign: collections.Counter[int]):
         calls = []

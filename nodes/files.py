@@ -6,7 +6,7 @@ first. File sizes and mapping flags come from the coordinator (the file table's 
 """
 from __future__ import annotations
 
-from nodes.core import STALE_RETRIES, NodeCore
+from nodes.core import NodeCore
 from nodes.filetable import FileTable
 from nodes.mm import MemoryManager
 from nodes.pcache import PageCacheView
@@ -37,25 +37,16 @@ class FileOps:
                                                  interleave_index=idx, replicate=replicate))
 
     def _io(self, task, name: str, idx: int, offset: int, n: int, data: bytes | None):
-        """One page's part of a pread/pwrite through the page cache; retried on ESTALE (the page
-        moved or was truncated meanwhile), up to STALE_RETRIES times."""
+        """One page's part of a pread/pwrite through the page cache (PageCacheView.access: looked
+        up again when the page moved or was truncated meanwhile); each lookup's cost is the task's."""
         core = self.core
-        for attempt in range(STALE_RETRIES):
+
+        def locate(_again: bool):
             page, cost = yield from self._page(task, name, idx, data is not None)
             task.clock_ns += cost + core.cost.access_ns(task.node, page.node, n)
-            try:
-                if data is None:
-                    if page.node == core.node_id and page.replica:
-                        core.events["repl_hits"] += 1
-                    return (yield from core.read_frame(page.node, page.frame, page.gen, offset, n))
-                yield from core.write_frame(page.node, page.frame, page.gen, offset, data)
-                return None
-            except NumaEmuError as exc:
-                gone = exc.code == ErrorCode.ESTALE or page.node in core.dead  # moved, or its node died
-                if not gone or attempt == STALE_RETRIES - 1:
-                    raise
-                self.pcache.forget((f"file:{name}", idx), page)
-        return None
+            return page.node, page.frame, page.gen
+
+        return (yield from self.pcache.access((f"file:{name}", idx), offset, n, data, locate))
 
     def pread(self, msg: pc.FileRead):
         task = self.mm.task(msg.task_id)

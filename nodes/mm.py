@@ -12,7 +12,7 @@ import collections
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nodes.core import STALE_RETRIES, NodeCore
+from nodes.core import NodeCore
 from nodes.locks import PageLock
 from nodes.pagetable import ANON, FILE, MIGCACHE, SHM, ZEROPAGE, AddressSpace, Region
 from nodes.pcache import PageCacheView
@@ -477,38 +477,20 @@ class MemoryManager:
         return mm.AccessReply(data=None if write else bytes(out), clock_ns=task.clock_ns)
 
     def _shared_io(self, task: TaskState, region: Region, p: int, offset: int, n: int, data: bytes | None):
-        """Read or write a mapped shared page. A remote frame freed since it was mapped (ESTALE:
-        truncated, or moved) is unmapped and faulted again (up to STALE_RETRIES times)."""
-        core = self.core
-        for attempt in range(STALE_RETRIES):
-            node, frame = region.node[p], region.frame[p]
-            if node == core.node_id:  # local: the generation was checked by _stale_check
-                if data is None:
-                    if region.wr[p] == 0 and core.replica_frames.get(frame) is not None:
-                        core.events["repl_hits"] += 1
-                    return core.pool.read(frame, offset, n)
-                core.pool.write(frame, offset, data)
-                return None
-            try:
-                if data is None:
-                    reply = yield Call(node_dest(node), mm.FrameRead(frame=frame, offset=offset, length=n,
-                                                                     generation=region.gen[p]))
-                    return reply.data
-                yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=data, generation=region.gen[p]))
-                return None
-            except NumaEmuError as exc:
-                # a copy freed since it was mapped (ESTALE), or on a node that died: fault again,
-                # the directory gives the page's new place (docs/protocol.md#a-nodes-death)
-                gone = exc.code == ErrorCode.ESTALE or node in core.dead
-                if not gone or attempt == STALE_RETRIES - 1:
-                    raise
-                key = (region.obj, region.obj_offset + p)
-                cached = self.pcache.pages.get(key)
-                if cached is not None and cached.frame == frame and cached.node == node:
-                    self.pcache.forget(key, cached)
+        """Read or write a mapped shared page through the page cache (PageCacheView.access: a
+        copy freed since it was mapped is faulted again)."""
+        me = self.core.node_id
+
+        def locate(again: bool):
+            if again:
                 region.node[p] = -1
                 yield from self._fault_shared(task, region, [p], data is not None)
-        return None
+            node = region.node[p]
+            # a local frame is used as mapped: its generation was checked (and a stale mapping,
+            # which only the unsafe unreplicate ordering makes, counted) by _stale_check
+            return node, region.frame[p], None if node == me else region.gen[p]
+
+        return (yield from self.pcache.access((region.obj, region.obj_offset + p), offset, n, data, locate))
 
     def touch(self, msg: mm.Touch):
         task = self.task(msg.task_id)

@@ -13,7 +13,7 @@ import collections
 
 from nodes.core import NodeCore, directory_home
 from nodes.costmodel import FAULT_OVERHEAD_NS
-from nodes.master_move import UNREACHABLE, alloc_exact, trace_migrate
+from nodes.master_move import UNREACHABLE, trace_migrate
 from nodes.migration_plan import EBUSY, ENOMEM
 from nodes.mm import TaskState
 from nodes.pagetable import ANON, MIGCACHE, MIGRATING, Region
@@ -130,7 +130,8 @@ class PageMoves:
         statuses: list[int] = []
         for first in range(0, len(items), CHUNK_PAGES):
             chunk = items[first:first + CHUNK_PAGES]
-            got = yield from alloc_exact(self.core, target, len(chunk), task.node, owner=task.task_id)
+            got = yield from self.core.alloc_on(target, len(chunk), preferred=target, task_node=task.node,
+                                                owner=task.task_id)
             statuses += yield from self.move_private(task, chunk, got, mode, cause)
         return statuses
 

@@ -27,6 +27,11 @@ from protocol.messages import pagecache as pc
 from protocol.routing import node_dest
 
 Key = tuple[str, int]
+# A shared page's frame can be freed under a mapping between its fault and its access (a
+# migration or a truncate moved it): the access faults again. A kernel retries such faults for as
+# long as it takes; we stop with ESTALE after this many, so a page that never settles cannot hang
+# its task (a page migrated back and forth every few ms needs two or three).
+STALE_RETRIES = 32
 
 
 @dataclass
@@ -170,10 +175,31 @@ class PageCacheView:
             if not users:
                 del self.rmap[key]
 
-    def forget(self, key: Key, page: CachedPage) -> None:
-        """Drop a cached copy found stale (ESTALE); its task entries are dropped by the caller."""
-        if self.pages.get(key) is page:
-            del self.pages[key]
+    def access(self, key: Key, offset: int, n: int, data: bytes | None, locate):
+        """Read `n` bytes at `offset` of shared page `key` (`data` None), or write `data` there,
+        through the copy `locate(again)` gives: a generator returning (node, frame, generation;
+        None: not checked). A copy freed since (ESTALE: truncated, moved) or on a node that died
+        is forgotten here and `locate(True)` asked again, the directory giving the page's new
+        place (docs/protocol.md#a-nodes-death); ESTALE after STALE_RETRIES tries, so a page that
+        never settles cannot hang its task. A read of this node's replica counts repl_hits."""
+        core = self.core
+        for attempt in range(STALE_RETRIES):
+            node, frame, gen = yield from locate(attempt > 0)
+            try:
+                if data is None:
+                    if node == core.node_id and frame in core.replica_frames:
+                        core.events["repl_hits"] += 1
+                    return (yield from core.read_frame(node, frame, gen, offset, n))
+                yield from core.write_frame(node, frame, gen, offset, data)
+                return None
+            except NumaEmuError as exc:
+                gone = exc.code == ErrorCode.ESTALE or node in core.dead  # moved, or its node died
+                if not gone or attempt == STALE_RETRIES - 1:
+                    raise
+                cached = self.pages.get(key)
+                if cached is not None and cached.frame == frame and cached.node == node:
+                    del self.pages[key]
+        return None
 
     def node_died(self, node: int, held_shard: bool = True) -> dict[int, list[dict]]:
         """`node` is dead (core.dead and core.shardless hold it already). Returns what this node

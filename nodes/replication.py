@@ -38,7 +38,6 @@ from nodes.store import FILE_PREFIX, store_name
 from protocol.effects import Call, Sleep, Spawn
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
-from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
 from protocol.policy import Policy
 from protocol.routing import node_dest
@@ -290,9 +289,11 @@ class Replication:
         if spare is not None:
             frame, gen = spare
         else:
-            frame, gen = yield from self._alloc_on(h, task_node, (obj, idx))
-        if frame is None:
-            return cost, None
+            # one frame on h and nowhere else, after reclaiming another replica there if h is full
+            got = yield from c.alloc_on(h, 1, preferred=h, task_node=task_node, reclaim=True, replica_of=(obj, idx))
+            if not got:
+                return cost, None
+            _h, frame, gen = got[0]
         cost += c.cost.copy_ns(entry.node, h)
         try:
             if spare is not None and entry.node == c.node_id:
@@ -330,23 +331,6 @@ class Replication:
         yield Call(node_dest(entry.node), pc.ReplicaCopy(frame=entry.frame, generation=entry.gen, dst=h, obj=obj,
                                                          idx=idx, dst_frame=frame, dst_generation=gen,
                                                          epoch=entry.epoch, cost_ns=cost))
-
-    def _alloc_on(self, h: int, task_node: int, page: tuple[str, int]):
-        """One frame on node h and nowhere else (__GFP_THISNODE), after reclaiming another replica
-        there if h is full; (None, 0) when h is full still."""
-        c = self.core
-        if h == c.node_id:
-            frames = yield from c.supply_reclaiming(1, preferred=h, task_node=task_node, interleave=False, fill=None,
-                                                    replica_of=page)
-            return (frames[0], c.pool.generation[frames[0]]) if frames else (None, 0)
-        try:
-            reply = yield Call(node_dest(h), mm.FrameAlloc(count=1, preferred=h, task_node=task_node,
-                                                           replica_of=list(page), reclaim=True))
-        except NumaEmuError:
-            return None, 0
-        if not reply.frames:
-            return None, 0
-        return reply.frames[0], (reply.generations or [0])[0]
 
     # ---- shootdowns ---------------------------------------------------------------------
     def shootdown(self, obj: str, idx: int, entry: DirEntry, targets: list[tuple[int, int, int]],
