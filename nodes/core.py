@@ -291,12 +291,9 @@ class NodeCore:
         return [(node, f, g) for f, g in zip(reply.frames, gens)]
 
     def add_foreign(self, foreign: collections.Counter[int]):
-        calls = []
-        for node, pages in foreign.items():
-            if node == self.node_id:
-                self.numastat["numa_foreign"] += pages
-            elif node not in self.dead:  # a dead node's counters died with it
-                calls.append(Call(node_dest(node), mm.StatAdd(counter="numa_foreign", delta=pages)))
+        """numa_foreign belongs to the node an allocation preferred (this one too: a Call to itself)."""
+        calls = [Call(node_dest(node), mm.StatAdd(counter="numa_foreign", delta=pages))
+                 for node, pages in foreign.items() if node not in self.dead]  # a dead node's counters died with it
         if calls:
             yield calls
 
@@ -310,7 +307,7 @@ class NodeCore:
         for node, frames in by_node.items():
             if not frames:
                 continue
-            if node == self.node_id:
+            if node == self.node_id:  # direct: a local free cannot fail, and needs no retry bookkeeping
                 self.release(frames, zap_cause)
             else:
                 gens = generations.get(node) if generations is not None else None
@@ -362,7 +359,8 @@ class NodeCore:
 
     # ---- frames by reference (node, frame, generation) ---------------------------------
     def read_frame(self, node: int, frame: int, gen: int, offset: int = 0, length: int | None = None):
-        """The bytes of a frame anywhere; ESTALE if its generation moved on (freed since)."""
+        """The bytes of a frame anywhere; ESTALE if its generation moved on (freed since; None:
+        not checked). This node's frames are read directly: the access path of every task."""
         length = self.page_size - offset if length is None else length
         if node == self.node_id:
             self.check_generation(frame, gen)

@@ -455,18 +455,12 @@ class MemoryManager:
                     if node == ZEROPAGE:  # only read so far (a write faulted it in above)
                         node = task.node
                         out += bytes(n)
-                    elif node == core.node_id:
-                        if write:
-                            core.pool.write(frame, offset, msg.data[pos:pos + n])
-                        else:
-                            out += core.pool.read(frame, offset, n)
                     elif node in core.dead:
                         raise core.dead_error(node, self.page_name(task, region, p))
                     elif write:
-                        yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=msg.data[pos:pos + n]))
+                        yield from core.write_frame(node, frame, None, offset, msg.data[pos:pos + n])
                     else:
-                        reply = yield Call(node_dest(node), mm.FrameRead(frame=frame, offset=offset, length=n))
-                        out += reply.data
+                        out += yield from core.read_frame(node, frame, None, offset, n)
                 if write:
                     region.dirty[p] = 1
                 task.clock_ns += core.cost.access_ns(task.node, node, n)

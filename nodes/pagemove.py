@@ -21,7 +21,6 @@ from nodes.pcache import CachedPage, PageCacheView
 from nodes.placement import misplaced
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import memory as mm
 from protocol.messages import migration as mg
 from protocol.messages import pagecache as pc
 from protocol.policy import Policy
@@ -146,15 +145,9 @@ class PageMoves:
         for (region, p, src), (dst, frame, gen) in moving:
             task.away[region.start + p * ps] = src
             region.node[p] = MIGRATING
-            old = region.frame[p]
-            if src == c.node_id:
-                data = c.pool.read(old)
-                if dst == c.node_id:
-                    c.pool.write(frame, 0, data)
-                else:
-                    calls.append(Call(node_dest(dst), mm.FrameWrite(frame=frame, offset=0, data=data, generation=gen)))
-            else:
-                calls.append(Call(node_dest(src), pc.FrameCopy(frame=old, dst=dst, dst_frame=frame)))
+            # the owner sends the bytes (this node too: a Call to itself); they travel once
+            calls.append(Call(node_dest(src), pc.FrameCopy(frame=region.frame[p], dst=dst, dst_frame=frame,
+                                                           dst_generation=gen)))
         failure = None
         if calls:
             try:

@@ -304,10 +304,9 @@ class Replication:
                 c.pool.write(frame, 0, data)
             elif spare is not None:
                 yield from self._forward_copy(obj, idx, entry, h, frame, gen, cost)
-            elif entry.node == c.node_id:
-                yield from c.write_frame(h, frame, gen, 0, c.pool.read(entry.frame))
-            else:
-                yield Call(node_dest(entry.node), pc.FrameCopy(frame=entry.frame, dst=h, dst_frame=frame))
+            else:  # the owner copies into h's frame (this node too: a Call to itself)
+                yield Call(node_dest(entry.node), pc.FrameCopy(frame=entry.frame, dst=h, dst_frame=frame,
+                                                               dst_generation=gen))
         except NumaEmuError:
             # h may hold the bytes and even map them (the fill came, its ack did not): take the
             # mapping and the frame away on h, acknowledged, and use the master.
