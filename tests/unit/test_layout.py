@@ -2,7 +2,8 @@
 packages resolve inside this project,
 protocol imports nothing of ours, nodes and coordinator never import each other, and the CLI
 never imports the daemons' internals. Inside a node: no service sets an attribute on another
-(collaborators are constructor arguments), and its handler table has one handler per kind."""
+(collaborators are constructor arguments) or uses its private methods, and its handler table has
+one handler per kind."""
 from __future__ import annotations
 
 import ast
@@ -86,6 +87,21 @@ def test_no_service_attribute_is_assigned_from_outside_its_class():
     collaborators as constructor arguments (nodes/node.py builds them in order) and changes
     another only through its methods."""
     bad = [w for path in sorted((ROOT / "nodes").rglob("*.py")) for w in _foreign_attribute_writes(path)]
+    assert bad == []
+
+
+def _private_reaches(path: Path):
+    """`self.<collaborator>._<private>`: one service reaching into another's private parts."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                and isinstance(node.value, ast.Attribute) and isinstance(node.value.value, ast.Name)
+                and node.value.value.id == "self"):
+            yield f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}"
+
+
+def test_services_use_each_others_public_methods_only():
+    """`self.repl._collapse(...)` from master_move.py tied two services by a private detail."""
+    bad = [w for path in sorted((ROOT / "nodes").rglob("*.py")) for w in _private_reaches(path)]
     assert bad == []
 
 
