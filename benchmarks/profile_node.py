@@ -62,7 +62,7 @@ class _Capture:
         self.frames = frames
 
     def send(self, frame, flags=0, copy=True) -> None:
-        """protocol.reactor.send_frames sends frame by frame: a message ends without SNDMORE."""
+        """protocol.link.send_frames sends frame by frame: a message ends without SNDMORE."""
         self._parts.append(frame)
         if not flags & zmq.SNDMORE:
             self.frames, self._parts = self._parts, []

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from protocol.errors import ErrorCode, NumaEmuError
+from protocol.errors import ErrorCode, NumaEmuError, einval
 from protocol.nodemask import format_nodelist
 from protocol.policy import migration_pairs
 
@@ -31,22 +31,19 @@ class Cpuset:
                 "memory_migrate": self.memory_migrate, "replication": self.replication}
 
 
-def _einval(message: str) -> NumaEmuError:
-    return NumaEmuError(ErrorCode.EINVAL, message)
-
 
 def check_name(name: object) -> str:
     """A flat cpuset name: non-empty, printable, no blanks and no '/' (no hierarchy yet)."""
     if not isinstance(name, str) or not name:
-        raise _einval("a cpuset needs a non-empty name")
+        raise einval("a cpuset needs a non-empty name")
     if name == ROOT:
-        raise _einval("'/' is the root cpuset; give a name like 'batch'")
+        raise einval("'/' is the root cpuset; give a name like 'batch'")
     if "/" in name:
-        raise _einval(f"invalid cpuset name '{name}': cpusets are flat, no '/' in names")
+        raise einval(f"invalid cpuset name '{name}': cpusets are flat, no '/' in names")
     if any(c.isspace() or not c.isprintable() for c in name):
-        raise _einval(f"invalid cpuset name {name!r}: no blanks or control characters")
+        raise einval(f"invalid cpuset name {name!r}: no blanks or control characters")
     if len(name) > MAX_NAME_CHARS:
-        raise _einval(f"invalid cpuset name '{name[:16]}...': longer than {MAX_NAME_CHARS} characters")
+        raise einval(f"invalid cpuset name '{name[:16]}...': longer than {MAX_NAME_CHARS} characters")
     return name
 
 
@@ -54,10 +51,10 @@ def _check_ids(values: Iterable[object], machine: frozenset[int], what: str, one
     """Ids that are non-empty and all in the machine, or EINVAL saying which are not."""
     ids = _ids(values, what)
     if not ids:
-        raise _einval(f"a cpuset needs at least one {one}")
+        raise einval(f"a cpuset needs at least one {one}")
     unknown = ids - machine
     if unknown:
-        raise _einval(f"no {what}(s) {format_nodelist(unknown)} in this machine "
+        raise einval(f"no {what}(s) {format_nodelist(unknown)} in this machine "
                       f"({plural} are {format_nodelist(machine)})")
     return ids
 
@@ -66,7 +63,7 @@ def _ids(values: Iterable[object], what: str) -> frozenset[int]:
     out = set()
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise _einval(f"invalid {what} {v!r}: expected a non-negative integer")
+            raise einval(f"invalid {what} {v!r}: expected a non-negative integer")
         out.add(v)
     return frozenset(out)
 

@@ -11,7 +11,6 @@ from typing import Callable
 from coordinator.state import ClusterState
 from coordinator.supervisor import Supervisor
 from protocol import limits
-from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.faults import KINDS, FaultTable
 from protocol.messages import faults as fm
@@ -42,7 +41,7 @@ class FaultService:
     def push(self, table: FaultTable):
         """Effects that install `table` on every live node."""
         wire = table.to_wire()
-        return [Call(f"node:{rec.id}", fm.NodeFaults(table=wire)) for rec in self.state.live_nodes()]
+        return self.state.broadcast(fm.NodeFaults(table=wire))
 
     def _live_node(self, value: object) -> int:
         node = self.table.check_node(value, "node")

@@ -11,7 +11,6 @@ from pathlib import Path
 from coordinator.files import FileRecord, FileTable, check_size
 from coordinator.state import ClusterState
 from protocol.clusterdir import open_private
-from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import pagecache as pc
 from protocol.policy import Mode, make_policy, policy_to_str
@@ -37,7 +36,7 @@ class FileService:
     def _push(self, rec: FileRecord):
         info = pc.NodeFileInfo(name=rec.name, size=rec.size, writably_mapped=rec.writable_maps > 0,
                                exec_mapped=rec.exec_maps > 0, policy=rec.policy)
-        yield [Call(f"node:{n.id}", info) for n in self.state.live_nodes()]
+        yield self.state.broadcast(info)
         return pc.FileInfoReply(file=rec.to_dict())
 
     def _known(self, name: str) -> FileRecord | None:
@@ -107,7 +106,7 @@ class FileService:
         if size < rec.size:  # truncate: unmap and drop the cached pages past the new end everywhere
             ps = self.state.page_size
             drop = pc.DirTruncate(obj=f"file:{rec.name}", first_idx=-(-size // ps))
-            yield [Call(f"node:{n.id}", drop) for n in self.state.live_nodes()]
+            yield self.state.broadcast(drop)
         os.truncate(self.store / rec.name, size)
         rec.size = size
         return (yield from self._push(rec))
@@ -142,4 +141,4 @@ class FileService:
 
     def writeback_all(self):
         """Effects that write every dirty page of every shard back to the store (before `down`)."""
-        return [Call(f"node:{n.id}", pc.DirWriteback(obj=None), 30.0) for n in self.state.live_nodes()]
+        return self.state.broadcast(pc.DirWriteback(obj=None), 30.0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from coordinator.state import ClusterState
-from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.latency import LatencyTable
 from protocol.messages import latency as lm
@@ -27,7 +26,7 @@ class LatencyService:
     def push(self, table: LatencyTable):
         """Effects that install `table` on every live node."""
         wire = table.to_wire()
-        return [Call(f"node:{rec.id}", lm.NodeLatency(table=wire)) for rec in self.state.live_nodes()]
+        return self.state.broadcast(lm.NodeLatency(table=wire))
 
     def change(self, msg: lm.LatencyChange):
         new = LatencyTable.from_wire(self.table.to_wire())

@@ -30,6 +30,7 @@ from protocol.logsetup import DEFAULT_LOG_LEVEL
 from protocol.messages import Ok
 from protocol.messages import lifecycle as lc
 from protocol.reactor import Reactor
+from protocol.routing import node_dest
 from protocol.timing import CHILD_POLL_INTERVAL_S, HEARTBEAT_INTERVAL_S, NODE_READY_TIMEOUT_S, SHUTDOWN_GRACE_S
 from protocol.version import PROTOCOL_VERSION
 
@@ -164,7 +165,7 @@ class CoordinatorServer:
             yield self.files.writeback_all()
         except NumaEmuError as exc:
             log.error("writeback before shutdown failed: %s", exc)
-        calls = [Call(f"node:{rec.id}", lc.NodeShutdown(), SHUTDOWN_GRACE_S) for rec in self.state.live_nodes()]
+        calls = self.state.broadcast(lc.NodeShutdown(), SHUTDOWN_GRACE_S)
         try:
             yield calls
         except NumaEmuError as exc:
@@ -193,7 +194,7 @@ class CoordinatorServer:
         for change, why in changes:
             self._changed(change, why)
         for rec in self.state.live_nodes():
-            self.reactor.notify(f"node:{rec.id}", lc.CoordinatorHeartbeat())
+            self.reactor.notify(node_dest(rec.id), lc.CoordinatorHeartbeat())
 
     def _changed(self, change: tuple[int, str, str] | None, why: str) -> None:
         """Log and trace a node's change of state; a death is told to every live node, so that
@@ -205,13 +206,13 @@ class CoordinatorServer:
         self.trace.node_changed(node_id, old, new)
         if new == DEAD:
             self.tasks.home_died(node_id, why)
-            self.reactor.mark_down(f"node:{node_id}", f"node {node_id} is dead ({why})")
+            self.reactor.mark_down(node_dest(node_id), f"node {node_id} is dead ({why})")
             for rec in self.state.live_nodes():
-                self.reactor.notify(f"node:{rec.id}", lc.NodeDown(node_id=node_id, why=why))
+                self.reactor.notify(node_dest(rec.id), lc.NodeDown(node_id=node_id, why=why))
 
     def _reap(self) -> None:
         for node_id, code in self.supervisor.reap():
-            self.reactor.forget(f"node:{node_id}")
+            self.reactor.forget(node_dest(node_id))
             restart = self.restarting.pop(node_id, None)
             if restart is not None:
                 restart.set_exception(NumaEmuError(ErrorCode.EIO, f"node {node_id} exited during its restart "
@@ -242,9 +243,9 @@ class CoordinatorServer:
             page_size=msg.page_size, protocol_version=msg.protocol_version, now=time.monotonic(),
             host=msg.host, tcp_endpoint=msg.tcp_endpoint,
         )
-        self.reactor.forget(f"node:{msg.node_id}")  # a restarted node: connect to its new endpoint
-        self.reactor.routes[f"node:{msg.node_id}"] = self.state.endpoints_from(self.host, [self.state.nodes[msg.node_id]])[msg.node_id]
-        self.reactor.mark_up(f"node:{msg.node_id}")
+        self.reactor.forget(node_dest(msg.node_id))  # a restarted node: connect to its new endpoint
+        self.reactor.routes[node_dest(msg.node_id)] = self.state.endpoints_from(self.host, [self.state.nodes[msg.node_id]])[msg.node_id]
+        self.reactor.mark_up(node_dest(msg.node_id))
         if all_ready:
             self.reactor.spawn(self._announce_peers(), self._ready)
         if restart is not None:
@@ -256,7 +257,7 @@ class CoordinatorServer:
 
     def _announce_peers(self):
         nodes = list(self.state.nodes.values())  # each is told the endpoints its own host reaches
-        yield [Call(f"node:{r.id}", lc.NodePeers(endpoints=self.state.endpoints_from(r.host, nodes))) for r in nodes]
+        yield [Call(node_dest(r.id), lc.NodePeers(endpoints=self.state.endpoints_from(r.host, nodes))) for r in nodes]
         yield self.latency.push(self.latency.table)
         yield self.faults.push(self.faults.table)
         yield self.tasks.sysctl.push_all()
@@ -283,10 +284,10 @@ class CoordinatorServer:
         log.info("node %d: restart requested", msg.node_id)
         pid = yield registered
         live = self.state.live_nodes()
-        new = f"node:{msg.node_id}"
+        new = node_dest(msg.node_id)
         try:
-            yield [Call(f"node:{r.id}", lc.NodePeers(endpoints=self.state.endpoints_from(r.host, live),
-                                                     shardless=self.state.shardless())) for r in live]
+            yield [Call(node_dest(r.id), lc.NodePeers(endpoints=self.state.endpoints_from(r.host, live),
+                                                      shardless=self.state.shardless())) for r in live]
         except NumaEmuError as exc:  # a peer that did not answer (suspect) still takes node N for dead
             log.warning("node %d restarted, but not every node heard of it: %s", msg.node_id, exc)
         for other in self.state.nodes.values():  # the peers still dead, as the others know them

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.heartbeat import DEAD, SUSPECT, UP, Liveness
 from protocol.hosts import pick_endpoint
+from protocol.messages import Request
+from protocol.routing import node_dest
 from protocol.timing import OWN_PAUSE_S, SILENT_DEAD_S
 from protocol.version import PROTOCOL_VERSION
 
@@ -138,6 +141,10 @@ class ClusterState:
 
     def live_nodes(self) -> list[NodeRecord]:
         return [r for r in self.nodes.values() if r.state in (UP, SUSPECT)]
+
+    def broadcast(self, request: Request, timeout_s: float | None = None) -> list[Call]:
+        """The Calls that send `request` to every live node (yield them: the replies, in order)."""
+        return [Call(node_dest(r.id), request, timeout_s) for r in self.live_nodes()]
 
     def node_status(self, now: float) -> list[dict]:
         out = []

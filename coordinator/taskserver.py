@@ -18,6 +18,7 @@ from protocol.messages import migration as mg
 from protocol.messages import tasks as tm
 from protocol.nodemask import format_nodelist
 from protocol.reactor import Reactor
+from protocol.routing import node_dest
 from protocol.timing import MIGRATE_CALL_TIMEOUT_S
 
 log = logging.getLogger("coordinator.tasks")
@@ -69,7 +70,7 @@ class TaskService:
         try:
             endpoint = self._endpoint(rec.node, host)
             info = self.table.info(rec)
-            yield Call(f"node:{rec.node}", tm.NodeTaskAttach(task_id=rec.task_id, pid=rec.pid, comm=rec.comm, cpu=rec.cpu,
+            yield Call(node_dest(rec.node), tm.NodeTaskAttach(task_id=rec.task_id, pid=rec.pid, comm=rec.comm, cpu=rec.cpu,
                                                              policy=rec.policy.to_wire(), mems_allowed=info["mems_allowed"],
                                                              replication=self.table.cpuset(rec.cpuset).replication))
         except NumaEmuError:
@@ -88,7 +89,7 @@ class TaskService:
             raise NumaEmuError(ErrorCode.ESRCH, f"no task {task_id} in this cluster")
         if "home_died" in rec.extra:
             return (yield from self._purge(rec))
-        reply = yield Call(f"node:{rec.node}", tm.NodeTaskDetach(task_id=task_id))
+        reply = yield Call(node_dest(rec.node), tm.NodeTaskDetach(task_id=task_id))
         log.info("task %d detached: %d pages released", task_id, reply.pages_freed)
         return reply.pages_freed
 
@@ -103,9 +104,8 @@ class TaskService:
         """Detach a task whose home node died: its page table died there, so every live node
         frees the frames it remembers the task by (nodes.core.purge_task)."""
         live = [n.id for n in self.state.live_nodes()]
-        calls = [Call(f"node:{n}", tm.NodeTaskPurge(task_id=rec.task_id)) for n in live]
         try:
-            replies = yield calls
+            replies = yield self.state.broadcast(tm.NodeTaskPurge(task_id=rec.task_id))
         except NumaEmuError as exc:  # the others freed theirs; detach goes on (the task is gone)
             log.warning("task %d: not every node freed what it held: %s", rec.task_id, exc)
             return 0
@@ -129,7 +129,7 @@ class TaskService:
         policy = self.table.set_policy(msg.task_id, msg.mode, msg.nodes)
         mems = sorted(self.table.cpuset(rec.cpuset).mems)
         try:
-            yield Call(f"node:{rec.node}", tm.NodeTaskPolicy(task_id=rec.task_id, policy=policy.to_wire(),
+            yield Call(node_dest(rec.node), tm.NodeTaskPolicy(task_id=rec.task_id, policy=policy.to_wire(),
                                                              mems_allowed=mems, old_mems_allowed=mems))
         except NumaEmuError:
             rec.policy = old
@@ -140,7 +140,7 @@ class TaskService:
         """migratepages PID FROM TO: the task's home node moves the pages (and checks the nodes
         against the task's cpuset, as migrate_pages(2) does)."""
         rec = self.table.by_pid(msg.pid)
-        reply = yield Call(f"node:{rec.node}", mg.MigratePages(task_id=rec.task_id, old_nodes=msg.old_nodes,
+        reply = yield Call(node_dest(rec.node), mg.MigratePages(task_id=rec.task_id, old_nodes=msg.old_nodes,
                                                                new_nodes=msg.new_nodes, move_all=msg.move_all),
                            MIGRATE_CALL_TIMEOUT_S)
         log.info("task %d (%s): migrate_pages %s -> %s moved %d page(s), %d not moved", rec.task_id, rec.comm,
@@ -174,7 +174,7 @@ class TaskService:
             yield from self._move_tasks(what, moves)
         calls = []
         for ch in changes:
-            dest = f"node:{ch.new_node}"
+            dest = node_dest(ch.new_node)
             if ch.cpu_moved and not ch.node_moved:
                 calls.append(Call(dest, cm.NodeTaskCpu(task_id=ch.task_id, cpu=ch.cpu)))
             if ch.rebound:
@@ -196,7 +196,7 @@ class TaskService:
             self.moving.setdefault(ch.task_id, [])
             log.info("task %d moves from node %d to cpu %d of node %d", ch.task_id, ch.node, ch.cpu, ch.new_node)
         try:
-            yield [Call(f"node:{ch.node}", tm.NodeTaskMove(task_id=ch.task_id, node=ch.new_node, cpu=ch.cpu),
+            yield [Call(node_dest(ch.node), tm.NodeTaskMove(task_id=ch.task_id, node=ch.new_node, cpu=ch.cpu),
                         MIGRATE_CALL_TIMEOUT_S) for ch in moves]
         except NumaEmuError as exc:
             raise NumaEmuError(ErrorCode.EIO, f"{what}: not every task could move to its new node: {exc}") from None
@@ -238,7 +238,7 @@ class TaskService:
         if msg.replication is not None:  # the flag reaches the home node of every task of the cpuset
             rebound = {ch.task_id for ch in changes if ch.rebound}
             mems = sorted(cs.mems)
-            calls = [Call(f"node:{t.node}", tm.NodeTaskPolicy(task_id=t.task_id, policy=t.policy.to_wire(), mems_allowed=mems,
+            calls = [Call(node_dest(t.node), tm.NodeTaskPolicy(task_id=t.task_id, policy=t.policy.to_wire(), mems_allowed=mems,
                                                             old_mems_allowed=mems, replication=cs.replication))
                      for t in self.table.tasks.values() if t.cpuset == cs.name and t.task_id not in rebound]
             if calls:
@@ -257,8 +257,7 @@ class TaskService:
 
     # ---- counters -----------------------------------------------------------------------
     def stats(self, msg: tm.ClusterStats):
-        live = [rec.id for rec in self.state.live_nodes()]
-        replies = yield [Call(f"node:{n}", tm.NodeStats()) for n in live]
+        replies = yield self.state.broadcast(tm.NodeStats())
         return tm.ClusterStatsReply(nodes={r.node_id: {"numastat": r.numastat, "vmstat": r.vmstat,
                                                        "frames_free": r.frames_free, "frames_total": r.frames_total,
                                                        "tasks": r.tasks, "repl_lifetimes": r.repl_lifetimes or {}}
@@ -302,7 +301,7 @@ class SysctlService:
         """Effects that give every live node the node-scope values that differ from the defaults."""
         values = {k: v for k, v in self.values.items()
                   if self.table[k].scope == cm.SCOPE_NODES and v != self.table[k].default}
-        return [Call(f"node:{rec.id}", cm.NodeSysctl(values=values)) for rec in self.state.live_nodes()] if values else []
+        return self.state.broadcast(cm.NodeSysctl(values=values)) if values else []
 
     def get(self, msg: cm.SysctlGet) -> cm.SysctlReply:
         keys = list(self.table) if msg.keys is None else [self._tunable(k).key for k in msg.keys]
@@ -322,7 +321,7 @@ class SysctlService:
         pushed = {k: v for k, v in new.items() if self.table[k].scope == cm.SCOPE_NODES}
         if pushed:
             try:
-                yield [Call(f"node:{rec.id}", cm.NodeSysctl(values=pushed)) for rec in self.state.live_nodes()]
+                yield self.state.broadcast(cm.NodeSysctl(values=pushed))
             except NumaEmuError as exc:
                 raise NumaEmuError(ErrorCode.EIO, f"set, but not every node took {', '.join(pushed)}: {exc}") from None
         return cm.SysctlReply(values=new)

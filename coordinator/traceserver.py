@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from coordinator.state import ClusterState
-from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
 from protocol.messages import trace as trm
@@ -26,15 +25,14 @@ class TraceService:
             raise NumaEmuError(ErrorCode.EINVAL, f"unknown trace event(s) {', '.join(unknown)}; known: {', '.join(EVENTS)}")
         if msg.tasks and not all(isinstance(t, int) and not isinstance(t, bool) for t in msg.tasks):
             raise NumaEmuError(ErrorCode.EINVAL, "trace tasks must be pids (integers)")
-        yield [Call(f"node:{rec.id}", trm.NodeTraceConfig(on=msg.on, events=msg.events, tasks=msg.tasks))
-               for rec in self.state.live_nodes()]
+        yield self.state.broadcast(trm.NodeTraceConfig(on=msg.on, events=msg.events, tasks=msg.tasks))
         self.tracer.configure(msg.on, msg.events, msg.tasks)
         return Ok()
 
     def collect(self, msg: trm.TraceCollect):
-        replies = yield [Call(f"node:{rec.id}", trm.NodeTraceDrain()) for rec in self.state.live_nodes()]
+        replies = yield self.state.broadcast(trm.NodeTraceDrain())
         events = self.tracer.drain()
-        dropped, self.tracer.dropped = self.tracer.dropped, 0
+        dropped = self.tracer.take_dropped()
         for reply in replies:
             events.extend(reply.events)
             dropped += reply.dropped

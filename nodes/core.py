@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import collections
 import zlib
-from dataclasses import dataclass
 from typing import Callable
 
 from protocol.costmodel import CostModel
@@ -16,54 +15,13 @@ from nodes.placement import Placement, charge
 from nodes.store import FILE_PREFIX
 from protocol.counters import NODE_EVENTS, NUMASTAT_COUNTERS
 from protocol.effects import Call
-from protocol.policy import Policy
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import memory as mm
+from protocol.routing import node_dest, node_of
 from protocol.tracing import Tracer
 from protocol.zonelist import fallback_orders
 
 
-# A shared page's frame can be freed under a mapping between its fault and its access (a
-# migration or a truncate moved it): the access faults again. A kernel retries such faults for as
-# long as it takes; we stop with ESTALE after this many, so a page that never settles cannot hang
-# its task (a page migrated back and forth every few ms needs two or three).
-STALE_RETRIES = 32
-
-
-def node_dest(node: int) -> str:
-    return f"node:{node}"
-
-
-@dataclass
-class FileState:
-    """What a node knows of a page-cache file (pushed by the coordinator)."""
-
-    size: int = 0
-    writably_mapped: bool = False
-    exec_mapped: bool = False
-    policy: Policy | None = None  # the file's shared policy: it places the pages, not the reader's
-
-
-@dataclass
-class ReplicationTunables:
-    """The replicated page cache's switches (sysctl vm.pagecache_replication*)."""
-
-    enabled: bool = True
-    mode: str = "all"  # all | no-writers | exec-only (the filters proposed in the 2007 thread)
-    backoff: bool = True
-    thrash_window_ns: int = 1_000_000_000  # a replica zapped younger than this was thrashing
-    cooldown_ns: int = 1_000_000_000  # first back-off; doubles on every repeat
-    unsafe_unreplicate: bool = False  # the 2007 ordering: no lock, free at once, unmap later
-    unsafe_unmap_delay_ns: int = 100_000_000
-
-
-def lifetime_bucket(ns: int) -> str:
-    """Histogram bucket of a replica lifetime: powers of two of milliseconds."""
-    ms = ns / 1e6
-    edge = 1
-    while ms >= edge and edge < 2 ** 20:
-        edge *= 2
-    return f"<{edge}ms"
 
 
 def directory_home(obj: str, idx: int, n_nodes: int, dead=()) -> int:
@@ -79,22 +37,40 @@ def directory_home(obj: str, idx: int, n_nodes: int, dead=()) -> int:
     return home
 
 
+class NumaStatCounters(dict):
+    """The node's numastat counters, which vm.numa_stat can stop: while `enabled` is False,
+    updates are dropped, as zone_statistics returns early when numa stats are off
+    (mm/page_alloc.c; docs/linux-semantics.md#numastat-counters). Turning them off also clears them (vm.numa_stat=0:
+    "disable numa statistics, and clear numa counters")."""
+
+    enabled: bool = True
+
+    def __setitem__(self, key: str, value: int) -> None:
+        if self.enabled:
+            super().__setitem__(key, value)
+
+    def switch(self, on: bool) -> None:
+        if not on:
+            for key in self:
+                super().__setitem__(key, 0)
+        self.enabled = on
+
+
 class NodeCore:
     def __init__(self, node_id: int, topology: dict, pool: FramePool, clock_ns: Callable[[], int] = lambda: 0,
-                 store=None):
+                 store=None, reclaim=None):
+        """`reclaim(want, replicas_only)`: direct reclaim of this node, a generator returning the
+        number of this node's frames it freed (nodes.reclaim.Reclaim.shrink); None: none."""
         self.node_id = node_id
         self.clock_ns = clock_ns
         self.trace = Tracer(node_id, clock_ns)
         self.store = store  # nodes.store.Store, or a stand-in
-        self.files: dict[str, FileState] = {}
-        self.repl = ReplicationTunables()
         # This node's page-cache frames, oldest first (reclaim's two lists, nodes/reclaim.py):
         # replicas, and masters of file pages (shm has no store to read it back from: not listed).
         self.replica_frames: collections.OrderedDict[int, tuple[str, int]] = collections.OrderedDict()
         self.cache_frames: collections.OrderedDict[int, tuple[str, int]] = collections.OrderedDict()
         self.shm_frames: dict[int, tuple[str, int]] = {}  # masters of shm pages (not reclaimable: no store)
-        self._reclaim = None  # direct reclaim of this node: shrink(want) -> frames freed (use_reclaim)
-        self.repl_lifetimes: collections.Counter[str] = collections.Counter()
+        self._reclaim = reclaim
         self.n_nodes = len(topology["nodes"])
         self.page_size = pool.page_size
         self.pool = pool
@@ -116,19 +92,53 @@ class NodeCore:
                                         cpuless_nodes=[n["id"] for n in topology["nodes"] if not n["cpus"]])
         self.cost = CostModel(topology["latency_ns"], topology["bandwidth_mib_s"], pool.page_size)
         self.cpu_node = {cpu: n["id"] for n in topology["nodes"] for cpu in n["cpus"]}
-        self.numastat = dict.fromkeys(NUMASTAT_COUNTERS, 0)
+        self.numastat = NumaStatCounters(dict.fromkeys(NUMASTAT_COUNTERS, 0))
         # every counter from the start, zeros included: /proc/vmstat lists them on a fresh machine
         self.events: collections.Counter[str] = collections.Counter(dict.fromkeys(NODE_EVENTS, 0))
         self.weights: dict[int, int] | None = None  # weighted-interleave weights, None: all 1
-        self.migcache_pages = 0  # private pages of this node's tasks waiting in the migration cache
         self.auto_migrate = True  # sysctl vm.auto_migrate: a task moved here takes its pages along lazily
 
-    # ---- supplying frames (this node is the one that gives the page) --------------------
-    def use_reclaim(self, shrink) -> None:
-        """Direct reclaim for this node's allocations: `shrink(want)`, a generator returning the
-        number of this node's frames it freed (nodes.reclaim.Reclaim.shrink)."""
-        self._reclaim = shrink
+    # ---- settings (the node server's tables, sysctl) ----------------------------------------
+    def set_cost(self, latency_ns, bandwidth_mib_s) -> None:
+        """The cost model of a latency table pushed by the coordinator (node.latency)."""
+        self.cost = CostModel(latency_ns, bandwidth_mib_s, self.page_size)
 
+    def set_forwarding(self, on: bool) -> None:
+        """Whether a home node forwards a task's remote access (off while faults are injected)."""
+        self.forwarding = on
+
+    def set_weight(self, node: int, weight: int) -> None:
+        """Weighted interleave's weight of `node` (sysctl)."""
+        # A fresh dict each time: placement caches key on the policy and the target node only,
+        # and the target is computed from these weights at every fault, so the next allocation
+        # follows the new weights.
+        self.weights = {**(self.weights or {}), node: weight}
+
+    def set_auto_migrate(self, on: bool) -> None:
+        """sysctl vm.auto_migrate: a task moved here takes its pages along lazily."""
+        self.auto_migrate = on
+
+    def switch_numastat(self, on: bool) -> None:
+        """sysctl vm.numa_stat: off drops updates and clears the counters."""
+        self.numastat.switch(on)
+
+    # ---- peers ----------------------------------------------------------------------------
+    def peers_up(self, nodes: list[int], shardless: list[int]) -> None:
+        """Peers that are (again) alive, and those that hold no directory shard."""
+        for node in nodes:
+            self.dead.pop(node, None)
+        self.shardless.update(n for n in shardless if 0 <= n < self.n_nodes)
+
+    def node_died(self, node: int, why: str) -> bool:
+        """Peer `node` is dead: fsync passes it by, its frames died with it (a restarted node
+        starts empty), and it is no directory home again. Whether it held a directory shard."""
+        held_shard = node not in self.shardless  # a node that died before and came back held none
+        self.dead[node] = why
+        self.unfreed.pop(node, None)
+        self.shardless.add(node)
+        return held_shard
+
+    # ---- supplying frames (this node is the one that gives the page) --------------------
     def supply(self, count: int, *, preferred: int, task_node: int, interleave: bool, fill: int | None,
                replica_of: tuple[str, int] | None = None, cache_of: tuple[str, int] | None = None,
                owner: int | None = None, master_of: tuple[str, int] | None = None,
@@ -209,7 +219,7 @@ class NodeCore:
         for _ in range(3):
             if len(frames) >= count or self._reclaim is None:
                 break
-            if not (yield from self._reclaim(count - len(frames), replicas_only=kw.get("replica_of") is not None)):
+            if not (yield from self._reclaim(count - len(frames), kw.get("replica_of") is not None)):
                 break
             frames += self.supply(count - len(frames), **kw)
         return frames
@@ -234,44 +244,56 @@ class NodeCore:
         nothing could be freed."""
         got: list[tuple[int, int, int]] = []
         foreign: collections.Counter[int] = collections.Counter()
-        page = list(cache_of) if cache_of is not None else None
-        shm_page = list(shm_of) if shm_of is not None else None
         for reclaim in (False, True):
             for node in placement.order:
                 need = count - len(got)
                 if need <= 0:
                     break
                 preferred = placement.preferred_for(node)
-                if node == self.node_id:
-                    kw = dict(preferred=preferred, task_node=task_node, interleave=placement.interleave, fill=fill,
-                              cache_of=cache_of, shm_of=shm_of, owner=owner, master_of=master_of)
-                    frames = (yield from self.supply_reclaiming(need, **kw)) if reclaim else self.supply(need, **kw)
-                    gens = [self.pool.generation[f] for f in frames]
-                else:
-                    try:
-                        reply = yield Call(node_dest(node), mm.FrameAlloc(
-                            count=need, preferred=preferred, task_node=task_node,
-                            interleave=placement.interleave, fill=fill, cache_of=page, shm_of=shm_page,
-                            reclaim=reclaim, task_id=owner, master_of=list(master_of) if master_of else None))
-                        frames = reply.frames
-                        gens = reply.generations or [0] * len(frames)
-                    except NumaEmuError as exc:
-                        if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT, ErrorCode.EIO):
-                            raise
-                        frames, gens = [], []  # a dead or silent node supplies nothing; walk on
-                got.extend((node, f, g) for f, g in zip(frames, gens))
+                frames = yield from self.alloc_on(node, need, preferred=preferred, task_node=task_node,
+                                                  interleave=placement.interleave, fill=fill, reclaim=reclaim,
+                                                  cache_of=cache_of, shm_of=shm_of, owner=owner, master_of=master_of)
+                got.extend(frames)
                 if frames and node != preferred:
                     foreign[preferred] += len(frames)
         yield from self.add_foreign(foreign)
         return got
 
+    def alloc_on(self, node: int, count: int, *, preferred: int, task_node: int, interleave: bool = False,
+                 fill: int | None = None, reclaim: bool = False, replica_of: tuple[str, int] | None = None,
+                 cache_of: tuple[str, int] | None = None, owner: int | None = None,
+                 master_of: tuple[str, int] | None = None, shm_of: tuple[str, int] | None = None):
+        """Up to `count` frames on node `node` and nowhere else (__GFP_THISNODE), charged there as
+        an allocation that preferred `preferred`; `reclaim`: direct reclaim there when short; the
+        other keywords as `supply`. [(node, frame, generation)]: shorter when that node is short,
+        empty when it is dead or silent."""
+        if count <= 0:
+            return []
+        if node == self.node_id:
+            # This node's own frames directly, not with a Call to itself: the allocation walk of
+            # every fault comes here (a self Call would add a generator and a future each time).
+            kw = dict(preferred=preferred, task_node=task_node, interleave=interleave, fill=fill,
+                      replica_of=replica_of, cache_of=cache_of, owner=owner, master_of=master_of, shm_of=shm_of)
+            frames = (yield from self.supply_reclaiming(count, **kw)) if reclaim else self.supply(count, **kw)
+            return [(node, f, self.pool.generation[f]) for f in frames]
+        wire = {k: list(v) if v is not None else None
+                for k, v in (("replica_of", replica_of), ("cache_of", cache_of), ("master_of", master_of),
+                             ("shm_of", shm_of))}
+        try:
+            reply = yield Call(node_dest(node), mm.FrameAlloc(count=count, preferred=preferred, task_node=task_node,
+                                                              interleave=interleave, fill=fill, reclaim=reclaim,
+                                                              task_id=owner, **wire))
+        except NumaEmuError as exc:
+            if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT, ErrorCode.EIO):
+                raise
+            return []  # a dead or silent node supplies nothing
+        gens = reply.generations or [0] * len(reply.frames)
+        return [(node, f, g) for f, g in zip(reply.frames, gens)]
+
     def add_foreign(self, foreign: collections.Counter[int]):
-        calls = []
-        for node, pages in foreign.items():
-            if node == self.node_id:
-                self.numastat["numa_foreign"] += pages
-            elif node not in self.dead:  # a dead node's counters died with it
-                calls.append(Call(node_dest(node), mm.StatAdd(counter="numa_foreign", delta=pages)))
+        """numa_foreign belongs to the node an allocation preferred (this one too: a Call to itself)."""
+        calls = [Call(node_dest(node), mm.StatAdd(counter="numa_foreign", delta=pages))
+                 for node, pages in foreign.items() if node not in self.dead]  # a dead node's counters died with it
         if calls:
             yield calls
 
@@ -285,7 +307,7 @@ class NodeCore:
         for node, frames in by_node.items():
             if not frames:
                 continue
-            if node == self.node_id:
+            if node == self.node_id:  # direct: a local free cannot fail, and needs no retry bookkeeping
                 self.release(frames, zap_cause)
             else:
                 gens = generations.get(node) if generations is not None else None
@@ -297,7 +319,7 @@ class NodeCore:
                 # a dead node's frames died with it; the others' are freed later (every free of
                 # this batch sent again: those done already are skipped by their generation)
                 for call in calls:
-                    node, msg = int(call.dest[5:]), call.request
+                    node, msg = node_of(call.dest), call.request
                     if node not in self.dead and msg.generations is not None:
                         self.unfreed.setdefault(node, {}).update(zip(msg.frames, msg.generations))
 
@@ -337,7 +359,8 @@ class NodeCore:
 
     # ---- frames by reference (node, frame, generation) ---------------------------------
     def read_frame(self, node: int, frame: int, gen: int, offset: int = 0, length: int | None = None):
-        """The bytes of a frame anywhere; ESTALE if its generation moved on (freed since)."""
+        """The bytes of a frame anywhere; ESTALE if its generation moved on (freed since; None:
+        not checked). This node's frames are read directly: the access path of every task."""
         length = self.page_size - offset if length is None else length
         if node == self.node_id:
             self.check_generation(frame, gen)
@@ -375,6 +398,6 @@ class NodeCore:
         out = {"nr_free_pages": self.pool.free, "nr_total_pages": self.pool.frames,
                "nr_anon_pages": self.pool.frames - self.pool.free - file_pages, "nr_file_pages": file_pages,
                "nr_shmem": len(self.shm_frames),
-               "nr_repl_pages": len(self.replica_frames), "nr_migcache_pages": self.migcache_pages}
+               "nr_repl_pages": len(self.replica_frames)}
         out.update(self.events)
         return out

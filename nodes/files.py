@@ -6,69 +6,53 @@ first. File sizes and mapping flags come from the coordinator (the file table's 
 """
 from __future__ import annotations
 
-from nodes.core import STALE_RETRIES, FileState, NodeCore, node_dest
+from nodes.core import NodeCore
+from nodes.filetable import FileTable
 from nodes.mm import MemoryManager
+from nodes.pcache import PageCacheView
 from nodes.pagetable import FILE
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
 from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
-from protocol.policy import Policy
+from protocol.routing import node_dest
 
 
 class FileOps:
-    def __init__(self, core: NodeCore, mmgr: MemoryManager):
+    def __init__(self, core: NodeCore, mmgr: MemoryManager, pcache: PageCacheView, files: FileTable):
         self.core = core
         self.mm = mmgr
+        self.pcache = pcache
+        self.files = files
 
     def handlers(self) -> dict:
         return {"mem.pread": self.pread, "mem.pwrite": self.pwrite, "mem.fsync": self.fsync,
-                "mem.mmap_file": self.mmap_file, "node.file.info": self.file_info}
-
-    def file_info(self, msg: pc.NodeFileInfo) -> Ok:
-        self.core.files[msg.name] = FileState(msg.size, msg.writably_mapped, msg.exec_mapped,
-                                              Policy.from_wire(msg.policy) if msg.policy is not None else None)
-        return Ok()
-
-    def _state(self, name: str) -> FileState:
-        state = self.core.files.get(name)
-        if state is None:
-            raise NumaEmuError(ErrorCode.ENOENT, f"file {name!r} is not open in this cluster (open it first)")
-        return state
+                "mem.mmap_file": self.mmap_file}
 
     def _page(self, task, name: str, idx: int, write: bool):
-        policy = self.mm.file_policy(name) or task.policy
+        policy = self.files.policy(name) or task.policy
         replicate = not write and self.mm.may_replicate(task, name)
-        return (yield from self.mm.pcache.lookup(f"file:{name}", idx, write=write, task=task, policy=policy.to_wire(),
+        return (yield from self.pcache.lookup(f"file:{name}", idx, write=write, task=task, policy=policy.to_wire(),
                                                  interleave_index=idx, replicate=replicate))
 
     def _io(self, task, name: str, idx: int, offset: int, n: int, data: bytes | None):
-        """One page's part of a pread/pwrite through the page cache; retried on ESTALE (the page
-        moved or was truncated meanwhile), up to STALE_RETRIES times."""
+        """One page's part of a pread/pwrite through the page cache (PageCacheView.access: looked
+        up again when the page moved or was truncated meanwhile); each lookup's cost is the task's."""
         core = self.core
-        for attempt in range(STALE_RETRIES):
+
+        def locate(_again: bool):
             page, cost = yield from self._page(task, name, idx, data is not None)
             task.clock_ns += cost + core.cost.access_ns(task.node, page.node, n)
-            try:
-                if data is None:
-                    if page.node == core.node_id and page.replica:
-                        core.events["repl_hits"] += 1
-                    return (yield from core.read_frame(page.node, page.frame, page.gen, offset, n))
-                yield from core.write_frame(page.node, page.frame, page.gen, offset, data)
-                return None
-            except NumaEmuError as exc:
-                gone = exc.code == ErrorCode.ESTALE or page.node in core.dead  # moved, or its node died
-                if not gone or attempt == STALE_RETRIES - 1:
-                    raise
-                self.mm.pcache.forget((f"file:{name}", idx), page)
-        return None
+            return page.node, page.frame, page.gen
+
+        return (yield from self.pcache.access((f"file:{name}", idx), offset, n, data, locate))
 
     def pread(self, msg: pc.FileRead):
         task = self.mm.task(msg.task_id)
         if msg.offset < 0 or msg.length < 0:
             raise NumaEmuError(ErrorCode.EINVAL, "pread offset and length must not be negative")
-        size = self._state(msg.name).size
+        size = self.files.known(msg.name).size
         end = min(size, msg.offset + msg.length)
         ps, out, pos = self.core.page_size, bytearray(), msg.offset
         while pos < end:
@@ -82,7 +66,7 @@ class FileOps:
         task = self.mm.task(msg.task_id)
         if msg.offset < 0:
             raise NumaEmuError(ErrorCode.EINVAL, "pwrite offset must not be negative")
-        state = self._state(msg.name)
+        state = self.files.known(msg.name)
         end = msg.offset + len(msg.data)
         if end > state.size:  # grow the file first: the coordinator is the size authority
             reply = yield Call("coordinator", pc.FileResize(name=msg.name, size=end))
@@ -97,16 +81,15 @@ class FileOps:
 
     def fsync(self, msg: pc.FileSync):
         self.mm.task(msg.task_id)
-        self._state(msg.name)
+        self.files.known(msg.name)
         wb = pc.DirWriteback(obj=f"file:{msg.name}")
-        yield from self.mm.pcache.replication.writeback(wb)
         core = self.core
-        yield [Call(node_dest(n), wb) for n in range(core.n_nodes) if n != core.node_id and n not in core.dead]
+        yield [Call(node_dest(n), wb) for n in range(core.n_nodes) if n not in core.dead]
         return Ok()
 
     def mmap_file(self, msg: pc.FileMmap):
         task = self.mm.task(msg.task_id)
-        state = self._state(msg.name)
+        state = self.files.known(msg.name)
         ps = self.core.page_size
         if msg.offset < 0 or msg.offset % ps:
             raise NumaEmuError(ErrorCode.EINVAL, f"file offset {msg.offset} is not page aligned")

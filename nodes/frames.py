@@ -5,7 +5,7 @@ without ever forming a cycle (docs/protocol.md#locks-and-liveness).
 """
 from __future__ import annotations
 
-from nodes.core import NodeCore, node_dest
+from nodes.core import NodeCore
 from nodes.framepool import USED
 from protocol.effects import Answer, Call
 from protocol.errors import ErrorCode, NumaEmuError
@@ -13,6 +13,7 @@ from protocol.messages import ErrorReply, Ok
 from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
+from protocol.routing import node_dest
 
 _COUNTERS = {"numa_foreign"}
 

@@ -1,5 +1,5 @@
 """Moving a shared page's master at its directory home (docs/protocol.md#master-moves), and
-what both sides of migration share: allocating on the target node only, and the trace event.
+what both sides of migration share: the trace event.
 
 dir.migrate runs under the entry lock: the replicas are torn down (cause "migration"), every
 mapping of the master is shot down and acknowledged, the owner copies the master to a frame on
@@ -10,44 +10,17 @@ pgmigrate_success / pgmigrate_fail count here, on the directory home.
 """
 from __future__ import annotations
 
-from nodes.core import NodeCore, node_dest
+from nodes.core import NodeCore
 from nodes.directory import DirEntry
 from nodes.migration_plan import EACCES, EBUSY, ENOENT, ENOMEM, result_name
 from nodes.replication import Replication
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import memory as mm
 from protocol.messages import migration as mg
 from protocol.messages import pagecache as pc
+from protocol.routing import node_dest
 
 UNREACHABLE = (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT)
-
-
-def alloc_exact(core: NodeCore, target: int, count: int, task_node: int, cache_of: tuple[str, int] | None = None,
-                owner: int | None = None, master_of: tuple[str, int] | None = None,
-                shm_of: tuple[str, int] | None = None):
-    """Up to `count` frames on node `target` and nowhere else (__GFP_THISNODE), charged as an
-    allocation that wanted `target` (numa_hit there); `cache_of`, `shm_of`, `owner`, `master_of`:
-    as NodeCore.allocate. [(node, frame, generation)]."""
-    c = core
-    if count <= 0:
-        return []
-    if target == c.node_id:
-        frames = c.supply(count, preferred=target, task_node=task_node, interleave=False, fill=None,
-                          cache_of=cache_of, owner=owner, master_of=master_of, shm_of=shm_of)
-        return [(target, f, c.pool.generation[f]) for f in frames]
-    try:
-        alloc = mm.FrameAlloc(count=count, preferred=target, task_node=task_node,
-                              cache_of=list(cache_of) if cache_of else None, task_id=owner,
-                              master_of=list(master_of) if master_of else None,
-                              shm_of=list(shm_of) if shm_of else None)
-        reply = yield Call(node_dest(target), alloc)
-    except NumaEmuError as exc:
-        if exc.code not in UNREACHABLE + (ErrorCode.EIO,):
-            raise
-        return []
-    gens = reply.generations or [0] * len(reply.frames)
-    return [(target, f, g) for f, g in zip(reply.frames, gens)]
 
 
 def trace_migrate(core: NodeCore, task_id: int | None, mode: str, cause: str, status: int, src: int, src_frame: int,
@@ -76,7 +49,7 @@ class MasterMove:
             raise NumaEmuError(ErrorCode.EINVAL, "dir.migrate: bad node, page index or object")
         if (msg.obj, msg.idx) not in self.repl.dir.entries:
             return self._dir_reply(ENOENT)
-        entry = yield from self.repl._locked(msg.obj, msg.idx)
+        entry = yield from self.repl.lock_entry(msg.obj, msg.idx)
         try:
             yield from self.repl.bury(msg.obj, msg.idx, entry)
             return (yield from self._migrate_master(msg, entry))
@@ -109,7 +82,7 @@ class MasterMove:
             yield from self._unmap_all(obj, idx, entry, src_frame)
             return mg.DirMigrateReply(status=src, remap=False, node=src, frame=src_frame, generation=src_gen,
                                       epoch=entry.epoch, cost_ns=0)
-        got = yield from alloc_exact(self.core, target, 1, msg.task_node, **c.master_kwargs(obj, idx))
+        got = yield from c.alloc_on(target, 1, preferred=target, task_node=msg.task_node, **c.master_kwargs(obj, idx))
         if not got:
             c.events["pgmigrate_fail"] += 1
             self._trace(msg, ENOMEM, src, src_frame, target, None)
@@ -117,11 +90,8 @@ class MasterMove:
         _node, frame, gen = got[0]
         cost = yield from self._unmap_all(obj, idx, entry, src_frame)
         try:
-            if src == c.node_id:
-                yield from c.copy_frame(src_frame, src_gen, target, frame, gen, free=True)
-            else:
-                yield Call(node_dest(src), pc.FrameCopy(frame=src_frame, generation=src_gen, dst=target,
-                                                        dst_frame=frame, dst_generation=gen, free=True))
+            yield Call(node_dest(src), pc.FrameCopy(frame=src_frame, generation=src_gen, dst=target,
+                                                    dst_frame=frame, dst_generation=gen, free=True))
         except NumaEmuError:
             yield from c.free_frames({target: [frame]})
             c.events["pgmigrate_fail"] += 1
@@ -139,9 +109,9 @@ class MasterMove:
         """Tear the replicas down, then every mapping of the master, each acknowledged; the cost."""
         cost = 0
         if entry.replicas:
-            cost += yield from self.repl._collapse(obj, idx, entry, "migration")
+            cost += yield from self.repl.collapse(obj, idx, entry, "migration")
         targets = [(h, node, master_frame) for h, node in entry.mappers.items() if node == entry.node]
-        cost += yield from self.repl._shootdown(obj, idx, entry, targets, False, "migration")
+        cost += yield from self.repl.shootdown(obj, idx, entry, targets, False, "migration")
         for home, _node, _frame in targets:
             entry.mappers.pop(home, None)
         entry.writers.clear()

@@ -4,6 +4,7 @@ rebinding on a cpuset change), mbind on a range of regions, and get_mempolicy in
 from __future__ import annotations
 
 from nodes.core import NodeCore
+from nodes.migration import Migration
 from nodes.mm import MemoryManager
 from nodes.pagetable import ZEROPAGE
 from nodes.placement import InterleaveCursor, interleave_target, next_interleave_index
@@ -16,9 +17,10 @@ from protocol.policy import (DEFAULT_POLICY, MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED, M
 
 
 class PolicyOps:
-    def __init__(self, core: NodeCore, mmgr: MemoryManager):
+    def __init__(self, core: NodeCore, mmgr: MemoryManager, migration: Migration):
         self.core = core
         self.mm = mmgr
+        self.migration = migration
 
     def handlers(self) -> dict:
         return {"node.task.policy": self.set_policy, "mem.mbind": self.mbind, "mem.get_mempolicy": self.get_mempolicy}
@@ -47,7 +49,7 @@ class PolicyOps:
         return Ok()
 
     def _cpuset_migrate(self, task, old_mems: frozenset[int], new_mems: frozenset[int]):
-        yield from self.mm.migration.migrate_task(task, old_mems, new_mems, True, "cpuset")
+        yield from self.migration.migrate_task(task, old_mems, new_mems, True, "cpuset")
         return Ok()
 
     # ---- policy -------------------------------------------------------------------------
@@ -80,9 +82,9 @@ class PolicyOps:
             self.core.trace.emit("policy", task=task.task_id, vns=task.clock_ns, scope="mbind", addr=msg.vaddr,
                                  length=msg.length, policy=policy.to_wire(), flags=flags)
         if lazy:
-            yield from self.mm.migration.mbind_lazy(task, regions, bool(flags & MPOL_MF_MOVE_ALL))
+            yield from self.migration.mbind_lazy(task, regions, bool(flags & MPOL_MF_MOVE_ALL))
         elif move:
-            failed = yield from self.mm.migration.mbind_move(task, regions, policy, flags)
+            failed = yield from self.migration.mbind_move(task, regions, policy, flags)
             if failed and flags & MPOL_MF_STRICT:
                 raise NumaEmuError(ErrorCode.EIO, f"MPOL_MF_STRICT: {failed} page(s) of the range could not be moved "
                                                   "where the policy wants them")
@@ -119,7 +121,7 @@ class PolicyOps:
         if flags & MPOL_F_NODE:
             p = (msg.addr - region.start) // self.core.page_size
             if region.node[p] < 0 and region.node[p] != ZEROPAGE:  # faults it in "as if read"
-                yield from self.mm._fault(task, region, [p], False, None)
+                yield from self.mm.fault(task, region, [p], False, None)
             node = region.node[p]
             if node == ZEROPAGE:  # a private page only read maps the zero page, which every node has here
                 node = task.node

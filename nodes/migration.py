@@ -8,6 +8,8 @@ MPOL_MF_MOVE / MOVE_ALL / MOVE|LAZY, and cpuset memory_migrate (NodeTaskPolicy.m
 - A shared page (shm, page cache): H asks the page's directory home to move its master
   (nodes.master_move: replicas and every mapping down and acknowledged first), then maps the
   new master for the task at once. MPOL_MF_MOVE moves only pages no other task maps.
+- The moves themselves and the migration cache are nodes.pagemove's, which the memory manager's
+  faults use too.
 - Lazy (Lee Schermerhorn's migrate-on-fault, 2006): mbind MOVE|LAZY unmaps the range's private
   pages into the migration cache (they keep their frames; MIGCACHE), and shared pages at their
   directory (every mapping and replica gone; the page stays in the page cache). The next fault
@@ -24,39 +26,26 @@ from __future__ import annotations
 
 import collections
 
-from nodes.core import NodeCore, directory_home, node_dest
-from protocol.costmodel import FAULT_OVERHEAD_NS
-from nodes.master_move import UNREACHABLE, MasterMove, alloc_exact, trace_migrate
-from nodes.migration_plan import EBUSY, EFAULT, ENOENT, ENOMEM, NOT_MOVED, mbind_target
+from nodes.core import NodeCore
+from nodes.migration_plan import EFAULT, ENOENT, NOT_MOVED, mbind_target
 from nodes.mm import MemoryManager, TaskState
-from nodes.pagetable import ANON, MIGCACHE, MIGRATING, ZEROPAGE, Region
-from nodes.pcache import CachedPage
-from nodes.placement import misplaced
-from nodes.replication import Replication
-from protocol.effects import Call
+from nodes.pagemove import CHUNK_PAGES, Item, PageMoves
+from nodes.pagetable import ANON, MIGCACHE, ZEROPAGE, Region
+from nodes.pcache import PageCacheView
 from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import memory as mm
 from protocol.messages import migration as mg
-from protocol.messages import pagecache as pc
 from protocol.policy import MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, Mode, Policy, migration_pairs
-
-Item = tuple[Region, int, int]  # (region, page index, node the page's frame is on)
-# Pages moved per step: a big migration hands the loop back between steps (heartbeats, other
-# tasks), and keeps its copies in flight well under a socket's queue of 1000 messages (ZeroMQ's
-# default high-water mark; the reactor drops what does not fit, as ENODEV).
-_CHUNK_PAGES = 256
 
 
 class Migration:
-    def __init__(self, core: NodeCore, mmgr: MemoryManager, replication: Replication):
+    def __init__(self, core: NodeCore, mmgr: MemoryManager, pcache: PageCacheView, moves: PageMoves):
         self.core = core
         self.mm = mmgr
-        self.master = MasterMove(core, replication)
-        mmgr.migration = self
+        self.pcache = pcache
+        self.moves = moves
 
     def handlers(self) -> dict:
-        return {"mem.move_pages": self.move_pages, "mem.migrate_pages": self.migrate_pages,
-                **self.master.handlers()}
+        return {"mem.move_pages": self.move_pages, "mem.migrate_pages": self.migrate_pages}
 
     # ---- move_pages(2) ------------------------------------------------------------------
     def move_pages(self, msg: mg.MovePages):
@@ -103,7 +92,7 @@ class Migration:
                 if msg.nodes is None or region.kind != ANON:
                     node = task.away[vpage]  # a lazily unmapped shared page is moved (and mapped) by its directory
                 else:
-                    node = self.cache_take(task, region, p)
+                    node = self.moves.cache_take(task, region, p)
             if node < 0:  # the zero page is no page to move or report (mm/migrate.c since 6.12)
                 status[i] = EFAULT if node == ZEROPAGE else ENOENT
                 continue
@@ -116,14 +105,14 @@ class Migration:
             else:
                 shared.append((i, region, p, target))
         for (src, target), pages in private.items():
-            results = yield from self.move_to(task, [(r, p, src) for _i, r, p in pages], target, "direct", "syscall")
+            results = yield from self.moves.move_to(task, [(r, p, src) for _i, r, p in pages], target, "direct", "syscall")
             for (i, _r, _p), s in zip(pages, results):
                 status[i] = s
         for i, region, p, target in shared:
             if region.node[p] == MIGCACHE:
                 task.away.pop(region.start + p * ps, None)
                 region.node[p] = -1
-            status[i] = yield from self.move_shared(task, region, p, target, bool(msg.flags & MPOL_MF_MOVE_ALL),
+            status[i] = yield from self.moves.move_shared(task, region, p, target, bool(msg.flags & MPOL_MF_MOVE_ALL),
                                                     "syscall")
         for i, j in duplicates:
             status[i] = status[j]
@@ -169,19 +158,15 @@ class Migration:
                 if node == src:
                     if region.kind == ANON:
                         private.append((region, p, src))
-                    elif not self._maps_replica(region, p):  # a replica is not a page of the task's own
+                    elif not self.moves.maps_replica(region, p):  # a replica is not a page of the task's own
                         shared.append((region, p))
         statuses: list[int] = []
         if private:
-            statuses += yield from self.move_to(task, private, dst, "direct", cause)
+            statuses += yield from self.moves.move_to(task, private, dst, "direct", cause)
         for region, p in shared:
             if region.node[p] == src:  # not shot down by a previous page's move
-                statuses.append((yield from self.move_shared(task, region, p, dst, move_all, cause)))
+                statuses.append((yield from self.moves.move_shared(task, region, p, dst, move_all, cause)))
         return statuses
-
-    def _maps_replica(self, region: Region, p: int) -> bool:
-        page = self.mm.pcache.pages.get((region.obj, region.obj_offset + p))
-        return page is not None and page.replica and page.node == region.node[p] and page.frame == region.frame[p]
 
     # ---- mbind(2) MPOL_MF_MOVE, MOVE_ALL, MOVE|LAZY -----------------------------------
     def mbind_move(self, task: TaskState, regions: list[Region], policy: Policy, flags: int):
@@ -197,25 +182,25 @@ class Migration:
             for p, node in region.node.items():
                 if node < 0:
                     continue  # in the migration cache (its next fault places it)
-                placement, pol, index = self.mm._placement(task, region, p)
+                placement, pol, index = self.mm.placement(task, region, p)
                 target = mbind_target(pol, node, interleave_index=index, order=placement.order, allowed=task.mems,
                                       weights=c.weights)
                 if target is None:
                     continue
                 if region.kind == ANON:
                     groups[placement].append((region, p, node))
-                elif not self._maps_replica(region, p):
+                elif not self.moves.maps_replica(region, p):
                     shared.append((region, p, target))
         failed = 0
         for placement, items in groups.items():
-            for first in range(0, len(items), _CHUNK_PAGES):
-                chunk = items[first:first + _CHUNK_PAGES]
+            for first in range(0, len(items), CHUNK_PAGES):
+                chunk = items[first:first + CHUNK_PAGES]
                 got = yield from c.allocate(placement, len(chunk), task.node, owner=task.task_id)
-                statuses = yield from self.move_private(task, chunk, got, "direct", "mbind")
+                statuses = yield from self.moves.move_private(task, chunk, got, "direct", "mbind")
                 failed += sum(1 for s in statuses if s < 0)
         for region, p, target in shared:
             if region.node[p] >= 0:
-                s = yield from self.move_shared(task, region, p, target, bool(flags & MPOL_MF_MOVE_ALL), "mbind")
+                s = yield from self.moves.move_shared(task, region, p, target, bool(flags & MPOL_MF_MOVE_ALL), "mbind")
                 failed += s < 0
         return failed
 
@@ -230,7 +215,7 @@ class Migration:
                 if region.node[p] < 0:  # also changed by an earlier page's shootdown
                     continue
                 if region.kind == ANON:
-                    self.cache_put(task, region, p)
+                    self.moves.cache_put(task, region, p)
                     count += 1
                 else:
                     count += yield from self._lazy_unmap_shared(task, region, p, move_all)
@@ -240,18 +225,18 @@ class Migration:
         c = self.core
         key = (region.obj, region.obj_offset + p)
         vpage = region.start + p * c.page_size
-        sole = all(t == task.task_id for t, _v in self.mm.pcache.rmap.get(key, ()))
+        sole = all(t == task.task_id for t, _v in self.pcache.rmap.get(key, ()))
         if not (sole or move_all):
             return 0
         msg = mg.DirMigrate(obj=key[0], idx=key[1], target=c.node_id, mapper=c.node_id, task_node=task.node,
                             task_id=task.task_id, sole=sole, move_all=move_all, cause="mbind", mode="lazy",
                             unmap_only=True)
-        reply = yield from self._ask_directory(key, msg)
+        reply = yield from self.moves.ask_directory(key, msg)
         if reply is None or reply.status < 0:
             return 0
         if region.node[p] >= 0:  # the shootdown reached this task's entry: it is unmapped already
             task.unmap_direct([vpage])
-            self.mm.pcache.unmap(key, task.task_id, vpage)
+            self.pcache.unmap(key, task.task_id, vpage)
         task.away[vpage] = reply.status
         region.node[p] = MIGCACHE
         if c.trace.on:
@@ -259,196 +244,3 @@ class Migration:
                          at=reply.status, frame=reply.frame)
         return 1
 
-    def lazy_fault_shared(self, task: TaskState, region: Region, p: int, policy: Policy):
-        """A fault on a lazily unmapped shared page: if the policy wants it elsewhere and no one
-        maps it (migrate-on-fault fires only for pages with no mappings), move its master there;
-        the caller then faults it in through the directory as usual."""
-        c = self.core
-        vpage = region.start + p * c.page_size
-        src = task.away.pop(vpage, -1)
-        region.node[p] = -1
-        if c.trace.on:
-            c.trace.emit("migcache", task=task.task_id, vns=task.clock_ns, what="out", obj=region.obj,
-                         idx=region.obj_offset + p, at=src, why="fault")
-        if src < 0:
-            return
-        # mpol_misplaced: a shared mapping's interleave index is the page's offset in the object
-        target = misplaced(policy, src, task_node=task.node, allowed=task.mems, fallback_orders=c.fallback,
-                           interleave_index=region.obj_offset + p, weights=c.weights)
-        if target is not None:
-            yield from self.move_shared(task, region, p, target, False, "fault", mode="lazy")
-
-    # ---- the migration cache ----------------------------------------------------------
-    def cache_put(self, task: TaskState, region: Region, p: int, auto: bool = False) -> None:
-        """Unmap a private page into the migration cache; `auto`: auto-migration put it there
-        (its task moved to this node), so its move is traced as mode "auto"."""
-        c = self.core
-        vpage = region.start + p * c.page_size
-        task.unmap_direct([vpage])
-        task.away[vpage] = region.node[p]
-        if auto:
-            task.auto.add(vpage)
-        region.node[p] = MIGCACHE
-        c.migcache_pages += 1
-        c.events["pgmigcache_in"] += 1
-        if c.trace.on:
-            c.trace.emit("migcache", task=task.task_id, vns=task.clock_ns, what="in", addr=vpage,
-                         at=task.away[vpage], frame=region.frame[p], why="auto" if auto else "mbind")
-
-    def cache_take(self, task: TaskState, region: Region, p: int, why: str = "fault") -> int:
-        """Take a page out of the migration cache, mapped again where its frame is; its node."""
-        c = self.core
-        vpage = region.start + p * c.page_size
-        node = task.away.pop(vpage)
-        task.auto.discard(vpage)
-        region.node[p] = node
-        c.migcache_pages -= 1
-        c.events["pgmigcache_out"] += 1
-        if c.trace.on:
-            c.trace.emit("migcache", task=task.task_id, vns=task.clock_ns, what="out", addr=vpage, at=node,
-                         frame=region.frame[p], why=why)
-        return node
-
-    def cache_drop(self, task: TaskState, region: Region, p: int) -> int:
-        """munmap or detach of a lazily unmapped page: the node of a private page's frame (the
-        caller frees it); -1 for a shared page (it stays in the page cache, nothing to free)."""
-        if region.kind == ANON:
-            return self.cache_take(task, region, p, why="unmap")
-        task.away.pop(region.start + p * self.core.page_size, None)
-        region.node[p] = -1
-        return -1
-
-    def lazy_fault(self, task: TaskState, region: Region, pages: list[int], write: bool):
-        """Migrate-on-fault (do_swap_page finding the page in the cache, then mpol_misplaced):
-        each page moves to where the policy wants it for this task, or is mapped where it is."""
-        c, ps = self.core, self.core.page_size
-        policy = region.policy or task.policy
-        by_target: dict[tuple[int, str], list[Item]] = collections.defaultdict(list)
-        for p in pages:
-            mode = "auto" if region.start + p * ps in task.auto else "lazy"
-            src = self.cache_take(task, region, p)
-            task.faults += 1
-            c.events["pgfault"] += 1
-            task.clock_ns += FAULT_OVERHEAD_NS
-            # mpol_misplaced indexes interleave by the page's offset in the VMA (vm_pgoff + offset)
-            target = misplaced(policy, src, task_node=task.node, allowed=task.mems, fallback_orders=c.fallback,
-                               interleave_index=region.start // ps + p, weights=c.weights)
-            if target is not None:
-                by_target[target, mode].append((region, p, src))
-        for (target, mode), items in by_target.items():
-            yield from self.move_to(task, items, target, mode, "fault")
-
-    # ---- private pages ----------------------------------------------------------------
-    def move_to(self, task: TaskState, items: list[Item], target: int, mode: str, cause: str):
-        """Move private pages to node `target` (allocated there only), a chunk at a time."""
-        statuses: list[int] = []
-        for first in range(0, len(items), _CHUNK_PAGES):
-            chunk = items[first:first + _CHUNK_PAGES]
-            got = yield from alloc_exact(self.core, target, len(chunk), task.node, owner=task.task_id)
-            statuses += yield from self.move_private(task, chunk, got, mode, cause)
-        return statuses
-
-    def move_private(self, task: TaskState, items: list[Item], got: list, mode: str, cause: str):
-        """Move private pages into frames allocated already: the i-th item into got[i]; items
-        beyond got fail with ENOMEM and stay. While the bytes travel the pages are MIGRATING
-        (the fast path cannot write to the old frame); then each is mapped at its new frame, and
-        only then are the old frames freed. Call holding the task's lock. Per-item statuses."""
-        c, ps = self.core, self.core.page_size
-        moving = list(zip(items, got))
-        task.unmap_direct([region.start + p * ps for (region, p, _src), _got in moving])  # no write into the old frame
-        calls = []
-        for (region, p, src), (dst, frame, gen) in moving:
-            task.away[region.start + p * ps] = src
-            region.node[p] = MIGRATING
-            old = region.frame[p]
-            if src == c.node_id:
-                data = c.pool.read(old)
-                if dst == c.node_id:
-                    c.pool.write(frame, 0, data)
-                else:
-                    calls.append(Call(node_dest(dst), mm.FrameWrite(frame=frame, offset=0, data=data, generation=gen)))
-            else:
-                calls.append(Call(node_dest(src), pc.FrameCopy(frame=old, dst=dst, dst_frame=frame)))
-        failure = None
-        if calls:
-            try:
-                yield calls
-            except NumaEmuError as exc:
-                failure = exc  # a node died mid-copy: every page stays where it was
-        statuses: list[int] = []
-        old_frames: dict[int, list[int]] = collections.defaultdict(list)
-        unused: dict[int, list[int]] = collections.defaultdict(list)
-        # the frames' generations: a free that fails (a partition, a timeout) is sent again (nodes.core)
-        old_gens: dict[int, list[int]] = collections.defaultdict(list)
-        unused_gens: dict[int, list[int]] = collections.defaultdict(list)
-        for (region, p, src), (dst, frame, gen) in moving:
-            vpage = region.start + p * ps
-            task.away.pop(vpage, None)
-            old = region.frame[p]
-            if failure is not None:
-                region.node[p] = src
-                if src in c.dead:  # its frame died with its node meanwhile: lost (nodes.mm node_died)
-                    region.node[p] = -1
-                    task.lost[vpage] = (src, c.dead[src])
-                unused[dst].append(frame)
-                unused_gens[dst].append(gen)
-                statuses.append(EBUSY)
-                self._trace(task, mode, cause, EBUSY, src, old, dst, frame, addr=vpage)
-                continue
-            old_frames[src].append(old)
-            old_gens[src].append(region.gen[p])
-            region.node[p], region.frame[p], region.gen[p] = dst, frame, gen
-            task.clock_ns += c.cost.copy_ns(src, dst)
-            statuses.append(dst)
-            self._trace(task, mode, cause, dst, src, old, dst, frame, addr=vpage)
-        for region, p, src in items[len(got):]:
-            statuses.append(ENOMEM)
-            self._trace(task, mode, cause, ENOMEM, src, region.frame[p], None, None, addr=region.start + p * ps)
-        yield from c.free_frames(old_frames, generations=old_gens)
-        yield from c.free_frames(unused, generations=unused_gens)
-        ok = sum(1 for s in statuses if s >= 0)
-        c.events["pgmigrate_success"] += ok
-        c.events["pgmigrate_fail"] += len(statuses) - ok
-        return statuses
-
-    # ---- shared pages, home node side -------------------------------------------------
-    def move_shared(self, task: TaskState, region: Region, p: int, target: int, move_all: bool, cause: str,
-                    mode: str = "direct"):
-        """Ask the page's directory home to move its master to `target`; map the new master for
-        this task at once (remove_migration_ptes). The page's status."""
-        c, pcache = self.core, self.mm.pcache
-        key = (region.obj, region.obj_offset + p)
-        vpage = region.start + p * c.page_size
-        sole = all(t == task.task_id for t, _v in pcache.rmap.get(key, ()))
-        msg = mg.DirMigrate(obj=key[0], idx=key[1], target=target, mapper=c.node_id, task_node=task.node,
-                            task_id=task.task_id, sole=sole, move_all=move_all, cause=cause, mode=mode)
-        reply = yield from self._ask_directory(key, msg)
-        if reply is None:
-            return EBUSY
-        task.clock_ns += reply.cost_ns
-        if reply.remap and reply.epoch >= pcache.seen_epoch.get(key, -1) and region.node[p] < 0:
-            pcache.pages[key] = CachedPage(reply.node, reply.frame, reply.generation, False, False)
-            region.node[p], region.frame[p], region.gen[p], region.wr[p] = reply.node, reply.frame, reply.generation, 0
-            pcache.map(key, task.task_id, vpage)
-        return reply.status
-
-    def _ask_directory(self, key: tuple[str, int], msg: mg.DirMigrate):
-        """dir.migrate at the page's directory home (this node: a direct call); None when that
-        node cannot be reached (the page is busy, try again)."""
-        c = self.core
-        home = directory_home(key[0], key[1], c.n_nodes, c.shardless)
-        try:
-            if home == c.node_id:
-                return (yield from self.master.dir_migrate(msg))
-            return (yield Call(node_dest(home), msg))
-        except NumaEmuError as exc:
-            if exc.code not in UNREACHABLE + (ErrorCode.ESTALE,):
-                raise
-            return None
-
-    # ---- trace --------------------------------------------------------------------------
-    def _trace(self, task: TaskState, mode: str, cause: str, status: int, src: int, src_frame: int,
-               dst: int | None, dst_frame: int | None, *, addr: int) -> None:
-        if self.core.trace.on:
-            trace_migrate(self.core, task.task_id, mode, cause, status, src, src_frame, dst, dst_frame,
-                          vns=task.clock_ns, addr=addr)

@@ -12,8 +12,9 @@ import collections
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from nodes.core import STALE_RETRIES, NodeCore, node_dest
+from nodes.core import NodeCore
 from nodes.directmap import TaskTable
 from nodes.locks import PageLock
 from nodes.pagetable import ANON, FILE, MIGCACHE, SHM, ZEROPAGE, AddressSpace, Region
@@ -28,6 +29,12 @@ from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
 from protocol.policy import Mode, Policy
+from protocol.routing import node_dest
+
+if TYPE_CHECKING:
+    from nodes.filetable import FileTable
+    from nodes.pagemove import PageMoves
+    from nodes.replication import ReplicationTunables
 
 # A batch hands the loop back after this many pages, so that a long touch never starves the
 # heartbeats (docs/conventions.md#heartbeats): 4096 pages take about 20-40 ms here.
@@ -104,13 +111,18 @@ class _FaultBatch:
 
 
 class MemoryManager:
-    def __init__(self, core: NodeCore, pcache: PageCacheView):
+    def __init__(self, core: NodeCore, pcache: PageCacheView, tasks: dict[int, TaskState], moves: PageMoves,
+                 files: FileTable, tunables: ReplicationTunables):
+        """`tasks`: this node's tasks by id, shared with the page cache's reverse map (its
+        shootdowns unmap task entries); `moves`: the migration cache and page moves its faults use;
+        `files` and `tunables`: the file table and the replication switches its faults follow."""
         self.core = core
+        self.files = files
+        self.tunables = tunables
         self.pcache = pcache
-        self.tasks: dict[int, TaskState] = {}
+        self.tasks = tasks
         self.moved: dict[int, int] = {}  # task id -> the node it moved to (nodes.taskmove)
-        pcache.tasks = self.tasks
-        self.migration = None  # set by the server: nodes.migration.Migration (lazy faults, release)
+        self.moves = moves
         self.direct_access = True  # vm.direct_access: tasks may read and write their local pages themselves
 
     def handlers(self) -> dict:
@@ -182,6 +194,18 @@ class MemoryManager:
             task.table.close()
             task.table = None
 
+    def moved_away(self, task: TaskState, node: int) -> None:
+        """`task` lives on node `node` now (nodes.taskmove): its later requests here get EREMCHG."""
+        del self.tasks[task.task_id]
+        self.moved[task.task_id] = node
+
+    def adopt(self, task: TaskState) -> None:
+        """`task` moved here (nodes.taskmove); EEXIST if a task of that id lives here already."""
+        if task.task_id in self.tasks:
+            raise NumaEmuError(ErrorCode.EEXIST, f"task {task.task_id} lives on node {self.core.node_id} already")
+        self.tasks[task.task_id] = task
+        self.moved.pop(task.task_id, None)  # it may come back to a node it left
+
     def locked(self, task: TaskState, gen):
         """Run the handler coroutine `gen` holding the task's lock; ESRCH if the task detached
         while this waited for it."""
@@ -228,7 +252,7 @@ class MemoryManager:
                 for p, n in region.node.items():
                     vpage = region.start + p * ps
                     if n == MIGCACHE and task.away.get(vpage) == node:
-                        self.migration.cache_drop(task, region, p)
+                        self.moves.cache_drop(task, region, p)
                         n = node
                     if n == node:
                         region.node[p] = -1
@@ -257,7 +281,7 @@ class MemoryManager:
             for i, node in region.node.items():  # the touched pages only: a reservation costs nothing
                 if node < 0:
                     # lazily unmapped: a private page still holds its frame (the node of it, to free)
-                    node = self.migration.cache_drop(task, region, i) if node == MIGCACHE else -1
+                    node = self.moves.cache_drop(task, region, i) if node == MIGCACHE else -1
                     if node < 0:
                         continue
                 count += 1
@@ -302,13 +326,10 @@ class MemoryManager:
         return Ok()
 
     # ---- faults -------------------------------------------------------------------------
-    def file_policy(self, name: str) -> Policy | None:
-        """The shared policy of file `name`, if it has one (it outranks the readers' policies)."""
-        state = self.core.files.get(name)
-        return state.policy if state is not None else None
-
-    def _placement(self, task: TaskState, region: Region, page: int) -> tuple[Placement, Policy, int]:
-        policy = (region.kind == FILE and self.file_policy(region.name)) or region.policy or task.policy
+    def placement(self, task: TaskState, region: Region, page: int) -> tuple[Placement, Policy, int]:
+        """Where page `page` of `region` goes by the policy in force (file, VMA, task): the
+        placement, that policy, and the interleave index used."""
+        policy = (region.kind == FILE and self.files.policy(region.name)) or region.policy or task.policy
         index = 0
         if policy.mode in (Mode.INTERLEAVE, Mode.WEIGHTED_INTERLEAVE):
             if region.policy is not None or region.kind != ANON:
@@ -328,7 +349,7 @@ class MemoryManager:
             task.placements[key] = placement
         return placement, policy, index
 
-    def _fault(self, task: TaskState, region: Region, pages: list[int], write: bool, fill: int | None):
+    def fault(self, task: TaskState, region: Region, pages: list[int], write: bool, fill: int | None):
         """Fault in absent pages of one region; costs go to the task's clock."""
         if region.kind != ANON:
             yield from self._fault_shared(task, region, pages, write)
@@ -338,7 +359,7 @@ class MemoryManager:
         if task.away:  # pages in the migration cache: migrate-on-fault, or remap where they are
             cached = [p for p in pages if region.node[p] == MIGCACHE]
             if cached:
-                yield from self.migration.lazy_fault(task, region, cached, write)
+                yield from self.moves.lazy_fault(task, region, cached, write)
                 if fill is not None:
                     yield from self._fill(region, cached, fill)
                 pages = [p for p in pages if region.node[p] < 0]
@@ -349,7 +370,7 @@ class MemoryManager:
             return
         groups: dict[Placement, list[int]] = {}
         for p in pages:
-            groups.setdefault(self._placement(task, region, p)[0], []).append(p)
+            groups.setdefault(self.placement(task, region, p)[0], []).append(p)
         core, cost = self.core, self.core.cost
         for placement, plist in groups.items():
             got = yield from core.allocate(placement, len(plist), task.node, fill, owner=task.task_id)
@@ -381,10 +402,10 @@ class MemoryManager:
     def may_replicate(self, task: TaskState, name: str) -> bool:
         """A reader of file `name` may get a replica: global switch, its cpuset's flag, and the
         mode filter (no-writers: mapping_writably_mapped; exec-only: mapped executable)."""
-        t = self.core.repl
+        t = self.tunables
         if not (t.enabled and task.replication):
             return False
-        state = self.core.files.get(name)
+        state = self.files.get(name)
         if t.mode == "no-writers":
             return state is None or not state.writably_mapped
         if t.mode == "exec-only":
@@ -397,10 +418,10 @@ class MemoryManager:
             raise NumaEmuError(ErrorCode.EACCES, f"write to a read-only mapping of {region.obj}")
         replicate = not write and region.kind == FILE and self.may_replicate(task, region.name)
         for p in pages:
-            placement, policy, index = self._placement(task, region, p)
+            placement, policy, index = self.placement(task, region, p)
             idx = region.obj_offset + p
             if region.node[p] == MIGCACHE:  # lazily unmapped: migrate-on-fault first, if no one maps it
-                yield from self.migration.lazy_fault_shared(task, region, p, policy)
+                yield from self.moves.lazy_fault_shared(task, region, p, policy)
             page, cost = yield from self.pcache.lookup(region.obj, idx, write=write, task=task, policy=policy.to_wire(),
                                                        interleave_index=index, replicate=replicate)
             region.node[p], region.frame[p], region.gen[p] = page.node, page.frame, page.gen
@@ -492,7 +513,7 @@ class MemoryManager:
                       if (region.node[p] < 0 and (write or region.node[p] != ZEROPAGE))
                       or (write and shared and not region.wr[p])]
             if absent:
-                yield from self._fault(task, region, absent, write, None)
+                yield from self.fault(task, region, absent, write, None)
             for p in range(first, last):
                 page_addr = region.start + p * ps
                 offset = max(msg.vaddr + pos - page_addr, 0)
@@ -510,23 +531,16 @@ class MemoryManager:
                     if node == ZEROPAGE:  # only read so far (a write faulted it in above)
                         node = task.node
                         out += bytes(n)
-                    elif node == core.node_id:
-                        if write:
-                            core.pool.write(frame, offset, msg.data[pos:pos + n])
-                            region.dirty[p] = 1
-                        else:
-                            out += core.pool.read(frame, offset, n)
-                        if task.table is not None:
-                            self._publish(task, region, p)
                     elif node in core.dead:
                         raise core.dead_error(node, self.page_name(task, region, p))
                     elif write:
-                        yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=msg.data[pos:pos + n]))
+                        yield from core.write_frame(node, frame, None, offset, msg.data[pos:pos + n])
                     else:
-                        reply = yield Call(node_dest(node), mm.FrameRead(frame=frame, offset=offset, length=n))
-                        out += reply.data
+                        out += yield from core.read_frame(node, frame, None, offset, n)
                 if write:
                     region.dirty[p] = 1
+                if not shared and node == core.node_id and task.table is not None:
+                    self._publish(task, region, p)  # after the dirty bit: a dirty page is published writable
                 task.clock_ns += core.cost.access_ns(task.node, node, n)
                 if core.trace.on and node != task.node:
                     core.trace.emit("access", task=task.task_id, vns=task.clock_ns, addr=page_addr + offset,
@@ -535,38 +549,20 @@ class MemoryManager:
         return mm.AccessReply(data=None if write else bytes(out), clock_ns=task.clock_ns)
 
     def _shared_io(self, task: TaskState, region: Region, p: int, offset: int, n: int, data: bytes | None):
-        """Read or write a mapped shared page. A remote frame freed since it was mapped (ESTALE:
-        truncated, or moved) is unmapped and faulted again (up to STALE_RETRIES times)."""
-        core = self.core
-        for attempt in range(STALE_RETRIES):
-            node, frame = region.node[p], region.frame[p]
-            if node == core.node_id:  # local: the generation was checked by _stale_check
-                if data is None:
-                    if region.wr[p] == 0 and core.replica_frames.get(frame) is not None:
-                        core.events["repl_hits"] += 1
-                    return core.pool.read(frame, offset, n)
-                core.pool.write(frame, offset, data)
-                return None
-            try:
-                if data is None:
-                    reply = yield Call(node_dest(node), mm.FrameRead(frame=frame, offset=offset, length=n,
-                                                                     generation=region.gen[p]))
-                    return reply.data
-                yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=data, generation=region.gen[p]))
-                return None
-            except NumaEmuError as exc:
-                # a copy freed since it was mapped (ESTALE), or on a node that died: fault again,
-                # the directory gives the page's new place (docs/protocol.md#a-nodes-death)
-                gone = exc.code == ErrorCode.ESTALE or node in core.dead
-                if not gone or attempt == STALE_RETRIES - 1:
-                    raise
-                key = (region.obj, region.obj_offset + p)
-                cached = self.pcache.pages.get(key)
-                if cached is not None and cached.frame == frame and cached.node == node:
-                    self.pcache.forget(key, cached)
+        """Read or write a mapped shared page through the page cache (PageCacheView.access: a
+        copy freed since it was mapped is faulted again)."""
+        me = self.core.node_id
+
+        def locate(again: bool):
+            if again:
                 region.node[p] = -1
                 yield from self._fault_shared(task, region, [p], data is not None)
-        return None
+            node = region.node[p]
+            # a local frame is used as mapped: its generation was checked (and a stale mapping,
+            # which only the unsafe unreplicate ordering makes, counted) by _stale_check
+            return node, region.frame[p], None if node == me else region.gen[p]
+
+        return (yield from self.pcache.access((region.obj, region.obj_offset + p), offset, n, data, locate))
 
     def touch(self, msg: mm.Touch):
         task = self.task(msg.task_id)
@@ -596,7 +592,7 @@ class MemoryManager:
         present = [p for p in range(first, last) if region.node[p] >= 0 and p not in absent_set]
         if absent:
             # a fresh private page is filled by its supplier in the same message
-            yield from self._fault(task, region, absent, write, None if shared else fill)
+            yield from self.fault(task, region, absent, write, None if shared else fill)
             if shared and fill is not None:
                 present += absent
         if fill is not None:

@@ -8,17 +8,20 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from nodes.core import NodeCore, node_dest
+from nodes.core import NodeCore
 from nodes.directory import Directory
 from nodes.files import FileOps
+from nodes.filetable import FileTable
 from nodes.framepool import FramePool
 from nodes.frames import FrameService
+from nodes.master_move import MasterMove
 from nodes.mempolicy import PolicyOps
 from nodes.migration import Migration
 from nodes.mm import MemoryManager
+from nodes.pagemove import PageMoves
 from nodes.pcache import PageCacheView
 from nodes.reclaim import Reclaim
-from nodes.replication import Replication
+from nodes.replication import Replication, ReplicationTunables
 from nodes.store import Store
 from nodes.sysctl import NodeControl
 from nodes.taskmove import TaskMoves
@@ -26,6 +29,7 @@ from protocol.effects import Call
 from protocol.messages import lifecycle as lc
 from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
+from protocol.routing import node_dest
 
 log = logging.getLogger("node")
 
@@ -46,32 +50,43 @@ class HandlerTable(dict):
 
 class Node:
     """A node's services around its frame pool; `handlers` answers every message a node serves
-    except the server's own (sockets, heartbeats, latency and fault tables, tracing)."""
+    except the server's own (sockets, heartbeats, latency and fault tables, tracing).
+
+    Each service gets what it uses as constructor arguments, in the order below; none is handed
+    another after construction. A call a service makes to this node itself is a Call like any
+    other, answered from `handlers` by the effect runner (protocol.effects.answer_locally)."""
 
     def __init__(self, node_id: int, topology: dict, pool: FramePool, store: Store, clock_ns: Callable[[], int]):
         self.node_id = node_id
         self.pool = pool
-        self.core = NodeCore(node_id, topology, pool, clock_ns=clock_ns, store=store)
-        self.pcache = PageCacheView(self.core)
-        self.replication = Replication(self.core, Directory(), self.pcache.shootdown)
-        self.pcache.replication = self.replication
-        self.mm = MemoryManager(self.core, self.pcache)
-        self.migration = Migration(self.core, self.mm, self.replication)
-        self.reclaim = Reclaim(self.core, self.replication.reclaim)
-        self.core.use_reclaim(self.reclaim.shrink)
+        # Direct reclaim (nodes/reclaim.py) needs the core's frame lists, and the core's
+        # allocation walk needs direct reclaim: the walk gets this narrow callable.
+        self.core = core = NodeCore(node_id, topology, pool, clock_ns=clock_ns, store=store,
+                                    reclaim=self._direct_reclaim)
+        tasks: dict = {}  # this node's tasks: the memory manager's, and the page cache's reverse map's
+        files, tunables = FileTable(), ReplicationTunables()  # read by several services, set by one
+        self.pcache = PageCacheView(core, tasks)
+        self.replication = Replication(core, Directory(), files, tunables)
+        self.moves = PageMoves(core, self.pcache)
+        self.mm = MemoryManager(core, self.pcache, tasks, self.moves, files, tunables)
+        self.migration = Migration(core, self.mm, self.pcache, self.moves)
+        self.reclaim = Reclaim(core)
         self.handlers = HandlerTable()
-        for table in (FrameService(self.core).handlers(), self.replication.handlers(), self.pcache.handlers(),
-                      self.mm.handlers(), PolicyOps(self.core, self.mm).handlers(),
-                      FileOps(self.core, self.mm).handlers(), TaskMoves(self.core, self.mm).handlers(),
-                      NodeControl(self.core, self.mm).handlers(), self.migration.handlers()):
-            self.handlers.add_all(table)
+        for service in (files, FrameService(core), self.replication, MasterMove(core, self.replication), self.pcache,
+                        self.mm, PolicyOps(core, self.mm, self.migration), FileOps(core, self.mm, self.pcache, files),
+                        TaskMoves(core, self.mm, self.pcache, self.moves), NodeControl(core, self.mm, tunables), self.migration):
+            self.handlers.add_all(service.handlers())
         self.handlers.add("node.stats", self.on_stats)
+
+    def _direct_reclaim(self, want: int, replicas_only: bool):
+        return self.reclaim.shrink(want, replicas_only=replicas_only)
 
     def on_stats(self, msg: tm.NodeStats) -> tm.NodeStatsReply:
         core = self.core
-        return tm.NodeStatsReply(node_id=self.node_id, numastat=dict(core.numastat), vmstat=core.vmstat(),
+        vmstat = core.vmstat() | {"nr_migcache_pages": self.moves.migcache_pages}
+        return tm.NodeStatsReply(node_id=self.node_id, numastat=dict(core.numastat), vmstat=vmstat,
                                  frames_free=self.pool.free, frames_total=self.pool.frames, tasks=self.mm.task_pages(),
-                                 repl_lifetimes=dict(core.repl_lifetimes))
+                                 repl_lifetimes=dict(self.replication.lifetimes))
 
     def kswapd(self):
         """One round of background reclaim (nodes/reclaim.py), run outside every handler."""
@@ -83,9 +98,7 @@ class Node:
 
     def peers_up(self, nodes: list[int], shardless: list[int]) -> None:
         """Peers that are (again) alive, and those that hold no directory shard."""
-        for node in nodes:
-            self.core.dead.pop(node, None)
-        self.core.shardless.update(n for n in shardless if 0 <= n < self.core.n_nodes)
+        self.core.peers_up(nodes, shardless)
 
     def node_down(self, msg: lc.NodeDown):
         """A peer is dead: the copies it held are unmapped here, and the directory entries it held
@@ -96,10 +109,7 @@ class Node:
         if node == self.node_id or not 0 <= node < self.core.n_nodes or node in self.core.dead:
             return None
         log.warning("node %d: node %d is dead (%s)", self.node_id, node, msg.why)
-        held_shard = node not in self.core.shardless  # a node that died before and came back held none
-        self.core.dead[node] = msg.why
-        self.core.unfreed.pop(node, None)  # its frames died with it (and a restarted node starts empty)
-        self.core.shardless.add(node)
+        held_shard = self.core.node_died(node, msg.why)
         lost = self.mm.node_died(node)
         if lost:
             log.warning("node %d: %d private page(s) of its tasks died with node %d", self.node_id, lost, node)
@@ -107,13 +117,8 @@ class Node:
         return self._after_death(node, records)
 
     def _after_death(self, node: int, records: dict[int, list[dict]]):
-        calls = []
-        for home, recs in records.items():
-            rebuild = pc.DirRebuild(sender=self.node_id, records=recs)
-            if home == self.node_id:
-                yield from self.replication.rebuild(rebuild)
-            else:
-                calls.append(Call(node_dest(home), rebuild))
+        calls = [Call(node_dest(home), pc.DirRebuild(sender=self.node_id, records=recs))
+                 for home, recs in records.items()]
         if calls:
             yield calls
         yield from self.replication.node_died(node)

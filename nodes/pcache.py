@@ -19,13 +19,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nodes.core import NodeCore, directory_home, node_dest
+from nodes.core import NodeCore, directory_home
 from protocol.effects import Call, Future, Spawn
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
 from protocol.messages import pagecache as pc
+from protocol.routing import node_dest
 
 Key = tuple[str, int]
+# A shared page's frame can be freed under a mapping between its fault and its access (a
+# migration or a truncate moved it): the access faults again. A kernel retries such faults for as
+# long as it takes; we stop with ESTALE after this many, so a page that never settles cannot hang
+# its task (a page migrated back and forth every few ms needs two or three).
+STALE_RETRIES = 32
 
 
 @dataclass
@@ -38,15 +44,16 @@ class CachedPage:
 
 
 class PageCacheView:
-    def __init__(self, core: NodeCore):
+    def __init__(self, core: NodeCore, tasks: dict):
+        """`tasks`: this node's tasks by id (nodes.mm.TaskState), shared with the memory manager:
+        a shootdown unmaps their page-table entries."""
         self.core = core
+        self.tasks = tasks
         self.pages: dict[Key, CachedPage] = {}
         self.rmap: dict[Key, set[tuple[int, int]]] = {}  # page -> {(task id, page-aligned vaddr)}
         self.seen_epoch: dict[Key, int] = {}
         self.spares: dict[int, Key] = {}  # frames offered to a directory for a replica, answer pending
         self.fetches: dict[int, tuple[Key, int, Future]] = {}  # spare -> (page, generation, first answer)
-        self.replication = None  # set by the server: the local directory protocol (nodes.replication)
-        self.tasks = None  # set by the server: task id -> TaskState (nodes.mm)
 
     def handlers(self) -> dict:
         return {"pte.shootdown": self.shootdown, "repl.fill": self.fill}
@@ -84,9 +91,6 @@ class PageCacheView:
                     self.fetches[spare] = (key, core.pool.generation[spare], answer)
                     yield Spawn(self._ask(home, msg, answer))
                     reply = yield answer
-                elif home == core.node_id:
-                    handler = self.replication.write if write else self.replication.read
-                    reply = yield from handler(msg)
                 else:
                     reply = yield Call(node_dest(home), msg)
             except BaseException:
@@ -121,10 +125,7 @@ class PageCacheView:
     def _ask(self, home: int, msg: pc.DirRead, answer: Future):
         """The directory's answer to `msg`, into `answer` (unless a fill got there first)."""
         try:
-            if home == self.core.node_id:
-                reply = yield from self.replication.read(msg)
-            else:
-                reply = yield Call(node_dest(home), msg)
+            reply = yield Call(node_dest(home), msg)
         except Exception as exc:  # noqa: BLE001 - handed on whole to the waiting lookup
             answer.set_exception(exc)
         else:
@@ -174,10 +175,31 @@ class PageCacheView:
             if not users:
                 del self.rmap[key]
 
-    def forget(self, key: Key, page: CachedPage) -> None:
-        """Drop a cached copy found stale (ESTALE); its task entries are dropped by the caller."""
-        if self.pages.get(key) is page:
-            del self.pages[key]
+    def access(self, key: Key, offset: int, n: int, data: bytes | None, locate):
+        """Read `n` bytes at `offset` of shared page `key` (`data` None), or write `data` there,
+        through the copy `locate(again)` gives: a generator returning (node, frame, generation;
+        None: not checked). A copy freed since (ESTALE: truncated, moved) or on a node that died
+        is forgotten here and `locate(True)` asked again, the directory giving the page's new
+        place (docs/protocol.md#a-nodes-death); ESTALE after STALE_RETRIES tries, so a page that
+        never settles cannot hang its task. A read of this node's replica counts repl_hits."""
+        core = self.core
+        for attempt in range(STALE_RETRIES):
+            node, frame, gen = yield from locate(attempt > 0)
+            try:
+                if data is None:
+                    if node == core.node_id and frame in core.replica_frames:
+                        core.events["repl_hits"] += 1
+                    return (yield from core.read_frame(node, frame, gen, offset, n))
+                yield from core.write_frame(node, frame, gen, offset, data)
+                return None
+            except NumaEmuError as exc:
+                gone = exc.code == ErrorCode.ESTALE or node in core.dead  # moved, or its node died
+                if not gone or attempt == STALE_RETRIES - 1:
+                    raise
+                cached = self.pages.get(key)
+                if cached is not None and cached.frame == frame and cached.node == node:
+                    del self.pages[key]
+        return None
 
     def node_died(self, node: int, held_shard: bool = True) -> dict[int, list[dict]]:
         """`node` is dead (core.dead and core.shardless hold it already). Returns what this node
@@ -222,7 +244,7 @@ class PageCacheView:
                 del self.pages[key]
         ps = self.core.page_size
         for task_id, vpage in list(self.rmap.get(key, ())):
-            task = self.tasks.get(task_id) if self.tasks is not None else None
+            task = self.tasks.get(task_id)
             if task is None:
                 continue
             region = task.space.find(vpage)

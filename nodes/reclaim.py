@@ -28,10 +28,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Container
 
-from nodes.core import NodeCore, directory_home, node_dest
+from nodes.core import NodeCore, directory_home
 from protocol.effects import Call, Future, Spawn
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import pagecache as pc
+from protocol.routing import node_dest
 
 Key = tuple[str, int]
 SWAP_CLUSTER_MAX = 32  # a direct reclaim frees at least this many frames when it can (mm/vmscan.c)
@@ -64,9 +65,8 @@ def clock_victims(pages: OrderedDict[int, Key], referenced: bytearray, want: int
 
 
 class Reclaim:
-    def __init__(self, core: NodeCore, directory_reclaim):
+    def __init__(self, core: NodeCore):
         self.core = core
-        self.directory_reclaim = directory_reclaim  # this node's own dir.reclaim handler
         self.busy: set[int] = set()  # frames whose dir.reclaim is on its way
         self._kswapd_running = False
 
@@ -138,10 +138,7 @@ class Reclaim:
     def _ask(self, home: int, msg: pc.DirReclaim, answer: Future):
         """The directory's answer into `answer`; None when `home` is dead or silent (its pages stay)."""
         try:
-            if home == self.core.node_id:
-                reply = yield from self.directory_reclaim(msg)
-            else:
-                reply = yield Call(node_dest(home), msg)
+            reply = yield Call(node_dest(home), msg)
         except NumaEmuError as exc:
             if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT):
                 answer.set_exception(exc)

@@ -26,24 +26,54 @@ answer that a shootdown overtook (replies and shootdowns travel on different soc
 """
 from __future__ import annotations
 
-from nodes.core import NodeCore, lifetime_bucket, node_dest
-from protocol.costmodel import SHOOTDOWN_NS
+import collections
+from dataclasses import dataclass
+
+from nodes.core import NodeCore
 from nodes.directory import DirEntry, Directory
+from nodes.filetable import FileTable
 from nodes.placement import place
 from nodes.store import FILE_PREFIX, store_name
+from protocol.costmodel import SHOOTDOWN_NS
 from protocol.effects import Call, Sleep, Spawn
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
-from protocol.messages import memory as mm
 from protocol.messages import pagecache as pc
 from protocol.policy import Policy
+from protocol.routing import node_dest
+
+
+@dataclass
+class ReplicationTunables:
+    """The replicated page cache's switches (sysctl vm.pagecache_replication*)."""
+
+    enabled: bool = True
+    mode: str = "all"  # all | no-writers | exec-only (the filters proposed in the 2007 thread)
+    backoff: bool = True
+    thrash_window_ns: int = 1_000_000_000  # a replica zapped younger than this was thrashing
+    cooldown_ns: int = 1_000_000_000  # first back-off; doubles on every repeat
+    unsafe_unreplicate: bool = False  # the 2007 ordering: no lock, free at once, unmap later
+    unsafe_unmap_delay_ns: int = 100_000_000
+
+
+def lifetime_bucket(ns: int) -> str:
+    """Histogram bucket of a replica lifetime: powers of two of milliseconds."""
+    ms = ns / 1e6
+    edge = 1
+    while ms >= edge and edge < 2 ** 20:
+        edge *= 2
+    return f"<{edge}ms"
 
 
 class Replication:
-    def __init__(self, core: NodeCore, directory: Directory, local_shootdown):
+    def __init__(self, core: NodeCore, directory: Directory, files: FileTable, tunables: ReplicationTunables):
+        """`files`: the file table (writeback writes up to a file's size); `tunables`: the
+        switches sysctl sets, shared with the memory manager's replication filters."""
         self.core = core
         self.dir = directory
-        self.local_shootdown = local_shootdown  # this node's own pte.shootdown handler
+        self.files = files
+        self.tunables = tunables
+        self.lifetimes: collections.Counter[str] = collections.Counter()  # replica lifetimes, by lifetime_bucket
 
     def handlers(self) -> dict:
         return {"dir.read": self.read, "dir.write": self.write, "dir.writeback": self.writeback,
@@ -54,7 +84,7 @@ class Replication:
         if not (0 <= msg.mapper < n and 0 <= msg.task_node < n) or msg.idx < 0 or not msg.obj:
             raise NumaEmuError(ErrorCode.EINVAL, f"{msg.kind}: bad node, page index or object")
 
-    def _locked(self, obj: str, idx: int):
+    def lock_entry(self, obj: str, idx: int):
         """The entry of (obj, idx), locked; a fresh one if a truncate dropped it while we waited."""
         while True:
             entry = self.dir.entry(obj, idx)
@@ -66,7 +96,7 @@ class Replication:
     # ---- the two accesses ---------------------------------------------------------------
     def read(self, msg: pc.DirRead):
         self._check(msg)
-        entry = yield from self._locked(msg.obj, msg.idx)
+        entry = yield from self.lock_entry(msg.obj, msg.idx)
         try:
             yield from self._survive(msg.obj, msg.idx, entry)
             yield from self._ensure_master(msg, entry)
@@ -86,14 +116,14 @@ class Replication:
         self._check(msg)
         entry = self.dir.entry(msg.obj, msg.idx)
         cost = 0
-        if self.core.repl.unsafe_unreplicate and entry.replicas:
+        if self.tunables.unsafe_unreplicate and entry.replicas:
             yield from self._collapse_unsafe(msg.obj, msg.idx, entry, "write")  # before (without) the lock
-        entry = yield from self._locked(msg.obj, msg.idx)
+        entry = yield from self.lock_entry(msg.obj, msg.idx)
         try:
             yield from self._survive(msg.obj, msg.idx, entry)
             yield from self._ensure_master(msg, entry)
             if entry.replicas:
-                cost = yield from self._collapse(msg.obj, msg.idx, entry, "write")
+                cost = yield from self.collapse(msg.obj, msg.idx, entry, "write")
             entry.writers.add(msg.mapper)
             entry.mappers[msg.mapper] = entry.node
             entry.dirty = True
@@ -144,10 +174,10 @@ class Replication:
             c.events["pglost_dirty"] += 1
         c.events["pglost_master"] += 1
         if entry.replicas:  # copies of a clean page: dropped too, the store is the one source again
-            yield from self._collapse(obj, idx, entry, "nodedeath")
+            yield from self.collapse(obj, idx, entry, "nodedeath")
         targets = [(h, node, entry.frame) for h, node in entry.mappers.items() if node == entry.node]
         if targets:  # mappings of the dead frame: they fault again
-            yield from self._shootdown(obj, idx, entry, targets, False, "nodedeath")
+            yield from self.shootdown(obj, idx, entry, targets, False, "nodedeath")
         entry.node, entry.dirty = -1, False
         entry.writers.clear()
         entry.mappers.clear()
@@ -170,7 +200,7 @@ class Replication:
                 continue
             if (obj, idx) not in self.dir.entries:
                 continue  # truncated while an earlier one was buried
-            entry = yield from self._locked(obj, idx)
+            entry = yield from self.lock_entry(obj, idx)
             try:
                 yield from self.bury(obj, idx, entry)
             finally:
@@ -190,7 +220,7 @@ class Replication:
             raise NumaEmuError(ErrorCode.EINVAL, f"dir.rebuild: no node {sender}")
         for rec in records:
             obj, idx, node, frame, gen = rec["obj"], rec["idx"], rec["node"], rec["frame"], rec["gen"]
-            entry = yield from self._locked(obj, idx)
+            entry = yield from self.lock_entry(obj, idx)
             try:
                 if entry.node < 0 and not entry.replicas:
                     entry.rebuilt = True
@@ -200,7 +230,7 @@ class Replication:
                     entry.lost_with = node
                 if not entry.rebuilt or node in c.dead:
                     if node not in c.dead and (node, frame) != (entry.node, entry.frame):
-                        yield from self._shootdown(obj, idx, entry, [(sender, node, frame)], False, "rebuild",
+                        yield from self.shootdown(obj, idx, entry, [(sender, node, frame)], False, "rebuild",
                                                    free=rec["replica"])
                         if not rec["replica"] and node == sender:  # a master the fresh entry replaced
                             yield from c.free_frames({node: [frame]})
@@ -250,7 +280,7 @@ class Replication:
         now = c.clock_ns()
         if entry.dirty:
             return 0, None
-        if c.repl.backoff and now < entry.backoff_until_ns:
+        if self.tunables.backoff and now < entry.backoff_until_ns:
             c.events["repl_backoff_skips"] += 1
             return 0, None
         cost, ride = 0, None
@@ -259,9 +289,11 @@ class Replication:
         if spare is not None:
             frame, gen = spare
         else:
-            frame, gen = yield from self._alloc_on(h, task_node, (obj, idx))
-        if frame is None:
-            return cost, None
+            # one frame on h and nowhere else, after reclaiming another replica there if h is full
+            got = yield from c.alloc_on(h, 1, preferred=h, task_node=task_node, reclaim=True, replica_of=(obj, idx))
+            if not got:
+                return cost, None
+            _h, frame, gen = got[0]
         cost += c.cost.copy_ns(entry.node, h)
         try:
             if spare is not None and entry.node == c.node_id:
@@ -272,14 +304,13 @@ class Replication:
                 c.pool.write(frame, 0, data)
             elif spare is not None:
                 yield from self._forward_copy(obj, idx, entry, h, frame, gen, cost)
-            elif entry.node == c.node_id:
-                yield from c.write_frame(h, frame, gen, 0, c.pool.read(entry.frame))
-            else:
-                yield Call(node_dest(entry.node), pc.FrameCopy(frame=entry.frame, dst=h, dst_frame=frame))
+            else:  # the owner copies into h's frame (this node too: a Call to itself)
+                yield Call(node_dest(entry.node), pc.FrameCopy(frame=entry.frame, dst=h, dst_frame=frame,
+                                                               dst_generation=gen))
         except NumaEmuError:
             # h may hold the bytes and even map them (the fill came, its ack did not): take the
             # mapping and the frame away on h, acknowledged, and use the master.
-            yield from self._shootdown(obj, idx, entry, [(h, h, frame)], False, "copyfail", free=True)
+            yield from self.shootdown(obj, idx, entry, [(h, h, frame)], False, "copyfail", free=True)
             c.events["repl_copy_failed"] += 1
             return cost, None
         # Recorded once the copy is in place (or, riding on the answer, once it is sent), the lock
@@ -300,25 +331,8 @@ class Replication:
                                                          idx=idx, dst_frame=frame, dst_generation=gen,
                                                          epoch=entry.epoch, cost_ns=cost))
 
-    def _alloc_on(self, h: int, task_node: int, page: tuple[str, int]):
-        """One frame on node h and nowhere else (__GFP_THISNODE), after reclaiming another replica
-        there if h is full; (None, 0) when h is full still."""
-        c = self.core
-        if h == c.node_id:
-            frames = yield from c.supply_reclaiming(1, preferred=h, task_node=task_node, interleave=False, fill=None,
-                                                    replica_of=page)
-            return (frames[0], c.pool.generation[frames[0]]) if frames else (None, 0)
-        try:
-            reply = yield Call(node_dest(h), mm.FrameAlloc(count=1, preferred=h, task_node=task_node,
-                                                           replica_of=list(page), reclaim=True))
-        except NumaEmuError:
-            return None, 0
-        if not reply.frames:
-            return None, 0
-        return reply.frames[0], (reply.generations or [0])[0]
-
     # ---- shootdowns ---------------------------------------------------------------------
-    def _shootdown(self, obj: str, idx: int, entry: DirEntry, targets: list[tuple[int, int, int]],
+    def shootdown(self, obj: str, idx: int, entry: DirEntry, targets: list[tuple[int, int, int]],
                    write_protect: bool, cause: str, free: bool = False):
         """Drop (or write-protect) the mappings (home node, copy node, copy frame) and wait for
         every acknowledgement; with `free`, each target frees its replica once unmapped. All are
@@ -333,10 +347,7 @@ class Replication:
             if c.trace.on:
                 c.trace.emit("shootdown", obj=obj, idx=idx, target=home, copy_node=node, frame=frame,
                              write_protect=write_protect, cause=cause, phase="sent")
-            if home == c.node_id:
-                self.local_shootdown(msg)
-            else:
-                calls.append(Call(node_dest(home), msg))
+            calls.append(Call(node_dest(home), msg))
         if calls:
             try:
                 yield calls  # in parallel; the gather settles every call before it reports a failure
@@ -349,18 +360,18 @@ class Replication:
 
     def _write_protect(self, obj: str, idx: int, entry: DirEntry, cause: str):
         """Downgrade every writable mapping of the master to read-only, acknowledged; its cost."""
-        cost = yield from self._shootdown(obj, idx, entry, [(w, entry.node, entry.frame) for w in entry.writers],
+        cost = yield from self.shootdown(obj, idx, entry, [(w, entry.node, entry.frame) for w in entry.writers],
                                           write_protect=True, cause=cause)
         entry.writers.clear()
         return cost
 
-    def _collapse(self, obj: str, idx: int, entry: DirEntry, cause: str, only: int | None = None):
+    def collapse(self, obj: str, idx: int, entry: DirEntry, cause: str, only: int | None = None):
         """Tear down the replicas (or the one on node `only`): every replica's node unmaps it, then
         frees it, then acknowledges; only after every ack is the entry changed. A replica lives on
         the only home node that maps it, so its free rides on its shootdown."""
         victims = {r: fe for r, fe in entry.replicas.items() if only is None or r == only}
         targets = [(r, r, frame) for r, (frame, _gen) in victims.items()]
-        cost = yield from self._shootdown(obj, idx, entry, targets, False, cause, free=True)
+        cost = yield from self.shootdown(obj, idx, entry, targets, False, cause, free=True)
         self._forget_replicas(obj, idx, entry, victims, cause)
         return cost
 
@@ -372,14 +383,14 @@ class Replication:
             if entry.mappers.get(r) == r:
                 del entry.mappers[r]
             lifetime = now - entry.born_ns.pop(r, now)
-            c.repl_lifetimes[lifetime_bucket(lifetime)] += 1
-            if cause == "write" and lifetime < c.repl.thrash_window_ns and c.repl.backoff:
+            self.lifetimes[lifetime_bucket(lifetime)] += 1
+            if cause == "write" and lifetime < self.tunables.thrash_window_ns and self.tunables.backoff:
                 entry.backoff_level += 1
-                entry.backoff_until_ns = now + c.repl.cooldown_ns * 2 ** (entry.backoff_level - 1)
+                entry.backoff_until_ns = now + self.tunables.cooldown_ns * 2 ** (entry.backoff_level - 1)
                 c.events["pgreplicabackoff"] += 1
             if c.trace.on:
                 c.trace.emit("unreplicate", obj=obj, idx=idx, replica_node=r, frame=victims[r][0], cause=cause,
-                             lifetime_ns=lifetime, unsafe=c.repl.unsafe_unreplicate)
+                             lifetime_ns=lifetime, unsafe=self.tunables.unsafe_unreplicate)
 
     def _collapse_unsafe(self, obj: str, idx: int, entry: DirEntry, cause: str):
         """The 2007 ordering, on purpose: clear the replicas without the lock, free them at once,
@@ -391,16 +402,13 @@ class Replication:
         yield Spawn(self._late_unmaps(obj, idx, targets, cause))
 
     def _late_unmaps(self, obj: str, idx: int, targets: list, cause: str):
-        yield Sleep(self.core.repl.unsafe_unmap_delay_ns / 1e9)
+        yield Sleep(self.tunables.unsafe_unmap_delay_ns / 1e9)
         for home, node, frame in targets:
             msg = pc.PteShootdown(obj=obj, idx=idx, node=node, frame=frame, cause=cause, epoch=0)
-            if home == self.core.node_id:
-                self.local_shootdown(msg)
-            else:
-                try:
-                    yield Call(node_dest(home), msg)
-                except NumaEmuError:
-                    pass
+            try:
+                yield Call(node_dest(home), msg)
+            except NumaEmuError:
+                pass
 
     # ---- writeback, truncate, reclaim -------------------------------------------------------
     def writeback(self, msg: pc.DirWriteback):
@@ -423,7 +431,7 @@ class Replication:
         if entry.writers:  # page_mkclean: the next write must fault and dirty the page again
             yield from self._write_protect(obj, idx, entry, "writeback")
         data = yield from c.read_frame(entry.node, entry.frame, entry.gen)
-        state = c.files.get(store_name(obj))
+        state = self.files.get(store_name(obj))
         c.store.write_page(obj, idx, data, state.size if state else (idx + 1) * c.page_size)
         entry.dirty = False
         c.events["pgwriteback"] += 1
@@ -449,10 +457,10 @@ class Replication:
         c = self.core
         freed = len(entry.replicas)
         if entry.replicas:
-            yield from self._collapse(obj, idx, entry, cause)
+            yield from self.collapse(obj, idx, entry, cause)
         if entry.node >= 0:
             targets = [(h, node, entry.frame) for h, node in entry.mappers.items() if node == entry.node]
-            yield from self._shootdown(obj, idx, entry, targets, False, cause)
+            yield from self.shootdown(obj, idx, entry, targets, False, cause)
             yield from c.free_frames({entry.node: [entry.frame]})
             freed += 1
         self.dir.drop(obj, idx, entry)
@@ -482,7 +490,7 @@ class Replication:
                 yield from self.bury(obj, idx, entry)
                 replica = entry.replicas.get(msg.node, (None, 0))[0] == frame
                 if replica:
-                    yield from self._collapse(obj, idx, entry, "reclaim", only=msg.node)
+                    yield from self.collapse(obj, idx, entry, "reclaim", only=msg.node)
                     freed += 1
                 elif (entry.node == msg.node and entry.frame == frame and obj.startswith(FILE_PREFIX)
                       and c.store is not None):

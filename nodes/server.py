@@ -14,8 +14,6 @@ import signal
 import time
 from pathlib import Path
 
-from nodes.core import node_dest
-from protocol.costmodel import CostModel
 from nodes.framepool import FramePool
 from nodes.node import Node
 from nodes.store import Store
@@ -31,6 +29,7 @@ from protocol.messages import trace as trm
 from protocol.messages import Ok
 from protocol.messages import lifecycle as lc
 from protocol.reactor import Reactor
+from protocol.routing import node_dest, node_of
 from protocol.timing import HEARTBEAT_INTERVAL_S, SILENT_DEAD_S
 from protocol.version import PROTOCOL_VERSION
 
@@ -53,7 +52,7 @@ class NodeServer:
         (cluster_dir / STORE_DIR).mkdir(mode=0o700, exist_ok=True)
         self.node = Node(node_id, topology, self.pool, Store(cluster_dir / STORE_DIR, self.page_size), time.time_ns)
         self.core = self.node.core
-        self.reactor = r = Reactor(f"node {node_id}", identity=f"node:{node_id}", keys=ClusterKeys.load(cluster_dir))
+        self.reactor = r = Reactor(f"node {node_id}", identity=node_dest(node_id), keys=ClusterKeys.load(cluster_dir))
         self.jitter_rng = random.Random(node_id)  # seeded: a jittered run can be replayed
         self.endpoint = r.bind(endpoint_for(cluster_dir, f"node-{node_id}"))
         # A cluster on several hosts: peers of other hosts come over tcp on this host's address (protocol.hosts)
@@ -165,13 +164,13 @@ class NodeServer:
 
     def on_latency(self, msg: lm.NodeLatency) -> Ok:
         table = LatencyTable.from_wire(msg.table)
-        self.core.cost = CostModel(table.latency_ns, table.bandwidth_mib_s, self.page_size)
+        self.core.set_cost(table.latency_ns, table.bandwidth_mib_s)
         self.node.mm.costs_changed()
         if table.mode == REAL:
             me, rng = self.node_id, self.jitter_rng
-            self.reactor.link_delay = lambda peer, nbytes: table.delay_s(me, int(peer[5:]), nbytes, rng)
+            self.reactor.set_link_delay(lambda peer, nbytes: table.delay_s(me, node_of(peer), nbytes, rng))
         else:
-            self.reactor.link_delay = None
+            self.reactor.set_link_delay(None)
         log.info("node %d: latency table version %d, mode %s, dilation %g", self.node_id, table.version,
                  table.mode, table.dilation)
         return Ok()
@@ -180,7 +179,7 @@ class NodeServer:
         """The fault table in force: applied to every message this node sends to another node."""
         table = FaultTable.from_wire(msg.table)
         self.reactor.set_faults(FaultInjector(table, self.node_id))
-        self.core.forwarding = not table.active
+        self.core.set_forwarding(not table.active)
         log.info("node %d: fault table version %d, seed %d, %s", self.node_id, table.version, table.seed,
                  "active" if table.active else "none")
         return Ok()
@@ -191,7 +190,7 @@ class NodeServer:
 
     def on_trace_drain(self, msg: trm.NodeTraceDrain) -> trm.TraceEventsReply:
         tracer = self.core.trace
-        dropped, tracer.dropped = tracer.dropped, 0
+        dropped = tracer.take_dropped()
         return trm.TraceEventsReply(events=tracer.drain(), dropped=dropped)
 
     def on_shutdown(self, msg: lc.NodeShutdown) -> Ok:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from nodes.core import NodeCore
 from nodes.mm import MemoryManager
+from nodes.replication import ReplicationTunables
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
 from protocol.messages import control as cm
@@ -21,47 +22,25 @@ from protocol.messages import control as cm
 log = logging.getLogger("node.sysctl")
 
 
-class NumaStatCounters(dict):
-    """The node's numastat counters, which vm.numa_stat can stop: while `enabled` is False,
-    updates are dropped, as zone_statistics returns early when numa stats are off
-    (mm/page_alloc.c; docs/linux-semantics.md#numastat-counters). Turning them off also clears them (vm.numa_stat=0:
-    "disable numa statistics, and clear numa counters")."""
-
-    enabled: bool = True
-
-    def __setitem__(self, key: str, value: int) -> None:
-        if self.enabled:
-            super().__setitem__(key, value)
-
-    def switch(self, on: bool) -> None:
-        if not on:
-            for key in self:
-                super().__setitem__(key, 0)
-        self.enabled = on
-
-
 class NodeControl:
-    def __init__(self, core: NodeCore, mm: MemoryManager):
+    def __init__(self, core: NodeCore, mm: MemoryManager, tunables: ReplicationTunables):
         self.core = core
         self.mm = mm
         self.tunables = cm.tunables(core.possible)
-        if not isinstance(core.numastat, NumaStatCounters):
-            core.numastat = NumaStatCounters(core.numastat)
         # key -> what a value does here; a new node-scope key of cm.tunables needs one entry
         self.appliers: dict[str, Callable[[int | str], None]] = {
-            cm.weight_key(n): functools.partial(self._set_weight, n) for n in sorted(core.possible)}
-        self.appliers[cm.NUMA_STAT_KEY] = lambda value: self.core.numastat.switch(bool(value))
-        self.appliers[cm.AUTO_MIGRATE_KEY] = lambda value: setattr(self.core, "auto_migrate", bool(value))
+            cm.weight_key(n): functools.partial(core.set_weight, n) for n in sorted(core.possible)}
+        self.appliers[cm.NUMA_STAT_KEY] = lambda value: self.core.switch_numastat(bool(value))
+        self.appliers[cm.AUTO_MIGRATE_KEY] = lambda value: self.core.set_auto_migrate(bool(value))
         self.appliers[cm.DIRECT_ACCESS_KEY] = lambda value: self.mm.set_direct_access(bool(value))
-        repl = core.repl
         self.appliers.update({
-            cm.REPL_KEY: lambda v: setattr(repl, "enabled", bool(v)),
-            cm.REPL_MODE_KEY: lambda v: setattr(repl, "mode", v),
-            cm.REPL_BACKOFF_KEY: lambda v: setattr(repl, "backoff", bool(v)),
-            cm.REPL_WINDOW_KEY: lambda v: setattr(repl, "thrash_window_ns", int(v) * 1_000_000),
-            cm.REPL_COOLDOWN_KEY: lambda v: setattr(repl, "cooldown_ns", int(v) * 1_000_000),
-            cm.UNSAFE_KEY: lambda v: setattr(repl, "unsafe_unreplicate", bool(v)),
-            cm.UNSAFE_DELAY_KEY: lambda v: setattr(repl, "unsafe_unmap_delay_ns", int(v) * 1_000_000),
+            cm.REPL_KEY: lambda v: setattr(tunables, "enabled", bool(v)),
+            cm.REPL_MODE_KEY: lambda v: setattr(tunables, "mode", v),
+            cm.REPL_BACKOFF_KEY: lambda v: setattr(tunables, "backoff", bool(v)),
+            cm.REPL_WINDOW_KEY: lambda v: setattr(tunables, "thrash_window_ns", int(v) * 1_000_000),
+            cm.REPL_COOLDOWN_KEY: lambda v: setattr(tunables, "cooldown_ns", int(v) * 1_000_000),
+            cm.UNSAFE_KEY: lambda v: setattr(tunables, "unsafe_unreplicate", bool(v)),
+            cm.UNSAFE_DELAY_KEY: lambda v: setattr(tunables, "unsafe_unmap_delay_ns", int(v) * 1_000_000),
         })
 
     def handlers(self) -> dict:
@@ -78,14 +57,6 @@ class NodeControl:
             apply(value)
         log.info("node %d: sysctl %s", self.core.node_id, msg.values)
         return Ok()
-
-    def _set_weight(self, node: int, weight: int) -> None:
-        # A fresh dict each time: placement caches key on the policy and the target node only,
-        # and the target is computed from these weights at every fault, so the next allocation
-        # follows the new weights.
-        weights = dict(self.core.weights or {})
-        weights[node] = weight
-        self.core.weights = weights
 
     def task_cpu(self, msg: cm.NodeTaskCpu) -> Ok:
         task = self.mm.task(msg.task_id)

@@ -15,15 +15,18 @@ or maps it again where it is; a trace of it says mode "auto".
 """
 from __future__ import annotations
 
-from nodes.core import NodeCore, node_dest
+from nodes.core import NodeCore
 from nodes.mm import MemoryManager, TaskState
+from nodes.pagemove import PageMoves
 from nodes.pagetable import ANON, MIGCACHE, AddressSpace
+from nodes.pcache import PageCacheView
 from nodes.placement import InterleaveCursor
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import Ok
 from protocol.messages import tasks as tm
 from protocol.policy import Policy
+from protocol.routing import node_dest
 
 
 def task_image(task: TaskState) -> dict:
@@ -47,9 +50,11 @@ def task_from_image(image: dict, node: int, cpu: int) -> TaskState:
 
 
 class TaskMoves:
-    def __init__(self, core: NodeCore, mmgr: MemoryManager):
+    def __init__(self, core: NodeCore, mmgr: MemoryManager, pcache: PageCacheView, moves: PageMoves):
         self.core = core
         self.mm = mmgr
+        self.pcache = pcache
+        self.moves = moves
 
     def handlers(self) -> dict:
         return {"node.task.move": self.move, "node.task.adopt": self.adopt}
@@ -69,16 +74,15 @@ class TaskMoves:
             for p, node in region.node.items():
                 if region.kind == ANON:
                     if node == MIGCACHE:  # this node's migration cache lets go; the new home decides
-                        self.mm.migration.cache_take(task, region, p, why="move")
+                        self.moves.cache_take(task, region, p, why="move")
                 elif node >= 0:  # shared mappings fault again on the new home
-                    self.mm.pcache.unmap((region.obj, region.obj_offset + p), task.task_id, region.start + p * ps)
+                    self.pcache.unmap((region.obj, region.obj_offset + p), task.task_id, region.start + p * ps)
                     region.node[p] = -1
                     region.wr[p] = 0
         if core.trace.on:  # before the hand-over, so that the story reads move, then adopt
             core.trace.emit("task", task=task.task_id, vns=task.clock_ns, what="move", to=msg.node, cpu=msg.cpu)
         yield Call(node_dest(msg.node), tm.NodeTaskAdopt(task=task_image(task) | {"cpu": msg.cpu}))
-        del self.mm.tasks[task.task_id]
-        self.mm.moved[task.task_id] = msg.node
+        self.mm.moved_away(task, msg.node)
         return Ok()
 
     def adopt(self, msg: tm.NodeTaskAdopt) -> Ok:
@@ -86,10 +90,7 @@ class TaskMoves:
         if not isinstance(msg.task.get("cpu"), int) or core.cpu_node.get(msg.task["cpu"]) != core.node_id:
             raise NumaEmuError(ErrorCode.EINVAL, f"node.task.adopt: the task's cpu is not on node {core.node_id}")
         task = task_from_image(msg.task, core.node_id, msg.task["cpu"])
-        if task.task_id in self.mm.tasks:
-            raise NumaEmuError(ErrorCode.EEXIST, f"task {task.task_id} lives on node {core.node_id} already")
-        self.mm.tasks[task.task_id] = task
-        self.mm.moved.pop(task.task_id, None)  # it may come back to a node it left
+        self.mm.adopt(task)
         if core.trace.on:
             core.trace.emit("task", task=task.task_id, vns=task.clock_ns, what="adopt", cpu=task.cpu)
         if core.auto_migrate:
@@ -97,5 +98,5 @@ class TaskMoves:
                 if region.kind == ANON:
                     for p, node in region.node.items():
                         if node >= 0 and node != core.node_id:
-                            self.mm.migration.cache_put(task, region, p, auto=True)
+                            self.moves.cache_put(task, region, p, auto=True)
         return Ok()

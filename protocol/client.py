@@ -22,8 +22,10 @@ from protocol import delaylink
 from protocol.codec import decode, encode
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.keys import ClusterKeys
+from protocol.link import send_frames
 from protocol.messages import ErrorReply, Reply, Request
-from protocol.reactor import connect_endpoint, make_socket, recv_frames, send_frames
+from protocol.reactor import connect_endpoint, make_socket, recv_frames
+from protocol.routing import node_dest
 from protocol.timing import CLIENT_TIMEOUT_S, SILENCE_PROBE_FIRST_S, SILENCE_PROBE_MAX_S
 
 # What a caller runs when its request has had no reply for a while (Task: ask the coordinator
@@ -156,9 +158,9 @@ class TaskChannel(_OwnSocket):
         # instead of vanishing.
         self._sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         for node, endpoint in sorted(endpoints.items()):
-            self._sock.setsockopt(zmq.CONNECT_ROUTING_ID, f"node:{node}".encode())
+            self._sock.setsockopt(zmq.CONNECT_ROUTING_ID, node_dest(node).encode())
             connect_endpoint(self._sock, endpoint, keys)
-        self._home = f"node:{home}".encode()
+        self._home = node_dest(home).encode()
         self._ids = itertools.count(1)
         self._rcvtimeo_ms = -1
         # (hold_ns, delay_ns) of the last held replies: delay from the sender's send to delivery here
@@ -167,7 +169,7 @@ class TaskChannel(_OwnSocket):
     def rehome(self, node: int) -> None:
         """Send requests to `node` from now on (the task moved there); it is connected already."""
         self.endpoint = self._endpoints[node]
-        self._home = f"node:{node}".encode()
+        self._home = node_dest(node).encode()
 
     def _send(self, frames: list[bytes], deadline: float, request: Request, silence: _Silence) -> None:
         while True:

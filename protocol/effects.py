@@ -10,9 +10,11 @@ a simulator could perform the same effects with a seeded, in-process network
 from __future__ import annotations
 
 from dataclasses import dataclass
+import types
 from typing import Any, Callable
 
-from protocol.messages import Notice, Reply, Request
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import Notice, Ok, Reply, Request
 
 
 @dataclass(frozen=True)
@@ -119,3 +121,46 @@ def gather(futures: list[Future]) -> Future:
     for f in futures:
         f.add_done_callback(settle)
     return out
+
+
+def as_error(exc: BaseException) -> NumaEmuError:
+    """What a caller sees of a handler's failure: its own NumaEmuError, or EIO naming the bug
+    (the same text an error reply over the wire carries)."""
+    if isinstance(exc, NumaEmuError):
+        return exc
+    return NumaEmuError(ErrorCode.EIO, f"internal error: {exc.__class__.__name__}: {exc}")
+
+
+def answer_locally(handler: Callable[[Request], Any], request: Request,
+                   spawn: Callable[[Any, Callable[[Any, BaseException | None], None]], None],
+                   crashed: Callable[[BaseException], None]) -> Future:
+    """A Call addressed to the process that yields it, answered from its own handler table
+    without a message: the future of the reply the handler gives (a plain value, a generator
+    driven by `spawn`, or a Future), or of its error. None becomes Ok, as on the wire;
+    `crashed` hears of an exception that is not a NumaEmuError (a bug) before the caller does.
+    One rule for every effect runner (the reactor, a simulator): services never ask "is that
+    node me?" (docs/design.md#pure-cores-and-effects)."""
+    fut = Future()
+
+    def settle(result: Any, exc: BaseException | None) -> None:
+        if exc is not None:
+            if not isinstance(exc, NumaEmuError):
+                crashed(exc)
+            fut.set_exception(as_error(exc))
+        else:
+            fut.set_result(Ok() if result is None else result)
+
+    try:
+        result = handler(request)
+    except Exception as exc:  # noqa: BLE001 - handed to the caller as its call's error
+        settle(None, exc)
+        return fut
+    if isinstance(result, types.GeneratorType):
+        spawn(result, settle)
+    elif isinstance(result, Future):
+        result.add_done_callback(lambda f: settle(f.result, f.exception))
+    elif isinstance(result, Forward):
+        settle(None, NumaEmuError(ErrorCode.EINVAL, f"{request.kind} to itself cannot be forwarded"))
+    else:
+        settle(result, None)
+    return fut

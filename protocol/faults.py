@@ -19,16 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol import limits
-from protocol.errors import ErrorCode, NumaEmuError
+from protocol.errors import einval
+from protocol.routing import node_of
 
 KINDS = ("drop", "dup", "delay", "reorder")
 DELAYING = ("delay", "reorder")
 DEFAULT_DELAY_MS = 10.0
 _KEY = struct.Struct("<QqqQ")
 
-
-def _einval(text: str) -> NumaEmuError:
-    return NumaEmuError(ErrorCode.EINVAL, text)
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,7 @@ class FaultTable:
     # ---- changes (checked: the coordinator's handlers and the wire go through them) ----
     def check_node(self, value: Any, what: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.n_nodes:
-            raise _einval(f"fault: {what} {value!r} is not a node of this cluster (0..{self.n_nodes - 1})")
+            raise einval(f"fault: {what} {value!r} is not a node of this cluster (0..{self.n_nodes - 1})")
         return value
 
     def set_seed(self, seed: Any) -> None:
@@ -84,17 +82,17 @@ class FaultTable:
         """Probability `p` of `kind` on one link (src, dst), every link of `node`, or every link;
         p = 0 removes the rule."""
         if kind not in KINDS:
-            raise _einval(f"fault: unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+            raise einval(f"fault: unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
         p = float(limits.FAULT_PROBABILITY.check(p, "probability"))
         ms = float(limits.FAULT_DELAY_MS.check(DEFAULT_DELAY_MS if ms is None else ms, "--ms"))
         if (src is None) != (dst is None):
-            raise _einval("fault: --link needs both SRC and DST")
+            raise einval("fault: --link needs both SRC and DST")
         if src is not None:
             if node is not None:
-                raise _einval("fault: give --link or --node, not both")
+                raise einval("fault: give --link or --node, not both")
             src, dst = self.check_node(src, "link source"), self.check_node(dst, "link destination")
             if src == dst:
-                raise _einval(f"fault: link {src} -> {dst} is not between two nodes")
+                raise einval(f"fault: link {src} -> {dst} is not between two nodes")
         elif node is not None:
             node = self.check_node(node, "node")
         key = _scope_key(src, dst, node)
@@ -108,9 +106,9 @@ class FaultTable:
         sa = frozenset(self.check_node(n, "partition node") for n in a)
         sb = frozenset(self.check_node(n, "partition node") for n in b)
         if not sa or not sb:
-            raise _einval("fault partition: both sides need at least one node")
+            raise einval("fault partition: both sides need at least one node")
         if sa & sb:
-            raise _einval(f"fault partition: node(s) {sorted(sa & sb)} on both sides")
+            raise einval(f"fault partition: node(s) {sorted(sa & sb)} on both sides")
         self.partitions.append((sa, sb))
         self.version += 1
 
@@ -189,7 +187,7 @@ class FaultTable:
                 table.partition(a, b)
             table.version = int(limits.FAULT_SEED.check(wire["version"], "version"))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise _einval(f"malformed fault table: {exc.__class__.__name__}: {exc}") from None
+            raise einval(f"malformed fault table: {exc.__class__.__name__}: {exc}") from None
         return table
 
 
@@ -229,7 +227,7 @@ class FaultInjector:
     def decide(self, peer: str) -> Decision:
         """The fate of the next message to `peer` ("node:N"); a peer that is no node passes."""
         try:
-            dst = int(peer[5:])
+            dst = node_of(peer)
         except ValueError:
             return PASS
         if not 0 <= dst < self.table.n_nodes or dst == self.src:

@@ -10,14 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import limits
-from protocol.errors import ErrorCode, NumaEmuError
+from protocol.errors import einval
 
 VIRTUAL, REAL = "virtual", "real"
 JITTER_DISTRIBUTIONS = ("uniform", "normal", "exponential")
 
-
-def _einval(message: str) -> NumaEmuError:
-    return NumaEmuError(ErrorCode.EINVAL, message)
 
 
 @dataclass
@@ -44,13 +41,13 @@ class LatencyTable:
 
     def _node(self, node: int, what: str) -> int:
         if not isinstance(node, int) or not 0 <= node < self.n_nodes:
-            raise _einval(f"{what} node {node} does not exist (nodes 0-{self.n_nodes - 1})")
+            raise einval(f"{what} node {node} does not exist (nodes 0-{self.n_nodes - 1})")
         return node
 
     # ---- changes (each validates everything before changing anything) --------------------
     def set_mode(self, mode: str, dilation: float | None = None) -> None:
         if mode not in (VIRTUAL, REAL):
-            raise _einval(f"injection mode must be '{VIRTUAL}' or '{REAL}', not {mode!r}")
+            raise einval(f"injection mode must be '{VIRTUAL}' or '{REAL}', not {mode!r}")
         if dilation is not None:
             limits.DILATION.check(dilation, "dilation")
         self.mode = mode
@@ -83,10 +80,10 @@ class LatencyTable:
         """Jitter of a link (or every link): the delay is multiplied by 1 + a sample of
         `distribution` with this relative spread, never below zero. spread 0 removes it."""
         if distribution not in JITTER_DISTRIBUTIONS:
-            raise _einval(f"jitter distribution must be one of {', '.join(JITTER_DISTRIBUTIONS)}, not {distribution!r}")
+            raise einval(f"jitter distribution must be one of {', '.join(JITTER_DISTRIBUTIONS)}, not {distribution!r}")
         limits.JITTER_SPREAD.check(spread, "jitter spread (a fraction of the delay)")
         if (src is None) != (dst is None):
-            raise _einval("give both a source and a destination node, or neither for every link")
+            raise einval("give both a source and a destination node, or neither for every link")
         key = "*" if src is None else f"{self._node(src, 'source')},{self._node(dst, 'destination')}"
         if spread == 0:
             self.jitter.pop(key, None)
@@ -124,7 +121,7 @@ class LatencyTable:
                         [list(map(float, r)) for r in d["base_latency_ns"]], str(d["mode"]), float(d["dilation"]),
                         {str(k): [str(v[0]), float(v[1])] for k, v in d["jitter"].items()}, int(d["version"]))
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
-            raise _einval(f"malformed latency table: {exc}") from None
+            raise einval(f"malformed latency table: {exc}") from None
         table.validate()
         return table
 
@@ -135,19 +132,19 @@ class LatencyTable:
                                     ("base_latency_ns", self.base_latency_ns, limits.LATENCY_NS),
                                     ("bandwidth_mib_s", self.bandwidth_mib_s, limits.BANDWIDTH_MIB_S)):
             if len(matrix) != n or any(len(row) != n for row in matrix):
-                raise _einval(f"malformed latency table: {name} is not {n} x {n}")
+                raise einval(f"malformed latency table: {name} is not {n} x {n}")
             for i, row in enumerate(matrix):
                 for j, value in enumerate(row):
                     bound.check(value, f"latency table {name}[{i}][{j}]")
         if self.mode not in (VIRTUAL, REAL):
-            raise _einval(f"injection mode must be '{VIRTUAL}' or '{REAL}', not {self.mode!r}")
+            raise einval(f"injection mode must be '{VIRTUAL}' or '{REAL}', not {self.mode!r}")
         limits.DILATION.check(self.dilation, "dilation")
         for key, (distribution, spread) in self.jitter.items():
             src, _, dst = key.partition(",")
             if key != "*" and not (src.isdigit() and dst.isdigit() and int(src) < n and int(dst) < n):
-                raise _einval(f"malformed latency table: jitter key {key[:32]!r} is not '*' or 'SRC,DST'")
+                raise einval(f"malformed latency table: jitter key {key[:32]!r} is not '*' or 'SRC,DST'")
             if distribution not in JITTER_DISTRIBUTIONS:
-                raise _einval(f"jitter distribution must be one of {', '.join(JITTER_DISTRIBUTIONS)}, "
+                raise einval(f"jitter distribution must be one of {', '.join(JITTER_DISTRIBUTIONS)}, "
                               f"not {distribution[:32]!r}")
             limits.JITTER_SPREAD.check(spread, "jitter spread (a fraction of the delay)")
 

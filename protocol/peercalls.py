@@ -25,6 +25,7 @@ from typing import Callable
 
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.faults import FaultInjector
+from protocol.routing import NODE_PREFIX, NODE_PREFIX_BYTES
 from protocol.timing import PEER_RETRY_FIRST_S, PEER_RETRY_MAX_S, SERVED_AGE_S
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class PeerCalls:
 
     # ---- the caller: re-sending ----------------------------------------------------------------
     def _retries_to(self, dest: str) -> bool:
-        return dest[:5] == "node:" and self.identity is not None and self.identity[:5] == b"node:"
+        return dest.startswith(NODE_PREFIX) and self.identity is not None and self.identity.startswith(NODE_PREFIX_BYTES)
 
     def _first_due(self, request_id: int, dest: str, frames: list[bytes], kind: str, deadline: float) -> float:
         """When the deadline heap wakes first for a new call: its first re-send, or its deadline."""
@@ -128,7 +129,7 @@ class PeerCalls:
     def _duplicate(self, routing: list[bytes], request_id: int) -> bool:
         """Whether a peer node's request was seen before (then answered again, ignored or refused here)."""
         peer = routing[0]
-        if peer[:5] != b"node:" or not request_id:
+        if not peer.startswith(NODE_PREFIX_BYTES) or not request_id:
             return False
         served = self._served.get(peer)
         if served is None:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from protocol.errors import ErrorCode, NumaEmuError
+from protocol.errors import einval
 from protocol.nodemask import format_nodelist
 
 
@@ -57,9 +57,6 @@ _NODEMASK_MODES = frozenset({Mode.BIND, Mode.INTERLEAVE, Mode.WEIGHTED_INTERLEAV
 # mm/mempolicy.c; from 5.12 until the 2024 preferred-many series it was BIND only).
 _BALANCING_MODES = frozenset({Mode.BIND, Mode.PREFERRED_MANY})
 
-
-def _einval(message: str) -> NumaEmuError:
-    return NumaEmuError(ErrorCode.EINVAL, message)
 
 
 @dataclass(frozen=True)
@@ -106,9 +103,9 @@ class Policy:
             home = d.get("home_node")
             home_node = None if home is None else _wire_int(home)
         except (TypeError, ValueError, AttributeError) as exc:
-            raise _einval(f"malformed policy on the wire: {exc}") from None
+            raise einval(f"malformed policy on the wire: {exc}") from None
         if flags & ~MPOL_MODE_FLAGS:
-            raise _einval(f"malformed policy on the wire: unknown flag bits {flags:#x}")
+            raise einval(f"malformed policy on the wire: unknown flag bits {flags:#x}")
         return cls(mode, nodes, flags, user_nodes, home_node)
 
 
@@ -211,15 +208,15 @@ def split_mode(mode: int, flags: int = 0) -> tuple[int, int]:
 def _check_mode_and_flags(mode_bits: int, flags: int) -> Mode:
     """sanitize_mpol_flags: the mode must exist, flags must be known and compatible."""
     if flags & ~MPOL_MODE_FLAGS:
-        raise _einval(f"unknown mode flag bits {flags & ~MPOL_MODE_FLAGS:#x}")
+        raise einval(f"unknown mode flag bits {flags & ~MPOL_MODE_FLAGS:#x}")
     try:
         mode = Mode(mode_bits)
     except ValueError:
-        raise _einval(f"unknown policy mode {mode_bits}") from None
+        raise einval(f"unknown policy mode {mode_bits}") from None
     if flags & MPOL_F_STATIC_NODES and flags & MPOL_F_RELATIVE_NODES:
-        raise _einval("MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES are mutually exclusive")
+        raise einval("MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES are mutually exclusive")
     if flags & MPOL_F_NUMA_BALANCING and mode not in _BALANCING_MODES:
-        raise _einval(f"MPOL_F_NUMA_BALANCING needs bind or preferred-many, not {mode.name.lower()}")
+        raise einval(f"MPOL_F_NUMA_BALANCING needs bind or preferred-many, not {mode.name.lower()}")
     return mode
 
 
@@ -228,16 +225,16 @@ def _check_mask_shape(mode: Mode, nodes: frozenset[int], flags: int) -> Mode:
     user_flags = flags & (MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES)
     if mode == Mode.DEFAULT:
         if nodes:
-            raise _einval("MPOL_DEFAULT takes no nodes")
+            raise einval("MPOL_DEFAULT takes no nodes")
     elif mode == Mode.PREFERRED and not nodes:
         if user_flags:
-            raise _einval("MPOL_PREFERRED with an empty mask cannot be static or relative")
+            raise einval("MPOL_PREFERRED with an empty mask cannot be static or relative")
         return Mode.LOCAL  # an empty preferred mask means local allocation
     elif mode == Mode.LOCAL:
         if nodes or user_flags:
-            raise _einval("MPOL_LOCAL takes no nodes and no static/relative flag")
+            raise einval("MPOL_LOCAL takes no nodes and no static/relative flag")
     elif not nodes:
-        raise _einval(f"{mode.name} needs a non-empty nodemask")
+        raise einval(f"{mode.name} needs a non-empty nodemask")
     return mode
 
 
@@ -268,9 +265,9 @@ def make_policy(
     user = frozenset(nodes)
     possible_set, allowed_set = frozenset(possible), frozenset(allowed)
     if any(not isinstance(n, int) or isinstance(n, bool) for n in user):
-        raise _einval(f"node ids must be ints: {sorted(map(repr, user))}")
+        raise einval(f"node ids must be ints: {sorted(map(repr, user))}")
     if user - possible_set:
-        raise _einval(f"node(s) {format_nodelist(user - possible_set)} do not exist")
+        raise einval(f"node(s) {format_nodelist(user - possible_set)} do not exist")
     checked = _check_mask_shape(checked, user, flags)
     if checked == Mode.DEFAULT:
         return DEFAULT_POLICY
@@ -278,10 +275,10 @@ def make_policy(
         return Policy(Mode.LOCAL, flags=flags)
     relative = bool(flags & MPOL_F_RELATIVE_NODES)
     if strict and not relative and user - allowed_set:
-        raise _einval(f"node(s) {format_nodelist(user - allowed_set)} outside the cpuset's mems")
+        raise einval(f"node(s) {format_nodelist(user - allowed_set)} outside the cpuset's mems")
     effective = relative_nodes(user, allowed_set) if relative else user & allowed_set
     if not effective:
-        raise _einval("policy nodes outside the cpuset's mems")
+        raise einval("policy nodes outside the cpuset's mems")
     if checked == Mode.PREFERRED:
         effective = frozenset({min(effective)})  # mpol_new_preferred: first node only
     keep_user = bool(flags & (MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES))
@@ -292,9 +289,9 @@ def with_home_node(policy: Policy, home_node: int, *, possible: Iterable[int]) -
     """set_mempolicy_home_node(2) on one policy: EINVAL for a node that does not exist,
     EOPNOTSUPP (reported as EINVAL here: no such code in ErrorCode) unless BIND/PREFERRED_MANY."""
     if home_node not in frozenset(possible):
-        raise _einval(f"home node {home_node} does not exist")
+        raise einval(f"home node {home_node} does not exist")
     if policy.mode not in (Mode.BIND, Mode.PREFERRED_MANY):
-        raise _einval(f"a home node needs bind or preferred-many, not {policy.mode.name.lower()}")
+        raise einval(f"a home node needs bind or preferred-many, not {policy.mode.name.lower()}")
     return replace(policy, home_node=home_node)
 
 
@@ -380,7 +377,7 @@ def parse_mode_name(name: str) -> Mode:
     try:
         return _MODE_WORDS[word]
     except KeyError:
-        raise _einval(f"unknown policy {name!r}") from None
+        raise einval(f"unknown policy {name!r}") from None
 
 
 def numactl_policy_name(mode: Mode | int) -> str:
@@ -408,7 +405,7 @@ def _parse_weight(text: str) -> int:
     else:
         digits, base = s, 10
     if not digits or not all(c in "0123456789abcdef"[:base] for c in digits.lower()):
-        raise _einval(f"invalid weight {text!r}")
+        raise einval(f"invalid weight {text!r}")
     return int(digits, base)
 
 
@@ -439,18 +436,18 @@ class WeightTable(Mapping[int, int]):
     def set(self, node: int, value: int | str) -> None:
         """Write nodeN: EINVAL for an unknown node or a weight outside 1..255."""
         if node not in self._weights:
-            raise _einval(f"no weight file for node {node}")
+            raise einval(f"no weight file for node {node}")
         weight = _parse_weight(value) if isinstance(value, str) else value
         if isinstance(weight, bool) or not isinstance(weight, int):
-            raise _einval(f"invalid weight {value!r}")
+            raise einval(f"invalid weight {value!r}")
         if not WEIGHT_MIN <= weight <= WEIGHT_MAX:
-            raise _einval(f"weight {weight} outside {WEIGHT_MIN}..{WEIGHT_MAX}")
+            raise einval(f"weight {weight} outside {WEIGHT_MIN}..{WEIGHT_MAX}")
         self._weights[node] = weight
 
     def reset(self, node: int) -> None:
         """Back to the system default weight (what writing "0" did before Linux 6.16)."""
         if node not in self._weights:
-            raise _einval(f"no weight file for node {node}")
+            raise einval(f"no weight file for node {node}")
         self._weights[node] = DEFAULT_WEIGHT
 
     def show(self, node: int) -> str:
@@ -465,5 +462,5 @@ class WeightTable(Mapping[int, int]):
         try:
             weights = {_wire_int(k): v for k, v in d.items()}
         except (TypeError, AttributeError) as exc:
-            raise _einval(f"malformed weight table on the wire: {exc}") from None
+            raise einval(f"malformed weight table on the wire: {exc}") from None
         return cls(weights, weights)

@@ -24,14 +24,14 @@ import types
 from typing import Any, Callable
 
 import zmq
-from zmq.backend import Socket as _BackendSocket  # the compiled socket under zmq.Socket
 
 from protocol.codec import WireError, decode, encode, encode_reply
 from protocol import delaylink
 from protocol.forwarding import Forwarding
-from protocol.heldmessages import HeldMessages
+from protocol.link import DelayingLink
 from protocol.peercalls import PeerCalls
-from protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, gather
+from protocol.routing import NODE_PREFIX, NODE_PREFIX_BYTES
+from protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, answer_locally, as_error, gather
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.keys import ClusterKeys, check_bind
 from protocol.messages import ErrorReply, Message, Notice, Ok, Reply, Request
@@ -42,25 +42,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Message], Any]
 _DRAIN_BUDGET = 256  # messages taken from one socket per wake-up, so no socket starves another
 _SPIN_S = delaylink.SPIN_S
-# Below this size a copying send beats pyzmq's zero-copy frames (their bookkeeping costs more).
-_ZERO_COPY_BYTES = 64 * 1024
-_HOLD_RECORDS = 4096  # the last held messages' (hold, delay) pairs kept for proc.holds
 # Plain ints: pyzmq's enum members cost a conversion at every call on the hot path.
 _NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
-_SNDMORE = int(zmq.SNDMORE)
-_send_frame = _BackendSocket.send
-
-
-def send_frames(sock: zmq.Socket, frames: list[bytes], flags: int = 0, copy: bool = True) -> None:
-    """socket.send_multipart without its per-frame flag enums (measured: 3 frames sent and
-    received in 9 us instead of 16 us). Only the first frame can fail: once it is taken, ZeroMQ
-    takes the whole message. pyzmq's Socket.send is a Python wrapper (routing ids and groups of
-    draft sockets) around its compiled send, which is called directly: 0.3 us a frame instead
-    of 1 us (measured, pyzmq 27)."""
-    send = _send_frame if isinstance(sock, _BackendSocket) else type(sock).send
-    for frame in frames[:-1]:
-        send(sock, frame, flags | _SNDMORE, copy)
-    send(sock, frames[-1], flags, copy)
 
 
 def recv_frames(sock: zmq.Socket, flags: int = 0) -> list[bytes]:
@@ -105,10 +88,10 @@ def bind_endpoint(sock: zmq.Socket, endpoint: str, keys: ClusterKeys | None) -> 
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
-class Reactor(HeldMessages, Forwarding, PeerCalls):
-    """The loop (this module), its delaying link (protocol.heldmessages), its forwarding
-    (protocol.forwarding) and its node-to-node retries, deduplication and faults
-    (protocol.peercalls): one object, one set of sockets and counters."""
+class Reactor(PeerCalls):
+    """The loop (this module) with its node-to-node retries, deduplication and faults
+    (protocol.peercalls), owning its delaying link (protocol.link: the one send path, holding
+    and stamping) and its forwarding (protocol.forwarding): one set of sockets and counters."""
 
     def __init__(self, name: str, identity: str | None = None, *, keys: ClusterKeys):
         """`identity` names this process on its outgoing connections (e.g. "node:3"), so that a
@@ -118,12 +101,7 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
         self.keys = keys
         self._auth = None  # the ZAP handler, started by bind()
         self.identity = identity.encode() if identity else None
-        # The delaying link (docs/design.md#real-injection): peer name, bytes -> seconds to hold a message back.
-        self.link_delay: Callable[[str, int], float] | None = None
-        self._delayed: list[tuple[float, int, Callable[[], None]]] = []  # (due, seq, action): held messages
-        self._link_last: dict[tuple[bool, bytes], float] = {}  # link (see _take_in) -> last due time
-        # (hold_ns, delay_ns) of the last held messages from this host: delay is send to delivery
-        self.holds: collections.deque[tuple[int, int]] = collections.deque(maxlen=_HOLD_RECORDS)
+        self._me = identity  # a Call to this destination is answered here, without a message
         self.ctx = zmq.Context()
         self.poller = zmq.Poller()
         self.router: zmq.Socket | None = None
@@ -131,6 +109,8 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
         self.handlers: dict[str, Handler] = {}
         self.routes: dict[str, str] = {}  # destination name -> endpoint
         self.stats: collections.Counter[str] = collections.Counter()
+        self.link = DelayingLink(self.stats)  # docs/design.md#real-injection
+        self.forwarding = Forwarding(self.link, self.stats, self._send, self._reply)
         self.messages_in = 0  # a plain attribute: counted on every message
         self.running = False
         self.started = time.monotonic()
@@ -147,7 +127,6 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
         self._pending: dict[int, Future] = {}
         self._pending_dest: dict[int, str] = {}  # request id -> its destination, while pending
         self._down: dict[str, str] = {}  # destination known dead -> the error text of a call to it
-        self._forwarded: dict[str, collections.deque] = {}  # protocol.forwarding: recent forwards per destination
         self._deadlines: list[tuple[float, int]] = []
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._fd_handlers: dict[int, Callable[[], None]] = {}
@@ -158,8 +137,8 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
         self._timer_seq = itertools.count()
         self._signal_actions: dict[int, Callable[[], None]] = {}
         self._signal_pipe: tuple[int, int] | None = None
-        self.handlers["proc.holds"] = self._on_holds
-        self.handlers["reply.relay"] = self._on_relay
+        self.handlers["proc.holds"] = self.link.on_holds
+        self.handlers["reply.relay"] = lambda msg: self.forwarding.relay(self.router, msg)
         self._init_peer_calls()
 
     # ---- set-up -------------------------------------------------------------------------
@@ -185,6 +164,11 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
 
     def on(self, kind: str, handler: Handler) -> None:
         self.handlers[kind] = handler
+
+    def set_link_delay(self, delay: Callable[[str, int], float] | None) -> None:
+        """The delaying link of `real` mode: peer name, bytes -> seconds to hold a message back
+        (None: no delay)."""
+        self.link.set_delay(delay)
 
     def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
         self._fd_handlers[fd] = callback
@@ -264,7 +248,7 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
         and `why` (a call would otherwise wait for its deadline)."""
         self._down[dest] = why
         self.forget(dest)
-        self._fail_forwarded(dest, why)
+        self.forwarding.fail(dest, why)
         for request_id in [i for i, d in self._pending_dest.items() if d == dest]:
             fut = self._pending.pop(request_id, None)
             if fut is not None:
@@ -274,46 +258,17 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
         """`dest` is back (registered again): calls to it go out again."""
         self._down.pop(dest, None)
 
-    def _delay_s(self, peer: bytes | str, frames: list[bytes]) -> float:
-        """How long the delaying link holds `frames` to `peer` back; 0 when not in `real` mode or
-        when the peer's name is not a node's (a client may name its connection anything)."""
-        if self.link_delay is None:
-            return 0.0
-        try:
-            name = peer.decode() if isinstance(peer, bytes) else peer
-            return self.link_delay(name, sum(len(f) for f in frames)) if name.startswith("node:") else 0.0
-        except Exception:  # "node:x", "node:99" from a stranger: no such link, no delay
-            self.stats["bad_links"] += 1
-            return 0.0
-
     def _send(self, dest: str, frames: list[bytes]) -> None:
         """Send a request or notice to `dest`, held back for its link in `real` mode."""
         why = self._down.get(dest)
         if why is not None:
             raise NumaEmuError(ErrorCode.EIO, why)
-        if self.faults is not None and dest[:5] == "node:" and self._faulty(dest, lambda: self._send_out(dest, frames)):
+        if self.faults is not None and dest.startswith(NODE_PREFIX) and self._faulty(dest, lambda: self._send_out(dest, frames)):
             return
         self._send_out(dest, frames)
 
     def _send_out(self, dest: str, frames: list[bytes]) -> None:
-        out = [self._link(dest)] + frames
-        if self.link_delay is not None:
-            delay = self._delay_s(dest, frames)
-            if delay > 0:
-                self._hold(delay, self.outgoing, out, dest)
-                return
-        self._send_now(self.outgoing, out, dest)
-
-    def _send_now(self, sock: zmq.Socket, frames: list[bytes], dest: str) -> None:
-        try:
-            send_frames(sock, frames, _NOBLOCK, len(frames[-1]) < _ZERO_COPY_BYTES)
-        except zmq.Again:
-            # Never block the loop on a slow or dead peer: its queue is full, the message is lost.
-            self.stats["send_dropped"] += 1
-            raise NumaEmuError(ErrorCode.ENODEV, f"{dest} is not taking messages (queue full)") from None
-        except zmq.ZMQError as exc:  # EHOSTUNREACH: a ROUTER peer that is not (or no longer) connected
-            self.stats["send_unroutable"] += 1
-            raise NumaEmuError(ErrorCode.ENODEV, f"{dest} cannot be reached: {exc.strerror}") from None
+        self.link.send(self.outgoing, [self._link(dest)] + frames, dest, dest)
 
     def notify(self, dest: str, notice: Notice) -> None:
         """Send a one-way message; a full queue drops it (heartbeats tolerate loss)."""
@@ -353,6 +308,8 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
         if isinstance(effect, Future):
             return effect
         if isinstance(effect, Call):
+            if effect.dest == self._me:
+                return self._call_self(effect.request)
             return self.call(effect.dest, effect.request, effect.timeout_s)
         if isinstance(effect, (list, tuple)):
             return gather([self._as_future(e) for e in effect])
@@ -366,6 +323,20 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
             done.set_result(None)
             return done
         raise TypeError(f"a handler yielded {effect!r}; expected Call, list of Call, or Future")
+
+    def _call_self(self, request: Request) -> Future:
+        """A call to this process itself, answered from its handler table (protocol.effects)."""
+        handler = self.handlers.get(request.kind)
+        if handler is None:
+            fut = Future()
+            fut.set_exception(NumaEmuError(ErrorCode.EINVAL, f"{self.name} does not serve {request.kind!r}"))
+            return fut
+        self.stats["calls_to_self"] += 1
+        return answer_locally(handler, request, self.spawn, self._crashed)
+
+    def _crashed(self, exc: BaseException) -> None:
+        log.error("handler failed", exc_info=exc)
+        self.stats["handler_crashes"] += 1
 
     def spawn(self, gen: types.GeneratorType, done: Callable[[Any, BaseException | None], None]) -> None:
         """Drive a handler generator until it returns; `done(result, exception)` then."""
@@ -395,12 +366,10 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
     # ---- receiving ----------------------------------------------------------------------
     def _reply(self, routing: list[bytes], request_id: int, result: Any, exc: BaseException | None) -> None:
         if exc is not None:
-            if isinstance(exc, NumaEmuError):
-                reply: Reply = ErrorReply(code=exc.code.value, message=exc.message)
-            else:
-                log.exception("handler failed", exc_info=exc)
-                self.stats["handler_crashes"] += 1
-                reply = ErrorReply(code=ErrorCode.EIO.value, message=f"internal error: {exc.__class__.__name__}: {exc}")
+            if not isinstance(exc, NumaEmuError):
+                self._crashed(exc)
+            err = as_error(exc)
+            reply: Reply = ErrorReply(code=err.code.value, message=err.message)
         elif result is None:
             reply = Ok()
         else:
@@ -408,29 +377,22 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
         assert self.router is not None
         frames = routing + encode_reply(reply, request_id, self.stats)
         peer = routing[0]
-        if peer[:5] == b"node:":
+        if peer.startswith(NODE_PREFIX_BYTES):
             self._remember_reply(peer, request_id, frames)
         self._reply_out(frames, peer)
 
     def _reply_out(self, frames: list[bytes], peer: bytes) -> None:
         """Send a reply's frames to `peer`: through the fault table to a node, held in `real` mode."""
-        if self.faults is not None and peer[:5] == b"node:":
+        if self.faults is not None and peer.startswith(NODE_PREFIX_BYTES):
             if self._faulty(peer.decode(errors="replace"), lambda: self._reply_send(frames, peer)):
                 return
         self._reply_send(frames, peer)
 
     def _reply_send(self, frames: list[bytes], peer: bytes) -> None:
-        if self.link_delay is not None:
-            delay = self._delay_s(peer, frames)
-            if delay > 0:
-                self._hold(delay, self.router, frames, peer.decode(errors="replace"))
-                return
         try:
-            send_frames(self.router, frames, _NOBLOCK, len(frames[-1]) < _ZERO_COPY_BYTES)
-        except zmq.Again:
-            self.stats["send_dropped"] += 1
-        except zmq.ZMQError:  # EHOSTUNREACH: the requester is gone (a CLI that gave up, a dead task)
-            self.stats["reply_unroutable"] += 1
+            self.link.send(self.router, frames, peer, "the requester")
+        except NumaEmuError:
+            pass  # counted; the requester is gone (a CLI that gave up, a dead task) or too slow
 
     def _serve(self, frames: list[bytes]) -> None:
         cut = 2 if len(frames) > 1 and frames[1] == b"" else 1  # REQ peers add an empty delimiter
@@ -455,7 +417,7 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
             try:
                 result = handler(msg)
                 if isinstance(result, Answer):
-                    self._answer(result)
+                    self.forwarding.answer(self.router, result)
             except Exception:
                 log.exception("notice handler failed for %s", msg.kind)
                 self.stats["handler_crashes"] += 1
@@ -470,7 +432,7 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
         if isinstance(result, types.GeneratorType):
             self.spawn(result, lambda res, exc: self._reply(routing, msg.id, res, exc))
         elif isinstance(result, Forward):
-            self._forward(routing, msg.id, result)
+            self.forwarding.forward(routing, msg.id, result)
         elif isinstance(result, Future):
             result.add_done_callback(lambda f: self._reply(routing, msg.id, f.result, f.exception))
         else:
@@ -504,7 +466,7 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
                 frames = recv_frames(sock, _NOBLOCK)
             except zmq.Again:  # a spurious wake-up
                 return
-            self._take_in(frames, serve, router)
+            self.link.take_in(frames, serve, router)
 
     # ---- the loop -----------------------------------------------------------------------
     def _expire(self, now: float) -> None:
@@ -532,10 +494,11 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
             heapq.heappop(deadlines)
         if deadlines:
             due = min(due, deadlines[0][0])
-        if self._delayed:
-            if self._delayed[0][0] - now < _SPIN_S:
+        held = self.link.next_due()
+        if held is not None:
+            if held - now < _SPIN_S:
                 return 0  # spin: the next held-back message is due within the sleep's error
-            due = min(due, self._delayed[0][0] - _SPIN_S)
+            due = min(due, held - _SPIN_S)
         return max(0, int((due - now) * 1000) + 1)
 
     def run(self) -> None:
@@ -556,8 +519,7 @@ class Reactor(HeldMessages, Forwarding, PeerCalls):
             else:
                 self._drain(what)
         now = time.monotonic()
-        if self._delayed:
-            self._flush_delayed(now)
+        self.link.flush(now)
         if self._timers and self._timers[0][0] <= now:
             self._run_timers(now)
         if self._deadlines and self._deadlines[0][0] <= now:

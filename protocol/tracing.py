@@ -64,3 +64,8 @@ class Tracer:
         out = list(self.buffer)
         self.buffer.clear()
         return out
+
+    def take_dropped(self) -> int:
+        """How many events were dropped since the last call (the buffer was full)."""
+        dropped, self.dropped = self.dropped, 0
+        return dropped

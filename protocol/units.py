@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 
-from protocol.errors import ErrorCode, NumaEmuError
+from protocol.errors import einval
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -46,9 +46,6 @@ _BANDWIDTH_RE = _NUMBER + r"\s*(?:(?P<unit>(?:[kmgt]i?)?b)(?:/s|ps))?"
 _BANDWIDTH_HELP = "expected a number with a unit (800MB/s, 34GB/s, 100MiB/s) or bare MiB/s"
 
 
-def _einval(message: str) -> NumaEmuError:
-    return NumaEmuError(ErrorCode.EINVAL, message)
-
 
 def _is_plain_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -62,29 +59,29 @@ def parse_size(text: str | int) -> int:
     """
     if isinstance(text, int) and not isinstance(text, bool):
         if text < 0:
-            raise _einval(f"invalid size '{text}': must not be negative")
+            raise einval(f"invalid size '{text}': must not be negative")
         return text
     if not isinstance(text, str):
-        raise _einval(f"invalid size {text!r}: {_SIZE_HELP}")
+        raise einval(f"invalid size {text!r}: {_SIZE_HELP}")
     stripped = text.strip()
     if re.fullmatch(_HEX_RE, stripped, re.IGNORECASE):
         if len(stripped) > 34:
-            raise _einval(f"invalid size '{text[:50]}': too large")
+            raise einval(f"invalid size '{text[:50]}': too large")
         return int(stripped, 16)
     match = re.fullmatch(_SIZE_RE, stripped, re.IGNORECASE)
     if match is None:
-        raise _einval(f"invalid size '{text}': {_SIZE_HELP}")
+        raise einval(f"invalid size '{text}': {_SIZE_HELP}")
     multiplier = _SIZE_MULTIPLIERS[match["unit"].lower()]
     number = match["num"]
     if len(number) > 40:  # beyond any memory; int() of thousands of digits raises ValueError
-        raise _einval(f"invalid size '{text[:50]}': too large")
+        raise einval(f"invalid size '{text[:50]}': too large")
     if "." not in number:
         return int(number) * multiplier
     whole, _, frac = number.partition(".")
     numerator = int(whole or "0") * 10 ** len(frac) + int(frac or "0")
     n_bytes, remainder = divmod(numerator * multiplier, 10 ** len(frac))
     if remainder:
-        raise _einval(f"invalid size '{text}': not a whole number of bytes")
+        raise einval(f"invalid size '{text}': not a whole number of bytes")
     return n_bytes
 
 
@@ -96,7 +93,7 @@ def format_size(n_bytes: int, *, exact: bool = True) -> str:
     display.
     """
     if not isinstance(n_bytes, int) or isinstance(n_bytes, bool) or n_bytes < 0:
-        raise _einval(f"invalid size {n_bytes!r}: expected a non-negative integer of bytes")
+        raise einval(f"invalid size {n_bytes!r}: expected a non-negative integer of bytes")
     for name, unit in (("PiB", PIB), ("TiB", TIB), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
         if n_bytes < unit:
             continue
@@ -123,13 +120,13 @@ def _parse_number_with_unit(text: str | int | float, regex: str, scale: dict[str
     elif isinstance(text, str):
         match = re.fullmatch(regex, text.strip(), re.IGNORECASE)
         if match is None:
-            raise _einval(f"invalid {what} '{text}': {helptext}")
+            raise einval(f"invalid {what} '{text}': {helptext}")
         unit = (match["unit"] or default_unit).lower()
         value = float(match["num"]) * scale[unit]
     else:
-        raise _einval(f"invalid {what} {text!r}: {helptext}")
+        raise einval(f"invalid {what} {text!r}: {helptext}")
     if not math.isfinite(value) or value < 0:
-        raise _einval(f"invalid {what} '{text}': must be a finite, non-negative number")
+        raise einval(f"invalid {what} '{text}': must be a finite, non-negative number")
     return value
 
 
@@ -148,7 +145,7 @@ def parse_duration_s(text: str | int | float) -> float:
 def format_duration_ns(ns: float) -> str:
     """Format nanoseconds with the largest unit that keeps the value >= 1: "1.5us", "2ms"."""
     if not _is_plain_number(ns) or not math.isfinite(ns) or ns < 0:
-        raise _einval(f"invalid duration {ns!r}: expected a finite, non-negative number of ns")
+        raise einval(f"invalid duration {ns!r}: expected a finite, non-negative number of ns")
     for name, unit in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
         if ns >= unit:
             return f"{_trim(ns / unit, 3)}{name}"
@@ -165,7 +162,7 @@ def parse_bandwidth_mib_s(text: str | int | float) -> float:
 def format_bandwidth_mib_s(mib_s: float) -> str:
     """Format MiB/s the way vendors print it: "34GB/s", "17.6GB/s", "800MB/s" (decimal units)."""
     if not _is_plain_number(mib_s) or not math.isfinite(mib_s) or mib_s < 0:
-        raise _einval(f"invalid bandwidth {mib_s!r}: expected a finite, non-negative MiB/s")
+        raise einval(f"invalid bandwidth {mib_s!r}: expected a finite, non-negative MiB/s")
     bytes_s = mib_s * MIB
     for name, unit in (("TB/s", 1e12), ("GB/s", 1e9), ("MB/s", 1e6), ("kB/s", 1e3)):
         if bytes_s >= unit:

@@ -125,7 +125,7 @@ def test_a_stranger_named_like_a_node_gets_its_reply_in_real_mode(tmp_path, reac
 
     peer = _peer(tmp_path, 1)
     reactors.append(peer)
-    peer.link_delay = lambda name, nbytes: [0.0, 0.0][int(name[5:])]  # links to nodes 0 and 1 only
+    peer.set_link_delay(lambda name, nbytes: [0.0, 0.0][int(name[5:])])  # links to nodes 0 and 1 only
     sock = peer.ctx.socket(zmq.DEALER)
     sock.linger = 0
     sock.setsockopt(zmq.ROUTING_ID, b"node:x")

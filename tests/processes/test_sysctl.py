@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import numa_emu
-from nodes.sysctl import NumaStatCounters
+from nodes.core import NumaStatCounters
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import control as cm
 from protocol.messages import tasks as tm

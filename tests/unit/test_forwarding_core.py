@@ -7,10 +7,13 @@ import types
 import pytest
 
 from nodes.core import NodeCore
+from nodes.filetable import FileTable
 from nodes.framepool import FramePool
 from nodes.frames import FrameService
 from nodes.mm import MemoryManager
+from nodes.pagemove import PageMoves
 from nodes.pcache import PageCacheView
+from nodes.replication import ReplicationTunables
 from protocol.effects import Answer, Forward
 from protocol.errors import ErrorCode
 from protocol.messages import ErrorReply
@@ -32,7 +35,9 @@ def home():
     """Node 0's memory manager with task 7 and a region of three private pages: page 0 on node 1
     (frame 5), page 1 on node 0, page 2 absent."""
     c = core(0)
-    manager = MemoryManager(c, PageCacheView(c))
+    tasks: dict = {}
+    view = PageCacheView(c, tasks)
+    manager = MemoryManager(c, view, tasks, PageMoves(c, view), FileTable(), ReplicationTunables())
     manager.attach(tm.NodeTaskAttach(task_id=7, pid=1, comm="t", cpu=0, policy=DEFAULT_POLICY.to_wire(),
                                      mems_allowed=[0, 1]))
     region = manager.tasks[7].space.map(3, "anon")

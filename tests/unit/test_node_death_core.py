@@ -8,8 +8,9 @@ import pytest
 from coordinator.state import ClusterState
 from nodes.core import NodeCore, directory_home
 from nodes.directory import Directory
+from nodes.filetable import FileTable
 from nodes.framepool import FramePool
-from nodes.replication import Replication
+from nodes.replication import Replication, ReplicationTunables
 from numa_emu.catalog import resolve_topology
 from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
@@ -61,7 +62,7 @@ def _directory(node_id: int, dead: dict[int, str]) -> Replication:
     core = NodeCore(node_id, TOPOLOGY, FramePool(16, PAGE))
     core.dead.update(dead)
     core.shardless.update(dead)
-    return Replication(core, Directory(), local_shootdown=lambda msg: pc.PteShootdownAck(unmapped=0))
+    return Replication(core, Directory(), FileTable(), ReplicationTunables())
 
 
 def test_a_dirty_master_lost_with_its_node_is_reported_once_then_absent():
@@ -76,7 +77,8 @@ def test_a_dirty_master_lost_with_its_node_is_reported_once_then_absent():
     assert err.value.code == ErrorCode.EIO
     assert err.value.message == ("page 3 of file 'f' was written and not synced when node 2 died (exited with status "
                                  "-9); it is lost, and reads now give the stored bytes")
-    assert [(c.dest, c.request.node, c.request.frame) for c in shootdowns] == [("node:1", 2, 5)]
+    # node 0's own mapping too: a Call to itself, answered from its handler table by the runner
+    assert [(c.dest, c.request.node, c.request.frame) for c in shootdowns] == [("node:0", 2, 5), ("node:1", 2, 5)]
     assert (entry.node, entry.dirty, entry.mappers, entry.writers) == (-1, False, {}, set())
     run(repl._survive("file:f", 3, entry))  # once: the next access goes on (and reads the store)
     assert repl.core.events["pglost_dirty"] == 1

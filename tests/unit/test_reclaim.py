@@ -7,14 +7,11 @@ from collections import OrderedDict
 
 import pytest
 
-from nodes.core import NodeCore
-from nodes.directory import Directory
 from nodes.framepool import FramePool
-from nodes.pcache import PageCacheView
-from nodes.reclaim import Reclaim, clock_victims
-from nodes.replication import Replication
+from nodes.node import Node
+from nodes.reclaim import clock_victims
 from nodes.store import Store
-from protocol.effects import Future, Spawn
+from protocol.effects import Call, Future, Spawn, answer_locally, gather
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import pagecache as pc
 from protocol.topology import from_cli
@@ -51,22 +48,41 @@ def test_busy_frames_are_passed_over_and_each_frame_is_seen_at_most_twice():
 
 
 # ---- direct reclaim on a one-node pure core --------------------------------------------------
-def drive(gen):
-    """Run a handler generator of a one-node core to its end: every effect is local."""
-    value = None
+def drive(gen, node: Node):
+    """Run a handler generator of a one-node cluster to its end: every effect is local, and a
+    Call to the node itself is answered from its handler table, as the effect runner does."""
+    def future(effect) -> Future:
+        if isinstance(effect, list):
+            return gather([future(e) for e in effect])
+        if isinstance(effect, Future):
+            return effect
+        assert isinstance(effect, Call) and effect.dest == "node:0", f"a one-node core asked for {effect!r}"
+        return answer_locally(node.handlers[effect.request.kind], effect.request, spawn, crashed)
+
+    def spawn(g, done) -> None:
+        try:
+            result = drive(g, node)
+        except NumaEmuError as exc:
+            done(None, exc)
+        else:
+            done(result, None)
+
+    def crashed(exc: BaseException) -> None:
+        raise AssertionError("a handler crashed") from exc
+
+    value, exc = None, None
     while True:
         try:
-            effect = gen.send(value)
+            effect = gen.throw(exc) if exc is not None else gen.send(value)
         except StopIteration as stop:
             return stop.value
         if isinstance(effect, Spawn):
-            drive(effect.gen)
-            value = None
-        elif isinstance(effect, Future):
-            assert effect.done and effect.exception is None
-            value = effect.result
-        else:
-            raise AssertionError(f"a one-node core asked for {effect!r}")
+            drive(effect.gen, node)
+            value, exc = None, None
+            continue
+        fut = future(effect)
+        assert fut.done, f"a one-node core waits for {effect!r}"
+        value, exc = fut.result, fut.exception
 
 
 class OneNode:
@@ -74,12 +90,8 @@ class OneNode:
         topology = from_cli(1, 1, f"{FRAMES * PAGE}").to_dict()
         self.store = Store(tmp_path, PAGE)
         (tmp_path / "f").write_bytes(b"".join(self.page(i) for i in range(pages)))
-        self.core = NodeCore(0, topology, FramePool(FRAMES, PAGE), store=self.store)
-        view = PageCacheView(self.core)
-        view.tasks = {}
-        self.repl = Replication(self.core, Directory(), view.shootdown)
-        self.reclaim = Reclaim(self.core, self.repl.reclaim)
-        self.core.use_reclaim(self.reclaim.shrink)
+        self.node = Node(0, topology, FramePool(FRAMES, PAGE), self.store, lambda: 0)
+        self.core, self.repl = self.node.core, self.node.replication
 
     @staticmethod
     def page(i: int) -> bytes:
@@ -90,11 +102,11 @@ class OneNode:
                    interleave_index=0, **kw)
 
     def read(self, idx: int) -> bytes:
-        reply = drive(self.repl.read(self._msg(pc.DirRead, idx, replicate=False)))
+        reply = drive(self.repl.read(self._msg(pc.DirRead, idx, replicate=False)), self.node)
         return self.core.pool.read(reply.frame)
 
     def write(self, idx: int, data: bytes) -> None:
-        reply = drive(self.repl.write(self._msg(pc.DirWrite, idx)))
+        reply = drive(self.repl.write(self._msg(pc.DirWrite, idx)), self.node)
         self.core.pool.write(reply.frame, 0, data)
 
     def cached(self) -> list[int]:
@@ -145,7 +157,7 @@ def test_a_locked_page_is_kept_and_nothing_freeable_is_enomem(tmp_path):
         entry.lock.held = True  # every page busy (a fault in flight on each)
     gen = n.repl.read(n._msg(pc.DirRead, FRAMES, replicate=False))
     with pytest.raises(NumaEmuError) as err:
-        drive(gen)
+        drive(gen, n.node)
     assert err.value.code == ErrorCode.ENOMEM
     assert n.core.events["pgsteal_direct"] == 0 and n.cached() == list(range(FRAMES))
 
@@ -157,5 +169,5 @@ def test_an_entry_made_after_a_dropped_one_starts_at_its_epoch(tmp_path):
     n.read(0)
     old = n.repl.dir.entries[("file:f", 0)]
     old.epoch = 7  # shootdowns seen by the home nodes
-    drive(n.repl.truncate(pc.DirTruncate(obj="file:f", first_idx=0)))
+    drive(n.repl.truncate(pc.DirTruncate(obj="file:f", first_idx=0)), n.node)
     assert n.repl.dir.entry("file:f", 0).epoch == 8  # the truncate's own shootdown made it 8

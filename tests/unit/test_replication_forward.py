@@ -13,7 +13,8 @@ from nodes.core import NodeCore, directory_home
 from nodes.directory import Directory
 from nodes.framepool import FramePool
 from nodes.pcache import PageCacheView
-from nodes.replication import Replication
+from nodes.filetable import FileTable
+from nodes.replication import Replication, ReplicationTunables
 from numa_emu.catalog import resolve_topology
 from protocol.effects import Call, Future, Spawn
 from protocol.errors import ErrorCode, NumaEmuError
@@ -39,8 +40,7 @@ class HomeNode:
 
     def __init__(self):
         self.core = core(3)
-        self.view = PageCacheView(self.core)
-        self.view.tasks = {}
+        self.view = PageCacheView(self.core, {})
         self.idx = an_index_homed_on(1)
         task = SimpleNamespace(node=3, mems={0, 1, 2, 3})
         self.lookup = self.view.lookup(OBJ, self.idx, write=False, task=task, policy={}, interleave_index=0,
@@ -131,7 +131,7 @@ def test_an_older_fill_than_a_seen_shootdown_is_asked_again():
 
 def directory(node_id: int, master_node: int):
     c = core(node_id)
-    repl = Replication(c, Directory(), local_shootdown=lambda msg: None)
+    repl = Replication(c, Directory(), FileTable(), ReplicationTunables())
     entry = repl.dir.entry(OBJ, 5)
     entry.node, entry.frame, entry.gen = master_node, 2, 0
     read = pc.DirRead(obj=OBJ, idx=5, mapper=3, task_node=3, policy={}, allowed=[0, 1, 2, 3], interleave_index=0,
@@ -157,7 +157,7 @@ def test_the_unsafe_collapse_never_sees_a_replica_whose_bytes_are_on_their_way()
     """The unsafe ordering clears replicas without the lock; one in flight is not recorded yet, so
     it is not freed under the reader's feet: the writer's locked collapse takes it afterwards."""
     c, repl, entry, read = directory(1, master_node=0)
-    c.repl.unsafe_unreplicate = True
+    repl.tunables.unsafe_unreplicate = True
     assert isinstance(next(read).request, pc.ReplicaCopy)
     write = repl.write(pc.DirWrite(obj=OBJ, idx=5, mapper=0, task_node=0, policy={}, allowed=[0, 1, 2, 3],
                                    interleave_index=0))
@@ -248,7 +248,7 @@ def test_without_a_spare_a_failed_copy_frees_the_frame_it_allocated_on_the_reade
     """The reader had no frame to offer: the directory allocates one there and has the owner copy
     into it (frame.copy); when that fails the replica is shot down (and freed) all the same."""
     c = core(1)
-    repl = Replication(c, Directory(), local_shootdown=lambda msg: None)
+    repl = Replication(c, Directory(), FileTable(), ReplicationTunables())
     entry = repl.dir.entry(OBJ, 5)
     entry.node, entry.frame, entry.gen = 0, 2, 0
     gen = repl.read(pc.DirRead(obj=OBJ, idx=5, mapper=3, task_node=3, policy={}, allowed=[0, 1, 2, 3],
