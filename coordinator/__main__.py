@@ -1,4 +1,4 @@
-"""Entry point: python -m coordinator --cluster-dir DIR --name NAME [--ready-fd FD] [--parent-alive-fd FD]."""
+"""Entry point: python -m numa_emu.coordinator --cluster-dir DIR --name NAME [--ready-fd FD] [--parent-alive-fd FD]."""
 from __future__ import annotations
 
 import argparse
@@ -6,12 +6,12 @@ from pathlib import Path
 
 import setproctitle
 
-from protocol.clusterdir import process_tag
-from protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS, configure
+from numa_emu.protocol.clusterdir import process_tag
+from numa_emu.protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS, configure
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m coordinator")
+    parser = argparse.ArgumentParser(prog="python -m numa_emu.coordinator")
     parser.add_argument("--cluster-dir", required=True, type=Path)
     parser.add_argument("--name", required=True)
     parser.add_argument("--ready-fd", type=int, help="pipe to report 'ready ENDPOINT' or 'error MESSAGE' on")
@@ -23,7 +23,7 @@ def main() -> None:
     args = parser.parse_args()
     setproctitle.setproctitle(f"{process_tag(args.name)} coordinator --cluster-dir {args.cluster_dir}")
     configure(args.log_level)
-    from coordinator.server import CoordinatorServer
+    from numa_emu.coordinator.server import CoordinatorServer
 
     CoordinatorServer(args.cluster_dir, args.name, args.ready_fd, args.parent_alive_fd,
                       inject=args.inject, dilation=args.dilation, sysctl=args.sysctl,

@@ -1,4 +1,4 @@
-"""Entry point of one node: python -m nodes --cluster-dir DIR --name NAME --node I --coordinator ENDPOINT
+"""Entry point of one node: python -m numa_emu.nodes --cluster-dir DIR --name NAME --node I --coordinator ENDPOINT
 [--alive-fd FD], its register token in $NUMA_EMU_NODE_TOKEN (not in argv, which `ps` shows).
 Clusters start their nodes through the fork server (nodes.zygote), which calls start_node in each
 forked child; this entry point runs one node by itself."""
@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS, configure
+from numa_emu.protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS, configure
 
 TOKEN_ENV = "NUMA_EMU_NODE_TOKEN"
 
@@ -19,17 +19,17 @@ def start_node(cluster_dir: Path, name: str, node_id: int, coordinator: str, ali
     """Run node `node_id` until it stops; its exit status."""
     import setproctitle
 
-    from protocol.clusterdir import process_tag
+    from numa_emu.protocol.clusterdir import process_tag
 
     setproctitle.setproctitle(f"{process_tag(name)} node {node_id} --cluster-dir {cluster_dir}")
     configure(log_level)
-    from nodes.server import serve
+    from numa_emu.nodes.server import serve
 
     return serve(cluster_dir, name, node_id, coordinator, alive_fd, token, host=host, bind=bind)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m nodes")
+    parser = argparse.ArgumentParser(prog="python -m numa_emu.nodes")
     parser.add_argument("--cluster-dir", required=True, type=Path)
     parser.add_argument("--name", required=True)
     parser.add_argument("--node", required=True, type=int)

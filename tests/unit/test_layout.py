@@ -1,39 +1,85 @@
-"""The architecture of docs/design.md#layout-and-the-dependency-rule, checked: the top-level
-packages resolve inside this project,
-protocol imports nothing of ours, nodes and coordinator never import each other, and the CLI
-never imports the daemons' internals. Inside a node: no service sets an attribute on another
-(collaborators are constructor arguments) or uses its private methods, and its handler table has
-one handler per kind."""
+"""The architecture of docs/design.md#layout-and-the-dependency-rule, checked: one top-level
+import name (numa_emu) whose parts live in the folders at the top of the repository, protocol
+imports nothing of ours, nodes and coordinator never import each other, and the CLI never imports
+the daemons' internals. Inside a node: no service sets an attribute on another (collaborators are
+constructor arguments) or uses its private methods, and its handler table has one handler per
+kind."""
 from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# folder at the top of the repository -> its import name (pyproject.toml maps one to the other)
+FOLDERS = {
+    "protocol": "numa_emu.protocol",
+    "nodes": "numa_emu.nodes",
+    "coordinator": "numa_emu.coordinator",
+    "numa_emu": "numa_emu",
+    "topologies": "numa_emu.topologies",
+    "experiments": "numa_emu.experiment_specs",
+}
 FORBIDDEN = {
     "protocol": {"nodes", "coordinator", "numa_emu"},
     "nodes": {"coordinator", "numa_emu"},
     "coordinator": {"nodes", "numa_emu"},
     "numa_emu": {"nodes", "coordinator"},
 }
+_PARTS = {name.split(".")[1]: folder for folder, name in FOLDERS.items() if "." in name}
 
 
-@pytest.mark.parametrize("package", sorted(FORBIDDEN) + ["topologies", "experiments"])
-def test_top_level_packages_resolve_inside_the_project(package):
-    module = importlib.import_module(package)
-    assert Path(module.__file__).resolve().parent == ROOT / package
+@pytest.mark.parametrize("folder", sorted(FOLDERS))
+def test_every_part_resolves_to_its_folder(folder):
+    module = importlib.import_module(FOLDERS[folder])
+    assert Path(module.__file__).resolve().parent == ROOT / folder
+
+
+def test_every_package_folder_is_installed():
+    """A package folder missing from pyproject's list would work here and be absent when installed."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = set()
+    for folder, name in FOLDERS.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join((name, *rel)))
+    assert found == listed
+
+
+def test_the_only_top_level_import_name_is_numa_emu(tmp_path):
+    """A user's own protocol.py, nodes.py, coordinator.py or experiments.py beside a workload
+    script does not break numa_emu (Python puts the script's folder first on sys.path)."""
+    for name in ("protocol", "nodes", "coordinator", "experiments", "topologies"):
+        (tmp_path / f"{name}.py").write_text("raise SystemExit('the user\\'s own module was imported')\n")
+    script = ("import numa_emu, numa_emu.protocol.reactor, numa_emu.nodes.server, numa_emu.coordinator.server, sys; "
+              "print(sorted({m.split('.')[0] for m in sys.modules} & {'protocol', 'nodes', 'coordinator', "
+              "'experiments', 'topologies'}))")
+    (tmp_path / "workload.py").write_text(script + "\n")
+    out = subprocess.run([sys.executable, str(tmp_path / "workload.py")], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=60)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "[]\n", "")
 
 
 def _imports(path: Path):
+    """The parts of ours (by folder name) and the other top-level names that `path` imports."""
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
+        names = []
         if isinstance(node, ast.Import):
-            yield from (alias.name.split(".")[0] for alias in node.names)
+            names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            yield node.module.split(".")[0]
+            names = [node.module] + ([f"numa_emu.{a.name}" for a in node.names] if node.module == "numa_emu" else [])
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "numa_emu" and len(parts) > 1 and parts[1] in _PARTS:
+                yield _PARTS[parts[1]]
+            else:
+                yield parts[0]
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
@@ -46,9 +92,26 @@ def test_dependency_rule(package):
     assert not bad, bad
 
 
+def test_nothing_imports_a_folder_by_its_own_name():
+    """Folders are parts of numa_emu: `import protocol` would work in the repository only."""
+    bad = []
+    for path in sorted(ROOT.rglob("*.py")):
+        if {".venv", ".git", "build"} & set(path.relative_to(ROOT).parts):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            bad += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in set(FOLDERS) - {"numa_emu"}]
+    assert not bad, bad
+
+
 def test_every_module_opens_with_a_docstring():
     missing = []
-    for package in list(FORBIDDEN) + ["topologies", "experiments"]:
+    for package in FOLDERS:
         for path in sorted((ROOT / package).rglob("*.py")):
             if path.stat().st_size and ast.get_docstring(ast.parse(path.read_text())) is None:
                 missing.append(str(path.relative_to(ROOT)))
@@ -117,7 +180,7 @@ def test_the_attribute_check_bites():
 
 
 def test_a_handler_table_refuses_a_kind_registered_twice():
-    from nodes.node import HandlerTable
+    from numa_emu.nodes.node import HandlerTable
 
     table = HandlerTable()
     table.add("frame.read", print)
@@ -131,10 +194,10 @@ def test_a_handler_table_refuses_a_kind_registered_twice():
 def test_a_node_has_one_handler_per_message_kind():
     """Building a Node registers every service's table once (a kind twice would raise); every
     kind it serves is a request or notice class of protocol.messages."""
-    from nodes.framepool import FramePool
-    from nodes.node import Node
-    from protocol.messages import REGISTRY, Reply
-    from protocol.topology import from_cli
+    from numa_emu.nodes.framepool import FramePool
+    from numa_emu.nodes.node import Node
+    from numa_emu.protocol.messages import REGISTRY, Reply
+    from numa_emu.protocol.topology import from_cli
 
     pool = FramePool(4, 4096)
     try:
