@@ -363,6 +363,8 @@ class MemoryManager:
                 if fill is not None:
                     yield from self._fill(region, cached, fill)
                 pages = [p for p in pages if region.node[p] < 0]
+                if task.lost:  # a page whose frame died with its node while it moved: EIO, never zeros
+                    self._check_lost(task, region, pages)
                 if not pages:
                     return
         if not write:
