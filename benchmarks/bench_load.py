@@ -57,6 +57,7 @@ STAMP = 8
 PRIVATE_PAGES = 16
 FSYNC_EVERY = 8  # writes of a writer between two fsyncs
 WORKER_TIMEOUT_S = 120.0  # beyond the run's own seconds
+FAULT_CLI_TIMEOUT_S = 60.0  # `numa-emu fault`: a hang here is reported, not waited out
 LEAK_SETTLE_S = 5.0  # how long frames in use may take to come back after the last detach
 # weights of the operations a task picks from
 OPS = {"private_write": 30, "private_read": 30, "migrate": 5, "shared_read": 30, "shared_write": 5}
@@ -150,7 +151,11 @@ def history_violations(writes: list[list[int]], reads: list[list[int]], file_pag
 def fault(cluster: str, args: list[str]) -> None:
     """`numa-emu fault ARGS --name CLUSTER`, through the CLI as a user would; raises on failure."""
     cli = Path(sys.executable).with_name("numa-emu")
-    done = subprocess.run([str(cli), "fault", "--name", cluster, *args], capture_output=True, text=True)
+    try:
+        done = subprocess.run([str(cli), "fault", "--name", cluster, *args], capture_output=True, text=True,
+                              timeout=FAULT_CLI_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"numa-emu fault {' '.join(args)} did not return within {FAULT_CLI_TIMEOUT_S:g} s") from None
     if done.returncode != 0:
         raise RuntimeError(f"numa-emu fault {' '.join(args)}: {done.stderr.strip() or done.stdout.strip()}")
 
