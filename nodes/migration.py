@@ -169,7 +169,7 @@ class Migration:
                 if node == src:
                     if region.kind == ANON:
                         private.append((region, p, src))
-                    elif not self._maps_replica(region, p):  # a replica is not a page of the task's own
+                    elif not self.maps_replica(region, p):  # a replica is not a page of the task's own
                         shared.append((region, p))
         statuses: list[int] = []
         if private:
@@ -179,7 +179,7 @@ class Migration:
                 statuses.append((yield from self.move_shared(task, region, p, dst, move_all, cause)))
         return statuses
 
-    def _maps_replica(self, region: Region, p: int) -> bool:
+    def maps_replica(self, region: Region, p: int) -> bool:
         page = self.mm.pcache.pages.get((region.obj, region.obj_offset + p))
         return page is not None and page.replica and page.node == region.node[p] and page.frame == region.frame[p]
 
@@ -204,7 +204,7 @@ class Migration:
                     continue
                 if region.kind == ANON:
                     groups[placement].append((region, p, node))
-                elif not self._maps_replica(region, p):
+                elif not self.maps_replica(region, p):
                     shared.append((region, p, target))
         failed = 0
         for placement, items in groups.items():

@@ -68,6 +68,7 @@ class TaskState:
     # private pages whose frame died with its node: page vaddr -> (that node, how). Every access fails
     # (EIO) until they are unmapped, as a hardware-poisoned page gives SIGBUS (memory_failure).
     lost: dict = field(default_factory=dict)
+    numa: object = None  # the balancing scanner's state of the task (nodes.balancing.TaskScan)
 
 
 class _FaultBatch:
@@ -97,6 +98,12 @@ class MemoryManager:
         self.moved: dict[int, int] = {}  # task id -> the node it moved to (nodes.taskmove)
         pcache.tasks = self.tasks
         self.migration = None  # set by the server: nodes.migration.Migration (lazy faults, release)
+        self.hinting = None  # nodes.balancing.Balancer (use_hinting): NUMA scans and hinting faults
+
+    def use_hinting(self, balancer) -> None:
+        """Automatic NUMA balancing: `balancer.tick(task)` at each access or touch, and
+        `balancer.hint_faults(task, region, pages)` for the marked pages it touches."""
+        self.hinting = balancer
 
     def handlers(self) -> dict:
         return {
@@ -357,6 +364,8 @@ class MemoryManager:
     # ---- access -------------------------------------------------------------------------
     def access(self, msg: mm.Access):
         task = self.task(msg.task_id)
+        if self.hinting is not None:
+            self.hinting.tick(task)
         fast = self._access_local(task, msg)
         return fast if fast is not None else self.locked(task, self._access(task, msg))
 
@@ -370,7 +379,7 @@ class MemoryManager:
         region = task.space.find(msg.vaddr)
         core = self.core
         p, offset = divmod(msg.vaddr - region.start, core.page_size)
-        if region.kind != ANON or offset + length > core.page_size:
+        if region.kind != ANON or offset + length > core.page_size or region.hinted(p):
             return None
         if region.node[p] != core.node_id:
             if region.node[p] in core.dead:
@@ -413,6 +422,7 @@ class MemoryManager:
         out = bytearray()
         pos = 0
         for region, first, last in task.space.range(msg.vaddr, length):
+            yield from self._hint_faults(task, region, first, last)
             shared = region.kind != ANON
             absent = [p for p in range(first, last)
                       if (region.node[p] < 0 and (write or region.node[p] != ZEROPAGE))
@@ -489,8 +499,17 @@ class MemoryManager:
                 yield from self._fault_shared(task, region, [p], data is not None)
         return None
 
+    def _hint_faults(self, task: TaskState, region: Region, first: int, last: int):
+        """Marked pages of [first, last) take their hinting fault first (nodes.balancing)."""
+        if self.hinting is not None:
+            marked = region.hinted_pages(first, last)
+            if marked:
+                yield from self.hinting.hint_faults(task, region, marked)
+
     def touch(self, msg: mm.Touch):
         task = self.task(msg.task_id)
+        if self.hinting is not None:
+            self.hinting.tick(task)
         if msg.fill is not None and not 0 <= msg.fill <= 255:
             raise NumaEmuError(ErrorCode.EINVAL, f"fill must be a byte value, got {msg.fill}")
         return self.locked(task, self._touch(task, msg))
@@ -509,6 +528,7 @@ class MemoryManager:
 
     def _touch_pages(self, task: TaskState, region: Region, first: int, last: int, write: bool, fill: int | None):
         core, ps = self.core, self.core.page_size
+        yield from self._hint_faults(task, region, first, last)
         shared = region.kind != ANON
         absent = [p for p in range(first, last)
                   if (region.node[p] < 0 and (write or region.node[p] != ZEROPAGE))

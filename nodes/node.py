@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+from nodes.balancing import Balancer
 from nodes.core import NodeCore, node_dest
 from nodes.directory import Directory
 from nodes.files import FileOps
@@ -57,13 +58,15 @@ class Node:
         self.pcache.replication = self.replication
         self.mm = MemoryManager(self.core, self.pcache)
         self.migration = Migration(self.core, self.mm, self.replication)
+        self.balancing = Balancer(self.core, self.migration, self.pcache)
+        self.mm.use_hinting(self.balancing)
         self.reclaim = Reclaim(self.core, self.replication.reclaim)
         self.core.use_reclaim(self.reclaim.shrink)
         self.handlers = HandlerTable()
         for table in (FrameService(self.core).handlers(), self.replication.handlers(), self.pcache.handlers(),
                       self.mm.handlers(), PolicyOps(self.core, self.mm).handlers(),
                       FileOps(self.core, self.mm).handlers(), TaskMoves(self.core, self.mm).handlers(),
-                      NodeControl(self.core, self.mm).handlers(), self.migration.handlers()):
+                      NodeControl(self.core, self.mm, self.balancing.appliers()).handlers(), self.migration.handlers()):
             self.handlers.add_all(table)
         self.handlers.add("node.stats", self.on_stats)
 
@@ -72,6 +75,10 @@ class Node:
         return tm.NodeStatsReply(node_id=self.node_id, numastat=dict(core.numastat), vmstat=core.vmstat(),
                                  frames_free=self.pool.free, frames_total=self.pool.frames, tasks=self.mm.task_pages(),
                                  repl_lifetimes=dict(core.repl_lifetimes))
+
+    def latency_mode(self, real: bool) -> None:
+        """The injection mode in force: `real` runs balancing's scan periods on the wall clock."""
+        self.balancing.use_wall_clock(real)
 
     def kswapd(self):
         """One round of background reclaim (nodes/reclaim.py), run outside every handler."""

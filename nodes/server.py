@@ -168,6 +168,7 @@ class NodeServer:
             self.reactor.link_delay = lambda peer, nbytes: table.delay_s(me, int(peer[5:]), nbytes, rng)
         else:
             self.reactor.link_delay = None
+        self.node.latency_mode(table.mode == REAL)
         log.info("node %d: latency table version %d, mode %s, dilation %g", self.node_id, table.version,
                  table.mode, table.dilation)
         return Ok()

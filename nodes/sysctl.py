@@ -41,7 +41,8 @@ class NumaStatCounters(dict):
 
 
 class NodeControl:
-    def __init__(self, core: NodeCore, mm: MemoryManager):
+    def __init__(self, core: NodeCore, mm: MemoryManager,
+                 more_appliers: dict[str, Callable[[int | str], None]] | None = None):
         self.core = core
         self.mm = mm
         self.tunables = cm.tunables(core.possible)
@@ -62,6 +63,7 @@ class NodeControl:
             cm.UNSAFE_KEY: lambda v: setattr(repl, "unsafe_unreplicate", bool(v)),
             cm.UNSAFE_DELAY_KEY: lambda v: setattr(repl, "unsafe_unmap_delay_ns", int(v) * 1_000_000),
         })
+        self.appliers.update(more_appliers or {})  # other services' keys (nodes.balancing)
 
     def handlers(self) -> dict:
         return {"node.sysctl": self.sysctl, "node.task.cpu": self.task_cpu}

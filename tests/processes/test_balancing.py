@@ -1,0 +1,156 @@
+"""Automatic NUMA balancing on real clusters (nodes/balancing.py, docs/linux-semantics.md#automatic-numa-balancing):
+the sysctl keys, the two-stage filter with exact counters and bytes, explicit policies kept,
+shared pages, and determinism in virtual mode."""
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+import numa_emu
+from protocol.errors import NumaEmuError
+from protocol.messages import control as cm
+from protocol.messages import tasks as tm
+from protocol.topology_shapes import from_cli
+
+pytestmark = pytest.mark.cluster
+PAGE = 4096
+BALANCING = ("numa_pte_updates", "numa_huge_pte_updates", "numa_hint_faults", "numa_hint_faults_local",
+             "numa_pages_migrated", "pgmigrate_success")
+# every access scans: each remote page the task holds is marked again as soon as it is unmarked
+EVERY_ACCESS = {cm.NUMA_BALANCING_KEY: "1", cm.SCAN_DELAY_KEY: "0", cm.SCAN_PERIOD_MIN_KEY: "0",
+                cm.SCAN_PERIOD_MAX_KEY: "0"}
+
+
+def sysctl(c, values: dict) -> dict:
+    with c.client() as client:
+        return client.call(cm.SysctlSet(values=values)).values
+
+
+def vmstat(c) -> dict[int, collections.Counter]:
+    with c.client() as client:
+        return {n: collections.Counter(d["vmstat"]) for n, d in client.call(tm.ClusterStats()).nodes.items()}
+
+
+def balancing(c, node: int) -> dict[str, int]:
+    stats = vmstat(c)[node]
+    return {name: stats[name] for name in BALANCING}
+
+
+def pattern(i: int) -> bytes:
+    return bytes((i * 7 + j) % 251 for j in range(PAGE))
+
+
+@pytest.fixture
+def two(cluster_factory):
+    return cluster_factory(from_cli(2, 1, "1MiB"))  # cpu n on node n, 256 frames per node
+
+
+def remote_pages(task, pages: int, node: int):
+    """A private region whose pages first touch put on `node`; the task's policy is default again."""
+    region = task.mmap(pages * PAGE)
+    task.set_mempolicy("preferred", [node])
+    for i in range(pages):
+        region.write(i * PAGE, pattern(i))
+    task.set_mempolicy("default")
+    assert region.where() == [node] * pages
+    return region
+
+
+def test_the_keys_have_the_kernels_names_and_defaults():
+    table = cm.tunables([0, 1])
+    assert {k: table[k].default for k in table if k.startswith("kernel.numa_balancing")} == {
+        "kernel.numa_balancing": 0, "kernel.numa_balancing_scan_delay_ms": 1000,
+        "kernel.numa_balancing_scan_period_min_ms": 1000, "kernel.numa_balancing_scan_period_max_ms": 60000,
+        "kernel.numa_balancing_scan_size_mb": 256}
+    assert table[cm.NUMA_BALANCING_KEY].check("1") == 1
+    for key, bad in ((cm.NUMA_BALANCING_KEY, "2"), (cm.NUMA_BALANCING_KEY, "on"), (cm.SCAN_SIZE_KEY, "0"),
+                     (cm.SCAN_DELAY_KEY, "-1")):
+        with pytest.raises(NumaEmuError) as info:
+            table[key].check(bad)
+        assert info.value.message.startswith(key)
+
+
+def test_balancing_is_off_by_default_and_nothing_is_marked(two):
+    with numa_emu.attach(0, cluster=two.name) as task:
+        region = remote_pages(task, 4, 1)
+        for _ in range(5):
+            region.read(0, 64)
+        assert region.where() == [1] * 4
+    assert balancing(two, 0) == dict.fromkeys(BALANCING, 0)
+    with two.client() as client:
+        assert client.call(cm.SysctlGet(keys=[cm.NUMA_BALANCING_KEY])).values == {cm.NUMA_BALANCING_KEY: 0}
+
+
+def test_a_remote_page_moves_on_its_second_hinting_fault_from_the_same_node(two):
+    with numa_emu.attach(0, cluster=two.name) as task:
+        region = remote_pages(task, 4, 1)
+        sysctl(two, EVERY_ACCESS)
+        assert region.read(0, 64) == pattern(0)[:64]  # the task's first access: its scan starts
+        assert balancing(two, 0) == dict.fromkeys(BALANCING, 0)
+        assert region.read(0, 64) == pattern(0)[:64]  # scan: 4 marked; the first hinting fault: it stays
+        assert region.where() == [1] * 4
+        assert balancing(two, 0) == dict(zip(BALANCING, (4, 0, 1, 0, 0, 0)))
+        assert region.read(0, PAGE) == pattern(0)  # marked again, and the second fault from node 0: it moves
+        assert region.where() == [0, 1, 1, 1]
+        assert balancing(two, 0) == dict(zip(BALANCING, (5, 0, 2, 0, 1, 1)))
+        region.read(0, 64)  # local now: not marked again (a single-threaded task's local page)
+        assert balancing(two, 0) == dict(zip(BALANCING, (5, 0, 2, 0, 1, 1)))
+        region.read(PAGE, 64)  # page 1: its first hinting fault
+        assert region.where() == [0, 1, 1, 1]
+        for i in range(4):
+            assert region.read(i * PAGE, PAGE) == pattern(i)
+        assert region.where() == [0, 0, 1, 1]
+        assert balancing(two, 0) == dict(zip(BALANCING, (7, 0, 6, 0, 2, 2)))
+
+
+def test_an_explicit_policy_keeps_its_pages(two):
+    with numa_emu.attach(0, cluster=two.name) as task:
+        region = task.mmap(2 * PAGE)
+        region.mbind("bind", [1])
+        region.write(0, b"x")
+        sysctl(two, EVERY_ACCESS)
+        for _ in range(4):
+            region.read(0, 64)
+        assert region.where() == [1, None]
+        counted = balancing(two, 0)
+        assert counted["numa_hint_faults"] == 3 and counted["numa_pages_migrated"] == 0
+
+
+def test_a_shared_page_moves_toward_its_only_user(two):
+    with numa_emu.attach(0, cluster=two.name) as task:
+        region = task.mmap(2 * PAGE, shared=True, name="balshm")
+        region.mbind("bind", [1])
+        region.write(0, b"shared")
+        task.munmap(region.vaddr, 2 * PAGE)
+        again = task.mmap(2 * PAGE, shared=True, name="balshm")
+        assert again.where()[0] is None and again.read(0, 6) == b"shared"
+        assert again.where()[0] == 1
+        sysctl(two, EVERY_ACCESS)
+        for _ in range(3):
+            assert again.read(0, 6) == b"shared"
+        assert again.where()[0] == 0
+        counted = balancing(two, 0)
+        assert counted["numa_hint_faults"] == 2 and counted["numa_pages_migrated"] == 1
+
+
+def numa02_counters(c, cpu: int, pages: int, rounds: int) -> tuple[dict, list]:
+    """One task hammers private pages first touch put on the next node, with a scan every 1 ms of
+    its virtual time; the balancing counters it caused and where its pages ended."""
+    before = balancing(c, cpu)
+    with numa_emu.attach(cpu, cluster=c.name) as task:
+        region = remote_pages(task, pages, (cpu + 1) % 2)
+        for _ in range(rounds):
+            region.touch()
+        where = region.where()
+    after = balancing(c, cpu)
+    return {k: after[k] - before[k] for k in BALANCING}, where
+
+
+def test_balancing_is_deterministic_in_virtual_time(two):
+    sysctl(two, {cm.NUMA_BALANCING_KEY: "1", cm.SCAN_DELAY_KEY: "1", cm.SCAN_PERIOD_MIN_KEY: "1",
+                 cm.SCAN_PERIOD_MAX_KEY: "4", cm.SCAN_SIZE_KEY: "1"})
+    first = numa02_counters(two, 0, 64, 300)
+    second = numa02_counters(two, 0, 64, 300)
+    assert first == second
+    assert first[0]["numa_pages_migrated"] > 0 and first[0]["numa_hint_faults"] > 0
