@@ -47,6 +47,7 @@ class TaskScan:
     next_scan_ns: int
     period_ns: int
     offset: int = 0  # virtual address where the next window starts
+    windows: int = 0  # scan windows so far
     local: int = 0  # hinting faults since the last window, on pages of the task's node
     remote: int = 0
     last_node: dict = field(default_factory=dict)  # private page vaddr -> node of its last hinting fault
@@ -101,7 +102,9 @@ class Balancer:
             return
         if now < scan.next_scan_ns:
             return
-        self._adapt(scan)
+        if scan.windows:
+            self._adapt(scan)
+        scan.windows += 1
         scan.next_scan_ns = now + scan.period_ns
         self._scan_window(task, scan)
 

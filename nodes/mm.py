@@ -470,6 +470,8 @@ class MemoryManager:
         truncated, or moved) is unmapped and faulted again (up to STALE_RETRIES times)."""
         core = self.core
         for attempt in range(STALE_RETRIES):
+            if region.node[p] < 0:  # shot down while an earlier page waited (a migration moved it): fault again
+                yield from self._fault_shared(task, region, [p], data is not None)
             node, frame = region.node[p], region.frame[p]
             if node == core.node_id:  # local: the generation was checked by _stale_check
                 if data is None:
@@ -541,7 +543,7 @@ class MemoryManager:
             if shared and fill is not None:
                 present += absent
         if fill is not None:
-            yield from self._fill(region, present, fill)
+            yield from self._fill(region, present, fill, task)
         nbytes = ps if fill is not None else _TOUCH_BYTES
         access_ns = core.cost.access_ns
         for p in range(first, last):
@@ -550,10 +552,15 @@ class MemoryManager:
         if write:
             region.dirty[first:last] = b"\x01" * (last - first)
 
-    def _fill(self, region: Region, pages: list[int], value: int):
+    def _fill(self, region: Region, pages: list[int], value: int, task: TaskState | None = None):
         core = self.core
         remote: dict[int, list[int]] = collections.defaultdict(list)
         page = bytes([value]) * core.page_size
+        for _ in range(STALE_RETRIES):  # shared pages shot down while the touch waited (moved): fault again
+            gone = [p for p in pages if region.node[p] < 0] if task is not None and region.kind != ANON else []
+            if not gone:
+                break
+            yield from self._fault_shared(task, region, gone, True)
         for p in pages:
             node, frame = region.node[p], region.frame[p]
             if node == core.node_id:

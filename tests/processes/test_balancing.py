@@ -4,6 +4,10 @@ shared pages, and determinism in virtual mode."""
 from __future__ import annotations
 
 import collections
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -154,3 +158,49 @@ def test_balancing_is_deterministic_in_virtual_time(two):
     second = numa02_counters(two, 0, 64, 300)
     assert first == second
     assert first[0]["numa_pages_migrated"] > 0 and first[0]["numa_hint_faults"] > 0
+
+
+# ---- the autonuma-benchmark workloads (numa_emu/workloads/numa01.py, numa02.py) -----------------
+FAST_SCANS = {cm.SCAN_DELAY_KEY: "0", cm.SCAN_PERIOD_MIN_KEY: "1", cm.SCAN_PERIOD_MAX_KEY: "16",
+              cm.SCAN_SIZE_KEY: "1"}
+
+
+def workload(c, name: str, *args: str) -> dict:
+    proc = subprocess.run([sys.executable, "-m", f"numa_emu.workloads.{name}", "--cpu", "0", *args],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, NUMA_EMU_CLUSTER=c.name))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+@pytest.fixture
+def four(cluster_factory):
+    c = cluster_factory(from_cli(4, 1, "2MiB"))  # cpu n on node n, 512 frames per node
+    sysctl(c, FAST_SCANS)
+    return c
+
+
+def test_numa02_stays_where_first_touch_put_it_with_balancing_off(four):
+    line = workload(four, "numa02", "--iterations", "60")
+    assert (line["tasks"], line["pages"], line["verified"]) == (4, 128, True)
+    assert line["locality_series"] == [0.0] * 60 and line["converged_round"] is None
+    assert line["counters"] == dict.fromkeys(line["counters"], 0)
+
+
+def test_numa02_converges_to_local_accesses_with_balancing_on(four):
+    sysctl(four, {cm.NUMA_BALANCING_KEY: "1"})
+    line = workload(four, "numa02", "--iterations", "80")
+    assert line["verified"] and line["locality_first"] == 0.0
+    assert line["locality"] >= 0.9 and line["converged_round"] is not None
+    counted = line["counters"]
+    # every page moved once, after two hinting faults from its task's node, and never back
+    assert counted["numa_pages_migrated"] == counted["pgmigrate_success"] == 4 * 128
+    assert counted["numa_hint_faults"] >= 2 * 4 * 128 and counted["pgmigrate_fail"] == 0
+
+
+def test_numa01_ping_pongs_its_shared_buffer(four):
+    sysctl(four, {cm.NUMA_BALANCING_KEY: "1"})
+    line = workload(four, "numa01", "--iterations", "600", "--size", "128KiB")
+    assert line["tasks"] == 2 and line["pages"] == 32
+    # no placement suits both tasks: pages move back and forth, more moves than pages
+    assert line["numa_pages_migrated"] > line["pages"]
+    assert line["moves_per_page"] > 1
