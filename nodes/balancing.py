@@ -14,7 +14,8 @@ the tasks whose home is this node.
   filter (should_numa_migrate_memory): the page moves to the faulting task's node only when the
   previous hinting fault on it came from that node too; a page's first hinting fault never moves
   it. Only pages under the default policy move (MPOL_F_MOF: an explicit policy keeps its pages),
-  and only to a node of the task's cpuset.
+  or under bind / preferred-many with MPOL_F_NUMA_BALANCING (`numactl --balancing`) when the
+  task's node is one of the policy's; and only to a node of the task's cpuset.
 - Shared pages (shm, files) are marked per mapping and moved by their directory home like any
   migration of a shared page, with the kernel's limits: a page-cache replica is never moved, nor
   an executable file page another task maps too (migrate_misplaced_folio: shared libraries). The
@@ -35,7 +36,7 @@ from nodes.core import NodeCore
 from nodes.costmodel import FAULT_OVERHEAD_NS
 from nodes.pagetable import ANON, FILE, Region
 from protocol.messages import control as cm
-from protocol.policy import Mode
+from protocol.policy import MPOL_F_NUMA_BALANCING, Mode
 
 _MS = 1_000_000
 
@@ -149,8 +150,7 @@ class Balancer:
         the page to the task's node when the two-stage filter says so. Call holding the task's lock."""
         c, ps = self.core, self.core.page_size
         scan = task.numa
-        policy = region.policy or task.policy
-        movable = policy.mode == Mode.DEFAULT and task.node in task.mems
+        movable = self._policy_moves(region.policy or task.policy, task.node) and task.node in task.mems
         private_moves = []
         shared_moves = []
         for p in pages:
@@ -200,6 +200,15 @@ class Balancer:
             status = yield from self.migration.move_shared(task, region, p, task.node, True, "fault", mode="balancing")
             if status == task.node:
                 c.events["numa_pages_migrated"] += 1
+
+    @staticmethod
+    def _policy_moves(policy, node: int) -> bool:
+        """mpol_misplaced: the default policy (MPOL_F_MOF) moves pages to the faulting node; bind
+        and preferred-many with MPOL_F_NUMA_BALANCING move them there when it is one of theirs."""
+        if policy.mode == Mode.DEFAULT:
+            return True
+        return (bool(policy.flags & MPOL_F_NUMA_BALANCING) and policy.mode in (Mode.BIND, Mode.PREFERRED_MANY)
+                and node in policy.nodes)
 
     def _shared_may_move(self, task, region: Region, p: int) -> bool:
         """The kernel's limits on shared pages: a replica is never moved (the master serves

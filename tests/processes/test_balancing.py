@@ -15,6 +15,7 @@ import numa_emu
 from protocol.errors import NumaEmuError
 from protocol.messages import control as cm
 from protocol.messages import tasks as tm
+from protocol.policy import MPOL_F_NUMA_BALANCING
 from protocol.topology_shapes import from_cli
 
 pytestmark = pytest.mark.cluster
@@ -204,3 +205,23 @@ def test_numa01_ping_pongs_its_shared_buffer(four):
     # no placement suits both tasks: pages move back and forth, more moves than pages
     assert line["numa_pages_migrated"] > line["pages"]
     assert line["moves_per_page"] > 1
+
+
+def test_bind_with_the_balancing_flag_moves_pages_within_its_nodes(two):
+    with numa_emu.attach(0, cluster=two.name) as task:
+        region = remote_pages(task, 2, 1)
+        task.set_mempolicy("bind", [0, 1], flags=MPOL_F_NUMA_BALANCING)
+        sysctl(two, EVERY_ACCESS)
+        for _ in range(3):
+            assert region.read(0, PAGE) == pattern(0)
+        assert region.where() == [0, 1]
+        assert balancing(two, 0)["numa_pages_migrated"] == 1
+
+
+def test_the_shipped_experiment_sweeps_balancing_over_rounds():
+    from numa_emu.experiments.spec import load_spec
+
+    quick = load_spec("numa-balancing", quick=True)
+    assert quick.grid["workload"] == ("numa02", "numa01") and quick.metric == "locality"
+    assert len(quick.configurations()) == 3 * 2 * 2
+    assert {c.values["kernel.numa_balancing"] for c in quick.configurations()} == {0, 1}
