@@ -62,9 +62,12 @@ def trace_migrate(core: NodeCore, task_id: int | None, mode: str, cause: str, st
 
 
 class MasterMove:
-    def __init__(self, core: NodeCore, replication: Replication):
+    def __init__(self, core: NodeCore, replication: Replication, mapcounts=None):
         self.core = core
         self.repl = replication
+        # this node's mappings of shared pages ({obj: [idx]} -> {obj: [count]}, nodes.pcache):
+        # a directory entry's mapper node whose tasks all unmapped the page does not block MOVE
+        self.mapcounts = mapcounts
 
     def handlers(self) -> dict:
         return {"dir.migrate": self.dir_migrate}
@@ -102,6 +105,8 @@ class MasterMove:
                 entry.mappers[msg.mapper] = src
             return self._dir_reply(target, entry)
         others = (set(entry.mappers) | set(entry.replicas)) - {msg.mapper}
+        if not msg.move_all and others and msg.sole:
+            others = yield from self._still_mapping(obj, idx, others)
         if not msg.move_all and (others or not msg.sole):
             self._trace(msg, EACCES, src, src_frame, target, None)
             return self._dir_reply(EACCES)
@@ -134,6 +139,27 @@ class MasterMove:
         cost += c.cost.copy_ns(src, target)
         self._trace(msg, target, src, src_frame, target, frame)
         return self._dir_reply(target, entry, cost)
+
+    def _still_mapping(self, obj: str, idx: int, nodes: set[int]):
+        """The nodes of `nodes` where a task still maps the page. The entry keeps a mapper node
+        until the page's next change, so each is asked: one whose tasks all unmapped the page
+        (and a replica nobody maps) does not count, and MPOL_MF_MOVE moves a page nobody else
+        maps. It stays in the entry: the move's shootdown still reaches it and drops its cached
+        copy, so a task that maps the page there meanwhile faults again. A node that does not
+        answer counts as mapping."""
+        c, pages = self.core, {obj: [idx]}
+        asked = sorted(n for n in nodes if n not in c.dead)
+        counts = {n: 1 for n in nodes if n in c.dead}
+        remote = [n for n in asked if n != c.node_id]
+        if c.node_id in asked:
+            counts[c.node_id] = self.mapcounts(pages)[obj][0] if self.mapcounts is not None else 1
+        if remote:
+            try:
+                replies = yield [Call(node_dest(n), mm.MapCounts(pages=pages)) for n in remote]
+                counts.update({n: int(r.counts.get(obj, [1])[0]) for n, r in zip(remote, replies)})
+            except NumaEmuError:
+                counts.update(dict.fromkeys(remote, 1))
+        return {n for n, count in counts.items() if count}
 
     def _unmap_all(self, obj: str, idx: int, entry: DirEntry, master_frame: int):
         """Tear the replicas down, then every mapping of the master, each acknowledged; the cost."""

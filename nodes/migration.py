@@ -51,7 +51,7 @@ class Migration:
     def __init__(self, core: NodeCore, mmgr: MemoryManager, replication: Replication):
         self.core = core
         self.mm = mmgr
-        self.master = MasterMove(core, replication)
+        self.master = MasterMove(core, replication, mmgr.pcache.mapcounts)
         mmgr.migration = self
 
     def handlers(self) -> dict:

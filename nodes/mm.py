@@ -640,8 +640,17 @@ class MemoryManager:
         dirty ones, active ones, and the highest map count of a present page."""
         per_node = {n: r.node.count(n) for n in range(self.core.n_nodes)}
         present = [p for p, node in r.node.items() if node >= 0]
+        cached = 0
+        if task.away and r.kind == ANON and MIGCACHE in r.node:
+            # private pages waiting in the migration cache still hold their frames: counted where they are
+            ps = self.core.page_size
+            for p, node in r.node.items():
+                held = task.away.get(r.start + p * ps, -1) if node == MIGCACHE else -1
+                if held >= 0:
+                    per_node[held] += 1
+                    cached += 1
         if r.kind == ANON:
-            mapmax = 1 if present else 0  # no fork: a private page has one mapping
+            mapmax = 1 if present or cached else 0  # no fork: a private page has one mapping
         else:
             mapmax = max((mapcounts or {}).get((r.obj, r.obj_offset + p), 1) for p in present) if present else 0
         # Nothing is on an active list: new anon and shmem pages start inactive (Linux 5.9+), no
@@ -649,7 +658,7 @@ class MemoryManager:
         return {"start": r.start, "length": r.npages * self.core.page_size, "kind": r.kind, "name": r.name,
                 "policy": (r.policy or task.policy).to_wire(), "vma_policy": r.policy is not None,
                 "pages": {n: c for n, c in per_node.items() if c}, "dirty": sum(r.dirty[p] for p in present),
-                "active": 0, "mapmax": mapmax, "present": len(present)}
+                "active": 0, "mapmax": mapmax, "present": len(present) + cached}
 
     def task_pages(self) -> dict:
         out = {}
