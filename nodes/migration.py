@@ -67,6 +67,8 @@ class Migration:
                                                  f"({MPOL_MF_MOVE}) or MPOL_MF_MOVE_ALL ({MPOL_MF_MOVE_ALL})")
         if not all(isinstance(a, int) and not isinstance(a, bool) for a in msg.addrs):
             raise NumaEmuError(ErrorCode.EINVAL, "move_pages: every address must be an integer")
+        if msg.flags & MPOL_MF_MOVE_ALL:
+            self.check_move_all(task, "move_pages")
         if msg.nodes is not None:
             if len(msg.nodes) != len(msg.addrs):
                 raise NumaEmuError(ErrorCode.EINVAL, f"move_pages: {len(msg.addrs)} addresses but {len(msg.nodes)} "
@@ -79,6 +81,13 @@ class Migration:
                     raise NumaEmuError(ErrorCode.EACCES, f"move_pages: node {n} is not in the task's cpuset mems "
                                                          f"{sorted(task.mems)}")
         return self.mm.locked(task, self._move_pages(task, msg))
+
+    @staticmethod
+    def check_move_all(task: TaskState, call: str) -> None:
+        """MPOL_MF_MOVE_ALL needs CAP_SYS_NICE (mm/mempolicy.c, mm/migrate.c): EPERM otherwise."""
+        if not task.cap_sys_nice:
+            raise NumaEmuError(ErrorCode.EPERM, f"{call}: MPOL_MF_MOVE_ALL needs CAP_SYS_NICE, which task {task.task_id} "
+                                                "lacks; use MPOL_MF_MOVE, or attach as root or with cap_sys_nice=True")
 
     def _move_pages(self, task: TaskState, msg: mg.MovePages):
         ps = self.core.page_size
@@ -146,7 +155,9 @@ class Migration:
         if not new:
             raise NumaEmuError(ErrorCode.EINVAL, f"migrate_pages: none of new_nodes {sorted(set(msg.new_nodes))} is in "
                                                  f"the task's cpuset mems {sorted(task.mems)}")
-        return self.mm.locked(task, self.migrate_task(task, msg.old_nodes, new, msg.move_all, msg.cause))
+        # kernel_migrate_pages: MPOL_MF_MOVE_ALL only for a caller with CAP_SYS_NICE, no error otherwise
+        move_all = bool(msg.move_all) and task.cap_sys_nice
+        return self.mm.locked(task, self.migrate_task(task, msg.old_nodes, new, move_all, msg.cause))
 
     def migrate_task(self, task: TaskState, old_nodes, new_nodes, move_all: bool, cause: str):
         """do_migrate_pages: every page of the task on a node of old_nodes to its relative node of

@@ -69,6 +69,7 @@ class TaskState:
     # (EIO) until they are unmapped, as a hardware-poisoned page gives SIGBUS (memory_failure).
     lost: dict = field(default_factory=dict)
     numa: object = None  # the balancing scanner's state of the task (nodes.balancing.TaskScan)
+    cap_sys_nice: bool = True  # may move pages other tasks map (MPOL_MF_MOVE_ALL; else EPERM)
 
 
 class _FaultBatch:
@@ -138,7 +139,8 @@ class MemoryManager:
             raise NumaEmuError(ErrorCode.EEXIST, f"task {msg.task_id} is attached already")
         self.tasks[msg.task_id] = TaskState(msg.task_id, msg.pid, msg.comm, msg.cpu, self.core.node_id,
                                             Policy.from_wire(msg.policy), frozenset(msg.mems_allowed),
-                                            AddressSpace(self.core.page_size), replication=msg.replication)
+                                            AddressSpace(self.core.page_size), replication=msg.replication,
+                                            cap_sys_nice=bool(msg.cap_sys_nice))
         if self.core.trace.on:
             self.core.trace.emit("task", task=msg.task_id, vns=0, what="attach", cpu=msg.cpu, comm=msg.comm)
         return Ok()

@@ -32,7 +32,7 @@ def task_image(task: TaskState) -> dict:
             "policy": task.policy.to_wire(), "mems": sorted(task.mems), "space": task.space.to_wire(),
             "clock_ns": task.clock_ns, "faults": task.faults, "il_prev": task.il_cursor.prev,
             "il_weight_left": task.il_cursor.weight_left, "replication": task.replication,
-            "away": list(task.away.items())}
+            "away": list(task.away.items()), "cap_sys_nice": task.cap_sys_nice}
 
 
 def task_from_image(image: dict, node: int, cpu: int) -> TaskState:
@@ -40,7 +40,8 @@ def task_from_image(image: dict, node: int, cpu: int) -> TaskState:
         return TaskState(image["task_id"], image["pid"], image["comm"], cpu, node, Policy.from_wire(image["policy"]),
                          frozenset(image["mems"]), AddressSpace.from_wire(image["space"]), image["clock_ns"],
                          image["faults"], InterleaveCursor(image["il_prev"], image["il_weight_left"]),
-                         replication=image["replication"], away={int(v): int(n) for v, n in image["away"]})
+                         replication=image["replication"], away={int(v): int(n) for v, n in image["away"]},
+                         cap_sys_nice=bool(image.get("cap_sys_nice", True)))
     except (KeyError, TypeError, ValueError) as exc:
         raise NumaEmuError(ErrorCode.EINVAL, f"node.task.adopt: not a task image ({exc!r})") from None
 

@@ -8,7 +8,7 @@ import errno
 import pytest
 
 import numa_emu
-from protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE
+from protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL
 from protocol.topology_shapes import from_cli
 
 pytestmark = pytest.mark.cluster
@@ -48,3 +48,21 @@ def test_numa_maps_counts_pages_waiting_in_the_migration_cache(three):
         region.read(0, 1)  # the touch moves page 0 to node 2
         (info,) = [r for r in task.maps() if r["start"] == region.vaddr]
         assert info["pages"] == {0: 3, 2: 1} and info["present"] == 4
+
+
+def test_move_all_without_cap_sys_nice_is_eperm(three):
+    with numa_emu.attach(0, cluster=three.name, cap_sys_nice=False) as task:
+        region = task.mmap(2 * PAGE)
+        region.write(0, b"x")
+        with pytest.raises(numa_emu.NumaEmuError) as err:
+            task.move_pages([region.addr(0)], [1], MPOL_MF_MOVE_ALL)
+        assert err.value.errno_name == "EPERM" and "CAP_SYS_NICE" in err.value.message
+        with pytest.raises(numa_emu.NumaEmuError) as err:
+            region.mbind("bind", [1], flags=MPOL_MF_MOVE_ALL)
+        assert err.value.errno_name == "EPERM"
+        assert region.where() == [0, None]  # nothing moved, the policy unchanged
+        assert task.move_pages([region.addr(0)], [1], MPOL_MF_MOVE) == [1]  # MOVE needs no privilege
+    with numa_emu.attach(0, cluster=three.name, cap_sys_nice=True) as task:
+        region = task.mmap(PAGE)
+        region.write(0, b"y")
+        assert task.move_pages([region.addr(0)], [2], MPOL_MF_MOVE_ALL) == [2]
