@@ -105,9 +105,10 @@ class MasterMove:
                 entry.mappers[msg.mapper] = src
             return self._dir_reply(target, entry)
         others = (set(entry.mappers) | set(entry.replicas)) - {msg.mapper}
-        if not msg.move_all and others and msg.sole:
-            others = yield from self._still_mapping(obj, idx, others)
-        if not msg.move_all and (others or not msg.sole):
+        if not msg.move_all:
+            counts = (yield from self._still_mapping(obj, idx, others)) if others else {}
+            mapped_by = max(msg.mapper_tasks, 1 if msg.sole else 2) + sum(counts.values())
+        if not msg.move_all and mapped_by > max(1, msg.max_mapcount):
             self._trace(msg, EACCES, src, src_frame, target, None)
             return self._dir_reply(EACCES)
         if msg.unmap_only:  # mbind MOVE|LAZY: no mapping and no replica left; the next fault decides
@@ -141,7 +142,7 @@ class MasterMove:
         return self._dir_reply(target, entry, cost)
 
     def _still_mapping(self, obj: str, idx: int, nodes: set[int]):
-        """The nodes of `nodes` where a task still maps the page. The entry keeps a mapper node
+        """How many mappings of the page each node of `nodes` still has. The entry keeps a mapper node
         until the page's next change, so each is asked: one whose tasks all unmapped the page
         (and a replica nobody maps) does not count, and MPOL_MF_MOVE moves a page nobody else
         maps. It stays in the entry: the move's shootdown still reaches it and drops its cached
@@ -159,7 +160,7 @@ class MasterMove:
                 counts.update({n: int(r.counts.get(obj, [1])[0]) for n, r in zip(remote, replies)})
             except NumaEmuError:
                 counts.update(dict.fromkeys(remote, 1))
-        return {n for n, count in counts.items() if count}
+        return counts
 
     def _unmap_all(self, obj: str, idx: int, entry: DirEntry, master_frame: int):
         """Tear the replicas down, then every mapping of the master, each acknowledged; the cost."""

@@ -37,6 +37,7 @@ from protocol.effects import Call
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import memory as mm
 from protocol.messages import migration as mg
+from protocol.messages import control as cm
 from protocol.messages import pagecache as pc
 from protocol.policy import MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, Mode, Policy, migration_pairs
 
@@ -53,6 +54,17 @@ class Migration:
         self.mm = mmgr
         self.master = MasterMove(core, replication, mmgr.pcache.mapcounts)
         mmgr.migration = self
+        self.max_mapcount = 1  # vm.migrate_max_mapcount
+        self.auto_interval_ns = 0  # vm.auto_migrate_interval_ms
+
+    def appliers(self) -> dict:
+        """The sysctl keys this service applies (nodes.sysctl.NodeControl): the 2007 auto-migration knobs."""
+        return {cm.MIGRATE_MAX_MAPCOUNT_KEY: lambda v: setattr(self, "max_mapcount", int(v)),
+                cm.AUTO_MIGRATE_INTERVAL_KEY: lambda v: setattr(self, "auto_interval_ns", int(v) * 1_000_000)}
+
+    def _mapper_tasks(self, key: tuple[str, int], task: TaskState) -> int:
+        """The tasks of this node that map shared page `key`, the requester counted."""
+        return len({t for t, _v in self.mm.pcache.rmap.get(key, ())} | {task.task_id})
 
     def handlers(self) -> dict:
         return {"mem.move_pages": self.move_pages, "mem.migrate_pages": self.migrate_pages,
@@ -252,11 +264,12 @@ class Migration:
         key = (region.obj, region.obj_offset + p)
         vpage = region.start + p * c.page_size
         sole = all(t == task.task_id for t, _v in self.mm.pcache.rmap.get(key, ()))
-        if not (sole or move_all):
+        tasks = self._mapper_tasks(key, task)
+        if not move_all and tasks > self.max_mapcount:
             return 0
         msg = mg.DirMigrate(obj=key[0], idx=key[1], target=c.node_id, mapper=c.node_id, task_node=task.node,
                             task_id=task.task_id, sole=sole, move_all=move_all, cause="mbind", mode="lazy",
-                            unmap_only=True)
+                            unmap_only=True, mapper_tasks=tasks, max_mapcount=self.max_mapcount)
         reply = yield from self._ask_directory(key, msg)
         if reply is None or reply.status < 0:
             return 0
@@ -287,6 +300,31 @@ class Migration:
                            interleave_index=region.obj_offset + p, weights=c.weights)
         if target is not None:
             yield from self.move_shared(task, region, p, target, False, "fault", mode="lazy")
+
+    # ---- auto-migration (a task moved to this node) -----------------------------------
+    def auto_follow(self, task: TaskState) -> None:
+        """A task adopted here: its remote private pages follow it lazily, at once or once it
+        has stayed vm.auto_migrate_interval_ms of its virtual time here (auto_due)."""
+        if not self.core.auto_migrate:
+            return
+        if self.auto_interval_ns:
+            task.auto_due_ns = task.clock_ns + self.auto_interval_ns
+        else:
+            self._auto_unmap(task)
+
+    def auto_due(self, task: TaskState) -> None:
+        """At each request of a task whose pages wait for the interval: unmap them once it is over."""
+        if task.auto_due_ns is not None and task.clock_ns >= task.auto_due_ns:
+            task.auto_due_ns = None
+            if self.core.auto_migrate:
+                self._auto_unmap(task)
+
+    def _auto_unmap(self, task: TaskState) -> None:
+        for region in task.space.regions:
+            if region.kind == ANON:
+                for p, node in region.node.items():
+                    if node >= 0 and node != self.core.node_id:
+                        self.cache_put(task, region, p, auto=True)
 
     # ---- the migration cache ----------------------------------------------------------
     def cache_put(self, task: TaskState, region: Region, p: int, auto: bool = False) -> None:
@@ -429,7 +467,8 @@ class Migration:
         vpage = region.start + p * c.page_size
         sole = all(t == task.task_id for t, _v in pcache.rmap.get(key, ()))
         msg = mg.DirMigrate(obj=key[0], idx=key[1], target=target, mapper=c.node_id, task_node=task.node,
-                            task_id=task.task_id, sole=sole, move_all=move_all, cause=cause, mode=mode)
+                            task_id=task.task_id, sole=sole, move_all=move_all, cause=cause, mode=mode,
+                            mapper_tasks=self._mapper_tasks(key, task), max_mapcount=self.max_mapcount)
         reply = yield from self._ask_directory(key, msg)
         if reply is None:
             return EBUSY

@@ -70,6 +70,7 @@ class TaskState:
     lost: dict = field(default_factory=dict)
     numa: object = None  # the balancing scanner's state of the task (nodes.balancing.TaskScan)
     cap_sys_nice: bool = True  # may move pages other tasks map (MPOL_MF_MOVE_ALL; else EPERM)
+    auto_due_ns: int | None = None  # moved here: its pages follow once its clock passes this (auto-migration)
 
 
 class _FaultBatch:
@@ -366,6 +367,8 @@ class MemoryManager:
     # ---- access -------------------------------------------------------------------------
     def access(self, msg: mm.Access):
         task = self.task(msg.task_id)
+        if task.auto_due_ns is not None:
+            self.migration.auto_due(task)
         if self.hinting is not None:
             self.hinting.tick(task)
         fast = self._access_local(task, msg)
@@ -512,6 +515,8 @@ class MemoryManager:
 
     def touch(self, msg: mm.Touch):
         task = self.task(msg.task_id)
+        if task.auto_due_ns is not None:
+            self.migration.auto_due(task)
         if self.hinting is not None:
             self.hinting.tick(task)
         if msg.fill is not None and not 0 <= msg.fill <= 255:

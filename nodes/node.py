@@ -66,7 +66,7 @@ class Node:
         for table in (FrameService(self.core).handlers(), self.replication.handlers(), self.pcache.handlers(),
                       self.mm.handlers(), PolicyOps(self.core, self.mm).handlers(),
                       FileOps(self.core, self.mm).handlers(), TaskMoves(self.core, self.mm).handlers(),
-                      NodeControl(self.core, self.mm, self.balancing.appliers()).handlers(), self.migration.handlers()):
+                      NodeControl(self.core, self.mm, {**self.balancing.appliers(), **self.migration.appliers()}).handlers(), self.migration.handlers()):
             self.handlers.add_all(table)
         self.handlers.add("node.stats", self.on_stats)
 

@@ -91,10 +91,5 @@ class TaskMoves:
         self.mm.moved.pop(task.task_id, None)  # it may come back to a node it left
         if core.trace.on:
             core.trace.emit("task", task=task.task_id, vns=task.clock_ns, what="adopt", cpu=task.cpu)
-        if core.auto_migrate:
-            for region in task.space.regions:
-                if region.kind == ANON:
-                    for p, node in region.node.items():
-                        if node >= 0 and node != core.node_id:
-                            self.mm.migration.cache_put(task, region, p, auto=True)
+        self.mm.migration.auto_follow(task)
         return Ok()

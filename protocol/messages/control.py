@@ -234,6 +234,17 @@ def _parse_ms(text: str) -> int:
     return int(value)
 
 
+AUTO_MIGRATE_INTERVAL_KEY = "vm.auto_migrate_interval_ms"
+MIGRATE_MAX_MAPCOUNT_KEY = "vm.migrate_max_mapcount"
+
+
+def _parse_count(text: str) -> int:
+    value = text.strip()
+    if not value.isdigit() or len(value) > 7 or not 1 <= int(value) <= 1_000_000:
+        raise NumaEmuError(ErrorCode.EINVAL, f"invalid value {text!r}: expected a count from 1 to 1000000")
+    return int(value)
+
+
 NUMA_BALANCING_KEY = "kernel.numa_balancing"
 SCAN_DELAY_KEY = "kernel.numa_balancing_scan_delay_ms"
 SCAN_PERIOD_MIN_KEY = "kernel.numa_balancing_scan_period_min_ms"
@@ -307,6 +318,12 @@ def tunables(nodes: Iterable[int]) -> dict[str, Tunable]:
     table.append(Tunable(AUTO_MIGRATE_KEY, _parse_switch, 1, SCOPE_NODES,
                          "auto-migration: a task moved to another node takes its private pages along lazily, "
                          "each on its next touch (1), or leaves them where they are (0)"))
+    table.append(Tunable(AUTO_MIGRATE_INTERVAL_KEY, _parse_ms, 0, SCOPE_NODES,
+                         "auto-migration: how long (ms of the task's virtual time) a moved task stays on its new node "
+                         "before its pages follow; 0: at once (Lee Schermerhorn's auto_migrate_interval, 2007)"))
+    table.append(Tunable(MIGRATE_MAX_MAPCOUNT_KEY, _parse_count, 1, SCOPE_NODES,
+                         "the most tasks that may map a shared page and still have MPOL_MF_MOVE (and MOVE|LAZY) move or "
+                         "unmap it (the 2007 migrate_max_mapcount; MOVE_ALL ignores it)"))
     table.extend(_replication_tunables())
     table.extend(_balancing_tunables())
     return {t.key: t for t in sorted(table, key=lambda t: t.key)}

@@ -66,3 +66,50 @@ def test_move_all_without_cap_sys_nice_is_eperm(three):
         region = task.mmap(PAGE)
         region.write(0, b"y")
         assert task.move_pages([region.addr(0)], [2], MPOL_MF_MOVE_ALL) == [2]
+
+
+def sysctl(c, values: dict) -> None:
+    from protocol.messages import control as cm
+
+    with c.client() as client:
+        client.call(cm.SysctlSet(values=values))
+
+
+def test_migrate_max_mapcount_lets_move_take_pages_that_few_tasks_map(three, puppets):
+    others = [puppets(three, 1), puppets(three, 2)]
+    with numa_emu.attach(0, cluster=three.name) as task:
+        region = task.mmap(PAGE, shared=True, name="few")
+        region.write(0, b"few")
+        others[0].do("mmap", **{"as": "f"}, length=PAGE, shared=True, name="few")
+        assert others[0].do("read", **{"as": "f"}, offset=0, length=3) == b"few".hex()
+        assert task.move_pages([region.addr(0)], [2]) == [EACCES]  # two tasks map it, the default allows one
+        sysctl(three, {"vm.migrate_max_mapcount": "2"})
+        assert task.move_pages([region.addr(0)], [2]) == [2]
+        assert region.read(0, 3) == b"few" and others[0].do("read", **{"as": "f"}, offset=0, length=3) == b"few".hex()
+        others[1].do("mmap", **{"as": "f"}, length=PAGE, shared=True, name="few")
+        assert others[1].do("read", **{"as": "f"}, offset=0, length=3) == b"few".hex()
+        assert task.move_pages([region.addr(0)], [1]) == [EACCES]  # three now
+        sysctl(three, {"vm.migrate_max_mapcount": "1"})
+
+
+def test_auto_migrate_interval_holds_the_pages_until_the_task_stayed_that_long(three):
+    sysctl(three, {"vm.auto_migrate_interval_ms": "1"})
+    try:
+        with numa_emu.attach(0, cluster=three.name) as task:
+            region = task.mmap(64 * PAGE)
+            region.touch(fill=1)
+            task.sched_setaffinity([1])
+            assert task.node == 1
+            arrived = task.clock_ns()
+            touches = 0
+            while region.where() == [0] * 64:
+                before = task.clock_ns()
+                region.touch(fill=2)
+                touches += 1
+                assert touches < 1000
+            # the pages followed at the first request that came after 1 ms on node 1, not before
+            assert before >= arrived + 1_000_000 and touches > 1
+            assert region.where() == [1] * 64
+            assert all(region.read(p * PAGE, PAGE) == bytes([2]) * PAGE for p in range(64))
+    finally:
+        sysctl(three, {"vm.auto_migrate_interval_ms": "0"})
