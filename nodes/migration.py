@@ -403,6 +403,7 @@ class Migration:
         c, ps = self.core, self.core.page_size
         moving = list(zip(items, got))
         calls = []
+        pulls: dict[int, list[tuple[int, int, int]]] = collections.defaultdict(list)  # src -> (frame here, old, gen)
         for (region, p, src), (dst, frame, gen) in moving:
             task.away[region.start + p * ps] = src
             region.node[p] = MIGRATING
@@ -413,14 +414,23 @@ class Migration:
                     c.pool.write(frame, 0, data)
                 else:
                     calls.append(Call(node_dest(dst), mm.FrameWrite(frame=frame, offset=0, data=data, generation=gen)))
+            elif dst == c.node_id:  # toward this node (balancing, auto-migration): one frames.read per node
+                pulls[src].append((frame, old, region.gen[p]))
             else:
                 calls.append(Call(node_dest(src), pc.FrameCopy(frame=old, dst=dst, dst_frame=frame)))
+        calls += [Call(node_dest(src), mm.FramesRead(frames=[old for _f, old, _g in batch],
+                                                     generations=[g for _f, _o, g in batch]))
+                  for src, batch in pulls.items()]
         failure = None
         if calls:
             try:
-                yield calls
+                replies = yield calls
             except NumaEmuError as exc:
                 failure = exc  # a node died mid-copy: every page stays where it was
+            else:
+                for batch, reply in zip(pulls.values(), replies[len(replies) - len(pulls):]):
+                    for i, (frame, _old, _gen) in enumerate(batch):
+                        c.pool.write(frame, 0, reply.data[i * ps:(i + 1) * ps])
         statuses: list[int] = []
         old_frames: dict[int, list[int]] = collections.defaultdict(list)
         unused: dict[int, list[int]] = collections.defaultdict(list)
