@@ -225,3 +225,19 @@ def test_the_shipped_experiment_sweeps_balancing_over_rounds():
     assert quick.grid["workload"] == ("numa02", "numa01") and quick.metric == "locality"
     assert len(quick.configurations()) == 3 * 2 * 2
     assert {c.values["kernel.numa_balancing"] for c in quick.configurations()} == {0, 1}
+
+
+def test_scan_periods_run_on_the_wall_clock_in_real_mode(two, cli):
+    # a 1 ms period on the task's virtual clock scans many windows over 200 touches of 64 remote
+    # pages; a 60 s period on the wall clock (real mode, dilation 1) scans one window only
+    settings = {cm.NUMA_BALANCING_KEY: "1", cm.SCAN_DELAY_KEY: "0", cm.SCAN_PERIOD_MIN_KEY: "1",
+                cm.SCAN_PERIOD_MAX_KEY: "1"}
+    sysctl(two, settings)
+    virtual, _ = numa02_counters(two, 0, 64, 200)
+    assert virtual["numa_pte_updates"] > 64
+    cli("latency", "--name", two.name, "inject", "real", "--dilation", "1", check=True)
+    sysctl(two, {cm.SCAN_PERIOD_MIN_KEY: "60000", cm.SCAN_PERIOD_MAX_KEY: "60000"})
+    real, where = numa02_counters(two, 0, 64, 200)
+    # the one window came at the set-up's second write, when only page 0 was there to mark
+    assert real["numa_pte_updates"] == 1 and real["numa_hint_faults"] == 1
+    assert real["numa_pages_migrated"] == 0 and where == [1] * 64
