@@ -15,6 +15,7 @@ from pathlib import Path
 from coordinator.faultserver import FaultService
 from coordinator.fileserver import FileService
 from coordinator.latencyserver import LatencyService
+from coordinator.offline import OfflineService
 from coordinator.state import ClusterState
 from coordinator.supervisor import Supervisor
 from coordinator.taskserver import TaskService
@@ -55,8 +56,9 @@ class CoordinatorServer:
         self.trace = TraceService(self.state)
         self.files = FileService(self.state, cluster_dir / STORE_DIR)
         self.faults = FaultService(self.state, self.supervisor, r.call_later)
+        self.offline = OfflineService(self.state, self.tasks)
         self.tasks.sysctl.preset(sysctl or [])
-        for service in (self.tasks, self.latency, self.trace, self.files, self.faults):
+        for service in (self.tasks, self.latency, self.trace, self.files, self.faults, self.offline):
             for kind, handler in service.handlers().items():
                 r.on(kind, handler)
         for kind, handler in {

@@ -301,6 +301,52 @@ class Migration:
         if target is not None:
             yield from self.move_shared(task, region, p, target, False, "fault", mode="lazy")
 
+    # ---- a node going offline -----------------------------------------------------------
+    def stuck_on(self, task: TaskState, node: int) -> int:
+        """Private pages of the task on `node` that no other node may hold (a bind to it alone)."""
+        ps, count = self.core.page_size, 0
+        for region in task.space.regions:
+            if region.kind != ANON:
+                continue
+            policy = region.policy or task.policy
+            if policy.mode == Mode.BIND and policy.nodes <= {node}:
+                count += sum(1 for p, n in region.node.items()
+                             if n == node or (n == MIGCACHE and task.away.get(region.start + p * ps) == node))
+        return count
+
+    def evacuate_task(self, task: TaskState, node: int):
+        """Node `node` is offline (out of every zonelist): each private page of the task there
+        moves where its policy now places it, nearest first. Call holding the task's lock.
+        Returns (moved, failed)."""
+        c, ps = self.core, self.core.page_size
+        groups: dict = collections.defaultdict(list)  # Placement -> [Item]
+        for region in task.space.regions:
+            if region.kind != ANON:
+                continue
+            for p, n in region.node.items():
+                if n == MIGCACHE and task.away.get(region.start + p * ps) == node:
+                    n = self.cache_take(task, region, p, why="offline")
+                if n == node:
+                    groups[self.mm._placement(task, region, p)[0]].append((region, p, node))
+        moved = failed = 0
+        for placement, items in groups.items():
+            for first in range(0, len(items), _CHUNK_PAGES):
+                chunk = items[first:first + _CHUNK_PAGES]
+                got = yield from c.allocate(placement, len(chunk), task.node, owner=task.task_id)
+                statuses = yield from self.move_private(task, chunk, got, "direct", "offline")
+                ok = sum(1 for s in statuses if s >= 0)
+                moved, failed = moved + ok, failed + len(statuses) - ok
+        return moved, failed
+
+    def move_master(self, obj: str, idx: int, target: int, cause: str):
+        """Move the master of shared page (obj, idx) to `target` whoever maps it (a node going
+        offline hands its masters on); the page's status, or EBUSY when its home cannot be reached."""
+        c = self.core
+        msg = mg.DirMigrate(obj=obj, idx=idx, target=target, mapper=c.node_id, task_node=c.node_id, task_id=0,
+                            sole=True, move_all=True, cause=cause)
+        reply = yield from self._ask_directory((obj, idx), msg)
+        return EBUSY if reply is None else reply.status
+
     # ---- auto-migration (a task moved to this node) -----------------------------------
     def auto_follow(self, task: TaskState) -> None:
         """A task adopted here: its remote private pages follow it lazily, at once or once it

@@ -17,6 +17,7 @@ from nodes.frames import FrameService
 from nodes.mempolicy import PolicyOps
 from nodes.migration import Migration
 from nodes.mm import MemoryManager
+from nodes.offline import NodeOffline
 from nodes.pcache import PageCacheView
 from nodes.reclaim import Reclaim
 from nodes.replication import Replication
@@ -66,7 +67,8 @@ class Node:
         for table in (FrameService(self.core).handlers(), self.replication.handlers(), self.pcache.handlers(),
                       self.mm.handlers(), PolicyOps(self.core, self.mm).handlers(),
                       FileOps(self.core, self.mm).handlers(), TaskMoves(self.core, self.mm).handlers(),
-                      NodeControl(self.core, self.mm, {**self.balancing.appliers(), **self.migration.appliers()}).handlers(), self.migration.handlers()):
+                      NodeControl(self.core, self.mm, {**self.balancing.appliers(), **self.migration.appliers()}).handlers(),
+                      self.migration.handlers(), NodeOffline(self.core, self.mm, self.migration, self.reclaim).handlers()):
             self.handlers.add_all(table)
         self.handlers.add("node.stats", self.on_stats)
 
