@@ -292,7 +292,7 @@ class CoordinatorServer:
             cluster=self.name,
             state=self.state.summary(),
             coordinator={"pid": os.getpid(), "endpoint": self.endpoint, "uptime_s": round(self.reactor.uptime_s(), 3)},
-            nodes=self.state.node_status(now),
+            nodes=[dict(n, offline=n["id"] in self.offline.offline) for n in self.state.node_status(now)],
             topology=self.state.topology,
         )
 

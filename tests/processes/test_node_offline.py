@@ -113,3 +113,16 @@ def test_offline_is_refused_with_nothing_moved_when_impossible(three, puppets):
         with pytest.raises(numa_emu.NumaEmuError) as err:
             call(three, ns.NodeOnline(node_id=2))
         assert err.value.errno_name == "EINVAL"
+
+
+def test_status_top_and_hardware_mark_an_offline_node(three, cli):
+    assert cli("node", "offline", "2", "--name", three.name, check=True).stdout.startswith("node 2 offline: ")
+    status = cli("status", "--name", three.name, check=True).stdout
+    assert [line.split()[2] for line in status.splitlines()[2:5]] == ["up", "up", "offline"]
+    hardware = cli("hardware", "--name", three.name, check=True).stdout.splitlines()
+    assert hardware[7:10] == ["node 2 cpus:", "node 2 size: 0 MB", "node 2 free: 0 MB"]
+    again = cli("node", "offline", "2", "--name", three.name)
+    assert again.returncode != 0 and "node 2 is offline already" in again.stderr
+    assert cli("node", "online", "2", "--name", three.name, check=True).stdout == "node 2 online\n"
+    hardware = cli("hardware", "--name", three.name, check=True).stdout.splitlines()
+    assert hardware[7:9] == ["node 2 cpus: 2", "node 2 size: 1 MB"]
