@@ -1,5 +1,5 @@
-"""bench_balancing (issue 14): pages migrated per second by automatic NUMA balancing, and by a
-bulk move of 64 MiB off a node, against the bare pyzmq 4 KiB round trip measured in the same run.
+"""bench_balancing (issue 14): pages migrated per second by automatic NUMA balancing, and by the
+evacuation of a node holding 64 MiB, against the bare pyzmq 4 KiB round trip measured in the same run.
 
     .venv/bin/python benchmarks/bench_balancing.py [--pages 1000] [--batches 5] [--bulk-mib 64]
 
@@ -14,10 +14,10 @@ Cluster: 2 nodes, one CPU each (from_cli(2, 1, ...)); the task runs on CPU 0 (no
     --pages more). That request is timed end to end in the task; per page = time / pages.
     A touch of the same pages with nothing to move (all local, nothing marked) is timed too and
     reported beside it (the part of the request that is not migration).
-(b) A bulk move of --bulk-mib MiB: the task writes that much on node 1 (as above), then
-    `migratepages PID 1 0` (the coordinator asks the task's home node) moves every page in one
-    call, timed from this process: the path a node's evacuation would take (node offline is not
-    built yet).
+(b) The evacuation of a node holding --bulk-mib MiB: the task writes that much on node 1 (as
+    above), then `numa-emu node offline 1` (NodeOffline to the coordinator) is timed from this
+    process: every check, the zonelists, and every page moved to node 0 (the reply's count is
+    checked, and node 1 holds nothing afterwards).
 
 Baseline: the bare pyzmq round trip of a frame.read-sized request answered with 4 KiB (an echo
 child), measured from this process in blocks between the batches. Target: per page at most 1.5
@@ -32,7 +32,7 @@ import _common as bc
 import numa_emu
 from numa_emu.cluster import Cluster
 from protocol.messages import control as cm
-from protocol.messages import migration as mg
+from protocol.messages import nodestate as ns
 from protocol.topology_shapes import from_cli
 
 PAGE = 4096
@@ -108,11 +108,13 @@ def main() -> None:
                 sysctl(cluster, {cm.NUMA_BALANCING_KEY: "0"})
                 rtt += bc.timed(lambda: bare.one(env), BARE_BLOCK)
                 region = remote_region(task, bulk_pages)
-                with cluster.client(timeout_s=600) as client:  # migratepages(8)'s path: no 5 s task timeout
+                with cluster.client(timeout_s=600) as client:
                     t0 = time.perf_counter()
-                    reply = client.call(mg.TaskMigratePages(pid=task.pid, old_nodes=[1], new_nodes=[0]))
+                    reply = client.call(ns.NodeOffline(node_id=1))
                     bulk_s = time.perf_counter() - t0
-                bulk_moved = reply.moved
+                bulk_moved = reply.pages_moved
+                if region.where() != [0] * bulk_pages or bulk_moved != bulk_pages:
+                    raise SystemExit(f"the evacuation moved {bulk_moved} of {bulk_pages} pages")
                 rtt += bc.timed(lambda: bare.one(env), BARE_BLOCK)
         finally:
             cluster.stop()
@@ -121,13 +123,13 @@ def main() -> None:
     per_page = bc.median(moved) / args.pages
     bulk_per_page = bulk_s / max(1, bulk_moved)
     bc.table(f"bench_balancing: pages migrated, {args.pages}-page batches (median of {args.batches}), "
-             f"and a {args.bulk_mib} MiB migrate_pages", ["measure", "value", "pages/s", "× bare 4 KiB RTT", "target"], [
+             f"and the evacuation of a node holding {args.bulk_mib} MiB", ["measure", "value", "pages/s", "× bare 4 KiB RTT", "target"], [
         ["bare pyzmq 4 KiB round trip", bc.micros(base), "", "1.00×", ""],
         [f"balancer: the request that moves {args.pages} pages, per page", bc.micros(per_page),
          f"{1 / per_page:,.0f}", bc.ratio(per_page, base), f"≤ {TARGET}× {bc.verdict(per_page / base <= TARGET)}"],
         ["  the same touch, nothing to move, per page", bc.micros(bc.median(local) / args.pages), "",
          bc.ratio(bc.median(local) / args.pages, base), ""],
-        [f"migrate_pages of {args.bulk_mib} MiB: {bulk_moved} of {bulk_pages} pages moved, per page",
+        [f"node offline: evacuating {args.bulk_mib} MiB ({bulk_moved} pages), per page",
          bc.micros(bulk_per_page),
          f"{1 / bulk_per_page:,.0f}", bc.ratio(bulk_per_page, base), ""],
     ], caption=bc.host_info() + (f"; batches that could not move every page (a copy timed out), left out: "
