@@ -4,6 +4,7 @@ shared pages, and determinism in virtual mode."""
 from __future__ import annotations
 
 import collections
+import io
 import json
 import os
 import subprocess
@@ -241,3 +242,32 @@ def test_scan_periods_run_on_the_wall_clock_in_real_mode(two, cli):
     # the one window came at the set-up's second write, when only page 0 was there to mark
     assert real["numa_pte_updates"] == 1 and real["numa_hint_faults"] == 1
     assert real["numa_pages_migrated"] == 0 and where == [1] * 64
+
+
+def test_hinting_faults_and_balancing_moves_are_traced(two, cli, tmp_path):
+    from numa_emu.trace_recorder import Recorder
+
+    with numa_emu.attach(0, cluster=two.name) as task:
+        region = remote_pages(task, 1, 1)
+        sysctl(two, EVERY_ACCESS)
+        out = io.StringIO()
+        recorder = Recorder(two.info, out)
+        recorder.configure(True)
+        try:
+            for _ in range(3):
+                assert region.read(0, 8) == pattern(0)[:8]
+            recorder.drain(final=True)
+        finally:
+            recorder.configure(False)
+            recorder.close()
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    hints = [(e["at"], e["local"], e["last"], e["to"]) for e in events if e["ev"] == "numa_hint"]
+    assert hints == [(1, False, None, None), (1, False, 0, 0)]
+    (move,) = [e for e in events if e["ev"] == "migrate"]
+    assert (move["mode"], move["cause"], move["from"], move["to"], move["addr"]) == (
+        "balancing", "fault", 1, 0, region.vaddr)
+    trace = tmp_path / "balancing.jsonl"
+    trace.write_text(out.getvalue())
+    shown = cli("trace", "show", str(trace), "--event", "numa_hint", check=True).stdout
+    assert "NUMA hinting fault, page on node 1 (its first); stays" in shown
+    assert "NUMA hinting fault, page on node 1 (the previous from node 0); moves to node 0" in shown
