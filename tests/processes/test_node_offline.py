@@ -126,3 +126,41 @@ def test_status_top_and_hardware_mark_an_offline_node(three, cli):
     assert cli("node", "online", "2", "--name", three.name, check=True).stdout == "node 2 online\n"
     hardware = cli("hardware", "--name", three.name, check=True).stdout.splitlines()
     assert hardware[7:9] == ["node 2 cpus: 2", "node 2 size: 1 MB"]
+
+
+def test_a_task_reading_and_writing_through_the_offline_keeps_its_bytes(three, puppets):
+    import threading
+
+    worker = puppets(three, 1)
+    worker.do("policy", mode="preferred", nodes=[2])
+    worker.do("mmap", **{"as": "w"}, length=8 * PAGE)
+    for i in range(8):
+        worker.do("write", **{"as": "w"}, offset=i * PAGE, data=pattern(i).hex())
+    worker.do("policy", mode="default")
+    assert worker.do("where", **{"as": "w"}) == [2] * 8
+    stop, seen, errors = threading.Event(), collections.Counter(), []
+
+    def hammer():
+        i = 0
+        while not stop.is_set():
+            page = i % 8
+            try:
+                if worker.do("read", **{"as": "w"}, offset=page * PAGE, length=PAGE) != pattern(page).hex():
+                    errors.append(f"page {page} read wrong bytes")
+                worker.do("write", **{"as": "w"}, offset=page * PAGE, data=pattern(page).hex())
+            except PuppetError as exc:
+                errors.append(str(exc))
+            seen[page] += 1
+            i += 1
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        reply = call(three, ns.NodeOffline(node_id=2))
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not errors and sum(seen.values()) > 0
+    assert reply.pages_moved >= 8 and used(three)[2] == 0
+    assert worker.do("where", **{"as": "w"}) == [1] * 8  # where the default policy places them: its own node
+    assert all(worker.do("read", **{"as": "w"}, offset=i * PAGE, length=PAGE) == pattern(i).hex() for i in range(8))
