@@ -121,6 +121,9 @@ def test_status_top_and_hardware_mark_an_offline_node(three, cli):
     assert [line.split()[2] for line in status.splitlines()[2:5]] == ["up", "up", "offline"]
     hardware = cli("hardware", "--name", three.name, check=True).stdout.splitlines()
     assert hardware[7:10] == ["node 2 cpus:", "node 2 size: 0 MB", "node 2 free: 0 MB"]
+    meminfo = cli("--name", three.name, "numastat", "-m", check=True).stdout.splitlines()
+    total = next(line.split() for line in meminfo if line.startswith("MemTotal"))
+    assert total[1] != "0.00" and total[3] == "0.00"  # node 0 has memory, node 2 none
     again = cli("node", "offline", "2", "--name", three.name)
     assert again.returncode != 0 and "node 2 is offline already" in again.stderr
     assert cli("node", "online", "2", "--name", three.name, check=True).stdout == "node 2 online\n"
