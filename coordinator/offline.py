@@ -52,15 +52,16 @@ class OfflineService:
     def _reply(self, node: int, **kw) -> ns.NodeStateReply:
         return ns.NodeStateReply(node_id=node, offline=sorted(self.offline), **kw)
 
-    def _push(self, live: list[int]):
-        yield [Call(f"node:{i}", ns.NodeSetOffline(offline=sorted(self.offline))) for i in live]
+    def push_all(self) -> list[Call]:
+        """node.set_offline with the offline nodes now, to every live node (a restarted one too)."""
+        return [Call(f"node:{r.id}", ns.NodeSetOffline(offline=sorted(self.offline))) for r in self.state.live_nodes()]
 
     def bring_online(self, msg: ns.NodeOnline):
         node = self._node(msg.node_id)
         if node not in self.offline:
             raise NumaEmuError(ErrorCode.EINVAL, f"node {node} is online already")
         self.offline.discard(node)
-        yield from self._push([r.id for r in self.state.live_nodes()])
+        yield self.push_all()
         log.info("node %d online again", node)
         return self._reply(node)
 
@@ -83,7 +84,7 @@ class OfflineService:
             raise _busy(node, problems[0])
         # every check passed: from here on the node goes
         self.offline.add(node)
-        yield from self._push(live)
+        yield self.push_all()
         moved_tasks = []
         for task_id, old_cpu, cpus in moves:
             home = yield from self.tasks.set_affinity(tm.TaskSetAffinity(task_id=task_id, cpus=cpus))

@@ -261,7 +261,7 @@ class CoordinatorServer:
                 why = "its process is gone" if other.exit_code is None else f"exited with status {other.exit_code}"
                 self.reactor.notify(new, lc.NodeDown(node_id=other.id, why=why))
         yield [c for c in self.latency.push(self.latency.table) + self.faults.push(self.faults.table)
-               + self.tasks.sysctl.push_all() if c.dest == new]
+               + self.tasks.sysctl.push_all() + self.offline.push_all() if c.dest == new]
         self._write_cluster_file()
         log.info("node %d restarted (pid %d)", msg.node_id, pid)
         return lc.NodeRestartReply(node_id=msg.node_id, pid=pid)

@@ -167,3 +167,20 @@ def test_a_task_reading_and_writing_through_the_offline_keeps_its_bytes(three, p
     assert reply.pages_moved >= 8 and used(three)[2] == 0
     assert worker.do("where", **{"as": "w"}) == [1] * 8  # where the default policy places them: its own node
     assert all(worker.do("read", **{"as": "w"}, offset=i * PAGE, length=PAGE) == pattern(i).hex() for i in range(8))
+
+
+def test_a_restarted_node_hears_of_the_offline_nodes(three, puppets, cli):
+    import os
+    import signal
+
+    from tests.conftest import poll_until
+
+    call(three, ns.NodeOffline(node_id=2))
+    os.kill(three.status().nodes[1]["pid"], signal.SIGKILL)
+    poll_until(lambda: three.status().nodes[1]["state"] == "dead", timeout_s=10.0, what="node 1 reported dead")
+    cli("node", "restart", "1", "--name", three.name, check=True)
+    task = puppets(three, 1)  # homed on the restarted node, preferring the offline one
+    task.do("policy", mode="preferred", nodes=[2])
+    task.do("mmap", **{"as": "a"}, length=2 * PAGE)
+    assert task.do("touch", **{"as": "a"}, fill=3) == 2
+    assert 2 not in task.do("where", **{"as": "a"})
