@@ -271,3 +271,11 @@ def test_hinting_faults_and_balancing_moves_are_traced(two, cli, tmp_path):
     shown = cli("trace", "show", str(trace), "--event", "numa_hint", check=True).stdout
     assert "NUMA hinting fault, page on node 1 (its first); stays" in shown
     assert "NUMA hinting fault, page on node 1 (the previous from node 0); moves to node 0" in shown
+
+
+def test_numa02_smt_runs_two_tasks_per_node_and_converges(four):
+    sysctl(four, {cm.NUMA_BALANCING_KEY: "1"})
+    line = workload(four, "numa02_SMT", "--iterations", "80", "--size", "256KiB")
+    assert line["workload"] == "numa02_SMT" and line["tasks"] == 8 and line["pages"] == 64
+    assert line["verified"] and line["locality_first"] == 0.0 and line["locality"] >= 0.9
+    assert line["counters"]["numa_pages_migrated"] == 8 * 64
