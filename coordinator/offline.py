@@ -52,6 +52,9 @@ class OfflineService:
     def _reply(self, node: int, **kw) -> ns.NodeStateReply:
         return ns.NodeStateReply(node_id=node, offline=sorted(self.offline), **kw)
 
+    def _offline_cpus(self) -> None:
+        self.tasks.table.set_offline_cpus(frozenset().union(*(self.node_cpus[n] for n in self.offline)))
+
     def push_all(self) -> list[Call]:
         """node.set_offline with the offline nodes now, to every live node (a restarted one too)."""
         return [Call(f"node:{r.id}", ns.NodeSetOffline(offline=sorted(self.offline))) for r in self.state.live_nodes()]
@@ -61,6 +64,7 @@ class OfflineService:
         if node not in self.offline:
             raise NumaEmuError(ErrorCode.EINVAL, f"node {node} is online already")
         self.offline.discard(node)
+        self._offline_cpus()
         yield self.push_all()
         log.info("node %d online again", node)
         return self._reply(node)
@@ -84,6 +88,7 @@ class OfflineService:
             raise _busy(node, problems[0])
         # every check passed: from here on the node goes
         self.offline.add(node)
+        self._offline_cpus()
         yield self.push_all()
         moved_tasks = []
         for task_id, old_cpu, cpus in moves:

@@ -184,3 +184,16 @@ def test_a_restarted_node_hears_of_the_offline_nodes(three, puppets, cli):
     task.do("mmap", **{"as": "a"}, length=2 * PAGE)
     assert task.do("touch", **{"as": "a"}, fill=3) == 2
     assert 2 not in task.do("where", **{"as": "a"})
+
+
+def test_no_task_attaches_on_an_offline_nodes_cpu(three, puppets):
+    call(three, ns.NodeOffline(node_id=2))
+    with pytest.raises(numa_emu.NumaEmuError) as err:
+        numa_emu.attach(2, cluster=three.name)
+    assert err.value.errno_name == "EINVAL" and "node 2, which is offline" in err.value.message
+    busy = [puppets(three, 0), puppets(three, 1)]  # cpus 0 and 1 carry a task each, cpu 2 none
+    with numa_emu.attach(cluster=three.name) as task:  # the coordinator's pick: the least loaded online cpu
+        assert task.node in (0, 1) and busy
+    call(three, ns.NodeOnline(node_id=2))
+    with numa_emu.attach(2, cluster=three.name) as task:
+        assert task.node == 2
