@@ -515,12 +515,12 @@ class MemoryManager:
 
     def touch(self, msg: mm.Touch):
         task = self.task(msg.task_id)
+        if msg.fill is not None and not 0 <= msg.fill <= 255:
+            raise NumaEmuError(ErrorCode.EINVAL, f"fill must be a byte value, got {msg.fill}")
         if task.auto_due_ns is not None:
             self.migration.auto_due(task)
         if self.hinting is not None:
             self.hinting.tick(task)
-        if msg.fill is not None and not 0 <= msg.fill <= 255:
-            raise NumaEmuError(ErrorCode.EINVAL, f"fill must be a byte value, got {msg.fill}")
         return self.locked(task, self._touch(task, msg))
 
     def _touch(self, task: TaskState, msg: mm.Touch):
