@@ -9,7 +9,6 @@ import sys
 
 import pytest
 
-from numa_emu.cli.main import COMMANDS
 from numa_emu.frontends.memhog_args import MEMHOG_USAGE
 from numa_emu.frontends.migratepages_args import MIGRATEPAGES_USAGE
 from numa_emu.frontends.numactl_args import NUMACTL_USAGE

@@ -15,10 +15,10 @@ from protocol.costmodel import SHOOTDOWN_NS, CostModel
 from protocol.messages import migration as mg
 from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
-from protocol.policy import (MPOL_F_ADDR, MPOL_F_NODE, MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT,
+from protocol.policy import (MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT,
                              Mode)
 from protocol.topology_shapes import from_cli
-from tests.helpers import PuppetError, poll_until
+from tests.helpers import poll_until
 
 pytestmark = pytest.mark.cluster
 PAGE = 4096

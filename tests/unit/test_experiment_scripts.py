@@ -3,7 +3,6 @@ columns it adds), `experiment replot` from a results.json, and the plots' labels
 No cluster: records are built by hand (the real runs are in tests/processes/test_experiments.py)."""
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 
