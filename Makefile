@@ -22,6 +22,7 @@ demo: bytecode
 	$(BIN)/python -m numa_emu.demo
 
 test: bytecode
+	$(BIN)/ruff check --quiet .
 	$(BIN)/python -m pytest -q
 
 bench: bytecode

@@ -208,7 +208,7 @@ def main() -> None:
         bulks = bulk(args.mib)
     bc.table("(a)+(b) one small access seen by the task (interleaved blocks)",
              ["operation", *bc.SAMPLE_COLUMNS, "ratio to (a)", "", "target", ""], ops, caption=caption)
-    bc.table(f"(c) bulk access and first touch (default-4n, task on CPU 0)", ["operation", "rate", "target", ""], bulks,
+    bc.table("(c) bulk access and first touch (default-4n, task on CPU 0)", ["operation", "rate", "target", ""], bulks,
              caption=f"whole benchmark: {time.monotonic() - t0:.0f} s")
 
 

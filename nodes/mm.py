@@ -552,7 +552,7 @@ class MemoryManager:
                         out += yield from core.read_frame(node, frame, None, offset, n)
                 if write:
                     region.dirty[p] = 1
-                if not shared and node == core.node_id and task.table is not None:
+                if not shared and region.node[p] == core.node_id and task.table is not None:  # never the zero page
                     self._publish(task, region, p)  # after the dirty bit: a dirty page is published writable
                 task.clock_ns += core.cost.access_ns(task.node, node, n)
                 if core.trace.on and node != task.node:
