@@ -140,6 +140,32 @@ def test_a_shared_page_moves_toward_its_only_user(two):
         assert counted["numa_hint_faults"] == 2 and counted["numa_pages_migrated"] == 1
 
 
+def test_a_page_marked_for_a_hinting_fault_leaves_the_direct_path(two):
+    """A shared page on the task's own node is read through shared memory (the direct path); once
+    the scanner marks it, the next read faults through the node (a local hinting fault) instead."""
+    def direct_reads(task) -> int:
+        with two.client() as client:
+            nodes = client.call(tm.ClusterStats()).nodes
+        return next(d["tasks"][task.task_id] for d in nodes.values() if task.task_id in d["tasks"])["direct_reads"]
+
+    with numa_emu.attach(0, cluster=two.name) as task:
+        shm = task.mmap(PAGE, shared=True, name="baldirect")
+        shm.mbind("bind", [0])
+        shm.write(0, b"local")
+        assert shm.read(0, 5) == b"local"  # by message: published to the direct path
+        before = direct_reads(task)
+        assert shm.read(0, 5) == b"local" and direct_reads(task) == before + 1  # direct
+        other = remote_pages(task, 1, 1)  # a page on node 1: its accesses are messages, which tick the scanner
+        sysctl(two, EVERY_ACCESS)
+        other.read(0, 8)  # the scan starts
+        other.read(0, 8)  # scan: both pages marked; the remote one's first hinting fault
+        assert balancing(two, 0) == dict(zip(BALANCING, (2, 0, 1, 0, 0, 0)))
+        assert shm.read(0, 5) == b"local"  # not present to the direct path: a hinting fault by message
+        assert direct_reads(task) == before + 1
+        assert balancing(two, 0) == dict(zip(BALANCING, (3, 0, 2, 1, 0, 0)))
+        assert shm.where() == [0]
+
+
 def numa02_counters(c, cpu: int, pages: int, rounds: int) -> tuple[dict, list]:
     """One task hammers private pages first touch put on the next node, with a scan every 1 ms of
     its virtual time; the balancing counters it caused and where its pages ended."""
