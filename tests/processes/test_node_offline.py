@@ -12,7 +12,7 @@ import numa_emu
 from protocol.messages import nodestate as ns
 from protocol.messages import tasks as tm
 from protocol.topology_shapes import from_cli
-from tests.helpers import PuppetError
+from tests.helpers import PuppetError, poll_until
 
 pytestmark = pytest.mark.cluster
 PAGE = 4096
@@ -172,8 +172,6 @@ def test_a_task_reading_and_writing_through_the_offline_keeps_its_bytes(three, p
 def test_a_restarted_node_hears_of_the_offline_nodes(three, puppets, cli):
     import os
     import signal
-
-    from tests.helpers import poll_until
 
     call(three, ns.NodeOffline(node_id=2))
     os.kill(three.status().nodes[1]["pid"], signal.SIGKILL)
