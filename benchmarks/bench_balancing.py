@@ -31,9 +31,9 @@ import time
 import _common as bc
 import numa_emu
 from numa_emu.cluster import Cluster
-from protocol.messages import control as cm
-from protocol.messages import nodestate as ns
-from protocol.topology_shapes import from_cli
+from numa_emu.protocol.messages import control as cm
+from numa_emu.protocol.messages import nodestate as ns
+from numa_emu.protocol.topology_shapes import from_cli
 
 PAGE = 4096
 TARGET = 1.5  # bare 4 KiB round trips per page migrated, in a batch of 1,000

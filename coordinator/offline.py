@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import logging
 
-from coordinator.state import ClusterState
-from coordinator.taskserver import TaskService
-from protocol.effects import Call
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import nodestate as ns
-from protocol.messages import tasks as tm
-from protocol.policy import Mode
-from protocol.timing import MIGRATE_CALL_TIMEOUT_S
+from numa_emu.coordinator.state import ClusterState
+from numa_emu.coordinator.taskserver import TaskService
+from numa_emu.protocol.effects import Call
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import nodestate as ns
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.policy import Mode
+from numa_emu.protocol.timing import MIGRATE_CALL_TIMEOUT_S
 
 log = logging.getLogger("coordinator.offline")
 

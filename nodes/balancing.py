@@ -32,13 +32,13 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nodes.core import NodeCore
-from nodes.pagemove import PageMoves
-from nodes.pagetable import ANON, FILE, Region
-from nodes.pcache import PageCacheView
-from protocol.costmodel import FAULT_OVERHEAD_NS
-from protocol.messages import control as cm
-from protocol.policy import MPOL_F_NUMA_BALANCING, Mode
+from numa_emu.nodes.core import NodeCore
+from numa_emu.nodes.pagemove import PageMoves
+from numa_emu.nodes.pagetable import ANON, FILE, Region
+from numa_emu.nodes.pcache import PageCacheView
+from numa_emu.protocol.costmodel import FAULT_OVERHEAD_NS
+from numa_emu.protocol.messages import control as cm
+from numa_emu.protocol.policy import MPOL_F_NUMA_BALANCING, Mode
 
 _MS = 1_000_000
 

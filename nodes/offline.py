@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 
-from nodes.core import NodeCore
-from nodes.migration import Migration
-from nodes.mm import MemoryManager
-from nodes.reclaim import Reclaim
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import Ok
-from protocol.messages import nodestate as ns
+from numa_emu.nodes.core import NodeCore
+from numa_emu.nodes.migration import Migration
+from numa_emu.nodes.mm import MemoryManager
+from numa_emu.nodes.reclaim import Reclaim
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import Ok
+from numa_emu.protocol.messages import nodestate as ns
 
 log = logging.getLogger("node.offline")
 

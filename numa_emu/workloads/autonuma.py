@@ -8,7 +8,7 @@ accesses went: `where()` after each round gives the exact share.
 """
 from __future__ import annotations
 
-from protocol.messages import tasks as tm
+from numa_emu.protocol.messages import tasks as tm
 
 COUNTERS = ("numa_pte_updates", "numa_hint_faults", "numa_hint_faults_local", "numa_pages_migrated",
             "pgmigrate_success", "pgmigrate_fail")

@@ -3,7 +3,7 @@ requests to the coordinator, and the coordinator's to the nodes (docs/protocol.m
 """
 from __future__ import annotations
 
-from protocol.messages.base import Ok, Reply, Request, message
+from numa_emu.protocol.messages.base import Ok, Reply, Request, message
 
 
 @message

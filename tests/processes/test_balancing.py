@@ -13,11 +13,11 @@ import sys
 import pytest
 
 import numa_emu
-from protocol.errors import NumaEmuError
-from protocol.messages import control as cm
-from protocol.messages import tasks as tm
-from protocol.policy import MPOL_F_NUMA_BALANCING
-from protocol.topology_shapes import from_cli
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.protocol.messages import control as cm
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.policy import MPOL_F_NUMA_BALANCING
+from numa_emu.protocol.topology_shapes import from_cli
 
 pytestmark = pytest.mark.cluster
 PAGE = 4096

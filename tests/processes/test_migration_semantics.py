@@ -8,8 +8,8 @@ import errno
 import pytest
 
 import numa_emu
-from protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL
-from protocol.topology_shapes import from_cli
+from numa_emu.protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL
+from numa_emu.protocol.topology_shapes import from_cli
 
 pytestmark = pytest.mark.cluster
 PAGE = 4096
@@ -69,7 +69,7 @@ def test_move_all_without_cap_sys_nice_is_eperm(three):
 
 
 def sysctl(c, values: dict) -> None:
-    from protocol.messages import control as cm
+    from numa_emu.protocol.messages import control as cm
 
     with c.client() as client:
         client.call(cm.SysctlSet(values=values))

@@ -9,9 +9,9 @@ import collections
 import pytest
 
 import numa_emu
-from protocol.messages import nodestate as ns
-from protocol.messages import tasks as tm
-from protocol.topology_shapes import from_cli
+from numa_emu.protocol.messages import nodestate as ns
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.topology_shapes import from_cli
 from tests.helpers import PuppetError, poll_until
 
 pytestmark = pytest.mark.cluster

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from nodes.core import NodeCore
-from nodes.framepool import FramePool
-from nodes.frames import MAX_FRAMES_READ, FrameService
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import memory as mm
-from protocol.topology import build_shape
+from numa_emu.nodes.core import NodeCore
+from numa_emu.nodes.framepool import FramePool
+from numa_emu.nodes.frames import MAX_FRAMES_READ, FrameService
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import memory as mm
+from numa_emu.protocol.topology import build_shape
 
 PAGE = 4096
 TOPOLOGY = build_shape("full,2,mem=1MiB,cpus=1").to_dict()
