@@ -16,6 +16,7 @@ from pathlib import Path
 from numa_emu.coordinator.faultserver import FaultService
 from numa_emu.coordinator.fileserver import FileService
 from numa_emu.coordinator.latencyserver import LatencyService
+from numa_emu.coordinator.offline import OfflineService
 from numa_emu.coordinator.state import ClusterState
 from numa_emu.coordinator.supervisor import Placement, Supervisor
 from numa_emu.coordinator.taskserver import TaskService
@@ -76,8 +77,9 @@ class CoordinatorServer:
         self.trace = TraceService(self.state)
         self.files = FileService(self.state, cluster_dir / STORE_DIR)
         self.faults = FaultService(self.state, self.supervisor, r.call_later)
+        self.offline = OfflineService(self.state, self.tasks)
         self.tasks.sysctl.preset(sysctl or [])
-        for service in (self.tasks, self.latency, self.trace, self.files, self.faults):
+        for service in (self.tasks, self.latency, self.trace, self.files, self.faults, self.offline):
             for kind, handler in service.handlers().items():
                 r.on(kind, handler)
         for kind, handler in {
@@ -295,7 +297,7 @@ class CoordinatorServer:
                 why = "its process is gone" if other.exit_code is None else f"exited with status {other.exit_code}"
                 self.reactor.notify(new, lc.NodeDown(node_id=other.id, why=why))
         yield [c for c in self.latency.push(self.latency.table) + self.faults.push(self.faults.table)
-               + self.tasks.sysctl.push_all() if c.dest == new]
+               + self.tasks.sysctl.push_all() + self.offline.push_all() if c.dest == new]
         self._write_cluster_file()
         log.info("node %d restarted (pid %d)", msg.node_id, pid)
         return lc.NodeRestartReply(node_id=msg.node_id, pid=pid)
@@ -327,7 +329,7 @@ class CoordinatorServer:
             state=self.state.summary(),
             coordinator={"pid": os.getpid(), "endpoint": self.endpoint, "uptime_s": round(self.reactor.uptime_s(), 3),
                          "host": self.host, "tcp_endpoint": self.tcp_endpoint},
-            nodes=self.state.node_status(now),
+            nodes=[dict(n, offline=n["id"] in self.offline.offline) for n in self.state.node_status(now)],
             topology=self.state.topology,
         )
 

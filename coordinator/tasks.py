@@ -69,6 +69,14 @@ class TaskTable:
         self.possible = frozenset(self.node_cpus)
         self.cpusets = CpusetTable(self.cpu_node, self.possible)
         self.tasks: dict[int, TaskRecord] = {}
+        self.offline_cpus: frozenset[int] = frozenset()  # CPUs of offline nodes (coordinator/offline.py)
+
+    def set_offline_cpus(self, cpus: frozenset[int]) -> None:
+        """The CPUs of offline nodes: no task is placed on them while another CPU will do."""
+        self.offline_cpus = frozenset(cpus)
+
+    def _online(self, cpus: frozenset[int]) -> frozenset[int]:
+        return (cpus - self.offline_cpus) or cpus
 
     def cpuset(self, name: str | None) -> Cpuset:
         return self.cpusets.get(name)
@@ -122,8 +130,11 @@ class TaskTable:
             if cpu not in cpus:
                 raise NumaEmuError(ErrorCode.EINVAL, f"cpu {cpu} is not one this task may run on "
                                                      f"(cpuset {cs.name} cpus {format_nodelist(cs.cpus)})")
+            if cpu in self.offline_cpus:
+                raise NumaEmuError(ErrorCode.EINVAL, f"cpu {cpu} is on node {self.cpu_node[cpu]}, which is offline "
+                                                     f"(numa-emu node online {self.cpu_node[cpu]})")
         else:
-            cpu = self._pick_cpu(cpus, prefer_nodes)
+            cpu = self._pick_cpu(self._online(cpus), prefer_nodes)
         pol = DEFAULT_POLICY
         if policy:
             inherited = Policy.from_wire(policy)
@@ -170,7 +181,7 @@ class TaskTable:
         """The task's CPU within `cpus` and its policy rebound from `old_mems` to `mems` (b1);
         with `migrate` (memory_migrate) its pages follow, when the remap moves any node."""
         try:
-            cpu = self.cpusets.cpu_within(rec.cpu, cpus, load)
+            cpu = self.cpusets.cpu_within(rec.cpu, self._online(cpus), load)
         except NumaEmuError as exc:
             raise NumaEmuError(exc.code, f"task {rec.task_id} ({rec.comm}): {exc.message}") from None
         load[rec.cpu] -= 1

@@ -72,7 +72,8 @@ class TaskService:
             info = self.table.info(rec)
             yield Call(node_dest(rec.node), tm.NodeTaskAttach(task_id=rec.task_id, pid=rec.pid, comm=rec.comm, cpu=rec.cpu,
                                                              policy=rec.policy.to_wire(), mems_allowed=info["mems_allowed"],
-                                                             replication=self.table.cpuset(rec.cpuset).replication))
+                                                             replication=self.table.cpuset(rec.cpuset).replication,
+                                                             cap_sys_nice=bool(msg.cap_sys_nice)))
         except NumaEmuError:
             self.table.remove(rec.task_id)
             raise

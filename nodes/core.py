@@ -90,6 +90,7 @@ class NodeCore:
         self.forwarding = True
         self.fallback = fallback_orders([list(r) for r in topology["distances"]],
                                         cpuless_nodes=[n["id"] for n in topology["nodes"] if not n["cpus"]])
+        self._zonelists = [list(order) for order in self.fallback]  # as built at start (set_offline)
         self.cost = CostModel(topology["latency_ns"], topology["bandwidth_mib_s"], pool.page_size)
         self.cpu_node = {cpu: n["id"] for n in topology["nodes"] for cpu in n["cpus"]}
         self.numastat = NumaStatCounters(dict.fromkeys(NUMASTAT_COUNTERS, 0))
@@ -117,6 +118,11 @@ class NodeCore:
     def set_auto_migrate(self, on: bool) -> None:
         """sysctl vm.auto_migrate: a task moved here takes its pages along lazily."""
         self.auto_migrate = on
+
+    def set_offline(self, offline: frozenset[int]) -> None:
+        """The offline nodes (numa-emu node offline) leave every zonelist, as the kernel rebuilds
+        its zonelists without a node whose memory went offline; the start's come back online."""
+        self.fallback = [[n for n in order if n not in offline] for order in self._zonelists]
 
     def switch_numastat(self, on: bool) -> None:
         """sysctl vm.numa_stat: off drops updates and clears the counters."""

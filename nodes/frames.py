@@ -18,6 +18,9 @@ from numa_emu.protocol.routing import node_dest
 _COUNTERS = {"numa_foreign"}
 
 
+MAX_FRAMES_READ = 1024  # frames per frames.read: 4 MiB of 4 KiB pages, well within a message
+
+
 class FrameService:
     def __init__(self, core: NodeCore):
         self.core = core
@@ -27,6 +30,7 @@ class FrameService:
             "frame.alloc": self.alloc,
             "frame.free": self.free,
             "frame.read": self.read,
+            "frames.read": self.read_many,
             "frame.write": self.write,
             "mem.access.forward": self.access_forward,
             "frame.fill": self.fill,
@@ -71,6 +75,20 @@ class FrameService:
             raise NumaEmuError(ErrorCode.EINVAL, "frame.read: range crosses the page")
         self.core.check_generation(msg.frame, msg.generation)
         return mm.FrameReadReply(data=self.core.pool.read(msg.frame, msg.offset, msg.length))
+
+    def read_many(self, msg: mm.FramesRead) -> mm.FramesReadReply:
+        c = self.core
+        frames = msg.frames
+        if not isinstance(frames, list) or len(frames) > MAX_FRAMES_READ or (
+                msg.generations is not None and (not isinstance(msg.generations, list)
+                                                 or len(msg.generations) != len(frames))):
+            raise NumaEmuError(ErrorCode.EINVAL, f"frames.read: a list of at most {MAX_FRAMES_READ} frames, "
+                                                 "and one generation per frame or none")
+        for i, f in enumerate(frames):
+            if not isinstance(f, int) or not 0 <= f < c.pool.frames:
+                raise NumaEmuError(ErrorCode.EINVAL, f"frames.read: no frame {f!r} on node {c.node_id}")
+            c.check_generation(f, msg.generations[i] if msg.generations is not None else None)
+        return mm.FramesReadReply(data=b"".join(c.pool.read(f) for f in frames))
 
     def write(self, msg: mm.FrameWrite) -> Ok:
         self.core.check_generation(msg.frame, msg.generation)

@@ -16,6 +16,7 @@ from numa_emu.nodes.migration_plan import EACCES, EBUSY, ENOENT, ENOMEM, result_
 from numa_emu.nodes.replication import Replication
 from numa_emu.protocol.effects import Call
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import memory as mm
 from numa_emu.protocol.messages import migration as mg
 from numa_emu.protocol.messages import pagecache as pc
 from numa_emu.protocol.routing import node_dest
@@ -75,7 +76,10 @@ class MasterMove:
                 entry.mappers[msg.mapper] = src
             return self._dir_reply(target, entry)
         others = (set(entry.mappers) | set(entry.replicas)) - {msg.mapper}
-        if not msg.move_all and (others or not msg.sole):
+        if not msg.move_all:
+            counts = (yield from self._still_mapping(obj, idx, others)) if others else {}
+            mapped_by = max(msg.mapper_tasks, 1 if msg.sole else 2) + sum(counts.values())
+        if not msg.move_all and mapped_by > max(1, msg.max_mapcount):
             self._trace(msg, EACCES, src, src_frame, target, None)
             return self._dir_reply(EACCES)
         if msg.unmap_only:  # mbind MOVE|LAZY: no mapping and no replica left; the next fault decides
@@ -104,6 +108,24 @@ class MasterMove:
         cost += c.cost.copy_ns(src, target)
         self._trace(msg, target, src, src_frame, target, frame)
         return self._dir_reply(target, entry, cost)
+
+    def _still_mapping(self, obj: str, idx: int, nodes: set[int]):
+        """How many mappings of the page each node of `nodes` still has. The entry keeps a mapper node
+        until the page's next change, so each is asked: one whose tasks all unmapped the page
+        (and a replica nobody maps) does not count, and MPOL_MF_MOVE moves a page nobody else
+        maps. It stays in the entry: the move's shootdown still reaches it and drops its cached
+        copy, so a task that maps the page there meanwhile faults again. A node that does not
+        answer counts as mapping."""
+        c, pages = self.core, {obj: [idx]}
+        asked = sorted(n for n in nodes if n not in c.dead)  # this node too: a Call to itself
+        counts = {n: 1 for n in nodes if n in c.dead}
+        if asked:
+            try:
+                replies = yield [Call(node_dest(n), mm.MapCounts(pages=pages)) for n in asked]
+                counts.update({n: int(r.counts.get(obj, [1])[0]) for n, r in zip(asked, replies)})
+            except NumaEmuError:
+                counts.update(dict.fromkeys(asked, 1))
+        return counts
 
     def _unmap_all(self, obj: str, idx: int, entry: DirEntry, master_frame: int):
         """Tear the replicas down, then every mapping of the master, each acknowledged; the cost."""

@@ -62,6 +62,8 @@ class PolicyOps:
         move = flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL)
         if flags & MPOL_MF_LAZY and not move:
             raise NumaEmuError(ErrorCode.EINVAL, "MPOL_MF_LAZY modifies MPOL_MF_MOVE or MPOL_MF_MOVE_ALL; give one of them")
+        if flags & MPOL_MF_MOVE_ALL:
+            self.migration.check_move_all(task, "mbind")
         policy = make_policy(msg.mode, frozenset(msg.nodes), allowed=task.mems, possible=self.core.possible)
         return self.mm.locked(task, self._mbind(task, msg, policy))
 

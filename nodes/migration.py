@@ -27,9 +27,9 @@ from __future__ import annotations
 import collections
 
 from numa_emu.nodes.core import NodeCore
-from numa_emu.nodes.migration_plan import EFAULT, ENOENT, NOT_MOVED, mbind_target
+from numa_emu.nodes.migration_plan import EBUSY, EFAULT, ENOENT, NOT_MOVED, mbind_target
 from numa_emu.nodes.mm import MemoryManager, TaskState
-from numa_emu.nodes.pagemove import CHUNK_PAGES, Item, PageMoves
+from numa_emu.nodes.pagemove import CHUNK_PAGES, Item, MigrationTunables, PageMoves
 from numa_emu.nodes.pagetable import ANON, MIGCACHE, ZEROPAGE, Region
 from numa_emu.nodes.pcache import PageCacheView
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
@@ -38,11 +38,13 @@ from numa_emu.protocol.policy import MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, Mode, Polic
 
 
 class Migration:
-    def __init__(self, core: NodeCore, mmgr: MemoryManager, pcache: PageCacheView, moves: PageMoves):
+    def __init__(self, core: NodeCore, mmgr: MemoryManager, pcache: PageCacheView, moves: PageMoves,
+                 tunables: MigrationTunables):
         self.core = core
         self.mm = mmgr
         self.pcache = pcache
         self.moves = moves
+        self.tunables = tunables  # vm.migrate_max_mapcount
 
     def handlers(self) -> dict:
         return {"mem.move_pages": self.move_pages, "mem.migrate_pages": self.migrate_pages}
@@ -56,6 +58,8 @@ class Migration:
                                                  f"({MPOL_MF_MOVE}) or MPOL_MF_MOVE_ALL ({MPOL_MF_MOVE_ALL})")
         if not all(isinstance(a, int) and not isinstance(a, bool) for a in msg.addrs):
             raise NumaEmuError(ErrorCode.EINVAL, "move_pages: every address must be an integer")
+        if msg.flags & MPOL_MF_MOVE_ALL:
+            self.check_move_all(task, "move_pages")
         if msg.nodes is not None:
             if len(msg.nodes) != len(msg.addrs):
                 raise NumaEmuError(ErrorCode.EINVAL, f"move_pages: {len(msg.addrs)} addresses but {len(msg.nodes)} "
@@ -68,6 +72,13 @@ class Migration:
                     raise NumaEmuError(ErrorCode.EACCES, f"move_pages: node {n} is not in the task's cpuset mems "
                                                          f"{sorted(task.mems)}")
         return self.mm.locked(task, self._move_pages(task, msg))
+
+    @staticmethod
+    def check_move_all(task: TaskState, call: str) -> None:
+        """MPOL_MF_MOVE_ALL needs CAP_SYS_NICE (mm/mempolicy.c, mm/migrate.c): EPERM otherwise."""
+        if not task.cap_sys_nice:
+            raise NumaEmuError(ErrorCode.EPERM, f"{call}: MPOL_MF_MOVE_ALL needs CAP_SYS_NICE, which task {task.task_id} "
+                                                "lacks; use MPOL_MF_MOVE, or attach as root or with cap_sys_nice=True")
 
     def _move_pages(self, task: TaskState, msg: mg.MovePages):
         ps = self.core.page_size
@@ -135,7 +146,9 @@ class Migration:
         if not new:
             raise NumaEmuError(ErrorCode.EINVAL, f"migrate_pages: none of new_nodes {sorted(set(msg.new_nodes))} is in "
                                                  f"the task's cpuset mems {sorted(task.mems)}")
-        return self.mm.locked(task, self.migrate_task(task, msg.old_nodes, new, msg.move_all, msg.cause))
+        # kernel_migrate_pages: MPOL_MF_MOVE_ALL only for a caller with CAP_SYS_NICE, no error otherwise
+        move_all = bool(msg.move_all) and task.cap_sys_nice
+        return self.mm.locked(task, self.migrate_task(task, msg.old_nodes, new, move_all, msg.cause))
 
     def migrate_task(self, task: TaskState, old_nodes, new_nodes, move_all: bool, cause: str):
         """do_migrate_pages: every page of the task on a node of old_nodes to its relative node of
@@ -226,11 +239,12 @@ class Migration:
         key = (region.obj, region.obj_offset + p)
         vpage = region.start + p * c.page_size
         sole = all(t == task.task_id for t, _v in self.pcache.rmap.get(key, ()))
-        if not (sole or move_all):
+        tasks = self.moves.mapper_tasks(key, task)
+        if not move_all and tasks > self.tunables.max_mapcount:
             return 0
         msg = mg.DirMigrate(obj=key[0], idx=key[1], target=c.node_id, mapper=c.node_id, task_node=task.node,
                             task_id=task.task_id, sole=sole, move_all=move_all, cause="mbind", mode="lazy",
-                            unmap_only=True)
+                            unmap_only=True, mapper_tasks=tasks, max_mapcount=self.tunables.max_mapcount)
         reply = yield from self.moves.ask_directory(key, msg)
         if reply is None or reply.status < 0:
             return 0
@@ -244,3 +258,49 @@ class Migration:
                          at=reply.status, frame=reply.frame)
         return 1
 
+
+    # ---- a node going offline -----------------------------------------------------------
+    def stuck_on(self, task: TaskState, node: int) -> int:
+        """Private pages of the task on `node` that no other node may hold (a bind to it alone)."""
+        ps, count = self.core.page_size, 0
+        for region in task.space.regions:
+            if region.kind != ANON:
+                continue
+            policy = region.policy or task.policy
+            if policy.mode == Mode.BIND and policy.nodes <= {node}:
+                count += sum(1 for p, n in region.node.items()
+                             if n == node or (n == MIGCACHE and task.away.get(region.start + p * ps) == node))
+        return count
+
+    def evacuate_task(self, task: TaskState, node: int):
+        """Node `node` is offline (out of every zonelist): each private page of the task there
+        moves where its policy now places it, nearest first. Call holding the task's lock.
+        Returns (moved, failed)."""
+        c, ps = self.core, self.core.page_size
+        groups: dict = collections.defaultdict(list)  # Placement -> [Item]
+        for region in task.space.regions:
+            if region.kind != ANON:
+                continue
+            for p, n in region.node.items():
+                if n == MIGCACHE and task.away.get(region.start + p * ps) == node:
+                    n = self.moves.cache_take(task, region, p, why="offline")
+                if n == node:
+                    groups[self.mm.placement(task, region, p)[0]].append((region, p, node))
+        moved = failed = 0
+        for placement, items in groups.items():
+            for first in range(0, len(items), CHUNK_PAGES):
+                chunk = items[first:first + CHUNK_PAGES]
+                got = yield from c.allocate(placement, len(chunk), task.node, owner=task.task_id)
+                statuses = yield from self.moves.move_private(task, chunk, got, "direct", "offline")
+                ok = sum(1 for s in statuses if s >= 0)
+                moved, failed = moved + ok, failed + len(statuses) - ok
+        return moved, failed
+
+    def move_master(self, obj: str, idx: int, target: int, cause: str):
+        """Move the master of shared page (obj, idx) to `target` whoever maps it (a node going
+        offline hands its masters on); the page's status, or EBUSY when its home cannot be reached."""
+        c = self.core
+        msg = mg.DirMigrate(obj=obj, idx=idx, target=target, mapper=c.node_id, task_node=c.node_id, task_id=0,
+                            sole=True, move_all=True, cause=cause)
+        reply = yield from self.moves.ask_directory((obj, idx), msg)
+        return EBUSY if reply is None else reply.status

@@ -18,7 +18,7 @@ from numa_emu.nodes.core import NodeCore
 from numa_emu.nodes.directmap import TaskTable
 from numa_emu.nodes.locks import PageLock
 from numa_emu.nodes.pagetable import ANON, FILE, MIGCACHE, SHM, ZEROPAGE, AddressSpace, Region
-from numa_emu.nodes.pcache import PageCacheView
+from numa_emu.nodes.pcache import STALE_RETRIES, PageCacheView
 from numa_emu.nodes.placement import InterleaveCursor, Placement, interleave_target, next_interleave_index, place
 from numa_emu.protocol.effects import Call, Forward, Sleep
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
@@ -32,6 +32,7 @@ from numa_emu.protocol.policy import Mode, Policy
 from numa_emu.protocol.routing import node_dest
 
 if TYPE_CHECKING:
+    from numa_emu.nodes.balancing import Balancer
     from numa_emu.nodes.filetable import FileTable
     from numa_emu.nodes.pagemove import PageMoves
     from numa_emu.nodes.replication import ReplicationTunables
@@ -81,6 +82,9 @@ class TaskState:
     table: TaskTable | None = None  # the page table its direct path reads, once it asked (mem.direct)
     direct_reads: int = 0  # accesses its direct path made, folded in from the table
     direct_writes: int = 0
+    numa: object = None  # the balancing scanner's state of the task (nodes.balancing.TaskScan)
+    cap_sys_nice: bool = True  # may move pages other tasks map (MPOL_MF_MOVE_ALL; else EPERM)
+    auto_due_ns: int | None = None  # moved here: its pages follow once its clock passes this (auto-migration)
 
     def unmap_direct(self, vaddrs: Iterable[int]) -> None:
         """The hook for every change of the task's mapping (migration, the migration cache,
@@ -112,10 +116,12 @@ class _FaultBatch:
 
 class MemoryManager:
     def __init__(self, core: NodeCore, pcache: PageCacheView, tasks: dict[int, TaskState], moves: PageMoves,
-                 files: FileTable, tunables: ReplicationTunables):
+                 files: FileTable, tunables: ReplicationTunables, hinting: Balancer | None = None):
         """`tasks`: this node's tasks by id, shared with the page cache's reverse map (its
         shootdowns unmap task entries); `moves`: the migration cache and page moves its faults use;
-        `files` and `tunables`: the file table and the replication switches its faults follow."""
+        `files` and `tunables`: the file table and the replication switches its faults follow;
+        `hinting`: automatic NUMA balancing (`tick(task)` at each access or touch, `hint_faults`
+        for the marked pages it touches)."""
         self.core = core
         self.files = files
         self.tunables = tunables
@@ -123,6 +129,7 @@ class MemoryManager:
         self.tasks = tasks
         self.moved: dict[int, int] = {}  # task id -> the node it moved to (nodes.taskmove)
         self.moves = moves
+        self.hinting = hinting
         self.direct_access = True  # vm.direct_access: tasks may read and write their local pages themselves
 
     def handlers(self) -> dict:
@@ -179,7 +186,7 @@ class MemoryManager:
     def _publish(self, task: TaskState, region: Region, p: int) -> None:
         """Give the task's direct path a private page of this node's pool it just accessed;
         writable only once dirty (the first write is a message, which sets the dirty bit)."""
-        if task.table is not None and self.direct_access:
+        if task.table is not None and self.direct_access and not region.hinted(p):  # a marked page is not present
             if region.kind == ANON:
                 task.table.publish(region.start // self.core.page_size + p, region.frame[p], region.gen[p],
                                    region.dirty[p] == 1)
@@ -223,7 +230,8 @@ class MemoryManager:
             raise NumaEmuError(ErrorCode.EEXIST, f"task {msg.task_id} is attached already")
         self.tasks[msg.task_id] = TaskState(msg.task_id, msg.pid, msg.comm, msg.cpu, self.core.node_id,
                                             Policy.from_wire(msg.policy), frozenset(msg.mems_allowed),
-                                            AddressSpace(self.core.page_size), replication=msg.replication)
+                                            AddressSpace(self.core.page_size), replication=msg.replication,
+                                            cap_sys_nice=bool(msg.cap_sys_nice))
         if self.core.trace.on:
             self.core.trace.emit("task", task=msg.task_id, vns=0, what="attach", cpu=msg.cpu, comm=msg.comm)
         return Ok()
@@ -452,6 +460,10 @@ class MemoryManager:
     # ---- access -------------------------------------------------------------------------
     def access(self, msg: mm.Access):
         task = self.task(msg.task_id)
+        if task.auto_due_ns is not None:
+            self.moves.auto_due(task)
+        if self.hinting is not None:
+            self.hinting.tick(task)
         fast = self._access_local(task, msg)
         return fast if fast is not None else self.locked(task, self._access(task, msg))
 
@@ -465,7 +477,7 @@ class MemoryManager:
         region = task.space.find(msg.vaddr)
         core = self.core
         p, offset = divmod(msg.vaddr - region.start, core.page_size)
-        if region.kind != ANON or offset + length > core.page_size:
+        if region.kind != ANON or offset + length > core.page_size or region.hinted(p):
             return None
         if region.node[p] != core.node_id:
             if region.node[p] in core.dead:
@@ -510,6 +522,7 @@ class MemoryManager:
         out = bytearray()
         pos = 0
         for region, first, last in task.space.range(msg.vaddr, length):
+            yield from self._hint_faults(task, region, first, last)
             shared = region.kind != ANON
             absent = [p for p in range(first, last)
                       if (region.node[p] < 0 and (write or region.node[p] != ZEROPAGE))
@@ -552,11 +565,12 @@ class MemoryManager:
 
     def _shared_io(self, task: TaskState, region: Region, p: int, offset: int, n: int, data: bytes | None):
         """Read or write a mapped shared page through the page cache (PageCacheView.access: a
-        copy freed since it was mapped is faulted again)."""
+        copy freed since it was mapped, or shot down while an earlier page waited (a migration
+        moved it), is faulted again)."""
         me = self.core.node_id
 
         def locate(again: bool):
-            if again:
+            if again or region.node[p] < 0:
                 region.node[p] = -1
                 yield from self._fault_shared(task, region, [p], data is not None)
             node = region.node[p]
@@ -566,10 +580,21 @@ class MemoryManager:
 
         return (yield from self.pcache.access((region.obj, region.obj_offset + p), offset, n, data, locate))
 
+    def _hint_faults(self, task: TaskState, region: Region, first: int, last: int):
+        """Marked pages of [first, last) take their hinting fault first (nodes.balancing)."""
+        if self.hinting is not None:
+            marked = region.hinted_pages(first, last)
+            if marked:
+                yield from self.hinting.hint_faults(task, region, marked)
+
     def touch(self, msg: mm.Touch):
         task = self.task(msg.task_id)
         if msg.fill is not None and not 0 <= msg.fill <= 255:
             raise NumaEmuError(ErrorCode.EINVAL, f"fill must be a byte value, got {msg.fill}")
+        if task.auto_due_ns is not None:
+            self.moves.auto_due(task)
+        if self.hinting is not None:
+            self.hinting.tick(task)
         return self.locked(task, self._touch(task, msg))
 
     def _touch(self, task: TaskState, msg: mm.Touch):
@@ -586,6 +611,7 @@ class MemoryManager:
 
     def _touch_pages(self, task: TaskState, region: Region, first: int, last: int, write: bool, fill: int | None):
         core, ps = self.core, self.core.page_size
+        yield from self._hint_faults(task, region, first, last)
         shared = region.kind != ANON
         absent = [p for p in range(first, last)
                   if (region.node[p] < 0 and (write or region.node[p] != ZEROPAGE))
@@ -598,7 +624,7 @@ class MemoryManager:
             if shared and fill is not None:
                 present += absent
         if fill is not None:
-            yield from self._fill(region, present, fill)
+            yield from self._fill(region, present, fill, task)
         nbytes = ps if fill is not None else TOUCH_BYTES
         access_ns = core.cost.access_ns
         for p in range(first, last):
@@ -611,10 +637,15 @@ class MemoryManager:
                 if region.node[p] == core.node_id:
                     self._publish(task, region, p)
 
-    def _fill(self, region: Region, pages: list[int], value: int):
+    def _fill(self, region: Region, pages: list[int], value: int, task: TaskState | None = None):
         core = self.core
         remote: dict[int, list[int]] = collections.defaultdict(list)
         page = bytes([value]) * core.page_size
+        for _ in range(STALE_RETRIES):  # shared pages shot down while the touch waited (moved): fault again
+            gone = [p for p in pages if region.node[p] < 0] if task is not None and region.kind != ANON else []
+            if not gone:
+                break
+            yield from self._fault_shared(task, region, gone, True)
         for p in pages:
             node, frame = region.node[p], region.frame[p]
             if node == core.node_id:
@@ -694,8 +725,17 @@ class MemoryManager:
         dirty ones, active ones, and the highest map count of a present page."""
         per_node = {n: r.node.count(n) for n in range(self.core.n_nodes)}
         present = [p for p, node in r.node.items() if node >= 0]
+        cached = 0
+        if task.away and r.kind == ANON and MIGCACHE in r.node:
+            # private pages waiting in the migration cache still hold their frames: counted where they are
+            ps = self.core.page_size
+            for p, node in r.node.items():
+                held = task.away.get(r.start + p * ps, -1) if node == MIGCACHE else -1
+                if held >= 0:
+                    per_node[held] += 1
+                    cached += 1
         if r.kind == ANON:
-            mapmax = 1 if present else 0  # no fork: a private page has one mapping
+            mapmax = 1 if present or cached else 0  # no fork: a private page has one mapping
         else:
             mapmax = max((mapcounts or {}).get((r.obj, r.obj_offset + p), 1) for p in present) if present else 0
         # Nothing is on an active list: new anon and shmem pages start inactive (Linux 5.9+), no
@@ -703,7 +743,7 @@ class MemoryManager:
         return {"start": r.start, "length": r.npages * self.core.page_size, "kind": r.kind, "name": r.name,
                 "policy": (r.policy or task.policy).to_wire(), "vma_policy": r.policy is not None,
                 "pages": {n: c for n, c in per_node.items() if c}, "dirty": sum(r.dirty[p] for p in present),
-                "active": 0, "mapmax": mapmax, "present": len(present)}
+                "active": 0, "mapmax": mapmax, "present": len(present) + cached}
 
     def task_pages(self) -> dict:
         out = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+from numa_emu.nodes.balancing import Balancer
 from numa_emu.nodes.core import NodeCore
 from numa_emu.nodes.directory import Directory
 from numa_emu.nodes.files import FileOps
@@ -18,7 +19,8 @@ from numa_emu.nodes.master_move import MasterMove
 from numa_emu.nodes.mempolicy import PolicyOps
 from numa_emu.nodes.migration import Migration
 from numa_emu.nodes.mm import MemoryManager
-from numa_emu.nodes.pagemove import PageMoves
+from numa_emu.nodes.offline import NodeOffline
+from numa_emu.nodes.pagemove import MigrationTunables, PageMoves
 from numa_emu.nodes.pcache import PageCacheView
 from numa_emu.nodes.reclaim import Reclaim
 from numa_emu.nodes.replication import Replication, ReplicationTunables
@@ -64,17 +66,23 @@ class Node:
         self.core = core = NodeCore(node_id, topology, pool, clock_ns=clock_ns, store=store,
                                     reclaim=self._direct_reclaim)
         tasks: dict = {}  # this node's tasks: the memory manager's, and the page cache's reverse map's
-        files, tunables = FileTable(), ReplicationTunables()  # read by several services, set by one
+        # read by several services, set by one (nodes.sysctl)
+        files, tunables, move_tunables = FileTable(), ReplicationTunables(), MigrationTunables()
         self.pcache = PageCacheView(core, tasks)
         self.replication = Replication(core, Directory(), files, tunables)
-        self.moves = PageMoves(core, self.pcache)
-        self.mm = MemoryManager(core, self.pcache, tasks, self.moves, files, tunables)
-        self.migration = Migration(core, self.mm, self.pcache, self.moves)
+        self.moves = PageMoves(core, self.pcache, move_tunables)
+        # balancing moves pages through the shared moves; the memory manager ticks its scanner
+        # and hands it the marked pages a task touches
+        self.balancing = Balancer(core, self.moves, self.pcache)
+        self.mm = MemoryManager(core, self.pcache, tasks, self.moves, files, tunables, hinting=self.balancing)
+        self.migration = Migration(core, self.mm, self.pcache, self.moves, move_tunables)
         self.reclaim = Reclaim(core)
         self.handlers = HandlerTable()
         for service in (files, FrameService(core), self.replication, MasterMove(core, self.replication), self.pcache,
                         self.mm, PolicyOps(core, self.mm, self.migration), FileOps(core, self.mm, self.pcache, files),
-                        TaskMoves(core, self.mm, self.pcache, self.moves), NodeControl(core, self.mm, tunables), self.migration):
+                        TaskMoves(core, self.mm, self.pcache, self.moves),
+                        NodeControl(core, self.mm, tunables, move_tunables, self.balancing.appliers()), self.migration,
+                        NodeOffline(core, self.mm, self.migration, self.reclaim)):
             self.handlers.add_all(service.handlers())
         self.handlers.add("node.stats", self.on_stats)
 
@@ -87,6 +95,10 @@ class Node:
         return tm.NodeStatsReply(node_id=self.node_id, numastat=dict(core.numastat), vmstat=vmstat,
                                  frames_free=self.pool.free, frames_total=self.pool.frames, tasks=self.mm.task_pages(),
                                  repl_lifetimes=dict(self.replication.lifetimes))
+
+    def latency_mode(self, real: bool) -> None:
+        """The injection mode in force: `real` runs balancing's scan periods on the wall clock."""
+        self.balancing.use_wall_clock(real)
 
     def kswapd(self):
         """One round of background reclaim (nodes/reclaim.py), run outside every handler."""

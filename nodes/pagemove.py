@@ -10,8 +10,10 @@ pgmigrate_fail for private pages (see nodes.migration).
 from __future__ import annotations
 
 import collections
+from dataclasses import dataclass
 
 from numa_emu.nodes.core import NodeCore, directory_home
+from numa_emu.nodes.frames import MAX_FRAMES_READ
 from numa_emu.protocol.costmodel import FAULT_OVERHEAD_NS
 from numa_emu.nodes.master_move import UNREACHABLE, trace_migrate
 from numa_emu.nodes.migration_plan import EBUSY, ENOMEM
@@ -21,6 +23,7 @@ from numa_emu.nodes.pcache import CachedPage, PageCacheView
 from numa_emu.nodes.placement import misplaced
 from numa_emu.protocol.effects import Call
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import memory as mm
 from numa_emu.protocol.messages import migration as mg
 from numa_emu.protocol.messages import pagecache as pc
 from numa_emu.protocol.policy import Policy
@@ -33,11 +36,25 @@ Item = tuple[Region, int, int]  # (region, page index, node the page's frame is 
 CHUNK_PAGES = 256
 
 
+@dataclass
+class MigrationTunables:
+    """The 2007 auto-migration knobs (sysctl; set by nodes.sysctl, read by the moves)."""
+
+    max_mapcount: int = 1  # vm.migrate_max_mapcount: most tasks mapping a shared page MOVE still moves
+    auto_interval_ns: int = 0  # vm.auto_migrate_interval_ms: a moved task's pages follow after this
+
+
 class PageMoves:
-    def __init__(self, core: NodeCore, pcache: PageCacheView):
+    def __init__(self, core: NodeCore, pcache: PageCacheView, tunables: MigrationTunables | None = None):
+        """`tunables`: the auto-migration knobs sysctl sets (defaults when not given)."""
         self.core = core
         self.pcache = pcache
+        self.tunables = tunables if tunables is not None else MigrationTunables()
         self.migcache_pages = 0  # private pages of this node's tasks waiting in the migration cache
+
+    def mapper_tasks(self, key: tuple[str, int], task: TaskState) -> int:
+        """The tasks of this node that map shared page `key`, the requester counted."""
+        return len({t for t, _v in self.pcache.rmap.get(key, ())} | {task.task_id})
 
     def maps_replica(self, region: Region, p: int) -> bool:
         """Whether the task's mapping of shared page p is this node's replica (not a page of its own)."""
@@ -63,6 +80,31 @@ class PageMoves:
         if target is not None:
             yield from self.move_shared(task, region, p, target, False, "fault", mode="lazy")
 
+
+    # ---- auto-migration (a task moved to this node) -----------------------------------
+    def auto_follow(self, task: TaskState) -> None:
+        """A task adopted here: its remote private pages follow it lazily, at once or once it
+        has stayed vm.auto_migrate_interval_ms of its virtual time here (auto_due)."""
+        if not self.core.auto_migrate:
+            return
+        if self.tunables.auto_interval_ns:
+            task.auto_due_ns = task.clock_ns + self.tunables.auto_interval_ns
+        else:
+            self._auto_unmap(task)
+
+    def auto_due(self, task: TaskState) -> None:
+        """At each request of a task whose pages wait for the interval: unmap them once it is over."""
+        if task.auto_due_ns is not None and task.clock_ns >= task.auto_due_ns:
+            task.auto_due_ns = None
+            if self.core.auto_migrate:
+                self._auto_unmap(task)
+
+    def _auto_unmap(self, task: TaskState) -> None:
+        for region in task.space.regions:
+            if region.kind == ANON:
+                for p, node in region.node.items():
+                    if node >= 0 and node != self.core.node_id:
+                        self.cache_put(task, region, p, auto=True)
 
     # ---- the migration cache ----------------------------------------------------------
     def cache_put(self, task: TaskState, region: Region, p: int, auto: bool = False) -> None:
@@ -144,18 +186,32 @@ class PageMoves:
         moving = list(zip(items, got))
         task.unmap_direct([region.start + p * ps for (region, p, _src), _got in moving])  # no write into the old frame
         calls = []
+        pulls: dict[int, list[tuple[int, int, int]]] = collections.defaultdict(list)  # src -> (frame here, old, gen)
         for (region, p, src), (dst, frame, gen) in moving:
             task.away[region.start + p * ps] = src
             region.node[p] = MIGRATING
+            if dst == c.node_id and src != c.node_id:
+                # toward this node (balancing, auto-migration): one frames.read per owner node
+                pulls[src].append((frame, region.frame[p], region.gen[p]))
+                continue
             # the owner sends the bytes (this node too: a Call to itself); they travel once
             calls.append(Call(node_dest(src), pc.FrameCopy(frame=region.frame[p], dst=dst, dst_frame=frame,
                                                            dst_generation=gen)))
+        reads = [(batch[first:first + MAX_FRAMES_READ], src) for src, batch in pulls.items()
+                 for first in range(0, len(batch), MAX_FRAMES_READ)]
+        calls += [Call(node_dest(src), mm.FramesRead(frames=[old for _f, old, _g in batch],
+                                                     generations=[g for _f, _o, g in batch]))
+                  for batch, src in reads]
         failure = None
         if calls:
             try:
-                yield calls
+                replies = yield calls
             except NumaEmuError as exc:
                 failure = exc  # a node died mid-copy: every page stays where it was
+            else:
+                for (batch, _src), reply in zip(reads, replies[len(replies) - len(reads):]):
+                    for i, (frame, _old, _gen) in enumerate(batch):
+                        c.pool.write(frame, 0, reply.data[i * ps:(i + 1) * ps])
         statuses: list[int] = []
         old_frames: dict[int, list[int]] = collections.defaultdict(list)
         unused: dict[int, list[int]] = collections.defaultdict(list)
@@ -202,7 +258,8 @@ class PageMoves:
         vpage = region.start + p * c.page_size
         sole = all(t == task.task_id for t, _v in pcache.rmap.get(key, ()))
         msg = mg.DirMigrate(obj=key[0], idx=key[1], target=target, mapper=c.node_id, task_node=task.node,
-                            task_id=task.task_id, sole=sole, move_all=move_all, cause=cause, mode=mode)
+                            task_id=task.task_id, sole=sole, move_all=move_all, cause=cause, mode=mode,
+                            mapper_tasks=self.mapper_tasks(key, task), max_mapcount=self.tunables.max_mapcount)
         reply = yield from self.ask_directory(key, msg)
         if reply is None:
             return EBUSY

@@ -26,6 +26,12 @@ MIGRATING, MIGCACHE = -2, -3
 # Node value of a private page only read so far: mapped to the shared zero page, no frame of its
 # own (mm/memory.c do_anonymous_page). Its first write allocates by the policy in force then.
 ZEROPAGE = -4
+# A present page the NUMA balancing scanner marked (change_prot_numa making the PTE PROT_NONE):
+# the entry keeps its node and frame, but the next access by the task faults once through the
+# message path (a hinting fault, nodes.balancing). Every access path must treat a marked page
+# as not present: the node's fast path and slow path (nodes.mm) and a direct path reading the page
+# tables. Marks are made, read and cleared only with Region.mark_hint / hinted / clear_hint.
+HINT_MARKED = 1
 MMAP_BASE = 0x7F0000000000  # where the first region of a task goes, as Linux's mmap_base region
 # The per-page arrays of a region, in field order: (typecode, value of an untouched page).
 _ARRAYS = (("h", -1), ("I", 0), ("I", 0), ("B", 0), ("B", 0))
@@ -47,6 +53,29 @@ class Region:
     writable: bool = True  # the region's protection (a file mapped read-only: False)
     exec: bool = False
     map_id: int = 0  # the mmap call it came from (pieces split by mbind share it)
+    hint: SparseArray | None = None  # HINT_MARKED per page the balancing scanner marked (not present)
+
+    def __post_init__(self) -> None:
+        if self.hint is None or len(self.hint) != self.npages:
+            self.hint = SparseArray("B", self.npages, 0)  # marks do not travel with a task moving home
+
+    # ---- NUMA hinting marks (the one place they are kept) -------------------------------
+    def mark_hint(self, p: int) -> None:
+        self.hint[p] = HINT_MARKED
+
+    def hinted(self, p: int) -> bool:
+        """The page is marked for a hinting fault: not present to any access path."""
+        return bool(self.hint.chunks) and self.hint[p] == HINT_MARKED
+
+    def clear_hint(self, p: int) -> None:
+        if self.hint.chunks:
+            self.hint[p] = 0
+
+    def hinted_pages(self, first: int, last: int) -> list[int]:
+        """Marked pages in [first, last)."""
+        if not self.hint.chunks:
+            return []
+        return [p for p, v in self.hint.items(first) if p < last and v == HINT_MARKED]
 
     @property
     def obj(self) -> str:
@@ -65,7 +94,8 @@ class Region:
         """Cut this region at page `at_page`; this keeps the head, the tail is returned."""
         tail = Region(0, self.npages - at_page, self.kind, self.name, self.obj_offset + at_page, self.policy,
                       self.node.split(at_page), self.frame.split(at_page), self.gen.split(at_page),
-                      self.dirty.split(at_page), self.wr.split(at_page), self.writable, self.exec, self.map_id)
+                      self.dirty.split(at_page), self.wr.split(at_page), self.writable, self.exec, self.map_id,
+                      self.hint.split(at_page))
         self.npages = at_page
         return tail
 

@@ -171,6 +171,7 @@ class NodeServer:
             self.reactor.set_link_delay(lambda peer, nbytes: table.delay_s(me, node_of(peer), nbytes, rng))
         else:
             self.reactor.set_link_delay(None)
+        self.node.latency_mode(table.mode == REAL)
         log.info("node %d: latency table version %d, mode %s, dilation %g", self.node_id, table.version,
                  table.mode, table.dilation)
         return Ok()

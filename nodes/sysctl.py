@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from numa_emu.nodes.core import NodeCore
 from numa_emu.nodes.mm import MemoryManager
+from numa_emu.nodes.pagemove import MigrationTunables
 from numa_emu.nodes.replication import ReplicationTunables
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.messages import Ok
@@ -23,7 +24,10 @@ log = logging.getLogger("node.sysctl")
 
 
 class NodeControl:
-    def __init__(self, core: NodeCore, mm: MemoryManager, tunables: ReplicationTunables):
+    def __init__(self, core: NodeCore, mm: MemoryManager, tunables: ReplicationTunables,
+                 migration: MigrationTunables, more_appliers: dict[str, Callable[[int | str], None]] | None = None):
+        """`tunables`, `migration`: the switch records this sets for the services that read them;
+        `more_appliers`: other services' keys (nodes.balancing)."""
         self.core = core
         self.mm = mm
         self.tunables = cm.tunables(core.possible)
@@ -41,7 +45,18 @@ class NodeControl:
             cm.REPL_COOLDOWN_KEY: lambda v: setattr(tunables, "cooldown_ns", int(v) * 1_000_000),
             cm.UNSAFE_KEY: lambda v: setattr(tunables, "unsafe_unreplicate", bool(v)),
             cm.UNSAFE_DELAY_KEY: lambda v: setattr(tunables, "unsafe_unmap_delay_ns", int(v) * 1_000_000),
+            cm.MIGRATE_MAX_MAPCOUNT_KEY: functools.partial(self._set_max_mapcount, migration),
+            cm.AUTO_MIGRATE_INTERVAL_KEY: functools.partial(self._set_auto_interval, migration),
         })
+        self.appliers.update(more_appliers or {})  # other services' keys (nodes.balancing)
+
+    @staticmethod
+    def _set_max_mapcount(tunables: MigrationTunables, value: int | str) -> None:
+        tunables.max_mapcount = int(value)
+
+    @staticmethod
+    def _set_auto_interval(tunables: MigrationTunables, value: int | str) -> None:
+        tunables.auto_interval_ns = int(value) * 1_000_000
 
     def handlers(self) -> dict:
         return {"node.sysctl": self.sysctl, "node.task.cpu": self.task_cpu}

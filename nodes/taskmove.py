@@ -35,7 +35,8 @@ def task_image(task: TaskState) -> dict:
             "policy": task.policy.to_wire(), "mems": sorted(task.mems), "space": task.space.to_wire(),
             "clock_ns": task.clock_ns, "faults": task.faults, "il_prev": task.il_cursor.prev,
             "il_weight_left": task.il_cursor.weight_left, "replication": task.replication,
-            "away": list(task.away.items()), "direct": [task.direct_reads, task.direct_writes]}
+            "away": list(task.away.items()), "direct": [task.direct_reads, task.direct_writes],
+            "cap_sys_nice": task.cap_sys_nice}
 
 
 def task_from_image(image: dict, node: int, cpu: int) -> TaskState:
@@ -44,7 +45,8 @@ def task_from_image(image: dict, node: int, cpu: int) -> TaskState:
                          frozenset(image["mems"]), AddressSpace.from_wire(image["space"]), image["clock_ns"],
                          image["faults"], InterleaveCursor(image["il_prev"], image["il_weight_left"]),
                          replication=image["replication"], away={int(v): int(n) for v, n in image["away"]},
-                         direct_reads=int(image["direct"][0]), direct_writes=int(image["direct"][1]))
+                         direct_reads=int(image["direct"][0]), direct_writes=int(image["direct"][1]),
+                         cap_sys_nice=bool(image.get("cap_sys_nice", True)))
     except (KeyError, TypeError, ValueError) as exc:
         raise NumaEmuError(ErrorCode.EINVAL, f"node.task.adopt: not a task image ({exc!r})") from None
 
@@ -93,10 +95,5 @@ class TaskMoves:
         self.mm.adopt(task)
         if core.trace.on:
             core.trace.emit("task", task=task.task_id, vns=task.clock_ns, what="adopt", cpu=task.cpu)
-        if core.auto_migrate:
-            for region in task.space.regions:
-                if region.kind == ANON:
-                    for p, node in region.node.items():
-                        if node >= 0 and node != core.node_id:
-                            self.moves.cache_put(task, region, p, auto=True)
+        self.moves.auto_follow(task)
         return Ok()

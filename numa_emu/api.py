@@ -429,9 +429,12 @@ class Task:
         self.detach()
 
 
-def attach(cpu: int | None = None, *, cluster: str | None = None, comm: str | None = None) -> Task:
+def attach(cpu: int | None = None, *, cluster: str | None = None, comm: str | None = None,
+           cap_sys_nice: bool | None = None) -> Task:
     """Join the running cluster as a task. The cluster: `cluster`, else $NUMA_EMU_CLUSTER, else the
-    only one that is up, else 'default'. The CPU: `cpu`, else $NUMA_EMU_CPU, else the coordinator's pick."""
+    only one that is up, else 'default'. The CPU: `cpu`, else $NUMA_EMU_CPU, else the coordinator's pick.
+    `cap_sys_nice`: the task may move pages other tasks map (MPOL_MF_MOVE_ALL, else EPERM);
+    None: as Linux gives CAP_SYS_NICE, when the process runs as root."""
     from numa_emu import cluster as cl
 
     name = cluster or os.environ.get(ENV_CLUSTER) or cl.resolve_name(None)
@@ -446,7 +449,8 @@ def attach(cpu: int | None = None, *, cluster: str | None = None, comm: str | No
         reply = coordinator.call(tm.TaskRegister(
             pid=os.getpid(), comm=comm or os.path.basename(sys.argv[0] or "python"), cpu=cpu, policy=policy,
             cpuset=os.environ.get(ENV_CPUSET) or None, nodes_bound=nodes_bound, cpus_bound=cpus_bound,
-            host=info.host or None))
+            host=info.host or None,
+            cap_sys_nice=os.geteuid() == 0 if cap_sys_nice is None else bool(cap_sys_nice)))
     except BaseException:
         coordinator.close()
         raise

@@ -24,6 +24,8 @@ NODE_EVENTS: tuple[str, ...] = (
     # the kernel's names (mm/vmstat.c vmstat_text[])
     "pgpgin", "pgalloc", "pgfree", "pgfault", "pgsteal_kswapd", "pgsteal_direct", "pgscan_kswapd",
     "pgscan_direct", "nr_vmscan_write", "pgmigrate_success", "pgmigrate_fail",
+    # automatic NUMA balancing (CONFIG_NUMA_BALANCING; nodes/balancing.py): counted on the task's home node
+    "numa_pte_updates", "numa_huge_pte_updates", "numa_hint_faults", "numa_hint_faults_local", "numa_pages_migrated",
     # the 2007 replicated page cache's names (Piggin, mm/replication.c)
     "pgreplicated", "pgreplicazap",
     # numa-emu's own: zap causes, the migration cache, replication's diagnostics

@@ -43,6 +43,11 @@ def run(args: argparse.Namespace) -> int:
     distances = [list(row) for row in topology.distances]
     nodes = [{"id": n.id, "cpus": list(n.cpus), "size_bytes": n.mem_bytes, "free_bytes": free.get(n.id, 0)}
              for n in topology.nodes]
+    if not args.topology:  # a node whose memory and CPUs went offline: no CPUs, 0 MB, as sysfs then shows it
+        offline = {n["id"] for n in st.nodes if n.get("offline")}
+        for node in nodes:
+            if node["id"] in offline:
+                node.update(cpus=[], size_bytes=0, free_bytes=0)
     if args.json:
         print(json.dumps({"nodes": nodes, "distances": distances, "fallback": fallback_orders(topology)}, indent=2))
         return 0

@@ -219,7 +219,9 @@ def run(args: argparse.Namespace) -> int:
     if parsed.compat:
         print(format_numastat_compat(counters), end="")
         return 0
-    page_size = int(machine(specs.info).topology["page_size"])
+    status_reply = machine(specs.info)
+    page_size = int(status_reply.topology["page_size"])
+    offline = {int(n["id"]) for n in status_reply.nodes if n.get("offline")}
     width = _width()
     opts = NumastatOptions(compress=parsed.compress, show_zero=parsed.show_zero, sort=parsed.sort,
                            sort_node=parsed.sort_node, verbose=parsed.verbose)
@@ -228,8 +230,11 @@ def run(args: argparse.Namespace) -> int:
         specs.resolve()
         status = _process_tables(specs, stats, page_size, width, opts)
     if parsed.system:
+        # a node taken offline (numa-emu node offline) has no memory in service: 0 kB, as its
+        # meminfo reads once all its memory blocks are offline
         meminfo = {node: node_meminfo(node, int(data["frames_total"]), int(data["frames_free"]), page_size,
-                                      _frame_kinds(data["vmstat"]))
+                                      _frame_kinds(data["vmstat"])) if int(node) not in offline
+                   else node_meminfo(node, 0, 0, page_size, dict.fromkeys(_frame_kinds(data["vmstat"]), 0))
                    for node, data in stats.items()}
         print(format_numastat_meminfo(meminfo, width=width, opts=opts), end="")
     if parsed.numastat or (not specs.listed and not parsed.system):

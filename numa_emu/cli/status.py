@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     c = st.coordinator
     dead = [str(n["id"]) for n in st.nodes if n["state"] == "dead"]
+    for n in st.nodes:  # an offline node is alive but out of service (numa-emu node offline)
+        if n.get("offline") and n["state"] == "up":
+            n["state"] = "offline"
     state = f"{st.state} (dead: node {' '.join(dead)})" if dead else st.state
     print(f"cluster {st.cluster}: {state}, {len(st.nodes)} nodes, coordinator pid {c['pid']} "
           f"({c['endpoint']}), uptime {c['uptime_s']:.1f}s")

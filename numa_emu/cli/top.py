@@ -50,7 +50,8 @@ def snapshot(info):
         stats = client.call(tm.ClusterStats()).nodes
         tasks = client.call(tm.TaskList()).tasks
     return Snapshot(t_s=time.monotonic(), cluster=status.cluster, state=status.state,
-                    node_states={int(n["id"]): n["state"] for n in status.nodes},
+                    node_states={int(n["id"]): "offline" if n.get("offline") and n["state"] == "up" else n["state"]
+                                 for n in status.nodes},
                     stats={int(k): v for k, v in stats.items()}, tasks=tasks)
 
 

@@ -241,6 +241,15 @@ def _migcache(e: dict, story: Story) -> str:
     return f"{page_of(e)} left the migration cache ({frame}){why}"
 
 
+def _numa_hint(e: dict, story: Story) -> str:
+    where = "local" if e.get("local") else f"on node {e.get('at', '?')}"
+    last = e.get("last")
+    before = "its first" if last is None else f"the previous from node {last}"
+    to = e.get("to")
+    outcome = f"moves to node {to}" if to is not None else "stays"
+    return f"{page_of(e)}: NUMA hinting fault, page {where} ({before}); {outcome}"
+
+
 def _writeback(e: dict, story: Story) -> str:
     master = first(e, "master", default=e["node"])
     frame = f"frame {e['frame']} " if e.get("frame") is not None else ""
@@ -258,6 +267,7 @@ SENTENCES: dict[str, Sentence] = {
     "fault": _fault, "alloc": _alloc, "free": _free, "access": _access, "task": _task, "policy": _policy,
     "node": _node, "replicate": _replicate, "unreplicate": _unreplicate, "shootdown": _shootdown,
     "stale": _stale, "migrate": _migrate, "migcache": _migcache, "writeback": _writeback, "reclaim": _reclaim,
+    "numa_hint": _numa_hint,
 }
 
 

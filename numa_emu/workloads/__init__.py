@@ -11,6 +11,9 @@ CLI, experiments and tests run the same code.
   (read-only mappings, pread) and writing a little: what replication saves.
 - ``writeshare``: readers on every node against a writer of the same pages: the replicate/zap
   thrashing, the back-off and the mode filters, and (with vm.unsafe_unreplicate=1) stale reads.
+- ``numa01``, ``numa02``, ``numa02_SMT``: autonuma-benchmark's, for automatic NUMA balancing: tasks
+  hammering memory first touch put on the wrong node (numa02) or one buffer shared across two
+  nodes (numa01); locality per round. ``autonuma`` holds what they share.
 - ``racer``: the start line of those two: a leader spawns worker tasks on other CPUs, starts them
   together and gathers their lines and the cluster's counters over the run.
 """

@@ -37,6 +37,9 @@ BUILTIN = {
     "prodcons": "numa_emu.workloads.prodcons",
     "kbuild": "numa_emu.workloads.kbuild",
     "writeshare": "numa_emu.workloads.writeshare",
+    "numa01": "numa_emu.workloads.numa01",
+    "numa02": "numa_emu.workloads.numa02",
+    "numa02_SMT": "numa_emu.workloads.numa02_SMT",
 }
 FIRST_FIELDS = ("workload", "virtual_ns", "wall_s", "ops", "bytes", "node", "cpu")
 EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3

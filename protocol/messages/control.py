@@ -235,6 +235,56 @@ def _parse_ms(text: str) -> int:
     return int(value)
 
 
+AUTO_MIGRATE_INTERVAL_KEY = "vm.auto_migrate_interval_ms"
+MIGRATE_MAX_MAPCOUNT_KEY = "vm.migrate_max_mapcount"
+
+
+def _parse_count(text: str) -> int:
+    value = text.strip()
+    if not value.isdigit() or len(value) > 7 or not 1 <= int(value) <= 1_000_000:
+        raise NumaEmuError(ErrorCode.EINVAL, f"invalid value {text!r}: expected a count from 1 to 1000000")
+    return int(value)
+
+
+NUMA_BALANCING_KEY = "kernel.numa_balancing"
+SCAN_DELAY_KEY = "kernel.numa_balancing_scan_delay_ms"
+SCAN_PERIOD_MIN_KEY = "kernel.numa_balancing_scan_period_min_ms"
+SCAN_PERIOD_MAX_KEY = "kernel.numa_balancing_scan_period_max_ms"
+SCAN_SIZE_KEY = "kernel.numa_balancing_scan_size_mb"
+
+
+def _parse_balancing(text: str) -> int:
+    """kernel.numa_balancing takes 0..3 in Linux (bit 1: memory tiering); numa-emu has no slow tier."""
+    value = text.strip()
+    if value in ("2", "3"):
+        raise NumaEmuError(ErrorCode.EINVAL, f"invalid value {text!r}: memory tiering (2) is not emulated; use 0 or 1")
+    return _parse_switch(value)
+
+
+def _parse_mb(text: str) -> int:
+    value = text.strip()
+    if not value.isdigit() or len(value) > 7 or not 1 <= int(value) <= 1_048_576:
+        raise NumaEmuError(ErrorCode.EINVAL, f"invalid value {text!r}: expected megabytes from 1 to 1048576")
+    return int(value)
+
+
+def _balancing_tunables() -> list[Tunable]:
+    """Automatic NUMA balancing (kernel/sched/fair.c defaults; docs/linux-semantics.md#automatic-numa-balancing).
+    The periods run on each task's virtual clock in `virtual` mode and on the wall clock in `real` mode."""
+    return [
+        Tunable(NUMA_BALANCING_KEY, _parse_balancing, 0, SCOPE_NODES,
+                "automatic NUMA balancing: 1 scans tasks' pages and moves them toward the node that uses them, 0 off"),
+        Tunable(SCAN_DELAY_KEY, _parse_ms, 1000, SCOPE_NODES,
+                "balancing: time (ms) from a task's first access to its first scan"),
+        Tunable(SCAN_PERIOD_MIN_KEY, _parse_ms, 1000, SCOPE_NODES,
+                "balancing: shortest time (ms) between two scan windows of a task"),
+        Tunable(SCAN_PERIOD_MAX_KEY, _parse_ms, 60000, SCOPE_NODES,
+                "balancing: longest time (ms) between two scan windows (the period grows while pages are well placed)"),
+        Tunable(SCAN_SIZE_KEY, _parse_mb, 256, SCOPE_NODES,
+                "balancing: MB of a task's present pages marked for hinting faults per scan window"),
+    ]
+
+
 def _replication_tunables() -> list[Tunable]:
     """The replicated page cache's switches (docs/linux-semantics.md#replication-state-machine,
     #findings-of-the-2007-thread)."""
@@ -272,5 +322,12 @@ def tunables(nodes: Iterable[int]) -> dict[str, Tunable]:
     table.append(Tunable(DIRECT_ACCESS_KEY, _parse_switch, 1, SCOPE_NODES,
                          "direct path: tasks read and write their pages on their own node through shared memory "
                          "(1), or every access is a message to the home node (0); virtual time is the same"))
+    table.append(Tunable(AUTO_MIGRATE_INTERVAL_KEY, _parse_ms, 0, SCOPE_NODES,
+                         "auto-migration: how long (ms of the task's virtual time) a moved task stays on its new node "
+                         "before its pages follow; 0: at once (Lee Schermerhorn's auto_migrate_interval, 2007)"))
+    table.append(Tunable(MIGRATE_MAX_MAPCOUNT_KEY, _parse_count, 1, SCOPE_NODES,
+                         "the most tasks that may map a shared page and still have MPOL_MF_MOVE (and MOVE|LAZY) move or "
+                         "unmap it (the 2007 migrate_max_mapcount; MOVE_ALL ignores it)"))
     table.extend(_replication_tunables())
+    table.extend(_balancing_tunables())
     return {t.key: t for t in sorted(table, key=lambda t: t.key)}

@@ -131,7 +131,8 @@ class ClusterStatusReply(Reply):
     cluster: str
     state: str  # "starting", "up", "stopping"
     coordinator: dict  # pid, endpoint, uptime_s
-    nodes: list  # one dict per node: id, pid, state, host, endpoint, frames_total, frames_free, heartbeat_age_s, uptime_s
+    nodes: list  # one dict per node: id, pid, state, host, endpoint, frames_total, frames_free, heartbeat_age_s,
+    # uptime_s, exit_code, offline (numa-emu node offline)
     topology: dict  # the topology in force (Topology.to_dict())
 
 

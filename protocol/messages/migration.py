@@ -87,7 +87,9 @@ class DirMigrateReply(Reply):
 class DirMigrate(Request):
     """Home node -> directory home: move the master of shared page (obj, idx) to node `target`
     (allocated there only). `sole`: on the mapper's node only the requesting task maps the page;
-    without `move_all` a page that any other task or node maps is refused with -EACCES."""
+    `mapper_tasks`: how many tasks map it there (the requester counted). Without `move_all` a page
+    that more than `max_mapcount` tasks map over the cluster (vm.migrate_max_mapcount, default 1:
+    any other task or node) is refused with -EACCES."""
 
     kind = "dir.migrate"
     reply = DirMigrateReply
@@ -102,3 +104,5 @@ class DirMigrate(Request):
     cause: str = "syscall"
     mode: str = "direct"  # direct | lazy (a migrate-on-fault): for the trace
     unmap_only: bool = False  # mbind MOVE|LAZY: tear replicas and mappings down, move nothing (target unused)
+    mapper_tasks: int = 1
+    max_mapcount: int = 1

@@ -37,6 +37,7 @@ class TaskRegister(Request):
     nodes_bound: list | None = None  # numactl --cpunodebind: run on a CPU of these nodes
     cpus_bound: list | None = None  # numactl --physcpubind: run on one of these CPUs
     host: str | None = None  # the task's host (protocol.hosts): its nodes' endpoints are picked for it
+    cap_sys_nice: bool = True  # the process may move pages other tasks map (MPOL_MF_MOVE_ALL)
 
 
 @message
@@ -97,6 +98,7 @@ class NodeTaskAttach(Request):
     policy: dict
     mems_allowed: list
     replication: bool = True  # the task's cpuset allows page-cache replication
+    cap_sys_nice: bool = True  # MPOL_MF_MOVE_ALL allowed (else EPERM)
 
 
 @message

@@ -160,7 +160,8 @@ def test_numastat_p_of_a_live_task(live_task, cli):
 FRESH_VMSTAT_NAMES = [
     "nr_free_pages", "numa_hit", "numa_miss", "numa_foreign", "numa_interleave", "numa_local", "numa_other",
     "nr_anon_pages", "nr_file_pages", "nr_shmem", "nr_vmscan_write", "pgpgin", "pgalloc_normal", "pgfree", "pgfault", "pgsteal_kswapd",
-    "pgsteal_direct", "pgscan_kswapd", "pgscan_direct", "pgmigrate_success", "pgmigrate_fail",
+    "pgsteal_direct", "pgscan_kswapd", "pgscan_direct", "numa_pte_updates", "numa_huge_pte_updates",
+    "numa_hint_faults", "numa_hint_faults_local", "numa_pages_migrated", "pgmigrate_success", "pgmigrate_fail",
     "nr_repl_pages", "pgreplicated", "pgreplicazap",
     "pgreplicazap_write", "pgreplicazap_truncate", "pgreplicazap_migration", "pgreplicazap_reclaim",
     "pgreplicazap_copyfail", "pgreplicazap_nodedeath", "pgreplicabackoff", "nr_migcache_pages", "pgmigcache_in", "pgmigcache_out",

@@ -13,6 +13,12 @@ from numa_emu.protocol.messages import tasks as tm
 from numa_emu.protocol.topology_shapes import from_cli
 
 PAGE = 4096
+BALANCING_DEFAULTS = {"kernel.numa_balancing": 0, "kernel.numa_balancing_scan_delay_ms": 1000,
+                      "kernel.numa_balancing_scan_period_max_ms": 60000,
+                      "kernel.numa_balancing_scan_period_min_ms": 1000, "kernel.numa_balancing_scan_size_mb": 256}
+# the vm.* switches before vm.numa_stat, in the table's (sorted) order
+VM_DEFAULTS = {"vm.auto_migrate": 1, "vm.auto_migrate_interval_ms": 0, "vm.direct_access": 1,
+               "vm.migrate_max_mapcount": 1}
 W0, W1 = cm.weight_key(0), cm.weight_key(1)
 
 
@@ -21,9 +27,10 @@ W0, W1 = cm.weight_key(0), cm.weight_key(1)
 
 def test_the_table_lists_every_key_with_parser_default_and_scope():
     table = cm.tunables([1, 0])
-    assert list(table) == [W0, W1, "vm.auto_migrate", "vm.direct_access", "vm.numa_stat"] + REPLICATION_KEYS
-    assert {t.key: t.default for t in table.values()} == dict(REPLICATION_DEFAULTS, **{
-        W0: 1, W1: 1, "vm.auto_migrate": 1, "vm.direct_access": 1, "vm.numa_stat": 1})
+    assert list(table) == [W0, W1] + list(BALANCING_DEFAULTS) + list(VM_DEFAULTS) + [
+        "vm.numa_stat"] + REPLICATION_KEYS
+    assert {t.key: t.default for t in table.values()} == dict(REPLICATION_DEFAULTS, **BALANCING_DEFAULTS,
+                                                              **VM_DEFAULTS, **{W0: 1, W1: 1, "vm.numa_stat": 1})
     assert table["vm.auto_migrate"].check("0") == 0
     assert {t.scope for t in table.values()} == {cm.SCOPE_NODES}
     assert table["vm.pagecache_replication_mode"].check("no-writers") == "no-writers"
@@ -92,7 +99,8 @@ def one_error_line(proc, code: int, *fragments: str) -> None:
 
 @pytest.mark.cluster
 def test_weights_5_2_put_5_of_7_pages_on_node_0(two, sysctl):
-    assert sysctl(two, "-a").stdout.splitlines() == [f"{W0} = 1", f"{W1} = 1", "vm.auto_migrate = 1", "vm.direct_access = 1",
+    assert sysctl(two, "-a").stdout.splitlines() == [f"{W0} = 1", f"{W1} = 1"] + [
+        f"{k} = {v}" for k, v in (BALANCING_DEFAULTS | VM_DEFAULTS).items()] + [
                                                      "vm.numa_stat = 1"] + [
         f"{k} = {REPLICATION_DEFAULTS[k]}" for k in REPLICATION_KEYS]
     assert sysctl(two, f"{W0}=5").stdout == f"{W0} = 5\n"

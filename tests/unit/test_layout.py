@@ -121,7 +121,8 @@ def test_every_module_opens_with_a_docstring():
 # The plain records a node's services share and update field by field (a task, its address
 # space and regions, a directory entry, a cached page, a file's state, the replication switches):
 # every other object's attributes are set only by its own class (docs/design.md#pure-cores-and-effects).
-RECORDS = {"task", "space", "region", "entry", "page", "state", "tunables", "args"}  # args: argparse
+# scan: a task's NUMA balancing scanner state (nodes.balancing.TaskScan)
+RECORDS = {"task", "space", "region", "entry", "page", "state", "tunables", "args", "scan"}  # args: argparse
 
 
 def _foreign_attribute_writes(path: Path):

@@ -1,0 +1,58 @@
+"""What numa01, numa02 and numa02_SMT share (modeled on Andrea Arcangeli's autonuma-benchmark):
+the balancing counters summed over the cluster, and the locality samples of a hammering loop.
+
+Locality is the share of a round's accesses that local frames served. A round touches every
+page of the task's buffer once, and a page only moves at its own access (a hinting fault moves
+it before the access goes on), so where the pages are after the round is where that round's
+accesses went: `where()` after each round gives the exact share.
+"""
+from __future__ import annotations
+
+from numa_emu.protocol.messages import tasks as tm
+
+COUNTERS = ("numa_pte_updates", "numa_hint_faults", "numa_hint_faults_local", "numa_pages_migrated",
+            "pgmigrate_success", "pgmigrate_fail")
+
+
+def counters(name: str) -> dict[str, int]:
+    """The cluster's balancing counters, summed over its nodes."""
+    from numa_emu import cluster
+
+    with cluster.require(name).client() as client:
+        nodes = client.call(tm.ClusterStats()).nodes
+    return {k: sum(int(n.get("vmstat", {}).get(k, 0)) for n in nodes.values()) for k in COUNTERS}
+
+
+def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: after.get(k, 0) - before.get(k, 0) for k in COUNTERS}
+
+
+def hammer(task, region, rounds: int, stamp: int = 1, verify: bool = True) -> dict:
+    """Fill every page of `region` once per round (a memset: whole pages, as the benchmark's
+    bzero); after each, the share of its pages on the task's node and the virtual time so far
+    (from the first round's start). With `verify` the bytes of the last round are read back
+    (`verified`; a buffer another task writes too cannot be checked so)."""
+    locality, virtual = [], []
+    v0 = task.clock_ns()
+    for r in range(rounds):
+        region.touch(fill=(stamp + r) % 256)
+        where = region.where()
+        locality.append(round(sum(1 for n in where if n == task.node) / len(where), 4))
+        virtual.append(task.clock_ns() - v0)
+    out = {"locality_series": locality, "virtual_series": virtual}
+    if verify:
+        last = bytes([(stamp + rounds - 1) % 256]) * task.page_size
+        out["verified"] = all(region.read(p * task.page_size, task.page_size) == last
+                              for p in range(len(region.where())))
+    return out
+
+
+def converged_round(series: list[float], share: float = 0.9) -> int | None:
+    """The first round (1-based) from which every round is at least `share` local."""
+    first = None
+    for i, value in enumerate(series, 1):
+        if value >= share:
+            first = first or i
+        else:
+            first = None
+    return first

@@ -1,0 +1,197 @@
+"""`numa-emu node offline N` / `node online N` on real clusters (nodes/offline.py,
+coordinator/offline.py): pages leave N with their bytes, tasks homed on N move and keep running,
+replicas on N are dropped, new allocations skip N; refused with EBUSY and nothing moved when
+impossible; online again."""
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+import numa_emu
+from numa_emu.protocol.messages import nodestate as ns
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.topology_shapes import from_cli
+from tests.helpers import PuppetError, poll_until
+
+pytestmark = pytest.mark.cluster
+PAGE = 4096
+
+
+def pattern(i: int) -> bytes:
+    return bytes((i * 11 + j) % 251 for j in range(PAGE))
+
+
+def call(c, request):
+    with c.client(timeout_s=120) as client:
+        return client.call(request)
+
+
+def used(c) -> dict[int, int]:
+    nodes = call(c, tm.ClusterStats()).nodes
+    return {int(n): d["frames_total"] - d["frames_free"] for n, d in nodes.items()}
+
+
+@pytest.fixture
+def three(cluster_factory):
+    return cluster_factory(from_cli(3, 1, "1MiB"))  # cpu n on node n, 256 frames each
+
+
+def test_offline_moves_pages_and_tasks_with_their_bytes_and_online_takes_it_back(three, puppets):
+    homed = puppets(three, 2)  # a task homed on node 2, with private pages there
+    homed.do("mmap", **{"as": "p"}, length=4 * PAGE)
+    for i in range(4):
+        homed.do("write", **{"as": "p"}, offset=i * PAGE, data=pattern(i).hex())
+    with numa_emu.attach(0, cluster=three.name) as task:
+        bound = task.mmap(4 * PAGE)
+        bound.mbind("bind", [1, 2])
+        for i in range(4):
+            bound.write(i * PAGE, pattern(10 + i))
+        task.set_mempolicy("preferred", [2])
+        remote = task.mmap(4 * PAGE)
+        for i in range(4):
+            remote.write(i * PAGE, pattern(20 + i))
+        task.set_mempolicy("default")
+        shm = task.mmap(2 * PAGE, shared=True, name="off")
+        shm.mbind("bind", [2])
+        shm.write(0, pattern(30))
+        assert remote.where() == [2] * 4 and shm.where()[0] == 2
+        f = task.open("offline-file", create=True, size=PAGE)
+        f.pwrite(0, b"replicated")
+        f.fsync()
+        homed.do("open", name="offline-file")
+        homed.do("map", name="offline-file", **{"as": "f"}, writable=False)
+        assert homed.do("read", **{"as": "f"}, offset=0, length=10) == b"replicated".hex()
+        assert homed.do("where", **{"as": "f"}) == [2]  # a replica on node 2
+        reply = call(three, ns.NodeOffline(node_id=2))
+        assert reply.replicas_dropped == 1
+        assert reply.offline == [2] and reply.tasks_moved and reply.tasks_moved[0][1] == 2
+        assert used(three)[2] == 0  # nothing is left on node 2
+        assert all(homed.do("read", **{"as": "p"}, offset=i * PAGE, length=PAGE) == pattern(i).hex()
+                   for i in range(4))
+        assert homed.do("node") in (0, 1)  # it followed its move at its next request
+        assert 2 not in homed.do("where", **{"as": "p"})
+        assert homed.do("read", **{"as": "f"}, offset=0, length=10) == b"replicated".hex()
+        assert all(bound.read(i * PAGE, PAGE) == pattern(10 + i) for i in range(4)) and bound.where() == [1] * 4
+        assert all(remote.read(i * PAGE, PAGE) == pattern(20 + i) for i in range(4)) and 2 not in remote.where()
+        assert shm.read(0, PAGE) == pattern(30) and shm.where()[0] != 2
+        # new allocations skip node 2, even under a policy that prefers it
+        task.set_mempolicy("preferred", [2])
+        fresh = task.mmap(2 * PAGE)
+        fresh.touch(write=True)
+        assert 2 not in fresh.where()
+        call(three, ns.NodeOnline(node_id=2))
+        fresh2 = task.mmap(PAGE)
+        fresh2.touch(write=True)
+        assert fresh2.where() == [2]
+
+
+def test_offline_is_refused_with_nothing_moved_when_impossible(three, puppets):
+    with numa_emu.attach(0, cluster=three.name) as task:
+        region = task.mmap(2 * PAGE)
+        region.mbind("bind", [1])
+        region.write(0, b"only on 1")
+        before = used(three)
+        with pytest.raises(numa_emu.NumaEmuError) as err:
+            call(three, ns.NodeOffline(node_id=1))
+        assert err.value.errno_name == "EBUSY" and "bound to node 1 alone" in err.value.message
+        assert "nothing was moved" in err.value.message
+        assert used(three) == before and region.where() == [1, None]
+        # the others cannot hold what node 2 holds
+        hog = puppets(three, 2)
+        hog.do("mmap", **{"as": "h"}, length=200 * PAGE)
+        hog.do("touch", **{"as": "h"}, fill=1)
+        for node in (0, 1):  # nodes 0 and 1 nearly full
+            filler = task.mmap(240 * PAGE)
+            filler.mbind("bind", [node])
+            filler.touch(fill=2)
+        before = used(three)
+        with pytest.raises(numa_emu.NumaEmuError) as err:
+            call(three, ns.NodeOffline(node_id=2))
+        assert err.value.errno_name == "EBUSY" and "room" in err.value.message
+        assert used(three) == before
+        with pytest.raises(numa_emu.NumaEmuError) as err:
+            call(three, ns.NodeOnline(node_id=2))
+        assert err.value.errno_name == "EINVAL"
+
+
+def test_status_top_and_hardware_mark_an_offline_node(three, cli):
+    assert cli("node", "offline", "2", "--name", three.name, check=True).stdout.startswith("node 2 offline: ")
+    status = cli("status", "--name", three.name, check=True).stdout
+    assert [line.split()[2] for line in status.splitlines()[2:5]] == ["up", "up", "offline"]
+    hardware = cli("hardware", "--name", three.name, check=True).stdout.splitlines()
+    assert hardware[7:10] == ["node 2 cpus:", "node 2 size: 0 MB", "node 2 free: 0 MB"]
+    meminfo = cli("--name", three.name, "numastat", "-m", check=True).stdout.splitlines()
+    total = next(line.split() for line in meminfo if line.startswith("MemTotal"))
+    assert total[1] != "0.00" and total[3] == "0.00"  # node 0 has memory, node 2 none
+    again = cli("node", "offline", "2", "--name", three.name)
+    assert again.returncode != 0 and "node 2 is offline already" in again.stderr
+    assert cli("node", "online", "2", "--name", three.name, check=True).stdout == "node 2 online\n"
+    hardware = cli("hardware", "--name", three.name, check=True).stdout.splitlines()
+    assert hardware[7:9] == ["node 2 cpus: 2", "node 2 size: 1 MB"]
+
+
+def test_a_task_reading_and_writing_through_the_offline_keeps_its_bytes(three, puppets):
+    import threading
+
+    worker = puppets(three, 1)
+    worker.do("policy", mode="preferred", nodes=[2])
+    worker.do("mmap", **{"as": "w"}, length=8 * PAGE)
+    for i in range(8):
+        worker.do("write", **{"as": "w"}, offset=i * PAGE, data=pattern(i).hex())
+    worker.do("policy", mode="default")
+    assert worker.do("where", **{"as": "w"}) == [2] * 8
+    stop, seen, errors = threading.Event(), collections.Counter(), []
+
+    def hammer():
+        i = 0
+        while not stop.is_set():
+            page = i % 8
+            try:
+                if worker.do("read", **{"as": "w"}, offset=page * PAGE, length=PAGE) != pattern(page).hex():
+                    errors.append(f"page {page} read wrong bytes")
+                worker.do("write", **{"as": "w"}, offset=page * PAGE, data=pattern(page).hex())
+            except PuppetError as exc:
+                errors.append(str(exc))
+            seen[page] += 1
+            i += 1
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        reply = call(three, ns.NodeOffline(node_id=2))
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not errors and sum(seen.values()) > 0
+    assert reply.pages_moved >= 8 and used(three)[2] == 0
+    assert worker.do("where", **{"as": "w"}) == [1] * 8  # where the default policy places them: its own node
+    assert all(worker.do("read", **{"as": "w"}, offset=i * PAGE, length=PAGE) == pattern(i).hex() for i in range(8))
+
+
+def test_a_restarted_node_hears_of_the_offline_nodes(three, puppets, cli):
+    import os
+    import signal
+
+    call(three, ns.NodeOffline(node_id=2))
+    os.kill(three.status().nodes[1]["pid"], signal.SIGKILL)
+    poll_until(lambda: three.status().nodes[1]["state"] == "dead", timeout_s=10.0, what="node 1 reported dead")
+    cli("node", "restart", "1", "--name", three.name, check=True)
+    task = puppets(three, 1)  # homed on the restarted node, preferring the offline one
+    task.do("policy", mode="preferred", nodes=[2])
+    task.do("mmap", **{"as": "a"}, length=2 * PAGE)
+    assert task.do("touch", **{"as": "a"}, fill=3) == 2
+    assert 2 not in task.do("where", **{"as": "a"})
+
+
+def test_no_task_attaches_on_an_offline_nodes_cpu(three, puppets):
+    call(three, ns.NodeOffline(node_id=2))
+    with pytest.raises(numa_emu.NumaEmuError) as err:
+        numa_emu.attach(2, cluster=three.name)
+    assert err.value.errno_name == "EINVAL" and "node 2, which is offline" in err.value.message
+    busy = [puppets(three, 0), puppets(three, 1)]  # cpus 0 and 1 carry a task each, cpu 2 none
+    with numa_emu.attach(cluster=three.name) as task:  # the coordinator's pick: the least loaded online cpu
+        assert task.node in (0, 1) and busy
+    call(three, ns.NodeOnline(node_id=2))
+    with numa_emu.attach(2, cluster=three.name) as task:
+        assert task.node == 2
