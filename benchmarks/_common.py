@@ -44,7 +44,10 @@ from tests.helpers import kill_left_behind  # noqa: E402
 
 # Wide when piped (reports, `make bench | tee`), the terminal's width otherwise.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
-CHILD_TIMEOUT_S = 30.0  # a baseline child that hears nothing for this long exits by itself
+# A baseline child that hears nothing for this long exits by itself (an orphan must not live on);
+# a client whose child does not answer for this long fails instead of waiting forever. 120 s: a
+# loaded machine took more than 30 s to start a load's 16 workers between two baseline probes.
+CHILD_TIMEOUT_S = 120.0
 
 
 # ---- set-up and clean-up -----------------------------------------------------------------
@@ -304,6 +307,7 @@ class EchoClient:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.linger = 0
+        self.sock.rcvtimeo = int(CHILD_TIMEOUT_S * 1000)  # zmq.Again instead of a hang: the child is gone
         self.sock.connect(endpoint)
 
     def round_trips(self, envelope: dict, count: int) -> list[float]:
