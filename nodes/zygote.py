@@ -28,7 +28,7 @@ import signal
 import sys
 from pathlib import Path
 
-from protocol.clusterdir import CLUSTER_FILE, RUN_DIR, node_log, open_private, process_tag
+from protocol.clusterdir import RUN_DIR, node_log, open_private, process_tag
 from protocol.hosts import CONNECTION_FILE
 from protocol.keys import KEYS_DIR
 from protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS
@@ -70,17 +70,22 @@ def _report(line: str) -> None:
         pass  # the coordinator is gone; the nodes will notice through the parent-alive pipe
 
 
-def _host_folder(args: argparse.Namespace, header: dict) -> Path:
+def _host_folder(args: argparse.Namespace, header: dict) -> tuple[Path, bool]:
     """As a host's agent (no --cluster-dir): this host's cluster folder, made if need be, with the
-    topology and the keys that came on stdin (another host has no copy of the coordinator's)."""
+    topology and the keys that came on stdin (another host has no copy of the coordinator's), and
+    whether the agent owns it. The coordinator's own folder (the agent of its host, same
+    NUMA_EMU_HOME: `up` wrote hosts.json there) is left as it is: its connection file, keys and
+    sockets are the coordinator's, to write and to delete."""
     from protocol.clusterdir import (HOME_ENV, MARKER_FILE, RUN_DIR, TOPOLOGY_FILE, cluster_dir, make_private,
                                      write_json_atomic)
-    from protocol.hosts import connection
+    from protocol.hosts import HOSTS_FILE, connection
     from protocol.keys import ClusterKeys
 
     if args.home:
         os.environ[HOME_ENV] = args.home
     cdir = cluster_dir(args.name)
+    if (cdir / HOSTS_FILE).is_file():
+        return cdir, False
     if cdir.exists() and not (cdir / MARKER_FILE).is_file() and any(cdir.iterdir()):
         raise SystemExit(f"{cdir} exists but was not made by numa-emu; move it away or pick another cluster name")
     make_private(cdir)
@@ -92,7 +97,7 @@ def _host_folder(args: argparse.Namespace, header: dict) -> Path:
     # a task on this host attaches through it (numa_emu.cluster.connect)
     write_json_atomic(cdir / CONNECTION_FILE, connection(args.name, args.host, args.coordinator, public.encode(),
                                                          secret.encode()))
-    return cdir
+    return cdir, True
 
 
 def main() -> None:
@@ -133,10 +138,10 @@ def main() -> None:
     header = json.loads(first or b"{}")
     tokens = {int(k): str(v) for k, v in header.get("tokens", {}).items()}
     alive_w = None
-    made_folder = args.cluster_dir is None
-    if made_folder:
+    made_folder = False  # True: this agent owns the host's folder (and cleans it at exit)
+    if args.cluster_dir is None:
         try:
-            args.cluster_dir = _host_folder(args, header)
+            args.cluster_dir, made_folder = _host_folder(args, header)
         except (OSError, KeyError, ValueError) as exc:
             raise SystemExit(f"agent of host {args.host}: cannot prepare the cluster folder: {exc}") from None
     if args.alive_fd is None:  # stdin (an ssh session, srun's pipe) is the coordinator's life: its EOF ends ours
@@ -199,9 +204,8 @@ def main() -> None:
     finally:
         if made_folder:  # this host's way in goes with the cluster, and so do its keys and sockets
             (args.cluster_dir / CONNECTION_FILE).unlink(missing_ok=True)
-            if not (args.cluster_dir / CLUSTER_FILE).exists():  # unless the coordinator shares the folder
-                for folder in (KEYS_DIR, RUN_DIR):
-                    shutil.rmtree(args.cluster_dir / folder, ignore_errors=True)
+            for folder in (KEYS_DIR, RUN_DIR):
+                shutil.rmtree(args.cluster_dir / folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

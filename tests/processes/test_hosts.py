@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -200,6 +201,26 @@ def test_a_task_attaches_from_any_host_and_lives_on_its_own_host(two_hosts, home
     out = subprocess.run([sys.executable, "-c", ATTACH], capture_output=True, text=True, timeout=60,
                          env={k: v for k, v in (os.environ | env).items() if v is not None})
     assert out.returncode != 0 and "NUMA_EMU_CONNECTION: not a usable connection file" in out.stderr
+
+
+def test_the_agent_of_the_coordinators_host_leaves_the_coordinators_folder_alone(cluster_factory, home):
+    # host a shares the coordinator's NUMA_EMU_HOME (no `home`): its agent works in the coordinator's folder
+    path = two_host_topology(home)
+    path.write_text(path.read_text().replace(f'home = "{home / "hosts" / "a"}"\n', ""))
+    c = cluster_factory(str(path), hosts=hosts_in_file(str(path), 4), launcher="local")
+    data = json.loads((c.info.dir / "cluster.json").read_text())
+    conn_path = c.info.dir / "connection.json"
+    want = {"host": data["coordinator"]["host"], "coordinator": data["coordinator"]["tcp_endpoint"]}
+    conn = json.loads(conn_path.read_text())  # the coordinator's, not rewritten by host a's agent
+    assert {k: conn[k] for k in want} == want
+    assert sorted(p.name for p in (c.info.dir / "run").glob("node-*.sock")) == ["node-0.sock", "node-1.sock"]
+    # host a's agent leaves (its finally runs): the coordinator's way in, keys and sockets stay
+    agent = next(a["pid"] for a in data["agents"] if a["host"] == "a")
+    os.kill(agent, signal.SIGINT)
+    poll_until(lambda: [n["state"] for n in c.status().nodes][:2] == ["dead", "dead"], timeout_s=10.0,
+               what="host a's nodes dead with their agent")
+    assert {k: json.loads(conn_path.read_text())[k] for k in want} == want
+    assert (c.info.dir / "keys" / "cluster.key_secret").is_file() and (c.info.dir / "run").is_dir()
 
 
 def test_down_leaves_nothing_on_any_host(cluster_factory, home, cli):
