@@ -71,7 +71,7 @@ class CoordinatorServer:
         self.supervisor = Supervisor(cluster_dir, name, self.endpoint, log_level=log_level, placement=placement)
         self.started_wall = time.time()
         r = self.reactor
-        self.tasks = TaskService(r, self.state)
+        self.tasks = TaskService(r, self.state, watch_elsewhere=self.supervisor.watch_task)
         self.latency = LatencyService(self.state, inject, dilation)
         self.trace = TraceService(self.state)
         self.files = FileService(self.state, cluster_dir / STORE_DIR)
@@ -221,6 +221,8 @@ class CoordinatorServer:
             if self.state.state == "starting":
                 self._tell_cli(f"error node {node_id} exited during start-up (status {code}); see node-{node_id}.log")
                 self.begin_shutdown()
+        for task_id in self.supervisor.tasks_gone():
+            self.tasks.gone(task_id)
 
     # ---- handlers -----------------------------------------------------------------------
     def on_ping(self, msg: lc.Ping) -> lc.Pong:

@@ -99,6 +99,7 @@ class Supervisor:
         self._agent_of: dict[int, Agent] = {}
         self._pids: dict[int, int] = {}  # node id -> pid, while not reported gone
         self._exits: list[tuple[int, int]] = []  # reported, not yet handed out by reap()
+        self._tasks_gone: list[int] = []  # reported by agents, not yet handed out by tasks_gone()
         self._alive_w: int | None = None
         self._tokens: dict[int, str] = {}  # node id -> the secret its node.register must carry
 
@@ -235,6 +236,8 @@ class Supervisor:
                     self._pids.pop(node_id, None)
                     agent.pids.pop(node_id, None)
                     self._exits.append((node_id, number))
+                elif what == "taskgone":
+                    self._tasks_gone.append(node_id)
         return got
 
     def pids(self) -> dict[int, int]:
@@ -263,9 +266,24 @@ class Supervisor:
         if not self._command(node_id, f"spawn {node_id} {token}"):
             raise NumaEmuError(ErrorCode.EIO, "the node fork server is gone; restart the cluster (down, then up)")
 
+    def watch_task(self, host: str, task_id: int, pid: int) -> bool:
+        """Have the agent of `host` watch task `task_id`'s process `pid` there (0: stop watching);
+        its exit comes back from tasks_gone(). False when that host has no agent."""
+        agent = next((a for a in self.agents if a.host and a.host == host), None)
+        return self._send(agent, f"watch {task_id} {pid}" if pid else f"unwatch {task_id} 0")
+
+    def tasks_gone(self) -> list[int]:
+        """Tasks of other hosts whose process exited, as their agents reported since the last call."""
+        self._read(0.0)
+        gone, self._tasks_gone = self._tasks_gone, []
+        return gone
+
     def _command(self, node_id: int, line: str) -> bool:
         """One command to the agent of node `node_id`; False when it is gone."""
-        agent = self._agent_of.get(node_id)
+        return self._send(self._agent_of.get(node_id), line)
+
+    @staticmethod
+    def _send(agent: "Agent | None", line: str) -> bool:
         try:
             assert agent is not None and agent.proc.stdin is not None
             agent.proc.stdin.write(line.encode() + b"\n")

@@ -5,6 +5,7 @@ these handlers apply them and push the results to the nodes."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import psutil
 
@@ -32,9 +33,12 @@ def _create_time(pid: int) -> float | None:
 
 
 class TaskService:
-    def __init__(self, reactor: Reactor, state: ClusterState):
+    def __init__(self, reactor: Reactor, state: ClusterState,
+                 watch_elsewhere: Callable[[str, int, int], bool] = lambda host, task_id, pid: False):
         self.reactor = reactor
         self.state = state
+        # (host, task id, pid; 0: stop) -> whether that host's agent watches the task's process
+        self.watch_elsewhere = watch_elsewhere
         self.table = TaskTable(state.topology)
         self.moving: dict[int, list[Future]] = {}  # task id -> TaskHome requests waiting for its move
         self.sysctl = SysctlService(state)
@@ -77,6 +81,8 @@ class TaskService:
             self.table.remove(rec.task_id)
             raise
         log.info("task %d (%s) attached on cpu %d, node %d", rec.task_id, rec.comm, rec.cpu, rec.node)
+        if not here and not self.watch_elsewhere(host, rec.task_id, rec.pid):
+            log.info("task %d: host %s has no agent to watch it; a crash keeps its memory until down", rec.task_id, host)
         return tm.TaskRegisterReply(task_id=rec.task_id, cpu=rec.cpu, node=rec.node, node_endpoint=endpoint,
                                     cpus_allowed=info["cpus_allowed"], mems_allowed=info["mems_allowed"],
                                     policy=rec.policy.to_wire(), cpuset=rec.cpuset,
@@ -87,6 +93,8 @@ class TaskService:
         rec = self.table.remove(task_id)
         if rec is None:
             raise NumaEmuError(ErrorCode.ESRCH, f"no task {task_id} in this cluster")
+        if rec.extra.get("host", self.state.host) != self.state.host:
+            self.watch_elsewhere(rec.extra["host"], task_id, 0)
         if "home_died" in rec.extra:
             return (yield from self._purge(rec))
         reply = yield Call(node_dest(rec.node), tm.NodeTaskDetach(task_id=task_id))
@@ -269,9 +277,18 @@ class TaskService:
             if _create_time(rec.pid) == rec.create_time and rec.create_time is not None:
                 continue
             if rec.extra.get("host", self.state.host) != self.state.host:
-                continue  # a task of another host: it detaches itself (its pid means nothing here)
-            log.info("task %d (%s) died without detaching; releasing its memory", rec.task_id, rec.comm)
-            self.reactor.spawn(self._detach(rec.task_id), lambda _r, exc: exc and log.warning("detach failed: %s", exc))
+                continue  # a task of another host: its agent watches it (gone)
+            self._died(rec)
+
+    def gone(self, task_id: int) -> None:
+        """The agent of a task's host saw its process exit (supervisor.watch_task)."""
+        rec = self.table.tasks.get(task_id)
+        if rec is not None and rec.extra.get("host", self.state.host) != self.state.host:
+            self._died(rec)
+
+    def _died(self, rec: TaskRecord) -> None:
+        log.info("task %d (%s) died without detaching; releasing its memory", rec.task_id, rec.comm)
+        self.reactor.spawn(self._detach(rec.task_id), lambda _r, exc: exc and log.warning("detach failed: %s", exc))
 
 
 class SysctlService:

@@ -5,7 +5,8 @@ everything again (64 nodes: about 5 s of start-up otherwise, on 2 cores).
 It stays the parent of the nodes: it reaps them and reports to the coordinator, one line per
 event on stdout: `spawned NODE PID`, `exited NODE STATUS` (STATUS negative: killed by that
 signal). It takes commands on stdin after the first line, `spawn NODE TOKEN` (`numa-emu node
-restart`) and `signal NODE SIGNUM` (a node on another host), and leaves once stdin is closed (the
+restart`) and `signal NODE SIGNUM` (a node on another host), `watch TASK PID` and `unwatch TASK 0` (a task of
+this host: reported `taskgone TASK 0` when its process exits), and leaves once stdin is closed (the
 coordinator stopped or died) and every node has exited.
 
 On a cluster of several hosts it is each host's agent (protocol.hosts): started over ssh or srun
@@ -100,6 +101,20 @@ def _host_folder(args: argparse.Namespace, header: dict) -> tuple[Path, bool]:
     return cdir, True
 
 
+def _watch(watched: dict[int, int], task_id: int, pid: int) -> None:
+    """`watch TASK PID`: tell the coordinator `taskgone TASK 0` when process PID of this host
+    exits (a pidfd turns readable; the coordinator cannot see another host's pids); `unwatch TASK 0`
+    (it detached) stops that."""
+    for fd in [fd for fd, t in watched.items() if t == task_id]:
+        os.close(fd)
+        del watched[fd]
+    if pid:
+        try:
+            watched[os.pidfd_open(pid)] = task_id
+        except OSError:  # gone already (or no such pid here)
+            _report(f"taskgone {task_id} 0")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m nodes.zygote")
     parser.add_argument("--cluster-dir", type=Path, help="the cluster folder (else this host's, made here)")
@@ -126,6 +141,7 @@ def main() -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     children: dict[int, int] = {}
+    watched: dict[int, int] = {}  # pidfd -> task id: this host's tasks, watched for the coordinator
 
     commands, pending = True, b""
     while b"\n" not in pending:  # the first line: every node's token (os.read: no buffer to share with select)
@@ -175,7 +191,10 @@ def main() -> None:
                     _report(f"exited {node_id} {os.waitstatus_to_exitcode(status)}")
             if not children and not commands:
                 break
-            ready, _, _ = select.select([0, wake_r] if commands else [wake_r], [], [])
+            ready, _, _ = select.select(([0, wake_r] if commands else [wake_r]) + list(watched), [], [])
+            for fd in [fd for fd in ready if fd in watched]:  # a task of this host exited
+                os.close(fd)
+                _report(f"taskgone {watched.pop(fd)} 0")
             if wake_r in ready:
                 try:
                     os.read(wake_r, 512)
@@ -201,6 +220,8 @@ def main() -> None:
                                 os.kill(pid, int(value))
                             except (ProcessLookupError, ValueError):
                                 pass
+                    elif what in ("watch", "unwatch") and node.isdigit() and value.isdigit():
+                        _watch(watched, int(node), int(value) if what == "watch" else 0)
     finally:
         if made_folder:  # this host's way in goes with the cluster, and so do its keys and sockets
             (args.cluster_dir / CONNECTION_FILE).unlink(missing_ok=True)

@@ -223,6 +223,37 @@ def test_the_agent_of_the_coordinators_host_leaves_the_coordinators_folder_alone
     assert (c.info.dir / "keys" / "cluster.key_secret").is_file() and (c.info.dir / "run").is_dir()
 
 
+HOLD = """
+import numa_emu, sys
+task = numa_emu.attach()
+far = task.mmap(2 * 4096)
+far.mbind("bind", [1])
+far.write(0, b"x" * 8192)
+print(task.task_id, flush=True)
+sys.stdin.read()
+"""
+
+
+def _tasks(c) -> list:
+    with c.client() as client:
+        return client.call(tm.TaskList()).tasks
+
+
+def test_a_task_of_another_host_killed_by_sigkill_is_detached_by_its_hosts_agent(two_hosts, home):
+    env = dict(os.environ, NUMA_EMU_HOME=str(home / "hosts" / "b"), NUMA_EMU_CLUSTER=two_hosts.name,
+               NUMA_EMU_HOST="b")
+    with subprocess.Popen([sys.executable, "-c", HOLD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                          env=env) as proc:
+        try:
+            task_id = int(proc.stdout.readline())
+            assert [(t["task_id"], t["node"]) for t in _tasks(two_hosts)] == [(task_id, 2)]  # its home on host b
+            assert _vm(two_hosts)[1]["nr_anon_pages"] == 2  # its pages on host a
+        finally:
+            proc.kill()
+    poll_until(lambda: not _tasks(two_hosts), timeout_s=10.0, what="the killed task detached")
+    assert _total(two_hosts, "nr_anon_pages") == 0
+
+
 def test_down_leaves_nothing_on_any_host(cluster_factory, home, cli):
     path = two_host_topology(home)
     c = cluster_factory(str(path), hosts=hosts_in_file(str(path), 4), launcher="local")
