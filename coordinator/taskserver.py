@@ -39,6 +39,7 @@ class TaskService:
         self.state = state
         # (host, task id, pid; 0: stop) -> whether that host's agent watches the task's process
         self.watch_elsewhere = watch_elsewhere
+        self.host_indexes: dict[str, int] = {}  # host -> the high bits of its tasks' ids
         self.table = TaskTable(state.topology)
         self.moving: dict[int, list[Future]] = {}  # task id -> TaskHome requests waiting for its move
         self.sysctl = SysctlService(state)
@@ -58,6 +59,14 @@ class TaskService:
             raise NumaEmuError(ErrorCode.ENODEV, f"home node {node} is {rec.state}; cannot reach a task there")
         return self.state.endpoints_from(host, [rec])[node]
 
+    def _host_index(self, host: str) -> int:
+        """The high bits of the task ids of `host` (coordinator.tasks.task_id_of): 0 for the
+        coordinator's, then the hosts of the nodes in node order, then others as they attach."""
+        if not self.host_indexes:
+            for h in [self.state.host] + [r.host for r in sorted(self.state.nodes.values(), key=lambda r: r.id)]:
+                self.host_indexes.setdefault(h, len(self.host_indexes))
+        return self.host_indexes.setdefault(host, len(self.host_indexes))
+
     def _host(self, task_id: int) -> str:
         return self.table.get(task_id).extra.get("host", self.state.host)
 
@@ -69,8 +78,8 @@ class TaskService:
         rec = self.table.register(pid=msg.pid, comm=msg.comm, cpu=msg.cpu, policy=msg.policy, cpuset=msg.cpuset,
                                   nodes_bound=msg.nodes_bound, cpus_bound=msg.cpus_bound,
                                   create_time=_create_time(msg.pid) if here else None,
-                                  prefer_nodes=frozenset(r.id for r in self.state.nodes.values() if r.host == host))
-        rec.extra["host"] = host
+                                  prefer_nodes=frozenset(r.id for r in self.state.nodes.values() if r.host == host),
+                                  host=host, host_index=self._host_index(host))
         try:
             endpoint = self._endpoint(rec.node, host)
             info = self.table.info(rec)

@@ -254,6 +254,25 @@ def test_a_task_of_another_host_killed_by_sigkill_is_detached_by_its_hosts_agent
     assert _total(two_hosts, "nr_anon_pages") == 0
 
 
+def test_the_same_pid_on_two_hosts_is_two_tasks(two_hosts, cli):
+    pid = os.getpid()  # as if hosts a and b each ran a process with this pid
+    with two_hosts.client() as client:
+        ids = {h: client.call(tm.TaskRegister(pid=pid, comm=f"twin-{h}", host=h)).task_id for h in ("a", "b")}
+        assert ids == {"a": (1 << 22) + pid, "b": (2 << 22) + pid}  # the coordinator's host is index 0
+        listed = {t["task_id"]: (t["pid"], t["host"], t["node"]) for t in client.call(tm.TaskList()).tasks}
+        assert listed == {ids["a"]: (pid, "a", 0), ids["b"]: (pid, "b", 2)}
+        # numastat -p PID means a pid of the host it runs on: neither twin is one of this host's
+        out = cli("numastat", "--name", two_hosts.name, "-p", str(pid))
+        assert (out.returncode, out.stderr) == (1, f"Can't read /proc/{pid}/numa_maps: No such file or directory\n")
+        ids["here"] = client.call(tm.TaskRegister(pid=pid, comm="twin-here")).task_id
+        assert ids["here"] == pid  # on the coordinator's host a task id is the pid
+        out = cli("numastat", "--name", two_hosts.name, "-p", str(pid), check=True)
+        assert f"Per-node process memory usage (in MBs) for PID {pid} (twin-here)" in out.stdout, out.stdout
+        for task_id in ids.values():
+            client.call(tm.TaskExit(task_id=task_id))
+        assert client.call(tm.TaskList()).tasks == []
+
+
 def test_down_leaves_nothing_on_any_host(cluster_factory, home, cli):
     path = two_host_topology(home)
     c = cluster_factory(str(path), hosts=hosts_in_file(str(path), 4), launcher="local")
