@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 import secrets
 import select
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from protocol.clusterdir import TOPOLOGY_FILE, ZYGOTE_LOG, open_private, process_tag, read_json
+from protocol.delaylink import HOST_KEY, estimate_offset
 from protocol.hosts import Host, pick_endpoint
 from protocol.keys import ClusterKeys
 from protocol.errors import ErrorCode, NumaEmuError
@@ -46,6 +48,9 @@ from protocol.logsetup import DEFAULT_LOG_LEVEL
 from protocol.timing import TERM_GRACE_S
 
 _SPAWN_REPORT_TIMEOUT_S = 30.0
+_CLOCK_ROUNDS = 8  # round trips to each agent for its host's clock offset (the fastest one counts)
+_CLOCK_TIMEOUT_S = 5.0  # for all of them: an agent busy forking answers late, not never
+log = logging.getLogger("coordinator.supervisor")
 LAUNCHERS = ("local", "ssh", "slurm")
 # ssh never asks a question (no tty, no password prompt) and gives up on a dead host in seconds
 _SSH_DEFAULTS = ["-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
@@ -63,6 +68,7 @@ class Agent:
     buffer: bytes = b""
     pids: dict[int, int] = field(default_factory=dict)  # node id -> pid, while not reported gone
     spawned: set[int] = field(default_factory=set)  # every node it has reported spawned
+    clock: tuple[int, int, int] | None = None  # its last `clock` answer: (host key, its ns, our ns)
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ class Supervisor:
         self._pids: dict[int, int] = {}  # node id -> pid, while not reported gone
         self._exits: list[tuple[int, int]] = []  # reported, not yet handed out by reap()
         self._tasks_gone: list[int] = []  # reported by agents, not yet handed out by tasks_gone()
+        self._clocks: dict[int, int] = {}  # another host's key -> its clock minus ours (ns)
         self._alive_w: int | None = None
         self._tokens: dict[int, str] = {}  # node id -> the secret its node.register must carry
 
@@ -128,6 +135,37 @@ class Supervisor:
                     self.stop(0)
                     raise NumaEmuError(ErrorCode.EIO, why)
             self._read(min(max(remaining, 0.0), 0.5))
+        for agent in self.agents:
+            if agent.host:
+                self._measure_clock(agent)
+
+    def _measure_clock(self, agent: Agent) -> None:
+        """The clock offset of `agent`'s host from a few round trips over its stdin and stdout
+        (protocol.delaylink.estimate_offset), for real-mode holds between hosts. An agent that
+        does not answer in time leaves its host's offset unknown (holds from the arrival)."""
+        samples, key = [], None
+        deadline = time.monotonic() + _CLOCK_TIMEOUT_S
+        for _ in range(_CLOCK_ROUNDS):
+            agent.clock = None
+            t0 = time.monotonic_ns()
+            if not self._send(agent, "clock 0 0"):
+                return
+            while agent.clock is None and time.monotonic() < deadline:
+                self._read(max(deadline - time.monotonic(), 0.0))
+            if agent.clock is None:
+                log.warning("host %s: its agent did not tell its clock; held messages from it run from the arrival",
+                            agent.host)
+                return
+            key, theirs, t1 = agent.clock
+            samples.append((t0, theirs, t1))
+        offset, rtt = estimate_offset(samples)
+        self._clocks[key] = offset
+        log.info("host %s: clock offset %+d ns, within %d ns (fastest of %d round trips)", agent.host, offset,
+                 rtt // 2, len(samples))
+
+    def clock_offsets(self) -> dict[int, int]:
+        """Host key -> that host's CLOCK_MONOTONIC minus the coordinator's (ns), this host's too."""
+        return {HOST_KEY: 0} | self._clocks
 
     def _failure(self, agent: Agent, timed_out: bool) -> str:
         if not agent.host:
@@ -236,6 +274,8 @@ class Supervisor:
                     self._pids.pop(node_id, None)
                     agent.pids.pop(node_id, None)
                     self._exits.append((node_id, number))
+                elif what == "clock":
+                    agent.clock = (node_id, number, time.monotonic_ns())
                 elif what == "taskgone":
                     self._tasks_gone.append(node_id)
         return got

@@ -18,6 +18,7 @@ from nodes.framepool import FramePool
 from nodes.node import Node
 from nodes.store import Store
 from protocol.clusterdir import STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_json
+from protocol.delaylink import HOST_KEY
 from protocol.effects import Call
 from protocol.errors import NumaEmuError
 from protocol.faults import FaultInjector, FaultTable
@@ -150,6 +151,9 @@ class NodeServer:
             self.reactor.routes[node_dest(int(node_id))] = endpoint
             self.reactor.mark_up(node_dest(int(node_id)))
         self.node.peers_up([int(n) for n in msg.endpoints], [int(n) for n in msg.shardless or ()])
+        clocks = {int(key): int(offset) for key, offset in msg.clocks or ()}
+        if HOST_KEY in clocks:  # against the coordinator's clock: make them against ours
+            self.reactor.set_clock_offsets({k: off - clocks[HOST_KEY] for k, off in clocks.items() if k != HOST_KEY})
         return Ok()
 
     def on_node_down(self, msg: lc.NodeDown) -> None:

@@ -6,7 +6,8 @@ It stays the parent of the nodes: it reaps them and reports to the coordinator, 
 event on stdout: `spawned NODE PID`, `exited NODE STATUS` (STATUS negative: killed by that
 signal). It takes commands on stdin after the first line, `spawn NODE TOKEN` (`numa-emu node
 restart`) and `signal NODE SIGNUM` (a node on another host), `watch TASK PID` and `unwatch TASK 0` (a task of
-this host: reported `taskgone TASK 0` when its process exits), and leaves once stdin is closed (the
+this host: reported `taskgone TASK 0` when its process exits), `clock 0 0` (answered `clock HOST_KEY
+NS`, its CLOCK_MONOTONIC: the coordinator estimates this host's clock offset), and leaves once stdin is closed (the
 coordinator stopped or died) and every node has exited.
 
 On a cluster of several hosts it is each host's agent (protocol.hosts): started over ssh or srun
@@ -27,9 +28,11 @@ import select
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 from protocol.clusterdir import RUN_DIR, node_log, open_private, process_tag
+from protocol.delaylink import HOST_KEY
 from protocol.hosts import CONNECTION_FILE
 from protocol.keys import KEYS_DIR
 from protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS
@@ -220,6 +223,8 @@ def main() -> None:
                                 os.kill(pid, int(value))
                             except (ProcessLookupError, ValueError):
                                 pass
+                    elif what == "clock":  # the coordinator measures this host's clock (delaylink.estimate_offset)
+                        _report(f"clock {HOST_KEY} {time.monotonic_ns()}")
                     elif what in ("watch", "unwatch") and node.isdigit() and value.isdigit():
                         _watch(watched, int(node), int(value) if what == "watch" else 0)
     finally:

@@ -18,6 +18,7 @@ import pytest
 import zmq
 
 from protocol.hosts import hosts_in_file
+from protocol.messages import lifecycle as lc
 from protocol.messages import tasks as tm
 from tests.helpers import PuppetError, poll_until
 
@@ -155,8 +156,6 @@ def test_a_client_with_another_key_gets_no_answer_from_a_node_across_hosts(two_h
     finally:
         ctx.term()
     with two_hosts.client(endpoint=node["tcp_endpoint"]) as client:  # the cluster's key is let in
-        from protocol.messages import lifecycle as lc
-
         assert client.call(lc.Ping()).name == "node 2"
 
 
@@ -271,6 +270,33 @@ def test_the_same_pid_on_two_hosts_is_two_tasks(two_hosts, cli):
         for task_id in ids.values():
             client.call(tm.TaskExit(task_id=task_id))
         assert client.call(tm.TaskList()).tasks == []
+
+
+def test_real_mode_holds_between_hosts_run_from_the_send_instant(two_hosts, puppets, cli):
+    # the fake hosts share one clock, told apart as two (NUMA_EMU_HOST in the host key): each
+    # host's estimated offset lies within half the fastest round trip of the truth, 0
+    log = (two_hosts.info.dir / "coordinator.log").read_text()
+    within = {}
+    for h in HOSTS:
+        m = re.search(rf"host {h}: clock offset ([+-]\d+) ns, within (\d+) ns \(fastest of 8 round trips\)", log)
+        assert m, log
+        assert abs(int(m[1])) <= int(m[2])
+        within[h] = int(m[2])
+    task = puppets(two_hosts, 0)  # host a
+    task.do("mmap", **{"as": "far", "length": PAGE})
+    task.do("mbind", mode="bind", nodes=[2], **{"as": "far"})  # host b
+    task.do("write", **{"as": "far", "offset": 0, "data": "07"})
+    cli("latency", "--name", two_hosts.name, "inject", "real", "--dilation", "2000", check=True)
+    try:
+        for _ in range(10):
+            assert task.do("read", **{"as": "far", "offset": 0, "length": 1}) == "07"
+    finally:
+        cli("latency", "--name", two_hosts.name, "inject", "virtual", check=True)
+    with two_hosts.client(endpoint=two_hosts.status().nodes[2]["tcp_endpoint"]) as node2:
+        held = node2.call(lc.ProcHolds(clear=True))  # recorded only when held from the send instant
+    assert len(held.hold_ns) >= 10  # node 0's forwards, stamped by host a's clock
+    for hold, delay in zip(held.hold_ns, held.delay_ns):
+        assert delay >= hold - within["a"] - within["b"] - 1000  # never early beyond the offsets' bounds
 
 
 def test_down_leaves_nothing_on_any_host(cluster_factory, home, cli):
