@@ -78,25 +78,31 @@ def _host_folder(args: argparse.Namespace, header: dict) -> tuple[Path, bool]:
     """As a host's agent (no --cluster-dir): this host's cluster folder, made if need be, with the
     topology and the keys that came on stdin (another host has no copy of the coordinator's), and
     whether the agent owns it. The coordinator's own folder (the agent of its host, same
-    NUMA_EMU_HOME: `up` wrote hosts.json there) is left as it is: its connection file, keys and
-    sockets are the coordinator's, to write and to delete."""
+    NUMA_EMU_HOME: `up` wrote hosts.json and this cluster's keys there) is left as it is: its
+    connection file, keys and sockets are the coordinator's, to write and to delete. A hosts.json
+    with other keys is a coordinator's of an earlier run: the folder is this agent's."""
     from protocol.clusterdir import (HOME_ENV, MARKER_FILE, RUN_DIR, TOPOLOGY_FILE, cluster_dir, make_private,
                                      write_json_atomic)
+    from protocol.errors import NumaEmuError
     from protocol.hosts import HOSTS_FILE, connection
     from protocol.keys import ClusterKeys
 
     if args.home:
         os.environ[HOME_ENV] = args.home
     cdir = cluster_dir(args.name)
+    public, secret = header["keys"]
     if (cdir / HOSTS_FILE).is_file():
-        return cdir, False
+        try:
+            if ClusterKeys.load(cdir).public == public.encode():
+                return cdir, False
+        except NumaEmuError:
+            pass
     if cdir.exists() and not (cdir / MARKER_FILE).is_file() and any(cdir.iterdir()):
         raise SystemExit(f"{cdir} exists but was not made by numa-emu; move it away or pick another cluster name")
     make_private(cdir)
     (cdir / MARKER_FILE).write_text("made by numa-emu up; clean-up deletes only in folders that have this file\n")
     write_json_atomic(cdir / TOPOLOGY_FILE, header["topology"])
     (cdir / RUN_DIR).mkdir(mode=0o700, exist_ok=True)
-    public, secret = header["keys"]
     ClusterKeys.install(cdir, public.encode(), secret.encode())
     # a task on this host attaches through it (numa_emu.cluster.connect)
     write_json_atomic(cdir / CONNECTION_FILE, connection(args.name, args.host, args.coordinator, public.encode(),

@@ -17,7 +17,9 @@ import psutil
 import pytest
 import zmq
 
+from protocol.clusterdir import MARKER_FILE, make_private
 from protocol.hosts import hosts_in_file
+from protocol.keys import ClusterKeys
 from protocol.messages import lifecycle as lc
 from protocol.messages import tasks as tm
 from tests.helpers import PuppetError, poll_until
@@ -202,11 +204,20 @@ def test_a_task_attaches_from_any_host_and_lives_on_its_own_host(two_hosts, home
     assert out.returncode != 0 and "NUMA_EMU_CONNECTION: not a usable connection file" in out.stderr
 
 
-def test_the_agent_of_the_coordinators_host_leaves_the_coordinators_folder_alone(cluster_factory, home):
+def test_the_agent_of_the_coordinators_host_leaves_the_coordinators_folder_alone(cluster_factory, home,
+                                                                                 cluster_name):
     # host a shares the coordinator's NUMA_EMU_HOME (no `home`): its agent works in the coordinator's folder
     path = two_host_topology(home)
     path.write_text(path.read_text().replace(f'home = "{home / "hosts" / "a"}"\n', ""))
+    # host b's folder holds what a coordinator of an earlier run left there (hosts.json, its keys)
+    stale = home / "hosts" / "b" / f"{cluster_name}-0"
+    make_private(stale)
+    (stale / MARKER_FILE).write_text("made by numa-emu up\n")
+    (stale / "hosts.json").write_text("{}")
+    ClusterKeys.create(stale)
     c = cluster_factory(str(path), hosts=hosts_in_file(str(path), 4), launcher="local")
+    assert c.name == f"{cluster_name}-0"
+    assert json.loads((stale / "connection.json").read_text())["host"] == "b"  # b's agent owns its folder
     data = json.loads((c.info.dir / "cluster.json").read_text())
     conn_path = c.info.dir / "connection.json"
     want = {"host": data["coordinator"]["host"], "coordinator": data["coordinator"]["tcp_endpoint"]}
