@@ -71,7 +71,8 @@ class CoordinatorServer:
         self.supervisor = Supervisor(cluster_dir, name, self.endpoint, log_level=log_level, placement=placement)
         self.started_wall = time.time()
         r = self.reactor
-        self.tasks = TaskService(r, self.state, watch_elsewhere=self.supervisor.watch_task)
+        self.tasks = TaskService(r, self.state, watch_elsewhere=self.supervisor.watch_task,
+                                 clocks=self.supervisor.clock_offsets)
         self.latency = LatencyService(self.state, inject, dilation)
         self.trace = TraceService(self.state)
         self.files = FileService(self.state, cluster_dir / STORE_DIR)

@@ -34,12 +34,14 @@ def _create_time(pid: int) -> float | None:
 
 class TaskService:
     def __init__(self, reactor: Reactor, state: ClusterState,
-                 watch_elsewhere: Callable[[str, int, int], bool] = lambda host, task_id, pid: False):
+                 watch_elsewhere: Callable[[str, int, int], bool] = lambda host, task_id, pid: False,
+                 clocks: Callable[[], dict[int, int]] = dict):
         self.reactor = reactor
         self.state = state
         # (host, task id, pid; 0: stop) -> whether that host's agent watches the task's process
         self.watch_elsewhere = watch_elsewhere
         self.host_indexes: dict[str, int] = {}  # host -> the high bits of its tasks' ids
+        self.clocks = clocks  # () -> host key -> its clock minus the coordinator's (ns), on several hosts
         self.table = TaskTable(state.topology)
         self.moving: dict[int, list[Future]] = {}  # task id -> TaskHome requests waiting for its move
         self.sysctl = SysctlService(state)
@@ -58,6 +60,13 @@ class TaskService:
         if rec.state not in ("up", "suspect"):
             raise NumaEmuError(ErrorCode.ENODEV, f"home node {node} is {rec.state}; cannot reach a task there")
         return self.state.endpoints_from(host, [rec])[node]
+
+    def _clocks_for(self, key: int | None) -> list | None:
+        """Every other host's clock against the task's, when the task's is one measured."""
+        clocks = self.clocks()
+        if key not in clocks or len(clocks) < 2:
+            return None
+        return [[k, off - clocks[key]] for k, off in clocks.items() if k != key]
 
     def _host_index(self, host: str) -> int:
         """The high bits of the task ids of `host` (coordinator.tasks.task_id_of): 0 for the
@@ -96,7 +105,8 @@ class TaskService:
                                     cpus_allowed=info["cpus_allowed"], mems_allowed=info["mems_allowed"],
                                     policy=rec.policy.to_wire(), cpuset=rec.cpuset,
                                     page_size=self.state.page_size, n_nodes=len(self.state.nodes),
-                                    node_endpoints=self.state.endpoints_from(host, self.state.live_nodes()))
+                                    node_endpoints=self.state.endpoints_from(host, self.state.live_nodes()),
+                                    clocks=self._clocks_for(msg.clock_key))
 
     def _detach(self, task_id: int):
         rec = self.table.remove(task_id)

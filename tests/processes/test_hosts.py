@@ -17,6 +17,7 @@ import psutil
 import pytest
 import zmq
 
+import numa_emu
 from protocol.clusterdir import MARKER_FILE, make_private
 from protocol.hosts import hosts_in_file
 from protocol.keys import ClusterKeys
@@ -308,6 +309,20 @@ def test_real_mode_holds_between_hosts_run_from_the_send_instant(two_hosts, pupp
     assert len(held.hold_ns) >= 10  # node 0's forwards, stamped by host a's clock
     for hold, delay in zip(held.hold_ns, held.delay_ns):
         assert delay >= hold - within["a"] - within["b"] - 1000  # never early beyond the offsets' bounds
+    # a task of the coordinator's host (this process): node 2's replies, host b's clock, also
+    # held from their send instant
+    with numa_emu.attach(0, cluster=two_hosts.name) as here:
+        far = here.mmap(PAGE)
+        far.mbind("bind", [2])
+        far.write(0, b"\x09")
+        cli("latency", "--name", two_hosts.name, "inject", "real", "--dilation", "2000", check=True)
+        try:
+            for _ in range(10):
+                assert far.read(0, 1) == b"\x09"
+        finally:
+            cli("latency", "--name", two_hosts.name, "inject", "virtual", check=True)
+        assert len(here._home.holds) >= 10
+        assert all(delay >= hold - within["b"] - 1000 for hold, delay in here._home.holds)
 
 
 def test_down_leaves_nothing_on_any_host(cluster_factory, home, cli):
