@@ -31,11 +31,11 @@ import sys
 import time
 from pathlib import Path
 
-from protocol.clusterdir import RUN_DIR, node_log, open_private, process_tag
-from protocol.delaylink import HOST_KEY
-from protocol.hosts import CONNECTION_FILE
-from protocol.keys import KEYS_DIR
-from protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS
+from numa_emu.protocol.clusterdir import RUN_DIR, node_log, open_private, process_tag
+from numa_emu.protocol.delaylink import HOST_KEY
+from numa_emu.protocol.hosts import CONNECTION_FILE
+from numa_emu.protocol.keys import KEYS_DIR
+from numa_emu.protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS
 
 
 def _child(args: argparse.Namespace, node_id: int, token: str) -> None:
@@ -51,7 +51,7 @@ def _child(args: argparse.Namespace, node_id: int, token: str) -> None:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
-        from nodes.__main__ import start_node
+        from numa_emu.nodes.__main__ import start_node
 
         status = start_node(args.cluster_dir, args.name, node_id, args.coordinator, args.alive_fd, token,
                             log_level=args.log_level, host=args.host, bind=args.bind)
@@ -81,11 +81,11 @@ def _host_folder(args: argparse.Namespace, header: dict) -> tuple[Path, bool]:
     NUMA_EMU_HOME: `up` wrote hosts.json and this cluster's keys there) is left as it is: its
     connection file, keys and sockets are the coordinator's, to write and to delete. A hosts.json
     with other keys is a coordinator's of an earlier run: the folder is this agent's."""
-    from protocol.clusterdir import (HOME_ENV, MARKER_FILE, RUN_DIR, TOPOLOGY_FILE, cluster_dir, make_private,
+    from numa_emu.protocol.clusterdir import (HOME_ENV, MARKER_FILE, RUN_DIR, TOPOLOGY_FILE, cluster_dir, make_private,
                                      write_json_atomic)
-    from protocol.errors import NumaEmuError
-    from protocol.hosts import HOSTS_FILE, connection
-    from protocol.keys import ClusterKeys
+    from numa_emu.protocol.errors import NumaEmuError
+    from numa_emu.protocol.hosts import HOSTS_FILE, connection
+    from numa_emu.protocol.keys import ClusterKeys
 
     if args.home:
         os.environ[HOME_ENV] = args.home
@@ -141,7 +141,7 @@ def main() -> None:
 
     where = f"--host {args.host} --home {args.home or '~'}" if args.cluster_dir is None else ""
     setproctitle.setproctitle(f"{process_tag(args.name)} node-zygote {where or f'--cluster-dir {args.cluster_dir}'}")
-    import nodes.server  # noqa: F401  (imported once here, inherited by every fork)
+    import numa_emu.nodes.server  # noqa: F401  (imported once here, inherited by every fork)
 
     # SIGCHLD wakes the select below through this pipe (set_wakeup_fd): no polling
     wake_r, wake_w = os.pipe()

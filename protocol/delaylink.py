@@ -21,7 +21,7 @@ import socket
 import struct
 import time
 
-from protocol.hosts import HOST_ENV
+from numa_emu.protocol.hosts import HOST_ENV
 
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 HOLD_TAG = b"NUMAEMU-HOLD:"

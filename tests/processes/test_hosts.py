@@ -18,11 +18,11 @@ import pytest
 import zmq
 
 import numa_emu
-from protocol.clusterdir import MARKER_FILE, make_private
-from protocol.hosts import hosts_in_file
-from protocol.keys import ClusterKeys
-from protocol.messages import lifecycle as lc
-from protocol.messages import tasks as tm
+from numa_emu.protocol.clusterdir import MARKER_FILE, make_private
+from numa_emu.protocol.hosts import hosts_in_file
+from numa_emu.protocol.keys import ClusterKeys
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.messages import tasks as tm
 from tests.helpers import PuppetError, poll_until
 
 pytestmark = pytest.mark.cluster
