@@ -72,7 +72,8 @@ class CoordinatorServer:
         self.supervisor = Supervisor(cluster_dir, name, self.endpoint, log_level=log_level, placement=placement)
         self.started_wall = time.time()
         r = self.reactor
-        self.tasks = TaskService(r, self.state)
+        self.tasks = TaskService(r, self.state, watch_elsewhere=self.supervisor.watch_task,
+                                 clocks=self.supervisor.clock_offsets)
         self.latency = LatencyService(self.state, inject, dilation)
         self.trace = TraceService(self.state)
         self.files = FileService(self.state, cluster_dir / STORE_DIR)
@@ -223,6 +224,8 @@ class CoordinatorServer:
             if self.state.state == "starting":
                 self._tell_cli(f"error node {node_id} exited during start-up (status {code}); see node-{node_id}.log")
                 self.begin_shutdown()
+        for task_id in self.supervisor.tasks_gone():
+            self.tasks.gone(task_id)
 
     # ---- handlers -----------------------------------------------------------------------
     def on_ping(self, msg: lc.Ping) -> lc.Pong:
@@ -257,9 +260,15 @@ class CoordinatorServer:
             restart.set_result(msg.pid)
         return lc.NodeRegisterReply(cluster=self.name, heartbeat_interval_s=self.state.heartbeat_interval_s)
 
+    def _clocks(self) -> list | None:
+        """Every host's clock against ours, for NodePeers (None on a single host)."""
+        offsets = self.supervisor.clock_offsets()
+        return [[key, offset] for key, offset in offsets.items()] if len(offsets) > 1 else None
+
     def _announce_peers(self):
         nodes = list(self.state.nodes.values())  # each is told the endpoints its own host reaches
-        yield [Call(node_dest(r.id), lc.NodePeers(endpoints=self.state.endpoints_from(r.host, nodes))) for r in nodes]
+        yield [Call(node_dest(r.id), lc.NodePeers(endpoints=self.state.endpoints_from(r.host, nodes),
+                                                   clocks=self._clocks())) for r in nodes]
         yield self.latency.push(self.latency.table)
         yield self.faults.push(self.faults.table)
         yield self.tasks.sysctl.push_all()
@@ -289,7 +298,8 @@ class CoordinatorServer:
         new = node_dest(msg.node_id)
         try:
             yield [Call(node_dest(r.id), lc.NodePeers(endpoints=self.state.endpoints_from(r.host, live),
-                                                      shardless=self.state.shardless())) for r in live]
+                                                      shardless=self.state.shardless(), clocks=self._clocks()))
+                   for r in live]
         except NumaEmuError as exc:  # a peer that did not answer (suspect) still takes node N for dead
             log.warning("node %d restarted, but not every node heard of it: %s", msg.node_id, exc)
         for other in self.state.nodes.values():  # the peers still dead, as the others know them

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 import secrets
 import select
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from numa_emu.protocol.clusterdir import TOPOLOGY_FILE, ZYGOTE_LOG, open_private, process_tag, read_json
+from numa_emu.protocol.delaylink import HOST_KEY, estimate_offset
 from numa_emu.protocol.hosts import Host, pick_endpoint
 from numa_emu.protocol.keys import ClusterKeys
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
@@ -46,6 +48,9 @@ from numa_emu.protocol.logsetup import DEFAULT_LOG_LEVEL
 from numa_emu.protocol.timing import TERM_GRACE_S
 
 _SPAWN_REPORT_TIMEOUT_S = 30.0
+_CLOCK_ROUNDS = 8  # round trips to each agent for its host's clock offset (the fastest one counts)
+_CLOCK_TIMEOUT_S = 5.0  # for all of them: an agent busy forking answers late, not never
+log = logging.getLogger("coordinator.supervisor")
 LAUNCHERS = ("local", "ssh", "slurm")
 # ssh never asks a question (no tty, no password prompt) and gives up on a dead host in seconds
 _SSH_DEFAULTS = ["-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
@@ -63,6 +68,7 @@ class Agent:
     buffer: bytes = b""
     pids: dict[int, int] = field(default_factory=dict)  # node id -> pid, while not reported gone
     spawned: set[int] = field(default_factory=set)  # every node it has reported spawned
+    clock: tuple[int, int, int] | None = None  # its last `clock` answer: (host key, its ns, our ns)
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,8 @@ class Supervisor:
         self._agent_of: dict[int, Agent] = {}
         self._pids: dict[int, int] = {}  # node id -> pid, while not reported gone
         self._exits: list[tuple[int, int]] = []  # reported, not yet handed out by reap()
+        self._tasks_gone: list[int] = []  # reported by agents, not yet handed out by tasks_gone()
+        self._clocks: dict[int, int] = {}  # another host's key -> its clock minus ours (ns)
         self._alive_w: int | None = None
         self._tokens: dict[int, str] = {}  # node id -> the secret its node.register must carry
 
@@ -127,6 +135,37 @@ class Supervisor:
                     self.stop(0)
                     raise NumaEmuError(ErrorCode.EIO, why)
             self._read(min(max(remaining, 0.0), 0.5))
+        for agent in self.agents:
+            if agent.host:
+                self._measure_clock(agent)
+
+    def _measure_clock(self, agent: Agent) -> None:
+        """The clock offset of `agent`'s host from a few round trips over its stdin and stdout
+        (protocol.delaylink.estimate_offset), for real-mode holds between hosts. An agent that
+        does not answer in time leaves its host's offset unknown (holds from the arrival)."""
+        samples, key = [], None
+        deadline = time.monotonic() + _CLOCK_TIMEOUT_S
+        for _ in range(_CLOCK_ROUNDS):
+            agent.clock = None
+            t0 = time.monotonic_ns()
+            if not self._send(agent, "clock 0 0"):
+                return
+            while agent.clock is None and time.monotonic() < deadline:
+                self._read(max(deadline - time.monotonic(), 0.0))
+            if agent.clock is None:
+                log.warning("host %s: its agent did not tell its clock; held messages from it run from the arrival",
+                            agent.host)
+                return
+            key, theirs, t1 = agent.clock
+            samples.append((t0, theirs, t1))
+        offset, rtt = estimate_offset(samples)
+        self._clocks[key] = offset
+        log.info("host %s: clock offset %+d ns, within %d ns (fastest of %d round trips)", agent.host, offset,
+                 rtt // 2, len(samples))
+
+    def clock_offsets(self) -> dict[int, int]:
+        """Host key -> that host's CLOCK_MONOTONIC minus the coordinator's (ns), this host's too."""
+        return {HOST_KEY: 0} | self._clocks
 
     def _failure(self, agent: Agent, timed_out: bool) -> str:
         if not agent.host:
@@ -235,6 +274,10 @@ class Supervisor:
                     self._pids.pop(node_id, None)
                     agent.pids.pop(node_id, None)
                     self._exits.append((node_id, number))
+                elif what == "clock":
+                    agent.clock = (node_id, number, time.monotonic_ns())
+                elif what == "taskgone":
+                    self._tasks_gone.append(node_id)
         return got
 
     def pids(self) -> dict[int, int]:
@@ -263,9 +306,24 @@ class Supervisor:
         if not self._command(node_id, f"spawn {node_id} {token}"):
             raise NumaEmuError(ErrorCode.EIO, "the node fork server is gone; restart the cluster (down, then up)")
 
+    def watch_task(self, host: str, task_id: int, pid: int) -> bool:
+        """Have the agent of `host` watch task `task_id`'s process `pid` there (0: stop watching);
+        its exit comes back from tasks_gone(). False when that host has no agent."""
+        agent = next((a for a in self.agents if a.host and a.host == host), None)
+        return self._send(agent, f"watch {task_id} {pid}" if pid else f"unwatch {task_id} 0")
+
+    def tasks_gone(self) -> list[int]:
+        """Tasks of other hosts whose process exited, as their agents reported since the last call."""
+        self._read(0.0)
+        gone, self._tasks_gone = self._tasks_gone, []
+        return gone
+
     def _command(self, node_id: int, line: str) -> bool:
         """One command to the agent of node `node_id`; False when it is gone."""
-        agent = self._agent_of.get(node_id)
+        return self._send(self._agent_of.get(node_id), line)
+
+    @staticmethod
+    def _send(agent: "Agent | None", line: str) -> bool:
         try:
             assert agent is not None and agent.proc.stdin is not None
             agent.proc.stdin.write(line.encode() + b"\n")

@@ -16,7 +16,18 @@ from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.nodemask import format_nodelist
 from numa_emu.protocol.policy import DEFAULT_POLICY, Policy, make_policy, rebind
 
-__all__ = ["ROOT", "Cpuset", "TaskChange", "TaskRecord", "TaskTable"]
+__all__ = ["HOST_SHIFT", "ROOT", "Cpuset", "TaskChange", "TaskRecord", "TaskTable", "task_id_of"]
+
+# Task ids are unique cluster-wide while pids are only unique per host: a task's id is its pid
+# with its host's index above the pid's bits (Linux's PID_MAX_LIMIT is 2**22). Index 0 is the
+# coordinator's host, so there a task id is the pid, as before hosts and as users expect.
+HOST_SHIFT = 22
+
+
+def task_id_of(pid: int, host_index: int) -> int:
+    if not 0 < pid < 1 << HOST_SHIFT:
+        raise NumaEmuError(ErrorCode.EINVAL, f"pid {pid} is not a Linux pid (1 to {(1 << HOST_SHIFT) - 1})")
+    return host_index << HOST_SHIFT | pid
 
 
 @dataclass
@@ -88,6 +99,9 @@ class TaskTable:
             raise NumaEmuError(ErrorCode.ESRCH, f"no task {task_id} in this cluster") from None
 
     def by_pid(self, pid: int) -> TaskRecord:
+        """The task of pid `pid`: the coordinator's host's first (its task id is the pid)."""
+        if pid in self.tasks:
+            return self.tasks[pid]
         for rec in self.tasks.values():
             if rec.pid == pid:
                 return rec
@@ -110,9 +124,12 @@ class TaskTable:
 
     def register(self, *, pid: int, comm: str, cpu: int | None, policy: dict | None, cpuset: str | None,
                  nodes_bound: list | None, cpus_bound: list | None = None,
-                 create_time: float | None = None, prefer_nodes: frozenset[int] = frozenset()) -> TaskRecord:
-        if pid in self.tasks:
-            raise NumaEmuError(ErrorCode.EEXIST, f"pid {pid} is attached already as a task")
+                 create_time: float | None = None, prefer_nodes: frozenset[int] = frozenset(),
+                 host: str = "", host_index: int = 0) -> TaskRecord:
+        task_id = task_id_of(pid, host_index)
+        if task_id in self.tasks:
+            raise NumaEmuError(ErrorCode.EEXIST, f"pid {pid}{f' of host {host}' if host else ''} is attached already "
+                                                 f"as a task")
         cs = self.cpuset(cpuset)
         cpus = cs.cpus
         if nodes_bound:
@@ -140,8 +157,10 @@ class TaskTable:
             inherited = Policy.from_wire(policy)
             pol = make_policy(int(inherited.mode) | inherited.flags, inherited.user_nodes or inherited.nodes,
                               allowed=cs.mems, possible=self.possible)
-        rec = TaskRecord(pid, pid, comm, cpu, self.cpu_node[cpu], cs.name, pol, create_time)
-        self.tasks[pid] = rec
+        rec = TaskRecord(task_id, pid, comm, cpu, self.cpu_node[cpu], cs.name, pol, create_time)
+        if host:
+            rec.extra["host"] = host
+        self.tasks[task_id] = rec
         return rec
 
     def set_policy(self, task_id: int, mode: int, nodes: list) -> Policy:
@@ -234,4 +253,4 @@ class TaskTable:
         cs = self.cpuset(rec.cpuset)
         return {"task_id": rec.task_id, "pid": rec.pid, "comm": rec.comm, "cpu": rec.cpu, "node": rec.node,
                 "cpuset": rec.cpuset, "cpus_allowed": sorted(cs.cpus), "mems_allowed": sorted(cs.mems),
-                "policy": rec.policy.to_wire()}
+                "policy": rec.policy.to_wire(), "host": rec.extra.get("host", "")}

@@ -5,6 +5,7 @@ these handlers apply them and push the results to the nodes."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import psutil
 
@@ -32,9 +33,15 @@ def _create_time(pid: int) -> float | None:
 
 
 class TaskService:
-    def __init__(self, reactor: Reactor, state: ClusterState):
+    def __init__(self, reactor: Reactor, state: ClusterState,
+                 watch_elsewhere: Callable[[str, int, int], bool] = lambda host, task_id, pid: False,
+                 clocks: Callable[[], dict[int, int]] = dict):
         self.reactor = reactor
         self.state = state
+        # (host, task id, pid; 0: stop) -> whether that host's agent watches the task's process
+        self.watch_elsewhere = watch_elsewhere
+        self.host_indexes: dict[str, int] = {}  # host -> the high bits of its tasks' ids
+        self.clocks = clocks  # () -> host key -> its clock minus the coordinator's (ns), on several hosts
         self.table = TaskTable(state.topology)
         self.moving: dict[int, list[Future]] = {}  # task id -> TaskHome requests waiting for its move
         self.sysctl = SysctlService(state)
@@ -54,6 +61,21 @@ class TaskService:
             raise NumaEmuError(ErrorCode.ENODEV, f"home node {node} is {rec.state}; cannot reach a task there")
         return self.state.endpoints_from(host, [rec])[node]
 
+    def _clocks_for(self, key: int | None) -> list | None:
+        """Every other host's clock against the task's, when the task's is one measured."""
+        clocks = self.clocks()
+        if key not in clocks or len(clocks) < 2:
+            return None
+        return [[k, off - clocks[key]] for k, off in clocks.items() if k != key]
+
+    def _host_index(self, host: str) -> int:
+        """The high bits of the task ids of `host` (coordinator.tasks.task_id_of): 0 for the
+        coordinator's, then the hosts of the nodes in node order, then others as they attach."""
+        if not self.host_indexes:
+            for h in [self.state.host] + [r.host for r in sorted(self.state.nodes.values(), key=lambda r: r.id)]:
+                self.host_indexes.setdefault(h, len(self.host_indexes))
+        return self.host_indexes.setdefault(host, len(self.host_indexes))
+
     def _host(self, task_id: int) -> str:
         return self.table.get(task_id).extra.get("host", self.state.host)
 
@@ -65,8 +87,8 @@ class TaskService:
         rec = self.table.register(pid=msg.pid, comm=msg.comm, cpu=msg.cpu, policy=msg.policy, cpuset=msg.cpuset,
                                   nodes_bound=msg.nodes_bound, cpus_bound=msg.cpus_bound,
                                   create_time=_create_time(msg.pid) if here else None,
-                                  prefer_nodes=frozenset(r.id for r in self.state.nodes.values() if r.host == host))
-        rec.extra["host"] = host
+                                  prefer_nodes=frozenset(r.id for r in self.state.nodes.values() if r.host == host),
+                                  host=host, host_index=self._host_index(host))
         try:
             endpoint = self._endpoint(rec.node, host)
             info = self.table.info(rec)
@@ -78,16 +100,21 @@ class TaskService:
             self.table.remove(rec.task_id)
             raise
         log.info("task %d (%s) attached on cpu %d, node %d", rec.task_id, rec.comm, rec.cpu, rec.node)
+        if not here and not self.watch_elsewhere(host, rec.task_id, rec.pid):
+            log.info("task %d: host %s has no agent to watch it; a crash keeps its memory until down", rec.task_id, host)
         return tm.TaskRegisterReply(task_id=rec.task_id, cpu=rec.cpu, node=rec.node, node_endpoint=endpoint,
                                     cpus_allowed=info["cpus_allowed"], mems_allowed=info["mems_allowed"],
                                     policy=rec.policy.to_wire(), cpuset=rec.cpuset,
                                     page_size=self.state.page_size, n_nodes=len(self.state.nodes),
-                                    node_endpoints=self.state.endpoints_from(host, self.state.live_nodes()))
+                                    node_endpoints=self.state.endpoints_from(host, self.state.live_nodes()),
+                                    clocks=self._clocks_for(msg.clock_key))
 
     def _detach(self, task_id: int):
         rec = self.table.remove(task_id)
         if rec is None:
             raise NumaEmuError(ErrorCode.ESRCH, f"no task {task_id} in this cluster")
+        if rec.extra.get("host", self.state.host) != self.state.host:
+            self.watch_elsewhere(rec.extra["host"], task_id, 0)
         if "home_died" in rec.extra:
             return (yield from self._purge(rec))
         reply = yield Call(node_dest(rec.node), tm.NodeTaskDetach(task_id=task_id))
@@ -270,9 +297,18 @@ class TaskService:
             if _create_time(rec.pid) == rec.create_time and rec.create_time is not None:
                 continue
             if rec.extra.get("host", self.state.host) != self.state.host:
-                continue  # a task of another host: it detaches itself (its pid means nothing here)
-            log.info("task %d (%s) died without detaching; releasing its memory", rec.task_id, rec.comm)
-            self.reactor.spawn(self._detach(rec.task_id), lambda _r, exc: exc and log.warning("detach failed: %s", exc))
+                continue  # a task of another host: its agent watches it (gone)
+            self._died(rec)
+
+    def gone(self, task_id: int) -> None:
+        """The agent of a task's host saw its process exit (supervisor.watch_task)."""
+        rec = self.table.tasks.get(task_id)
+        if rec is not None and rec.extra.get("host", self.state.host) != self.state.host:
+            self._died(rec)
+
+    def _died(self, rec: TaskRecord) -> None:
+        log.info("task %d (%s) died without detaching; releasing its memory", rec.task_id, rec.comm)
+        self.reactor.spawn(self._detach(rec.task_id), lambda _r, exc: exc and log.warning("detach failed: %s", exc))
 
 
 class SysctlService:

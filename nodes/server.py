@@ -18,6 +18,7 @@ from numa_emu.nodes.framepool import FramePool
 from numa_emu.nodes.node import Node
 from numa_emu.nodes.store import Store
 from numa_emu.protocol.clusterdir import STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_json
+from numa_emu.protocol.delaylink import HOST_KEY
 from numa_emu.protocol.effects import Call
 from numa_emu.protocol.errors import NumaEmuError
 from numa_emu.protocol.faults import FaultInjector, FaultTable
@@ -150,6 +151,9 @@ class NodeServer:
             self.reactor.routes[node_dest(int(node_id))] = endpoint
             self.reactor.mark_up(node_dest(int(node_id)))
         self.node.peers_up([int(n) for n in msg.endpoints], [int(n) for n in msg.shardless or ()])
+        clocks = {int(key): int(offset) for key, offset in msg.clocks or ()}
+        if HOST_KEY in clocks:  # against the coordinator's clock: make them against ours
+            self.reactor.set_clock_offsets({k: off - clocks[HOST_KEY] for k, off in clocks.items() if k != HOST_KEY})
         return Ok()
 
     def on_node_down(self, msg: lc.NodeDown) -> None:

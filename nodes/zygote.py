@@ -5,7 +5,9 @@ everything again (64 nodes: about 5 s of start-up otherwise, on 2 cores).
 It stays the parent of the nodes: it reaps them and reports to the coordinator, one line per
 event on stdout: `spawned NODE PID`, `exited NODE STATUS` (STATUS negative: killed by that
 signal). It takes commands on stdin after the first line, `spawn NODE TOKEN` (`numa-emu node
-restart`) and `signal NODE SIGNUM` (a node on another host), and leaves once stdin is closed (the
+restart`) and `signal NODE SIGNUM` (a node on another host), `watch TASK PID` and `unwatch TASK 0` (a task of
+this host: reported `taskgone TASK 0` when its process exits), `clock 0 0` (answered `clock HOST_KEY
+NS`, its CLOCK_MONOTONIC: the coordinator estimates this host's clock offset), and leaves once stdin is closed (the
 coordinator stopped or died) and every node has exited.
 
 On a cluster of several hosts it is each host's agent (protocol.hosts): started over ssh or srun
@@ -26,9 +28,11 @@ import select
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
-from numa_emu.protocol.clusterdir import CLUSTER_FILE, RUN_DIR, node_log, open_private, process_tag
+from numa_emu.protocol.clusterdir import RUN_DIR, node_log, open_private, process_tag
+from numa_emu.protocol.delaylink import HOST_KEY
 from numa_emu.protocol.hosts import CONNECTION_FILE
 from numa_emu.protocol.keys import KEYS_DIR
 from numa_emu.protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS
@@ -70,29 +74,54 @@ def _report(line: str) -> None:
         pass  # the coordinator is gone; the nodes will notice through the parent-alive pipe
 
 
-def _host_folder(args: argparse.Namespace, header: dict) -> Path:
+def _host_folder(args: argparse.Namespace, header: dict) -> tuple[Path, bool]:
     """As a host's agent (no --cluster-dir): this host's cluster folder, made if need be, with the
-    topology and the keys that came on stdin (another host has no copy of the coordinator's)."""
+    topology and the keys that came on stdin (another host has no copy of the coordinator's), and
+    whether the agent owns it. The coordinator's own folder (the agent of its host, same
+    NUMA_EMU_HOME: `up` wrote hosts.json and this cluster's keys there) is left as it is: its
+    connection file, keys and sockets are the coordinator's, to write and to delete. A hosts.json
+    with other keys is a coordinator's of an earlier run: the folder is this agent's."""
     from numa_emu.protocol.clusterdir import (HOME_ENV, MARKER_FILE, RUN_DIR, TOPOLOGY_FILE, cluster_dir, make_private,
                                      write_json_atomic)
-    from numa_emu.protocol.hosts import connection
+    from numa_emu.protocol.errors import NumaEmuError
+    from numa_emu.protocol.hosts import HOSTS_FILE, connection
     from numa_emu.protocol.keys import ClusterKeys
 
     if args.home:
         os.environ[HOME_ENV] = args.home
     cdir = cluster_dir(args.name)
+    public, secret = header["keys"]
+    if (cdir / HOSTS_FILE).is_file():
+        try:
+            if ClusterKeys.load(cdir).public == public.encode():
+                return cdir, False
+        except NumaEmuError:
+            pass
     if cdir.exists() and not (cdir / MARKER_FILE).is_file() and any(cdir.iterdir()):
         raise SystemExit(f"{cdir} exists but was not made by numa-emu; move it away or pick another cluster name")
     make_private(cdir)
     (cdir / MARKER_FILE).write_text("made by numa-emu up; clean-up deletes only in folders that have this file\n")
     write_json_atomic(cdir / TOPOLOGY_FILE, header["topology"])
     (cdir / RUN_DIR).mkdir(mode=0o700, exist_ok=True)
-    public, secret = header["keys"]
     ClusterKeys.install(cdir, public.encode(), secret.encode())
     # a task on this host attaches through it (numa_emu.cluster.connect)
     write_json_atomic(cdir / CONNECTION_FILE, connection(args.name, args.host, args.coordinator, public.encode(),
                                                          secret.encode()))
-    return cdir
+    return cdir, True
+
+
+def _watch(watched: dict[int, int], task_id: int, pid: int) -> None:
+    """`watch TASK PID`: tell the coordinator `taskgone TASK 0` when process PID of this host
+    exits (a pidfd turns readable; the coordinator cannot see another host's pids); `unwatch TASK 0`
+    (it detached) stops that."""
+    for fd in [fd for fd, t in watched.items() if t == task_id]:
+        os.close(fd)
+        del watched[fd]
+    if pid:
+        try:
+            watched[os.pidfd_open(pid)] = task_id
+        except OSError:  # gone already (or no such pid here)
+            _report(f"taskgone {task_id} 0")
 
 
 def main() -> None:
@@ -121,6 +150,7 @@ def main() -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     children: dict[int, int] = {}
+    watched: dict[int, int] = {}  # pidfd -> task id: this host's tasks, watched for the coordinator
 
     commands, pending = True, b""
     while b"\n" not in pending:  # the first line: every node's token (os.read: no buffer to share with select)
@@ -133,10 +163,10 @@ def main() -> None:
     header = json.loads(first or b"{}")
     tokens = {int(k): str(v) for k, v in header.get("tokens", {}).items()}
     alive_w = None
-    made_folder = args.cluster_dir is None
-    if made_folder:
+    made_folder = False  # True: this agent owns the host's folder (and cleans it at exit)
+    if args.cluster_dir is None:
         try:
-            args.cluster_dir = _host_folder(args, header)
+            args.cluster_dir, made_folder = _host_folder(args, header)
         except (OSError, KeyError, ValueError) as exc:
             raise SystemExit(f"agent of host {args.host}: cannot prepare the cluster folder: {exc}") from None
     if args.alive_fd is None:  # stdin (an ssh session, srun's pipe) is the coordinator's life: its EOF ends ours
@@ -170,7 +200,10 @@ def main() -> None:
                     _report(f"exited {node_id} {os.waitstatus_to_exitcode(status)}")
             if not children and not commands:
                 break
-            ready, _, _ = select.select([0, wake_r] if commands else [wake_r], [], [])
+            ready, _, _ = select.select(([0, wake_r] if commands else [wake_r]) + list(watched), [], [])
+            for fd in [fd for fd in ready if fd in watched]:  # a task of this host exited
+                os.close(fd)
+                _report(f"taskgone {watched.pop(fd)} 0")
             if wake_r in ready:
                 try:
                     os.read(wake_r, 512)
@@ -196,12 +229,15 @@ def main() -> None:
                                 os.kill(pid, int(value))
                             except (ProcessLookupError, ValueError):
                                 pass
+                    elif what == "clock":  # the coordinator measures this host's clock (delaylink.estimate_offset)
+                        _report(f"clock {HOST_KEY} {time.monotonic_ns()}")
+                    elif what in ("watch", "unwatch") and node.isdigit() and value.isdigit():
+                        _watch(watched, int(node), int(value) if what == "watch" else 0)
     finally:
         if made_folder:  # this host's way in goes with the cluster, and so do its keys and sockets
             (args.cluster_dir / CONNECTION_FILE).unlink(missing_ok=True)
-            if not (args.cluster_dir / CLUSTER_FILE).exists():  # unless the coordinator shares the folder
-                for folder in (KEYS_DIR, RUN_DIR):
-                    shutil.rmtree(args.cluster_dir / folder, ignore_errors=True)
+            for folder in (KEYS_DIR, RUN_DIR):
+                shutil.rmtree(args.cluster_dir / folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Iterable
 
 from numa_emu.direct import DirectPath
+from numa_emu.protocol import delaylink
 from numa_emu.protocol.client import Client, TaskChannel
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.keys import ClusterKeys
@@ -449,13 +450,14 @@ def attach(cpu: int | None = None, *, cluster: str | None = None, comm: str | No
         reply = coordinator.call(tm.TaskRegister(
             pid=os.getpid(), comm=comm or os.path.basename(sys.argv[0] or "python"), cpu=cpu, policy=policy,
             cpuset=os.environ.get(ENV_CPUSET) or None, nodes_bound=nodes_bound, cpus_bound=cpus_bound,
-            host=info.host or None,
+            host=info.host or None, clock_key=delaylink.HOST_KEY,
             cap_sys_nice=os.geteuid() == 0 if cap_sys_nice is None else bool(cap_sys_nice)))
     except BaseException:
         coordinator.close()
         raise
     endpoints = reply.node_endpoints or {}
-    home = (TaskChannel(reply.node, {int(n): ep for n, ep in endpoints.items()}, keys=info.keys)
+    home = (TaskChannel(reply.node, {int(n): ep for n, ep in endpoints.items()}, keys=info.keys,
+                        clock_offsets={int(k): int(off) for k, off in reply.clocks or ()})
             if reply.node in endpoints else Client(reply.node_endpoint, keys=info.keys))
     task = Task(reply, coordinator, home, info.keys)
     atexit.register(task.detach)

@@ -145,8 +145,10 @@ class TaskChannel(_OwnSocket):
     (`real` mode) is held here until due, as a node holds its messages (protocol.delaylink)."""
 
     def __init__(self, home: int, endpoints: dict[int, str], *, keys: ClusterKeys,
-                 timeout_s: float = CLIENT_TIMEOUT_S, context: zmq.Context | None = None):
+                 timeout_s: float = CLIENT_TIMEOUT_S, context: zmq.Context | None = None,
+                 clock_offsets: dict[int, int] | None = None):
         self.endpoint = endpoints[home]
+        self.clock_offsets = dict(clock_offsets or {})  # another host's key -> its clock minus ours (ns)
         self._endpoints = dict(endpoints)
         self.timeout_s = timeout_s
         self.identity = f"task:{os.getpid()}:{secrets.token_hex(6)}".encode()
@@ -208,7 +210,7 @@ class TaskChannel(_OwnSocket):
 
     def _hold(self, stamp: bytes) -> None:
         now_ns = time.monotonic_ns()
-        hold_s, sent_ns = delaylink.read_stamp(stamp, now_ns)
+        hold_s, sent_ns = delaylink.read_stamp(stamp, now_ns, offsets=self.clock_offsets)
         delaylink.wait_until(delaylink.due_s(hold_s, sent_ns, now_ns))
         if sent_ns is not None:
             self.holds.append((round(hold_s * 1e9), time.monotonic_ns() - sent_ns))

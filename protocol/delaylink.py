@@ -2,19 +2,26 @@
 
 A sender appends HOLD_TAG + (hold seconds, its CLOCK_MONOTONIC at sending in ns, its host key);
 the receiver holds the message until the send instant plus the hold. Every process of one host
-reads the same CLOCK_MONOTONIC (time.monotonic_ns), so the stamp is comparable only between
-processes with the same host key; from another host (docs/design.md#where-it-goes-next) the hold runs from
-the arrival instead. HOST_KEY names the clock: the kernel's boot id (a fresh random UUID at
-every boot, proc(5) /proc/sys/kernel/random/boot_id), else a hash of the host name. A process in
-its own time namespace (time_namespaces(7)) shares the boot id but not the clock's offset;
-numa-emu never starts its processes that way.
+reads the same CLOCK_MONOTONIC (time.monotonic_ns), so the stamp is comparable as it is between
+processes with the same host key; from another host it is comparable once that host's clock
+offset is known (estimate_offset: the coordinator measures each host's agent at start, and
+every node learns the offsets with its peers), else the hold runs from the arrival. HOST_KEY
+names the clock: the kernel's boot id (a fresh random UUID at every boot, proc(5)
+/proc/sys/kernel/random/boot_id), else a hash of the host name, together with the time namespace
+(time_namespaces(7): its own CLOCK_MONOTONIC offset) and $NUMA_EMU_HOST when set (a fake host of a
+test: a clock of its own as far as the link can tell).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import hashlib
+import os
 import socket
 import struct
 import time
+
+from numa_emu.protocol.hosts import HOST_ENV
 
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 HOLD_TAG = b"NUMAEMU-HOLD:"
@@ -33,6 +40,11 @@ def host_key() -> int:
             text = f.read().strip()
     except OSError:
         text = b"host:" + socket.gethostname().encode()
+    try:
+        text += b"|" + os.readlink("/proc/self/ns/time").encode()
+    except OSError:
+        pass  # no time namespaces: one clock per boot
+    text += b"|" + os.environ.get(HOST_ENV, "").encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
 
 
@@ -48,16 +60,33 @@ def is_stamp(frame: bytes) -> bool:
     return len(frame) == HOLD_FRAME_BYTES and frame[:len(HOLD_TAG)] == HOLD_TAG
 
 
-def read_stamp(frame: bytes, now_ns: int, host: int = HOST_KEY) -> tuple[float, int | None]:
-    """(hold in seconds, send instant in ns or None) of a stamp frame received at `now_ns`. The
-    hold is clamped to [0, MAX_HOLD_S] (NaN: 0). The send instant is None when it cannot be used:
-    another host's clock, or a stamp from the future or from too long ago; then the hold runs
-    from the arrival."""
+def read_stamp(frame: bytes, now_ns: int, host: int = HOST_KEY,
+               offsets: Mapping[int, int] | None = None) -> tuple[float, int | None]:
+    """(hold in seconds, send instant in ns of our clock or None) of a stamp frame received at
+    `now_ns`. The hold is clamped to [0, MAX_HOLD_S] (NaN: 0). `offsets`: host key -> that host's
+    clock minus ours (ns). The send instant is None when it cannot be used: another host's clock
+    whose offset is unknown, or a stamp from the future or from too long ago (an offset estimated
+    a little high puts a stamp a little in the future: the hold then runs from the arrival)."""
     hold_s, sent_ns, key = _HOLD.unpack_from(frame, len(HOLD_TAG))
     hold_s = min(hold_s, MAX_HOLD_S) if hold_s > 0 else 0.0
-    if key != host or not 0 <= now_ns - sent_ns <= MAX_HOLD_S * 1e9:
+    if key != host:
+        offset = offsets.get(key) if offsets else None
+        if offset is None:
+            return hold_s, None
+        sent_ns -= offset
+    if not 0 <= now_ns - sent_ns <= MAX_HOLD_S * 1e9:
         return hold_s, None
     return hold_s, sent_ns
+
+
+def estimate_offset(samples: Iterable[tuple[int, int, int]]) -> tuple[int, int]:
+    """Another clock's offset from ours as NTP estimates it, from round trips (t0 sent by our
+    clock, t the other clock's reading when it answered, t1 received by ours), all in ns:
+    (offset = other minus ours, round trip) of the fastest round trip, where the answer's
+    instant is least uncertain; the true offset lies within half that round trip of it.
+    ValueError without samples."""
+    t0, t, t1 = min(samples, key=lambda s: s[2] - s[0])
+    return t - (t0 + t1) // 2, t1 - t0
 
 
 def wait_until(due: float) -> None:

@@ -55,12 +55,18 @@ class DelayingLink:
         self._held: list[tuple[float, int, Callable[[], None]]] = []  # (due, seq, action)
         self._seq = itertools.count()
         self._last_due: dict[tuple[bool, bytes], float] = {}  # link (see take_in) -> last due time
+        self.clock_offsets: dict[int, int] = {}  # another host's key -> its clock minus ours (ns)
         # (hold_ns, delay_ns) of the last held messages from this host: delay is send to delivery
         self.holds: collections.deque[tuple[int, int]] = collections.deque(maxlen=_HOLD_RECORDS)
 
     def set_delay(self, delay: Callable[[str, int], float] | None) -> None:
         """Peer name, bytes -> seconds to hold a message to it back (`real` mode); None: none."""
         self.delay = delay
+
+    def set_clock_offsets(self, offsets: dict[int, int]) -> None:
+        """Other hosts' clocks (host key -> its CLOCK_MONOTONIC minus ours, ns): a message they
+        stamp is held from its send instant too (protocol.delaylink.read_stamp)."""
+        self.clock_offsets = dict(offsets)
 
     # ---- sending --------------------------------------------------------------------------
     def hold_s(self, peer: bytes | str | None, frames: list[bytes]) -> float:
@@ -98,14 +104,14 @@ class DelayingLink:
     def take_in(self, frames: list[bytes], serve: Callable[[list[bytes]], None], incoming: bool) -> None:
         """Serve received frames now, or once their hold is over when the sender's link stamped
         them. `incoming`: they came to the bound ROUTER (else to the outgoing socket); with the
-        sender's routing id, it names the link they came over. On the same host the hold runs
-        from the send instant (one CLOCK_MONOTONIC for every process), from another host from
-        the arrival (protocol.delaylink)."""
+        sender's routing id, it names the link they came over. The hold runs from the send
+        instant on the same host (one CLOCK_MONOTONIC for every process) and from a host whose
+        clock offset is known, else from the arrival (protocol.delaylink)."""
         last = frames[-1]
         if len(frames) > 2 and delaylink.is_stamp(last):
             frames = frames[:-1]
             now_ns = time.monotonic_ns()
-            hold_s, sent_ns = delaylink.read_stamp(last, now_ns)
+            hold_s, sent_ns = delaylink.read_stamp(last, now_ns, offsets=self.clock_offsets)
             # FIFO per link, as on a real interconnect: jitter never lets a later message overtake.
             link = (incoming, frames[0])
             due = max(delaylink.due_s(hold_s, sent_ns, now_ns), self._last_due.get(link, 0.0))

@@ -170,6 +170,10 @@ class Reactor(PeerCalls):
         (None: no delay)."""
         self.link.set_delay(delay)
 
+    def set_clock_offsets(self, offsets: dict[int, int]) -> None:
+        """Other hosts' clocks against ours (protocol.link.DelayingLink.set_clock_offsets)."""
+        self.link.set_clock_offsets(offsets)
+
     def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
         self._fd_handlers[fd] = callback
         self.poller.register(fd, zmq.POLLIN)

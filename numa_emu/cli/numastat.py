@@ -93,10 +93,11 @@ def machine(info: cluster.ClusterInfo) -> lc.ClusterStatusReply:
 
 
 def tasks_matching(info: cluster.ClusterInfo, spec: str) -> list[dict]:
-    """numastat.c: all digits is a PID; anything else is a pattern searched in the task names."""
+    """numastat.c: all digits is a PID (of this host: pids of other hosts may be the same);
+    anything else is a pattern searched in the task names."""
     tasks = ask(info, tm.TaskList()).tasks
     if spec.isdigit():
-        return [t for t in tasks if t["pid"] == int(spec)]
+        return [t for t in tasks if t["pid"] == int(spec) and t.get("host", "") in ("", info.host)]
     return sorted((t for t in tasks if spec in t["comm"]), key=lambda t: t["pid"])
 
 
@@ -160,7 +161,8 @@ class _Specs:
         """Fill in the tasks of the PIDs given as digits."""
         missing = [pid for pid, task in self.listed.items() if task is None]
         if missing:
-            by_pid = {t["pid"]: t for t in ask(self.info, tm.TaskList()).tasks}
+            by_pid = {t["pid"]: t for t in ask(self.info, tm.TaskList()).tasks
+                      if t.get("host", "") in ("", self.info.host)}  # a pid of this host
             for pid in missing:
                 self.listed[pid] = by_pid.get(pid)
 

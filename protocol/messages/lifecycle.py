@@ -115,6 +115,9 @@ class NodePeers(Request):
     reply = Ok
     endpoints: dict  # node id -> endpoint
     shardless: list | None = None  # nodes that died since start: no directory home (docs/protocol.md#a-nodes-death)
+    # [[host key, its CLOCK_MONOTONIC minus the coordinator's in ns], ...]: a cluster on several
+    # hosts (protocol.delaylink: real-mode holds from the send instant across hosts)
+    clocks: list | None = None
 
 
 @message

@@ -21,6 +21,9 @@ class TaskRegisterReply(Reply):
     # node id -> endpoint of every node that is up: the task connects to each, so that the node
     # owning a page can answer the task's forwarded access itself (protocol.client.TaskChannel)
     node_endpoints: dict | None = None
+    # [[host key, its CLOCK_MONOTONIC minus the task's in ns], ...] when the task's clock is one the
+    # coordinator measured (protocol.delaylink: real-mode replies from other hosts held from their send)
+    clocks: list | None = None
 
 
 @message
@@ -38,6 +41,7 @@ class TaskRegister(Request):
     cpus_bound: list | None = None  # numactl --physcpubind: run on one of these CPUs
     host: str | None = None  # the task's host (protocol.hosts): its nodes' endpoints are picked for it
     cap_sys_nice: bool = True  # the process may move pages other tasks map (MPOL_MF_MOVE_ALL)
+    clock_key: int | None = None  # its clock's host key (protocol.delaylink.HOST_KEY)
 
 
 @message

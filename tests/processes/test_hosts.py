@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,11 @@ import psutil
 import pytest
 import zmq
 
+import numa_emu
+from numa_emu.protocol.clusterdir import MARKER_FILE, make_private
 from numa_emu.protocol.hosts import hosts_in_file
+from numa_emu.protocol.keys import ClusterKeys
+from numa_emu.protocol.messages import lifecycle as lc
 from numa_emu.protocol.messages import tasks as tm
 from tests.helpers import PuppetError, poll_until
 
@@ -154,8 +159,6 @@ def test_a_client_with_another_key_gets_no_answer_from_a_node_across_hosts(two_h
     finally:
         ctx.term()
     with two_hosts.client(endpoint=node["tcp_endpoint"]) as client:  # the cluster's key is let in
-        from numa_emu.protocol.messages import lifecycle as lc
-
         assert client.call(lc.Ping()).name == "node 2"
 
 
@@ -200,6 +203,126 @@ def test_a_task_attaches_from_any_host_and_lives_on_its_own_host(two_hosts, home
     out = subprocess.run([sys.executable, "-c", ATTACH], capture_output=True, text=True, timeout=60,
                          env={k: v for k, v in (os.environ | env).items() if v is not None})
     assert out.returncode != 0 and "NUMA_EMU_CONNECTION: not a usable connection file" in out.stderr
+
+
+def test_the_agent_of_the_coordinators_host_leaves_the_coordinators_folder_alone(cluster_factory, home,
+                                                                                 cluster_name):
+    # host a shares the coordinator's NUMA_EMU_HOME (no `home`): its agent works in the coordinator's folder
+    path = two_host_topology(home)
+    path.write_text(path.read_text().replace(f'home = "{home / "hosts" / "a"}"\n', ""))
+    # host b's folder holds what a coordinator of an earlier run left there (hosts.json, its keys)
+    stale = home / "hosts" / "b" / f"{cluster_name}-0"
+    make_private(stale)
+    (stale / MARKER_FILE).write_text("made by numa-emu up\n")
+    (stale / "hosts.json").write_text("{}")
+    ClusterKeys.create(stale)
+    c = cluster_factory(str(path), hosts=hosts_in_file(str(path), 4), launcher="local")
+    assert c.name == f"{cluster_name}-0"
+    assert json.loads((stale / "connection.json").read_text())["host"] == "b"  # b's agent owns its folder
+    data = json.loads((c.info.dir / "cluster.json").read_text())
+    conn_path = c.info.dir / "connection.json"
+    want = {"host": data["coordinator"]["host"], "coordinator": data["coordinator"]["tcp_endpoint"]}
+    conn = json.loads(conn_path.read_text())  # the coordinator's, not rewritten by host a's agent
+    assert {k: conn[k] for k in want} == want
+    assert sorted(p.name for p in (c.info.dir / "run").glob("node-*.sock")) == ["node-0.sock", "node-1.sock"]
+    # host a's agent leaves (its finally runs): the coordinator's way in, keys and sockets stay
+    agent = next(a["pid"] for a in data["agents"] if a["host"] == "a")
+    os.kill(agent, signal.SIGINT)
+    poll_until(lambda: [n["state"] for n in c.status().nodes][:2] == ["dead", "dead"], timeout_s=10.0,
+               what="host a's nodes dead with their agent")
+    assert {k: json.loads(conn_path.read_text())[k] for k in want} == want
+    assert (c.info.dir / "keys" / "cluster.key_secret").is_file() and (c.info.dir / "run").is_dir()
+
+
+HOLD = """
+import numa_emu, sys
+task = numa_emu.attach()
+far = task.mmap(2 * 4096)
+far.mbind("bind", [1])
+far.write(0, b"x" * 8192)
+print(task.task_id, flush=True)
+sys.stdin.read()
+"""
+
+
+def _tasks(c) -> list:
+    with c.client() as client:
+        return client.call(tm.TaskList()).tasks
+
+
+def test_a_task_of_another_host_killed_by_sigkill_is_detached_by_its_hosts_agent(two_hosts, home):
+    env = dict(os.environ, NUMA_EMU_HOME=str(home / "hosts" / "b"), NUMA_EMU_CLUSTER=two_hosts.name,
+               NUMA_EMU_HOST="b")
+    with subprocess.Popen([sys.executable, "-c", HOLD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                          env=env) as proc:
+        try:
+            task_id = int(proc.stdout.readline())
+            assert [(t["task_id"], t["node"]) for t in _tasks(two_hosts)] == [(task_id, 2)]  # its home on host b
+            assert _vm(two_hosts)[1]["nr_anon_pages"] == 2  # its pages on host a
+        finally:
+            proc.kill()
+    poll_until(lambda: not _tasks(two_hosts), timeout_s=10.0, what="the killed task detached")
+    assert _total(two_hosts, "nr_anon_pages") == 0
+
+
+def test_the_same_pid_on_two_hosts_is_two_tasks(two_hosts, cli):
+    pid = os.getpid()  # as if hosts a and b each ran a process with this pid
+    with two_hosts.client() as client:
+        ids = {h: client.call(tm.TaskRegister(pid=pid, comm=f"twin-{h}", host=h)).task_id for h in ("a", "b")}
+        assert ids == {"a": (1 << 22) + pid, "b": (2 << 22) + pid}  # the coordinator's host is index 0
+        listed = {t["task_id"]: (t["pid"], t["host"], t["node"]) for t in client.call(tm.TaskList()).tasks}
+        assert listed == {ids["a"]: (pid, "a", 0), ids["b"]: (pid, "b", 2)}
+        # numastat -p PID means a pid of the host it runs on: neither twin is one of this host's
+        out = cli("numastat", "--name", two_hosts.name, "-p", str(pid))
+        assert (out.returncode, out.stderr) == (1, f"Can't read /proc/{pid}/numa_maps: No such file or directory\n")
+        ids["here"] = client.call(tm.TaskRegister(pid=pid, comm="twin-here")).task_id
+        assert ids["here"] == pid  # on the coordinator's host a task id is the pid
+        out = cli("numastat", "--name", two_hosts.name, "-p", str(pid), check=True)
+        assert f"Per-node process memory usage (in MBs) for PID {pid} (twin-here)" in out.stdout, out.stdout
+        for task_id in ids.values():
+            client.call(tm.TaskExit(task_id=task_id))
+        assert client.call(tm.TaskList()).tasks == []
+
+
+def test_real_mode_holds_between_hosts_run_from_the_send_instant(two_hosts, puppets, cli):
+    # the fake hosts share one clock, told apart as two (NUMA_EMU_HOST in the host key): each
+    # host's estimated offset lies within half the fastest round trip of the truth, 0
+    log = (two_hosts.info.dir / "coordinator.log").read_text()
+    within = {}
+    for h in HOSTS:
+        m = re.search(rf"host {h}: clock offset ([+-]\d+) ns, within (\d+) ns \(fastest of 8 round trips\)", log)
+        assert m, log
+        assert abs(int(m[1])) <= int(m[2])
+        within[h] = int(m[2])
+    task = puppets(two_hosts, 0)  # host a
+    task.do("mmap", **{"as": "far", "length": PAGE})
+    task.do("mbind", mode="bind", nodes=[2], **{"as": "far"})  # host b
+    task.do("write", **{"as": "far", "offset": 0, "data": "07"})
+    cli("latency", "--name", two_hosts.name, "inject", "real", "--dilation", "2000", check=True)
+    try:
+        for _ in range(10):
+            assert task.do("read", **{"as": "far", "offset": 0, "length": 1}) == "07"
+    finally:
+        cli("latency", "--name", two_hosts.name, "inject", "virtual", check=True)
+    with two_hosts.client(endpoint=two_hosts.status().nodes[2]["tcp_endpoint"]) as node2:
+        held = node2.call(lc.ProcHolds(clear=True))  # recorded only when held from the send instant
+    assert len(held.hold_ns) >= 10  # node 0's forwards, stamped by host a's clock
+    for hold, delay in zip(held.hold_ns, held.delay_ns):
+        assert delay >= hold - within["a"] - within["b"] - 1000  # never early beyond the offsets' bounds
+    # a task of the coordinator's host (this process): node 2's replies, host b's clock, also
+    # held from their send instant
+    with numa_emu.attach(0, cluster=two_hosts.name) as here:
+        far = here.mmap(PAGE)
+        far.mbind("bind", [2])
+        far.write(0, b"\x09")
+        cli("latency", "--name", two_hosts.name, "inject", "real", "--dilation", "2000", check=True)
+        try:
+            for _ in range(10):
+                assert far.read(0, 1) == b"\x09"
+        finally:
+            cli("latency", "--name", two_hosts.name, "inject", "virtual", check=True)
+        assert len(here._home.holds) >= 10
+        assert all(delay >= hold - within["b"] - 1000 for hold, delay in here._home.holds)
 
 
 def test_down_leaves_nothing_on_any_host(cluster_factory, home, cli):

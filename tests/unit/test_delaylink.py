@@ -56,3 +56,33 @@ def test_wait_until_returns_no_sooner_than_due():
     due = time.monotonic() + 0.003
     delaylink.wait_until(due)
     assert time.monotonic() >= due
+
+
+def test_another_hosts_stamp_counts_from_its_send_instant_once_its_clock_offset_is_known():
+    other = delaylink.HOST_KEY ^ 1
+    frame = delaylink.HOLD_TAG + delaylink._HOLD.pack(0.002, 5_000_000_000, other)  # its clock: 5 s
+    # its clock runs 3 s ahead of ours: sent at 2 s of ours, received at 2.0004 s
+    assert delaylink.read_stamp(frame, 2_000_400_000) == (0.002, None)  # unknown offset: from the arrival
+    assert delaylink.read_stamp(frame, 2_000_400_000, offsets={other: 3_000_000_000}) == (0.002, 2_000_000_000)
+    # an offset estimated too high puts the send instant after the arrival: from the arrival then
+    assert delaylink.read_stamp(frame, 2_000_400_000, offsets={other: 2_999_000_000}) == (0.002, None)
+
+
+def test_the_clock_offset_is_estimated_from_the_fastest_round_trip():
+    offset = -7_654_321_000  # injected: the other clock is 7.65 s behind ours
+    # (sent, the other clock when it answered, received): the answer lands at a different point
+    # of each round trip; only the fastest bounds it tightly
+    trips = [(1_000, 600, 9_000), (20_000, 400, 5_000), (40_000, 1_500, 3_000), (60_000, 100, 400)]
+    samples = [(t0, t0 + answer + offset, t0 + rtt) for t0, answer, rtt in trips]
+    assert delaylink.estimate_offset(samples) == (offset + 100 - 200, 400)  # within half the round trip
+    assert abs(delaylink.estimate_offset(samples)[0] - offset) <= 400 // 2
+    with pytest.raises(ValueError):
+        delaylink.estimate_offset([])
+
+
+def test_the_host_key_tells_fake_hosts_apart(monkeypatch):
+    monkeypatch.setenv("NUMA_EMU_HOST", "a")
+    a = delaylink.host_key()
+    monkeypatch.setenv("NUMA_EMU_HOST", "b")
+    b = delaylink.host_key()
+    assert a != b and b == delaylink.host_key()

@@ -100,3 +100,21 @@ def test_a_cluster_of_another_host_in_a_shared_home_is_reached_over_tcp_and_neve
     info = cluster.find("c1", tmp_path)
     assert (info.endpoint, info.host) == ("tcp://10.0.0.1:5000", "login1")
     assert (cdir / "cluster.json").exists()  # pid 1 is not its coordinator here, and that is no staleness
+
+
+def test_task_ids_carry_the_host_index_above_the_pid():
+    from numa_emu.coordinator.tasks import HOST_SHIFT, TaskTable, task_id_of
+
+    assert task_id_of(4321, 0) == 4321  # the coordinator's host: the pid itself
+    assert task_id_of(4321, 2) == (2 << HOST_SHIFT) + 4321
+    for bad in (0, -1, 1 << HOST_SHIFT):
+        with pytest.raises(NumaEmuError, match=rf"^EINVAL: pid {bad} is not a Linux pid \(1 to 4194303\)$"):
+            task_id_of(bad, 1)
+    table = TaskTable({"nodes": [{"id": 0, "cpus": [0, 1]}, {"id": 1, "cpus": [2, 3]}]})
+    here = table.register(pid=77, comm="x", cpu=None, policy=None, cpuset=None, nodes_bound=None)
+    there = table.register(pid=77, comm="y", cpu=None, policy=None, cpuset=None, nodes_bound=None, host="b",
+                           host_index=1)  # the same pid on another host: another task
+    assert (here.task_id, there.task_id) == (77, (1 << HOST_SHIFT) + 77)
+    assert table.by_pid(77) is here and table.info(there)["host"] == "b"
+    with pytest.raises(NumaEmuError, match=r"^EEXIST: pid 77 of host b is attached already as a task$"):
+        table.register(pid=77, comm="z", cpu=None, policy=None, cpuset=None, nodes_bound=None, host="b", host_index=1)
