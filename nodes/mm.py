@@ -554,7 +554,9 @@ class MemoryManager:
         me = self.core.node_id
 
         def locate(again: bool):
-            if again:
+            # a page of a longer access may have been shot down (collapse, reclaim) while an
+            # earlier page's I/O waited: it faults again, as a freed copy does
+            if again or region.node[p] < 0 or (data is not None and not region.wr[p]):
                 region.node[p] = -1
                 yield from self._fault_shared(task, region, [p], data is not None)
             node = region.node[p]
