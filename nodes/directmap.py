@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from protocol import directmap as dm
 
 log = logging.getLogger("node.directmap")
+NOTHING = (0, 0, 0, 0)  # TaskTable.take when the task made no direct access since the last call
 
 
 class TaskTable:
@@ -30,7 +31,7 @@ class TaskTable:
         self.mem = mmap.mmap(self.fd, dm.TABLE_BYTES)
         self.q = memoryview(self.mem).cast("Q")
         self.live: dict[int, int] = {}  # entry base word -> the vpn published there (what unmap must clear)
-        self.folded = (0, 0, 0, 0)  # what of the task's counters (H_DIRECT_NS...) its node has counted already
+        self.folded = [0, 0, 0, 0]  # what of the task's counters (H_DIRECT_NS...) its node has counted already
         self.q[dm.H_MAGIC] = dm.MAGIC
         self.set_cost(latency_ns, bytes_per_ns)
         self.set_enabled(enabled)
@@ -51,8 +52,9 @@ class TaskTable:
 
     def take(self) -> tuple[int, int, int, int]:
         """(virtual ns, reads, writes, replica hits) of the task's direct accesses since the last call."""
-        q = self.q
-        now = q[dm.H_DIRECT_NS], q[dm.H_READS], q[dm.H_WRITES], q[dm.H_REPL_HITS]
+        now = self.q[dm.H_DIRECT_NS:dm.H_REPL_HITS + 1].tolist()
+        if now == self.folded:  # the common case of a message: nothing direct since the last one
+            return NOTHING
         delta, self.folded = tuple(a - b for a, b in zip(now, self.folded)), now
         return delta
 

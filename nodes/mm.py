@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nodes.core import NodeCore
-from nodes.directmap import TaskTable
+from nodes.directmap import NOTHING, TaskTable
 from nodes.locks import PageLock
 from nodes.pagetable import ANON, FILE, MIGCACHE, SHM, ZEROPAGE, AddressSpace, Region
 from nodes.pcache import PageCacheView
@@ -147,7 +147,10 @@ class MemoryManager:
     def fold_clock(self, task: TaskState) -> None:
         """Add what the task's direct accesses charged since the last fold to its clock, and count them."""
         if task.table is not None:
-            ns, reads, writes, repl_hits = task.table.take()
+            delta = task.table.take()
+            if delta is NOTHING:  # checked on every request: the fast way out
+                return
+            ns, reads, writes, repl_hits = delta
             if repl_hits:
                 self.core.events["repl_hits"] += repl_hits
             task.clock_ns += ns
