@@ -542,8 +542,8 @@ class MemoryManager:
                         out += yield from core.read_frame(node, frame, None, offset, n)
                 if write:
                     region.dirty[p] = 1
-                if not shared and node == core.node_id and task.table is not None:
-                    self._publish(task, region, p)  # after the dirty bit: a dirty page is published writable
+                if not shared and node == core.node_id and task.table is not None and region.node[p] != ZEROPAGE:
+                    self._publish(task, region, p)  # after the dirty bit; never the zero page (no frame of its own)
                 task.clock_ns += core.cost.access_ns(task.node, node, n)
                 if core.trace.on and node != task.node:
                     core.trace.emit("access", task=task.task_id, vns=task.clock_ns, addr=page_addr + offset,

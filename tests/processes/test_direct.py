@@ -96,6 +96,20 @@ def test_a_task_cannot_reach_an_unmapped_page_directly(cluster_factory):
         assert task_stats(c, task.task_id)["direct_reads"] == before
 
 
+def test_an_untouched_page_reads_as_zeros_and_never_through_another_tasks_frame(cluster_factory, puppets):
+    """The zero page is no frame: a read of an untouched page is never published for the direct
+    path (it would point at whatever frame its mapping's empty slot names: another task's)."""
+    c = cluster_factory("default-4n")
+    owner = puppets(c, 0)
+    owner.do("mmap", length=PAGE, **{"as": "secret"})
+    owner.do("write", offset=0, data=b"secret!!".hex(), **{"as": "secret"})  # node 0's first frame
+    with numa_emu.attach(0, cluster=c.name) as reader:
+        region = reader.mmap(PAGE)
+        assert [region.read(0, 8) for _ in range(3)] == [bytes(8)] * 3
+        assert reader._dpath is None or reader._dpath.counts() == (0, 0)
+        assert region.where() == [None]
+
+
 def _start(*args: str, cluster: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, text=True,
                             env=dict(os.environ, NUMA_EMU_CLUSTER=cluster))
