@@ -15,12 +15,14 @@ import fcntl
 import logging
 import mmap
 import os
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Sequence
 
 from protocol import directmap as dm
 
 log = logging.getLogger("node.directmap")
-NOTHING = (0, 0, 0, 0)  # TaskTable.take when the task made no direct access since the last call
+NOTHING = (0, 0, 0, 0)
+_WRITABLE = dm.PRESENT | dm.WRITABLE  # TaskTable.take when the task made no direct access since the last call
 
 
 class TaskTable:
@@ -70,6 +72,25 @@ class TaskTable:
         q[base + dm.E_FLAGS] = dm.PRESENT | (dm.WRITABLE if writable else 0) | (dm.REPLICA if replica else 0)
         q[base] = seq + 2
         self.live[base] = vpn
+
+    def publish_run(self, vpn: int, frames: Sequence[int], gens: Sequence[int], dirty: Sequence[int]) -> None:
+        """publish() for the private pages vpn, vpn + 1, ... (writable where dirty is 1): each
+        column of the entries written as one strided slice, the seqs odd before and even after."""
+        n, q = len(frames), self.q
+        i0 = vpn & (dm.ENTRIES - 1)
+        if i0 + n > dm.ENTRIES:  # the run wraps around the table's end: one at a time
+            for i in range(n):
+                self.publish(vpn + i, frames[i], gens[i], dirty[i] == 1)
+            return
+        b0 = dm.HEADER_WORDS + i0 * dm.ENTRY_WORDS
+        b1 = b0 + n * dm.ENTRY_WORDS
+        seqs = q[b0:b1:dm.ENTRY_WORDS].tolist()
+        q[b0:b1:dm.ENTRY_WORDS] = array("Q", [s + 1 for s in seqs])
+        q[b0 + dm.E_TAG:b1:dm.ENTRY_WORDS] = array("Q", range(vpn + 1, vpn + n + 1))
+        q[b0 + dm.E_FRAME:b1:dm.ENTRY_WORDS] = array("Q", [f | g << 32 for f, g in zip(frames, gens)])
+        q[b0 + dm.E_FLAGS:b1:dm.ENTRY_WORDS] = array("Q", [_WRITABLE if d == 1 else dm.PRESENT for d in dirty])
+        q[b0:b1:dm.ENTRY_WORDS] = array("Q", [s + 2 for s in seqs])
+        self.live.update(zip(range(b0, b1, dm.ENTRY_WORDS), range(vpn, vpn + n)))
 
     def unmap(self, vpns: Iterable[int]) -> None:
         """Take pages out of the table; returns once no direct write to them can be in flight."""

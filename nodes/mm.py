@@ -609,10 +609,21 @@ class MemoryManager:
             task.clock_ns += access_ns(task.node, task.node if node == ZEROPAGE else node, nbytes)
         if write:
             region.dirty[first:last] = b"\x01" * (last - first)
-        if task.table is not None and not shared:
-            for p in range(first, last):
-                if region.node[p] == core.node_id:
-                    self._publish(task, region, p)
+        if task.table is not None and not shared and self.direct_access:
+            here, run, vpn0 = core.node_id, None, region.start // ps
+            for p, node in enumerate(region.node[first:last], first):  # runs of pages on this node, one call each
+                if node == here and run is None:
+                    run = p
+                elif node != here and run is not None:
+                    self._publish_run(task, region, vpn0, run, p)
+                    run = None
+            if run is not None:
+                self._publish_run(task, region, vpn0, run, last)
+
+    @staticmethod
+    def _publish_run(task: TaskState, region: Region, vpn0: int, first: int, last: int) -> None:
+        task.table.publish_run(vpn0 + first, region.frame[first:last], region.gen[first:last],
+                               region.dirty[first:last])
 
     def _fill(self, region: Region, pages: list[int], value: int):
         core = self.core

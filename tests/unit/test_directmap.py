@@ -187,3 +187,17 @@ def test_a_range_across_the_end_of_the_table_wraps_around_to_its_start(pair):
     table.unmap([vpn + 3])
     assert path.read(vpn * PAGE, 4 * PAGE) is None
     assert path.read(vpn * PAGE, 3 * PAGE) == b"".join(bytes([i + 1]) * PAGE for i in range(3))
+
+
+def test_a_run_published_at_once_reads_writes_and_unmaps_as_pages_published_one_by_one(pair):
+    pool, table, path = pair
+    frames = [pool.alloc() for _ in range(5)]
+    for i, f in enumerate(frames):
+        pool.write(f, 0, bytes([i + 1]) * PAGE)
+    table.publish_run(VPN, frames, [pool.generation[f] for f in frames], [1, 1, 0, 1, 1])
+    assert path.read(VADDR, 5 * PAGE) == b"".join(bytes([i + 1]) * PAGE for i in range(5))
+    assert path.write(VADDR + PAGE, b"w") and not path.write(VADDR + 2 * PAGE, b"w")  # page 2 is clean: read-only
+    assert pool.read(frames[1], 0, 2) == b"w\x02"
+    table.unmap([VPN + 4])
+    assert path.read(VADDR + 4 * PAGE, 1) is None and path.read(VADDR + 3 * PAGE, 1) == b"\x04"
+    assert sorted(table.live.values()) == [VPN + i for i in range(4)]
