@@ -18,7 +18,7 @@ import os
 from array import array
 from collections.abc import Iterable, Sequence
 
-from protocol import directmap as dm
+from numa_emu.protocol import directmap as dm
 
 log = logging.getLogger("node.directmap")
 NOTHING = (0, 0, 0, 0)

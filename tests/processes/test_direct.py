@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 import numa_emu
-from protocol import directmap as dm
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE
-from protocol.messages import control as cm
-from protocol.messages import tasks as tm
-from protocol.clusterdir import STORE_DIR
-from protocol.topology import from_cli
+from numa_emu.protocol import directmap as dm
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE
+from numa_emu.protocol.messages import control as cm
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.clusterdir import STORE_DIR
+from numa_emu.protocol.topology import from_cli
 from tests.direct_worker import big_page
 from tests.helpers import poll_until
 from tests.history import violations

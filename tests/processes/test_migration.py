@@ -11,13 +11,13 @@ import threading
 import pytest
 
 import numa_emu
-from protocol.costmodel import SHOOTDOWN_NS, CostModel
-from protocol.messages import migration as mg
-from protocol.messages import pagecache as pc
-from protocol.messages import tasks as tm
-from protocol.policy import (MPOL_F_ADDR, MPOL_F_NODE, MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT,
+from numa_emu.protocol.costmodel import SHOOTDOWN_NS, CostModel
+from numa_emu.protocol.messages import migration as mg
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.policy import (MPOL_F_ADDR, MPOL_F_NODE, MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT,
                              Mode)
-from protocol.topology_shapes import from_cli
+from numa_emu.protocol.topology_shapes import from_cli
 from tests.helpers import PuppetError, poll_until
 
 pytestmark = pytest.mark.cluster

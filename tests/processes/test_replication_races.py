@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol.messages import tasks as tm
+from numa_emu.protocol.messages import tasks as tm
 from tests.helpers import poll_until
 from tests.history import violations
 
