@@ -167,10 +167,18 @@ class TaskService:
     def migrate_pages(self, msg: mg.TaskMigratePages):
         """migratepages PID FROM TO: the task's home node moves the pages (and checks the nodes
         against the task's cpuset, as migrate_pages(2) does)."""
-        rec = self.table.by_pid(msg.pid)
-        reply = yield Call(node_dest(rec.node), mg.MigratePages(task_id=rec.task_id, old_nodes=msg.old_nodes,
-                                                               new_nodes=msg.new_nodes, move_all=msg.move_all),
-                           MIGRATE_CALL_TIMEOUT_S)
+        for attempt in range(3):
+            rec = self.table.by_pid(msg.pid)
+            try:
+                reply = yield Call(node_dest(rec.node), mg.MigratePages(
+                    task_id=rec.task_id, old_nodes=msg.old_nodes, new_nodes=msg.new_nodes, move_all=msg.move_all),
+                                   MIGRATE_CALL_TIMEOUT_S)
+                break
+            except NumaEmuError as exc:
+                # the task moved itself to another node meanwhile (sched_setaffinity): the table
+                # names its new home already, ask that one
+                if exc.code != ErrorCode.EREMCHG or attempt == 2:
+                    raise
         log.info("task %d (%s): migrate_pages %s -> %s moved %d page(s), %d not moved", rec.task_id, rec.comm,
                  format_nodelist(msg.old_nodes), format_nodelist(msg.new_nodes), reply.moved, reply.not_moved)
         return reply

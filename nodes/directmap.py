@@ -15,11 +15,14 @@ import fcntl
 import logging
 import mmap
 import os
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Sequence
 
 from numa_emu.protocol import directmap as dm
 
 log = logging.getLogger("node.directmap")
+NOTHING = (0, 0, 0, 0)
+_WRITABLE = dm.PRESENT | dm.WRITABLE  # TaskTable.take when the task made no direct access since the last call
 
 
 class TaskTable:
@@ -30,7 +33,7 @@ class TaskTable:
         self.mem = mmap.mmap(self.fd, dm.TABLE_BYTES)
         self.q = memoryview(self.mem).cast("Q")
         self.live: dict[int, int] = {}  # entry base word -> the vpn published there (what unmap must clear)
-        self.folded = (0, 0, 0, 0)  # what of the task's counters (H_DIRECT_NS...) its node has counted already
+        self.folded = [0, 0, 0, 0]  # what of the task's counters (H_DIRECT_NS...) its node has counted already
         self.q[dm.H_MAGIC] = dm.MAGIC
         self.set_cost(latency_ns, bytes_per_ns)
         self.set_enabled(enabled)
@@ -51,8 +54,9 @@ class TaskTable:
 
     def take(self) -> tuple[int, int, int, int]:
         """(virtual ns, reads, writes, replica hits) of the task's direct accesses since the last call."""
-        q = self.q
-        now = q[dm.H_DIRECT_NS], q[dm.H_READS], q[dm.H_WRITES], q[dm.H_REPL_HITS]
+        now = self.q[dm.H_DIRECT_NS:dm.H_REPL_HITS + 1].tolist()
+        if now == self.folded:  # the common case of a message: nothing direct since the last one
+            return NOTHING
         delta, self.folded = tuple(a - b for a, b in zip(now, self.folded)), now
         return delta
 
@@ -68,6 +72,25 @@ class TaskTable:
         q[base + dm.E_FLAGS] = dm.PRESENT | (dm.WRITABLE if writable else 0) | (dm.REPLICA if replica else 0)
         q[base] = seq + 2
         self.live[base] = vpn
+
+    def publish_run(self, vpn: int, frames: Sequence[int], gens: Sequence[int], dirty: Sequence[int]) -> None:
+        """publish() for the private pages vpn, vpn + 1, ... (writable where dirty is 1): each
+        column of the entries written as one strided slice, the seqs odd before and even after."""
+        n, q = len(frames), self.q
+        i0 = vpn & (dm.ENTRIES - 1)
+        if i0 + n > dm.ENTRIES:  # the run wraps around the table's end: one at a time
+            for i in range(n):
+                self.publish(vpn + i, frames[i], gens[i], dirty[i] == 1)
+            return
+        b0 = dm.HEADER_WORDS + i0 * dm.ENTRY_WORDS
+        b1 = b0 + n * dm.ENTRY_WORDS
+        seqs = q[b0:b1:dm.ENTRY_WORDS].tolist()
+        q[b0:b1:dm.ENTRY_WORDS] = array("Q", [s + 1 for s in seqs])
+        q[b0 + dm.E_TAG:b1:dm.ENTRY_WORDS] = array("Q", range(vpn + 1, vpn + n + 1))
+        q[b0 + dm.E_FRAME:b1:dm.ENTRY_WORDS] = array("Q", [f | g << 32 for f, g in zip(frames, gens)])
+        q[b0 + dm.E_FLAGS:b1:dm.ENTRY_WORDS] = array("Q", [_WRITABLE if d == 1 else dm.PRESENT for d in dirty])
+        q[b0:b1:dm.ENTRY_WORDS] = array("Q", [s + 2 for s in seqs])
+        self.live.update(zip(range(b0, b1, dm.ENTRY_WORDS), range(vpn, vpn + n)))
 
     def unmap(self, vpns: Iterable[int]) -> None:
         """Take pages out of the table; returns once no direct write to them can be in flight."""

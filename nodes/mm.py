@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from numa_emu.nodes.core import NodeCore
-from numa_emu.nodes.directmap import TaskTable
+from numa_emu.nodes.directmap import NOTHING, TaskTable
 from numa_emu.nodes.locks import PageLock
 from numa_emu.nodes.pagetable import ANON, FILE, MIGCACHE, SHM, ZEROPAGE, AddressSpace, Region
 from numa_emu.nodes.pcache import STALE_RETRIES, PageCacheView
@@ -154,7 +154,10 @@ class MemoryManager:
     def fold_clock(self, task: TaskState) -> None:
         """Add what the task's direct accesses charged since the last fold to its clock, and count them."""
         if task.table is not None:
-            ns, reads, writes, repl_hits = task.table.take()
+            delta = task.table.take()
+            if delta is NOTHING:  # checked on every request: the fast way out
+                return
+            ns, reads, writes, repl_hits = delta
             if repl_hits:
                 self.core.events["repl_hits"] += repl_hits
             task.clock_ns += ns
@@ -570,7 +573,9 @@ class MemoryManager:
         me = self.core.node_id
 
         def locate(again: bool):
-            if again or region.node[p] < 0:
+            # a page of a longer access may have been shot down (collapse, reclaim) while an
+            # earlier page's I/O waited: it faults again, as a freed copy does
+            if again or region.node[p] < 0 or (data is not None and not region.wr[p]):
                 region.node[p] = -1
                 yield from self._fault_shared(task, region, [p], data is not None)
             node = region.node[p]
@@ -632,10 +637,21 @@ class MemoryManager:
             task.clock_ns += access_ns(task.node, task.node if node == ZEROPAGE else node, nbytes)
         if write:
             region.dirty[first:last] = b"\x01" * (last - first)
-        if task.table is not None and not shared:
-            for p in range(first, last):
-                if region.node[p] == core.node_id:
-                    self._publish(task, region, p)
+        if task.table is not None and not shared and self.direct_access:
+            here, run, vpn0 = core.node_id, None, region.start // ps
+            for p, node in enumerate(region.node[first:last], first):  # runs of pages on this node, one call each
+                if node == here and run is None:
+                    run = p
+                elif node != here and run is not None:
+                    self._publish_run(task, region, vpn0, run, p)
+                    run = None
+            if run is not None:
+                self._publish_run(task, region, vpn0, run, last)
+
+    @staticmethod
+    def _publish_run(task: TaskState, region: Region, vpn0: int, first: int, last: int) -> None:
+        task.table.publish_run(vpn0 + first, region.frame[first:last], region.gen[first:last],
+                               region.dirty[first:last])
 
     def _fill(self, region: Region, pages: list[int], value: int, task: TaskState | None = None):
         core = self.core

@@ -16,6 +16,7 @@ import mmap
 import os
 import select
 import time
+from dataclasses import dataclass
 
 from numa_emu.protocol import directmap as dm
 from numa_emu.protocol.costmodel import TOUCH_BYTES, transfer_ns
@@ -27,6 +28,28 @@ _INDEX_MASK = dm.ENTRIES - 1
 _monotonic = time.monotonic
 _POPULATE_PAGES = 16  # a run of this many frames is mapped in with one madvise
 _MADV_POPULATE_READ, _MADV_POPULATE_WRITE = 22, 23  # Linux 5.14 (in the mmap module from Python 3.13)
+_ENTRY_BYTES = dm.ENTRY_WORDS * 8
+_TABLE_START = dm.HEADER_WORDS * 8
+_ODD = bytes(i & 1 for i in range(256))  # a byte -> 1 if odd: bytes.translate checks a column of seqs at once
+# entry flags -> the set of flag words that have them all
+_FLAGS_OK = {want: frozenset(v for v in range(8) if v & want == want)
+             for want in (dm.PRESENT, dm.PRESENT | dm.WRITABLE)}
+
+
+@dataclass(slots=True)
+class _Span:
+    """The entries of a range of pages as DirectPath._span found them."""
+    vaddr: int
+    length: int
+    count: int  # pages
+    first: int  # byte offset of the first entry in the table
+    cut: tuple[int, int, int] | None  # where the entries wrap around the table's end, if they do
+    raw: bytes  # the entries' bytes, as read
+    frames: list[int]
+    f0: int  # the first frame if the frames follow each other, else -1
+    gens: list[int]
+    vers: bytes | list[int]  # the frames' version words (bytes when consecutive)
+    flags: list[int]
 
 
 class DirectPath:
@@ -131,32 +154,104 @@ class DirectPath:
             return seq, base, frame, gen, version, fl
         return None
 
-    def _pages(self, vaddr: int, length: int, flags: int) -> list[tuple[int, ...]] | None:
-        """Per page of the range: _entry's tuple + (offset in page, bytes); None if a page has no
-        entry with `flags`."""
-        ps, out, pos = self.ps, [], 0
-        while pos < length:
-            vpn, off = divmod(vaddr + pos, ps)
-            n = min(ps - off, length - pos)
-            got = self._entry(vpn, flags)
-            if got is None:
+    def _span(self, vaddr: int, length: int, flags: int) -> _Span | None:
+        """The entries of every page of the range, present with `flags`, stable, with their frames'
+        generations, and no write of the node under way; None: take the message path. Checked a
+        whole column at a time (slices of one copy of the entries), not a page at a time."""
+        shift = self.shift
+        vpn0 = vaddr >> shift
+        count = ((vaddr + length - 1) >> shift) - vpn0 + 1
+        if count > dm.ENTRIES:
+            return None
+        i0 = vpn0 & _INDEX_MASK
+        first = (dm.HEADER_WORDS + i0 * dm.ENTRY_WORDS) * 8
+        wrap = max(0, i0 + count - dm.ENTRIES)  # entries after the end of the table, from its start again
+        cut = (first + (count - wrap) * _ENTRY_BYTES, _TABLE_START, _TABLE_START + wrap * _ENTRY_BYTES)
+        ok = _FLAGS_OK[flags]
+        for _ in range(dm.READ_RETRIES):
+            table = self.table
+            raw = table[first:cut[0]] + table[cut[1]:cut[2]] if wrap else table[first:cut[0]]
+            if 1 in raw[0::_ENTRY_BYTES].translate(_ODD):  # the low byte of each seq: one being rewritten
+                continue
+            words, halves = memoryview(raw).cast("Q"), memoryview(raw).cast("I")
+            fl = words[3::4].tolist()
+            if words[1::4].tolist() != list(range(vpn0 + 1, vpn0 + count + 1)) or not set(fl) <= ok:
                 return None
-            out.append((*got, off, n))
-            pos += n
-        return out
-
-    def _runs(self, pages: list, write: bool = True) -> list[tuple[int, int]]:
-        """(pool offset, bytes) runs: pages whose frames follow each other make one copy."""
-        ps, runs = self.ps, []
-        for _seq, _base, frame, _gen, _ver, _fl, off, n in pages:
-            start = frame * ps + off
-            if runs and runs[-1][0] + runs[-1][1] == start:
-                runs[-1][1] += n
+            frames, gens = halves[4::8].tolist(), halves[5::8].tolist()
+            f0 = frames[0]
+            if frames == list(range(f0, f0 + count)):  # consecutive frames (a fresh region): whole slices
+                if f0 + count > self.frames or self.gens[f0:f0 + count].tolist() != gens:
+                    return None
+                vers = self.vers[f0:f0 + count].tobytes()
+                if 1 in vers[0::4].translate(_ODD):
+                    continue
             else:
-                runs.append([start, n])
-        if len(pages) >= _POPULATE_PAGES and self.populate:
+                if max(frames) >= self.frames or [self.gens[f] for f in frames] != gens:
+                    return None
+                vers = [self.vers[f] for f in frames]
+                if any(v & 1 for v in vers):
+                    continue
+                f0 = -1
+            span = _Span(vaddr, length, count, first, cut if wrap else None, raw, frames, f0, gens, vers, fl)
+            if self._entries_still(span):  # the copy of the entries was not torn by a rewrite (a seqlock read)
+                return span
+        return None
+
+    def _entries_still(self, span: _Span) -> bool:
+        table, first, cut = self.table, span.first, span.cut
+        if cut is None:
+            return table[first:first + len(span.raw)] == span.raw
+        return table[first:cut[0]] + table[cut[1]:cut[2]] == span.raw
+
+    def _still(self, span: _Span) -> bool:
+        """No entry of `span` was rewritten, no frame freed and none written by the node since."""
+        if not self._entries_still(span):
+            return False
+        f0, count = span.f0, span.count
+        if f0 >= 0:
+            return self.gens[f0:f0 + count].tolist() == span.gens and self.vers[f0:f0 + count].tobytes() == span.vers
+        gens, vers = self.gens, self.vers
+        return [gens[f] for f in span.frames] == span.gens and [vers[f] for f in span.frames] == span.vers
+
+    def _runs(self, span: _Span, write: bool = True) -> list[list[int]]:
+        """(pool offset, bytes) runs: pages whose frames follow each other make one copy."""
+        ps = self.ps
+        off = span.vaddr & (ps - 1)
+        if span.f0 >= 0:
+            runs = [[span.f0 * ps + off, span.length]]
+        else:
+            runs, pos, length = [], 0, span.length
+            for frame in span.frames:
+                start = frame * ps + off
+                n = min(ps - off, length - pos)
+                if runs and runs[-1][0] + runs[-1][1] == start:
+                    runs[-1][1] += n
+                else:
+                    runs.append([start, n])
+                pos, off = pos + n, 0
+        if span.count >= _POPULATE_PAGES and self.populate:
             self._populate(runs, _MADV_POPULATE_WRITE if write else _MADV_POPULATE_READ)
         return runs
+
+    def _accessed(self, span: _Span, page_bytes: int | None = None) -> int:
+        """Set the frames' referenced bytes; what the node would charge for the span, a page at a
+        time (`page_bytes` each, or the bytes of each page the access covers)."""
+        count = span.count
+        if span.f0 >= 0:
+            self.ref[span.f0:span.f0 + count] = b"\x01" * count
+        else:
+            ref = self.ref
+            for frame in span.frames:
+                ref[frame] = 1
+        cost = self._cost
+        if page_bytes is not None:
+            return cost(page_bytes) * count
+        ps = self.ps
+        head = min(ps - (span.vaddr & (ps - 1)), span.length)
+        if count == 1:
+            return cost(head)
+        tail = (span.vaddr + span.length) & (ps - 1) or ps
+        return cost(head) + cost(ps) * (count - 2) + cost(tail)
 
     def _populate(self, runs: list, advice: int) -> None:
         # one madvise maps a long run's pages in this process at once, instead of a fault per page
@@ -205,20 +300,19 @@ class DirectPath:
                     return data
             return None
         for _ in range(dm.READ_RETRIES):
-            pages = self._pages(vaddr, length, dm.PRESENT)
-            if pages is None:
+            span = self._span(vaddr, length, dm.PRESENT)
+            if span is None:
                 return None
             pv = self.pv
-            data = b"".join([pv[start:start + n] for start, n in self._runs(pages, write=False)])  # the one copy
-            gens, vers = self.gens, self.vers
-            if all(gens[frame] == gen and q[base] == seq and vers[frame] == ver
-                   for seq, base, frame, gen, ver, _fl, _o, _n in pages):
-                ref = self.ref
-                for page in pages:
-                    ref[page[2]] = 1
-                q[dm.H_DIRECT_NS] += sum(self._cost(page[7]) for page in pages)
+            runs = self._runs(span, write=False)
+            if len(runs) == 1:
+                data = pv[runs[0][0]:runs[0][0] + length].tobytes()  # the one copy
+            else:
+                data = b"".join([pv[start:start + n] for start, n in runs])
+            if self._still(span):
+                q[dm.H_DIRECT_NS] += self._accessed(span)
                 q[dm.H_READS] += 1
-                hits = sum(1 for page in pages if page[5] & dm.REPLICA)
+                hits = sum(span.flags.count(v) for v in set(span.flags) if v & dm.REPLICA)
                 if hits:
                     q[dm.H_REPL_HITS] += hits
                 return data
@@ -254,19 +348,16 @@ class DirectPath:
             return True
         fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
         try:
-            pages = self._pages(vaddr, length, dm.PRESENT | dm.WRITABLE)
-            if pages is None:
+            span = self._span(vaddr, length, dm.PRESENT | dm.WRITABLE)
+            if span is None:
                 return False
             src, pv, pos = memoryview(data), self.pv, 0
-            for start, n in self._runs(pages):
+            for start, n in self._runs(span):
                 pv[start:start + n] = src[pos:pos + n]
                 pos += n
         finally:
             fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
-        ref = self.ref
-        for page in pages:
-            ref[page[2]] = 1
-        q[dm.H_DIRECT_NS] += sum(self._cost(page[7]) for page in pages)
+        q[dm.H_DIRECT_NS] += self._accessed(span)
         q[dm.H_WRITES] += 1
         return True
 
@@ -287,7 +378,7 @@ class DirectPath:
         if writing:
             fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
         try:
-            pages = self._pages(first, span, dm.PRESENT | (dm.WRITABLE if writing else 0))
+            pages = self._span(first, span, dm.PRESENT | (dm.WRITABLE if writing else 0))
             if pages is None:
                 return None
             if fill is not None:
@@ -297,11 +388,8 @@ class DirectPath:
         finally:
             if writing:
                 fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
-        ref = self.ref
-        for p in pages:
-            ref[p[2]] = 1
-        q[dm.H_DIRECT_NS] += self._cost(ps if fill is not None else TOUCH_BYTES) * len(pages)
-        return len(pages)
+        q[dm.H_DIRECT_NS] += self._accessed(pages, ps if fill is not None else TOUCH_BYTES)
+        return pages.count
 
     def close(self) -> None:
         for view in ("gens", "vers", "ref", "pv", "q"):

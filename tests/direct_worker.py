@@ -9,6 +9,15 @@ logged with CLOCK_MONOTONIC for the history checker (tests/history.py).
     python direct_worker.py reuser CPU STOPFILE
         maps, fills with its own byte, checks and unmaps fresh pages over and over (so freed
         frames are reused at once); prints {"bad": [...], "rounds": n}
+    python direct_worker.py filewriter CPU NAME PAGES STOPFILE
+        writes whole pages of file NAME (each page's bytes say its page and sequence number) and
+        syncs them, so that the pages are clean again and replicated anew after each collapse
+    python direct_worker.py filereader CPU NAME PAGES STOPFILE
+        reads NAME's pages (one or two at a time) through a read-only mapping, which it unmaps and
+        maps again every 100 reads; both print the writer's JSON object (the reader's writes empty)
+    python direct_worker.py churner CPU NAME PAGES STOPFILE
+        reads file NAME (made by the test, bigger than its node) over and over, so that its node
+        reclaims; prints {"bad": [...], "rounds": n}
 Each runs until STOPFILE exists (the test makes it when its moves are done).
 """
 from __future__ import annotations
@@ -72,9 +81,79 @@ def reuser(cpu: int, stop: str) -> dict:
     return {"bad": bad[:20], "rounds": rounds}
 
 
+def file_page(page: int, seq: int) -> bytes:
+    """Page `page` of the stressed file after its write number `seq` (0: as created, zeros)."""
+    return (page << 40 | seq).to_bytes(STAMP, "little") * (PAGE // STAMP) if seq else bytes(PAGE)
+
+
+def file_writer(cpu: int, name: str, pages: int, stop: str) -> dict:
+    writes, seqs, rng = [], [0] * pages, random.Random(cpu)
+    with numa_emu.attach(cpu=cpu) as t:
+        f = t.open(name)
+        print("ready", t.pid, flush=True)
+        while not os.path.exists(stop):
+            page = rng.randrange(pages)
+            seqs[page] += 1
+            start = time.monotonic_ns()
+            f.pwrite(page * PAGE, file_page(page, seqs[page]))  # collapses the page's replicas
+            writes.append([page, seqs[page], start, time.monotonic_ns()])
+            f.fsync()  # clean again: the next read elsewhere replicates it
+    return {"writes": writes, "reads": [], "direct": [0, 0], "hops": 0}
+
+
+def file_reader(cpu: int, name: str, pages: int, stop: str) -> dict:
+    reads, rng, ops = [], random.Random(cpu), 0
+    with numa_emu.attach(cpu=cpu) as t:
+        f = t.open(name)
+        region = t.mmap_file(f, writable=False)
+        print("ready", t.pid, flush=True)
+        while not os.path.exists(stop):
+            ops += 1
+            if ops % 100 == 0:  # munmap: the entries go, the replicas stay for the next mapping
+                region.munmap()
+                region = t.mmap_file(f, writable=False)
+            count = rng.choice((1, 2))
+            first = rng.randrange(pages - count + 1)
+            start = time.monotonic_ns()
+            data = region.read(first * PAGE, count * PAGE)
+            end = time.monotonic_ns()
+            for i in range(count):
+                got = data[i * PAGE:(i + 1) * PAGE]
+                word = int.from_bytes(got[:STAMP], "little")
+                page, seq = (first + i, 0) if word == 0 else (word >> 40, word & (1 << 40) - 1)
+                if page != first + i or got != file_page(page, seq):
+                    raise SystemExit(f"page {first + i}: bytes of another page or torn: {sorted(set(got))[:8]}")
+                reads.append([page, seq, start, end])
+        direct = t._dpath.counts() if t._dpath is not None else (0, 0)
+    return {"writes": [], "reads": reads, "direct": list(direct), "hops": 0}
+
+
+def big_page(i: int) -> bytes:
+    """Page i of the churner's file: every page different (the test makes the file with it)."""
+    return (f"big:{i:06d};".encode() * PAGE)[:PAGE]
+
+
+def churner(cpu: int, name: str, pages: int, stop: str) -> dict:
+    bad, rounds, chunk = [], 0, 16
+    with numa_emu.attach(cpu=cpu) as t:
+        f = t.open(name)
+        while not os.path.exists(stop):
+            rounds += 1
+            for first in range(0, pages, chunk):
+                data = f.pread(first * PAGE, chunk * PAGE)
+                if data != b"".join(big_page(i) for i in range(first, first + chunk)):
+                    bad.append(f"round {rounds}: pages {first}..{first + chunk - 1} read back wrong")
+                if os.path.exists(stop):
+                    break
+    return {"bad": bad[:20], "rounds": rounds}
+
+
 if __name__ == "__main__":
     kind = sys.argv[1]
-    if kind == "writer":
+    if kind in ("filewriter", "filereader", "churner"):
+        run = {"filewriter": file_writer, "filereader": file_reader, "churner": churner}[kind]
+        out = run(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5])
+    elif kind == "writer":
         out = writer(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4],
                      [int(c) for c in sys.argv[5].split(",")] if len(sys.argv) > 5 else [])
     else:

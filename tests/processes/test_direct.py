@@ -21,6 +21,9 @@ from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE
 from numa_emu.protocol.messages import control as cm
 from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.clusterdir import STORE_DIR
+from numa_emu.protocol.topology import from_cli
+from tests.direct_worker import big_page
 from tests.helpers import poll_until
 from tests.history import violations
 
@@ -93,6 +96,20 @@ def test_a_task_cannot_reach_an_unmapped_page_directly(cluster_factory):
         assert task_stats(c, task.task_id)["direct_reads"] == before
 
 
+def test_an_untouched_page_reads_as_zeros_and_never_through_another_tasks_frame(cluster_factory, puppets):
+    """The zero page is no frame: a read of an untouched page is never published for the direct
+    path (it would point at whatever frame its mapping's empty slot names: another task's)."""
+    c = cluster_factory("default-4n")
+    owner = puppets(c, 0)
+    owner.do("mmap", length=PAGE, **{"as": "secret"})
+    owner.do("write", offset=0, data=b"secret!!".hex(), **{"as": "secret"})  # node 0's first frame
+    with numa_emu.attach(0, cluster=c.name) as reader:
+        region = reader.mmap(PAGE)
+        assert [region.read(0, 8) for _ in range(3)] == [bytes(8)] * 3
+        assert reader._dpath is None or reader._dpath.counts() == (0, 0)
+        assert region.where() == [None]
+
+
 def _start(*args: str, cluster: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, text=True,
                             env=dict(os.environ, NUMA_EMU_CLUSTER=cluster))
@@ -132,6 +149,58 @@ def test_direct_reads_and_writes_stay_exact_while_their_pages_migrate_and_frames
     with c.client() as client:
         migrated = sum(d["vmstat"].get("pgmigrate_success", 0) for d in client.call(tm.ClusterStats()).nodes.values())
     assert migrated > 0
+
+
+@pytest.mark.parametrize("mode", ["virtual", "real"])
+def test_direct_accesses_stay_exact_while_pages_are_unmapped_reclaimed_replicated_and_collapsed(cluster_factory, cli,
+                                                                                                home, mode, tmp_path):
+    """Node 0 (1 MiB) serves at once: a private writer and a reuser of munmapped frames; a reader
+    of file "f" through a mapping it unmaps and maps again, whose pages a writer on node 1
+    rewrites (collapsing node 0's replicas) and syncs (so they replicate again); and a churner
+    reading a file four times node 0's memory, so that reclaim steals its clean pages and
+    replicas. Real mode has jitter."""
+    frames, f_pages = 256, 24
+    c = cluster_factory(from_cli(2, 1, "1MiB"))
+    store = home / c.name / STORE_DIR
+    (store / "big").write_bytes(b"".join(big_page(i) for i in range(4 * frames)))
+    (store / "f").write_bytes(bytes(f_pages * PAGE))
+    cli("sysctl", "--name", c.name, "vm.pagecache_replication_backoff=0", check=True)  # replicate every time
+    if mode == "real":
+        cli("latency", "--name", c.name, "inject", "real", "--dilation", "2000", check=True)
+        cli("latency", "--name", c.name, "jitter", "uniform", "0.3", check=True)
+    stop = tmp_path / "stop"
+    procs = {"writer": _start("writer", "0", "16", str(stop), cluster=c.name),
+             "reuser": _start("reuser", "0", str(stop), cluster=c.name),
+             "filewriter": _start("filewriter", "1", "f", str(f_pages), str(stop), cluster=c.name),
+             "filereader": _start("filereader", "0", "f", str(f_pages), str(stop), cluster=c.name),
+             "churner": _start("churner", "0", "big", str(4 * frames), str(stop), cluster=c.name)}
+    out = {}
+    try:
+        for name in ("writer", "filewriter", "filereader"):
+            ready = procs[name].stdout.readline().split()
+            assert ready and ready[0] == "ready", (name, ready)
+
+        def everything_happened() -> bool:
+            return all(vm_total(c, key) > 2 for key in ("pgreplicazap_write", "pgreplicazap_reclaim",
+                                                        "pgsteal_direct"))
+        poll_until(everything_happened, timeout_s=180, interval_s=0.5,
+                   what="collapses, replicas reclaimed and page-cache pages stolen on node 0")
+        stop.touch()
+        for name, p in procs.items():
+            out[name] = json.loads(p.communicate(timeout=120)[0])
+            assert p.returncode == 0, name
+    finally:
+        stop.touch()
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    w, fw, fr = out["writer"], out["filewriter"], out["filereader"]
+    assert violations(w["writes"], w["reads"]) == []
+    assert violations(fw["writes"], fr["reads"]) == []  # file pages: every read against the other task's writes
+    assert out["reuser"]["bad"] == [] and out["churner"]["bad"] == []
+    assert out["reuser"]["rounds"] > 0 and out["churner"]["rounds"] > 0 and len(fr["reads"]) > 200  # munmapped twice
+    assert w["direct"][0] > 0 and w["direct"][1] > 0 and fr["direct"][0] > 0
 
 
 def test_a_task_killed_holding_its_write_lock_leaves_no_lock_and_migration_completes(cluster_factory):

@@ -145,3 +145,59 @@ def test_bad_arguments_take_the_message_path_which_answers_them(pair):
         assert path.write(VADDR, data) is False
     assert path.touch(VADDR, 8, False, 1.5) is None
     assert path.write(VADDR, memoryview(b"ab")) and path.read(VADDR, 2) == b"ab"
+
+
+@pytest.mark.parametrize("order", ["consecutive", "scattered"])
+def test_a_range_is_checked_a_column_at_a_time_with_the_same_bytes_and_charges_as_page_by_page(order):
+    pool = FramePool(64, PAGE)
+    table = TaskTable(1, 80.0, 10.0, True)
+    path = DirectPath(os.getpid(), pool.fd, pool.frames, table.fd, PAGE)
+    try:
+        frames = [pool.alloc() for _ in range(20)]
+        frames = sorted(frames) if order == "consecutive" else sorted(frames)[::-1]
+        for i, f in enumerate(frames):
+            pool.write(f, 0, bytes([i + 1]) * PAGE)
+            table.publish(VPN + i, f, pool.generation[f], writable=True)
+        length = 19 * PAGE - 300  # a part of the first page and of the last
+        expect = b"".join(bytes([i + 1]) * PAGE for i in range(20))[100:100 + length]
+        assert path.read(VADDR + 100, length) == expect
+        assert path.write(VADDR + 100, b"w" * length)
+        assert pool.read(frames[0], 0, 101) == b"\x01" * 100 + b"w" and pool.read(frames[19], 0, 1) == b"\x14"
+        cost = CostModel([[80]], [[10 * 1e9 / 1048576]], PAGE)
+        per_page = [PAGE - 100] + [PAGE] * 17 + [length - (PAGE - 100) - 17 * PAGE]
+        assert table.take()[:3] == (2 * sum(cost.access_ns(0, 0, n) for n in per_page), 1, 1)
+        assert path.touch(VADDR, 20 * PAGE, write=False, fill=9) == 20
+        assert pool.read(frames[7], 0, PAGE) == b"\x09" * PAGE
+        pool.free_frame(frames[10])  # a frame freed (its generation moves) under a published entry
+        assert path.read(VADDR, 20 * PAGE) is None and not path.write(VADDR, b"x" * 20 * PAGE)
+    finally:
+        path.close()
+        table.close()
+        pool.close()
+
+
+def test_a_range_across_the_end_of_the_table_wraps_around_to_its_start(pair):
+    pool, table, path = pair
+    vpn = dm.ENTRIES * 0x7F1 - 2  # its last two entries, then the first two
+    frames = [pool.alloc() for _ in range(4)]
+    for i, f in enumerate(frames):
+        pool.write(f, 0, bytes([i + 1]) * PAGE)
+        table.publish(vpn + i, f, pool.generation[f], writable=True)
+    assert path.read(vpn * PAGE, 4 * PAGE) == b"".join(bytes([i + 1]) * PAGE for i in range(4))
+    table.unmap([vpn + 3])
+    assert path.read(vpn * PAGE, 4 * PAGE) is None
+    assert path.read(vpn * PAGE, 3 * PAGE) == b"".join(bytes([i + 1]) * PAGE for i in range(3))
+
+
+def test_a_run_published_at_once_reads_writes_and_unmaps_as_pages_published_one_by_one(pair):
+    pool, table, path = pair
+    frames = [pool.alloc() for _ in range(5)]
+    for i, f in enumerate(frames):
+        pool.write(f, 0, bytes([i + 1]) * PAGE)
+    table.publish_run(VPN, frames, [pool.generation[f] for f in frames], [1, 1, 0, 1, 1])
+    assert path.read(VADDR, 5 * PAGE) == b"".join(bytes([i + 1]) * PAGE for i in range(5))
+    assert path.write(VADDR + PAGE, b"w") and not path.write(VADDR + 2 * PAGE, b"w")  # page 2 is clean: read-only
+    assert pool.read(frames[1], 0, 2) == b"w\x02"
+    table.unmap([VPN + 4])
+    assert path.read(VADDR + 4 * PAGE, 1) is None and path.read(VADDR + 3 * PAGE, 1) == b"\x04"
+    assert sorted(table.live.values()) == [VPN + i for i in range(4)]
