@@ -1,0 +1,52 @@
+"""No lost write: every read a task completes returns the bytes of a write that completed before
+the read began and was not overwritten before it began (or the initial bytes when there was
+none), or of a write that overlapped the read (docs/protocol.md#invariants, 3).
+
+Registers are named by the scenario ("f@4096": 8 bytes of file f at offset 4096; "t3@0x1000": of
+task 3's private memory); the times are a logical clock of operation starts and ends.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from sim.network import Violation
+
+
+@dataclass
+class Write:
+    start: int
+    end: int | None  # None while in flight
+    value: bytes
+
+
+class History:
+    def __init__(self) -> None:
+        self.clock = itertools.count()
+        self.initial: dict[str, bytes] = {}
+        self.writes: dict[str, list[Write]] = {}
+        self.reads = 0
+
+    def now(self) -> int:
+        return next(self.clock)
+
+    def write_begins(self, key: str, value: bytes) -> Write:
+        w = Write(self.now(), None, value)
+        self.writes.setdefault(key, []).append(w)
+        return w
+
+    def write_ends(self, w: Write) -> None:
+        w.end = self.now()
+
+    def read_ends(self, key: str, start: int, value: bytes, who: str) -> None:
+        end = self.now()
+        self.reads += 1
+        writes = self.writes.get(key, [])
+        before = [w for w in writes if w.end is not None and w.end < start]
+        allowed = {w.value for w in before if not any(o.start > w.end for o in before)}
+        if not before:
+            allowed.add(self.initial.get(key, bytes(len(value))))
+        allowed.update(w.value for w in writes if w.start < end and (w.end is None or w.end > start))
+        if value not in allowed:
+            raise Violation(f"lost write: {who} read {key} = {value.hex()}, expected one of "
+                            f"{', '.join(sorted(v.hex() for v in allowed))}")

@@ -1,0 +1,70 @@
+"""One seed of one scenario, start to end: the verdict and the message trace."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from protocol.errors import NumaEmuError
+from sim import invariants
+from sim.cluster import SimCluster
+from sim.network import Crash, Violation
+from sim.scenarios import Scenario
+from sim.tasks import SimTask
+
+MAX_STEPS = 50_000  # deliveries of one run; a scenario that needs more is a livelock
+
+
+@dataclass
+class Result:
+    scenario: str
+    seed: int
+    violation: str | None
+    delivered: int
+    trace: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.violation is None
+
+    def verdict(self) -> str:
+        return (f"{self.scenario} seed {self.seed}: ok, {self.delivered} messages" if self.ok else
+                f"{self.scenario} seed {self.seed}: VIOLATION after {self.delivered} messages: {self.violation}")
+
+
+def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = True) -> Result:
+    """Run `scenario` under `seed`. NumaEmuError (EINVAL, ENOENT) for a bad sysctl assignment."""
+    cluster = SimCluster(seed, n_nodes=scenario.nodes, frames=scenario.frames, sysctl=list(sysctl), trace=trace)
+    net = cluster.net
+    try:
+        cluster.history.initial.update(scenario.initial())
+        tasks = [SimTask(cluster, i + 1, cpu) for i, (cpu, _script) in enumerate(scenario.tasks)]
+        net.after_delivery = lambda: invariants.after_message(cluster)
+        violation = None
+        try:
+            cluster.boot(scenario.files, [(t.task_id, t.cpu) for t in tasks])
+            finished: dict[int, BaseException | None] = {}
+            for task, (_cpu, script) in zip(tasks, scenario.tasks):
+                net.note(f"{task.name} starts on node {task.home}")
+                net.spawn(task.name, script(task), _finisher(net, task, finished))
+            net.run(MAX_STEPS)
+            for task in tasks:
+                if task.task_id not in finished:
+                    raise Violation(f"{task.name} never finished: it waits for an answer that no message brings")
+                exc = finished[task.task_id]
+                if exc is not None:
+                    raise Violation(f"{task.name} failed: {exc}")
+            invariants.at_quiescence(cluster)
+        except (Violation, Crash) as exc:
+            violation = str(exc)
+            net.note(f"VIOLATION: {violation}")
+        return Result(scenario.name, seed, violation, net.delivered, net.trace or [])
+    finally:
+        cluster.close()
+
+
+def _finisher(net, task: SimTask, finished: dict):
+    def done(_result, exc: BaseException | None) -> None:
+        if exc is not None and not isinstance(exc, NumaEmuError):
+            raise exc
+        finished[task.task_id] = exc
+        net.note(f"{task.name} " + ("done" if exc is None else f"failed: {exc}"))
+    return done

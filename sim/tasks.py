@@ -1,0 +1,109 @@
+"""A scenario's task: the requests numa_emu.api sends, as generators a task script yields from.
+
+Each method sends what the client API's method of the same name sends (to the task's home node,
+or to the coordinator), follows the task to its new home on EREMCHG as the API does, and records
+its reads and writes of the scenario's registers in the history (sim.history).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol.effects import Call
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.messages import memory as mm
+from protocol.messages import migration as mg
+from protocol.messages import pagecache as pc
+from protocol.messages import tasks as tm
+from protocol.policy import MPOL_MF_MOVE, Mode
+
+
+@dataclass
+class Mapping:
+    """A region of the task: its address, and the register prefix of its bytes ("f" for a file
+    mapped at offset 0, "t3" for private memory of task 3)."""
+
+    vaddr: int
+    length: int
+    prefix: str
+
+
+class SimTask:
+    def __init__(self, cluster, task_id: int, cpu: int):
+        self.cluster = cluster
+        self.history = cluster.history
+        self.task_id = task_id
+        self.cpu = cpu
+        self.home = cluster.coordinator.cpu_node[cpu]
+        self.name = f"task:{task_id}"
+        cluster.net.add(self.name, {})
+
+    def call(self, request):
+        """`request` to the task's home node; after EREMCHG (the task moved), asked again of its new home."""
+        while True:
+            try:
+                return (yield Call(f"node:{self.home}", request))
+            except NumaEmuError as exc:
+                if exc.code != ErrorCode.EREMCHG:
+                    raise
+                reply = yield Call("coordinator", tm.TaskHome(task_id=self.task_id))
+                self.home = reply.node
+
+    # ---- files (pread, pwrite, fsync) ----------------------------------------------------
+    def pread(self, name: str, offset: int, length: int = 8):
+        start = self.history.now()
+        reply = yield from self.call(pc.FileRead(task_id=self.task_id, name=name, offset=offset, length=length))
+        self.history.read_ends(f"{name}@{offset}", start, reply.data, self.name)
+        return reply.data
+
+    def pwrite(self, name: str, offset: int, data: bytes):
+        w = self.history.write_begins(f"{name}@{offset}", data)
+        yield from self.call(pc.FileWrite(task_id=self.task_id, name=name, offset=offset, data=data))
+        self.history.write_ends(w)
+
+    def fsync(self, name: str):
+        yield from self.call(pc.FileSync(task_id=self.task_id, name=name))
+
+    # ---- memory ---------------------------------------------------------------------------
+    def mmap(self, pages: int):
+        reply = yield from self.call(mm.Mmap(task_id=self.task_id, length=pages * 4096))
+        return Mapping(reply.vaddr, reply.length, f"t{self.task_id}")
+
+    def mmap_file(self, name: str, pages: int, writable: bool = False):
+        reply = yield from self.call(pc.FileMmap(task_id=self.task_id, name=name, length=pages * 4096,
+                                                 writable=writable))
+        return Mapping(reply.vaddr, reply.length, name)
+
+    def munmap(self, m: Mapping):
+        yield from self.call(mm.Munmap(task_id=self.task_id, vaddr=m.vaddr, length=m.length))
+
+    def load(self, m: Mapping, offset: int, length: int = 8):
+        start = self.history.now()
+        reply = yield from self.call(mm.Access(task_id=self.task_id, vaddr=m.vaddr + offset, length=length,
+                                               direct=True))
+        self.history.read_ends(f"{m.prefix}@{offset}", start, reply.data, self.name)
+        return reply.data
+
+    def store(self, m: Mapping, offset: int, data: bytes):
+        w = self.history.write_begins(f"{m.prefix}@{offset}", data)
+        yield from self.call(mm.Access(task_id=self.task_id, vaddr=m.vaddr + offset, data=data, direct=True))
+        self.history.write_ends(w)
+
+    def touch(self, m: Mapping, write: bool = True):
+        return (yield from self.call(mm.Touch(task_id=self.task_id, vaddr=m.vaddr, length=m.length, write=write)))
+
+    def mbind(self, m: Mapping, nodes: list[int], flags: int = MPOL_MF_MOVE, mode: Mode = Mode.BIND):
+        yield from self.call(mm.Mbind(task_id=self.task_id, vaddr=m.vaddr, length=m.length, mode=int(mode),
+                                      nodes=nodes, flags=flags))
+
+    def migrate_pages(self, old: list[int], new: list[int], move_all: bool = False):
+        return (yield from self.call(mg.MigratePages(task_id=self.task_id, old_nodes=old, new_nodes=new,
+                                                     move_all=move_all)))
+
+    def where(self, m: Mapping) -> list[int]:
+        reply = yield from self.call(mm.Where(task_id=self.task_id, vaddr=m.vaddr, length=m.length))
+        return reply.nodes
+
+    def move_to(self, cpu: int):
+        """sched_setaffinity to one CPU: a CPU of another node moves the task there."""
+        reply = yield Call("coordinator", tm.TaskSetAffinity(task_id=self.task_id, cpus=[cpu]))
+        self.home, self.cpu = reply.node, cpu
