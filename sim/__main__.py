@@ -1,15 +1,16 @@
 """numa-emu sim: the memory protocol in one process under a seeded network (docs/simulator.md).
 
   numa-emu sim list
-  numa-emu sim run SCENARIO --seed N [--set KEY=VALUE ...]
-  numa-emu sim search SCENARIO --runs N [--from SEED] [--set KEY=VALUE ...]
+  numa-emu sim run SCENARIO --seed N [--set KEY=VALUE ...] [--drop P] [--dup P]
+  numa-emu sim search SCENARIO --runs N [--from SEED] [--set KEY=VALUE ...] [--drop P] [--dup P]
 
 `run` prints the message trace of one seed and its verdict, the same bytes every time; exit 0
 when every invariant held, 1 on a violation. `search` runs seeds FROM, FROM+1, ... and stops at the
 first violation: it prints that run's trace, its seed and the command that replays it, exit 1;
 exit 0 when none of the N seeds broke an invariant. `--set` sets a tunable of the simulated
-cluster as `numa-emu sysctl` does (vm.unsafe_unreplicate=1: the 2007 ordering). Bad input: one
-line, exit 2.
+cluster as `numa-emu sysctl` does (vm.unsafe_unreplicate=1: the 2007 ordering). `--drop P` and
+`--dup P` lose or duplicate each message between two nodes with probability P (the reactor's
+retries and deduplication then apply, as they do on real sockets). Bad input: one line, exit 2.
 """
 from __future__ import annotations
 
@@ -44,6 +45,16 @@ def _runs(text: str) -> int:
     return int(text)
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"a probability from 0 to below 1, got {text!r}")
+    return value
+
+
 def _scenario(text: str) -> str:
     if text not in SCENARIOS:
         raise argparse.ArgumentTypeError(f"no scenario {text!r} (see: numa-emu sim list)")
@@ -64,12 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--from", dest="first", type=_seed, default=0, help="the first seed (default 0)")
         p.add_argument("--set", dest="sysctl", metavar="KEY=VALUE", action="append", default=[],
                        help="a tunable of the simulated cluster, as numa-emu sysctl sets it")
+        p.add_argument("--drop", type=_probability, default=0.0, metavar="P",
+                       help="lose each message between two nodes with probability P (it is sent again)")
+        p.add_argument("--dup", type=_probability, default=0.0, metavar="P",
+                       help="deliver each message between two nodes twice with probability P")
     return parser
 
 
-def replay_command(result: Result, sysctl: list[str]) -> str:
-    sets = "".join(f" --set {s}" for s in sysctl)
-    return f"numa-emu sim run {result.scenario} --seed {result.seed}{sets}"
+def replay_command(result: Result, args: argparse.Namespace) -> str:
+    extra = "".join(f" --set {s}" for s in args.sysctl)
+    extra += (f" --drop {args.drop:g}" if args.drop else "") + (f" --dup {args.dup:g}" if args.dup else "")
+    return f"numa-emu sim run {result.scenario} --seed {result.seed}{extra}"
 
 
 def _print_run(result: Result) -> None:
@@ -90,16 +106,16 @@ def main(argv: list[str]) -> int:
     scenario = SCENARIOS[args.scenario]
     try:
         if args.command == "run":
-            result = run(scenario, args.seed, args.sysctl)
+            result = run(scenario, args.seed, args.sysctl, drop=args.drop, dup=args.dup)
             _print_run(result)
             return EXIT_OK if result.ok else EXIT_VIOLATION
         started = time.monotonic()
         for seed in range(args.first, args.first + args.runs):
-            result = run(scenario, seed, args.sysctl, trace=False)
-            if not result.ok:
-                _print_run(run(scenario, seed, args.sysctl))  # again with its trace: the same run
+            result = run(scenario, seed, args.sysctl, trace=False, drop=args.drop, dup=args.dup)
+            if not result.ok:  # again with its trace: the same run
+                _print_run(run(scenario, seed, args.sysctl, drop=args.drop, dup=args.dup))
                 print(f"seed {seed} breaks an invariant after {seed - args.first + 1} run(s); replay it with:")
-                print(f"  {replay_command(result, args.sysctl)}")
+                print(f"  {replay_command(result, args)}")
                 return EXIT_VIOLATION
     except NumaEmuError as exc:  # a bad --set
         print(f"numa-emu sim: error: {exc.message.replace('--sysctl', '--set')}", file=sys.stderr)

@@ -7,6 +7,12 @@ interleaved as the seed decides. At each step the seed picks one non-empty link 
 head; virtual time advances by a seeded delay per delivery, and a due timer (Sleep) fires before
 the next delivery. No sockets, threads or sleeps.
 
+With `drop` or `dup` (probabilities), a message between two nodes may be lost or delivered twice;
+node-to-node calls then behave as protocol.peercalls makes them: a call without its reply is sent
+again with the same id (after PEER_RETRY_FIRST_S, then twice that, up to PEER_RETRY_MAX_S), and a
+node serves a request id of a peer once, answering a duplicate with the same reply. A re-sent
+request overtakes nothing in the order of its link: it joins the link's tail.
+
 Handlers are driven as protocol.reactor.Reactor drives them: a plain return is the reply, a
 NumaEmuError an error reply, a generator yields effects (protocol.effects: Call, list of Calls,
 Future, Sleep, Spawn) and is resumed with the results or has the errors thrown in; Forward passes a
@@ -26,6 +32,7 @@ from protocol.codec import decode, encode, encode_reply
 from protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, gather
 from protocol.errors import ErrorCode, NumaEmuError
 from protocol.messages import ErrorReply, Message, Notice, Ok, Reply
+from protocol.timing import PEER_RETRY_FIRST_S, PEER_RETRY_MAX_S
 
 Handler = Callable[[Message], Any]
 REQUEST, REPLY = "req", "rep"  # the two directions of a pair of processes: two FIFO links
@@ -48,6 +55,7 @@ class Envelope:
     kind: str
     request_id: int  # of a request, or of the request a reply answers
     route: str = ""  # a forwarded notice: the requester its answer goes to
+    notice: bool = False  # one-way: never re-sent, so never dropped or duplicated either
 
 
 class Process:
@@ -59,12 +67,14 @@ class Process:
         self.handlers = handlers
         self.ids = itertools.count(1)
         self.pending: dict[int, tuple[Future, str]] = {}  # request id -> (its future, its destination)
+        self.served: dict[tuple[str, int], Envelope | None] = {}  # a peer node's request -> its reply (None: serving)
         self.alive = True
 
 
 class Network:
-    def __init__(self, seed: int, *, max_delay_us: int = 20, trace: bool = True):
+    def __init__(self, seed: int, *, max_delay_us: int = 20, trace: bool = True, drop: float = 0.0, dup: float = 0.0):
         self.rng = random.Random(seed)
+        self.drop, self.dup = drop, dup
         self.seed = seed
         self.max_delay_us = max_delay_us
         self.now_ns = 0
@@ -110,11 +120,23 @@ class Network:
             fut.set_exception(NumaEmuError(ErrorCode.EIO, f"{dest} is dead" if target else f"no process {dest}"))
             return fut
         proc.pending[request_id] = (fut, dest)
-        self._post(Envelope(next(self.seq), src, dest, encode(request), request.kind, request_id), REQUEST)
+        env = Envelope(next(self.seq), src, dest, encode(request), request.kind, request_id)
+        self._post(env, REQUEST)
+        if (self.drop or self.dup) and _between_nodes(src, dest):
+            self._retry_later(env, PEER_RETRY_FIRST_S)
         return fut
 
+    def _retry_later(self, env: Envelope, interval_s: float) -> None:
+        """protocol.peercalls' retry: the same request again while it has no reply."""
+        def again() -> None:
+            if env.request_id in self.procs[env.src].pending and self.procs[env.dest].alive:
+                self.note(f"{env.src} sends {env.kind} #{env.request_id} to {env.dest} again")
+                self._post(env, REQUEST)
+                self._retry_later(env, min(interval_s * 2, PEER_RETRY_MAX_S))
+        self.call_later(interval_s, again)
+
     def _notify(self, src: str, dest: str, notice: Notice, route: str) -> None:
-        self._post(Envelope(next(self.seq), src, dest, encode(notice), notice.kind, notice.request_id, route),
+        self._post(Envelope(next(self.seq), src, dest, encode(notice), notice.kind, notice.request_id, route, True),
                    REQUEST)
 
     def _reply(self, src: str, dest: str, request_id: int, result: Any, exc: BaseException | None) -> None:
@@ -125,7 +147,10 @@ class Network:
         else:
             reply = Ok() if result is None else result
         frames = encode_reply(reply, request_id, collections.Counter())
-        self._post(Envelope(next(self.seq), src, dest, frames, reply.kind, request_id), REPLY)
+        env = Envelope(next(self.seq), src, dest, frames, reply.kind, request_id)
+        if (dest, request_id) in self.procs[src].served:
+            self.procs[src].served[(dest, request_id)] = env
+        self._post(env, REPLY)
 
     def kill(self, name: str, why: str) -> None:
         """`name` dies: it takes no message any more, and every call to it fails with EIO (as the
@@ -228,6 +253,16 @@ class Network:
                                     result.reply.kind, result.request_id), REPLY)
             return
         requester, request_id = env.src, env.request_id
+        if (self.drop or self.dup) and _between_nodes(requester, env.dest):
+            key = (requester, request_id)
+            if key in proc.served:  # a duplicate: served once, its reply sent again
+                answered = proc.served[key]
+                self.note(f"{env.dest}: duplicate of {env.kind} #{request_id} from {requester}"
+                          + (", answered again" if answered else ", still being served"))
+                if answered is not None:
+                    self._post(answered, REPLY)
+                return
+            proc.served[key] = None
         try:
             result = handler(msg)
         except NumaEmuError as err:
@@ -272,6 +307,13 @@ class Network:
         if not link:
             self.busy.pop(i)
         self.now_ns += self.rng.randint(1, self.max_delay_us) * 1000
+        if (self.drop or self.dup) and _between_nodes(env.src, env.dest) and not env.notice:
+            if self.drop and self.rng.random() < self.drop:
+                self.note(f"{env.src} -> {env.dest} {env.kind} #{env.request_id} DROPPED")
+                return True
+            if self.dup and self.rng.random() < self.dup:
+                self.note(f"{env.src} -> {env.dest} {env.kind} #{env.request_id} DUPLICATED")
+                self._post(env, key[2])
         self.delivered += 1
         self._deliver(env, key[2])
         if self.after_delivery is not None:
@@ -284,3 +326,9 @@ class Network:
             if not self.step():
                 return
         raise Violation(f"no quiescence after {max_steps} deliveries (a livelock, or a scenario too large)")
+
+
+def _between_nodes(a: str, b: str) -> bool:
+    """Whether a message goes from one node to another: only those calls are retried and
+    deduplicated by the reactor (protocol.peercalls), so only those are dropped or duplicated."""
+    return a[:5] == "node:" and b[:5] == "node:" and a != b

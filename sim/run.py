@@ -30,9 +30,13 @@ class Result:
                 f"{self.scenario} seed {self.seed}: VIOLATION after {self.delivered} messages: {self.violation}")
 
 
-def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = True) -> Result:
-    """Run `scenario` under `seed`. NumaEmuError (EINVAL, ENOENT) for a bad sysctl assignment."""
-    cluster = SimCluster(seed, n_nodes=scenario.nodes, frames=scenario.frames, sysctl=list(sysctl), trace=trace)
+def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = True, drop: float = 0.0,
+        dup: float = 0.0) -> Result:
+    """Run `scenario` under `seed`; `drop` and `dup`: the probability that a message between two
+    nodes is lost or delivered twice (sim.network). NumaEmuError (EINVAL, ENOENT) for a bad
+    sysctl assignment."""
+    cluster = SimCluster(seed, n_nodes=scenario.nodes, frames=scenario.frames, sysctl=list(sysctl), trace=trace,
+                         drop=drop, dup=dup)
     net = cluster.net
     try:
         cluster.history.initial.update(scenario.initial())

@@ -95,3 +95,21 @@ def test_a_read_of_an_overwritten_value_is_a_lost_write():
     with pytest.raises(Violation, match="lost write: task:2 read f@0 = 4141414141414141, expected one of "
                                         "4242424242424242"):
         h.read_ends("f@0", start, b"A" * 8, "task:2")
+
+
+def test_lost_and_duplicated_messages_between_nodes_are_sent_again_and_served_once():
+    result = run(SCENARIOS["replication"], 3, drop=0.1, dup=0.1)
+    assert result.ok, result.violation
+    trace = "\n".join(result.trace)
+    assert "DROPPED" in trace and "DUPLICATED" in trace and " again" in trace and "answered again" in trace
+    assert result.trace == run(SCENARIOS["replication"], 3, drop=0.1, dup=0.1).trace
+    for name in SCENARIOS:
+        assert first_violation_lossy(name, range(30)) is None
+
+
+def first_violation_lossy(scenario: str, seeds: range):
+    for seed in seeds:
+        result = run(SCENARIOS[scenario], seed, trace=False, drop=0.1, dup=0.1)
+        if not result.ok:
+            return result
+    return None
