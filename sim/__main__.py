@@ -1,8 +1,8 @@
 """numa-emu sim: the memory protocol in one process under a seeded network (docs/simulator.md).
 
   numa-emu sim list
-  numa-emu sim run SCENARIO --seed N [--set KEY=VALUE ...] [--drop P] [--dup P]
-  numa-emu sim search SCENARIO --runs N [--from SEED] [--set KEY=VALUE ...] [--drop P] [--dup P]
+  numa-emu sim run SCENARIO --seed N [--set KEY=VALUE ...] [--drop P] [--dup P] [--crash]
+  numa-emu sim search SCENARIO --runs N [--from SEED] [--set KEY=VALUE ...] [--drop P] [--dup P] [--crash]
 
 `run` prints the message trace of one seed and its verdict, the same bytes every time; exit 0
 when every invariant held, 1 on a violation. `search` runs seeds FROM, FROM+1, ... and stops at the
@@ -10,11 +10,13 @@ first violation: it prints that run's trace, its seed and the command that repla
 exit 0 when none of the N seeds broke an invariant. `--set` sets a tunable of the simulated
 cluster as `numa-emu sysctl` does (vm.unsafe_unreplicate=1: the 2007 ordering). `--drop P` and
 `--dup P` lose or duplicate each message between two nodes with probability P (the reactor's
-retries and deduplication then apply, as they do on real sockets). Bad input: one line, exit 2.
+retries and deduplication then apply, as they do on real sockets); `--crash` kills one node, chosen
+by the seed, at a delivery the seed chooses. Bad input: one line, exit 2.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -79,12 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="lose each message between two nodes with probability P (it is sent again)")
         p.add_argument("--dup", type=_probability, default=0.0, metavar="P",
                        help="deliver each message between two nodes twice with probability P")
+        p.add_argument("--crash", action="store_true", help="one node dies during the run")
     return parser
 
 
 def replay_command(result: Result, args: argparse.Namespace) -> str:
     extra = "".join(f" --set {s}" for s in args.sysctl)
     extra += (f" --drop {args.drop:g}" if args.drop else "") + (f" --dup {args.dup:g}" if args.dup else "")
+    extra += " --crash" if args.crash else ""
     return f"numa-emu sim run {result.scenario} --seed {result.seed}{extra}"
 
 
@@ -95,6 +99,7 @@ def _print_run(result: Result) -> None:
 
 
 def main(argv: list[str]) -> int:
+    logging.getLogger().addHandler(logging.NullHandler())  # the nodes' log lines: the trace says it all
     args = build_parser().parse_args(argv)
     if args.command is None:
         print("numa-emu sim: error: a command is needed: list, run or search", file=sys.stderr)
@@ -106,14 +111,14 @@ def main(argv: list[str]) -> int:
     scenario = SCENARIOS[args.scenario]
     try:
         if args.command == "run":
-            result = run(scenario, args.seed, args.sysctl, drop=args.drop, dup=args.dup)
+            result = run(scenario, args.seed, args.sysctl, drop=args.drop, dup=args.dup, crash=args.crash)
             _print_run(result)
             return EXIT_OK if result.ok else EXIT_VIOLATION
         started = time.monotonic()
         for seed in range(args.first, args.first + args.runs):
-            result = run(scenario, seed, args.sysctl, trace=False, drop=args.drop, dup=args.dup)
+            result = run(scenario, seed, args.sysctl, trace=False, drop=args.drop, dup=args.dup, crash=args.crash)
             if not result.ok:  # again with its trace: the same run
-                _print_run(run(scenario, seed, args.sysctl, drop=args.drop, dup=args.dup))
+                _print_run(run(scenario, seed, args.sysctl, drop=args.drop, dup=args.dup, crash=args.crash))
                 print(f"seed {seed} breaks an invariant after {seed - args.first + 1} run(s); replay it with:")
                 print(f"  {replay_command(result, args)}")
                 return EXIT_VIOLATION

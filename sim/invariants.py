@@ -27,6 +27,8 @@ def _frame_ok(cluster, node: int, frame: int, gen: int) -> str | None:
 def after_message(cluster) -> None:
     masters: dict[tuple[str, int], tuple[int, int, int]] = {}
     for home in cluster.nodes:
+        if home.node_id in cluster.dead:
+            continue
         for key, entry in home.replication.dir.entries.items():
             if entry.node < 0:
                 continue

@@ -129,14 +129,14 @@ class Network:
     def _retry_later(self, env: Envelope, interval_s: float) -> None:
         """protocol.peercalls' retry: the same request again while it has no reply."""
         def again() -> None:
-            if env.request_id in self.procs[env.src].pending and self.procs[env.dest].alive:
+            if env.request_id in self.procs[env.src].pending and self.procs[env.dest].alive and self.procs[env.src].alive:
                 self.note(f"{env.src} sends {env.kind} #{env.request_id} to {env.dest} again")
                 self._post(env, REQUEST)
                 self._retry_later(env, min(interval_s * 2, PEER_RETRY_MAX_S))
         self.call_later(interval_s, again)
 
     def _notify(self, src: str, dest: str, notice: Notice, route: str) -> None:
-        self._post(Envelope(next(self.seq), src, dest, encode(notice), notice.kind, notice.request_id, route, True),
+        self._post(Envelope(next(self.seq), src, dest, encode(notice), notice.kind, getattr(notice, "request_id", 0), route, True),
                    REQUEST)
 
     def _reply(self, src: str, dest: str, request_id: int, result: Any, exc: BaseException | None) -> None:
@@ -228,6 +228,9 @@ class Network:
         proc = self.procs[env.dest]
         if not proc.alive:
             self.note(f"{env.src} -> {env.dest} {env.kind} #{env.request_id} lost (dead)")
+            if env.route:  # a forwarded request: its requester gets EIO (Reactor._fail_forwarded)
+                self._reply(env.src, env.route, env.request_id, None,
+                            NumaEmuError(ErrorCode.EIO, f"{env.dest} is dead: the {env.kind} forwarded there is lost"))
             return
         msg = decode(env.frames)
         if direction == REPLY:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from protocol.errors import NumaEmuError
+from protocol.errors import ErrorCode, NumaEmuError
 from sim import invariants
 from sim.cluster import SimCluster
 from sim.network import Crash, Violation
@@ -11,6 +11,9 @@ from sim.scenarios import Scenario
 from sim.tasks import SimTask
 
 MAX_STEPS = 50_000  # deliveries of one run; a scenario that needs more is a livelock
+# What a task may get once a node died: its home or its memory died (docs/protocol.md#a-nodes-death).
+DEATH_ERRORS = (ErrorCode.EIO, ErrorCode.ESRCH, ErrorCode.ENODEV, ErrorCode.ETIMEDOUT)
+CRASH_WITHIN = 150  # deliveries after the tasks start: a crash lands in the middle of the shipped scenarios
 
 
 @dataclass
@@ -31,10 +34,11 @@ class Result:
 
 
 def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = True, drop: float = 0.0,
-        dup: float = 0.0) -> Result:
+        dup: float = 0.0, crash: bool = False) -> Result:
     """Run `scenario` under `seed`; `drop` and `dup`: the probability that a message between two
-    nodes is lost or delivered twice (sim.network). NumaEmuError (EINVAL, ENOENT) for a bad
-    sysctl assignment."""
+    nodes is lost or delivered twice (sim.network); `crash`: one node, chosen by the seed, dies
+    at a delivery the seed chooses (within CRASH_WITHIN of the tasks' start). NumaEmuError
+    (EINVAL, ENOENT) for a bad sysctl assignment."""
     cluster = SimCluster(seed, n_nodes=scenario.nodes, frames=scenario.frames, sysctl=list(sysctl), trace=trace,
                          drop=drop, dup=dup)
     net = cluster.net
@@ -45,6 +49,14 @@ def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = 
         violation = None
         try:
             cluster.boot(scenario.files, [(t.task_id, t.cpu) for t in tasks])
+            if crash:
+                at, victim = net.delivered + net.rng.randint(1, CRASH_WITHIN), net.rng.randrange(scenario.nodes)
+
+                def check() -> None:
+                    if net.delivered == at:
+                        cluster.crash(victim)
+                    invariants.after_message(cluster)
+                net.after_delivery = check
             finished: dict[int, BaseException | None] = {}
             for task, (_cpu, script) in zip(tasks, scenario.tasks):
                 net.note(f"{task.name} starts on node {task.home}")
@@ -54,7 +66,7 @@ def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = 
                 if task.task_id not in finished:
                     raise Violation(f"{task.name} never finished: it waits for an answer that no message brings")
                 exc = finished[task.task_id]
-                if exc is not None:
+                if exc is not None and not (cluster.dead and exc.code in DEATH_ERRORS):
                     raise Violation(f"{task.name} failed: {exc}")
             invariants.at_quiescence(cluster)
         except (Violation, Crash) as exc:
