@@ -10,7 +10,7 @@ from sim.network import Crash, Violation
 from sim.scenarios import Scenario
 from sim.tasks import SimTask
 
-MAX_STEPS = 50_000  # deliveries of one run; a scenario that needs more is a livelock
+MAX_STEPS = 20_000  # deliveries of one run; a scenario that needs more is a livelock
 # What a task may get once a node died: its home or its memory died (docs/protocol.md#a-nodes-death).
 DEATH_ERRORS = (ErrorCode.EIO, ErrorCode.ESRCH, ErrorCode.ENODEV, ErrorCode.ETIMEDOUT)
 CRASH_WITHIN = 150  # deliveries after the tasks start: a crash lands in the middle of the shipped scenarios
