@@ -23,6 +23,7 @@ class Result:
     violation: str | None
     delivered: int
     trace: list[str] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)  # every node's vmstat events, summed, at the end
 
     @property
     def ok(self) -> bool:
@@ -72,7 +73,11 @@ def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = 
         except (Violation, Crash) as exc:
             violation = str(exc)
             net.note(f"VIOLATION: {violation}")
-        return Result(scenario.name, seed, violation, net.delivered, net.trace or [])
+        totals: dict[str, int] = {}
+        for node in cluster.nodes:
+            for name, value in node.core.events.items():
+                totals[name] = totals.get(name, 0) + value
+        return Result(scenario.name, seed, violation, net.delivered, net.trace or [], totals)
     finally:
         cluster.close()
 

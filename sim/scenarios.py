@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE, Mode
+from protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL
 from sim.cluster import PAGE
 
 Script = Callable  # (SimTask) -> generator
@@ -130,4 +130,71 @@ UNREPLICATE_RACE = Scenario(
     tasks=((0, _race_writer), (2, _race_reader), (4, _race_reader)))
 
 
-SCENARIOS = {s.name: s for s in (REPLICATION, MIGRATION, UNREPLICATE_RACE)}
+# ---- readers on every node against one writer (tests/processes' writeshare race) ----------
+def _share_writer(t):
+    for i in range(3):
+        for page in range(3):
+            yield from t.pwrite("h", page * PAGE, token(f"V{i}", page))
+        yield from t.fsync("h")  # clean: the readers replicate again, and the next round collapses
+
+
+def _share_reader(t):
+    m = yield from t.mmap_file("h", 3)
+    for _ in range(3):
+        for page in range(3):
+            yield from t.load(m, page * PAGE)
+        yield from t.pread("h", 0)
+
+
+WRITESHARE = Scenario(
+    "writeshare", "readers on three nodes read a 3-page file through mappings and pread while a writer on the "
+                  "fourth writes every page and fsyncs, three rounds (replicas made and collapsed over and over)",
+    nodes=4, frames=32, files={"h": file_of("H", 3)},
+    tasks=((0, _share_writer), (2, _share_reader), (4, _share_reader), (6, _share_reader)))
+
+
+# ---- migratepages from another process while the task writes and reads ------------------
+def _busy_task(t):
+    m = yield from t.mmap(3)
+    for i in range(12):
+        yield from t.store(m, (i % 3) * PAGE + 64, token("M", i))
+        yield from t.load(m, (i % 3) * PAGE + 64)
+
+
+def _migratepages(t):
+    for i in range(6):
+        old, new = ([0], [1]) if i % 2 == 0 else ([1], [0])
+        yield from t.migrate_pages_of(1, old, new)  # task 1's pages, back and forth
+
+
+MIGRATE_RACE = Scenario(
+    "migrate-race", "migratepages moves a task's private pages back and forth between two nodes (from another "
+                    "process, through the coordinator) while the task writes and reads them",
+    nodes=3, frames=32, files={},
+    tasks=((0, _busy_task), (4, _migratepages)))
+
+
+# ---- a shm page's master moved back and forth while another task writes it --------------
+def _shm_writer(t):
+    b = yield from t.mmap(1, shared="race")
+    for i in range(8):
+        yield from t.store(b, 8, token("S", i))
+        yield from t.load(b, 8)
+
+
+def _shm_mover(t):
+    b = yield from t.mmap(1, shared="race")
+    yield from t.load(b, 8)
+    for i in range(6):
+        yield from t.move_pages(b, [0], [1 + i % 2], MPOL_MF_MOVE_ALL)
+        yield from t.load(b, 8)  # map it again (a write may have shot this mapping down)
+
+
+SHM_MOVE_RACE = Scenario(
+    "shm-move-race", "a task moves a shm page's master between two nodes (move_pages MOVE_ALL) while a task on a "
+                     "third node writes and reads it",
+    nodes=4, frames=16, files={},
+    tasks=((6, _shm_writer), (0, _shm_mover)))
+
+
+SCENARIOS = {s.name: s for s in (REPLICATION, MIGRATION, UNREPLICATE_RACE, WRITESHARE, MIGRATE_RACE, SHM_MOVE_RACE)}

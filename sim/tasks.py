@@ -64,9 +64,11 @@ class SimTask:
         yield from self.call(pc.FileSync(task_id=self.task_id, name=name))
 
     # ---- memory ---------------------------------------------------------------------------
-    def mmap(self, pages: int):
-        reply = yield from self.call(mm.Mmap(task_id=self.task_id, length=pages * 4096))
-        return Mapping(reply.vaddr, reply.length, f"t{self.task_id}")
+    def mmap(self, pages: int, shared: str | None = None):
+        """Private memory, or the shm object `shared`."""
+        reply = yield from self.call(mm.Mmap(task_id=self.task_id, length=pages * 4096, shared=shared is not None,
+                                             name=shared))
+        return Mapping(reply.vaddr, reply.length, f"shm:{shared}" if shared else f"t{self.task_id}")
 
     def mmap_file(self, name: str, pages: int, writable: bool = False):
         reply = yield from self.call(pc.FileMmap(task_id=self.task_id, name=name, length=pages * 4096,
@@ -98,6 +100,15 @@ class SimTask:
     def migrate_pages(self, old: list[int], new: list[int], move_all: bool = False):
         return (yield from self.call(mg.MigratePages(task_id=self.task_id, old_nodes=old, new_nodes=new,
                                                      move_all=move_all)))
+
+    def move_pages(self, m: Mapping, pages: list[int], nodes: list[int], flags: int = MPOL_MF_MOVE):
+        reply = yield from self.call(mg.MovePages(task_id=self.task_id, addrs=[m.vaddr + p * 4096 for p in pages],
+                                                  nodes=nodes, flags=flags))
+        return reply.status
+
+    def migrate_pages_of(self, pid: int, old: list[int], new: list[int]):
+        """migratepages PID OLD NEW from this process: the coordinator has the task's home move them."""
+        return (yield Call("coordinator", mg.TaskMigratePages(pid=pid, old_nodes=old, new_nodes=new)))
 
     def where(self, m: Mapping) -> list[int]:
         reply = yield from self.call(mm.Where(task_id=self.task_id, vaddr=m.vaddr, length=m.length))

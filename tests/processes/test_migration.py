@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import collections
 import errno
-import threading
 
 import pytest
 
@@ -368,48 +367,6 @@ def test_shared_file_page_with_replicas_moves_and_every_reader_sees_the_same_byt
         assert all(r.do("read", **{"as": "m"}, offset=0, length=2) == "4241" for r in readers)
 
 
-def test_concurrent_migrations_lose_no_write(four):
-    """Another process migrates the task's pages back and forth (as migratepages would) while the
-    task writes and reads them: every read returns the last write."""
-    with attach(four, 0) as task:
-        region = task.mmap(8 * PAGE)
-        region.touch(fill=0)
-        stop = threading.Event()
-        done = [0]
-        errors: list[BaseException] = []
-
-        def migrate_back_and_forth():
-            with four.client(endpoint=task._home.endpoint) as home:
-                try:
-                    while not stop.is_set() and done[0] < 200:
-                        src, dst = ([0], [1]) if done[0] % 2 == 0 else ([1], [0])
-                        home.call(mg.MigratePages(task_id=task.task_id, old_nodes=src, new_nodes=dst))
-                        done[0] += 1
-                except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-                    errors.append(exc)
-
-        worker = threading.Thread(target=migrate_back_and_forth)
-        worker.start()
-        last = [0] * 8
-        try:
-            i = 0
-            while (i < 400 or done[0] < 10) and i < 5000 and not errors:
-                page = i % 8
-                value = i.to_bytes(4, "little")
-                region.write(page * PAGE + 100, value)
-                last[page] = i
-                assert region.read(page * PAGE + 100, 4) == value
-                i += 1
-        finally:
-            stop.set()
-            worker.join(30)
-        assert not errors, errors
-        assert done[0] >= 10
-        for page in range(8):
-            assert region.read(page * PAGE + 100, 4) == last[page].to_bytes(4, "little")
-        assert counters(four)[0]["pgmigrate_success"] > 0
-
-
 def test_cpuset_memory_migrate_moves_pages_relatively(four):
     """The coordinator's NodeTaskPolicy with migrate=True (cpuset memory_migrate) on the node:
     mems 0,1 -> 2,3 moves node 0's pages to 2 and node 1's to 3, shared pages too."""
@@ -518,42 +475,3 @@ def test_bad_migration_messages_get_one_clear_error(four):
             reply = node.call(mg.DirMigrate(obj="shm:none", idx=0, target=1, mapper=0, task_node=0, task_id=1))
             assert reply.status == ENOENT and not reply.remap
         assert region.read(0, 2) == b"ok" and task.move_pages([region.addr(0)], [1]) == [1]
-
-
-def test_shared_page_migrations_lose_no_write_of_another_task(four, puppets):
-    """A task on node 3 writes and reads a shm page while another task keeps moving its master
-    between nodes 1 and 2 (MOVE_ALL): a write in flight either is in the copy or refaults."""
-    writer = puppets(four, 3)
-    writer.do("mmap", **{"as": "b"}, length=PAGE, shared=True, name="race")
-    writer.do("write", **{"as": "b"}, offset=0, data="00" * 8)
-    with attach(four, 0) as task:
-        board = task.mmap(PAGE, shared=True, name="race")
-        assert board.read(0, 1) == b"\0"
-        stop, moves, errors = threading.Event(), [0], []
-
-        def move_back_and_forth():
-            try:
-                while not stop.is_set() and moves[0] < 300:
-                    status = task.move_pages([board.addr(0)], [1 + moves[0] % 2], MPOL_MF_MOVE_ALL)
-                    assert status == [1 + moves[0] % 2], status
-                    if board.where()[0] is None:
-                        board.read(0, 1)  # map it again (the writer's fault shot this mapping down)
-                    moves[0] += 1
-            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-                errors.append(exc)
-
-        worker = threading.Thread(target=move_back_and_forth)
-        worker.start()
-        try:
-            i = 0
-            while (i < 150 or moves[0] < 10) and i < 2000 and not errors:
-                value = i.to_bytes(4, "little").hex()
-                writer.do("write", **{"as": "b"}, offset=8, data=value)
-                assert writer.do("read", **{"as": "b"}, offset=8, length=4) == value
-                i += 1
-        finally:
-            stop.set()
-            worker.join(30)
-        assert not errors, errors
-        assert moves[0] >= 10
-        assert board.read(8, 4) == (i - 1).to_bytes(4, "little")
