@@ -138,7 +138,8 @@ def test_a_late_shootdown_from_a_dead_directory_home_does_not_livelock_its_reade
     assert first_violation_crashing("unreplicate-race", range(100)) is None
 
 
-@pytest.mark.xfail(reason="a private page whose lazy migrate-on-fault loses its source node reads as zeros "
-                          "instead of failing with EIO (numa-emu sim run migration --seed 13 --crash)")
+@pytest.mark.xfail(reason="a private page in the migration cache whose node dies during its migrate-on-fault is "
+                          "mapped to the zero page and reads as zeros instead of failing with EIO "
+                          "(numa-emu sim run migration --seed 13 --crash)")
 def test_a_private_page_lost_with_its_node_is_never_read_as_zeros():
     assert first_violation_crashing("migration", range(20)) is None
