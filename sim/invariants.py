@@ -45,7 +45,8 @@ def after_message(cluster) -> None:
         for key, page in node.pcache.pages.items():
             why = _frame_ok(cluster, page.node, page.frame, page.gen)
             if why:
-                raise Violation(f"node {n} maps {key[0]}:{key[1]} in frame {page.frame} of node {page.node}, which {why}")
+                raise Violation(f"node {n} maps {key[0]}:{key[1]} in frame {page.frame} of node {page.node}, "
+                                f"which {why}")
             if page.writable:
                 other = writable.get(key)
                 if other is not None and other[1:] != (page.node, page.frame):

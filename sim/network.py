@@ -129,15 +129,16 @@ class Network:
     def _retry_later(self, env: Envelope, interval_s: float) -> None:
         """protocol.peercalls' retry: the same request again while it has no reply."""
         def again() -> None:
-            if env.request_id in self.procs[env.src].pending and self.procs[env.dest].alive and self.procs[env.src].alive:
+            src, dest = self.procs[env.src], self.procs[env.dest]
+            if env.request_id in src.pending and src.alive and dest.alive:
                 self.note(f"{env.src} sends {env.kind} #{env.request_id} to {env.dest} again")
                 self._post(env, REQUEST)
                 self._retry_later(env, min(interval_s * 2, PEER_RETRY_MAX_S))
         self.call_later(interval_s, again)
 
     def _notify(self, src: str, dest: str, notice: Notice, route: str) -> None:
-        self._post(Envelope(next(self.seq), src, dest, encode(notice), notice.kind, getattr(notice, "request_id", 0), route, True),
-                   REQUEST)
+        request_id = getattr(notice, "request_id", 0)  # a forwarded request's id; other notices have none
+        self._post(Envelope(next(self.seq), src, dest, encode(notice), notice.kind, request_id, route, True), REQUEST)
 
     def _reply(self, src: str, dest: str, request_id: int, result: Any, exc: BaseException | None) -> None:
         if exc is not None:

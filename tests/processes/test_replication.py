@@ -1,7 +1,8 @@
 """The replicated page cache on real clusters (docs/linux-semantics.md#replication-state-machine
-scenarios): replicas appear
-where and only where the rules say, a write collapses them and nobody reads old bytes after it,
-counters add up, thrashing pages back off, memory pressure reclaims replicas, down/up loses no write."""
+scenarios): no replica where the rules say none, truncate, memory pressure, the switches and
+modes, down/up loses no write, bad fills refused. (One replica per reader node, collapses by
+pwrite and through a mapping, and the thrash back-off run step by step on the simulator:
+tests/sim/test_replication_steps.py.)"""
 from __future__ import annotations
 
 import sys
@@ -49,22 +50,6 @@ def seeded(puppets, c, pages=4, fill="41"):
     return writer
 
 
-def test_remote_read_makes_one_replica_on_the_readers_node(four, puppets):
-    seeded(puppets, four)
-    reader = puppets(four, 3)
-    reader.do("open", name="f")
-    reader.do("map", name="f", **{"as": "m"}, writable=False)
-    assert reader.do("read", **{"as": "m"}, offset=PAGE + 5, length=3) == "414141"
-    assert reader.do("where", **{"as": "m"}) == [None, 3, None, None]
-    v = vm(four)
-    assert v[3]["nr_repl_pages"] == 1 and v[3]["pgreplicated"] == 1
-    assert sum(x.get("pgreplicated", 0) for x in v.values()) == 1
-    second = puppets(four, 3)  # a second reader on the same node shares the replica
-    second.do("open", name="f")
-    assert second.do("pread", name="f", offset=PAGE, length=2) == "4141"
-    assert total(four, "pgreplicated") == 1 and vm(four)[3]["repl_hits"] >= 2
-
-
 def test_no_replica_for_a_local_master_or_for_anonymous_and_shm_pages(four, puppets):
     writer = seeded(puppets, four)
     assert writer.do("pread", name="f", offset=0, length=1) == "41"
@@ -75,50 +60,6 @@ def test_no_replica_for_a_local_master_or_for_anonymous_and_shm_pages(four, pupp
     assert reader.do("read", **{"as": "s"}, offset=0, length=1) == "ff"
     assert reader.do("where", **{"as": "s"}) == [0]
     assert total(four, "pgreplicated") == 0
-
-
-def test_write_collapses_replicas_and_no_reader_sees_old_bytes(four, puppets):
-    writer = seeded(puppets, four)
-    readers = [puppets(four, cpu) for cpu in (1, 2, 3)]
-    for r in readers:
-        r.do("open", name="f")
-        r.do("map", name="f", **{"as": "m"}, writable=False)
-        assert r.do("read", **{"as": "m"}, offset=0, length=2) == "4141"
-    assert total(four, "nr_repl_pages") == 3
-    writer.do("pwrite", name="f", offset=0, data="4242")
-    v = vm(four)
-    assert total(four, "nr_repl_pages") == 0
-    assert total(four, "pgreplicazap") == 3 and total(four, "pgreplicazap_write") == 3
-    for r in readers:
-        assert r.do("where", **{"as": "m"})[0] is None  # the replica mapping was shot down
-        assert r.do("read", **{"as": "m"}, offset=0, length=3) == "424241"
-        assert r.do("where", **{"as": "m"})[0] == 0  # dirty: readers use the master, no new replica
-    assert total(four, "pgreplicated") == 3
-    del v
-
-
-def test_a_write_through_a_mapping_also_collapses(four, puppets):
-    writer = seeded(puppets, four)
-    reader = puppets(four, 3)
-    reader.do("open", name="f")
-    reader.do("map", name="f", **{"as": "m"})
-    assert reader.do("read", **{"as": "m"}, offset=0, length=1) == "41"
-    reader.do("write", **{"as": "m"}, offset=0, data="5a")  # the reader writes: its own replica goes first
-    assert vm(four)[3]["pgreplicazap_write"] == 1 and total(four, "nr_repl_pages") == 0
-    assert writer.do("pread", name="f", offset=0, length=2) == "5a41"
-
-
-def test_thrashing_page_backs_off(four, puppets):
-    writer = seeded(puppets, four)
-    reader = puppets(four, 3)
-    reader.do("open", name="f")
-    assert reader.do("pread", name="f", offset=0, length=1) == "41"
-    writer.do("pwrite", name="f", offset=0, data="43")  # zapped well inside the 1 s thrash window
-    writer.do("fsync", name="f")
-    assert reader.do("pread", name="f", offset=0, length=1) == "43"
-    v = vm(four)
-    assert total(four, "pgreplicabackoff") == 1 and total(four, "repl_backoff_skips") == 1
-    assert total(four, "pgreplicated") == 1 and v[3]["nr_repl_pages"] == 0
 
 
 def test_truncate_zaps_replicas_and_drops_pages(four, puppets):
