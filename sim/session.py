@@ -44,6 +44,11 @@ class Session:
     def vmstat(self, node: int) -> dict[str, int]:
         return self.cluster.nodes[node].core.vmstat()
 
+    def counters(self) -> dict[int, dict[str, int]]:
+        """Per node: numastat, vmstat and frames_free in one dict (as tests read node.stats)."""
+        return {node.node_id: {**node.core.numastat, **node.core.vmstat(), "frames_free": node.pool.free}
+                for node in self.cluster.nodes}
+
     def total(self, name: str) -> int:
         return sum(self.vmstat(n)[name] for n in range(len(self.cluster.nodes)))
 

@@ -115,14 +115,21 @@ class SimTask:
         return (yield from self.call(mg.MigratePages(task_id=self.task_id, old_nodes=old, new_nodes=new,
                                                      move_all=move_all)))
 
-    def move_pages(self, m: Mapping, pages: list[int], nodes: list[int], flags: int = MPOL_MF_MOVE):
-        reply = yield from self.call(mg.MovePages(task_id=self.task_id, addrs=[m.vaddr + p * 4096 for p in pages],
-                                                  nodes=nodes, flags=flags))
-        return reply.status
+    def move_pages(self, m: Mapping, pages: list[int], nodes: list[int] | None, flags: int = MPOL_MF_MOVE):
+        """move_pages(2) of pages of `m` (their indices); `nodes` None queries. The reply: status, not_moved."""
+        return (yield from self.call(mg.MovePages(task_id=self.task_id, addrs=[m.vaddr + p * 4096 for p in pages],
+                                                  nodes=nodes, flags=flags)))
 
     def migrate_pages_of(self, pid: int, old: list[int], new: list[int]):
         """migratepages PID OLD NEW from this process: the coordinator has the task's home move them."""
         return (yield Call("coordinator", mg.TaskMigratePages(pid=pid, old_nodes=old, new_nodes=new)))
+
+    def get_mempolicy(self, flags: int = 0, addr: int | None = None):
+        return (yield from self.call(mm.GetMempolicy(task_id=self.task_id, flags=flags, addr=addr)))
+
+    def clock_ns(self):
+        """The task's virtual clock (the client API reads it from mem.maps)."""
+        return (yield from self.call(mm.Maps(task_id=self.task_id))).clock_ns
 
     def where(self, m: Mapping) -> list[int]:
         reply = yield from self.call(mm.Where(task_id=self.task_id, vaddr=m.vaddr, length=m.length))

@@ -1,7 +1,9 @@
 """Page migration on real clusters (docs/linux-semantics.md#move_pages, #migrate_pages, #mbind,
 #cpusets, #vmstat): move_pages statuses and errors, migrate_pages' relative rule, mbind MOVE /
 MOVE_ALL / STRICT and MOVE|LAZY, cpuset memory_migrate, shared pages with replicas; bytes always
-preserved, counters exact, invariants."""
+preserved, counters exact, invariants. (move_pages of private pages, mbind MOVE by bind and
+interleave, and lazy migration of private pages run step by step on the simulator:
+tests/sim/test_migration_steps.py; concurrent migrations under writers: tests/sim/test_protocol_races.py.)"""
 from __future__ import annotations
 
 import collections
@@ -71,34 +73,6 @@ def hog(puppets, c, cpu: int, pages: int):
 
 def pattern(i: int) -> bytes:
     return bytes((i * 7 + j) % 251 for j in range(PAGE))
-
-
-def test_move_pages_moves_private_pages_exactly(four):
-    with attach(four, 0) as task:
-        region = task.mmap(4 * PAGE)
-        for i in range(4):
-            region.write(i * PAGE, pattern(i))
-        before, clock = counters(four), task.clock_ns()
-        status = task.move_pages([region.addr(i * PAGE) for i in range(4)], [1, 2, 3, 0])
-        assert status == [1, 2, 3, 0] and task.last_not_moved == 0
-        # virtual time: the task pays one page copy per moved page, from the cost model
-        cost = CostModel(four.topology.latency_ns, four.topology.bandwidth_mib_s, PAGE)
-        assert task.clock_ns() - clock == sum(cost.copy_ns(0, n) for n in (1, 2, 3))
-        assert region.where() == [1, 2, 3, 0]
-        for i in range(4):
-            assert region.read(i * PAGE, PAGE) == pattern(i)
-        after = counters(four)
-        assert delta(before, after, "numa_hit") == {0: 0, 1: 1, 2: 1, 3: 1}
-        assert delta(before, after, "other_node") == {0: 0, 1: 1, 2: 1, 3: 1}
-        assert delta(before, after, "pgalloc") == {0: 0, 1: 1, 2: 1, 3: 1}
-        assert delta(before, after, "pgmigrate_success") == {0: 3, 1: 0, 2: 0, 3: 0}
-        assert delta(before, after, "frames_free") == {0: 3, 1: -1, 2: -1, 3: -1}
-        assert delta(before, after, "pgfree") == {0: 3, 1: 0, 2: 0, 3: 0}
-        for name in ("numa_miss", "numa_foreign", "local_node", "pgmigrate_fail"):
-            assert set(delta(before, after, name).values()) == {0}, name
-        region.write(PAGE + 10, b"xyz")  # a remote write after the move lands in the new frame
-        assert task.move_pages([region.addr(PAGE)], [0]) == [0]
-        assert region.read(PAGE + 8, 6) == pattern(1)[8:10] + b"xyz" + pattern(1)[13:14]
 
 
 @pytest.fixture
@@ -204,27 +178,6 @@ def test_migrate_pages_counts_pages_not_moved(small, puppets):
         assert region.read(0, 4 * PAGE) == b"\x5a" * 4 * PAGE
 
 
-def test_mbind_move_bind_and_interleave(four):
-    with attach(four, 0) as task:
-        region = task.mmap(8 * PAGE)
-        for i in range(8):
-            region.write(i * PAGE, pattern(i))
-        before = counters(four)
-        region.mbind("bind", [2], flags=MPOL_MF_MOVE)
-        assert region.where() == [2] * 8
-        after = counters(four)
-        assert delta(before, after, "numa_hit")[2] == 8 and delta(before, after, "pgmigrate_success")[0] == 8
-        region.mbind("interleave", [0, 1, 2, 3], flags=MPOL_MF_MOVE)
-        first = region.addr(0) // PAGE
-        assert region.where() == [(first + i) % 4 for i in range(8)]  # each page on its slot's node
-        assert all(region.read(i * PAGE, PAGE) == pattern(i) for i in range(8))
-        region.mbind("preferred", [1], flags=MPOL_MF_MOVE)
-        assert region.where() == [1] * 8
-        region.mbind("local", flags=MPOL_MF_MOVE)  # local and default leave pages where they are
-        assert region.where() == [1] * 8
-        assert all(region.read(i * PAGE, PAGE) == pattern(i) for i in range(8))
-
-
 def test_mbind_move_strict_answers_eio_when_pages_cannot_move(small, puppets):
     with attach(small, 0) as task:
         region = task.mmap(4 * PAGE)
@@ -268,38 +221,6 @@ def test_mbind_move_all_moves_shared_pages(four, puppets):
         after = counters(four)
         assert sum(delta(before, after, "pgmigrate_success").values()) == 2
         assert delta(before, after, "numa_hit")[2] == 2 and delta(before, after, "frames_free")[0] == 2
-
-
-def test_lazy_migration_moves_on_the_next_touch(four):
-    with attach(four, 0) as task:
-        region = task.mmap(4 * PAGE)
-        for i in range(4):
-            region.write(i * PAGE, pattern(i))
-        region.mbind("bind", [2], flags=MPOL_MF_MOVE | MPOL_MF_LAZY)
-        assert region.where() == [0] * 4  # unmapped, but the frames are still on node 0
-        c = counters(four)[0]
-        assert c["nr_migcache_pages"] == 4 and c["pgmigcache_in"] == 4 and c["pgmigrate_success"] == 0
-        assert task.move_pages([region.addr(0)]) == [0]  # query: the node holding it
-        assert region.read(PAGE, PAGE) == pattern(1)  # the touch migrates the page
-        assert region.where() == [0, 2, 0, 0]
-        assert task.node_of(region.addr(3 * PAGE)) == 2  # get_mempolicy(NODE|ADDR) migrates too
-        region.touch(write=True)
-        assert region.where() == [2] * 4
-        assert all(region.read(i * PAGE, PAGE) == pattern(i) for i in range(4))
-        c = counters(four)[0]
-        assert c["nr_migcache_pages"] == 0 and c["pgmigcache_out"] == 4 and c["pgmigrate_success"] == 4
-        # a page already where the policy wants it is only mapped again
-        region.mbind("bind", [2], flags=MPOL_MF_MOVE | MPOL_MF_LAZY)
-        assert counters(four)[0]["nr_migcache_pages"] == 4
-        assert region.read(0, PAGE) == pattern(0) and region.where() == [2] * 4
-        assert counters(four)[0]["pgmigrate_success"] == 4
-        # default policy + lazy: the next toucher's node (first-touch semantics); unmap frees the rest
-        region.mbind("default", flags=MPOL_MF_MOVE | MPOL_MF_LAZY)
-        assert region.read(2 * PAGE, 4) == pattern(2)[:4] and region.where() == [2, 2, 0, 2]
-        free_before = stats(four)[2]["frames_free"]
-        region.munmap()
-        assert stats(four)[2]["frames_free"] == free_before + 3
-        assert counters(four)[0]["nr_migcache_pages"] == 0
 
 
 def test_lazy_migration_of_shared_pages(four, puppets):
