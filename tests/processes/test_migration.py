@@ -2,7 +2,8 @@
 #cpusets, #vmstat): move_pages statuses and errors, migrate_pages' relative rule, mbind MOVE /
 MOVE_ALL / STRICT and MOVE|LAZY, cpuset memory_migrate, shared pages with replicas; bytes always
 preserved, counters exact, invariants. (move_pages of private pages, mbind MOVE by bind and
-interleave, and lazy migration of private pages run step by step on the simulator:
+interleave, lazy migration of private pages, MOVE_ALL of shm pages and of a file page with
+replicas run step by step on the simulator:
 tests/sim/test_migration_steps.py; concurrent migrations under writers: tests/sim/test_protocol_races.py.)"""
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import errno
 import pytest
 
 import numa_emu
-from nodes.costmodel import SHOOTDOWN_NS, CostModel
 from protocol.messages import migration as mg
 from protocol.messages import pagecache as pc
 from protocol.messages import tasks as tm
@@ -194,35 +194,6 @@ def test_mbind_move_strict_answers_eio_when_pages_cannot_move(small, puppets):
         assert region.where() == [1] * 4
 
 
-def test_mbind_move_all_moves_shared_pages(four, puppets):
-    other = puppets(four, 3)
-    with attach(four, 0) as task:
-        board = task.mmap(2 * PAGE, shared=True, name="board")
-        board.write(0, pattern(0))
-        board.write(PAGE, pattern(1))
-        other.do("mmap", **{"as": "b"}, length=2 * PAGE, shared=True, name="board")
-        assert other.do("read", **{"as": "b"}, offset=0, length=2 * PAGE) == (pattern(0) + pattern(1)).hex()
-        board.mbind("bind", [2], flags=MPOL_MF_MOVE)  # mapped by another task: left
-        assert board.where() == [0, 0]
-        with pytest.raises(numa_emu.NumaEmuError) as info:
-            board.mbind("bind", [2], flags=MPOL_MF_MOVE | MPOL_MF_STRICT)
-        assert info.value.errno_name == "EIO"
-        before, clock = counters(four), task.clock_ns()
-        board.mbind("bind", [2], flags=MPOL_MF_MOVE_ALL | MPOL_MF_STRICT)
-        assert board.where() == [2, 2]
-        # virtual time: per page one copy and a shootdown on each of the two mapping nodes
-        cost = CostModel(four.topology.latency_ns, four.topology.bandwidth_mib_s, PAGE)
-        assert task.clock_ns() - clock == 2 * (cost.copy_ns(0, 2) + 2 * SHOOTDOWN_NS)
-        assert other.do("where", **{"as": "b"}) == [None, None]  # shot down
-        assert other.do("read", **{"as": "b"}, offset=0, length=2 * PAGE) == (pattern(0) + pattern(1)).hex()
-        assert other.do("where", **{"as": "b"}) == [2, 2]  # refaulted through the directory
-        other.do("write", **{"as": "b"}, offset=5, data=b"after".hex())
-        assert board.read(0, 10) == pattern(0)[:5] + b"after"
-        after = counters(four)
-        assert sum(delta(before, after, "pgmigrate_success").values()) == 2
-        assert delta(before, after, "numa_hit")[2] == 2 and delta(before, after, "frames_free")[0] == 2
-
-
 def test_lazy_migration_of_shared_pages(four, puppets):
     other = puppets(four, 3)
     with attach(four, 0) as task:
@@ -249,43 +220,6 @@ def test_lazy_migration_of_shared_pages(four, puppets):
         assert sum(delta(before, after, "pgmigrate_success").values()) == 3
         assert delta(before, after, "numa_hit")[2] == 3 and delta(before, after, "frames_free")[0] == 3
         assert sum(d["nr_migcache_pages"] for d in after.values()) == 0  # the page cache kept them, not a migration cache
-
-
-def seeded_file(puppets, c, fill: str = "41"):
-    """A writer on node 0 creates file 'f' (one page of bytes `fill`) and writes it back (clean)."""
-    writer = puppets(c, 0)
-    writer.do("open", name="f", create=True, size=PAGE)
-    writer.do("pwrite", name="f", offset=0, data=fill * PAGE)
-    writer.do("fsync", name="f")
-    return writer
-
-
-def test_shared_file_page_with_replicas_moves_and_every_reader_sees_the_same_bytes(four, puppets):
-    writer = seeded_file(puppets, four)
-    readers = [puppets(four, cpu) for cpu in (1, 2)]
-    for r in readers:
-        r.do("open", name="f")
-        r.do("map", name="f", **{"as": "m"}, writable=False)
-        assert r.do("read", **{"as": "m"}, offset=0, length=2) == "4141"
-    with attach(four, 3) as task:
-        m = task.open("f").mmap(writable=False)
-        assert m.read(0, 2) == b"AA" and m.where() == [3]  # a replica on node 3
-        before = counters(four)
-        assert sum(d["nr_repl_pages"] for d in before.values()) == 3
-        assert task.move_pages([m.addr(0)], [2]) == [EACCES]  # others map it
-        assert task.move_pages([m.addr(0)], [2], MPOL_MF_MOVE_ALL) == [2]
-        after = counters(four)
-        assert sum(delta(before, after, "pgreplicazap_migration").values()) == 3
-        assert sum(d["nr_repl_pages"] for d in after.values()) == 0
-        assert sum(delta(before, after, "pgmigrate_success").values()) == 1
-        assert delta(before, after, "numa_hit")[2] == 1
-        assert m.where() == [2] and m.read(0, PAGE) == b"A" * PAGE
-        for r in readers:
-            assert r.do("where", **{"as": "m"}) == [None]  # shot down, refaults through the directory
-            assert r.do("read", **{"as": "m"}, offset=PAGE - 2, length=2) == "4141"
-        writer.do("pwrite", name="f", offset=0, data="42")  # the new master takes writes
-        assert m.read(0, 2) == b"BA"
-        assert all(r.do("read", **{"as": "m"}, offset=0, length=2) == "4241" for r in readers)
 
 
 def test_cpuset_memory_migrate_moves_pages_relatively(four):

@@ -1,14 +1,19 @@
 """Page migration step by step, on a simulated 4-node cluster driven one request at a time
 (sim.session), with exact counters: move_pages moves private pages exactly and charges their copy
 to the task's clock; mbind with MPOL_MF_MOVE moves pages by bind, interleave and preferred; a lazy
-mbind unmaps now and moves each page at its next touch. (They ran on real clusters in
+mbind unmaps now and moves each page at its next touch; MOVE_ALL moves shared pages (shm, and a
+file page with replicas, which are torn down first) and every mapper refaults to the new place. (They ran on real clusters in
 tests/processes/test_migration.py; nothing here needs processes.)"""
 from __future__ import annotations
 
+import errno
+
 import pytest
 
-from nodes.costmodel import CostModel
-from protocol.policy import MPOL_F_ADDR, MPOL_F_NODE, MPOL_MF_LAZY, MPOL_MF_MOVE, Mode
+from nodes.costmodel import SHOOTDOWN_NS, CostModel
+from protocol.errors import ErrorCode, NumaEmuError
+from protocol.policy import (MPOL_F_ADDR, MPOL_F_NODE, MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT,
+                             Mode)
 from sim.session import Session
 
 PAGE = 4096
@@ -112,3 +117,67 @@ def test_lazy_migration_moves_on_the_next_touch(four):
     four.do(t, t.munmap(m))
     assert four.counters()[2]["frames_free"] == free_before + 3
     assert four.counters()[0]["nr_migcache_pages"] == 0
+
+
+@pytest.fixture(params=[0, 1, 2], ids=lambda seed: f"seed{seed}")
+def shared(request):
+    """Four nodes of 256 frames and a task on each (task i on node i), file f of one page."""
+    with Session(nodes=4, cpus=[0, 2, 4, 6], frames=256, files={"f": bytes(PAGE)}, seed=request.param) as s:
+        yield s
+        s.quiescent()
+
+
+def test_mbind_move_all_moves_shared_pages(shared):
+    task, other = shared.tasks[0], shared.tasks[3]
+    board = shared.do(task, task.mmap(2, shared="board"))
+    shared.do(task, task.store(board, 0, pattern(0)))
+    shared.do(task, task.store(board, PAGE, pattern(1)))
+    b = shared.do(other, other.mmap(2, shared="board"))
+    assert shared.do(other, other.load(b, 0, 2 * PAGE)) == pattern(0) + pattern(1)
+    shared.do(task, task.mbind(board, [2], MPOL_MF_MOVE, Mode.BIND))  # mapped by another task: left
+    assert shared.do(task, task.where(board)) == [0, 0]
+    with pytest.raises(NumaEmuError) as info:
+        shared.do(task, task.mbind(board, [2], MPOL_MF_MOVE | MPOL_MF_STRICT, Mode.BIND))
+    assert info.value.code == ErrorCode.EIO
+    before, clock = shared.counters(), shared.do(task, task.clock_ns())
+    shared.do(task, task.mbind(board, [2], MPOL_MF_MOVE_ALL | MPOL_MF_STRICT, Mode.BIND))
+    assert shared.do(task, task.where(board)) == [2, 2]
+    # virtual time: per page one copy and a shootdown on each of the two mapping nodes
+    topology = shared.cluster.topology
+    cost = CostModel(topology["latency_ns"], topology["bandwidth_mib_s"], PAGE)
+    assert shared.do(task, task.clock_ns()) - clock == 2 * (cost.copy_ns(0, 2) + 2 * SHOOTDOWN_NS)
+    assert shared.do(other, other.where(b)) == [-1, -1]  # shot down
+    assert shared.do(other, other.load(b, 0, 2 * PAGE)) == pattern(0) + pattern(1)
+    assert shared.do(other, other.where(b)) == [2, 2]  # refaulted through the directory
+    shared.do(other, other.store(b, 5, b"after"))
+    assert shared.do(task, task.load(board, 0, 10)) == pattern(0)[:5] + b"after"
+    after = shared.counters()
+    assert sum(delta(before, after, "pgmigrate_success").values()) == 2
+    assert delta(before, after, "numa_hit")[2] == 2 and delta(before, after, "frames_free")[0] == 2
+
+
+def test_shared_file_page_with_replicas_moves_and_every_reader_sees_the_same_bytes(shared):
+    writer, readers, task = shared.tasks[0], shared.tasks[1:3], shared.tasks[3]
+    shared.do(writer, writer.pwrite("f", 0, b"A" * PAGE))
+    shared.do(writer, writer.fsync("f"))
+    maps = [shared.do(r, r.mmap_file("f", 1)) for r in readers]
+    for r, m in zip(readers, maps):
+        assert shared.do(r, r.load(m, 0, 2)) == b"AA"
+    m = shared.do(task, task.mmap_file("f", 1))
+    assert shared.do(task, task.load(m, 0, 2)) == b"AA" and shared.do(task, task.where(m)) == [3]  # a replica
+    before = shared.counters()
+    assert sum(d["nr_repl_pages"] for d in before.values()) == 3
+    assert shared.do(task, task.move_pages(m, [0], [2])).status == [-errno.EACCES]  # others map it
+    assert shared.do(task, task.move_pages(m, [0], [2], MPOL_MF_MOVE_ALL)).status == [2]
+    after = shared.counters()
+    assert sum(delta(before, after, "pgreplicazap_migration").values()) == 3
+    assert sum(d["nr_repl_pages"] for d in after.values()) == 0
+    assert sum(delta(before, after, "pgmigrate_success").values()) == 1
+    assert delta(before, after, "numa_hit")[2] == 1
+    assert shared.do(task, task.where(m)) == [2] and shared.do(task, task.load(m, 0, PAGE)) == b"A" * PAGE
+    for r, rm in zip(readers, maps):
+        assert shared.do(r, r.where(rm)) == [-1]  # shot down, refaults through the directory
+        assert shared.do(r, r.load(rm, PAGE - 2, 2)) == b"AA"
+    shared.do(writer, writer.pwrite("f", 0, b"B"))  # the new master takes writes
+    assert shared.do(task, task.load(m, 0, 2)) == b"BA"
+    assert all(shared.do(r, r.load(rm, 0, 2)) == b"BA" for r, rm in zip(readers, maps))
