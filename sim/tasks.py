@@ -75,6 +75,11 @@ class SimTask:
     def fsync(self, name: str):
         yield from self.call(pc.FileSync(task_id=self.task_id, name=name))
 
+    def truncate(self, name: str, size: int):
+        """File.truncate: the coordinator, the size authority, drops the pages past the end everywhere."""
+        self.history.untrack(name)
+        yield Call("coordinator", pc.FileResize(name=name, size=size))
+
     # ---- memory ---------------------------------------------------------------------------
     def mmap(self, pages: int, shared: str | None = None):
         """Private memory, or the shm object `shared`."""

@@ -1,7 +1,7 @@
 """The replicated page cache on real clusters (docs/linux-semantics.md#replication-state-machine
-scenarios): no replica where the rules say none, truncate, memory pressure, the switches and
-modes, down/up loses no write, bad fills refused. (One replica per reader node, collapses by
-pwrite and through a mapping, and the thrash back-off run step by step on the simulator:
+scenarios): memory pressure, the switches and modes, down/up loses no write, bad fills refused.
+(One replica per reader node, none for a local master or shm, collapses by pwrite and through a
+mapping, the thrash back-off and truncate run step by step on the simulator:
 tests/sim/test_replication_steps.py.)"""
 from __future__ import annotations
 
@@ -48,39 +48,6 @@ def seeded(puppets, c, pages=4, fill="41"):
     writer.do("pwrite", name="f", offset=0, data=fill * (pages * PAGE))
     writer.do("fsync", name="f")
     return writer
-
-
-def test_no_replica_for_a_local_master_or_for_anonymous_and_shm_pages(four, puppets):
-    writer = seeded(puppets, four)
-    assert writer.do("pread", name="f", offset=0, length=1) == "41"
-    writer.do("mmap", **{"as": "s"}, length=PAGE, shared=True, name="board")
-    writer.do("write", **{"as": "s"}, offset=0, data="ff")
-    reader = puppets(four, 2)
-    reader.do("mmap", **{"as": "s"}, length=PAGE, shared=True, name="board")
-    assert reader.do("read", **{"as": "s"}, offset=0, length=1) == "ff"
-    assert reader.do("where", **{"as": "s"}) == [0]
-    assert total(four, "pgreplicated") == 0
-
-
-def test_truncate_zaps_replicas_and_drops_pages(four, puppets):
-    writer = seeded(puppets, four, pages=4)
-    reader = puppets(four, 3)
-    reader.do("open", name="f")
-    assert reader.do("pread", name="f", offset=3 * PAGE, length=2) == "4141"
-    writer.do("truncate", name="f", size=2 * PAGE + 10)
-    assert total(four, "pgreplicazap_truncate") == 1
-    assert reader.do("pread", name="f", offset=2 * PAGE, length=100) == "41" * 10
-    assert reader.do("pread", name="f", offset=3 * PAGE, length=10) == ""
-
-
-def test_pages_truncated_then_written_again_are_served(four, puppets):
-    """A page's entry dropped by truncate and made again starts above the epochs its mappers saw
-    (a fresh entry at epoch 0 had every answer taken for stale: the node spun for good)."""
-    writer = seeded(puppets, four, pages=4)
-    assert writer.do("pread", name="f", offset=0, length=2) == "4141"
-    writer.do("truncate", name="f", size=0)
-    writer.do("pwrite", name="f", offset=0, data="42" * (4 * PAGE))
-    assert writer.do("pread", name="f", offset=3 * PAGE, length=2) == "4242"
 
 
 def test_down_and_up_lose_no_completed_write(cluster_factory, puppets, home):

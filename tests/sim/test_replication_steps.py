@@ -1,7 +1,8 @@
 """The replicated page cache step by step, on a simulated 4-node cluster driven one request at a
 time (sim.session), with exact counters: a remote read makes one replica on the reader's node,
 shared by the node's other readers; a write (pwrite, or through a mapping) collapses every replica
-before it lands; a replica zapped inside the thrash window backs replication of its page off.
+before it lands; a replica zapped inside the thrash window backs replication of its page off; no
+replica of a local master or of shm; truncate zaps replicas, and a page written again is served.
 (They ran on real clusters in tests/processes/test_replication.py; nothing here needs processes.)"""
 from __future__ import annotations
 
@@ -73,3 +74,33 @@ def test_thrashing_page_backs_off(four):
     assert four.do(reader, reader.pread("f", 0, 1)) == b"C"
     assert four.total("pgreplicabackoff") == 1 and four.total("repl_backoff_skips") == 1
     assert four.total("pgreplicated") == 1 and four.vmstat(3)["nr_repl_pages"] == 0
+
+
+def test_no_replica_for_a_local_master_or_for_anonymous_and_shm_pages(four):
+    writer, reader = four.tasks[0], four.tasks[2]
+    assert four.do(writer, writer.pread("f", 0, 1)) == b"A"
+    s = four.do(writer, writer.mmap(1, shared="board"))
+    four.do(writer, writer.store(s, 0, b"\xff"))
+    b = four.do(reader, reader.mmap(1, shared="board"))
+    assert four.do(reader, reader.load(b, 0, 1)) == b"\xff"
+    assert four.do(reader, reader.where(b)) == [0]
+    assert four.total("pgreplicated") == 0
+
+
+def test_truncate_zaps_replicas_and_drops_pages(four):
+    writer, reader = four.tasks[0], four.tasks[3]
+    assert four.do(reader, reader.pread("f", 3 * PAGE, 2)) == b"AA"
+    four.do(writer, writer.truncate("f", 2 * PAGE + 10))
+    assert four.total("pgreplicazap_truncate") == 1
+    assert four.do(reader, reader.pread("f", 2 * PAGE, 100)) == b"A" * 10
+    assert four.do(reader, reader.pread("f", 3 * PAGE, 10)) == b""
+
+
+def test_pages_truncated_then_written_again_are_served(four):
+    """A page's entry dropped by truncate and made again starts above the epochs its mappers saw
+    (a fresh entry at epoch 0 had every answer taken for stale: the node spun for good)."""
+    writer = four.tasks[0]
+    assert four.do(writer, writer.pread("f", 0, 2)) == b"AA"
+    four.do(writer, writer.truncate("f", 0))
+    four.do(writer, writer.pwrite("f", 0, b"B" * 4 * PAGE))
+    assert four.do(writer, writer.pread("f", 3 * PAGE, 2)) == b"BB"
