@@ -1,7 +1,9 @@
-"""No lost write (and, once a node has died, no value that was never written): every read a task
-completes returns the bytes of a write that completed before the read began and was not
-overwritten before it began (or the initial bytes when there was none), or of a write that
-overlapped the read (docs/protocol.md#invariants, 3).
+"""No lost write: every read a task completes returns the bytes of a write that completed before
+the read began and was not overwritten before it began (or the initial bytes when there was
+none), or of a write that overlapped the read (docs/protocol.md#invariants, 3). Once a node has
+died, a shared page may read any value ever written to it or its initial bytes (a write not
+written back may die with its node); private memory keeps the strict rule (its lost pages fail
+with EIO).
 
 Registers are 8 bytes, named by object and offset ("f@4096": file f at offset 4096; "t3@64": task
 3's private memory; "shm:race@8"); the times are a logical clock of operation starts and ends.
@@ -31,6 +33,9 @@ class History:
         # reads give the stored bytes), so a read may give any value ever written, never another.
         self.crashed = False
         self.untracked: set[str] = set()  # objects written otherwise than in registers: their reads are not checked
+        # private memory: a page lost with its node fails every access with EIO (docs/protocol.md#a-nodes-death),
+        # so its reads keep the strict rule after a death too
+        self.private: set[str] = set()
 
     def untrack(self, prefix: str) -> None:
         self.untracked.add(prefix)
@@ -57,7 +62,7 @@ class History:
         if not before:
             allowed.add(self.initial.get(key, bytes(len(value))))
         allowed.update(w.value for w in writes if w.start < end and (w.end is None or w.end > start))
-        if self.crashed:
+        if self.crashed and key.rsplit("@", 1)[0] not in self.private:
             allowed.update(w.value for w in writes)
             allowed.add(self.initial.get(key, bytes(len(value))))
         if value not in allowed:

@@ -85,7 +85,10 @@ class SimTask:
         """Private memory, or the shm object `shared`."""
         reply = yield from self.call(mm.Mmap(task_id=self.task_id, length=pages * 4096, shared=shared is not None,
                                              name=shared))
-        return Mapping(reply.vaddr, reply.length, f"shm:{shared}" if shared else f"t{self.task_id}")
+        if shared:
+            return Mapping(reply.vaddr, reply.length, f"shm:{shared}")
+        self.history.private.add(f"t{self.task_id}")
+        return Mapping(reply.vaddr, reply.length, f"t{self.task_id}")
 
     def mmap_file(self, name: str, pages: int, writable: bool = False):
         reply = yield from self.call(pc.FileMmap(task_id=self.task_id, name=name, length=pages * 4096,

@@ -129,15 +129,8 @@ def test_replication_keeps_its_invariants_when_a_node_dies():
     assert first_violation_crashing("replication", range(40)) is None
 
 
-# Two defects the simulator found with --crash (docs/simulator.md#what-it-found); fixing them is
-# protocol work left open: these tests pass the day they are fixed.
-@pytest.mark.xfail(reason="a pte.shootdown sent by a directory home before it died and delivered after node.down "
-                          "leaves an epoch the new home never reaches: the reader asks again forever "
-                          "(numa-emu sim run unreplicate-race --seed 98 --crash)")
-def test_a_late_shootdown_from_a_dead_directory_home_does_not_livelock_its_readers():
-    assert first_violation_crashing("unreplicate-race", range(100)) is None
-
-
+# A defect the simulator found with --crash (docs/simulator.md#what-it-found); fixing it is
+# protocol work left open: this test passes the day it is fixed.
 @pytest.mark.xfail(reason="a private page in the migration cache whose node dies during its migrate-on-fault is "
                           "mapped to the zero page and reads as zeros instead of failing with EIO "
                           "(numa-emu sim run migration --seed 13 --crash)")
