@@ -14,10 +14,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = {
-    "protocol": {"nodes", "coordinator", "numa_emu"},
-    "nodes": {"coordinator", "numa_emu"},
-    "coordinator": {"nodes", "numa_emu"},
-    "numa_emu": {"nodes", "coordinator"},
+    "protocol": {"nodes", "coordinator", "numa_emu", "sim"},
+    "nodes": {"coordinator", "numa_emu", "sim"},
+    "coordinator": {"nodes", "numa_emu", "sim"},
+    "numa_emu": {"nodes", "coordinator", "sim"},  # `numa-emu sim` starts `python -m sim`
+    "sim": {"numa_emu"},  # the simulator runs nodes/ and coordinator/ in one process; only its tests import it
 }
 
 
