@@ -36,8 +36,8 @@ from rich.console import Console
 from rich.table import Table
 
 from numa_emu import processes
-from protocol.clusterdir import HOME_ENV
-from protocol.version import TAG
+from numa_emu.protocol.clusterdir import HOME_ENV
+from numa_emu.protocol.version import TAG
 
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # tests.helpers: shared with the tests
 from tests.helpers import kill_left_behind  # noqa: E402
@@ -359,7 +359,7 @@ def bare_processes(n: int, run_dir: Path, *, hold=None, preload: str = "") -> tu
     """Start `n` bare zmq processes one after the other (as the coordinator starts its nodes),
     until each has answered one ping: (seconds to all pongs, seconds from "bye" to all exited).
     `hold(pids)` is called while they all wait, idle (to measure their memory). `preload`: a
-    module each child imports first (e.g. "nodes.server", to isolate the cost of our imports)."""
+    module each child imports first (e.g. "numa_emu.nodes.server", to isolate the cost of our imports)."""
     code = (f"import {preload}\n" if preload else "") + _PINGER_CHILD
     endpoint = f"ipc://{run_dir}/bare-{os.getpid()}.sock"
     ctx = zmq.Context()
@@ -412,7 +412,7 @@ def memory_mb(pid: int) -> tuple[float, float]:
 
 def vmstat_by_node(cluster) -> dict[int, dict]:
     """Every node's vmstat counters (ClusterStats through the coordinator)."""
-    from protocol.messages import tasks as tm
+    from numa_emu.protocol.messages import tasks as tm
 
     with cluster.client() as client:
         return {int(n): d["vmstat"] for n, d in client.call(tm.ClusterStats()).nodes.items()}
@@ -424,7 +424,7 @@ def vmstat_total(cluster, key: str) -> int:
 
 def sysctl_keys(cluster) -> set[str]:
     """The sysctl keys this cluster knows (`numa-emu sysctl -a`)."""
-    from protocol.messages import control as cm
+    from numa_emu.protocol.messages import control as cm
 
     with cluster.client() as client:
         return set(client.call(cm.SysctlGet()).values)

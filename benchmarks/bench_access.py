@@ -27,9 +27,9 @@ import time
 import _common as bc
 import numa_emu
 from numa_emu.cluster import Cluster
-from protocol.errors import NumaEmuError
-from protocol.clusterdir import endpoint_for
-from protocol.messages import lifecycle as lc
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.protocol.clusterdir import endpoint_for
+from numa_emu.protocol.messages import lifecycle as lc
 
 PAGE = 4096
 READ_RATIO_TARGET = 1.5

@@ -20,9 +20,9 @@ from pathlib import Path
 import _common as bc
 import zmq
 
-from protocol.keys import ClusterKeys
-from protocol.reactor import bind_endpoint, connect_endpoint
-from protocol.version import TAG
+from numa_emu.protocol.keys import ClusterKeys
+from numa_emu.protocol.reactor import bind_endpoint, connect_endpoint
+from numa_emu.protocol.version import TAG
 
 SIZES = (100, 4200)
 WARMUP = 500

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import _common as bc
 from numa_emu import cluster as cl
-from protocol.topology import build_shape
+from numa_emu.protocol.topology import build_shape
 
 SIZES = (2, 4, 8, 16, 32, 64)
 READY_TARGET_S = {8: 1.5, 64: 4.0}
@@ -60,7 +60,7 @@ def measure_sizes(home: Path, sizes: list[int], runs: int) -> list[list[object]]
             up, down = up_down(f"c{n}-{r}", n)
             ups.append(up)
             downs.append(down)
-            imp_ups.append(bc.bare_processes(n, home, preload="nodes.server")[0])
+            imp_ups.append(bc.bare_processes(n, home, preload="numa_emu.nodes.server")[0])
         up, b_up, down, b_down, i_up = map(bc.median, (ups, bare_ups, downs, bare_downs, imp_ups))
         target = READY_TARGET_S.get(n)
         rows.append([n, k, f"{bc.seconds(up)} ({min(ups):.2f}–{max(ups):.2f})", bc.seconds(b_up), bc.ratio(up, b_up),
@@ -113,7 +113,7 @@ def main() -> None:
     with bc.temp_home(bytecode_cache=not args.cold_bytecode) as home:
         caption = bc.host_info()
         # warm-up, not measured: fills the bytecode cache and the page cache
-        bc.bare_processes(2, home, preload="nodes.server")
+        bc.bare_processes(2, home, preload="numa_emu.nodes.server")
         up_down("warm-up", 2)
         rows = measure_sizes(home, sizes, args.runs)
         memory = measure_memory(home)

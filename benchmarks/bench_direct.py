@@ -29,8 +29,8 @@ import time
 import _common as bc
 import numa_emu
 from numa_emu.cluster import Cluster
-from protocol import directmap as dm
-from protocol.messages import control as cm
+from numa_emu.protocol import directmap as dm
+from numa_emu.protocol.messages import control as cm
 
 PAGE = 4096
 # A task on node 1 writes file 'seeded' there (its master), then leaves: a reader on node 0 gets a replica.

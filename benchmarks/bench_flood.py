@@ -32,10 +32,10 @@ import msgpack
 import _common as bc
 import numa_emu
 from numa_emu.cluster import Cluster
-from protocol import codec
-from protocol.clusterdir import endpoint_for
-from protocol.messages import lifecycle as lc
-from protocol.version import TAG
+from numa_emu.protocol import codec
+from numa_emu.protocol.clusterdir import endpoint_for
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.version import TAG
 
 PAGE = 4096
 TARGET = 2.0

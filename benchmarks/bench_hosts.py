@@ -32,10 +32,10 @@ import zmq
 
 import numa_emu
 from numa_emu.cluster import Cluster
-from protocol.errors import NumaEmuError
-from protocol.hosts import CONNECTION_ENV, HOST_ENV, Host
-from protocol.messages import memory as mm
-from protocol.topology import build_shape
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.protocol.hosts import CONNECTION_ENV, HOST_ENV, Host
+from numa_emu.protocol.messages import memory as mm
+from numa_emu.protocol.topology import build_shape
 
 PAGE = 4096
 ADDRESSES = [f"127.0.0.{i}" for i in range(2, 6)]

@@ -43,12 +43,12 @@ import time
 import _common as bc
 import numa_emu
 from numa_emu.cluster import Cluster
-from protocol.codec import encode
-from protocol.latency import LatencyTable
-from protocol.messages import latency as lm
-from protocol.messages import lifecycle as lc
-from protocol.messages import memory as mm
-from protocol.topology import build_shape
+from numa_emu.protocol.codec import encode
+from numa_emu.protocol.latency import LatencyTable
+from numa_emu.protocol.messages import latency as lm
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.messages import memory as mm
+from numa_emu.protocol.topology import build_shape
 
 PAGE = 4096
 SHAPE = "full,2,mem=64MiB,cpus=1"

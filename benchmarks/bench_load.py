@@ -170,7 +170,7 @@ def sample(procs: list[psutil.Process]) -> tuple[int, int]:
 
 
 def frames_used(cluster) -> int:
-    from protocol.messages import tasks as tm
+    from numa_emu.protocol.messages import tasks as tm
 
     with cluster.client() as client:
         nodes = client.call(tm.ClusterStats()).nodes

@@ -23,8 +23,8 @@ import time
 import _common as bc
 from tests.helpers import Puppet  # noqa: E402  (after _common, which puts the repository on sys.path)
 from numa_emu.cluster import Cluster
-from protocol.messages import lifecycle as lc
-from protocol.timing import NODE_READY_TIMEOUT_S
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.timing import NODE_READY_TIMEOUT_S
 
 PAGE = 4096
 TARGET_S = 1.0

@@ -42,8 +42,8 @@ import time
 import _common as bc
 import numa_emu
 from numa_emu.cluster import Cluster
-from protocol.messages import memory as mm
-from protocol.topology import build_shape
+from numa_emu.protocol.messages import memory as mm
+from numa_emu.protocol.topology import build_shape
 
 PAGE = 4096
 SHAPE = "full,2,mem=64MiB,cpus=1"

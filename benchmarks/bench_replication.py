@@ -59,12 +59,12 @@ import zmq
 
 import _common as bc
 from tests.helpers import Puppet  # noqa: E402  (after _common, which puts the repository on sys.path)
-from nodes.core import directory_home
+from numa_emu.nodes.core import directory_home
 from numa_emu.cluster import Cluster
-from protocol.messages import control as cm
-from protocol.messages import tasks as tm
-from protocol.topology import build_shape
-from protocol.version import TAG
+from numa_emu.protocol.messages import control as cm
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.topology import build_shape
+from numa_emu.protocol.version import TAG
 
 PAGE = 4096
 REPL_TARGET = 3.0  # one replication / bare 4 KiB round trip

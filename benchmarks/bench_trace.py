@@ -44,13 +44,13 @@ from pathlib import Path
 import _common as bc
 from profile_node import build_nodes, request  # the in-process nodes of profile_node.py
 
-import nodes
+from numa_emu import nodes
 from numa_emu.catalog import resolve_topology
-from protocol.effects import Future, Sleep
-from protocol.messages import memory as mm
-from protocol.messages import tasks as tm
-from protocol.messages import trace as trm
-from protocol.policy import DEFAULT_POLICY, Mode
+from numa_emu.protocol.effects import Future, Sleep
+from numa_emu.protocol.messages import memory as mm
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.messages import trace as trm
+from numa_emu.protocol.policy import DEFAULT_POLICY, Mode
 
 PAGE = 4096
 TASK = 1
@@ -108,7 +108,7 @@ def _stripped_functions() -> list[tuple[object, str, object]]:
     they build the same classes and read the same constants as the code they replace)."""
     out = []
     for info in pkgutil.iter_modules(nodes.__path__):
-        module = importlib.import_module(f"nodes.{info.name}")
+        module = importlib.import_module(f"numa_emu.nodes.{info.name}")
         source = Path(module.__file__).read_text()
         if ".trace.on" not in source:
             continue

@@ -32,18 +32,18 @@ from pathlib import Path
 import zmq
 
 import _common as bc
-from nodes.server import NodeServer
+from numa_emu.nodes.server import NodeServer
 from numa_emu.catalog import resolve_topology
-from protocol.clusterdir import RUN_DIR, TOPOLOGY_FILE, write_json_atomic
-from protocol.codec import decode, encode
-from protocol.errors import NumaEmuError
-from protocol.effects import Future
-from protocol.messages import ErrorReply
-from protocol.messages import memory as mm
-from protocol.messages import tasks as tm
-from protocol.policy import DEFAULT_POLICY, Mode, make_policy
-from protocol.keys import ClusterKeys
-from protocol.reactor import Reactor
+from numa_emu.protocol.clusterdir import RUN_DIR, TOPOLOGY_FILE, write_json_atomic
+from numa_emu.protocol.codec import decode, encode
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.protocol.effects import Future
+from numa_emu.protocol.messages import ErrorReply
+from numa_emu.protocol.messages import memory as mm
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.policy import DEFAULT_POLICY, Mode, make_policy
+from numa_emu.protocol.keys import ClusterKeys
+from numa_emu.protocol.reactor import Reactor
 
 PAGE = 4096
 TASK = 1

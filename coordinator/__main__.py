@@ -6,8 +6,8 @@ from pathlib import Path
 
 import setproctitle
 
-from protocol.clusterdir import process_tag
-from protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS, configure
+from numa_emu.protocol.clusterdir import process_tag
+from numa_emu.protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS, configure
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
     args = parser.parse_args()
     setproctitle.setproctitle(f"{process_tag(args.name)} coordinator --cluster-dir {args.cluster_dir}")
     configure(args.log_level)
-    from coordinator.server import CoordinatorServer
+    from numa_emu.coordinator.server import CoordinatorServer
 
     CoordinatorServer(args.cluster_dir, args.name, args.ready_fd, args.parent_alive_fd,
                       inject=args.inject, dilation=args.dilation, sysctl=args.sysctl,

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from protocol.errors import ErrorCode, NumaEmuError, einval
-from protocol.nodemask import format_nodelist
-from protocol.policy import migration_pairs
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError, einval
+from numa_emu.protocol.nodemask import format_nodelist
+from numa_emu.protocol.policy import migration_pairs
 
 ROOT = "/"
 MAX_NAME_CHARS = 64

@@ -8,12 +8,12 @@ import signal
 import time
 from typing import Callable
 
-from coordinator.state import ClusterState
-from coordinator.supervisor import Supervisor
-from protocol import limits
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.faults import KINDS, FaultTable
-from protocol.messages import faults as fm
+from numa_emu.coordinator.state import ClusterState
+from numa_emu.coordinator.supervisor import Supervisor
+from numa_emu.protocol import limits
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.faults import KINDS, FaultTable
+from numa_emu.protocol.messages import faults as fm
 
 log = logging.getLogger("coordinator.faults")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
 MAX_FILE_BYTES = 1 << 40
 

@@ -8,12 +8,12 @@ import os
 import re
 from pathlib import Path
 
-from coordinator.files import FileRecord, FileTable, check_size
-from coordinator.state import ClusterState
-from protocol.clusterdir import open_private
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import pagecache as pc
-from protocol.policy import Mode, make_policy, policy_to_str
+from numa_emu.coordinator.files import FileRecord, FileTable, check_size
+from numa_emu.coordinator.state import ClusterState
+from numa_emu.protocol.clusterdir import open_private
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.policy import Mode, make_policy, policy_to_str
 
 log = logging.getLogger("coordinator.files")
 _UPLOAD_PREFIX = ".import-"  # a file import in progress (hidden: '.' names are no store files)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from coordinator.state import ClusterState
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.latency import LatencyTable
-from protocol.messages import latency as lm
+from numa_emu.coordinator.state import ClusterState
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.latency import LatencyTable
+from numa_emu.protocol.messages import latency as lm
 
 log = logging.getLogger("coordinator.latency")
 

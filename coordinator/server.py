@@ -13,26 +13,26 @@ import os
 import time
 from pathlib import Path
 
-from coordinator.faultserver import FaultService
-from coordinator.fileserver import FileService
-from coordinator.latencyserver import LatencyService
-from coordinator.state import ClusterState
-from coordinator.supervisor import Placement, Supervisor
-from coordinator.taskserver import TaskService
-from coordinator.traceserver import TraceService
-from protocol.clusterdir import CLUSTER_FILE, RUN_DIR, STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_json, write_json_atomic
-from protocol.effects import Call, Future
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.heartbeat import DEAD, SUSPECT, UP
-from protocol.hosts import CONNECTION_FILE, HOSTS_FILE, Host, connection
-from protocol.keys import ClusterKeys
-from protocol.logsetup import DEFAULT_LOG_LEVEL
-from protocol.messages import Ok
-from protocol.messages import lifecycle as lc
-from protocol.reactor import Reactor
-from protocol.routing import node_dest
-from protocol.timing import CHILD_POLL_INTERVAL_S, HEARTBEAT_INTERVAL_S, NODE_READY_TIMEOUT_S, SHUTDOWN_GRACE_S
-from protocol.version import PROTOCOL_VERSION
+from numa_emu.coordinator.faultserver import FaultService
+from numa_emu.coordinator.fileserver import FileService
+from numa_emu.coordinator.latencyserver import LatencyService
+from numa_emu.coordinator.state import ClusterState
+from numa_emu.coordinator.supervisor import Placement, Supervisor
+from numa_emu.coordinator.taskserver import TaskService
+from numa_emu.coordinator.traceserver import TraceService
+from numa_emu.protocol.clusterdir import CLUSTER_FILE, RUN_DIR, STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_json, write_json_atomic
+from numa_emu.protocol.effects import Call, Future
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.heartbeat import DEAD, SUSPECT, UP
+from numa_emu.protocol.hosts import CONNECTION_FILE, HOSTS_FILE, Host, connection
+from numa_emu.protocol.keys import ClusterKeys
+from numa_emu.protocol.logsetup import DEFAULT_LOG_LEVEL
+from numa_emu.protocol.messages import Ok
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.reactor import Reactor
+from numa_emu.protocol.routing import node_dest
+from numa_emu.protocol.timing import CHILD_POLL_INTERVAL_S, HEARTBEAT_INTERVAL_S, NODE_READY_TIMEOUT_S, SHUTDOWN_GRACE_S
+from numa_emu.protocol.version import PROTOCOL_VERSION
 
 log = logging.getLogger("coordinator")
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from protocol.effects import Call
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.heartbeat import DEAD, SUSPECT, UP, Liveness
-from protocol.hosts import pick_endpoint
-from protocol.messages import Request
-from protocol.routing import node_dest
-from protocol.timing import OWN_PAUSE_S, SILENT_DEAD_S
-from protocol.version import PROTOCOL_VERSION
+from numa_emu.protocol.effects import Call
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.heartbeat import DEAD, SUSPECT, UP, Liveness
+from numa_emu.protocol.hosts import pick_endpoint
+from numa_emu.protocol.messages import Request
+from numa_emu.protocol.routing import node_dest
+from numa_emu.protocol.timing import OWN_PAUSE_S, SILENT_DEAD_S
+from numa_emu.protocol.version import PROTOCOL_VERSION
 
 STARTING, STOPPED, DEGRADED = "starting", "stopped", "degraded"
 

@@ -38,12 +38,12 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from protocol.clusterdir import TOPOLOGY_FILE, ZYGOTE_LOG, open_private, process_tag, read_json
-from protocol.hosts import Host, pick_endpoint
-from protocol.keys import ClusterKeys
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.logsetup import DEFAULT_LOG_LEVEL
-from protocol.timing import TERM_GRACE_S
+from numa_emu.protocol.clusterdir import TOPOLOGY_FILE, ZYGOTE_LOG, open_private, process_tag, read_json
+from numa_emu.protocol.hosts import Host, pick_endpoint
+from numa_emu.protocol.keys import ClusterKeys
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.logsetup import DEFAULT_LOG_LEVEL
+from numa_emu.protocol.timing import TERM_GRACE_S
 
 _SPAWN_REPORT_TIMEOUT_S = 30.0
 LAUNCHERS = ("local", "ssh", "slurm")
@@ -139,7 +139,7 @@ class Supervisor:
     def _start_here(self, node_ids: list[int]) -> None:
         alive_r, self._alive_w = os.pipe()  # we keep the write end; it closes when we die
         log = self.cluster_dir / ZYGOTE_LOG
-        argv = [sys.executable, "-m", "nodes.zygote", "--cluster-dir", str(self.cluster_dir), "--name", self.name,
+        argv = [sys.executable, "-m", "numa_emu.nodes.zygote", "--cluster-dir", str(self.cluster_dir), "--name", self.name,
                 "--coordinator", self.coordinator_endpoint, "--alive-fd", str(alive_r),
                 "--nodes", ",".join(map(str, node_ids)), "--log-level", self.log_level]
         try:
@@ -158,7 +158,7 @@ class Supervisor:
             if not nodes:
                 continue
             coordinator = pick_endpoint(placement.my_host, self.coordinator_endpoint, placement.tcp_endpoint, host.name)
-            argv = [host.python or sys.executable, "-m", "nodes.zygote", "--name", self.name, "--host", host.name,
+            argv = [host.python or sys.executable, "-m", "numa_emu.nodes.zygote", "--name", self.name, "--host", host.name,
                     "--bind", host.address, "--coordinator", coordinator, "--nodes", ",".join(map(str, nodes)),
                     "--log-level", self.log_level] + (["--home", host.home] if host.home else [])
             env = None

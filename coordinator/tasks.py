@@ -11,10 +11,10 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 
-from coordinator.cpusets import ROOT, Cpuset, CpusetTable, migration_needed
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.nodemask import format_nodelist
-from protocol.policy import DEFAULT_POLICY, Policy, make_policy, rebind
+from numa_emu.coordinator.cpusets import ROOT, Cpuset, CpusetTable, migration_needed
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.nodemask import format_nodelist
+from numa_emu.protocol.policy import DEFAULT_POLICY, Policy, make_policy, rebind
 
 __all__ = ["ROOT", "Cpuset", "TaskChange", "TaskRecord", "TaskTable"]
 

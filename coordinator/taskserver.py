@@ -8,18 +8,18 @@ import logging
 
 import psutil
 
-from coordinator.state import ClusterState
-from coordinator.tasks import TaskChange, TaskRecord, TaskTable
-from protocol.effects import Call, Future
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import Ok
-from protocol.messages import control as cm
-from protocol.messages import migration as mg
-from protocol.messages import tasks as tm
-from protocol.nodemask import format_nodelist
-from protocol.reactor import Reactor
-from protocol.routing import node_dest
-from protocol.timing import MIGRATE_CALL_TIMEOUT_S
+from numa_emu.coordinator.state import ClusterState
+from numa_emu.coordinator.tasks import TaskChange, TaskRecord, TaskTable
+from numa_emu.protocol.effects import Call, Future
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import Ok
+from numa_emu.protocol.messages import control as cm
+from numa_emu.protocol.messages import migration as mg
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.nodemask import format_nodelist
+from numa_emu.protocol.reactor import Reactor
+from numa_emu.protocol.routing import node_dest
+from numa_emu.protocol.timing import MIGRATE_CALL_TIMEOUT_S
 
 log = logging.getLogger("coordinator.tasks")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from coordinator.state import ClusterState
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import Ok
-from protocol.messages import trace as trm
-from protocol.tracing import EVENTS, Tracer
+from numa_emu.coordinator.state import ClusterState
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import Ok
+from numa_emu.protocol.messages import trace as trm
+from numa_emu.protocol.tracing import EVENTS, Tracer
 
 
 class TraceService:

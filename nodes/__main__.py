@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS, configure
+from numa_emu.protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS, configure
 
 TOKEN_ENV = "NUMA_EMU_NODE_TOKEN"
 
@@ -19,11 +19,11 @@ def start_node(cluster_dir: Path, name: str, node_id: int, coordinator: str, ali
     """Run node `node_id` until it stops; its exit status."""
     import setproctitle
 
-    from protocol.clusterdir import process_tag
+    from numa_emu.protocol.clusterdir import process_tag
 
     setproctitle.setproctitle(f"{process_tag(name)} node {node_id} --cluster-dir {cluster_dir}")
     configure(log_level)
-    from nodes.server import serve
+    from numa_emu.nodes.server import serve
 
     return serve(cluster_dir, name, node_id, coordinator, alive_fd, token, host=host, bind=bind)
 

@@ -9,17 +9,17 @@ import collections
 import zlib
 from typing import Callable
 
-from protocol.costmodel import CostModel
-from nodes.framepool import FramePool
-from nodes.placement import Placement, charge
-from nodes.store import FILE_PREFIX
-from protocol.counters import NODE_EVENTS, NUMASTAT_COUNTERS
-from protocol.effects import Call
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import memory as mm
-from protocol.routing import node_dest, node_of
-from protocol.tracing import Tracer
-from protocol.zonelist import fallback_orders
+from numa_emu.protocol.costmodel import CostModel
+from numa_emu.nodes.framepool import FramePool
+from numa_emu.nodes.placement import Placement, charge
+from numa_emu.nodes.store import FILE_PREFIX
+from numa_emu.protocol.counters import NODE_EVENTS, NUMASTAT_COUNTERS
+from numa_emu.protocol.effects import Call
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import memory as mm
+from numa_emu.protocol.routing import node_dest, node_of
+from numa_emu.protocol.tracing import Tracer
+from numa_emu.protocol.zonelist import fallback_orders
 
 
 

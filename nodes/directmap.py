@@ -17,7 +17,7 @@ import mmap
 import os
 from collections.abc import Iterable
 
-from protocol import directmap as dm
+from numa_emu.protocol import directmap as dm
 
 log = logging.getLogger("node.directmap")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nodes.locks import PageLock
+from numa_emu.nodes.locks import PageLock
 
 
 @dataclass

@@ -6,17 +6,17 @@ first. File sizes and mapping flags come from the coordinator (the file table's 
 """
 from __future__ import annotations
 
-from nodes.core import NodeCore
-from nodes.filetable import FileTable
-from nodes.mm import MemoryManager
-from nodes.pcache import PageCacheView
-from nodes.pagetable import FILE
-from protocol.effects import Call
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import Ok
-from protocol.messages import memory as mm
-from protocol.messages import pagecache as pc
-from protocol.routing import node_dest
+from numa_emu.nodes.core import NodeCore
+from numa_emu.nodes.filetable import FileTable
+from numa_emu.nodes.mm import MemoryManager
+from numa_emu.nodes.pcache import PageCacheView
+from numa_emu.nodes.pagetable import FILE
+from numa_emu.protocol.effects import Call
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import Ok
+from numa_emu.protocol.messages import memory as mm
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.routing import node_dest
 
 
 class FileOps:

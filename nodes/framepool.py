@@ -18,8 +18,8 @@ import mmap
 import os
 from array import array
 
-from protocol import directmap as dm
-from protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol import directmap as dm
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
 FREE, USED = 0, 1
 

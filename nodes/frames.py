@@ -5,15 +5,15 @@ without ever forming a cycle (docs/protocol.md#locks-and-liveness).
 """
 from __future__ import annotations
 
-from nodes.core import NodeCore
-from nodes.framepool import USED
-from protocol.effects import Answer, Call
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import ErrorReply, Ok
-from protocol.messages import memory as mm
-from protocol.messages import pagecache as pc
-from protocol.messages import tasks as tm
-from protocol.routing import node_dest
+from numa_emu.nodes.core import NodeCore
+from numa_emu.nodes.framepool import USED
+from numa_emu.protocol.effects import Answer, Call
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import ErrorReply, Ok
+from numa_emu.protocol.messages import memory as mm
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.routing import node_dest
 
 _COUNTERS = {"numa_foreign"}
 

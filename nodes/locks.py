@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from protocol.effects import Future
+from numa_emu.protocol.effects import Future
 
 
 class PageLock:

@@ -10,15 +10,15 @@ pgmigrate_success / pgmigrate_fail count here, on the directory home.
 """
 from __future__ import annotations
 
-from nodes.core import NodeCore
-from nodes.directory import DirEntry
-from nodes.migration_plan import EACCES, EBUSY, ENOENT, ENOMEM, result_name
-from nodes.replication import Replication
-from protocol.effects import Call
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import migration as mg
-from protocol.messages import pagecache as pc
-from protocol.routing import node_dest
+from numa_emu.nodes.core import NodeCore
+from numa_emu.nodes.directory import DirEntry
+from numa_emu.nodes.migration_plan import EACCES, EBUSY, ENOENT, ENOMEM, result_name
+from numa_emu.nodes.replication import Replication
+from numa_emu.protocol.effects import Call
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import migration as mg
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.routing import node_dest
 
 UNREACHABLE = (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT)
 

@@ -3,16 +3,16 @@ rebinding on a cpuset change), mbind on a range of regions, and get_mempolicy in
 (set_mempolicy(2), mbind(2), get_mempolicy(2); docs/linux-semantics.md#policies, #mbind, #get_mempolicy)."""
 from __future__ import annotations
 
-from nodes.core import NodeCore
-from nodes.migration import Migration
-from nodes.mm import MemoryManager
-from nodes.pagetable import ZEROPAGE
-from nodes.placement import InterleaveCursor, interleave_target, next_interleave_index
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import Ok
-from protocol.messages import memory as mm
-from protocol.messages import tasks as tm
-from protocol.policy import (DEFAULT_POLICY, MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED, MPOL_F_NODE, MPOL_MF_LAZY, MPOL_MF_MOVE,
+from numa_emu.nodes.core import NodeCore
+from numa_emu.nodes.migration import Migration
+from numa_emu.nodes.mm import MemoryManager
+from numa_emu.nodes.pagetable import ZEROPAGE
+from numa_emu.nodes.placement import InterleaveCursor, interleave_target, next_interleave_index
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import Ok
+from numa_emu.protocol.messages import memory as mm
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.policy import (DEFAULT_POLICY, MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED, MPOL_F_NODE, MPOL_MF_LAZY, MPOL_MF_MOVE,
                              MPOL_MF_MOVE_ALL, MPOL_MF_STRICT, MPOL_MF_VALID, Mode, Policy, make_policy, rebind)
 
 

@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import collections
 
-from nodes.core import NodeCore
-from nodes.migration_plan import EFAULT, ENOENT, NOT_MOVED, mbind_target
-from nodes.mm import MemoryManager, TaskState
-from nodes.pagemove import CHUNK_PAGES, Item, PageMoves
-from nodes.pagetable import ANON, MIGCACHE, ZEROPAGE, Region
-from nodes.pcache import PageCacheView
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import migration as mg
-from protocol.policy import MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, Mode, Policy, migration_pairs
+from numa_emu.nodes.core import NodeCore
+from numa_emu.nodes.migration_plan import EFAULT, ENOENT, NOT_MOVED, mbind_target
+from numa_emu.nodes.mm import MemoryManager, TaskState
+from numa_emu.nodes.pagemove import CHUNK_PAGES, Item, PageMoves
+from numa_emu.nodes.pagetable import ANON, MIGCACHE, ZEROPAGE, Region
+from numa_emu.nodes.pcache import PageCacheView
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import migration as mg
+from numa_emu.protocol.policy import MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, Mode, Policy, migration_pairs
 
 
 class Migration:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterable, Mapping, Sequence
 
-from nodes.placement import interleave_target
-from protocol.policy import Mode, Policy
+from numa_emu.nodes.placement import interleave_target
+from numa_emu.protocol.policy import Mode, Policy
 
 # move_pages(2) per-page statuses (negative errno values, as the syscall writes them)
 ENOENT, EFAULT, EACCES, ENOMEM, EBUSY = (-errno.ENOENT, -errno.EFAULT, -errno.EACCES, -errno.ENOMEM,

@@ -14,27 +14,27 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nodes.core import NodeCore
-from nodes.directmap import TaskTable
-from nodes.locks import PageLock
-from nodes.pagetable import ANON, FILE, MIGCACHE, SHM, ZEROPAGE, AddressSpace, Region
-from nodes.pcache import PageCacheView
-from nodes.placement import InterleaveCursor, Placement, interleave_target, next_interleave_index, place
-from protocol.effects import Call, Forward, Sleep
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol import limits
-from protocol.costmodel import TOUCH_BYTES
-from protocol.messages import Ok
-from protocol.messages import memory as mm
-from protocol.messages import pagecache as pc
-from protocol.messages import tasks as tm
-from protocol.policy import Mode, Policy
-from protocol.routing import node_dest
+from numa_emu.nodes.core import NodeCore
+from numa_emu.nodes.directmap import TaskTable
+from numa_emu.nodes.locks import PageLock
+from numa_emu.nodes.pagetable import ANON, FILE, MIGCACHE, SHM, ZEROPAGE, AddressSpace, Region
+from numa_emu.nodes.pcache import PageCacheView
+from numa_emu.nodes.placement import InterleaveCursor, Placement, interleave_target, next_interleave_index, place
+from numa_emu.protocol.effects import Call, Forward, Sleep
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol import limits
+from numa_emu.protocol.costmodel import TOUCH_BYTES
+from numa_emu.protocol.messages import Ok
+from numa_emu.protocol.messages import memory as mm
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.policy import Mode, Policy
+from numa_emu.protocol.routing import node_dest
 
 if TYPE_CHECKING:
-    from nodes.filetable import FileTable
-    from nodes.pagemove import PageMoves
-    from nodes.replication import ReplicationTunables
+    from numa_emu.nodes.filetable import FileTable
+    from numa_emu.nodes.pagemove import PageMoves
+    from numa_emu.nodes.replication import ReplicationTunables
 
 # A batch hands the loop back after this many pages, so that a long touch never starves the
 # heartbeats (docs/conventions.md#heartbeats): 4096 pages take about 20-40 ms here.

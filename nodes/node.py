@@ -8,28 +8,28 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from nodes.core import NodeCore
-from nodes.directory import Directory
-from nodes.files import FileOps
-from nodes.filetable import FileTable
-from nodes.framepool import FramePool
-from nodes.frames import FrameService
-from nodes.master_move import MasterMove
-from nodes.mempolicy import PolicyOps
-from nodes.migration import Migration
-from nodes.mm import MemoryManager
-from nodes.pagemove import PageMoves
-from nodes.pcache import PageCacheView
-from nodes.reclaim import Reclaim
-from nodes.replication import Replication, ReplicationTunables
-from nodes.store import Store
-from nodes.sysctl import NodeControl
-from nodes.taskmove import TaskMoves
-from protocol.effects import Call
-from protocol.messages import lifecycle as lc
-from protocol.messages import pagecache as pc
-from protocol.messages import tasks as tm
-from protocol.routing import node_dest
+from numa_emu.nodes.core import NodeCore
+from numa_emu.nodes.directory import Directory
+from numa_emu.nodes.files import FileOps
+from numa_emu.nodes.filetable import FileTable
+from numa_emu.nodes.framepool import FramePool
+from numa_emu.nodes.frames import FrameService
+from numa_emu.nodes.master_move import MasterMove
+from numa_emu.nodes.mempolicy import PolicyOps
+from numa_emu.nodes.migration import Migration
+from numa_emu.nodes.mm import MemoryManager
+from numa_emu.nodes.pagemove import PageMoves
+from numa_emu.nodes.pcache import PageCacheView
+from numa_emu.nodes.reclaim import Reclaim
+from numa_emu.nodes.replication import Replication, ReplicationTunables
+from numa_emu.nodes.store import Store
+from numa_emu.nodes.sysctl import NodeControl
+from numa_emu.nodes.taskmove import TaskMoves
+from numa_emu.protocol.effects import Call
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.routing import node_dest
 
 log = logging.getLogger("node")
 

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import collections
 
-from nodes.core import NodeCore, directory_home
-from protocol.costmodel import FAULT_OVERHEAD_NS
-from nodes.master_move import UNREACHABLE, trace_migrate
-from nodes.migration_plan import EBUSY, ENOMEM
-from nodes.mm import TaskState
-from nodes.pagetable import ANON, MIGCACHE, MIGRATING, Region
-from nodes.pcache import CachedPage, PageCacheView
-from nodes.placement import misplaced
-from protocol.effects import Call
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import migration as mg
-from protocol.messages import pagecache as pc
-from protocol.policy import Policy
-from protocol.routing import node_dest
+from numa_emu.nodes.core import NodeCore, directory_home
+from numa_emu.protocol.costmodel import FAULT_OVERHEAD_NS
+from numa_emu.nodes.master_move import UNREACHABLE, trace_migrate
+from numa_emu.nodes.migration_plan import EBUSY, ENOMEM
+from numa_emu.nodes.mm import TaskState
+from numa_emu.nodes.pagetable import ANON, MIGCACHE, MIGRATING, Region
+from numa_emu.nodes.pcache import CachedPage, PageCacheView
+from numa_emu.nodes.placement import misplaced
+from numa_emu.protocol.effects import Call
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import migration as mg
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.policy import Policy
+from numa_emu.protocol.routing import node_dest
 
 Item = tuple[Region, int, int]  # (region, page index, node the page's frame is on)
 # Pages moved per step: a big migration hands the loop back between steps (heartbeats, other

@@ -12,9 +12,9 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from nodes.sparsearray import SparseArray
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.policy import Policy
+from numa_emu.nodes.sparsearray import SparseArray
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.policy import Policy
 
 ANON, SHM, FILE = "anon", "shm", "file"
 # Node values of a page that is unmapped but not gone (nodes.migration): MIGRATING while a direct

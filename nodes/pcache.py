@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nodes.core import NodeCore, directory_home
-from protocol.effects import Call, Future, Spawn
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import Ok
-from protocol.messages import pagecache as pc
-from protocol.routing import node_dest
+from numa_emu.nodes.core import NodeCore, directory_home
+from numa_emu.protocol.effects import Call, Future, Spawn
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import Ok
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.routing import node_dest
 
 Key = tuple[str, int]
 # A shared page's frame can be freed under a mapping between its fault and its access (a

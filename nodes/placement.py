@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.counters import NUMASTAT_COUNTERS, NUMASTAT_TO_VMSTAT  # noqa: F401  (NUMASTAT_COUNTERS re-exported)
-from protocol.policy import MPOL_F_NUMA_BALANCING, Mode, Policy
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.counters import NUMASTAT_COUNTERS, NUMASTAT_TO_VMSTAT  # noqa: F401  (NUMASTAT_COUNTERS re-exported)
+from numa_emu.protocol.policy import MPOL_F_NUMA_BALANCING, Mode, Policy
 
 # The counter names live in protocol (the front ends print them); re-exported for the core.
 VMSTAT_NAMES = NUMASTAT_TO_VMSTAT

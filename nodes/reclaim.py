@@ -28,11 +28,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Container
 
-from nodes.core import NodeCore, directory_home
-from protocol.effects import Call, Future, Spawn
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import pagecache as pc
-from protocol.routing import node_dest
+from numa_emu.nodes.core import NodeCore, directory_home
+from numa_emu.protocol.effects import Call, Future, Spawn
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.routing import node_dest
 
 Key = tuple[str, int]
 SWAP_CLUSTER_MAX = 32  # a direct reclaim frees at least this many frames when it can (mm/vmscan.c)

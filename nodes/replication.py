@@ -29,18 +29,18 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass
 
-from nodes.core import NodeCore
-from nodes.directory import DirEntry, Directory
-from nodes.filetable import FileTable
-from nodes.placement import place
-from nodes.store import FILE_PREFIX, store_name
-from protocol.costmodel import SHOOTDOWN_NS
-from protocol.effects import Call, Sleep, Spawn
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import Ok
-from protocol.messages import pagecache as pc
-from protocol.policy import Policy
-from protocol.routing import node_dest
+from numa_emu.nodes.core import NodeCore
+from numa_emu.nodes.directory import DirEntry, Directory
+from numa_emu.nodes.filetable import FileTable
+from numa_emu.nodes.placement import place
+from numa_emu.nodes.store import FILE_PREFIX, store_name
+from numa_emu.protocol.costmodel import SHOOTDOWN_NS
+from numa_emu.protocol.effects import Call, Sleep, Spawn
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import Ok
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.policy import Policy
+from numa_emu.protocol.routing import node_dest
 
 
 @dataclass

@@ -14,24 +14,24 @@ import signal
 import time
 from pathlib import Path
 
-from nodes.framepool import FramePool
-from nodes.node import Node
-from nodes.store import Store
-from protocol.clusterdir import STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_json
-from protocol.effects import Call
-from protocol.errors import NumaEmuError
-from protocol.faults import FaultInjector, FaultTable
-from protocol.keys import ClusterKeys
-from protocol.latency import REAL, LatencyTable
-from protocol.messages import faults as fm
-from protocol.messages import latency as lm
-from protocol.messages import trace as trm
-from protocol.messages import Ok
-from protocol.messages import lifecycle as lc
-from protocol.reactor import Reactor
-from protocol.routing import node_dest, node_of
-from protocol.timing import HEARTBEAT_INTERVAL_S, SILENT_DEAD_S
-from protocol.version import PROTOCOL_VERSION
+from numa_emu.nodes.framepool import FramePool
+from numa_emu.nodes.node import Node
+from numa_emu.nodes.store import Store
+from numa_emu.protocol.clusterdir import STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_json
+from numa_emu.protocol.effects import Call
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.protocol.faults import FaultInjector, FaultTable
+from numa_emu.protocol.keys import ClusterKeys
+from numa_emu.protocol.latency import REAL, LatencyTable
+from numa_emu.protocol.messages import faults as fm
+from numa_emu.protocol.messages import latency as lm
+from numa_emu.protocol.messages import trace as trm
+from numa_emu.protocol.messages import Ok
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.reactor import Reactor
+from numa_emu.protocol.routing import node_dest, node_of
+from numa_emu.protocol.timing import HEARTBEAT_INTERVAL_S, SILENT_DEAD_S
+from numa_emu.protocol.version import PROTOCOL_VERSION
 
 log = logging.getLogger("node")
 RECLAIM_INTERVAL_S = 0.05

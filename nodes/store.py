@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
 FILE_PREFIX = "file:"  # page-cache objects are named file:NAME; shm objects shm:NAME
 

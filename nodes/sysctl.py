@@ -12,12 +12,12 @@ import functools
 import logging
 from collections.abc import Callable
 
-from nodes.core import NodeCore
-from nodes.mm import MemoryManager
-from nodes.replication import ReplicationTunables
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import Ok
-from protocol.messages import control as cm
+from numa_emu.nodes.core import NodeCore
+from numa_emu.nodes.mm import MemoryManager
+from numa_emu.nodes.replication import ReplicationTunables
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import Ok
+from numa_emu.protocol.messages import control as cm
 
 log = logging.getLogger("node.sysctl")
 

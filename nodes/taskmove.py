@@ -15,18 +15,18 @@ or maps it again where it is; a trace of it says mode "auto".
 """
 from __future__ import annotations
 
-from nodes.core import NodeCore
-from nodes.mm import MemoryManager, TaskState
-from nodes.pagemove import PageMoves
-from nodes.pagetable import ANON, MIGCACHE, AddressSpace
-from nodes.pcache import PageCacheView
-from nodes.placement import InterleaveCursor
-from protocol.effects import Call
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import Ok
-from protocol.messages import tasks as tm
-from protocol.policy import Policy
-from protocol.routing import node_dest
+from numa_emu.nodes.core import NodeCore
+from numa_emu.nodes.mm import MemoryManager, TaskState
+from numa_emu.nodes.pagemove import PageMoves
+from numa_emu.nodes.pagetable import ANON, MIGCACHE, AddressSpace
+from numa_emu.nodes.pcache import PageCacheView
+from numa_emu.nodes.placement import InterleaveCursor
+from numa_emu.protocol.effects import Call
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import Ok
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.policy import Policy
+from numa_emu.protocol.routing import node_dest
 
 
 def task_image(task: TaskState) -> dict:

@@ -28,10 +28,10 @@ import signal
 import sys
 from pathlib import Path
 
-from protocol.clusterdir import CLUSTER_FILE, RUN_DIR, node_log, open_private, process_tag
-from protocol.hosts import CONNECTION_FILE
-from protocol.keys import KEYS_DIR
-from protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS
+from numa_emu.protocol.clusterdir import CLUSTER_FILE, RUN_DIR, node_log, open_private, process_tag
+from numa_emu.protocol.hosts import CONNECTION_FILE
+from numa_emu.protocol.keys import KEYS_DIR
+from numa_emu.protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS
 
 
 def _child(args: argparse.Namespace, node_id: int, token: str) -> None:
@@ -47,7 +47,7 @@ def _child(args: argparse.Namespace, node_id: int, token: str) -> None:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
-        from nodes.__main__ import start_node
+        from numa_emu.nodes.__main__ import start_node
 
         status = start_node(args.cluster_dir, args.name, node_id, args.coordinator, args.alive_fd, token,
                             log_level=args.log_level, host=args.host, bind=args.bind)
@@ -73,10 +73,10 @@ def _report(line: str) -> None:
 def _host_folder(args: argparse.Namespace, header: dict) -> Path:
     """As a host's agent (no --cluster-dir): this host's cluster folder, made if need be, with the
     topology and the keys that came on stdin (another host has no copy of the coordinator's)."""
-    from protocol.clusterdir import (HOME_ENV, MARKER_FILE, RUN_DIR, TOPOLOGY_FILE, cluster_dir, make_private,
+    from numa_emu.protocol.clusterdir import (HOME_ENV, MARKER_FILE, RUN_DIR, TOPOLOGY_FILE, cluster_dir, make_private,
                                      write_json_atomic)
-    from protocol.hosts import connection
-    from protocol.keys import ClusterKeys
+    from numa_emu.protocol.hosts import connection
+    from numa_emu.protocol.keys import ClusterKeys
 
     if args.home:
         os.environ[HOME_ENV] = args.home
@@ -112,7 +112,7 @@ def main() -> None:
 
     where = f"--host {args.host} --home {args.home or '~'}" if args.cluster_dir is None else ""
     setproctitle.setproctitle(f"{process_tag(args.name)} node-zygote {where or f'--cluster-dir {args.cluster_dir}'}")
-    import nodes.server  # noqa: F401  (imported once here, inherited by every fork)
+    import numa_emu.nodes.server  # noqa: F401  (imported once here, inherited by every fork)
 
     # SIGCHLD wakes the select below through this pipe (set_wakeup_fd): no polling
     wake_r, wake_w = os.pipe()

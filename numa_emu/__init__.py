@@ -6,7 +6,7 @@ the length of a `with` block; `numa_emu.libnuma` has libnuma's calls under their
 The policy constants are here as in <numaif.h>: the modes (MPOL_BIND, ... are `Mode` members)
 and the flags (MPOL_MF_MOVE, MPOL_F_NODE, ...).
 """
-from protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
 # <numaif.h>'s mode names: MPOL_BIND is Mode.BIND (an int, as the C constant)
 _MODE_CONSTANTS = {"MPOL_DEFAULT": "DEFAULT", "MPOL_PREFERRED": "PREFERRED", "MPOL_BIND": "BIND",
@@ -38,11 +38,11 @@ def __getattr__(name: str):  # lazy, so that `numa-emu --help` stays fast
 
         return importlib.import_module("numa_emu.libnuma")
     if name == "Mode" or name in _FLAG_CONSTANTS:
-        from protocol import policy
+        from numa_emu.protocol import policy
 
         return getattr(policy, name)
     if name in _MODE_CONSTANTS:
-        from protocol.policy import Mode
+        from numa_emu.protocol.policy import Mode
 
         return Mode[_MODE_CONSTANTS[name]]
     raise AttributeError(f"module 'numa_emu' has no attribute {name!r}")

@@ -23,17 +23,17 @@ import sys
 from collections.abc import Iterable
 
 from numa_emu.direct import DirectPath
-from protocol.client import Client, TaskChannel
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.keys import ClusterKeys
-from protocol.messages import lifecycle as lc
-from protocol.messages import memory as mm
-from protocol.messages import migration as mg
-from protocol.messages import pagecache as pc
-from protocol.messages import tasks as tm
-from protocol.nodemask import parse_nodelist
-from protocol.policy import MPOL_F_ADDR, MPOL_F_NODE, MPOL_MF_MOVE, Mode, parse_mode_name
-from protocol.timing import SILENCE_PROBE_MAX_S
+from numa_emu.protocol.client import Client, TaskChannel
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.keys import ClusterKeys
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.messages import memory as mm
+from numa_emu.protocol.messages import migration as mg
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.nodemask import parse_nodelist
+from numa_emu.protocol.policy import MPOL_F_ADDR, MPOL_F_NODE, MPOL_MF_MOVE, Mode, parse_mode_name
+from numa_emu.protocol.timing import SILENCE_PROBE_MAX_S
 
 ENV_CLUSTER = "NUMA_EMU_CLUSTER"
 ENV_CPU = "NUMA_EMU_CPU"

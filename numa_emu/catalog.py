@@ -6,15 +6,15 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.topology import SHAPES, Topology, build_shape, load_topology
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.topology import SHAPES, Topology, build_shape, load_topology
 
 DEFAULT_TOPOLOGY = "default-4n"
 
 
 def builtin_topologies() -> dict[str, Path]:
     out = {}
-    for entry in resources.files("topologies").iterdir():
+    for entry in resources.files("numa_emu.topologies").iterdir():
         if entry.name.endswith(".toml"):
             out[entry.name[:-5]] = Path(str(entry))
     return dict(sorted(out.items()))

@@ -17,17 +17,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.client import Client
-from protocol.clusterdir import (CLUSTER_FILE, COORDINATOR_LOG, MARKER_FILE, RUN_DIR, TOPOLOGY_FILE, cluster_dir,
+from numa_emu.protocol.client import Client
+from numa_emu.protocol.clusterdir import (CLUSTER_FILE, COORDINATOR_LOG, MARKER_FILE, RUN_DIR, TOPOLOGY_FILE, cluster_dir,
                                  home, is_cluster_folder, is_name, make_private, open_private, read_json,
                                  rotate_logs, write_json_atomic)
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.hosts import (CONNECTION_ENV, CONNECTION_FILE, HOSTS_FILE, Host, coordinator_address, host_identity,
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.hosts import (CONNECTION_ENV, CONNECTION_FILE, HOSTS_FILE, Host, coordinator_address, host_identity,
                             place)
-from protocol.keys import KEYS_DIR, ClusterKeys
-from protocol.messages import lifecycle as lc
-from protocol.timing import NODE_READY_TIMEOUT_S, SHUTDOWN_GRACE_S, TERM_GRACE_S
-from protocol.topology import Topology
+from numa_emu.protocol.keys import KEYS_DIR, ClusterKeys
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.timing import NODE_READY_TIMEOUT_S, SHUTDOWN_GRACE_S, TERM_GRACE_S
+from numa_emu.protocol.topology import Topology
 
 from numa_emu import processes
 
@@ -251,7 +251,7 @@ def _claim_folder(cdir: Path) -> None:
 
 def _spawn_coordinator(cdir: Path, name: str, foreground: bool, extra: list[str], timeout_s: float) -> subprocess.Popen:
     ready_r, ready_w = os.pipe()
-    args = [sys.executable, "-m", "coordinator", "--cluster-dir", str(cdir), "--name", name,
+    args = [sys.executable, "-m", "numa_emu.coordinator", "--cluster-dir", str(cdir), "--name", name,
             "--ready-fd", str(ready_w), *extra]
     fds = [ready_w]
     parent_r = None

@@ -17,8 +17,8 @@ import os
 import select
 import time
 
-from protocol import directmap as dm
-from protocol.costmodel import TOUCH_BYTES, transfer_ns
+from numa_emu.protocol import directmap as dm
+from numa_emu.protocol.costmodel import TOUCH_BYTES, transfer_ns
 
 # How stale a direct access may be about its home node's death: the node's process is checked at
 # most this often (a pidfd poll is a syscall; an access is a few hundred nanoseconds).

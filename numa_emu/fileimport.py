@@ -10,9 +10,9 @@ import os
 import secrets
 import stat
 
-from protocol.client import Client
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import pagecache as pc
+from numa_emu.protocol.client import Client
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import pagecache as pc
 
 
 def import_file(client: Client, path: str, name: str) -> dict:

@@ -30,8 +30,8 @@ import sys
 from numa_emu import api
 from numa_emu.api import Region, Task
 from numa_emu.frontends.libnuma import NODEMASK_BITS
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.policy import Mode
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.policy import Mode
 
 __all__ = ["numa_available", "numa_max_node", "numa_num_configured_nodes", "numa_distance", "numa_node_size",
            "numa_node_size64", "numa_node_of_cpu", "numa_run_on_node", "numa_alloc_onnode", "numa_alloc_local",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from protocol.clusterdir import process_tag
+from numa_emu.protocol.clusterdir import process_tag
 
 
 def is_ours(pid: int, name: str, cdir: Path) -> bool:

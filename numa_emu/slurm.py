@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 import subprocess
 
-from protocol.clusterdir import home
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.hosts import Host, check_host
+from numa_emu.protocol.clusterdir import home
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.hosts import Host, check_host
 
 
 def _scontrol(*args: str) -> str:

@@ -15,8 +15,8 @@ from typing import Callable, TextIO
 
 from numa_emu.cluster import ClusterInfo
 from numa_emu.traceview.events import expand
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import trace as trm
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import trace as trm
 
 DRAIN_INTERVAL_S = 0.2
 

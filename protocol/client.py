@@ -18,15 +18,15 @@ from typing import Callable
 
 import zmq
 
-from protocol import delaylink
-from protocol.codec import decode, encode
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.keys import ClusterKeys
-from protocol.link import send_frames
-from protocol.messages import ErrorReply, Reply, Request
-from protocol.reactor import connect_endpoint, make_socket, recv_frames
-from protocol.routing import node_dest
-from protocol.timing import CLIENT_TIMEOUT_S, SILENCE_PROBE_FIRST_S, SILENCE_PROBE_MAX_S
+from numa_emu.protocol import delaylink
+from numa_emu.protocol.codec import decode, encode
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.keys import ClusterKeys
+from numa_emu.protocol.link import send_frames
+from numa_emu.protocol.messages import ErrorReply, Reply, Request
+from numa_emu.protocol.reactor import connect_endpoint, make_socket, recv_frames
+from numa_emu.protocol.routing import node_dest
+from numa_emu.protocol.timing import CLIENT_TIMEOUT_S, SILENCE_PROBE_FIRST_S, SILENCE_PROBE_MAX_S
 
 # What a caller runs when its request has had no reply for a while (Task: ask the coordinator
 # whether the home node died); it raises to give up the wait, or returns to wait on.

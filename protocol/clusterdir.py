@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
 HOME_ENV = "NUMA_EMU_HOME"
 CLUSTER_FILE = "cluster.json"

@@ -12,9 +12,9 @@ from typing import Any
 
 import msgpack
 
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import REGISTRY, ErrorReply, Message, Reply
-from protocol.version import PROTOCOL_NAME, TAG, describe_tag
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import REGISTRY, ErrorReply, Message, Reply
+from numa_emu.protocol.version import PROTOCOL_NAME, TAG, describe_tag
 
 log = logging.getLogger(__name__)
 

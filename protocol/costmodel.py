@@ -9,7 +9,7 @@ what its home node would have charged for the same access by message.
 """
 from __future__ import annotations
 
-from protocol import limits
+from numa_emu.protocol import limits
 
 # A minor anonymous fault on current x86 kernels costs about 0.5-1 us before zeroing
 # (trap, handle_mm_fault, page-table update); we charge the middle of that.

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import types
 from typing import Any, Callable
 
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import Notice, Ok, Reply, Request
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import Notice, Ok, Reply, Request
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from protocol import limits
-from protocol.errors import einval
-from protocol.routing import node_of
+from numa_emu.protocol import limits
+from numa_emu.protocol.errors import einval
+from numa_emu.protocol.routing import node_of
 
 KINDS = ("drop", "dup", "delay", "reorder")
 DELAYING = ("delay", "reorder")

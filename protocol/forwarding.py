@@ -15,15 +15,15 @@ from typing import Any, Callable
 
 import zmq
 
-from protocol.codec import WireError, decode, encode, encode_reply
-from protocol.effects import Answer, Forward
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.link import DelayingLink
-from protocol.messages import Reply
-from protocol.messages import lifecycle as lc
-from protocol.routing import NODE_PREFIX_BYTES
-from protocol.timing import PEER_CALL_TIMEOUT_S
-from protocol.version import TAG
+from numa_emu.protocol.codec import WireError, decode, encode, encode_reply
+from numa_emu.protocol.effects import Answer, Forward
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.link import DelayingLink
+from numa_emu.protocol.messages import Reply
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.routing import NODE_PREFIX_BYTES
+from numa_emu.protocol.timing import PEER_CALL_TIMEOUT_S
+from numa_emu.protocol.version import TAG
 
 # Forwarded requests remembered per destination, to answer them if it dies (a task has one
 # request at a time, so this bounds the tasks served per node within a call's deadline).

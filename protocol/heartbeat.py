@@ -4,7 +4,7 @@ loaded host) comes back, and the death of a local process is learnt from its exi
 Pure: the caller passes the time."""
 from __future__ import annotations
 
-from protocol.timing import HEARTBEAT_INTERVAL_S, SILENT_DEAD_S
+from numa_emu.protocol.timing import HEARTBEAT_INTERVAL_S, SILENT_DEAD_S
 
 UP, SUSPECT, DEAD = "up", "suspect", "dead"
 

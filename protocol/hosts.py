@@ -18,7 +18,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
 HOSTS_FILE = "hosts.json"  # the placement, written by `up` in the cluster folder for the coordinator
 HOST_ENV = "NUMA_EMU_HOST"  # overrides this machine's host name (tests make fake hosts on loopback)
@@ -79,7 +79,7 @@ def hosts_from_table(table: object, n_nodes: int, where: str = "[hosts]") -> lis
     """A topology file's `[hosts]` table: `[hosts.NAME]` sub-tables in order, each with optional
     `address` (default NAME), `nodes` (a node list such as "0-3"; every host or none), `home`
     (NUMA_EMU_HOME there) and `python` (its interpreter)."""
-    from protocol.nodemask import parse_nodelist
+    from numa_emu.protocol.nodemask import parse_nodelist
 
     if not isinstance(table, Mapping) or not table:
         raise NumaEmuError(ErrorCode.EINVAL, f"{where}: expected one [hosts.NAME] table per host")

@@ -26,7 +26,7 @@ import zmq
 import zmq.auth
 from zmq.utils import z85
 
-from protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
 KEYS_DIR = "keys"
 _NAME = "cluster"

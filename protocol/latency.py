@@ -9,8 +9,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol import limits
-from protocol.errors import einval
+from numa_emu.protocol import limits
+from numa_emu.protocol.errors import einval
 
 VIRTUAL, REAL = "virtual", "real"
 JITTER_DISTRIBUTIONS = ("uniform", "normal", "exponential")

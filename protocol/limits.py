@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
 # The largest virtual time a clock may show: int64 nanoseconds (292 years). msgpack packs at most
 # a uint64, and the costs below keep a clock far from this; clocks saturate at it (clamp_clock_ns).

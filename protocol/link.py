@@ -20,10 +20,10 @@ from typing import Callable
 import zmq
 from zmq.backend import Socket as _BackendSocket  # the compiled socket under zmq.Socket
 
-from protocol import delaylink
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import lifecycle as lc
-from protocol.routing import NODE_PREFIX
+from numa_emu.protocol import delaylink
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.routing import NODE_PREFIX
 
 # Below this size a copying send beats pyzmq's zero-copy frames (their bookkeeping costs more).
 _ZERO_COPY_BYTES = 64 * 1024

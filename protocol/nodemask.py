@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from protocol.errors import einval
+from numa_emu.protocol.errors import einval
 
 # Guard against "0-999999999" building a huge set: far above Linux's MAX_NUMNODES (1024)
 # and NR_CPUS (8192) limits.

@@ -23,10 +23,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.faults import FaultInjector
-from protocol.routing import NODE_PREFIX, NODE_PREFIX_BYTES
-from protocol.timing import PEER_RETRY_FIRST_S, PEER_RETRY_MAX_S, SERVED_AGE_S
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.faults import FaultInjector
+from numa_emu.protocol.routing import NODE_PREFIX, NODE_PREFIX_BYTES
+from numa_emu.protocol.timing import PEER_RETRY_FIRST_S, PEER_RETRY_MAX_S, SERVED_AGE_S
 
 log = logging.getLogger(__name__)
 PEER_MAX_ATTEMPTS = 16  # sends of one call at most (a 5 s call unanswered is sent 14 times)

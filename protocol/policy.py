@@ -16,8 +16,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from protocol.errors import einval
-from protocol.nodemask import format_nodelist
+from numa_emu.protocol.errors import einval
+from numa_emu.protocol.nodemask import format_nodelist
 
 
 class Mode(enum.IntEnum):

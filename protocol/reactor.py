@@ -25,17 +25,17 @@ from typing import Any, Callable
 
 import zmq
 
-from protocol.codec import WireError, decode, encode, encode_reply
-from protocol import delaylink
-from protocol.forwarding import Forwarding
-from protocol.link import DelayingLink
-from protocol.peercalls import PeerCalls
-from protocol.routing import NODE_PREFIX, NODE_PREFIX_BYTES
-from protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, answer_locally, as_error, gather
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.keys import ClusterKeys, check_bind
-from protocol.messages import ErrorReply, Message, Notice, Ok, Reply, Request
-from protocol.timing import DAEMON_CALL_TIMEOUT_S, PEER_CALL_TIMEOUT_S
+from numa_emu.protocol.codec import WireError, decode, encode, encode_reply
+from numa_emu.protocol import delaylink
+from numa_emu.protocol.forwarding import Forwarding
+from numa_emu.protocol.link import DelayingLink
+from numa_emu.protocol.peercalls import PeerCalls
+from numa_emu.protocol.routing import NODE_PREFIX, NODE_PREFIX_BYTES
+from numa_emu.protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, answer_locally, as_error, gather
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.keys import ClusterKeys, check_bind
+from numa_emu.protocol.messages import ErrorReply, Message, Notice, Ok, Reply, Request
+from numa_emu.protocol.timing import DAEMON_CALL_TIMEOUT_S, PEER_CALL_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 

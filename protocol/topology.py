@@ -50,10 +50,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from protocol import limits
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.nodemask import format_nodelist
-from protocol.units import parse_bandwidth_mib_s
+from numa_emu.protocol import limits
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.nodemask import format_nodelist
+from numa_emu.protocol.units import parse_bandwidth_mib_s
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -441,7 +441,7 @@ _LAZY = ("load_topology", "loads_topology", "from_cli", "build_shape", "SHAPES")
 def __getattr__(name: str) -> Any:
     """The builders (file, CLI, shapes) live in protocol/topology_shapes.py; load them on use."""
     if name in _LAZY:
-        from protocol import topology_shapes
+        from numa_emu.protocol import topology_shapes
 
         return getattr(topology_shapes, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from protocol import limits
-from protocol.errors import NumaEmuError
-from protocol.nodemask import parse_cpulist
-from protocol.topology import (DEFAULT_LOCAL_BANDWIDTH, DEFAULT_LOCAL_LATENCY_NS, DEFAULT_PAGE_SIZE,
+from numa_emu.protocol import limits
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.protocol.nodemask import parse_cpulist
+from numa_emu.protocol.topology import (DEFAULT_LOCAL_BANDWIDTH, DEFAULT_LOCAL_LATENCY_NS, DEFAULT_PAGE_SIZE,
                                DEFAULT_REMOTE_BANDWIDTH, LOCAL_DISTANCE, MAX_DISTANCE, MAX_NODES,
                                REMOTE_DISTANCE, NodeSpec, Topology, TopologyError, _Keys,
                                _reject_unknown, _require, make_topology)
-from protocol.units import format_size, parse_bandwidth_mib_s, parse_duration_ns, parse_size
+from numa_emu.protocol.units import format_size, parse_bandwidth_mib_s, parse_duration_ns, parse_size
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 
-from protocol.errors import einval
+from numa_emu.protocol.errors import einval
 
 KIB = 1024
 MIB = 1024 * KIB

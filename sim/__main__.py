@@ -21,9 +21,9 @@ import os
 import sys
 import time
 
-from protocol.errors import NumaEmuError
-from sim.run import Result, run
-from sim.scenarios import SCENARIOS
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.sim.run import Result, run
+from numa_emu.sim.scenarios import SCENARIOS
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
 HASH_SEED = "0"  # sets of strings iterate in a hash order: fixed, so that a seed replays byte for byte
@@ -134,5 +134,5 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     if os.environ.get("PYTHONHASHSEED") != HASH_SEED:
         os.environ["PYTHONHASHSEED"] = HASH_SEED
-        os.execv(sys.executable, [sys.executable, "-m", "sim", *sys.argv[1:]])
+        os.execv(sys.executable, [sys.executable, "-m", "numa_emu.sim", *sys.argv[1:]])
     sys.exit(main(sys.argv[1:]))

@@ -13,23 +13,23 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from coordinator.fileserver import FileService
-from coordinator.state import ClusterState
-from coordinator.taskserver import SysctlService
-from nodes.framepool import FramePool
-from nodes.node import Node
-from nodes.store import Store
-from protocol.effects import Call, Future
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import lifecycle as lc
-from protocol.messages import migration as mg
-from protocol.messages import pagecache as pc
-from protocol.messages import tasks as tm
-from protocol.policy import DEFAULT_POLICY
-from protocol.topology import NodeSpec, make_topology
-from protocol.version import PROTOCOL_VERSION
-from sim.history import History
-from sim.network import Network
+from numa_emu.coordinator.fileserver import FileService
+from numa_emu.coordinator.state import ClusterState
+from numa_emu.coordinator.taskserver import SysctlService
+from numa_emu.nodes.framepool import FramePool
+from numa_emu.nodes.node import Node
+from numa_emu.nodes.store import Store
+from numa_emu.protocol.effects import Call, Future
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.messages import migration as mg
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.policy import DEFAULT_POLICY
+from numa_emu.protocol.topology import NodeSpec, make_topology
+from numa_emu.protocol.version import PROTOCOL_VERSION
+from numa_emu.sim.history import History
+from numa_emu.sim.network import Network
 
 PAGE = 4096
 CPUS_PER_NODE = 2

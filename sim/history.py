@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from sim.network import Violation
+from numa_emu.sim.network import Violation
 
 
 @dataclass

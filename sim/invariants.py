@@ -8,8 +8,8 @@ at the end of every read (sim.history).
 """
 from __future__ import annotations
 
-from nodes.framepool import USED
-from sim.network import Violation
+from numa_emu.nodes.framepool import USED
+from numa_emu.sim.network import Violation
 
 
 def _frame_ok(cluster, node: int, frame: int, gen: int) -> str | None:

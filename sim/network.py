@@ -29,11 +29,11 @@ import types
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from protocol.codec import decode, encode, encode_reply
-from protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, answer_locally, gather
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import ErrorReply, Message, Notice, Ok, Reply
-from protocol.timing import PEER_RETRY_FIRST_S, PEER_RETRY_MAX_S
+from numa_emu.protocol.codec import decode, encode, encode_reply
+from numa_emu.protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, answer_locally, gather
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import ErrorReply, Message, Notice, Ok, Reply
+from numa_emu.protocol.timing import PEER_RETRY_FIRST_S, PEER_RETRY_MAX_S
 
 Handler = Callable[[Message], Any]
 REQUEST, REPLY = "req", "rep"  # the two directions of a pair of processes: two FIFO links

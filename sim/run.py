@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from protocol.errors import ErrorCode, NumaEmuError
-from sim import invariants
-from sim.cluster import SimCluster
-from sim.network import Crash, Violation
-from sim.scenarios import Scenario
-from sim.tasks import SimTask
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.sim import invariants
+from numa_emu.sim.cluster import SimCluster
+from numa_emu.sim.network import Crash, Violation
+from numa_emu.sim.scenarios import Scenario
+from numa_emu.sim.tasks import SimTask
 
 MAX_STEPS = 20_000  # deliveries of one run; a scenario that needs more is a livelock
 # What a task may get once a node died: its home or its memory died (docs/protocol.md#a-nodes-death).

@@ -4,10 +4,10 @@ every invariant checked after every message, and returns its result. Counters ar
 off the nodes. For step-by-step protocol tests with exact outcomes (tests/sim)."""
 from __future__ import annotations
 
-from sim import invariants
-from sim.cluster import SimCluster
-from sim.network import Violation
-from sim.tasks import SimTask
+from numa_emu.sim import invariants
+from numa_emu.sim.cluster import SimCluster
+from numa_emu.sim.network import Violation
+from numa_emu.sim.tasks import SimTask
 
 MAX_STEPS = 20_000
 

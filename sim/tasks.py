@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocol.effects import Call
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import memory as mm
-from protocol.messages import migration as mg
-from protocol.messages import pagecache as pc
-from protocol.messages import tasks as tm
-from protocol.policy import MPOL_MF_MOVE, Mode
+from numa_emu.protocol.effects import Call
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import memory as mm
+from numa_emu.protocol.messages import migration as mg
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.policy import MPOL_MF_MOVE, Mode
 
 REGISTER = 8  # bytes of a register of the history (sim.history)
 

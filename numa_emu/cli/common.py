@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from protocol.clusterdir import check_name
-from protocol.errors import NumaEmuError
+from numa_emu.protocol.clusterdir import check_name
+from numa_emu.protocol.errors import NumaEmuError
 
 from numa_emu import cluster
 from numa_emu.cli.main import warn

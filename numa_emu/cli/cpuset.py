@@ -36,9 +36,9 @@ import sys
 
 from numa_emu.cli.common import add_json_option, add_name_option, running_cluster
 from numa_emu.cli.main import EXIT_ERROR, EXIT_USAGE, fail
-from protocol.errors import NumaEmuError
-from protocol.nodemask import format_nodelist, parse_cpulist, parse_nodelist
-from protocol.timing import MIGRATE_CALL_TIMEOUT_S
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.protocol.nodemask import format_nodelist, parse_cpulist, parse_nodelist
+from numa_emu.protocol.timing import MIGRATE_CALL_TIMEOUT_S
 
 
 def _list_type(parse):
@@ -109,7 +109,7 @@ def format_table(sets: list[dict]) -> str:
 
 
 def _exec(args: argparse.Namespace, info) -> int:
-    from protocol.messages import tasks as tm
+    from numa_emu.protocol.messages import tasks as tm
 
     from numa_emu.api import ENV_CLUSTER, ENV_CPUSET
 
@@ -131,8 +131,8 @@ def _exec(args: argparse.Namespace, info) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from protocol.messages import control as cm
-    from protocol.messages import tasks as tm
+    from numa_emu.protocol.messages import control as cm
+    from numa_emu.protocol.messages import tasks as tm
 
     changes = ("cpus", "mems", "memory_migrate", "replication")
     if args.action == "set" and all(getattr(args, f) is None for f in changes):

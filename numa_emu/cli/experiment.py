@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 3, 130
 

@@ -20,11 +20,11 @@ import argparse
 import json
 
 from numa_emu.cli.common import add_json_option, add_name_option, running_cluster
-from protocol import limits
-from protocol.errors import NumaEmuError
-from protocol.faults import DEFAULT_DELAY_MS, KINDS, format_table
-from protocol.messages import faults as fm
-from protocol.nodemask import parse_nodelist
+from numa_emu.protocol import limits
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.protocol.faults import DEFAULT_DELAY_MS, KINDS, format_table
+from numa_emu.protocol.messages import faults as fm
+from numa_emu.protocol.nodemask import parse_nodelist
 
 
 def _nodes(text: str) -> list[int]:

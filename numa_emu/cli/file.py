@@ -19,9 +19,9 @@ import json
 
 from numa_emu.cli.common import add_json_option, add_name_option, running_cluster
 from numa_emu.fileimport import import_file
-from protocol.messages import pagecache as pc
-from protocol.nodemask import parse_nodelist
-from protocol.policy import Policy, parse_mode_name, policy_to_str
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.nodemask import parse_nodelist
+from numa_emu.protocol.policy import Policy, parse_mode_name, policy_to_str
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -25,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from protocol.topology import Topology
-    from protocol.zonelist import fallback_orders
+    from numa_emu.protocol.topology import Topology
+    from numa_emu.protocol.zonelist import fallback_orders
 
     from numa_emu.formats.hardware import format_fallback, format_hardware
 

@@ -22,8 +22,8 @@ import argparse
 import json
 
 from numa_emu.cli.common import add_json_option, add_name_option, running_cluster
-from protocol import limits
-from protocol.messages import latency as lm
+from numa_emu.protocol import limits
+from numa_emu.protocol.messages import latency as lm
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

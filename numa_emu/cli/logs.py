@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from protocol.clusterdir import COORDINATOR_LOG, ROTATED_SUFFIX, ZYGOTE_LOG, cluster_dir, is_cluster_folder, node_log
-from protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.clusterdir import COORDINATOR_LOG, ROTATED_SUFFIX, ZYGOTE_LOG, cluster_dir, is_cluster_folder, node_log
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
 from numa_emu import cluster
 from numa_emu.cli.common import add_name_option

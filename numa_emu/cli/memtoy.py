@@ -32,8 +32,8 @@ import argparse
 import signal
 import sys
 
-from protocol.clusterdir import home
-from protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.clusterdir import home
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
 from numa_emu.cli.common import add_name_option, running_cluster
 

@@ -29,9 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from numa_emu.cli.numastat import frontend_cluster, machine
     from numa_emu.frontends import FrontendExit
     from numa_emu.frontends.migratepages_args import parse_migratepages_args
-    from protocol.errors import NumaEmuError
-    from protocol.messages.migration import TaskMigratePages
-    from protocol.timing import MIGRATE_CALL_TIMEOUT_S
+    from numa_emu.protocol.errors import NumaEmuError
+    from numa_emu.protocol.messages.migration import TaskMigratePages
+    from numa_emu.protocol.timing import MIGRATE_CALL_TIMEOUT_S
 
     try:
         parse_migratepages_args(args.argv)  # usage errors need no cluster

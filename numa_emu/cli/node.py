@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 
 from numa_emu.cli.common import add_name_option, running_cluster
-from protocol.messages import lifecycle as lc
-from protocol.timing import NODE_READY_TIMEOUT_S
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.timing import NODE_READY_TIMEOUT_S
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

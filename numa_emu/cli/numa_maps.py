@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import memory as mm
-from protocol.policy import Policy, policy_to_str
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import memory as mm
+from numa_emu.protocol.policy import Policy, policy_to_str
 
 from numa_emu.cli.common import add_json_option, add_name_option
 from numa_emu.cli.numastat import QUERY_TIMEOUT_S, frontend_cluster, machine, task_by_pid

@@ -26,10 +26,10 @@ import os
 import sys
 from dataclasses import dataclass
 
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import tasks as tm
-from protocol.nodemask import format_nodelist, parse_nodelist
-from protocol.policy import DEFAULT_POLICY, MPOL_F_NUMA_BALANCING, Mode, Policy, make_policy, numactl_policy_name
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.nodemask import format_nodelist, parse_nodelist
+from numa_emu.protocol.policy import DEFAULT_POLICY, MPOL_F_NUMA_BALANCING, Mode, Policy, make_policy, numactl_policy_name
 
 from numa_emu import api, cluster
 from numa_emu.cli.numastat import ask, frontend_cluster, machine

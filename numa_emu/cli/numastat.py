@@ -44,9 +44,9 @@ import os
 import re
 import sys
 
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import lifecycle as lc
-from protocol.messages import tasks as tm
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.messages import tasks as tm
 
 from numa_emu import cluster
 from numa_emu.cli.main import warn

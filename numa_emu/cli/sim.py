@@ -23,4 +23,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return subprocess.run([sys.executable, "-m", "sim", *args.args]).returncode
+    return subprocess.run([sys.executable, "-m", "numa_emu.sim", *args.args]).returncode

@@ -26,7 +26,7 @@ def _fmt_s(value: float | None) -> str:
 
 def _tasks(info: cluster.ClusterInfo) -> list[dict]:
     """Attached tasks with their pages by node and virtual time (from their home nodes)."""
-    from protocol.messages import tasks as tm
+    from numa_emu.protocol.messages import tasks as tm
 
     with info.client() as client:
         tasks = client.call(tm.TaskList()).tasks

@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def keys_help() -> str:
     """Every key with its meaning and default, from the cluster's table of tunables; the per-node
     weight keys once, as nodeN."""
-    from protocol.messages import control as cm
+    from numa_emu.protocol.messages import control as cm
 
     lines = ["keys (default in brackets):"]
     for key, tunable in cm.tunables([0]).items():
@@ -63,7 +63,7 @@ def split(settings: list[str]) -> tuple[list[str], dict[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from protocol.messages import control as cm
+    from numa_emu.protocol.messages import control as cm
 
     try:
         order, assign = split(args.settings)

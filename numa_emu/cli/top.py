@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Iterator
 
-from protocol import limits
+from numa_emu.protocol import limits
 
 from numa_emu.cli.common import add_name_option, running_cluster
 from numa_emu.cli.main import EXIT_USAGE, fail
@@ -42,8 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def snapshot(info):
     """Read the cluster once (three requests on one connection) and stamp it."""
     from numa_emu.topview import Snapshot
-    from protocol.messages import lifecycle as lc
-    from protocol.messages import tasks as tm
+    from numa_emu.protocol.messages import lifecycle as lc
+    from numa_emu.protocol.messages import tasks as tm
 
     with info.client(timeout_s=QUERY_TIMEOUT_S) as client:
         status = client.call(lc.ClusterStatus())

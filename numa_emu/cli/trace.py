@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from protocol import limits
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.tracing import EVENTS
+from numa_emu.protocol import limits
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.tracing import EVENTS
 
 from numa_emu.cli.common import add_name_option, running_cluster
 from numa_emu.cli.main import EXIT_USAGE, fail

@@ -16,10 +16,10 @@ import signal
 import subprocess
 import sys
 
-from protocol import limits
-from protocol.errors import NumaEmuError
-from protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS
-from protocol.messages import control as cm
+from numa_emu.protocol import limits
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.protocol.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS
+from numa_emu.protocol.messages import control as cm
 
 from numa_emu import cluster
 from numa_emu.cli.common import add_name_option
@@ -62,8 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _topology(args: argparse.Namespace):
-    from protocol.topology import from_cli
-    from protocol.units import parse_size
+    from numa_emu.protocol.topology import from_cli
+    from numa_emu.protocol.units import parse_size
 
     from numa_emu.catalog import resolve_topology
 
@@ -81,7 +81,7 @@ def _hosts(args: argparse.Namespace, topology) -> list | None:
     """--hosts, else the topology file's [hosts] table, else None (every node here)."""
     from pathlib import Path
 
-    from protocol.hosts import hosts_in_file, parse_hosts
+    from numa_emu.protocol.hosts import hosts_in_file, parse_hosts
 
     if args.hosts is not None:
         return parse_hosts(args.hosts)

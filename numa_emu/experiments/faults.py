@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol.errors import NumaEmuError
-from protocol.faults import KINDS, FaultTable
-from protocol.topology import Topology
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.protocol.faults import KINDS, FaultTable
+from numa_emu.protocol.topology import Topology
 
 TABLE = "faults"
 _RULE_KEYS = {"p", "ms", "node", "link"}

@@ -363,7 +363,7 @@ def write_all(outcome: Outcome, out_dir: Path) -> tuple[list[dict], list[Path]]:
 
 def replot(out_dir: Path) -> list[Path]:
     """Draw the plots of `out_dir` again from its results.json (no cluster); their paths."""
-    from protocol.errors import ErrorCode, NumaEmuError
+    from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
     from numa_emu.experiments.spec import Spec as SpecType
 

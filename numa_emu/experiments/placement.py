@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.nodemask import format_nodelist, parse_nodelist
-from protocol.policy import Mode, make_policy, parse_mode_name
-from protocol.topology import Topology
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.nodemask import format_nodelist, parse_nodelist
+from numa_emu.protocol.policy import Mode, make_policy, parse_mode_name
+from numa_emu.protocol.topology import Topology
 
 
 @dataclass(frozen=True)

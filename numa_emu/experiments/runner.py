@@ -37,13 +37,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from protocol.clusterdir import home
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import control as ctl
-from protocol.messages import faults as fm
-from protocol.messages import latency as lm
-from protocol.messages import tasks as tm
-from protocol.timing import TERM_GRACE_S
+from numa_emu.protocol.clusterdir import home
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import control as ctl
+from numa_emu.protocol.messages import faults as fm
+from numa_emu.protocol.messages import latency as lm
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.timing import TERM_GRACE_S
 
 from numa_emu import api
 from numa_emu import cluster as cl

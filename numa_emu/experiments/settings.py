@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol import limits
-from protocol.errors import NumaEmuError
-from protocol.latency import JITTER_DISTRIBUTIONS
-from protocol.messages.control import tunables
-from protocol.topology import Topology
+from numa_emu.protocol import limits
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.protocol.latency import JITTER_DISTRIBUTIONS
+from numa_emu.protocol.messages.control import tunables
+from numa_emu.protocol.topology import Topology
 
 TABLE = "sysctl"
 

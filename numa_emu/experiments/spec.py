@@ -54,11 +54,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from protocol import limits
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.nodemask import format_nodelist
-from protocol.topology import Topology
-from protocol.units import parse_duration_s
+from numa_emu.protocol import limits
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.nodemask import format_nodelist
+from numa_emu.protocol.topology import Topology
+from numa_emu.protocol.units import parse_duration_s
 
 from numa_emu.experiments import faults as faults_table
 from numa_emu.experiments import settings
@@ -286,7 +286,7 @@ class Spec:
 
 def shipped() -> dict[str, Path]:
     """The experiment files shipped in the `experiments` package, by name."""
-    return {e.name[:-5]: Path(str(e)) for e in sorted(resources.files("experiments").iterdir(), key=lambda e: e.name)
+    return {e.name[:-5]: Path(str(e)) for e in sorted(resources.files("numa_emu.experiment_specs").iterdir(), key=lambda e: e.name)
             if e.name.endswith(".toml")}
 
 

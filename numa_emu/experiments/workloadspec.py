@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.topology import Topology
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.topology import Topology
 
 from numa_emu.experiments import settings
 from numa_emu.workloads import runner as workload_runner

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict
 
-from protocol.nodemask import format_cpulist  # noqa: F401  (re-exported: the kernel list format)
+from numa_emu.protocol.nodemask import format_cpulist  # noqa: F401  (re-exported: the kernel list format)
 
 # numactl.c policy_name() vocabulary (util.c policy_names[]), in MPOL_* order.
 POLICY_NAMES: tuple[str, ...] = (

@@ -41,7 +41,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from protocol.counters import NUMASTAT_COUNTERS
+from numa_emu.protocol.counters import NUMASTAT_COUNTERS
 
 from numa_emu.formats.numastat_table import RULE, Cell, Column, Table
 

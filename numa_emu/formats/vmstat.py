@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from protocol.counters import NUMASTAT_TO_VMSTAT  # one table for nodes and front ends
+from numa_emu.protocol.counters import NUMASTAT_TO_VMSTAT  # one table for nodes and front ends
 
 # mm/vmstat.c vmstat_text[] (Linux 6.x), CONFIG_NUMA, CONFIG_NUMA_BALANCING,
 # CONFIG_MIGRATION and CONFIG_COMPACTION on; zone-suffixed events only for ZONE_NORMAL

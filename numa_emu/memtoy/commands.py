@@ -24,10 +24,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from protocol.errors import NumaEmuError
-from protocol.nodemask import parse_nodelist
-from protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, Mode, parse_mode_name
-from protocol.units import parse_duration_s, parse_size
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.protocol.nodemask import parse_nodelist
+from numa_emu.protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, Mode, parse_mode_name
+from numa_emu.protocol.units import parse_duration_s, parse_size
 
 from numa_emu.memtoy import helptext
 from numa_emu.memtoy.parsed import (Anon, Command, File, Help, Map, Mbind, MemtoyError, Migrate, Mpol, Numa,

@@ -12,12 +12,12 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TextIO
 
-from protocol.errors import NumaEmuError
-from protocol.messages.tasks import ClusterStats
-from protocol.policy import (MPOL_F_ADDR, MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MODE_FLAGS, Mode, Policy,
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.protocol.messages.tasks import ClusterStats
+from numa_emu.protocol.policy import (MPOL_F_ADDR, MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MODE_FLAGS, Mode, Policy,
                              policy_to_str)
-from protocol.nodemask import format_nodelist
-from protocol.units import format_duration_ns, format_size
+from numa_emu.protocol.nodemask import format_nodelist
+from numa_emu.protocol.units import format_duration_ns, format_size
 
 from numa_emu.memtoy import helptext
 from numa_emu.memtoy import parsed as c
@@ -230,7 +230,7 @@ class Memtoy:
 
     # ---- information ----------------------------------------------------------------------
     def _do_numa(self, cmd: c.Numa) -> None:
-        from protocol.topology import Topology
+        from numa_emu.protocol.topology import Topology
 
         from numa_emu import cluster
         from numa_emu.formats.hardware import format_hardware

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocol.policy import Mode
+from numa_emu.protocol.policy import Mode
 
 
 class MemtoyError(Exception):

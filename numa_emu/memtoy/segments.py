@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.units import format_size
+from numa_emu.protocol.units import format_size
 
 from numa_emu.memtoy.parsed import MemtoyError, Range
 

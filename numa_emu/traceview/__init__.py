@@ -18,7 +18,7 @@ from pathlib import Path
 from numa_emu.traceview.events import Filters, PageFilter, TraceError, load, parse_events
 from numa_emu.traceview.stats import stats_lines, summarize
 from numa_emu.traceview.story import SENTENCES, sentence, story_lines
-from protocol.tracing import EVENTS
+from numa_emu.protocol.tracing import EVENTS
 
 __all__ = ["Filters", "PageFilter", "SENTENCES", "TraceError", "load", "parse_events", "sentence", "show",
            "stats", "stats_lines", "story_lines", "summarize"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from numa_emu.traceview.events import page_key, page_name, replica_node
 from numa_emu.traceview.story import duration
-from protocol.tracing import EVENTS
+from numa_emu.protocol.tracing import EVENTS
 
 # Replica lifetimes histogram bins, upper bounds in ns (a replica that lives less than a
 # millisecond bought nothing; Lee's stale mapping lived ~1 s).

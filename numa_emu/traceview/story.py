@@ -15,8 +15,8 @@ from typing import Any, Callable, Iterator
 
 from numa_emu.traceview.events import (COMMON_FIELDS, Filters, Link, first, link_frames, page_key,
                                        page_name, replica_node)
-from protocol.nodemask import format_nodelist
-from protocol.policy import Policy, policy_to_str
+from numa_emu.protocol.nodemask import format_nodelist
+from numa_emu.protocol.policy import Policy, policy_to_str
 
 
 @dataclass

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 
-from protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
 from numa_emu.workloads.runner import main, positive_int
 

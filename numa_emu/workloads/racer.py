@@ -25,10 +25,10 @@ import subprocess
 import sys
 import time
 
-from protocol import limits
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import tasks as tm
-from protocol.nodemask import parse_nodelist
+from numa_emu.protocol import limits
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.nodemask import parse_nodelist
 
 START_TIMEOUT_S = 60.0  # every worker attached and prepared
 FINISH_TIMEOUT_S = 300.0  # every worker's JSON line after the stop

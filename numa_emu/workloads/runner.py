@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable
 from types import ModuleType
 
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.units import parse_size
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.units import parse_size
 
 from numa_emu.cli.common import cluster_name
 

@@ -41,7 +41,7 @@ import struct
 import tempfile
 import time
 
-from protocol import limits
+from numa_emu.protocol import limits
 
 from numa_emu.workloads import racer
 from numa_emu.workloads.runner import Phase, main, positive_int

@@ -11,7 +11,7 @@ import types
 import typing
 from typing import Any, ClassVar
 
-from protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
 REGISTRY: dict[str, type["Message"]] = {}
 

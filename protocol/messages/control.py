@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from protocol import limits
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages.base import Ok, Reply, Request, message
-from protocol.messages.tasks import CpusetShowReply
-from protocol.policy import DEFAULT_WEIGHT, WeightTable
+from numa_emu.protocol import limits
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages.base import Ok, Reply, Request, message
+from numa_emu.protocol.messages.tasks import CpusetShowReply
+from numa_emu.protocol.policy import DEFAULT_WEIGHT, WeightTable
 
 # ---------------------------------------------------------------------------------------------
 # cpusets

@@ -1,7 +1,7 @@
 """Messages that show and change the latency model in force (CLI -> coordinator -> every node)."""
 from __future__ import annotations
 
-from protocol.messages.base import Ok, Reply, Request, message
+from numa_emu.protocol.messages.base import Ok, Reply, Request, message
 
 
 @message

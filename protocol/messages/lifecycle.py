@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 
-from protocol.messages.base import Notice, Ok, Reply, Request, message
+from numa_emu.protocol.messages.base import Notice, Ok, Reply, Request, message
 
 
 @message

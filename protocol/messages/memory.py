@@ -3,7 +3,7 @@ directory and counter requests (docs/protocol.md). Addresses and lengths are byt
 travel as bytes values inside the envelope."""
 from __future__ import annotations
 
-from protocol.messages.base import Notice, Ok, Reply, Request, message
+from numa_emu.protocol.messages.base import Notice, Ok, Reply, Request, message
 
 # ---- task -> home node -------------------------------------------------------------------
 

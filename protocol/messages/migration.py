@@ -8,7 +8,7 @@ migration (mbind MPOL_MF_MOVE|MPOL_MF_LAZY) stops after the unmap; the next touc
 """
 from __future__ import annotations
 
-from protocol.messages.base import Reply, Request, message
+from numa_emu.protocol.messages.base import Reply, Request, message
 
 
 @message

@@ -3,8 +3,8 @@ on its home node, the directory's read/write (replicate/collapse) protocol, shoo
 acknowledgements, and writeback (docs/protocol.md#read-of-a-shared-page, #collapse)."""
 from __future__ import annotations
 
-from protocol.messages.base import Ok, Reply, Request, message
-from protocol.messages.memory import MmapReply
+from numa_emu.protocol.messages.base import Ok, Reply, Request, message
+from numa_emu.protocol.messages.memory import MmapReply
 
 # ---- the file table (CLI / home node -> coordinator) ----------------------------------------
 

@@ -2,7 +2,7 @@
 and the coordinator's pushes to the home node that owns a task's page table."""
 from __future__ import annotations
 
-from protocol.messages.base import Ok, Reply, Request, message
+from numa_emu.protocol.messages.base import Ok, Reply, Request, message
 
 
 @message

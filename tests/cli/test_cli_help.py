@@ -11,8 +11,8 @@ from numa_emu.cli.latency import jitter_args
 from numa_emu.cli.numactl import HELP_NOTES, wants_help
 from numa_emu.experiments.spec import shipped
 from numa_emu.frontends.numactl_args import NUMACTL_USAGE
-from protocol.messages import control as cm
-from protocol.zonelist import fallback_orders
+from numa_emu.protocol.messages import control as cm
+from numa_emu.protocol.zonelist import fallback_orders
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])

@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from numa_emu import cluster as cl
-from protocol.clusterdir import MARKER_FILE, check_name
-from protocol.errors import NumaEmuError
+from numa_emu.protocol.clusterdir import MARKER_FILE, check_name
+from numa_emu.protocol.errors import NumaEmuError
 
 BAD = ["../x", "..", ".", "a/b", "/tmp/x", "a\nb", ".hidden", "-rf", "", "x" * 65, "x" * 300, "a b", "é"]
 RULE = "a name is 1 to 64 of A-Z a-z 0-9 . _ -, not starting with '.' or '-'"

@@ -10,9 +10,9 @@ import math
 import pytest
 
 import numa_emu
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.latency import LatencyTable
-from protocol.messages import latency as lm
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.latency import LatencyTable
+from numa_emu.protocol.messages import latency as lm
 
 pytestmark = pytest.mark.cluster
 PAGE = 4096

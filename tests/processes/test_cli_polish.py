@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from protocol.messages import control as cm
-from protocol.topology_shapes import from_cli
+from numa_emu.protocol.messages import control as cm
+from numa_emu.protocol.topology_shapes import from_cli
 
 pytestmark = pytest.mark.cluster
 W0, W1 = cm.weight_key(0), cm.weight_key(1)

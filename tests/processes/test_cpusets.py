@@ -10,8 +10,8 @@ import textwrap
 import pytest
 
 import numa_emu
-from protocol.policy import MPOL_F_RELATIVE_NODES, MPOL_F_STATIC_NODES, Mode
-from protocol.topology_shapes import from_cli
+from numa_emu.protocol.policy import MPOL_F_RELATIVE_NODES, MPOL_F_STATIC_NODES, Mode
+from numa_emu.protocol.topology_shapes import from_cli
 
 pytestmark = pytest.mark.cluster
 PAGE = 4096

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 import numa_emu
-from protocol import directmap as dm
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE
-from protocol.messages import control as cm
-from protocol.messages import tasks as tm
+from numa_emu.protocol import directmap as dm
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE
+from numa_emu.protocol.messages import control as cm
+from numa_emu.protocol.messages import tasks as tm
 from tests.helpers import poll_until
 from tests.history import violations
 

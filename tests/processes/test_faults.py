@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import numa_emu
-from protocol.counters import NUMASTAT_TO_VMSTAT
-from protocol.messages import lifecycle as lc
-from protocol.messages import tasks as tm
+from numa_emu.protocol.counters import NUMASTAT_TO_VMSTAT
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.messages import tasks as tm
 from tests.helpers import poll_until
 from tests.history import violations
 

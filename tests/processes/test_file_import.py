@@ -7,9 +7,9 @@ import os
 import pytest
 
 import numa_emu
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import pagecache as pc
-from protocol.topology_shapes import from_cli
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.topology_shapes import from_cli
 
 
 @pytest.fixture

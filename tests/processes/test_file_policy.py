@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numa_emu
 import pytest
-from protocol.errors import NumaEmuError
+from numa_emu.protocol.errors import NumaEmuError
 
 pytestmark = pytest.mark.cluster
 PAGE = 4096

@@ -10,13 +10,13 @@ import pytest
 import zmq
 
 import numa_emu
-from protocol.reactor import connect_endpoint, make_socket
-from protocol.errors import ErrorCode
-from protocol.messages import ErrorReply
-from protocol.messages import latency as lm
-from protocol.messages import lifecycle as lc
-from protocol.messages import memory as mm
-from protocol.version import TAG
+from numa_emu.protocol.reactor import connect_endpoint, make_socket
+from numa_emu.protocol.errors import ErrorCode
+from numa_emu.protocol.messages import ErrorReply
+from numa_emu.protocol.messages import latency as lm
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.messages import memory as mm
+from numa_emu.protocol.version import TAG
 from tests.helpers import poll_until
 
 pytestmark = pytest.mark.cluster

@@ -15,7 +15,7 @@ import pytest
 
 import numa_emu
 from numa_emu.cli.main import COMMANDS
-from protocol.policy import MPOL_F_ADDR
+from numa_emu.protocol.policy import MPOL_F_ADDR
 from tests.processes.test_policy_regress import EMU, PAGE
 from tests.processes.test_tasks import stats
 

@@ -16,8 +16,8 @@ import psutil
 import pytest
 import zmq
 
-from protocol.hosts import hosts_in_file
-from protocol.messages import tasks as tm
+from numa_emu.protocol.hosts import hosts_in_file
+from numa_emu.protocol.messages import tasks as tm
 from tests.helpers import PuppetError, poll_until
 
 pytestmark = pytest.mark.cluster
@@ -154,7 +154,7 @@ def test_a_client_with_another_key_gets_no_answer_from_a_node_across_hosts(two_h
     finally:
         ctx.term()
     with two_hosts.client(endpoint=node["tcp_endpoint"]) as client:  # the cluster's key is let in
-        from protocol.messages import lifecycle as lc
+        from numa_emu.protocol.messages import lifecycle as lc
 
         assert client.call(lc.Ping()).name == "node 2"
 

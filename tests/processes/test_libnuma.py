@@ -8,8 +8,8 @@ import pytest
 
 import numa_emu
 from numa_emu import libnuma
-from protocol.errors import NumaEmuError
-from protocol.messages import control as cm
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.protocol.messages import control as cm
 
 pytestmark = pytest.mark.cluster
 MiB = 1 << 20

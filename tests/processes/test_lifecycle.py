@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from numa_emu import cluster as cl
-from protocol.clusterdir import CLUSTER_FILE
+from numa_emu.protocol.clusterdir import CLUSTER_FILE
 from tests.helpers import poll_until
 
 pytestmark = pytest.mark.cluster

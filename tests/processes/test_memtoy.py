@@ -14,7 +14,7 @@ import time
 import pytest
 
 from numa_emu import processes
-from protocol.messages.tasks import ClusterStats
+from numa_emu.protocol.messages.tasks import ClusterStats
 from tests.helpers import poll_until
 
 pytestmark = pytest.mark.cluster

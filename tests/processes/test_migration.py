@@ -13,12 +13,12 @@ import errno
 import pytest
 
 import numa_emu
-from protocol.messages import migration as mg
-from protocol.messages import pagecache as pc
-from protocol.messages import tasks as tm
-from protocol.policy import (MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT,
+from numa_emu.protocol.messages import migration as mg
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.policy import (MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT,
                              Mode)
-from protocol.topology_shapes import from_cli
+from numa_emu.protocol.topology_shapes import from_cli
 from tests.helpers import poll_until
 
 pytestmark = pytest.mark.cluster

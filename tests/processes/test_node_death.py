@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from protocol.messages import tasks as tm
-from protocol.timing import CLIENT_TIMEOUT_S
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.timing import CLIENT_TIMEOUT_S
 from tests.helpers import PuppetError, poll_until
 
 pytestmark = pytest.mark.cluster

@@ -23,7 +23,7 @@ import sys
 import pytest
 
 from numa_emu.cli.main import main
-from protocol.topology_shapes import from_cli
+from numa_emu.protocol.topology_shapes import from_cli
 from tests.helpers import poll_until
 
 pytestmark = pytest.mark.cluster

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from protocol.effects import Future
-from protocol.errors import ErrorCode
-from protocol.faults import FaultInjector, FaultTable
-from protocol.keys import KEYS_DIR, ClusterKeys
-from protocol.messages import lifecycle as lc
-from protocol.reactor import Reactor
+from numa_emu.protocol.effects import Future
+from numa_emu.protocol.errors import ErrorCode
+from numa_emu.protocol.faults import FaultInjector, FaultTable
+from numa_emu.protocol.keys import KEYS_DIR, ClusterKeys
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.reactor import Reactor
 
 
 def _keys(tmp_path) -> ClusterKeys:
@@ -104,7 +104,7 @@ def test_a_partition_times_out_naming_the_node(pair):
 
 
 def test_a_request_older_than_the_cache_is_refused_never_served_twice(tmp_path, monkeypatch):
-    from protocol import peercalls
+    from numa_emu.protocol import peercalls
 
     monkeypatch.setattr(peercalls, "SERVED_PER_PEER", 2)
     r = Reactor("node 1", identity="node:1", keys=_keys(tmp_path))

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from protocol.effects import Future
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import lifecycle as lc
-from protocol.keys import KEYS_DIR, ClusterKeys
-from protocol.reactor import Reactor
+from numa_emu.protocol.effects import Future
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.keys import KEYS_DIR, ClusterKeys
+from numa_emu.protocol.reactor import Reactor
 
 
 def _peer(tmp_path, node: int) -> Reactor:
@@ -121,7 +121,7 @@ def test_a_stranger_named_like_a_node_gets_its_reply_in_real_mode(tmp_path, reac
     names its connection "node:x" (no such link) gets its reply at once instead of crashing the loop."""
     import zmq
 
-    from protocol import codec
+    from numa_emu.protocol import codec
 
     peer = _peer(tmp_path, 1)
     reactors.append(peer)
@@ -148,7 +148,7 @@ def test_a_stranger_named_like_a_node_gets_its_reply_in_real_mode(tmp_path, reac
 def test_a_failing_timer_does_not_end_the_loop(tmp_path, reactors):
     import threading
 
-    from protocol.client import Client
+    from numa_emu.protocol.client import Client
 
     peer = _peer(tmp_path, 1)
     reactors.append(peer)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 import numa_emu
-from protocol.clusterdir import STORE_DIR
-from protocol.messages import tasks as tm
-from protocol.topology import from_cli
+from numa_emu.protocol.clusterdir import STORE_DIR
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.topology import from_cli
 
 pytestmark = pytest.mark.cluster
 PAGE = 4096

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import pagecache as pc
-from protocol.messages import tasks as tm
-from protocol.topology import from_cli
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.topology import from_cli
 from tests.helpers import FLAKY_WRITESHARE, PuppetError, poll_until
 
 pytestmark = pytest.mark.cluster

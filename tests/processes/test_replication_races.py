@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.messages import tasks as tm
+from numa_emu.protocol.messages import tasks as tm
 from tests.helpers import poll_until
 
 pytestmark = pytest.mark.cluster

@@ -20,14 +20,14 @@ import zmq
 
 import numa_emu
 from numa_emu.cluster import Cluster
-from protocol import codec
-from protocol.clusterdir import MARKER_FILE
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.keys import KEYS_DIR
-from protocol.messages import lifecycle as lc
-from protocol.messages import pagecache as pc
-from protocol.topology_shapes import from_cli
-from protocol.version import PROTOCOL_VERSION, TAG
+from numa_emu.protocol import codec
+from numa_emu.protocol.clusterdir import MARKER_FILE
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.keys import KEYS_DIR
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.topology_shapes import from_cli
+from numa_emu.protocol.version import PROTOCOL_VERSION, TAG
 from tests.helpers import poll_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run the attacker as another uid")
@@ -76,9 +76,9 @@ for endpoint in args["endpoints"]:
         out["replies"][f"{how} {endpoint}"] = "reply" if sock.poll(int(args["wait_s"] * 1000)) else "none"
         sock.close()
 if args.get("import"):  # with a copy of the keys: the import reads with this user's rights
-    from protocol.client import Client
-    from protocol.errors import NumaEmuError
-    from protocol.keys import ClusterKeys
+    from numa_emu.protocol.client import Client
+    from numa_emu.protocol.errors import NumaEmuError
+    from numa_emu.protocol.keys import ClusterKeys
     from numa_emu.fileimport import import_file
     imp = args["import"]
     with Client(imp["endpoint"], keys=ClusterKeys.load(__import__("pathlib").Path(imp["keys_home"]))) as client:

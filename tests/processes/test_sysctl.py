@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 import numa_emu
-from nodes.core import NumaStatCounters
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import control as cm
-from protocol.messages import tasks as tm
-from protocol.topology_shapes import from_cli
+from numa_emu.nodes.core import NumaStatCounters
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import control as cm
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.topology_shapes import from_cli
 
 PAGE = 4096
 W0, W1 = cm.weight_key(0), cm.weight_key(1)

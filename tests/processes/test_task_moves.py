@@ -8,11 +8,11 @@ import os
 import pytest
 
 import numa_emu
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import control as cm
-from protocol.messages import lifecycle as lc
-from protocol.messages import tasks as tm
-from protocol.topology import from_cli
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import control as cm
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.topology import from_cli
 from tests.helpers import poll_until
 from tests.processes.test_tasks import check_invariants, free_frames, stats
 

@@ -12,8 +12,8 @@ import textwrap
 import pytest
 
 import numa_emu
-from protocol.messages import tasks as tm
-from protocol.policy import MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED, MPOL_F_NODE, MPOL_MF_STRICT, Mode
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.policy import MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED, MPOL_F_NODE, MPOL_MF_STRICT, Mode
 from tests.helpers import poll_until
 
 pytestmark = pytest.mark.cluster
@@ -137,7 +137,7 @@ def test_unsatisfiable_bind_is_enomem_and_nothing_spills(cluster_factory):
 
 
 def _small(nodes, mem):
-    from protocol.topology import from_cli
+    from numa_emu.protocol.topology import from_cli
 
     return from_cli(nodes, 1, mem)
 

@@ -11,9 +11,9 @@ import pytest
 
 import numa_emu
 from numa_emu.trace_recorder import Recorder
-from protocol.messages import control as cm
-from protocol.policy import MPOL_MF_MOVE_ALL
-from protocol.topology import from_cli
+from numa_emu.protocol.messages import control as cm
+from numa_emu.protocol.policy import MPOL_MF_MOVE_ALL
+from numa_emu.protocol.topology import from_cli
 
 pytestmark = pytest.mark.cluster
 PAGE = 4096

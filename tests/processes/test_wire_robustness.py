@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import codec
-from protocol.messages import lifecycle as lc
-from protocol.version import TAG
+from numa_emu.protocol import codec
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.version import TAG
 
 pytestmark = pytest.mark.cluster
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from protocol.policy import Mode, make_policy
+from numa_emu.protocol.policy import Mode, make_policy
 
 pytestmark = pytest.mark.cluster
 PAGE = 4096

@@ -10,11 +10,11 @@ import errno
 
 import pytest
 
-from protocol.costmodel import SHOOTDOWN_NS, CostModel
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.policy import (MPOL_F_ADDR, MPOL_F_NODE, MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT,
+from numa_emu.protocol.costmodel import SHOOTDOWN_NS, CostModel
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.policy import (MPOL_F_ADDR, MPOL_F_NODE, MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT,
                              Mode)
-from sim.session import Session
+from numa_emu.sim.session import Session
 
 PAGE = 4096
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import collections
 
-from sim.run import run
-from sim.scenarios import SCENARIOS
+from numa_emu.sim.run import run
+from numa_emu.sim.scenarios import SCENARIOS
 
 SEEDS = range(50)
 

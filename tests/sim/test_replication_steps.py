@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.session import Session
+from numa_emu.sim.session import Session
 
 PAGE = 4096
 CPU = {node: 2 * node for node in range(4)}  # the first CPU of each node of the simulated cluster

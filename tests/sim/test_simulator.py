@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from nodes.core import node_dest
-from nodes.pcache import PageCacheView
-from nodes.replication import Replication
-from protocol.effects import Call, Spawn
-from protocol.messages import pagecache as pc
-from sim.history import History
-from sim.network import Violation
-from sim.run import run
-from sim.scenarios import SCENARIOS
+from numa_emu.nodes.core import node_dest
+from numa_emu.nodes.pcache import PageCacheView
+from numa_emu.nodes.replication import Replication
+from numa_emu.protocol.effects import Call, Spawn
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.sim.history import History
+from numa_emu.sim.network import Violation
+from numa_emu.sim.run import run
+from numa_emu.sim.scenarios import SCENARIOS
 
 UNSAFE = ["vm.unsafe_unreplicate=1"]
 RACE_SEEDS = 20  # the unsafe race shows in nearly every seed of unreplicate-race; 20 bounds it well

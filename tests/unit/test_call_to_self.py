@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.effects import Future, answer_locally
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import Ok
-from protocol.messages import memory as mm
+from numa_emu.protocol.effects import Future, answer_locally
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import Ok
+from numa_emu.protocol.messages import memory as mm
 
 
 def spawn_sync(gen, done):

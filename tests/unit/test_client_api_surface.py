@@ -14,9 +14,9 @@ import pytest
 
 import numa_emu
 from numa_emu import api, libnuma
-from protocol.codec import WireError
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.policy import Mode
+from numa_emu.protocol.codec import WireError
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.policy import Mode
 
 ROOT = Path(__file__).resolve().parents[2]
 

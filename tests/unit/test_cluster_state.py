@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.state import ClusterState
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.heartbeat import Liveness
+from numa_emu.coordinator.state import ClusterState
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.heartbeat import Liveness
 
 TOPO = {"page_size": 4096, "nodes": [{"id": 0}, {"id": 1}]}
 

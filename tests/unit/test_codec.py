@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import codec
-from protocol.errors import ErrorCode
-from protocol.messages import REGISTRY
-from protocol.version import TAG
+from numa_emu.protocol import codec
+from numa_emu.protocol.errors import ErrorCode
+from numa_emu.protocol.messages import REGISTRY
+from numa_emu.protocol.version import TAG
 
 _BY_TYPE = {
     int: st.integers(-(2**63), 2**63 - 1),
@@ -41,7 +41,7 @@ def test_every_kind_round_trips(kind, data):
 
 
 def test_every_request_declares_its_reply_class():
-    from protocol.messages import Reply, Request
+    from numa_emu.protocol.messages import Reply, Request
 
     for cls in REGISTRY.values():
         if issubclass(cls, Request):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.cpusets import ROOT, CpusetTable, check_name, migration_needed
-from coordinator.tasks import TaskTable
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.policy import MPOL_F_RELATIVE_NODES, MPOL_F_STATIC_NODES, Mode, Policy
+from numa_emu.coordinator.cpusets import ROOT, CpusetTable, check_name, migration_needed
+from numa_emu.coordinator.tasks import TaskTable
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.policy import MPOL_F_RELATIVE_NODES, MPOL_F_STATIC_NODES, Mode, Policy
 
 
 def machine(nodes: int, cpus_per_node: int = 2) -> dict:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from protocol import delaylink
+from numa_emu.protocol import delaylink
 
 SEC = 1_000_000_000
 

@@ -9,11 +9,11 @@ import threading
 
 import pytest
 
-from nodes.directmap import TaskTable
-from nodes.framepool import FramePool
+from numa_emu.nodes.directmap import TaskTable
+from numa_emu.nodes.framepool import FramePool
 from numa_emu.direct import DirectPath
-from protocol import directmap as dm
-from protocol.costmodel import CostModel
+from numa_emu.protocol import directmap as dm
+from numa_emu.protocol.costmodel import CostModel
 
 PAGE = 4096
 VPN = 0x7F0000000  # the page of MMAP_BASE

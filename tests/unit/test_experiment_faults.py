@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from numa_emu.experiments.spec import load_spec
-from protocol.errors import NumaEmuError
+from numa_emu.protocol.errors import NumaEmuError
 
 BASE = '[experiment]\nname = "f"\n[grid]\nworkload = ["chase"]\n'
 

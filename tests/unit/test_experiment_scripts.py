@@ -12,7 +12,7 @@ from numa_emu.cli.main import main
 from numa_emu.experiments import output
 from numa_emu.experiments.runner import Outcome, RunRecord, result_line
 from numa_emu.experiments.spec import PARAMETERS, Spec, load_spec
-from protocol.errors import NumaEmuError
+from numa_emu.protocol.errors import NumaEmuError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MINE = """

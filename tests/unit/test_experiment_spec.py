@@ -9,8 +9,8 @@ import pytest
 
 from numa_emu.cli.main import main
 from numa_emu.experiments.spec import PARAMETERS, load_spec, resolve_source, shipped
-from protocol.errors import NumaEmuError
-from protocol.policy import Mode
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.protocol.policy import Mode
 
 
 def doc(experiment: str = "", grid: str = 'workload = ["chase"]', extra: str = "") -> str:

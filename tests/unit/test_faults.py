@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.faults import PASS, FaultInjector, FaultTable, format_table, uniforms
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.faults import PASS, FaultInjector, FaultTable, format_table, uniforms
 
 
 def _fates(table: FaultTable, src: int, dst: int, n: int) -> list:

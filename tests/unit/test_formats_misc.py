@@ -20,7 +20,7 @@ from numa_emu.formats.hardware import (
 from numa_emu.formats.numa_maps import format_numa_maps_line, mpol_to_str
 from numa_emu.cli.vmstat import KERNEL_NAMES
 from numa_emu.formats.vmstat import ORDER, format_vmstat, vmstat_from_numastat
-from protocol.counters import NODE_EVENTS
+from numa_emu.protocol.counters import NODE_EVENTS
 
 # ---------------------------------------------------------------- vmstat
 

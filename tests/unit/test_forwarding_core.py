@@ -6,21 +6,21 @@ import types
 
 import pytest
 
-from nodes.core import NodeCore
-from nodes.filetable import FileTable
-from nodes.framepool import FramePool
-from nodes.frames import FrameService
-from nodes.mm import MemoryManager
-from nodes.pagemove import PageMoves
-from nodes.pcache import PageCacheView
-from nodes.replication import ReplicationTunables
-from protocol.effects import Answer, Forward
-from protocol.errors import ErrorCode
-from protocol.messages import ErrorReply
-from protocol.messages import memory as mm
-from protocol.messages import tasks as tm
-from protocol.policy import DEFAULT_POLICY
-from protocol.topology import build_shape
+from numa_emu.nodes.core import NodeCore
+from numa_emu.nodes.filetable import FileTable
+from numa_emu.nodes.framepool import FramePool
+from numa_emu.nodes.frames import FrameService
+from numa_emu.nodes.mm import MemoryManager
+from numa_emu.nodes.pagemove import PageMoves
+from numa_emu.nodes.pcache import PageCacheView
+from numa_emu.nodes.replication import ReplicationTunables
+from numa_emu.protocol.effects import Answer, Forward
+from numa_emu.protocol.errors import ErrorCode
+from numa_emu.protocol.messages import ErrorReply
+from numa_emu.protocol.messages import memory as mm
+from numa_emu.protocol.messages import tasks as tm
+from numa_emu.protocol.policy import DEFAULT_POLICY
+from numa_emu.protocol.topology import build_shape
 
 PAGE = 4096
 TOPOLOGY = build_shape("full,2,mem=1MiB,cpus=1").to_dict()

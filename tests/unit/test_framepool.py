@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from nodes.framepool import FramePool
-from protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.nodes.framepool import FramePool
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
 
 def test_alloc_until_full_then_enomem_and_free_recycles():

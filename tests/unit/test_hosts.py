@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.errors import NumaEmuError
-from protocol.hosts import Host, hosts_from_table, parse_hosts, pick_endpoint, place, socket_groups
-from protocol.keys import check_bind
-from protocol.topology import build_shape
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.protocol.hosts import Host, hosts_from_table, parse_hosts, pick_endpoint, place, socket_groups
+from numa_emu.protocol.keys import check_bind
+from numa_emu.protocol.topology import build_shape
 
 
 def _nodes(hosts):
@@ -88,7 +88,7 @@ def test_a_cluster_of_another_host_in_a_shared_home_is_reached_over_tcp_and_neve
     import json
 
     from numa_emu import cluster
-    from protocol.clusterdir import MARKER_FILE
+    from numa_emu.protocol.clusterdir import MARKER_FILE
 
     monkeypatch.setenv("NUMA_EMU_HOST", "login1")
     cdir = tmp_path / "c1"

@@ -8,8 +8,8 @@ import pytest
 import zmq
 import zmq.auth
 
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.keys import KEYS_DIR, ClusterKeys, peer_uid
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.keys import KEYS_DIR, ClusterKeys, peer_uid
 
 
 @pytest.mark.parametrize("address, uid", [
@@ -52,7 +52,7 @@ def test_a_socket_bound_without_its_zap_handler_lets_nobody_in(tmp_path, transpo
     """Fail closed: libzmq admits everyone when no ZAP handler answers, unless told otherwise."""
     import zmq
 
-    from protocol.reactor import bind_endpoint, connect_endpoint
+    from numa_emu.protocol.reactor import bind_endpoint, connect_endpoint
 
     keys = ClusterKeys.create(tmp_path)
     ctx = zmq.Context()
@@ -112,7 +112,7 @@ def test_the_zap_handler_admits_a_burst_of_new_connections_at_once(tmp_path):
     waiting at each wake-up, not one."""
     import zmq
 
-    from protocol.reactor import bind_endpoint, connect_endpoint
+    from numa_emu.protocol.reactor import bind_endpoint, connect_endpoint
     from tests.helpers import poll_until
 
     keys = ClusterKeys.create(tmp_path)

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from protocol.errors import NumaEmuError
-from protocol.latency import LatencyTable
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.protocol.latency import LatencyTable
 
 TOPO = {"latency_ns": [[80, 135], [135, 80]], "bandwidth_mib_s": [[100000, 30000], [30000, 100000]]}
 

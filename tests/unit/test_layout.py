@@ -118,7 +118,7 @@ def test_the_attribute_check_bites():
 
 
 def test_a_handler_table_refuses_a_kind_registered_twice():
-    from nodes.node import HandlerTable
+    from numa_emu.nodes.node import HandlerTable
 
     table = HandlerTable()
     table.add("frame.read", print)
@@ -132,10 +132,10 @@ def test_a_handler_table_refuses_a_kind_registered_twice():
 def test_a_node_has_one_handler_per_message_kind():
     """Building a Node registers every service's table once (a kind twice would raise); every
     kind it serves is a request or notice class of protocol.messages."""
-    from nodes.framepool import FramePool
-    from nodes.node import Node
-    from protocol.messages import REGISTRY, Reply
-    from protocol.topology import from_cli
+    from numa_emu.nodes.framepool import FramePool
+    from numa_emu.nodes.node import Node
+    from numa_emu.protocol.messages import REGISTRY, Reply
+    from numa_emu.protocol.topology import from_cli
 
     pool = FramePool(4, 4096)
     try:

@@ -7,14 +7,14 @@ import math
 
 import pytest
 
-from protocol.costmodel import CostModel
-from nodes.mm import TaskState
-from nodes.pagetable import AddressSpace
-from protocol import codec, limits
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.latency import LatencyTable
-from protocol.messages import lifecycle as lc
-from protocol.policy import Mode, Policy
+from numa_emu.protocol.costmodel import CostModel
+from numa_emu.nodes.mm import TaskState
+from numa_emu.nodes.pagetable import AddressSpace
+from numa_emu.protocol import codec, limits
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.latency import LatencyTable
+from numa_emu.protocol.messages import lifecycle as lc
+from numa_emu.protocol.policy import Mode, Policy
 
 TOPO = {"latency_ns": [[80, 135], [135, 80]], "bandwidth_mib_s": [[100000, 30000], [30000, 100000]]}
 
@@ -92,7 +92,7 @@ def test_a_reply_that_cannot_be_packed_is_encoded_as_an_error():
 
 def test_a_request_that_cannot_be_packed_is_einval_for_the_caller():
     """A client passing a number beyond 64 bits (task.mmap(1 << 70)) gets NumaEmuError, not OverflowError."""
-    from protocol.messages import memory as mm
+    from numa_emu.protocol.messages import memory as mm
 
     with pytest.raises(NumaEmuError) as err:
         codec.encode(mm.Mmap(task_id=1, length=1 << 70, shared=False, name=None))

@@ -13,7 +13,7 @@ from numa_emu.memtoy.helptext import COMMANDS, UNSUPPORTED, help_lines
 from numa_emu.memtoy.segments import (WHERE_DEFAULT_PAGES, Segment, SegmentTable, Window, format_location,
                                       format_node_pages, format_segment_line, format_table, format_where)
 from numa_emu.memtoy.shell import run_script
-from protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, Mode
+from numa_emu.protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, Mode
 
 PS = 4096
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import errno
 
-from nodes.migration_plan import EACCES, ENOMEM, NOT_MOVED, mbind_target, result_name
-from protocol.policy import migration_pairs
-from protocol.policy import Mode, Policy, make_policy
+from numa_emu.nodes.migration_plan import EACCES, ENOMEM, NOT_MOVED, mbind_target, result_name
+from numa_emu.protocol.policy import migration_pairs
+from numa_emu.protocol.policy import Mode, Policy, make_policy
 
 ALL = frozenset(range(4))
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.state import ClusterState
-from nodes.core import NodeCore, directory_home
-from nodes.directory import Directory
-from nodes.filetable import FileTable
-from nodes.framepool import FramePool
-from nodes.replication import Replication, ReplicationTunables
+from numa_emu.coordinator.state import ClusterState
+from numa_emu.nodes.core import NodeCore, directory_home
+from numa_emu.nodes.directory import Directory
+from numa_emu.nodes.filetable import FileTable
+from numa_emu.nodes.framepool import FramePool
+from numa_emu.nodes.replication import Replication, ReplicationTunables
 from numa_emu.catalog import resolve_topology
-from protocol.effects import Call
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import pagecache as pc
-from protocol.version import PROTOCOL_VERSION
+from numa_emu.protocol.effects import Call
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.version import PROTOCOL_VERSION
 
 PAGE = 4096
 TOPOLOGY = resolve_topology("default-4n").to_dict()
@@ -120,8 +120,8 @@ def test_no_call_goes_to_a_dead_node_for_its_counters():
 
 
 def test_a_free_with_generations_frees_each_frame_once_whatever_arrives_twice():
-    from nodes.frames import FrameService
-    from protocol.messages import memory as mm
+    from numa_emu.nodes.frames import FrameService
+    from numa_emu.protocol.messages import memory as mm
 
     core = NodeCore(1, TOPOLOGY, FramePool(8, PAGE))
     frames = core.supply(3, preferred=1, task_node=0, interleave=False, fill=None, owner=7)

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.nodemask import (MAX_ID, format_cpulist, format_mask_hex, format_nodelist, parse_cpulist,
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.nodemask import (MAX_ID, format_cpulist, format_mask_hex, format_nodelist, parse_cpulist,
                                parse_mask_hex, parse_nodelist)
 
 ALL8 = frozenset(range(8))

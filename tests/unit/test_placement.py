@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nodes.placement import (
+from numa_emu.nodes.placement import (
     NUMASTAT_COUNTERS,
     VMSTAT_NAMES,
     InterleaveCursor,
@@ -20,8 +20,8 @@ from nodes.placement import (
     next_interleave_index,
     place,
 )
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.policy import (
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.policy import (
     DEFAULT_POLICY,
     MPOL_F_NUMA_BALANCING,
     Mode,

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.policy import (
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.policy import (
     DEFAULT_POLICY,
     MPOL_F_ADDR,
     MPOL_F_MEMS_ALLOWED,

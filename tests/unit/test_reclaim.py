@@ -7,14 +7,14 @@ from collections import OrderedDict
 
 import pytest
 
-from nodes.framepool import FramePool
-from nodes.node import Node
-from nodes.reclaim import clock_victims
-from nodes.store import Store
-from protocol.effects import Call, Future, Spawn, answer_locally, gather
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import pagecache as pc
-from protocol.topology import from_cli
+from numa_emu.nodes.framepool import FramePool
+from numa_emu.nodes.node import Node
+from numa_emu.nodes.reclaim import clock_victims
+from numa_emu.nodes.store import Store
+from numa_emu.protocol.effects import Call, Future, Spawn, answer_locally, gather
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.topology import from_cli
 
 PAGE = 4096
 FRAMES = 16

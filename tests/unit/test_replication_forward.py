@@ -9,18 +9,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from nodes.core import NodeCore, directory_home
-from nodes.directory import Directory
-from nodes.framepool import FramePool
-from nodes.pcache import PageCacheView
-from nodes.filetable import FileTable
-from nodes.replication import Replication, ReplicationTunables
+from numa_emu.nodes.core import NodeCore, directory_home
+from numa_emu.nodes.directory import Directory
+from numa_emu.nodes.framepool import FramePool
+from numa_emu.nodes.pcache import PageCacheView
+from numa_emu.nodes.filetable import FileTable
+from numa_emu.nodes.replication import Replication, ReplicationTunables
 from numa_emu.catalog import resolve_topology
-from protocol.effects import Call, Future, Spawn
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.messages import Ok
-from protocol.messages import memory as mm
-from protocol.messages import pagecache as pc
+from numa_emu.protocol.effects import Call, Future, Spawn
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import Ok
+from numa_emu.protocol.messages import memory as mm
+from numa_emu.protocol.messages import pagecache as pc
 
 PAGE = 4096
 OBJ = "file:f"

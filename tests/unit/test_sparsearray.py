@@ -6,8 +6,8 @@ from array import array
 
 import pytest
 
-from nodes.pagetable import ANON, AddressSpace
-from nodes.sparsearray import CHUNK, SparseArray
+from numa_emu.nodes.pagetable import ANON, AddressSpace
+from numa_emu.nodes.sparsearray import CHUNK, SparseArray
 
 BIG = 64 * 1024 * 1024  # the pages of a 256 GiB mapping
 

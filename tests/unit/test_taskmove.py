@@ -5,12 +5,12 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from nodes.mm import TaskState
-from nodes.pagetable import ANON, FILE, SHM, AddressSpace
-from nodes.placement import InterleaveCursor
-from nodes.taskmove import task_from_image, task_image
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.policy import Mode, Policy
+from numa_emu.nodes.mm import TaskState
+from numa_emu.nodes.pagetable import ANON, FILE, SHM, AddressSpace
+from numa_emu.nodes.placement import InterleaveCursor
+from numa_emu.nodes.taskmove import task_from_image, task_image
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.policy import Mode, Policy
 
 
 def _task() -> TaskState:

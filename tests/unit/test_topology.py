@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.topology import (DEFAULT_TOPOLOGY_NAME, SHAPES, NodeSpec, Topology, TopologyError, build_shape,
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.topology import (DEFAULT_TOPOLOGY_NAME, SHAPES, NodeSpec, Topology, TopologyError, build_shape,
                                derive_latency_ns, from_cli, load_topology, loads_topology, make_topology,
                                validate)
-from protocol.units import parse_bandwidth_mib_s
+from numa_emu.protocol.units import parse_bandwidth_mib_s
 
 GB_S = parse_bandwidth_mib_s("1GB/s")
 EXPECTED_NODES = {"default-4n": 4, "2s-skylake": 2, "2s-icelake": 2, "4s-opteron-2007": 4, "2s-epyc-nps4": 8,
@@ -26,7 +26,7 @@ EXPECTED_NODES = {"default-4n": 4, "2s-skylake": 2, "2s-icelake": 2, "4s-opteron
 
 
 def shipped() -> dict[str, object]:
-    return {entry.name[:-5]: entry for entry in resources.files("topologies").iterdir()
+    return {entry.name[:-5]: entry for entry in resources.files("numa_emu.topologies").iterdir()
             if entry.name.endswith(".toml")}
 
 
@@ -446,7 +446,7 @@ def test_modules_import_only_stdlib_and_protocol():
 
 def test_importing_the_core_does_not_load_toml_or_the_builders():
     code = ("import sys, protocol.topology, protocol.zonelist, protocol.units, protocol.nodemask; "
-            "print(sorted(m for m in ('tomllib', 'protocol.topology_shapes', 'typing') "
+            "print(sorted(m for m in ('tomllib', 'numa_emu.protocol.topology_shapes', 'typing') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stdout

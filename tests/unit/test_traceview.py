@@ -15,7 +15,7 @@ from numa_emu.traceview import (SENTENCES, Filters, PageFilter, TraceError, pars
                                 story_lines, summarize)
 from numa_emu.traceview.events import link_frames
 from numa_emu.traceview.story import Story, duration, sentence
-from protocol.tracing import EVENTS
+from numa_emu.protocol.tracing import EVENTS
 
 T0 = 1_700_000_000_000_000_000
 VA = 0x7F0000000000

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.errors import ErrorCode, NumaEmuError
-from protocol.units import (GIB, KIB, MIB, TIB, format_bandwidth_mib_s, format_duration_ns, format_size,
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.units import (GIB, KIB, MIB, TIB, format_bandwidth_mib_s, format_duration_ns, format_size,
                             parse_bandwidth_mib_s, parse_duration_ns, parse_duration_s, parse_size)
 
 

@@ -14,15 +14,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.errors import NumaEmuError
-from protocol.topology import build_shape, load_topology
-from protocol.zonelist import fallback_order, fallback_orders
+from numa_emu.protocol.errors import NumaEmuError
+from numa_emu.protocol.topology import build_shape, load_topology
+from numa_emu.protocol.zonelist import fallback_order, fallback_orders
 
 OBSERVED_SLIT = [[10, 16, 21, 21], [16, 10, 21, 21], [21, 21, 10, 16], [21, 21, 16, 10]]
 
 
 def shipped(name: str):
-    return load_topology(resources.files("topologies") / f"{name}.toml")
+    return load_topology(resources.files("numa_emu.topologies") / f"{name}.toml")
 
 
 def test_observed_on_a_real_kernel():
