@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 # Daemons start faster from bytecode; compile it even where PYTHONDONTWRITEBYTECODE is set
 # (it only stops Python from writing .pyc files, not from using them). Incremental.
 bytecode: $(STAMP)
-	@$(BIN)/python -m compileall -q protocol nodes coordinator numa_emu topologies experiments >/dev/null
+	@$(BIN)/python -m compileall -q protocol nodes coordinator numa_emu sim topologies experiments >/dev/null
 
 demo: bytecode
 	$(BIN)/python -m numa_emu.demo

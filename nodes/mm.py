@@ -301,12 +301,14 @@ class MemoryManager:
                     gens[node].append(region.gen[i])
                 else:
                     self.pcache.unmap((region.obj, region.obj_offset + i), task.task_id, region.start + i * ps)
+        # Out of the page table before their frames are freed, as Linux unmaps before it frees
+        # (invariant 1, docs/protocol.md#invariants; the simulator checks it after every message).
+        task.space.remove(regions)
         yield from self.core.free_frames(private, generations=gens)
         if task.lost:
             for region in regions:
                 for vpage in [v for v in task.lost if region.start <= v < region.start + region.npages * ps]:
                     del task.lost[vpage]
-        task.space.remove(regions)
         left = {r.map_id for r in task.space.regions}
         gone = {r.map_id: r for r in regions if r.kind == FILE and r.map_id not in left}
         for region in gone.values():  # the file table counts writable and executable mappings

@@ -89,10 +89,13 @@ class Node:
     def _direct_reclaim(self, want: int, replicas_only: bool):
         return self.reclaim.shrink(want, replicas_only=replicas_only)
 
+    def vmstat(self) -> dict[str, int]:
+        """The node's vmstat: the core's counters and gauges, and the migration cache's gauge
+        that PageMoves keeps."""
+        return self.core.vmstat() | {"nr_migcache_pages": self.moves.migcache_pages}
+
     def on_stats(self, msg: tm.NodeStats) -> tm.NodeStatsReply:
-        core = self.core
-        vmstat = core.vmstat() | {"nr_migcache_pages": self.moves.migcache_pages}
-        return tm.NodeStatsReply(node_id=self.node_id, numastat=dict(core.numastat), vmstat=vmstat,
+        return tm.NodeStatsReply(node_id=self.node_id, numastat=dict(self.core.numastat), vmstat=self.vmstat(),
                                  frames_free=self.pool.free, frames_total=self.pool.frames, tasks=self.mm.task_pages(),
                                  repl_lifetimes=dict(self.replication.lifetimes))
 

@@ -40,6 +40,7 @@ COMMANDS = {
     "sysctl": "sysctl",
     "workload": "workload",
     "experiment": "experiment",
+    "sim": "sim",
     "top": "top",
     "logs": "logs",
     "completion": "completion",

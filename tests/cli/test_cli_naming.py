@@ -28,9 +28,9 @@ def _sub_commands(name: str) -> list[str]:
 
 def test_every_command_but_the_front_ends_is_covered():
     # up, shims, workload, experiment and completion take --name otherwise (below, or not at all);
-    # logs reads a cluster's folder, up or down (tests/cli/test_cli_help.py)
+    # logs reads a cluster's folder, up or down (tests/cli/test_cli_help.py); sim runs no cluster
     assert set(COMMANDS) - set(REACHES_A_CLUSTER) - set(FRONT_ENDS) == {"up", "shims", "workload", "experiment",
-                                                                       "completion", "logs"}
+                                                                       "completion", "logs", "sim"}
 
 
 @pytest.mark.parametrize("command", sorted(REACHES_A_CLUSTER))

@@ -1,17 +1,18 @@
 """Page migration on real clusters (docs/linux-semantics.md#move_pages, #migrate_pages, #mbind,
 #cpusets, #vmstat): move_pages statuses and errors, migrate_pages' relative rule, mbind MOVE /
 MOVE_ALL / STRICT and MOVE|LAZY, cpuset memory_migrate, shared pages with replicas; bytes always
-preserved, counters exact, invariants."""
+preserved, counters exact, invariants. (move_pages of private pages, mbind MOVE by bind and
+interleave, lazy migration of private pages, MOVE_ALL of shm pages and of a file page with
+replicas run step by step on the simulator:
+tests/sim/test_migration_steps.py; concurrent migrations under writers: tests/sim/test_protocol_races.py.)"""
 from __future__ import annotations
 
 import collections
 import errno
-import threading
 
 import pytest
 
 import numa_emu
-from numa_emu.protocol.costmodel import SHOOTDOWN_NS, CostModel
 from numa_emu.protocol.messages import migration as mg
 from numa_emu.protocol.messages import pagecache as pc
 from numa_emu.protocol.messages import tasks as tm
@@ -72,34 +73,6 @@ def hog(puppets, c, cpu: int, pages: int):
 
 def pattern(i: int) -> bytes:
     return bytes((i * 7 + j) % 251 for j in range(PAGE))
-
-
-def test_move_pages_moves_private_pages_exactly(four):
-    with attach(four, 0) as task:
-        region = task.mmap(4 * PAGE)
-        for i in range(4):
-            region.write(i * PAGE, pattern(i))
-        before, clock = counters(four), task.clock_ns()
-        status = task.move_pages([region.addr(i * PAGE) for i in range(4)], [1, 2, 3, 0])
-        assert status == [1, 2, 3, 0] and task.last_not_moved == 0
-        # virtual time: the task pays one page copy per moved page, from the cost model
-        cost = CostModel(four.topology.latency_ns, four.topology.bandwidth_mib_s, PAGE)
-        assert task.clock_ns() - clock == sum(cost.copy_ns(0, n) for n in (1, 2, 3))
-        assert region.where() == [1, 2, 3, 0]
-        for i in range(4):
-            assert region.read(i * PAGE, PAGE) == pattern(i)
-        after = counters(four)
-        assert delta(before, after, "numa_hit") == {0: 0, 1: 1, 2: 1, 3: 1}
-        assert delta(before, after, "other_node") == {0: 0, 1: 1, 2: 1, 3: 1}
-        assert delta(before, after, "pgalloc") == {0: 0, 1: 1, 2: 1, 3: 1}
-        assert delta(before, after, "pgmigrate_success") == {0: 3, 1: 0, 2: 0, 3: 0}
-        assert delta(before, after, "frames_free") == {0: 3, 1: -1, 2: -1, 3: -1}
-        assert delta(before, after, "pgfree") == {0: 3, 1: 0, 2: 0, 3: 0}
-        for name in ("numa_miss", "numa_foreign", "local_node", "pgmigrate_fail"):
-            assert set(delta(before, after, name).values()) == {0}, name
-        region.write(PAGE + 10, b"xyz")  # a remote write after the move lands in the new frame
-        assert task.move_pages([region.addr(PAGE)], [0]) == [0]
-        assert region.read(PAGE + 8, 6) == pattern(1)[8:10] + b"xyz" + pattern(1)[13:14]
 
 
 @pytest.fixture
@@ -205,27 +178,6 @@ def test_migrate_pages_counts_pages_not_moved(small, puppets):
         assert region.read(0, 4 * PAGE) == b"\x5a" * 4 * PAGE
 
 
-def test_mbind_move_bind_and_interleave(four):
-    with attach(four, 0) as task:
-        region = task.mmap(8 * PAGE)
-        for i in range(8):
-            region.write(i * PAGE, pattern(i))
-        before = counters(four)
-        region.mbind("bind", [2], flags=MPOL_MF_MOVE)
-        assert region.where() == [2] * 8
-        after = counters(four)
-        assert delta(before, after, "numa_hit")[2] == 8 and delta(before, after, "pgmigrate_success")[0] == 8
-        region.mbind("interleave", [0, 1, 2, 3], flags=MPOL_MF_MOVE)
-        first = region.addr(0) // PAGE
-        assert region.where() == [(first + i) % 4 for i in range(8)]  # each page on its slot's node
-        assert all(region.read(i * PAGE, PAGE) == pattern(i) for i in range(8))
-        region.mbind("preferred", [1], flags=MPOL_MF_MOVE)
-        assert region.where() == [1] * 8
-        region.mbind("local", flags=MPOL_MF_MOVE)  # local and default leave pages where they are
-        assert region.where() == [1] * 8
-        assert all(region.read(i * PAGE, PAGE) == pattern(i) for i in range(8))
-
-
 def test_mbind_move_strict_answers_eio_when_pages_cannot_move(small, puppets):
     with attach(small, 0) as task:
         region = task.mmap(4 * PAGE)
@@ -240,67 +192,6 @@ def test_mbind_move_strict_answers_eio_when_pages_cannot_move(small, puppets):
         other.do("munmap", **{"as": "h"})
         region.mbind("bind", [1], flags=MPOL_MF_MOVE | MPOL_MF_STRICT)
         assert region.where() == [1] * 4
-
-
-def test_mbind_move_all_moves_shared_pages(four, puppets):
-    other = puppets(four, 3)
-    with attach(four, 0) as task:
-        board = task.mmap(2 * PAGE, shared=True, name="board")
-        board.write(0, pattern(0))
-        board.write(PAGE, pattern(1))
-        other.do("mmap", **{"as": "b"}, length=2 * PAGE, shared=True, name="board")
-        assert other.do("read", **{"as": "b"}, offset=0, length=2 * PAGE) == (pattern(0) + pattern(1)).hex()
-        board.mbind("bind", [2], flags=MPOL_MF_MOVE)  # mapped by another task: left
-        assert board.where() == [0, 0]
-        with pytest.raises(numa_emu.NumaEmuError) as info:
-            board.mbind("bind", [2], flags=MPOL_MF_MOVE | MPOL_MF_STRICT)
-        assert info.value.errno_name == "EIO"
-        before, clock = counters(four), task.clock_ns()
-        board.mbind("bind", [2], flags=MPOL_MF_MOVE_ALL | MPOL_MF_STRICT)
-        assert board.where() == [2, 2]
-        # virtual time: per page one copy and a shootdown on each of the two mapping nodes
-        cost = CostModel(four.topology.latency_ns, four.topology.bandwidth_mib_s, PAGE)
-        assert task.clock_ns() - clock == 2 * (cost.copy_ns(0, 2) + 2 * SHOOTDOWN_NS)
-        assert other.do("where", **{"as": "b"}) == [None, None]  # shot down
-        assert other.do("read", **{"as": "b"}, offset=0, length=2 * PAGE) == (pattern(0) + pattern(1)).hex()
-        assert other.do("where", **{"as": "b"}) == [2, 2]  # refaulted through the directory
-        other.do("write", **{"as": "b"}, offset=5, data=b"after".hex())
-        assert board.read(0, 10) == pattern(0)[:5] + b"after"
-        after = counters(four)
-        assert sum(delta(before, after, "pgmigrate_success").values()) == 2
-        assert delta(before, after, "numa_hit")[2] == 2 and delta(before, after, "frames_free")[0] == 2
-
-
-def test_lazy_migration_moves_on_the_next_touch(four):
-    with attach(four, 0) as task:
-        region = task.mmap(4 * PAGE)
-        for i in range(4):
-            region.write(i * PAGE, pattern(i))
-        region.mbind("bind", [2], flags=MPOL_MF_MOVE | MPOL_MF_LAZY)
-        assert region.where() == [0] * 4  # unmapped, but the frames are still on node 0
-        c = counters(four)[0]
-        assert c["nr_migcache_pages"] == 4 and c["pgmigcache_in"] == 4 and c["pgmigrate_success"] == 0
-        assert task.move_pages([region.addr(0)]) == [0]  # query: the node holding it
-        assert region.read(PAGE, PAGE) == pattern(1)  # the touch migrates the page
-        assert region.where() == [0, 2, 0, 0]
-        assert task.node_of(region.addr(3 * PAGE)) == 2  # get_mempolicy(NODE|ADDR) migrates too
-        region.touch(write=True)
-        assert region.where() == [2] * 4
-        assert all(region.read(i * PAGE, PAGE) == pattern(i) for i in range(4))
-        c = counters(four)[0]
-        assert c["nr_migcache_pages"] == 0 and c["pgmigcache_out"] == 4 and c["pgmigrate_success"] == 4
-        # a page already where the policy wants it is only mapped again
-        region.mbind("bind", [2], flags=MPOL_MF_MOVE | MPOL_MF_LAZY)
-        assert counters(four)[0]["nr_migcache_pages"] == 4
-        assert region.read(0, PAGE) == pattern(0) and region.where() == [2] * 4
-        assert counters(four)[0]["pgmigrate_success"] == 4
-        # default policy + lazy: the next toucher's node (first-touch semantics); unmap frees the rest
-        region.mbind("default", flags=MPOL_MF_MOVE | MPOL_MF_LAZY)
-        assert region.read(2 * PAGE, 4) == pattern(2)[:4] and region.where() == [2, 2, 0, 2]
-        free_before = stats(four)[2]["frames_free"]
-        region.munmap()
-        assert stats(four)[2]["frames_free"] == free_before + 3
-        assert counters(four)[0]["nr_migcache_pages"] == 0
 
 
 def test_lazy_migration_of_shared_pages(four, puppets):
@@ -329,85 +220,6 @@ def test_lazy_migration_of_shared_pages(four, puppets):
         assert sum(delta(before, after, "pgmigrate_success").values()) == 3
         assert delta(before, after, "numa_hit")[2] == 3 and delta(before, after, "frames_free")[0] == 3
         assert sum(d["nr_migcache_pages"] for d in after.values()) == 0  # the page cache kept them, not a migration cache
-
-
-def seeded_file(puppets, c, fill: str = "41"):
-    """A writer on node 0 creates file 'f' (one page of bytes `fill`) and writes it back (clean)."""
-    writer = puppets(c, 0)
-    writer.do("open", name="f", create=True, size=PAGE)
-    writer.do("pwrite", name="f", offset=0, data=fill * PAGE)
-    writer.do("fsync", name="f")
-    return writer
-
-
-def test_shared_file_page_with_replicas_moves_and_every_reader_sees_the_same_bytes(four, puppets):
-    writer = seeded_file(puppets, four)
-    readers = [puppets(four, cpu) for cpu in (1, 2)]
-    for r in readers:
-        r.do("open", name="f")
-        r.do("map", name="f", **{"as": "m"}, writable=False)
-        assert r.do("read", **{"as": "m"}, offset=0, length=2) == "4141"
-    with attach(four, 3) as task:
-        m = task.open("f").mmap(writable=False)
-        assert m.read(0, 2) == b"AA" and m.where() == [3]  # a replica on node 3
-        before = counters(four)
-        assert sum(d["nr_repl_pages"] for d in before.values()) == 3
-        assert task.move_pages([m.addr(0)], [2]) == [EACCES]  # others map it
-        assert task.move_pages([m.addr(0)], [2], MPOL_MF_MOVE_ALL) == [2]
-        after = counters(four)
-        assert sum(delta(before, after, "pgreplicazap_migration").values()) == 3
-        assert sum(d["nr_repl_pages"] for d in after.values()) == 0
-        assert sum(delta(before, after, "pgmigrate_success").values()) == 1
-        assert delta(before, after, "numa_hit")[2] == 1
-        assert m.where() == [2] and m.read(0, PAGE) == b"A" * PAGE
-        for r in readers:
-            assert r.do("where", **{"as": "m"}) == [None]  # shot down, refaults through the directory
-            assert r.do("read", **{"as": "m"}, offset=PAGE - 2, length=2) == "4141"
-        writer.do("pwrite", name="f", offset=0, data="42")  # the new master takes writes
-        assert m.read(0, 2) == b"BA"
-        assert all(r.do("read", **{"as": "m"}, offset=0, length=2) == "4241" for r in readers)
-
-
-def test_concurrent_migrations_lose_no_write(four):
-    """Another process migrates the task's pages back and forth (as migratepages would) while the
-    task writes and reads them: every read returns the last write."""
-    with attach(four, 0) as task:
-        region = task.mmap(8 * PAGE)
-        region.touch(fill=0)
-        stop = threading.Event()
-        done = [0]
-        errors: list[BaseException] = []
-
-        def migrate_back_and_forth():
-            with four.client(endpoint=task._home.endpoint) as home:
-                try:
-                    while not stop.is_set() and done[0] < 200:
-                        src, dst = ([0], [1]) if done[0] % 2 == 0 else ([1], [0])
-                        home.call(mg.MigratePages(task_id=task.task_id, old_nodes=src, new_nodes=dst))
-                        done[0] += 1
-                except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-                    errors.append(exc)
-
-        worker = threading.Thread(target=migrate_back_and_forth)
-        worker.start()
-        last = [0] * 8
-        try:
-            i = 0
-            while (i < 400 or done[0] < 10) and i < 5000 and not errors:
-                page = i % 8
-                value = i.to_bytes(4, "little")
-                region.write(page * PAGE + 100, value)
-                last[page] = i
-                assert region.read(page * PAGE + 100, 4) == value
-                i += 1
-        finally:
-            stop.set()
-            worker.join(30)
-        assert not errors, errors
-        assert done[0] >= 10
-        for page in range(8):
-            assert region.read(page * PAGE + 100, 4) == last[page].to_bytes(4, "little")
-        assert counters(four)[0]["pgmigrate_success"] > 0
 
 
 def test_cpuset_memory_migrate_moves_pages_relatively(four):
@@ -518,42 +330,3 @@ def test_bad_migration_messages_get_one_clear_error(four):
             reply = node.call(mg.DirMigrate(obj="shm:none", idx=0, target=1, mapper=0, task_node=0, task_id=1))
             assert reply.status == ENOENT and not reply.remap
         assert region.read(0, 2) == b"ok" and task.move_pages([region.addr(0)], [1]) == [1]
-
-
-def test_shared_page_migrations_lose_no_write_of_another_task(four, puppets):
-    """A task on node 3 writes and reads a shm page while another task keeps moving its master
-    between nodes 1 and 2 (MOVE_ALL): a write in flight either is in the copy or refaults."""
-    writer = puppets(four, 3)
-    writer.do("mmap", **{"as": "b"}, length=PAGE, shared=True, name="race")
-    writer.do("write", **{"as": "b"}, offset=0, data="00" * 8)
-    with attach(four, 0) as task:
-        board = task.mmap(PAGE, shared=True, name="race")
-        assert board.read(0, 1) == b"\0"
-        stop, moves, errors = threading.Event(), [0], []
-
-        def move_back_and_forth():
-            try:
-                while not stop.is_set() and moves[0] < 300:
-                    status = task.move_pages([board.addr(0)], [1 + moves[0] % 2], MPOL_MF_MOVE_ALL)
-                    assert status == [1 + moves[0] % 2], status
-                    if board.where()[0] is None:
-                        board.read(0, 1)  # map it again (the writer's fault shot this mapping down)
-                    moves[0] += 1
-            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-                errors.append(exc)
-
-        worker = threading.Thread(target=move_back_and_forth)
-        worker.start()
-        try:
-            i = 0
-            while (i < 150 or moves[0] < 10) and i < 2000 and not errors:
-                value = i.to_bytes(4, "little").hex()
-                writer.do("write", **{"as": "b"}, offset=8, data=value)
-                assert writer.do("read", **{"as": "b"}, offset=8, length=4) == value
-                i += 1
-        finally:
-            stop.set()
-            worker.join(30)
-        assert not errors, errors
-        assert moves[0] >= 10
-        assert board.read(8, 4) == (i - 1).to_bytes(4, "little")

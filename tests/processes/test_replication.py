@@ -1,7 +1,8 @@
 """The replicated page cache on real clusters (docs/linux-semantics.md#replication-state-machine
-scenarios): replicas appear
-where and only where the rules say, a write collapses them and nobody reads old bytes after it,
-counters add up, thrashing pages back off, memory pressure reclaims replicas, down/up loses no write."""
+scenarios): memory pressure, the switches and modes, down/up loses no write, bad fills refused.
+(One replica per reader node, none for a local master or shm, collapses by pwrite and through a
+mapping, the thrash back-off and truncate run step by step on the simulator:
+tests/sim/test_replication_steps.py.)"""
 from __future__ import annotations
 
 import sys
@@ -47,99 +48,6 @@ def seeded(puppets, c, pages=4, fill="41"):
     writer.do("pwrite", name="f", offset=0, data=fill * (pages * PAGE))
     writer.do("fsync", name="f")
     return writer
-
-
-def test_remote_read_makes_one_replica_on_the_readers_node(four, puppets):
-    seeded(puppets, four)
-    reader = puppets(four, 3)
-    reader.do("open", name="f")
-    reader.do("map", name="f", **{"as": "m"}, writable=False)
-    assert reader.do("read", **{"as": "m"}, offset=PAGE + 5, length=3) == "414141"
-    assert reader.do("where", **{"as": "m"}) == [None, 3, None, None]
-    v = vm(four)
-    assert v[3]["nr_repl_pages"] == 1 and v[3]["pgreplicated"] == 1
-    assert sum(x.get("pgreplicated", 0) for x in v.values()) == 1
-    second = puppets(four, 3)  # a second reader on the same node shares the replica
-    second.do("open", name="f")
-    assert second.do("pread", name="f", offset=PAGE, length=2) == "4141"
-    assert total(four, "pgreplicated") == 1 and vm(four)[3]["repl_hits"] >= 2
-
-
-def test_no_replica_for_a_local_master_or_for_anonymous_and_shm_pages(four, puppets):
-    writer = seeded(puppets, four)
-    assert writer.do("pread", name="f", offset=0, length=1) == "41"
-    writer.do("mmap", **{"as": "s"}, length=PAGE, shared=True, name="board")
-    writer.do("write", **{"as": "s"}, offset=0, data="ff")
-    reader = puppets(four, 2)
-    reader.do("mmap", **{"as": "s"}, length=PAGE, shared=True, name="board")
-    assert reader.do("read", **{"as": "s"}, offset=0, length=1) == "ff"
-    assert reader.do("where", **{"as": "s"}) == [0]
-    assert total(four, "pgreplicated") == 0
-
-
-def test_write_collapses_replicas_and_no_reader_sees_old_bytes(four, puppets):
-    writer = seeded(puppets, four)
-    readers = [puppets(four, cpu) for cpu in (1, 2, 3)]
-    for r in readers:
-        r.do("open", name="f")
-        r.do("map", name="f", **{"as": "m"}, writable=False)
-        assert r.do("read", **{"as": "m"}, offset=0, length=2) == "4141"
-    assert total(four, "nr_repl_pages") == 3
-    writer.do("pwrite", name="f", offset=0, data="4242")
-    v = vm(four)
-    assert total(four, "nr_repl_pages") == 0
-    assert total(four, "pgreplicazap") == 3 and total(four, "pgreplicazap_write") == 3
-    for r in readers:
-        assert r.do("where", **{"as": "m"})[0] is None  # the replica mapping was shot down
-        assert r.do("read", **{"as": "m"}, offset=0, length=3) == "424241"
-        assert r.do("where", **{"as": "m"})[0] == 0  # dirty: readers use the master, no new replica
-    assert total(four, "pgreplicated") == 3
-    del v
-
-
-def test_a_write_through_a_mapping_also_collapses(four, puppets):
-    writer = seeded(puppets, four)
-    reader = puppets(four, 3)
-    reader.do("open", name="f")
-    reader.do("map", name="f", **{"as": "m"})
-    assert reader.do("read", **{"as": "m"}, offset=0, length=1) == "41"
-    reader.do("write", **{"as": "m"}, offset=0, data="5a")  # the reader writes: its own replica goes first
-    assert vm(four)[3]["pgreplicazap_write"] == 1 and total(four, "nr_repl_pages") == 0
-    assert writer.do("pread", name="f", offset=0, length=2) == "5a41"
-
-
-def test_thrashing_page_backs_off(four, puppets):
-    writer = seeded(puppets, four)
-    reader = puppets(four, 3)
-    reader.do("open", name="f")
-    assert reader.do("pread", name="f", offset=0, length=1) == "41"
-    writer.do("pwrite", name="f", offset=0, data="43")  # zapped well inside the 1 s thrash window
-    writer.do("fsync", name="f")
-    assert reader.do("pread", name="f", offset=0, length=1) == "43"
-    v = vm(four)
-    assert total(four, "pgreplicabackoff") == 1 and total(four, "repl_backoff_skips") == 1
-    assert total(four, "pgreplicated") == 1 and v[3]["nr_repl_pages"] == 0
-
-
-def test_truncate_zaps_replicas_and_drops_pages(four, puppets):
-    writer = seeded(puppets, four, pages=4)
-    reader = puppets(four, 3)
-    reader.do("open", name="f")
-    assert reader.do("pread", name="f", offset=3 * PAGE, length=2) == "4141"
-    writer.do("truncate", name="f", size=2 * PAGE + 10)
-    assert total(four, "pgreplicazap_truncate") == 1
-    assert reader.do("pread", name="f", offset=2 * PAGE, length=100) == "41" * 10
-    assert reader.do("pread", name="f", offset=3 * PAGE, length=10) == ""
-
-
-def test_pages_truncated_then_written_again_are_served(four, puppets):
-    """A page's entry dropped by truncate and made again starts above the epochs its mappers saw
-    (a fresh entry at epoch 0 had every answer taken for stale: the node spun for good)."""
-    writer = seeded(puppets, four, pages=4)
-    assert writer.do("pread", name="f", offset=0, length=2) == "4141"
-    writer.do("truncate", name="f", size=0)
-    writer.do("pwrite", name="f", offset=0, data="42" * (4 * PAGE))
-    assert writer.do("pread", name="f", offset=3 * PAGE, length=2) == "4242"
 
 
 def test_down_and_up_lose_no_completed_write(cluster_factory, puppets, home):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-SOURCES = ("protocol", "nodes", "coordinator", "numa_emu", "topologies", "experiments", "benchmarks", "tests")
+SOURCES = ("protocol", "nodes", "coordinator", "numa_emu", "sim", "topologies", "experiments", "benchmarks", "tests")
 CITATION = re.compile(r"docs/([A-Za-z0-9_.-]+\.md)(?:#([A-Za-z0-9_-]+))?")
 LINK = re.compile(r"\]\(([A-Za-z0-9_.-]*\.md)?(?:#([A-Za-z0-9_-]+))?\)")
 HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*$", re.M)

@@ -21,15 +21,17 @@ FOLDERS = {
     "protocol": "numa_emu.protocol",
     "nodes": "numa_emu.nodes",
     "coordinator": "numa_emu.coordinator",
+    "sim": "numa_emu.sim",
     "numa_emu": "numa_emu",
     "topologies": "numa_emu.topologies",
     "experiments": "numa_emu.experiment_specs",
 }
 FORBIDDEN = {
-    "protocol": {"nodes", "coordinator", "numa_emu"},
-    "nodes": {"coordinator", "numa_emu"},
-    "coordinator": {"nodes", "numa_emu"},
-    "numa_emu": {"nodes", "coordinator"},
+    "protocol": {"nodes", "coordinator", "numa_emu", "sim"},
+    "nodes": {"coordinator", "numa_emu", "sim"},
+    "coordinator": {"nodes", "numa_emu", "sim"},
+    "numa_emu": {"nodes", "coordinator", "sim"},  # `numa-emu sim` starts `python -m numa_emu.sim`
+    "sim": {"numa_emu"},  # the simulator runs nodes/ and coordinator/ in one process; only its tests import it
 }
 _PARTS = {name.split(".")[1]: folder for folder, name in FOLDERS.items() if "." in name}
 

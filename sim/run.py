@@ -1,0 +1,91 @@
+"""One seed of one scenario, start to end: the verdict and the message trace."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.sim import invariants
+from numa_emu.sim.cluster import SimCluster
+from numa_emu.sim.network import Crash, Violation
+from numa_emu.sim.scenarios import Scenario
+from numa_emu.sim.tasks import SimTask
+
+MAX_STEPS = 20_000  # deliveries of one run; a scenario that needs more is a livelock
+# What a task may get once a node died: its home or its memory died (docs/protocol.md#a-nodes-death).
+DEATH_ERRORS = (ErrorCode.EIO, ErrorCode.ESRCH, ErrorCode.ENODEV, ErrorCode.ETIMEDOUT)
+CRASH_WITHIN = 150  # deliveries after the tasks start: a crash lands in the middle of the shipped scenarios
+
+
+@dataclass
+class Result:
+    scenario: str
+    seed: int
+    violation: str | None
+    delivered: int
+    trace: list[str] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)  # every node's vmstat events, summed, at the end
+
+    @property
+    def ok(self) -> bool:
+        return self.violation is None
+
+    def verdict(self) -> str:
+        return (f"{self.scenario} seed {self.seed}: ok, {self.delivered} messages" if self.ok else
+                f"{self.scenario} seed {self.seed}: VIOLATION after {self.delivered} messages: {self.violation}")
+
+
+def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = True, drop: float = 0.0,
+        dup: float = 0.0, crash: bool = False) -> Result:
+    """Run `scenario` under `seed`; `drop` and `dup`: the probability that a message between two
+    nodes is lost or delivered twice (sim.network); `crash`: one node, chosen by the seed, dies
+    at a delivery the seed chooses (within CRASH_WITHIN of the tasks' start). NumaEmuError
+    (EINVAL, ENOENT) for a bad sysctl assignment."""
+    cluster = SimCluster(seed, n_nodes=scenario.nodes, frames=scenario.frames, sysctl=list(sysctl), trace=trace,
+                         drop=drop, dup=dup)
+    net = cluster.net
+    try:
+        cluster.history.initial.update(scenario.initial())
+        tasks = [SimTask(cluster, i + 1, cpu) for i, (cpu, _script) in enumerate(scenario.tasks)]
+        net.after_delivery = lambda: invariants.after_message(cluster)
+        violation = None
+        try:
+            cluster.boot(scenario.files, [(t.task_id, t.cpu) for t in tasks])
+            if crash:
+                at, victim = net.delivered + net.rng.randint(1, CRASH_WITHIN), net.rng.randrange(scenario.nodes)
+
+                def check() -> None:
+                    if net.delivered == at:
+                        cluster.crash(victim)
+                    invariants.after_message(cluster)
+                net.after_delivery = check
+            finished: dict[int, BaseException | None] = {}
+            for task, (_cpu, script) in zip(tasks, scenario.tasks):
+                net.note(f"{task.name} starts on node {task.home}")
+                net.spawn(task.name, script(task), _finisher(net, task, finished))
+            net.run(MAX_STEPS)
+            for task in tasks:
+                if task.task_id not in finished:
+                    raise Violation(f"{task.name} never finished: it waits for an answer that no message brings")
+                exc = finished[task.task_id]
+                if exc is not None and not (cluster.dead and exc.code in DEATH_ERRORS):
+                    raise Violation(f"{task.name} failed: {exc}")
+            invariants.at_quiescence(cluster)
+        except (Violation, Crash) as exc:
+            violation = str(exc)
+            net.note(f"VIOLATION: {violation}")
+        totals: dict[str, int] = {}
+        for node in cluster.nodes:
+            for name, value in node.core.events.items():
+                totals[name] = totals.get(name, 0) + value
+        return Result(scenario.name, seed, violation, net.delivered, net.trace or [], totals)
+    finally:
+        cluster.close()
+
+
+def _finisher(net, task: SimTask, finished: dict):
+    def done(_result, exc: BaseException | None) -> None:
+        if exc is not None and not isinstance(exc, NumaEmuError):
+            raise exc
+        finished[task.task_id] = exc
+        net.note(f"{task.name} " + ("done" if exc is None else f"failed: {exc}"))
+    return done
