@@ -95,10 +95,14 @@ print(json.dumps(out))
 
 def _as_nobody(code: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Python as uid `nobody`. Our interpreter may sit in a folder nobody may enter (root's pyenv):
-    then the host's Python of the same version, with our packages on its path (same ABI)."""
+    then the host's Python of the same version, with our packages on its path (same ABI). The
+    packages folder is added as a site folder, so that its .pth files run: the editable install
+    maps protocol/, nodes/, ... into numa_emu there."""
+    purelib = sysconfig.get_paths()["purelib"]
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1",
-           "PYTHONPATH": os.pathsep.join([sysconfig.get_paths()["purelib"], str(Path(__file__).parents[2])]),
+           "PYTHONPATH": os.pathsep.join([purelib, str(Path(__file__).parents[2])]),
            **(env or {})}
+    code = f"import site; site.addsitedir({purelib!r})\n" + code
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     for python in (sys.executable, shutil.which(version, path="/usr/bin:/usr/local/bin:/bin")):
         if python is None:
