@@ -28,6 +28,7 @@ from numa_emu.nodes.store import Store
 from numa_emu.nodes.sysctl import NodeControl
 from numa_emu.nodes.taskmove import TaskMoves
 from numa_emu.protocol.effects import Call
+from numa_emu.protocol.messages import REGISTRY, Message, Notice, Request
 from numa_emu.protocol.messages import lifecycle as lc
 from numa_emu.protocol.messages import pagecache as pc
 from numa_emu.protocol.messages import tasks as tm
@@ -37,17 +38,25 @@ log = logging.getLogger("node")
 
 
 class HandlerTable(dict):
-    """Message kind -> handler. Registering a kind twice is an error: two services that both
-    answer one message is a wiring mistake, found when the node is built."""
+    """Message class -> handler: the one table of a node. A kind string names its class
+    (protocol.messages.REGISTRY). Registering a message twice is an error: two services that
+    both answer one message is a wiring mistake, found when the node is built."""
 
-    def add(self, kind: str, handler: Callable[[Any], Any]) -> None:
-        if kind in self:
-            raise ValueError(f"two handlers for {kind!r}: {self[kind]!r} and {handler!r}")
-        self[kind] = handler
+    def add(self, message: str | type[Message], handler: Callable[[Any], Any]) -> None:
+        cls = REGISTRY.get(message) if isinstance(message, str) else message
+        if cls is None or not issubclass(cls, (Request, Notice)):
+            raise ValueError(f"{message!r} is not a request or notice of protocol.messages")
+        if cls in self:
+            raise ValueError(f"two handlers for {cls.kind!r}: {self[cls]!r} and {handler!r}")
+        self[cls] = handler
 
     def add_all(self, table: dict[str, Callable[[Any], Any]]) -> None:
         for kind, handler in table.items():
             self.add(kind, handler)
+
+    def by_kind(self) -> dict[str, Callable[[Any], Any]]:
+        """The same table keyed by the kind each message carries on the wire (what a reactor dispatches on)."""
+        return {cls.kind: handler for cls, handler in self.items()}
 
 
 class Node:

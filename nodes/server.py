@@ -60,7 +60,7 @@ class NodeServer:
         self.host = host
         self.tcp_endpoint = r.bind_also(f"tcp://{bind}:0") if bind else ""
         r.routes["coordinator"] = coordinator
-        for kind, handler in self.node.handlers.items():
+        for kind, handler in self.node.handlers.by_kind().items():
             r.on(kind, handler)
         self.heartbeat_interval_s = HEARTBEAT_INTERVAL_S
         self.last_heard = time.monotonic()

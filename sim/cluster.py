@@ -131,7 +131,7 @@ class SimCluster:
         self.nodes = [Node(n, self.topology, FramePool(frames, PAGE), Store(self.folder, PAGE), self.net.clock_ns)
                       for n in range(n_nodes)]
         for node in self.nodes:
-            table = dict(node.handlers)
+            table = node.handlers.by_kind()
             table["node.down"] = self._node_down_handler(node)
             self.net.add(f"node:{node.node_id}", table)
         self.net.add("coordinator", self.coordinator.handlers())

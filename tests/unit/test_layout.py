@@ -182,16 +182,21 @@ def test_the_attribute_check_bites():
         probe.unlink()
 
 
-def test_a_handler_table_refuses_a_kind_registered_twice():
+def test_a_handler_table_is_keyed_by_message_class_and_refuses_one_registered_twice():
     from numa_emu.nodes.node import HandlerTable
+    from numa_emu.protocol.messages import REGISTRY, Ok
 
     table = HandlerTable()
     table.add("frame.read", print)
     with pytest.raises(ValueError, match="two handlers for 'frame.read'"):
-        table.add("frame.read", repr)
+        table.add(REGISTRY["frame.read"], repr)
     with pytest.raises(ValueError, match="two handlers for 'frame.read'"):
         table.add_all({"frame.write": repr, "frame.read": repr})
-    assert table["frame.read"] is print
+    with pytest.raises(ValueError, match="'no.such.kind' is not a request or notice"):
+        table.add("no.such.kind", repr)
+    with pytest.raises(ValueError, match="is not a request or notice"):
+        table.add(Ok, repr)
+    assert table[REGISTRY["frame.read"]] is print and table.by_kind()["frame.read"] is print
 
 
 def test_a_node_has_one_handler_per_message_kind():
@@ -205,9 +210,9 @@ def test_a_node_has_one_handler_per_message_kind():
     pool = FramePool(4, 4096)
     try:
         node = Node(0, from_cli(2, 1, "16KiB").to_dict(), pool, None, lambda: 0)
-        kinds = set(node.handlers)
+        kinds = set(node.handlers.by_kind())
         assert {"dir.read", "pte.shootdown", "mem.access", "dir.migrate", "mem.move_pages", "frame.alloc",
                 "node.stats", "node.sysctl", "node.task.adopt", "mem.fsync"} <= kinds
-        assert [k for k in sorted(kinds) if k not in REGISTRY or issubclass(REGISTRY[k], Reply)] == []
+        assert all(REGISTRY[cls.kind] is cls and not issubclass(cls, Reply) for cls in node.handlers)
     finally:
         pool.close()

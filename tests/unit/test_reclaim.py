@@ -57,7 +57,7 @@ def drive(gen, node: Node):
         if isinstance(effect, Future):
             return effect
         assert isinstance(effect, Call) and effect.dest == "node:0", f"a one-node core asked for {effect!r}"
-        return answer_locally(node.handlers[effect.request.kind], effect.request, spawn, crashed)
+        return answer_locally(node.handlers[type(effect.request)], effect.request, spawn, crashed)
 
     def spawn(g, done) -> None:
         try:
