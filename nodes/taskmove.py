@@ -36,7 +36,9 @@ def task_image(task: TaskState) -> dict:
             "clock_ns": task.clock_ns, "faults": task.faults, "il_prev": task.il_cursor.prev,
             "il_weight_left": task.il_cursor.weight_left, "replication": task.replication,
             "away": list(task.away.items()), "direct": [task.direct_reads, task.direct_writes],
-            "cap_sys_nice": task.cap_sys_nice}
+            "cap_sys_nice": task.cap_sys_nice,
+            # pages lost with a dead node stay lost at the new home: EIO, never a fresh zero page
+            "lost": [[vaddr, node, why] for vaddr, (node, why) in task.lost.items()]}
 
 
 def task_from_image(image: dict, node: int, cpu: int) -> TaskState:
@@ -46,7 +48,8 @@ def task_from_image(image: dict, node: int, cpu: int) -> TaskState:
                          image["faults"], InterleaveCursor(image["il_prev"], image["il_weight_left"]),
                          replication=image["replication"], away={int(v): int(n) for v, n in image["away"]},
                          direct_reads=int(image["direct"][0]), direct_writes=int(image["direct"][1]),
-                         cap_sys_nice=bool(image.get("cap_sys_nice", True)))
+                         cap_sys_nice=bool(image.get("cap_sys_nice", True)),
+                         lost={int(v): (int(n), str(why)) for v, n, why in image.get("lost", ())})
     except (KeyError, TypeError, ValueError) as exc:
         raise NumaEmuError(ErrorCode.EINVAL, f"node.task.adopt: not a task image ({exc!r})") from None
 

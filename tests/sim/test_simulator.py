@@ -138,8 +138,9 @@ def test_a_private_page_lost_with_its_node_is_never_read_as_zeros():
                for line in result.trace)
 
 
-# Open: more --crash findings (docs/simulator.md#what-it-found); this test passes the day they are fixed.
-@pytest.mark.xfail(reason="after a node's death, a task moved to another node reads a private page it wrote as "
-                          "zeros (numa-emu sim run migration --seed 14 --crash)")
+# Fixed too: a task moved to another node after a node's death read a private page lost with
+# that node as zeros (seed 14): the task's lost pages now travel with it.
 def test_migration_keeps_its_invariants_when_a_node_dies():
+    result = run(SCENARIOS["migration"], 14, crash=True)
+    assert result.ok and "task:1 failed: EIO: node 2 is dead (crashed): page 0x7f0000000000 of task 1" in result.trace[-1]
     assert first_violation_crashing("migration", range(20)) is None
