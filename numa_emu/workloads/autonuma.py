@@ -27,6 +27,22 @@ def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {k: after.get(k, 0) - before.get(k, 0) for k in COUNTERS}
 
 
+def team_summary(task, mine: dict, lines: list[dict], rounds: int, counted: dict[str, int]) -> dict:
+    """The JSON line of a team's leader: its own figures (`mine`) and its workers' (`lines`) summed
+    or per round, with the balancing counters the run moved (`counted`)."""
+    tasks = [{**mine, "node": task.node, "cpu": task.cpu}] + lines
+    locality = [round(sum(t["locality_series"][r] for t in tasks) / len(tasks), 4) for r in range(rounds)]
+    return {"virtual_ns": max(t["virtual_ns"] for t in tasks), "wall_s": mine["wall_s"],
+            "ops": sum(t["ops"] for t in tasks), "bytes": sum(t["bytes"] for t in tasks), "tasks": len(tasks),
+            "pages": mine["pages"], "locality": locality[-1], "locality_first": locality[0],
+            "locality_series": locality,
+            "virtual_series": [max(t["virtual_series"][r] for t in tasks) for r in range(rounds)],
+            "converged_round": converged_round(locality),
+            **({"verified": all(t["verified"] for t in tasks)} if "verified" in mine else {}),
+            "task_virtual_ns": {f"{t['node']}:{t['cpu']}:{k}": t["virtual_ns"] for k, t in enumerate(tasks)},
+            "counters": counted, **counted}
+
+
 def hammer(task, region, rounds: int, stamp: int = 1, verify: bool = True) -> dict:
     """Fill every page of `region` once per round (a memset: whole pages, as the benchmark's
     bzero); after each, the share of its pages on the task's node and the virtual time so far

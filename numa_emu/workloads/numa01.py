@@ -61,16 +61,8 @@ def lead(task, args: argparse.Namespace) -> dict:
         mine = _work(task, region, args)
         lines = team.results()
         counted = autonuma.delta(before, autonuma.counters(cluster))
-    tasks = [{**mine, "node": task.node, "cpu": task.cpu}] + lines
-    rounds = range(args.iterations)
-    locality = [round(sum(t["locality_series"][r] for t in tasks) / len(tasks), 4) for r in rounds]
-    return {"virtual_ns": max(t["virtual_ns"] for t in tasks), "wall_s": mine["wall_s"],
-            "ops": sum(t["ops"] for t in tasks), "bytes": sum(t["bytes"] for t in tasks), "tasks": len(tasks),
-            "pages": mine["pages"], "locality": locality[-1], "locality_series": locality,
-            "virtual_series": [max(t["virtual_series"][r] for t in tasks) for r in rounds],
-            "task_virtual_ns": {f"{t['node']}:{t['cpu']}:{k}": t["virtual_ns"] for k, t in enumerate(tasks)},
-            "moves_per_page": round(counted["numa_pages_migrated"] / mine["pages"], 3),
-            "counters": counted, **counted}
+    return {**autonuma.team_summary(task, mine, lines, args.iterations, counted),
+            "moves_per_page": round(counted["numa_pages_migrated"] / mine["pages"], 3)}
 
 
 def run(task, args: argparse.Namespace) -> dict:
