@@ -212,8 +212,10 @@ class Supervisor:
                 pass_fds: tuple[int, ...] = (), env: dict | None = None) -> None:
         log = os.fdopen(open_private(log_path), "ab", buffering=0)
         try:
+            # The coordinator's session (one autogroup for the daemons of a host; nodes/zygote.py
+            # says why) in a process group of its own.
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
-                                    pass_fds=pass_fds, start_new_session=True, close_fds=True)
+                                    pass_fds=pass_fds, process_group=0, close_fds=True)
         except OSError as exc:
             raise NumaEmuError(ErrorCode.EIO, f"host {host or 'here'}: cannot start its agent ({argv[0]}: "
                                               f"{exc.strerror})") from None

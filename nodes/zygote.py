@@ -43,7 +43,11 @@ def _child(args: argparse.Namespace, node_id: int, token: str) -> None:
     status = 1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        os.setsid()
+        # A process group of its own (signals to the fork server's group miss it), but the fork
+        # server's session: with the kernel's autogroup scheduling every session is a group of its
+        # own, and a node alone in one had its ZeroMQ I/O thread left runnable but unscheduled for
+        # 2-3.5 s on a loaded host (measured: docs/design.md#processes).
+        os.setpgid(0, 0)
         fd = open_private(args.cluster_dir / node_log(node_id))
         os.dup2(fd, 1)
         os.dup2(fd, 2)

@@ -126,8 +126,8 @@ class Gatekeeper:
     node sat idle with their first bytes unread in the kernel's socket buffer. Side by side under
     the same load (writeshare against a replication experiment, 20 runs each), pings to a node
     took up to 5 s and 2 runs failed with it; at most 1.8 s and 1 run with this thread, which
-    blocks in zmq_poll (level-triggered) and answers every question waiting. Not every stall is
-    gone (the issue 10 note has the rest).
+    blocks in zmq_poll (level-triggered) and answers every question waiting. The rest of those
+    stalls was the scheduler's (docs/design.md#node-fork-server: one session for a host's daemons).
     """
 
     def __init__(self, ctx: zmq.Context, allowed: set[bytes]):

@@ -16,17 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 import psutil
-import pytest
 
 PUPPET = Path(__file__).with_name("puppet.py")
-
-# An open defect (issue 10 note): now and then, with readers on every node racing a writer's
-# collapses on a loaded machine, nodes stop answering for seconds and a dir.write or mem.access
-# misses its deadline. Reproduced by running test_replication.py's shootdowns-overtake test
-# beside test_replication_experiments.py's quick run. Replacing zmq.auth's ZAP thread
-# (protocol.keys.Gatekeeper) made the stalls fewer and shorter; the rest is not found yet. The
-# tests that meet it are re-run, not hidden: a failure that comes back three times still fails.
-FLAKY_WRITESHARE = pytest.mark.flaky(reruns=2)
 
 
 def poll_until(condition: Callable[[], object], timeout_s: float = 10.0, interval_s: float = 0.02, what: str = "condition"):

@@ -56,6 +56,22 @@ def test_up_status_down_through_the_cli(cli, home, cluster_name):
     assert not (home / cluster_name / CLUSTER_FILE).exists()
 
 
+def test_daemons_of_a_host_share_one_session_each_its_own_group(cli, cluster_name):
+    """One session (one autogroup: docs/design.md#node-fork-server), a process group each."""
+    cli("up", "--name", cluster_name, "--nodes", "3", "--mem-per-node", "16MiB", check=True)
+    try:
+        st = _status(cli, cluster_name)
+        coordinator = st["coordinator"]["pid"]
+        nodes = [n["pid"] for n in st["nodes"]]
+        zygote = psutil.Process(nodes[0]).ppid()
+        daemons = [coordinator, zygote, *nodes]
+        assert {os.getsid(p) for p in daemons} == {coordinator}
+        assert [os.getpgid(p) for p in daemons] == daemons
+        assert os.getsid(coordinator) != os.getsid(0)  # not the session of the shell that ran `up`
+    finally:
+        cli("down", "--name", cluster_name, check=True)
+
+
 def test_default_name_is_the_only_cluster_up(cli, cluster_name):
     cli("up", "--name", cluster_name, "--nodes", "2", "--mem-per-node", "16MiB", check=True)
     st = json.loads(cli("status", "--json", check=True).stdout)

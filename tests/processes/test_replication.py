@@ -13,7 +13,7 @@ from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.messages import pagecache as pc
 from numa_emu.protocol.messages import tasks as tm
 from numa_emu.protocol.topology import from_cli
-from tests.helpers import FLAKY_WRITESHARE, PuppetError, poll_until
+from tests.helpers import PuppetError, poll_until
 
 pytestmark = pytest.mark.cluster
 PAGE = 4096
@@ -160,7 +160,6 @@ def test_replica_lifetime_histogram(four, puppets, cli):
     assert len(out) == 2 and out[1].split()[1] == "1" and out[1].split()[0].endswith("ms")
 
 
-@FLAKY_WRITESHARE
 def test_no_replica_frame_leaks_when_shootdowns_overtake_answers(four, cli):
     """writeshare makes readers on every node race a writer's collapses; a shootdown can reach a
     reader's node before the directory's answer to it. Afterwards (the workload truncates its

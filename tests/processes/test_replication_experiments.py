@@ -17,7 +17,7 @@ import pytest
 
 from numa_emu.experiments.output import csv_fields
 from numa_emu.experiments.spec import load_spec
-from tests.helpers import FLAKY_WRITESHARE, poll_until
+from tests.helpers import poll_until
 from tests.processes.test_experiments import check_png, workload_processes
 
 pytestmark = pytest.mark.cluster
@@ -63,7 +63,6 @@ def rows_of(out) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-@FLAKY_WRITESHARE
 def test_the_replication_quick_run(cli, home, tmp_path):
     out = tmp_path / "repl"
     proc = cli("experiment", "run", "replication", "--quick", "--out", str(out), check=True, timeout_s=120)
