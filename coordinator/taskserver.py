@@ -47,7 +47,7 @@ class TaskService:
         self.sysctl = SysctlService(state)
 
     def handlers(self) -> dict:
-        return {"task.register": self.register, "task.exit": self.exit, "task.info": self.info,
+        return {"task.register": self.register, "task.exit": self.exit, "task.exited": self.exited, "task.info": self.info,
                 "task.list": self.list, "task.set_mempolicy": self.set_mempolicy, "cluster.stats": self.stats,
                 "cpuset.show": self.cpuset_show, "cpuset.create": self.cpuset_create, "cpuset.set": self.cpuset_set,
                 "cpuset.attach": self.cpuset_attach, "cpuset.delete": self.cpuset_delete,
@@ -100,9 +100,10 @@ class TaskService:
             self.table.remove(rec.task_id)
             raise
         log.info("task %d (%s) attached on cpu %d, node %d", rec.task_id, rec.comm, rec.cpu, rec.node)
-        if not here and not self.watch_elsewhere(host, rec.task_id, rec.pid):
-            log.info("task %d: host %s has no agent to watch it; a crash keeps its memory until down", rec.task_id, host)
-        return tm.TaskRegisterReply(task_id=rec.task_id, cpu=rec.cpu, node=rec.node, node_endpoint=endpoint,
+        watch_yourself = not here and not self.watch_elsewhere(host, rec.task_id, rec.pid)
+        if watch_yourself:
+            log.info("task %d: host %s has no agent to watch it; the task starts its own watcher", rec.task_id, host)
+        return tm.TaskRegisterReply(watch_yourself=watch_yourself, task_id=rec.task_id, cpu=rec.cpu, node=rec.node, node_endpoint=endpoint,
                                     cpus_allowed=info["cpus_allowed"], mems_allowed=info["mems_allowed"],
                                     policy=rec.policy.to_wire(), cpuset=rec.cpuset,
                                     page_size=self.state.page_size, n_nodes=len(self.state.nodes),
@@ -312,6 +313,13 @@ class TaskService:
         """The agent of a task's host saw its process exit (supervisor.watch_task)."""
         rec = self.table.tasks.get(task_id)
         if rec is not None and rec.extra.get("host", self.state.host) != self.state.host:
+            self._died(rec)
+
+    def exited(self, msg: tm.TaskExited) -> None:
+        """A task's own watcher saw its process exit (a host without an agent): as gone(). A task
+        that detached meanwhile, or another process's id, is no error: nothing to release."""
+        rec = self.table.tasks.get(msg.task_id)
+        if rec is not None and rec.pid == msg.pid and rec.extra.get("host", self.state.host) != self.state.host:
             self._died(rec)
 
     def _died(self, rec: TaskRecord) -> None:

@@ -19,9 +19,11 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Iterable
 
+from numa_emu import taskwatch
 from numa_emu.direct import DirectPath
 from numa_emu.protocol import delaylink
 from numa_emu.protocol.client import Client, TaskChannel
@@ -156,7 +158,7 @@ class Task:
     """A process of the cluster (`attach()` makes one): its CPU, home node, policy and memory."""
 
     def __init__(self, reply: tm.TaskRegisterReply, coordinator: Client, home: Client | TaskChannel,
-                 keys: ClusterKeys):
+                 keys: ClusterKeys, watcher: subprocess.Popen | None = None):
         self.task_id = reply.task_id
         self._keys = keys  # the cluster's CURVE keys, for a client of a new home node
         self.pid = os.getpid()
@@ -168,6 +170,7 @@ class Task:
         self.mems_allowed = list(reply.mems_allowed)
         self._coordinator = coordinator
         self._home = home
+        self._watcher = watcher  # numa_emu.taskwatch, when no agent watches this host's tasks
         # connected to every node: the owner of a remote private page answers the access itself
         self._direct = isinstance(home, TaskChannel)
         self._clock = 0
@@ -418,8 +421,20 @@ class Task:
                 _attached.remove(self)
             self._home.close()
             self._coordinator.close()
+            self._end_watcher()
             atexit.unregister(self.detach)
         return self._clock
+
+    def _end_watcher(self) -> None:
+        if self._watcher is None:
+            return
+        try:
+            self._watcher.stdin.write(taskwatch.DETACHED)
+            self._watcher.stdin.close()
+            self._watcher.wait(timeout=5.0)
+        except (OSError, subprocess.TimeoutExpired):
+            self._watcher.kill()  # it must not report a detached task as dead later
+        self._watcher = None
 
     def __enter__(self) -> "Task":
         """A task is a context manager: it detaches at the end of the `with` block."""
@@ -459,7 +474,11 @@ def attach(cpu: int | None = None, *, cluster: str | None = None, comm: str | No
     home = (TaskChannel(reply.node, {int(n): ep for n, ep in endpoints.items()}, keys=info.keys,
                         clock_offsets={int(k): int(off) for k, off in reply.clocks or ()})
             if reply.node in endpoints else Client(reply.node_endpoint, keys=info.keys))
-    task = Task(reply, coordinator, home, info.keys)
+    watcher = None
+    if reply.watch_yourself:  # no agent on this host to see the process die
+        watcher = subprocess.Popen([sys.executable, "-m", "numa_emu.taskwatch", name, str(reply.task_id), str(os.getpid())],
+                                   stdin=subprocess.PIPE, start_new_session=True, close_fds=True)
+    task = Task(reply, coordinator, home, info.keys, watcher)
     atexit.register(task.detach)
     _attached.append(task)
     return task

@@ -24,6 +24,9 @@ class TaskRegisterReply(Reply):
     # [[host key, its CLOCK_MONOTONIC minus the task's in ns], ...] when the task's clock is one the
     # coordinator measured (protocol.delaylink: real-mode replies from other hosts held from their send)
     clocks: list | None = None
+    # no agent of the cluster runs on the task's host to watch its process: the task starts its
+    # own watcher (numa_emu.taskwatch), which sends task.exited if it dies without detaching
+    watch_yourself: bool = False
 
 
 @message
@@ -51,6 +54,17 @@ class TaskExit(Request):
     kind = "task.exit"
     reply = Ok
     task_id: int
+
+
+@message
+class TaskExited(Request):
+    """A task's watcher saw its process `pid` exit without detaching (numa_emu.taskwatch: a host
+    with no agent of the cluster): the coordinator releases its memory as for a task it watches."""
+
+    kind = "task.exited"
+    reply = Ok
+    task_id: int
+    pid: int
 
 
 @message

@@ -265,6 +265,40 @@ def test_a_task_of_another_host_killed_by_sigkill_is_detached_by_its_hosts_agent
     assert _total(two_hosts, "nr_anon_pages") == 0
 
 
+def _watchers() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["cmdline"]) if "numa_emu.taskwatch" in " ".join(p.info["cmdline"] or [])]
+
+
+def test_a_task_of_a_host_without_an_agent_watches_itself(two_hosts, home):
+    """Host c runs no node, so no agent: the task's own watcher (numa_emu.taskwatch) reports its
+    SIGKILL, and ends quietly when a task detaches."""
+    elsewhere = home / "c"
+    elsewhere.mkdir()
+    env = dict(os.environ, NUMA_EMU_HOME=str(elsewhere), NUMA_EMU_HOST="c",
+               NUMA_EMU_CONNECTION=str(two_hosts.info.dir / "connection.json"))
+    env.pop("NUMA_EMU_CLUSTER", None)
+    with subprocess.Popen([sys.executable, "-c", HOLD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                          env=env) as proc:
+        try:
+            task_id = int(proc.stdout.readline())
+            assert [(t["task_id"], t["host"]) for t in _tasks(two_hosts)] == [(task_id, "c")]
+            assert _vm(two_hosts)[1]["nr_anon_pages"] == 2
+            assert [w.info["cmdline"][-2:] for w in _watchers()] == [[str(task_id), str(proc.pid)]]
+        finally:
+            proc.kill()
+    poll_until(lambda: not _tasks(two_hosts), timeout_s=10.0, what="the killed task detached by its watcher")
+    assert _total(two_hosts, "nr_anon_pages") == 0
+    poll_until(lambda: not _watchers(), timeout_s=10.0, what="the watcher gone")
+    # a task that detaches: its watcher ends at once, and reports nothing
+    with subprocess.Popen([sys.executable, "-c", HOLD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                          env=env) as proc:
+        int(proc.stdout.readline())
+        assert len(_watchers()) == 1
+        proc.stdin.close()  # HOLD returns: the task detaches at exit
+        assert proc.wait(timeout=30) == 0
+    assert not _tasks(two_hosts) and not _watchers()
+
+
 def test_the_same_pid_on_two_hosts_is_two_tasks(two_hosts, cli):
     pid = os.getpid()  # as if hosts a and b each ran a process with this pid
     with two_hosts.client() as client:
