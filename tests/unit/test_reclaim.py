@@ -139,10 +139,10 @@ def test_a_dirty_page_is_written_back_then_dropped_and_a_used_page_survives(tmp_
     n.write(0, b"W" * PAGE)  # page 0 dirty
     n.forget_references()
     n.read(1)  # page 1 used again
-    assert n.store.read_page("file:f", 0) == n.page(0)
+    assert n.store.pages.read_page("f", 0) == n.page(0)
     n.read(FRAMES)  # the oldest, page 0, goes: written back first
     assert 0 not in n.cached() and n.core.events["nr_vmscan_write"] == 1
-    assert n.store.read_page("file:f", 0) == b"W" * PAGE
+    assert n.store.pages.read_page("f", 0) == b"W" * PAGE
     n.read(FRAMES + 1)  # page 1 has its second chance: page 2 goes
     assert n.cached() == [1] + list(range(3, FRAMES + 2))
     assert n.read(0) == b"W" * PAGE  # read back from the store
