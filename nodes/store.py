@@ -3,7 +3,7 @@ coordinator's store folder (protocol/storepages.py). Only directory homes read f
 page enters the page cache) and write to it (writeback: fsync, reclaim, down). A node that shares
 the coordinator's cluster folder (its host, its NUMA_EMU_HOME) reads and writes the files itself
 (Store); a node of another host asks the coordinator, whose store it is (RemoteStore), so that
-the cluster has one file system (docs/design.md#one-store). Both are generators for the handlers
+the cluster has one file system (docs/design.md#hosts). Both are generators for the handlers
 to `yield from`. Injected into the core, so a simulator can use a folder of its own."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One file system across hosts (docs/design.md#one-store): the store is the coordinator's, and a
+"""One file system across hosts (docs/design.md#hosts): the store is the coordinator's, and a
 node of another host fills and writes back page-cache pages through it (store.read, store.write).
 Fake hosts a and b as in test_hosts.py: nodes 0-1 on a, 2-3 on b, each host its own NUMA_EMU_HOME,
 so a store folder on host b would be another file system: these tests would read zeros there."""
