@@ -24,6 +24,10 @@ class TaskRegisterReply(Reply):
     # [[host key, its CLOCK_MONOTONIC minus the task's in ns], ...] when the task's clock is one the
     # coordinator measured (protocol.delaylink: real-mode replies from other hosts held from their send)
     clocks: list | None = None
+    # [[host key, its CLOCK_MONOTONIC minus the coordinator's in ns], ...] when the task's clock is
+    # not one measured (a host without nodes) and the cluster spans hosts: the task measures its own
+    # against the coordinator's (ping: Pong.monotonic_ns) and converts them
+    coordinator_clocks: list | None = None
 
 
 @message
