@@ -14,6 +14,7 @@ from numa_emu.nodes.core import directory_home
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.hosts import hosts_in_file
 from numa_emu.protocol.messages import pagecache as pc
+from numa_emu.protocol.messages import tasks as tm
 from numa_emu.protocol.topology_shapes import from_cli
 from tests.helpers import Puppet
 from tests.processes.test_hosts import two_host_topology
@@ -60,6 +61,10 @@ def _name_homed_on_b(pages: int) -> str:
 
 def _pread(task: Puppet, name: str, size: int) -> bytes:
     return bytes.fromhex(task.do("pread", name=name, offset=0, length=size))
+
+
+def _pread_at(task: Puppet, name: str, offset: int, length: int) -> bytes:
+    return bytes.fromhex(task.do("pread", name=name, offset=offset, length=length))
 
 
 def _ls(cli, cluster) -> dict:
@@ -110,6 +115,35 @@ def test_pages_written_on_host_b_reach_the_one_store_by_fsync_and_by_down(two_ho
     a = puppets(two_hosts, 1)
     a.do("open", name=name)
     assert _pread(a, name, size) == second
+
+
+def test_reclaim_on_host_b_writes_a_dirty_page_back_to_the_one_store(cluster_factory, home, on_host):
+    frames = 256  # 1 MiB per node: reading a file twice the cluster's memory reclaims every node
+    path = two_host_topology(home)
+    path.write_text(path.read_text().replace('mem = "512MiB"', 'mem = "1MiB"'))
+    c = cluster_factory(str(path), hosts=hosts_in_file(str(path), 4), launcher="local")
+    pages = 2 * 4 * frames
+    big = [(f"big:{i:06d};".encode() * PAGE)[:PAGE] for i in range(pages)]
+    (c.info.dir / "store" / "big").write_bytes(b"".join(big))
+    name, size = "d", 4 * PAGE
+    on_b = [i for i in range(4) if directory_home(f"file:{name}", i, 4) in HOST_B]
+    assert on_b  # the pages whose directory home is on host b: only those are written
+    dirty = {i: os.urandom(PAGE) for i in on_b}
+    b = on_host(c, "b", 3)
+    b.do("open", name=name, create=True, size=size)
+    for i, data in dirty.items():  # masters on node 3, directory homes on host b
+        b.do("pwrite", name=name, offset=i * PAGE, data=data.hex())
+    assert (c.info.dir / "store" / name).read_bytes() == bytes(size)  # not written back yet
+    b.do("open", name="big")
+    chunk = 16 * PAGE
+    for off in range(0, pages * PAGE, chunk):  # pressure: node 3 is reclaimed over and over
+        assert _pread_at(b, "big", off, chunk) == b"".join(big[off // PAGE:(off + chunk) // PAGE]), f"at {off}"
+    with c.client() as client:
+        vm = [d["vmstat"] for d in client.call(tm.ClusterStats()).nodes.values()]
+    assert sum(v.get("nr_vmscan_write", 0) for v in vm) == len(dirty)  # the dirty pages, by reclaim
+    want = b"".join(dirty.get(i, bytes(PAGE)) for i in range(4))
+    assert (c.info.dir / "store" / name).read_bytes() == want
+    assert _pread_at(b, name, 0, size) == want  # read back from the store
 
 
 @pytest.mark.parametrize("msg, code, message", [
