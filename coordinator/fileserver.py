@@ -1,6 +1,7 @@
 """The coordinator's file handlers: open, create, import, resize (truncate drops cached pages on
 every directory shard first), mapping counts; every change is pushed to every node, which needs
-sizes and flags for reads, writeback and the replication filters."""
+sizes and flags for reads, writeback and the replication filters. The store is the cluster's one
+file system: nodes of other hosts read and write its pages through here (store.read, store.write)."""
 from __future__ import annotations
 
 import logging
@@ -8,12 +9,14 @@ import os
 import re
 from pathlib import Path
 
-from numa_emu.coordinator.files import FileRecord, FileTable, check_size
+from numa_emu.coordinator.files import MAX_FILE_BYTES, FileRecord, FileTable, check_name, check_size
 from numa_emu.coordinator.state import ClusterState
 from numa_emu.protocol.clusterdir import open_private
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
+from numa_emu.protocol.messages import Ok
 from numa_emu.protocol.messages import pagecache as pc
 from numa_emu.protocol.policy import Mode, make_policy, policy_to_str
+from numa_emu.protocol.storepages import StorePages
 
 log = logging.getLogger("coordinator.files")
 _UPLOAD_PREFIX = ".import-"  # a file import in progress (hidden: '.' names are no store files)
@@ -25,13 +28,15 @@ class FileService:
         self.state = state
         self.store = store
         self.table = FileTable()
+        self.pages = StorePages(store, state.page_size)
         store.mkdir(mode=0o700, exist_ok=True)
         for stale in store.glob(f"{_UPLOAD_PREFIX}*"):  # imports cut short by an earlier run
             stale.unlink()
 
     def handlers(self) -> dict:
         return {"file.open": self.open, "file.resize": self.resize, "file.mapped": self.mapped,
-                "file.list": self.list, "file.import": self.import_, "file.set_policy": self.set_policy}
+                "file.list": self.list, "file.import": self.import_, "file.set_policy": self.set_policy,
+                "store.read": self.store_read, "store.write": self.store_write}
 
     def _push(self, rec: FileRecord):
         info = pc.NodeFileInfo(name=rec.name, size=rec.size, writably_mapped=rec.writable_maps > 0,
@@ -138,6 +143,36 @@ class FileService:
             if path.is_file() and not path.name.startswith("."):
                 self._known(path.name)
         return pc.FileListReply(files=[r.to_dict() for r in sorted(self.table.files.values(), key=lambda r: r.name)])
+
+    # ---- the store's pages, for nodes of other hosts (nodes/store.py RemoteStore) --------------
+    def _page(self, name: str, idx: int) -> None:
+        check_name(name)
+        if not isinstance(idx, int) or idx < 0 or idx * self.pages.page_size >= MAX_FILE_BYTES:
+            raise NumaEmuError(ErrorCode.EINVAL, f"page {idx} of file {name!r} is out of range: "
+                                                 f"0..{MAX_FILE_BYTES // self.pages.page_size - 1}")
+
+    def store_read(self, msg: pc.StoreRead) -> pc.StoreReadReply:
+        self._page(msg.name, msg.idx)
+        try:
+            return pc.StoreReadReply(data=self.pages.read_page(msg.name, msg.idx))
+        except OSError as exc:
+            raise NumaEmuError(ErrorCode.EIO, f"store: cannot read page {msg.idx} of file {msg.name!r}: "
+                                              f"{exc.strerror}") from None
+
+    def store_write(self, msg: pc.StoreWrite) -> Ok:
+        self._page(msg.name, msg.idx)
+        check_size(msg.file_size)
+        if len(msg.data) > self.pages.page_size:
+            raise NumaEmuError(ErrorCode.EMSGSIZE, f"store.write carries at most a page ({self.pages.page_size} "
+                                                   f"bytes), got {len(msg.data)}")
+        if self._known(msg.name) is None:
+            raise NumaEmuError(ErrorCode.ENOENT, f"no file {msg.name!r} in the store to write page {msg.idx} of")
+        try:
+            self.pages.write_page(msg.name, msg.idx, msg.data, msg.file_size)
+        except OSError as exc:
+            raise NumaEmuError(ErrorCode.EIO, f"store: cannot write page {msg.idx} of file {msg.name!r}: "
+                                              f"{exc.strerror}") from None
+        return Ok()
 
     def writeback_all(self):
         """Effects that write every dirty page of every shard back to the store (before `down`)."""

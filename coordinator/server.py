@@ -230,7 +230,7 @@ class CoordinatorServer:
     # ---- handlers -----------------------------------------------------------------------
     def on_ping(self, msg: lc.Ping) -> lc.Pong:
         return lc.Pong(pid=os.getpid(), role="coordinator", name=f"coordinator of {self.name}",
-                       uptime_s=self.reactor.uptime_s())
+                       uptime_s=self.reactor.uptime_s(), monotonic_ns=time.monotonic_ns())
 
     def on_register(self, msg: lc.NodeRegister) -> lc.NodeRegisterReply:
         if not self.supervisor.check_token(msg.node_id, msg.token):

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from numa_emu.protocol.clusterdir import TOPOLOGY_FILE, ZYGOTE_LOG, open_private, process_tag, read_json
-from numa_emu.protocol.delaylink import HOST_KEY, estimate_offset
+from numa_emu.protocol.delaylink import CLOCK_ROUNDS, HOST_KEY, estimate_offset
 from numa_emu.protocol.hosts import Host, pick_endpoint
 from numa_emu.protocol.keys import ClusterKeys
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
@@ -48,7 +48,6 @@ from numa_emu.protocol.logsetup import DEFAULT_LOG_LEVEL
 from numa_emu.protocol.timing import TERM_GRACE_S
 
 _SPAWN_REPORT_TIMEOUT_S = 30.0
-_CLOCK_ROUNDS = 8  # round trips to each agent for its host's clock offset (the fastest one counts)
 _CLOCK_TIMEOUT_S = 5.0  # for all of them: an agent busy forking answers late, not never
 log = logging.getLogger("coordinator.supervisor")
 LAUNCHERS = ("local", "ssh", "slurm")
@@ -145,7 +144,7 @@ class Supervisor:
         does not answer in time leaves its host's offset unknown (holds from the arrival)."""
         samples, key = [], None
         deadline = time.monotonic() + _CLOCK_TIMEOUT_S
-        for _ in range(_CLOCK_ROUNDS):
+        for _ in range(CLOCK_ROUNDS):
             agent.clock = None
             t0 = time.monotonic_ns()
             if not self._send(agent, "clock 0 0"):

@@ -68,6 +68,14 @@ class TaskService:
             return None
         return [[k, off - clocks[key]] for k, off in clocks.items() if k != key]
 
+    def _coordinator_clocks_for(self, key: int | None) -> list | None:
+        """Every host's clock against the coordinator's, when the task's is not one measured (a
+        host without nodes): the task converts them itself."""
+        clocks = self.clocks()
+        if key is None or key in clocks:
+            return None
+        return [[k, off] for k, off in clocks.items()]
+
     def _host_index(self, host: str) -> int:
         """The high bits of the task ids of `host` (coordinator.tasks.task_id_of): 0 for the
         coordinator's, then the hosts of the nodes in node order, then others as they attach."""
@@ -108,7 +116,8 @@ class TaskService:
                                     policy=rec.policy.to_wire(), cpuset=rec.cpuset,
                                     page_size=self.state.page_size, n_nodes=len(self.state.nodes),
                                     node_endpoints=self.state.endpoints_from(host, self.state.live_nodes()),
-                                    clocks=self._clocks_for(msg.clock_key))
+                                    clocks=self._clocks_for(msg.clock_key),
+                                    coordinator_clocks=self._coordinator_clocks_for(msg.clock_key))
 
     def _detach(self, task_id: int):
         rec = self.table.remove(task_id)

@@ -15,7 +15,7 @@ TOKEN_ENV = "NUMA_EMU_NODE_TOKEN"
 
 
 def start_node(cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None, token: str,
-               *, log_level: str = DEFAULT_LOG_LEVEL, host: str = "", bind: str = "") -> int:
+               *, log_level: str = DEFAULT_LOG_LEVEL, host: str = "", bind: str = "", remote_store: bool = False) -> int:
     """Run node `node_id` until it stops; its exit status."""
     import setproctitle
 
@@ -25,7 +25,8 @@ def start_node(cluster_dir: Path, name: str, node_id: int, coordinator: str, ali
     configure(log_level)
     from numa_emu.nodes.server import serve
 
-    return serve(cluster_dir, name, node_id, coordinator, alive_fd, token, host=host, bind=bind)
+    return serve(cluster_dir, name, node_id, coordinator, alive_fd, token, host=host, bind=bind,
+                 remote_store=remote_store)
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from numa_emu.nodes.pagemove import MigrationTunables, PageMoves
 from numa_emu.nodes.pcache import PageCacheView
 from numa_emu.nodes.reclaim import Reclaim
 from numa_emu.nodes.replication import Replication, ReplicationTunables
-from numa_emu.nodes.store import Store
+from numa_emu.nodes.store import RemoteStore, Store
 from numa_emu.nodes.sysctl import NodeControl
 from numa_emu.nodes.taskmove import TaskMoves
 from numa_emu.protocol.effects import Call
@@ -67,7 +67,7 @@ class Node:
     another after construction. A call a service makes to this node itself is a Call like any
     other, answered from `handlers` by the effect runner (protocol.effects.answer_locally)."""
 
-    def __init__(self, node_id: int, topology: dict, pool: FramePool, store: Store, clock_ns: Callable[[], int]):
+    def __init__(self, node_id: int, topology: dict, pool: FramePool, store: Store | RemoteStore, clock_ns: Callable[[], int]):
         self.node_id = node_id
         self.pool = pool
         # Direct reclaim (nodes/reclaim.py) needs the core's frame lists, and the core's

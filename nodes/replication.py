@@ -146,7 +146,11 @@ class Replication:
             raise NumaEmuError(ErrorCode.ENOMEM, f"no node the policy allows has a free frame for {msg.obj}:{msg.idx}")
         node, frame, gen = got[0]
         if from_store:
-            data = c.store.read_page(msg.obj, msg.idx)
+            try:  # a read through the coordinator (a node of another host) may fail: the frame goes back
+                data = yield from c.store.read_page(msg.obj, msg.idx)
+            except NumaEmuError:
+                yield from c.free_frames({node: [frame]}, generations={node: [gen]})
+                raise
             c.events["pgpgin"] += c.page_size // 1024  # KiB read in, as the kernel counts it
             if any(data):
                 yield from c.write_frame(node, frame, gen, 0, data)
@@ -432,7 +436,7 @@ class Replication:
             yield from self._write_protect(obj, idx, entry, "writeback")
         data = yield from c.read_frame(entry.node, entry.frame, entry.gen)
         state = self.files.get(store_name(obj))
-        c.store.write_page(obj, idx, data, state.size if state else (idx + 1) * c.page_size)
+        yield from c.store.write_page(obj, idx, data, state.size if state else (idx + 1) * c.page_size)
         entry.dirty = False
         c.events["pgwriteback"] += 1
         if c.trace.on:

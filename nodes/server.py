@@ -16,7 +16,7 @@ from pathlib import Path
 
 from numa_emu.nodes.framepool import FramePool
 from numa_emu.nodes.node import Node
-from numa_emu.nodes.store import Store
+from numa_emu.nodes.store import RemoteStore, Store
 from numa_emu.protocol.clusterdir import STORE_DIR, TOPOLOGY_FILE, endpoint_for, read_json
 from numa_emu.protocol.delaylink import HOST_KEY
 from numa_emu.protocol.effects import Call
@@ -41,7 +41,7 @@ FREE_RETRY_INTERVAL_S = 0.5  # frees a peer did not confirm (a partition) are se
 
 class NodeServer:
     def __init__(self, cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None,
-                 token: str, *, host: str = "", bind: str = ""):
+                 token: str, *, host: str = "", bind: str = "", remote_store: bool = False):
         self.cluster_dir = cluster_dir
         self.token = token  # proves to the coordinator that the cluster spawned us (node.register)
         self.name = name
@@ -50,8 +50,14 @@ class NodeServer:
         self.page_size = int(topology["page_size"])
         spec = topology["nodes"][node_id]
         self.pool = FramePool(int(spec["mem_bytes"]) // self.page_size, self.page_size)
-        (cluster_dir / STORE_DIR).mkdir(mode=0o700, exist_ok=True)
-        self.node = Node(node_id, topology, self.pool, Store(cluster_dir / STORE_DIR, self.page_size), time.time_ns)
+        # One store per cluster, the coordinator's: read here when this folder is its (same host and
+        # NUMA_EMU_HOME), else through it (remote_store: the folder of another host's agent)
+        if remote_store:
+            store = RemoteStore(self.page_size)
+        else:
+            (cluster_dir / STORE_DIR).mkdir(mode=0o700, exist_ok=True)
+            store = Store(cluster_dir / STORE_DIR, self.page_size)
+        self.node = Node(node_id, topology, self.pool, store, time.time_ns)
         self.core = self.node.core
         self.reactor = r = Reactor(f"node {node_id}", identity=node_dest(node_id), keys=ClusterKeys.load(cluster_dir))
         self.jitter_rng = random.Random(node_id)  # seeded: a jittered run can be replayed
@@ -214,10 +220,11 @@ class NodeServer:
 
 
 def serve(cluster_dir: Path, name: str, node_id: int, coordinator: str, alive_fd: int | None, token: str,
-          *, host: str = "", bind: str = "") -> int:
+          *, host: str = "", bind: str = "", remote_store: bool = False) -> int:
     """Run one node until it stops; its exit status."""
     try:
-        server = NodeServer(cluster_dir, name, node_id, coordinator, alive_fd, token, host=host, bind=bind)
+        server = NodeServer(cluster_dir, name, node_id, coordinator, alive_fd, token, host=host, bind=bind,
+                            remote_store=remote_store)
     except (NumaEmuError, OSError) as exc:
         log.error("node %d cannot start: %s", node_id, exc)
         return 1

@@ -58,7 +58,8 @@ def _child(args: argparse.Namespace, node_id: int, token: str) -> None:
         from numa_emu.nodes.__main__ import start_node
 
         status = start_node(args.cluster_dir, args.name, node_id, args.coordinator, args.alive_fd, token,
-                            log_level=args.log_level, host=args.host, bind=args.bind)
+                            log_level=args.log_level, host=args.host, bind=args.bind,
+                            remote_store=args.remote_store)
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # a node that cannot start must still leave through os._exit
@@ -173,6 +174,7 @@ def main() -> None:
             args.cluster_dir, made_folder = _host_folder(args, header)
         except (OSError, KeyError, ValueError) as exc:
             raise SystemExit(f"agent of host {args.host}: cannot prepare the cluster folder: {exc}") from None
+    args.remote_store = made_folder  # not the coordinator's folder: its nodes use its store through it
     if args.alive_fd is None:  # stdin (an ssh session, srun's pipe) is the coordinator's life: its EOF ends ours
         args.alive_fd, alive_w = os.pipe()
 

@@ -17,10 +17,12 @@ CPU, policy and cpuset through the environment variables below, so they survive 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 
 from numa_emu import taskwatch
@@ -471,8 +473,12 @@ def attach(cpu: int | None = None, *, cluster: str | None = None, comm: str | No
         coordinator.close()
         raise
     endpoints = reply.node_endpoints or {}
+    offsets, within = {int(k): int(off) for k, off in reply.clocks or ()}, 0
+    if reply.coordinator_clocks and reply.node in endpoints:
+        with contextlib.suppress(NumaEmuError):  # unmeasured: other hosts' replies hold from their arrival
+            offsets, within = _own_clock_offsets(coordinator, reply.coordinator_clocks)
     home = (TaskChannel(reply.node, {int(n): ep for n, ep in endpoints.items()}, keys=info.keys,
-                        clock_offsets={int(k): int(off) for k, off in reply.clocks or ()})
+                        clock_offsets=offsets, clock_within_ns=within)
             if reply.node in endpoints else Client(reply.node_endpoint, keys=info.keys))
     watcher = None
     if reply.watch_yourself:  # no agent on this host to see the process die
@@ -482,6 +488,23 @@ def attach(cpu: int | None = None, *, cluster: str | None = None, comm: str | No
     atexit.register(task.detach)
     _attached.append(task)
     return task
+
+
+def _own_clock_offsets(coordinator: Client, clocks: list) -> tuple[dict[int, int], int]:
+    """A task of a host whose clock the coordinator did not measure (no nodes there): every host's
+    clock minus ours (ns), from `clocks` (each against the coordinator's) and our own offset to the
+    coordinator, the fastest of a few pings (as the coordinator measures its agents'), and how far
+    off that may be (half that round trip). Without them, real-mode replies from other hosts would
+    be held from their arrival."""
+    samples = []
+    for _ in range(delaylink.CLOCK_ROUNDS):
+        t0 = time.monotonic_ns()
+        theirs = coordinator.call(lc.Ping()).monotonic_ns
+        if theirs is None:  # a coordinator that does not tell its clock
+            return {}, 0
+        samples.append((t0, theirs, time.monotonic_ns()))
+    offset, rtt = delaylink.estimate_offset(samples)  # the coordinator's clock minus ours
+    return {int(k): int(off) + offset for k, off in clocks}, rtt // 2
 
 
 def attached_tasks() -> list[Task]:

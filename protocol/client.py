@@ -146,9 +146,11 @@ class TaskChannel(_OwnSocket):
 
     def __init__(self, home: int, endpoints: dict[int, str], *, keys: ClusterKeys,
                  timeout_s: float = CLIENT_TIMEOUT_S, context: zmq.Context | None = None,
-                 clock_offsets: dict[int, int] | None = None):
+                 clock_offsets: dict[int, int] | None = None, clock_within_ns: int = 0):
         self.endpoint = endpoints[home]
         self.clock_offsets = dict(clock_offsets or {})  # another host's key -> its clock minus ours (ns)
+        # how far our own estimate may put them off (half its fastest round trip; 0: the coordinator's)
+        self.clock_within_ns = clock_within_ns
         self._endpoints = dict(endpoints)
         self.timeout_s = timeout_s
         self.identity = f"task:{os.getpid()}:{secrets.token_hex(6)}".encode()

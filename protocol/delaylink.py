@@ -31,6 +31,7 @@ MAX_HOLD_S = 10.0
 # Sleeping overshoots by 15-95 us here and is accurate only from about 1 ms: a process holding a
 # message sleeps until this long before the message is due, and spins the rest (busy poll).
 SPIN_S = 0.0012
+CLOCK_ROUNDS = 8  # round trips for another clock's offset (estimate_offset: the fastest one counts)
 
 
 def host_key() -> int:

@@ -13,6 +13,9 @@ class Pong(Reply):
     role: str  # "coordinator" or "node"
     name: str  # "node 3", "coordinator"
     uptime_s: float
+    # the coordinator's CLOCK_MONOTONIC when it answered (ns): a task of a host whose clock it did
+    # not measure estimates its own offset from a few pings (numa_emu.api.attach)
+    monotonic_ns: int | None = None
 
 
 @message

@@ -83,6 +83,36 @@ class FileImport(Request):
 
 
 @message
+class StoreReadReply(Reply):
+    kind = "store.read.reply"
+    data: bytes  # exactly one page: zeros past the stored end
+
+
+@message
+class StoreRead(Request):
+    """A node of another host than the coordinator's -> the coordinator: page `idx` of file
+    `name` from the cluster's one store (a page-cache page is filled; nodes/store.py)."""
+
+    kind = "store.read"
+    reply = StoreReadReply
+    name: str
+    idx: int
+
+
+@message
+class StoreWrite(Request):
+    """A node of another host -> the coordinator: write page `idx` of file `name` back to the
+    cluster's one store (fsync, reclaim, `down`), `data` at most a page, cut at `file_size`."""
+
+    kind = "store.write"
+    reply = Ok
+    name: str
+    idx: int
+    data: bytes
+    file_size: int
+
+
+@message
 class FileSetPolicy(Request):
     """Set a file's shared policy (Linux shmem's shared policy, Lee's shared policy for mapped
     files): its page-cache pages are allocated by it whoever reads them first. `mode` carries

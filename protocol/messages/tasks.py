@@ -27,6 +27,10 @@ class TaskRegisterReply(Reply):
     # no agent of the cluster runs on the task's host to watch its process: the task starts its
     # own watcher (numa_emu.taskwatch), which sends task.exited if it dies without detaching
     watch_yourself: bool = False
+    # [[host key, its CLOCK_MONOTONIC minus the coordinator's in ns], ...] when the task's clock is
+    # not one measured (a host without nodes) and the cluster spans hosts: the task measures its own
+    # against the coordinator's (ping: Pong.monotonic_ns) and converts them
+    coordinator_clocks: list | None = None
 
 
 @message

@@ -48,20 +48,23 @@ def test_busy_frames_are_passed_over_and_each_frame_is_seen_at_most_twice():
 
 
 # ---- direct reclaim on a one-node pure core --------------------------------------------------
-def drive(gen, node: Node):
+def drive(gen, node: Node, others: dict | None = None):
     """Run a handler generator of a one-node cluster to its end: every effect is local, and a
-    Call to the node itself is answered from its handler table, as the effect runner does."""
+    Call to the node itself is answered from its handler table, as the effect runner does;
+    `others`: destination -> {kind: handler} of other processes answered in place (a coordinator)."""
     def future(effect) -> Future:
         if isinstance(effect, list):
             return gather([future(e) for e in effect])
         if isinstance(effect, Future):
             return effect
+        if isinstance(effect, Call) and others and effect.dest in others:
+            return answer_locally(others[effect.dest][effect.request.kind], effect.request, spawn, crashed)
         assert isinstance(effect, Call) and effect.dest == "node:0", f"a one-node core asked for {effect!r}"
         return answer_locally(node.handlers[type(effect.request)], effect.request, spawn, crashed)
 
     def spawn(g, done) -> None:
         try:
-            result = drive(g, node)
+            result = drive(g, node, others)
         except NumaEmuError as exc:
             done(None, exc)
         else:
@@ -77,7 +80,7 @@ def drive(gen, node: Node):
         except StopIteration as stop:
             return stop.value
         if isinstance(effect, Spawn):
-            drive(effect.gen, node)
+            drive(effect.gen, node, others)
             value, exc = None, None
             continue
         fut = future(effect)
@@ -139,10 +142,10 @@ def test_a_dirty_page_is_written_back_then_dropped_and_a_used_page_survives(tmp_
     n.write(0, b"W" * PAGE)  # page 0 dirty
     n.forget_references()
     n.read(1)  # page 1 used again
-    assert n.store.read_page("file:f", 0) == n.page(0)
+    assert n.store.pages.read_page("f", 0) == n.page(0)
     n.read(FRAMES)  # the oldest, page 0, goes: written back first
     assert 0 not in n.cached() and n.core.events["nr_vmscan_write"] == 1
-    assert n.store.read_page("file:f", 0) == b"W" * PAGE
+    assert n.store.pages.read_page("f", 0) == b"W" * PAGE
     n.read(FRAMES + 1)  # page 1 has its second chance: page 2 goes
     assert n.cached() == [1] + list(range(3, FRAMES + 2))
     assert n.read(0) == b"W" * PAGE  # read back from the store
