@@ -4,7 +4,8 @@ logged with CLOCK_MONOTONIC for the history checker (tests/history.py).
     python direct_worker.py writer CPU PAGES STOPFILE [CPU,CPU...]
         stamps its private pages with sequence numbers and reads them back, while the test
         migrates them (and with CPUs, moves itself among them every 100 operations: a task move,
-        its pages following lazily by auto-migration); prints "ready PID" once its pages exist, then one JSON object:
+        its pages following lazily by auto-migration); prints "ready PID FD" once its pages exist
+        (FD: its open of its page table, whose flock a direct write holds), then one JSON object:
         {"writes": [[page, seq, start_ns, end_ns], ...], "reads": [...], "direct": [reads, writes]}
     python direct_worker.py reuser CPU STOPFILE
         maps, fills with its own byte, checks and unmaps fresh pages over and over (so freed
@@ -47,7 +48,7 @@ def writer(cpu: int, pages: int, stop: str, hops: list[int]) -> dict:
         seqs = [0] * pages
         for page in range(pages):  # a message each: the pages exist, written (dirty), before the test starts moving them
             region.write(page * PAGE, bytes(PAGE))
-        print("ready", t.pid, flush=True)
+        print("ready", t.pid, t._dpath.lock_fd, flush=True)  # the fd whose flock its direct writes hold
         while not os.path.exists(stop):
             ops += 1
             if hops and ops % 100 == 0:

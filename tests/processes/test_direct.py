@@ -115,10 +115,11 @@ def _start(*args: str, cluster: str) -> subprocess.Popen:
                             env=dict(os.environ, NUMA_EMU_CLUSTER=cluster))
 
 
-@pytest.mark.parametrize("mode", ["virtual", "real", "moving"])
+@pytest.mark.parametrize("mode", ["virtual", "real", "moving", "stopped"])
 def test_direct_reads_and_writes_stay_exact_while_their_pages_migrate_and_frames_are_reused(cluster_factory, cli,
                                                                                              mode, tmp_path):
-    """Real mode has jitter; "moving": the writer also moves itself between nodes 0 and 1."""
+    """Real mode has jitter; "moving": the writer also moves itself between nodes 0 and 1;
+    "stopped": each migration runs while the writer is stopped (SIGSTOP) inside a direct write."""
     c = cluster_factory("default-4n")
     if mode == "real":
         cli("latency", "--name", c.name, "inject", "real", "--dilation", "2000", check=True)
@@ -130,10 +131,20 @@ def test_direct_reads_and_writes_stay_exact_while_their_pages_migrate_and_frames
         ready = writer.stdout.readline().split()
         assert ready[0] == "ready", ready
         pid, moves = ready[1], 0
-        for _ in range(3):  # its pages to node 1 and back, from another process
-            for move in (("0", "1"), ("1", "0")):
-                assert cli("--name", c.name, "migratepages", pid, *move).returncode == 0
-            moves += 2
+        probe = os.open(f"/proc/{pid}/fd/{ready[2]}", os.O_RDWR)  # its page table, opened anew: the same lock
+        try:
+            for _ in range(3):  # its pages to node 1 and back, from another process
+                for move in (("0", "1"), ("1", "0")):
+                    if mode == "stopped":
+                        poll_until(lambda: _stop_inside_a_write(int(pid), probe), timeout_s=60, interval_s=0.001,
+                                   what="the writer to be stopped inside a direct write")
+                    assert cli("--name", c.name, "migratepages", pid, *move).returncode == 0
+                    if mode == "stopped":
+                        assert _stopped(int(pid))
+                        os.kill(int(pid), signal.SIGCONT)
+                moves += 2
+        finally:
+            os.close(probe)
         stop.touch()
         w = json.loads(writer.communicate(timeout=60)[0])
         r = json.loads(reuser.communicate(timeout=60)[0])
