@@ -210,15 +210,14 @@ class MemoryManager:
                 self.closing.append(task.table)
             task.table = None
 
-    def settle_tables(self) -> int:
+    def settle_tables(self) -> None:
         """Let go of the frames held for direct writes that have ended since (nodes/directmap.py);
-        run from a timer, as a stopped or silent task may never send another request. How many
-        frames are still held."""
+        run from a timer, as a stopped or silent task may never send another request."""
         for task in self.tasks.values():
             if task.table is not None and task.table.held:
                 task.table.settle()
-        self.closing = [table for table in self.closing if not table.settle()]
-        return self.core.pool.held
+        if self.closing:
+            self.closing = [table for table in self.closing if not table.settle()]
 
     def moved_away(self, task: TaskState, node: int) -> None:
         """`task` lives on node `node` now (nodes.taskmove): its later requests here get EREMCHG."""

@@ -106,7 +106,7 @@ class NodeServer:
         self.reactor.call_every(self.heartbeat_interval_s, self._heartbeat)
         self.reactor.call_every(RECLAIM_INTERVAL_S, self._reclaim)
         self.reactor.call_every(FREE_RETRY_INTERVAL_S, self._retry_frees)
-        self.reactor.call_every(DIRECT_SETTLE_INTERVAL_S, self.node.mm.settle_tables)
+        self.reactor.call_every(DIRECT_SETTLE_INTERVAL_S, self.node.settle_direct)
         self._heartbeat()
         log.info("node %d registered with cluster %s", self.node_id, reply.cluster)
 

@@ -299,13 +299,13 @@ def _stop_inside_a_write(pid: int, probe: int) -> bool:
                                         ("cpuset", "SIGCONT")])
 def test_a_task_stopped_inside_a_direct_write_stalls_nobody_and_its_write_lands_whole_in_the_new_home(
         cluster_factory, cli, puppets, tmp_path, move, then):
-    """A task stopped (SIGSTOP) holding its write lock in the middle of a 16 MiB direct write: its
+    """A task stopped (SIGSTOP) holding its write lock in the middle of a 4 MiB direct write: its
     pages migrate to node 1 (migratepages; or the task moves there by a cpuset, its page table on
     node 0 closes and its pages follow it lazily), another task on node 0 is served meanwhile;
     continued, the write is whole (sent again by message, through its new home); killed, its
     frames come back. No frame leaks."""
     c = cluster_factory("default-4n")
-    mib, pages = 16, 16 << 20 >> 12
+    mib, pages = 4, 4 << 20 >> 12
     free = [node_stats(c, n)["frames_free"] for n in (0, 1)]
     stop = tmp_path / "stop"
     bulk = _start("bulk", "0", str(mib), str(stop), cluster=c.name)
