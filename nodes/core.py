@@ -402,8 +402,9 @@ class NodeCore:
         # of the used frames (a frame being filled for a replica counts there for an instant).
         file_pages = len(self.replica_frames) + len(self.cache_frames) + len(self.shm_frames)
         out = {"nr_free_pages": self.pool.free, "nr_total_pages": self.pool.frames,
-               "nr_anon_pages": self.pool.frames - self.pool.free - file_pages, "nr_file_pages": file_pages,
-               "nr_shmem": len(self.shm_frames),
-               "nr_repl_pages": len(self.replica_frames)}
+               "nr_anon_pages": self.pool.frames - self.pool.free - file_pages - self.pool.held,
+               "nr_file_pages": file_pages, "nr_shmem": len(self.shm_frames),
+               "nr_repl_pages": len(self.replica_frames),
+               "nr_direct_held": self.pool.held}  # freed, kept from reuse while a direct write may reach them
         out.update(self.events)
         return out

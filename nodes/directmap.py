@@ -6,8 +6,14 @@ it serves an access to it, and unmaps it through `unmap` before anything changes
 mapping: migration, the migration cache, munmap, a task move, NUMA-balancing hinting, the direct
 path switched off. Every change of a task's mapping goes through `TaskTable.unmap` (or
 `unmap_all`): an entry the node does not know to be safe is simply not there, and the task asks
-by message. Unmapping takes the task's write lock first, so a direct write in flight finishes
-before the node goes on, and none starts on the old entry after.
+by message.
+
+Unmapping never waits for the task (a task stopped inside a direct write would stall the node's
+loop): it tries the task's write lock without blocking. Got, no direct write is in flight. Not
+got, the entries are cleared all the same, and the frames of the writable ones are held in the
+pool (never reused, even once freed) until the lock can be had: at the next unmap, the task's
+next request, a timer (`settle`). The writer finds its entry moved when it checks again after
+letting go of the lock, and writes again by message, wherever the page is then.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import os
 from array import array
 from collections.abc import Iterable, Sequence
 
+from numa_emu.nodes.framepool import FramePool
 from numa_emu.protocol import directmap as dm
 
 log = logging.getLogger("node.directmap")
@@ -26,8 +33,12 @@ _WRITABLE = dm.PRESENT | dm.WRITABLE  # TaskTable.take when the task made no dir
 
 
 class TaskTable:
-    def __init__(self, task_id: int, latency_ns: float, bytes_per_ns: float, enabled: bool):
+    def __init__(self, task_id: int, pool: FramePool, latency_ns: float, bytes_per_ns: float, enabled: bool):
+        """`pool`: this node's frame pool, which holds the frames a direct write may still reach."""
         self.task_id = task_id
+        self.pool = pool
+        self.held: list[int] = []  # frames held in the pool: cleared while the task held its write lock
+        self.closing = False  # closed while frames were held: the memfd stays open until `settle` lets go
         self.fd = os.memfd_create(f"numa-emu-pagetable-{task_id}", os.MFD_CLOEXEC)
         os.ftruncate(self.fd, dm.TABLE_BYTES)
         self.mem = mmap.mmap(self.fd, dm.TABLE_BYTES)
@@ -107,28 +118,65 @@ class TaskTable:
             self._clear(list(self.live))
 
     def _clear(self, bases: list[int]) -> None:
-        q = self.q
+        q, locked, writable = self.q, self._try_lock(), []
+        for base in bases:
+            if not locked and q[base + dm.E_FLAGS] & dm.WRITABLE:
+                writable.append(q[base + dm.E_FRAME] & 0xFFFFFFFF)
+            seq = q[base]
+            q[base] = seq + 1
+            q[base + dm.E_TAG] = 0
+            q[base + dm.E_FLAGS] = 0
+            q[base] = seq + 2
+            del self.live[base]
+        # Not got: a direct write in flight, or its task stopped inside one. Tried again, which is
+        # also a full barrier (a syscall): the cleared entries are visible before the caller
+        # copies or frees a frame, so the writer's check after its copy sees them moved.
+        if not locked and not self._try_lock():
+            if writable:
+                self.pool.hold(writable)
+                self.held += writable
+                log.info("task %d holds its direct write lock: %d frame(s) held until it lets go", self.task_id,
+                         len(writable))
+            return
+        self._let_go()
+
+    def _try_lock(self) -> bool:
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # a direct write in flight (protocol/directmap.py): a copy's length, unless stopped
-            log.info("waiting for task %d's direct write to finish before unmapping %d page(s)", self.task_id,
-                     len(bases))
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _let_go(self) -> None:
+        """Holding the lock: no direct write is in flight, so no frame needs holding any more."""
         try:
-            for base in bases:
-                seq = q[base]
-                q[base] = seq + 1
-                q[base + dm.E_TAG] = 0
-                q[base + dm.E_FLAGS] = 0
-                q[base] = seq + 2
-                del self.live[base]
+            if self.held:
+                self.pool.let_go(self.held)
+                self.held = []
         finally:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
 
-    def close(self) -> None:
-        """The task left this node: nothing of it may be used any more."""
+    def settle(self) -> bool:
+        """Let go of the held frames if no direct write is in flight now (a closed table then
+        closes for good); True when nothing is held any more."""
+        if self.held and self._try_lock():
+            self._let_go()
+            if self.closing:
+                self._release()
+        return not self.held
+
+    def close(self) -> bool:
+        """The task left this node: nothing of it may be used any more. False while frames are
+        held: `settle` closes it once they are let go."""
         self.unmap_all()
         self.q[dm.H_ENABLED] = dm.CLOSED
+        if self.held:
+            self.closing = True
+            return False
+        self._release()
+        return True
+
+    def _release(self) -> None:
         self.q.release()
         self.mem.close()
         os.close(self.fd)

@@ -11,6 +11,10 @@ The generation of a frame is bumped every time it is freed; a mapping records th
 was made with, so a stale mapping (one that outlived a shootdown) is detectable (docs/protocol.md#invariants).
 Every read or write of a frame sets its referenced byte (the hardware's accessed bit): reclaim's
 clock clears it and gives the page a second chance (nodes/reclaim.py).
+
+A frame a task's direct write may still be writing (its entry was cleared while the task held its
+write lock: nodes/directmap.py) is held: freed, it gets its new generation but stays out of the
+free list (state HELD, still counted as used) until the last hold on it is let go.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from array import array
 from numa_emu.protocol import directmap as dm
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
-FREE, USED = 0, 1
+FREE, USED, HELD = 0, 1, 2  # HELD: freed, but kept from reuse while a direct write may land in it
 
 
 class FramePool:
@@ -42,6 +46,8 @@ class FramePool:
         self.referenced = self.view[dm.referenced_offset(frames, page_size):]
         self.state = bytearray(frames)
         self._recycled = array("I")
+        self._holds: dict[int, int] = {}  # frame -> how many holds keep it from reuse once freed
+        self.held = 0  # frames freed but not reusable yet (state HELD)
         self._next_unused = 0
         self.used = 0
         self._zero = bytes(page_size)
@@ -70,10 +76,35 @@ class FramePool:
         self.check(frame)
         if self.state[frame] != USED:
             raise NumaEmuError(ErrorCode.EINVAL, f"frame {frame} is not in use")
-        self.state[frame] = FREE
         self.generation[frame] = (self.generation[frame] + 1) & 0xFFFFFFFF
+        if frame in self._holds:  # a direct write may still land in it: reused only once let go
+            self.state[frame] = HELD
+            self.held += 1
+            return
+        self.state[frame] = FREE
         self._recycled.append(frame)
         self.used -= 1
+
+    def hold(self, frames: list[int]) -> None:
+        """Keep these frames from reuse, freed or not, until `let_go` (a direct write may land in them)."""
+        holds = self._holds
+        for frame in frames:
+            holds[frame] = holds.get(frame, 0) + 1
+
+    def let_go(self, frames: list[int]) -> None:
+        """Undo one `hold` of each frame; a frame freed meanwhile and held no more becomes free."""
+        holds = self._holds
+        for frame in frames:
+            left = holds[frame] - 1
+            if left:
+                holds[frame] = left
+                continue
+            del holds[frame]
+            if self.state[frame] == HELD:
+                self.state[frame] = FREE
+                self._recycled.append(frame)
+                self.held -= 1
+                self.used -= 1
 
     def check(self, frame: int) -> None:
         """EINVAL for a frame number outside the pool."""

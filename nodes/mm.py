@@ -89,7 +89,7 @@ class TaskState:
     def unmap_direct(self, vaddrs: Iterable[int]) -> None:
         """The hook for every change of the task's mapping (migration, the migration cache,
         munmap, NUMA-balancing hinting, ...): the pages leave the task's shared page table, and
-        no direct write to them is in flight once this returns (nodes/directmap.py)."""
+        no direct write can land in a frame the node frees or reuses (nodes/directmap.py)."""
         if self.table is not None:
             ps = self.space.page_size
             self.table.unmap([v // ps for v in vaddrs])
@@ -131,6 +131,8 @@ class MemoryManager:
         self.moves = moves
         self.hinting = hinting
         self.direct_access = True  # vm.direct_access: tasks may read and write their local pages themselves
+        # tables of tasks gone from this node that still hold frames (a writer stopped inside a direct write)
+        self.closing: list[TaskTable] = []
 
     def handlers(self) -> dict:
         return {
@@ -147,6 +149,8 @@ class MemoryManager:
             if task_id in self.moved:
                 raise NumaEmuError(ErrorCode.EREMCHG, f"task {task_id} moved to node {self.moved[task_id]}") from None
             raise NumaEmuError(ErrorCode.ESRCH, f"no task {task_id} on node {self.core.node_id}") from None
+        if task.table is not None and task.table.held:  # a request: its direct write that held frames may be over
+            task.table.settle()
         self.fold_clock(task)
         return task
 
@@ -168,7 +172,8 @@ class MemoryManager:
         """Where the task's direct path finds this node's frame pool and its page table."""
         task = self.task(msg.task_id)
         if task.table is None:
-            task.table = TaskTable(task.task_id, *self.core.cost.local(self.core.node_id), self.direct_access)
+            task.table = TaskTable(task.task_id, self.core.pool, *self.core.cost.local(self.core.node_id),
+                                   self.direct_access)
         pool = self.core.pool
         return mm.DirectMapReply(pid=os.getpid(), pool_fd=pool.fd, frames=pool.frames, table_fd=task.table.fd,
                                  node=self.core.node_id)
@@ -201,8 +206,18 @@ class MemoryManager:
         """The task leaves this node: its clock takes the last direct charges, its table goes."""
         if task.table is not None:
             self.fold_clock(task)
-            task.table.close()
+            if not task.table.close():
+                self.closing.append(task.table)
             task.table = None
+
+    def settle_tables(self) -> None:
+        """Let go of the frames held for direct writes that have ended since (nodes/directmap.py);
+        run from a timer, as a stopped or silent task may never send another request."""
+        for task in self.tasks.values():
+            if task.table is not None and task.table.held:
+                task.table.settle()
+        if self.closing:
+            self.closing = [table for table in self.closing if not table.settle()]
 
     def moved_away(self, task: TaskState, node: int) -> None:
         """`task` lives on node `node` now (nodes.taskmove): its later requests here get EREMCHG."""

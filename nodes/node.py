@@ -120,6 +120,10 @@ class Node:
         """Frees a peer did not confirm (nodes.core.retry_frees), sent again."""
         return self.core.retry_frees()
 
+    def settle_direct(self) -> None:
+        """Frames held for tasks' direct writes that have ended since are let go (nodes/directmap.py)."""
+        self.mm.settle_tables()
+
     def peers_up(self, nodes: list[int], shardless: list[int]) -> None:
         """Peers that are (again) alive, and those that hold no directory shard."""
         self.core.peers_up(nodes, shardless)

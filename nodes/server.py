@@ -37,6 +37,8 @@ from numa_emu.protocol.version import PROTOCOL_VERSION
 log = logging.getLogger("node")
 RECLAIM_INTERVAL_S = 0.05
 FREE_RETRY_INTERVAL_S = 0.5  # frees a peer did not confirm (a partition) are sent again this often
+# frames held for a task's direct write in flight (nodes/directmap.py) are let go this soon after it ends
+DIRECT_SETTLE_INTERVAL_S = 0.1
 
 
 class NodeServer:
@@ -110,6 +112,7 @@ class NodeServer:
         self.reactor.call_every(self.heartbeat_interval_s, self._heartbeat)
         self.reactor.call_every(RECLAIM_INTERVAL_S, self._reclaim)
         self.reactor.call_every(FREE_RETRY_INTERVAL_S, self._retry_frees)
+        self.reactor.call_every(DIRECT_SETTLE_INTERVAL_S, self.node.settle_direct)
         self._heartbeat()
         log.info("node %d registered with cluster %s", self.node_id, reply.cluster)
 

@@ -5,8 +5,11 @@ An access goes direct only when every page it touches has a present entry (a wri
 one) whose frame still has the generation the entry was made with; anything else returns None
 (or False) and the caller sends the message, as it always did. A read copies, then checks the
 entry's seqlock and the frame's generation again, and retries a bounded number of times. A write
-holds the table's flock around the check and the copy, which the home node takes before it
-unmaps a page. Each direct access charges the task what its home node would have charged
+holds the table's flock around the check and the copy; the home node tries it before it unmaps a
+page and, when it cannot have it, unmaps all the same and holds the old frames from reuse. So
+after the copy the writer lets go of the lock (a syscall: a full barrier) and checks its entries
+again: moved, the node may have taken the frame under it, and the write is sent as a message
+(its bytes in the old frame are harmless: held, then freed). Each direct access charges the task what its home node would have charged
 (protocol.costmodel.transfer_ns with the local latency and bandwidth the node publishes).
 """
 from __future__ import annotations
@@ -333,7 +336,7 @@ class DirectPath:
         ps = self.ps
         off = vaddr & (ps - 1)
         if off + length <= ps:  # the common case: within one page
-            fcntl.flock(self.lock_fd, fcntl.LOCK_EX)  # the node unmaps only holding it (protocol/directmap.py)
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX)  # what the node tries before it unmaps (protocol/directmap.py)
             try:
                 got = self._entry(vaddr >> self.shift, dm.PRESENT | dm.WRITABLE)
                 if got is None:
@@ -341,7 +344,9 @@ class DirectPath:
                 start = got[2] * ps + off
                 self.pv[start:start + length] = data
             finally:
-                fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+                fcntl.flock(self.lock_fd, fcntl.LOCK_UN)  # a barrier: the copy is visible before the check below
+            if q[got[1]] != got[0]:  # unmapped while it copied: the frame may be another page's now
+                return False
             self.ref[got[2]] = 1
             q[dm.H_DIRECT_NS] += self._cost(length)
             q[dm.H_WRITES] += 1
@@ -357,6 +362,8 @@ class DirectPath:
                 pos += n
         finally:
             fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+        if not self._entries_still(span):  # an entry unmapped while it copied: all of it again, by message
+            return False
         q[dm.H_DIRECT_NS] += self._accessed(span)
         q[dm.H_WRITES] += 1
         return True
@@ -388,6 +395,8 @@ class DirectPath:
         finally:
             if writing:
                 fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+        if fill is not None and not self._entries_still(pages):  # unmapped while it filled: by message
+            return None
         q[dm.H_DIRECT_NS] += self._accessed(pages, ps if fill is not None else TOUCH_BYTES)
         return pages.count
 

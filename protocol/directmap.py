@@ -22,9 +22,14 @@ node reads it and folds it into the task's clock). The node writes the local acc
 (latency ns and bytes per ns as IEEE doubles) under the H_COST_SEQ seqlock.
 
 Writes: the task holds flock(LOCK_EX) on its own open of the page-table file around each direct
-write (the entry checked under it); the node takes the same lock before it unmaps an entry it
-published, so no direct write lands in a frame after the node took it away. flock is a syscall:
-a full barrier, and the kernel drops it when its holder dies (kill -9 leaves no lock held).
+write (the entry checked under it), then lets go and checks the entry's seq again: moved, the
+write is sent again as a message. The node tries the same lock (LOCK_NB, never waiting: a task
+stopped inside a write must not stall it) before it unmaps an entry it published. Got, no write is
+in flight. Not got, it clears the entries all the same and holds the frames of the writable ones
+from reuse until it gets the lock, so that no direct write lands in a frame after the node reused
+it, and the writer's check finds its entry moved. flock is a syscall: a full barrier on both sides
+(x86 may pass a store over a later load), and the kernel drops it when its holder dies (kill -9
+leaves no lock held).
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ logged with CLOCK_MONOTONIC for the history checker (tests/history.py).
     python direct_worker.py writer CPU PAGES STOPFILE [CPU,CPU...]
         stamps its private pages with sequence numbers and reads them back, while the test
         migrates them (and with CPUs, moves itself among them every 100 operations: a task move,
-        its pages following lazily by auto-migration); prints "ready PID" once its pages exist, then one JSON object:
+        its pages following lazily by auto-migration); prints "ready PID FD" once its pages exist
+        (FD: its open of its page table, whose flock a direct write holds), then one JSON object:
         {"writes": [[page, seq, start_ns, end_ns], ...], "reads": [...], "direct": [reads, writes]}
     python direct_worker.py reuser CPU STOPFILE
         maps, fills with its own byte, checks and unmaps fresh pages over and over (so freed
@@ -18,6 +19,11 @@ logged with CLOCK_MONOTONIC for the history checker (tests/history.py).
     python direct_worker.py churner CPU NAME PAGES STOPFILE
         reads file NAME (made by the test, bigger than its node) over and over, so that its node
         reclaims; prints {"bad": [...], "rounds": n}
+    python direct_worker.py bulk CPU MIB STOPFILE
+        maps MIB MiB, fills them (dirty: its later writes are direct), prints "ready PID FD" (FD:
+        its open of its page table, whose flock a direct write holds), then writes the whole region
+        with byte 1, 2, 1, ... in one Region.write each; prints {"rounds": n, "where": [nodes],
+        "intact": the region holds the last round's bytes, "direct": [reads, writes]}
 Each runs until STOPFILE exists (the test makes it when its moves are done).
 """
 from __future__ import annotations
@@ -42,7 +48,7 @@ def writer(cpu: int, pages: int, stop: str, hops: list[int]) -> dict:
         seqs = [0] * pages
         for page in range(pages):  # a message each: the pages exist, written (dirty), before the test starts moving them
             region.write(page * PAGE, bytes(PAGE))
-        print("ready", t.pid, flush=True)
+        print("ready", t.pid, t._dpath.lock_fd, flush=True)  # the fd whose flock its direct writes hold
         while not os.path.exists(stop):
             ops += 1
             if hops and ops % 100 == 0:
@@ -148,9 +154,27 @@ def churner(cpu: int, name: str, pages: int, stop: str) -> dict:
     return {"bad": bad[:20], "rounds": rounds}
 
 
+def bulk(cpu: int, mib: int, stop: str) -> dict:
+    size, rounds = mib << 20, 0
+    patterns = [bytes([1]) * size, bytes([2]) * size]
+    with numa_emu.attach(cpu=cpu) as t:
+        region = t.mmap(size)
+        region.touch(write=True, fill=0)  # asks for the direct path first: the pages are published writable
+        print("ready", t.pid, t._dpath.lock_fd, flush=True)
+        while not os.path.exists(stop):
+            region.write(0, patterns[rounds % 2])
+            rounds += 1
+        last = patterns[(rounds - 1) % 2][:1 << 20]  # read back a MiB at a time: one message each
+        intact = all(region.read(off, 1 << 20) == last for off in range(0, size, 1 << 20))
+        return {"rounds": rounds, "where": sorted(set(region.where())), "intact": intact,
+                "direct": list(t._dpath.counts())}
+
+
 if __name__ == "__main__":
     kind = sys.argv[1]
-    if kind in ("filewriter", "filereader", "churner"):
+    if kind == "bulk":
+        out = bulk(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    elif kind in ("filewriter", "filereader", "churner"):
         run = {"filewriter": file_writer, "filereader": file_reader, "churner": churner}[kind]
         out = run(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5])
     elif kind == "writer":

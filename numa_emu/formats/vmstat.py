@@ -199,6 +199,7 @@ NUMA_EMU: tuple[str, ...] = (
     "pglost_master",  # a shared page's master died with its node (read again from the store)
     "pglost_dirty",  # ... and it was dirty: the write since the last fsync is lost (reported once)
     "dir_rebuilt",  # directory entries rebuilt here from the survivors' reports
+    "nr_direct_held",  # gauge: freed frames kept from reuse while a task's direct write may still reach them
 )
 
 # Every name in print order: the kernel's (vmstat_text[] order), then the 2007 names, then ours.

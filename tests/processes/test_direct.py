@@ -115,10 +115,11 @@ def _start(*args: str, cluster: str) -> subprocess.Popen:
                             env=dict(os.environ, NUMA_EMU_CLUSTER=cluster))
 
 
-@pytest.mark.parametrize("mode", ["virtual", "real", "moving"])
+@pytest.mark.parametrize("mode", ["virtual", "real", "moving", "stopped"])
 def test_direct_reads_and_writes_stay_exact_while_their_pages_migrate_and_frames_are_reused(cluster_factory, cli,
                                                                                              mode, tmp_path):
-    """Real mode has jitter; "moving": the writer also moves itself between nodes 0 and 1."""
+    """Real mode has jitter; "moving": the writer also moves itself between nodes 0 and 1;
+    "stopped": each migration runs while the writer is stopped (SIGSTOP) inside a direct write."""
     c = cluster_factory("default-4n")
     if mode == "real":
         cli("latency", "--name", c.name, "inject", "real", "--dilation", "2000", check=True)
@@ -130,10 +131,20 @@ def test_direct_reads_and_writes_stay_exact_while_their_pages_migrate_and_frames
         ready = writer.stdout.readline().split()
         assert ready[0] == "ready", ready
         pid, moves = ready[1], 0
-        for _ in range(3):  # its pages to node 1 and back, from another process
-            for move in (("0", "1"), ("1", "0")):
-                assert cli("--name", c.name, "migratepages", pid, *move).returncode == 0
-            moves += 2
+        probe = os.open(f"/proc/{pid}/fd/{ready[2]}", os.O_RDWR)  # its page table, opened anew: the same lock
+        try:
+            for _ in range(3):  # its pages to node 1 and back, from another process
+                for move in (("0", "1"), ("1", "0")):
+                    if mode == "stopped":
+                        poll_until(lambda: _stop_inside_a_write(int(pid), probe), timeout_s=60, interval_s=0.001,
+                                   what="the writer to be stopped inside a direct write")
+                    assert cli("--name", c.name, "migratepages", pid, *move).returncode == 0
+                    if mode == "stopped":
+                        assert _stopped(int(pid))
+                        os.kill(int(pid), signal.SIGCONT)
+                moves += 2
+        finally:
+            os.close(probe)
         stop.touch()
         w = json.loads(writer.communicate(timeout=60)[0])
         r = json.loads(reuser.communicate(timeout=60)[0])
@@ -230,7 +241,7 @@ def test_a_task_killed_holding_its_write_lock_leaves_no_lock_and_migration_compl
         assert region.read(0, 2) == b"ba" and region.where() == [1, 1]
 
 
-def test_a_migration_waits_for_a_direct_write_in_flight_and_keeps_its_bytes(cluster_factory):
+def test_a_migration_does_not_wait_for_a_direct_write_in_flight_and_holds_the_old_frame_until_it_ends(cluster_factory):
     c = cluster_factory("default-4n")
     with numa_emu.attach(0, cluster=c.name) as task:
         region = task.mmap(PAGE)
@@ -238,19 +249,110 @@ def test_a_migration_waits_for_a_direct_write_in_flight_and_keeps_its_bytes(clus
         region.write(0, b"b")  # direct
         path = task._dpath
         _seq, _base, frame, _gen, _ver, _fl = path._entry(region.vaddr // PAGE, dm.PRESENT | dm.WRITABLE)
+        free = node_stats(c, 0)["frames_free"]
         fd = os.open(f"/proc/self/fd/{path.lock_fd}", os.O_RDWR)
         fcntl.flock(fd, fcntl.LOCK_EX)  # a direct write in flight, from here on
-        node = c.status().nodes[0]["pid"]
-        mover = _start_mover(c, task)
         try:
-            poll_until(lambda: "lock" in Path(f"/proc/{node}/wchan").read_text(), timeout_s=30,
-                       what="node 0 to wait for the task's write lock before it moves the page")
-            path.pv[frame * PAGE:frame * PAGE + 5] = b"late!"  # the write lands in the old frame now
+            assert _start_mover(c, task).wait(30) == 0  # node 0 did not wait for the lock
+            path.pv[frame * PAGE:frame * PAGE + 5] = b"late!"  # the rest of the write lands in the old frame
+            assert node_stats(c, 0)["vmstat"]["nr_direct_held"] == 1  # freed, but never reused meanwhile
+            assert node_stats(c, 0)["frames_free"] == free
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
-        assert mover.wait(30) == 0
-        assert region.where() == [1] and region.read(0, 5) == b"late!"  # copied with the page, not lost
+        assert path.write(region.vaddr, b"x") is False  # unmapped: by message from here on
+        assert region.where() == [1] and region.read(0, 5) == b"b\0\0\0\0"  # the copy made before "late!"
+        poll_until(lambda: node_stats(c, 0)["vmstat"]["nr_direct_held"] == 0, timeout_s=10,
+                   what="node 0 to let go of the held frame once the lock is free")
+        assert node_stats(c, 0)["frames_free"] == free + 1
+
+
+def node_stats(c, node: int) -> dict:
+    with c.client() as client:
+        return client.call(tm.ClusterStats()).nodes[node]
+
+
+def _stopped(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def _stop_inside_a_write(pid: int, probe: int) -> bool:
+    """SIGSTOP task `pid` while it holds its write lock (a direct write in flight); False: it was
+    not inside when the signal came, and runs on."""
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.kill(pid, signal.SIGSTOP)
+        poll_until(lambda: _stopped(pid), timeout_s=10, interval_s=0.001, what=f"task {pid} to stop")
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True  # stopped holding it
+        fcntl.flock(probe, fcntl.LOCK_UN)
+        os.kill(pid, signal.SIGCONT)
+        return False
+    fcntl.flock(probe, fcntl.LOCK_UN)
+    return False
+
+
+@pytest.mark.parametrize("move, then", [("migratepages", "SIGCONT"), ("migratepages", "SIGKILL"),
+                                        ("cpuset", "SIGCONT")])
+def test_a_task_stopped_inside_a_direct_write_stalls_nobody_and_its_write_lands_whole_in_the_new_home(
+        cluster_factory, cli, puppets, tmp_path, move, then):
+    """A task stopped (SIGSTOP) holding its write lock in the middle of a 4 MiB direct write: its
+    pages migrate to node 1 (migratepages; or the task moves there by a cpuset, its page table on
+    node 0 closes and its pages follow it lazily), another task on node 0 is served meanwhile;
+    continued, the write is whole (sent again by message, through its new home); killed, its
+    frames come back. No frame leaks."""
+    c = cluster_factory("default-4n")
+    mib, pages = 4, 4 << 20 >> 12
+    free = [node_stats(c, n)["frames_free"] for n in (0, 1)]
+    stop = tmp_path / "stop"
+    bulk = _start("bulk", "0", str(mib), str(stop), cluster=c.name)
+    probe = -1
+    try:
+        ready = bulk.stdout.readline().split()
+        assert ready[0] == "ready", ready
+        pid = int(ready[1])
+        probe = os.open(f"/proc/{pid}/fd/{ready[2]}", os.O_RDWR)  # its page table, opened anew: the same lock
+        poll_until(lambda: _stop_inside_a_write(pid, probe), timeout_s=60, interval_s=0.001,
+                   what="the bulk writer to be stopped inside a direct write")
+        if move == "migratepages":
+            assert cli("--name", c.name, "migratepages", str(pid), "0", "1", timeout_s=120).returncode == 0
+        else:
+            cli("cpuset", "--name", c.name, "create", "away", "--cpus", "1", "--mems", "1", check=True)
+            cli("cpuset", "--name", c.name, "attach", "away", str(pid), timeout_s=120, check=True)
+        other = puppets(c, 0)
+        other.do("mmap", length=PAGE, **{"as": "r"})
+        other.do("write", offset=0, data=b"served".hex(), **{"as": "r"})
+        assert bytes.fromhex(other.do("read", timeout_s=30, offset=0, length=6, **{"as": "r"})) == b"served"
+        assert _stopped(pid)  # all of this while the writer still held its lock
+        held = node_stats(c, 0)
+        # migrated: every old frame freed and held; moved: its pages stay on node 0 (they follow it
+        # lazily), its page table there closes with their frames held, should they be freed
+        assert held["vmstat"]["nr_direct_held"] == (pages if move == "migratepages" else 0)
+        assert held["frames_free"] == free[0] - pages - 1
+        if then == "SIGKILL":
+            os.kill(pid, signal.SIGKILL)
+            bulk.wait(30)
+        else:
+            stop.touch()
+            os.kill(pid, signal.SIGCONT)
+            out = json.loads(bulk.communicate(timeout=120)[0])
+            assert bulk.returncode == 0
+            assert out["where"] == [1] and out["intact"]  # moved: its pages followed it on this write
+            if move == "migratepages":  # the round it was stopped in went again by message
+                assert out["direct"] == [0, out["rounds"] - 1]
+    finally:
+        if probe >= 0:
+            os.close(probe)
+        if bulk.poll() is None:
+            bulk.kill()
+            bulk.wait()
+        bulk.stdout.close()
+    poll_until(lambda: [node_stats(c, n)["frames_free"] for n in (0, 1)] == [free[0] - 1, free[1]], timeout_s=30,
+               what="every frame of the bulk writer back (the puppet keeps one on node 0)")
+    assert node_stats(c, 0)["vmstat"]["nr_direct_held"] == 0
 
 
 def _start_mover(c, task) -> subprocess.Popen:

@@ -166,7 +166,8 @@ FRESH_VMSTAT_NAMES = [
     "pgreplicazap_write", "pgreplicazap_truncate", "pgreplicazap_migration", "pgreplicazap_reclaim",
     "pgreplicazap_copyfail", "pgreplicazap_nodedeath", "pgreplicabackoff", "nr_migcache_pages", "pgmigcache_in", "pgmigcache_out",
     "pgwriteback", "repl_hits", "repl_stale_access", "repl_backoff_skips", "repl_copy_failed",
-    "repl_fill_refused", "repl_fetch_bytes", "repl_fault_wall_ns", "pglost_master", "pglost_dirty", "dir_rebuilt"]
+    "repl_fill_refused", "repl_fetch_bytes", "repl_fault_wall_ns", "pglost_master", "pglost_dirty", "dir_rebuilt",
+    "nr_direct_held"]
 
 
 def test_vmstat_of_a_fresh_cluster_lists_every_counter_with_its_zero(four, cli):

@@ -14,6 +14,7 @@ from numa_emu.nodes.framepool import FramePool
 from numa_emu.direct import DirectPath
 from numa_emu.protocol import directmap as dm
 from numa_emu.protocol.costmodel import CostModel
+from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
 PAGE = 4096
 VPN = 0x7F0000000  # the page of MMAP_BASE
@@ -23,7 +24,7 @@ VADDR = VPN * PAGE
 @pytest.fixture
 def pair():
     pool = FramePool(8, PAGE)
-    table = TaskTable(1, 80.0, 10.0, True)
+    table = TaskTable(1, pool, 80.0, 10.0, True)
     path = DirectPath(os.getpid(), pool.fd, pool.frames, table.fd, PAGE)
     yield pool, table, path
     path.close()
@@ -88,20 +89,94 @@ def test_an_entry_being_rewritten_is_retried_a_bounded_number_of_times_then_refu
     assert path.read(VADDR, 8) == bytes(8)
 
 
-def test_the_node_unmaps_only_after_a_direct_write_in_flight_let_go_of_the_lock(pair):
+def test_the_node_never_waits_for_a_direct_write_in_flight_and_holds_its_frame_until_the_write_ends(pair):
     pool, table, path = pair
     frame = pool.alloc()
     table.publish(VPN, frame, pool.generation[frame], writable=True)
-    fcntl.flock(path.lock_fd, fcntl.LOCK_EX)  # the task in the middle of a direct write
-    done = threading.Event()
-    unmapper = threading.Thread(target=lambda: (table.unmap([VPN]), done.set()))
+    fcntl.flock(path.lock_fd, fcntl.LOCK_EX)  # the task in the middle of a direct write (or stopped there)
+    unmapper = threading.Thread(target=table.unmap, args=([VPN],))
     unmapper.start()
-    assert not done.wait(0.2)  # the node waits for the write to finish
-    assert path._entry(VPN, dm.PRESENT | dm.WRITABLE) is not None
-    fcntl.flock(path.lock_fd, fcntl.LOCK_UN)
     unmapper.join(10)
-    assert done.is_set()
-    assert not path.write(VADDR, b"x")
+    assert not unmapper.is_alive()  # cleared without waiting
+    assert path._entry(VPN, dm.PRESENT) is None and table.held == [frame]
+    pool.free_frame(frame)  # the page migrated or unmapped: freed, but not reusable yet
+    assert (pool.held, pool.free) == (1, 7)
+    assert frame not in [pool.alloc() for _ in range(7)]
+    with pytest.raises(NumaEmuError) as full:
+        pool.alloc()
+    assert full.value.code == ErrorCode.ENOMEM
+    assert not table.settle()  # still in flight
+    path.pv[frame * PAGE:frame * PAGE + 4] = b"late"  # the rest of the write lands in the held frame
+    fcntl.flock(path.lock_fd, fcntl.LOCK_UN)
+    assert table.settle() and table.held == [] and (pool.held, pool.free) == (0, 1)
+    assert pool.alloc() == frame and pool.read(frame, 0, 4) == bytes(4)  # reused only now, zeroed
+
+
+class _NodeUnmapsMidWrite(DirectPath):
+    """A writer whose page the node unmaps just after the writer checked its entry, while the
+    writer holds its lock (the node cannot have it, so it clears the entry and holds the frame)."""
+
+    node_table: TaskTable
+
+    def _entry(self, vpn, flags):
+        got = super()._entry(vpn, flags)
+        self.node_table.unmap([vpn])
+        return got
+
+    def _span(self, vaddr, length, flags):
+        span = super()._span(vaddr, length, flags)
+        self.node_table.unmap(range(vaddr // PAGE, (vaddr + length - 1) // PAGE + 1))
+        return span
+
+
+@pytest.mark.parametrize("how", ["one page", "a range", "a fill"])
+def test_a_write_whose_page_was_unmapped_while_it_copied_goes_again_by_message_and_charges_nothing(pair, how):
+    pool, table, path = pair
+    frames = [pool.alloc() for _ in range(2)]
+    for i, f in enumerate(frames):
+        table.publish(VPN + i, f, pool.generation[f], writable=True)
+    writer = _NodeUnmapsMidWrite(os.getpid(), pool.fd, pool.frames, table.fd, PAGE)
+    writer.node_table = table
+    try:
+        if how == "one page":
+            assert writer.write(VADDR + 8, b"new") is False
+        elif how == "a range":
+            assert writer.write(VADDR + PAGE - 2, b"new") is False
+        else:
+            assert writer.touch(VADDR, 2 * PAGE, True, 0x6E) is None
+        assert table.take() == (0, 0, 0, 0)  # the message that writes again charges it
+        held = frames if how != "one page" else frames[:1]
+        assert table.held == held and len(table.live) == 2 - len(held)
+        landed = {"one page": (b"new", b"\0"), "a range": (b"ne", b"w"), "a fill": (b"n" * 2, b"n")}[how]
+        assert (pool.read(frames[0], 8, 3) if how == "one page" else pool.read(frames[0], PAGE - 2, 2),
+                pool.read(frames[1], 0, 1)) == landed  # harmless: those frames are held until the writer let go
+        for f in frames:
+            pool.free_frame(f)
+        assert pool.held == len(held)
+        assert table.settle() and pool.held == 0 and pool.free == pool.frames  # the writer let go of its lock
+    finally:
+        writer.close()
+
+
+def test_a_table_closed_during_a_direct_write_stays_open_until_the_write_ends():
+    pool = FramePool(4, PAGE)
+    table = TaskTable(1, pool, 80.0, 10.0, True)
+    path = DirectPath(os.getpid(), pool.fd, pool.frames, table.fd, PAGE)
+    try:
+        frame = pool.alloc()
+        table.publish(VPN, frame, pool.generation[frame], writable=True)
+        fcntl.flock(path.lock_fd, fcntl.LOCK_EX)
+        assert table.close() is False and path.closed and table.held == [frame]
+        os.fstat(table.fd)  # kept open: settle needs its lock
+        assert not table.settle()
+        fcntl.flock(path.lock_fd, fcntl.LOCK_UN)
+        fd = table.fd
+        assert table.settle() and pool.held == 0
+        with pytest.raises(OSError):
+            os.fstat(fd)
+    finally:
+        path.close()
+        pool.close()
 
 
 def test_switching_off_unmaps_everything_and_a_closed_table_says_so(pair):
@@ -150,7 +225,7 @@ def test_bad_arguments_take_the_message_path_which_answers_them(pair):
 @pytest.mark.parametrize("order", ["consecutive", "scattered"])
 def test_a_range_is_checked_a_column_at_a_time_with_the_same_bytes_and_charges_as_page_by_page(order):
     pool = FramePool(64, PAGE)
-    table = TaskTable(1, 80.0, 10.0, True)
+    table = TaskTable(1, pool, 80.0, 10.0, True)
     path = DirectPath(os.getpid(), pool.fd, pool.frames, table.fd, PAGE)
     try:
         frames = [pool.alloc() for _ in range(20)]
