@@ -6,12 +6,14 @@ it cannot migrate everything): first every check, with nothing changed, each fai
 its reason on one line: N up and online; another online node with CPUs; every task keeps a node
 of its cpuset's mems and, if homed on N, a CPU of its cpuset off the offline nodes; no task
 policy binds to offline nodes alone; the other online nodes' free frames hold what N holds
-(replicas aside: they are dropped); and no node has a task whose pages on N are bound there
-alone (node.evacuate check). Then: every node drops N from its zonelists (node.set_offline), the
-tasks homed on N move to a CPU of their cpuset elsewhere (as sched_setaffinity: the task
-service's own path), every node moves its tasks' private pages off N, and N hands on its
-masters and drops its replicas (node.evacuate). Online N: every node takes it back into its
-zonelists; tasks stay where they are.
+(replicas aside: they are dropped); no node has a task whose pages on N are bound there alone
+(node.evacuate check); and no master on N has an object policy (a file's shared policy, the shm
+policies the checks reported) that binds it to offline nodes alone (N's second check). Then:
+every node drops N from its zonelists (node.set_offline), the tasks homed on N move to a CPU of
+their cpuset elsewhere (as sched_setaffinity: the task service's own path), every node moves its
+tasks' private pages off N, and N hands on its masters, each where its object's policy places it,
+and drops its replicas (node.evacuate). Online N: every node takes it back into its zonelists;
+tasks stay where they are.
 """
 from __future__ import annotations
 
@@ -86,6 +88,11 @@ class OfflineService:
         problems = [p for r in replies for p in r.problems]
         if problems:
             raise _busy(node, problems[0])
+        # an shm object's policy is kept by the tasks that mbind it: N places its masters by them
+        shm_policies = [p for r in replies for p in r.shm_policies or []]
+        mine = yield Call(f"node:{node}", ns.NodeEvacuate(node=node, check=True, shm_policies=shm_policies))
+        if mine.problems:
+            raise _busy(node, mine.problems[0])
         # every check passed: from here on the node goes
         self.offline.add(node)
         self._offline_cpus()
@@ -96,7 +103,7 @@ class OfflineService:
             moved_tasks.append([task_id, old_cpu, home.cpu])
         others = [i for i in live if i != node]
         replies = yield [Call(f"node:{i}", ns.NodeEvacuate(node=node), MIGRATE_CALL_TIMEOUT_S) for i in others]
-        own = yield Call(f"node:{node}", ns.NodeEvacuate(node=node), MIGRATE_CALL_TIMEOUT_S)
+        own = yield Call(f"node:{node}", ns.NodeEvacuate(node=node, shm_policies=shm_policies), MIGRATE_CALL_TIMEOUT_S)
         replies.append(own)
         moved, failed = sum(r.moved for r in replies), sum(r.failed for r in replies)
         log.info("node %d offline: %d page(s) moved, %d not, %d replica(s) dropped, tasks moved %s", node, moved,
