@@ -10,10 +10,11 @@ policy binds to offline nodes alone; the other online nodes' free frames hold wh
 (node.evacuate check); and no master on N has an object policy (a file's shared policy, the shm
 policies the checks reported) that binds it to offline nodes alone (N's second check). Then:
 every node drops N from its zonelists (node.set_offline), the tasks homed on N move to a CPU of
-their cpuset elsewhere (as sched_setaffinity: the task service's own path), every node moves its
-tasks' private pages off N, and N hands on its masters, each where its object's policy places it,
-and drops its replicas (node.evacuate). Online N: every node takes it back into its zonelists;
-tasks stay where they are.
+their cpuset elsewhere (as sched_setaffinity: the task service's own path), the tasks of every
+cpuset that had N in its mems hear of its effective mems without N (cpuset.mems.effective),
+every node moves its tasks' private pages off N, and N hands on its masters, each where its
+object's policy places it, and drops its replicas (node.evacuate). Online N: every node takes it
+back into its zonelists and the cpusets' effective mems; tasks stay where they are.
 """
 from __future__ import annotations
 
@@ -54,8 +55,14 @@ class OfflineService:
     def _reply(self, node: int, **kw) -> ns.NodeStateReply:
         return ns.NodeStateReply(node_id=node, offline=sorted(self.offline), **kw)
 
-    def _offline_cpus(self) -> None:
-        self.tasks.table.set_offline_cpus(frozenset().union(*(self.node_cpus[n] for n in self.offline)))
+    def _offline_cpus(self) -> dict[str, frozenset[int]]:
+        """The task table hears of the offline nodes and their CPUs; returns every cpuset's
+        effective mems as they were before."""
+        table = self.tasks.table
+        before = {cs.name: table.effective_mems(cs) for cs in table.cpusets}
+        table.set_offline_cpus(frozenset().union(*(self.node_cpus[n] for n in self.offline)))
+        table.set_offline_nodes(frozenset(self.offline))
+        return before
 
     def push_all(self) -> list[Call]:
         """node.set_offline with the offline nodes now, to every live node (a restarted one too)."""
@@ -66,8 +73,9 @@ class OfflineService:
         if node not in self.offline:
             raise NumaEmuError(ErrorCode.EINVAL, f"node {node} is online already")
         self.offline.discard(node)
-        self._offline_cpus()
+        before = self._offline_cpus()
         yield self.push_all()
+        yield from self.tasks.effective_mems_changed(before)
         log.info("node %d online again", node)
         return self._reply(node)
 
@@ -95,12 +103,15 @@ class OfflineService:
             raise _busy(node, mine.problems[0])
         # every check passed: from here on the node goes
         self.offline.add(node)
-        self._offline_cpus()
+        before = self._offline_cpus()
         yield self.push_all()
         moved_tasks = []
         for task_id, old_cpu, cpus in moves:
             home = yield from self.tasks.set_affinity(tm.TaskSetAffinity(task_id=task_id, cpus=cpus))
             moved_tasks.append([task_id, old_cpu, home.cpu])
+        # at their new homes: the tasks allocate on the online mems of their cpusets from here on,
+        # their private pages on N too (an interleave skips N)
+        yield from self.tasks.effective_mems_changed(before)
         others = [i for i in live if i != node]
         replies = yield [Call(f"node:{i}", ns.NodeEvacuate(node=node), MIGRATE_CALL_TIMEOUT_S) for i in others]
         own = yield Call(f"node:{node}", ns.NodeEvacuate(node=node, shm_policies=shm_policies), MIGRATE_CALL_TIMEOUT_S)

@@ -81,10 +81,27 @@ class TaskTable:
         self.cpusets = CpusetTable(self.cpu_node, self.possible)
         self.tasks: dict[int, TaskRecord] = {}
         self.offline_cpus: frozenset[int] = frozenset()  # CPUs of offline nodes (coordinator/offline.py)
+        self.offline_nodes: frozenset[int] = frozenset()
 
     def set_offline_cpus(self, cpus: frozenset[int]) -> None:
         """The CPUs of offline nodes: no task is placed on them while another CPU will do."""
         self.offline_cpus = frozenset(cpus)
+
+    def set_offline_nodes(self, nodes: frozenset[int]) -> None:
+        """The offline nodes: they leave every cpuset's effective mems (effective_mems)."""
+        self.offline_nodes = frozenset(nodes)
+
+    def effective_mems(self, cs: Cpuset) -> frozenset[int]:
+        """cpuset.mems.effective (cgroup v2): the mems without offline nodes; when none is left, the
+        root's (guarantee_online_mems: the nearest ancestor's, and every cpuset is the root's child).
+        What the cpuset's tasks may allocate on; cpuset.mems keeps the configured value."""
+        online = self.cpusets.all_mems - self.offline_nodes
+        return (cs.mems & online) or online
+
+    def effective_cpus(self, cs: Cpuset) -> frozenset[int]:
+        """cpuset.cpus.effective: the cpus without those of offline nodes (the root's when none is left)."""
+        online = self.cpusets.all_cpus - self.offline_cpus
+        return (cs.cpus & online) or online
 
     def _online(self, cpus: frozenset[int]) -> frozenset[int]:
         return (cpus - self.offline_cpus) or cpus
@@ -246,11 +263,12 @@ class TaskTable:
 
     def cpuset_info(self, cs: Cpuset) -> dict:
         out = cs.to_dict()
+        out["effective_cpus"], out["effective_mems"] = sorted(self.effective_cpus(cs)), sorted(self.effective_mems(cs))
         out["tasks"] = [t.task_id for t in self.members(cs.name)]
         return out
 
     def info(self, rec: TaskRecord) -> dict:
         cs = self.cpuset(rec.cpuset)
         return {"task_id": rec.task_id, "pid": rec.pid, "comm": rec.comm, "cpu": rec.cpu, "node": rec.node,
-                "cpuset": rec.cpuset, "cpus_allowed": sorted(cs.cpus), "mems_allowed": sorted(cs.mems),
+                "cpuset": rec.cpuset, "cpus_allowed": sorted(cs.cpus), "mems_allowed": sorted(self.effective_mems(cs)),
                 "policy": rec.policy.to_wire(), "host": rec.extra.get("host", "")}

@@ -31,12 +31,12 @@ class PolicyOps:
         new_policy = Policy.from_wire(msg.policy)
         if new_policy != task.policy:
             task.il_cursor = InterleaveCursor()
-        task.policy, task.mems = new_policy, new_mems
+        task.policy, task.mems = new_policy, new_mems if msg.effective_mems is None else frozenset(msg.effective_mems)
         if msg.replication is not None:
             task.replication = msg.replication
         if self.core.trace.on:
             self.core.trace.emit("policy", task=task.task_id, vns=task.clock_ns, scope="task",
-                                 policy=new_policy.to_wire(), mems=sorted(new_mems))
+                                 policy=new_policy.to_wire(), mems=sorted(task.mems))
         if new_mems != old_mems:
             for region in task.space.regions:
                 if region.policy is not None:

@@ -82,7 +82,8 @@ def test_cpus_and_mems_must_exist_and_not_be_empty(table, cpus, mems, fragment):
 def test_create_show_delete(table):
     cs = table.create_cpuset("a", [3, 2, 2], [1], memory_migrate=True)
     assert table.cpuset_info(cs) == {"name": "a", "cpus": [2, 3], "mems": [1], "memory_migrate": True,
-                                     "replication": True, "tasks": []}
+                                     "replication": True, "effective_cpus": [2, 3], "effective_mems": [1],
+                                     "tasks": []}
     raises(ErrorCode.EEXIST, "cpuset 'a' exists already", table.create_cpuset, "a", [0], [0])
     assert [c.name for c in table.cpusets] == [ROOT, "a"]
     table.delete_cpuset("a")
@@ -248,3 +249,18 @@ def test_memory_migrate_asks_for_the_pages_to_move_when_the_remap_moves_a_node(t
     table.create_cpuset("plain", [0, 1], [1])
     _, _, change = table.attach(1, "plain")  # no memory_migrate there: pages stay
     assert not change.migrate
+
+
+def test_offline_nodes_leave_the_effective_masks_and_the_configured_ones_stay(table):
+    cs = table.create_cpuset("a", [2, 3, 4], [1, 2])
+    lone = table.create_cpuset("lone", [4], [2])
+    table.set_offline_nodes(frozenset({2}))
+    table.set_offline_cpus(frozenset({4, 5}))
+    assert (table.effective_mems(cs), table.effective_cpus(cs)) == ({1}, {2, 3})
+    # nothing left: the root's effective masks (guarantee_online_mems / _cpus)
+    assert (table.effective_mems(lone), table.effective_cpus(lone)) == ({0, 1, 3}, {0, 1, 2, 3, 6, 7})
+    info = table.cpuset_info(cs)
+    assert (info["mems"], info["effective_mems"], info["cpus"], info["effective_cpus"]) == ([1, 2], [1], [2, 3, 4], [2, 3])
+    table.set_offline_nodes(frozenset())
+    table.set_offline_cpus(frozenset())
+    assert (table.effective_mems(cs), table.effective_cpus(cs)) == ({1, 2}, {2, 3, 4})
