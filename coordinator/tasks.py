@@ -173,7 +173,7 @@ class TaskTable:
         if policy:
             inherited = Policy.from_wire(policy)
             pol = make_policy(int(inherited.mode) | inherited.flags, inherited.user_nodes or inherited.nodes,
-                              allowed=cs.mems, possible=self.possible)
+                              allowed=self.effective_mems(cs), possible=self.possible)
         rec = TaskRecord(task_id, pid, comm, cpu, self.cpu_node[cpu], cs.name, pol, create_time)
         if host:
             rec.extra["host"] = host
@@ -181,8 +181,11 @@ class TaskTable:
         return rec
 
     def set_policy(self, task_id: int, mode: int, nodes: list) -> Policy:
+        """set_mempolicy(2): the nodes are checked against the task's mems_allowed, its cpuset's
+        effective mems (mpol_set_nodemask), so a mask of offline nodes alone is EINVAL."""
         rec = self.get(task_id)
-        rec.policy = make_policy(mode, frozenset(nodes), allowed=self.cpuset(rec.cpuset).mems, possible=self.possible)
+        rec.policy = make_policy(mode, frozenset(nodes), allowed=self.effective_mems(self.cpuset(rec.cpuset)),
+                                 possible=self.possible)
         return rec.policy
 
     def set_affinity(self, task_id: int, cpus: list) -> TaskChange:

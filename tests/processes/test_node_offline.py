@@ -14,9 +14,10 @@ import pytest
 import numa_emu
 from numa_emu.protocol.messages import nodestate as ns
 from numa_emu.protocol.messages import tasks as tm
-from numa_emu.protocol.policy import MPOL_F_MEMS_ALLOWED
+from numa_emu.protocol.policy import MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED, Mode
 from numa_emu.protocol.topology_shapes import from_cli
 from tests.helpers import PuppetError, poll_until
+from tests.processes.test_policy_regress import EMU
 
 pytestmark = pytest.mark.cluster
 PAGE = 4096
@@ -56,6 +57,8 @@ def test_offline_moves_pages_and_tasks_with_their_bytes_and_online_takes_it_back
         for i in range(4):
             remote.write(i * PAGE, pattern(20 + i))
         task.set_mempolicy("default")
+        fresh = task.mmap(2 * PAGE)
+        fresh.mbind("preferred", [2])  # kept through the offline, as Linux keeps a VMA's policy
         shm = task.mmap(2 * PAGE, shared=True, name="off")
         shm.mbind("preferred", [2])
         shm.write(0, pattern(30))
@@ -81,11 +84,13 @@ def test_offline_moves_pages_and_tasks_with_their_bytes_and_online_takes_it_back
         assert all(remote.read(i * PAGE, PAGE) == pattern(20 + i) for i in range(4)) and 2 not in remote.where()
         assert shm.read(0, PAGE) == pattern(30) and shm.where()[0] == 1
         # new allocations skip node 2, even under a policy that prefers it
-        task.set_mempolicy("preferred", [2])
-        fresh = task.mmap(2 * PAGE)
+        with pytest.raises(numa_emu.NumaEmuError) as err:
+            task.set_mempolicy("preferred", [2])  # a new one naming 2 alone is EINVAL (mems_allowed)
+        assert err.value.errno_name == "EINVAL"
         fresh.touch(write=True)
         assert 2 not in fresh.where()
         call(three, ns.NodeOnline(node_id=2))
+        task.set_mempolicy("preferred", [2])  # node 2 is in mems_allowed again
         fresh2 = task.mmap(PAGE)
         fresh2.touch(write=True)
         assert fresh2.where() == [2]
@@ -182,9 +187,11 @@ def test_a_restarted_node_hears_of_the_offline_nodes(three, puppets, cli):
     os.kill(three.status().nodes[1]["pid"], signal.SIGKILL)
     poll_until(lambda: three.status().nodes[1]["state"] == "dead", timeout_s=10.0, what="node 1 reported dead")
     cli("node", "restart", "1", "--name", three.name, check=True)
-    task = puppets(three, 1)  # homed on the restarted node, preferring the offline one
-    task.do("policy", mode="preferred", nodes=[2])
-    task.do("mmap", **{"as": "a"}, length=2 * PAGE)
+    with numa_emu.attach(0, cluster=three.name) as owner:  # a file whose shared policy prefers the offline node
+        owner.open("prefers-2", create=True, size=2 * PAGE).set_policy("preferred", [2])
+    task = puppets(three, 1)  # homed on the restarted node, which places the pages it faults
+    task.do("open", name="prefers-2")
+    task.do("map", name="prefers-2", **{"as": "a"})
     assert task.do("touch", **{"as": "a"}, fill=3) == 2
     assert 2 not in task.do("where", **{"as": "a"})
 
@@ -307,3 +314,40 @@ def test_offline_drops_the_node_from_effective_mems_and_allocation_follows(four,
         again = task.mmap(4 * PAGE)
         again.touch(write=True)
         assert sorted(again.where()) == [1, 1, 2, 2]
+
+
+OFFLINE_2_EINVAL = "policy nodes 2 have none of the task's mems_allowed 0-1,3 (nodes outside its cpuset or offline)"
+
+
+def test_a_policy_on_offline_nodes_alone_is_einval_and_a_partly_offline_one_keeps_its_online_part(four, cli):
+    """mpol_set_nodemask: the mask meets the task's mems_allowed (the effective mems, without an
+    offline node); nothing left is EINVAL, else the online part is the policy."""
+    call(four, ns.NodeOffline(node_id=2))
+    with numa_emu.attach(0, cluster=four.name) as task:
+        for mode in ("bind", "interleave", "preferred"):
+            with pytest.raises(numa_emu.NumaEmuError) as err:
+                task.set_mempolicy(mode, [2])
+            assert (err.value.errno_name, err.value.message) == ("EINVAL", OFFLINE_2_EINVAL)
+        assert task.get_mempolicy() == (Mode.DEFAULT, [])  # the refused calls changed nothing
+        region = task.mmap(2 * PAGE)
+        with pytest.raises(numa_emu.NumaEmuError) as err:
+            region.mbind("bind", [2])
+        assert (err.value.errno_name, err.value.message) == ("EINVAL", OFFLINE_2_EINVAL)
+        region.mbind("bind", [2, 3])
+        assert task.get_mempolicy(MPOL_F_ADDR, region.vaddr) == (Mode.BIND, [3])
+        region.touch(write=True)
+        assert region.where() == [3, 3]
+        task.set_mempolicy("interleave", [1, 2, 3])
+        assert task.get_mempolicy() == (Mode.INTERLEAVE, [1, 3])
+        spread = task.mmap(4 * PAGE)
+        spread.touch(write=True)
+        assert spread.where() == [1, 3, 1, 3]
+    # numactl: libnuma parses node strings against Mems_allowed, where node 2 no longer is
+    proc = cli("--name", four.name, "numactl", "--membind=2", "true")
+    assert (proc.returncode, proc.stdout) == (1, "<2> is invalid\n")
+    assert proc.stderr.startswith("libnuma: Warning: node argument 2 is out of range\n\nusage: numactl")
+    proc = cli("--name", four.name, "numactl", "--all", "--interleave=2", "true")  # past libnuma: the kernel's EINVAL
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        1, "", "set_mempolicy: Invalid argument\nsetting interleave mask: Invalid argument\n")
+    show = cli("--name", four.name, "numactl", "--all", "--membind=2-3", "--", *EMU, "numactl", "--show", check=True)
+    assert show.stdout.splitlines()[-2:] == ["membind: 3 ", "preferred: 3 "]  # the online part of 2-3

@@ -264,3 +264,17 @@ def test_offline_nodes_leave_the_effective_masks_and_the_configured_ones_stay(ta
     table.set_offline_nodes(frozenset())
     table.set_offline_cpus(frozenset())
     assert (table.effective_mems(cs), table.effective_cpus(cs)) == ({1, 2}, {2, 3, 4})
+
+
+def test_a_task_policy_meets_the_effective_mems_so_offline_nodes_alone_are_einval(table):
+    table.register(pid=1, comm="w", cpu=0, policy=None, cpuset=None, nodes_bound=None)
+    table.set_offline_nodes(frozenset({2}))
+    before = snapshot(table)
+    err = raises(ErrorCode.EINVAL, "", table.set_policy, 1, int(Mode.BIND), [2])
+    assert err.message == "policy nodes 2 have none of the task's mems_allowed 0-1,3 (nodes outside its cpuset or offline)"
+    assert snapshot(table) == before
+    assert table.set_policy(1, int(Mode.INTERLEAVE), [1, 2, 3]).nodes == {1, 3}  # the online part, as Linux keeps
+    raises(ErrorCode.EINVAL, "policy nodes 2 have none", table.register, pid=2, comm="v", cpu=0, cpuset=None,
+           policy=Policy(Mode.BIND, frozenset({2})).to_wire(), nodes_bound=None)  # numactl --all -m 2: exec'd
+    table.set_offline_nodes(frozenset())
+    assert table.set_policy(1, int(Mode.BIND), [2]).nodes == {2}
