@@ -57,6 +57,9 @@ class TaskChange:
     policy: Policy
     migrate: bool = False  # memory_migrate: the home node moves the pages from old mems to new mems
     new_node: int = -1  # the task's home after the change (the node of `cpu`)
+    # memory_migrate moves the pages off the effective mems of old_mems (cs->old_mems_allowed in
+    # cgroup v2) to those of mems: an offline node neither gives nor takes pages
+    old_effective: frozenset[int] = frozenset()
 
     @property
     def cpu_moved(self) -> bool:
@@ -95,8 +98,11 @@ class TaskTable:
         """cpuset.mems.effective (cgroup v2): the mems without offline nodes; when none is left, the
         root's (guarantee_online_mems: the nearest ancestor's, and every cpuset is the root's child).
         What the cpuset's tasks may allocate on; cpuset.mems keeps the configured value."""
+        return self._effective(cs.mems)
+
+    def _effective(self, mems: frozenset[int]) -> frozenset[int]:
         online = self.cpusets.all_mems - self.offline_nodes
-        return (cs.mems & online) or online
+        return (mems & online) or online
 
     def effective_cpus(self, cs: Cpuset) -> frozenset[int]:
         """cpuset.cpus.effective: the cpus without those of offline nodes (the root's when none is left)."""
@@ -225,9 +231,11 @@ class TaskTable:
             raise NumaEmuError(exc.code, f"task {rec.task_id} ({rec.comm}): {exc.message}") from None
         load[rec.cpu] -= 1
         load[cpu] += 1
+        old_effective = self._effective(old_mems)
         return TaskChange(rec.task_id, rec.node, rec.cpu, cpu, old_mems, mems, rec.policy,
-                          rebind(rec.policy, mems, old_mems), migrate and migration_needed(old_mems, mems),
-                          self.cpu_node[cpu])
+                          rebind(rec.policy, mems, old_mems),
+                          migrate and migration_needed(old_effective, self._effective(mems)),
+                          self.cpu_node[cpu], old_effective)
 
     def _apply(self, changes: list[TaskChange], cpuset: str | None = None) -> None:
         for ch in changes:

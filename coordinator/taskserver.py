@@ -216,7 +216,7 @@ class TaskService:
             if ch.rebound:
                 calls.append(Call(dest, self.task_policy(ch.task_id, ch.policy, ch.mems, ch.old_mems,
                                                          replication=self._replication_of(ch.task_id),
-                                                         migrate=ch.migrate),
+                                                         migrate=ch.migrate, migrate_from=sorted(ch.old_effective)),
                                   MIGRATE_CALL_TIMEOUT_S if ch.migrate else None))
         if not calls:
             return

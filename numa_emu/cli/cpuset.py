@@ -170,6 +170,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"task {task_id}: cpu {old} -> {new}")
             if reply.rebound:
                 pages = "moved there" if reply.migrated else "stay where they are"
+                effective = reply.cpuset.get("effective_mems", reply.cpuset["mems"])
+                if reply.migrated and effective != reply.cpuset["mems"]:  # an offline node takes no page
+                    pages = f"moved to the online mems {format_nodelist(effective)}"
                 print(f"policies rebound to mems {format_nodelist(reply.cpuset['mems'])} for task(s) "
                       f"{', '.join(map(str, reply.rebound))}; their pages {pages}")
         elif args.action == "attach":

@@ -202,6 +202,9 @@ class NodeTaskPolicy(Request):
     # None: mems_allowed. Policies are rebound against mems_allowed, as Linux rebinds VMA policies
     # against cpuset.mems, which node hotplug leaves alone
     effective_mems: list | None = None
+    # with migrate: the nodes the pages leave, the old effective mems (None: old_mems_allowed); they
+    # go to effective_mems, as cgroup v2 migrates from cs->old_mems_allowed to cs->effective_mems
+    migrate_from: list | None = None
 
 
 @message

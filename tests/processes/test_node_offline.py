@@ -351,3 +351,26 @@ def test_a_policy_on_offline_nodes_alone_is_einval_and_a_partly_offline_one_keep
         1, "", "set_mempolicy: Invalid argument\nsetting interleave mask: Invalid argument\n")
     show = cli("--name", four.name, "numactl", "--all", "--membind=2-3", "--", *EMU, "numactl", "--show", check=True)
     assert show.stdout.splitlines()[-2:] == ["membind: 3 ", "preferred: 3 "]  # the online part of 2-3
+
+
+def test_memory_migrate_while_a_node_is_offline_moves_between_the_effective_mems(four, cli, monkeypatch):
+    """cgroup v2 migrates from the old effective mems to the new ones: mems 1-2 -> 2-3 with node 2
+    offline moves the pages from 1 to 3 (the configured pairs would move 1 to the offline 2)."""
+    cli("cpuset", "create", "mig", "--cpus", "0-3", "--mems", "1-2", "--name", four.name, check=True)
+    cli("cpuset", "set", "mig", "--memory-migrate", "on", "--name", four.name, check=True)
+    monkeypatch.setenv("NUMA_EMU_CPUSET", "mig")
+    with numa_emu.attach(0, cluster=four.name) as task:
+        task.set_mempolicy("interleave", [1, 2])
+        region = task.mmap(4 * PAGE)
+        for i in range(4):
+            region.write(i * PAGE, pattern(i))
+        assert region.where() == [1, 2, 1, 2]
+        call(four, ns.NodeOffline(node_id=2))
+        assert region.where() == [1, 1, 1, 1]
+        out = cli("cpuset", "set", "mig", "--mems", "2-3", "--name", four.name, check=True).stdout
+        assert out.splitlines() == ["cpuset mig: cpus 0-3 (0-1,3), mems 2-3 (3), memory_migrate 1, replication 1",
+                                    f"policies rebound to mems 2-3 for task(s) {task.task_id}; their pages moved "
+                                    "to the online mems 3"]
+        assert region.where() == [3, 3, 3, 3]
+        assert all(region.read(i * PAGE, PAGE) == pattern(i) for i in range(4))
+        assert task.info()["mems_allowed"] == [3] and used(four)[2] == 0

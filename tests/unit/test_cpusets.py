@@ -278,3 +278,14 @@ def test_a_task_policy_meets_the_effective_mems_so_offline_nodes_alone_are_einva
            policy=Policy(Mode.BIND, frozenset({2})).to_wire(), nodes_bound=None)  # numactl --all -m 2: exec'd
     table.set_offline_nodes(frozenset())
     assert table.set_policy(1, int(Mode.BIND), [2]).nodes == {2}
+
+
+def test_memory_migrate_pairs_the_effective_mems_while_a_node_is_offline(table):
+    table.create_cpuset("m", [0, 1], [1, 2], memory_migrate=True)
+    table.register(pid=1, comm="w", cpu=0, policy=None, cpuset="m", nodes_bound=None)
+    table.set_offline_nodes(frozenset({2}))
+    _, changes = table.change_cpuset("m", mems=[2, 3])  # effective 1 -> 3: the pages on 1 go to 3
+    assert [(c.old_mems, c.mems, c.old_effective, c.migrate) for c in changes] == [({1, 2}, {2, 3}, {1}, True)]
+    # configured 2-3 -> 1,3 would move 2 to 1; effective 3 -> 1,3 keeps node 3's pages (allowed still)
+    _, changes = table.change_cpuset("m", mems=[1, 3])
+    assert [(c.old_effective, c.rebound, c.migrate) for c in changes] == [({3}, True, False)]
