@@ -3,8 +3,9 @@
 
 Offline N, as the kernel offlines a node's memory and CPUs (offline_pages fails with EBUSY when
 it cannot migrate everything): first every check, with nothing changed, each failure EBUSY with
-its reason on one line: N up and online; another online node with CPUs; every task keeps a node
-of its cpuset's mems and, if homed on N, a CPU of its cpuset off the offline nodes; no task
+its reason on one line: N up and online; another online node with CPUs; every task homed on N
+keeps a CPU of its cpuset off the offline nodes (a cpuset whose mems are all offline takes its
+parent's effective mems, as cgroup v2 does: its tasks' pages go there); no task
 policy binds to offline nodes alone; the other online nodes' free frames hold what N holds
 (replicas aside: they are dropped); no node has a task whose pages on N are bound there alone
 (node.evacuate check); and no master on N has an object policy (a file's shared policy, the shm
@@ -126,13 +127,12 @@ class OfflineService:
 
     def _plan_tasks(self, node: int, after: set[int]) -> list[tuple[int, int, list[int]]]:
         """The tasks homed on `node` and the CPUs they may move to; EBUSY for a task that
-        would be left without a CPU or a memory node, or whose policy binds it to offline nodes."""
+        would be left without a CPU, or whose policy binds it to offline nodes. A task whose
+        cpuset keeps no online mems allocates on its parent's effective mems (cgroup v2)."""
         table = self.tasks.table
         moves = []
         for rec in sorted(table.tasks.values(), key=lambda r: r.task_id):
-            cs = table.cpuset(rec.cpuset)
-            if not cs.mems - after:
-                raise _busy(node, f"task {rec.task_id}'s cpuset '{cs.name}' has memory on offline nodes only")
+            cs = table.cpuset(rec.cpuset)  # a cpuset with offline mems alone takes the root's (effective_mems)
             if rec.policy.mode == Mode.BIND and rec.policy.nodes <= after:
                 raise _busy(node, f"task {rec.task_id}'s policy binds it to offline nodes only")
             if rec.node == node:

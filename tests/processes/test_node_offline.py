@@ -3,7 +3,9 @@ coordinator/offline.py): pages leave N with their bytes, tasks homed on N move a
 replicas on N are dropped, new allocations skip N; refused with EBUSY and nothing moved when
 impossible; online again. Shared masters go where their object's policy places them (a file's
 shared policy, the shm policy set by mbind), and a master bound to N alone refuses the offline.
-N leaves every cpuset's effective mems (cgroup v2 cpuset.mems.effective) until it is online."""
+N leaves every cpuset's effective mems (cgroup v2 cpuset.mems.effective) until it is online: a
+policy naming offline nodes alone is EINVAL, memory_migrate pairs the effective mems, and a
+cpuset whose only memory goes offline takes its parent's effective mems."""
 from __future__ import annotations
 
 import collections
@@ -374,3 +376,30 @@ def test_memory_migrate_while_a_node_is_offline_moves_between_the_effective_mems
         assert region.where() == [3, 3, 3, 3]
         assert all(region.read(i * PAGE, PAGE) == pattern(i) for i in range(4))
         assert task.info()["mems_allowed"] == [3] and used(four)[2] == 0
+
+
+def test_a_cpuset_whose_only_memory_goes_offline_takes_the_parents_effective_mems(four, cli, monkeypatch):
+    """cgroup v2: a cpuset with no online node in its mems allocates on its parent's effective
+    mems, so the offline goes ahead and its tasks' pages leave for them (here the root's 0-1,3)."""
+    cli("cpuset", "create", "solo", "--cpus", "0-1", "--mems", "2", "--name", four.name, check=True)
+    monkeypatch.setenv("NUMA_EMU_CPUSET", "solo")
+    with numa_emu.attach(1, cluster=four.name) as task:
+        region = task.mmap(4 * PAGE)
+        for i in range(4):
+            region.write(i * PAGE, pattern(i))
+        assert region.where() == [2, 2, 2, 2]
+        reply = call(four, ns.NodeOffline(node_id=2))
+        assert reply.pages_moved == 4 and used(four)[2] == 0
+        assert region.where() == [1, 1, 1, 1]  # the default policy: the task's own node first
+        assert all(region.read(i * PAGE, PAGE) == pattern(i) for i in range(4))
+        shown = json.loads(cli("cpuset", "show", "solo", "--json", "--name", four.name, check=True).stdout)[0]
+        assert (shown["mems"], shown["effective_mems"]) == ([2], [0, 1, 3])
+        assert task.info()["mems_allowed"] == [0, 1, 3]
+        fresh = task.mmap(2 * PAGE)
+        fresh.touch(write=True)
+        assert fresh.where() == [1, 1]
+        call(four, ns.NodeOnline(node_id=2))
+        assert task.info()["mems_allowed"] == [2]
+        again = task.mmap(2 * PAGE)
+        again.touch(write=True)
+        assert again.where() == [2, 2]
