@@ -3,15 +3,19 @@
 
 Offline N, as the kernel offlines a node's memory and CPUs (offline_pages fails with EBUSY when
 it cannot migrate everything): first every check, with nothing changed, each failure EBUSY with
-its reason on one line: N up and online; another online node with CPUs; every task keeps a node
-of its cpuset's mems and, if homed on N, a CPU of its cpuset off the offline nodes; no task
+its reason on one line: N up and online; another online node with CPUs; every task homed on N
+keeps a CPU of its cpuset off the offline nodes (a cpuset whose mems are all offline takes its
+parent's effective mems, as cgroup v2 does: its tasks' pages go there); no task
 policy binds to offline nodes alone; the other online nodes' free frames hold what N holds
-(replicas aside: they are dropped); and no node has a task whose pages on N are bound there
-alone (node.evacuate check). Then: every node drops N from its zonelists (node.set_offline), the
-tasks homed on N move to a CPU of their cpuset elsewhere (as sched_setaffinity: the task
-service's own path), every node moves its tasks' private pages off N, and N hands on its
-masters and drops its replicas (node.evacuate). Online N: every node takes it back into its
-zonelists; tasks stay where they are.
+(replicas aside: they are dropped); no node has a task whose pages on N are bound there alone
+(node.evacuate check); and no master on N has an object policy (a file's shared policy, the shm
+policies the checks reported) that binds it to offline nodes alone (N's second check). Then:
+every node drops N from its zonelists (node.set_offline), the tasks homed on N move to a CPU of
+their cpuset elsewhere (as sched_setaffinity: the task service's own path), the tasks of every
+cpuset that had N in its mems hear of its effective mems without N (cpuset.mems.effective),
+every node moves its tasks' private pages off N, and N hands on its masters, each where its
+object's policy places it, and drops its replicas (node.evacuate). Online N: every node takes it
+back into its zonelists and the cpusets' effective mems; tasks stay where they are.
 """
 from __future__ import annotations
 
@@ -52,8 +56,14 @@ class OfflineService:
     def _reply(self, node: int, **kw) -> ns.NodeStateReply:
         return ns.NodeStateReply(node_id=node, offline=sorted(self.offline), **kw)
 
-    def _offline_cpus(self) -> None:
-        self.tasks.table.set_offline_cpus(frozenset().union(*(self.node_cpus[n] for n in self.offline)))
+    def _offline_cpus(self) -> dict[str, frozenset[int]]:
+        """The task table hears of the offline nodes and their CPUs; returns every cpuset's
+        effective mems as they were before."""
+        table = self.tasks.table
+        before = {cs.name: table.effective_mems(cs) for cs in table.cpusets}
+        table.set_offline_cpus(frozenset().union(*(self.node_cpus[n] for n in self.offline)))
+        table.set_offline_nodes(frozenset(self.offline))
+        return before
 
     def push_all(self) -> list[Call]:
         """node.set_offline with the offline nodes now, to every live node (a restarted one too)."""
@@ -64,8 +74,9 @@ class OfflineService:
         if node not in self.offline:
             raise NumaEmuError(ErrorCode.EINVAL, f"node {node} is online already")
         self.offline.discard(node)
-        self._offline_cpus()
+        before = self._offline_cpus()
         yield self.push_all()
+        yield from self.tasks.effective_mems_changed(before)
         log.info("node %d online again", node)
         return self._reply(node)
 
@@ -86,17 +97,25 @@ class OfflineService:
         problems = [p for r in replies for p in r.problems]
         if problems:
             raise _busy(node, problems[0])
+        # an shm object's policy is kept by the tasks that mbind it: N places its masters by them
+        shm_policies = [p for r in replies for p in r.shm_policies or []]
+        mine = yield Call(f"node:{node}", ns.NodeEvacuate(node=node, check=True, shm_policies=shm_policies))
+        if mine.problems:
+            raise _busy(node, mine.problems[0])
         # every check passed: from here on the node goes
         self.offline.add(node)
-        self._offline_cpus()
+        before = self._offline_cpus()
         yield self.push_all()
         moved_tasks = []
         for task_id, old_cpu, cpus in moves:
             home = yield from self.tasks.set_affinity(tm.TaskSetAffinity(task_id=task_id, cpus=cpus))
             moved_tasks.append([task_id, old_cpu, home.cpu])
+        # at their new homes: the tasks allocate on the online mems of their cpusets from here on,
+        # their private pages on N too (an interleave skips N)
+        yield from self.tasks.effective_mems_changed(before)
         others = [i for i in live if i != node]
         replies = yield [Call(f"node:{i}", ns.NodeEvacuate(node=node), MIGRATE_CALL_TIMEOUT_S) for i in others]
-        own = yield Call(f"node:{node}", ns.NodeEvacuate(node=node), MIGRATE_CALL_TIMEOUT_S)
+        own = yield Call(f"node:{node}", ns.NodeEvacuate(node=node, shm_policies=shm_policies), MIGRATE_CALL_TIMEOUT_S)
         replies.append(own)
         moved, failed = sum(r.moved for r in replies), sum(r.failed for r in replies)
         log.info("node %d offline: %d page(s) moved, %d not, %d replica(s) dropped, tasks moved %s", node, moved,
@@ -108,13 +127,12 @@ class OfflineService:
 
     def _plan_tasks(self, node: int, after: set[int]) -> list[tuple[int, int, list[int]]]:
         """The tasks homed on `node` and the CPUs they may move to; EBUSY for a task that
-        would be left without a CPU or a memory node, or whose policy binds it to offline nodes."""
+        would be left without a CPU, or whose policy binds it to offline nodes. A task whose
+        cpuset keeps no online mems allocates on its parent's effective mems (cgroup v2)."""
         table = self.tasks.table
         moves = []
         for rec in sorted(table.tasks.values(), key=lambda r: r.task_id):
-            cs = table.cpuset(rec.cpuset)
-            if not cs.mems - after:
-                raise _busy(node, f"task {rec.task_id}'s cpuset '{cs.name}' has memory on offline nodes only")
+            cs = table.cpuset(rec.cpuset)  # a cpuset with offline mems alone takes the root's (effective_mems)
             if rec.policy.mode == Mode.BIND and rec.policy.nodes <= after:
                 raise _busy(node, f"task {rec.task_id}'s policy binds it to offline nodes only")
             if rec.node == node:

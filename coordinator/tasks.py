@@ -57,6 +57,9 @@ class TaskChange:
     policy: Policy
     migrate: bool = False  # memory_migrate: the home node moves the pages from old mems to new mems
     new_node: int = -1  # the task's home after the change (the node of `cpu`)
+    # memory_migrate moves the pages off the effective mems of old_mems (cs->old_mems_allowed in
+    # cgroup v2) to those of mems: an offline node neither gives nor takes pages
+    old_effective: frozenset[int] = frozenset()
 
     @property
     def cpu_moved(self) -> bool:
@@ -81,10 +84,30 @@ class TaskTable:
         self.cpusets = CpusetTable(self.cpu_node, self.possible)
         self.tasks: dict[int, TaskRecord] = {}
         self.offline_cpus: frozenset[int] = frozenset()  # CPUs of offline nodes (coordinator/offline.py)
+        self.offline_nodes: frozenset[int] = frozenset()
 
     def set_offline_cpus(self, cpus: frozenset[int]) -> None:
         """The CPUs of offline nodes: no task is placed on them while another CPU will do."""
         self.offline_cpus = frozenset(cpus)
+
+    def set_offline_nodes(self, nodes: frozenset[int]) -> None:
+        """The offline nodes: they leave every cpuset's effective mems (effective_mems)."""
+        self.offline_nodes = frozenset(nodes)
+
+    def effective_mems(self, cs: Cpuset) -> frozenset[int]:
+        """cpuset.mems.effective (cgroup v2): the mems without offline nodes; when none is left, the
+        root's (guarantee_online_mems: the nearest ancestor's, and every cpuset is the root's child).
+        What the cpuset's tasks may allocate on; cpuset.mems keeps the configured value."""
+        return self._effective(cs.mems)
+
+    def _effective(self, mems: frozenset[int]) -> frozenset[int]:
+        online = self.cpusets.all_mems - self.offline_nodes
+        return (mems & online) or online
+
+    def effective_cpus(self, cs: Cpuset) -> frozenset[int]:
+        """cpuset.cpus.effective: the cpus without those of offline nodes (the root's when none is left)."""
+        online = self.cpusets.all_cpus - self.offline_cpus
+        return (cs.cpus & online) or online
 
     def _online(self, cpus: frozenset[int]) -> frozenset[int]:
         return (cpus - self.offline_cpus) or cpus
@@ -156,7 +179,7 @@ class TaskTable:
         if policy:
             inherited = Policy.from_wire(policy)
             pol = make_policy(int(inherited.mode) | inherited.flags, inherited.user_nodes or inherited.nodes,
-                              allowed=cs.mems, possible=self.possible)
+                              allowed=self.effective_mems(cs), possible=self.possible)
         rec = TaskRecord(task_id, pid, comm, cpu, self.cpu_node[cpu], cs.name, pol, create_time)
         if host:
             rec.extra["host"] = host
@@ -164,8 +187,11 @@ class TaskTable:
         return rec
 
     def set_policy(self, task_id: int, mode: int, nodes: list) -> Policy:
+        """set_mempolicy(2): the nodes are checked against the task's mems_allowed, its cpuset's
+        effective mems (mpol_set_nodemask), so a mask of offline nodes alone is EINVAL."""
         rec = self.get(task_id)
-        rec.policy = make_policy(mode, frozenset(nodes), allowed=self.cpuset(rec.cpuset).mems, possible=self.possible)
+        rec.policy = make_policy(mode, frozenset(nodes), allowed=self.effective_mems(self.cpuset(rec.cpuset)),
+                                 possible=self.possible)
         return rec.policy
 
     def set_affinity(self, task_id: int, cpus: list) -> TaskChange:
@@ -205,9 +231,11 @@ class TaskTable:
             raise NumaEmuError(exc.code, f"task {rec.task_id} ({rec.comm}): {exc.message}") from None
         load[rec.cpu] -= 1
         load[cpu] += 1
+        old_effective = self._effective(old_mems)
         return TaskChange(rec.task_id, rec.node, rec.cpu, cpu, old_mems, mems, rec.policy,
-                          rebind(rec.policy, mems, old_mems), migrate and migration_needed(old_mems, mems),
-                          self.cpu_node[cpu])
+                          rebind(rec.policy, mems, old_mems),
+                          migrate and migration_needed(old_effective, self._effective(mems)),
+                          self.cpu_node[cpu], old_effective)
 
     def _apply(self, changes: list[TaskChange], cpuset: str | None = None) -> None:
         for ch in changes:
@@ -246,11 +274,12 @@ class TaskTable:
 
     def cpuset_info(self, cs: Cpuset) -> dict:
         out = cs.to_dict()
+        out["effective_cpus"], out["effective_mems"] = sorted(self.effective_cpus(cs)), sorted(self.effective_mems(cs))
         out["tasks"] = [t.task_id for t in self.members(cs.name)]
         return out
 
     def info(self, rec: TaskRecord) -> dict:
         cs = self.cpuset(rec.cpuset)
         return {"task_id": rec.task_id, "pid": rec.pid, "comm": rec.comm, "cpu": rec.cpu, "node": rec.node,
-                "cpuset": rec.cpuset, "cpus_allowed": sorted(cs.cpus), "mems_allowed": sorted(cs.mems),
+                "cpuset": rec.cpuset, "cpus_allowed": sorted(cs.cpus), "mems_allowed": sorted(self.effective_mems(cs)),
                 "policy": rec.policy.to_wire(), "host": rec.extra.get("host", "")}

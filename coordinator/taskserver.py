@@ -18,6 +18,7 @@ from numa_emu.protocol.messages import control as cm
 from numa_emu.protocol.messages import migration as mg
 from numa_emu.protocol.messages import tasks as tm
 from numa_emu.protocol.nodemask import format_nodelist
+from numa_emu.protocol.policy import Policy
 from numa_emu.protocol.reactor import Reactor
 from numa_emu.protocol.routing import node_dest
 from numa_emu.protocol.timing import MIGRATE_CALL_TIMEOUT_S
@@ -165,10 +166,9 @@ class TaskService:
         rec = self.table.get(msg.task_id)
         old = rec.policy
         policy = self.table.set_policy(msg.task_id, msg.mode, msg.nodes)
-        mems = sorted(self.table.cpuset(rec.cpuset).mems)
+        mems = self.table.cpuset(rec.cpuset).mems
         try:
-            yield Call(node_dest(rec.node), tm.NodeTaskPolicy(task_id=rec.task_id, policy=policy.to_wire(),
-                                                             mems_allowed=mems, old_mems_allowed=mems))
+            yield Call(node_dest(rec.node), self.task_policy(rec.task_id, policy, mems, mems))
         except NumaEmuError:
             rec.policy = old
             raise
@@ -224,11 +224,9 @@ class TaskService:
             if ch.cpu_moved and not ch.node_moved:
                 calls.append(Call(dest, cm.NodeTaskCpu(task_id=ch.task_id, cpu=ch.cpu)))
             if ch.rebound:
-                calls.append(Call(dest, tm.NodeTaskPolicy(task_id=ch.task_id, policy=ch.policy.to_wire(),
-                                                          mems_allowed=sorted(ch.mems),
-                                                          old_mems_allowed=sorted(ch.old_mems),
-                                                          replication=self._replication_of(ch.task_id),
-                                                          migrate=ch.migrate),
+                calls.append(Call(dest, self.task_policy(ch.task_id, ch.policy, ch.mems, ch.old_mems,
+                                                         replication=self._replication_of(ch.task_id),
+                                                         migrate=ch.migrate, migrate_from=sorted(ch.old_effective)),
                                   MIGRATE_CALL_TIMEOUT_S if ch.migrate else None))
         if not calls:
             return
@@ -272,6 +270,29 @@ class TaskService:
         return tm.TaskHomeReply(node=change.new_node, cpu=change.cpu,
                                 endpoint=self._endpoint(change.new_node, self._host(msg.task_id)))
 
+    def task_policy(self, task_id: int, policy: Policy, mems: frozenset[int], old_mems: frozenset[int],
+                    **kw) -> tm.NodeTaskPolicy:
+        """node.task.policy for a task: its policy rebound from `old_mems` to `mems` (its cpuset's
+        configured mems), and the effective mems of its cpuset, which it allocates on."""
+        effective = self.table.effective_mems(self.table.cpuset(self.table.get(task_id).cpuset))
+        return tm.NodeTaskPolicy(task_id=task_id, policy=policy.to_wire(), mems_allowed=sorted(mems),
+                                 old_mems_allowed=sorted(old_mems), effective_mems=sorted(effective), **kw)
+
+    def effective_mems_changed(self, before: dict[str, frozenset[int]]):
+        """Node hotplug changed the offline nodes: every task of a cpuset whose effective mems
+        differ from `before` (cpuset name -> effective mems) hears of them at its home node; its
+        policies stay as they are (cpuset.mems did not change)."""
+        table = self.table
+        calls = [Call(node_dest(rec.node), self.task_policy(rec.task_id, rec.policy, cs.mems, cs.mems))
+                 for rec in table.tasks.values()
+                 if table.effective_mems(cs := table.cpuset(rec.cpuset)) != before.get(cs.name)]
+        if calls:
+            try:
+                yield calls
+            except NumaEmuError as exc:
+                raise NumaEmuError(ErrorCode.EIO, f"the effective mems changed, but not every home node heard of it: "
+                                                  f"{exc}") from None
+
     def _replication_of(self, task_id: int) -> bool:
         return self.table.cpuset(self.table.get(task_id).cpuset).replication
 
@@ -283,9 +304,8 @@ class TaskService:
         yield from self._push_changes(f"the change of cpuset '{cs.name}'", changes)
         if msg.replication is not None:  # the flag reaches the home node of every task of the cpuset
             rebound = {ch.task_id for ch in changes if ch.rebound}
-            mems = sorted(cs.mems)
-            calls = [Call(node_dest(t.node), tm.NodeTaskPolicy(task_id=t.task_id, policy=t.policy.to_wire(), mems_allowed=mems,
-                                                            old_mems_allowed=mems, replication=cs.replication))
+            calls = [Call(node_dest(t.node), self.task_policy(t.task_id, t.policy, cs.mems, cs.mems,
+                                                              replication=cs.replication))
                      for t in self.table.tasks.values() if t.cpuset == cs.name and t.task_id not in rebound]
             if calls:
                 yield calls

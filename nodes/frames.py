@@ -135,11 +135,20 @@ class FrameService:
         return Ok()
 
     def fill(self, msg: mm.FrameFill) -> Ok:
+        c = self.core
         if not 0 <= msg.value <= 255:
             raise NumaEmuError(ErrorCode.EINVAL, "frame.fill: value must be a byte")
-        page = bytes([msg.value]) * self.core.page_size
-        for f in msg.frames:
-            self.core.pool.write(int(f), 0, page)
+        frames = msg.frames
+        if not isinstance(frames, list) or (msg.generations is not None and (
+                not isinstance(msg.generations, list) or len(msg.generations) != len(frames))):
+            raise NumaEmuError(ErrorCode.EINVAL, "frame.fill: a list of frames, and one generation per frame or none")
+        for i, f in enumerate(frames):  # every frame checked before any is written
+            if not isinstance(f, int) or isinstance(f, bool) or not 0 <= f < c.pool.frames:
+                raise NumaEmuError(ErrorCode.EINVAL, f"frame.fill: no frame {f!r} on node {c.node_id}")
+            c.check_generation(f, msg.generations[i] if msg.generations is not None else None)
+        page = bytes([msg.value]) * c.page_size
+        for f in frames:
+            c.pool.write(f, 0, page)
         return Ok()
 
     def stat_add(self, msg: mm.StatAdd) -> Ok:

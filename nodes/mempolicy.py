@@ -31,21 +31,22 @@ class PolicyOps:
         new_policy = Policy.from_wire(msg.policy)
         if new_policy != task.policy:
             task.il_cursor = InterleaveCursor()
-        task.policy, task.mems = new_policy, new_mems
+        task.policy, task.mems = new_policy, new_mems if msg.effective_mems is None else frozenset(msg.effective_mems)
         if msg.replication is not None:
             task.replication = msg.replication
         if self.core.trace.on:
             self.core.trace.emit("policy", task=task.task_id, vns=task.clock_ns, scope="task",
-                                 policy=new_policy.to_wire(), mems=sorted(new_mems))
+                                 policy=new_policy.to_wire(), mems=sorted(task.mems))
         if new_mems != old_mems:
             for region in task.space.regions:
                 if region.policy is not None:
                     region.policy = rebind(region.policy, new_mems, old_mems)
         task.placements.clear()
-        if msg.migrate and new_mems != old_mems and old_mems:
-            # cpuset memory_migrate (cpuset_migrate_mm): do_migrate_pages from the old mems to the
-            # new ones, shared pages too (MPOL_MF_MOVE_ALL); the reply waits for the moves.
-            return self.mm.locked(task, self._cpuset_migrate(task, old_mems, new_mems))
+        src = old_mems if msg.migrate_from is None else frozenset(msg.migrate_from)
+        if msg.migrate and src != task.mems and src:
+            # cpuset memory_migrate (cpuset_migrate_mm): do_migrate_pages from the old effective
+            # mems to the new ones, shared pages too (MPOL_MF_MOVE_ALL); the reply waits for the moves.
+            return self.mm.locked(task, self._cpuset_migrate(task, src, task.mems))
         return Ok()
 
     def _cpuset_migrate(self, task, old_mems: frozenset[int], new_mems: frozenset[int]):

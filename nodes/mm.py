@@ -671,24 +671,40 @@ class MemoryManager:
                                region.dirty[first:last])
 
     def _fill(self, region: Region, pages: list[int], value: int, task: TaskState | None = None):
+        """Every byte of the pages set to `value`, each frame checked against the generation it
+        was mapped with (as write_frame does): a shared page whose master moved meanwhile
+        (frame.fill ESTALE) is faulted again and filled there; after STALE_RETRIES, ESTALE."""
         core = self.core
-        remote: dict[int, list[int]] = collections.defaultdict(list)
         page = bytes([value]) * core.page_size
-        for _ in range(STALE_RETRIES):  # shared pages shot down while the touch waited (moved): fault again
-            gone = [p for p in pages if region.node[p] < 0] if task is not None and region.kind != ANON else []
-            if not gone:
-                break
-            yield from self._fault_shared(task, region, gone, True)
-        for p in pages:
-            node, frame = region.node[p], region.frame[p]
-            if node == core.node_id:
-                core.pool.write(frame, 0, page)
-            elif node in core.dead:
-                raise core.dead_error(node, f"page {region.start + p * core.page_size:#x} of {region.obj or 'a task'}")
-            else:
-                remote[node].append(frame)
-        if remote:
-            yield [Call(node_dest(n), mm.FrameFill(frames=f, value=value)) for n, f in remote.items()]
+        for attempt in range(STALE_RETRIES):
+            for _ in range(STALE_RETRIES):  # shared pages shot down while the touch waited (moved): fault again
+                gone = [p for p in pages if region.node[p] < 0] if task is not None and region.kind != ANON else []
+                if not gone:
+                    break
+                yield from self._fault_shared(task, region, gone, True)
+            remote: dict[int, list[int]] = collections.defaultdict(list)
+            for p in pages:
+                node, frame = region.node[p], region.frame[p]
+                if node == core.node_id:
+                    core.check_generation(frame, region.gen[p])
+                    core.pool.write(frame, 0, page)
+                elif node in core.dead:
+                    raise core.dead_error(node, f"page {region.start + p * core.page_size:#x} of {region.obj or 'a task'}")
+                else:
+                    remote[node].append(p)
+            if not remote:
+                return
+            try:
+                yield [Call(node_dest(n), mm.FrameFill(frames=[region.frame[p] for p in ps], value=value,
+                                                       generations=[region.gen[p] for p in ps]))
+                       for n, ps in remote.items()]
+                return
+            except NumaEmuError as exc:
+                # a frame is freed only once its mappings are shot down (invariant 1): the nodes
+                # that refused are those with a page unmapped here since; the others filled theirs
+                pages = [p for ps in remote.values() if any(region.node[p] < 0 for p in ps) for p in ps]
+                if exc.code != ErrorCode.ESTALE or attempt == STALE_RETRIES - 1 or not pages:
+                    raise
 
     def page_name(self, task: TaskState, region: Region, p: int) -> str:
         """A page as an error names it: the task's virtual address, or the shared object's page."""

@@ -91,7 +91,7 @@ class Node:
                         self.mm, PolicyOps(core, self.mm, self.migration), FileOps(core, self.mm, self.pcache, files),
                         TaskMoves(core, self.mm, self.pcache, self.moves),
                         NodeControl(core, self.mm, tunables, move_tunables, self.balancing.appliers()), self.migration,
-                        NodeOffline(core, self.mm, self.migration, self.reclaim)):
+                        NodeOffline(core, self.mm, self.migration, self.reclaim, files)):
             self.handlers.add_all(service.handlers())
         self.handlers.add("node.stats", self.on_stats)
 

@@ -278,7 +278,9 @@ def make_policy(
         raise einval(f"node(s) {format_nodelist(user - allowed_set)} outside the cpuset's mems")
     effective = relative_nodes(user, allowed_set) if relative else user & allowed_set
     if not effective:
-        raise einval("policy nodes outside the cpuset's mems")
+        # mems_allowed is the cpuset's effective mems: an offline node is not in it
+        raise einval(f"policy nodes {format_nodelist(user)} have none of the task's mems_allowed "
+                     f"{format_nodelist(allowed_set)} (nodes outside its cpuset or offline)")
     if checked == Mode.PREFERRED:
         effective = frozenset({min(effective)})  # mpol_new_preferred: first node only
     keep_user = bool(flags & (MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES))

@@ -197,4 +197,20 @@ SHM_MOVE_RACE = Scenario(
     tasks=((6, _shm_writer), (0, _shm_mover)))
 
 
-SCENARIOS = {s.name: s for s in (REPLICATION, MIGRATION, UNREPLICATE_RACE, WRITESHARE, MIGRATE_RACE, SHM_MOVE_RACE)}
+# ---- the same, the page filled (a memset: frame.fill to the master's node) ---------------
+def _shm_filler(t):
+    b = yield from t.mmap(1, shared="race")
+    for i in range(8):
+        yield from t.fill(b, 0x41 + i, 8)
+        yield from t.load(b, 8)
+
+
+SHM_FILL_RACE = Scenario(
+    "shm-fill-race", "a task moves a shm page's master between two nodes (move_pages MOVE_ALL) while a task on a "
+                     "third node fills it (touch with a fill byte) and reads it",
+    nodes=4, frames=16, files={},
+    tasks=((6, _shm_filler), (0, _shm_mover)))
+
+
+SCENARIOS = {s.name: s for s in (REPLICATION, MIGRATION, UNREPLICATE_RACE, WRITESHARE, MIGRATE_RACE, SHM_MOVE_RACE,
+                                 SHM_FILL_RACE)}

@@ -115,6 +115,14 @@ class SimTask:
     def touch(self, m: Mapping, write: bool = True):
         return (yield from self.call(mm.Touch(task_id=self.task_id, vaddr=m.vaddr, length=m.length, write=write)))
 
+    def fill(self, m: Mapping, value: int, register: int):
+        """Touch the mapping with `fill` (every byte of its pages set to `value`, a memset); the
+        history records the write of the register at offset `register`, the one the script reads."""
+        w = self._write_begins(m.prefix, register, bytes([value]) * REGISTER)
+        yield from self.call(mm.Touch(task_id=self.task_id, vaddr=m.vaddr, length=m.length, write=True, fill=value))
+        if w is not None:
+            self.history.write_ends(w)
+
     def mbind(self, m: Mapping, nodes: list[int], flags: int = MPOL_MF_MOVE, mode: Mode = Mode.BIND):
         yield from self.call(mm.Mbind(task_id=self.task_id, vaddr=m.vaddr, length=m.length, mode=int(mode),
                                       nodes=nodes, flags=flags))

@@ -22,8 +22,13 @@ table goes along, and its private pages follow it lazily (auto-migration, sysctl
 vm.auto_migrate) as it touches them. replication turns page-cache replication on or off for the
 tasks of the cpuset.
 
-show --json prints a list of {"name", "cpus", "mems", "memory_migrate", "replication", "tasks"},
-cpus, mems and tasks (task ids) as lists of integers. exec runs COMMAND with NUMA_EMU_CPUSET
+A node taken offline (numa-emu node offline N) leaves every cpuset's effective cpus and mems, as
+cgroup v2's cpuset.cpus.effective and cpuset.mems.effective follow hotplug: the tasks allocate
+on the effective mems only (none left: the root's), while cpus and mems keep what was configured;
+online, N comes back. show prints the effective ones in parentheses where they differ.
+
+show --json prints a list of {"name", "cpus", "mems", "effective_cpus", "effective_mems",
+"memory_migrate", "replication", "tasks"}, cpus, mems and tasks (task ids) as lists of integers. exec runs COMMAND with NUMA_EMU_CPUSET
 and NUMA_EMU_CLUSTER set; its exit status is COMMAND's. Exit codes otherwise: 0 ok, 1 cluster
 not reachable, 2 usage, 3 error (one line on stderr).
 """
@@ -93,15 +98,23 @@ def _flag(value: bool) -> int:
     return int(bool(value))
 
 
+def _ids(cs: dict, what: str) -> str:
+    """cpus or mems as configured, and the effective ones in parentheses where an offline node
+    took some away (cgroup v2's cpuset.mems.effective)."""
+    text = format_nodelist(cs[what])
+    effective = cs.get(f"effective_{what}", cs[what])
+    return text if effective == cs[what] else f"{text} ({format_nodelist(effective)})"
+
+
 def describe(cs: dict) -> str:
-    return (f"cpuset {cs['name']}: cpus {format_nodelist(cs['cpus'])}, mems {format_nodelist(cs['mems'])}, "
+    return (f"cpuset {cs['name']}: cpus {_ids(cs, 'cpus')}, mems {_ids(cs, 'mems')}, "
             f"memory_migrate {_flag(cs['memory_migrate'])}, replication {_flag(cs['replication'])}")
 
 
 def format_table(sets: list[dict]) -> str:
     rows = [("name", "cpus", "mems", "memory_migrate", "replication", "tasks")]
     for cs in sets:
-        rows.append((cs["name"], format_nodelist(cs["cpus"]), format_nodelist(cs["mems"]),
+        rows.append((cs["name"], _ids(cs, "cpus"), _ids(cs, "mems"),
                      str(_flag(cs["memory_migrate"])), str(_flag(cs["replication"])),
                      ",".join(map(str, cs["tasks"])) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
@@ -157,6 +170,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"task {task_id}: cpu {old} -> {new}")
             if reply.rebound:
                 pages = "moved there" if reply.migrated else "stay where they are"
+                effective = reply.cpuset.get("effective_mems", reply.cpuset["mems"])
+                if reply.migrated and effective != reply.cpuset["mems"]:  # an offline node takes no page
+                    pages = f"moved to the online mems {format_nodelist(effective)}"
                 print(f"policies rebound to mems {format_nodelist(reply.cpuset['mems'])} for task(s) "
                       f"{', '.join(map(str, reply.rebound))}; their pages {pages}")
         elif args.action == "attach":

@@ -131,7 +131,8 @@ def gather() -> Context:
         nodes = parse_nodelist(os.environ[api.ENV_NODEBIND])
         affinity &= frozenset(c for c, n in node_of_cpu.items() if n in nodes)
     free = {n["id"]: n["frames_free"] * int(topology["page_size"]) for n in status.nodes}
-    return Context(info, topology, free, node_of_cpu, frozenset(cpuset["mems"]), cpuset_cpus,
+    # Mems_allowed, which libnuma reads: the effective mems (an offline node is not in them)
+    return Context(info, topology, free, node_of_cpu, frozenset(cpuset["effective_mems"]), cpuset_cpus,
                    affinity or cpuset_cpus, _inherited_policy())
 
 

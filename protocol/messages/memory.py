@@ -284,12 +284,14 @@ class FrameWrite(Request):
 
 @message
 class FrameFill(Request):
-    """Write one byte value over whole frames (batched memset of remote pages)."""
+    """Write one byte value over whole frames (batched memset of remote pages); ESTALE, and
+    nothing written, if any frame was freed since (a frame freed and reused must not take it)."""
 
     kind = "frame.fill"
     reply = Ok
     frames: list
     value: int
+    generations: list | None = None  # one per frame (None: unchecked)
 
 
 @message

@@ -49,6 +49,9 @@ class NodeSetOffline(Request):
 class EvacuateReply(Reply):
     kind = "node.evacuate.reply"
     problems: list  # one line each: why the node's pages could not leave (the check)
+    # the check: the shm policies this node's tasks set by mbind, [obj, first index, pages,
+    # policy (Policy.to_wire()), task id] each: the coordinator hands them to the node going offline
+    shm_policies: list | None = None
     moved: int = 0
     failed: int = 0
     replicas_dropped: int = 0
@@ -57,9 +60,12 @@ class EvacuateReply(Reply):
 @message
 class NodeEvacuate(Request):
     """Coordinator -> a node: move what this node's tasks hold on node `node` (and, on `node`
-    itself, the masters and replicas it holds); with `check` only say what would stop it."""
+    itself, the masters and replicas it holds); with `check` only say what would stop it.
+    `shm_policies` (to `node` itself): every node's EvacuateReply.shm_policies, which place the
+    masters of shm pages (and, with `check`, say which are bound to offline nodes only)."""
 
     kind = "node.evacuate"
     reply = EvacuateReply
     node: int
     check: bool = False
+    shm_policies: list | None = None

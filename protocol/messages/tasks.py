@@ -216,6 +216,13 @@ class NodeTaskPolicy(Request):
     old_mems_allowed: list
     replication: bool | None = None  # the task's cpuset's replication flag, when it may have changed
     migrate: bool = False  # cpuset memory_migrate: move pages off old mems to new mems (relative rule)
+    # the nodes the task may allocate on: mems_allowed without offline nodes (cpuset.mems.effective);
+    # None: mems_allowed. Policies are rebound against mems_allowed, as Linux rebinds VMA policies
+    # against cpuset.mems, which node hotplug leaves alone
+    effective_mems: list | None = None
+    # with migrate: the nodes the pages leave, the old effective mems (None: old_mems_allowed); they
+    # go to effective_mems, as cgroup v2 migrates from cs->old_mems_allowed to cs->effective_mems
+    migrate_from: list | None = None
 
 
 @message

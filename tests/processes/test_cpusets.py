@@ -45,18 +45,18 @@ def one_error_line(proc, code: int, *fragments: str) -> str:
 
 def root(tasks=()):
     return {"name": "/", "cpus": [0, 1, 2, 3], "mems": [0, 1, 2, 3], "memory_migrate": False, "replication": True,
-            "tasks": list(tasks)}
+            "effective_cpus": [0, 1, 2, 3], "effective_mems": [0, 1, 2, 3], "tasks": list(tasks)}
 
 
 def test_create_show_set_delete_round_trip(four, cpuset):
     out = cpuset(four, "create", "batch", "--cpus", "0-1", "--mems", "1,0", "--replication", "off").stdout
     assert out == "cpuset batch: cpus 0-1, mems 0-1, memory_migrate 0, replication 0 (created)\n"
     batch = {"name": "batch", "cpus": [0, 1], "mems": [0, 1], "memory_migrate": False, "replication": False,
-             "tasks": []}
+             "effective_cpus": [0, 1], "effective_mems": [0, 1], "tasks": []}
     assert json.loads(cpuset(four, "show", "--json").stdout) == [root(), batch]
     out = cpuset(four, "set", "batch", "--mems", "0-2", "--memory-migrate", "on", "--replication", "on").stdout
     assert out == "cpuset batch: cpus 0-1, mems 0-2, memory_migrate 1, replication 1\n"
-    batch.update(mems=[0, 1, 2], memory_migrate=True, replication=True)
+    batch.update(mems=[0, 1, 2], effective_mems=[0, 1, 2], memory_migrate=True, replication=True)
     assert json.loads(cpuset(four, "show", "batch", "--json").stdout) == [batch]
     assert cpuset(four, "show").stdout.splitlines() == [
         "name   cpus  mems  memory_migrate  replication  tasks",
@@ -216,7 +216,8 @@ def test_bad_input_is_one_line_and_the_cluster_still_serves(four, cpuset, cli, t
     one_error_line(cpuset(four, "create", "x", "--cpus", "0-z", "--mems", "0", check=False), 2, "--cpus")
     one_error_line(cpuset(four, "set", "a", "--replication", "maybe", check=False), 2, "on or off")
     assert json.loads(cpuset(four, "show", "--json").stdout) == [
-        root(), {"name": "a", "cpus": [0], "mems": [0], "memory_migrate": False, "replication": True, "tasks": []}]
+        root(), {"name": "a", "cpus": [0], "mems": [0], "memory_migrate": False, "replication": True,
+                 "effective_cpus": [0], "effective_mems": [0], "tasks": []}]
     status = json.loads(cli("status", "--name", four.name, "--json", check=True).stdout)
     assert [n["state"] for n in status["nodes"]] == ["up"] * 4
     cpuset(four, "exec", "a", "--", sys.executable, "-c", f"open({str(marker)!r}, 'w')")

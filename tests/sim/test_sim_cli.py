@@ -18,7 +18,8 @@ def test_list_names_every_scenario():
     out = sim("list")
     assert out.returncode == 0
     assert [line.split()[0] for line in out.stdout.splitlines()] == ["replication", "migration", "unreplicate-race",
-                                                                         "writeshare", "migrate-race", "shm-move-race"]
+                                                                         "writeshare", "migrate-race", "shm-move-race",
+                                                                         "shm-fill-race"]
 
 
 def test_run_prints_the_same_trace_every_time():

@@ -82,7 +82,8 @@ def test_cpus_and_mems_must_exist_and_not_be_empty(table, cpus, mems, fragment):
 def test_create_show_delete(table):
     cs = table.create_cpuset("a", [3, 2, 2], [1], memory_migrate=True)
     assert table.cpuset_info(cs) == {"name": "a", "cpus": [2, 3], "mems": [1], "memory_migrate": True,
-                                     "replication": True, "tasks": []}
+                                     "replication": True, "effective_cpus": [2, 3], "effective_mems": [1],
+                                     "tasks": []}
     raises(ErrorCode.EEXIST, "cpuset 'a' exists already", table.create_cpuset, "a", [0], [0])
     assert [c.name for c in table.cpusets] == [ROOT, "a"]
     table.delete_cpuset("a")
@@ -248,3 +249,43 @@ def test_memory_migrate_asks_for_the_pages_to_move_when_the_remap_moves_a_node(t
     table.create_cpuset("plain", [0, 1], [1])
     _, _, change = table.attach(1, "plain")  # no memory_migrate there: pages stay
     assert not change.migrate
+
+
+def test_offline_nodes_leave_the_effective_masks_and_the_configured_ones_stay(table):
+    cs = table.create_cpuset("a", [2, 3, 4], [1, 2])
+    lone = table.create_cpuset("lone", [4], [2])
+    table.set_offline_nodes(frozenset({2}))
+    table.set_offline_cpus(frozenset({4, 5}))
+    assert (table.effective_mems(cs), table.effective_cpus(cs)) == ({1}, {2, 3})
+    # nothing left: the root's effective masks (guarantee_online_mems / _cpus)
+    assert (table.effective_mems(lone), table.effective_cpus(lone)) == ({0, 1, 3}, {0, 1, 2, 3, 6, 7})
+    info = table.cpuset_info(cs)
+    assert (info["mems"], info["effective_mems"], info["cpus"], info["effective_cpus"]) == ([1, 2], [1], [2, 3, 4], [2, 3])
+    table.set_offline_nodes(frozenset())
+    table.set_offline_cpus(frozenset())
+    assert (table.effective_mems(cs), table.effective_cpus(cs)) == ({1, 2}, {2, 3, 4})
+
+
+def test_a_task_policy_meets_the_effective_mems_so_offline_nodes_alone_are_einval(table):
+    table.register(pid=1, comm="w", cpu=0, policy=None, cpuset=None, nodes_bound=None)
+    table.set_offline_nodes(frozenset({2}))
+    before = snapshot(table)
+    err = raises(ErrorCode.EINVAL, "", table.set_policy, 1, int(Mode.BIND), [2])
+    assert err.message == "policy nodes 2 have none of the task's mems_allowed 0-1,3 (nodes outside its cpuset or offline)"
+    assert snapshot(table) == before
+    assert table.set_policy(1, int(Mode.INTERLEAVE), [1, 2, 3]).nodes == {1, 3}  # the online part, as Linux keeps
+    raises(ErrorCode.EINVAL, "policy nodes 2 have none", table.register, pid=2, comm="v", cpu=0, cpuset=None,
+           policy=Policy(Mode.BIND, frozenset({2})).to_wire(), nodes_bound=None)  # numactl --all -m 2: exec'd
+    table.set_offline_nodes(frozenset())
+    assert table.set_policy(1, int(Mode.BIND), [2]).nodes == {2}
+
+
+def test_memory_migrate_pairs_the_effective_mems_while_a_node_is_offline(table):
+    table.create_cpuset("m", [0, 1], [1, 2], memory_migrate=True)
+    table.register(pid=1, comm="w", cpu=0, policy=None, cpuset="m", nodes_bound=None)
+    table.set_offline_nodes(frozenset({2}))
+    _, changes = table.change_cpuset("m", mems=[2, 3])  # effective 1 -> 3: the pages on 1 go to 3
+    assert [(c.old_mems, c.mems, c.old_effective, c.migrate) for c in changes] == [({1, 2}, {2, 3}, {1}, True)]
+    # configured 2-3 -> 1,3 would move 2 to 1; effective 3 -> 1,3 keeps node 3's pages (allowed still)
+    _, changes = table.change_cpuset("m", mems=[1, 3])
+    assert [(c.old_effective, c.rebound, c.migrate) for c in changes] == [({3}, True, False)]
