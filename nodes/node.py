@@ -27,7 +27,7 @@ from numa_emu.nodes.replication import Replication, ReplicationTunables
 from numa_emu.nodes.store import Store
 from numa_emu.nodes.sysctl import NodeControl
 from numa_emu.nodes.taskmove import TaskMoves
-from numa_emu.protocol.effects import Call
+from numa_emu.protocol.effects import Call, Spawn
 from numa_emu.protocol.messages import REGISTRY, Message, Notice, Request
 from numa_emu.protocol.messages import lifecycle as lc
 from numa_emu.protocol.messages import pagecache as pc
@@ -146,6 +146,8 @@ class Node:
         return self._after_death(node, records)
 
     def _after_death(self, node: int, records: dict[int, list[dict]]):
+        if node in self.replication.rebuilding:
+            yield Spawn(self.replication.rebuild_deadline(node))
         calls = [Call(node_dest(home), pc.DirRebuild(sender=self.node_id, records=recs, dead=node))
                  for home, recs in records.items()]
         if calls:

@@ -41,6 +41,7 @@ from numa_emu.protocol.messages import Ok
 from numa_emu.protocol.messages import pagecache as pc
 from numa_emu.protocol.policy import Policy
 from numa_emu.protocol.routing import node_dest
+from numa_emu.protocol.timing import PEER_CALL_TIMEOUT_S
 
 
 @dataclass
@@ -226,6 +227,13 @@ class Replication:
         if held_shard and c.node_id not in c.shardless:
             self.rebuilding[node] = {n for n in range(c.n_nodes) if n not in c.dead} - early
         self._wake()
+
+    def rebuild_deadline(self, node: int):
+        """An announcement that has not come a peer call's deadline after this node heard of
+        `node`'s death never will (its call failed): the pages are served with what came."""
+        yield Sleep(PEER_CALL_TIMEOUT_S)
+        if self.rebuilding.pop(node, None):
+            self._wake()
 
     def _wake(self) -> None:
         for node in [n for n, waiting in self.rebuilding.items() if not waiting]:
