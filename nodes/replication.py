@@ -500,6 +500,8 @@ class Replication:
             c.trace.emit("writeback", obj=obj, idx=idx, master=entry.node, frame=entry.frame)
 
     def truncate(self, msg: pc.DirTruncate):
+        while any(self.rebuilding.values()):  # else a copy announced later would outlive the cut
+            yield self._changed
         for (obj, idx), entry in self.dir.of_object(msg.obj):
             if idx < msg.first_idx:
                 continue
