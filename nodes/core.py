@@ -384,38 +384,54 @@ class NodeCore:
         return reply.data
 
     def write_frame(self, node: int, frame: int, gen: int, offset: int, data: bytes,
-                    master_of: tuple[str, int] | None = None):
-        """`master_of`: with these bytes the frame becomes that page's master (a move's target)."""
+                    master_of: tuple[str, int] | None = None, directory: int = -1):
+        """`master_of`: with these bytes the frame becomes that page's master (a move's target,
+        refused once the move's `directory` is known dead: the source keeps the page)."""
         if node == self.node_id:
-            self.check_generation(frame, gen)
+            self.become_master(frame, gen, master_of, directory)
             self.pool.write(frame, offset, data)
-            if master_of is not None:
-                self.master_frames[frame] = master_of
             return
         yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=data, generation=gen,
-                                                  master_of=list(master_of) if master_of else None))
+                                                  master_of=list(master_of) if master_of else None,
+                                                  directory=directory))
+
+    def become_master(self, frame: int, gen: int | None, master_of: tuple[str, int] | None, directory: int) -> None:
+        """Before a write into `frame`: its generation checked, and with `master_of` the frame made
+        that page's master, unless the move's directory is known dead: then the frame, allocated
+        for that move alone, is freed, and ESTALE."""
+        self.check_generation(frame, gen)
+        if master_of is None:
+            return
+        if directory in self.dead:
+            self.release([frame])
+            raise NumaEmuError(ErrorCode.ESTALE, f"frame {frame} of node {self.node_id}: the move of "
+                                                 f"{master_of[0]}:{master_of[1]} died with node {directory}")
+        self.master_frames[frame] = master_of
 
     def copy_frame(self, frame: int, gen: int | None, dst: int, dst_frame: int, dst_gen: int | None,
-                   free: bool = False, dst_master_of: tuple[str, int] | None = None):
+                   free: bool = False, dst_master_of: tuple[str, int] | None = None, directory: int = -1):
         """The one page-copy path (frame.copy): this node's frame into `dst_frame` on node `dst`,
         read once and sent once. `free`: a migration: from the copy on, an access still in flight
         to the frame gets ESTALE (and faults again, to find the page where the move put it); the
         frame is freed once the copy landed, and serves again if the copy failed (its target died).
         `dst_master_of`: the target becomes that page's master with the bytes, not before: a
-        master a directory's survivors announce always holds its page."""
+        master a directory's survivors announce always holds its page. A move whose `directory`
+        died meanwhile keeps the source frame: it was, or will be, announced as the master (the
+        new home frees whichever of the two it does not take)."""
         if not 0 <= frame < self.pool.frames or not 0 <= dst < self.n_nodes:
             raise NumaEmuError(ErrorCode.EINVAL, f"frame.copy: no frame {frame} on node {self.node_id} or no node {dst}")
         self.check_generation(frame, gen)
         data = self.pool.read(frame)
         if not free:
-            yield from self.write_frame(dst, dst_frame, dst_gen, 0, data, dst_master_of)
+            yield from self.write_frame(dst, dst_frame, dst_gen, 0, data, dst_master_of, directory)
             return
         self.moving_out.add(frame)
         try:
-            yield from self.write_frame(dst, dst_frame, dst_gen, 0, data, dst_master_of)
+            yield from self.write_frame(dst, dst_frame, dst_gen, 0, data, dst_master_of, directory)
         finally:
             self.moving_out.discard(frame)
-        self.release([frame])
+        if directory not in self.dead:
+            self.release([frame])
 
     def check_generation(self, frame: int, gen: int | None) -> None:
         if frame in self.moving_out:

@@ -94,11 +94,9 @@ class FrameService:
         return mm.FramesReadReply(data=b"".join(c.pool.read(f) for f in frames))
 
     def write(self, msg: mm.FrameWrite) -> Ok:
-        master_of = _page(msg.master_of, "master_of", "frame.write")
-        self.core.check_generation(msg.frame, msg.generation)
+        self.core.become_master(msg.frame, msg.generation, _page(msg.master_of, "master_of", "frame.write"),
+                                msg.directory)
         self.core.pool.write(msg.frame, msg.offset, msg.data)
-        if master_of is not None:
-            self.core.master_frames[msg.frame] = master_of
         return Ok()
 
     def access_forward(self, msg: mm.AccessForward) -> Answer:
@@ -125,7 +123,8 @@ class FrameService:
     def copy(self, msg: pc.FrameCopy):
         """Send this frame's bytes to `dst` (replication, migration): they travel once, owner -> dst."""
         yield from self.core.copy_frame(msg.frame, msg.generation, msg.dst, msg.dst_frame, msg.dst_generation,
-                                        msg.free, _page(msg.dst_master_of, "dst_master_of", "frame.copy"))
+                                        msg.free, _page(msg.dst_master_of, "dst_master_of", "frame.copy"),
+                                        msg.directory)
         return Ok()
 
     def replica_copy(self, msg: pc.ReplicaCopy):

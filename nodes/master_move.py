@@ -101,7 +101,7 @@ class MasterMove:
         try:
             yield Call(node_dest(src), pc.FrameCopy(frame=src_frame, generation=src_gen, dst=target,
                                                     dst_frame=frame, dst_generation=gen, free=True,
-                                                    dst_master_of=list(master_of)))
+                                                    dst_master_of=list(master_of), directory=c.node_id))
         except NumaEmuError:
             yield from c.free_frames({target: [frame]})
             c.events["pgmigrate_fail"] += 1

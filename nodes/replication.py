@@ -294,6 +294,10 @@ class Replication:
                     entry.born_ns[node] = c.clock_ns()
                 elif entry.node < 0:
                     entry.node, entry.frame, entry.gen = node, frame, gen
+                elif node == sender and not rec["mapped"] and (node, frame) != (entry.node, entry.frame):
+                    # the other end of a move that died with the directory (both hold the bytes)
+                    yield from c.free_frames({node: [frame]})
+                    continue
                 if rec["mapped"]:
                     entry.mappers[sender] = node
                     if rec["writable"] and not rec["replica"]:

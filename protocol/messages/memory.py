@@ -282,6 +282,7 @@ class FrameWrite(Request):
     data: bytes
     generation: int | None = None
     master_of: list | None = None  # [obj, idx]: with these bytes the frame is that page's master (a move's end)
+    directory: int = -1  # that move's directory: a target that knows it dead refuses (ESTALE)
 
 
 @message

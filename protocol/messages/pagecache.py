@@ -300,7 +300,9 @@ class FrameCopy(Request):
     frame is retired in the same step, so an access still in flight to it either is in the copy or
     gets ESTALE and faults again, and freed once the copy landed (a copy that fails leaves it in
     place); the generations, when given, must still be the frames'. `dst_master_of`: the copy
-    makes the target the master of that page (announced if its directory dies)."""
+    makes the target the master of that page (announced if its directory dies). A move whose
+    `directory` died meanwhile leaves the source frame in place (it was, or will be, announced
+    as the master) and the target refuses it once it knows the death."""
 
     kind = "frame.copy"
     reply = Ok
@@ -311,6 +313,7 @@ class FrameCopy(Request):
     dst_generation: int | None = None
     free: bool = False
     dst_master_of: list | None = None
+    directory: int = -1  # a move's directory: if it died meanwhile, the source keeps the frame
 
 
 @message

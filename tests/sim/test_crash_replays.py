@@ -86,3 +86,16 @@ def test_a_new_home_serves_a_dead_directory_s_pages_once_every_survivor_announce
     assert (result.counters["dir_rebuilt"], result.counters["pgreplicazap_write"]) == (2, 1)
     result = replay("writeshare", 23)
     assert result.counters["dir_rebuilt"] == 4 and result.delivered == 174
+
+
+# A master's move whose directory died after asking the source for the copy: the source had
+# announced its frame as the master to the page's new home, then freed it when the copy landed,
+# and the target had announced nothing yet (`sim run shm-move-race --seed 1419 --crash`: "node
+# 3 maps shm:race:0 in frame 0 of node 0, which is free"). A move whose directory is known dead
+# keeps the source frame, and the target refuses it (ESTALE) and frees its frame.
+def test_a_move_that_died_with_its_directory_leaves_the_master_in_place():
+    result = replay("shm-move-race", 1419)
+    assert ends(result) == ["CRASH node:2: crashed", "task:2 failed: EIO: node:2 is dead (crashed)", "task:1 done"]
+    assert any(line.endswith("node:1 -> node:0 error #3 ESTALE frame 0 of node 1: the move of shm:race:0 died "
+                             "with node 2") for line in result.trace)
+    assert (result.counters["pgmigrate_success"], result.counters["dir_rebuilt"]) == (0, 1)

@@ -133,6 +133,24 @@ def test_a_move_whose_target_died_leaves_the_page_in_its_frame():
     assert core.pool.generation[frame] != gen and core.master_frames == {}
 
 
+def test_a_move_whose_directory_died_keeps_the_source_and_the_target_refuses_it():
+    src = NodeCore(1, TOPOLOGY, FramePool(16, PAGE))
+    frame = src.supply(1, preferred=1, task_node=1, interleave=False, fill=None, master_of=(OBJ, 0))[0]
+    gen = src.pool.generation[frame]
+    copy = src.copy_frame(frame, gen, 2, 7, 3, free=True, dst_master_of=(OBJ, 0), directory=0)
+    assert next(copy).request.directory == 0
+    src.node_died(0, "crashed")  # heard while the copy travelled: this frame is announced as the master
+    with pytest.raises(StopIteration):
+        copy.send(None)
+    assert src.pool.generation[frame] == gen and src.master_frames == {frame: (OBJ, 0)}
+    dst = NodeCore(2, TOPOLOGY, FramePool(16, PAGE))
+    target = dst.supply(1, preferred=2, task_node=1, interleave=False, fill=None, shm_of=(OBJ, 0))[0]
+    dst.node_died(0, "crashed")
+    with pytest.raises(NumaEmuError) as refused:
+        dst.become_master(target, dst.pool.generation[target], (OBJ, 0), 0)
+    assert refused.value.code == ErrorCode.ESTALE and dst.pool.used == 0 and dst.master_frames == {}
+
+
 def test_a_masters_bytes_ride_on_its_allocation():
     core = NodeCore(0, TOPOLOGY, FramePool(16, PAGE))
     alloc = core.alloc_on(2, 1, preferred=2, task_node=0, master_of=("file:f", 0), data=b"D" * PAGE)
