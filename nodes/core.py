@@ -70,6 +70,7 @@ class NodeCore:
         self.replica_frames: collections.OrderedDict[int, tuple[str, int]] = collections.OrderedDict()
         self.cache_frames: collections.OrderedDict[int, tuple[str, int]] = collections.OrderedDict()
         self.shm_frames: dict[int, tuple[str, int]] = {}  # masters of shm pages (not reclaimable: no store)
+        self.moving_out: set[int] = set()  # frames a migration is copying away: accesses get ESTALE
         self._reclaim = reclaim
         self.n_nodes = len(topology["nodes"])
         self.page_size = pool.page_size
@@ -148,8 +149,9 @@ class NodeCore:
     def supply(self, count: int, *, preferred: int, task_node: int, interleave: bool, fill: int | None,
                replica_of: tuple[str, int] | None = None, cache_of: tuple[str, int] | None = None,
                owner: int | None = None, master_of: tuple[str, int] | None = None,
-               shm_of: tuple[str, int] | None = None) -> list[int]:
-        """Up to `count` frames of this node, charged as zone_statistics would (nodes.placement.charge).
+               shm_of: tuple[str, int] | None = None, data: bytes | None = None) -> list[int]:
+        """Up to `count` frames of this node, charged as zone_statistics would (nodes.placement.charge);
+        `data`: written into each at once (a master holds its page before anyone can name it).
         A replica frame, the master of a file page (`cache_of`) or of a shm page (`shm_of`) is
         remembered with its page, for counting (meminfo: FilePages, Shmem; AnonPages are the rest)
         and reclaim; a private frame with its task (`owner`), for task.purge; any shared page's
@@ -168,6 +170,9 @@ class NodeCore:
             mem, ps = self.pool.mem, self.page_size
             for f in frames:
                 mem[f * ps:(f + 1) * ps] = page
+        if data:
+            for f in frames:
+                self.pool.write(f, 0, data)
         placement = Placement(preferred=preferred, order=(), interleave=interleave)
         for node, name, delta in charge(None, supplier=self.node_id, placement=placement, task_node=task_node,
                                         pages=len(frames)):
@@ -240,14 +245,15 @@ class NodeCore:
 
     def allocate(self, placement: Placement, count: int, task_node: int, fill: int | None = None,
                  cache_of: tuple[str, int] | None = None, owner: int | None = None,
-                 master_of: tuple[str, int] | None = None, shm_of: tuple[str, int] | None = None):
+                 master_of: tuple[str, int] | None = None, shm_of: tuple[str, int] | None = None,
+                 data: bytes | None = None):
         """Walk the placement's order, local frames directly, remote ones with frame.alloc, until
         `count` pages are had; when every node of the order is full, walk it again reclaiming
         clean page-cache pages on each node before taking from it (nodes/reclaim.py: fall back
         first, reclaim when all allowed nodes are full). `cache_of`: the frame is the master of
         that file page, `shm_of` of that shm page; `owner`: the private pages' task; `master_of`: the
-        shared page whose master it is (each supplier remembers them). Returns [(node, frame, generation)], shorter when
-        nothing could be freed."""
+        shared page whose master it is (each supplier remembers them); `data`: the bytes each frame
+        gets on its node at once. Returns [(node, frame, generation)], shorter when nothing could be freed."""
         got: list[tuple[int, int, int]] = []
         foreign: collections.Counter[int] = collections.Counter()
         for reclaim in (False, True):
@@ -258,7 +264,8 @@ class NodeCore:
                 preferred = placement.preferred_for(node)
                 frames = yield from self.alloc_on(node, need, preferred=preferred, task_node=task_node,
                                                   interleave=placement.interleave, fill=fill, reclaim=reclaim,
-                                                  cache_of=cache_of, shm_of=shm_of, owner=owner, master_of=master_of)
+                                                  cache_of=cache_of, shm_of=shm_of, owner=owner, master_of=master_of,
+                                                  data=data)
                 got.extend(frames)
                 if frames and node != preferred:
                     foreign[preferred] += len(frames)
@@ -268,7 +275,8 @@ class NodeCore:
     def alloc_on(self, node: int, count: int, *, preferred: int, task_node: int, interleave: bool = False,
                  fill: int | None = None, reclaim: bool = False, replica_of: tuple[str, int] | None = None,
                  cache_of: tuple[str, int] | None = None, owner: int | None = None,
-                 master_of: tuple[str, int] | None = None, shm_of: tuple[str, int] | None = None):
+                 master_of: tuple[str, int] | None = None, shm_of: tuple[str, int] | None = None,
+                 data: bytes | None = None):
         """Up to `count` frames on node `node` and nowhere else (__GFP_THISNODE), charged there as
         an allocation that preferred `preferred`; `reclaim`: direct reclaim there when short; the
         other keywords as `supply`. [(node, frame, generation)]: shorter when that node is short,
@@ -279,7 +287,8 @@ class NodeCore:
             # This node's own frames directly, not with a Call to itself: the allocation walk of
             # every fault comes here (a self Call would add a generator and a future each time).
             kw = dict(preferred=preferred, task_node=task_node, interleave=interleave, fill=fill,
-                      replica_of=replica_of, cache_of=cache_of, owner=owner, master_of=master_of, shm_of=shm_of)
+                      replica_of=replica_of, cache_of=cache_of, owner=owner, master_of=master_of, shm_of=shm_of,
+                      data=data)
             frames = (yield from self.supply_reclaiming(count, **kw)) if reclaim else self.supply(count, **kw)
             return [(node, f, self.pool.generation[f]) for f in frames]
         wire = {k: list(v) if v is not None else None
@@ -288,7 +297,7 @@ class NodeCore:
         try:
             reply = yield Call(node_dest(node), mm.FrameAlloc(count=count, preferred=preferred, task_node=task_node,
                                                               interleave=interleave, fill=fill, reclaim=reclaim,
-                                                              task_id=owner, **wire))
+                                                              task_id=owner, data=data, **wire))
         except NumaEmuError as exc:
             if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT, ErrorCode.EIO):
                 raise
@@ -374,26 +383,59 @@ class NodeCore:
         reply = yield Call(node_dest(node), mm.FrameRead(frame=frame, offset=offset, length=length, generation=gen))
         return reply.data
 
-    def write_frame(self, node: int, frame: int, gen: int, offset: int, data: bytes):
+    def write_frame(self, node: int, frame: int, gen: int, offset: int, data: bytes,
+                    master_of: tuple[str, int] | None = None, directory: int = -1):
+        """`master_of`: with these bytes the frame becomes that page's master (a move's target,
+        refused once the move's `directory` is known dead: the source keeps the page)."""
         if node == self.node_id:
-            self.check_generation(frame, gen)
+            self.become_master(frame, gen, master_of, directory)
             self.pool.write(frame, offset, data)
             return
-        yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=data, generation=gen))
+        yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=data, generation=gen,
+                                                  master_of=list(master_of) if master_of else None,
+                                                  directory=directory))
+
+    def become_master(self, frame: int, gen: int | None, master_of: tuple[str, int] | None, directory: int) -> None:
+        """Before a write into `frame`: its generation checked, and with `master_of` the frame made
+        that page's master, unless the move's directory is known dead: then the frame, allocated
+        for that move alone, is freed, and ESTALE."""
+        self.check_generation(frame, gen)
+        if master_of is None:
+            return
+        if directory in self.dead:
+            self.release([frame])
+            raise NumaEmuError(ErrorCode.ESTALE, f"frame {frame} of node {self.node_id}: the move of "
+                                                 f"{master_of[0]}:{master_of[1]} died with node {directory}")
+        self.master_frames[frame] = master_of
 
     def copy_frame(self, frame: int, gen: int | None, dst: int, dst_frame: int, dst_gen: int | None,
-                   free: bool = False):
+                   free: bool = False, dst_master_of: tuple[str, int] | None = None, directory: int = -1):
         """The one page-copy path (frame.copy): this node's frame into `dst_frame` on node `dst`,
-        read once and sent once. `free`: a migration, the frame is retired in the same step."""
+        read once and sent once. `free`: a migration: from the copy on, an access still in flight
+        to the frame gets ESTALE (and faults again, to find the page where the move put it); the
+        frame is freed once the copy landed, and serves again if the copy failed (its target died).
+        `dst_master_of`: the target becomes that page's master with the bytes, not before: a
+        master a directory's survivors announce always holds its page. A move whose `directory`
+        died meanwhile keeps the source frame: it was, or will be, announced as the master (the
+        new home frees whichever of the two it does not take)."""
         if not 0 <= frame < self.pool.frames or not 0 <= dst < self.n_nodes:
             raise NumaEmuError(ErrorCode.EINVAL, f"frame.copy: no frame {frame} on node {self.node_id} or no node {dst}")
         self.check_generation(frame, gen)
         data = self.pool.read(frame)
-        if free:
+        if not free:
+            yield from self.write_frame(dst, dst_frame, dst_gen, 0, data, dst_master_of, directory)
+            return
+        self.moving_out.add(frame)
+        try:
+            yield from self.write_frame(dst, dst_frame, dst_gen, 0, data, dst_master_of, directory)
+        finally:
+            self.moving_out.discard(frame)
+        if directory not in self.dead:
             self.release([frame])
-        yield from self.write_frame(dst, dst_frame, dst_gen, 0, data)
 
     def check_generation(self, frame: int, gen: int | None) -> None:
+        if frame in self.moving_out:
+            raise NumaEmuError(ErrorCode.ESTALE, f"frame {frame} of node {self.node_id} is being migrated away")
         if gen is not None and self.pool.generation[frame] != gen:
             raise NumaEmuError(ErrorCode.ESTALE, f"frame {frame} of node {self.node_id} was freed since it was mapped")
 

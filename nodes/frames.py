@@ -48,7 +48,10 @@ class FrameService:
             raise NumaEmuError(ErrorCode.EINVAL, "frame.alloc: fill must be a byte value")
         kw = dict(preferred=msg.preferred, task_node=msg.task_node, interleave=msg.interleave, fill=msg.fill,
                   replica_of=_page(msg.replica_of, "replica_of"), cache_of=_page(msg.cache_of, "cache_of"),
-                  owner=msg.task_id, master_of=_page(msg.master_of, "master_of"), shm_of=_page(msg.shm_of, "shm_of"))
+                  owner=msg.task_id, master_of=_page(msg.master_of, "master_of"), shm_of=_page(msg.shm_of, "shm_of"),
+                  data=msg.data)
+        if msg.data is not None and len(msg.data) != c.page_size:
+            raise NumaEmuError(ErrorCode.EINVAL, f"frame.alloc: data is {len(msg.data)} bytes, a page is {c.page_size}")
         if msg.reclaim:  # direct reclaim: no page lock is waited for (dir.reclaim takes none that is held)
             frames = yield from c.supply_reclaiming(msg.count, **kw)
         else:
@@ -91,7 +94,8 @@ class FrameService:
         return mm.FramesReadReply(data=b"".join(c.pool.read(f) for f in frames))
 
     def write(self, msg: mm.FrameWrite) -> Ok:
-        self.core.check_generation(msg.frame, msg.generation)
+        self.core.become_master(msg.frame, msg.generation, _page(msg.master_of, "master_of", "frame.write"),
+                                msg.directory)
         self.core.pool.write(msg.frame, msg.offset, msg.data)
         return Ok()
 
@@ -119,7 +123,8 @@ class FrameService:
     def copy(self, msg: pc.FrameCopy):
         """Send this frame's bytes to `dst` (replication, migration): they travel once, owner -> dst."""
         yield from self.core.copy_frame(msg.frame, msg.generation, msg.dst, msg.dst_frame, msg.dst_generation,
-                                        msg.free)
+                                        msg.free, _page(msg.dst_master_of, "dst_master_of", "frame.copy"),
+                                        msg.directory)
         return Ok()
 
     def replica_copy(self, msg: pc.ReplicaCopy):
@@ -158,10 +163,10 @@ class FrameService:
         return Ok()
 
 
-def _page(value: list | None, field: str) -> tuple[str, int] | None:
+def _page(value: list | None, field: str, kind: str = "frame.alloc") -> tuple[str, int] | None:
     """A page named on the wire as [obj, idx]; EINVAL for anything else."""
     if value is None:
         return None
     if len(value) != 2 or not isinstance(value[0], str) or not isinstance(value[1], int):
-        raise NumaEmuError(ErrorCode.EINVAL, f"frame.alloc: {field} must be [obj, idx]")
+        raise NumaEmuError(ErrorCode.EINVAL, f"{kind}: {field} must be [obj, idx]")
     return value[0], value[1]

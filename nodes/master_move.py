@@ -48,6 +48,7 @@ class MasterMove:
         nodes = (msg.mapper, msg.task_node) if msg.unmap_only else (msg.target, msg.mapper, msg.task_node)
         if not all(0 <= n < c.n_nodes for n in nodes) or msg.idx < 0 or not msg.obj:
             raise NumaEmuError(ErrorCode.EINVAL, "dir.migrate: bad node, page index or object")
+        yield from self.repl.settled(msg.obj, msg.idx)
         if (msg.obj, msg.idx) not in self.repl.dir.entries:
             return self._dir_reply(ENOENT)
         entry = yield from self.repl.lock_entry(msg.obj, msg.idx)
@@ -86,7 +87,11 @@ class MasterMove:
             yield from self._unmap_all(obj, idx, entry, src_frame)
             return mg.DirMigrateReply(status=src, remap=False, node=src, frame=src_frame, generation=src_gen,
                                       epoch=entry.epoch, cost_ns=0)
-        got = yield from c.alloc_on(target, 1, preferred=target, task_node=msg.task_node, **c.master_kwargs(obj, idx))
+        # the target becomes the page's master with the copy (FrameCopy dst_master_of), not before:
+        # if this directory dies in between, the survivors announce the source, which still holds it
+        kind = c.master_kwargs(obj, idx)
+        master_of = kind.pop("master_of")
+        got = yield from c.alloc_on(target, 1, preferred=target, task_node=msg.task_node, **kind)
         if not got:
             c.events["pgmigrate_fail"] += 1
             self._trace(msg, ENOMEM, src, src_frame, target, None)
@@ -95,7 +100,8 @@ class MasterMove:
         cost = yield from self._unmap_all(obj, idx, entry, src_frame)
         try:
             yield Call(node_dest(src), pc.FrameCopy(frame=src_frame, generation=src_gen, dst=target,
-                                                    dst_frame=frame, dst_generation=gen, free=True))
+                                                    dst_frame=frame, dst_generation=gen, free=True,
+                                                    dst_master_of=list(master_of), directory=c.node_id))
         except NumaEmuError:
             yield from c.free_frames({target: [frame]})
             c.events["pgmigrate_fail"] += 1

@@ -27,7 +27,7 @@ from numa_emu.nodes.replication import Replication, ReplicationTunables
 from numa_emu.nodes.store import RemoteStore, Store
 from numa_emu.nodes.sysctl import NodeControl
 from numa_emu.nodes.taskmove import TaskMoves
-from numa_emu.protocol.effects import Call
+from numa_emu.protocol.effects import Call, Spawn
 from numa_emu.protocol.messages import REGISTRY, Message, Notice, Request
 from numa_emu.protocol.messages import lifecycle as lc
 from numa_emu.protocol.messages import pagecache as pc
@@ -138,14 +138,21 @@ class Node:
             return None
         log.warning("node %d: node %d is dead (%s)", self.node_id, node, msg.why)
         held_shard = self.core.node_died(node, msg.why)
+        self.replication.expect_rebuild(node, held_shard)
         lost = self.mm.node_died(node)
         if lost:
             log.warning("node %d: %d private page(s) of its tasks died with node %d", self.node_id, lost, node)
         records = self.pcache.node_died(node, held_shard)
+        if held_shard:  # to every possible new home, empty too: each waits for every survivor's
+            for home in range(self.core.n_nodes):
+                if home not in self.core.shardless:
+                    records.setdefault(home, [])
         return self._after_death(node, records)
 
     def _after_death(self, node: int, records: dict[int, list[dict]]):
-        calls = [Call(node_dest(home), pc.DirRebuild(sender=self.node_id, records=recs))
+        if node in self.replication.rebuilding:
+            yield Spawn(self.replication.rebuild_deadline(node))
+        calls = [Call(node_dest(home), pc.DirRebuild(sender=self.node_id, records=recs, dead=node))
                  for home, recs in records.items()]
         if calls:
             yield calls

@@ -233,6 +233,13 @@ class PageCacheView:
 
     def shootdown(self, msg: pc.PteShootdown) -> pc.PteShootdownAck:
         key = (msg.obj, msg.idx)
+        if msg.directory in self.core.dead:
+            # Sent by a directory before it died, delivered after its death was heard here: the
+            # operation waiting for this ack died with it (no write or move happened), and this
+            # node announced its copy as it is to the page's new home, whose epochs start afresh
+            # (node_died): applied, it would free an announced replica or leave an epoch the new
+            # home is below, and every answer would look stale.
+            return pc.PteShootdownAck(unmapped=0)
         if msg.epoch > self.seen_epoch.get(key, -1):
             self.seen_epoch[key] = msg.epoch
         page = self.pages.get(key)

@@ -29,18 +29,19 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass
 
-from numa_emu.nodes.core import NodeCore
+from numa_emu.nodes.core import NodeCore, directory_home
 from numa_emu.nodes.directory import DirEntry, Directory
 from numa_emu.nodes.filetable import FileTable
 from numa_emu.nodes.placement import place
 from numa_emu.nodes.store import FILE_PREFIX, store_name
 from numa_emu.protocol.costmodel import SHOOTDOWN_NS
-from numa_emu.protocol.effects import Call, Sleep, Spawn
+from numa_emu.protocol.effects import Call, Future, Sleep, Spawn
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.messages import Ok
 from numa_emu.protocol.messages import pagecache as pc
 from numa_emu.protocol.policy import Policy
 from numa_emu.protocol.routing import node_dest
+from numa_emu.protocol.timing import PEER_CALL_TIMEOUT_S
 
 
 @dataclass
@@ -74,6 +75,12 @@ class Replication:
         self.files = files
         self.tunables = tunables
         self.lifetimes: collections.Counter[str] = collections.Counter()  # replica lifetimes, by lifetime_bucket
+        # The rebuild of a dead node's entries (docs/protocol.md#a-nodes-death, 3.): the dead node
+        # -> the live nodes whose dir.rebuild has not come yet; the senders of those that came
+        # before this node heard of the death; and what waiting accesses wait for (any change).
+        self.rebuilding: dict[int, set[int]] = {}
+        self.announced: dict[int, set[int]] = {}
+        self._changed = Future()
 
     def handlers(self) -> dict:
         return {"dir.read": self.read, "dir.write": self.write, "dir.writeback": self.writeback,
@@ -96,6 +103,7 @@ class Replication:
     # ---- the two accesses ---------------------------------------------------------------
     def read(self, msg: pc.DirRead):
         self._check(msg)
+        yield from self.settled(msg.obj, msg.idx)
         entry = yield from self.lock_entry(msg.obj, msg.idx)
         try:
             yield from self._survive(msg.obj, msg.idx, entry)
@@ -114,6 +122,7 @@ class Replication:
 
     def write(self, msg: pc.DirWrite):
         self._check(msg)
+        yield from self.settled(msg.obj, msg.idx)
         entry = self.dir.entry(msg.obj, msg.idx)
         cost = 0
         if self.tunables.unsafe_unreplicate and entry.replicas:
@@ -140,21 +149,19 @@ class Replication:
         policy = Policy.from_wire(msg.policy)
         placement = place(policy, task_node=msg.task_node, allowed=frozenset(msg.allowed) & c.possible,
                           fallback_orders=c.fallback, interleave_index=msg.interleave_index, weights=c.weights)
-        from_store = msg.obj.startswith(FILE_PREFIX) and c.store is not None  # reclaimable: the store has it
-        got = yield from c.allocate(placement, 1, msg.task_node, **c.master_kwargs(msg.obj, msg.idx))
+        data = None
+        if msg.obj.startswith(FILE_PREFIX) and c.store is not None:  # reclaimable: the store has it
+            # before any frame is taken: a read through the coordinator (a node of another host) may fail
+            data = yield from c.store.read_page(msg.obj, msg.idx)
+        # The bytes ride on the allocation: a frame its node counts as the page's master holds the
+        # page from the start, so the survivors of this directory never announce an empty one.
+        got = yield from c.allocate(placement, 1, msg.task_node, **c.master_kwargs(msg.obj, msg.idx),
+                                    data=data if data is not None and any(data) else None)
         if not got:
             raise NumaEmuError(ErrorCode.ENOMEM, f"no node the policy allows has a free frame for {msg.obj}:{msg.idx}")
-        node, frame, gen = got[0]
-        if from_store:
-            try:  # a read through the coordinator (a node of another host) may fail: the frame goes back
-                data = yield from c.store.read_page(msg.obj, msg.idx)
-            except NumaEmuError:
-                yield from c.free_frames({node: [frame]}, generations={node: [gen]})
-                raise
+        if data is not None:
             c.events["pgpgin"] += c.page_size // 1024  # KiB read in, as the kernel counts it
-            if any(data):
-                yield from c.write_frame(node, frame, gen, 0, data)
-        entry.node, entry.frame, entry.gen = node, frame, gen
+        entry.node, entry.frame, entry.gen = got[0]
 
     # ---- a node's death (docs/protocol.md#a-nodes-death) --------------------------------
     def bury(self, obj: str, idx: int, entry: DirEntry):
@@ -210,6 +217,50 @@ class Replication:
             finally:
                 entry.lock.release()
 
+    def expect_rebuild(self, node: int, held_shard: bool) -> None:
+        """`node` is dead (core.dead holds it): if it held a directory shard and this node can
+        inherit some of its pages, wait for every live node's announcement (dir.rebuild) before
+        serving them; a node that died cannot announce any more."""
+        c = self.core
+        for waiting in self.rebuilding.values():
+            waiting.discard(node)
+        early = self.announced.pop(node, set())
+        if held_shard and c.node_id not in c.shardless:
+            self.rebuilding[node] = {n for n in range(c.n_nodes) if n not in c.dead} - early
+        self._wake()
+
+    def rebuild_deadline(self, node: int):
+        """An announcement that has not come a peer call's deadline after this node heard of
+        `node`'s death never will (its call failed): the pages are served with what came."""
+        yield Sleep(PEER_CALL_TIMEOUT_S)
+        if self.rebuilding.pop(node, None):
+            self._wake()
+
+    def _wake(self) -> None:
+        for node in [n for n, waiting in self.rebuilding.items() if not waiting]:
+            del self.rebuilding[node]
+        changed, self._changed = self._changed, Future()
+        changed.set_result(None)
+
+    def settled(self, obj: str, idx: int):
+        """Before an access to (obj, idx): wait while its entry may be half rebuilt. A page whose
+        home died is served here once every survivor announced what it holds of it (else a
+        copy not yet announced would miss the next collapse, and a write would leave it stale);
+        a page whose home is another node by what this node knows, and would be this one were
+        that node dead, comes from a node that heard of that death first: wait to hear of it too."""
+        c = self.core
+        while True:
+            pending = {n for n, waiting in self.rebuilding.items() if waiting}
+            home = directory_home(obj, idx, c.n_nodes, c.shardless)
+            if home != c.node_id:
+                heard_first = directory_home(obj, idx, c.n_nodes, c.shardless | {home}) == c.node_id
+            else:
+                heard_first = False
+            if not heard_first and not (pending and directory_home(obj, idx, c.n_nodes, c.shardless - pending)
+                                        in pending):
+                return
+            yield self._changed
+
     def rebuild(self, msg: pc.DirRebuild):
         """The survivors' announcements of the pages whose directory home died and is now this
         node: each sender's mapping (the master or its replica), and the replica and master
@@ -244,6 +295,10 @@ class Replication:
                     entry.born_ns[node] = c.clock_ns()
                 elif entry.node < 0:
                     entry.node, entry.frame, entry.gen = node, frame, gen
+                elif node == sender and not rec["mapped"] and (node, frame) != (entry.node, entry.frame):
+                    # the other end of a move that died with the directory (both hold the bytes)
+                    yield from c.free_frames({node: [frame]})
+                    continue
                 if rec["mapped"]:
                     entry.mappers[sender] = node
                     if rec["writable"] and not rec["replica"]:
@@ -254,6 +309,12 @@ class Replication:
                 c.events["dir_rebuilt"] += 1
             finally:
                 entry.lock.release()
+        if 0 <= msg.dead < c.n_nodes:  # this survivor's copies are all in: the pages may be served
+            if msg.dead in self.rebuilding:
+                self.rebuilding[msg.dead].discard(sender)
+            elif msg.dead not in c.dead:  # came before this node heard of the death
+                self.announced.setdefault(msg.dead, set()).add(sender)
+            self._wake()
         return Ok()
 
     def _record(self, rec) -> dict:
@@ -340,14 +401,15 @@ class Replication:
                    write_protect: bool, cause: str, free: bool = False):
         """Drop (or write-protect) the mappings (home node, copy node, copy frame) and wait for
         every acknowledgement; with `free`, each target frees its replica once unmapped. All are
-        sent at once; a dead node cannot access anything: its silence counts as an ack.
-        Returns the cost in ns charged to the access that caused it."""
+        sent at once; a dead node cannot access anything: its silence counts as an ack, and so
+        does the EIO its death gives the call (a replica freed by a target that answered must
+        not stay in the entry). Returns the cost in ns charged to the access that caused it."""
         c = self.core
         entry.epoch += 1
         calls = []
         for home, node, frame in targets:
             msg = pc.PteShootdown(obj=obj, idx=idx, node=node, frame=frame, write_protect=write_protect,
-                                  free=free, cause=cause, epoch=entry.epoch)
+                                  free=free, cause=cause, epoch=entry.epoch, directory=c.node_id)
             if c.trace.on:
                 c.trace.emit("shootdown", obj=obj, idx=idx, target=home, copy_node=node, frame=frame,
                              write_protect=write_protect, cause=cause, phase="sent")
@@ -356,7 +418,7 @@ class Replication:
             try:
                 yield calls  # in parallel; the gather settles every call before it reports a failure
             except NumaEmuError as exc:
-                if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT):
+                if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT, ErrorCode.EIO):
                     raise
         if c.trace.on:
             c.trace.emit("shootdown", obj=obj, idx=idx, targets=[t[0] for t in targets], cause=cause, phase="acked")
@@ -443,6 +505,8 @@ class Replication:
             c.trace.emit("writeback", obj=obj, idx=idx, master=entry.node, frame=entry.frame)
 
     def truncate(self, msg: pc.DirTruncate):
+        while any(self.rebuilding.values()):  # else a copy announced later would outlive the cut
+            yield self._changed
         for (obj, idx), entry in self.dir.of_object(msg.obj):
             if idx < msg.first_idx:
                 continue

@@ -226,6 +226,7 @@ class FrameAlloc(Request):
     reclaim: bool = False  # reclaim clean page-cache pages here when short (direct reclaim)
     task_id: int | None = None  # private frames of this task: freed by node.task.purge if its home dies
     master_of: list | None = None  # [obj, idx]: the master of a shared page (announced if its directory dies)
+    data: bytes | None = None  # written into each frame at once (a file page's master, read from the store)
 
 
 @message
@@ -280,6 +281,8 @@ class FrameWrite(Request):
     offset: int
     data: bytes
     generation: int | None = None
+    master_of: list | None = None  # [obj, idx]: with these bytes the frame is that page's master (a move's end)
+    directory: int = -1  # that move's directory: a target that knows it dead refuses (ESTALE)
 
 
 @message

@@ -278,12 +278,15 @@ class DirWriteback(Request):
 class DirRebuild(Request):
     """Survivor -> the new directory home of pages whose home died: what the sender holds of
     each (docs/protocol.md#a-nodes-death). A record: obj, idx, node, frame, gen (the copy),
-    replica (it is a replica on the sender), mapped (the sender maps it), writable."""
+    replica (it is a replica on the sender), mapped (the sender maps it), writable. Every
+    survivor sends one to every possible new home, empty when it holds nothing of its pages:
+    a new home serves those pages once every survivor's has come."""
 
     kind = "dir.rebuild"
     reply = Ok
     sender: int
     records: list
+    dead: int = -1  # the node whose death this announcement follows
 
 
 @message
@@ -317,14 +320,19 @@ class PteShootdown(Request):
     free: bool = False  # the copy is a replica on the receiving node: free it once unmapped
     cause: str = ""
     epoch: int = 0  # the entry's new epoch: an answer of an older epoch that arrives later is stale
+    directory: int = -1  # the sender: one its receiver knows dead is ignored (its operation died with it)
 
 
 @message
 class FrameCopy(Request):
     """-> the owner of a frame: copy it into `dst_frame` on `dst` (the bytes travel owner -> dst
     once). The one page-copy path of replication and migration. With `free` (a migration) the
-    frame is freed in the same step, so an access still in flight to it either is in the copy or
-    gets ESTALE and faults again; the generations, when given, must still be the frames'."""
+    frame is retired in the same step, so an access still in flight to it either is in the copy or
+    gets ESTALE and faults again, and freed once the copy landed (a copy that fails leaves it in
+    place); the generations, when given, must still be the frames'. `dst_master_of`: the copy
+    makes the target the master of that page (announced if its directory dies). A move whose
+    `directory` died meanwhile leaves the source frame in place (it was, or will be, announced
+    as the master) and the target refuses it once it knows the death."""
 
     kind = "frame.copy"
     reply = Ok
@@ -334,6 +342,8 @@ class FrameCopy(Request):
     generation: int | None = None
     dst_generation: int | None = None
     free: bool = False
+    dst_master_of: list | None = None
+    directory: int = -1  # a move's directory: if it died meanwhile, the source keeps the frame
 
 
 @message
