@@ -484,13 +484,14 @@ class MemoryManager:
         p, offset = divmod(msg.vaddr - region.start, core.page_size)
         if region.kind != ANON or offset + length > core.page_size or region.hinted(p):
             return None
-        if region.node[p] != core.node_id:
-            if region.node[p] in core.dead:
-                raise core.dead_error(region.node[p], self.page_name(task, region, p))
-            if region.node[p] == ZEROPAGE and data is None:  # the zero page: zeros at a local access's cost
+        node = region.node[p]  # read once: each lookup is a Python-level call (nodes.sparsearray)
+        if node != core.node_id:
+            if node in core.dead:
+                raise core.dead_error(node, self.page_name(task, region, p))
+            if node == ZEROPAGE and data is None:  # the zero page: zeros at a local access's cost
                 task.clock_ns += core.cost.access_ns(task.node, task.node, length)
                 return mm.AccessReply(data=bytes(length), clock_ns=task.clock_ns)
-            return self._forward(task, region, p, offset, length, data) if msg.direct and core.forwarding and region.node[p] >= 0 else None
+            return self._forward(task, region, p, node, offset, length, data) if msg.direct and core.forwarding and node >= 0 else None
         frame = region.frame[p]
         if data is None:
             out = core.pool.read(frame, offset, length)
@@ -503,12 +504,13 @@ class MemoryManager:
         task.clock_ns += core.cost.access_ns(task.node, task.node, length)
         return mm.AccessReply(data=out, clock_ns=task.clock_ns)
 
-    def _forward(self, task: TaskState, region: Region, p: int, offset: int, length: int, data: bytes | None) -> Forward:
+    def _forward(self, task: TaskState, region: Region, p: int, node: int, offset: int, length: int,
+                 data: bytes | None) -> Forward:
         """A present private page on another node, for a task connected to every node: that node
         serves the access and answers the task (IVY forwarding; docs/protocol.md#forwarded-access): three messages
         instead of four. The clock, the dirty bit and the trace event are settled here first;
         the task's next request cannot arrive before the answer, so this stays serialised."""
-        core, node, frame = self.core, region.node[p], region.frame[p]
+        core, frame = self.core, region.frame[p]
         if data is not None:
             region.dirty[p] = 1
         task.clock_ns += core.cost.access_ns(task.node, node, length)
@@ -518,7 +520,7 @@ class MemoryManager:
         return Forward(node_dest(node), mm.AccessForward(route=b"", request_id=0, home=core.node_id, frame=frame,
                                                          offset=offset, length=0 if data is not None else length,
                                                          data=data, clock_ns=task.clock_ns),
-                       self.page_name(task, region, p))
+                       lambda: self.page_name(task, region, p))
 
     def _access(self, task: TaskState, msg: mm.Access):
         write = msg.data is not None

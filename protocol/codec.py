@@ -53,11 +53,11 @@ def encode_reply(reply: Reply, request_id: int, stats: Counter[str]) -> list[byt
     """The frames of `reply` to request `request_id`. A reply that cannot be packed (a value
     beyond what msgpack holds, text that is not UTF-8, a handler's bug) becomes an EIO error
     reply and a log line: the requester learns of it, the process goes on serving."""
-    kind = getattr(reply, "kind", type(reply).__name__)
     try:
         reply.reply_to = request_id
         return encode(reply)
     except Exception as exc:
+        kind = getattr(reply, "kind", type(reply).__name__)
         log.exception("the %s reply to request %s could not be packed", kind, request_id)
         stats["replies_unpackable"] += 1
         why = exc.message if isinstance(exc, NumaEmuError) else f"{kind} cannot be packed: {exc.__class__.__name__}: {exc}"
@@ -96,16 +96,21 @@ def decode(frames: list[bytes]) -> Message:
         raise WireError(ErrorCode.EINVAL, f"malformed envelope ({exc.__class__.__name__}{detail})") from None
     if not isinstance(env, dict):
         raise WireError(ErrorCode.EINVAL, f"malformed envelope: expected a map, got {type(env).__name__}")
-    request_id = env.get("id") if isinstance(env.get("id"), int) and not isinstance(env.get("id"), bool) else None
+    # the request id is read before from_wire consumes the envelope, but only looked at on errors
+    request_id = env.get("id")
     kind = env.get("kind")
     if not isinstance(kind, str):
-        raise WireError(ErrorCode.EINVAL, "malformed envelope: no 'kind' string", request_id)
+        raise WireError(ErrorCode.EINVAL, "malformed envelope: no 'kind' string", _int_or_none(request_id))
     cls = REGISTRY.get(kind)
     if cls is None:
-        raise WireError(ErrorCode.EINVAL, f"unknown message kind {kind[:64]!r}", request_id)
+        raise WireError(ErrorCode.EINVAL, f"unknown message kind {kind[:64]!r}", _int_or_none(request_id))
     try:
         return cls.from_wire(env)
     except NumaEmuError as exc:
-        raise WireError(exc.code, exc.message, request_id) from None
+        raise WireError(exc.code, exc.message, _int_or_none(request_id)) from None
     except (TypeError, ValueError) as exc:
-        raise WireError(ErrorCode.EINVAL, f"{kind}: {exc}", request_id) from None
+        raise WireError(ErrorCode.EINVAL, f"{kind}: {exc}", _int_or_none(request_id)) from None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
