@@ -7,6 +7,7 @@ it (measured: at 4 KiB one msgpack frame is as fast as a raw zero-copy frame). N
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from typing import Any
 
@@ -32,8 +33,17 @@ class WireError(NumaEmuError):
         self.request_id = request_id
 
 
+# One Packer per thread, kept: msgpack.packb makes a new one at every call (0.7 us against 0.45 us
+# for an envelope here); a Packer clears itself after each pack, also after a failed one.
+_packers = threading.local()
+
+
 def pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
+    try:
+        packer = _packers.packer
+    except AttributeError:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+    return packer.pack(obj)
 
 
 def unpack(data: bytes) -> Any:

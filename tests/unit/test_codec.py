@@ -104,6 +104,29 @@ def test_a_message_with_every_field_and_one_with_defaults_decode_alike():
     assert sparse.__dict__.keys() == full.__dict__.keys()
 
 
+def test_a_message_that_cannot_be_packed_leaves_the_next_one_whole():
+    """The codec keeps one msgpack Packer per thread: a failed pack must not leave bytes behind."""
+    import threading
+
+    import msgpack
+
+    from numa_emu.protocol.errors import NumaEmuError
+    from numa_emu.protocol.messages import memory as mm
+
+    with pytest.raises(NumaEmuError) as err:
+        codec.encode(mm.Access(task_id=1 << 70, vaddr=0, length=8))
+    assert err.value.code == ErrorCode.EINVAL
+    assert err.value.message == "mem.access cannot be packed: OverflowError: Integer value out of range"
+    ok = mm.Access(task_id=3, vaddr=4096, length=8, id=5)
+    expected = [TAG, msgpack.packb(ok.to_wire(), use_bin_type=True)]
+    assert codec.encode(ok) == expected
+    elsewhere: list = []
+    thread = threading.Thread(target=lambda: elsewhere.append(codec.encode(ok)))
+    thread.start()
+    thread.join()
+    assert elsewhere == [expected]
+
+
 def test_messages_are_dataclasses_with_id():
     for cls in REGISTRY.values():
         assert dataclasses.is_dataclass(cls)
