@@ -42,6 +42,11 @@ if TYPE_CHECKING:
 _CHUNK_PAGES = 4096
 
 
+def private_page_name(task_id: int, vaddr: int) -> str:
+    """A private page as an error names it (MemoryManager.page_name)."""
+    return f"page {vaddr:#x} of task {task_id}"
+
+
 class _Clock:
     """A task's virtual clock (ns): it saturates at protocol.limits.CLOCK_MAX_NS instead of
     growing past what a reply can carry (msgpack integers end at 64 bits)."""
@@ -511,16 +516,19 @@ class MemoryManager:
         instead of four. The clock, the dirty bit and the trace event are settled here first;
         the task's next request cannot arrive before the answer, so this stays serialised."""
         core, frame = self.core, region.frame[p]
+        # the page's name, built only if `node` dies before answering, from values and not from the
+        # region (kept with the forward, it must not keep an unmapped region alive)
+        task_id, vaddr = task.task_id, region.start + p * core.page_size
         if data is not None:
             region.dirty[p] = 1
         task.clock_ns += core.cost.access_ns(task.node, node, length)
         if core.trace.on:
-            core.trace.emit("access", task=task.task_id, vns=task.clock_ns, addr=region.start + p * core.page_size + offset,
-                            write=data is not None, bytes=length, to=node, frame=frame)
+            core.trace.emit("access", task=task_id, vns=task.clock_ns, addr=vaddr + offset, write=data is not None,
+                            bytes=length, to=node, frame=frame)
         return Forward(node_dest(node), mm.AccessForward(route=b"", request_id=0, home=core.node_id, frame=frame,
                                                          offset=offset, length=0 if data is not None else length,
                                                          data=data, clock_ns=task.clock_ns),
-                       lambda: self.page_name(task, region, p))
+                       lambda: private_page_name(task_id, vaddr))
 
     def _access(self, task: TaskState, msg: mm.Access):
         write = msg.data is not None
@@ -681,7 +689,7 @@ class MemoryManager:
         """A page as an error names it: the task's virtual address, or the shared object's page."""
         vaddr = region.start + p * self.core.page_size
         if region.kind == ANON:
-            return f"page {vaddr:#x} of task {task.task_id}"
+            return private_page_name(task.task_id, vaddr)
         return f"page {region.obj_offset + p} of {region.obj} (task {task.task_id} at {vaddr:#x})"
 
     # ---- queries ------------------------------------------------------------------------
