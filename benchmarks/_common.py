@@ -268,13 +268,18 @@ class ForwardClient:
     the echo child (as a task's channel is connected to every node); requests go to the
     forwarder, the answer comes from the echo child."""
 
-    def __init__(self, forward_endpoint: str, echo_endpoint: str):
+    def __init__(self, forward_endpoint: str, echo_endpoint: str, *, echo_serverkey: bytes | None = None):
+        """`echo_serverkey`: the echo child is a CURVE server with this public key (across hosts);
+        the forwarder is reached without CURVE, as a task reaches its home node over ipc."""
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.linger = 0
         self.sock.setsockopt(zmq.ROUTING_ID, b"bare-client")
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         for name, endpoint in ((b"forward", forward_endpoint), (b"echo", echo_endpoint)):
+            if name == b"echo" and echo_serverkey is not None:  # a connection takes the options set before it
+                self.sock.curve_serverkey = echo_serverkey
+                self.sock.curve_publickey, self.sock.curve_secretkey = zmq.curve_keypair()
             self.sock.setsockopt(zmq.CONNECT_ROUTING_ID, name)
             self.sock.connect(endpoint)
         self._send(b"echo", {"hello": 1})  # the echo child knows this client before any forward

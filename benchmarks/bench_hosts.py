@@ -11,7 +11,9 @@ them): what is measured is the software path (CURVE, the node-to-node tcp links)
     of host a (attached through host a's connection file: its home node over ipc, node 1 over
     tcp) reads 8 bytes of a page bound to node 1: task -> node 0 (ipc) -> node 1 (tcp) -> task
     (tcp). Baseline: a DEALER -> ROUTER echo over tcp with CURVE (bare pyzmq, no ZAP), 8-byte
-    reply. On one host bench_remote's target is 2.5x the bare round trip.
+    reply. On one host bench_remote's target is 2.5x the bare round trip. Also shown, (a)'s floor:
+    the bare forwarding chain of bench_remote across hosts (client -ipc-> forwarder -tcp+CURVE->
+    echo -tcp+CURVE-> client: three processes, three messages, no numa-emu code).
 (b) 4 KiB page copy across hosts: frame.read of 4 KiB from node 1 directly over tcp+CURVE
     (protocol.client.Client; the node-to-node path), and Region.read(0, 4096) of the remote
     page. Baseline: the bare CURVE round trip with a 4 KiB reply. On one host the target is 2x.
@@ -45,6 +47,13 @@ _CURVE_ECHO = bc._ECHO_CHILD.replace(
     "sock.bind(sys.argv[1])",
     "import os; sock.curve_publickey = os.environb[b'NE_BENCH_PUBLIC']; "
     "sock.curve_secretkey = os.environb[b'NE_BENCH_SECRET']; sock.curve_server = True; sock.bind(sys.argv[1])")
+# The bare forwarding chain of benchmarks/_common.py across hosts, the floor of (a)'s three
+# messages: the client reaches the forwarder (its own host) over ipc, the forwarder and the client
+# reach the CURVE echo (host b) over tcp as CURVE clients; the echo answers the client directly.
+_CURVE_FORWARD = bc._FORWARD_CHILD.replace(
+    "back.connect(sys.argv[2])",
+    "import os; back.curve_serverkey = os.environb[b'NE_BENCH_PUBLIC']; "
+    "back.curve_publickey, back.curve_secretkey = zmq.curve_keypair(); back.connect(sys.argv[2])")
 
 
 def fake_hosts(home: Path, n: int) -> list[Host]:
@@ -75,7 +84,7 @@ def curve_echo(address: str):
             client.sock.curve_serverkey = public
             client.sock.connect(endpoint)
             try:
-                yield client
+                yield endpoint, public, client
             finally:
                 client.close()
     finally:
@@ -83,9 +92,22 @@ def curve_echo(address: str):
             os.environ.pop(key, None)
 
 
+@contextlib.contextmanager
+def curve_forward(home: Path, echo_endpoint: str, echo_public: bytes):
+    """The bare forwarding chain across hosts (_CURVE_FORWARD) in front of a curve_echo; yields its client."""
+    endpoint = f"ipc://{home}/curve-forward-{os.getpid()}.sock"
+    with bc._bare_child(_CURVE_FORWARD, "curve forward", endpoint, echo_endpoint):
+        client = bc.ForwardClient(endpoint, echo_endpoint, echo_serverkey=echo_public)
+        try:
+            yield client
+        finally:
+            client.close()
+
+
 def measure_links(home: Path, count: int, blocks: int, warmup: int) -> dict[str, list[float]]:
     hosts = fake_hosts(home, 2)
-    with curve_echo(ADDRESSES[1]) as curve, bc.echo_server(home) as echo_ep, \
+    with curve_echo(ADDRESSES[1]) as (curve_ep, curve_public, curve), bc.echo_server(home) as echo_ep, \
+            curve_forward(home, curve_ep, curve_public) as forward, \
             Cluster(build_shape("full,2,mem=64MiB,cpus=1"), name="hosts", hosts=hosts, launcher="local") as cluster:
         echo = bc.EchoClient(echo_ep)
         env8, env4k = bc.read_envelope(8), bc.read_envelope(PAGE)
@@ -114,6 +136,7 @@ def measure_links(home: Path, count: int, blocks: int, warmup: int) -> dict[str,
                 "ipc8": lambda: echo.one(env8),
                 "ipc4k": lambda: echo.one(env4k),
                 "curve8": lambda: curve.one(env8),
+                "fwd8": lambda: forward.one(env8),
                 "curve4k": lambda: curve.one(env4k),
                 "local8": lambda: local.read(PAGE - 8, 8),
                 "remote8": lambda: remote.read(PAGE - 8, 8),
@@ -186,6 +209,8 @@ def main() -> None:
     bc.table("(a) 8 bytes across hosts (task of host a, page on node 1 of host b)", cols, [
         row("curve8", "bare pyzmq tcp+CURVE round trip, 8 B reply (baseline)", "curve8"),
         row("ipc8", "bare pyzmq ipc round trip, 8 B (one host's baseline)", "curve8"),
+        row("fwd8", "bare forwarding across hosts, 8 B (client -ipc-> forwarder -tcp-> echo -tcp-> client; "
+                    "(a)'s floor)", "curve8"),
         row("local8", "Region.read(off, 8), page on the home node (ipc)", "curve8"),
         row("remote8", "(a) Region.read(off, 8), page on host b (task -ipc-> 0 -tcp-> 1 -tcp-> task)", "curve8",
             2.5),

@@ -42,6 +42,11 @@ if TYPE_CHECKING:
 _CHUNK_PAGES = 4096
 
 
+def private_page_name(task_id: int, vaddr: int) -> str:
+    """A private page as an error names it (MemoryManager.page_name)."""
+    return f"page {vaddr:#x} of task {task_id}"
+
+
 class _Clock:
     """A task's virtual clock (ns): it saturates at protocol.limits.CLOCK_MAX_NS instead of
     growing past what a reply can carry (msgpack integers end at 64 bits)."""
@@ -499,13 +504,14 @@ class MemoryManager:
         p, offset = divmod(msg.vaddr - region.start, core.page_size)
         if region.kind != ANON or offset + length > core.page_size or region.hinted(p):
             return None
-        if region.node[p] != core.node_id:
-            if region.node[p] in core.dead:
-                raise core.dead_error(region.node[p], self.page_name(task, region, p))
-            if region.node[p] == ZEROPAGE and data is None:  # the zero page: zeros at a local access's cost
+        node = region.node[p]  # read once: each lookup is a Python-level call (nodes.sparsearray)
+        if node != core.node_id:
+            if node in core.dead:
+                raise core.dead_error(node, self.page_name(task, region, p))
+            if node == ZEROPAGE and data is None:  # the zero page: zeros at a local access's cost
                 task.clock_ns += core.cost.access_ns(task.node, task.node, length)
                 return mm.AccessReply(data=bytes(length), clock_ns=task.clock_ns)
-            return self._forward(task, region, p, offset, length, data) if msg.direct and core.forwarding and region.node[p] >= 0 else None
+            return self._forward(task, region, p, node, offset, length, data) if msg.direct and core.forwarding and node >= 0 else None
         frame = region.frame[p]
         if data is None:
             out = core.pool.read(frame, offset, length)
@@ -518,22 +524,26 @@ class MemoryManager:
         task.clock_ns += core.cost.access_ns(task.node, task.node, length)
         return mm.AccessReply(data=out, clock_ns=task.clock_ns)
 
-    def _forward(self, task: TaskState, region: Region, p: int, offset: int, length: int, data: bytes | None) -> Forward:
+    def _forward(self, task: TaskState, region: Region, p: int, node: int, offset: int, length: int,
+                 data: bytes | None) -> Forward:
         """A present private page on another node, for a task connected to every node: that node
         serves the access and answers the task (IVY forwarding; docs/protocol.md#forwarded-access): three messages
         instead of four. The clock, the dirty bit and the trace event are settled here first;
         the task's next request cannot arrive before the answer, so this stays serialised."""
-        core, node, frame = self.core, region.node[p], region.frame[p]
+        core, frame = self.core, region.frame[p]
+        # the page's name, built only if `node` dies before answering, from values and not from the
+        # region (kept with the forward, it must not keep an unmapped region alive)
+        task_id, vaddr = task.task_id, region.start + p * core.page_size
         if data is not None:
             region.dirty[p] = 1
         task.clock_ns += core.cost.access_ns(task.node, node, length)
         if core.trace.on:
-            core.trace.emit("access", task=task.task_id, vns=task.clock_ns, addr=region.start + p * core.page_size + offset,
-                            write=data is not None, bytes=length, to=node, frame=frame)
+            core.trace.emit("access", task=task_id, vns=task.clock_ns, addr=vaddr + offset, write=data is not None,
+                            bytes=length, to=node, frame=frame)
         return Forward(node_dest(node), mm.AccessForward(route=b"", request_id=0, home=core.node_id, frame=frame,
                                                          offset=offset, length=0 if data is not None else length,
                                                          data=data, clock_ns=task.clock_ns),
-                       self.page_name(task, region, p))
+                       lambda: private_page_name(task_id, vaddr))
 
     def _access(self, task: TaskState, msg: mm.Access):
         write = msg.data is not None
@@ -710,7 +720,7 @@ class MemoryManager:
         """A page as an error names it: the task's virtual address, or the shared object's page."""
         vaddr = region.start + p * self.core.page_size
         if region.kind == ANON:
-            return f"page {vaddr:#x} of task {task.task_id}"
+            return private_page_name(task.task_id, vaddr)
         return f"page {region.obj_offset + p} of {region.obj} (task {task.task_id} at {vaddr:#x})"
 
     # ---- queries ------------------------------------------------------------------------

@@ -7,6 +7,7 @@ it (measured: at 4 KiB one msgpack frame is as fast as a raw zero-copy frame). N
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from typing import Any
 
@@ -32,8 +33,17 @@ class WireError(NumaEmuError):
         self.request_id = request_id
 
 
+# One Packer per thread, kept: msgpack.packb makes a new one at every call (0.7 us against 0.45 us
+# for an envelope here); a Packer clears itself after each pack, also after a failed one.
+_packers = threading.local()
+
+
 def pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
+    try:
+        packer = _packers.packer
+    except AttributeError:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+    return packer.pack(obj)
 
 
 def unpack(data: bytes) -> Any:
@@ -53,11 +63,11 @@ def encode_reply(reply: Reply, request_id: int, stats: Counter[str]) -> list[byt
     """The frames of `reply` to request `request_id`. A reply that cannot be packed (a value
     beyond what msgpack holds, text that is not UTF-8, a handler's bug) becomes an EIO error
     reply and a log line: the requester learns of it, the process goes on serving."""
-    kind = getattr(reply, "kind", type(reply).__name__)
     try:
         reply.reply_to = request_id
         return encode(reply)
     except Exception as exc:
+        kind = getattr(reply, "kind", type(reply).__name__)
         log.exception("the %s reply to request %s could not be packed", kind, request_id)
         stats["replies_unpackable"] += 1
         why = exc.message if isinstance(exc, NumaEmuError) else f"{kind} cannot be packed: {exc.__class__.__name__}: {exc}"
@@ -96,16 +106,21 @@ def decode(frames: list[bytes]) -> Message:
         raise WireError(ErrorCode.EINVAL, f"malformed envelope ({exc.__class__.__name__}{detail})") from None
     if not isinstance(env, dict):
         raise WireError(ErrorCode.EINVAL, f"malformed envelope: expected a map, got {type(env).__name__}")
-    request_id = env.get("id") if isinstance(env.get("id"), int) and not isinstance(env.get("id"), bool) else None
+    # the request id is read before from_wire consumes the envelope, but only looked at on errors
+    request_id = env.get("id")
     kind = env.get("kind")
     if not isinstance(kind, str):
-        raise WireError(ErrorCode.EINVAL, "malformed envelope: no 'kind' string", request_id)
+        raise WireError(ErrorCode.EINVAL, "malformed envelope: no 'kind' string", _int_or_none(request_id))
     cls = REGISTRY.get(kind)
     if cls is None:
-        raise WireError(ErrorCode.EINVAL, f"unknown message kind {kind[:64]!r}", request_id)
+        raise WireError(ErrorCode.EINVAL, f"unknown message kind {kind[:64]!r}", _int_or_none(request_id))
     try:
         return cls.from_wire(env)
     except NumaEmuError as exc:
-        raise WireError(exc.code, exc.message, request_id) from None
+        raise WireError(exc.code, exc.message, _int_or_none(request_id)) from None
     except (TypeError, ValueError) as exc:
-        raise WireError(ErrorCode.EINVAL, f"{kind}: {exc}", request_id) from None
+        raise WireError(ErrorCode.EINVAL, f"{kind}: {exc}", _int_or_none(request_id)) from None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -51,7 +51,9 @@ class Forward:
 
     dest: str
     notice: Notice
-    what: str = ""  # what the request reaches there ("page 0x... of task 7"), for the error if `dest` dies
+    # what the request reaches there ("page 0x... of task 7"), for the error if `dest` dies; or a
+    # function that says it, called only then (naming it costs more than forwarding it)
+    what: str | Callable[[], str] = ""
 
 
 @dataclass(frozen=True)

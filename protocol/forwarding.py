@@ -62,6 +62,7 @@ class Forwarding:
         for sent, routing, request_id, what in self._forwarded.pop(dest, ()):
             if sent >= horizon:
                 self.stats["forwards_failed"] += 1
+                what = what() if callable(what) else what
                 text = f"{why}: {what} was there and is lost" if what else why
                 self._reply(routing, request_id, None, NumaEmuError(ErrorCode.EIO, text))
 

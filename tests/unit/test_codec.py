@@ -78,6 +78,55 @@ def test_request_id_survives_a_bad_field_so_the_sender_can_be_answered():
     assert err.value.request_id == 42
 
 
+def test_a_field_too_many_in_place_of_a_missing_one_is_refused():
+    """As many fields as the kind has, one of them unknown: refused for the unknown one, and
+    not taken as a complete message."""
+    with pytest.raises(codec.WireError) as err:
+        codec.decode([TAG, codec.pack({"kind": "node.heartbeat", "id": 4, "node_id": 1, "frames_free": 1,
+                                       "bogus": 2})])
+    assert err.value.code == ErrorCode.EINVAL
+    assert err.value.message == "node.heartbeat: unknown field(s) bogus"
+    assert err.value.request_id == 4
+
+
+def test_a_request_id_that_is_not_an_integer_is_not_reported():
+    with pytest.raises(codec.WireError) as err:
+        codec.decode([TAG, codec.pack({"kind": "ping", "id": True, "bogus": 1})])
+    assert err.value.request_id is None
+
+
+def test_a_message_with_every_field_and_one_with_defaults_decode_alike():
+    from numa_emu.protocol.messages import memory as mm
+
+    full = mm.Access(task_id=3, vaddr=4096, length=8, data=None, direct=False, id=9)
+    sparse = codec.decode([TAG, codec.pack({"kind": "mem.access", "id": 9, "task_id": 3, "vaddr": 4096, "length": 8})])
+    assert codec.decode(codec.encode(full)) == sparse == full
+    assert sparse.__dict__.keys() == full.__dict__.keys()
+
+
+def test_a_message_that_cannot_be_packed_leaves_the_next_one_whole():
+    """The codec keeps one msgpack Packer per thread: a failed pack must not leave bytes behind."""
+    import threading
+
+    import msgpack
+
+    from numa_emu.protocol.errors import NumaEmuError
+    from numa_emu.protocol.messages import memory as mm
+
+    with pytest.raises(NumaEmuError) as err:
+        codec.encode(mm.Access(task_id=1 << 70, vaddr=0, length=8))
+    assert err.value.code == ErrorCode.EINVAL
+    assert err.value.message == "mem.access cannot be packed: OverflowError: Integer value out of range"
+    ok = mm.Access(task_id=3, vaddr=4096, length=8, id=5)
+    expected = [TAG, msgpack.packb(ok.to_wire(), use_bin_type=True)]
+    assert codec.encode(ok) == expected
+    elsewhere: list = []
+    thread = threading.Thread(target=lambda: elsewhere.append(codec.encode(ok)))
+    thread.start()
+    thread.join()
+    assert elsewhere == [expected]
+
+
 def test_messages_are_dataclasses_with_id():
     for cls in REGISTRY.values():
         assert dataclasses.is_dataclass(cls)

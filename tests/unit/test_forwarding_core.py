@@ -56,6 +56,32 @@ def test_a_one_page_access_of_a_remote_private_page_is_forwarded(home):
     assert fwd.clock_ns == home.task.clock_ns == before + cost
 
 
+def test_a_forward_names_its_page_only_when_the_owner_dies(home):
+    """The page's name is built for the EIO answer of a forward lost with its owner, not for
+    every forward (protocol.forwarding.Forwarding.fail)."""
+    import collections
+
+    from numa_emu.protocol.forwarding import Forwarding
+    from numa_emu.protocol.link import DelayingLink
+
+    out = home.mm.access(mm.Access(task_id=7, vaddr=home.start + 100, length=8, direct=True))
+    assert callable(out.what)
+    # kept with up to 4096 forwards per peer: it holds the name's values, not the region
+    assert sorted(type(c.cell_contents).__name__ for c in out.what.__closure__) == ["int", "int"]
+    sent, replies = [], []
+    stats: collections.Counter = collections.Counter()
+    fwd = Forwarding(DelayingLink(stats), stats, lambda dest, frames: sent.append(dest),
+                     lambda routing, request_id, result, exc: replies.append((routing, request_id, exc)))
+    fwd.forward([b"task:7:x"], 41, out)
+    assert sent == ["node:1"] and replies == []
+    fwd.fail("node:1", "node 1 is dead (exited with status -9)")
+    [(routing, request_id, exc)] = replies
+    assert (routing, request_id, exc.code) == ([b"task:7:x"], 41, ErrorCode.EIO)
+    assert exc.message == (f"node 1 is dead (exited with status -9): page {home.start:#x} of task 7 "
+                           "was there and is lost")
+    assert stats["forwards_failed"] == 1
+
+
 def test_a_forwarded_write_marks_the_page_dirty_here(home):
     out = home.mm.access(mm.Access(task_id=7, vaddr=home.start + 8, data=b"abcd", direct=True))
     assert isinstance(out, Forward) and out.notice.data == b"abcd" and out.notice.length == 0
