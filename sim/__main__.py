@@ -122,9 +122,10 @@ def main(argv: list[str]) -> int:
             result = run(scenario, args.seed, args.sysctl, **faults)
             _print_run(result)
             return EXIT_OK if result.ok else EXIT_VIOLATION
-        started = time.monotonic()
+        started, struck = time.monotonic(), 0
         for seed in range(args.first, args.first + args.runs):
             result = run(scenario, seed, args.sysctl, trace=False, **faults)
+            struck += bool(result.faults)
             if not result.ok:  # again with its trace: the same run
                 _print_run(run(scenario, seed, args.sysctl, **faults))
                 print(f"seed {seed} breaks an invariant after {seed - args.first + 1} run(s); replay it with:")
@@ -135,7 +136,8 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     elapsed = time.monotonic() - started
     print(f"{scenario.name}: seeds {args.first}..{args.first + args.runs - 1}, no violation "
-          f"({args.runs} runs in {elapsed:.1f} s, {args.runs / max(elapsed, 1e-9) * 60:.0f} runs/minute)")
+          f"({args.runs} runs in {elapsed:.1f} s, {args.runs / max(elapsed, 1e-9) * 60:.0f} runs/minute"
+          + (f"; a partition or stop in {struck} of them)" if args.partition or args.stop else ")"))
     return EXIT_OK
 
 

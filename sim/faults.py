@@ -49,6 +49,7 @@ class Faults:
         self.stopped: set[int] = set()
         self.ticking = False
         self.freeing: set[int] = set()  # nodes with a free retry due or under way
+        self.applied: list[str] = []  # what happened, for the search's summary
         if not (partition or stop):
             return
         net.use_deadlines()
@@ -83,6 +84,7 @@ class Faults:
     def _partition(self, side: list[int], span: float) -> None:
         a = {f"node:{i}" for i in side}
         b = {f"node:{node.node_id}" for node in self.cluster.nodes} - a
+        self.applied.append(f"partition {','.join(map(str, side))} for {span:g} s")
         self.net.note(f"fault: partition for {span:g} s")
         self.net.cut(a, b)
         self.net.call_later(span, self.net.heal)
@@ -92,6 +94,7 @@ class Faults:
         if node in self.cluster.dead:
             return
         self._beat()
+        self.applied.append(f"stop of node {node} for {span:g} s")
         self.net.note(f"fault: node:{node} stopped for {span:g} s")
         self.net.stop(f"node:{node}")
         self.stopped.add(node)

@@ -25,6 +25,8 @@ class Result:
     delivered: int
     trace: list[str] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)  # every node's vmstat events, summed, at the end
+    started: int = 0  # deliveries before the tasks started (the boot)
+    faults: list[str] = field(default_factory=list)  # the partitions and stops that happened (sim.faults)
 
     @property
     def ok(self) -> bool:
@@ -40,8 +42,13 @@ def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = 
     """Run `scenario` under `seed`; `drop` and `dup`: the probability that a message between two
     nodes is lost or delivered twice (sim.network); `crash`: one node, chosen by the seed, dies
     at a delivery the seed chooses (within CRASH_WITHIN of the tasks' start); `partition`, `stop`:
-    a partition of the nodes, a stop of one node, for a span the seed chooses (sim.faults).
-    NumaEmuError (EINVAL, ENOENT) for a bad sysctl assignment."""
+    a partition of the nodes, a stop of one node, for a span the seed chooses (sim.faults), at a
+    delivery drawn among those the same run makes without them (so that it lands while the tasks
+    run, whatever the scenario's length). NumaEmuError (EINVAL, ENOENT) for a bad sysctl assignment."""
+    within = 0
+    if partition or stop:
+        bare = run(scenario, seed, sysctl, trace=False, drop=drop, dup=dup, crash=crash)
+        within = max(1, bare.delivered - bare.started)
     cluster = SimCluster(seed, n_nodes=scenario.nodes, frames=scenario.frames, sysctl=list(sysctl), trace=trace,
                          drop=drop, dup=dup)
     net = cluster.net
@@ -49,13 +56,14 @@ def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = 
         cluster.history.initial.update(scenario.initial())
         tasks = [SimTask(cluster, i + 1, cpu) for i, (cpu, _script) in enumerate(scenario.tasks)]
         net.after_delivery = lambda: invariants.after_message(cluster)
-        violation = None
+        violation, started, faults = None, 0, None
         try:
             cluster.boot(scenario.files, [(t.task_id, t.cpu) for t in tasks])
+            started = net.delivered
             at = victim = None
             if crash:
                 at, victim = net.delivered + net.rng.randint(1, CRASH_WITHIN), net.rng.randrange(scenario.nodes)
-            faults = Faults(cluster, partition=partition, stop=stop, within=CRASH_WITHIN)
+            faults = Faults(cluster, partition=partition, stop=stop, within=within)
             if crash or faults.events:
                 def check() -> None:
                     if net.delivered == at:
@@ -85,7 +93,8 @@ def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = 
         for node in cluster.nodes:
             for name, value in node.core.events.items():
                 totals[name] = totals.get(name, 0) + value
-        return Result(scenario.name, seed, violation, net.delivered, net.trace or [], totals)
+        return Result(scenario.name, seed, violation, net.delivered, net.trace or [], totals, started,
+                      faults.applied if faults is not None else [])
     finally:
         cluster.close()
 
