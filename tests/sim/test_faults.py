@@ -114,8 +114,19 @@ def test_the_replay_command_names_the_faults():
     ("writeshare", 17, {"stop": True}),
     ("replication", 249, {"partition": True}),
     ("writeshare", 116, {"partition": True}),
+    ("unreplicate-race", 70, {"stop": True}),  # asked again until killed at 30 s: then its death is the ack
 ])
 def test_a_shootdown_that_times_out_is_not_taken_for_an_ack(scenario, seed, faults):
     result = run(SCENARIOS[scenario], seed, **faults)
     assert result.ok, result.violation
     assert any("pte.shootdown" in line and "TIMED OUT" in line for line in result.trace)
+
+
+# The same loop takes a target's death (EIO) for its ack, as the docstring always said: a shootdown
+# that met a dead node raised out of the collapse, leaving a mapping of a frame freed and reused
+# (docs/simulator.md#what-it-found: two of the --crash findings).
+@pytest.mark.parametrize("scenario, seed", [("unreplicate-race", 263), ("writeshare", 4)])
+def test_a_shootdown_to_a_dead_node_counts_its_death_as_the_ack(scenario, seed):
+    result = run(SCENARIOS[scenario], seed, crash=True)
+    assert result.ok, result.violation
+    assert any(line.endswith("crashed") and "CRASH node:" in line for line in result.trace)
