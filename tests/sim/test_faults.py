@@ -130,3 +130,12 @@ def test_a_shootdown_to_a_dead_node_counts_its_death_as_the_ack(scenario, seed):
     result = run(SCENARIOS[scenario], seed, crash=True)
     assert result.ok, result.violation
     assert any(line.endswith("crashed") and "CRASH node:" in line for line in result.trace)
+
+
+def test_a_partition_and_a_stop_in_one_run_each_keep_their_own_span():
+    """Both drawn from one seed, each applied with its own span (they once shared the last one)."""
+    result = run(SCENARIOS["replication"], 40, partition=True, stop=True)
+    assert result.ok, result.violation
+    assert result.faults == ["partition 1 for 3.22957 s", "stop of node 1 for 2.31118 s"]
+    assert [line.split(None, 1)[1] for line in result.trace if "fault:" in line] == [
+        "fault: partition for 3.22957 s", "fault: node:1 stopped for 2.31118 s"]
