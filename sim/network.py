@@ -182,6 +182,7 @@ class Network:
             if entry is None or entry[0] is not fut:
                 return
             if any(e.request_id == env.request_id for e in self.links.get((env.dest, env.src, REPLY), ())):
+                self.call_later(PEER_RETRY_FIRST_S, expire, owner=env.src)  # unless that reply is lost too
                 return
             del proc.pending[env.request_id]
             self.note(f"{env.src}: {env.kind} #{env.request_id} to {env.dest} TIMED OUT")

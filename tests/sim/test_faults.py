@@ -139,3 +139,13 @@ def test_a_partition_and_a_stop_in_one_run_each_keep_their_own_span():
     assert result.faults == ["partition 1 for 3.22957 s", "stop of node 1 for 2.31118 s"]
     assert [line.split(None, 1)[1] for line in result.trace if "fault:" in line] == [
         "fault: partition for 3.22957 s", "fault: node:1 stopped for 2.31118 s"]
+
+
+def test_a_reply_waiting_for_a_stopped_node_that_is_then_lost_still_times_its_call_out():
+    """Node 1 wakes after 26.6 s with the reply to its dir.read queued, so that call's deadline
+    waits for it; the reply is then dropped (--drop): the call must still time out, and the
+    fault free its frame, not hang with it."""
+    result = run(SCENARIOS["replication"], 104, partition=True, stop=True, drop=0.05, dup=0.05)
+    assert result.ok, result.violation
+    assert any(line.endswith("node:2 -> node:1 dir.page.reply #7 DROPPED") for line in result.trace)
+    assert any(line.endswith("node:1: dir.read #7 to node:2 TIMED OUT") for line in result.trace)
