@@ -1,8 +1,9 @@
 """numa-emu sim: the memory protocol in one process under a seeded network (docs/simulator.md).
 
   numa-emu sim list
-  numa-emu sim run SCENARIO --seed N [--set KEY=VALUE ...] [--drop P] [--dup P] [--crash]
+  numa-emu sim run SCENARIO --seed N [--set KEY=VALUE ...] [--drop P] [--dup P] [--crash] [--partition] [--stop]
   numa-emu sim search SCENARIO --runs N [--from SEED] [--set KEY=VALUE ...] [--drop P] [--dup P] [--crash]
+                      [--partition] [--stop]
 
 `run` prints the message trace of one seed and its verdict, the same bytes every time; exit 0
 when every invariant held, 1 on a violation. `search` runs seeds FROM, FROM+1, ... and stops at the
@@ -11,7 +12,9 @@ exit 0 when none of the N seeds broke an invariant. `--set` sets a tunable of th
 cluster as `numa-emu sysctl` does (vm.unsafe_unreplicate=1: the 2007 ordering). `--drop P` and
 `--dup P` lose or duplicate each message between two nodes with probability P (the reactor's
 retries and deduplication then apply, as they do on real sockets); `--crash` kills one node, chosen
-by the seed, at a delivery the seed chooses. Bad input: one line, exit 2.
+by the seed, at a delivery the seed chooses; `--partition` cuts the nodes into two sides, and
+`--stop` pauses one node, at a moment and for a span the seed chooses (calls then time out as on
+a real cluster). Bad input: one line, exit 2.
 """
 from __future__ import annotations
 
@@ -82,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dup", type=_probability, default=0.0, metavar="P",
                        help="deliver each message between two nodes twice with probability P")
         p.add_argument("--crash", action="store_true", help="one node dies during the run")
+        p.add_argument("--partition", action="store_true",
+                       help="the nodes are cut into two sides for a while (numa-emu fault partition)")
+        p.add_argument("--stop", action="store_true", help="one node is paused for a while (numa-emu fault stop)")
     return parser
 
 
@@ -89,6 +95,7 @@ def replay_command(result: Result, args: argparse.Namespace) -> str:
     extra = "".join(f" --set {s}" for s in args.sysctl)
     extra += (f" --drop {args.drop:g}" if args.drop else "") + (f" --dup {args.dup:g}" if args.dup else "")
     extra += " --crash" if args.crash else ""
+    extra += (" --partition" if args.partition else "") + (" --stop" if args.stop else "")
     return f"numa-emu sim run {result.scenario} --seed {result.seed}{extra}"
 
 
@@ -109,16 +116,18 @@ def main(argv: list[str]) -> int:
             print(f"{s.name:18} {s.nodes} nodes, {len(s.tasks)} tasks: {s.about}")
         return EXIT_OK
     scenario = SCENARIOS[args.scenario]
+    faults = {"drop": args.drop, "dup": args.dup, "crash": args.crash, "partition": args.partition, "stop": args.stop}
     try:
         if args.command == "run":
-            result = run(scenario, args.seed, args.sysctl, drop=args.drop, dup=args.dup, crash=args.crash)
+            result = run(scenario, args.seed, args.sysctl, **faults)
             _print_run(result)
             return EXIT_OK if result.ok else EXIT_VIOLATION
-        started = time.monotonic()
+        started, struck = time.monotonic(), 0
         for seed in range(args.first, args.first + args.runs):
-            result = run(scenario, seed, args.sysctl, trace=False, drop=args.drop, dup=args.dup, crash=args.crash)
+            result = run(scenario, seed, args.sysctl, trace=False, **faults)
+            struck += bool(result.faults)
             if not result.ok:  # again with its trace: the same run
-                _print_run(run(scenario, seed, args.sysctl, drop=args.drop, dup=args.dup, crash=args.crash))
+                _print_run(run(scenario, seed, args.sysctl, **faults))
                 print(f"seed {seed} breaks an invariant after {seed - args.first + 1} run(s); replay it with:")
                 print(f"  {replay_command(result, args)}")
                 return EXIT_VIOLATION
@@ -127,7 +136,8 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     elapsed = time.monotonic() - started
     print(f"{scenario.name}: seeds {args.first}..{args.first + args.runs - 1}, no violation "
-          f"({args.runs} runs in {elapsed:.1f} s, {args.runs / max(elapsed, 1e-9) * 60:.0f} runs/minute)")
+          f"({args.runs} runs in {elapsed:.1f} s, {args.runs / max(elapsed, 1e-9) * 60:.0f} runs/minute"
+          + (f"; a partition or stop in {struck} of them)" if args.partition or args.stop else ")"))
     return EXIT_OK
 
 

@@ -13,6 +13,16 @@ again with the same id (after PEER_RETRY_FIRST_S, then twice that, up to PEER_RE
 node serves a request id of a peer once, answering a duplicate with the same reply. A re-sent
 request overtakes nothing in the order of its link: it joins the link's tail.
 
+With `deadlines` (sim.faults turns them on for partitions and stops, faults that outlast them),
+every call fails with ETIMEDOUT after the deadline its real sender gives it (protocol.timing: a
+task's CLIENT_TIMEOUT_S, a daemon's DAEMON_CALL_TIMEOUT_S, a node's PEER_CALL_TIMEOUT_S, or the
+Call's own), node-to-node calls are re-sent and deduplicated as above (at most PEER_MAX_ATTEMPTS
+sends), a partition (`cut`, `heal`) loses every message between its two sides at the sender, as
+the fault table does (protocol.faults), and a stopped process (`stop`, `resume`: SIGSTOP, SIGCONT)
+takes no message and runs nothing, not even its timers, until it is continued: then its queue is
+delivered, and a call whose reply waits in that queue is not timed out (the reactor's loop drains
+its input before it looks at deadlines).
+
 Handlers are driven as protocol.reactor.Reactor drives them: a plain return is the reply, a
 NumaEmuError an error reply, a generator yields effects (protocol.effects: Call, list of Calls,
 Future, Sleep, Spawn) and is resumed with the results or has the errors thrown in; Forward passes a
@@ -33,7 +43,9 @@ from numa_emu.protocol.codec import decode, encode, encode_reply
 from numa_emu.protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, answer_locally, gather
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.messages import ErrorReply, Message, Notice, Ok, Reply
-from numa_emu.protocol.timing import PEER_RETRY_FIRST_S, PEER_RETRY_MAX_S
+from numa_emu.protocol.peercalls import PEER_MAX_ATTEMPTS
+from numa_emu.protocol.timing import (CLIENT_TIMEOUT_S, DAEMON_CALL_TIMEOUT_S, PEER_CALL_TIMEOUT_S, PEER_RETRY_FIRST_S,
+                                      PEER_RETRY_MAX_S)
 
 Handler = Callable[[Message], Any]
 REQUEST, REPLY = "req", "rep"  # the two directions of a pair of processes: two FIFO links
@@ -82,7 +94,12 @@ class Network:
         self.procs: dict[str, Process] = {}
         self.links: dict[tuple[str, str, str], collections.deque[Envelope]] = {}
         self.busy: list[tuple[str, str, str]] = []  # links holding messages, in the order they filled
-        self.timers: list[tuple[int, int, Callable[[], None]]] = []
+        # (due, sequence, the process whose timer it is or "", what to do)
+        self.timers: list[tuple[int, int, str, Callable[[], None]]] = []
+        self.resending = bool(drop or dup)  # node calls re-sent, node requests deduplicated
+        self.deadlines = False
+        self.cuts: list[tuple[frozenset[str], frozenset[str]]] = []  # partitions in force
+        self.stopped: dict[str, list[Callable[[], None]]] = {}  # a stopped process -> what it runs when continued
         self.seq = itertools.count(1)
         self.delivered = 0
         self.trace: list[str] | None = [] if trace else None
@@ -95,6 +112,10 @@ class Network:
         proc = self.procs[name] = Process(name, handlers)
         return proc
 
+    def use_deadlines(self) -> None:
+        """Calls time out, and node calls are re-sent and deduplicated, as on real sockets."""
+        self.deadlines = self.resending = True
+
     def clock_ns(self) -> int:
         return self.now_ns
 
@@ -104,6 +125,9 @@ class Network:
 
     # ---- sending ------------------------------------------------------------------------
     def _post(self, env: Envelope, direction: str) -> None:
+        if self.cuts and self.is_cut(env.src, env.dest):
+            self.note(f"{env.src} -> {env.dest} {env.kind} #{env.request_id} CUT")
+            return
         key = (env.src, env.dest, direction)
         link = self.links.get(key)
         if link is None:
@@ -112,8 +136,9 @@ class Network:
             self.busy.append(key)
         link.append(env)
 
-    def call(self, src: str, dest: str, request) -> Future:
-        """Send `request` from `src` to `dest`; the future gets its reply (or the error)."""
+    def call(self, src: str, dest: str, request, timeout_s: float | None = None) -> Future:
+        """Send `request` from `src` to `dest`; the future gets its reply (or the error);
+        with deadlines, ETIMEDOUT after `timeout_s` (default: the sender's, as in protocol.timing)."""
         fut = Future()
         proc = self.procs[src]
         request.id = request_id = next(proc.ids)
@@ -124,19 +149,46 @@ class Network:
         proc.pending[request_id] = (fut, dest)
         env = Envelope(next(self.seq), src, dest, encode(request), request.kind, request_id)
         self._post(env, REQUEST)
-        if (self.drop or self.dup) and _between_nodes(src, dest):
-            self._retry_later(env, PEER_RETRY_FIRST_S)
+        final = None
+        if self.deadlines:
+            if timeout_s is None:
+                timeout_s = (PEER_CALL_TIMEOUT_S if _between_nodes(src, dest) else
+                             CLIENT_TIMEOUT_S if src.startswith("task:") else DAEMON_CALL_TIMEOUT_S)
+            final = self.now_ns + int(timeout_s * 1e9)
+            self.call_later(timeout_s, self._expiry(env, fut, timeout_s), owner=src)
+        if self.resending and _between_nodes(src, dest):
+            self._retry_later(env, PEER_RETRY_FIRST_S, final)
         return fut
 
-    def _retry_later(self, env: Envelope, interval_s: float) -> None:
-        """protocol.peercalls' retry: the same request again while it has no reply."""
+    def _retry_later(self, env: Envelope, interval_s: float, final: int | None, attempts: int = 1) -> None:
+        """protocol.peercalls' retry: the same request again while it has no reply (with
+        deadlines: at most PEER_MAX_ATTEMPTS sends, none at or past the deadline)."""
         def again() -> None:
             src, dest = self.procs[env.src], self.procs[env.dest]
+            if final is not None and (self.now_ns >= final or attempts >= PEER_MAX_ATTEMPTS):
+                return
             if env.request_id in src.pending and src.alive and dest.alive:
                 self.note(f"{env.src} sends {env.kind} #{env.request_id} to {env.dest} again")
                 self._post(env, REQUEST)
-                self._retry_later(env, min(interval_s * 2, PEER_RETRY_MAX_S))
-        self.call_later(interval_s, again)
+                self._retry_later(env, min(interval_s * 2, PEER_RETRY_MAX_S), final, attempts + 1)
+        self.call_later(interval_s, again, owner=env.src)
+
+    def _expiry(self, env: Envelope, fut: Future, timeout_s: float) -> Callable[[], None]:
+        """The deadline of one call: ETIMEDOUT naming the silent process, unless its reply came,
+        or waits in the caller's queue (a caller just continued serves its input first)."""
+        def expire() -> None:
+            proc = self.procs[env.src]
+            entry = proc.pending.get(env.request_id)
+            if entry is None or entry[0] is not fut:
+                return
+            if any(e.request_id == env.request_id for e in self.links.get((env.dest, env.src, REPLY), ())):
+                self.call_later(PEER_RETRY_FIRST_S, expire, owner=env.src)  # unless that reply is lost too
+                return
+            del proc.pending[env.request_id]
+            self.note(f"{env.src}: {env.kind} #{env.request_id} to {env.dest} TIMED OUT")
+            fut.set_exception(NumaEmuError(ErrorCode.ETIMEDOUT, f"{env.dest.replace(':', ' ')} did not answer "
+                                                                f"{env.kind} (request {env.request_id}) in {timeout_s:g} s"))
+        return expire
 
     def _notify(self, src: str, dest: str, notice: Notice, route: str) -> None:
         request_id = getattr(notice, "request_id", 0)  # a forwarded request's id; other notices have none
@@ -160,18 +212,52 @@ class Network:
         reactor fails them once node.down says so, protocol.reactor.Reactor.mark_down)."""
         self.procs[name].alive = False
         self.note(f"CRASH {name}: {why}")
+        self.stopped.pop(name, None)  # a stopped process killed: what it would have run dies with it
         for proc in self.procs.values():
             for request_id, (fut, dest) in list(proc.pending.items()):
                 if dest == name:
                     del proc.pending[request_id]
-                    fut.set_exception(NumaEmuError(ErrorCode.EIO, f"{name} is dead ({why})"))
+                    fail = _failer(fut, NumaEmuError(ErrorCode.EIO, f"{name} is dead ({why})"))
+                    if proc.name in self.stopped:  # it learns of the death once continued
+                        self.stopped[proc.name].append(fail)
+                    else:
+                        fail()
 
     def notify(self, src: str, dest: str, notice: Notice) -> None:
         self._notify(src, dest, notice, "")
 
+    # ---- partitions and stops (sim.faults decides when) -----------------------------------
+    def cut(self, a: set[str], b: set[str]) -> None:
+        """Lose every message between a process of `a` and one of `b`, both ways, from now on."""
+        self.cuts.append((frozenset(a), frozenset(b)))
+        self.note(f"PARTITION {' '.join(sorted(a))} | {' '.join(sorted(b))}")
+
+    def heal(self) -> None:
+        self.cuts.clear()
+        self.note("PARTITION healed")
+
+    def is_cut(self, src: str, dest: str) -> bool:
+        return any((src in a and dest in b) or (src in b and dest in a) for a, b in self.cuts)
+
+    def stop(self, name: str) -> None:
+        """SIGSTOP: `name` takes no message and runs nothing until resume()."""
+        if self.procs[name].alive and name not in self.stopped:
+            self.stopped[name] = []
+            self.note(f"STOP {name}")
+
+    def resume(self, name: str) -> None:
+        """SIGCONT: what came due meanwhile runs now, in order, and its queue is delivered."""
+        deferred = self.stopped.pop(name, None)
+        if deferred is None:
+            return
+        self.note(f"CONTINUE {name}")
+        for fn in deferred:
+            self.call_later(0.0, fn, owner=name)
+
     # ---- timers -------------------------------------------------------------------------
-    def call_later(self, seconds: float, fn: Callable[[], None]) -> None:
-        heapq.heappush(self.timers, (self.now_ns + int(seconds * 1e9), next(self.seq), fn))
+    def call_later(self, seconds: float, fn: Callable[[], None], owner: str = "") -> None:
+        """Run `fn` in `seconds` of virtual time; a timer of a stopped `owner` waits for its resume."""
+        heapq.heappush(self.timers, (self.now_ns + int(seconds * 1e9), next(self.seq), owner, fn))
 
     # ---- coroutines (as protocol.reactor.Reactor.spawn) ---------------------------------
     def _as_future(self, name: str, effect: Any) -> Future:
@@ -180,12 +266,12 @@ class Network:
         if isinstance(effect, Call):
             if effect.dest == name:
                 return self._call_self(name, effect.request)
-            return self.call(name, effect.dest, effect.request)
+            return self.call(name, effect.dest, effect.request, effect.timeout_s)
         if isinstance(effect, (list, tuple)):
             return gather([self._as_future(name, e) for e in effect])
         if isinstance(effect, Sleep):
             fut = Future()
-            self.call_later(effect.seconds, lambda: fut.set_result(None))
+            self.call_later(effect.seconds, lambda: fut.set_result(None), owner=name)
             return fut
         if isinstance(effect, Spawn):
             self.spawn(name, effect.gen, self._spawned_done(name))
@@ -291,7 +377,7 @@ class Network:
                                     result.reply.kind, result.request_id), REPLY)
             return
         requester, request_id = env.src, env.request_id
-        if (self.drop or self.dup) and _between_nodes(requester, env.dest):
+        if self.resending and _between_nodes(requester, env.dest):
             key = (requester, request_id)
             if key in proc.served:  # a duplicate: served once, its reply sent again
                 answered = proc.served[key]
@@ -331,14 +417,20 @@ class Network:
     # ---- the loop -----------------------------------------------------------------------
     def step(self) -> bool:
         """Deliver one message (or fire one due timer); False when nothing is left to do."""
-        if self.timers and (not self.busy or self.timers[0][0] <= self.now_ns):
-            due, _seq, fn = heapq.heappop(self.timers)
+        # the links a message can be delivered on now: none to a stopped process
+        ready = ([i for i, k in enumerate(self.busy) if k[1] not in self.stopped] if self.stopped
+                 else range(len(self.busy)))
+        if self.timers and (not ready or self.timers[0][0] <= self.now_ns):
+            due, _seq, owner, fn = heapq.heappop(self.timers)
             self.now_ns = max(self.now_ns, due)
-            fn()
+            if owner in self.stopped:
+                self.stopped[owner].append(fn)
+            else:
+                fn()
             return True
-        if not self.busy:
+        if not ready:
             return False
-        i = self.rng.randrange(len(self.busy))
+        i = ready[self.rng.randrange(len(ready))]
         key = self.busy[i]
         link = self.links[key]
         env = link.popleft()
@@ -364,6 +456,10 @@ class Network:
             if not self.step():
                 return
         raise Violation(f"no quiescence after {max_steps} deliveries (a livelock, or a scenario too large)")
+
+
+def _failer(fut: Future, exc: BaseException) -> Callable[[], None]:
+    return lambda: fut.set_exception(exc)
 
 
 def _between_nodes(a: str, b: str) -> bool:

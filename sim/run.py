@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.sim import invariants
 from numa_emu.sim.cluster import SimCluster
+from numa_emu.sim.faults import Faults
 from numa_emu.sim.network import Crash, Violation
 from numa_emu.sim.scenarios import Scenario
 from numa_emu.sim.tasks import SimTask
@@ -13,7 +14,7 @@ from numa_emu.sim.tasks import SimTask
 MAX_STEPS = 20_000  # deliveries of one run; a scenario that needs more is a livelock
 # What a task may get once a node died: its home or its memory died (docs/protocol.md#a-nodes-death).
 DEATH_ERRORS = (ErrorCode.EIO, ErrorCode.ESRCH, ErrorCode.ENODEV, ErrorCode.ETIMEDOUT)
-CRASH_WITHIN = 150  # deliveries after the tasks start: a crash lands in the middle of the shipped scenarios
+CRASH_WITHIN = 150  # deliveries after the tasks start: a crash (a partition, a stop) lands in the middle of the shipped scenarios
 
 
 @dataclass
@@ -24,6 +25,8 @@ class Result:
     delivered: int
     trace: list[str] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)  # every node's vmstat events, summed, at the end
+    started: int = 0  # deliveries before the tasks started (the boot)
+    faults: list[str] = field(default_factory=list)  # the partitions and stops that happened (sim.faults)
 
     @property
     def ok(self) -> bool:
@@ -35,11 +38,17 @@ class Result:
 
 
 def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = True, drop: float = 0.0,
-        dup: float = 0.0, crash: bool = False) -> Result:
+        dup: float = 0.0, crash: bool = False, partition: bool = False, stop: bool = False) -> Result:
     """Run `scenario` under `seed`; `drop` and `dup`: the probability that a message between two
     nodes is lost or delivered twice (sim.network); `crash`: one node, chosen by the seed, dies
-    at a delivery the seed chooses (within CRASH_WITHIN of the tasks' start). NumaEmuError
-    (EINVAL, ENOENT) for a bad sysctl assignment."""
+    at a delivery the seed chooses (within CRASH_WITHIN of the tasks' start); `partition`, `stop`:
+    a partition of the nodes, a stop of one node, for a span the seed chooses (sim.faults), at a
+    delivery drawn among those the same run makes without them (so that it lands while the tasks
+    run, whatever the scenario's length). NumaEmuError (EINVAL, ENOENT) for a bad sysctl assignment."""
+    within = 0
+    if partition or stop:
+        bare = run(scenario, seed, sysctl, trace=False, drop=drop, dup=dup, crash=crash)
+        within = max(1, bare.delivered - bare.started)
     cluster = SimCluster(seed, n_nodes=scenario.nodes, frames=scenario.frames, sysctl=list(sysctl), trace=trace,
                          drop=drop, dup=dup)
     net = cluster.net
@@ -47,15 +56,19 @@ def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = 
         cluster.history.initial.update(scenario.initial())
         tasks = [SimTask(cluster, i + 1, cpu) for i, (cpu, _script) in enumerate(scenario.tasks)]
         net.after_delivery = lambda: invariants.after_message(cluster)
-        violation = None
+        violation, started, faults = None, 0, None
         try:
             cluster.boot(scenario.files, [(t.task_id, t.cpu) for t in tasks])
+            started = net.delivered
+            at = victim = None
             if crash:
                 at, victim = net.delivered + net.rng.randint(1, CRASH_WITHIN), net.rng.randrange(scenario.nodes)
-
+            faults = Faults(cluster, partition=partition, stop=stop, within=within)
+            if crash or faults.events:
                 def check() -> None:
                     if net.delivered == at:
                         cluster.crash(victim)
+                    faults.after_delivery()
                     invariants.after_message(cluster)
                 net.after_delivery = check
             finished: dict[int, BaseException | None] = {}
@@ -67,8 +80,11 @@ def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = 
                 if task.task_id not in finished:
                     raise Violation(f"{task.name} never finished: it waits for an answer that no message brings")
                 exc = finished[task.task_id]
-                if exc is not None and not (cluster.dead and exc.code in DEATH_ERRORS):
-                    raise Violation(f"{task.name} failed: {exc}")
+                if exc is None or (cluster.dead and exc.code in DEATH_ERRORS):
+                    continue
+                if exc.code == ErrorCode.ETIMEDOUT and faults.timeouts_expected():
+                    continue  # the real client's deadline: the fault outlasted it
+                raise Violation(f"{task.name} failed: {exc}")
             invariants.at_quiescence(cluster)
         except (Violation, Crash) as exc:
             violation = str(exc)
@@ -77,7 +93,8 @@ def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = 
         for node in cluster.nodes:
             for name, value in node.core.events.items():
                 totals[name] = totals.get(name, 0) + value
-        return Result(scenario.name, seed, violation, net.delivered, net.trace or [], totals)
+        return Result(scenario.name, seed, violation, net.delivered, net.trace or [], totals, started,
+                      faults.applied if faults is not None else [])
     finally:
         cluster.close()
 

@@ -59,3 +59,13 @@ def test_search_without_a_violation_exits_0():
 def test_bad_input_gets_one_line_and_exit_2(args, error):
     out = sim(*args)
     assert (out.returncode, out.stdout, out.stderr) == (2, "", f"numa-emu sim: error: {error}\n")
+
+
+def test_partition_and_stop_replay_byte_for_byte_and_search_says_how_often_they_struck():
+    first = sim("run", "replication", "--seed", "3", "--partition", "--stop")
+    assert first.returncode == 0 and first.stderr == ""
+    assert first.stdout == sim("run", "replication", "--seed", "3", "--partition", "--stop").stdout
+    assert "PARTITION healed" in first.stdout and "CONTINUE node:" in first.stdout
+    out = sim("search", "migration", "--runs", "3", "--partition")
+    assert out.returncode == 0 and out.stdout.startswith("migration: seeds 0..2, no violation (3 runs in ")
+    assert out.stdout.endswith("; a partition or stop in 3 of them)\n")
