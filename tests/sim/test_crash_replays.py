@@ -27,7 +27,9 @@ def ends(result) -> list[str]:
 def test_a_shootdown_target_that_died_counts_as_acknowledged():
     result = replay("unreplicate-race", 4)
     assert ends(result) == ["task:2 done", "CRASH node:1: crashed", "task:3 done", "task:1 done"]
-    assert (result.counters["pgreplicated"], result.counters["pgreplicazap_write"]) == (2, 1)
+    # (3, 2) since a silent target is asked again after 0.5 s (the partition and stop work): the
+    # dead node's failed call is retried without it, and the run goes on differently after that
+    assert (result.counters["pgreplicated"], result.counters["pgreplicazap_write"]) == (3, 2)
     assert result.delivered == 90
 
 

@@ -110,10 +110,12 @@ def test_the_replay_command_names_the_faults():
 # while the silent node still mapped the page (a writable mapping beside a replica, a replica that
 # differs from its master). The silent node is now asked again until it answers or is dead.
 @pytest.mark.parametrize("scenario, seed, faults", [
-    ("replication", 69, {"stop": True}),
-    ("writeshare", 17, {"stop": True}),
+    # seeds that break a check when a timed-out shootdown is taken for an ack (re-found after the
+    # --crash fixes changed the message orders: 69, 17 and 116 were the first ones found)
+    ("replication", 316, {"stop": True}),
+    ("writeshare", 257, {"stop": True}),
     ("replication", 249, {"partition": True}),
-    ("writeshare", 116, {"partition": True}),
+    ("writeshare", 124, {"partition": True}),
     ("unreplicate-race", 70, {"stop": True}),  # asked again until killed at 30 s: then its death is the ack
 ])
 def test_a_shootdown_that_times_out_is_not_taken_for_an_ack(scenario, seed, faults):
@@ -136,16 +138,17 @@ def test_a_partition_and_a_stop_in_one_run_each_keep_their_own_span():
     """Both drawn from one seed, each applied with its own span (they once shared the last one)."""
     result = run(SCENARIOS["replication"], 40, partition=True, stop=True)
     assert result.ok, result.violation
-    assert result.faults == ["partition 1 for 3.22957 s", "stop of node 1 for 2.31118 s"]
+    assert result.faults == ["partition 1 for 3.22957 s", "stop of node 2 for 3.02941 s"]
     assert [line.split(None, 1)[1] for line in result.trace if "fault:" in line] == [
-        "fault: partition for 3.22957 s", "fault: node:1 stopped for 2.31118 s"]
+        "fault: partition for 3.22957 s", "fault: node:2 stopped for 3.02941 s"]
 
 
 def test_a_reply_waiting_for_a_stopped_node_that_is_then_lost_still_times_its_call_out():
-    """Node 1 wakes after 26.6 s with the reply to its dir.read queued, so that call's deadline
-    waits for it; the reply is then dropped (--drop): the call must still time out, and the
-    fault free its frame, not hang with it."""
-    result = run(SCENARIOS["replication"], 104, partition=True, stop=True, drop=0.05, dup=0.05)
+    """Node 1 is stopped for 7.2 s with a call of its own out; the reply to it is dropped (--drop):
+    the call must still time out when node 1 runs again, not hang. (Seed 104 showed it first, with
+    a dir.read; the --crash fixes changed the message orders.)"""
+    result = run(SCENARIOS["replication"], 197, partition=True, stop=True, drop=0.05, dup=0.05)
     assert result.ok, result.violation
-    assert any(line.endswith("node:2 -> node:1 dir.page.reply #7 DROPPED") for line in result.trace)
-    assert any(line.endswith("node:1: dir.read #7 to node:2 TIMED OUT") for line in result.trace)
+    assert any(line.endswith("fault: node:1 stopped for 7.20825 s") for line in result.trace)
+    assert any(line.endswith("node:2 -> node:1 frame.read.reply #4 DROPPED") for line in result.trace)
+    assert any(line.endswith("node:1: frame.read #4 to node:2 TIMED OUT") for line in result.trace)
