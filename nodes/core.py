@@ -10,7 +10,7 @@ import zlib
 from typing import Callable
 
 from numa_emu.protocol.costmodel import CostModel
-from numa_emu.nodes.framepool import FramePool
+from numa_emu.nodes.framepool import USED, FramePool
 from numa_emu.nodes.placement import Placement, charge
 from numa_emu.nodes.store import FILE_PREFIX
 from numa_emu.protocol.counters import NODE_EVENTS, NUMASTAT_COUNTERS
@@ -432,6 +432,17 @@ class NodeCore:
             self.moving_out.discard(frame)
         if directory not in self.dead:
             self.release([frame])
+
+    def abort_move(self, frame: int, gen: int, master_of: tuple[str, int]) -> bool:
+        """frame.move_abort: True if a move's copy landed here (the frame is `master_of`'s master:
+        kept); else the frame, still of generation `gen`, is freed now, so that a copy arriving
+        later is refused (ESTALE) and its source keeps the page."""
+        self.pool.check(frame)
+        if self.master_frames.get(frame) == master_of and self.pool.generation[frame] == gen:
+            return True
+        if self.pool.state[frame] == USED and self.pool.generation[frame] == gen:
+            self.release([frame])
+        return False
 
     def check_generation(self, frame: int, gen: int | None) -> None:
         if frame in self.moving_out:

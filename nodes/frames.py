@@ -32,6 +32,7 @@ class FrameService:
             "frame.read": self.read,
             "frames.read": self.read_many,
             "frame.write": self.write,
+            "frame.move_abort": self.move_abort,
             "mem.access.forward": self.access_forward,
             "frame.fill": self.fill,
             "frame.copy": self.copy,
@@ -69,6 +70,10 @@ class FrameService:
             frames = [f for f, g in zip(frames, msg.generations) if pool.state[f] == USED and pool.generation[f] == g]
         self.core.release(frames, msg.zap_cause)
         return Ok()
+
+    def move_abort(self, msg: mm.FrameMoveAbort) -> mm.FrameMoveAbortReply:
+        return mm.FrameMoveAbortReply(landed=self.core.abort_move(msg.frame, msg.generation,
+                                                                  _page(msg.master_of, "master_of", "frame.move_abort")))
 
     def purge(self, msg: tm.NodeTaskPurge) -> tm.NodeTaskPurgeReply:
         return tm.NodeTaskPurgeReply(frames_freed=self.core.purge_task(msg.task_id))

@@ -286,6 +286,26 @@ class FrameWrite(Request):
 
 
 @message
+class FrameMoveAbortReply(Reply):
+    kind = "frame.move_abort.reply"
+    landed: bool  # the copy had landed: the frame is the page's master, kept
+
+
+@message
+class FrameMoveAbort(Request):
+    """A master's move whose frame.copy failed or went unanswered (a partition, a stopped source):
+    free the target frame unless the copy landed and made it `master_of`'s master, in one step on
+    the target, so that a copy still in flight finds the frame freed (ESTALE) and its source keeps
+    the page."""
+
+    kind = "frame.move_abort"
+    reply = FrameMoveAbortReply
+    frame: int
+    generation: int
+    master_of: list  # [obj, idx]
+
+
+@message
 class FrameFill(Request):
     """Write one byte value over whole frames (batched memset of remote pages); ESTALE, and
     nothing written, if any frame was freed since (a frame freed and reused must not take it)."""

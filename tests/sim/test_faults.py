@@ -152,3 +152,16 @@ def test_a_reply_waiting_for_a_stopped_node_that_is_then_lost_still_times_its_ca
     assert any(line.endswith("fault: node:1 stopped for 7.20825 s") for line in result.trace)
     assert any(line.endswith("node:2 -> node:1 frame.read.reply #4 DROPPED") for line in result.trace)
     assert any(line.endswith("node:1: frame.read #4 to node:2 TIMED OUT") for line in result.trace)
+
+
+# Found by --partition and --stop (docs/simulator.md#what-it-found), fixed in nodes/master_move.py:
+# a master's move whose frame.copy went unanswered was taken for a failure, though the copy had
+# landed and its source had freed the old frame; the entry kept naming that free frame. The
+# target now says whether the copy landed (frame.move_abort; here the target is the directory's
+# own node) and frees its frame only if not.
+@pytest.mark.parametrize("seed, faults, moved", [(233, {"partition": True}, (4, 1)), (78, {"stop": True}, (6, 0))])
+def test_a_move_whose_copy_went_unanswered_keeps_the_page_where_it_landed(seed, faults, moved):
+    result = run(SCENARIOS["shm-move-race"], seed, **faults)
+    assert result.ok, result.violation
+    assert any("frame.copy #" in line and line.endswith("to node:1 TIMED OUT") for line in result.trace)
+    assert (result.counters["pgmigrate_success"], result.counters["pgmigrate_fail"]) == moved
