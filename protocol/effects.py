@@ -125,6 +125,42 @@ def gather(futures: list[Future]) -> Future:
     return out
 
 
+def drive(gen: types.GeneratorType, as_future: Callable[[Any], Future],
+          done: Callable[[Any, BaseException | None], None], *, passes: tuple[type[BaseException], ...] = (),
+          alive: Callable[[], bool] | None = None) -> None:
+    """Run a handler generator to its end, the one way for the reactor and the simulator: each
+    effect it yields becomes a Future (`as_future`), whose result or exception is sent back in;
+    `done(result, exception)` at the end. An exception of a type in `passes` is not the handler's
+    (the simulator's violations): it goes up to the caller. `alive()` false: the owner closed,
+    the generator is left where it waits."""
+
+    def step(value: Any = None, exc: BaseException | None = None) -> None:
+        while alive is None or alive():
+            try:
+                effect = gen.throw(exc) if exc is not None else gen.send(value)
+            except StopIteration as stop:
+                done(stop.value, None)
+                return
+            except passes:
+                raise
+            except Exception as err:  # becomes an error reply in `done`
+                done(None, err)
+                return
+            try:
+                fut = as_future(effect)
+            except passes:
+                raise
+            except Exception as err:
+                value, exc = None, err
+                continue
+            if not fut.done:
+                fut.add_done_callback(lambda f: step(f.result, f.exception))
+                return
+            value, exc = fut.result, fut.exception
+
+    step()
+
+
 def as_error(exc: BaseException) -> NumaEmuError:
     """What a caller sees of a handler's failure: its own NumaEmuError, or EIO naming the bug
     (the same text an error reply over the wire carries)."""

@@ -31,7 +31,7 @@ from numa_emu.protocol.forwarding import Forwarding
 from numa_emu.protocol.link import DelayingLink
 from numa_emu.protocol.peercalls import PeerCalls
 from numa_emu.protocol.routing import NODE_PREFIX, NODE_PREFIX_BYTES
-from numa_emu.protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, answer_locally, as_error, gather
+from numa_emu.protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, answer_locally, as_error, drive, gather
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.keys import ClusterKeys, check_bind
 from numa_emu.protocol.messages import ErrorReply, Message, Notice, Ok, Reply, Request
@@ -344,28 +344,7 @@ class Reactor(PeerCalls):
 
     def spawn(self, gen: types.GeneratorType, done: Callable[[Any, BaseException | None], None]) -> None:
         """Drive a handler generator until it returns; `done(result, exception)` then."""
-
-        def step(value: Any = None, exc: BaseException | None = None) -> None:
-            while True:
-                try:
-                    effect = gen.throw(exc) if exc is not None else gen.send(value)
-                except StopIteration as stop:
-                    done(stop.value, None)
-                    return
-                except Exception as err:  # becomes an error reply in `done`
-                    done(None, err)
-                    return
-                try:
-                    fut = self._as_future(effect)
-                except Exception as err:
-                    value, exc = None, err
-                    continue
-                if not fut.done:
-                    fut.add_done_callback(lambda f: step(f.result, f.exception))
-                    return
-                value, exc = fut.result, fut.exception
-
-        step()
+        drive(gen, self._as_future, done)
 
     # ---- receiving ----------------------------------------------------------------------
     def _reply(self, routing: list[bytes], request_id: int, result: Any, exc: BaseException | None) -> None:

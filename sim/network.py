@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from numa_emu.protocol.codec import decode, encode, encode_reply
-from numa_emu.protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, answer_locally, gather
+from numa_emu.protocol.effects import Answer, Call, Forward, Future, Sleep, Spawn, answer_locally, drive, gather
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.messages import ErrorReply, Message, Notice, Ok, Reply
 from numa_emu.protocol.peercalls import PEER_MAX_ATTEMPTS
@@ -304,34 +304,13 @@ class Network:
     def spawn(self, name: str, gen: types.GeneratorType, done: Callable[[Any, BaseException | None], None]) -> None:
         self.running.add(gen)
 
-        def step(value: Any = None, exc: BaseException | None = None) -> None:
-            while not self.closed:
-                try:
-                    effect = gen.throw(exc) if exc is not None else gen.send(value)
-                except StopIteration as stop:
-                    self.running.discard(gen)
-                    done(stop.value, None)
-                    return
-                except (Violation, Crash):
-                    self.running.discard(gen)
-                    raise
-                except Exception as err:
-                    self.running.discard(gen)
-                    done(None, err)
-                    return
-                try:
-                    fut = self._as_future(name, effect)
-                except (Violation, Crash):
-                    raise
-                except Exception as err:
-                    value, exc = None, err
-                    continue
-                if not fut.done:
-                    fut.add_done_callback(lambda f: step(f.result, f.exception))
-                    return
-                value, exc = fut.result, fut.exception
+        def finished(result: Any, exc: BaseException | None) -> None:
+            self.running.discard(gen)
+            done(result, exc)
 
-        step()
+        # a Violation or Crash is the run's end, not the handler's error: it goes up to deliver()
+        drive(gen, lambda effect: self._as_future(name, effect), finished, passes=(Violation, Crash),
+              alive=lambda: not self.closed)
 
     def close(self) -> None:
         """The run is over: the coroutines still waiting are closed now, while the memory their
