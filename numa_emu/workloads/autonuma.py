@@ -27,6 +27,22 @@ def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {k: after.get(k, 0) - before.get(k, 0) for k in COUNTERS}
 
 
+def run_team(team, task, cpus: list[int], args, run_id: str, prepare, work) -> dict:
+    """The leader's side of numa01 and numa02: spawn a worker on each of `cpus`, `prepare()` the
+    leader's region while they start, start everyone at once, `work(region)` the leader's share;
+    the team summary, with the balancing counters that moved meanwhile."""
+    for i, cpu in enumerate(cpus, 1):
+        team.spawn(i, cpu, ["--size", str(args.size), "--iterations", str(args.iterations)], run_id)
+    region = prepare()
+    team.wait_ready()
+    before = counters(team.cluster)
+    team.go()
+    mine = work(region)
+    lines = team.results()
+    counted = delta(before, counters(team.cluster))
+    return team_summary(task, mine, lines, args.iterations, counted)
+
+
 def team_summary(task, mine: dict, lines: list[dict], rounds: int, counted: dict[str, int]) -> dict:
     """The JSON line of a team's leader: its own figures (`mine`) and its workers' (`lines`) summed
     or per round, with the balancing counters the run moved (`counted`)."""

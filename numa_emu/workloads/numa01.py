@@ -53,16 +53,9 @@ def lead(task, args: argparse.Namespace) -> dict:
     region = task.mmap(args.size, shared=True, name=_shm_name(run_id))
     region.touch(write=True)
     with racer.Team("numa01", cluster) as team:
-        for i, cpu in enumerate(cpus, 1):
-            team.spawn(i, cpu, ["--size", str(args.size), "--iterations", str(args.iterations)], run_id)
-        team.wait_ready()
-        before = autonuma.counters(cluster)
-        team.go()
-        mine = _work(task, region, args)
-        lines = team.results()
-        counted = autonuma.delta(before, autonuma.counters(cluster))
-    return {**autonuma.team_summary(task, mine, lines, args.iterations, counted),
-            "moves_per_page": round(counted["numa_pages_migrated"] / mine["pages"], 3)}
+        summary = autonuma.run_team(team, task, cpus, args, run_id, lambda: region,
+                                    lambda r: _work(task, r, args))
+    return {**summary, "moves_per_page": round(summary["numa_pages_migrated"] / summary["pages"], 3)}
 
 
 def run(task, args: argparse.Namespace) -> dict:

@@ -60,16 +60,8 @@ def lead(task, args: argparse.Namespace, name: str) -> dict:
     cluster, run_id = racer.cluster_name(args), str(os.getpid())
     cpus = racer.worker_cpus(cluster, task.cpu, args.tasks_per_node, args.nodes, leader_counts=True)
     with racer.Team(name, cluster) as team:
-        for i, cpu in enumerate(cpus, 1):
-            team.spawn(i, cpu, ["--size", str(args.size), "--iterations", str(args.iterations)], run_id)
-        region = _prepare(task, args)
-        team.wait_ready()
-        before = autonuma.counters(cluster)
-        team.go()
-        mine = _work(task, region, args)
-        lines = team.results()
-        counted = autonuma.delta(before, autonuma.counters(cluster))
-    return autonuma.team_summary(task, mine, lines, args.iterations, counted)
+        return autonuma.run_team(team, task, cpus, args, run_id, lambda: _prepare(task, args),
+                                 lambda r: _work(task, r, args))
 
 
 def run_as(task, args: argparse.Namespace, name: str) -> dict:
