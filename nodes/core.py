@@ -14,14 +14,17 @@ from numa_emu.nodes.framepool import USED, FramePool
 from numa_emu.nodes.placement import Placement, charge
 from numa_emu.nodes.store import FILE_PREFIX
 from numa_emu.protocol.counters import NODE_EVENTS, NUMASTAT_COUNTERS
-from numa_emu.protocol.effects import Call
+from numa_emu.protocol.effects import Call, Sleep
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.messages import memory as mm
 from numa_emu.protocol.routing import node_dest, node_of
 from numa_emu.protocol.tracing import Tracer
 from numa_emu.protocol.zonelist import fallback_orders
 
-
+# How long a read of a frame waits for the direct write under way in it (read_local): a page takes
+# a microsecond or so to write, but its task may be descheduled in the middle on a loaded host.
+_STABLE_WAIT_S = 0.001
+_STABLE_WAITS = 200
 
 
 def directory_home(obj: str, idx: int, n_nodes: int, dead=()) -> int:
@@ -86,6 +89,9 @@ class NodeCore:
         # node -> {frame: generation} freed here but not confirmed there (free_frames, retry_frees)
         self.unfreed: dict[int, dict[int, int]] = {}
         self.master_frames: dict[int, tuple[str, int]] = {}  # frames of this node that are masters of shared pages
+        # frame -> (its holder, how to take it back): a shared master a task of this node writes
+        # directly (grant_direct_write); one holder a frame, taken back before the node writes it
+        self.direct_writers: dict[int, tuple[object, Callable[[], None]]] = {}
         # A forwarded access is a one-way notice that cannot be re-sent: while faults are injected
         # (protocol.faults) a home node calls the owner instead, which a lost message cannot break.
         self.forwarding = True
@@ -200,8 +206,10 @@ class NodeCore:
         return frames
 
     def release(self, frames: list[int], zap_cause: str | None = None) -> None:
-        frame_task, master_frames = self.frame_task, self.master_frames
+        frame_task, master_frames, direct_writers = self.frame_task, self.master_frames, self.direct_writers
         for f in frames:
+            if direct_writers:  # its mappings went before it is freed: the grant's record only
+                direct_writers.pop(f, None)
             self.pool.free_frame(f)
             self.cache_frames.pop(f, None)
             if master_frames:
@@ -372,6 +380,49 @@ class NodeCore:
         why = why or self.dead.get(node, "gone")
         return NumaEmuError(ErrorCode.EIO, f"node {node} is dead ({why}): {what} was there and is lost")
 
+    # ---- direct writes of shared pages (docs/design.md#direct-access) ----------------------
+    def grant_direct_write(self, frame: int, holder: object, revoke: Callable[[], None]) -> bool:
+        """May `holder` (a task's mapping) write `frame`, a shared master here, directly? The
+        frame's grant moves to it from any other holder (taken back by its `revoke`: the entry
+        cleared, its write lock tried); not granted while an earlier holder may still be inside a
+        write (the frame held: its half of the version is its own until it lets go)."""
+        current = self.direct_writers.get(frame)
+        if current is not None and current[0] != holder:
+            self.revoke_direct_write(frame)
+        if self.pool.is_held(frame):
+            return False
+        self.direct_writers[frame] = (holder, revoke)
+        return True
+
+    def revoke_direct_write(self, frame: int) -> None:
+        """No task writes `frame` directly from now on (a write still in flight is sent again by
+        its task as a message: its entry moved)."""
+        current = self.direct_writers.pop(frame, None)
+        if current is not None:
+            current[1]()
+
+    def write_local(self, frame: int, offset: int, data: bytes) -> None:
+        """Write this node's `frame`, its direct writer's grant taken back first: the node and
+        a task never write a frame's bytes (or halves of its version) at the same time."""
+        if frame in self.direct_writers:
+            self.revoke_direct_write(frame)
+        self.pool.write(frame, offset, data)
+
+    def read_local(self, frame: int, offset: int = 0, length: int | None = None):
+        """Read this node's `frame` (a generator): never the middle of a direct write by the
+        task that holds its grant. A write that stays under way (its task descheduled or
+        stopped inside it) is waited for a while, then the grant is taken back and the bytes
+        read as they are: the write is in flight, and its task sends it again by message."""
+        for _ in range(_STABLE_WAITS):
+            if frame not in self.direct_writers:
+                break
+            data = self.pool.read_stable(frame, offset, length)
+            if data is not None:
+                return data
+            yield Sleep(_STABLE_WAIT_S)
+        self.revoke_direct_write(frame)
+        return self.pool.read(frame, offset, length)
+
     # ---- frames by reference (node, frame, generation) ---------------------------------
     def read_frame(self, node: int, frame: int, gen: int, offset: int = 0, length: int | None = None):
         """The bytes of a frame anywhere; ESTALE if its generation moved on (freed since; None:
@@ -379,6 +430,8 @@ class NodeCore:
         length = self.page_size - offset if length is None else length
         if node == self.node_id:
             self.check_generation(frame, gen)
+            if frame in self.direct_writers:
+                return (yield from self.read_local(frame, offset, length))
             return self.pool.read(frame, offset, length)
         reply = yield Call(node_dest(node), mm.FrameRead(frame=frame, offset=offset, length=length, generation=gen))
         return reply.data
@@ -389,7 +442,7 @@ class NodeCore:
         refused once the move's `directory` is known dead: the source keeps the page)."""
         if node == self.node_id:
             self.become_master(frame, gen, master_of, directory)
-            self.pool.write(frame, offset, data)
+            self.write_local(frame, offset, data)
             return
         yield Call(node_dest(node), mm.FrameWrite(frame=frame, offset=offset, data=data, generation=gen,
                                                   master_of=list(master_of) if master_of else None,

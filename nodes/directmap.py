@@ -72,15 +72,18 @@ class TaskTable:
         return delta
 
     # ---- entries ------------------------------------------------------------------------
-    def publish(self, vpn: int, frame: int, generation: int, writable: bool, replica: bool = False) -> None:
+    def publish(self, vpn: int, frame: int, generation: int, writable: bool, replica: bool = False,
+                shared: bool = False) -> None:
         """Map virtual page `vpn` to a frame of this node's pool (evicting whatever used its slot:
-        a page whose entry is gone only takes the message path)."""
+        a page whose entry is gone only takes the message path). `shared`: other tasks may read
+        the frame, so a direct write of it makes the frame's version odd around its copy."""
         q, base = self.q, dm.entry_base(vpn)
         seq = q[base]
         q[base] = seq + 1
         q[base + dm.E_TAG] = vpn + 1
         q[base + dm.E_FRAME] = frame | generation << 32
-        q[base + dm.E_FLAGS] = dm.PRESENT | (dm.WRITABLE if writable else 0) | (dm.REPLICA if replica else 0)
+        q[base + dm.E_FLAGS] = (dm.PRESENT | (dm.WRITABLE if writable else 0) | (dm.REPLICA if replica else 0)
+                                | (dm.SHARED if shared else 0))
         q[base] = seq + 2
         self.live[base] = vpn
 
@@ -120,7 +123,7 @@ class TaskTable:
     def _clear(self, bases: list[int]) -> None:
         q, locked, writable = self.q, self._try_lock(), []
         for base in bases:
-            if not locked and q[base + dm.E_FLAGS] & dm.WRITABLE:
+            if q[base + dm.E_FLAGS] & dm.WRITABLE:
                 writable.append(q[base + dm.E_FRAME] & 0xFFFFFFFF)
             seq = q[base]
             q[base] = seq + 1
@@ -138,7 +141,7 @@ class TaskTable:
                 log.info("task %d holds its direct write lock: %d frame(s) held until it lets go", self.task_id,
                          len(writable))
             return
-        self._let_go()
+        self._let_go(writable)
 
     def _try_lock(self) -> bool:
         try:
@@ -147,10 +150,16 @@ class TaskTable:
             return False
         return True
 
-    def _let_go(self) -> None:
-        """Holding the lock: no direct write is in flight, so no frame needs holding any more."""
+    def _let_go(self, cleared: Sequence[int] = ()) -> None:
+        """Holding the lock: no direct write is in flight, so no frame needs holding any more,
+        and the version halves of the frames it could write are even again (`cleared`: frames of
+        writable entries just cleared; a task killed inside a write left its half odd)."""
         try:
+            for frame in cleared:
+                self.pool.end_task_write(frame)
             if self.held:
+                for frame in self.held:
+                    self.pool.end_task_write(frame)
                 self.pool.let_go(self.held)
                 self.held = []
         finally:

@@ -2,7 +2,7 @@
 
 The mapping is a memfd, committed lazily, so a node's resident memory grows only with the
 frames that are touched; tasks of this node map the same memfd for their direct path
-(protocol/directmap.py has the layout: the frames, then the generations and referenced bytes). Per-frame metadata lives in flat arrays (a generation counter and a
+(protocol/directmap.py has the layout: the frames, then versions, generations and referenced bytes). Per-frame metadata lives in flat arrays (a generation counter and a
 state byte per frame), never one Python object per page: a 1 GiB node costs 1.25 MiB of metadata.
 Frames never used yet are handed out from a bump pointer, so start-up costs nothing whatever the
 pool's size; freed frames are recycled from a stack.
@@ -25,7 +25,8 @@ from array import array
 from numa_emu.protocol import directmap as dm
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
-FREE, USED, HELD = 0, 1, 2  # HELD: freed, but kept from reuse while a direct write may land in it
+FREE, USED, HELD = 0, 1, 2
+_STABLE_TRIES = 64  # a direct write of a page takes a microsecond or so; a longer one is waited for by the caller  # HELD: freed, but kept from reuse while a direct write may land in it
 
 
 class FramePool:
@@ -42,7 +43,9 @@ class FramePool:
         gens = dm.generations_offset(frames, page_size)
         self.generation = self.view[gens:gens + 4 * frames].cast("I")
         vers = dm.versions_offset(frames, page_size)
-        self.version = self.view[vers:vers + 4 * frames].cast("I")  # odd while a write is under way
+        # two halves a frame (2 * frame + dm.NODE_HALF or dm.TASK_HALF), each odd while its writer writes
+        self.version = self.view[vers:vers + 8 * frames].cast("I")
+        self.versions = self.view[vers:vers + 8 * frames].cast("Q")  # both halves at once, as readers check them
         self.referenced = self.view[dm.referenced_offset(frames, page_size):]
         self.state = bytearray(frames)
         self._recycled = array("I")
@@ -118,20 +121,48 @@ class FramePool:
         end = base + (self.page_size if length is None else offset + length)
         return self.mem[base + offset:end]
 
+    def read_stable(self, frame: int, offset: int = 0, length: int | None = None) -> bytes | None:
+        """read(), but never in the middle of a task's direct write of the frame (a shared page
+        whose write grant a task of this node holds): None if one stayed under way through a few
+        tries (the caller waits a little and asks again)."""
+        versions = self.versions
+        for _ in range(_STABLE_TRIES):
+            version = versions[frame]
+            if version & dm.ODD:
+                continue
+            data = self.read(frame, offset, length)
+            if versions[frame] == version:
+                return data
+        return None
+
     def write(self, frame: int, offset: int, data: bytes) -> None:
         self.check(frame)
         if offset < 0 or offset + len(data) > self.page_size:
             raise NumaEmuError(ErrorCode.EINVAL, f"write of {len(data)} bytes at {offset} crosses the page")
         self.referenced[frame] = 1
         base = frame * self.page_size + offset
-        version = self.version[frame]
-        self.version[frame] = (version + 1) & 0xFFFFFFFF  # a task's direct read overlapping it copies again
+        half = 2 * frame + dm.NODE_HALF
+        version = self.version[half]
+        self.version[half] = (version + 1) & 0xFFFFFFFF  # a task's direct read overlapping it copies again
         self.mem[base:base + len(data)] = data
-        self.version[frame] = (version + 2) & 0xFFFFFFFF
+        self.version[half] = (version + 2) & 0xFFFFFFFF
+
+    def end_task_write(self, frame: int) -> None:
+        """The task that held `frame`'s direct-write grant can no longer be writing it (its lock
+        was had, or it died): a write it left half done (killed inside it) leaves the task half odd,
+        which would send every later reader to the message path; evened here."""
+        half = 2 * frame + dm.TASK_HALF
+        if self.version[half] & 1:
+            self.version[half] = (self.version[half] + 1) & 0xFFFFFFFF
+
+    def is_held(self, frame: int) -> bool:
+        """A direct write may still land in `frame` (its writer's entry was cleared without its lock)."""
+        return frame in self._holds
 
     def close(self) -> None:
         self.generation.release()
         self.version.release()
+        self.versions.release()
         self.referenced.release()
         self.view.release()
         self.mem.close()

@@ -82,7 +82,12 @@ class FrameService:
         if msg.offset < 0 or msg.length < 0 or msg.offset + msg.length > self.core.page_size:
             raise NumaEmuError(ErrorCode.EINVAL, "frame.read: range crosses the page")
         self.core.check_generation(msg.frame, msg.generation)
+        if msg.frame in self.core.direct_writers:  # a task here may be writing it: never read half a write
+            return self._read_whole(msg)
         return mm.FrameReadReply(data=self.core.pool.read(msg.frame, msg.offset, msg.length))
+
+    def _read_whole(self, msg: mm.FrameRead):
+        return mm.FrameReadReply(data=(yield from self.core.read_local(msg.frame, msg.offset, msg.length)))
 
     def read_many(self, msg: mm.FramesRead) -> mm.FramesReadReply:
         c = self.core
@@ -101,7 +106,7 @@ class FrameService:
     def write(self, msg: mm.FrameWrite) -> Ok:
         self.core.become_master(msg.frame, msg.generation, _page(msg.master_of, "master_of", "frame.write"),
                                 msg.directory)
-        self.core.pool.write(msg.frame, msg.offset, msg.data)
+        self.core.write_local(msg.frame, msg.offset, msg.data)
         return Ok()
 
     def access_forward(self, msg: mm.AccessForward) -> Answer:
@@ -158,7 +163,7 @@ class FrameService:
             c.check_generation(f, msg.generations[i] if msg.generations is not None else None)
         page = bytes([msg.value]) * c.page_size
         for f in frames:
-            c.pool.write(f, 0, page)
+            c.write_local(f, 0, page)
         return Ok()
 
     def stat_add(self, msg: mm.StatAdd) -> Ok:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 # A batch hands the loop back after this many pages, so that a long touch never starves the
 # heartbeats (docs/conventions.md#heartbeats): 4096 pages take about 20-40 ms here.
 _CHUNK_PAGES = 4096
+_NO_HOLDER = (None, None)  # core.direct_writers' entry of a frame no task writes directly
 
 
 def private_page_name(task_id: int, vaddr: int) -> str:
@@ -196,16 +197,25 @@ class MemoryManager:
             if task.table is not None:
                 task.table.set_cost(*self.core.cost.local(self.core.node_id))
 
-    def _publish(self, task: TaskState, region: Region, p: int) -> None:
-        """Give the task's direct path a private page of this node's pool it just accessed;
-        writable only once dirty (the first write is a message, which sets the dirty bit)."""
+    def _publish(self, task: TaskState, region: Region, p: int, wrote: bool = False) -> None:
+        """Give the task's direct path a page of this node's pool it just accessed. A private
+        page is writable once dirty (the first write is a message, which sets the dirty bit); a
+        shared one once its mapping is writable (the directory made this node a writer: no
+        replica, dirty) and the task holds the frame's grant (one direct writer a frame): the
+        grant goes to a task that `wrote` the page by message, and stays with it while it reads
+        (a reader does not take it from the writer)."""
         if task.table is not None and self.direct_access and not region.hinted(p):  # a marked page is not present
+            core, frame, vpn = self.core, region.frame[p], region.start // self.core.page_size + p
             if region.kind == ANON:
-                task.table.publish(region.start // self.core.page_size + p, region.frame[p], region.gen[p],
-                                   region.dirty[p] == 1)
-            elif self.core.pool.generation[region.frame[p]] == region.gen[p]:  # never a stale mapping
-                task.table.publish(region.start // self.core.page_size + p, region.frame[p], region.gen[p], False,
-                                   region.wr[p] == 0 and self.core.replica_frames.get(region.frame[p]) is not None)
+                task.table.publish(vpn, frame, region.gen[p], region.dirty[p] == 1)
+            elif core.pool.generation[frame] == region.gen[p]:  # never a stale mapping
+                replica = core.replica_frames.get(frame) is not None
+                vaddr = region.start + p * core.page_size
+                holder = (task.task_id, vaddr)
+                writable = (region.wr[p] == 1 and not replica
+                            and (wrote or core.direct_writers.get(frame, _NO_HOLDER)[0] == holder)
+                            and core.grant_direct_write(frame, holder, lambda: task.unmap_direct([vaddr])))
+                task.table.publish(vpn, frame, region.gen[p], writable, region.wr[p] == 0 and replica, shared=True)
 
     def close_table(self, task: TaskState) -> None:
         """The task leaves this node: its clock takes the last direct charges, its table goes."""
@@ -569,8 +579,8 @@ class MemoryManager:
                     if not write:
                         out += data
                     node, frame = region.node[p], region.frame[p]
-                    if not write and node == core.node_id and task.table is not None:
-                        self._publish(task, region, p)
+                    if node == core.node_id and task.table is not None:
+                        self._publish(task, region, p, write)  # a write takes the frame's direct-write grant
                 else:
                     node, frame = region.node[p], region.frame[p]
                     if node == ZEROPAGE:  # only read so far (a write faulted it in above)
@@ -697,7 +707,7 @@ class MemoryManager:
                 node, frame = region.node[p], region.frame[p]
                 if node == core.node_id:
                     core.check_generation(frame, region.gen[p])
-                    core.pool.write(frame, 0, page)
+                    core.write_local(frame, 0, page)
                 elif node in core.dead:
                     raise core.dead_error(node, f"page {region.start + p * core.page_size:#x} of {region.obj or 'a task'}")
                 else:

@@ -244,6 +244,8 @@ class PageCacheView:
             self.seen_epoch[key] = msg.epoch
         page = self.pages.get(key)
         count = 0
+        if msg.node == self.core.node_id:  # first of all: no task writes the frame directly any more
+            self.core.revoke_direct_write(msg.frame)
         if page is not None and page.node == msg.node and page.frame == msg.frame:
             if msg.write_protect:
                 page.writable = False

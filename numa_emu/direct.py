@@ -32,10 +32,11 @@ _monotonic = time.monotonic
 _POPULATE_PAGES = 16  # a run of this many frames is mapped in with one madvise
 _MADV_POPULATE_READ, _MADV_POPULATE_WRITE = 22, 23  # Linux 5.14 (in the mmap module from Python 3.13)
 _ENTRY_BYTES = dm.ENTRY_WORDS * 8
+_ODD_VERSION = dm.ODD
 _TABLE_START = dm.HEADER_WORDS * 8
 _ODD = bytes(i & 1 for i in range(256))  # a byte -> 1 if odd: bytes.translate checks a column of seqs at once
 # entry flags -> the set of flag words that have them all
-_FLAGS_OK = {want: frozenset(v for v in range(8) if v & want == want)
+_FLAGS_OK = {want: frozenset(v for v in range(16) if v & want == want)
              for want in (dm.PRESENT, dm.PRESENT | dm.WRITABLE)}
 
 
@@ -76,7 +77,8 @@ class DirectPath:
         goff = dm.generations_offset(frames, page_size)
         self.gens = self.pv[goff:goff + 4 * frames].cast("I")
         voff = dm.versions_offset(frames, page_size)
-        self.vers = self.pv[voff:voff + 4 * frames].cast("I")
+        self.vers = self.pv[voff:voff + 8 * frames].cast("Q")  # both halves: what a reader checks
+        self.halves = self.pv[voff:voff + 8 * frames].cast("I")  # 2 * frame + dm.TASK_HALF: a direct writer's
         self.ref = self.pv[dm.referenced_offset(frames, page_size):]
         self.pidfd = os.pidfd_open(pid)
         self.next_check = 0.0
@@ -152,7 +154,7 @@ class DirectPath:
             if frame >= self.frames or self.gens[frame] != gen:
                 return None
             version = self.vers[frame]
-            if version & 1:
+            if version & _ODD_VERSION:
                 continue
             return seq, base, frame, gen, version, fl
         return None
@@ -192,7 +194,7 @@ class DirectPath:
                 if max(frames) >= self.frames or [self.gens[f] for f in frames] != gens:
                     return None
                 vers = [self.vers[f] for f in frames]
-                if any(v & 1 for v in vers):
+                if any(v & _ODD_VERSION for v in vers):
                     continue
                 f0 = -1
             span = _Span(vaddr, length, count, first, cut if wrap else None, raw, frames, f0, gens, vers, fl)
@@ -256,6 +258,22 @@ class DirectPath:
         tail = (span.vaddr + span.length) & (ps - 1) or ps
         return cost(head) + cost(ps) * (count - 2) + cost(tail)
 
+    def _begin_shared_write(self, span: _Span) -> list[int]:
+        """Make the task half of the version of every shared page's frame in `span` odd (other
+        tasks' direct reads, and the node's, wait for it or copy again); the halves to end."""
+        if not any(f & dm.SHARED for f in span.flags):
+            return []
+        halves = self.halves
+        marked = [2 * frame + dm.TASK_HALF for frame, f in zip(span.frames, span.flags) if f & dm.SHARED]
+        for half in marked:
+            halves[half] = (halves[half] + 1) & 0xFFFFFFFF
+        return marked
+
+    def _end_shared_write(self, marked: list[int]) -> None:
+        halves = self.halves
+        for half in marked:
+            halves[half] = (halves[half] + 1) & 0xFFFFFFFF
+
     def _populate(self, runs: list, advice: int) -> None:
         # one madvise maps a long run's pages in this process at once, instead of a fault per page
         try:
@@ -294,7 +312,8 @@ class DirectPath:
                 start = frame * ps + off
                 data = self.pool[start:start + length]
                 # not rewritten, freed or written by the node meanwhile
-                if self.gens[frame] == gen and q[base] == seq and not version & 1 and self.vers[frame] == version:
+                if self.gens[frame] == gen and q[base] == seq and not version & _ODD_VERSION \
+                        and self.vers[frame] == version:
                     self.ref[frame] = 1
                     q[dm.H_DIRECT_NS] += self._cost(length)
                     q[dm.H_READS] += 1
@@ -342,7 +361,14 @@ class DirectPath:
                 if got is None:
                     return False
                 start = got[2] * ps + off
-                self.pv[start:start + length] = data
+                if got[5] & dm.SHARED:  # others may read it: odd around the copy, as the node's writes are
+                    halves, half = self.halves, 2 * got[2] + dm.TASK_HALF
+                    version = halves[half]
+                    halves[half] = (version + 1) & 0xFFFFFFFF
+                    self.pv[start:start + length] = data
+                    halves[half] = (version + 2) & 0xFFFFFFFF
+                else:
+                    self.pv[start:start + length] = data
             finally:
                 fcntl.flock(self.lock_fd, fcntl.LOCK_UN)  # a barrier: the copy is visible before the check below
             if q[got[1]] != got[0]:  # unmapped while it copied: the frame may be another page's now
@@ -356,10 +382,13 @@ class DirectPath:
             span = self._span(vaddr, length, dm.PRESENT | dm.WRITABLE)
             if span is None:
                 return False
+            shared = self._begin_shared_write(span)
             src, pv, pos = memoryview(data), self.pv, 0
             for start, n in self._runs(span):
                 pv[start:start + n] = src[pos:pos + n]
                 pos += n
+            if shared:
+                self._end_shared_write(shared)
         finally:
             fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
         if not self._entries_still(span):  # an entry unmapped while it copied: all of it again, by message
@@ -389,9 +418,12 @@ class DirectPath:
             if pages is None:
                 return None
             if fill is not None:
+                shared = self._begin_shared_write(pages)
                 page, pv = bytes([fill]) * ps, self.pv
                 for start, n in self._runs(pages):
                     pv[start:start + n] = page * (n // ps)
+                if shared:
+                    self._end_shared_write(shared)
         finally:
             if writing:
                 fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
@@ -401,7 +433,7 @@ class DirectPath:
         return pages.count
 
     def close(self) -> None:
-        for view in ("gens", "vers", "ref", "pv", "q"):
+        for view in ("gens", "vers", "halves", "ref", "pv", "q"):
             if hasattr(self, view):
                 getattr(self, view).release()
         self.table.close()

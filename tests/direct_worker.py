@@ -13,6 +13,15 @@ logged with CLOCK_MONOTONIC for the history checker (tests/history.py).
     python direct_worker.py filewriter CPU NAME PAGES STOPFILE
         writes whole pages of file NAME (each page's bytes say its page and sequence number) and
         syncs them, so that the pages are clean again and replicated anew after each collapse
+    python direct_worker.py mapwriter CPU NAME PAGES STOPFILE
+        writes whole pages of file NAME as filewriter does, but through a writable shared mapping
+        (direct once its node is the page's writer and this task holds the frame's grant), and
+        syncs every 20 writes (write-protecting the pages: the next write of each is a message);
+        prints "ready PID FD" once every page was written once, then filewriter's JSON object
+        with its direct counts and "last": the last sequence number of each page (synced)
+    python direct_worker.py mover CPU NAME PAGES STOPFILE
+        maps file NAME and moves all its pages (MPOL_MF_MOVE_ALL: other tasks map them) to node
+        1 and back to node 0, over and over; prints {"moves": n, "moved": pages moved}
     python direct_worker.py filereader CPU NAME PAGES STOPFILE
         reads NAME's pages (one or two at a time) through a read-only mapping, which it unmaps and
         maps again every 100 reads; both print the writer's JSON object (the reader's writes empty)
@@ -35,6 +44,7 @@ import sys
 import time
 
 import numa_emu
+from numa_emu.protocol.policy import MPOL_MF_MOVE_ALL
 
 PAGE = 4096
 STAMP = 8  # bytes: the sequence number, little endian, at the start of the page (and at its end)
@@ -107,6 +117,44 @@ def file_writer(cpu: int, name: str, pages: int, stop: str) -> dict:
     return {"writes": writes, "reads": [], "direct": [0, 0], "hops": 0}
 
 
+def map_writer(cpu: int, name: str, pages: int, stop: str) -> dict:
+    writes, seqs, rng = [], [0] * pages, random.Random(cpu)
+    with numa_emu.attach(cpu=cpu) as t:
+        f = t.open(name)
+        region = t.mmap_file(f, writable=True)
+        for page in range(pages):  # the write faults: this node becomes the pages' writer
+            seqs[page] += 1
+            start = time.monotonic_ns()
+            region.write(page * PAGE, file_page(page, seqs[page]))
+            writes.append([page, seqs[page], start, time.monotonic_ns()])
+        print("ready", t.pid, t._dpath.lock_fd, flush=True)
+        while not os.path.exists(stop):
+            page = rng.randrange(pages)
+            seqs[page] += 1
+            start = time.monotonic_ns()
+            region.write(page * PAGE, file_page(page, seqs[page]))
+            writes.append([page, seqs[page], start, time.monotonic_ns()])
+            if len(writes) % 20 == 0:
+                f.fsync()  # clean: replicated again by the other node's reader, then collapsed by the next write
+        f.fsync()
+        direct = t._dpath.counts()
+    return {"writes": writes, "reads": [], "direct": list(direct), "hops": 0, "last": seqs}
+
+
+def mover(cpu: int, name: str, pages: int, stop: str) -> dict:
+    moves, moved = 0, 0
+    with numa_emu.attach(cpu=cpu) as t:
+        region = t.mmap_file(t.open(name), writable=False)
+        region.read(0, pages * PAGE)  # mapped: move_pages moves pages the task maps
+        while not os.path.exists(stop):
+            moves += 1
+            target = moves % 2  # node 1, then node 0, ...
+            status = region.move_pages([target] * pages, flags=MPOL_MF_MOVE_ALL)
+            moved += sum(1 for s in status if s == target)
+            time.sleep(0.02)  # pacing: the other tasks get their accesses in between
+    return {"moves": moves, "moved": moved}
+
+
 def file_reader(cpu: int, name: str, pages: int, stop: str) -> dict:
     reads, rng, ops = [], random.Random(cpu), 0
     with numa_emu.attach(cpu=cpu) as t:
@@ -174,8 +222,9 @@ if __name__ == "__main__":
     kind = sys.argv[1]
     if kind == "bulk":
         out = bulk(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
-    elif kind in ("filewriter", "filereader", "churner"):
-        run = {"filewriter": file_writer, "filereader": file_reader, "churner": churner}[kind]
+    elif kind in ("filewriter", "mapwriter", "mover", "filereader", "churner"):
+        run = {"filewriter": file_writer, "mapwriter": map_writer, "mover": mover, "filereader": file_reader,
+               "churner": churner}[kind]
         out = run(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5])
     elif kind == "writer":
         out = writer(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4],

@@ -43,6 +43,8 @@ def main() -> None:
         "policy": lambda c: (task.set_mempolicy, (c["mode"], c.get("nodes")), {}),
         "migrate_pages": lambda c: (task.migrate_pages, (c["old"], c["new"]), {}),
         "detach": lambda c: (task.detach, (), {}),
+        # (reads, writes) its direct path served so far: [0, 0] before it has one
+        "direct": lambda c: ((lambda: list(task._dpath.counts()) if task._dpath is not None else [0, 0]), (), {}),
     }
     clock = time.perf_counter
     print(json.dumps({"ok": task.node}), flush=True)

@@ -23,7 +23,7 @@ from numa_emu.protocol.messages import control as cm
 from numa_emu.protocol.messages import tasks as tm
 from numa_emu.protocol.clusterdir import STORE_DIR
 from numa_emu.protocol.topology import from_cli
-from tests.direct_worker import big_page
+from tests.direct_worker import big_page, file_page
 from tests.helpers import poll_until
 from tests.history import violations
 
@@ -496,3 +496,89 @@ def test_a_task_killed_in_the_middle_of_direct_writes_is_detached_and_its_frames
         writer.stdout.close()
     # the node's unmap at the detach takes the dead writer's lock: the kernel released it
     poll_until(lambda: free0() == baseline, timeout_s=30, what="the killed writer's frames to be freed")
+
+
+@pytest.mark.parametrize("mode", ["virtual", "real"])
+def test_direct_writes_of_a_shared_file_stay_exact_while_it_is_read_replicated_written_back_and_moved(
+        cluster_factory, cli, home, mode, tmp_path):
+    """A task on node 0 writes whole pages of file "g" through a writable mapping (direct, as the
+    pages' writer holding their grants) and syncs every 20 writes; a reader on node 0 reads them
+    directly (read-only entries: a page is never seen half written), a reader on node 1 by message
+    and through replicas (each sync makes the pages clean: replicated, then collapsed by the next
+    write), and a mover moves every master to node 1 and back (MPOL_MF_MOVE_ALL) all along. Real
+    mode has jitter. Then every read is checked against the writes, and the file's bytes in the
+    store against the last write of each page."""
+    pages = 8
+    c = cluster_factory("default-4n")
+    store = home / c.name / STORE_DIR
+    (store / "g").write_bytes(bytes(pages * PAGE))
+    cli("sysctl", "--name", c.name, "vm.pagecache_replication_backoff=0", check=True)
+    if mode == "real":
+        cli("latency", "--name", c.name, "inject", "real", "--dilation", "2000", check=True)
+        cli("latency", "--name", c.name, "jitter", "uniform", "0.3", check=True)
+    stop = tmp_path / "stop"
+    procs = {"writer": _start("mapwriter", "0", "g", str(pages), str(stop), cluster=c.name),
+             "near": _start("filereader", "0", "g", str(pages), str(stop), cluster=c.name),
+             "far": _start("filereader", "1", "g", str(pages), str(stop), cluster=c.name),
+             "mover": _start("mover", "2", "g", str(pages), str(stop), cluster=c.name)}
+    out = {}
+    try:
+        for name in ("writer", "near", "far"):
+            ready = procs[name].stdout.readline().split()
+            assert ready and ready[0] == "ready", (name, ready)
+
+        def everything_happened() -> bool:
+            return (vm_total(c, "pgreplicazap_write") > 2 and vm_total(c, "pgwriteback") > 2
+                    and vm_total(c, "pgmigrate_success") > 2 * pages)
+        poll_until(everything_happened, timeout_s=180, interval_s=0.5,
+                   what="replicas collapsed, pages written back and moved")
+        stop.touch()
+        for name, p in procs.items():
+            out[name] = json.loads(p.communicate(timeout=120)[0])
+            assert p.returncode == 0, name
+    finally:
+        stop.touch()
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    w = out["writer"]
+    assert violations(w["writes"], out["near"]["reads"] + out["far"]["reads"]) == []
+    assert w["direct"][1] > 0 and out["near"]["direct"][0] > 0 and out["mover"]["moved"] > 0
+    assert (store / "g").read_bytes() == b"".join(file_page(page, seq) for page, seq in enumerate(w["last"]))
+
+
+def test_a_task_stopped_inside_a_direct_write_of_a_shared_page_stalls_nobody_and_its_write_lands(
+        cluster_factory, cli, home, tmp_path):
+    """The writer of file "g" (alone mapping it: migratepages moves its pages) is stopped inside
+    a direct write, three times, and each time its pages go to node 1 or back meanwhile; after it
+    continues, every completed write is in the store."""
+    pages = 8
+    c = cluster_factory("default-4n")
+    store = home / c.name / STORE_DIR
+    (store / "g").write_bytes(bytes(pages * PAGE))
+    stop = tmp_path / "stop"
+    writer = _start("mapwriter", "0", "g", str(pages), str(stop), cluster=c.name)
+    try:
+        ready = writer.stdout.readline().split()
+        assert ready[0] == "ready", ready
+        pid = int(ready[1])
+        probe = os.open(f"/proc/{pid}/fd/{ready[2]}", os.O_RDWR)
+        try:
+            for move in (("0", "1"), ("1", "0"), ("0", "1")):
+                poll_until(lambda: _stop_inside_a_write(pid, probe), timeout_s=60, interval_s=0.001,
+                           what="the writer to be stopped inside a direct write")
+                assert cli("--name", c.name, "migratepages", str(pid), *move, timeout_s=120).returncode == 0
+                assert _stopped(pid)  # moved while it held its write lock
+                os.kill(pid, signal.SIGCONT)
+        finally:
+            os.close(probe)
+        stop.touch()
+        w = json.loads(writer.communicate(timeout=60)[0])
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+    assert writer.returncode == 0 and w["direct"][1] > 0
+    assert vm_total(c, "pgmigrate_success") >= 3
+    assert (store / "g").read_bytes() == b"".join(file_page(page, seq) for page, seq in enumerate(w["last"]))

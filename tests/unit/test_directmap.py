@@ -203,9 +203,9 @@ def test_a_replica_read_counts_a_hit_and_a_write_of_the_node_under_way_is_waited
     table.publish(VPN, frame, pool.generation[frame], writable=False, replica=True)
     assert path.read(VADDR, 4) == b"copy" and path.read(VADDR, PAGE + 0) == b"copy" + bytes(PAGE - 4)
     assert table.take()[1:] == (2, 0, 2)
-    pool.version[frame] += 1  # the node in the middle of a write to the frame
+    pool.version[2 * frame + dm.NODE_HALF] += 1  # the node in the middle of a write to the frame
     assert path.read(VADDR, 4) is None and path.read(VADDR, 2) is None
-    pool.version[frame] += 1
+    pool.version[2 * frame + dm.NODE_HALF] += 1
     assert path.read(VADDR, 4) == b"copy"
 
 
@@ -276,3 +276,65 @@ def test_a_run_published_at_once_reads_writes_and_unmaps_as_pages_published_one_
     table.unmap([VPN + 4])
     assert path.read(VADDR + 4 * PAGE, 1) is None and path.read(VADDR + 3 * PAGE, 1) == b"\x04"
     assert sorted(table.live.values()) == [VPN + i for i in range(4)]
+
+
+def _task_half(pool: FramePool, frame: int) -> int:
+    return pool.version[2 * frame + dm.TASK_HALF]
+
+
+@pytest.mark.parametrize("how", ["one page", "a range", "a fill"])
+def test_a_direct_write_of_a_shared_page_leaves_its_half_of_the_version_even_and_moved(pair, how):
+    pool, table, path = pair
+    frames = [pool.alloc() for _ in range(2)]
+    for i, f in enumerate(frames):
+        table.publish(VPN + i, f, pool.generation[f], writable=True, shared=True)
+    if how == "one page":
+        assert path.write(VADDR + 8, b"12345678")
+    elif how == "a range":
+        assert path.write(VADDR, b"w" * (2 * PAGE))
+    else:
+        assert path.touch(VADDR, 2 * PAGE, True, 7) == 2
+    written = frames[:1] if how == "one page" else frames
+    assert [_task_half(pool, f) for f in frames] == [2 if f in written else 0 for f in frames]
+    assert [pool.version[2 * f + dm.NODE_HALF] for f in frames] == [0, 0]  # the node's half is the node's
+
+
+def test_a_private_page_written_directly_keeps_its_version():
+    pool = FramePool(4, PAGE)
+    table = TaskTable(1, pool, 80.0, 10.0, True)
+    path = DirectPath(os.getpid(), pool.fd, pool.frames, table.fd, PAGE)
+    try:
+        frame = pool.alloc()
+        table.publish(VPN, frame, pool.generation[frame], writable=True)
+        assert path.write(VADDR, b"x" * PAGE) and pool.versions[frame] == 0  # only its task reads it
+    finally:
+        path.close()
+        table.close()
+        pool.close()
+
+
+def test_readers_wait_out_a_direct_write_of_a_shared_page_and_a_writer_killed_inside_one_is_evened(pair):
+    pool, table, path = pair
+    frame = pool.alloc()
+    pool.write(frame, 0, b"old!")
+    table.publish(VPN, frame, pool.generation[frame], writable=True, shared=True)
+    pool.version[2 * frame + dm.TASK_HALF] += 1  # a task of the node inside a direct write of the frame
+    assert path.read(VADDR, 4) is None  # another task's direct read copies again, then asks the node
+    assert pool.read_stable(frame, 0, 4) is None  # and so does the node
+    assert not path.write(VADDR, b"new!")  # no second writer: the grant's holder is inside a write
+    table.unmap([VPN])  # the node takes the grant back; no lock held: the writer died inside its write
+    assert _task_half(pool, frame) == 2 and table.held == []
+    assert pool.read_stable(frame, 0, 4) == b"old!"
+
+
+def test_the_node_holds_a_shared_frame_until_the_writer_inside_a_write_lets_go(pair):
+    pool, table, path = pair
+    frame = pool.alloc()
+    table.publish(VPN, frame, pool.generation[frame], writable=True, shared=True)
+    fcntl.flock(path.lock_fd, fcntl.LOCK_EX)  # inside its write (or stopped there)
+    pool.version[2 * frame + dm.TASK_HALF] += 1
+    table.unmap([VPN])
+    assert pool.is_held(frame) and _task_half(pool, frame) == 1  # its half stays its own until it lets go
+    pool.version[2 * frame + dm.TASK_HALF] += 1
+    fcntl.flock(path.lock_fd, fcntl.LOCK_UN)
+    assert table.settle() and not pool.is_held(frame) and _task_half(pool, frame) == 2
