@@ -18,7 +18,7 @@ import pytest
 import numa_emu
 from numa_emu.protocol import directmap as dm
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
-from numa_emu.protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE
+from numa_emu.protocol.policy import MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL
 from numa_emu.protocol.messages import control as cm
 from numa_emu.protocol.messages import tasks as tm
 from numa_emu.protocol.clusterdir import STORE_DIR
@@ -78,6 +78,47 @@ def test_the_same_workload_gives_the_same_bytes_and_virtual_time_with_direct_acc
     # exact, and the same every run: pages are published when a message serves them first, and
     # unmapped by each move (the zero page and node 1's pages are always messages)
     assert (on["direct_reads"], on["direct_writes"]) == (199, 232)
+    assert (on["faults"], on["pages"]) == (off["faults"], off["pages"])
+
+
+def shared_workload(c, other, name: str) -> tuple[int, bytes, dict]:
+    """Writes and reads of an shm region and of a file through a writable mapping, by a task on
+    node 0, while another task of node 0 (`other`) writes a page of each now and then (taking its
+    frame's grant: the first task's next write of it is a message) and the file is synced (its
+    pages write-protected): the task's virtual time, every byte it read, its stats."""
+    out = bytearray()
+    other.do("mmap", length=8 * PAGE, shared=True, name=f"shm-{name}", **{"as": "s"})
+    other.do("open", name=f"file-{name}", create=True, size=8 * PAGE)
+    other.do("map", name=f"file-{name}", **{"as": "f"})
+    with numa_emu.attach(0, cluster=c.name) as task:
+        shm = task.mmap(8 * PAGE, shared=True, name=f"shm-{name}")
+        f = task.open(f"file-{name}")
+        mapped = task.mmap_file(f)
+        for region, other_as in ((shm, "s"), (mapped, "f")):
+            for i in range(300):
+                region.write((i * 712) % (8 * PAGE - 16), i.to_bytes(16, "little"))
+                out += region.read((i * 1304) % (8 * PAGE - 8), 8)
+                if i % 50 == 49:
+                    other.do("write", offset=(i * 712) % (8 * PAGE - 16), data="ff" * 16, **{"as": other_as})
+                if i % 100 == 99 and region is mapped:
+                    f.fsync()
+            out += region.read(PAGE - 100, 3 * PAGE)
+        stats = task_stats(c, task.task_id)
+        clock = task.clock_ns()
+    return clock, bytes(out), stats
+
+
+def test_shared_pages_give_the_same_bytes_and_virtual_time_with_direct_access_on_and_off(cluster_factory, puppets):
+    c = cluster_factory("default-4n")
+    other = puppets(c, 0)
+    clock_on, bytes_on, on = shared_workload(c, other, "on")
+    set_direct(c, 0)
+    clock_off, bytes_off, off = shared_workload(c, other, "off")
+    assert (clock_on, bytes_on) == (clock_off, bytes_off)
+    assert (off["direct_reads"], off["direct_writes"]) == (0, 0)
+    # exact, and the same every run: of 600 writes, a message each for the first write of a page,
+    # after the other task took the page's grant (12) and after each sync (write-protected pages)
+    assert (on["direct_reads"], on["direct_writes"]) == (576, 560)
     assert (on["faults"], on["pages"]) == (off["faults"], off["pages"])
 
 
@@ -582,3 +623,84 @@ def test_a_task_stopped_inside_a_direct_write_of_a_shared_page_stalls_nobody_and
     assert writer.returncode == 0 and w["direct"][1] > 0
     assert vm_total(c, "pgmigrate_success") >= 3
     assert (store / "g").read_bytes() == b"".join(file_page(page, seq) for page, seq in enumerate(w["last"]))
+
+
+def test_a_task_killed_inside_a_direct_write_of_a_shared_page_leaves_its_pages_direct_and_movable(
+        cluster_factory, home, tmp_path):
+    """SIGKILL while the writer holds its write lock inside a direct write of file "g": once the
+    cluster has detached it, another task of its node reads and writes every page directly again
+    (no half of a version left odd, no grant left with the dead task) and moves them all."""
+    pages = 8
+    c = cluster_factory("default-4n")
+    (home / c.name / STORE_DIR / "g").write_bytes(bytes(pages * PAGE))
+    writer = _start("mapwriter", "0", "g", str(pages), str(tmp_path / "never"), cluster=c.name)
+    try:
+        ready = writer.stdout.readline().split()
+        assert ready[0] == "ready", ready
+        pid = int(ready[1])
+        probe = os.open(f"/proc/{pid}/fd/{ready[2]}", os.O_RDWR)
+        try:
+            poll_until(lambda: _stop_inside_a_write(pid, probe), timeout_s=60, interval_s=0.001,
+                       what="the writer to be stopped inside a direct write")
+            os.kill(pid, signal.SIGKILL)
+            writer.wait()
+        finally:
+            os.close(probe)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+        writer.stdout.close()
+
+    def node0_tasks() -> int:
+        with c.client() as client:
+            return len(client.call(tm.ClusterStats()).nodes[0]["tasks"])
+    poll_until(lambda: node0_tasks() == 0, timeout_s=30, what="the killed writer to be detached")
+    with numa_emu.attach(0, cluster=c.name) as task:
+        region = task.mmap_file(task.open("g"))
+        for page in range(pages):
+            region.write(page * PAGE, b"new")  # a message: this task takes the page's grant
+            region.write(page * PAGE + 3, b"er")
+            assert region.read(page * PAGE, 5) == b"newer"
+        assert task._dpath.counts() == (pages, pages)
+        assert region.move_pages([1] * pages, flags=MPOL_MF_MOVE_ALL) == [1] * pages
+        assert region.read(0, pages * PAGE)[::PAGE] == b"n" * pages
+
+
+def test_a_write_left_half_done_by_a_killed_process_is_waited_out_then_evened(cluster_factory, puppets):
+    """A process of the task dies holding its write lock with its half of the frame's version odd
+    (killed between the two halves of a direct write of a shared page): a read of the node waits
+    for the write a while, then takes the grant back, which evens the half (the lock is free): the
+    frame's readers go direct again, another task takes the grant, and the page moves."""
+    c = cluster_factory("default-4n")
+    other = puppets(c, 0)
+    with numa_emu.attach(0, cluster=c.name) as task:
+        region = task.mmap(PAGE, shared=True, name="k")
+        region.write(0, b"grant")
+        region.write(0, b"GRANT")  # direct: this task holds the frame's grant
+        path = task._dpath
+        assert path.counts() == (0, 1)
+        frame = path._entry(region.vaddr // PAGE, dm.PRESENT | dm.WRITABLE)[2]
+        r, w = os.pipe()
+        holder = os.fork()
+        if holder == 0:  # shares the task's mapping of the pool; its own open of the lock
+            os.close(r)
+            fd = os.open(f"/proc/self/fd/{path.lock_fd}", os.O_RDWR)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            path.halves[2 * frame + dm.TASK_HALF] += 1  # inside the write: odd
+            os.write(w, b"1")
+            time.sleep(60)
+            os._exit(0)
+        os.close(w)
+        assert os.read(r, 1) == b"1"
+        os.close(r)
+        os.kill(holder, signal.SIGKILL)
+        os.waitpid(holder, 0)
+        assert region.read(0, 5) == b"GRANT" and path.counts() == (0, 1)  # odd: by message, which evens it
+        assert region.read(0, 5) == b"GRANT" and path.counts() == (1, 1)  # direct again, read-only now
+        other.do("mmap", length=PAGE, shared=True, name="k", **{"as": "k"})
+        other.do("write", offset=0, data=b"other".hex(), **{"as": "k"})  # a message: the grant is its own
+        other.do("write", offset=0, data=b"again".hex(), **{"as": "k"})
+        assert other.do("direct") == [0, 1]
+        assert region.read(0, 5) == b"again" and path.counts() == (2, 1)
+        assert region.move_pages([1], flags=MPOL_MF_MOVE_ALL) == [1] and region.read(0, 5) == b"again"
