@@ -19,6 +19,7 @@ import mmap
 import os
 import select
 import time
+from array import array
 from dataclasses import dataclass
 
 from numa_emu.protocol import directmap as dm
@@ -258,19 +259,24 @@ class DirectPath:
         tail = (span.vaddr + span.length) & (ps - 1) or ps
         return cost(head) + cost(ps) * (count - 2) + cost(tail)
 
-    def _begin_shared_write(self, span: _Span) -> list[int]:
+    def _begin_shared_write(self, span: _Span) -> list[int] | slice:
         """Make the task half of the version of every shared page's frame in `span` odd (other
         tasks' direct reads, and the node's, wait for it or copy again); the halves to end."""
-        if not any(f & dm.SHARED for f in span.flags):
+        flags = span.flags
+        if not any(f & dm.SHARED for f in flags):
             return []
-        halves = self.halves
-        marked = [2 * frame + dm.TASK_HALF for frame, f in zip(span.frames, span.flags) if f & dm.SHARED]
-        for half in marked:
-            halves[half] = (halves[half] + 1) & 0xFFFFFFFF
+        if span.f0 >= 0 and all(f & dm.SHARED for f in flags):  # consecutive frames: one strided slice
+            marked: list[int] | slice = slice(2 * span.f0 + dm.TASK_HALF, 2 * (span.f0 + span.count), 2)
+        else:
+            marked = [2 * frame + dm.TASK_HALF for frame, f in zip(span.frames, flags) if f & dm.SHARED]
+        self._end_shared_write(marked)
         return marked
 
-    def _end_shared_write(self, marked: list[int]) -> None:
+    def _end_shared_write(self, marked: list[int] | slice) -> None:
         halves = self.halves
+        if isinstance(marked, slice):
+            halves[marked] = array("I", [(v + 1) & 0xFFFFFFFF for v in halves[marked].tolist()])
+            return
         for half in marked:
             halves[half] = (halves[half] + 1) & 0xFFFFFFFF
 
