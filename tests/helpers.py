@@ -32,6 +32,13 @@ def poll_until(condition: Callable[[], object], timeout_s: float = 10.0, interva
         time.sleep(interval_s)
 
 
+def vm_total(cluster, key: str) -> int:
+    """vmstat counter `key` summed over the cluster's nodes (0 where a node does not count it)."""
+    from numa_emu.protocol.messages.tasks import ClusterStats
+    with cluster.client() as client:
+        return sum(d["vmstat"].get(key, 0) for d in client.call(ClusterStats()).nodes.values())
+
+
 def processes_under(path: Path) -> list[psutil.Process]:
     """Live processes whose command line names `path` (a fresh folder: only ours can)."""
     out = []

@@ -24,7 +24,7 @@ from numa_emu.protocol.messages import tasks as tm
 from numa_emu.protocol.clusterdir import STORE_DIR
 from numa_emu.protocol.topology import from_cli
 from tests.direct_worker import big_page, file_page
-from tests.helpers import poll_until
+from tests.helpers import poll_until, vm_total
 from tests.history import violations
 
 pytestmark = pytest.mark.cluster
@@ -156,6 +156,28 @@ def _start(*args: str, cluster: str) -> subprocess.Popen:
                             env=dict(os.environ, NUMA_EMU_CLUSTER=cluster))
 
 
+def _run_workers(procs: dict[str, subprocess.Popen], ready: tuple[str, ...], stop: Path, done, what: str) -> dict:
+    """Wait for the `ready` workers to say so, then for `done()`, then stop every worker (the
+    stop file): their JSON outputs by name. Any worker still running at an error is killed."""
+    out = {}
+    try:
+        for name in ready:
+            line = procs[name].stdout.readline().split()
+            assert line and line[0] == "ready", (name, line)
+        poll_until(done, timeout_s=180, interval_s=0.5, what=what)
+        stop.touch()
+        for name, p in procs.items():
+            out[name] = json.loads(p.communicate(timeout=120)[0])
+            assert p.returncode == 0, name
+    finally:
+        stop.touch()
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return out
+
+
 @pytest.mark.parametrize("mode", ["virtual", "real", "moving", "stopped"])
 def test_direct_reads_and_writes_stay_exact_while_their_pages_migrate_and_frames_are_reused(cluster_factory, cli,
                                                                                              mode, tmp_path):
@@ -198,9 +220,7 @@ def test_direct_reads_and_writes_stay_exact_while_their_pages_migrate_and_frames
     assert violations(w["writes"], w["reads"]) == []
     assert r["bad"] == [] and r["rounds"] > 0
     assert w["direct"][1] > 0 and moves >= 2 and (w["hops"] > 2 if mode == "moving" else True)
-    with c.client() as client:
-        migrated = sum(d["vmstat"].get("pgmigrate_success", 0) for d in client.call(tm.ClusterStats()).nodes.values())
-    assert migrated > 0
+    assert vm_total(c, "pgmigrate_success") > 0
 
 
 @pytest.mark.parametrize("mode", ["virtual", "real"])
@@ -226,33 +246,39 @@ def test_direct_accesses_stay_exact_while_pages_are_unmapped_reclaimed_replicate
              "filewriter": _start("filewriter", "1", "f", str(f_pages), str(stop), cluster=c.name),
              "filereader": _start("filereader", "0", "f", str(f_pages), str(stop), cluster=c.name),
              "churner": _start("churner", "0", "big", str(4 * frames), str(stop), cluster=c.name)}
-    out = {}
-    try:
-        for name in ("writer", "filewriter", "filereader"):
-            ready = procs[name].stdout.readline().split()
-            assert ready and ready[0] == "ready", (name, ready)
 
-        def everything_happened() -> bool:
-            return all(vm_total(c, key) > 2 for key in ("pgreplicazap_write", "pgreplicazap_reclaim",
-                                                        "pgsteal_direct"))
-        poll_until(everything_happened, timeout_s=180, interval_s=0.5,
-                   what="collapses, replicas reclaimed and page-cache pages stolen on node 0")
-        stop.touch()
-        for name, p in procs.items():
-            out[name] = json.loads(p.communicate(timeout=120)[0])
-            assert p.returncode == 0, name
-    finally:
-        stop.touch()
-        for p in procs.values():
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    def everything_happened() -> bool:
+        return all(vm_total(c, key) > 2 for key in ("pgreplicazap_write", "pgreplicazap_reclaim", "pgsteal_direct"))
+    out = _run_workers(procs, ("writer", "filewriter", "filereader"), stop, everything_happened,
+                       "collapses, replicas reclaimed and page-cache pages stolen on node 0")
     w, fw, fr = out["writer"], out["filewriter"], out["filereader"]
     assert violations(w["writes"], w["reads"]) == []
     assert violations(fw["writes"], fr["reads"]) == []  # file pages: every read against the other task's writes
     assert out["reuser"]["bad"] == [] and out["churner"]["bad"] == []
     assert out["reuser"]["rounds"] > 0 and out["churner"]["rounds"] > 0 and len(fr["reads"]) > 200  # munmapped twice
     assert w["direct"][0] > 0 and w["direct"][1] > 0 and fr["direct"][0] > 0
+
+
+def _killed_holding_the_lock(path, odd_frame: int | None = None) -> None:
+    """A process of the task's (a fork: its own open of the lock, the task's mapping of the pool)
+    takes the task's write lock, makes its half of `odd_frame`'s version odd if asked (inside a
+    direct write of a shared page), and is killed by SIGKILL holding it."""
+    r, w = os.pipe()
+    holder = os.fork()
+    if holder == 0:
+        os.close(r)
+        fd = os.open(f"/proc/self/fd/{path.lock_fd}", os.O_RDWR)  # its own open: its own lock
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if odd_frame is not None:
+            path.halves[2 * odd_frame + dm.TASK_HALF] += 1
+        os.write(w, b"1")
+        time.sleep(60)
+        os._exit(0)
+    os.close(w)
+    assert os.read(r, 1) == b"1"
+    os.close(r)
+    os.kill(holder, signal.SIGKILL)
+    os.waitpid(holder, 0)
 
 
 def test_a_task_killed_holding_its_write_lock_leaves_no_lock_and_migration_completes(cluster_factory):
@@ -263,21 +289,7 @@ def test_a_task_killed_holding_its_write_lock_leaves_no_lock_and_migration_compl
         region.write(0, b"b")  # direct
         path = task._dpath
         assert path is not None and path.counts()[1] == 1
-        # a process of the task's holding its write lock (as in a direct write) when SIGKILL comes
-        r, w = os.pipe()
-        holder = os.fork()
-        if holder == 0:
-            os.close(r)
-            fd = os.open(f"/proc/self/fd/{path.lock_fd}", os.O_RDWR)  # its own open: its own lock
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(w, b"1")
-            time.sleep(60)
-            os._exit(0)
-        os.close(w)
-        assert os.read(r, 1) == b"1"
-        os.close(r)
-        os.kill(holder, signal.SIGKILL)
-        os.waitpid(holder, 0)
+        _killed_holding_the_lock(path)  # as in a direct write
         assert region.move_pages([1, 1]) == [1, 1]  # the node unmapped both pages: the lock was free
         assert region.read(0, 2) == b"ba" and region.where() == [1, 1]
 
@@ -438,8 +450,7 @@ def replica_workload(c, writer, name: str) -> tuple[int, bytes, int, dict]:
         out += region.read(100, 3 * PAGE)
         writer.do("pwrite", name=name, offset=PAGE, data=b"collapsed".hex())  # page 1's replica goes
         out += b"".join(region.read(PAGE, 9) for _ in range(20))
-        with c.client() as client:
-            hits = sum(d["vmstat"].get("repl_hits", 0) for d in client.call(tm.ClusterStats()).nodes.values())
+        hits = vm_total(c, "repl_hits")
         stats = task_stats(c, reader.task_id)
         clock = reader.clock_ns()
     return clock, out, hits, stats
@@ -455,11 +466,6 @@ def test_replica_reads_go_direct_with_the_same_hits_bytes_and_virtual_time_as_by
     assert bytes_on.endswith(b"collapsed")  # no stale replica read after the write
     assert hits_off > 0 and hits_on * 2 == hits_off  # the first run's hits, then as many again
     assert on["direct_reads"] > 90 and (off["direct_reads"], off["direct_writes"]) == (0, 0)
-
-
-def vm_total(c, key: str) -> int:
-    with c.client() as client:
-        return sum(d["vmstat"].get(key, 0) for d in client.call(tm.ClusterStats()).nodes.values())
 
 
 def test_the_unsafe_mode_counts_a_stale_access_through_a_direct_mapping(cluster_factory, cli, puppets):
@@ -562,27 +568,12 @@ def test_direct_writes_of_a_shared_file_stay_exact_while_it_is_read_replicated_w
              "near": _start("filereader", "0", "g", str(pages), str(stop), cluster=c.name),
              "far": _start("filereader", "1", "g", str(pages), str(stop), cluster=c.name),
              "mover": _start("mover", "2", "g", str(pages), str(stop), cluster=c.name)}
-    out = {}
-    try:
-        for name in ("writer", "near", "far"):
-            ready = procs[name].stdout.readline().split()
-            assert ready and ready[0] == "ready", (name, ready)
 
-        def everything_happened() -> bool:
-            return (vm_total(c, "pgreplicazap_write") > 2 and vm_total(c, "pgwriteback") > 2
-                    and vm_total(c, "pgmigrate_success") > 2 * pages)
-        poll_until(everything_happened, timeout_s=180, interval_s=0.5,
-                   what="replicas collapsed, pages written back and moved")
-        stop.touch()
-        for name, p in procs.items():
-            out[name] = json.loads(p.communicate(timeout=120)[0])
-            assert p.returncode == 0, name
-    finally:
-        stop.touch()
-        for p in procs.values():
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    def everything_happened() -> bool:
+        return (vm_total(c, "pgreplicazap_write") > 2 and vm_total(c, "pgwriteback") > 2
+                and vm_total(c, "pgmigrate_success") > 2 * pages)
+    out = _run_workers(procs, ("writer", "near", "far"), stop, everything_happened,
+                       "replicas collapsed, pages written back and moved")
     w = out["writer"]
     assert violations(w["writes"], out["near"]["reads"] + out["far"]["reads"]) == []
     assert w["direct"][1] > 0 and out["near"]["direct"][0] > 0 and out["mover"]["moved"] > 0
@@ -681,21 +672,7 @@ def test_a_write_left_half_done_by_a_killed_process_is_waited_out_then_evened(cl
         path = task._dpath
         assert path.counts() == (0, 1)
         frame = path._entry(region.vaddr // PAGE, dm.PRESENT | dm.WRITABLE)[2]
-        r, w = os.pipe()
-        holder = os.fork()
-        if holder == 0:  # shares the task's mapping of the pool; its own open of the lock
-            os.close(r)
-            fd = os.open(f"/proc/self/fd/{path.lock_fd}", os.O_RDWR)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            path.halves[2 * frame + dm.TASK_HALF] += 1  # inside the write: odd
-            os.write(w, b"1")
-            time.sleep(60)
-            os._exit(0)
-        os.close(w)
-        assert os.read(r, 1) == b"1"
-        os.close(r)
-        os.kill(holder, signal.SIGKILL)
-        os.waitpid(holder, 0)
+        _killed_holding_the_lock(path, odd_frame=frame)  # between the two halves of a direct write
         assert region.read(0, 5) == b"GRANT" and path.counts() == (0, 1)  # odd: by message, which evens it
         assert region.read(0, 5) == b"GRANT" and path.counts() == (1, 1)  # direct again, read-only now
         other.do("mmap", length=PAGE, shared=True, name="k", **{"as": "k"})

@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from numa_emu.protocol.messages import tasks as tm
-from tests.helpers import poll_until
+from tests.helpers import poll_until, vm_total
 
 pytestmark = pytest.mark.cluster
-
-
-def vm_total(c, name):
-    with c.client() as client:
-        return sum(d["vmstat"].get(name, 0) for d in client.call(tm.ClusterStats()).nodes.values())
 
 
 def test_unsafe_unreplicate_allows_stale_accesses_and_counts_them(cluster_factory, cli, puppets):

@@ -14,6 +14,7 @@ from numa_emu.trace_recorder import Recorder
 from numa_emu.protocol.messages import control as cm
 from numa_emu.protocol.policy import MPOL_MF_MOVE_ALL
 from numa_emu.protocol.topology import from_cli
+from tests.helpers import poll_until, vm_total
 
 pytestmark = pytest.mark.cluster
 PAGE = 4096
@@ -46,6 +47,9 @@ def test_a_shared_page_migration_is_traced_in_order(cluster_factory, puppets, cl
         f = task.open("g")
         region = f.mmap(writable=False)
         assert region.read(0, 1) == b"a"  # a replica on node 1 too
+        # the task has its replica as soon as the bytes land; the directory counts and traces it
+        # when their acknowledgement is back: before the trace starts, not inside it
+        poll_until(lambda: vm_total(c, "repl_fetch_bytes") == 2 * PAGE, what="both replicas acknowledged")
 
         def move():
             assert task.move_pages([region.addr(0)], [2], MPOL_MF_MOVE_ALL) == [2]

@@ -299,18 +299,11 @@ def test_a_direct_write_of_a_shared_page_leaves_its_half_of_the_version_even_and
     assert [pool.version[2 * f + dm.NODE_HALF] for f in frames] == [0, 0]  # the node's half is the node's
 
 
-def test_a_private_page_written_directly_keeps_its_version():
-    pool = FramePool(4, PAGE)
-    table = TaskTable(1, pool, 80.0, 10.0, True)
-    path = DirectPath(os.getpid(), pool.fd, pool.frames, table.fd, PAGE)
-    try:
-        frame = pool.alloc()
-        table.publish(VPN, frame, pool.generation[frame], writable=True)
-        assert path.write(VADDR, b"x" * PAGE) and pool.versions[frame] == 0  # only its task reads it
-    finally:
-        path.close()
-        table.close()
-        pool.close()
+def test_a_private_page_written_directly_keeps_its_version(pair):
+    pool, table, path = pair
+    frame = pool.alloc()
+    table.publish(VPN, frame, pool.generation[frame], writable=True)
+    assert path.write(VADDR, b"x" * PAGE) and pool.versions[frame] == 0  # only its task reads it
 
 
 def test_readers_wait_out_a_direct_write_of_a_shared_page_and_a_writer_killed_inside_one_is_evened(pair):
