@@ -2,8 +2,9 @@
 
 The mapping is a memfd, committed lazily, so a node's resident memory grows only with the
 frames that are touched; tasks of this node map the same memfd for their direct path
-(protocol/directmap.py has the layout: the frames, then versions, generations and referenced bytes). Per-frame metadata lives in flat arrays (a generation counter and a
-state byte per frame), never one Python object per page: a 1 GiB node costs 1.25 MiB of metadata.
+(protocol/directmap.py has the layout: the frames, then versions, generations and referenced
+bytes). Per-frame metadata lives in flat arrays (a version, a generation counter and a state byte
+per frame), never one Python object per page: a 1 GiB node costs 1.25 MiB of metadata.
 Frames never used yet are handed out from a bump pointer, so start-up costs nothing whatever the
 pool's size; freed frames are recycled from a stack.
 
@@ -25,8 +26,8 @@ from array import array
 from numa_emu.protocol import directmap as dm
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 
-FREE, USED, HELD = 0, 1, 2
-_STABLE_TRIES = 64  # a direct write of a page takes a microsecond or so; a longer one is waited for by the caller  # HELD: freed, but kept from reuse while a direct write may land in it
+FREE, USED, HELD = 0, 1, 2  # HELD: freed, but kept from reuse while a direct write may land in it
+_STABLE_TRIES = 64  # a direct write of a page takes a microsecond or so; a longer one is waited for by the caller
 
 
 class FramePool:
