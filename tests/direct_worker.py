@@ -13,12 +13,13 @@ logged with CLOCK_MONOTONIC for the history checker (tests/history.py).
     python direct_worker.py filewriter CPU NAME PAGES STOPFILE
         writes whole pages of file NAME (each page's bytes say its page and sequence number) and
         syncs them, so that the pages are clean again and replicated anew after each collapse
-    python direct_worker.py mapwriter CPU NAME PAGES STOPFILE
+    python direct_worker.py mapwriter CPU NAME PAGES STOPFILE [CPU,CPU...]
         writes whole pages of file NAME as filewriter does, but through a writable shared mapping
         (direct once its node is the page's writer and this task holds the frame's grant), and
         syncs every 20 writes (write-protecting the pages: the next write of each is a message);
         prints "ready PID FD" once every page was written once, then filewriter's JSON object
-        with its direct counts and "last": the last sequence number of each page (synced)
+        with its direct counts and "last": the last sequence number of each page (synced); with
+        CPUs, it moves itself among them every 100 writes (its grants go with its old table)
     python direct_worker.py mover CPU NAME PAGES STOPFILE
         maps file NAME and moves all its pages (MPOL_MF_MOVE_ALL: other tasks map them) to node
         1 and back to node 0, over and over; prints {"moves": n, "moved": pages moved}
@@ -77,7 +78,7 @@ def writer(cpu: int, pages: int, stop: str, hops: list[int]) -> dict:
             if head != tail:
                 raise SystemExit(f"page {page}: torn, head {head} tail {tail}")
             reads.append([page, head, start, time.monotonic_ns()])
-        direct = t._dpath.counts() if t._dpath is not None else (0, 0)  # this table's; the node's stats have all
+        direct = counts(t)  # this table's; the node's stats have all
     return {"writes": writes, "reads": reads, "direct": list(direct), "hops": ops // 100 if hops else 0}
 
 
@@ -117,8 +118,13 @@ def file_writer(cpu: int, name: str, pages: int, stop: str) -> dict:
     return {"writes": writes, "reads": [], "direct": [0, 0], "hops": 0}
 
 
-def map_writer(cpu: int, name: str, pages: int, stop: str) -> dict:
-    writes, seqs, rng = [], [0] * pages, random.Random(cpu)
+def counts(t) -> tuple[int, int]:
+    """(reads, writes) the task's direct path served through its current table."""
+    return t._dpath.counts() if t._dpath is not None else (0, 0)
+
+
+def map_writer(cpu: int, name: str, pages: int, stop: str, hops: list[int]) -> dict:
+    writes, seqs, rng, earlier = [], [0] * pages, random.Random(cpu), [0, 0]
     with numa_emu.attach(cpu=cpu) as t:
         f = t.open(name)
         region = t.mmap_file(f, writable=True)
@@ -129,6 +135,9 @@ def map_writer(cpu: int, name: str, pages: int, stop: str) -> dict:
             writes.append([page, seqs[page], start, time.monotonic_ns()])
         print("ready", t.pid, t._dpath.lock_fd, flush=True)
         while not os.path.exists(stop):
+            if hops and len(writes) % 100 == 0:
+                earlier = [a + b for a, b in zip(earlier, counts(t))]  # a move gives the task a new table
+                t.sched_setaffinity([hops[len(writes) // 100 % len(hops)]])
             page = rng.randrange(pages)
             seqs[page] += 1
             start = time.monotonic_ns()
@@ -137,16 +146,17 @@ def map_writer(cpu: int, name: str, pages: int, stop: str) -> dict:
             if len(writes) % 20 == 0:
                 f.fsync()  # clean: replicated again by the other node's reader, then collapsed by the next write
         f.fsync()
-        direct = t._dpath.counts()
-    return {"writes": writes, "reads": [], "direct": list(direct), "hops": 0, "last": seqs}
+        direct = [a + b for a, b in zip(earlier, counts(t))]
+    return {"writes": writes, "reads": [], "direct": direct, "hops": len(writes) // 100 if hops else 0,
+            "last": seqs}
 
 
 def mover(cpu: int, name: str, pages: int, stop: str) -> dict:
     moves, moved = 0, 0
     with numa_emu.attach(cpu=cpu) as t:
         region = t.mmap_file(t.open(name), writable=False)
-        region.read(0, pages * PAGE)  # mapped: move_pages moves pages the task maps
         while not os.path.exists(stop):
+            region.read(0, pages * PAGE)  # mapped (again, after a reclaim): move_pages moves pages the task maps
             moves += 1
             target = moves % 2  # node 1, then node 0, ...
             status = region.move_pages([target] * pages, flags=MPOL_MF_MOVE_ALL)
@@ -178,7 +188,7 @@ def file_reader(cpu: int, name: str, pages: int, stop: str) -> dict:
                 if page != first + i or got != file_page(page, seq):
                     raise SystemExit(f"page {first + i}: bytes of another page or torn: {sorted(set(got))[:8]}")
                 reads.append([page, seq, start, end])
-        direct = t._dpath.counts() if t._dpath is not None else (0, 0)
+        direct = counts(t)
     return {"writes": [], "reads": reads, "direct": list(direct), "hops": 0}
 
 
@@ -222,9 +232,11 @@ if __name__ == "__main__":
     kind = sys.argv[1]
     if kind == "bulk":
         out = bulk(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
-    elif kind in ("filewriter", "mapwriter", "mover", "filereader", "churner"):
-        run = {"filewriter": file_writer, "mapwriter": map_writer, "mover": mover, "filereader": file_reader,
-               "churner": churner}[kind]
+    elif kind == "mapwriter":
+        out = map_writer(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5],
+                         [int(c) for c in sys.argv[6].split(",")] if len(sys.argv) > 6 else [])
+    elif kind in ("filewriter", "mover", "filereader", "churner"):
+        run = {"filewriter": file_writer, "mover": mover, "filereader": file_reader, "churner": churner}[kind]
         out = run(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5])
     elif kind == "writer":
         out = writer(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4],

@@ -545,7 +545,7 @@ def test_a_task_killed_in_the_middle_of_direct_writes_is_detached_and_its_frames
     poll_until(lambda: free0() == baseline, timeout_s=30, what="the killed writer's frames to be freed")
 
 
-@pytest.mark.parametrize("mode", ["virtual", "real"])
+@pytest.mark.parametrize("mode", ["virtual", "real", "reclaim", "moving"])
 def test_direct_writes_of_a_shared_file_stay_exact_while_it_is_read_replicated_written_back_and_moved(
         cluster_factory, cli, home, mode, tmp_path):
     """A task on node 0 writes whole pages of file "g" through a writable mapping (direct, as the
@@ -553,10 +553,12 @@ def test_direct_writes_of_a_shared_file_stay_exact_while_it_is_read_replicated_w
     directly (read-only entries: a page is never seen half written), a reader on node 1 by message
     and through replicas (each sync makes the pages clean: replicated, then collapsed by the next
     write), and a mover moves every master to node 1 and back (MPOL_MF_MOVE_ALL) all along. Real
-    mode has jitter. Then every read is checked against the writes, and the file's bytes in the
-    store against the last write of each page."""
-    pages = 8
-    c = cluster_factory("default-4n")
+    mode has jitter; "reclaim" runs on two 1 MiB nodes with a reader of a file four times node 0's
+    memory, so that reclaim writes back and steals "g"'s pages too; "moving": the writer also moves
+    itself between nodes 0 and 1 every 100 writes (a task move). Then every read is checked
+    against the writes, and the file's bytes in the store against the last write of each page."""
+    pages, frames = 8, 256
+    c = cluster_factory(from_cli(2, 1, "1MiB") if mode == "reclaim" else "default-4n")
     store = home / c.name / STORE_DIR
     (store / "g").write_bytes(bytes(pages * PAGE))
     cli("sysctl", "--name", c.name, "vm.pagecache_replication_backoff=0", check=True)
@@ -564,19 +566,25 @@ def test_direct_writes_of_a_shared_file_stay_exact_while_it_is_read_replicated_w
         cli("latency", "--name", c.name, "inject", "real", "--dilation", "2000", check=True)
         cli("latency", "--name", c.name, "jitter", "uniform", "0.3", check=True)
     stop = tmp_path / "stop"
-    procs = {"writer": _start("mapwriter", "0", "g", str(pages), str(stop), cluster=c.name),
+    procs = {"writer": _start("mapwriter", "0", "g", str(pages), str(stop), *(["0,1"] if mode == "moving" else []),
+                              cluster=c.name),
              "near": _start("filereader", "0", "g", str(pages), str(stop), cluster=c.name),
              "far": _start("filereader", "1", "g", str(pages), str(stop), cluster=c.name),
-             "mover": _start("mover", "2", "g", str(pages), str(stop), cluster=c.name)}
+             "mover": _start("mover", "1" if mode == "reclaim" else "2", "g", str(pages), str(stop), cluster=c.name)}
+    wanted = {"pgreplicazap_write": 2, "pgwriteback": 2, "pgmigrate_success": 2 * pages}
+    if mode == "reclaim":
+        (store / "big").write_bytes(b"".join(big_page(i) for i in range(4 * frames)))
+        procs["churner"] = _start("churner", "0", "big", str(4 * frames), str(stop), cluster=c.name)
+        wanted["pgsteal_direct"] = 2
 
     def everything_happened() -> bool:
-        return (vm_total(c, "pgreplicazap_write") > 2 and vm_total(c, "pgwriteback") > 2
-                and vm_total(c, "pgmigrate_success") > 2 * pages)
+        return all(vm_total(c, key) > least for key, least in wanted.items())
     out = _run_workers(procs, ("writer", "near", "far"), stop, everything_happened,
-                       "replicas collapsed, pages written back and moved")
+                       "replicas collapsed, pages written back, moved (and stolen)")
     w = out["writer"]
     assert violations(w["writes"], out["near"]["reads"] + out["far"]["reads"]) == []
     assert w["direct"][1] > 0 and out["near"]["direct"][0] > 0 and out["mover"]["moved"] > 0
+    assert out.get("churner", {"bad": []})["bad"] == [] and (w["hops"] > 2 if mode == "moving" else True)
     assert (store / "g").read_bytes() == b"".join(file_page(page, seq) for page, seq in enumerate(w["last"]))
 
 
