@@ -180,10 +180,10 @@ def bulk(mib: int) -> list[list[object]]:
             shared = task.mmap(shm_length, shared=True, name="bulk-shm")
             for off in range(0, shm_length, 1 << 20):  # by message, a directory round trip a page: a MiB at a time
                 shared.write(off, data[off:off + (1 << 20)])  # node 0 becomes the pages' writer, this task their grants' holder
-            writes = task._dpath.q[dm.H_WRITES]
-            shared.write(0, data[:shm_length])  # direct, and maps the pages into this process, as the touch did above
+            writes, shm_data = task._dpath.q[dm.H_WRITES], data[:shm_length]
+            shared.write(0, shm_data)  # direct, and maps the pages into this process, as the touch did above
             t0 = time.perf_counter()
-            shared.write(0, data[:shm_length])
+            shared.write(0, shm_data)
             shm_write_s = time.perf_counter() - t0
             assert task._dpath.q[dm.H_WRITES] == writes + 2, "the shm writes were not direct"
             counts = task._dpath.q[dm.H_READS], task._dpath.q[dm.H_WRITES]
