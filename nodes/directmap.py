@@ -185,7 +185,13 @@ class TaskTable:
         self._release()
         return True
 
+    def release(self) -> None:
+        """Free the table's memory and memfd now, held frames or not (the node ends)."""
+        if self.fd >= 0:
+            self._release()
+
     def _release(self) -> None:
         self.q.release()
         self.mem.close()
         os.close(self.fd)
+        self.fd = -1

@@ -225,6 +225,17 @@ class MemoryManager:
                 self.closing.append(task.table)
             task.table = None
 
+    def close_tables(self) -> None:
+        """The node ends: every task's page table closes (its memfd released), held frames or not."""
+        for task in self.tasks.values():
+            if task.table is not None:
+                task.table.close()
+                task.table.release()
+                task.table = None
+        for table in self.closing:
+            table.release()
+        self.closing = []
+
     def settle_tables(self) -> None:
         """Let go of the frames held for direct writes that have ended since (nodes/directmap.py);
         run from a timer, as a stopped or silent task may never send another request."""

@@ -120,6 +120,12 @@ class Node:
         """Frees a peer did not confirm (nodes.core.retry_frees), sent again."""
         return self.core.retry_frees()
 
+    def close(self) -> None:
+        """Release the node's memory: its tasks' page tables, then its frame pool (a node that
+        ends with its process needs none of this; one of a simulated cluster does)."""
+        self.mm.close_tables()
+        self.pool.close()
+
     def settle_direct(self) -> None:
         """Frames held for tasks' direct writes that have ended since are let go (nodes/directmap.py)."""
         self.mm.settle_tables()

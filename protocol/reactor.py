@@ -407,6 +407,12 @@ class Reactor(PeerCalls):
             return
         if self._duplicate(routing, msg.id):
             return
+        if self._down and routing[0].decode(errors="replace") in self._down:
+            # sent by a peer before it died, delivered after its death was heard here: what it
+            # would change may be rebuilt without it already (docs/protocol.md#a-nodes-death), and
+            # nobody waits for the answer
+            self.stats["requests_from_dead"] += 1
+            return
         try:
             result = handler(msg)
         except Exception as err:

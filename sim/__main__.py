@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--partition", action="store_true",
                        help="the nodes are cut into two sides for a while (numa-emu fault partition)")
         p.add_argument("--stop", action="store_true", help="one node is paused for a while (numa-emu fault stop)")
+        p.add_argument("--direct", action="store_true",
+                       help="the tasks read and write their home node's pages through the direct path where it allows")
     return parser
 
 
@@ -96,6 +98,7 @@ def replay_command(result: Result, args: argparse.Namespace) -> str:
     extra += (f" --drop {args.drop:g}" if args.drop else "") + (f" --dup {args.dup:g}" if args.dup else "")
     extra += " --crash" if args.crash else ""
     extra += (" --partition" if args.partition else "") + (" --stop" if args.stop else "")
+    extra += " --direct" if args.direct else ""
     return f"numa-emu sim run {result.scenario} --seed {result.seed}{extra}"
 
 
@@ -116,7 +119,8 @@ def main(argv: list[str]) -> int:
             print(f"{s.name:18} {s.nodes} nodes, {len(s.tasks)} tasks: {s.about}")
         return EXIT_OK
     scenario = SCENARIOS[args.scenario]
-    faults = {"drop": args.drop, "dup": args.dup, "crash": args.crash, "partition": args.partition, "stop": args.stop}
+    faults = {"drop": args.drop, "dup": args.dup, "crash": args.crash, "partition": args.partition, "stop": args.stop,
+              "direct": args.direct}
     try:
         if args.command == "run":
             result = run(scenario, args.seed, args.sysctl, **faults)

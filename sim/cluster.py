@@ -135,8 +135,15 @@ class SimCluster:
             table["node.down"] = self._node_down_handler(node)
             self.net.add(f"node:{node.node_id}", table)
         self.net.add("coordinator", self.coordinator.handlers())
+        self.net.ignore_requests_of_the_dead(self._knows_dead)
         self.history = History()
         self.dead: set[int] = set()
+
+    def _knows_dead(self, receiver: str, sender: str) -> bool:
+        """Node `receiver` has heard that node `sender` died (node.down)."""
+        if not (receiver.startswith("node:") and sender.startswith("node:")):
+            return False
+        return int(sender[5:]) in self.nodes[int(receiver[5:])].core.dead
 
     def _node_down_handler(self, node: Node) -> Callable:
         def on_node_down(msg: lc.NodeDown) -> None:
@@ -179,5 +186,5 @@ class SimCluster:
     def close(self) -> None:
         self.net.close()
         for node in getattr(self, "nodes", ()):
-            node.pool.close()
+            node.close()
         shutil.rmtree(self.folder, ignore_errors=True)

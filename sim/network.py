@@ -98,6 +98,7 @@ class Network:
         self.timers: list[tuple[int, int, str, Callable[[], None]]] = []
         self.resending = bool(drop or dup)  # node calls re-sent, node requests deduplicated
         self.deadlines = False
+        self._knows_dead: Callable[[str, str], bool] | None = None
         self.cuts: list[tuple[frozenset[str], frozenset[str]]] = []  # partitions in force
         self.stopped: dict[str, list[Callable[[], None]]] = {}  # a stopped process -> what it runs when continued
         self.seq = itertools.count(1)
@@ -206,6 +207,11 @@ class Network:
         if (dest, request_id) in self.procs[src].served:
             self.procs[src].served[(dest, request_id)] = env
         self._post(env, REPLY)
+
+    def ignore_requests_of_the_dead(self, knows_dead: Callable[[str, str], bool]) -> None:
+        """A request from a process its receiver knows dead is not served (knows_dead(receiver,
+        sender)), as protocol.reactor.Reactor._serve ignores one from a peer marked down."""
+        self._knows_dead = knows_dead
 
     def kill(self, name: str, why: str) -> None:
         """`name` dies: it takes no message any more, and every call to it fails with EIO (as the
@@ -356,6 +362,9 @@ class Network:
                                     result.reply.kind, result.request_id), REPLY)
             return
         requester, request_id = env.src, env.request_id
+        if self._knows_dead is not None and self._knows_dead(env.dest, requester):
+            self.note(f"{env.dest}: {env.kind} #{request_id} from {requester}, dead, ignored")  # Reactor._serve
+            return
         if self.resending and _between_nodes(requester, env.dest):
             key = (requester, request_id)
             if key in proc.served:  # a duplicate: served once, its reply sent again

@@ -38,23 +38,27 @@ class Result:
 
 
 def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = True, drop: float = 0.0,
-        dup: float = 0.0, crash: bool = False, partition: bool = False, stop: bool = False) -> Result:
+        dup: float = 0.0, crash: bool = False, partition: bool = False, stop: bool = False,
+        direct: bool = False) -> Result:
     """Run `scenario` under `seed`; `drop` and `dup`: the probability that a message between two
     nodes is lost or delivered twice (sim.network); `crash`: one node, chosen by the seed, dies
     at a delivery the seed chooses (within CRASH_WITHIN of the tasks' start); `partition`, `stop`:
     a partition of the nodes, a stop of one node, for a span the seed chooses (sim.faults), at a
     delivery drawn among those the same run makes without them (so that it lands while the tasks
-    run, whatever the scenario's length). NumaEmuError (EINVAL, ENOENT) for a bad sysctl assignment."""
+    run, whatever the scenario's length); `direct`: the tasks read and write through the direct path
+    where it allows (sim.tasks.SimTask). NumaEmuError (EINVAL, ENOENT) for a bad sysctl assignment."""
+    direct = direct or scenario.direct
     within = 0
     if partition or stop:
-        bare = run(scenario, seed, sysctl, trace=False, drop=drop, dup=dup, crash=crash)
+        bare = run(scenario, seed, sysctl, trace=False, drop=drop, dup=dup, crash=crash, direct=direct)
         within = max(1, bare.delivered - bare.started)
     cluster = SimCluster(seed, n_nodes=scenario.nodes, frames=scenario.frames, sysctl=list(sysctl), trace=trace,
                          drop=drop, dup=dup)
     net = cluster.net
+    tasks: list[SimTask] = []
     try:
         cluster.history.initial.update(scenario.initial())
-        tasks = [SimTask(cluster, i + 1, cpu) for i, (cpu, _script) in enumerate(scenario.tasks)]
+        tasks = [SimTask(cluster, i + 1, cpu, direct) for i, (cpu, _script) in enumerate(scenario.tasks)]
         net.after_delivery = lambda: invariants.after_message(cluster)
         violation, started, faults = None, 0, None
         try:
@@ -93,9 +97,15 @@ def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = 
         for node in cluster.nodes:
             for name, value in node.core.events.items():
                 totals[name] = totals.get(name, 0) + value
+        for task in tasks:
+            task.close()
+            totals["direct_reads"] = totals.get("direct_reads", 0) + task.direct_reads
+            totals["direct_writes"] = totals.get("direct_writes", 0) + task.direct_writes
         return Result(scenario.name, seed, violation, net.delivered, net.trace or [], totals, started,
                       faults.applied if faults is not None else [])
     finally:
+        for task in tasks:
+            task.close()
         cluster.close()
 
 

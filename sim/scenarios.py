@@ -23,6 +23,7 @@ class Scenario:
     frames: int
     files: dict[str, bytes]
     tasks: tuple[tuple[int, Script], ...]  # (cpu, script); task ids are 1, 2, ...
+    direct: bool = False  # the tasks use the direct path where it allows, with or without --direct
 
     def initial(self) -> dict[str, bytes]:
         """Every register's initial bytes: the files' tokens at each page's start."""
@@ -212,5 +213,59 @@ SHM_FILL_RACE = Scenario(
     tasks=((6, _shm_filler), (0, _shm_mover)))
 
 
+# ---- direct writes of shared pages (docs/design.md#direct-access) --------------------------
+def _direct_shm_writer(t):
+    b = yield from t.mmap(1, shared="d")
+    for i in range(10):
+        yield from t.store(b, 8, token("D", i))  # direct while it holds the grant and the master is here
+        yield from t.load(b, 8)
+
+
+def _direct_shm_reader(t):
+    b = yield from t.mmap(1, shared="d")
+    for _ in range(8):
+        yield from t.load(b, 8)
+
+
+def _direct_shm_mover(t):
+    b = yield from t.mmap(1, shared="d")
+    yield from t.load(b, 8)
+    for i in range(4):
+        yield from t.move_pages(b, [0], [1 - i % 2], MPOL_MF_MOVE_ALL)  # to node 1 and back to node 0
+        yield from t.load(b, 8)
+
+
+DIRECT_SHM = Scenario(
+    "direct-shm", "a task writes a shm page directly (its node holds the master, the task the frame's grant) while "
+                  "a task of its node reads it directly, one on another node by message, and a third moves the master "
+                  "to node 1 and back (MOVE_ALL): the direct path always on",
+    nodes=3, frames=16, files={},
+    tasks=((0, _direct_shm_writer), (1, _direct_shm_reader), (2, _direct_shm_mover), (4, _direct_shm_reader)),
+    direct=True)
+
+
+def _direct_file_writer(t):
+    m = yield from t.mmap_file("g", 2, writable=True)
+    for i in range(8):
+        yield from t.store(m, (i % 2) * PAGE, token("G", i))  # the first of each page faults, then direct
+        if i % 3 == 2:
+            yield from t.fsync("g")  # write-protects the pages: the next store is a message again
+
+
+def _direct_file_reader(t):
+    m = yield from t.mmap_file("g", 2)
+    for i in range(8):
+        yield from t.load(m, (i % 2) * PAGE)  # replicas on another node once the pages are clean
+
+
+DIRECT_FILE = Scenario(
+    "direct-file", "a task writes a file's pages through a writable mapping, directly once its node is their writer, "
+                   "and syncs them now and then (write-protected, then replicated by readers on two other nodes and "
+                   "collapsed by the next write) while a task of its node reads them directly: the direct path always on",
+    nodes=3, frames=16, files={"g": file_of("F", 2)},
+    tasks=((0, _direct_file_writer), (1, _direct_file_reader), (2, _direct_file_reader), (4, _direct_file_reader)),
+    direct=True)
+
+
 SCENARIOS = {s.name: s for s in (REPLICATION, MIGRATION, UNREPLICATE_RACE, WRITESHARE, MIGRATE_RACE, SHM_MOVE_RACE,
-                                 SHM_FILL_RACE)}
+                                 SHM_FILL_RACE, DIRECT_SHM, DIRECT_FILE)}

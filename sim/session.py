@@ -14,14 +14,15 @@ MAX_STEPS = 20_000
 
 class Session:
     def __init__(self, *, nodes: int, cpus: list[int], files: dict[str, bytes] | None = None, frames: int = 32,
-                 seed: int = 0, sysctl: list[str] = ()):
+                 seed: int = 0, sysctl: list[str] = (), direct: bool = False):
         self.cluster = SimCluster(seed, n_nodes=nodes, frames=frames, sysctl=list(sysctl))
+        self.tasks: list[SimTask] = []
         try:
-            self.tasks = [SimTask(self.cluster, i + 1, cpu) for i, cpu in enumerate(cpus)]
+            self.tasks = [SimTask(self.cluster, i + 1, cpu, direct) for i, cpu in enumerate(cpus)]
             self.cluster.net.after_delivery = lambda: invariants.after_message(self.cluster)
             self.cluster.boot(files or {}, [(t.task_id, t.cpu) for t in self.tasks])
         except BaseException:
-            self.cluster.close()
+            self.close()
             raise
 
     def do(self, task: SimTask, gen):
@@ -53,6 +54,8 @@ class Session:
         return sum(self.vmstat(n)[name] for n in range(len(self.cluster.nodes)))
 
     def close(self) -> None:
+        for task in self.tasks:
+            task.close()
         self.cluster.close()
 
     def __enter__(self) -> "Session":

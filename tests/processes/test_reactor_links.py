@@ -162,3 +162,18 @@ def test_a_failing_timer_does_not_end_the_loop(tmp_path, reactors):
         peer.stop()
         loop.join(timeout=5.0)
     assert not loop.is_alive() and peer.counters()["loop_errors"] == 1
+
+
+def test_a_request_of_a_peer_known_dead_is_not_served_until_it_is_up_again(tmp_path, reactors):
+    """Sent before its sender died, heard of after the death: ignored (what it would change may
+    be rebuilt without it already), and nobody waits for its answer; a restarted peer is served."""
+    caller, peer = _peer(tmp_path, 0), _peer(tmp_path, 1)
+    reactors.extend([caller, peer])
+    caller.routes["node:1"] = peer.endpoint
+    assert _settle(caller.call("node:1", lc.Ping()), [caller, peer]).result.pid == 1
+    peer.mark_down("node:0", "node 0 is dead (killed)")
+    fut = _settle(caller.call("node:1", lc.Ping(), timeout_s=0.3), [caller, peer])
+    assert isinstance(fut.exception, NumaEmuError) and fut.exception.code == ErrorCode.ETIMEDOUT
+    assert peer.counters()["requests_from_dead"] >= 1  # and each re-send of it
+    peer.mark_up("node:0")
+    assert _settle(caller.call("node:1", lc.Ping()), [caller, peer]).result.pid == 1

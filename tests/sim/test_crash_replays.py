@@ -4,6 +4,7 @@ order only as long as the protocol sends the same messages: each test also check
 still reaches the situation (the crash, the failed move, the rebuilt entry)."""
 from __future__ import annotations
 
+from numa_emu.sim.network import Network
 from numa_emu.sim.run import run
 from numa_emu.sim.scenarios import SCENARIOS
 
@@ -60,13 +61,34 @@ def test_a_master_announced_after_its_directory_died_holds_its_page():
 # the reader's node; the page's new home counts its epochs afresh, so the reader took every
 # answer for a stale one and asked again for ever (`sim run unreplicate-race --seed 24
 # --crash`: no quiescence after 20000 deliveries; with the new home on the reader's node the
-# same loop runs inside one delivery, shm-move-race seed 227). Such a shootdown is ignored now.
-def test_a_shootdown_from_a_dead_directory_is_ignored():
+# same loop runs inside one delivery, shm-move-race seed 227). Such a shootdown is ignored now:
+# by the node's handler, and (since session 6) before it, as every request of a peer known dead is.
+def test_a_shootdown_from_a_dead_directory_is_ignored(monkeypatch):
     result = replay("unreplicate-race", 24)
     assert ends(result) == ["CRASH node:2: crashed", "task:3 failed: EIO: node:2 is dead (crashed)",
                             "task:1 failed: EIO: node:2 is dead (crashed)", "task:2 done"]
     assert result.counters["dir_rebuilt"] == 2
-    assert result.delivered == 75
+    assert "node:1: pte.shootdown #5 from node:2, dead, ignored" in [line.split("us  ", 1)[1] for line in result.trace]
+    assert result.delivered == 74
+    # the handler's own check, for a shootdown that reaches it (delivered, then acknowledged unapplied)
+    monkeypatch.setattr(Network, "ignore_requests_of_the_dead", lambda self, knows_dead: None)
+    result = replay("unreplicate-race", 24)
+    assert ends(result)[-1] == "task:2 done" and result.delivered == 75
+
+
+# A request a node sent just before it died, delivered after its receiver heard of the death,
+# changed what the dead node's pages had been rebuilt into: task 1's write of file:g:1 went on
+# by message to the master on node 2 after the collapse's acknowledgement, node 0 died with the
+# write in flight, node 2 (the page's new home) gave node 1 a replica, and then the write landed
+# in the master (`sim run direct-file --seed 2547 --crash`: "the replica of file:g:1 mapped on
+# node 1 differs from its master"). A request of a peer known dead is ignored now (the reactor's
+# _serve, and the simulator's delivery likewise).
+def test_a_request_of_a_node_known_dead_is_ignored(monkeypatch):
+    result = replay("direct-file", 2547)
+    assert result.ok and ends(result)[-1] == "task:3 done"
+    assert "node:2: frame.write #12 from node:0, dead, ignored" in [line.split("us  ", 1)[1] for line in result.trace]
+    monkeypatch.setattr(Network, "ignore_requests_of_the_dead", lambda self, knows_dead: None)
+    assert "differs from its master" in (run(SCENARIOS["direct-file"], 2547, crash=True).violation or "")
 
 
 # The new home of a dead directory's pages served a write before every survivor had announced

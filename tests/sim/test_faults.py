@@ -100,9 +100,11 @@ def test_the_same_seed_gives_the_same_trace(faults):
 
 
 def test_the_replay_command_names_the_faults():
-    args = argparse.Namespace(sysctl=[], drop=0.0, dup=0.0, crash=False, partition=True, stop=True)
+    args = argparse.Namespace(sysctl=[], drop=0.0, dup=0.0, crash=False, partition=True, stop=True, direct=False)
     result = run(SCENARIOS["migrate-race"], 2, trace=False, partition=True, stop=True)
     assert replay_command(result, args) == "numa-emu sim run migrate-race --seed 2 --partition --stop"
+    args.direct = True
+    assert replay_command(result, args) == "numa-emu sim run migrate-race --seed 2 --partition --stop --direct"
 
 
 # Found by --partition and --stop (docs/simulator.md#what-it-found), fixed in nodes/replication.py:

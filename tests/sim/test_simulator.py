@@ -47,7 +47,7 @@ def test_a_run_without_its_trace_is_the_same_run():
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_the_default_protocol_keeps_every_invariant(name):
-    assert first_violation(name, range(60)) is None  # 360 runs over the six scenarios
+    assert first_violation(name, range(60)) is None  # 60 runs of each scenario
 
 
 def test_the_unsafe_unreplicate_race_is_found_within_a_bounded_number_of_seeds():
