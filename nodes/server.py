@@ -61,7 +61,8 @@ class NodeServer:
             store = Store(cluster_dir / STORE_DIR, self.page_size)
         self.node = Node(node_id, topology, self.pool, store, time.time_ns)
         self.core = self.node.core
-        self.reactor = r = Reactor(f"node {node_id}", identity=node_dest(node_id), keys=ClusterKeys.load(cluster_dir))
+        self.reactor = r = Reactor(f"node {node_id}", identity=node_dest(node_id), keys=ClusterKeys.load(cluster_dir),
+                                   ignore_requests_of_the_dead=True)
         self.jitter_rng = random.Random(node_id)  # seeded: a jittered run can be replayed
         self.endpoint = r.bind(endpoint_for(cluster_dir, f"node-{node_id}"))
         # A cluster on several hosts: peers of other hosts come over tcp on this host's address (protocol.hosts)

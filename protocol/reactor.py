@@ -93,11 +93,15 @@ class Reactor(PeerCalls):
     (protocol.peercalls), owning its delaying link (protocol.link: the one send path, holding
     and stamping) and its forwarding (protocol.forwarding): one set of sockets and counters."""
 
-    def __init__(self, name: str, identity: str | None = None, *, keys: ClusterKeys):
+    def __init__(self, name: str, identity: str | None = None, *, keys: ClusterKeys,
+                 ignore_requests_of_the_dead: bool = False):
         """`identity` names this process on its outgoing connections (e.g. "node:3"), so that a
         receiver can tell which peer a request came from and delay its reply on the right link.
-        `keys`: the cluster's CURVE keys, for both sockets and the ZAP handler (protocol.keys)."""
+        `keys`: the cluster's CURVE keys, for both sockets and the ZAP handler (protocol.keys).
+        `ignore_requests_of_the_dead`: a request of a peer marked down is not served (a node's:
+        the coordinator serves a restarted node's registration, which marks it up again)."""
         self.name = name
+        self._ignore_the_dead = ignore_requests_of_the_dead
         self.keys = keys
         self._auth = None  # the ZAP handler, started by bind()
         self.identity = identity.encode() if identity else None
@@ -405,13 +409,14 @@ class Reactor(PeerCalls):
                 log.exception("notice handler failed for %s", msg.kind)
                 self.stats["handler_crashes"] += 1
             return
-        if self._duplicate(routing, msg.id):
-            return
-        if self._down and routing[0].decode(errors="replace") in self._down:
+        if self._ignore_the_dead and self._down and routing[0].decode(errors="replace") in self._down:
             # sent by a peer before it died, delivered after its death was heard here: what it
             # would change may be rebuilt without it already (docs/protocol.md#a-nodes-death), and
-            # nobody waits for the answer
+            # nobody waits for the answer. Not remembered as served: the same peer restarted sends
+            # its requests again until this node hears it is up (node.peers)
             self.stats["requests_from_dead"] += 1
+            return
+        if self._duplicate(routing, msg.id):
             return
         try:
             result = handler(msg)

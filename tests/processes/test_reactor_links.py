@@ -18,7 +18,7 @@ from numa_emu.protocol.reactor import Reactor
 
 def _peer(tmp_path, node: int) -> Reactor:
     keys = ClusterKeys.load(tmp_path) if (tmp_path / KEYS_DIR).is_dir() else ClusterKeys.create(tmp_path)
-    r = Reactor(f"node {node}", identity=f"node:{node}", keys=keys)
+    r = Reactor(f"node {node}", identity=f"node:{node}", keys=keys, ignore_requests_of_the_dead=True)
     r.bind(f"ipc://{tmp_path}/node-{node}.sock")
     r.on("ping", lambda m, node=node: lc.Pong(pid=node, role="node", name=f"node {node}", uptime_s=0.0))
     return r
@@ -175,5 +175,11 @@ def test_a_request_of_a_peer_known_dead_is_not_served_until_it_is_up_again(tmp_p
     fut = _settle(caller.call("node:1", lc.Ping(), timeout_s=0.3), [caller, peer])
     assert isinstance(fut.exception, NumaEmuError) and fut.exception.code == ErrorCode.ETIMEDOUT
     assert peer.counters()["requests_from_dead"] >= 1  # and each re-send of it
-    peer.mark_up("node:0")
-    assert _settle(caller.call("node:1", lc.Ping()), [caller, peer]).result.pid == 1
+    fut = caller.call("node:1", lc.Ping(), timeout_s=3.0)
+    deadline = time.monotonic() + 5.0
+    while peer.counters()["requests_from_dead"] < 2:  # ignored, and not remembered as served
+        assert time.monotonic() < deadline, "the call was not sent again"
+        for r in (caller, peer):
+            r.run_once(1)
+    peer.mark_up("node:0")  # restarted: its re-sends of the same request are served now
+    assert _settle(fut, [caller, peer]).result.pid == 1
