@@ -12,7 +12,8 @@
   other nodes' heartbeats) makes it suspect after a silent interval and up again when it speaks;
   silent past SILENT_DEAD_S it is dead, and the coordinator kills it: then it is a crash.
 - Either way calls get deadlines (sim.network.Network.use_deadlines), and each node sends again
-  the frees a peer did not confirm every FREE_RETRY_INTERVAL_S (nodes.server.NodeServer._retry_frees).
+  the frees and numa_foreign totals a peer did not confirm every FREE_RETRY_INTERVAL_S
+  (nodes.server.NodeServer._retry_frees).
 
 Where, when and how long: drawn from the run's seed; the span log-uniform in SPAN_S, so that most
 faults heal within the deadlines and some outlast them.
@@ -78,7 +79,7 @@ class Faults:
             event()
         if self.net.deadlines:
             for node in self.cluster.nodes:
-                if node.core.unfreed and node.node_id not in self.freeing and node.node_id not in self.cluster.dead:
+                if node.core.unconfirmed() and node.node_id not in self.freeing and node.node_id not in self.cluster.dead:
                     self._free_later(node)
 
     # ---- partition ------------------------------------------------------------------------
@@ -143,19 +144,19 @@ class Faults:
             self.stopped.discard(node)
             self.cluster.crash(node)
 
-    # ---- frees a peer did not confirm ----------------------------------------------------------
+    # ---- frees and numa_foreign totals a peer did not confirm ---------------------------------
     def _free_later(self, node) -> None:
         self.freeing.add(node.node_id)
 
         def retry() -> None:
-            if node.node_id in self.cluster.dead or not node.core.unfreed:
+            if node.node_id in self.cluster.dead or not node.core.unconfirmed():
                 self.freeing.discard(node.node_id)
                 return
 
             def done(_left, _exc) -> None:
                 self.freeing.discard(node.node_id)
-                if node.core.unfreed and node.node_id not in self.cluster.dead:
+                if node.core.unconfirmed() and node.node_id not in self.cluster.dead:
                     self._free_later(node)
-            self.net.note(f"node:{node.node_id} sends again the frees a peer did not confirm")
+            self.net.note(f"node:{node.node_id} sends again the frees and counters a peer did not confirm")
             self.net.spawn(f"node:{node.node_id}", node.retry_frees(), done)
         self.net.call_later(FREE_RETRY_INTERVAL_S, retry, owner=f"node:{node.node_id}")
