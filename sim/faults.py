@@ -24,7 +24,7 @@ import math
 
 from numa_emu.nodes.server import FREE_RETRY_INTERVAL_S
 from numa_emu.protocol.heartbeat import DEAD, SUSPECT, UP
-from numa_emu.protocol.timing import PEER_CALL_TIMEOUT_S, PEER_RETRY_MAX_S, SILENT_DEAD_S
+from numa_emu.protocol.timing import CLIENT_TIMEOUT_S, PEER_CALL_TIMEOUT_S, PEER_RETRY_MAX_S, SILENT_DEAD_S
 
 PARTITION_SPAN_S = (0.001, 10.0)  # about one partition in ten outlasts a node's 4 s call deadline
 STOP_SPAN_S = (0.001, 40.0)  # about one stop in forty outlasts SILENT_DEAD_S: the node is killed
@@ -32,6 +32,8 @@ LIVENESS_TICK_S = 0.5  # the coordinator's liveness check while a node is stoppe
 # A fault shorter than this cannot make a call time out: a call re-sent at least every
 # PEER_RETRY_MAX_S gets through before its PEER_CALL_TIMEOUT_S (the shortest deadline).
 TIMEOUT_FLOOR_S = PEER_CALL_TIMEOUT_S - PEER_RETRY_MAX_S
+# A message lost to --drop costs its call one re-send interval at most: PEER_RETRY_MAX_S.
+DROP_COST_S = PEER_RETRY_MAX_S
 
 
 def _span(rng, low: float, high: float) -> float:
@@ -69,10 +71,14 @@ class Faults:
             self.events.setdefault(at, []).append(lambda victim=victim, span=span: self._stop(victim, span))
             self.total_s += span
 
-    def timeouts_expected(self) -> bool:
-        """Whether the faults of this run lasted long enough for a call to time out (a partition
-        and a stop one after the other add up along a chain of calls)."""
-        return self.total_s >= TIMEOUT_FLOOR_S
+    def timeouts_expected(self, failed_ns: int) -> bool:
+        """Whether the faults of this run lasted long enough for a request that timed out at
+        `failed_ns` to do so: a partition and a stop one after the other add up along a chain of
+        calls, and so does every message dropped while that request was under way (within a
+        task's deadline before it failed), each worth up to one re-send interval."""
+        since = failed_ns - int(CLIENT_TIMEOUT_S * 1e9)
+        drops = sum(since <= at <= failed_ns for at in self.net.dropped_ns)
+        return self.total_s + drops * DROP_COST_S >= TIMEOUT_FLOOR_S
 
     def after_delivery(self) -> None:
         for event in self.events.pop(self.net.delivered, ()):
