@@ -56,6 +56,7 @@ class Faults:
         if not (partition or stop):
             return
         net.use_deadlines()
+        net.after_timer = self._retry_unconfirmed  # a call that timed out may have left a free or a total
         n = len(cluster.nodes)
         if partition:
             for node in cluster.nodes:  # a fault table in force turns forwarding off (NodeServer.on_faults)
@@ -83,6 +84,12 @@ class Faults:
     def after_delivery(self) -> None:
         for event in self.events.pop(self.net.delivered, ()):
             event()
+        self._retry_unconfirmed()
+
+    def _retry_unconfirmed(self) -> None:
+        """A node with frees or numa_foreign totals a peer did not confirm sends them again
+        FREE_RETRY_INTERVAL_S later (its retry timer), after a delivery or a timer alike: the call
+        that failed may have been the run's last event."""
         if self.net.deadlines:
             for node in self.cluster.nodes:
                 if node.core.unconfirmed() and node.node_id not in self.freeing and node.node_id not in self.cluster.dead:

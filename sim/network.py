@@ -105,6 +105,7 @@ class Network:
         self.dropped_ns: list[int] = []  # when each message was lost to `drop` (sim.faults counts them)
         self.trace: list[str] | None = [] if trace else None
         self.after_delivery: Callable[[], None] | None = None  # the invariant checks
+        self.after_timer: Callable[[], None] | None = None  # sim.faults: a timeout may leave something to send again
         self.closed = False  # the run is over: coroutines closed now change nothing
         self.running: set[types.GeneratorType] = set()  # coroutines not finished, closed by close()
 
@@ -407,6 +408,8 @@ class Network:
                 self.stopped[owner].append(fn)
             else:
                 fn()
+                if self.after_timer is not None:
+                    self.after_timer()
             return True
         if not ready:
             return False

@@ -213,3 +213,25 @@ def test_a_timeout_after_faults_shorter_than_the_floor_is_accepted_when_drops_ad
     monkeypatch.setattr(Faults, "timeouts_expected", lambda self, failed_ns: self.total_s >= TIMEOUT_FLOOR_S)
     assert run(SCENARIOS["unreplicate-race"], 256, trace=False, **faults).violation == (
         "task:1 failed: ETIMEDOUT: node 2 did not answer dir.write (request 3) in 4 s")
+
+
+def test_a_total_whose_call_timed_out_as_the_last_event_is_still_sent_again(monkeypatch):
+    """writeshare seed 1101 --partition: the stat.add times out at 8.0 s, with no message left to
+    deliver before the heal; the retry timer must be armed after a timer too, not only after a
+    delivery (a real node's retry timer runs whatever happens)."""
+    result = run(SCENARIOS["writeshare"], 1101, partition=True)
+    assert result.ok, result.violation
+    timed_out = result.trace.index(next(line for line in result.trace
+                                        if line.endswith("node:2: stat.add #8 to node:0 TIMED OUT")))
+    after = [line.split(None, 1)[1] for line in result.trace[timed_out + 1:]]
+    assert "node:2 sends again the frees and counters a peer did not confirm" in after
+    assert not any(line.startswith("node:") and " -> " in line and not line.endswith(" CUT")
+                   for line in after[:after.index("node:2 sends again the frees and counters a peer did not confirm")])
+    init = Faults.__init__
+
+    def only_after_deliveries(self, *args, **kw):
+        init(self, *args, **kw)
+        self.net.after_timer = None
+    monkeypatch.setattr(Faults, "__init__", only_after_deliveries)
+    assert run(SCENARIOS["writeshare"], 1101, trace=False, partition=True).violation == (
+        "counters: sum of numa_miss 1 != sum of numa_foreign 0")
