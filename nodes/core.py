@@ -88,6 +88,14 @@ class NodeCore:
         self.frame_task: dict[int, int] = {}
         # node -> {frame: generation} freed here but not confirmed there (free_frames, retry_frees)
         self.unfreed: dict[int, dict[int, int]] = {}
+        # numa_foreign this node owes the nodes its allocations preferred (add_foreign): per node the
+        # running total, sent whole, so that a re-send, a duplicate or a late copy counts once; a
+        # restarted node starts again at zero under a later incarnation (its start, in ns)
+        self.incarnation = clock_ns()
+        self.foreign_owed: dict[int, int] = {}
+        self.foreign_unsent: set[int] = set()  # nodes that did not confirm their latest total (retry_foreign)
+        # sender node -> (its incarnation, the highest total it sent): what take_foreign counted
+        self.foreign_seen: dict[int, tuple[int, int]] = {}
         self.master_frames: dict[int, tuple[str, int]] = {}  # frames of this node that are masters of shared pages
         # frame -> (its holder, how to take it back): a shared master a task of this node writes
         # directly (grant_direct_write); one holder a frame, taken back before the node writes it
@@ -148,6 +156,8 @@ class NodeCore:
         held_shard = node not in self.shardless  # a node that died before and came back held none
         self.dead[node] = why
         self.unfreed.pop(node, None)
+        self.foreign_owed.pop(node, None)  # its counters died with it; a restarted one starts at zero
+        self.foreign_unsent.discard(node)
         self.shardless.add(node)
         return held_shard
 
@@ -314,11 +324,55 @@ class NodeCore:
         return [(node, f, g) for f, g in zip(reply.frames, gens)]
 
     def add_foreign(self, foreign: collections.Counter[int]):
-        """numa_foreign belongs to the node an allocation preferred (this one too: a Call to itself)."""
-        calls = [Call(node_dest(node), mm.StatAdd(counter="numa_foreign", delta=pages))
-                 for node, pages in foreign.items() if node not in self.dead]  # a dead node's counters died with it
-        if calls:
-            yield calls
+        """numa_foreign belongs to the node an allocation preferred (this one too: a Call to itself).
+        Each preferred node's running total grows and is sent whole; one that goes unconfirmed (a
+        partition, a stopped node) is sent again by retry_foreign until that node answers or dies."""
+        for node, pages in foreign.items():
+            if node not in self.dead:  # a dead node's counters died with it
+                self.foreign_owed[node] = self.foreign_owed.get(node, 0) + pages
+        yield from self._send_foreign([node for node in foreign if node not in self.dead])
+
+    def _send_foreign(self, nodes: list[int]):
+        sent = {node: self.foreign_owed[node] for node in nodes if node in self.foreign_owed}
+        if not sent:
+            return
+        try:
+            yield [Call(node_dest(node), mm.StatAdd(counter="numa_foreign", node=self.node_id,
+                                                    incarnation=self.incarnation, total=total))
+                   for node, total in sent.items()]
+        except NumaEmuError:
+            # which of the batch failed is not known: all are sent again (a total counts once)
+            self.foreign_unsent.update(node for node in sent if node not in self.dead)
+        else:
+            for node, total in sent.items():  # confirmed, unless the total grew meanwhile
+                if self.foreign_owed.get(node, 0) <= total:
+                    self.foreign_unsent.discard(node)
+
+    def retry_foreign(self):
+        """Send again the numa_foreign totals a node did not confirm (add_foreign); how many
+        nodes are left unconfirmed."""
+        yield from self._send_foreign(sorted(self.foreign_unsent))
+        return len(self.foreign_unsent)
+
+    def take_foreign(self, sender: int, incarnation: int, total: int) -> int:
+        """stat.add: `sender`'s running numa_foreign total for this node. What it grew by since
+        the highest total seen of that incarnation is added: a duplicate, a late copy or a re-send
+        adds nothing. A later incarnation (the sender restarted) starts again from zero; an
+        earlier one is a copy from before the restart: ignored. How many pages were added."""
+        seen_incarnation, seen = self.foreign_seen.get(sender, (-1, 0))
+        if incarnation < seen_incarnation:
+            return 0
+        if incarnation > seen_incarnation:
+            seen = 0
+        grew = max(0, total - seen)
+        self.foreign_seen[sender] = (incarnation, max(seen, total))
+        self.numastat["numa_foreign"] += grew
+        return grew
+
+    def unconfirmed(self) -> bool:
+        """Whether a free or a numa_foreign total waits for a peer's confirmation (retry_frees,
+        retry_foreign: a node's retry timer runs them)."""
+        return bool(self.unfreed or self.foreign_unsent)
 
     def free_frames(self, by_node: dict[int, list[int]], zap_cause: str | None = None,
                     generations: dict[int, list[int]] | None = None):

@@ -167,9 +167,11 @@ class FrameService:
         return Ok()
 
     def stat_add(self, msg: mm.StatAdd) -> Ok:
-        if msg.counter not in _COUNTERS or msg.delta < 0:
-            raise NumaEmuError(ErrorCode.EINVAL, f"stat.add: cannot add {msg.delta} to {msg.counter!r}")
-        self.core.numastat[msg.counter] += msg.delta
+        c = self.core
+        if msg.counter not in _COUNTERS or not 0 <= msg.node < c.n_nodes or msg.incarnation < 0 or msg.total < 0:
+            raise NumaEmuError(ErrorCode.EINVAL, f"stat.add: cannot take a total of {msg.total} {msg.counter!r} from "
+                                                 f"node {msg.node} (incarnation {msg.incarnation})")
+        c.take_foreign(msg.node, msg.incarnation, msg.total)
         return Ok()
 
 

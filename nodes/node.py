@@ -117,8 +117,10 @@ class Node:
         return self.reclaim.kswapd()
 
     def retry_frees(self):
-        """Frees a peer did not confirm (nodes.core.retry_frees), sent again."""
-        return self.core.retry_frees()
+        """Frees and numa_foreign totals a peer did not confirm (nodes.core.retry_frees,
+        retry_foreign), sent again; how many are left."""
+        left = yield from self.core.retry_frees()
+        return left + (yield from self.core.retry_foreign())
 
     def close(self) -> None:
         """Release the node's memory: its tasks' page tables, then its frame pool (a node that

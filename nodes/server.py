@@ -36,7 +36,7 @@ from numa_emu.protocol.version import PROTOCOL_VERSION
 
 log = logging.getLogger("node")
 RECLAIM_INTERVAL_S = 0.05
-FREE_RETRY_INTERVAL_S = 0.5  # frees a peer did not confirm (a partition) are sent again this often
+FREE_RETRY_INTERVAL_S = 0.5  # frees and numa_foreign totals a peer did not confirm (a partition) are sent again this often
 # frames held for a task's direct write in flight (nodes/directmap.py) are let go this soon after it ends
 DIRECT_SETTLE_INTERVAL_S = 0.1
 
@@ -130,17 +130,18 @@ class NodeServer:
                            lambda _r, exc: exc is not None and log.warning("kswapd failed: %s", exc))
 
     def _retry_frees(self) -> None:
-        """Frees a peer did not confirm (nodes.core.retry_frees), one round at a time."""
-        if not self.core.unfreed or self.retrying_frees:
+        """Frees and numa_foreign totals a peer did not confirm (nodes.node.Node.retry_frees), one
+        round at a time."""
+        if not self.core.unconfirmed() or self.retrying_frees:
             return
         self.retrying_frees = True
 
         def done(left: int | None, exc: BaseException | None) -> None:
             self.retrying_frees = False
             if exc is not None:
-                log.warning("node %d: frees sent again failed: %s", self.node_id, exc)
+                log.warning("node %d: frees or counters sent again failed: %s", self.node_id, exc)
             elif not left:
-                log.info("node %d: every free a peer missed is done", self.node_id)
+                log.info("node %d: every free and counter a peer missed is done", self.node_id)
 
         self.reactor.spawn(self.node.retry_frees(), done)
 

@@ -12,7 +12,8 @@
   other nodes' heartbeats) makes it suspect after a silent interval and up again when it speaks;
   silent past SILENT_DEAD_S it is dead, and the coordinator kills it: then it is a crash.
 - Either way calls get deadlines (sim.network.Network.use_deadlines), and each node sends again
-  the frees a peer did not confirm every FREE_RETRY_INTERVAL_S (nodes.server.NodeServer._retry_frees).
+  the frees and numa_foreign totals a peer did not confirm every FREE_RETRY_INTERVAL_S
+  (nodes.server.NodeServer._retry_frees).
 
 Where, when and how long: drawn from the run's seed; the span log-uniform in SPAN_S, so that most
 faults heal within the deadlines and some outlast them.
@@ -23,7 +24,7 @@ import math
 
 from numa_emu.nodes.server import FREE_RETRY_INTERVAL_S
 from numa_emu.protocol.heartbeat import DEAD, SUSPECT, UP
-from numa_emu.protocol.timing import PEER_CALL_TIMEOUT_S, PEER_RETRY_MAX_S, SILENT_DEAD_S
+from numa_emu.protocol.timing import CLIENT_TIMEOUT_S, PEER_CALL_TIMEOUT_S, PEER_RETRY_MAX_S, SILENT_DEAD_S
 
 PARTITION_SPAN_S = (0.001, 10.0)  # about one partition in ten outlasts a node's 4 s call deadline
 STOP_SPAN_S = (0.001, 40.0)  # about one stop in forty outlasts SILENT_DEAD_S: the node is killed
@@ -31,6 +32,8 @@ LIVENESS_TICK_S = 0.5  # the coordinator's liveness check while a node is stoppe
 # A fault shorter than this cannot make a call time out: a call re-sent at least every
 # PEER_RETRY_MAX_S gets through before its PEER_CALL_TIMEOUT_S (the shortest deadline).
 TIMEOUT_FLOOR_S = PEER_CALL_TIMEOUT_S - PEER_RETRY_MAX_S
+# A message lost to --drop costs its call one re-send interval at most: PEER_RETRY_MAX_S.
+DROP_COST_S = PEER_RETRY_MAX_S
 
 
 def _span(rng, low: float, high: float) -> float:
@@ -53,6 +56,7 @@ class Faults:
         if not (partition or stop):
             return
         net.use_deadlines()
+        net.after_timer = self._retry_unconfirmed  # a call that timed out may have left a free or a total
         n = len(cluster.nodes)
         if partition:
             for node in cluster.nodes:  # a fault table in force turns forwarding off (NodeServer.on_faults)
@@ -68,17 +72,27 @@ class Faults:
             self.events.setdefault(at, []).append(lambda victim=victim, span=span: self._stop(victim, span))
             self.total_s += span
 
-    def timeouts_expected(self) -> bool:
-        """Whether the faults of this run lasted long enough for a call to time out (a partition
-        and a stop one after the other add up along a chain of calls)."""
-        return self.total_s >= TIMEOUT_FLOOR_S
+    def timeouts_expected(self, failed_ns: int) -> bool:
+        """Whether the faults of this run lasted long enough for a request that timed out at
+        `failed_ns` to do so: a partition and a stop one after the other add up along a chain of
+        calls, and so does every message dropped while that request was under way (within a
+        task's deadline before it failed), each worth up to one re-send interval."""
+        since = failed_ns - int(CLIENT_TIMEOUT_S * 1e9)
+        drops = sum(since <= at <= failed_ns for at in self.net.dropped_ns)
+        return self.total_s + drops * DROP_COST_S >= TIMEOUT_FLOOR_S
 
     def after_delivery(self) -> None:
         for event in self.events.pop(self.net.delivered, ()):
             event()
+        self._retry_unconfirmed()
+
+    def _retry_unconfirmed(self) -> None:
+        """A node with frees or numa_foreign totals a peer did not confirm sends them again
+        FREE_RETRY_INTERVAL_S later (its retry timer), after a delivery or a timer alike: the call
+        that failed may have been the run's last event."""
         if self.net.deadlines:
             for node in self.cluster.nodes:
-                if node.core.unfreed and node.node_id not in self.freeing and node.node_id not in self.cluster.dead:
+                if node.core.unconfirmed() and node.node_id not in self.freeing and node.node_id not in self.cluster.dead:
                     self._free_later(node)
 
     # ---- partition ------------------------------------------------------------------------
@@ -143,19 +157,19 @@ class Faults:
             self.stopped.discard(node)
             self.cluster.crash(node)
 
-    # ---- frees a peer did not confirm ----------------------------------------------------------
+    # ---- frees and numa_foreign totals a peer did not confirm ---------------------------------
     def _free_later(self, node) -> None:
         self.freeing.add(node.node_id)
 
         def retry() -> None:
-            if node.node_id in self.cluster.dead or not node.core.unfreed:
+            if node.node_id in self.cluster.dead or not node.core.unconfirmed():
                 self.freeing.discard(node.node_id)
                 return
 
             def done(_left, _exc) -> None:
                 self.freeing.discard(node.node_id)
-                if node.core.unfreed and node.node_id not in self.cluster.dead:
+                if node.core.unconfirmed() and node.node_id not in self.cluster.dead:
                     self._free_later(node)
-            self.net.note(f"node:{node.node_id} sends again the frees a peer did not confirm")
+            self.net.note(f"node:{node.node_id} sends again the frees and counters a peer did not confirm")
             self.net.spawn(f"node:{node.node_id}", node.retry_frees(), done)
         self.net.call_later(FREE_RETRY_INTERVAL_S, retry, owner=f"node:{node.node_id}")

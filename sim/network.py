@@ -103,8 +103,10 @@ class Network:
         self.stopped: dict[str, list[Callable[[], None]]] = {}  # a stopped process -> what it runs when continued
         self.seq = itertools.count(1)
         self.delivered = 0
+        self.dropped_ns: list[int] = []  # when each message was lost to `drop` (sim.faults counts them)
         self.trace: list[str] | None = [] if trace else None
         self.after_delivery: Callable[[], None] | None = None  # the invariant checks
+        self.after_timer: Callable[[], None] | None = None  # sim.faults: a timeout may leave something to send again
         self.closed = False  # the run is over: coroutines closed now change nothing
         self.running: set[types.GeneratorType] = set()  # coroutines not finished, closed by close()
 
@@ -415,6 +417,8 @@ class Network:
                 self.stopped[owner].append(fn)
             else:
                 fn()
+                if self.after_timer is not None:
+                    self.after_timer()
             return True
         if not ready:
             return False
@@ -428,6 +432,7 @@ class Network:
         if (self.drop or self.dup) and _between_nodes(env.src, env.dest) and not env.notice:
             if self.drop and self.rng.random() < self.drop:
                 self.note(f"{env.src} -> {env.dest} {env.kind} #{env.request_id} DROPPED")
+                self.dropped_ns.append(self.now_ns)
                 return True
             if self.dup and self.rng.random() < self.dup:
                 self.note(f"{env.src} -> {env.dest} {env.kind} #{env.request_id} DUPLICATED")

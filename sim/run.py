@@ -76,9 +76,10 @@ def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = 
                     invariants.after_message(cluster)
                 net.after_delivery = check
             finished: dict[int, BaseException | None] = {}
+            failed_ns: dict[int, int] = {}  # when each task that failed did
             for task, (_cpu, script) in zip(tasks, scenario.tasks):
                 net.note(f"{task.name} starts on node {task.home}")
-                net.spawn(task.name, script(task), _finisher(net, task, finished))
+                net.spawn(task.name, script(task), _finisher(net, task, finished, failed_ns))
             net.run(MAX_STEPS)
             for task in tasks:
                 if task.task_id not in finished:
@@ -86,7 +87,7 @@ def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = 
                 exc = finished[task.task_id]
                 if exc is None or (cluster.dead and exc.code in DEATH_ERRORS):
                     continue
-                if exc.code == ErrorCode.ETIMEDOUT and faults.timeouts_expected():
+                if exc.code == ErrorCode.ETIMEDOUT and faults.timeouts_expected(failed_ns[task.task_id]):
                     continue  # the real client's deadline: the fault outlasted it
                 raise Violation(f"{task.name} failed: {exc}")
             invariants.at_quiescence(cluster)
@@ -109,10 +110,12 @@ def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = 
         cluster.close()
 
 
-def _finisher(net, task: SimTask, finished: dict):
+def _finisher(net, task: SimTask, finished: dict, failed_ns: dict):
     def done(_result, exc: BaseException | None) -> None:
         if exc is not None and not isinstance(exc, NumaEmuError):
             raise exc
         finished[task.task_id] = exc
+        if exc is not None:
+            failed_ns[task.task_id] = net.now_ns
         net.note(f"{task.name} " + ("done" if exc is None else f"failed: {exc}"))
     return done

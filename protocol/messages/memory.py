@@ -319,9 +319,14 @@ class FrameFill(Request):
 
 @message
 class StatAdd(Request):
-    """Add to a counter of the receiving node (numa_foreign is charged to the preferred node)."""
+    """A counter of the receiving node that `node` charges it (numa_foreign: an allocation that
+    preferred the receiver landed elsewhere). It carries the sender's running total, not a delta:
+    the receiver adds what the total grew by since the highest it saw of that incarnation, so a
+    re-send after a timeout, a duplicate or a late copy counts once (nodes.core.take_foreign)."""
 
     kind = "stat.add"
     reply = Ok
     counter: str
-    delta: int
+    node: int  # the sender
+    incarnation: int  # the sender's start: a restarted sender's totals begin again at zero
+    total: int  # all the sender has charged the receiver so far in this incarnation

@@ -305,3 +305,26 @@ def test_node_restart_without_its_fork_server_says_so_in_one_line(cluster_factor
     assert (out.returncode, out.stderr) == (3, "numa-emu: error: the node fork server is gone; restart the cluster "
                                                "(down, then up)\n")
     assert c.status().state == "degraded"
+
+
+def test_a_restarted_node_counts_its_numa_foreign_again_from_zero(cluster_factory, puppets, cli):
+    """numa_foreign goes to the preferred node as the sender's running total (nodes/core.py
+    take_foreign). A restarted sender starts again at zero under a later incarnation: its first
+    increments count on the receiver, not only what passes its former life's total."""
+    from numa_emu.protocol.topology import from_cli
+
+    c = cluster_factory(from_cli(2, 1, "64KiB"))  # 16 frames a node
+    for life in (1, 2):
+        task = puppets(c, 0)
+        task.do("policy", mode="preferred", nodes=[1])
+        task.do("mmap", **{"as": "a", "length": 20 * PAGE})
+        task.do("touch", fill=7, **{"as": "a"})
+        assert task.do("where", **{"as": "a"}) == [1] * 16 + [0] * 4
+        assert _stats(c)[1]["numastat"]["numa_foreign"] == 4 * life  # node 0 owes node 1 the 4 that spilled
+        if life == 1:
+            _kill(c, 0)  # the task's home and the sender of the increments
+            _dead(c, 0)
+            cli("node", "restart", "0", "--name", c.name, check=True)
+            task.do("detach")  # what it held on node 1 is freed
+            poll_until(lambda: _free(c, [1])[1] == 16, timeout_s=10.0, what="node 1's frames freed")
+    task.do("detach")
