@@ -1,5 +1,5 @@
 """bench_direct (issue 12): a task's local reads and writes through the direct path (shared
-memory, numa_emu/direct.py), against a bare pyzmq round trip and a bare shared-memory lookup and
+memory, protocol/directpath.py), against a bare pyzmq round trip and a bare shared-memory lookup and
 read measured in the same run.
 
     .venv/bin/python benchmarks/bench_direct.py [--count 20000] [--mib 64]

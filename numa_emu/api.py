@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable
 
 from numa_emu import taskwatch
-from numa_emu.direct import DirectPath
+from numa_emu.protocol.directpath import DirectPath
 from numa_emu.protocol import delaylink
 from numa_emu.protocol.client import Client, TaskChannel
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
@@ -179,7 +179,7 @@ class Task:
         self.last_not_moved = 0
         self.attached = True
         self._home_lost: NumaEmuError | None = None  # the coordinator's EIO once the home node died
-        # reads and writes of pages on the home node through shared memory (numa_emu/direct.py);
+        # reads and writes of pages on the home node through shared memory (protocol/directpath.py);
         # asked for at the first access, and again after a move to another node
         self._dpath: DirectPath | None = None
         self._dpath_ask = True

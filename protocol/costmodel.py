@@ -4,7 +4,7 @@ Pure and deterministic: the same operations on the same topology always cost the
 nanoseconds. An access of n bytes from a CPU on node c to memory on node m costs
 latency[c][m] + n / bandwidth[c][m]; a fault adds the kernel's fault overhead and the zeroing of
 the page; a page copy between nodes costs the link's latency plus the page over its bandwidth.
-Nodes and tasks both charge with it: a task's direct access (numa_emu/direct.py) costs exactly
+Nodes and tasks both charge with it: a task's direct access (protocol/directpath.py) costs exactly
 what its home node would have charged for the same access by message.
 """
 from __future__ import annotations

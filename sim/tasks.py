@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from numa_emu.direct import DirectPath
+from numa_emu.protocol.directpath import DirectPath
 from numa_emu.protocol.effects import Call
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.messages import memory as mm
@@ -36,7 +36,7 @@ class Mapping:
 class SimTask:
     def __init__(self, cluster, task_id: int, cpu: int, direct: bool = False):
         """`direct`: reads and writes of 8 bytes go through the direct path first, as the client
-        API's do (numa_emu/direct.py: the home node's frame pool and the task's page table, in this
+        API's do (protocol/directpath.py: the home node's frame pool and the task's page table, in this
         process's own memfds): one atomic step of the task, between two deliveries."""
         self.cluster = cluster
         self.history = cluster.history

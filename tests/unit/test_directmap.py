@@ -1,5 +1,5 @@
 """The direct path's shared page table and its reader, in one process: the node side
-(nodes/directmap.py, nodes/framepool.py) and the task side (numa_emu/direct.py) opened on the
+(nodes/directmap.py, nodes/framepool.py) and the task side (protocol/directpath.py) opened on the
 same memfds through /proc/self/fd, as a task opens its home node's."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from numa_emu.nodes.directmap import TaskTable
 from numa_emu.nodes.framepool import FramePool
-from numa_emu.direct import DirectPath
+from numa_emu.protocol.directpath import DirectPath
 from numa_emu.protocol import directmap as dm
 from numa_emu.protocol.costmodel import CostModel
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError

@@ -1,5 +1,6 @@
 """A task's direct path: reads and writes of its pages on its home node without a message, through
-the node's frame pool and the task's page table in shared memory (protocol/directmap.py).
+the node's frame pool and the task's page table in shared memory (protocol/directmap.py). The
+client API's tasks use it (numa_emu/api.py), and so do the simulator's (sim/tasks.py).
 
 An access goes direct only when every page it touches has a present entry (a write: a writable
 one) whose frame still has the generation the entry was made with; anything else returns None
