@@ -156,6 +156,14 @@ def _start(*args: str, cluster: str) -> subprocess.Popen:
                             env=dict(os.environ, NUMA_EMU_CLUSTER=cluster))
 
 
+def _ready(writer: subprocess.Popen) -> tuple[int, int]:
+    """A writer worker's pid, once it says it is ready, and an open of its page table (its own
+    open file description: the flock its direct writes hold); the caller closes it."""
+    ready = writer.stdout.readline().split()
+    assert ready and ready[0] == "ready", ready
+    return int(ready[1]), os.open(f"/proc/{ready[1]}/fd/{ready[2]}", os.O_RDWR)
+
+
 def _run_workers(procs: dict[str, subprocess.Popen], ready: tuple[str, ...], stop: Path, done, what: str) -> dict:
     """Wait for the `ready` workers to say so, then for `done()`, then stop every worker (the
     stop file): their JSON outputs by name. Any worker still running at an error is killed."""
@@ -600,10 +608,7 @@ def test_a_task_stopped_inside_a_direct_write_of_a_shared_page_stalls_nobody_and
     stop = tmp_path / "stop"
     writer = _start("mapwriter", "0", "g", str(pages), str(stop), cluster=c.name)
     try:
-        ready = writer.stdout.readline().split()
-        assert ready[0] == "ready", ready
-        pid = int(ready[1])
-        probe = os.open(f"/proc/{pid}/fd/{ready[2]}", os.O_RDWR)
+        pid, probe = _ready(writer)
         try:
             for move in (("0", "1"), ("1", "0"), ("0", "1")):
                 poll_until(lambda: _stop_inside_a_write(pid, probe), timeout_s=60, interval_s=0.001,
@@ -634,10 +639,7 @@ def test_a_task_killed_inside_a_direct_write_of_a_shared_page_leaves_its_pages_d
     (home / c.name / STORE_DIR / "g").write_bytes(bytes(pages * PAGE))
     writer = _start("mapwriter", "0", "g", str(pages), str(tmp_path / "never"), cluster=c.name)
     try:
-        ready = writer.stdout.readline().split()
-        assert ready[0] == "ready", ready
-        pid = int(ready[1])
-        probe = os.open(f"/proc/{pid}/fd/{ready[2]}", os.O_RDWR)
+        pid, probe = _ready(writer)
         try:
             poll_until(lambda: _stop_inside_a_write(pid, probe), timeout_s=60, interval_s=0.001,
                        what="the writer to be stopped inside a direct write")
