@@ -43,6 +43,14 @@ def task_stats(c, task_id: int) -> dict:
     return next(d["tasks"][task_id] for d in nodes.values() if task_id in d["tasks"])
 
 
+def direct_counts(c) -> dict[int, tuple[int, int]]:
+    """node -> (direct reads, direct writes) of the tasks it is home to now, as it has folded them."""
+    with c.client() as client:
+        nodes = client.call(tm.ClusterStats()).nodes
+    return {n: (sum(t["direct_reads"] for t in d["tasks"].values()), sum(t["direct_writes"] for t in d["tasks"].values()))
+            for n, d in nodes.items()}
+
+
 def workload(c) -> tuple[int, bytes, dict]:
     """Writes, reads within and across pages, a touch, a move of half the pages to node 1 and
     back: the virtual time, every byte read, and the task's stats."""
@@ -553,7 +561,7 @@ def test_a_task_killed_in_the_middle_of_direct_writes_is_detached_and_its_frames
     poll_until(lambda: free0() == baseline, timeout_s=30, what="the killed writer's frames to be freed")
 
 
-@pytest.mark.parametrize("mode", ["virtual", "real", "reclaim", "moving"])
+@pytest.mark.parametrize("mode", ["virtual", "real", "reclaim", "moving", "unsafe"])
 def test_direct_writes_of_a_shared_file_stay_exact_while_it_is_read_replicated_written_back_and_moved(
         cluster_factory, cli, home, mode, tmp_path):
     """A task on node 0 writes whole pages of file "g" through a writable mapping (direct, as the
@@ -563,7 +571,10 @@ def test_direct_writes_of_a_shared_file_stay_exact_while_it_is_read_replicated_w
     write), and a mover moves every master to node 1 and back (MPOL_MF_MOVE_ALL) all along. Real
     mode has jitter; "reclaim" runs on two 1 MiB nodes with a reader of a file four times node 0's
     memory, so that reclaim writes back and steals "g"'s pages too; "moving": the writer also moves
-    itself between nodes 0 and 1 every 100 writes (a task move). Then every read is checked
+    itself between nodes 0 and 1 every 100 writes (a task move); "unsafe": vm.unsafe_unreplicate=1,
+    whose stale reads (through replicas freed before their unmap, direct or not) must each have
+    been caught and counted (repl_stale_access), and the readers count pages of the wrong bytes
+    instead of failing. Then every read is checked
     against the writes, and the file's bytes in the store against the last write of each page."""
     pages, frames = 8, 256
     c = cluster_factory(from_cli(2, 1, "1MiB") if mode == "reclaim" else "default-4n")
@@ -573,24 +584,35 @@ def test_direct_writes_of_a_shared_file_stay_exact_while_it_is_read_replicated_w
     if mode == "real":
         cli("latency", "--name", c.name, "inject", "real", "--dilation", "2000", check=True)
         cli("latency", "--name", c.name, "jitter", "uniform", "0.3", check=True)
+    tolerant = ["tolerant"] if mode == "unsafe" else []
+    if mode == "unsafe":
+        cli("sysctl", "--name", c.name, "vm.unsafe_unreplicate=1", check=True)
     stop = tmp_path / "stop"
     procs = {"writer": _start("mapwriter", "0", "g", str(pages), str(stop), *(["0,1"] if mode == "moving" else []),
                               cluster=c.name),
-             "near": _start("filereader", "0", "g", str(pages), str(stop), cluster=c.name),
-             "far": _start("filereader", "1", "g", str(pages), str(stop), cluster=c.name),
+             "near": _start("filereader", "0", "g", str(pages), str(stop), *tolerant, cluster=c.name),
+             "far": _start("filereader", "1", "g", str(pages), str(stop), *tolerant, cluster=c.name),
              "mover": _start("mover", "1" if mode == "reclaim" else "2", "g", str(pages), str(stop), cluster=c.name)}
     wanted = {"pgreplicazap_write": 2, "pgwriteback": 2, "pgmigrate_success": 2 * pages}
     if mode == "reclaim":
         (store / "big").write_bytes(b"".join(big_page(i) for i in range(4 * frames)))
         procs["churner"] = _start("churner", "0", "big", str(4 * frames), str(stop), cluster=c.name)
         wanted["pgsteal_direct"] = 2
+    if mode == "unsafe":
+        wanted["repl_stale_access"] = 2
 
-    def everything_happened() -> bool:
-        return all(vm_total(c, key) > least for key, least in wanted.items())
+    def everything_happened() -> bool:  # and the near reader (node 0's only reader) read directly
+        direct = direct_counts(c)
+        return (all(vm_total(c, key) > least for key, least in wanted.items()) and direct[0][0] > 0
+                and sum(writes for _reads, writes in direct.values()) > 0)
     out = _run_workers(procs, ("writer", "near", "far"), stop, everything_happened,
-                       "replicas collapsed, pages written back, moved (and stolen)")
+                       "replicas collapsed, pages written back, moved (and stolen), read and written directly")
     w = out["writer"]
-    assert violations(w["writes"], out["near"]["reads"] + out["far"]["reads"]) == []
+    stale_reads = violations(w["writes"], out["near"]["reads"] + out["far"]["reads"])
+    if mode == "unsafe":  # every read that went wrong went through a stale mapping, and was counted
+        assert len(stale_reads) + out["near"]["bad"] + out["far"]["bad"] <= vm_total(c, "repl_stale_access")
+    else:
+        assert stale_reads == [] and out["near"]["bad"] == out["far"]["bad"] == 0
     assert w["direct"][1] > 0 and out["near"]["direct"][0] > 0 and out["mover"]["moved"] > 0
     assert out.get("churner", {"bad": []})["bad"] == [] and (w["hops"] > 2 if mode == "moving" else True)
     assert (store / "g").read_bytes() == b"".join(file_page(page, seq) for page, seq in enumerate(w["last"]))

@@ -262,3 +262,21 @@ def test_without_a_spare_a_failed_copy_frees_the_frame_it_allocated_on_the_reade
     with pytest.raises(StopIteration) as stop:
         gen.send([pc.PteShootdownAck(unmapped=0)])
     assert not stop.value.value.replica and entry.replicas == {} and c.events["repl_copy_failed"] == 1
+
+
+def test_a_locked_collapse_survives_the_unsafe_ordering_clearing_its_replicas_meanwhile():
+    """vm.unsafe_unreplicate=1: a write collapses without the lock, so it may clear the replicas
+    while a locked collapse (a master's move) waits for its shootdowns; the locked one then finds
+    them gone and forgets nothing twice (it failed with KeyError on a real cluster)."""
+    c = core(1)
+    repl = Replication(c, Directory(), FileTable(), ReplicationTunables(unsafe_unreplicate=True))
+    entry = repl.dir.entry(OBJ, 0)
+    entry.node, entry.frame, entry.gen = 1, c.pool.alloc(), 0
+    entry.replicas, entry.mappers, entry.born_ns = {2: (5, 0)}, {2: 2}, {2: 0}
+    locked = repl.collapse(OBJ, 0, entry, "migration")
+    shootdowns = next(locked)
+    assert [(call.dest, call.request.frame) for call in shootdowns] == [("node:2", 5)]
+    repl._forget_replicas(OBJ, 0, entry, dict(entry.replicas), "write")  # what _collapse_unsafe does first
+    with pytest.raises(StopIteration):
+        locked.send([pc.PteShootdownAck(unmapped=1)])
+    assert entry.replicas == {} and entry.mappers == {} and sum(repl.lifetimes.values()) == 1
