@@ -19,7 +19,8 @@ logged with CLOCK_MONOTONIC for the history checker (tests/history.py).
         syncs every 20 writes (write-protecting the pages: the next write of each is a message);
         prints "ready PID FD" once every page was written once, then filewriter's JSON object
         with its direct counts and "last": the last sequence number of each page (synced); with
-        CPUs, it moves itself among them every 100 writes (its grants go with its old table)
+        CPUs, it moves itself among them every 100 writes (its grants go with its old table) and
+        writes how many moves so far into STOPFILE.hops
     python direct_worker.py mover CPU NAME PAGES STOPFILE
         maps file NAME and moves all its pages (MPOL_MF_MOVE_ALL: other tasks map them) to node
         1 and back to node 0, over and over; prints {"moves": n, "moved": pages moved}
@@ -139,6 +140,8 @@ def map_writer(cpu: int, name: str, pages: int, stop: str, hops: list[int]) -> d
             if hops and len(writes) % 100 == 0:
                 earlier = [a + b for a, b in zip(earlier, counts(t))]  # a move gives the task a new table
                 t.sched_setaffinity([hops[len(writes) // 100 % len(hops)]])
+                with open(stop + ".hops", "w") as moves:  # how many so far, for the test to wait on
+                    moves.write(str(len(writes) // 100))
             page = rng.randrange(pages)
             seqs[page] += 1
             start = time.monotonic_ns()

@@ -616,6 +616,11 @@ def test_direct_writes_of_a_shared_file_stay_exact_while_it_is_read_replicated_w
 
     def everything_happened() -> bool:  # and the near reader (node 0's only reader) read directly
         seen.update({key: vm_total(c, key) for key in wanted}, direct=direct_counts(c))
+        if mode == "moving":  # and the writer moved three times
+            hops = Path(f"{stop}.hops")
+            seen["hops"] = int(hops.read_text() or 0) if hops.exists() else 0
+            if seen["hops"] < 3:
+                return False
         return (all(seen[key] > least for key, least in wanted.items()) and seen["direct"][0][0] > 0
                 and sum(writes for _reads, writes in seen["direct"].values()) > 0)
     out = _run_workers(procs, ("writer", "near", "far"), stop, everything_happened,
