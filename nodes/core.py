@@ -327,10 +327,10 @@ class NodeCore:
         """numa_foreign belongs to the node an allocation preferred (this one too: a Call to itself).
         Each preferred node's running total grows and is sent whole; one that goes unconfirmed (a
         partition, a stopped node) is sent again by retry_foreign until that node answers or dies."""
-        for node, pages in foreign.items():
-            if node not in self.dead:  # a dead node's counters died with it
-                self.foreign_owed[node] = self.foreign_owed.get(node, 0) + pages
-        yield from self._send_foreign([node for node in foreign if node not in self.dead])
+        live = [node for node in foreign if node not in self.dead]  # a dead node's counters died with it
+        for node in live:
+            self.foreign_owed[node] = self.foreign_owed.get(node, 0) + foreign[node]
+        yield from self._send_foreign(live)
 
     def _send_foreign(self, nodes: list[int]):
         sent = {node: self.foreign_owed[node] for node in nodes if node in self.foreign_owed}
@@ -435,14 +435,19 @@ class NodeCore:
         return NumaEmuError(ErrorCode.EIO, f"node {node} is dead ({why}): {what} was there and is lost")
 
     # ---- direct writes of shared pages (docs/design.md#direct-access) ----------------------
-    def grant_direct_write(self, frame: int, holder: object, revoke: Callable[[], None]) -> bool:
-        """May `holder` (a task's mapping) write `frame`, a shared master here, directly? The
-        frame's grant moves to it from any other holder (taken back by its `revoke`: the entry
-        cleared, its write lock tried); not granted while an earlier holder may still be inside a
+    def grant_direct_write(self, frame: int, holder: object, revoke: Callable[[], None], take: bool) -> bool:
+        """May `holder` (a task's mapping) write `frame`, a shared master here, directly? With
+        `take` (it just wrote the page) the frame's grant moves to it from any other holder (taken
+        back by its `revoke`: the entry cleared, its write lock tried); without, it keeps the grant
+        only if it holds it already. Not granted while an earlier holder may still be inside a
         write (the frame held: its half of the version is its own until it lets go)."""
         current = self.direct_writers.get(frame)
         if current is not None and current[0] != holder:
+            if not take:
+                return False
             self.revoke_direct_write(frame)
+        elif current is None and not take:
+            return False
         if self.pool.is_held(frame):
             return False
         self.direct_writers[frame] = (holder, revoke)

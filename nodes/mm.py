@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 # A batch hands the loop back after this many pages, so that a long touch never starves the
 # heartbeats (docs/conventions.md#heartbeats): 4096 pages take about 20-40 ms here.
 _CHUNK_PAGES = 4096
-_NO_HOLDER = (None, None)  # core.direct_writers' entry of a frame no task writes directly
 
 
 def private_page_name(task_id: int, vaddr: int) -> str:
@@ -211,10 +210,9 @@ class MemoryManager:
             elif core.pool.generation[frame] == region.gen[p]:  # never a stale mapping
                 replica = core.replica_frames.get(frame) is not None
                 vaddr = region.start + p * core.page_size
-                holder = (task.task_id, vaddr)
                 writable = (region.wr[p] == 1 and not replica
-                            and (wrote or core.direct_writers.get(frame, _NO_HOLDER)[0] == holder)
-                            and core.grant_direct_write(frame, holder, lambda: task.unmap_direct([vaddr])))
+                            and core.grant_direct_write(frame, (task.task_id, vaddr), lambda: task.unmap_direct([vaddr]),
+                                                        take=wrote))
                 task.table.publish(vpn, frame, region.gen[p], writable, region.wr[p] == 0 and replica, shared=True)
 
     def close_table(self, task: TaskState) -> None:

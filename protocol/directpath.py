@@ -260,26 +260,25 @@ class DirectPath:
         tail = (span.vaddr + span.length) & (ps - 1) or ps
         return cost(head) + cost(ps) * (count - 2) + cost(tail)
 
-    def _begin_shared_write(self, span: _Span) -> list[int] | slice:
-        """Make the task half of the version of every shared page's frame in `span` odd (other
-        tasks' direct reads, and the node's, wait for it or copy again); the halves to end."""
+    def _shared_halves(self, span: _Span) -> list[int] | slice:
+        """The task halves of the versions of the shared pages' frames in `span`, which a write
+        makes odd around its copy (_bump before and after): other tasks' direct reads, and the
+        node's, wait for it or copy again."""
         flags = span.flags
         if not any(f & dm.SHARED for f in flags):
             return []
         if span.f0 >= 0 and all(f & dm.SHARED for f in flags):  # consecutive frames: one strided slice
-            marked: list[int] | slice = slice(2 * span.f0 + dm.TASK_HALF, 2 * (span.f0 + span.count), 2)
-        else:
-            marked = [2 * frame + dm.TASK_HALF for frame, f in zip(span.frames, flags) if f & dm.SHARED]
-        self._end_shared_write(marked)
-        return marked
+            return slice(2 * span.f0 + dm.TASK_HALF, 2 * (span.f0 + span.count), 2)
+        return [2 * frame + dm.TASK_HALF for frame, f in zip(span.frames, flags) if f & dm.SHARED]
 
-    def _end_shared_write(self, marked: list[int] | slice) -> None:
-        halves = self.halves
-        if isinstance(marked, slice):
-            halves[marked] = array("I", [(v + 1) & 0xFFFFFFFF for v in halves[marked].tolist()])
+    def _bump(self, halves: list[int] | slice) -> None:
+        """Each of these version halves one further (odd: a write begins; even: it ended)."""
+        view = self.halves
+        if isinstance(halves, slice):
+            view[halves] = array("I", [(v + 1) & 0xFFFFFFFF for v in view[halves].tolist()])
             return
-        for half in marked:
-            halves[half] = (halves[half] + 1) & 0xFFFFFFFF
+        for half in halves:
+            view[half] = (view[half] + 1) & 0xFFFFFFFF
 
     def _populate(self, runs: list, advice: int) -> None:
         # one madvise maps a long run's pages in this process at once, instead of a fault per page
@@ -389,13 +388,13 @@ class DirectPath:
             span = self._span(vaddr, length, dm.PRESENT | dm.WRITABLE)
             if span is None:
                 return False
-            shared = self._begin_shared_write(span)
+            shared = self._shared_halves(span)
+            self._bump(shared)
             src, pv, pos = memoryview(data), self.pv, 0
             for start, n in self._runs(span):
                 pv[start:start + n] = src[pos:pos + n]
                 pos += n
-            if shared:
-                self._end_shared_write(shared)
+            self._bump(shared)
         finally:
             fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
         if not self._entries_still(span):  # an entry unmapped while it copied: all of it again, by message
@@ -425,12 +424,12 @@ class DirectPath:
             if pages is None:
                 return None
             if fill is not None:
-                shared = self._begin_shared_write(pages)
+                shared = self._shared_halves(pages)
+                self._bump(shared)
                 page, pv = bytes([fill]) * ps, self.pv
                 for start, n in self._runs(pages):
                     pv[start:start + n] = page * (n // ps)
-                if shared:
-                    self._end_shared_write(shared)
+                self._bump(shared)
         finally:
             if writing:
                 fcntl.flock(self.lock_fd, fcntl.LOCK_UN)

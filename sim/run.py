@@ -98,10 +98,8 @@ def run(scenario: Scenario, seed: int, sysctl: list[str] = (), *, trace: bool = 
         for node in cluster.nodes:
             for name, value in node.core.events.items():
                 totals[name] = totals.get(name, 0) + value
-        for task in tasks:
-            task.close()
-            totals["direct_reads"] = totals.get("direct_reads", 0) + task.direct_reads
-            totals["direct_writes"] = totals.get("direct_writes", 0) + task.direct_writes
+        totals["direct_reads"] = sum(task.direct_counts()[0] for task in tasks)
+        totals["direct_writes"] = sum(task.direct_counts()[1] for task in tasks)
         return Result(scenario.name, seed, violation, net.delivered, net.trace or [], totals, started,
                       faults.applied if faults is not None else [])
     finally:

@@ -47,16 +47,20 @@ class SimTask:
         self.direct = direct
         self.dpath: DirectPath | None = None
         self.dpath_home = -1  # the node whose memory dpath maps
-        self.direct_reads = self.direct_writes = 0
+        self.dropped = (0, 0)  # (reads, writes) of the direct paths dropped since (a move, a death)
         cluster.net.add(self.name, {})
+
+    def direct_counts(self) -> tuple[int, int]:
+        """(reads, writes) its direct paths served so far."""
+        now = self.dpath.counts() if self.dpath is not None else (0, 0)
+        return self.dropped[0] + now[0], self.dropped[1] + now[1]
 
     def close(self) -> None:
         self._drop_dpath()
 
     def _drop_dpath(self) -> None:
         if self.dpath is not None:
-            self.direct_reads += self.dpath.counts()[0]
-            self.direct_writes += self.dpath.counts()[1]
+            self.dropped = self.direct_counts()
             self.dpath.close()
             self.dpath = None
 

@@ -39,6 +39,31 @@ def vm_total(cluster, key: str) -> int:
         return sum(d["vmstat"].get(key, 0) for d in client.call(ClusterStats()).nodes.values())
 
 
+def run_effects(gen, answer: Callable[[object], object]):
+    """Drive a node's handler generator to its end with protocol.effects.drive (the one driver of
+    the reactor and the simulator), each effect answered at once: `answer(effect)` gives its
+    result or raises its NumaEmuError; a list of effects (a parallel gather) gets one answer each
+    and fails as a whole. The generator's result, or its error raised (an AssertionError of
+    `answer` goes straight up)."""
+    from numa_emu.protocol.effects import Future, drive
+    from numa_emu.protocol.errors import NumaEmuError
+
+    def as_future(effect) -> Future:
+        fut = Future()
+        try:
+            fut.set_result([answer(e) for e in effect] if isinstance(effect, list) else answer(effect))
+        except NumaEmuError as exc:
+            fut.set_exception(exc)
+        return fut
+
+    out: list = []
+    drive(gen, as_future, lambda result, exc: out.append((result, exc)), passes=(AssertionError,))
+    result, exc = out[0]
+    if exc is not None:
+        raise exc
+    return result
+
+
 def processes_under(path: Path) -> list[psutil.Process]:
     """Live processes whose command line names `path` (a fresh folder: only ours can)."""
     out = []

@@ -9,6 +9,7 @@ from numa_emu.nodes.frames import FrameService
 from numa_emu.protocol import directmap as dm
 from numa_emu.protocol.effects import Sleep
 from numa_emu.protocol.messages import memory as mm
+from tests.helpers import run_effects
 from numa_emu.protocol.topology import build_shape
 
 PAGE = 4096
@@ -22,10 +23,10 @@ def _core() -> NodeCore:
 def test_the_grant_moves_to_the_last_writer_and_the_node_takes_it_back_before_its_own_write():
     core, revoked = _core(), []
     frame = core.pool.alloc()
-    assert core.grant_direct_write(frame, (1, 0x1000), lambda: revoked.append(1))
-    assert core.grant_direct_write(frame, (1, 0x1000), lambda: revoked.append(1))  # the holder again: kept
+    assert core.grant_direct_write(frame, (1, 0x1000), lambda: revoked.append(1), take=True)
+    assert core.grant_direct_write(frame, (1, 0x1000), lambda: revoked.append(1), take=True)  # the holder again: kept
     assert revoked == []
-    assert core.grant_direct_write(frame, (2, 0x5000), lambda: revoked.append(2))
+    assert core.grant_direct_write(frame, (2, 0x5000), lambda: revoked.append(2), take=True)
     assert revoked == [1]
     core.write_local(frame, 0, b"node")  # a message write (another node's writer, a fill)
     assert revoked == [1, 2] and frame not in core.direct_writers
@@ -36,24 +37,21 @@ def test_no_grant_while_a_holder_may_still_be_inside_a_write_and_none_outlives_t
     core = _core()
     frame = core.pool.alloc()
     core.pool.hold([frame])  # an earlier holder's entry was cleared without its lock
-    assert not core.grant_direct_write(frame, (1, 0x1000), lambda: None)
+    assert not core.grant_direct_write(frame, (1, 0x1000), lambda: None, take=True)
     core.pool.let_go([frame])
-    assert core.grant_direct_write(frame, (1, 0x1000), lambda: None)
+    assert core.grant_direct_write(frame, (1, 0x1000), lambda: None, take=True)
     core.release([frame])
     assert frame not in core.direct_writers
 
 
 def _drive(gen):
     """Run a node generator whose only effects are Sleeps; (result, sleeps)."""
-    sleeps = 0
-    try:
-        effect = next(gen)
-        while True:
-            assert isinstance(effect, Sleep)
-            sleeps += 1
-            effect = gen.send(None)
-    except StopIteration as stop:
-        return stop.value, sleeps
+    sleeps: list[Sleep] = []
+
+    def sleep(effect) -> None:
+        assert isinstance(effect, Sleep)
+        sleeps.append(effect)
+    return run_effects(gen, sleep), len(sleeps)
 
 
 def test_frame_read_waits_for_the_holders_write_then_takes_the_grant_back_from_a_stuck_one():
@@ -63,7 +61,7 @@ def test_frame_read_waits_for_the_holders_write_then_takes_the_grant_back_from_a
     service = FrameService(core)
     msg = mm.FrameRead(frame=frame, offset=0, length=4, generation=core.pool.generation[frame])
     assert service.read(msg).data == b"page"  # no holder: read at once
-    core.grant_direct_write(frame, (1, 0x1000), lambda: revoked.append(1))
+    core.grant_direct_write(frame, (1, 0x1000), lambda: revoked.append(1), take=True)
     reply, sleeps = _drive(service.read(msg))  # a holder not writing: one stable copy
     assert (reply.data, sleeps, revoked) == (b"page", 0, [])
     core.pool.version[2 * frame + dm.TASK_HALF] += 1  # the holder inside a write that never ends (stopped)

@@ -14,24 +14,10 @@ from numa_emu.nodes.frames import FrameService
 from numa_emu.nodes.framepool import FramePool
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.messages import memory as mm
+from tests.helpers import run_effects
 
 PAGE = 4096
 TOPOLOGY = resolve_topology("default-4n").to_dict()
-
-
-def drive(gen, answer):
-    """Run a core generator to its end; `answer(call)` gives each Call's reply or raises its error
-    (a list of Calls fails as a whole, as protocol.effects.gather does)."""
-    value, exc = None, None
-    try:
-        while True:
-            effect = gen.throw(exc) if exc else gen.send(value)
-            try:
-                value, exc = [answer(c) for c in effect], None
-            except NumaEmuError as e:
-                value, exc = None, e
-    except StopIteration as stop:
-        return stop.value
 
 
 def partitioned(call):
@@ -78,24 +64,24 @@ def test_a_bad_stat_add_is_refused_with_one_error_and_counts_nothing(fields):
 
 def test_a_total_that_timed_out_is_sent_again_until_confirmed_and_dropped_for_a_dead_node():
     core = NodeCore(0, TOPOLOGY, FramePool(4, PAGE), clock_ns=lambda: 1234)
-    drive(core.add_foreign(collections.Counter({1: 2, 2: 1})), partitioned)
+    run_effects(core.add_foreign(collections.Counter({1: 2, 2: 1})), partitioned)
     assert core.foreign_owed == {1: 2, 2: 1} and core.foreign_unsent == {1, 2} and core.unconfirmed()
-    assert drive(core.retry_foreign(), partitioned) == 2  # still cut off: kept
-    drive(core.add_foreign(collections.Counter({1: 3})), partitioned)
+    assert run_effects(core.retry_foreign(), partitioned) == 2  # still cut off: kept
+    run_effects(core.add_foreign(collections.Counter({1: 3})), partitioned)
     core.node_died(2, "killed")  # its counters died with it
     assert core.foreign_owed == {1: 5} and core.foreign_unsent == {1}
     sent = []
-    assert drive(core.retry_foreign(), lambda call: sent.append((call.dest, call.request))) == 0
+    assert run_effects(core.retry_foreign(), lambda call: sent.append((call.dest, call.request))) == 0
     assert sent == [("node:1", mm.StatAdd(counter="numa_foreign", node=0, incarnation=1234, total=5))]
     assert not core.unconfirmed()
-    assert drive(core.retry_foreign(), partitioned) == 0  # nothing left to send
+    assert run_effects(core.retry_foreign(), partitioned) == 0  # nothing left to send
 
 
 def test_a_later_total_confirmed_covers_an_earlier_one_that_failed():
     sender, receiver = NodeCore(0, TOPOLOGY, FramePool(4, PAGE)), NodeCore(1, TOPOLOGY, FramePool(4, PAGE))
     frames = FrameService(receiver)
-    drive(sender.add_foreign(collections.Counter({1: 2})), partitioned)
-    drive(sender.add_foreign(collections.Counter({1: 1})), lambda call: frames.stat_add(call.request))
+    run_effects(sender.add_foreign(collections.Counter({1: 2})), partitioned)
+    run_effects(sender.add_foreign(collections.Counter({1: 1})), lambda call: frames.stat_add(call.request))
     assert sender.foreign_unsent == set() and receiver.numastat["numa_foreign"] == 3
-    drive(sender.retry_foreign(), lambda call: frames.stat_add(call.request))  # nothing unconfirmed: nothing sent
+    run_effects(sender.retry_foreign(), lambda call: frames.stat_add(call.request))  # nothing unconfirmed: nothing sent
     assert receiver.numastat["numa_foreign"] == 3

@@ -16,6 +16,7 @@ from numa_emu.protocol.effects import Call
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.messages import pagecache as pc
 from numa_emu.protocol.version import PROTOCOL_VERSION
+from tests.helpers import run_effects
 
 PAGE = 4096
 TOPOLOGY = resolve_topology("default-4n").to_dict()
@@ -144,16 +145,7 @@ def test_a_free_that_failed_is_sent_again_until_answered_and_dropped_for_a_dead_
         raise NumaEmuError(ErrorCode.ETIMEDOUT, f"{call.dest} did not answer")
 
     def fail(gen):
-        value, exc = None, None
-        try:
-            while True:
-                effect = gen.throw(exc) if exc else gen.send(value)
-                try:
-                    value, exc = [partitioned(c) for c in effect], None
-                except NumaEmuError as e:
-                    value, exc = None, e
-        except StopIteration as stop:
-            return stop.value
+        return run_effects(gen, partitioned)
 
     fail(core.free_frames({1: [3, 4], 2: [5]}, generations={1: [0, 2], 2: [1]}))
     assert core.unfreed == {1: {3: 0, 4: 2}, 2: {5: 1}}
