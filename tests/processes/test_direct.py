@@ -269,10 +269,13 @@ def test_direct_accesses_stay_exact_while_pages_are_unmapped_reclaimed_replicate
              "filereader": _start("filereader", "0", "f", str(f_pages), str(stop), cluster=c.name),
              "churner": _start("churner", "0", "big", str(4 * frames), str(stop), cluster=c.name)}
 
-    def everything_happened() -> bool:
-        return all(vm_total(c, key) > 2 for key in ("pgreplicazap_write", "pgreplicazap_reclaim", "pgsteal_direct"))
+    reads = Path(f"{stop}.reads")
+
+    def everything_happened() -> bool:  # under load the counters may come before the reader's 200 reads
+        return (all(vm_total(c, key) > 2 for key in ("pgreplicazap_write", "pgreplicazap_reclaim", "pgsteal_direct"))
+                and reads.exists() and int(reads.read_text() or 0) > 200)
     out = _run_workers(procs, ("writer", "filewriter", "filereader"), stop, everything_happened,
-                       "collapses, replicas reclaimed and page-cache pages stolen on node 0")
+                       "collapses, replicas reclaimed, page-cache pages stolen on node 0 and 200 reads of f")
     w, fw, fr = out["writer"], out["filewriter"], out["filereader"]
     assert violations(w["writes"], w["reads"]) == []
     assert violations(fw["writes"], fr["reads"]) == []  # file pages: every read against the other task's writes
