@@ -42,7 +42,10 @@ def test_a_membind_to_the_offline_node_and_its_regions_are_rebound_and_come_back
         region = task.mmap(2 * PAGE)
         region.mbind("bind", [1])
         region.write(0, b"region policy")
-        assert (private.where(), region.where()) == ([1, None], [1, None])
+        shm = task.mmap(2 * PAGE, shared=True, name="kept")
+        shm.mbind("bind", [1, 2])  # a shared policy: the kernel never rebinds one
+        shm.write(0, b"shared policy")
+        assert (private.where(), region.where(), shm.where()) == ([1, None], [1, None], [1, None])
         switch(four, ns.NodeOffline(node_id=1))  # once EBUSY: "task ...'s policy binds it to offline nodes only"
         # bitmap_remap 0-3 -> 0,2-3: node 1, the 2nd allowed node, becomes the 2nd new one, 2
         assert task.get_mempolicy() == (Mode.BIND, [2])
@@ -50,11 +53,15 @@ def test_a_membind_to_the_offline_node_and_its_regions_are_rebound_and_come_back
         assert (private.where(), region.where()) == ([2, None], [2, None])  # moved where the policies now say
         assert private.read(0, 11) == b"task policy" and region.read(0, 13) == b"region policy"
         assert fresh(task, 2) == [2, 2]
+        assert task.get_mempolicy(MPOL_F_ADDR, shm.vaddr) == (Mode.BIND, [1, 2])
+        shm.write(PAGE, b"x")
+        assert shm.read(0, 13) == b"shared policy" and shm.where() == [2, 2]  # its online part
         switch(four, ns.NodeOnline(node_id=1))  # 0,2-3 -> 0-3: 2, the 2nd, becomes 1 again
         assert task.get_mempolicy() == (Mode.BIND, [1])
         assert task.get_mempolicy(MPOL_F_ADDR, region.vaddr) == (Mode.BIND, [1])
         assert fresh(task, 2) == [1, 1]
         assert private.where() == [2, None]  # no memory_migrate: pages stay where they went
+        assert task.get_mempolicy(MPOL_F_ADDR, shm.vaddr) == (Mode.BIND, [1, 2])
 
 
 def test_an_interleave_is_remapped_and_online_does_not_undo_it(four):
