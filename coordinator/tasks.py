@@ -150,7 +150,11 @@ class TaskTable:
     def register(self, *, pid: int, comm: str, cpu: int | None, policy: dict | None, cpuset: str | None,
                  nodes_bound: list | None, cpus_bound: list | None = None,
                  create_time: float | None = None, prefer_nodes: frozenset[int] = frozenset(),
-                 host: str = "", host_index: int = 0) -> TaskRecord:
+                 host: str = "", host_index: int = 0, policy_mems: list | None = None) -> TaskRecord:
+        """A task joins, with the policy it inherited (`policy`, made against the effective mems
+        `policy_mems`; None: against its cpuset's): it is checked as set_mempolicy checks it, then
+        rebound from those mems to its cpuset's effective mems, as a forked child inherits its
+        parent's policy after a node offline or online rebound it (rebind_to_effective)."""
         task_id = task_id_of(pid, host_index)
         if task_id in self.tasks:
             raise NumaEmuError(ErrorCode.EEXIST, f"pid {pid}{f' of host {host}' if host else ''} is attached already "
@@ -180,8 +184,10 @@ class TaskTable:
         pol = DEFAULT_POLICY
         if policy:
             inherited = Policy.from_wire(policy)
-            pol = make_policy(int(inherited.mode) | inherited.flags, inherited.user_nodes or inherited.nodes,
-                              allowed=self.effective_mems(cs), possible=self.possible)
+            effective = self.effective_mems(cs)
+            made_on = effective if policy_mems is None else self.cpusets.check_mems(policy_mems)
+            pol = rebind(make_policy(int(inherited.mode) | inherited.flags, inherited.user_nodes or inherited.nodes,
+                                     allowed=made_on, possible=self.possible), effective, made_on)
         rec = TaskRecord(task_id, pid, comm, cpu, self.cpu_node[cpu], cs.name, pol, create_time)
         if host:
             rec.extra["host"] = host

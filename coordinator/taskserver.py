@@ -94,6 +94,7 @@ class TaskService:
         host = msg.host or self.state.host
         here = host == self.state.host  # else its pid is another host's: not watched from here
         rec = self.table.register(pid=msg.pid, comm=msg.comm, cpu=msg.cpu, policy=msg.policy, cpuset=msg.cpuset,
+                                  policy_mems=msg.policy_mems,
                                   nodes_bound=msg.nodes_bound, cpus_bound=msg.cpus_bound,
                                   create_time=_create_time(msg.pid) if here else None,
                                   prefer_nodes=frozenset(r.id for r in self.state.nodes.values() if r.host == host),

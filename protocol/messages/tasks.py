@@ -43,6 +43,9 @@ class TaskRegister(Request):
     comm: str
     cpu: int | None = None
     policy: dict | None = None  # inherited across exec from numactl (Policy.to_wire())
+    # the effective mems `policy` was made against (None: made against the task's own): it is
+    # rebound from them to the task's, as a node offline or online has rebound the parent's
+    policy_mems: list | None = None
     cpuset: str | None = None
     nodes_bound: list | None = None  # numactl --cpunodebind: run on a CPU of these nodes
     cpus_bound: list | None = None  # numactl --physcpubind: run on one of these CPUs

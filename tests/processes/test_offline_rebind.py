@@ -6,6 +6,9 @@ the rebound policy, new pages go where it places them, and online rebinds back (
 need not come back where it was; MPOL_F_STATIC_NODES keeps the user's mask and does)."""
 from __future__ import annotations
 
+import json
+import sys
+
 import pytest
 
 import numa_emu
@@ -91,3 +94,24 @@ def test_a_static_bind_keeps_its_mask_and_allocates_on_the_effective_mems_meanwh
         switch(four, ns.NodeOnline(node_id=1))
         assert task.get_mempolicy() == (Mode.BIND | MPOL_F_STATIC_NODES, [1])
         assert fresh(task, 2) == [1, 1]
+
+
+def test_a_program_started_under_numactl_before_the_offline_passes_on_the_rebound_policy(four, cli, monkeypatch):
+    """`numactl -m 1 prog` run before node 1 goes: what prog's children inherit (through the
+    environment numactl wrote: the policy and the mems it was made against) is rebound too, as a
+    forked child gets its parent's rebound policy: `numactl --show` and a task attaching see it."""
+    dump = "import json, os; print(json.dumps({k: v for k, v in os.environ.items() if k.startswith('NUMA_EMU_POLICY')}))"
+    for option, shown in (("--membind=1", ["policy: bind", "membind: 2 "]),
+                          ("--interleave=1,3", ["policy: interleave", "interleavemask: 0 2 "])):
+        inherited = json.loads(cli("numactl", option, "--", sys.executable, "-c", dump, check=True).stdout)
+        assert inherited["NUMA_EMU_POLICY_MEMS"] == "0-3"
+        for key, value in inherited.items():
+            monkeypatch.setenv(key, value)
+        switch(four, ns.NodeOffline(node_id=1))
+        lines = cli("numactl", "--show", check=True).stdout.splitlines()
+        assert [lines[0], next(x for x in lines if x.startswith(shown[1].split(":")[0]))] == shown
+        with numa_emu.attach(0, cluster=four.name) as task:
+            assert task.get_mempolicy()[1] == [int(n) for n in shown[1].split(":")[1].split()]
+        switch(four, ns.NodeOnline(node_id=1))
+        with numa_emu.attach(0, cluster=four.name) as task:  # made against 0-3 and back on 0-3: as numactl set it
+            assert task.get_mempolicy()[1] == ([1] if option == "--membind=1" else [1, 3])

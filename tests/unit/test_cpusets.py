@@ -335,3 +335,22 @@ def test_a_mems_change_while_a_node_is_offline_rebinds_between_effective_mems(ta
     assert table.tasks[1].policy.nodes == {1}
     _, changes = table.change_cpuset("m", mems=[1, 2, 3])  # effective 1 -> 1,3: remap keeps 1
     assert [(c.old_effective, c.effective, c.policy.nodes) for c in changes] == [({1}, {1, 3}, {1})]
+
+
+def test_an_inherited_policy_is_rebound_from_the_mems_it_was_made_against(table):
+    bind = Policy(Mode.BIND, frozenset({1})).to_wire()
+    static = Policy(Mode.BIND, frozenset({1}), MPOL_F_STATIC_NODES, frozenset({1})).to_wire()
+    table.set_offline_nodes(frozenset({1}))
+    # numactl -m 1 ran while 0-3 were online; its program's child attaches after node 1 went
+    assert table.register(pid=1, comm="c", cpu=0, policy=bind, policy_mems=[0, 1, 2, 3], cpuset=None,
+                          nodes_bound=None).policy.nodes == {2}
+    s = table.register(pid=2, comm="c", cpu=0, policy=static, policy_mems=[0, 1, 2, 3], cpuset=None,
+                       nodes_bound=None).policy
+    assert (s.nodes, s.reported_nodes) == ({0, 2, 3}, {1})
+    raises(ErrorCode.EINVAL, "policy nodes 1 have none", table.register, pid=3, comm="c", cpu=0, policy=bind,
+           cpuset=None, nodes_bound=None)  # made against the task's own mems, as before: nothing left
+    raises(ErrorCode.EINVAL, "no node(s) 9 in this machine", table.register, pid=4, comm="c", cpu=0, policy=bind,
+           policy_mems=[9], cpuset=None, nodes_bound=None)
+    raises(ErrorCode.EINVAL, "policy nodes 1 have none", table.register, pid=5, comm="c", cpu=0, policy=bind,
+           policy_mems=[0, 2], cpuset=None, nodes_bound=None)  # checked as set_mempolicy checked it
+    assert 3 not in table.tasks and 4 not in table.tasks and 5 not in table.tasks
