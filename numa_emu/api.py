@@ -464,7 +464,7 @@ def attach(cpu: int | None = None, *, cluster: str | None = None, comm: str | No
     if cpu is None and os.environ.get(ENV_CPU):
         cpu = int(os.environ[ENV_CPU])
     policy = json.loads(os.environ[ENV_POLICY]) if os.environ.get(ENV_POLICY) else None
-    policy_mems = _nodes(os.environ.get(ENV_POLICY_MEMS)) or None if policy else None
+    policy_mems = (_nodes(os.environ.get(ENV_POLICY_MEMS)) or None) if policy else None
     nodes_bound = _nodes(os.environ.get(ENV_NODEBIND)) or None
     cpus_bound = _nodes(os.environ.get(ENV_CPUBIND)) or None
     coordinator = info.client()
