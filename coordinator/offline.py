@@ -10,15 +10,15 @@ free frames hold what N holds (replicas aside: they are dropped); and no master 
 object policy (a file's shared policy, the shm policies the nodes report with node.evacuate
 check) that binds it to offline nodes alone (N's check): the kernel does not rebind shared
 policies. Task and region policies never refuse: they are rebound first, as the kernel rebinds
-them. Then: every node drops N from its zonelists (node.set_offline), the tasks homed on N move
-to a CPU of their cpuset elsewhere (as sched_setaffinity: the task service's own path), the
-tasks of every cpuset that had N in its effective mems (cpuset.mems.effective) have their task
-and region policies rebound from the old effective mems to the new ones (the path a change of
-cpuset.mems takes: cpuset_hotplug_workfn -> cpuset_update_tasks_nodemask), every node moves its
+them. Then: the tasks of every cpuset that had N in its effective mems (cpuset.mems.effective)
+have their task and region policies rebound from the old effective mems to the new ones (the
+path a change of cpuset.mems takes: cpuset_hotplug_workfn -> cpuset_update_tasks_nodemask),
+every node drops N from its zonelists (node.set_offline), the tasks homed on N move to a CPU of
+their cpuset elsewhere (as sched_setaffinity: the task service's own path), every node moves its
 tasks' private pages off N where the rebound policies place them, and N hands on its masters,
-each where its object's policy places it, and drops its replicas (node.evacuate). Online N:
-every node takes it back into its zonelists and the cpusets' effective mems, and the policies
-are rebound back the same way; tasks stay where they are.
+each where its object's policy places it, and drops its replicas (node.evacuate). Online N: the
+policies are rebound back the same way and every node takes N back into its zonelists; tasks
+stay where they are.
 """
 from __future__ import annotations
 
@@ -76,9 +76,10 @@ class OfflineService:
         if node not in self.offline:
             raise NumaEmuError(ErrorCode.EINVAL, f"node {node} is online already")
         self.offline.discard(node)
-        before = self._offline_cpus()
+        # the policies are rebound in the same step as the table changes (no request between
+        # them may rebind from the wrong base); the zonelists take N back right after
+        yield from self.tasks.effective_mems_changed(self._offline_cpus())
         yield self.push_all()
-        yield from self.tasks.effective_mems_changed(before)
         log.info("node %d online again", node)
         return self._reply(node)
 
@@ -106,15 +107,15 @@ class OfflineService:
             raise _busy(node, mine.problems[0])
         # every check passed: from here on the node goes
         self.offline.add(node)
-        before = self._offline_cpus()
+        # the tasks' policies are rebound to the online mems of their cpusets at their homes, in
+        # the same step as the table changes (no request between them may rebind from the wrong
+        # base); tasks that move below carry them, and the private pages on N go where they say
+        yield from self.tasks.effective_mems_changed(self._offline_cpus())
         yield self.push_all()
         moved_tasks = []
         for task_id, old_cpu, cpus in moves:
             home = yield from self.tasks.set_affinity(tm.TaskSetAffinity(task_id=task_id, cpus=cpus))
             moved_tasks.append([task_id, old_cpu, home.cpu])
-        # at their new homes: the tasks' policies are rebound to the online mems of their cpusets,
-        # where they allocate from here on, their private pages on N too
-        yield from self.tasks.effective_mems_changed(before)
         others = [i for i in live if i != node]
         replies = yield [Call(f"node:{i}", ns.NodeEvacuate(node=node), MIGRATE_CALL_TIMEOUT_S) for i in others]
         own = yield Call(f"node:{node}", ns.NodeEvacuate(node=node, shm_policies=shm_policies), MIGRATE_CALL_TIMEOUT_S)
