@@ -5,17 +5,20 @@ Offline N, as the kernel offlines a node's memory and CPUs (offline_pages fails 
 it cannot migrate everything): first every check, with nothing changed, each failure EBUSY with
 its reason on one line: N up and online; another online node with CPUs; every task homed on N
 keeps a CPU of its cpuset off the offline nodes (a cpuset whose mems are all offline takes its
-parent's effective mems, as cgroup v2 does: its tasks' pages go there); no task
-policy binds to offline nodes alone; the other online nodes' free frames hold what N holds
-(replicas aside: they are dropped); no node has a task whose pages on N are bound there alone
-(node.evacuate check); and no master on N has an object policy (a file's shared policy, the shm
-policies the checks reported) that binds it to offline nodes alone (N's second check). Then:
+parent's effective mems, as cgroup v2 does: its tasks' pages go there); the other online nodes'
+free frames hold what N holds (replicas aside: they are dropped); and no master on N has an
+object policy (a file's shared policy, the shm policies the nodes report with node.evacuate
+check) that binds it to offline nodes alone (N's check): the kernel does not rebind shared
+policies. Task and region policies never refuse: they are rebound first, as the kernel rebinds
+them. Then: the tasks of every cpuset that had N in its effective mems (cpuset.mems.effective)
+have their task and region policies rebound from the old effective mems to the new ones (the
+path a change of cpuset.mems takes: cpuset_hotplug_workfn -> cpuset_update_tasks_nodemask),
 every node drops N from its zonelists (node.set_offline), the tasks homed on N move to a CPU of
-their cpuset elsewhere (as sched_setaffinity: the task service's own path), the tasks of every
-cpuset that had N in its mems hear of its effective mems without N (cpuset.mems.effective),
-every node moves its tasks' private pages off N, and N hands on its masters, each where its
-object's policy places it, and drops its replicas (node.evacuate). Online N: every node takes it
-back into its zonelists and the cpusets' effective mems; tasks stay where they are.
+their cpuset elsewhere (as sched_setaffinity: the task service's own path), every node moves its
+tasks' private pages off N where the rebound policies place them, and N hands on its masters,
+each where its object's policy places it, and drops its replicas (node.evacuate). Online N: the
+policies are rebound back the same way and every node takes N back into its zonelists; tasks
+stay where they are.
 """
 from __future__ import annotations
 
@@ -27,7 +30,6 @@ from numa_emu.protocol.effects import Call
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.messages import nodestate as ns
 from numa_emu.protocol.messages import tasks as tm
-from numa_emu.protocol.policy import Mode
 from numa_emu.protocol.timing import MIGRATE_CALL_TIMEOUT_S
 
 log = logging.getLogger("coordinator.offline")
@@ -74,9 +76,10 @@ class OfflineService:
         if node not in self.offline:
             raise NumaEmuError(ErrorCode.EINVAL, f"node {node} is online already")
         self.offline.discard(node)
-        before = self._offline_cpus()
+        # the policies are rebound in the same step as the table changes (no request between
+        # them may rebind from the wrong base); the zonelists take N back right after
+        yield from self.tasks.effective_mems_changed(self._offline_cpus())
         yield self.push_all()
-        yield from self.tasks.effective_mems_changed(before)
         log.info("node %d online again", node)
         return self._reply(node)
 
@@ -104,15 +107,15 @@ class OfflineService:
             raise _busy(node, mine.problems[0])
         # every check passed: from here on the node goes
         self.offline.add(node)
-        before = self._offline_cpus()
+        # the tasks' policies are rebound to the online mems of their cpusets at their homes, in
+        # the same step as the table changes (no request between them may rebind from the wrong
+        # base); tasks that move below carry them, and the private pages on N go where they say
+        yield from self.tasks.effective_mems_changed(self._offline_cpus())
         yield self.push_all()
         moved_tasks = []
         for task_id, old_cpu, cpus in moves:
             home = yield from self.tasks.set_affinity(tm.TaskSetAffinity(task_id=task_id, cpus=cpus))
             moved_tasks.append([task_id, old_cpu, home.cpu])
-        # at their new homes: the tasks allocate on the online mems of their cpusets from here on,
-        # their private pages on N too (an interleave skips N)
-        yield from self.tasks.effective_mems_changed(before)
         others = [i for i in live if i != node]
         replies = yield [Call(f"node:{i}", ns.NodeEvacuate(node=node), MIGRATE_CALL_TIMEOUT_S) for i in others]
         own = yield Call(f"node:{node}", ns.NodeEvacuate(node=node, shm_policies=shm_policies), MIGRATE_CALL_TIMEOUT_S)
@@ -127,15 +130,14 @@ class OfflineService:
 
     def _plan_tasks(self, node: int, after: set[int]) -> list[tuple[int, int, list[int]]]:
         """The tasks homed on `node` and the CPUs they may move to; EBUSY for a task that
-        would be left without a CPU, or whose policy binds it to offline nodes. A task whose
-        cpuset keeps no online mems allocates on its parent's effective mems (cgroup v2)."""
+        would be left without a CPU. A policy bound to offline nodes alone is no reason: it is
+        rebound to the effective mems (TaskTable.rebind_to_effective), and a task whose cpuset
+        keeps no online mems allocates on its parent's effective mems (cgroup v2)."""
         table = self.tasks.table
         moves = []
         for rec in sorted(table.tasks.values(), key=lambda r: r.task_id):
-            cs = table.cpuset(rec.cpuset)  # a cpuset with offline mems alone takes the root's (effective_mems)
-            if rec.policy.mode == Mode.BIND and rec.policy.nodes <= after:
-                raise _busy(node, f"task {rec.task_id}'s policy binds it to offline nodes only")
             if rec.node == node:
+                cs = table.cpuset(rec.cpuset)
                 cpus = sorted(c for c in cs.cpus if not any(c in self.node_cpus[n] for n in after))
                 if not cpus:
                     raise _busy(node, f"task {rec.task_id}'s cpuset '{cs.name}' has CPUs on offline nodes only")

@@ -57,9 +57,11 @@ class TaskChange:
     policy: Policy
     migrate: bool = False  # memory_migrate: the home node moves the pages from old mems to new mems
     new_node: int = -1  # the task's home after the change (the node of `cpu`)
-    # memory_migrate moves the pages off the effective mems of old_mems (cs->old_mems_allowed in
-    # cgroup v2) to those of mems: an offline node neither gives nor takes pages
+    # the effective mems before and after (cgroup v2 cpuset.mems.effective): the policies are rebound
+    # from the one to the other, and memory_migrate moves the pages off old_effective
+    # (cs->old_mems_allowed) to effective: an offline node neither gives nor takes pages
     old_effective: frozenset[int] = frozenset()
+    effective: frozenset[int] = frozenset()
 
     @property
     def cpu_moved(self) -> bool:
@@ -73,7 +75,7 @@ class TaskChange:
     @property
     def rebound(self) -> bool:
         """The home node must hear of new mems or a new policy (node.task.policy)."""
-        return self.mems != self.old_mems or self.policy != self.old_policy
+        return self.mems != self.old_mems or self.effective != self.old_effective or self.policy != self.old_policy
 
 
 class TaskTable:
@@ -148,7 +150,11 @@ class TaskTable:
     def register(self, *, pid: int, comm: str, cpu: int | None, policy: dict | None, cpuset: str | None,
                  nodes_bound: list | None, cpus_bound: list | None = None,
                  create_time: float | None = None, prefer_nodes: frozenset[int] = frozenset(),
-                 host: str = "", host_index: int = 0) -> TaskRecord:
+                 host: str = "", host_index: int = 0, policy_mems: list | None = None) -> TaskRecord:
+        """A task joins, with the policy it inherited (`policy`, made against the effective mems
+        `policy_mems`; None: against its cpuset's): it is checked as set_mempolicy checks it, then
+        rebound from those mems to its cpuset's effective mems, as a forked child inherits its
+        parent's policy after a node offline or online rebound it (rebind_to_effective)."""
         task_id = task_id_of(pid, host_index)
         if task_id in self.tasks:
             raise NumaEmuError(ErrorCode.EEXIST, f"pid {pid}{f' of host {host}' if host else ''} is attached already "
@@ -178,8 +184,10 @@ class TaskTable:
         pol = DEFAULT_POLICY
         if policy:
             inherited = Policy.from_wire(policy)
-            pol = make_policy(int(inherited.mode) | inherited.flags, inherited.user_nodes or inherited.nodes,
-                              allowed=self.effective_mems(cs), possible=self.possible)
+            effective = self.effective_mems(cs)
+            made_on = effective if policy_mems is None else self.cpusets.check_mems(policy_mems)
+            pol = rebind(make_policy(int(inherited.mode) | inherited.flags, inherited.user_nodes or inherited.nodes,
+                                     allowed=made_on, possible=self.possible), effective, made_on)
         rec = TaskRecord(task_id, pid, comm, cpu, self.cpu_node[cpu], cs.name, pol, create_time)
         if host:
             rec.extra["host"] = host
@@ -223,19 +231,38 @@ class TaskTable:
 
     def _plan(self, rec: TaskRecord, cpus: frozenset[int], old_mems: frozenset[int], mems: frozenset[int],
               load: collections.Counter[int], migrate: bool = False) -> TaskChange:
-        """The task's CPU within `cpus` and its policy rebound from `old_mems` to `mems` (b1);
-        with `migrate` (memory_migrate) its pages follow, when the remap moves any node."""
+        """The task's CPU within `cpus` and its policy rebound from the effective mems of `old_mems`
+        to those of `mems` (b1; cpuset_update_tasks_nodemask rebinds to cs->effective_mems); with
+        `migrate` (memory_migrate) its pages follow, when the remap moves any node."""
         try:
             cpu = self.cpusets.cpu_within(rec.cpu, self._online(cpus), load)
         except NumaEmuError as exc:
             raise NumaEmuError(exc.code, f"task {rec.task_id} ({rec.comm}): {exc.message}") from None
         load[rec.cpu] -= 1
         load[cpu] += 1
-        old_effective = self._effective(old_mems)
+        old_effective, effective = self._effective(old_mems), self._effective(mems)
         return TaskChange(rec.task_id, rec.node, rec.cpu, cpu, old_mems, mems, rec.policy,
-                          rebind(rec.policy, mems, old_mems),
-                          migrate and migration_needed(old_effective, self._effective(mems)),
-                          self.cpu_node[cpu], old_effective)
+                          rebind(rec.policy, effective, old_effective),
+                          migrate and migration_needed(old_effective, effective),
+                          self.cpu_node[cpu], old_effective, effective)
+
+    def rebind_to_effective(self, before: dict[str, frozenset[int]]) -> list[TaskChange]:
+        """Node hotplug changed the offline nodes (set_offline_nodes): every task of a cpuset whose
+        effective mems differ from `before` (cpuset name -> effective mems) has its policy rebound
+        from those to the new ones, as cpuset_hotplug_workfn -> hotplug_update_tasks ->
+        cpuset_update_tasks_nodemask does (online rebinds back: a default remap need not come back
+        where it was, a static mask does). The tasks stay on their CPUs; pages do not move here."""
+        changes = []
+        for rec in sorted(self.tasks.values(), key=lambda r: r.task_id):
+            cs = self.cpuset(rec.cpuset)
+            new = self.effective_mems(cs)
+            old = before.get(cs.name, new)  # a cpuset made meanwhile met the new offline nodes already
+            if old != new:
+                changes.append(TaskChange(rec.task_id, rec.node, rec.cpu, rec.cpu, cs.mems, cs.mems, rec.policy,
+                                          rebind(rec.policy, new, old), new_node=rec.node, old_effective=old,
+                                          effective=new))
+        self._apply(changes)
+        return changes
 
     def _apply(self, changes: list[TaskChange], cpuset: str | None = None) -> None:
         for ch in changes:

@@ -94,6 +94,7 @@ class TaskService:
         host = msg.host or self.state.host
         here = host == self.state.host  # else its pid is another host's: not watched from here
         rec = self.table.register(pid=msg.pid, comm=msg.comm, cpu=msg.cpu, policy=msg.policy, cpuset=msg.cpuset,
+                                  policy_mems=msg.policy_mems,
                                   nodes_bound=msg.nodes_bound, cpus_bound=msg.cpus_bound,
                                   create_time=_create_time(msg.pid) if here else None,
                                   prefer_nodes=frozenset(r.id for r in self.state.nodes.values() if r.host == host),
@@ -213,8 +214,9 @@ class TaskService:
         """Tell each home node what a cpuset change did to its tasks: first the tasks that leave
         their node are handed to their new home (node.task.move, answered once adopted); then a
         new CPU (same node), new mems and the rebound policy (the node rebinds region policies
-        from the old mems, and with memory_migrate moves the pages). The change is made already:
-        the coordinator is the authority, a node that cannot be told is reported."""
+        from the old effective mems to the new, as the task policy was, and with memory_migrate
+        moves the pages). The change is made already: the coordinator is the authority, a node
+        that cannot be told is reported."""
         moves = [ch for ch in changes if ch.node_moved]
         if moves:
             yield from self._move_tasks(what, moves)
@@ -224,7 +226,7 @@ class TaskService:
             if ch.cpu_moved and not ch.node_moved:
                 calls.append(Call(dest, cm.NodeTaskCpu(task_id=ch.task_id, cpu=ch.cpu)))
             if ch.rebound:
-                calls.append(Call(dest, self.task_policy(ch.task_id, ch.policy, ch.mems, ch.old_mems,
+                calls.append(Call(dest, self.task_policy(ch.task_id, ch.policy, ch.effective, ch.old_effective,
                                                          replication=self._replication_of(ch.task_id),
                                                          migrate=ch.migrate, migrate_from=sorted(ch.old_effective)),
                                   MIGRATE_CALL_TIMEOUT_S if ch.migrate else None))
@@ -272,26 +274,22 @@ class TaskService:
 
     def task_policy(self, task_id: int, policy: Policy, mems: frozenset[int], old_mems: frozenset[int],
                     **kw) -> tm.NodeTaskPolicy:
-        """node.task.policy for a task: its policy rebound from `old_mems` to `mems` (its cpuset's
-        configured mems), and the effective mems of its cpuset, which it allocates on."""
+        """node.task.policy for a task: its policy, the mems its region policies are rebound from
+        (`old_mems`) and to (`mems`), and the effective mems of its cpuset, which it allocates on."""
         effective = self.table.effective_mems(self.table.cpuset(self.table.get(task_id).cpuset))
         return tm.NodeTaskPolicy(task_id=task_id, policy=policy.to_wire(), mems_allowed=sorted(mems),
                                  old_mems_allowed=sorted(old_mems), effective_mems=sorted(effective), **kw)
 
     def effective_mems_changed(self, before: dict[str, frozenset[int]]):
         """Node hotplug changed the offline nodes: every task of a cpuset whose effective mems
-        differ from `before` (cpuset name -> effective mems) hears of them at its home node; its
-        policies stay as they are (cpuset.mems did not change)."""
-        table = self.table
-        calls = [Call(node_dest(rec.node), self.task_policy(rec.task_id, rec.policy, cs.mems, cs.mems))
-                 for rec in table.tasks.values()
-                 if table.effective_mems(cs := table.cpuset(rec.cpuset)) != before.get(cs.name)]
-        if calls:
-            try:
-                yield calls
-            except NumaEmuError as exc:
-                raise NumaEmuError(ErrorCode.EIO, f"the effective mems changed, but not every home node heard of it: "
-                                                  f"{exc}") from None
+        differ from `before` (cpuset name -> effective mems) has its task and region policies
+        rebound from those to the new ones and hears of them at its home node, as a change of
+        cpuset.mems delivers them (TaskTable.rebind_to_effective)."""
+        changes = self.table.rebind_to_effective(before)
+        for ch in changes:
+            if ch.policy != ch.old_policy:
+                log.info("task %d: policy rebound to the effective mems %s", ch.task_id, format_nodelist(ch.effective))
+        yield from self._push_changes("the change of the effective mems", changes)
 
     def _replication_of(self, task_id: int) -> bool:
         return self.table.cpuset(self.table.get(task_id).cpuset).replication

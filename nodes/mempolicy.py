@@ -6,7 +6,7 @@ from __future__ import annotations
 from numa_emu.nodes.core import NodeCore
 from numa_emu.nodes.migration import Migration
 from numa_emu.nodes.mm import MemoryManager
-from numa_emu.nodes.pagetable import ZEROPAGE
+from numa_emu.nodes.pagetable import SHM, ZEROPAGE
 from numa_emu.nodes.placement import InterleaveCursor, interleave_target, next_interleave_index
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.messages import Ok
@@ -38,8 +38,10 @@ class PolicyOps:
             self.core.trace.emit("policy", task=task.task_id, vns=task.clock_ns, scope="task",
                                  policy=new_policy.to_wire(), mems=sorted(task.mems))
         if new_mems != old_mems:
+            # an shm range's policy is its object's shared policy, which the kernel never rebinds
+            # (mpol_rebind_mm rebinds vma->vm_policy; shmem allocates by the inode's shared policy)
             for region in task.space.regions:
-                if region.policy is not None:
+                if region.policy is not None and region.kind != SHM:
                     region.policy = rebind(region.policy, new_mems, old_mems)
         task.placements.clear()
         src = old_mems if msg.migrate_from is None else frozenset(msg.migrate_from)

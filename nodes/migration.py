@@ -260,18 +260,6 @@ class Migration:
 
 
     # ---- a node going offline -----------------------------------------------------------
-    def stuck_on(self, task: TaskState, node: int) -> int:
-        """Private pages of the task on `node` that no other node may hold (a bind to it alone)."""
-        ps, count = self.core.page_size, 0
-        for region in task.space.regions:
-            if region.kind != ANON:
-                continue
-            policy = region.policy or task.policy
-            if policy.mode == Mode.BIND and policy.nodes <= {node}:
-                count += sum(1 for p, n in region.node.items()
-                             if n == node or (n == MIGCACHE and task.away.get(region.start + p * ps) == node))
-        return count
-
     def evacuate_task(self, task: TaskState, node: int):
         """Node `node` is offline (out of every zonelist): each private page of the task there
         moves where its policy now places it, nearest first. Call holding the task's lock.

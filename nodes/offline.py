@@ -4,13 +4,14 @@ docs/linux-semantics.md#node-offline, docs/protocol.md#node-offline), the node's
 - node.set_offline: the offline nodes leave every zonelist here (the kernel rebuilds its
   zonelists without a node whose memory went offline), so no new allocation lands on them; every
   task's placement cache is dropped. Online again, the zonelists built at start come back.
-- node.evacuate N (check): what would keep this node's tasks' private pages on N (a bind to N
-  alone), and the shm policies its tasks set by mbind (an shm object's policy lives in the
-  regions of the tasks that mbind it). The coordinator asks every node before it changes
-  anything, then N with every node's shm policies: a master on N whose object's policy binds it
-  to offline nodes alone stops it too. EBUSY, nothing moved.
-- node.evacuate N: this node's tasks' private pages on N move where their policies now place
-  them (nearest allowed node first); on N itself, the masters of shared pages it holds move
+- node.evacuate N (check): the shm policies this node's tasks set by mbind (an shm object's
+  policy lives in the regions of the tasks that mbind it). The coordinator asks every node
+  before it changes anything, then N with every node's shm policies: a master on N whose
+  object's policy binds it to offline nodes alone stops it (the kernel rebinds no shared
+  policy). EBUSY, nothing moved. A private page is never stuck: by the time its pages move, its
+  task's and region policies are rebound to the effective mems without N (node.task.policy).
+- node.evacuate N: this node's tasks' private pages on N move where their rebound policies
+  place them (nearest allowed node first); on N itself, the masters of shared pages it holds move
   where their object's policy places them among the online nodes (a file's shared policy, the
   shm policy, else the nearest online node; falling back by distance from N: their directory
   homes move them, every mapping shot down) and its replicas are dropped (the masters serve
@@ -66,10 +67,7 @@ class NodeOffline:
             raise NumaEmuError(ErrorCode.EINVAL, f"node.evacuate: no node {msg.node!r}")
         shm = None if msg.shm_policies is None else ShmPolicies(msg.shm_policies)
         if msg.check:
-            problems = [f"task {t.task_id} has {n} page(s) bound to node {msg.node} alone"
-                        for t in self.mm.tasks.values() if (n := self.migration.stuck_on(t, msg.node))]
-            if shm is not None and msg.node == c.node_id:
-                problems += self._masters_stuck(shm)
+            problems = self._masters_stuck(shm) if shm is not None and msg.node == c.node_id else []
             return ns.EvacuateReply(problems=problems, shm_policies=self._shm_policies())
         return self._evacuate(msg.node, shm or ShmPolicies([]))
 

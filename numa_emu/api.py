@@ -43,6 +43,10 @@ from numa_emu.protocol.timing import SILENCE_PROBE_MAX_S
 ENV_CLUSTER = "NUMA_EMU_CLUSTER"
 ENV_CPU = "NUMA_EMU_CPU"
 ENV_POLICY = "NUMA_EMU_POLICY"  # JSON of Policy.to_wire(), set by numactl
+# node list: the effective mems NUMA_EMU_POLICY was made against (the kernel's
+# pol->w.cpuset_mems_allowed); a task inheriting it gets it rebound to its own effective mems,
+# as a child gets its parent's policy after a node offline or online rebound it
+ENV_POLICY_MEMS = "NUMA_EMU_POLICY_MEMS"
 ENV_CPUSET = "NUMA_EMU_CPUSET"
 ENV_NODEBIND = "NUMA_EMU_CPUNODEBIND"  # node list, set by numactl --cpunodebind
 ENV_CPUBIND = "NUMA_EMU_PHYSCPUBIND"  # cpu list, set by numactl --physcpubind
@@ -460,12 +464,14 @@ def attach(cpu: int | None = None, *, cluster: str | None = None, comm: str | No
     if cpu is None and os.environ.get(ENV_CPU):
         cpu = int(os.environ[ENV_CPU])
     policy = json.loads(os.environ[ENV_POLICY]) if os.environ.get(ENV_POLICY) else None
+    policy_mems = (_nodes(os.environ.get(ENV_POLICY_MEMS)) or None) if policy else None
     nodes_bound = _nodes(os.environ.get(ENV_NODEBIND)) or None
     cpus_bound = _nodes(os.environ.get(ENV_CPUBIND)) or None
     coordinator = info.client()
     try:
         reply = coordinator.call(tm.TaskRegister(
             pid=os.getpid(), comm=comm or os.path.basename(sys.argv[0] or "python"), cpu=cpu, policy=policy,
+            policy_mems=policy_mems,
             cpuset=os.environ.get(ENV_CPUSET) or None, nodes_bound=nodes_bound, cpus_bound=cpus_bound,
             host=info.host or None, clock_key=delaylink.HOST_KEY,
             cap_sys_nice=os.geteuid() == 0 if cap_sys_nice is None else bool(cap_sys_nice)))

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.messages import tasks as tm
 from numa_emu.protocol.nodemask import format_nodelist, parse_nodelist
-from numa_emu.protocol.policy import DEFAULT_POLICY, MPOL_F_NUMA_BALANCING, Mode, Policy, make_policy, numactl_policy_name
+from numa_emu.protocol.policy import (DEFAULT_POLICY, MPOL_F_NUMA_BALANCING, Mode, Policy, make_policy,
+                                     numactl_policy_name, rebind)
 
 from numa_emu import api, cluster
 from numa_emu.cli.numastat import ask, frontend_cluster, machine
@@ -96,7 +97,7 @@ class Context:
     mems: frozenset[int]  # the cpuset's mems (libnuma: Mems_allowed)
     cpuset_cpus: frozenset[int]
     affinity: frozenset[int]  # the CPUs this process may run on (libnuma: Cpus_allowed)
-    policy: Policy  # the task policy inherited through NUMA_EMU_POLICY
+    policy: Policy  # the task policy inherited through NUMA_EMU_POLICY, rebound to `mems`
 
     @property
     def possible(self) -> frozenset[int]:
@@ -106,14 +107,18 @@ class Context:
         return frozenset(cpu for cpu, node in self.node_of_cpu.items() if node in nodes)
 
 
-def _inherited_policy() -> Policy:
+def _inherited_policy(mems: frozenset[int]) -> Policy:
+    """The policy this process inherited, rebound from the mems it was made against
+    ($NUMA_EMU_POLICY_MEMS) to `mems`, as a node offline or online rebinds the parent's."""
     text = os.environ.get(api.ENV_POLICY)
     if not text:
         return DEFAULT_POLICY
     try:
-        return Policy.from_wire(json.loads(text))
+        policy = Policy.from_wire(json.loads(text))
     except (ValueError, AttributeError) as exc:
         raise NumaEmuError(ErrorCode.EINVAL, f"${api.ENV_POLICY} is not a policy: {exc}") from None
+    made_on = os.environ.get(api.ENV_POLICY_MEMS)
+    return rebind(policy, mems, parse_nodelist(made_on, what=f"${api.ENV_POLICY_MEMS}")) if made_on else policy
 
 
 def gather() -> Context:
@@ -132,8 +137,9 @@ def gather() -> Context:
         affinity &= frozenset(c for c, n in node_of_cpu.items() if n in nodes)
     free = {n["id"]: n["frames_free"] * int(topology["page_size"]) for n in status.nodes}
     # Mems_allowed, which libnuma reads: the effective mems (an offline node is not in them)
-    return Context(info, topology, free, node_of_cpu, frozenset(cpuset["effective_mems"]), cpuset_cpus,
-                   affinity or cpuset_cpus, _inherited_policy())
+    mems = frozenset(cpuset["effective_mems"])
+    return Context(info, topology, free, node_of_cpu, mems, cpuset_cpus, affinity or cpuset_cpus,
+                   _inherited_policy(mems))
 
 
 def requested_policy(ctx: Context, request) -> Policy:
@@ -185,6 +191,7 @@ def command_environment(ctx: Context, request, policy: Policy | None) -> dict[st
     env[api.ENV_CLUSTER] = ctx.info.name
     if policy is not None:
         env[api.ENV_POLICY] = json.dumps(policy.to_wire())
+        env[api.ENV_POLICY_MEMS] = format_nodelist(ctx.mems)  # what it was made against (Mems_allowed)
     if request.cpus is not None:
         env[api.ENV_CPUBIND] = format_nodelist(request.cpus)
         by_nodes = request.cpunodebind is not None and ctx.cpus_of(request.cpunodebind) & ctx.cpuset_cpus == request.cpus

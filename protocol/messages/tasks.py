@@ -43,6 +43,9 @@ class TaskRegister(Request):
     comm: str
     cpu: int | None = None
     policy: dict | None = None  # inherited across exec from numactl (Policy.to_wire())
+    # the effective mems `policy` was made against (None: made against the task's own): it is
+    # rebound from them to the task's, as a node offline or online has rebound the parent's
+    policy_mems: list | None = None
     cpuset: str | None = None
     nodes_bound: list | None = None  # numactl --cpunodebind: run on a CPU of these nodes
     cpus_bound: list | None = None  # numactl --physcpubind: run on one of these CPUs
@@ -212,13 +215,13 @@ class NodeTaskPolicy(Request):
     reply = Ok
     task_id: int
     policy: dict
-    mems_allowed: list
+    mems_allowed: list  # the region policies are rebound from old_mems_allowed to these (effective mems)
     old_mems_allowed: list
     replication: bool | None = None  # the task's cpuset's replication flag, when it may have changed
     migrate: bool = False  # cpuset memory_migrate: move pages off old mems to new mems (relative rule)
-    # the nodes the task may allocate on: mems_allowed without offline nodes (cpuset.mems.effective);
-    # None: mems_allowed. Policies are rebound against mems_allowed, as Linux rebinds VMA policies
-    # against cpuset.mems, which node hotplug leaves alone
+    # the nodes the task may allocate on (cpuset.mems.effective); None: mems_allowed. The coordinator
+    # sends the effective mems in mems_allowed too: node hotplug rebinds region policies as it rebinds
+    # the task policy (cgroup v2 mpol_rebind_mm against cs->effective_mems)
     effective_mems: list | None = None
     # with migrate: the nodes the pages leave, the old effective mems (None: old_mems_allowed); they
     # go to effective_mems, as cgroup v2 migrates from cs->old_mems_allowed to cs->effective_mems

@@ -289,3 +289,68 @@ def test_memory_migrate_pairs_the_effective_mems_while_a_node_is_offline(table):
     # configured 2-3 -> 1,3 would move 2 to 1; effective 3 -> 1,3 keeps node 3's pages (allowed still)
     _, changes = table.change_cpuset("m", mems=[1, 3])
     assert [(c.old_effective, c.rebound, c.migrate) for c in changes] == [({3}, True, False)]
+
+
+def offline(t: TaskTable, nodes: set[int]) -> list:
+    """What OfflineService does to the table: the offline nodes change, then the rebind."""
+    before = {cs.name: t.effective_mems(cs) for cs in t.cpusets}
+    t.set_offline_nodes(frozenset(nodes))
+    return t.rebind_to_effective(before)
+
+
+def test_hotplug_rebinds_task_policies_from_the_old_effective_mems_to_the_new(table):
+    bind = Policy(Mode.BIND, frozenset({1})).to_wire()
+    inter = Policy(Mode.INTERLEAVE, frozenset({1, 3})).to_wire()
+    static = Policy(Mode.BIND, frozenset({1}), MPOL_F_STATIC_NODES, frozenset({1})).to_wire()
+    for pid, pol in ((1, bind), (2, inter), (3, static)):
+        table.register(pid=pid, comm="w", cpu=0, policy=pol, cpuset=None, nodes_bound=None)
+    table.create_cpuset("far", [0], [2, 3])
+    table.register(pid=4, comm="f", cpu=0, policy=None, cpuset="far", nodes_bound=None)
+    changes = offline(table, {1})
+    # bitmap_remap 0-3 -> 0,2,3: 1 (2nd) -> 2, 3 (4th) -> 0 (4th mod 3); static: {1} & 0,2-3 is empty -> all
+    assert [(c.task_id, c.old_effective, c.effective, c.policy.nodes) for c in changes] == [
+        (1, {0, 1, 2, 3}, {0, 2, 3}, {2}), (2, {0, 1, 2, 3}, {0, 2, 3}, {0, 2}), (3, {0, 1, 2, 3}, {0, 2, 3}, {0, 2, 3})]
+    assert all(c.rebound and not c.migrate and not c.cpu_moved and c.mems == c.old_mems == {0, 1, 2, 3}
+               for c in changes)  # task 4's cpuset kept its effective mems: untouched
+    assert [table.tasks[i].policy.nodes for i in (1, 2, 3)] == [{2}, {0, 2}, {0, 2, 3}]
+    assert table.tasks[3].policy.reported_nodes == {1}  # get_mempolicy gives a static policy's user mask
+    changes = offline(table, set())  # online: rebound back; the default remap is lossy, static comes back
+    assert [(c.task_id, c.policy.nodes) for c in changes] == [(1, {1}), (2, {0, 1}), (3, {1})]
+    assert offline(table, set()) == []
+
+
+def test_hotplug_rebinds_a_cpuset_left_without_online_mems_onto_the_roots(table):
+    table.create_cpuset("lone", [0], [2])
+    table.register(pid=1, comm="w", cpu=0, policy=Policy(Mode.BIND, frozenset({2})).to_wire(), cpuset="lone",
+                   nodes_bound=None)
+    assert [(c.old_effective, c.effective, c.policy.nodes) for c in offline(table, {2})] == [({2}, {0, 1, 3}, {0})]
+    assert [(c.effective, c.policy.nodes) for c in offline(table, set())] == [({2}, {2})]
+
+
+def test_a_mems_change_while_a_node_is_offline_rebinds_between_effective_mems(table):
+    table.create_cpuset("m", [0, 1], [1, 2])
+    table.register(pid=1, comm="w", cpu=0, policy=Policy(Mode.INTERLEAVE, frozenset({1, 2})).to_wire(), cpuset="m",
+                   nodes_bound=None)
+    offline(table, {2})
+    assert table.tasks[1].policy.nodes == {1}
+    _, changes = table.change_cpuset("m", mems=[1, 2, 3])  # effective 1 -> 1,3: remap keeps 1
+    assert [(c.old_effective, c.effective, c.policy.nodes) for c in changes] == [({1}, {1, 3}, {1})]
+
+
+def test_an_inherited_policy_is_rebound_from_the_mems_it_was_made_against(table):
+    bind = Policy(Mode.BIND, frozenset({1})).to_wire()
+    static = Policy(Mode.BIND, frozenset({1}), MPOL_F_STATIC_NODES, frozenset({1})).to_wire()
+    table.set_offline_nodes(frozenset({1}))
+    # numactl -m 1 ran while 0-3 were online; its program's child attaches after node 1 went
+    assert table.register(pid=1, comm="c", cpu=0, policy=bind, policy_mems=[0, 1, 2, 3], cpuset=None,
+                          nodes_bound=None).policy.nodes == {2}
+    s = table.register(pid=2, comm="c", cpu=0, policy=static, policy_mems=[0, 1, 2, 3], cpuset=None,
+                       nodes_bound=None).policy
+    assert (s.nodes, s.reported_nodes) == ({0, 2, 3}, {1})
+    raises(ErrorCode.EINVAL, "policy nodes 1 have none", table.register, pid=3, comm="c", cpu=0, policy=bind,
+           cpuset=None, nodes_bound=None)  # made against the task's own mems, as before: nothing left
+    raises(ErrorCode.EINVAL, "no node(s) 9 in this machine", table.register, pid=4, comm="c", cpu=0, policy=bind,
+           policy_mems=[9], cpuset=None, nodes_bound=None)
+    raises(ErrorCode.EINVAL, "policy nodes 1 have none", table.register, pid=5, comm="c", cpu=0, policy=bind,
+           policy_mems=[0, 2], cpuset=None, nodes_bound=None)  # checked as set_mempolicy checked it
+    assert 3 not in table.tasks and 4 not in table.tasks and 5 not in table.tasks
