@@ -22,6 +22,9 @@ __all__ = ["HOST_SHIFT", "ROOT", "Cpuset", "TaskChange", "TaskRecord", "TaskTabl
 # with its host's index above the pid's bits (Linux's PID_MAX_LIMIT is 2**22). Index 0 is the
 # coordinator's host, so there a task id is the pid, as before hosts and as users expect.
 HOST_SHIFT = 22
+# kernel/sched/fair.c: a NUMA move may leave the destination node up to this many running tasks
+# busier than the source (a small imbalance that keeps a task near its memory is allowed)
+NUMA_IMBALANCE_MIN = 2
 
 
 def task_id_of(pid: int, host_index: int) -> int:
@@ -41,6 +44,10 @@ class TaskRecord:
     policy: Policy = DEFAULT_POLICY
     create_time: float | None = None
     extra: dict = field(default_factory=dict)
+    # sched_setaffinity's mask (an explicit CPU at attach is one: `taskset -c N`); None: the
+    # cpuset's cpus. A cpuset change resets it, as set_cpus_allowed_ptr did before Linux 6.2.
+    affinity: frozenset[int] | None = None
+    numa_preferred: int = -1  # the node NUMA balancing last asked it to run on (task.numa_migrate)
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,7 @@ class TaskTable:
             cpus = cpus & frozenset(cpus_bound)
             if not cpus:
                 raise NumaEmuError(ErrorCode.EINVAL, f"cpus {format_nodelist(cpus_bound)} are not in cpuset {cs.name}")
+        explicit = cpu is not None
         if cpu is not None:
             if cpu not in cpus:
                 raise NumaEmuError(ErrorCode.EINVAL, f"cpu {cpu} is not one this task may run on "
@@ -188,7 +196,8 @@ class TaskTable:
             made_on = effective if policy_mems is None else self.cpusets.check_mems(policy_mems)
             pol = rebind(make_policy(int(inherited.mode) | inherited.flags, inherited.user_nodes or inherited.nodes,
                                      allowed=made_on, possible=self.possible), effective, made_on)
-        rec = TaskRecord(task_id, pid, comm, cpu, self.cpu_node[cpu], cs.name, pol, create_time)
+        rec = TaskRecord(task_id, pid, comm, cpu, self.cpu_node[cpu], cs.name, pol, create_time,
+                         affinity=frozenset((cpu,)) if explicit else cpus if cpus != cs.cpus else None)
         if host:
             rec.extra["host"] = host
         self.tasks[task_id] = rec
@@ -205,7 +214,7 @@ class TaskTable:
     def set_affinity(self, task_id: int, cpus: list) -> TaskChange:
         """sched_setaffinity(2): the task runs on a CPU of `cpus` within its cpuset; none there is
         EINVAL (CPUs the machine lacks are ignored, as the kernel does with a wider mask).
-        Not remembered: a later cpuset change places the task by the cpuset's CPUs alone."""
+        Remembered until a change of its cpuset's cpus, which places the task by those alone."""
         if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cpus):
             raise NumaEmuError(ErrorCode.EINVAL, f"an affinity is a list of CPU numbers, not {cpus!r}")
         rec = self.get(task_id)
@@ -216,7 +225,46 @@ class TaskTable:
                                                  f"cpus {format_nodelist(cs.cpus)}")
         change = self._plan(rec, allowed, cs.mems, cs.mems, self._load())
         self._apply([change])
+        rec.affinity = allowed
         return change
+
+    def allowed_cpus(self, rec: TaskRecord) -> frozenset[int]:
+        """The online CPUs the task may run on: its affinity within its cpuset's effective cpus."""
+        cpus = self.effective_cpus(self.cpuset(rec.cpuset))
+        return cpus & rec.affinity if rec.affinity is not None else cpus
+
+    def numa_migrate(self, task_id: int, node: int) -> tuple[str, list[TaskChange]]:
+        """task_numa_migrate (kernel/sched/fair.c), for a task whose hinting faults prefer `node`:
+        "migrated" to an idle CPU of `node` it may run on when the move leaves the two nodes' running
+        tasks within NUMA_IMBALANCE_MIN of each other; else "swapped" with a task on a CPU of `node`
+        that prefers the task's node and may run on the task's CPU (each takes the other's CPU); else
+        "stay". Planned and applied here (both tasks, for a swap); the server moves them."""
+        rec = self.get(task_id)
+        if node not in self.node_cpus:
+            raise NumaEmuError(ErrorCode.EINVAL, f"task.numa_migrate: no node {node} in this machine")
+        rec.numa_preferred = node
+        if node == rec.node:
+            return "stay", []
+        allowed = self.allowed_cpus(rec)
+        there = allowed & self.node_cpus[node]
+        load = self._load()
+        running = {n: sum(load[c] for c in cpus) for n, cpus in ((rec.node, self.node_cpus[rec.node]),
+                                                                  (node, self.node_cpus[node]))}
+        idle = sorted(c for c in there if load[c] == 0)
+        cs = self.cpuset(rec.cpuset)
+        if idle and (running[node] + 1) - (running[rec.node] - 1) <= NUMA_IMBALANCE_MIN:
+            change = self._plan(rec, frozenset(idle[:1]), cs.mems, cs.mems, load)
+            self._apply([change])
+            return "migrated", [change]
+        for other in sorted(self.tasks.values(), key=lambda t: t.task_id):
+            if (other.cpu in there and other.numa_preferred == rec.node
+                    and rec.cpu in self.allowed_cpus(other)):
+                mine, theirs, other_mems = rec.cpu, other.cpu, self.cpuset(other.cpuset).mems
+                changes = [self._plan(rec, frozenset((theirs,)), cs.mems, cs.mems, load),
+                           self._plan(other, frozenset((mine,)), other_mems, other_mems, load)]
+                self._apply(changes)
+                return "swapped", changes
+        return "stay", []
 
     def remove(self, task_id: int) -> TaskRecord | None:
         return self.tasks.pop(task_id, None)
@@ -287,6 +335,9 @@ class TaskTable:
         if replication is not None:
             cs.replication = bool(replication)
         self._apply(changes)
+        if cpus is not None:  # update_tasks_cpumask: the cpuset's cpus replace every member's affinity
+            for rec in tasks:
+                rec.affinity = None
         return cs, [ch for ch in changes if ch.cpu_moved or ch.rebound]
 
     def attach(self, pid: int, name: str) -> tuple[TaskRecord, Cpuset, TaskChange]:
@@ -297,6 +348,7 @@ class TaskTable:
         new, old = self.cpuset(name), self.cpuset(rec.cpuset)
         change = self._plan(rec, new.cpus, old.mems, new.mems, self._load(), new.memory_migrate)
         self._apply([change], new.name)
+        rec.affinity = None  # cpuset_attach: the task may run on every cpu of its new set
         return rec, old, change
 
     def cpuset_info(self, cs: Cpuset) -> dict:
@@ -309,4 +361,5 @@ class TaskTable:
         cs = self.cpuset(rec.cpuset)
         return {"task_id": rec.task_id, "pid": rec.pid, "comm": rec.comm, "cpu": rec.cpu, "node": rec.node,
                 "cpuset": rec.cpuset, "cpus_allowed": sorted(cs.cpus), "mems_allowed": sorted(self.effective_mems(cs)),
-                "policy": rec.policy.to_wire(), "host": rec.extra.get("host", "")}
+                "policy": rec.policy.to_wire(), "host": rec.extra.get("host", ""),
+                "affinity": sorted(self.allowed_cpus(rec)), "numa_preferred": rec.numa_preferred}

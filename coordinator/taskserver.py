@@ -53,6 +53,7 @@ class TaskService:
                 "cpuset.show": self.cpuset_show, "cpuset.create": self.cpuset_create, "cpuset.set": self.cpuset_set,
                 "cpuset.attach": self.cpuset_attach, "cpuset.delete": self.cpuset_delete,
                 "task.migrate_pages": self.migrate_pages, "task.home": self.home,
+                "task.numa_migrate": self.numa_migrate,
                 "task.set_affinity": self.set_affinity} | self.sysctl.handlers()
 
     def _endpoint(self, node: int, host: str) -> str:
@@ -271,6 +272,16 @@ class TaskService:
             yield from self._push_changes(f"the affinity change of task {msg.task_id}", [change])
         return tm.TaskHomeReply(node=change.new_node, cpu=change.cpu,
                                 endpoint=self._endpoint(change.new_node, self._host(msg.task_id)))
+
+    def numa_migrate(self, msg: tm.TaskNumaMigrate):
+        """NUMA balancing's task placement: the task's home asks to run it on its preferred node."""
+        outcome, changes = self.table.numa_migrate(msg.task_id, msg.node)
+        if changes:
+            log.info("task %d %s toward node %d (its NUMA faults)", msg.task_id, outcome, msg.node)
+            yield from self._push_changes(f"the NUMA move of task {msg.task_id}", changes)
+        rec = self.table.get(msg.task_id)
+        return tm.TaskNumaMigrateReply(outcome=outcome, node=rec.node, cpu=rec.cpu,
+                                       swapped_with=changes[1].task_id if outcome == "swapped" else 0)
 
     def task_policy(self, task_id: int, policy: Policy, mems: frozenset[int], old_mems: frozenset[int],
                     **kw) -> tm.NodeTaskPolicy:

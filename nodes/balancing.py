@@ -22,6 +22,13 @@ the tasks whose home is this node.
   filter's last node of a shared page is kept per page on this node (the kernel keeps it in the
   page); tasks of two nodes hammering one page therefore move it back and forth (numa01).
 
+- Task placement: hinting faults count per node (where the page is afterwards); at each new
+  window the counts decay by half and the node with the most is the task's preferred node. A
+  task away from it asks the coordinator, at most once per retry interval and without waiting,
+  to run there (task.numa_migrate: an idle CPU of that node, or a swap; coordinator.tasks
+  TaskTable.numa_migrate); the move itself is an ordinary task move (nodes.taskmove), which
+  carries this scanner state along.
+
 Time: each task's virtual clock in `virtual` mode (deterministic: the same accesses give the
 same scans), the wall clock in `real` mode (the node server says which, use_wall_clock).
 Moves are traced as "migrate" with mode "balancing" and counted in numa_pages_migrated.
@@ -29,6 +36,7 @@ Moves are traced as "migrate" with mode "balancing" and counted in numa_pages_mi
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,8 +45,14 @@ from numa_emu.nodes.pagemove import PageMoves
 from numa_emu.nodes.pagetable import ANON, FILE, Region
 from numa_emu.nodes.pcache import PageCacheView
 from numa_emu.protocol.costmodel import FAULT_OVERHEAD_NS
+from numa_emu.protocol.effects import Call, Spawn
+from numa_emu.protocol.errors import NumaEmuError
 from numa_emu.protocol.messages import control as cm
+from numa_emu.protocol.messages import tasks as tm
 from numa_emu.protocol.policy import MPOL_F_NUMA_BALANCING, Mode
+from numa_emu.protocol.routing import COORDINATOR
+
+log = logging.getLogger(__name__)
 
 _MS = 1_000_000
 
@@ -54,6 +68,28 @@ class TaskScan:
     local: int = 0  # hinting faults since the last window, on pages of the task's node
     remote: int = 0
     last_node: dict = field(default_factory=dict)  # private page vaddr -> node of its last hinting fault
+    # task placement (task_numa_placement): hinting faults by the node the page is on after the
+    # fault, this window and decayed over earlier ones (p->numa_faults[NUMA_MEM]); the node with
+    # the most is the task's preferred node, where it asks to run (numa_migrate_preferred)
+    window_faults: dict = field(default_factory=dict)
+    numa_faults: dict = field(default_factory=dict)
+    preferred: int = -1
+    migrate_retry_ns: int = 0
+    asking: bool = False  # a task.numa_migrate of the task is on its way
+
+    def to_wire(self) -> list:
+        """What a task move carries to the new home: the kernel keeps all of it in the task."""
+        return [self.next_scan_ns, self.period_ns, self.offset, self.windows, self.local, self.remote,
+                sorted(self.last_node.items()), sorted(self.window_faults.items()), sorted(self.numa_faults.items()),
+                self.preferred, self.migrate_retry_ns]
+
+    @classmethod
+    def from_wire(cls, data: list) -> TaskScan:
+        (next_scan, period, offset, windows, local, remote, last_node, window_faults, numa_faults, preferred,
+         retry) = data
+        return cls(int(next_scan), int(period), int(offset), int(windows), int(local), int(remote),
+                   {int(v): int(n) for v, n in last_node}, {int(n): int(f) for n, f in window_faults},
+                   {int(n): int(f) for n, f in numa_faults}, int(preferred), int(retry))
 
 
 class Balancer:
@@ -107,6 +143,7 @@ class Balancer:
             return
         if scan.windows:
             self._adapt(scan)
+            self._placement(task, scan)
         scan.windows += 1
         scan.next_scan_ns = now + scan.period_ns
         self._scan_window(task, scan)
@@ -118,6 +155,47 @@ class Balancer:
             scan.period_ns = min(self.period_max_ns, scan.period_ns * 2)
         scan.period_ns = max(scan.period_ns, self.period_min_ns)
         scan.local = scan.remote = 0
+
+    def _placement(self, task, scan: TaskScan) -> None:
+        """task_numa_placement at a new scan sequence: each node's faults decay by half and gain
+        the window's; the node with the most (the lowest id of a tie) is preferred."""
+        for node in set(scan.numa_faults) | set(scan.window_faults):
+            old = scan.numa_faults.get(node, 0)
+            scan.numa_faults[node] = old - old // 2 + scan.window_faults.get(node, 0)
+        scan.window_faults.clear()
+        best = max(sorted(scan.numa_faults), key=lambda n: scan.numa_faults[n], default=-1)
+        if best >= 0 and scan.numa_faults[best] > 0 and best != scan.preferred:
+            scan.preferred = best
+            if self.core.trace.on:
+                self.core.trace.emit("task", task=task.task_id, vns=task.clock_ns, what="numa_preferred", node=best)
+
+    def migrate_preferred(self, task):
+        """numa_migrate_preferred, after a hinting fault: at most once per retry interval
+        (min(1 s, scan period / 16)), a task away from its preferred node asks the coordinator to
+        run it there (task_numa_migrate); the answer comes later, the access goes on at once."""
+        scan = task.numa
+        now = self._now(task)
+        if scan is None or scan.asking or now < scan.migrate_retry_ns:
+            return
+        scan.migrate_retry_ns = now + min(1000 * _MS, scan.period_ns // 16)
+        if scan.preferred < 0 or scan.preferred == task.node:
+            return
+        scan.asking = True
+        yield Spawn(self._ask_to_move(task.task_id, scan))
+
+    def _ask_to_move(self, task_id: int, scan: TaskScan):
+        c = self.core
+        try:
+            reply = yield Call(COORDINATOR, tm.TaskNumaMigrate(task_id=task_id, node=scan.preferred))
+        except NumaEmuError as exc:  # the task detached meanwhile, or the coordinator is away: ask later
+            log.debug("task %d: task.numa_migrate to node %d: %s", task_id, scan.preferred, exc)
+            return
+        finally:
+            scan.asking = False
+        if reply.outcome == "migrated":
+            c.events["numa_task_migrated"] += 1
+        elif reply.outcome == "swapped":  # __migrate_swap_task counts each of the two tasks
+            c.events["numa_task_swapped"] += 2
 
     def _scan_window(self, task, scan: TaskScan) -> None:
         """Mark up to scan_pages present pages from the scan offset; at the end of the address
@@ -158,12 +236,14 @@ class Balancer:
         movable = self._policy_moves(region.policy or task.policy, task.node) and task.node in task.mems
         private_moves = []
         shared_moves = []
+        fault_at = {}  # page -> the node it is on after the fault (task_numa_fault's mem node)
         for p in pages:
             region.clear_hint(p)
             src = region.node[p]
             if src < 0:
                 continue  # unmapped since it was marked: an ordinary fault follows
             local = src == task.node
+            fault_at[p] = src
             c.events["numa_hint_faults"] += 1
             c.events["pgfault"] += 1
             task.faults += 1
@@ -199,12 +279,18 @@ class Balancer:
         if private_moves:
             statuses = yield from self.moves.move_to(task, private_moves, task.node, "balancing", "fault")
             c.events["numa_pages_migrated"] += sum(1 for s in statuses if s == task.node)
+            fault_at.update((p, task.node) for (_r, p, _src), s in zip(private_moves, statuses) if s == task.node)
         for p in shared_moves:
             if region.node[p] < 0:
                 continue  # shot down by an earlier page's move: its next fault maps it where it is
             status = yield from self.moves.move_shared(task, region, p, task.node, True, "fault", mode="balancing")
             if status == task.node:
                 c.events["numa_pages_migrated"] += 1
+                fault_at[p] = task.node
+        if scan is not None and fault_at:
+            for node in fault_at.values():
+                scan.window_faults[node] = scan.window_faults.get(node, 0) + 1
+            yield from self.migrate_preferred(task)
 
     @staticmethod
     def _policy_moves(policy, node: int) -> bool:

@@ -15,6 +15,7 @@ or maps it again where it is; a trace of it says mode "auto".
 """
 from __future__ import annotations
 
+from numa_emu.nodes.balancing import TaskScan
 from numa_emu.nodes.core import NodeCore
 from numa_emu.nodes.mm import MemoryManager, TaskState
 from numa_emu.nodes.pagemove import PageMoves
@@ -38,7 +39,8 @@ def task_image(task: TaskState) -> dict:
             "away": list(task.away.items()), "direct": [task.direct_reads, task.direct_writes],
             "cap_sys_nice": task.cap_sys_nice,
             # pages lost with a dead node stay lost at the new home: EIO, never a fresh zero page
-            "lost": [[vaddr, node, why] for vaddr, (node, why) in task.lost.items()]}
+            "lost": [[vaddr, node, why] for vaddr, (node, why) in task.lost.items()],
+            "numa": task.numa.to_wire() if task.numa is not None else None}
 
 
 def task_from_image(image: dict, node: int, cpu: int) -> TaskState:
@@ -49,7 +51,8 @@ def task_from_image(image: dict, node: int, cpu: int) -> TaskState:
                          replication=image["replication"], away={int(v): int(n) for v, n in image["away"]},
                          direct_reads=int(image["direct"][0]), direct_writes=int(image["direct"][1]),
                          cap_sys_nice=bool(image.get("cap_sys_nice", True)),
-                         lost={int(v): (int(n), str(why)) for v, n, why in image.get("lost", ())})
+                         lost={int(v): (int(n), str(why)) for v, n, why in image.get("lost", ())},
+                         numa=TaskScan.from_wire(image["numa"]) if image.get("numa") is not None else None)
     except (KeyError, TypeError, ValueError) as exc:
         raise NumaEmuError(ErrorCode.EINVAL, f"node.task.adopt: not a task image ({exc!r})") from None
 

@@ -35,4 +35,8 @@ NODE_EVENTS: tuple[str, ...] = (
     "repl_fetch_bytes", "repl_fault_wall_ns",
     # a node's death (docs/protocol.md#a-nodes-death)
     "pglost_master", "pglost_dirty", "dir_rebuilt",
+    # NUMA balancing's task moves, counted on the home that asked (the names of Linux 6.16-rc's
+    # vmstat items, reverted before the release: the kernel shows only tracepoints, sched_move_numa
+    # and sched_swap_numa); a swap counts both tasks, as __migrate_swap_task does
+    "numa_task_migrated", "numa_task_swapped",
 )

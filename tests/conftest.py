@@ -91,7 +91,7 @@ def puppets(home):
     """puppets(cluster, cpu) -> Puppet (tests/helpers.py); every puppet is detached at teardown."""
     made: list[Puppet] = []
 
-    def make(cluster, cpu: int) -> Puppet:
+    def make(cluster, cpu: int | None) -> Puppet:  # None: the coordinator's pick, not pinned
         made.append(Puppet(cpu, cluster=cluster.name, home=home))
         return made[-1]
 

@@ -104,11 +104,11 @@ class Puppet:
     cluster's NUMA_EMU_HOME) goes into the command line, so that a leak scan finds a puppet that
     outlived its test."""
 
-    def __init__(self, cpu: int, *, cluster: str, home: Path | None = None, cpuset: str | None = None):
+    def __init__(self, cpu: int | None, *, cluster: str, home: Path | None = None, cpuset: str | None = None):
         env = dict(os.environ, NUMA_EMU_CLUSTER=cluster)
         if cpuset:
             env["NUMA_EMU_CPUSET"] = cpuset
-        argv = [sys.executable, str(PUPPET), str(cpu)] + ([str(home)] if home else [])
+        argv = [sys.executable, str(PUPPET), "any" if cpu is None else str(cpu)] + ([str(home)] if home else [])
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                                      start_new_session=True)
         self.node = self._answer(60.0)[0]

@@ -3,7 +3,8 @@ one JSON command per stdin line and answers one JSON line: {"ok": result, "s": s
 {"error": ERRNO, "message": ..., "s": seconds}, where `s` is the time of the API call alone,
 measured here (the arguments are prepared before the clock starts).
 
-    python tests/puppet.py CPU [HOME]   (HOME only names the cluster's home for leak scans)
+    python tests/puppet.py CPU [HOME]   (CPU "any": the coordinator picks, and the task is not
+                                         pinned; HOME only names the cluster's home for leak scans)
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numa_emu
 
 
 def main() -> None:
-    task = numa_emu.attach(cpu=int(sys.argv[1]))
+    task = numa_emu.attach(cpu=None if sys.argv[1] == "any" else int(sys.argv[1]))
     files: dict = {}
     regions: dict = {}
 
@@ -40,6 +41,7 @@ def main() -> None:
         "munmap": lambda c: (regions.pop(c["as"]).munmap, (), {}),
         "clock": lambda c: (task.clock_ns, (), {}),
         "node": lambda c: ((lambda: task.node), (), {}),
+        "info": lambda c: (task.info, (), {}),
         "policy": lambda c: (task.set_mempolicy, (c["mode"], c.get("nodes")), {}),
         "migrate_pages": lambda c: (task.migrate_pages, (c["old"], c["new"]), {}),
         "detach": lambda c: (task.detach, (), {}),

@@ -200,6 +200,8 @@ NUMA_EMU: tuple[str, ...] = (
     "pglost_dirty",  # ... and it was dirty: the write since the last fsync is lost (reported once)
     "dir_rebuilt",  # directory entries rebuilt here from the survivors' reports
     "nr_direct_held",  # gauge: freed frames kept from reuse while a task's direct write may still reach them
+    "numa_task_migrated",  # NUMA balancing moved a task to its preferred node (Linux 6.16-rc's name)
+    "numa_task_swapped",  # ... swapped it with a task there (each of the two counts)
 )
 
 # Every name in print order: the kernel's (vmstat_text[] order), then the 2007 names, then ours.

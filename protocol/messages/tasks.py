@@ -186,6 +186,28 @@ class TaskSetAffinity(Request):
 
 
 @message
+class TaskNumaMigrateReply(Reply):
+    kind = "task.numa_migrate.reply"
+    outcome: str  # "migrated", "swapped" (with `swapped_with`) or "stay" (nothing suits: retry later)
+    node: int  # where the task runs now
+    cpu: int
+    swapped_with: int = 0  # the task it changed places with
+
+
+@message
+class TaskNumaMigrate(Request):
+    """Home node -> coordinator: NUMA balancing found most of the task's hinting faults on
+    `node` (its preferred node, task_numa_placement); move it there if the scheduler would
+    (task_numa_migrate: an idle CPU of that node it may run on, or a swap with a task there that
+    prefers the task's node). The coordinator moves it as for a cpuset change."""
+
+    kind = "task.numa_migrate"
+    reply = TaskNumaMigrateReply
+    task_id: int
+    node: int
+
+
+@message
 class NodeTaskMove(Request):
     """Coordinator -> the task's home node: the task now runs on `cpu` of node `node`. The home
     hands the task's page table to that node (node.task.adopt) and answers the task's next
