@@ -55,6 +55,7 @@ from numa_emu.protocol.routing import COORDINATOR
 log = logging.getLogger(__name__)
 
 _MS = 1_000_000
+JIFFY_NS = _MS  # HZ=1000: the kernel's retry intervals are whole jiffies, never 0
 
 
 @dataclass
@@ -171,13 +172,13 @@ class Balancer:
 
     def migrate_preferred(self, task):
         """numa_migrate_preferred, after a hinting fault: at most once per retry interval
-        (min(1 s, scan period / 16)), a task away from its preferred node asks the coordinator to
+        (min(1 s, scan period / 16), at least a jiffy), a task away from its preferred node asks the coordinator to
         run it there (task_numa_migrate); the answer comes later, the access goes on at once."""
         scan = task.numa
         now = self._now(task)
         if scan is None or scan.asking or now < scan.migrate_retry_ns:
             return
-        scan.migrate_retry_ns = now + min(1000 * _MS, scan.period_ns // 16)
+        scan.migrate_retry_ns = now + max(JIFFY_NS, min(1000 * _MS, scan.period_ns // 16))
         if scan.preferred < 0 or scan.preferred == task.node:
             return
         scan.asking = True
