@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from numa_emu.nodes.core import NodeCore
 from numa_emu.nodes.directory import DirEntry
-from numa_emu.nodes.migration_plan import EACCES, EBUSY, ENOENT, ENOMEM, result_name
+from numa_emu.nodes.migration_plan import EACCES, EBUSY, ENOENT, ENOMEM, reclaims_for, result_name
 from numa_emu.nodes.replication import SHOOTDOWN_RETRY_S, Replication
 from numa_emu.protocol.effects import Call, Sleep
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
@@ -91,7 +91,8 @@ class MasterMove:
         # if this directory dies in between, the survivors announce the source, which still holds it
         kind = c.master_kwargs(obj, idx)
         master_of = kind.pop("master_of")
-        got = yield from c.alloc_on(target, 1, preferred=target, task_node=msg.task_node, **kind)
+        got = yield from c.alloc_on(target, 1, preferred=target, task_node=msg.task_node,
+                                    reclaim=reclaims_for(msg.cause), **kind)
         if not got:
             c.events["pgmigrate_fail"] += 1
             self._trace(msg, ENOMEM, src, src_frame, target, None)
