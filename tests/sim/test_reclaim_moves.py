@@ -1,7 +1,8 @@
 """Page moves into a node full of a streamed file's page cache, on a simulated 2-node cluster of
 16 frames a node (sim.session): a move asked for (move_pages) reclaims on its target as Linux's
-alloc_migration_target does, and the frames its reclaim frees go to it (nodes.core.Capture), not
-to the streamer's next page-cache fill. Before, a master's move into the full node failed with
+alloc_migration_target does, without holding the page's lock (a master's new frame is allocated
+before it), and the frames its reclaim frees go to it (nodes.core.Capture), not to the
+streamer's next page-cache fill. Before, a master's move into the full node failed with
 ENOMEM for as long as the streamer kept it full (on a real cluster, the shared-file stress saw
 no move land for 100 s), and with reclaim but without the capture the streamer took the freed
 frame three times in a row in 8 of these 20 seeds."""
@@ -29,6 +30,20 @@ def stream(t, pages: int):
         assert data == FILES["big"][first * PAGE:(first + 4) * PAGE]
 
 
+def watch_page_locks(s: Session, node: int, obj: str) -> list[bool]:
+    """Whether any page lock of `obj` was held at each direct reclaim of `node` from now on."""
+    seen: list[bool] = []
+    reclaim = s.cluster.nodes[node].reclaim
+    shrink = reclaim.shrink
+
+    def watched(*args, **kwargs):
+        seen.append(any(entry.lock.held for n in s.cluster.nodes
+                        for (o, _idx), entry in n.replication.dir.entries.items() if o == obj))
+        return shrink(*args, **kwargs)
+    reclaim.shrink = watched
+    return seen
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_move_into_a_node_full_of_page_cache_reclaims_there(seed):
     with Session(nodes=2, cpus=[0, 2], files=FILES, frames=FRAMES, seed=seed) as s:
@@ -43,8 +58,12 @@ def test_a_move_into_a_node_full_of_page_cache_reclaims_there(seed):
         before = s.counters()
         assert [before[n]["frames_free"] for n in (0, 1)] == [0, 0]
 
+        locked = watch_page_locks(s, node=0, obj="file:g")
         reply = s.do(mover, mover.move_pages(g, [0, 1, 2, 3], [0] * 4, MPOL_MF_MOVE_ALL))
         assert reply.status == [0, 0, 0, 0] and reply.not_moved == 0
+        # each master's new frame came from a reclaim on node 0 that ran with none of "g"'s page
+        # locks held (allocated before the lock, as Linux allocates a move's destination)
+        assert locked == [False] * 4
         reply = s.do(mover, mover.move_pages(private, [0, 1], [0, 0]))
         assert reply.status == [0, 0] and reply.not_moved == 0
 
