@@ -263,8 +263,8 @@ class NodeCore:
     def supply_reclaiming(self, count: int, **kw):
         """`supply`, and when short, direct reclaim on this node and `supply` again, from the
         frames that reclaim freed (a Capture: a concurrent allocation cannot take them first);
-        a few times at most, while reclaim frees something (a frame a hold keeps, or one freed
-        by another path, is not captured). A replica only takes the place of other replicas: it
+        a few times at most, while reclaim frees something (a frame that a direct write's hold
+        keeps from reuse is not captured: it is freed to the pool once let go). A replica only takes the place of other replicas: it
         is optional (the master serves without it), and evicting a master for it would leave
         the cache smaller than memory."""
         frames = self.supply(count, **kw)
