@@ -59,11 +59,24 @@ class NumaStatCounters(dict):
         self.enabled = on
 
 
+class Capture:
+    """Frames of this node that a direct reclaim freed, kept for the allocation that reclaimed
+    them (Linux's capture_control hands the page compaction freed to the allocation that
+    compacted): put back in the pool, they went to whichever allocation came first, and under a
+    reader streaming a file through a full node, a page move reclaimed three times and still
+    failed with ENOMEM (tests/sim/test_reclaim_moves.py). At most `want` frames are kept."""
+
+    def __init__(self, want: int):
+        self.want = want
+        self.frames: list[int] = []
+
+
 class NodeCore:
     def __init__(self, node_id: int, topology: dict, pool: FramePool, clock_ns: Callable[[], int] = lambda: 0,
                  store=None, reclaim=None):
-        """`reclaim(want, replicas_only)`: direct reclaim of this node, a generator returning the
-        number of this node's frames it freed (nodes.reclaim.Reclaim.shrink); None: none."""
+        """`reclaim(want, replicas_only, capture)`: direct reclaim of this node, a generator
+        returning the number of this node's frames it freed (nodes.reclaim.Reclaim.shrink), which
+        keeps up to `want` of them in `capture` (a Capture); None: none."""
         self.node_id = node_id
         self.clock_ns = clock_ns
         self.trace = Tracer(node_id, clock_ns)
@@ -75,6 +88,7 @@ class NodeCore:
         self.shm_frames: dict[int, tuple[str, int]] = {}  # masters of shm pages (not reclaimable: no store)
         self.moving_out: set[int] = set()  # frames a migration is copying away: accesses get ESTALE
         self._reclaim = reclaim
+        self.capturing: dict[int, Capture] = {}  # frame being reclaimed -> the allocation it goes to once freed
         self.n_nodes = len(topology["nodes"])
         self.page_size = pool.page_size
         self.pool = pool
@@ -165,8 +179,10 @@ class NodeCore:
     def supply(self, count: int, *, preferred: int, task_node: int, interleave: bool, fill: int | None,
                replica_of: tuple[str, int] | None = None, cache_of: tuple[str, int] | None = None,
                owner: int | None = None, master_of: tuple[str, int] | None = None,
-               shm_of: tuple[str, int] | None = None, data: bytes | None = None) -> list[int]:
-        """Up to `count` frames of this node, charged as zone_statistics would (nodes.placement.charge);
+               shm_of: tuple[str, int] | None = None, data: bytes | None = None,
+               captured: list[int] | None = None) -> list[int]:
+        """Up to `count` frames of this node, charged as zone_statistics would (nodes.placement.charge),
+        those of `captured` first (taken out of it: a Capture's, in use already and zeroed);
         `data`: written into each at once (a master holds its page before anyone can name it).
         A replica frame, the master of a file page (`cache_of`) or of a shm page (`shm_of`) is
         remembered with its page, for counting (meminfo: FilePages, Shmem; AnonPages are the rest)
@@ -174,8 +190,10 @@ class NodeCore:
         master with its page (`master_of`), for the rebuild of its directory entry
         (docs/protocol.md#a-nodes-death)."""
         frames = []
+        if captured:
+            frames, captured[:count] = captured[:count], []
         try:
-            for _ in range(count):
+            for _ in range(count - len(frames)):
                 frames.append(self.pool.alloc())
         except NumaEmuError:
             pass  # short: the caller walks on to the next node of its order
@@ -234,23 +252,34 @@ class NodeCore:
             if self.replica_frames.pop(f, None) is not None and zap_cause:
                 self.events["pgreplicazap"] += 1
                 self.events[f"pgreplicazap_{zap_cause}"] += 1
+            capture = self.capturing.pop(f, None) if self.capturing else None
+            if capture is not None and len(capture.frames) < capture.want and self.pool.take_back(f):
+                capture.frames.append(f)
         self.events["pgfree"] += len(frames)
         if self.trace.on:
             self.trace.emit("free", frames=list(frames))
 
     # ---- the allocation walk (on the node that faults) ----------------------------------
     def supply_reclaiming(self, count: int, **kw):
-        """`supply`, and when short, direct reclaim on this node and `supply` again (a few times,
-        while reclaim frees something: a concurrent allocation may take what it freed). A replica
-        only takes the place of other replicas: it is optional (the master serves without it),
-        and evicting a master for it would leave the cache smaller than memory."""
+        """`supply`, and when short, direct reclaim on this node and `supply` again, from the
+        frames that reclaim freed (a Capture: a concurrent allocation cannot take them first);
+        a few times at most, while reclaim frees something (a frame that a direct write's hold
+        keeps from reuse is not captured: it is freed to the pool once let go). A replica only takes the place of other replicas: it
+        is optional (the master serves without it), and evicting a master for it would leave
+        the cache smaller than memory."""
         frames = self.supply(count, **kw)
         for _ in range(3):
             if len(frames) >= count or self._reclaim is None:
                 break
-            if not (yield from self._reclaim(count - len(frames), kw.get("replica_of") is not None)):
+            capture = Capture(count - len(frames))
+            try:
+                freed = yield from self._reclaim(capture.want, kw.get("replica_of") is not None, capture)
+                frames += self.supply(capture.want, captured=capture.frames, **kw)
+            finally:
+                for f in capture.frames:  # not used (the reclaim failed): back to the pool
+                    self.pool.free_frame(f)
+            if not freed:
                 break
-            frames += self.supply(count - len(frames), **kw)
         return frames
 
     def master_kwargs(self, obj: str, idx: int) -> dict:

@@ -90,6 +90,22 @@ class FramePool:
         self._recycled.append(frame)
         self.used -= 1
 
+    def take_back(self, frame: int) -> bool:
+        """A frame `free_frame` has just freed, in use again at once (zeroed) for the allocation
+        whose reclaim freed it (nodes.core.Capture); False when a hold keeps it from reuse."""
+        if self.state[frame] != FREE:
+            return False
+        if self._recycled and self._recycled[-1] == frame:
+            self._recycled.pop()
+        else:
+            self._recycled.remove(frame)
+        off = frame * self.page_size
+        self.mem[off:off + self.page_size] = self._zero
+        self.state[frame] = USED
+        self.referenced[frame] = 0
+        self.used += 1
+        return True
+
     def hold(self, frames: list[int]) -> None:
         """Keep these frames from reuse, freed or not, until `let_go` (a direct write may land in them)."""
         holds = self._holds

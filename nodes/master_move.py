@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from numa_emu.nodes.core import NodeCore
 from numa_emu.nodes.directory import DirEntry
-from numa_emu.nodes.migration_plan import EACCES, EBUSY, ENOENT, ENOMEM, result_name
+from numa_emu.nodes.migration_plan import EACCES, EBUSY, ENOENT, ENOMEM, reclaims_for, result_name
 from numa_emu.nodes.replication import SHOOTDOWN_RETRY_S, Replication
 from numa_emu.protocol.effects import Call, Sleep
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
@@ -49,14 +49,38 @@ class MasterMove:
         if not all(0 <= n < c.n_nodes for n in nodes) or msg.idx < 0 or not msg.obj:
             raise NumaEmuError(ErrorCode.EINVAL, "dir.migrate: bad node, page index or object")
         yield from self.repl.settled(msg.obj, msg.idx)
-        if (msg.obj, msg.idx) not in self.repl.dir.entries:
+        hint = self.repl.dir.entries.get((msg.obj, msg.idx))
+        if hint is None:
             return self._dir_reply(ENOENT)
+        early = None
+        if msg.move_all and not msg.unmap_only and hint.node not in (-1, msg.target):
+            # The new frame before the page lock, as Linux allocates a move's destination before
+            # it locks the source: a reclaim on a full target does not keep the page's readers
+            # and writers waiting through its round trips. Freed below if the move does not use it.
+            # Only with MOVE_ALL: without it, who maps the page decides first (EACCES), as Linux
+            # checks the mapcount before it allocates.
+            early = yield from self._new_frame(msg)
         entry = yield from self.repl.lock_entry(msg.obj, msg.idx)
         try:
             yield from self.repl.bury(msg.obj, msg.idx, entry)
-            return (yield from self._migrate_master(msg, entry))
+            reply = yield from self._migrate_master(msg, entry, early)
         finally:
             entry.lock.release()
+        if early:  # not used: the master moved meanwhile (or went), or the page may not move
+            _node, frame, gen = early.pop()
+            yield from c.free_frames({msg.target: [frame]}, generations={msg.target: [gen]})
+        return reply
+
+    def _new_frame(self, msg: mg.DirMigrate):
+        """A frame on the move's target, reclaiming there if the move was asked for: [(node,
+        frame, generation)], or [] when the target has none."""
+        c = self.core
+        # the target becomes the page's master with the copy (FrameCopy dst_master_of), not before:
+        # if this directory dies in between, the survivors announce the source, which still holds it
+        kind = c.master_kwargs(msg.obj, msg.idx)
+        kind.pop("master_of")
+        return (yield from c.alloc_on(msg.target, 1, preferred=msg.target, task_node=msg.task_node,
+                                      reclaim=reclaims_for(msg.cause), **kind))
 
     def _dir_reply(self, status: int, entry: DirEntry | None = None, cost: int = 0) -> mg.DirMigrateReply:
         if entry is None:
@@ -64,9 +88,11 @@ class MasterMove:
         return mg.DirMigrateReply(status=status, remap=True, node=entry.node, frame=entry.frame, generation=entry.gen,
                                   epoch=entry.epoch, cost_ns=cost)
 
-    def _migrate_master(self, msg: mg.DirMigrate, entry: DirEntry):
+    def _migrate_master(self, msg: mg.DirMigrate, entry: DirEntry, early: list | None = None):
         """Under the entry lock: replicas down, every mapping of the master down and acknowledged,
-        the copy to the target (retiring the old frame), the entry moved to its new frame."""
+        the copy to the target (retiring the old frame), the entry moved to its new frame.
+        `early`: the new frame, allocated before the lock ([] when there was none), taken out
+        of the list once used; None: allocated here."""
         c = self.core
         obj, idx, target = msg.obj, msg.idx, msg.target
         src, src_frame, src_gen = entry.node, entry.frame, entry.gen
@@ -87,16 +113,13 @@ class MasterMove:
             yield from self._unmap_all(obj, idx, entry, src_frame)
             return mg.DirMigrateReply(status=src, remap=False, node=src, frame=src_frame, generation=src_gen,
                                       epoch=entry.epoch, cost_ns=0)
-        # the target becomes the page's master with the copy (FrameCopy dst_master_of), not before:
-        # if this directory dies in between, the survivors announce the source, which still holds it
-        kind = c.master_kwargs(obj, idx)
-        master_of = kind.pop("master_of")
-        got = yield from c.alloc_on(target, 1, preferred=target, task_node=msg.task_node, **kind)
+        master_of = (obj, idx)
+        got = early if early is not None else (yield from self._new_frame(msg))
         if not got:
             c.events["pgmigrate_fail"] += 1
             self._trace(msg, ENOMEM, src, src_frame, target, None)
             return self._dir_reply(ENOMEM)
-        _node, frame, gen = got[0]
+        _node, frame, gen = got.pop()
         cost = yield from self._unmap_all(obj, idx, entry, src_frame)
         try:
             yield Call(node_dest(src), pc.FrameCopy(frame=src_frame, generation=src_gen, dst=target,

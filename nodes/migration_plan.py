@@ -25,6 +25,15 @@ STATUS_NAMES = {ENOENT: "ENOENT", EFAULT: "EFAULT", EACCES: "EACCES", ENOMEM: "E
 NOT_MOVED = frozenset({ENOMEM, EBUSY})
 
 
+def reclaims_for(cause: str) -> bool:
+    """Whether a move's allocation on its target reclaims there when the target is full: a move
+    asked for (move_pages, migrate_pages, mbind, cpuset, offline) does, as Linux's
+    alloc_migration_target (GFP_HIGHUSER_MOVABLE | __GFP_THISNODE); one a fault makes (NUMA
+    balancing, migrate-on-fault) does not: the misplaced page's allocation clears __GFP_RECLAIM,
+    and the page serves where it is."""
+    return cause != "fault"
+
+
 def result_name(status: int) -> str:
     """A status as a trace result: "ok" for a node, else the errno name."""
     return "ok" if status >= 0 else STATUS_NAMES.get(status, str(status))

@@ -95,8 +95,8 @@ class Node:
             self.handlers.add_all(service.handlers())
         self.handlers.add("node.stats", self.on_stats)
 
-    def _direct_reclaim(self, want: int, replicas_only: bool):
-        return self.reclaim.shrink(want, replicas_only=replicas_only)
+    def _direct_reclaim(self, want: int, replicas_only: bool, capture):
+        return self.reclaim.shrink(want, replicas_only=replicas_only, capture=capture)
 
     def vmstat(self) -> dict[str, int]:
         """The node's vmstat: the core's counters and gauges, and the migration cache's gauge

@@ -16,7 +16,7 @@ from numa_emu.nodes.core import NodeCore, directory_home
 from numa_emu.nodes.frames import MAX_FRAMES_READ
 from numa_emu.protocol.costmodel import FAULT_OVERHEAD_NS
 from numa_emu.nodes.master_move import UNREACHABLE, trace_migrate
-from numa_emu.nodes.migration_plan import EBUSY, ENOMEM
+from numa_emu.nodes.migration_plan import EBUSY, ENOMEM, reclaims_for
 from numa_emu.nodes.mm import TaskState
 from numa_emu.nodes.pagetable import ANON, MIGCACHE, MIGRATING, Region
 from numa_emu.nodes.pcache import CachedPage, PageCacheView
@@ -173,7 +173,7 @@ class PageMoves:
         for first in range(0, len(items), CHUNK_PAGES):
             chunk = items[first:first + CHUNK_PAGES]
             got = yield from self.core.alloc_on(target, len(chunk), preferred=target, task_node=task.node,
-                                                owner=task.task_id)
+                                                owner=task.task_id, reclaim=reclaims_for(cause))
             statuses += yield from self.move_private(task, chunk, got, mode, cause)
         return statuses
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Container
 
-from numa_emu.nodes.core import NodeCore, directory_home
+from numa_emu.nodes.core import Capture, NodeCore, directory_home
 from numa_emu.protocol.effects import Call, Future, Spawn
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.messages import pagecache as pc
@@ -84,10 +84,11 @@ class Reclaim:
         finally:
             self._kswapd_running = False
 
-    def shrink(self, want: int, kind: str = "direct", replicas_only: bool = False):
+    def shrink(self, want: int, kind: str = "direct", replicas_only: bool = False, capture: Capture | None = None):
         """Reclaim at least `want` frames of this node (a cluster of SWAP_CLUSTER_MAX when the
         pool is big enough), replicas first (or only); returns how many frames of this node were
-        freed."""
+        freed. `capture`: the allocation that reclaims, which keeps up to its `want` of them as
+        they are freed (nodes.core.Capture); the others go back to the pool."""
         c = self.core
         target = max(want, min(SWAP_CLUSTER_MAX, c.pool.frames // 16))
         freed = 0
@@ -97,15 +98,16 @@ class Reclaim:
                 c.events[f"pgscan_{kind}"] += scanned
                 if not victims:
                     break
-                dropped = yield from self._drop(victims, kind)
+                dropped = yield from self._drop(victims, kind, capture)
                 freed += dropped
                 if not dropped:
                     break  # every victim was locked or gone: look again on the next allocation
         return freed
 
-    def _drop(self, victims: list[tuple[int, Key]], kind: str):
+    def _drop(self, victims: list[tuple[int, Key]], kind: str, capture: Capture | None = None):
         """Ask each victim's directory home to drop it (one dir.reclaim per home, all at once);
-        the number of this node's frames freed."""
+        the number of this node's frames freed. Each freed victim goes to `capture` (when given)
+        the moment its free arrives, before any other allocation here can take it."""
         c = self.core
         replicas = {frame for frame, _key in victims if frame in c.replica_frames}
         page_of = dict(victims)
@@ -113,6 +115,8 @@ class Reclaim:
         for frame, (obj, idx) in victims:
             by_home.setdefault(directory_home(obj, idx, c.n_nodes, c.shardless), []).append([obj, idx, frame])
             self.busy.add(frame)
+            if capture is not None:
+                c.capturing[frame] = capture
         try:
             answers = []
             for home, pages in by_home.items():
@@ -133,6 +137,10 @@ class Reclaim:
                                          by=kind)
         finally:
             self.busy.difference_update(frame for frame, _key in victims)
+            if capture is not None:
+                for frame, _key in victims:  # those not freed (locked, gone): no longer waited for
+                    if c.capturing.get(frame) is capture:
+                        del c.capturing[frame]
         return dropped
 
     def _ask(self, home: int, msg: pc.DirReclaim, answer: Future):

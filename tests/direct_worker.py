@@ -23,7 +23,8 @@ logged with CLOCK_MONOTONIC for the history checker (tests/history.py).
         writes how many moves so far into STOPFILE.hops
     python direct_worker.py mover CPU NAME PAGES STOPFILE
         maps file NAME and moves all its pages (MPOL_MF_MOVE_ALL: other tasks map them) to node
-        1 and back to node 0, over and over; prints {"moves": n, "moved": pages moved}
+        1 and back to node 0, over and over; prints {"moves": n, "moved": pages moved, "failed":
+        {status: pages}} (ENOENT: a page reclaimed since the mover mapped it)
     python direct_worker.py filereader CPU NAME PAGES STOPFILE [tolerant]
         reads NAME's pages (one or two at a time) through a read-only mapping, which it unmaps and
         maps again every 100 reads; both print the writer's JSON object (the reader's writes empty);
@@ -156,7 +157,7 @@ def map_writer(cpu: int, name: str, pages: int, stop: str, hops: list[int]) -> d
 
 
 def mover(cpu: int, name: str, pages: int, stop: str) -> dict:
-    moves, moved = 0, 0
+    moves, moved, failed = 0, 0, {}
     with numa_emu.attach(cpu=cpu) as t:
         region = t.mmap_file(t.open(name), writable=False)
         while not os.path.exists(stop):
@@ -165,8 +166,11 @@ def mover(cpu: int, name: str, pages: int, stop: str) -> dict:
             target = moves % 2  # node 1, then node 0, ...
             status = region.move_pages([target] * pages, flags=MPOL_MF_MOVE_ALL)
             moved += sum(1 for s in status if s == target)
+            for s in status:
+                if s != target:
+                    failed[str(s)] = failed.get(str(s), 0) + 1
             time.sleep(0.02)  # pacing: the other tasks get their accesses in between
-    return {"moves": moves, "moved": moved}
+    return {"moves": moves, "moved": moved, "failed": failed}
 
 
 def file_reader(cpu: int, name: str, pages: int, stop: str, tolerant: bool = False) -> dict:
