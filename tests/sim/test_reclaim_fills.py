@@ -1,0 +1,74 @@
+"""A page-cache fill and a replica on a full node, on a simulated 2-node cluster of 16 frames a
+node (sim.session): each allocates its frame, reclaiming there if need be, before it takes its
+page's lock, as Linux allocates a folio before it adds it to the page cache locked. Before, both
+allocated under the lock, so the page's other readers waited through the reclaim's dir.reclaim
+round trips (the lock was seen held at every reclaim of these tests)."""
+from __future__ import annotations
+
+import pytest
+
+from numa_emu.sim.scenarios import file_of
+from numa_emu.sim.session import Session
+
+from tests.sim.test_reclaim_moves import watch_page_locks
+
+PAGE = 4096
+FRAMES = 16
+FILES = {"big": file_of("B", 4 * FRAMES), "g": file_of("G", 4)}
+
+
+def page_of(name: str, idx: int) -> bytes:
+    return FILES[name][idx * PAGE:(idx + 1) * PAGE]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_fill_on_a_full_node_reclaims_without_the_page_lock(seed):
+    with Session(nodes=2, cpus=[0, 2], files=FILES, frames=FRAMES, seed=seed) as s:
+        reader, other = s.tasks  # on node 0, on node 1
+        for first in range(0, 2 * FRAMES, 4):  # both nodes full of "big"'s masters
+            assert s.do(reader, reader.pread("big", first * PAGE, 4 * PAGE)) == FILES["big"][first * PAGE:(first + 4) * PAGE]
+        before = s.counters()
+        assert [before[n]["frames_free"] for n in (0, 1)] == [0, 0]
+
+        locked = watch_page_locks(s, node=0, obj="file:g")
+        g = s.do(reader, reader.mmap_file("g", 4))
+        for p in range(4):
+            assert s.do(reader, reader.load(g, p * PAGE, PAGE)) == page_of("g", p)
+        # each fill reclaimed on node 0 with none of "g"'s page locks held
+        assert locked == [False] * 4
+        assert s.do(reader, reader.where(g)) == [0, 0, 0, 0]
+        after = s.counters()
+        assert after[0]["pgsteal_direct"] - before[0]["pgsteal_direct"] >= 4
+        assert sum(after[n]["pgpgin"] - before[n]["pgpgin"] for n in (0, 1)) == 4 * PAGE // 1024
+        s.quiescent()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_replica_on_a_full_node_reclaims_without_the_page_lock(seed):
+    with Session(nodes=2, cpus=[0, 2], files=FILES, frames=FRAMES, seed=seed) as s:
+        reader, owner = s.tasks  # on node 0, on node 1
+        g = s.do(owner, owner.mmap_file("g", 4))
+        for p in range(4):  # "g"'s masters on node 1
+            assert s.do(owner, owner.load(g, p * PAGE, PAGE)) == page_of("g", p)
+        for first in range(0, 12, 4):  # node 1 full of "big"'s masters, node 0 of their replicas
+            assert s.do(owner, owner.pread("big", first * PAGE, 4 * PAGE)) == FILES["big"][first * PAGE:(first + 4) * PAGE]
+            assert s.do(reader, reader.pread("big", first * PAGE, 4 * PAGE)) == FILES["big"][first * PAGE:(first + 4) * PAGE]
+        private = s.do(reader, reader.mmap(4))
+        s.do(reader, reader.touch(private))
+        before = s.counters()
+        assert [before[n]["frames_free"] for n in (0, 1)] == [0, 0]
+        # 11 replicas: "big" 11's master is on node 0 (node 1's reader held its last frame as a spare)
+        assert before[0]["nr_repl_pages"] == 11
+
+        locked = watch_page_locks(s, node=0, obj="file:g")
+        m = s.do(reader, reader.mmap_file("g", 4))
+        for p in range(4):
+            assert s.do(reader, reader.load(m, p * PAGE, PAGE)) == page_of("g", p)
+        # each replica's frame came from a reclaim of node 0 with none of "g"'s page locks held
+        assert locked == [False] * 4
+        assert s.do(reader, reader.where(m)) == [0, 0, 0, 0]  # the replicas, on node 0
+        after = s.counters()
+        assert after[0]["pgreplicated"] - before[0]["pgreplicated"] == 4
+        assert after[0]["pgreplicazap_reclaim"] - before[0]["pgreplicazap_reclaim"] == 4
+        assert after[0]["nr_repl_pages"] == 11
+        s.quiescent()
