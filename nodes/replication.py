@@ -109,11 +109,11 @@ class Replication:
         return (yield from self._with_new_frame(self._read, msg))
 
     def _with_new_frame(self, access, msg):
-        """`access(msg, entry)` under the page's lock, its master in place: a frame for it is
-        allocated, reclaiming if every node the policy allows is full, before the lock (as
-        Linux allocates a folio before it adds it to the page cache locked), so a reclaim's
-        round trips do not hold the page's other accesses up; freed once the lock is let go if
-        the page had its master meanwhile."""
+        """`access(msg, entry)` under the page's lock, its master in place (_lock_with_master:
+        a frame that had to be reclaimed for is allocated with the lock let go, as Linux
+        allocates a folio before it adds it to the page cache locked, so a reclaim's round
+        trips do not hold the page's other accesses up); that frame is freed once the lock is
+        let go if the page had its master meanwhile."""
         early: list = []
         try:
             entry = yield from self._lock_with_master(msg, early)

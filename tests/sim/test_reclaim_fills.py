@@ -1,8 +1,9 @@
 """A page-cache fill and a replica on a full node, on a simulated 2-node cluster of 16 frames a
-node (sim.session): each allocates its frame, reclaiming there if need be, before it takes its
-page's lock, as Linux allocates a folio before it adds it to the page cache locked. Before, both
-allocated under the lock, so the page's other readers waited through the reclaim's dir.reclaim
-round trips (the lock was seen held at every reclaim of these tests)."""
+node (sim.session): neither reclaims with its page's lock held, as Linux allocates a folio
+before it adds it to the page cache locked. A fill that finds every node full lets the lock go,
+reclaims, and takes it again; a reader whose node is full reclaims for its replica before it
+asks again. Before, both reclaimed under the lock, so the page's other readers waited through
+the reclaim's dir.reclaim round trips (the lock was seen held at every reclaim of these tests)."""
 from __future__ import annotations
 
 import pytest
