@@ -121,3 +121,30 @@ def test_two_fills_of_one_page_on_full_nodes_make_one_master_and_free_the_other_
         assert sum(unused) == UNUSED[seed]
         s.quiescent()
 
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_reader_whose_full_node_has_no_replica_to_reclaim_asks_once_and_uses_the_master(seed):
+    """Node 0 full of "big"'s masters and a private page, no replica: a read of "g" (its master
+    on node 1) offers no frame, the directory answers short, node 0 finds no replica to reclaim
+    and uses the master it was given, without asking again; no frame.alloc under the lock."""
+    with Session(nodes=2, cpus=[0, 2], files=FILES, frames=FRAMES, seed=seed) as s:
+        reader, owner = s.tasks
+        g = s.do(owner, owner.mmap_file("g", 4))
+        for p in range(4):
+            s.do(owner, owner.load(g, p * PAGE, PAGE))
+        for p in range(15):
+            s.do(reader, reader.pread("big", p * PAGE, PAGE))
+        s.do(reader, reader.touch(s.do(reader, reader.mmap(1))))
+        before = s.counters()
+        assert [(before[n]["frames_free"], before[n]["nr_repl_pages"]) for n in (0, 1)] == [(0, 0), (12, 0)]
+
+        sent = len(s.cluster.net.trace)
+        assert s.do(reader, reader.pread("g", 0, PAGE)) == page_of("g", 0)
+        lines = [line.split("us  ", 1)[1] for line in s.cluster.net.trace[sent:]]
+        assert [line for line in lines if "dir." in line or "frame." in line] == [
+            "node:0 -> node:1 dir.read #9", "node:1 -> node:0 dir.page.reply #9",
+            "node:0 -> node:1 frame.read #10", "node:1 -> node:0 frame.read.reply #10"]  # the master's bytes
+        after = s.counters()
+        assert after[0]["nr_repl_pages"] == 0 and after[0]["pgsteal_direct"] == before[0]["pgsteal_direct"]
+        s.quiescent()
