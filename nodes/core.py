@@ -18,6 +18,7 @@ from numa_emu.protocol.effects import Call, Sleep
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.messages import memory as mm
 from numa_emu.protocol.routing import node_dest, node_of
+from numa_emu.protocol.timing import PEER_RETRY_MAX_S
 from numa_emu.protocol.tracing import Tracer
 from numa_emu.protocol.zonelist import fallback_orders
 
@@ -260,20 +261,22 @@ class NodeCore:
             self.trace.emit("free", frames=list(frames))
 
     # ---- the allocation walk (on the node that faults) ----------------------------------
-    def supply_reclaiming(self, count: int, **kw):
+    def supply_reclaiming(self, count: int, replicas_only: bool = False, **kw):
         """`supply`, and when short, direct reclaim on this node and `supply` again, from the
         frames that reclaim freed (a Capture: a concurrent allocation cannot take them first);
         a few times at most, while reclaim frees something (a frame that a direct write's hold
         keeps from reuse is not captured: it is freed to the pool once let go). A replica only takes the place of other replicas: it
         is optional (the master serves without it), and evicting a master for it would leave
-        the cache smaller than memory."""
+        the cache smaller than memory (`replicas_only`: a frame that is to become a replica
+        later, a reader's spare)."""
         frames = self.supply(count, **kw)
+        replicas_only = replicas_only or kw.get("replica_of") is not None
         for _ in range(3):
             if len(frames) >= count or self._reclaim is None:
                 break
             capture = Capture(count - len(frames))
             try:
-                freed = yield from self._reclaim(capture.want, kw.get("replica_of") is not None, capture)
+                freed = yield from self._reclaim(capture.want, replicas_only, capture)
                 frames += self.supply(capture.want, captured=capture.frames, **kw)
             finally:
                 for f in capture.frames:  # not used (the reclaim failed): back to the pool
@@ -293,17 +296,18 @@ class NodeCore:
     def allocate(self, placement: Placement, count: int, task_node: int, fill: int | None = None,
                  cache_of: tuple[str, int] | None = None, owner: int | None = None,
                  master_of: tuple[str, int] | None = None, shm_of: tuple[str, int] | None = None,
-                 data: bytes | None = None):
+                 data: bytes | None = None, walks: tuple[bool, ...] = (False, True)):
         """Walk the placement's order, local frames directly, remote ones with frame.alloc, until
         `count` pages are had; when every node of the order is full, walk it again reclaiming
         clean page-cache pages on each node before taking from it (nodes/reclaim.py: fall back
         first, reclaim when all allowed nodes are full). `cache_of`: the frame is the master of
         that file page, `shm_of` of that shm page; `owner`: the private pages' task; `master_of`: the
         shared page whose master it is (each supplier remembers them); `data`: the bytes each frame
-        gets on its node at once. Returns [(node, frame, generation)], shorter when nothing could be freed."""
+        gets on its node at once; `walks`: whether each walk reclaims ((False,): no reclaim,
+        (True,): the first walk found nothing already). Returns [(node, frame, generation)], shorter when nothing could be freed."""
         got: list[tuple[int, int, int]] = []
         foreign: collections.Counter[int] = collections.Counter()
-        for reclaim in (False, True):
+        for reclaim in walks:
             for node in placement.order:
                 need = count - len(got)
                 if need <= 0:
@@ -538,8 +542,9 @@ class NodeCore:
 
     def become_master(self, frame: int, gen: int | None, master_of: tuple[str, int] | None, directory: int) -> None:
         """Before a write into `frame`: its generation checked, and with `master_of` the frame made
-        that page's master, unless the move's directory is known dead: then the frame, allocated
-        for that move alone, is freed, and ESTALE."""
+        that page's master (and page cache or shm, as `master_kwargs` says: a frame allocated
+        before its page's lock was not, so reclaim never picked it), unless the move's directory
+        is known dead: then the frame, allocated for that move alone, is freed, and ESTALE."""
         self.check_generation(frame, gen)
         if master_of is None:
             return
@@ -548,6 +553,11 @@ class NodeCore:
             raise NumaEmuError(ErrorCode.ESTALE, f"frame {frame} of node {self.node_id}: the move of "
                                                  f"{master_of[0]}:{master_of[1]} died with node {directory}")
         self.master_frames[frame] = master_of
+        kind = self.master_kwargs(*master_of)
+        if "cache_of" in kind:
+            self.cache_frames[frame] = master_of
+        elif "shm_of" in kind:
+            self.shm_frames[frame] = master_of
 
     def copy_frame(self, frame: int, gen: int | None, dst: int, dst_frame: int, dst_gen: int | None,
                    free: bool = False, dst_master_of: tuple[str, int] | None = None, directory: int = -1):
@@ -583,6 +593,27 @@ class NodeCore:
             return True
         if self.pool.state[frame] == USED and self.pool.generation[frame] == gen:
             self.release([frame])
+        return False
+
+    def move_landed(self, node: int, frame: int, gen: int, master_of: tuple[str, int]):
+        """Whether a copy that made `frame` of `node` the master of `master_of` (a move's, or a
+        fill's frame.write) landed, its call having failed or gone unanswered: then that node
+        keeps the frame as the master; else the frame is freed there. Asked until the node
+        answers (found by `numa-emu sim run shm-move-race --seed 233 --partition`: a copy whose
+        answer was cut off was taken for a failure, and the entry kept the source frame, freed
+        once the copy landed). A dead node: not landed, as far as anyone can tell; its frames
+        died with it."""
+        if node == self.node_id:
+            return self.abort_move(frame, gen, master_of)
+        while node not in self.dead:
+            try:
+                reply = yield Call(node_dest(node), mm.FrameMoveAbort(frame=frame, generation=gen,
+                                                                       master_of=list(master_of)))
+                return reply.landed
+            except NumaEmuError as exc:
+                if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT, ErrorCode.EIO):
+                    raise
+            yield Sleep(PEER_RETRY_MAX_S)
         return False
 
     def check_generation(self, frame: int, gen: int | None) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from numa_emu.nodes.core import NodeCore
 from numa_emu.nodes.directory import DirEntry
 from numa_emu.nodes.migration_plan import EACCES, EBUSY, ENOENT, ENOMEM, reclaims_for, result_name
-from numa_emu.nodes.replication import SHOOTDOWN_RETRY_S, Replication
-from numa_emu.protocol.effects import Call, Sleep
+from numa_emu.nodes.replication import Replication
+from numa_emu.protocol.effects import Call
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.messages import memory as mm
 from numa_emu.protocol.messages import migration as mg
@@ -136,7 +136,7 @@ class MasterMove:
         except NumaEmuError:
             # failed, or unanswered: the copy may have landed (its answer lost) and the source freed
             # its frame; the target says which, and frees its frame if not
-            if not (yield from self._abort_copy(target, frame, gen, master_of)):
+            if not (yield from c.move_landed(target, frame, gen, master_of)):
                 c.events["pgmigrate_fail"] += 1
                 self._trace(msg, EBUSY, src, src_frame, target, frame)
                 return self._dir_reply(EBUSY)
@@ -147,26 +147,6 @@ class MasterMove:
         cost += c.cost.copy_ns(src, target)
         self._trace(msg, target, src, src_frame, target, frame)
         return self._dir_reply(target, entry, cost)
-
-    def _abort_copy(self, target: int, frame: int, gen: int, master_of: tuple[str, int]):
-        """Whether a move's copy landed on `target` (then it keeps the frame as the master), else
-        the frame is freed there. Asked until the target answers (found by `numa-emu sim run
-        shm-move-race --seed 233 --partition`: a copy whose answer was cut off was taken for a
-        failure, and the entry kept the source frame, freed once the copy landed). A dead target:
-        not landed, as far as anyone can tell; its frames died with it."""
-        c = self.core
-        if target == c.node_id:
-            return c.abort_move(frame, gen, master_of)
-        while target not in c.dead:
-            try:
-                reply = yield Call(node_dest(target), mm.FrameMoveAbort(frame=frame, generation=gen,
-                                                                         master_of=list(master_of)))
-                return reply.landed
-            except NumaEmuError as exc:
-                if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT, ErrorCode.EIO):
-                    raise
-            yield Sleep(SHOOTDOWN_RETRY_S)
-        return False
 
     def _still_mapping(self, obj: str, idx: int, nodes: set[int]):
         """How many mappings of the page each node of `nodes` still has. The entry keeps a mapper node

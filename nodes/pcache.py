@@ -74,10 +74,15 @@ class PageCacheView:
             page = None
         home = directory_home(obj, idx, core.n_nodes, core.shardless)
         started_ns, made = core.clock_ns(), False
+        reclaim, short = False, None  # short: an answer that wanted a replica this node had no frame for
         while True:
             common = dict(obj=obj, idx=idx, mapper=core.node_id, task_node=task.node, policy=policy,
                           allowed=sorted(task.mems), interleave_index=interleave_index)
-            spare = self._spare_frame(task) if replicate and not write else None
+            spare = (yield from self._spare_frame(task, reclaim)) if replicate and not write else None
+            if short is not None and spare is None and short.epoch >= self.seen_epoch.get(key, -1):
+                reply = short  # reclaim freed no frame: the master, as answered
+                break
+            short = None
             if write:
                 msg = pc.DirWrite(**common)
             else:
@@ -114,8 +119,14 @@ class PageCacheView:
                     made = True
                 else:
                     core.release([spare])
-            if reply.epoch >= self.seen_epoch.get(key, -1):
-                break  # else a shootdown overtook this answer: ask again
+            if reply.epoch < self.seen_epoch.get(key, -1):
+                continue  # a shootdown overtook this answer: ask again
+            if not (reply.short and spare is None and not reclaim):
+                break
+            # A replica was wanted and this node had no free frame: reclaim one here, with no page
+            # lock held (the directory used to, holding the page's lock through the round trips),
+            # and ask again with it, once.
+            reclaim, short = True, reply
         page = CachedPage(reply.node, reply.frame, reply.generation, write, reply.replica)
         self.pages[key] = page
         if made and page.replica:  # wall time from asking to the replica in hand, on this node (bench_replication)
@@ -155,10 +166,17 @@ class PageCacheView:
         self.core.replica_frames[frame] = key
         self.core.events["pgreplicated"] += 1
 
-    def _spare_frame(self, task) -> int | None:
-        """A frame of this node for a replica, allocated before asking the directory (it saves the
-        directory a frame.alloc round trip); None when this node has none to spare."""
-        frames = self.core.supply(1, preferred=self.core.node_id, task_node=task.node, interleave=False, fill=None)
+    def _spare_frame(self, task, reclaim: bool):
+        """A frame of this node for a replica, allocated before asking the directory, as Linux
+        allocates a page before it locks it in the page cache; None when this node has none to
+        spare. `reclaim`: the directory wanted a replica, and this node was full: another
+        replica here is reclaimed for it (the directory made room itself before, holding the
+        page's lock, and the page's other readers waited through the reclaim's round trips)."""
+        kw = dict(preferred=self.core.node_id, task_node=task.node, interleave=False, fill=None)
+        if reclaim:
+            frames = yield from self.core.supply_reclaiming(1, replicas_only=True, **kw)
+        else:
+            frames = self.core.supply(1, **kw)
         return frames[0] if frames else None
 
     def map(self, key: Key, task_id: int, vpage: int) -> None:

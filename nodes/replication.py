@@ -106,64 +106,141 @@ class Replication:
     def read(self, msg: pc.DirRead):
         self._check(msg)
         yield from self.settled(msg.obj, msg.idx)
-        entry = yield from self.lock_entry(msg.obj, msg.idx)
+        return (yield from self._with_new_frame(self._read, msg))
+
+    def _with_new_frame(self, access, msg):
+        """`access(msg, entry)` under the page's lock, its master in place (_lock_with_master:
+        a frame that had to be reclaimed for is allocated with the lock let go, as Linux
+        allocates a folio before it adds it to the page cache locked, so a reclaim's round
+        trips do not hold the page's other accesses up); that frame is freed once the lock is
+        let go if the page had its master meanwhile."""
+        early: list = []
         try:
-            yield from self._survive(msg.obj, msg.idx, entry)
-            yield from self._ensure_master(msg, entry)
-            cost, data = 0, None
-            h = msg.mapper
-            if (msg.replicate and msg.obj.startswith(FILE_PREFIX) and entry.node != h and h not in entry.replicas):
-                spare = (msg.frame, msg.generation) if msg.frame is not None else None
-                cost, data = yield from self._replicate(msg.obj, msg.idx, entry, h, msg.task_node, spare)
-            node, frame, gen, replica = entry.copy_of(h)
-            entry.mappers[h] = node
-            return pc.DirPageReply(node=node, frame=frame, generation=gen, replica=replica, epoch=entry.epoch,
-                                   cost_ns=cost, data=data)
-        finally:
-            entry.lock.release()
+            entry = yield from self._lock_with_master(msg, early)
+            try:
+                reply = yield from access(msg, entry)
+            finally:
+                entry.lock.release()
+        except NumaEmuError:
+            yield from self._free_unused(early)
+            raise
+        yield from self._free_unused(early)
+        return reply
+
+    def _free_unused(self, early: list):
+        for node, frame, gen in early:
+            yield from self.core.free_frames({node: [frame]}, generations={node: [gen]})
+        early.clear()
+
+    def _read(self, msg: pc.DirRead, entry: DirEntry):
+        cost, data, short = 0, None, False
+        h = msg.mapper
+        if (msg.replicate and msg.obj.startswith(FILE_PREFIX) and entry.node != h and h not in entry.replicas):
+            spare = (msg.frame, msg.generation) if msg.frame is not None else None
+            if spare is None:  # wanted, if the page may have one: h reclaims first, without this lock
+                short = self._may_replicate(entry)
+            else:
+                cost, data = yield from self._replicate(msg.obj, msg.idx, entry, h, spare)
+        node, frame, gen, replica = entry.copy_of(h)
+        entry.mappers[h] = node
+        return pc.DirPageReply(node=node, frame=frame, generation=gen, replica=replica, epoch=entry.epoch,
+                               cost_ns=cost, data=data, short=short)
 
     def write(self, msg: pc.DirWrite):
         self._check(msg)
         yield from self.settled(msg.obj, msg.idx)
         entry = self.dir.entry(msg.obj, msg.idx)
-        cost = 0
         if self.tunables.unsafe_unreplicate and entry.replicas:
             yield from self._collapse_unsafe(msg.obj, msg.idx, entry, "write")  # before (without) the lock
-        entry = yield from self.lock_entry(msg.obj, msg.idx)
-        try:
-            yield from self._survive(msg.obj, msg.idx, entry)
-            yield from self._ensure_master(msg, entry)
-            if entry.replicas:
-                cost = yield from self.collapse(msg.obj, msg.idx, entry, "write")
-            entry.writers.add(msg.mapper)
-            entry.mappers[msg.mapper] = entry.node
-            entry.dirty = True
-            entry.version += 1
-            return pc.DirPageReply(node=entry.node, frame=entry.frame, generation=entry.gen, replica=False,
-                                   epoch=entry.epoch, cost_ns=cost)
-        finally:
-            entry.lock.release()
+        return (yield from self._with_new_frame(self._write, msg))
 
-    def _ensure_master(self, msg, entry: DirEntry):
-        if entry.node >= 0:
-            return
+    def _write(self, msg: pc.DirWrite, entry: DirEntry):
+        cost = 0
+        if entry.replicas:
+            cost = yield from self.collapse(msg.obj, msg.idx, entry, "write")
+        entry.writers.add(msg.mapper)
+        entry.mappers[msg.mapper] = entry.node
+        entry.dirty = True
+        entry.version += 1
+        return pc.DirPageReply(node=entry.node, frame=entry.frame, generation=entry.gen, replica=False,
+                               epoch=entry.epoch, cost_ns=cost)
+
+    def _lock_with_master(self, msg, early: list):
+        """The entry of msg's page, locked, after bury, with its master. When every node the
+        policy allows is full, the lock is let go while a frame is allocated with reclaim (into
+        `early`), then taken again: the page may have its master by then (the frame is left in
+        `early`, to be freed), else the frame becomes it."""
+        allocated = False
+        while True:
+            entry = yield from self.lock_entry(msg.obj, msg.idx)
+            try:
+                yield from self._survive(msg.obj, msg.idx, entry)
+                if entry.node >= 0 or (yield from self._ensure_master(msg, entry, early, allocated)):
+                    return entry
+            except BaseException:
+                entry.lock.release()
+                raise
+            entry.lock.release()
+            early += yield from self._master_frame(msg, reclaim=True)
+            allocated = True
+
+    def _master_frame(self, msg, reclaim: bool, data: bytes | None = None, master: bool = False):
+        """A frame for the master of msg's page on the first node of its policy's order that has
+        one, `reclaim`ing there if all are full: [(node, frame, generation)] or []. Without
+        `master`, a plain frame, not yet the page's master nor page cache (_ensure_master makes it
+        so with the bytes): the survivors of this directory announce a node's masters, and must
+        never announce one allocated while the page's lock was let go, and reclaim must not pick
+        it (it would find its page elsewhere, or absent, and free nothing)."""
         c = self.core
-        policy = Policy.from_wire(msg.policy)
-        placement = place(policy, task_node=msg.task_node, allowed=frozenset(msg.allowed) & c.possible,
-                          fallback_orders=c.fallback, interleave_index=msg.interleave_index, weights=c.weights)
+        placement = place(Policy.from_wire(msg.policy), task_node=msg.task_node,
+                          allowed=frozenset(msg.allowed) & c.possible, fallback_orders=c.fallback,
+                          interleave_index=msg.interleave_index, weights=c.weights)
+        kind = c.master_kwargs(msg.obj, msg.idx) if master else {}
+        return (yield from c.allocate(placement, 1, msg.task_node, data=data, walks=(reclaim,), **kind))
+
+    def _ensure_master(self, msg, entry: DirEntry, early: list, allocated: bool):
+        """Under the lock, the page absent: its master, holding the page's bytes (from the store
+        for a file page) before anyone can name it. A frame without reclaim (a reclaim's round
+        trips would hold the page's other accesses up: Linux allocates a folio before it locks
+        it in the page cache), or the one `early` holds, allocated with reclaim while the lock
+        was let go. False: none without reclaim, and none allocated yet."""
+        c = self.core
         data = None
         if msg.obj.startswith(FILE_PREFIX) and c.store is not None:  # reclaimable: the store has it
             # before any frame is taken: a read through the coordinator (a node of another host) may fail
             data = yield from c.store.read_page(msg.obj, msg.idx)
-        # The bytes ride on the allocation: a frame its node counts as the page's master holds the
-        # page from the start, so the survivors of this directory never announce an empty one.
-        got = yield from c.allocate(placement, 1, msg.task_node, **c.master_kwargs(msg.obj, msg.idx),
-                                    data=data if data is not None and any(data) else None)
+        data = data if data is not None and any(data) else None
+        if early:
+            got = yield from self._fill_early(msg, early.pop(), data)
+        else:
+            # The bytes ride on the allocation: a frame its node counts as the page's master holds
+            # the page from the start, so the survivors of this directory never announce an empty one.
+            got = yield from self._master_frame(msg, reclaim=False, data=data, master=True)
+            if not got and not allocated:
+                return False
         if not got:
             raise NumaEmuError(ErrorCode.ENOMEM, f"no node the policy allows has a free frame for {msg.obj}:{msg.idx}")
-        if data is not None:
+        if msg.obj.startswith(FILE_PREFIX) and c.store is not None:
             c.events["pgpgin"] += c.page_size // 1024  # KiB read in, as the kernel counts it
         entry.node, entry.frame, entry.gen = got[0]
+        return True
+
+    def _fill_early(self, msg, early: tuple[int, int, int], data: bytes | None):
+        """The frame allocated with the lock let go made the page's master, with its bytes at
+        once on its node (frame.write master_of): [(node, frame, generation)]. If its node died or
+        did not answer, whether the write landed decides (asked until it answers); if it did not,
+        another frame is allocated, without reclaim, the lock held: [] if none."""
+        c = self.core
+        node, frame, gen = early
+        master_of = (msg.obj, msg.idx)
+        try:
+            yield from c.write_frame(node, frame, gen, 0, data or b"", master_of, c.node_id)
+        except NumaEmuError as exc:
+            if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT, ErrorCode.EIO):
+                raise
+            if not (yield from c.move_landed(node, frame, gen, master_of)):
+                return (yield from self._master_frame(msg, reclaim=False, data=data, master=True))
+        return [early]
 
     # ---- a node's death (docs/protocol.md#a-nodes-death) --------------------------------
     def bury(self, obj: str, idx: int, entry: DirEntry):
@@ -331,49 +408,44 @@ class Replication:
         return rec
 
     # ---- replicate ----------------------------------------------------------------------
-    def _replicate(self, obj: str, idx: int, entry: DirEntry, h: int, task_node: int,
-                   spare: tuple[int, int] | None = None):
-        """A replica of the master on node h, in the frame h offered (`spare`) or one allocated
-        there now. Returns (its cost in ns, the page's bytes when they are to ride on the answer):
-        (0, None) when none was made.
+    def _may_replicate(self, entry: DirEntry) -> bool:
+        """Whether the page may get a replica now: clean, and not backing off (counted)."""
+        if entry.dirty:
+            return False
+        if self.tunables.backoff and self.core.clock_ns() < entry.backoff_until_ns:
+            self.core.events["repl_backoff_skips"] += 1
+            return False
+        return True
 
-        How the bytes travel, h having offered a frame (the reader's path, in messages):
+    def _replicate(self, obj: str, idx: int, entry: DirEntry, h: int, spare: tuple[int, int]):
+        """A replica of the master on node h, in the frame h offered (`spare`: h allocates it
+        before it asks, reclaiming there if full, so no reclaim runs with this page's lock held).
+        Returns (its cost in ns, the page's bytes when they are to ride on the answer): (0, None)
+        when none was made.
+
+        How the bytes travel (the reader's path, in messages):
         - this node owns the master: on the answer to h's read (h -> D -> h; no other message);
         - this node is h: pulled from the owner with frame.read, the lock held (h -> O -> h);
         - else the owner sends them straight to h (repl.copy, repl.fill: h -> D -> O -> h), and
-          the acknowledgements come back here off h's path, the lock held until then.
-        Without an offered frame, one is allocated on h and the owner copies into it (frame.copy)."""
+          the acknowledgements come back here off h's path, the lock held until then."""
         c = self.core
         now = c.clock_ns()
-        if entry.dirty:
-            return 0, None
-        if self.tunables.backoff and now < entry.backoff_until_ns:
-            c.events["repl_backoff_skips"] += 1
+        if not self._may_replicate(entry):
             return 0, None
         cost, ride = 0, None
         if entry.writers:  # a clean page still writably mapped: write-protect it first
             cost += yield from self._write_protect(obj, idx, entry, "replicate")
-        if spare is not None:
-            frame, gen = spare
-        else:
-            # one frame on h and nowhere else, after reclaiming another replica there if h is full
-            got = yield from c.alloc_on(h, 1, preferred=h, task_node=task_node, reclaim=True, replica_of=(obj, idx))
-            if not got:
-                return cost, None
-            _h, frame, gen = got[0]
+        frame, gen = spare
         cost += c.cost.copy_ns(entry.node, h)
         try:
-            if spare is not None and entry.node == c.node_id:
+            if entry.node == c.node_id:
                 ride = c.pool.read(entry.frame)
-            elif spare is not None and h == c.node_id:
+            elif h == c.node_id:
                 data = yield from c.read_frame(entry.node, entry.frame, entry.gen)
                 c.check_generation(frame, gen)
                 c.pool.write(frame, 0, data)
-            elif spare is not None:
+            else:
                 yield from self._forward_copy(obj, idx, entry, h, frame, gen, cost)
-            else:  # the owner copies into h's frame (this node too: a Call to itself)
-                yield Call(node_dest(entry.node), pc.FrameCopy(frame=entry.frame, dst=h, dst_frame=frame,
-                                                               dst_generation=gen))
         except NumaEmuError:
             # h may hold the bytes and even map them (the fill came, its ack did not): take the
             # mapping and the frame away on h, acknowledged, and use the master.

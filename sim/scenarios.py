@@ -267,5 +267,40 @@ DIRECT_FILE = Scenario(
     direct=True)
 
 
+# ---- page-cache fills and replicas on full nodes: both reclaim ----------------------------
+def _stream(t, pages: range):
+    for page in pages:
+        yield from t.pread("big", page * PAGE)
+
+
+def _full_streamer(t):
+    for _ in range(2):
+        yield from _stream(t, range(16))
+
+
+def _full_reader(t):
+    m = yield from t.mmap_file("w", 2)
+    for i in range(3):
+        yield from _stream(t, range(15, -1, -3))
+        yield from t.load(m, (i % 2) * PAGE)  # a replica on a full node: reclaimed for, no lock held
+        yield from t.pread("w", PAGE)
+
+
+def _full_writer(t):
+    for i in range(2):
+        for page in range(2):
+            yield from t.pwrite("w", page * PAGE, token(f"Z{i}", page))
+        yield from t.fsync("w")  # clean: replicated again
+        yield from _stream(t, range(i, 16, 4))
+
+
+RECLAIM_FILL = Scenario(
+    "reclaim-fill", "three nodes of 8 frames: a task streams a 16-page file twice through node 0, a reader on node 1 "
+                    "reads it backwards and replicates a small file that a writer on node 2 writes, syncs and "
+                    "reads the big one: page-cache fills and replicas reclaim on full nodes, with no page lock held",
+    nodes=3, frames=8, files={"big": file_of("S", 16), "w": file_of("Y", 2)},
+    tasks=((0, _full_streamer), (2, _full_reader), (4, _full_writer)))
+
+
 SCENARIOS = {s.name: s for s in (REPLICATION, MIGRATION, UNREPLICATE_RACE, WRITESHARE, MIGRATE_RACE, SHM_MOVE_RACE,
-                                 SHM_FILL_RACE, DIRECT_SHM, DIRECT_FILE)}
+                                 SHM_FILL_RACE, DIRECT_SHM, DIRECT_FILE, RECLAIM_FILL)}

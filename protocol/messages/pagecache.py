@@ -211,6 +211,9 @@ class DirPageReply(Reply):
     epoch: int  # the entry's epoch when this answer was made (see PteShootdown.epoch)
     cost_ns: int = 0  # virtual time the directory's work cost the asker (replica copy, shootdowns)
     data: bytes | None = None  # a new replica's bytes, for the frame the asker offered (the directory owns the master)
+    # a replica was wanted and the asker offered no frame (its node is full): it may reclaim, no
+    # page lock held, and ask again with one
+    short: bool = False
 
 
 @message

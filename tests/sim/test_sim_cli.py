@@ -19,7 +19,8 @@ def test_list_names_every_scenario():
     assert out.returncode == 0
     assert [line.split()[0] for line in out.stdout.splitlines()] == ["replication", "migration", "unreplicate-race",
                                                                          "writeshare", "migrate-race", "shm-move-race",
-                                                                         "shm-fill-race", "direct-shm", "direct-file"]
+                                                                         "shm-fill-race", "direct-shm", "direct-file",
+                                                                         "reclaim-fill"]
 
 
 def test_run_prints_the_same_trace_every_time():

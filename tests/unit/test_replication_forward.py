@@ -245,24 +245,24 @@ def test_a_failed_copy_shoots_the_replica_down_and_answers_with_the_master():
     assert not entry.lock.held
 
 
-def test_without_a_spare_a_failed_copy_frees_the_frame_it_allocated_on_the_reader():
-    """The reader had no frame to offer: the directory allocates one there and has the owner copy
-    into it (frame.copy); when that fails the replica is shot down (and freed) all the same."""
+@pytest.mark.parametrize("dirty", [False, True])
+def test_without_a_spare_the_directory_answers_short_and_allocates_nothing(dirty):
+    """The reader had no frame to offer (its node is full): the directory allocates none there
+    under the page's lock (a reclaim there would hold the lock through its round trips); it
+    answers with the master, `short` if a replica was wanted, and the reader reclaims and asks
+    again (nodes/pcache.py). A dirty page gets no replica: not short."""
     c = core(1)
     repl = Replication(c, Directory(), FileTable(), ReplicationTunables())
     entry = repl.dir.entry(OBJ, 5)
-    entry.node, entry.frame, entry.gen = 0, 2, 0
+    entry.node, entry.frame, entry.gen, entry.dirty = 0, 2, 0, dirty
     gen = repl.read(pc.DirRead(obj=OBJ, idx=5, mapper=3, task_node=3, policy={}, allowed=[0, 1, 2, 3],
                                interleave_index=0, replicate=True))
-    alloc = next(gen)
-    assert alloc.dest == "node:3" and alloc.request.replica_of == [OBJ, 5]
-    copy = gen.send(mm.FrameAllocReply(frames=[6], generations=[2]))
-    assert copy.dest == "node:0" and isinstance(copy.request, pc.FrameCopy) and copy.request.dst_frame == 6
-    calls = gen.throw(NumaEmuError(ErrorCode.ETIMEDOUT, "no reply"))
-    assert [(x.dest, x.request.frame, x.request.free) for x in calls] == [("node:3", 6, True)]
     with pytest.raises(StopIteration) as stop:
-        gen.send([pc.PteShootdownAck(unmapped=0)])
-    assert not stop.value.value.replica and entry.replicas == {} and c.events["repl_copy_failed"] == 1
+        next(gen)
+    reply = stop.value.value
+    assert (reply.node, reply.frame, reply.replica, reply.short) == (0, 2, False, not dirty)
+    assert entry.replicas == {} and entry.mappers == {3: 0} and not entry.lock.held
+    assert c.events["pgalloc"] == 0
 
 
 def test_a_locked_collapse_survives_the_unsafe_ordering_clearing_its_replicas_meanwhile():
