@@ -4,9 +4,10 @@ A placement is numactl options ("--interleave=all", "--membind=2 --cpunodebind=0
 numactl's own front-end parser, or an explicit mode and node list, plus an optional CPU. A
 placement is pinned by default (one CPU: the given one, else the first, as `taskset -c N`); with
 `pinned = false` it names no CPU, the coordinator places the task (the least loaded, lowest CPU
-within any -N/-C binding) and NUMA balancing may move it toward its memory. It becomes the environment that `numa_emu.attach()` reads (NUMA_EMU_CPU, NUMA_EMU_POLICY,
-NUMA_EMU_CPUNODEBIND, NUMA_EMU_PHYSCPUBIND), exactly what `numa-emu numactl` would hand its
-command, checked against the topology the way libnuma checks node strings (strictly).
+within any -N/-C binding) and NUMA balancing may move it toward its memory. It becomes the
+environment that `numa_emu.attach()` reads (NUMA_EMU_CPU, NUMA_EMU_POLICY, NUMA_EMU_CPUNODEBIND,
+NUMA_EMU_PHYSCPUBIND), exactly what `numa-emu numactl` would hand its command, checked against
+the topology the way libnuma checks node strings (strictly).
 """
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ them all) with the leader's memory policy (children inherit it, as under numactl
 CPU. A leader that may run on one CPU only (`--cpu`, NUMA_EMU_CPU, `taskset -c`) pins its workers
 to theirs; an unpinned leader (`pinned`) leaves them unpinned too (numa01, numa02): each attaches
 without a CPU and the coordinator places it (the least loaded, lowest CPU), one after the other
-(`spawn_unpinned`), so the placement is the same every run and NUMA balancing may move them. Three pipes, which cost nothing in the model (like prodcons' hand-over):
+(`spawn_unpinned`), so the placement is the same every run and NUMA balancing may move them.
+Three pipes, which cost nothing in the model (like prodcons' hand-over):
 
 - ready: every worker writes one byte once it has attached and mapped what it needs;
 - go: the leader closes it, and every worker starts its measured phase at once;
