@@ -33,6 +33,9 @@ class DirEntry:
     # the next access reports it (-1: none); an entry rebuilt from the survivors' announcements
     lost_with: int = -1
     rebuilt: bool = False
+    # replica nodes whose teardown a locked collapse has sent (their frames freed with the
+    # shootdowns) and not yet forgotten: the unsafe ordering must not free them a second time
+    collapsing: set[int] = field(default_factory=set)
 
     def copy_of(self, mapper: int) -> tuple[int, int, int, bool]:
         """The copy `mapper` should use: (node, frame, generation, is_replica)."""

@@ -60,16 +60,24 @@ class MasterMove:
             # Only with MOVE_ALL: without it, who maps the page decides first (EACCES), as Linux
             # checks the mapcount before it allocates.
             early = yield from self._new_frame(msg)
-        entry = yield from self.repl.lock_entry(msg.obj, msg.idx)
         try:
-            yield from self.repl.bury(msg.obj, msg.idx, entry)
-            reply = yield from self._migrate_master(msg, entry, early)
-        finally:
-            entry.lock.release()
-        if early:  # not used: the master moved meanwhile (or went), or the page may not move
-            _node, frame, gen = early.pop()
-            yield from c.free_frames({msg.target: [frame]}, generations={msg.target: [gen]})
+            entry = yield from self.repl.lock_entry(msg.obj, msg.idx)
+            try:
+                yield from self.repl.bury(msg.obj, msg.idx, entry)
+                reply = yield from self._migrate_master(msg, entry, early)
+            finally:
+                entry.lock.release()
+        except Exception:
+            yield from self._free_unused(msg, early)  # the move failed: its frame is not leaked
+            raise
+        yield from self._free_unused(msg, early)  # the master moved meanwhile (or went), or may not move
         return reply
+
+    def _free_unused(self, msg: mg.DirMigrate, early: list | None):
+        """Free the frame allocated before the lock, unless the move took it."""
+        if early:
+            _node, frame, gen = early.pop()
+            yield from self.core.free_frames({msg.target: [frame]}, generations={msg.target: [gen]})
 
     def _new_frame(self, msg: mg.DirMigrate):
         """A frame on the move's target, reclaiming there if the move was asked for: [(node,

@@ -257,14 +257,13 @@ class MemoryManager:
 
     def locked(self, task: TaskState, gen):
         """Run the handler coroutine `gen` holding the task's lock; ESRCH if the task detached
-        while this waited for it, EREMCHG if it moved to another node meanwhile (a task move holds
-        the lock: its client asks for the new home and sends the request again, nothing done here)."""
+        while this waited for it, EREMCHG if it moved to another node meanwhile (a cpuset change,
+        NUMA balancing): nothing of `gen` was done, the client sends it again to the new home."""
         yield from task.lock.acquire()
         try:
             if self.tasks.get(task.task_id) is not task:
-                if task.task_id in self.moved:
-                    raise NumaEmuError(ErrorCode.EREMCHG, f"task {task.task_id} moved to node "
-                                                          f"{self.moved[task.task_id]} while the request waited")
+                if task.task_id in self.moved or task.task_id in self.tasks:  # away, or away and back
+                    raise NumaEmuError(ErrorCode.EREMCHG, f"task {task.task_id} moved while the request waited")
                 raise NumaEmuError(ErrorCode.ESRCH, f"task {task.task_id} detached while the request waited")
             return (yield from gen)
         finally:

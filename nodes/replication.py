@@ -447,7 +447,11 @@ class Replication:
         the only home node that maps it, so its free rides on its shootdown."""
         victims = {r: fe for r, fe in entry.replicas.items() if only is None or r == only}
         targets = [(r, r, frame) for r, (frame, _gen) in victims.items()]
-        cost = yield from self.shootdown(obj, idx, entry, targets, False, cause, free=True)
+        entry.collapsing.update(victims)
+        try:
+            cost = yield from self.shootdown(obj, idx, entry, targets, False, cause, free=True)
+        finally:
+            entry.collapsing.difference_update(victims)
         self._forget_replicas(obj, idx, entry, victims, cause)
         return cost
 
@@ -476,7 +480,9 @@ class Replication:
     def _collapse_unsafe(self, obj: str, idx: int, entry: DirEntry, cause: str):
         """The 2007 ordering, on purpose: clear the replicas without the lock, free them at once,
         and send the unmaps later without waiting (invariant 1 broken, and nothing else)."""
-        victims = dict(entry.replicas)
+        # a replica whose locked collapse is under way has its free on its way with the shootdown:
+        # freed here too, its frame would be freed twice (seen as "frame N is not in use")
+        victims = {r: fe for r, fe in entry.replicas.items() if r not in entry.collapsing}
         targets = [(r, r, frame) for r, (frame, _gen) in victims.items() if entry.mappers.get(r) == r]
         self._forget_replicas(obj, idx, entry, victims, cause)
         yield from self.core.free_frames({r: [frame] for r, (frame, _gen) in victims.items()}, zap_cause=cause)

@@ -51,6 +51,7 @@ ENV_CPUSET = "NUMA_EMU_CPUSET"
 ENV_NODEBIND = "NUMA_EMU_CPUNODEBIND"  # node list, set by numactl --cpunodebind
 ENV_CPUBIND = "NUMA_EMU_PHYSCPUBIND"  # cpu list, set by numactl --physcpubind
 ENV_VTIME = "NUMA_EMU_VTIME"  # "1": print the task's virtual time on stderr when it detaches
+MAX_MOVES_PER_CALL = 3  # EREMCHG answers a request may meet in a row before it gives up (each: the task moved again)
 
 _attached: list["Task"] = []  # this process's tasks, oldest first: libnuma's calls act on "the process"
 
@@ -197,15 +198,17 @@ class Task:
             raise self._home_lost
         if self._dpath is not None:  # the node folds the direct charges made so far into the reply's clock
             self._direct_seen = self._dpath.charged()
-        try:
-            reply = self._home.call(request, on_silence=self._probe_home)
-        except NumaEmuError as exc:
-            if exc.code in (ErrorCode.ETIMEDOUT, ErrorCode.ECONNREFUSED, ErrorCode.ESRCH):  # gone, or restarted
-                self._home_dead(exc)
-            if exc.code != ErrorCode.EREMCHG:
-                raise
-            self._where_now()  # moved to another node (a cpuset change): the old home did nothing
-            reply = self._home.call(request, on_silence=self._probe_home)
+        for moves in range(MAX_MOVES_PER_CALL + 1):
+            try:
+                reply = self._home.call(request, on_silence=self._probe_home)
+                break
+            except NumaEmuError as exc:
+                if exc.code in (ErrorCode.ETIMEDOUT, ErrorCode.ECONNREFUSED, ErrorCode.ESRCH):  # gone, or restarted
+                    self._home_dead(exc)
+                if exc.code != ErrorCode.EREMCHG or moves == MAX_MOVES_PER_CALL:
+                    raise
+                # moved to another node (a cpuset change, NUMA balancing): the old home did nothing
+                self._where_now()
         clock = getattr(reply, "clock_ns", None)
         if clock is not None:
             self._clock = clock

@@ -184,8 +184,8 @@ def file_reader(cpu: int, name: str, pages: int, stop: str, tolerant: bool = Fal
             if ops % 100 == 0:  # munmap: the entries go, the replicas stay for the next mapping
                 region.munmap()
                 region = t.mmap_file(f, writable=False)
-                with open(stop + ".reads", "w") as done:  # how many so far, for the test to wait on
-                    done.write(str(len(reads)))
+                with open(stop + ".reads", "w") as done:  # how many so far, and direct, for the test to wait on
+                    done.write(f"{len(reads)} {counts(t)[0]}")
             count = rng.choice((1, 2))
             first = rng.randrange(pages - count + 1)
             start = time.monotonic_ns()

@@ -264,19 +264,31 @@ def test_direct_accesses_stay_exact_while_pages_are_unmapped_reclaimed_replicate
         cli("latency", "--name", c.name, "inject", "real", "--dilation", "2000", check=True)
         cli("latency", "--name", c.name, "jitter", "uniform", "0.3", check=True)
     stop = tmp_path / "stop"
-    procs = {"writer": _start("writer", "0", "16", str(stop), cluster=c.name),
-             "reuser": _start("reuser", "0", str(stop), cluster=c.name),
-             "filewriter": _start("filewriter", "1", "f", str(f_pages), str(stop), cluster=c.name),
-             "filereader": _start("filereader", "0", "f", str(f_pages), str(stop), cluster=c.name),
-             "churner": _start("churner", "0", "big", str(4 * frames), str(stop), cluster=c.name)}
-
+    # the writer's pages first, on node 0 (under load the churner could fill it first: they would
+    # land on node 1, where no access of the writer is direct)
+    procs = {"writer": _start("writer", "0", "16", str(stop), cluster=c.name)}
+    try:
+        line = procs["writer"].stdout.readline().split()
+        assert line and line[0] == "ready", line
+    except BaseException:
+        procs["writer"].kill()
+        procs["writer"].communicate()
+        raise
+    procs |= {"reuser": _start("reuser", "0", str(stop), cluster=c.name),
+              "filewriter": _start("filewriter", "1", "f", str(f_pages), str(stop), cluster=c.name),
+              "filereader": _start("filereader", "0", "f", str(f_pages), str(stop), cluster=c.name),
+              "churner": _start("churner", "0", "big", str(4 * frames), str(stop), cluster=c.name)}
     reads = Path(f"{stop}.reads")
+    seen: dict = {}
 
-    def everything_happened() -> bool:  # under load the counters may come before the reader's 200 reads
-        return (all(vm_total(c, key) > 2 for key in ("pgreplicazap_write", "pgreplicazap_reclaim", "pgsteal_direct"))
-                and reads.exists() and int(reads.read_text() or 0) > 200)
-    out = _run_workers(procs, ("writer", "filewriter", "filereader"), stop, everything_happened,
-                       "collapses, replicas reclaimed, page-cache pages stolen on node 0 and 200 reads of f")
+    def everything_happened() -> bool:  # under load the counters may come before the reader's reads
+        seen.update({key: vm_total(c, key) for key in ("pgreplicazap_write", "pgreplicazap_reclaim", "pgsteal_direct")})
+        seen["reads, direct"] = [int(n) for n in reads.read_text().split()] if reads.exists() else [0, 0]
+        return (all(n > 2 for key, n in seen.items() if key.startswith("pg"))
+                and len(seen["reads, direct"]) == 2 and seen["reads, direct"][0] > 200 and seen["reads, direct"][1] > 0)
+    out = _run_workers(procs, ("filewriter", "filereader"), stop, everything_happened,
+                       "collapses, replicas reclaimed, page-cache pages stolen on node 0, 200 reads of f, "
+                       "some direct", seen)
     w, fw, fr = out["writer"], out["filewriter"], out["filereader"]
     assert violations(w["writes"], w["reads"]) == []
     assert violations(fw["writes"], fr["reads"]) == []  # file pages: every read against the other task's writes

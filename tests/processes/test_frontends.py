@@ -167,7 +167,7 @@ FRESH_VMSTAT_NAMES = [
     "pgreplicazap_copyfail", "pgreplicazap_nodedeath", "pgreplicabackoff", "nr_migcache_pages", "pgmigcache_in", "pgmigcache_out",
     "pgwriteback", "repl_hits", "repl_stale_access", "repl_backoff_skips", "repl_copy_failed",
     "repl_fill_refused", "repl_fetch_bytes", "repl_fault_wall_ns", "pglost_master", "pglost_dirty", "dir_rebuilt",
-    "nr_direct_held"]
+    "nr_direct_held", "numa_task_migrated", "numa_task_swapped"]
 
 
 def test_vmstat_of_a_fresh_cluster_lists_every_counter_with_its_zero(four, cli):

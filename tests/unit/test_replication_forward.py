@@ -21,6 +21,7 @@ from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.messages import Ok
 from numa_emu.protocol.messages import memory as mm
 from numa_emu.protocol.messages import pagecache as pc
+from tests.helpers import run_effects
 
 PAGE = 4096
 OBJ = "file:f"
@@ -280,3 +281,25 @@ def test_a_locked_collapse_survives_the_unsafe_ordering_clearing_its_replicas_me
     with pytest.raises(StopIteration):
         locked.send([pc.PteShootdownAck(unmapped=1)])
     assert entry.replicas == {} and entry.mappers == {} and sum(repl.lifetimes.values()) == 1
+
+
+def test_the_unsafe_ordering_never_frees_a_replica_a_locked_collapse_is_freeing():
+    """vm.unsafe_unreplicate=1: a write's collapse without the lock, while a locked collapse waits
+    for its shootdowns (which free the replica on its node), leaves that replica to it: freed by
+    both, the frame was freed twice ("frame 5 is not in use" on a real cluster)."""
+    c = core(1)
+    repl = Replication(c, Directory(), FileTable(), ReplicationTunables(unsafe_unreplicate=True))
+    entry = repl.dir.entry(OBJ, 0)
+    entry.node, entry.frame, entry.gen = 1, c.pool.alloc(), 0
+    entry.replicas, entry.mappers, entry.born_ns = {2: (5, 0), 3: (6, 0)}, {2: 2, 3: 3}, {2: 0, 3: 0}
+    locked = repl.collapse(OBJ, 0, entry, "reclaim", only=2)
+    assert [(call.dest, call.request.frame, call.request.free) for call in next(locked)] == [("node:2", 5, True)]
+    effects = []
+    run_effects(repl._collapse_unsafe(OBJ, 0, entry, "write"), lambda e: effects.append(e) or [Ok()])
+    frees = [(call.dest, call.request.frames) for e in effects for call in (e if isinstance(e, list) else [e])
+             if isinstance(call, Call)]
+    assert frees == [("node:3", [6])]  # replica 3 only: replica 2's free rides on the locked shootdown
+    assert entry.replicas == {2: (5, 0)}
+    with pytest.raises(StopIteration):
+        locked.send([pc.PteShootdownAck(unmapped=1)])
+    assert entry.replicas == {} and entry.collapsing == set()
