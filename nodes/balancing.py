@@ -173,13 +173,15 @@ class Balancer:
     def migrate_preferred(self, task):
         """numa_migrate_preferred, after a hinting fault: at most once per retry interval
         (min(1 s, scan period / 16), at least a jiffy), a task away from its preferred node asks the coordinator to
-        run it there (task_numa_migrate); the answer comes later, the access goes on at once."""
+        run it there (task_numa_migrate); the answer comes later, the access goes on at once. The
+        interval starts only once the task has a preferred node, as the kernel returns before
+        setting numa_migrate_retry without one: the first hinting faults do not delay the first ask."""
         scan = task.numa
         now = self._now(task)
-        if scan is None or scan.asking or now < scan.migrate_retry_ns:
+        if scan is None or scan.asking or now < scan.migrate_retry_ns or scan.preferred < 0:
             return
         scan.migrate_retry_ns = now + max(JIFFY_NS, min(1000 * _MS, scan.period_ns // 16))
-        if scan.preferred < 0 or scan.preferred == task.node:
+        if scan.preferred == task.node:
             return
         scan.asking = True
         yield Spawn(self._ask_to_move(task.task_id, scan))

@@ -1,10 +1,13 @@
 """Placements of an experiment: the CPU a workload runs on and the memory policy it starts with.
 
 A placement is numactl options ("--interleave=all", "--membind=2 --cpunodebind=0"), parsed by
-numactl's own front-end parser, or an explicit mode and node list, plus an optional CPU. It
-becomes the environment that `numa_emu.attach()` reads (NUMA_EMU_CPU, NUMA_EMU_POLICY,
-NUMA_EMU_CPUNODEBIND, NUMA_EMU_PHYSCPUBIND), exactly what `numa-emu numactl` would hand its
-command, checked against the topology the way libnuma checks node strings (strictly).
+numactl's own front-end parser, or an explicit mode and node list, plus an optional CPU. A
+placement is pinned by default (one CPU: the given one, else the first, as `taskset -c N`); with
+`pinned = false` it names no CPU, the coordinator places the task (the least loaded, lowest CPU
+within any -N/-C binding) and NUMA balancing may move it toward its memory. It becomes the
+environment that `numa_emu.attach()` reads (NUMA_EMU_CPU, NUMA_EMU_POLICY, NUMA_EMU_CPUNODEBIND,
+NUMA_EMU_PHYSCPUBIND), exactly what `numa-emu numactl` would hand its command, checked against
+the topology the way libnuma checks node strings (strictly).
 """
 from __future__ import annotations
 
@@ -27,11 +30,14 @@ class Placement:
     mode: str | None = None  # or an explicit policy word ...
     nodes: str | None = None  # ... and node list ("0-1")
     description: str = ""
+    pinned: bool = True  # False: no CPU of its own, the task may move (NUMA balancing's task placement)
 
     def label(self) -> str:
         if self.policy:
-            return self.policy
-        return f"{self.mode} {self.nodes or ''}".strip() if self.mode else "default policy"
+            text = self.policy
+        else:
+            text = f"{self.mode} {self.nodes or ''}".strip() if self.mode else "default policy"
+        return text if self.pinned else f"{text}, unpinned"
 
     def environment(self, topology: Topology) -> dict[str, str]:
         """The task's environment on `topology`; NumaEmuError (EINVAL) when it cannot be met."""
@@ -56,7 +62,7 @@ class Placement:
             policy = make_policy(mode, nodes, allowed=allowed, possible=topology.node_ids, strict=True)
             env[api.ENV_POLICY] = json.dumps(policy.to_wire())
         cpu = self.cpu
-        if cpu is None and not (api.ENV_NODEBIND in env or api.ENV_CPUBIND in env):
+        if cpu is None and self.pinned and not (api.ENV_NODEBIND in env or api.ENV_CPUBIND in env):
             cpu = topology.cpus[0]
         if cpu is not None:
             topology.node_of_cpu(cpu)  # EINVAL naming the CPUs the machine has

@@ -30,6 +30,7 @@ user's own command lists, placements are policies.
 
     [placements.remote]
     cpu = 0                          # default: -C/-N binding if given, else the first CPU
+    # pinned = false                 # no CPU: the coordinator places it, balancing may move it
     policy = "--membind=2"           # numactl options (policy, -N, -C) ...
     # mode = "bind"; nodes = "2"     # ... or an explicit mode and node list
 
@@ -83,7 +84,7 @@ _PARAMETER_RE = r"[A-Za-z_][A-Za-z0-9_]*"  # a grid parameter of the user's comm
 _TOP = {"experiment", "grid", "placements", "workloads", "quick", faults_table.TABLE}
 _EXPERIMENT = {"name", "description", "topology", "inject", "dilation", "repetitions", "metric", "latency_scope",
                "timeout", "report", "plots", settings.TABLE, "jitter"}
-_PLACEMENT = {"cpu", "policy", "mode", "nodes", "description"}
+_PLACEMENT = {"cpu", "pinned", "policy", "mode", "nodes", "description"}
 
 
 class SpecError(NumaEmuError):
@@ -151,6 +152,11 @@ def _placement(c: _Check, name: str, raw: Any, topologies: list[Topology]) -> Pl
     cpu = raw.get("cpu")
     if cpu is not None and (isinstance(cpu, bool) or not isinstance(cpu, int) or cpu < 0):
         raise c.fail(f"{key}.cpu", f"expected a CPU number, got {_show(cpu)}")
+    pinned = raw.get("pinned", True)
+    if not isinstance(pinned, bool):
+        raise c.fail(f"{key}.pinned", f"expected true or false, got {_show(pinned)}")
+    if cpu is not None and not pinned:
+        raise c.fail(f"{key}.pinned", "a cpu pins the task (taskset -c): drop cpu, or pinned = false")
     if "policy" in raw and ("mode" in raw or "nodes" in raw):
         raise c.fail(key, "give either policy (numactl options) or mode and nodes, not both")
     if "nodes" in raw and "mode" not in raw:
@@ -162,7 +168,7 @@ def _placement(c: _Check, name: str, raw: Any, topologies: list[Topology]) -> Pl
         raise c.fail(f"{key}.nodes", f"expected a node list like \"0-1\" or [0, 1], got {_show(nodes)}")
     p = Placement(name, cpu, c.string(raw["policy"], f"{key}.policy") if "policy" in raw else None,
                   c.string(raw["mode"], f"{key}.mode") if "mode" in raw else None, nodes,
-                  str(raw.get("description", "")))
+                  str(raw.get("description", "")), pinned)
     for topology in topologies:
         fault = p.problem(topology)
         if fault is not None:
@@ -252,7 +258,7 @@ class Spec:
                 "timeout_s": self.timeout_s, "quick": self.quick, "grid": {k: list(v) for k, v in self.grid.items()},
                 "swept": list(self.swept),
                 "placements": {n: {"cpu": p.cpu, "policy": p.policy, "mode": p.mode, "nodes": p.nodes,
-                                   "label": p.label()} for n, p in self.placements.items()},
+                                   "pinned": p.pinned, "label": p.label()} for n, p in self.placements.items()},
                 "workloads": {n: {"command": list(w.script) if w.script else w.command, "options": list(w.options),
                                   "sysctl": {k: list(v) for k, v in w.sysctl}} for n, w in self.workloads.items()},
                 "user_parameters": list(self.user_parameters),
@@ -264,7 +270,7 @@ class Spec:
     def from_dict(cls, d: dict) -> Spec:
         """The spec of a results.json (to_dict), enough to summarise and plot again; no topology."""
         try:
-            placements = {n: Placement(n, p["cpu"], p["policy"], p["mode"], p["nodes"])
+            placements = {n: Placement(n, p["cpu"], p["policy"], p["mode"], p["nodes"], pinned=p.get("pinned", True))
                           for n, p in d["placements"].items()}
             workloads = {}
             for n, w in d["workloads"].items():

@@ -9,9 +9,10 @@ accesses went: `where()` after each round gives the exact share.
 from __future__ import annotations
 
 from numa_emu.protocol.messages import tasks as tm
+from numa_emu.workloads import racer
 
 COUNTERS = ("numa_pte_updates", "numa_hint_faults", "numa_hint_faults_local", "numa_pages_migrated",
-            "pgmigrate_success", "pgmigrate_fail")
+            "pgmigrate_success", "pgmigrate_fail", "numa_task_migrated", "numa_task_swapped")
 
 
 def counters(name: str) -> dict[str, int]:
@@ -30,9 +31,15 @@ def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 def run_team(team, task, cpus: list[int], args, run_id: str, prepare, work) -> dict:
     """The leader's side of numa01 and numa02: spawn a worker on each of `cpus`, `prepare()` the
     leader's region while they start, start everyone at once, `work(region)` the leader's share;
-    the team summary, with the balancing counters that moved meanwhile."""
+    the team summary, with the balancing counters that moved meanwhile. An unpinned leader's
+    workers are unpinned too: the coordinator places them, one after the other (racer.pinned)."""
+    options = ["--size", str(args.size), "--iterations", str(args.iterations)]
+    pinned = racer.pinned(task)
     for i, cpu in enumerate(cpus, 1):
-        team.spawn(i, cpu, ["--size", str(args.size), "--iterations", str(args.iterations)], run_id)
+        if pinned:
+            team.spawn(i, cpu, options, run_id)
+        else:
+            team.spawn_unpinned(i, options, run_id)
     region = prepare()
     team.wait_ready()
     before = counters(team.cluster)

@@ -6,7 +6,11 @@ The leader is the task that `numa-emu workload NAME` (or the experiment runner) 
 takes part. Each worker is `python -m numa_emu.workloads.NAME --team-index I --cpu C ...`, a task
 of its own, in the leader's process group (the experiment runner's SIGTERM to the group stops
 them all) with the leader's memory policy (children inherit it, as under numactl) but its own
-CPU. Three pipes, which cost nothing in the model (like prodcons' hand-over):
+CPU. A leader that may run on one CPU only (`--cpu`, NUMA_EMU_CPU, `taskset -c`) pins its workers
+to theirs; an unpinned leader (`pinned`) leaves them unpinned too (numa01, numa02): each attaches
+without a CPU and the coordinator places it (the least loaded, lowest CPU), one after the other
+(`spawn_unpinned`), so the placement is the same every run and NUMA balancing may move them.
+Three pipes, which cost nothing in the model (like prodcons' hand-over):
 
 - ready: every worker writes one byte once it has attached and mapped what it needs;
 - go: the leader closes it, and every worker starts its measured phase at once;
@@ -83,6 +87,11 @@ def worker_cpus(name: str, leader_cpu: int, per_node: int, nodes: str | None, *,
     return out
 
 
+def pinned(task) -> bool:
+    """Whether `task` may run on one CPU only (attach(cpu=N), --cpu, taskset -c N)."""
+    return len(task.info()["affinity"]) <= 1
+
+
 def counters(name: str) -> dict[str, int]:
     """The cluster's replication counters, summed over its nodes."""
     from numa_emu import cluster
@@ -115,35 +124,47 @@ class Team:
     def __init__(self, workload: str, cluster: str, pass_fds: tuple[int, ...] = ()):
         self.workload, self.cluster, self.pass_fds = workload, cluster, pass_fds
         self.procs: list[subprocess.Popen] = []
+        self._ready = 0  # workers that said ready
         self._ready_r, self._ready_w = os.pipe()
         self._go_r, self._go_w = os.pipe()
         self._stop_r, self._stop_w = os.pipe()
 
-    def spawn(self, index: int, cpu: int, options: list[str], run_id: str) -> None:
+    def spawn(self, index: int, cpu: int | None, options: list[str], run_id: str) -> None:
+        """Start worker `index` pinned to `cpu`; None: unpinned, on the coordinator's pick."""
+        place = ["--cpu", str(cpu)] if cpu is not None else []
         argv = [sys.executable, "-m", f"numa_emu.workloads.{self.workload}", "--cluster", self.cluster,
-                "--cpu", str(cpu), "--team-index", str(index), "--run-id", run_id, "--ready-fd", str(self._ready_w),
+                *place, "--team-index", str(index), "--run-id", run_id, "--ready-fd", str(self._ready_w),
                 "--go-fd", str(self._go_r), "--stop-fd", str(self._stop_r), *options]
         env = {k: v for k, v in os.environ.items() if k not in _UNBIND}
         self.procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, env=env, text=True,
                                            pass_fds=(self._ready_w, self._go_r, self._stop_r, *self.pass_fds)))
 
+    def spawn_unpinned(self, index: int, options: list[str], run_id: str) -> None:
+        """Start worker `index` without a CPU and wait until it is attached and prepared: the
+        coordinator places each unpinned worker knowing where the earlier ones run."""
+        self.spawn(index, None, options, run_id)
+        self._await_ready(len(self.procs), START_TIMEOUT_S)
+
     def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Every worker attached and prepared; EIO naming the first one that exited instead."""
         for fd in (self._ready_w, self._go_r, self._stop_r):  # ours are the other ends
             os.close(fd)
         self._ready_w = self._go_r = self._stop_r = -1
-        deadline, count = time.monotonic() + timeout_s, 0
-        while count < len(self.procs):
+        self._await_ready(len(self.procs), timeout_s)
+
+    def _await_ready(self, count: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self._ready < count:
             ready, _, _ = select.select([self._ready_r], [], [], min(0.2, max(0.0, deadline - time.monotonic())))
             if ready:
                 got = os.read(self._ready_r, 4096)
-                count += len(got)
+                self._ready += len(got)
                 if got:
                     continue
             self._check_alive()
             if time.monotonic() > deadline:
-                raise NumaEmuError(ErrorCode.ETIMEDOUT, f"{self.workload}: {len(self.procs) - count} worker(s) "
+                raise NumaEmuError(ErrorCode.ETIMEDOUT, f"{self.workload}: {count - self._ready} worker(s) "
                                                         f"not ready within {timeout_s:g} s")
 
     def _check_alive(self) -> None:

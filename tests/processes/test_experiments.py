@@ -250,3 +250,30 @@ def test_a_broken_script_fails_its_own_run_and_the_experiment_goes_on(cli, tmp_p
                 "(grid: n, workload, topology, inject, dilation, latency_scale, placement)",
         "noprogram": f"failed: cannot start no-such-program-numa-emu in {tmp_path}: No such file or directory",
         "fine": "ok"}
+
+
+def test_the_shipped_task_placement_quick_run_pinned_against_unpinned(cli, home, tmp_path):
+    """numa02 with balancing on (experiments/numa-task-placement.toml): on a ring of four busy
+    CPUs no unpinned task can move (no idle CPU, no two tasks preferring each other's node), so
+    the run equals the pinned one; on two nodes the tasks swap, after the pages already went home,
+    and vm.auto_migrate brings the pages after them: every page copied twice."""
+    out = tmp_path / "tp"
+    cli("experiment", "run", "numa-task-placement", "--quick", "--out", str(out), check=True, timeout_s=240)
+    with open(out / "results.csv", newline="") as f:
+        rows = {(r["topology"].split(",")[1], r["placement"]): r for r in csv.DictReader(f)}
+    assert len(rows) == 4 and all(r["status"] == "ok" and r["locality"] == "1.0" for r in rows.values())
+    fields = ("virtual_ns", "numa_hint_faults", "numa_pages_migrated", "pgmigrate_success", "numa_task_migrated",
+              "numa_task_swapped")
+    figures = {k: {f: int(r[f]) for f in fields} for k, r in rows.items()}
+    ring = {"numa_hint_faults": 1024, "numa_pages_migrated": 512, "pgmigrate_success": 512,
+            "numa_task_migrated": 0, "numa_task_swapped": 0}
+    assert figures[("4", "pinned")] == figures[("4", "unpinned")] == {**ring, "virtual_ns": figures[("4", "pinned")]["virtual_ns"]}
+    pinned, unpinned = figures[("2", "pinned")], figures[("2", "unpinned")]
+    assert {k: v for k, v in pinned.items() if k != "virtual_ns"} == {
+        "numa_hint_faults": 512, "numa_pages_migrated": 256, "pgmigrate_success": 256, "numa_task_migrated": 0,
+        "numa_task_swapped": 0}
+    assert unpinned["numa_task_swapped"] == 2 and unpinned["numa_task_migrated"] == 0
+    assert unpinned["numa_pages_migrated"] == 256 and unpinned["pgmigrate_success"] == 512
+    assert unpinned["virtual_ns"] > pinned["virtual_ns"]
+    assert rows[("2", "unpinned")]["cpu"] == "1" and rows[("2", "pinned")]["cpu"] == "0"  # the leader swapped
+    assert workload_processes(home) == []

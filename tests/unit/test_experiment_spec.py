@@ -71,6 +71,8 @@ ERRORS = [
     (doc(extra='[placements.p]\ncpu = 0\nhome = 1'), "placements.p.home", "unknown key"),
     (doc(extra='[placements.p]\ncpu = "zero"'), "placements.p.cpu", "expected a CPU number"),
     (doc(extra='[placements.p]\ncpu = 7'), "placements.p.cpu", "no cpu 7"),
+    (doc(extra='[placements.p]\npinned = "no"'), "placements.p.pinned", 'expected true or false, got "no"'),
+    (doc(extra='[placements.p]\ncpu = 1\npinned = false'), "placements.p.pinned", "a cpu pins the task"),
     (doc(extra='[placements.p]\npolicy = "--localalloc"\nmode = "bind"'), "placements.p", "not both"),
     (doc(extra='[placements.p]\nnodes = "1"'), "placements.p.nodes", "nodes without a mode"),
     (doc(extra='[placements.p]\nmode = "sideways"\nnodes = "1"'), "placements.p.mode", "unknown policy"),
@@ -238,6 +240,29 @@ def test_placements_become_the_task_environment(tmp_path):
     assert nb["NUMA_EMU_CPUNODEBIND"] == "1" and "NUMA_EMU_CPU" not in nb
     assert json.loads(nb["NUMA_EMU_POLICY"])["mode"] == int(Mode.PREFERRED)
     assert spec.placements["il"].label() == "--interleave=all" and spec.placements["far"].label() == "bind 2-3"
+
+
+def test_an_unpinned_placement_names_no_cpu_and_round_trips(tmp_path):
+    from numa_emu.experiments.spec import Spec
+
+    extra = ('[placements.free]\npinned = false\npolicy = "--interleave=all"\n'
+             '[placements.freenb]\npinned = false\npolicy = "--cpunodebind=1"\n[placements.pin]\npinned = true\n')
+    spec = load(tmp_path, doc(extra=extra))
+    topo = spec.topologies["default-4n"]
+    free = spec.placements["free"].environment(topo)
+    assert "NUMA_EMU_CPU" not in free and json.loads(free["NUMA_EMU_POLICY"])["nodes"] == [0, 1, 2, 3]
+    assert spec.placements["freenb"].environment(topo) == {"NUMA_EMU_CPUNODEBIND": "1"}
+    assert spec.placements["pin"].environment(topo) == {"NUMA_EMU_CPU": "0"}
+    assert spec.placements["free"].label() == "--interleave=all, unpinned"
+    again = Spec.from_dict(spec.to_dict())
+    assert again.placements["free"].pinned is False and again.placements["pin"].pinned is True
+
+
+def test_the_shipped_task_placement_experiment_loads_and_its_quick_grid_is_small():
+    quick = load_spec("numa-task-placement", quick=True)
+    assert quick.placements["unpinned"].pinned is False and quick.placements["pinned"].cpu == 0
+    assert quick.sysctl_fixed["kernel.numa_balancing"] == 1
+    assert len(quick.configurations()) == 4
 
 
 def test_a_topology_file_is_found_beside_the_experiment(tmp_path):
