@@ -6,7 +6,9 @@ they need another node; the server performs the calls (docs/protocol.md#first-to
 from __future__ import annotations
 
 import collections
+import itertools
 import zlib
+from dataclasses import dataclass, field
 from typing import Callable
 
 from numa_emu.protocol.costmodel import CostModel
@@ -14,7 +16,7 @@ from numa_emu.nodes.framepool import USED, FramePool
 from numa_emu.nodes.placement import Placement, charge
 from numa_emu.nodes.store import FILE_PREFIX
 from numa_emu.protocol.counters import NODE_EVENTS, NUMASTAT_COUNTERS
-from numa_emu.protocol.effects import Call, Sleep
+from numa_emu.protocol.effects import Call, Future, Sleep
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
 from numa_emu.protocol.messages import memory as mm
 from numa_emu.protocol.routing import node_dest, node_of
@@ -60,6 +62,19 @@ class NumaStatCounters(dict):
         self.enabled = on
 
 
+ALLOC_TICKETS_KEPT = 16384  # allocations served here that a timed-out requester may still undo
+
+
+@dataclass(slots=True)
+class AllocTicket:
+    """An allocation a node served (or was told to undo before it came), by its requester's ticket."""
+
+    frames: list[int] = field(default_factory=list)
+    gens: list[int] = field(default_factory=list)
+    undone: bool = False
+    serving: Future | None = None  # resolved once its frames are taken
+
+
 class Capture:
     """Frames of this node that a direct reclaim freed, kept for the allocation that reclaimed
     them (Linux's capture_control hands the page compaction freed to the allocation that
@@ -103,6 +118,12 @@ class NodeCore:
         self.frame_task: dict[int, int] = {}
         # node -> {frame: generation} freed here but not confirmed there (free_frames, retry_frees)
         self.unfreed: dict[int, dict[int, int]] = {}
+        # frame.alloc calls that timed out, to be undone there (retry_allocs): node -> {ticket:
+        # the node the allocation preferred}; and, as a supplier, the allocations served here by
+        # ticket (the most recent ALLOC_TICKETS_KEPT)
+        self.alloc_seq = itertools.count(1)
+        self.allocs_unsure: dict[int, dict[tuple, int]] = {}
+        self.alloc_tickets: collections.OrderedDict[tuple, AllocTicket] = collections.OrderedDict()
         # numa_foreign this node owes the nodes its allocations preferred (add_foreign): per node the
         # running total, sent whole, so that a re-send, a duplicate or a late copy counts once; a
         # restarted node starts again at zero under a later incarnation (its start, in ns)
@@ -345,13 +366,18 @@ class NodeCore:
         wire = {k: list(v) if v is not None else None
                 for k, v in (("replica_of", replica_of), ("cache_of", cache_of), ("master_of", master_of),
                              ("shm_of", shm_of))}
+        ticket = [self.node_id, self.incarnation, next(self.alloc_seq)]
         try:
             reply = yield Call(node_dest(node), mm.FrameAlloc(count=count, preferred=preferred, task_node=task_node,
                                                               interleave=interleave, fill=fill, reclaim=reclaim,
-                                                              task_id=owner, data=data, **wire))
+                                                              task_id=owner, data=data, ticket=ticket, **wire))
         except NumaEmuError as exc:
             if exc.code not in (ErrorCode.ENODEV, ErrorCode.ETIMEDOUT, ErrorCode.EIO):
                 raise
+            if exc.code == ErrorCode.ETIMEDOUT and node not in self.dead:
+                # served or not, nothing here will use it: undone there (retry_allocs), or its
+                # frames leak when the reply was lost or came too late (a partition, a stop)
+                self.allocs_unsure.setdefault(node, {})[tuple(ticket)] = preferred
             return []  # a dead or silent node supplies nothing
         gens = reply.generations or [0] * len(reply.frames)
         return [(node, f, g) for f, g in zip(reply.frames, gens)]
@@ -403,9 +429,72 @@ class NodeCore:
         return grew
 
     def unconfirmed(self) -> bool:
-        """Whether a free or a numa_foreign total waits for a peer's confirmation (retry_frees,
-        retry_foreign: a node's retry timer runs them)."""
-        return bool(self.unfreed or self.foreign_unsent)
+        """Whether a free, a numa_foreign total or the undoing of a timed-out allocation waits for
+        a peer's confirmation (retry_frees, retry_foreign, retry_allocs: a node's retry timer runs them)."""
+        return bool(self.unfreed or self.foreign_unsent or self.allocs_unsure)
+
+    # ---- allocations by ticket (frame.alloc that timed out) ---------------------------------
+    def begin_alloc(self, ticket: list | None) -> AllocTicket | None:
+        """The record of the allocation `ticket`, which this node is about to serve; None when it
+        must take nothing: undone before it came (or served already: a copy the reactor's
+        deduplication no longer knows must not allocate twice), or it has no ticket."""
+        if ticket is None or tuple(ticket) in self.alloc_tickets:
+            return None
+        entry = self.alloc_tickets[tuple(ticket)] = AllocTicket(serving=Future())
+        while len(self.alloc_tickets) > ALLOC_TICKETS_KEPT:
+            self.alloc_tickets.popitem(last=False)
+        return entry
+
+    def end_alloc(self, entry: AllocTicket, frames: list[int]) -> None:
+        """The allocation `entry` took `frames` (it may be undone now: undo_allocs waited for this)."""
+        entry.frames, entry.gens = frames, [self.pool.generation[f] for f in frames]
+        serving, entry.serving = entry.serving, None
+        serving.set_result(None)
+
+    def undo_allocs(self, tickets: list):
+        """frame.alloc.undo: free what each allocation took here, once (one being served is waited
+        for); one not come yet is remembered as undone (begin_alloc refuses it). Per ticket, how
+        many frames it had taken."""
+        out = []
+        for ticket in tickets:
+            key = tuple(ticket)
+            entry = self.alloc_tickets.get(key)
+            if entry is None:
+                entry = self.alloc_tickets[key] = AllocTicket()
+            elif entry.serving is not None:
+                yield entry.serving
+            if not entry.undone:
+                entry.undone = True
+                self.release([f for f, g in zip(entry.frames, entry.gens)
+                              if self.pool.state[f] == USED and self.pool.generation[f] == g])
+            out.append(len(entry.frames))
+        return out
+
+    def retry_allocs(self):
+        """Undo the allocations whose frame.alloc timed out (alloc_on), one frame.alloc.undo per
+        node, until that node answers or dies; each counts the numa_foreign its numa_miss owes,
+        as an allocation freed at once. How many are left."""
+        for node in [n for n in self.allocs_unsure if n in self.dead]:
+            del self.allocs_unsure[node]
+        sent = {n: dict(t) for n, t in self.allocs_unsure.items()}
+        if sent:
+            try:
+                replies = yield [Call(node_dest(n), mm.FrameAllocUndo(tickets=[list(t) for t in tickets]))
+                                 for n, tickets in sent.items()]
+            except NumaEmuError:
+                pass  # the next turn sends them all again: an undo counts once
+            else:
+                foreign: collections.Counter[int] = collections.Counter()
+                for (node, tickets), reply in zip(sent.items(), replies):
+                    left = self.allocs_unsure.get(node, {})
+                    for (ticket, preferred), taken in zip(tickets.items(), reply.allocated):
+                        left.pop(ticket, None)
+                        if taken and node != preferred:
+                            foreign[preferred] += int(taken)
+                    if not left:
+                        self.allocs_unsure.pop(node, None)
+                yield from self.add_foreign(foreign)
+        return sum(len(t) for t in self.allocs_unsure.values())
 
     def free_frames(self, by_node: dict[int, list[int]], zap_cause: str | None = None,
                     generations: dict[int, list[int]] | None = None):

@@ -29,6 +29,7 @@ class FrameService:
         return {
             "frame.alloc": self.alloc,
             "frame.free": self.free,
+            "frame.alloc.undo": self.undo,
             "frame.read": self.read,
             "frames.read": self.read_many,
             "frame.write": self.write,
@@ -53,11 +54,26 @@ class FrameService:
                   data=msg.data)
         if msg.data is not None and len(msg.data) != c.page_size:
             raise NumaEmuError(ErrorCode.EINVAL, f"frame.alloc: data is {len(msg.data)} bytes, a page is {c.page_size}")
-        if msg.reclaim:  # direct reclaim: no page lock is waited for (dir.reclaim takes none that is held)
-            frames = yield from c.supply_reclaiming(msg.count, **kw)
-        else:
-            frames = c.supply(msg.count, **kw)
+        if msg.ticket is not None and not _is_ticket(msg.ticket):
+            raise NumaEmuError(ErrorCode.EINVAL, "frame.alloc: a ticket is [node, incarnation, sequence]")
+        entry = c.begin_alloc(msg.ticket)
+        if entry is None and msg.ticket is not None:  # undone before it came: it takes nothing
+            return mm.FrameAllocReply(frames=[], generations=[])
+        frames: list[int] = []
+        try:
+            if msg.reclaim:  # direct reclaim: no page lock is waited for (dir.reclaim takes none that is held)
+                frames = yield from c.supply_reclaiming(msg.count, **kw)
+            else:
+                frames = c.supply(msg.count, **kw)
+        finally:
+            if entry is not None:
+                c.end_alloc(entry, frames)
         return mm.FrameAllocReply(frames=frames, generations=[c.pool.generation[f] for f in frames])
+
+    def undo(self, msg: mm.FrameAllocUndo):
+        if not isinstance(msg.tickets, list) or not all(_is_ticket(t) for t in msg.tickets):
+            raise NumaEmuError(ErrorCode.EINVAL, "frame.alloc.undo: tickets are [node, incarnation, sequence]")
+        return mm.FrameAllocUndoReply(allocated=(yield from self.core.undo_allocs(msg.tickets)))
 
     def free(self, msg: mm.FrameFree) -> Ok:
         frames = [int(f) for f in msg.frames]
@@ -173,6 +189,11 @@ class FrameService:
                                                  f"node {msg.node} (incarnation {msg.incarnation})")
         c.take_foreign(msg.node, msg.incarnation, msg.total)
         return Ok()
+
+
+def _is_ticket(ticket: object) -> bool:
+    return (isinstance(ticket, list) and len(ticket) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in ticket))
 
 
 def _page(value: list | None, field: str, kind: str = "frame.alloc") -> tuple[str, int] | None:

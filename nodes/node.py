@@ -117,9 +117,10 @@ class Node:
         return self.reclaim.kswapd()
 
     def retry_frees(self):
-        """Frees and numa_foreign totals a peer did not confirm (nodes.core.retry_frees,
-        retry_foreign), sent again; how many are left."""
+        """Frees, undoings of timed-out allocations and numa_foreign totals a peer did not confirm
+        (nodes.core.retry_frees, retry_allocs, retry_foreign), sent again; how many are left."""
         left = yield from self.core.retry_frees()
+        left += yield from self.core.retry_allocs()
         return left + (yield from self.core.retry_foreign())
 
     def close(self) -> None:

@@ -227,6 +227,26 @@ class FrameAlloc(Request):
     task_id: int | None = None  # private frames of this task: freed by node.task.purge if its home dies
     master_of: list | None = None  # [obj, idx]: the master of a shared page (announced if its directory dies)
     data: bytes | None = None  # written into each frame at once (a file page's master, read from the store)
+    # [requester node, its incarnation, a sequence number]: the allocation's name, by which the
+    # requester undoes it (frame.alloc.undo) when its call timed out (a reply lost or held up)
+    ticket: list | None = None
+
+
+@message
+class FrameAllocUndoReply(Reply):
+    kind = "frame.alloc.undo.reply"
+    allocated: list  # per ticket: how many frames that allocation had taken here (0: none, or unknown)
+
+
+@message
+class FrameAllocUndo(Request):
+    """Node -> the node it asked for frames: those frame.alloc calls timed out, so nothing uses
+    what they took. Their frames are freed (once, however often this comes), and an allocation
+    not served yet is refused when it comes; the reply says what each had taken, for numa_foreign."""
+
+    kind = "frame.alloc.undo"
+    reply = FrameAllocUndoReply
+    tickets: list  # of FrameAlloc.ticket
 
 
 @message
