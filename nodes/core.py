@@ -69,6 +69,7 @@ ALLOC_TICKETS_KEPT = 16384  # allocations served here that a timed-out requester
 class AllocTicket:
     """An allocation a node served (or was told to undo before it came), by its requester's ticket."""
 
+    requester: int
     frames: list[int] = field(default_factory=list)
     gens: list[int] = field(default_factory=list)
     undone: bool = False
@@ -194,8 +195,22 @@ class NodeCore:
         self.unfreed.pop(node, None)
         self.foreign_owed.pop(node, None)  # its counters died with it; a restarted one starts at zero
         self.foreign_unsent.discard(node)
+        self.allocs_unsure.pop(node, None)
+        for entry in self.alloc_tickets.values():
+            if entry.requester == node and entry.serving is None:
+                self._drop_unused(entry)
         self.shardless.add(node)
         return held_shard
+
+    def _drop_unused(self, entry: AllocTicket) -> None:
+        """An allocation whose requester died: free the frames it took that nothing took up since
+        (no page, replica or task names them: the requester died before it used them)."""
+        if entry.undone:
+            return
+        entry.undone = True
+        roles = (self.master_frames, self.replica_frames, self.cache_frames, self.shm_frames, self.frame_task)
+        self.release([f for f, g in zip(entry.frames, entry.gens) if self.pool.state[f] == USED
+                      and self.pool.generation[f] == g and not any(f in role for role in roles)])
 
     # ---- supplying frames (this node is the one that gives the page) --------------------
     def supply(self, count: int, *, preferred: int, task_node: int, interleave: bool, fill: int | None,
@@ -440,7 +455,7 @@ class NodeCore:
         deduplication no longer knows must not allocate twice), or it has no ticket."""
         if ticket is None or tuple(ticket) in self.alloc_tickets:
             return None
-        entry = self.alloc_tickets[tuple(ticket)] = AllocTicket(serving=Future())
+        entry = self.alloc_tickets[tuple(ticket)] = AllocTicket(ticket[0], serving=Future())
         while len(self.alloc_tickets) > ALLOC_TICKETS_KEPT:
             self.alloc_tickets.popitem(last=False)
         return entry
@@ -450,6 +465,8 @@ class NodeCore:
         entry.frames, entry.gens = frames, [self.pool.generation[f] for f in frames]
         serving, entry.serving = entry.serving, None
         serving.set_result(None)
+        if entry.requester in self.dead:  # its requester died while it was served
+            self._drop_unused(entry)
 
     def undo_allocs(self, tickets: list):
         """frame.alloc.undo: free what each allocation took here, once (one being served is waited
@@ -460,7 +477,7 @@ class NodeCore:
             key = tuple(ticket)
             entry = self.alloc_tickets.get(key)
             if entry is None:
-                entry = self.alloc_tickets[key] = AllocTicket()
+                entry = self.alloc_tickets[key] = AllocTicket(ticket[0])
             elif entry.serving is not None:
                 yield entry.serving
             if not entry.undone:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from numa_emu.nodes.core import NodeCore
-from numa_emu.nodes.framepool import FramePool
+from numa_emu.nodes.framepool import FREE, USED, FramePool
 from numa_emu.nodes.frames import FrameService
 from numa_emu.protocol.effects import Call, Future
 from numa_emu.protocol.errors import ErrorCode, NumaEmuError
@@ -88,3 +88,16 @@ def test_bad_tickets_are_einval():
         assert info.value.code == ErrorCode.EINVAL
         with pytest.raises(NumaEmuError):
             undo(service, bad)
+
+
+def test_what_a_dead_requester_took_and_nobody_took_up_is_freed():
+    """node.down of the requester: the frames of its allocations that no page, replica or task
+    names are freed (it died before it used them); a task's private frame stays (task.purge's)."""
+    c, service = supplier()
+    plain = alloc(service).frames
+    owned = run_effects(service.alloc(mm.FrameAlloc(count=1, preferred=0, task_node=0, task_id=9,
+                                                    ticket=[0, 123, 2])), lambda e: None).frames
+    assert c.pool.free == 5
+    c.node_died(0, "killed")
+    assert c.pool.free == 7 and all(c.pool.state[f] == FREE for f in plain) and c.pool.state[owned[0]] == USED
+    assert undo(service, TICKET) == [2] and c.pool.free == 7  # an undo after it frees nothing again
