@@ -413,7 +413,9 @@ class Network:
         if self.timers and (not ready or self.timers[0][0] <= self.now_ns):
             due, _seq, owner, fn = heapq.heappop(self.timers)
             self.now_ns = max(self.now_ns, due)
-            if owner in self.stopped:
+            if owner in self.procs and not self.procs[owner].alive:
+                pass  # a crashed process runs nothing more (its coroutines' sleeps and retries died with it)
+            elif owner in self.stopped:
                 self.stopped[owner].append(fn)
             else:
                 fn()

@@ -261,3 +261,13 @@ def test_a_frame_alloc_that_timed_out_is_undone_where_it_was_served(monkeypatch,
                for line in result.trace)  # answered: the undo came through
     monkeypatch.setattr(NodeCore, "retry_allocs", _no_undo)
     assert "frames of node" in (run(SCENARIOS["reclaim-fill"], seed, trace=False, **faults).violation or "")
+
+
+def test_a_crashed_node_runs_nothing_more():
+    """writeshare seed 2 with all five faults: node 0 crashes while its shootdown to node 1 waits
+    to be sent again; a crashed process's sleeps and retries die with it (the simulator kept
+    running them: node 0 never heard of node 1's later death and retried for ever, a livelock)."""
+    result = run(SCENARIOS["writeshare"], 2, crash=True, partition=True, stop=True, drop=0.05, dup=0.05)
+    assert result.ok, result.violation
+    crashed = result.trace.index(next(line for line in result.trace if line.endswith("CRASH node:0: crashed")))
+    assert not any(line.split(None, 1)[1].startswith("node:0") for line in result.trace[crashed + 1:])
