@@ -327,6 +327,11 @@ class EchoClient:
             out.append(clock() - t0)
         return out
 
+    def warm(self, envelope: dict, count: int = 100) -> None:
+        """Round trips untimed, before the first measured one (connection and caches warm)."""
+        for _ in range(count):
+            self.one(envelope)
+
     def one(self, envelope: dict) -> None:
         """One round trip, untimed (for callers that time it themselves, e.g. `interleaved`)."""
         self.sock.send_multipart([TAG, msgpack.packb(envelope, use_bin_type=True)], copy=False)

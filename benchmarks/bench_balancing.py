@@ -84,8 +84,7 @@ def main() -> None:
     with bc.temp_home() as home, bc.echo_server(home) as endpoint:
         bare = bc.EchoClient(endpoint)
         env = bc.read_envelope(PAGE)
-        for _ in range(100):
-            bare.one(env)
+        bare.warm(env)
         rtt: list[float] = []
         cluster = Cluster(from_cli(2, 1, mem), name="bal", base=home)
         cluster.start()

@@ -83,8 +83,7 @@ class Bare:
         self.env8, self.env4k = bc.read_envelope(8), bc.read_envelope(PAGE)
         self.s8: list[float] = []
         self.s4k: list[float] = []
-        for _ in range(100):
-            self.client.one(self.env8)
+        self.client.warm(self.env8)
 
     def block(self) -> None:
         self.s8 += bc.timed(lambda: self.client.one(self.env8), BARE_BLOCK)

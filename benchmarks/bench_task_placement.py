@@ -85,8 +85,7 @@ def main() -> None:
     with bc.temp_home() as home, bc.echo_server(home) as endpoint:
         bare = bc.EchoClient(endpoint)
         env = bc.read_envelope(PAGE)
-        for _ in range(100):
-            bare.one(env)
+        bare.warm(env)
         rtt: list[float] = []
         cluster = Cluster(from_cli(2, 2, "64MiB"), name="tpl", base=home)
         cluster.start()
