@@ -248,11 +248,10 @@ class TaskTable:
         allowed = self.allowed_cpus(rec)
         there = allowed & self.node_cpus[node]
         load = self._load()
-        running = {n: sum(load[c] for c in cpus) for n, cpus in ((rec.node, self.node_cpus[rec.node]),
-                                                                  (node, self.node_cpus[node]))}
+        src_running, dst_running = (sum(load[c] for c in self.node_cpus[n]) for n in (rec.node, node))
         idle = sorted(c for c in there if load[c] == 0)
         cs = self.cpuset(rec.cpuset)
-        if idle and (running[node] + 1) - (running[rec.node] - 1) <= NUMA_IMBALANCE_MIN:
+        if idle and (dst_running + 1) - (src_running - 1) <= NUMA_IMBALANCE_MIN:
             change = self._plan(rec, frozenset(idle[:1]), cs.mems, cs.mems, load)
             self._apply([change])
             return "migrated", [change]

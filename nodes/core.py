@@ -513,6 +513,16 @@ class NodeCore:
                 yield from self.add_foreign(foreign)
         return sum(len(t) for t in self.allocs_unsure.values())
 
+    def free_allocated(self, got: list[tuple[int, int, int]]):
+        """Free frames as alloc_on and allocate return them, [(node, frame, generation)], that
+        were not used (each once, by its generation, however often the free is sent)."""
+        by_node: dict[int, list[int]] = {}
+        gens: dict[int, list[int]] = {}
+        for node, frame, gen in got:
+            by_node.setdefault(node, []).append(frame)
+            gens.setdefault(node, []).append(gen)
+        yield from self.free_frames(by_node, generations=gens)
+
     def free_frames(self, by_node: dict[int, list[int]], zap_cause: str | None = None,
                     generations: dict[int, list[int]] | None = None):
         """Free frames wherever they are (local now, remote with frame.free). With their

@@ -68,16 +68,10 @@ class MasterMove:
             finally:
                 entry.lock.release()
         except Exception:
-            yield from self._free_unused(msg, early)  # the move failed: its frame is not leaked
+            yield from c.free_allocated(early or [])  # the move failed: its frame is not leaked
             raise
-        yield from self._free_unused(msg, early)  # the master moved meanwhile (or went), or may not move
+        yield from c.free_allocated(early or [])  # unless the move took it: the master moved meanwhile (or went)
         return reply
-
-    def _free_unused(self, msg: mg.DirMigrate, early: list | None):
-        """Free the frame allocated before the lock, unless the move took it."""
-        if early:
-            _node, frame, gen = early.pop()
-            yield from self.core.free_frames({msg.target: [frame]}, generations={msg.target: [gen]})
 
     def _new_frame(self, msg: mg.DirMigrate):
         """A frame on the move's target, reclaiming there if the move was asked for: [(node,

@@ -128,8 +128,7 @@ class Replication:
         return reply
 
     def _free_unused(self, early: list):
-        for node, frame, gen in early:
-            yield from self.core.free_frames({node: [frame]}, generations={node: [gen]})
+        yield from self.core.free_allocated(early)
         early.clear()
 
     def _read(self, msg: pc.DirRead, entry: DirEntry):

@@ -4,14 +4,12 @@ hinting faults are on another node runs there if a CPU of it is idle, swaps with
 that prefers the first task's node, and never leaves the CPUs it is pinned to."""
 from __future__ import annotations
 
-import collections
 
 import pytest
 
 from numa_emu.protocol.messages import control as cm
-from numa_emu.protocol.messages import tasks as tm
 from numa_emu.protocol.topology_shapes import from_cli
-from tests.helpers import poll_until
+from tests.helpers import poll_until, vm_total
 
 pytestmark = pytest.mark.cluster
 PAGE, PAGES = 4096, 8
@@ -24,12 +22,6 @@ MOVES = ("numa_task_migrated", "numa_task_swapped")
 @pytest.fixture
 def two(cluster_factory):
     return cluster_factory(from_cli(2, 1, "1MiB"))  # cpu n on node n
-
-
-def totals(c) -> collections.Counter:
-    with c.client() as client:
-        nodes = client.call(tm.ClusterStats()).nodes
-    return sum((collections.Counter(d["vmstat"]) for d in nodes.values()), collections.Counter())
 
 
 def memory_on(task, node: int) -> None:
@@ -65,9 +57,8 @@ def test_a_task_moves_to_the_idle_node_that_holds_its_memory(two, puppets):
     assert (info["cpu"], info["numa_preferred"], info["affinity"]) == (1, 1, [0, 1])
     assert task.do("where", **{"as": "m"}) == [1] * PAGES  # the task moved, not its pages
     read_all(task)  # served by its new home
-    counts = totals(two)
-    assert {k: counts[k] for k in MOVES} == {"numa_task_migrated": 1, "numa_task_swapped": 0}
-    assert counts["numa_pages_migrated"] == 0
+    assert {k: vm_total(two, k) for k in MOVES} == {"numa_task_migrated": 1, "numa_task_swapped": 0}
+    assert vm_total(two, "numa_pages_migrated") == 0
 
 
 def test_two_tasks_on_busy_nodes_swap_places(two, puppets):
@@ -85,8 +76,7 @@ def test_two_tasks_on_busy_nodes_swap_places(two, puppets):
     read_all(a)
     read_all(b)
     assert (a.do("info")["cpu"], b.do("info")["cpu"]) == (1, 0)
-    counts = totals(two)
-    assert {k: counts[k] for k in MOVES} == {"numa_task_migrated": 0, "numa_task_swapped": 2}
+    assert {k: vm_total(two, k) for k in MOVES} == {"numa_task_migrated": 0, "numa_task_swapped": 2}
 
 
 def test_a_pinned_task_stays_where_it_was_put(two, puppets):
@@ -97,11 +87,11 @@ def test_a_pinned_task_stays_where_it_was_put(two, puppets):
 
     def asked() -> bool:
         read_all(task)
-        return task.do("info")["numa_preferred"] == 1 and totals(two)["numa_hint_faults"] >= 4 * PAGES
+        return task.do("info")["numa_preferred"] == 1 and vm_total(two, "numa_hint_faults") >= 4 * PAGES
     poll_until(asked, timeout_s=60, what="the task to ask for node 1, and many hinting faults")
     info = task.do("info")
     assert (info["node"], info["cpu"], info["affinity"]) == (0, 0, [0])
-    assert {k: totals(two)[k] for k in MOVES} == {"numa_task_migrated": 0, "numa_task_swapped": 0}
+    assert {k: vm_total(two, k) for k in MOVES} == {"numa_task_migrated": 0, "numa_task_swapped": 0}
 
 
 def test_balancing_off_moves_no_task(two, puppets):
@@ -111,5 +101,4 @@ def test_balancing_off_moves_no_task(two, puppets):
         read_all(task)
     info = task.do("info")
     assert (info["node"], info["numa_preferred"]) == (0, -1)
-    counts = totals(two)
-    assert (counts["numa_hint_faults"], counts["numa_task_migrated"]) == (0, 0)
+    assert (vm_total(two, "numa_hint_faults"), vm_total(two, "numa_task_migrated")) == (0, 0)
